@@ -1,0 +1,102 @@
+import type { JsonValue } from './json.js';
+import type { FLModel } from './model.js';
+
+/** An event a component reports for the site's audit log; returns the event id when the log assigns one. */
+export interface AuditEventInput {
+  /** What happened, as a short verb phrase in snake case (e.g. `filter_applied`, `budget_exhausted`). */
+  readonly action: string;
+  /** A human sentence; never secrets or model data. */
+  readonly msg?: string;
+  /** The peer's event id this one answers to (cross-site correlation). */
+  readonly ref?: string;
+  readonly user?: string;
+  readonly job?: string;
+  readonly scope?: string;
+  /** Small structured details (counts, epsilon spent, ...). */
+  readonly data?: Record<string, JsonValue>;
+}
+
+/** The hook through which filters, aggregators and learners write audit events. */
+export type AuditHook = (event: AuditEventInput) => string | undefined;
+
+/** What a filter knows about where it runs. */
+export interface FilterContext {
+  /** This site's name (from its kit). */
+  readonly site: string;
+  /** The job id. */
+  readonly job: string;
+  /** The task name (e.g. `train`). */
+  readonly task?: string;
+  /** The round number, from 0. */
+  readonly round: number;
+  /** The authenticated peer's name, when the filter runs on data received from one. */
+  readonly peer?: string;
+  /** Where to report what the filter did. */
+  readonly audit?: AuditHook;
+  /** Aborts long filters when the task is cancelled. */
+  readonly signal?: AbortSignal;
+}
+
+/**
+ * A privacy or transformation step on a model (FLARE's Filter). Filters must not mutate the caller's
+ * buffers unless their documentation says so; they return the model to pass on.
+ */
+export interface Filter {
+  readonly name: string;
+  apply(model: FLModel, ctx: FilterContext): FLModel | Promise<FLModel>;
+}
+
+/** Where an update comes from and how much it counts. */
+export interface AcceptContext {
+  /** The authenticated site name (never a field from the message). */
+  readonly from: string;
+  /** Aggregation weight (default 1). */
+  readonly weight?: number;
+  /** The round the update belongs to; an aggregator refuses updates for another round. */
+  readonly round?: number;
+}
+
+/**
+ * Combines site updates into one model. Streaming: `accept` each update as it arrives, `result` at the end
+ * of the round, `reset` for the next round. Implementations document their memory use.
+ */
+export interface Aggregator {
+  accept(update: FLModel, ctx: AcceptContext): void;
+  result(): FLModel;
+  reset(): void;
+}
+
+/** What a learner knows about its task. */
+export interface LearnerContext {
+  readonly site: string;
+  readonly job: string;
+  readonly round: number;
+  readonly signal?: AbortSignal;
+  /** Progress reports (0..1) for long local training. */
+  readonly progress?: (fraction: number) => void;
+}
+
+/**
+ * Local training at a site. `train` receives the global model and returns an update (a `diff` or `full`
+ * model) with meta NUM_STEPS_CURRENT_ROUND; `validate` returns metrics of a model on local data.
+ */
+export interface Learner {
+  train(global: FLModel, ctx: LearnerContext): Promise<FLModel>;
+  validate(global: FLModel, ctx: LearnerContext): Promise<Record<string, number>>;
+}
+
+/** The small logging interface libraries accept; @flare/runtime adapts winston to it. */
+export interface Logger {
+  debug(msg: string, fields?: Record<string, unknown>): void;
+  info(msg: string, fields?: Record<string, unknown>): void;
+  warn(msg: string, fields?: Record<string, unknown>): void;
+  error(msg: string, fields?: Record<string, unknown>): void;
+}
+
+/** A logger that drops everything: the default when a caller passes none. */
+export const silentLogger: Logger = Object.freeze({
+  debug() {},
+  info() {},
+  warn() {},
+  error() {},
+});

@@ -1,0 +1,48 @@
+import type {
+  AggregatorErrorCode,
+  AttestErrorCode,
+  AuditErrorCode,
+  AuthErrorCode,
+  CliErrorCode,
+  CodecErrorCode,
+  DpErrorCode,
+  HeErrorCode,
+  MlErrorCode,
+  ModelErrorCode,
+  PkiErrorCode,
+  PolicyErrorCode,
+  RuntimeErrorCode,
+  TransportErrorCode,
+} from './codes.js';
+import { FlareError } from './flare-error.js';
+
+// One subclass per area (jose's errors are the model): `instanceof PkiError` selects a family, `code` the case.
+
+/** A malformed model or frame (E_CODEC_*). */
+export class CodecError extends FlareError<CodecErrorCode> {}
+/** Models or tensors that do not fit an operation (E_MODEL_*). */
+export class ModelError extends FlareError<ModelErrorCode> {}
+/** Provisioning, certificates, kits, revocation. */
+export class PkiError extends FlareError<PkiErrorCode> {}
+/** Login, sessions, message authentication. */
+export class AuthError extends FlareError<AuthErrorCode> {}
+/** Connections, frames on the wire, proxies. */
+export class TransportError extends FlareError<TransportErrorCode> {}
+/** Site policy refusals and policy files. */
+export class PolicyError extends FlareError<PolicyErrorCode> {}
+/** Audit log writing and verification. */
+export class AuditError extends FlareError<AuditErrorCode> {}
+/** Differential privacy filters, accounting, budgets. */
+export class DpError extends FlareError<DpErrorCode> {}
+/** Homomorphic encryption. */
+export class HeError extends FlareError<HeErrorCode> {}
+/** Aggregation. */
+export class AggregatorError extends FlareError<AggregatorErrorCode> {}
+/** Attestation evidence and policy. */
+export class AttestError extends FlareError<AttestErrorCode> {}
+/** Server, client and admin engines, jobs and workflows. */
+export class FlareRuntimeError extends FlareError<RuntimeErrorCode> {}
+/** Machine-learning backends and learners. */
+export class MlError extends FlareError<MlErrorCode> {}
+/** The flare command line. */
+export class CliError extends FlareError<CliErrorCode> {}

@@ -1,0 +1,73 @@
+// @flare/core: the contracts every FLARE-TS package and integrator relies on.
+
+export { FlareError, isFlareError } from './errors/flare-error.js';
+export type { FlareErrorOptions } from './errors/flare-error.js';
+export {
+  AggregatorError,
+  AttestError,
+  AuditError,
+  AuthError,
+  CliError,
+  CodecError,
+  DpError,
+  FlareRuntimeError,
+  HeError,
+  MlError,
+  ModelError,
+  PkiError,
+  PolicyError,
+  TransportError,
+} from './errors/areas.js';
+export { ERROR_AREAS, errorInfo, isFlareErrorCode } from './errors/codes.js';
+export type {
+  AggregatorErrorCode,
+  AttestErrorCode,
+  AuditErrorCode,
+  AuthErrorCode,
+  CliErrorCode,
+  CodecErrorCode,
+  DpErrorCode,
+  FlareErrorCode,
+  HeErrorCode,
+  MlErrorCode,
+  ModelErrorCode,
+  PkiErrorCode,
+  PolicyErrorCode,
+  RuntimeErrorCode,
+  TransportErrorCode,
+} from './errors/codes.js';
+export type { Catalog, ErrorInfo } from './errors/info.js';
+
+export { DTYPES, WIRE_BYTES, arrayTypeOf, elementCount, floatData, isFloatDType, tensor } from './tensor.js';
+export type { DType, FloatArray, Tensor, TypedArray } from './tensor.js';
+export { META, cloneModel, model, parameterCount } from './model.js';
+export type { FLModel } from './model.js';
+export type { JsonValue } from './json.js';
+export { add, allClose, axpy, l2norm, scale, sub } from './algebra.js';
+export type { CloseOptions } from './algebra.js';
+export { flatten, unflatten } from './flatten.js';
+export type { FlatEntry, FlatIndex, FlattenOptions } from './flatten.js';
+export { canonicalJson } from './canonical-json.js';
+
+export { decodeModel, encodeModel, encodeModelParts } from './codec/safetensors.js';
+export type { EncodedParts } from './codec/safetensors.js';
+export { FRAME_MAGIC, FRAME_PREFIX_BYTES, FRAME_VERSION, decodeFrame, encodeFrame } from './codec/frame.js';
+export type { Frame } from './codec/frame.js';
+export { FRAME_LIMITS, MODEL_LIMITS } from './codec/limits.js';
+export type { DecodeLimits } from './codec/limits.js';
+export { parseStrictJson } from './codec/strict-json.js';
+export type { StrictJsonOptions } from './codec/strict-json.js';
+export { bfloatToFloat, floatToBfloat, floatToHalf, halfToFloat } from './codec/half.js';
+
+export { silentLogger } from './contracts.js';
+export type {
+  AcceptContext,
+  Aggregator,
+  AuditEventInput,
+  AuditHook,
+  Filter,
+  FilterContext,
+  Learner,
+  LearnerContext,
+  Logger,
+} from './contracts.js';

@@ -1,0 +1,3 @@
+// @flare/policy: Site-local authorization.json, privacy.json scopes, resources.json, component allow-list and site authenticators.
+// Nothing is exported until its issue lands: no stubs that pretend.
+export {};

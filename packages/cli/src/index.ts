@@ -1,3 +1,4 @@
-// @flare/cli: The flare command: provision, run a server, client or admin, verify kits, audit logs and attestation.
-// Nothing is exported until its issue lands: no stubs that pretend.
-export {};
+// @flare/cli: the `flare` command. Programs embed it through createProgram (e.g. to add their own commands).
+export { createProgram, main } from './program.js';
+export { EXIT, runCommand } from './run.js';
+export type { Io } from './run.js';

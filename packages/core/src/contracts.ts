@@ -100,3 +100,41 @@ export const silentLogger: Logger = Object.freeze({
   warn() {},
   error() {},
 });
+
+/** A participant of a provisioned project, as kit builders see it. */
+export interface KitParticipant {
+  readonly name: string;
+  readonly type: 'server' | 'client' | 'admin' | 'relay';
+  readonly org: string;
+  /** Every other key of the participant's project.yml entry (host_names, role, capacity, ...). */
+  readonly props: Readonly<Record<string, JsonValue>>;
+}
+
+/** What @flare/pki hands to a {@link KitBuilder} while it provisions a project. */
+export interface KitBuildContext {
+  readonly project: { readonly name: string; readonly participants: readonly KitParticipant[] };
+  /** The `args` of this builder's entry in project.yml's `builders`, when the project file names it. */
+  readonly args: Readonly<Record<string, JsonValue>> | undefined;
+  /**
+   * The project's CA state folder, for material that must survive re-provisioning (e.g. HE keys): read
+   * returns undefined when the file does not exist yet; write is atomic.
+   */
+  readonly state: {
+    read(file: string): Promise<Uint8Array | undefined>;
+    write(file: string, bytes: Uint8Array, options?: { readonly mode?: number }): Promise<void>;
+  };
+  /** Adds a file to a participant's kit before the kit is signed (`relPath` like `startup/he_context.bin`). */
+  addFile(participant: string, relPath: string, bytes: Uint8Array, options?: { readonly mode?: number }): void;
+}
+
+/**
+ * A provisioning step contributed by another package (filters-he's HE keys, cc-attest's attestation policy).
+ * @flare/pki runs registered builders after it has issued certificates and before it signs the kits; the CLI
+ * decides which builders are registered. `matches` lists the project.yml builder `path` values (FLARE's Python
+ * class paths, e.g. `nvflare.lighter.impl.he.HEBuilder`) whose `args` this builder reads.
+ */
+export interface KitBuilder {
+  readonly name: string;
+  readonly matches: readonly string[];
+  build(ctx: KitBuildContext): void | Promise<void>;
+}

@@ -1,0 +1,16 @@
+// e2e tests: real processes and sockets against the built packages (nx builds every dependency first).
+// Named so that @nx/vitest does not infer a unit-test target for this folder.
+import { resolve } from 'node:path';
+import { defineConfig } from 'vitest/config';
+
+export default defineConfig({
+  test: {
+    watch: false,
+    include: ['test/**/*.e2e.test.ts'],
+    environment: 'node',
+    testTimeout: 300_000,
+    hookTimeout: 300_000,
+    fileParallelism: false,
+    reporters: ['default', ['json', { outputFile: resolve(import.meta.dirname, '../reports/vitest/e2e.json') }]],
+  },
+});

@@ -1,0 +1,32 @@
+import { readFileSync } from 'node:fs';
+import { Command, CommanderError } from 'commander';
+import { EXIT } from './run.js';
+
+// Each command group lives in src/commands/<group>.ts and exports `register(program)`; add one line below.
+const groups: Array<(program: Command) => void> = [];
+
+/** Builds the `flare` program with every command group registered. */
+export function createProgram(): Command {
+  const { version } = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
+  const program = new Command('flare')
+    .description('FLARE-TS: secure federated learning. Provision, run, verify.')
+    .version(version)
+    .showHelpAfterError()
+    .exitOverride();
+  for (const register of groups) register(program);
+  return program;
+}
+
+/** Parses argv and runs the command; usage errors exit 2, help and version 0. */
+export async function main(argv: readonly string[] = process.argv): Promise<void> {
+  const program = createProgram();
+  try {
+    await program.parseAsync([...argv]);
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      process.exitCode = e.exitCode === 0 ? EXIT.ok : EXIT.usage;
+      return;
+    }
+    throw e;
+  }
+}

@@ -1,3 +1,4 @@
+import type { z } from 'zod';
 import type { JsonValue } from './json.js';
 import type { FLModel } from './model.js';
 
@@ -44,6 +45,31 @@ export interface FilterContext {
 export interface Filter {
   readonly name: string;
   apply(model: FLModel, ctx: FilterContext): FLModel | Promise<FLModel>;
+}
+
+/** What a site gives the filters it builds: where they may keep state, how they log. */
+export interface FilterEnv {
+  /** This site's name. */
+  readonly site: string;
+  /** A folder private to this site for filter state that must survive restarts (e.g. DP budgets). */
+  readonly workspace: string;
+  readonly logger?: Logger;
+}
+
+/**
+ * A filter registered by name, so that policy files (privacy.json) and job definitions can refer to it.
+ * `args` validates the arguments when the policy or job is loaded, so a typo fails at start, not mid-job.
+ *
+ * @example
+ * ```ts
+ * const spec = registry.get('gaussian-dp'); const filter = spec.create(spec.args.parse(json.args), env);
+ * ```
+ */
+export interface FilterFactory<A = unknown> {
+  /** The registered name, kebab case (e.g. `gaussian-dp`, `exclude-vars`). */
+  readonly name: string;
+  readonly args: z.ZodType<A>;
+  create(args: A, env: FilterEnv): Filter;
 }
 
 /** Where an update comes from and how much it counts. */

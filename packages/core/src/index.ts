@@ -67,6 +67,8 @@ export type {
   AuditHook,
   Filter,
   FilterContext,
+  FilterEnv,
+  FilterFactory,
   KitBuildContext,
   KitBuilder,
   KitParticipant,

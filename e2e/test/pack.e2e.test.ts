@@ -1,0 +1,59 @@
+// Every package as a user gets it: `npm pack`, publint and attw on the tarball, install the tarballs into an
+// empty project (external dependencies from the registry), import each public entry and run the `flare` bin.
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+const root = resolve(import.meta.dirname, '../..');
+const packages = readdirSync(join(root, 'packages')).sort();
+const work = mkdtempSync(join(tmpdir(), 'flare-pack-'));
+const tarballs = new Map<string, string>();
+const bin = (name: string) => join(root, 'node_modules/.bin', name);
+const run = (cmd: string, args: string[], cwd: string) =>
+  execFileSync(cmd, args, { cwd, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, npm_config_update_notifier: 'false' } });
+
+beforeAll(() => {
+  for (const p of packages) {
+    const out = JSON.parse(run('npm', ['pack', '--json', '--pack-destination', work], join(root, 'packages', p))) as Array<{ filename: string }>;
+    tarballs.set(p, join(work, out[0]!.filename));
+  }
+});
+afterAll(() => rmSync(work, { recursive: true, force: true }));
+
+describe('published packages', () => {
+  it.each(packages)('%s: tarball holds dist, README, package.json and no sources, tests or build info', (p) => {
+    const files = run('tar', ['-tzf', tarballs.get(p)!], work).split('\n').filter(Boolean);
+    expect(files).toContain('package/package.json');
+    expect(files).toContain('package/README.md');
+    expect(files).toContain('package/dist/index.js');
+    expect(files).toContain('package/dist/index.d.ts');
+    expect(files.filter((f) => /\/(src|test|conformance)\/|tsbuildinfo$/.test(f))).toEqual([]);
+  });
+
+  it.each(packages)('%s: publint finds no problem', (p) => {
+    const out = run(bin('publint'), ['run', '--strict', '--pack', 'npm', join(root, 'packages', p)], root);
+    expect(out).not.toMatch(/error|warning|suggestion/i);
+  });
+
+  it.each(packages)('%s: attw finds no type-resolution problem (ESM-only profile)', (p) => {
+    // exits non-zero on any problem
+    run(bin('attw'), [tarballs.get(p)!, '--profile', 'esm-only', '--format', 'ascii'], work);
+  });
+
+  it('installs into an empty project, every public entry imports, and the flare bin runs', () => {
+    const app = join(work, 'app');
+    execFileSync('mkdir', ['-p', app]);
+    writeFileSync(join(app, 'package.json'), JSON.stringify({ name: 'app', private: true, type: 'module' }));
+    run('npm', ['install', '--no-audit', '--no-fund', '--prefer-offline', ...tarballs.values()], app);
+    const names = packages.map((p) => JSON.parse(readFileSync(join(root, 'packages', p, 'package.json'), 'utf8')).name as string);
+    writeFileSync(
+      join(app, 'check.mjs'),
+      `for (const n of ${JSON.stringify(names)}) { const m = await import(n); console.log(n, Object.keys(m).length); }`,
+    );
+    const out = run(process.execPath, ['check.mjs'], app);
+    for (const n of names) expect(out).toMatch(new RegExp(`^${n} \\d+$`, 'm'));
+    expect(run(join(app, 'node_modules/.bin/flare'), ['--version'], app).trim()).toMatch(/^\d+\.\d+\.\d+$/);
+  });
+});

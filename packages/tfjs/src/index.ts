@@ -1,3 +1,6 @@
 // @flare/tfjs: TensorFlow.js learner for FLARE-TS: wasm or cpu backend, tfjs-node-gpu when installed.
-// Nothing is exported until its issue lands: no stubs that pretend.
-export {};
+export { selectBackend } from './backend.js';
+export type { BackendChoice, BackendName, SelectBackendOptions } from './backend.js';
+export { readWeights, writeWeights } from './weights.js';
+export { TfjsLearner, evaluateOn } from './learner.js';
+export type { Dataset, OptimizerName, TfjsLearnerOptions } from './learner.js';

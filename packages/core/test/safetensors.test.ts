@@ -158,3 +158,33 @@ describe('refuses malformed input before allocating (E_CODEC_*)', () => {
     expect(m.params instanceof Map).toBe(true);
   });
 });
+
+describe('fuzz', () => {
+  it('10,000 mutated model files only ever throw CodecError', () => {
+    const seed = encodeModel(
+      model({ w: tensor(new Float32Array([1, 2, 3, 4]), [2, 2]), b: tensor(new Float64Array([5])), n: tensor(BigInt64Array.of(7n)) }, 'diff', {
+        NUM_STEPS_CURRENT_ROUND: 3,
+      }),
+    );
+    fc.assert(
+      fc.property(
+        fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 }), fc.constantFrom('set', 'cut', 'insert')), { minLength: 1, maxLength: 6 }),
+        (edits) => {
+          let bytes = seed.slice();
+          for (const [at, value, op] of edits) {
+            const i = at % (bytes.length + 1);
+            if (op === 'set' && i < bytes.length) bytes[i] = value;
+            else if (op === 'cut') bytes = bytes.subarray(0, i);
+            else bytes = Uint8Array.from([...bytes.subarray(0, i), value, ...bytes.subarray(i)]);
+          }
+          try {
+            decodeModel(bytes);
+          } catch (e) {
+            expect(e).toBeInstanceOf(CodecError);
+          }
+        },
+      ),
+      { numRuns: 10_000 },
+    );
+  });
+});

@@ -1,3 +1,15 @@
-// @flare/cc-attest: Offline verification of AMD SEV-SNP, Intel TDX and NVIDIA GPU attestation evidence, with attestation policy.
-// Nothing is exported until its issue lands: no stubs that pretend.
-export {};
+// @flare/cc-attest: offline verification of AMD SEV-SNP, Intel TDX and NVIDIA GPU attestation evidence, with
+// attestation policy. Flat named exports only (house style).
+export { verifySnpEvidence } from './snp/verify.js';
+export type { SnpClaims, SnpVerifyOptions } from './snp/verify.js';
+export { parseSnpReport, SNP_REPORT_SIZE } from './snp/report.js';
+export type { SnpGuestPolicy, SnpReport, SnpSigningKey } from './snp/report.js';
+export { decodeSnpTcb } from './snp/tcb.js';
+export type { SnpProduct, SnpTcb } from './snp/tcb.js';
+export { VENDOR_TRUST } from './trust.js';
+export type { TrustAnchors } from './trust.js';
+export type { Check, CheckStatus } from './check.js';
+export type { ChainEntry } from './cert.js';
+export type { EvidenceType, VerificationResult } from './result.js';
+export { createCachingFetcher, VENDOR_HOSTS } from './fetcher.js';
+export type { CachingFetcherOptions, CollateralFetcher } from './fetcher.js';

@@ -1,0 +1,87 @@
+import { createHash } from 'node:crypto';
+import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { AttestError } from '@flare/core';
+
+/**
+ * Fetches vendor certificates and collateral (AMD KDS, Intel PCS, NVIDIA RIM service) when verification is
+ * allowed to use the network. Verifiers call it only when a needed certificate was not supplied; offline
+ * verification with supplied files never needs one.
+ */
+export interface CollateralFetcher {
+  /** The body of a GET to `url`, or a rejection with AttestError E_ATTEST_FETCH. */
+  get(url: string): Promise<Uint8Array>;
+}
+
+/** Options of {@link createCachingFetcher}. */
+export interface CachingFetcherOptions {
+  /** A folder where responses are kept by URL hash; without it, responses are cached in memory only. */
+  readonly cacheDir?: string;
+  /** Hosts that may be contacted (default: the three vendor services). */
+  readonly allowedHosts?: readonly string[];
+  /** Per-request timeout in milliseconds (default 15 000). */
+  readonly timeoutMs?: number;
+  /** Largest accepted body in bytes (default 4 MiB). */
+  readonly maxBytes?: number;
+  /** The fetch implementation (default globalThis.fetch); tests inject one. */
+  readonly fetch?: (url: string, init: { signal: AbortSignal }) => Promise<{ ok: boolean; status: number; arrayBuffer(): Promise<ArrayBuffer> }>;
+}
+
+/** The vendor services this package may contact. */
+export const VENDOR_HOSTS: readonly string[] = ['kdsintf.amd.com', 'api.trustedservices.intel.com', 'rim.attestation.nvidia.com'];
+
+/**
+ * A fetcher that only contacts the vendor services over https, bounds time and size, and caches every
+ * successful response (in memory, and in `cacheDir` when given) so a warm verifier does no network I/O.
+ *
+ * @example
+ * ```ts
+ * const fetcher = createCachingFetcher({ cacheDir: '/var/cache/flare-attest' });
+ * await verifyEvidence({ type: 'snp', evidence, at: new Date(), fetcher });
+ * ```
+ */
+export function createCachingFetcher(options: CachingFetcherOptions = {}): CollateralFetcher {
+  const memory = new Map<string, Uint8Array>();
+  const hosts = new Set(options.allowedHosts ?? VENDOR_HOSTS);
+  const timeoutMs = options.timeoutMs ?? 15_000;
+  const maxBytes = options.maxBytes ?? 4 * 2 ** 20;
+  const doFetch = options.fetch ?? ((url: string, init: { signal: AbortSignal }) => fetch(url, init));
+  return {
+    async get(url: string): Promise<Uint8Array> {
+      const parsed = new URL(url);
+      if (parsed.protocol !== 'https:' || !hosts.has(parsed.hostname)) {
+        throw new AttestError('E_ATTEST_FETCH', `refusing to fetch from ${parsed.protocol}//${parsed.hostname}: not an allowed vendor service`);
+      }
+      const hit = memory.get(url);
+      if (hit !== undefined) return hit;
+      const key = createHash('sha256').update(url).digest('hex');
+      if (options.cacheDir !== undefined) {
+        try {
+          const cached = new Uint8Array(await readFile(join(options.cacheDir, key)));
+          memory.set(url, cached);
+          return cached;
+        } catch {
+          // not cached yet
+        }
+      }
+      let body: Uint8Array;
+      try {
+        const res = await doFetch(url, { signal: AbortSignal.timeout(timeoutMs) });
+        if (!res.ok) throw new Error(`HTTP ${res.status}`);
+        const buf = await res.arrayBuffer();
+        if (buf.byteLength > maxBytes) throw new Error(`response larger than ${maxBytes} bytes`);
+        body = new Uint8Array(buf);
+      } catch (cause) {
+        throw new AttestError('E_ATTEST_FETCH', `fetching ${parsed.hostname}${parsed.pathname} failed`, { cause });
+      }
+      memory.set(url, body);
+      if (options.cacheDir !== undefined) {
+        await mkdir(options.cacheDir, { recursive: true });
+        const tmp = join(options.cacheDir, `${key}.${process.pid}.tmp`);
+        await writeFile(tmp, body);
+        await rename(tmp, join(options.cacheDir, key));
+      }
+      return body;
+    },
+  };
+}

@@ -9,8 +9,14 @@ import { AttestError } from '@flare/core';
  * verification with supplied files never needs one.
  */
 export interface CollateralFetcher {
-  /** The body of a GET to `url`, or a rejection with AttestError E_ATTEST_FETCH. */
-  get(url: string): Promise<Uint8Array>;
+  /** A GET of `url`: body and lowercase response headers, or a rejection with AttestError E_ATTEST_FETCH. */
+  get(url: string): Promise<FetchedDocument>;
+}
+
+/** A fetched vendor document. Intel PCS puts issuer chains in headers, so they are kept. */
+export interface FetchedDocument {
+  readonly body: Uint8Array;
+  readonly headers: Readonly<Record<string, string>>;
 }
 
 /** Options of {@link createCachingFetcher}. */
@@ -24,7 +30,7 @@ export interface CachingFetcherOptions {
   /** Largest accepted body in bytes (default 4 MiB). */
   readonly maxBytes?: number;
   /** The fetch implementation (default globalThis.fetch); tests inject one. */
-  readonly fetch?: (url: string, init: { signal: AbortSignal }) => Promise<{ ok: boolean; status: number; arrayBuffer(): Promise<ArrayBuffer> }>;
+  readonly fetch?: (url: string, init: { signal: AbortSignal }) => Promise<{ ok: boolean; status: number; headers: { forEach(cb: (value: string, key: string) => void): void }; arrayBuffer(): Promise<ArrayBuffer> }>;
 }
 
 /** The vendor services this package may contact. */
@@ -41,13 +47,13 @@ export const VENDOR_HOSTS: readonly string[] = ['kdsintf.amd.com', 'api.trusteds
  * ```
  */
 export function createCachingFetcher(options: CachingFetcherOptions = {}): CollateralFetcher {
-  const memory = new Map<string, Uint8Array>();
+  const memory = new Map<string, FetchedDocument>();
   const hosts = new Set(options.allowedHosts ?? VENDOR_HOSTS);
   const timeoutMs = options.timeoutMs ?? 15_000;
   const maxBytes = options.maxBytes ?? 4 * 2 ** 20;
   const doFetch = options.fetch ?? ((url: string, init: { signal: AbortSignal }) => fetch(url, init));
   return {
-    async get(url: string): Promise<Uint8Array> {
+    async get(url: string): Promise<FetchedDocument> {
       const parsed = new URL(url);
       if (parsed.protocol !== 'https:' || !hosts.has(parsed.hostname)) {
         throw new AttestError('E_ATTEST_FETCH', `refusing to fetch from ${parsed.protocol}//${parsed.hostname}: not an allowed vendor service`);
@@ -57,31 +63,38 @@ export function createCachingFetcher(options: CachingFetcherOptions = {}): Colla
       const key = createHash('sha256').update(url).digest('hex');
       if (options.cacheDir !== undefined) {
         try {
-          const cached = new Uint8Array(await readFile(join(options.cacheDir, key)));
+          const headers = JSON.parse(await readFile(join(options.cacheDir, `${key}.headers.json`), 'utf8')) as Record<string, string>;
+          const cached: FetchedDocument = { body: new Uint8Array(await readFile(join(options.cacheDir, key))), headers };
           memory.set(url, cached);
           return cached;
         } catch {
           // not cached yet
         }
       }
-      let body: Uint8Array;
+      let doc: FetchedDocument;
       try {
         const res = await doFetch(url, { signal: AbortSignal.timeout(timeoutMs) });
         if (!res.ok) throw new Error(`HTTP ${res.status}`);
         const buf = await res.arrayBuffer();
         if (buf.byteLength > maxBytes) throw new Error(`response larger than ${maxBytes} bytes`);
-        body = new Uint8Array(buf);
+        const headers: Record<string, string> = Object.create(null) as Record<string, string>;
+        res.headers.forEach((value, name) => {
+          headers[name.toLowerCase()] = value;
+        });
+        doc = { body: new Uint8Array(buf), headers };
       } catch (cause) {
         throw new AttestError('E_ATTEST_FETCH', `fetching ${parsed.hostname}${parsed.pathname} failed`, { cause });
       }
-      memory.set(url, body);
+      memory.set(url, doc);
       if (options.cacheDir !== undefined) {
         await mkdir(options.cacheDir, { recursive: true });
         const tmp = join(options.cacheDir, `${key}.${process.pid}.tmp`);
-        await writeFile(tmp, body);
+        await writeFile(`${tmp}.h`, JSON.stringify(doc.headers));
+        await rename(`${tmp}.h`, join(options.cacheDir, `${key}.headers.json`));
+        await writeFile(tmp, doc.body);
         await rename(tmp, join(options.cacheDir, key));
       }
-      return body;
+      return doc;
     },
   };
 }

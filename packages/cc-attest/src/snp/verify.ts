@@ -132,7 +132,7 @@ export async function verifySnpEvidence(options: SnpVerifyOptions): Promise<Veri
     const id = product === 'Turin' ? report.chipId.subarray(0, 8) : report.chipId;
     const q = `${product === 'Turin' ? `fmcSPL=${tcb.fmc}&` : ''}blSPL=${tcb.bootloader}&teeSPL=${tcb.tee}&snpSPL=${tcb.snp}&ucodeSPL=${tcb.microcode}`;
     // KDS interface spec 57230: /vcek/v1/{product}/{hwid}?{spl} (go-sev-guest kds.VCEKCertURL).
-    const der = await options.fetcher.get(`https://kdsintf.amd.com/vcek/v1/${productUrl(product)}/${hex(id)}?${q}`);
+    const { body: der } = await options.fetcher.get(`https://kdsintf.amd.com/vcek/v1/${productUrl(product)}/${hex(id)}?${q}`);
     supplied = [...supplied, ...parseCertificates(der)];
     keyCert = findKeyCert(supplied);
   }

@@ -1,0 +1,277 @@
+import { EventEmitter } from 'node:events';
+import { connect as netConnect, isIP, type Socket } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
+import { FlareError, silentLogger, TransportError, type Logger } from '@flare/core';
+import WebSocket from 'ws';
+import { backoffDelay, cryptoRandom } from './backoff.js';
+import type { CloseInfo } from './close.js';
+import { WsConnection, type Connection } from './connection.js';
+import { resolveLimits, type TransportLimits } from './limits.js';
+import { authority, connectTunnel, type HttpProxy } from './proxy.js';
+import { keyPem, MIN_TLS, requireTls, type ConnectionSecurity, type PrivateKeyInput } from './tls-options.js';
+import { FRAME_OVERHEAD } from './wire.js';
+
+/** One server address: a DNS name, an IPv4 or an IPv6 literal, and a port. */
+export interface Target {
+  readonly host: string;
+  readonly port: number;
+}
+
+/** Options of {@link dial} and {@link createClient}. */
+export interface ClientOptions<A> {
+  readonly security: ConnectionSecurity;
+  /** Server addresses, tried in order (FLARE's host_names / connect_to). */
+  readonly targets: readonly Target[];
+  /** The WebSocket path (default `/flare`). */
+  readonly path?: string;
+  /**
+   * TLS trust and identity: `caPem` verifies the server (the project root CA, or a proxy's custom_ca_cert);
+   * `certPem` and `privateKey` are presented with mtls. Server identity is checked by the login handshake
+   * against the kit, not by TLS host name (FLARE's behaviour), so any listed address works.
+   */
+  readonly tls?: { readonly caPem: string; readonly certPem?: string; readonly privateKey?: PrivateKeyInput };
+  /** Reach the server through an HTTP CONNECT proxy. */
+  readonly proxy?: HttpProxy;
+  /** Time to open TCP, TLS and the WebSocket upgrade, per address (default 10 s). */
+  readonly connectTimeoutMs?: number;
+  readonly limits?: TransportLimits;
+  /** The login handshake, run on every new connection before it is handed out; its result is `connection.auth`. */
+  readonly authenticate?: (connection: Connection<A>) => Promise<A>;
+  readonly logger?: Logger;
+}
+
+/**
+ * Opens one connection: tries each target in order and returns the first that connects and authenticates.
+ *
+ * @throws the last attempt's FlareError: TransportError E_TRANSPORT_CONNECT, E_TRANSPORT_TLS, E_TRANSPORT_PROXY,
+ *   E_TRANSPORT_CONNECTION_LIMIT, E_TRANSPORT_CONFIG, or the code the server refused the login with.
+ */
+export async function dial<A = undefined>(options: ClientOptions<A>): Promise<Connection<A>> {
+  if (options.targets.length === 0) throw new TransportError('E_TRANSPORT_CONFIG', 'no server address to connect to');
+  let last: FlareError | undefined;
+  for (const target of options.targets) {
+    try {
+      return await dialOne(options, target);
+    } catch (error) {
+      last = error instanceof FlareError ? error : new TransportError('E_TRANSPORT_CONNECT', `cannot connect to ${authority(target.host, target.port)}`, { cause: error });
+      (options.logger ?? silentLogger).warn('connect failed', { target: authority(target.host, target.port), code: last.code });
+      // A refusal by the server's login is an answer, not an unreachable address: do not try the next one.
+      if (!(last instanceof TransportError)) throw last;
+    }
+  }
+  throw last!;
+}
+
+async function dialOne<A>(options: ClientOptions<A>, target: Target): Promise<Connection<A>> {
+  const { security } = options;
+  const limits = resolveLimits(options.limits);
+  const timeoutMs = options.connectTimeoutMs ?? 10_000;
+  const where = authority(target.host, target.port);
+  const tunnel = options.proxy === undefined ? undefined : await connectTunnel(options.proxy, target.host, target.port, timeoutMs);
+  let socket: Socket;
+  if (security === 'clear') {
+    socket = tunnel ?? netConnect({ host: target.host, port: target.port });
+  } else {
+    const tls = requireTls(security, options.tls, 'the CA certificate that verifies the server');
+    if (security === 'mtls' && (tls.certPem === undefined || tls.privateKey === undefined)) {
+      throw new TransportError('E_TRANSPORT_CONFIG', 'connection security "mtls" needs a client certificate and key');
+    }
+    socket = tlsConnect({
+      ...(tunnel === undefined ? { host: target.host, port: target.port } : { socket: tunnel }),
+      ...(isIP(target.host) === 0 ? { servername: target.host } : {}),
+      ca: tls.caPem,
+      ...(tls.certPem !== undefined && tls.privateKey !== undefined ? { cert: tls.certPem, key: keyPem(tls.privateKey) } : {}),
+      minVersion: MIN_TLS,
+      // The chain is verified against caPem; the server's name is checked by the login handshake (kit pin).
+      checkServerIdentity: () => undefined,
+    });
+  }
+  const scheme = security === 'clear' ? 'ws' : 'wss';
+  const ws = new WebSocket(`${scheme}://${where}${options.path ?? '/flare'}`, {
+    createConnection: () => socket,
+    maxPayload: limits.chunkBytes + FRAME_OVERHEAD,
+    perMessageDeflate: false,
+    handshakeTimeout: timeoutMs,
+  });
+  await new Promise<void>((resolve, reject) => {
+    const fail = (error: FlareError): void => {
+      ws.removeAllListeners('open');
+      ws.on('error', () => undefined);
+      ws.terminate();
+      reject(error);
+    };
+    ws.once('open', () => {
+      ws.removeAllListeners('error');
+      ws.removeAllListeners('unexpected-response');
+      resolve();
+    });
+    ws.once('unexpected-response', (_req, res) => {
+      const code = res.headers['x-flare-error'];
+      fail(
+        code === 'E_TRANSPORT_CONNECTION_LIMIT'
+          ? new TransportError('E_TRANSPORT_CONNECTION_LIMIT', `${where} is at its connection limit`)
+          : new TransportError('E_TRANSPORT_CONNECT', `${where} answered HTTP ${res.statusCode ?? '?'} instead of a WebSocket upgrade`),
+      );
+    });
+    ws.once('error', (cause: Error & { code?: string }) => {
+      const tlsFailure = security !== 'clear' && (/^ERR_SSL|CERT|UNABLE_TO|SELF_SIGNED/.test(cause.code ?? '') || cause.code === 'ECONNRESET' || /alert|certificate/i.test(cause.message));
+      fail(
+        tlsFailure
+          ? new TransportError('E_TRANSPORT_TLS', `TLS with ${where} failed (${cause.code ?? 'error'})`, { cause })
+          : new TransportError('E_TRANSPORT_CONNECT', `cannot connect to ${where} (${cause.code ?? 'error'})`, { cause }),
+      );
+    });
+  });
+  const conn = new WsConnection<A>(ws, socket, 'client', security, limits);
+  if (options.authenticate === undefined) {
+    conn.promote(undefined as A);
+    return conn;
+  }
+  const timer = setTimeout(() => conn.abort(new TransportError('E_TRANSPORT_LOGIN_TIMEOUT', `the login did not complete within ${limits.loginTimeoutMs} ms`)), limits.loginTimeoutMs);
+  timer.unref();
+  try {
+    const value = await options.authenticate(conn);
+    if (!conn.isOpen) throw conn.closeError();
+    conn.promote(value);
+    return conn;
+  } catch (error) {
+    const flare = error instanceof FlareError ? error : new TransportError('E_TRANSPORT_REFUSED', 'the login hook failed', { cause: error });
+    if (conn.isOpen) await conn.close(flare);
+    throw flare;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Options of {@link createClient}: dial options plus reconnect behaviour. */
+export interface ReconnectingClientOptions<A> extends ClientOptions<A> {
+  /** Backoff between attempts (exponential with full jitter). */
+  readonly backoff?: { readonly initialMs?: number; readonly maxMs?: number; readonly factor?: number };
+  /** Attempts in a row without success before the client gives up (default 10,000). */
+  readonly maxAttempts?: number;
+  /** Whether to retry after `error` (default: everything except certificate problems, E_PKI_*, and E_AUTH_REFUSED). */
+  readonly retryable?: (error: FlareError) => boolean;
+  /** Random source in [0, 1) for jitter (default: node:crypto). */
+  readonly random?: () => number;
+}
+
+/** Events of a {@link Client}. */
+export interface ClientEvents<A> {
+  /** A new authenticated connection. */
+  open: [Connection<A>];
+  /** The current connection closed (the client will reconnect unless stopped or given up). */
+  close: [CloseInfo];
+  /** An attempt failed; the next one starts after `delayMs`. */
+  retry: [{ readonly attempt: number; readonly delayMs: number; readonly error: FlareError }];
+  /** The client stopped trying (not retryable, or maxAttempts reached). */
+  giveup: [FlareError];
+}
+
+/** A client that keeps one authenticated connection open, reconnecting with backoff. */
+export interface Client<A = unknown> {
+  /** The open connection, if any. */
+  readonly connection: Connection<A> | undefined;
+  /** Resolves with an open connection (now or at the next `open`), or rejects after `timeoutMs` or on give-up. */
+  ready(timeoutMs?: number): Promise<Connection<A>>;
+  /** Stops reconnecting and closes the connection. */
+  stop(): Promise<void>;
+  on<E extends keyof ClientEvents<A>>(event: E, listener: (...args: ClientEvents<A>[E]) => void): this;
+  off<E extends keyof ClientEvents<A>>(event: E, listener: (...args: ClientEvents<A>[E]) => void): this;
+}
+
+const defaultRetryable = (e: FlareError): boolean => !e.code.startsWith('E_PKI_') && e.code !== 'E_AUTH_REFUSED';
+
+class ReconnectingClient<A> extends EventEmitter implements Client<A> {
+  connection: Connection<A> | undefined;
+  #stopped = false;
+  #gaveUp: FlareError | undefined;
+  #wake: (() => void) | undefined;
+  readonly #done: Promise<void>;
+
+  constructor(private readonly options: ReconnectingClientOptions<A>) {
+    super();
+    this.#done = this.#loop();
+  }
+
+  async #loop(): Promise<void> {
+    const maxAttempts = this.options.maxAttempts ?? 10_000;
+    const retryable = this.options.retryable ?? defaultRetryable;
+    let attempt = 0;
+    while (!this.#stopped) {
+      let error: FlareError;
+      try {
+        const conn = await dial(this.options);
+        if (this.#stopped) {
+          await conn.close();
+          return;
+        }
+        attempt = 0;
+        this.connection = conn;
+        this.emit('open', conn);
+        const info = await conn.closed;
+        this.connection = undefined;
+        this.emit('close', info);
+        if (this.#stopped) return;
+        error = info.error ?? new TransportError('E_TRANSPORT_CLOSED', 'the server closed the connection');
+      } catch (e) {
+        error = e instanceof FlareError ? e : new TransportError('E_TRANSPORT_CONNECT', 'connection attempt failed', { cause: e });
+      }
+      if (this.#stopped) return;
+      if (!retryable(error) || attempt + 1 >= maxAttempts) {
+        this.#gaveUp = error;
+        this.emit('giveup', error);
+        return;
+      }
+      const delayMs = backoffDelay(attempt, this.options.backoff, this.options.random ?? cryptoRandom);
+      this.emit('retry', { attempt, delayMs, error });
+      attempt++;
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, delayMs);
+        this.#wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      this.#wake = undefined;
+    }
+  }
+
+  ready(timeoutMs = 30_000): Promise<Connection<A>> {
+    if (this.connection !== undefined) return Promise.resolve(this.connection);
+    if (this.#gaveUp !== undefined) return Promise.reject(this.#gaveUp);
+    return new Promise((resolve, reject) => {
+      const cleanup = (): void => {
+        clearTimeout(timer);
+        this.off('open', onOpen);
+        this.off('giveup', onGiveUp);
+      };
+      const onOpen = (c: Connection<A>): void => (cleanup(), resolve(c));
+      const onGiveUp = (e: FlareError): void => (cleanup(), reject(e));
+      const timer = setTimeout(() => (cleanup(), reject(new TransportError('E_TRANSPORT_CONNECT', `no connection within ${timeoutMs} ms`))), timeoutMs);
+      this.on('open', onOpen);
+      this.on('giveup', onGiveUp);
+    });
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    this.#wake?.();
+    await this.connection?.close();
+    await this.#done;
+  }
+}
+
+/**
+ * Starts a client that connects (trying every target), authenticates, and reconnects with exponential backoff
+ * and full jitter whenever the connection drops. Listen for `open` to get each new connection.
+ *
+ * @example
+ * ```ts
+ * const client = createClient({ ...clientOptionsFromKit(kit), authenticate: (c) => clientAuth.login(c) });
+ * const conn = await client.ready(10_000);
+ * await conn.send({ type: 'hello' });
+ * ```
+ */
+export function createClient<A = undefined>(options: ReconnectingClientOptions<A>): Client<A> {
+  return new ReconnectingClient(options);
+}

@@ -1,0 +1,60 @@
+import {
+  AggregatorError,
+  AttestError,
+  AuditError,
+  AuthError,
+  CodecError,
+  FlareError,
+  FlareRuntimeError,
+  isFlareErrorCode,
+  PkiError,
+  PolicyError,
+  TransportError,
+  type FlareErrorCode,
+} from '@flare/core';
+
+/**
+ * How a connection ended. `code` is the WebSocket close code (RFC 6455 section 7.4: 1000 normal, 1001 going
+ * away, 1006 abnormal; 4000 means "refused", with the FlareError code as the reason); `error` is the refusal
+ * as a FlareError when the close was not a normal one.
+ */
+export interface CloseInfo {
+  readonly code: number;
+  readonly reason: string;
+  /** Which side decided to close: this endpoint ('local') or the peer / the network ('remote'). */
+  readonly by: 'local' | 'remote';
+  readonly error?: FlareError;
+}
+
+/** RFC 6455 7.4.2: 4000-4999 are for applications. We use one: the reason then carries a FlareError code. */
+export const CLOSE_REFUSED = 4000;
+export const CLOSE_NORMAL = 1000;
+export const CLOSE_GOING_AWAY = 1001;
+
+type Ctor = new (code: never, message: string, options?: { cause?: unknown }) => FlareError;
+
+// The area subclass for a code read back from the peer, so that `instanceof AuthError` works on both sides.
+const AREAS: ReadonlyArray<readonly [string, Ctor]> = [
+  ['E_AUTH_', AuthError],
+  ['E_PKI_', PkiError],
+  ['E_TRANSPORT_', TransportError],
+  ['E_CODEC_', CodecError],
+  ['E_POLICY_', PolicyError],
+  ['E_AUDIT_', AuditError],
+  ['E_AGG', AggregatorError],
+  ['E_ATTEST_', AttestError],
+  ['E_RUNTIME_', FlareRuntimeError],
+];
+
+/** Re-creates the FlareError a peer reported in its close reason (an unknown code becomes E_TRANSPORT_REFUSED). */
+export function errorFromClose(code: number, reason: string): FlareError | undefined {
+  if (code === CLOSE_NORMAL) return undefined;
+  if (code === CLOSE_GOING_AWAY) return new TransportError('E_TRANSPORT_SHUTDOWN', 'the peer is shutting down');
+  if (code === 1009) return new TransportError('E_TRANSPORT_MESSAGE_TOO_LARGE', 'the peer closed the connection: a WebSocket frame exceeded its limit');
+  if (code === CLOSE_REFUSED && isFlareErrorCode(reason)) {
+    const Area = AREAS.find(([prefix]) => reason.startsWith(prefix))?.[1] ?? FlareError;
+    return new (Area as new (code: FlareErrorCode, message: string) => FlareError)(reason, `the peer refused the connection (${reason})`);
+  }
+  if (code === 1006 || code === 1005) return new TransportError('E_TRANSPORT_CLOSED', 'the connection was lost');
+  return new TransportError('E_TRANSPORT_REFUSED', `the peer closed the connection with code ${code}`);
+}

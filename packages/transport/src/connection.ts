@@ -1,0 +1,393 @@
+import { createHash, randomBytes, type Hash } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import type { Socket } from 'node:net';
+import { TLSSocket } from 'node:tls';
+import { decodeFrame, encodeFrame, FlareError, TransportError, type JsonValue } from '@flare/core';
+import type WebSocket from 'ws';
+import { CLOSE_NORMAL, CLOSE_REFUSED, errorFromClose, type CloseInfo } from './close.js';
+import type { ResolvedLimits } from './limits.js';
+import { chunkFrame, FRAME_HEADER, messageHeader, type FrameHeader } from './wire.js';
+
+/** A JSON object header, as sent and as received (received headers are null-prototype objects). */
+export type Header = { readonly [key: string]: JsonValue };
+
+/**
+ * What `send` accepts: bytes, or a list of byte ranges sent back to back without concatenating them (the
+ * shape of `encodeModelParts` from @flare/core, so a model streams straight from its tensors' buffers).
+ */
+export type Payload = Uint8Array | { readonly byteLength: number; readonly parts: readonly Uint8Array[] };
+
+/** A message as received: its header and its payload (one buffer owned by the receiver). */
+export interface Message {
+  readonly header: Header;
+  readonly payload: Uint8Array;
+  /**
+   * The trailer the sender's guard attached, when this connection has no guard of its own (a guarded
+   * connection verifies the trailer and strips it).
+   */
+  readonly trailer?: Header;
+}
+
+/**
+ * Authenticates messages on a connection; @flare/auth's session implements it. `seal` runs on the sender when
+ * a message's payload has been hashed and returns a trailer to send with it; `open` runs on the receiver
+ * before the message is delivered and throws (a FlareError) to refuse it, which closes the connection.
+ */
+export interface MessageGuard {
+  seal(header: Header, payloadLength: number, payloadSha256: Uint8Array): Header;
+  open(header: Header, payloadLength: number, payloadSha256: Uint8Array, trailer: Header | undefined): void;
+}
+
+/** The TLS layer of a connection, when this hop is TLS. */
+export interface TlsInfo {
+  /** The negotiated protocol, e.g. `TLSv1.3`. */
+  readonly protocol: string;
+  /** The peer's certificate (PEM), when it presented one (mtls on the server; always on the client). */
+  readonly peerCertificatePem: string | undefined;
+  /** RFC 5705 / RFC 8446 section 7.5 exporter over this TLS connection, for channel binding. */
+  exportKeyingMaterial(length: number, label: string): Uint8Array;
+}
+
+/** Events of a {@link Connection}. */
+export interface ConnectionEvents {
+  /** A complete message (after the guard, if any, accepted it). */
+  message: [Message];
+  /** The connection ended; emitted once. */
+  close: [CloseInfo];
+}
+
+/**
+ * One WebSocket connection, on either side. Messages are delivered in order; sends are serialised, so a large
+ * message streams in chunks without interleaving with the next one.
+ *
+ * Until the endpoint's `authenticate` hook has accepted the connection it is unauthenticated: the server
+ * bounds what the peer may send (`preLoginMaxBytes`) and how long it may take (`loginTimeoutMs`), and the
+ * handshake reads messages with {@link Connection.receive}. After that, listen for `message` events (messages
+ * that arrived before the first listener are queued and delivered to it).
+ */
+export interface Connection<A = unknown> {
+  /** Random id for logs (not an identity). */
+  readonly id: string;
+  readonly side: 'server' | 'client';
+  readonly security: 'clear' | 'tls' | 'mtls';
+  readonly remote: { readonly address: string; readonly port: number };
+  readonly tls: TlsInfo | undefined;
+  /** True once the endpoint's authenticate hook accepted the connection. */
+  readonly authenticated: boolean;
+  /** What the authenticate hook returned (e.g. an auth session). Throws TypeError before authentication. */
+  readonly auth: A;
+  /** Resolves when the connection has closed, with how. */
+  readonly closed: Promise<CloseInfo>;
+  /**
+   * Sends a message and resolves once its last byte has been handed to the socket. Large payloads go out in
+   * chunks, at most `maxChunksInFlight` ahead of the socket (backpressure), each chunk copied once.
+   *
+   * @throws TransportError E_TRANSPORT_CLOSED when the connection closes first, E_TRANSPORT_MESSAGE_TOO_LARGE
+   *   above maxMessageBytes; a FlareError from the guard (e.g. an expired session).
+   */
+  send(header: Header, payload?: Payload): Promise<void>;
+  /** The next message not yet delivered to a listener (for handshakes). Rejects when the connection closes. */
+  receive(): Promise<Message>;
+  /** Installs the guard that seals and opens every later message (done by the auth handshake). */
+  setGuard(guard: MessageGuard): void;
+  /** Closes the connection: normally, or as a refusal carrying `error`'s code to the peer. */
+  close(error?: FlareError): Promise<CloseInfo>;
+  on<E extends keyof ConnectionEvents>(event: E, listener: (...args: ConnectionEvents[E]) => void): this;
+  once<E extends keyof ConnectionEvents>(event: E, listener: (...args: ConnectionEvents[E]) => void): this;
+  off<E extends keyof ConnectionEvents>(event: E, listener: (...args: ConnectionEvents[E]) => void): this;
+}
+
+const EMPTY = new Uint8Array(0);
+const sha256 = (bytes: Uint8Array): Uint8Array => createHash('sha256').update(bytes).digest();
+
+interface Incoming {
+  readonly header: Header;
+  readonly length: number;
+  readonly buffer: Uint8Array;
+  offset: number;
+  readonly hash: Hash | undefined;
+}
+
+/** @internal The one implementation of {@link Connection}, used by both endpoints. */
+export class WsConnection<A = unknown> extends EventEmitter implements Connection<A> {
+  readonly id = randomBytes(8).toString('hex');
+  readonly tls: TlsInfo | undefined;
+  readonly remote: { readonly address: string; readonly port: number };
+  readonly closed: Promise<CloseInfo>;
+  #auth: { value: A } | undefined;
+  #guard: MessageGuard | undefined;
+  #queue: Message[] = [];
+  #waiters: Array<{ resolve: (m: Message) => void; reject: (e: Error) => void }> = [];
+  #incoming: Incoming | undefined;
+  #sendChain: Promise<void> = Promise.resolve();
+  #closeInfo: CloseInfo | undefined;
+  #localClose: FlareError | null | undefined;
+  #resolveClosed!: (info: CloseInfo) => void;
+  #lastSeen = Date.now();
+  #timers: NodeJS.Timeout[] = [];
+  #preLoginBytes = 0;
+  readonly #onData = (chunk: Buffer): void => {
+    this.#preLoginBytes += chunk.length;
+    if (this.#preLoginBytes > this.limits.preLoginMaxBytes) {
+      this.abort(new TransportError('E_TRANSPORT_PRELOGIN_LIMIT', `an unauthenticated peer sent more than ${this.limits.preLoginMaxBytes} bytes`));
+    }
+  };
+
+  constructor(
+    private readonly ws: WebSocket,
+    private readonly socket: Socket,
+    readonly side: 'server' | 'client',
+    readonly security: 'clear' | 'tls' | 'mtls',
+    private readonly limits: ResolvedLimits,
+  ) {
+    super();
+    this.remote = { address: socket.remoteAddress ?? '', port: socket.remotePort ?? 0 };
+    this.tls = socket instanceof TLSSocket ? tlsInfo(socket) : undefined;
+    this.closed = new Promise((resolve) => (this.#resolveClosed = resolve));
+    // Pre-login bytes are counted on the socket, below ws: a peer cannot make us buffer a large frame first.
+    if (side === 'server') socket.on('data', this.#onData);
+    ws.on('message', (data, isBinary) => this.#onMessage(data as Buffer, isBinary));
+    ws.on('pong', () => (this.#lastSeen = Date.now()));
+    ws.on('ping', () => (this.#lastSeen = Date.now()));
+    ws.on('error', () => {
+      // ws follows every 'error' with 'close'; the close handler reports it.
+    });
+    ws.on('close', (code, reason) => this.#onClose(code, reason.toString('utf8')));
+    this.on('newListener', (event) => {
+      if (event === 'message') queueMicrotask(() => this.#flush());
+    });
+    const heartbeat = setInterval(() => {
+      if (Date.now() - this.#lastSeen > limits.idleTimeoutMs) {
+        this.abort(new TransportError('E_TRANSPORT_IDLE', `nothing received from the peer for ${limits.idleTimeoutMs} ms`));
+      } else if (ws.readyState === ws.OPEN) ws.ping();
+    }, limits.heartbeatMs);
+    heartbeat.unref();
+    this.#timers.push(heartbeat);
+  }
+
+  get authenticated(): boolean {
+    return this.#auth !== undefined;
+  }
+
+  get auth(): A {
+    if (this.#auth === undefined) throw new TypeError('connection is not authenticated yet');
+    return this.#auth.value;
+  }
+
+  /** @internal True until the connection starts closing. */
+  get isOpen(): boolean {
+    return this.#closeInfo === undefined && this.#localClose === undefined;
+  }
+
+  /** @internal The error that describes why the connection closed (E_TRANSPORT_CLOSED when it closed normally). */
+  closeError(): FlareError {
+    return this.#closedError();
+  }
+
+  /** @internal Marks the connection authenticated: lifts the pre-login limits. */
+  promote(value: A): void {
+    this.#auth = { value };
+    this.socket.off('data', this.#onData);
+  }
+
+  /** @internal Arms the login deadline. */
+  deadline(ms: number): void {
+    const timer = setTimeout(() => {
+      if (this.#auth === undefined) this.abort(new TransportError('E_TRANSPORT_LOGIN_TIMEOUT', `the peer did not log in within ${ms} ms`));
+    }, ms);
+    timer.unref();
+    this.#timers.push(timer);
+  }
+
+  setGuard(guard: MessageGuard): void {
+    this.#guard = guard;
+  }
+
+  send(header: Header, payload: Payload = EMPTY): Promise<void> {
+    const run = this.#sendChain.then(() => this.#send(header, payload));
+    this.#sendChain = run.catch(() => undefined);
+    return run;
+  }
+
+  receive(): Promise<Message> {
+    const queued = this.#queue.shift();
+    if (queued !== undefined) return Promise.resolve(queued);
+    if (this.#closeInfo !== undefined) return Promise.reject(this.#closedError());
+    return new Promise((resolve, reject) => this.#waiters.push({ resolve, reject }));
+  }
+
+  close(error?: FlareError): Promise<CloseInfo> {
+    if (this.#closeInfo === undefined && this.#localClose === undefined) {
+      this.#localClose = error ?? null;
+      if (this.ws.readyState === this.ws.CONNECTING || this.ws.readyState === this.ws.OPEN) {
+        this.ws.close(error === undefined ? CLOSE_NORMAL : CLOSE_REFUSED, error?.code);
+      }
+      // A peer that never answers the close frame is cut after 2 s (ws itself waits 30 s).
+      const timer = setTimeout(() => this.ws.terminate(), 2000);
+      timer.unref();
+      this.#timers.push(timer);
+    }
+    return this.closed;
+  }
+
+  /** @internal Refuses the peer: sends the code in a close frame, stops reading and ends the socket. */
+  abort(error: FlareError): void {
+    if (this.#closeInfo !== undefined || this.#localClose !== undefined) return;
+    void this.close(error);
+    // Stop reading what the peer sends; flush our close frame, then drop the socket.
+    this.socket.pause();
+    this.socket.once('finish', () => this.socket.destroy());
+    this.socket.end();
+  }
+
+  async #send(header: Header, payload: Payload): Promise<void> {
+    if (this.#closeInfo !== undefined || this.#localClose !== undefined) throw this.#closedError();
+    const parts = payload instanceof Uint8Array ? [payload] : payload.parts;
+    const length = payload.byteLength;
+    if (length > this.limits.maxMessageBytes) {
+      throw new TransportError('E_TRANSPORT_MESSAGE_TOO_LARGE', `a message of ${length} bytes exceeds this endpoint's ${this.limits.maxMessageBytes}-byte limit`);
+    }
+    const guard = this.#guard;
+    if (length <= this.limits.chunkBytes) {
+      const bytes = parts.length === 1 ? parts[0]! : concat(parts, length);
+      const trailer = guard?.seal(header, length, sha256(bytes));
+      await this.#write(encodeFrame(messageHeader(header, length, trailer), bytes));
+      return;
+    }
+    await this.#write(encodeFrame(messageHeader(header, length)));
+    const hash = guard === undefined ? undefined : createHash('sha256');
+    const inFlight: Array<Promise<void>> = [];
+    const cursor = { part: 0, offset: 0 };
+    for (let sent = 0; sent < length; ) {
+      const size = Math.min(this.limits.chunkBytes, length - sent);
+      const frame = chunkFrame(parts, cursor, size);
+      hash?.update(frame.subarray(frame.length - size));
+      inFlight.push(this.#write(frame));
+      sent += size;
+      // Backpressure: never more than maxChunksInFlight chunks between us and the kernel.
+      if (inFlight.length >= this.limits.maxChunksInFlight) await inFlight.shift();
+    }
+    await Promise.all(inFlight);
+    const trailer = guard?.seal(header, length, hash!.digest());
+    await this.#write(encodeFrame(trailer === undefined ? { t: 'e' } : { t: 'e', a: trailer }));
+  }
+
+  #write(frame: Uint8Array): Promise<void> {
+    return new Promise((resolve, reject) => {
+      if (this.ws.readyState !== this.ws.OPEN) return reject(this.#closedError());
+      this.ws.send(frame, { binary: true, compress: false }, (err) => (err ? reject(this.#closedError(err)) : resolve()));
+    });
+  }
+
+  #onMessage(data: Buffer, isBinary: boolean): void {
+    this.#lastSeen = Date.now();
+    if (this.#closeInfo !== undefined || this.#localClose !== undefined) return;
+    try {
+      if (!isBinary) throw new TransportError('E_TRANSPORT_PROTOCOL', 'the peer sent a text frame');
+      const preLogin = this.side === 'server' && this.#auth === undefined;
+      const maxBytes = preLogin ? this.limits.preLoginMaxBytes : this.limits.chunkBytes;
+      const { header, payload } = decodeFrame(data, FRAME_HEADER, { maxBytes });
+      this.#onFrame(header, payload, preLogin);
+    } catch (error) {
+      this.abort(error instanceof FlareError ? error : new TransportError('E_TRANSPORT_PROTOCOL', 'the peer sent a frame that could not be processed', { cause: error }));
+    }
+  }
+
+  #onFrame(frame: FrameHeader, payload: Uint8Array, preLogin: boolean): void {
+    const incoming = this.#incoming;
+    if (frame.t === 'm') {
+      if (incoming !== undefined) throw new TransportError('E_TRANSPORT_PROTOCOL', 'a message started before the previous one ended');
+      if (frame.n > this.limits.maxMessageBytes) {
+        throw new TransportError('E_TRANSPORT_MESSAGE_TOO_LARGE', `the peer announced a ${frame.n}-byte message; the limit is ${this.limits.maxMessageBytes}`);
+      }
+      if (frame.n <= this.limits.chunkBytes || payload.length > 0) {
+        if (payload.length !== frame.n) throw new TransportError('E_TRANSPORT_PROTOCOL', `a message declares ${frame.n} bytes but carries ${payload.length}`);
+        this.#deliver(frame.h, payload, frame.a);
+        return;
+      }
+      if (preLogin) throw new TransportError('E_TRANSPORT_PRELOGIN_LIMIT', 'an unauthenticated peer tried to stream a large message');
+      // The one allocation of the message: declared length, already bounded by maxMessageBytes.
+      this.#incoming = { header: frame.h, length: frame.n, buffer: Buffer.allocUnsafe(frame.n), offset: 0, hash: this.#guard ? createHash('sha256') : undefined };
+      return;
+    }
+    if (incoming === undefined) throw new TransportError('E_TRANSPORT_PROTOCOL', `a '${frame.t}' frame arrived outside a message`);
+    if (frame.t === 'c') {
+      if (incoming.offset + payload.length > incoming.length) throw new TransportError('E_TRANSPORT_PROTOCOL', 'chunks exceed the declared message length');
+      incoming.buffer.set(payload, incoming.offset);
+      incoming.offset += payload.length;
+      incoming.hash?.update(payload);
+      return;
+    }
+    if (payload.length !== 0 || incoming.offset !== incoming.length) {
+      throw new TransportError('E_TRANSPORT_PROTOCOL', `a message ended after ${incoming.offset} of ${incoming.length} bytes`);
+    }
+    this.#incoming = undefined;
+    this.#deliver(incoming.header, incoming.buffer, frame.a, incoming.hash?.digest());
+  }
+
+  #deliver(header: Header, payload: Uint8Array, trailer: Header | undefined, digest?: Uint8Array): void {
+    let message: Message;
+    if (this.#guard !== undefined) {
+      this.#guard.open(header, payload.length, digest ?? sha256(payload), trailer);
+      message = { header, payload };
+    } else {
+      message = trailer === undefined ? { header, payload } : { header, payload, trailer };
+    }
+    const waiter = this.#waiters.shift();
+    if (waiter !== undefined) waiter.resolve(message);
+    else if (this.#queue.length === 0 && this.listenerCount('message') > 0) this.emit('message', message);
+    else this.#queue.push(message);
+  }
+
+  #flush(): void {
+    while (this.#queue.length > 0 && this.listenerCount('message') > 0) this.emit('message', this.#queue.shift()!);
+  }
+
+  #closedError(cause?: unknown): FlareError {
+    const info = this.#closeInfo;
+    if (info?.error !== undefined) return info.error;
+    if (this.#localClose) return this.#localClose;
+    return new TransportError('E_TRANSPORT_CLOSED', 'the connection is closed', cause === undefined ? undefined : { cause });
+  }
+
+  #onClose(code: number, reason: string): void {
+    for (const t of this.#timers) clearTimeout(t);
+    this.socket.off('data', this.#onData);
+    const local = this.#localClose;
+    let info: CloseInfo;
+    if (local !== undefined) {
+      info = local === null ? { code: CLOSE_NORMAL, reason: '', by: 'local' } : { code: CLOSE_REFUSED, reason: local.code, by: 'local', error: local };
+    } else {
+      const error = errorFromClose(code, reason);
+      info = error === undefined ? { code, reason, by: 'remote' } : { code, reason, by: 'remote', error };
+    }
+    this.#closeInfo = info;
+    const err = this.#closedError();
+    for (const w of this.#waiters.splice(0)) w.reject(err);
+    this.#resolveClosed(info);
+    this.emit('close', info);
+  }
+}
+
+function concat(parts: readonly Uint8Array[], length: number): Uint8Array {
+  const out = new Uint8Array(length);
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
+function tlsInfo(socket: TLSSocket): TlsInfo {
+  const raw = socket.getPeerCertificate(false);
+  const peerCertificatePem =
+    raw !== null && typeof raw === 'object' && 'raw' in raw && Buffer.isBuffer(raw.raw)
+      ? `-----BEGIN CERTIFICATE-----\n${raw.raw.toString('base64').replace(/.{64}/g, '$&\n').replace(/\n?$/, '\n')}-----END CERTIFICATE-----\n`
+      : undefined;
+  return {
+    protocol: socket.getProtocol() ?? 'unknown',
+    peerCertificatePem,
+    exportKeyingMaterial: (length, label) => new Uint8Array(socket.exportKeyingMaterial(length, label, Buffer.alloc(0))),
+  };
+}

@@ -1,0 +1,54 @@
+import { encodeFrame, FRAME_PREFIX_BYTES, type JsonValue } from '@flare/core';
+import { z } from 'zod';
+
+// The transport's own framing on top of @flare/core's frame codec. Every WebSocket message is one core
+// frame whose JSON header says what it is:
+//   {t:'m', h, n, a?} + payload   a message that fits one frame (n = payload bytes, a = guard trailer)
+//   {t:'m', h, n}                 the start of a streamed message of n bytes (n > chunk size)
+//   {t:'c'} + bytes               the next chunk of the streamed message, in order
+//   {t:'e', a?}                   the end of the streamed message, with the guard trailer
+// Only one message streams at a time per direction (sends are serialised), so chunks need no ids.
+
+/** Names must be JSON object keys; the strict parser in core already refused __proto__ & co. */
+const header = z.record(z.string().max(256), z.json());
+const trailer = z.record(z.string().max(64), z.json());
+
+/** Largest declared message length we accept on the wire before any limit applies (2^52, a safe integer). */
+const MAX_DECLARED = 2 ** 52;
+
+export const FRAME_HEADER = z.discriminatedUnion('t', [
+  z.strictObject({ t: z.literal('m'), h: header, n: z.int().min(0).max(MAX_DECLARED), a: trailer.optional() }),
+  z.strictObject({ t: z.literal('c') }),
+  z.strictObject({ t: z.literal('e'), a: trailer.optional() }),
+]);
+export type FrameHeader = z.infer<typeof FRAME_HEADER>;
+
+/** The bytes of a `{t:'c'}` frame without its payload: prefix + header, computed once. */
+export const CHUNK_PREFIX: Uint8Array = encodeFrame({ t: 'c' });
+
+/** Builds a chunk frame of `length` payload bytes taken from `parts` starting at (part, offset). One copy. */
+export function chunkFrame(parts: readonly Uint8Array[], cursor: { part: number; offset: number }, length: number): Uint8Array {
+  const out = new Uint8Array(CHUNK_PREFIX.length + length);
+  out.set(CHUNK_PREFIX, 0);
+  let at = CHUNK_PREFIX.length;
+  while (at < out.length) {
+    const part = parts[cursor.part]!;
+    const take = Math.min(part.length - cursor.offset, out.length - at);
+    out.set(part.subarray(cursor.offset, cursor.offset + take), at);
+    at += take;
+    cursor.offset += take;
+    if (cursor.offset === part.length) {
+      cursor.part++;
+      cursor.offset = 0;
+    }
+  }
+  return out;
+}
+
+/** The frame header's JSON form for a message start (the trailer only when present). */
+export function messageHeader(h: { readonly [key: string]: JsonValue }, n: number, a?: { readonly [key: string]: JsonValue }): { [key: string]: JsonValue } {
+  return a === undefined ? { t: 'm', h, n } : { t: 'm', h, n, a };
+}
+
+/** Bytes a frame adds around its payload, at most (prefix + a header within the codec's header limit). */
+export const FRAME_OVERHEAD = FRAME_PREFIX_BYTES + 64 * 1024;

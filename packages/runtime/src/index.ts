@@ -1,3 +1,23 @@
-// @flare/runtime: Server, client and admin engines: jobs, workflows and filter chains wiring the FLARE-TS packages.
-// Nothing is exported until its issue lands: no stubs that pretend.
-export {};
+// @flare/runtime: server, client and admin engines, jobs, workflows and filter chains wiring the FLARE-TS packages.
+export { ServerEngine } from './server-engine.js';
+export type { Authorizer, Principal, ServerEngineOptions } from './server-engine.js';
+export { ClientEngine } from './client-engine.js';
+export type { ClientEngineOptions } from './client-engine.js';
+export { AdminClient, readJobFolder } from './admin-client.js';
+export type { JobBundle, JobSummary } from './admin-client.js';
+export { ByocSpec, ComponentSpec, JobDefinition, parseJobDefinition } from './job-definition.js';
+export { JobRecord, JobStore, RoundRecord } from './job-store.js';
+export type { Checkpoint, JobStatus, NewJob } from './job-store.js';
+export { runScatterGather, weightedMetrics } from './scatter-gather.js';
+export type { ScatterGatherComms, ScatterGatherOptions, TaskOutcome } from './scatter-gather.js';
+export { ClientRegistry } from './client-registry.js';
+export type { RegisteredClient } from './client-registry.js';
+export { EventBus } from './event-bus.js';
+export type { PeerIdentity, RuntimeEventHandler, RuntimeEvents } from './event-bus.js';
+export { channelPair } from './channel.js';
+export type { ChannelHeader, ChannelServer, PeerChannel } from './channel.js';
+export { Message, parseMessage } from './messages.js';
+export type { BuiltFilter, LearnerEnv, LearnerFactory, PrivacyScope, SitePolicy } from './site-policy.js';
+export { createLogger } from './logger.js';
+export type { ClosableLogger, CreateLoggerOptions } from './logger.js';
+export { writeFileAtomic } from './atomic.js';

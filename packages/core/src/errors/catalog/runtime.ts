@@ -2,4 +2,84 @@ import type { Catalog } from '../info.js';
 
 /** Error codes of the server, client and admin engines (@flare/runtime). Add a code here with its meaning and action, then run `npm run errors:doc`. */
 export const RUNTIME_CODES = {
+  E_RUNTIME_JOB_INVALID: {
+    meaning: 'A job definition (meta.json) does not match the job schema: a field is missing, unknown, of the wrong type or out of range.',
+    action: 'Fix the field the message names in the job folder\'s meta.json and submit again; unknown fields are refused on purpose.',
+  },
+  E_RUNTIME_JOB_NOT_FOUND: {
+    meaning: 'No job with this id exists in the server\'s job store.',
+    action: 'List the jobs with `flare admin list` and use an id it shows.',
+  },
+  E_RUNTIME_JOB_STATE: {
+    meaning: 'The requested action is not possible in the job\'s current state (e.g. downloading a job that has not finished, aborting one that already ended).',
+    action: 'Check the job with `flare admin status JOB` and retry when it is in a state that allows the action.',
+  },
+  E_RUNTIME_NOT_AUTHORIZED: {
+    meaning: 'The server\'s authorization policy does not give this admin the right the command needs.',
+    action: 'Ask the project admin for the right (see the server\'s local/authorization.json), or use an admin kit whose role has it.',
+  },
+  E_RUNTIME_DEPLOY_REFUSED: {
+    meaning: 'A site refused to deploy the job; its own policy decided, and its audit log says why.',
+    action: 'Read the reason code in the message, fix the job (scope, components, resources) or ask the site to change its policy.',
+  },
+  E_RUNTIME_SUBMITTER_REFUSED: {
+    meaning: 'This site\'s authorization.json does not give the job\'s submitter the submit_job right, so the site will not run the job.',
+    action: 'Ask the site admin to grant submit_job to the submitter\'s role (and org condition), or have an authorized admin submit the job.',
+  },
+  E_RUNTIME_SCOPE_UNKNOWN: {
+    meaning: 'The job names a privacy scope that this site\'s privacy.json does not define, so the site refuses it.',
+    action: 'Use a scope the site defines (the site admin can list them), or ask the site to add the scope.',
+  },
+  E_RUNTIME_COMPONENT_FORBIDDEN: {
+    meaning: 'The job names a component that is not on this site\'s component allow-list.',
+    action: 'Use only components the site admits, or ask the site admin to add this one to its allow-list.',
+  },
+  E_RUNTIME_COMPONENT_UNKNOWN: {
+    meaning: 'The job names a component or filter that this site does not have installed.',
+    action: 'Check the component name for typos, or install the package that provides it at the site.',
+  },
+  E_RUNTIME_BYOC_REFUSED: {
+    meaning: 'The job brings its own code (BYOC) but the submitter lacks the byoc right at this site or the site has not consented to BYOC.',
+    action: 'Remove the custom code from the job, or ask the site admin to grant the byoc right and consent to BYOC in its resources.json.',
+  },
+  E_RUNTIME_BYOC_SIGNATURE: {
+    meaning: 'The job\'s custom-code bundle is not signed by the submitter, or its files do not match the signed digests.',
+    action: 'Re-submit the job with `flare admin submit` from the submitter\'s own kit; never edit a submitted bundle.',
+  },
+  E_RUNTIME_RESOURCES: {
+    meaning: 'The job needs more resources (concurrent jobs, GPUs, memory) than this site allows or has free.',
+    action: 'Lower the job\'s resource needs, wait for other jobs to end, or ask the site admin to raise its resources.json limits.',
+  },
+  E_RUNTIME_MIN_CLIENTS: {
+    meaning: 'A round ended with fewer results than the job\'s min_clients, after every retry.',
+    action: 'Check which sites are down or refusing (their audit logs say why), lower min_clients, or raise the round timeout.',
+  },
+  E_RUNTIME_PROTOCOL: {
+    meaning: 'A peer sent a message that does not fit the runtime protocol (unknown type, wrong sender kind, or a reply nobody asked for).',
+    action: 'Check that every participant runs the same FLARE-TS version; a persistent error means a faulty or hostile peer.',
+  },
+  E_RUNTIME_TIMEOUT: {
+    meaning: 'A request to the server got no answer within its time limit.',
+    action: 'Check that the server is running and reachable, then retry; raise the timeout for slow links.',
+  },
+  E_RUNTIME_DISCONNECTED: {
+    meaning: 'The connection to the peer closed before the request was answered.',
+    action: 'Check the peer process and the network, then retry; the audit logs show whether the request was processed.',
+  },
+  E_RUNTIME_CHECKPOINT: {
+    meaning: 'A job\'s checkpoint on disk is unreadable or inconsistent, so the job cannot resume from it.',
+    action: 'Restore the job folder from a backup; never edit checkpoint files by hand. The job can be re-submitted from the start.',
+  },
+  E_RUNTIME_ABORTED: {
+    meaning: 'The job was aborted by an admin before it finished.',
+    action: 'Nothing to fix; submit the job again to re-run it.',
+  },
+  E_RUNTIME_TASK_FAILED: {
+    meaning: 'A site could not complete its task (its learner or a filter failed), so it sent no update this round.',
+    action: 'Read the site\'s log and audit log for the cause named in the message; the round continues with the other sites.',
+  },
+  E_RUNTIME_WORKSPACE: {
+    meaning: 'The runtime\'s workspace folder is missing, unwritable or holds a file that is not what it should be.',
+    action: 'Check the folder given with --workspace (or the kit\'s parent folder) exists and is writable by this user.',
+  },
 } as const satisfies Catalog;

@@ -1,0 +1,340 @@
+import {
+  FlareError,
+  FlareRuntimeError,
+  META,
+  decodeModel,
+  encodeModel,
+  silentLogger,
+  type AuditEventInput,
+  type AuditHook,
+  type FilterContext,
+  type FilterFactory,
+  type FLModel,
+  type Learner,
+  type Logger,
+} from '@flare/core';
+import { auditor } from './audit-util.js';
+import type { PeerChannel } from './channel.js';
+import { EventBus } from './event-bus.js';
+import { parseJobDefinition, type ComponentSpec, type JobDefinition } from './job-definition.js';
+import { outgoing, parseMessage, type Message } from './messages.js';
+import type { Principal } from './server-engine.js';
+import type { BuiltFilter, LearnerFactory, SitePolicy } from './site-policy.js';
+
+/** Options of {@link ClientEngine.start}. */
+export interface ClientEngineOptions {
+  /** This site's name and org (from its kit). */
+  readonly site: { readonly name: string; readonly org: string };
+  /** Opens an authenticated channel to the server (called again to reconnect). */
+  readonly connect: () => Promise<PeerChannel>;
+  readonly policy: SitePolicy;
+  /** Learners this site can build, by registered name. */
+  readonly learners: ReadonlyMap<string, LearnerFactory<unknown>>;
+  /** Filters this site can build, by registered name (DP, exclude-vars, ...). */
+  readonly filters: ReadonlyMap<string, FilterFactory<unknown>>;
+  /** Folder private to this site (filter state such as DP budgets lives here). */
+  readonly workspace: string;
+  readonly audit?: AuditHook;
+  readonly logger?: Logger;
+  readonly events?: EventBus;
+  /** Heartbeat period (default 5 s). */
+  readonly heartbeatMs?: number;
+  /** Reconnection after the server goes away: attempts and delay between them (default 120 x 500 ms). */
+  readonly reconnect?: { readonly attempts: number; readonly delayMs: number };
+}
+
+interface DeployedJob {
+  readonly id: string;
+  readonly definition: JobDefinition;
+  readonly learner: Learner;
+  readonly dataFilters: readonly BuiltFilter[];
+  readonly resultFilters: readonly BuiltFilter[];
+  readonly scope: string;
+  readonly abort: AbortController;
+  queue: Promise<void>;
+}
+
+function errorOf(e: unknown): { code: string; message: string } {
+  if (e instanceof FlareError) return { code: e.code, message: e.message.slice(0, 1000) };
+  if (e instanceof Error && e.name === 'AbortError') return { code: 'E_RUNTIME_ABORTED', message: 'task cancelled' };
+  return { code: 'E_RUNTIME_TASK_FAILED', message: e instanceof Error ? e.message.slice(0, 1000) : String(e) };
+}
+
+/**
+ * A site: connects to the server over an authenticated channel, registers with its resources, and
+ * heartbeats. Before a job runs here the site decides for itself, in this order, auditing every refusal with
+ * its reason: the definition is valid; event-bus plugins agree; the submitter has `submit_job` under this
+ * site's authorization; BYOC needs the `byoc` right and the site's consent; every component is on the
+ * allow-list and installed; the privacy scope exists; resources allow. Each task then runs the pipeline:
+ * site scope data filters, job data filters, validate + train, site scope result filters, job result
+ * filters; every step is an audit event whose `ref` is the server's event id for the task.
+ */
+export class ClientEngine {
+  readonly #o: ClientEngineOptions;
+  readonly #log: Logger;
+  readonly #audit: ReturnType<typeof auditor>;
+  readonly #events: EventBus;
+  readonly #jobs = new Map<string, DeployedJob>();
+  #channel: PeerChannel | undefined;
+  #heartbeat: NodeJS.Timeout | undefined;
+  #closed = false;
+  #connected: Promise<void> | undefined;
+  /** Resolves when the engine stops for good (closed, or the server could not be reached again). */
+  readonly done: Promise<void>;
+  #finish: () => void = () => undefined;
+
+  private constructor(o: ClientEngineOptions) {
+    this.#o = o;
+    this.#log = o.logger ?? silentLogger;
+    this.#audit = auditor(o.audit);
+    this.#events = o.events ?? new EventBus();
+    this.done = new Promise((resolve) => {
+      this.#finish = resolve;
+    });
+  }
+
+  /** Connects (retrying within the reconnect bounds) and registers. */
+  static async start(o: ClientEngineOptions): Promise<ClientEngine> {
+    const engine = new ClientEngine(o);
+    await engine.#connect();
+    return engine;
+  }
+
+  /** Jobs deployed here now. */
+  jobs(): string[] {
+    return [...this.#jobs.keys()];
+  }
+
+  /** Stops heartbeats, cancels tasks and closes the channel. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    clearInterval(this.#heartbeat);
+    for (const j of this.#jobs.values()) j.abort.abort();
+    this.#channel?.close();
+    this.#finish();
+  }
+
+  async #connect(): Promise<void> {
+    const { attempts, delayMs } = this.#o.reconnect ?? { attempts: 120, delayMs: 500 };
+    let last: unknown;
+    for (let i = 0; i < attempts && !this.#closed; i++) {
+      try {
+        const ch = await this.#o.connect();
+        await this.#attach(ch);
+        return;
+      } catch (e) {
+        last = e;
+        // A refusal by policy or a bad kit will not heal by retrying.
+        if (e instanceof FlareError && !(e instanceof FlareRuntimeError) && /^E_(PKI|AUTH)_/.test(e.code)) throw e;
+        await new Promise((r) => setTimeout(r, delayMs));
+      }
+    }
+    throw last instanceof Error ? last : new FlareRuntimeError('E_RUNTIME_DISCONNECTED', 'could not reach the server');
+  }
+
+  async #attach(ch: PeerChannel): Promise<void> {
+    this.#channel = ch;
+    const welcomed = new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new FlareRuntimeError('E_RUNTIME_TIMEOUT', 'the server did not welcome this site')), 30_000);
+      ch.onMessage((h, payload) => {
+        let msg: Message;
+        try {
+          msg = parseMessage(h);
+        } catch (e) {
+          this.#audit({ action: 'protocol_error', msg: errorOf(e).message });
+          ch.close();
+          return;
+        }
+        if (msg.t === 'welcome') {
+          clearTimeout(timer);
+          resolve();
+          return;
+        }
+        if (msg.t === 'bye') {
+          clearTimeout(timer);
+          reject(new FlareRuntimeError('E_RUNTIME_DISCONNECTED', `server said bye: ${msg.reason?.code ?? ''}`));
+          return;
+        }
+        void this.#onMessage(ch, msg, payload).catch((e: unknown) => {
+          this.#log.error('message handling failed', errorOf(e));
+        });
+      });
+      ch.onClose(() => {
+        clearTimeout(timer);
+        reject(new FlareRuntimeError('E_RUNTIME_DISCONNECTED', 'the server closed the connection'));
+        if (this.#channel === ch) this.#lost();
+      });
+    });
+    await ch.send(outgoing({ t: 'register', resources: { ...this.#o.policy.report } }));
+    await welcomed;
+    this.#audit({ action: 'registered', msg: `site ${this.#o.site.name} registered with the server` });
+    this.#log.info('registered with the server', { site: this.#o.site.name });
+    clearInterval(this.#heartbeat);
+    this.#heartbeat = setInterval(() => void ch.send(outgoing({ t: 'heartbeat' })).catch(() => undefined), this.#o.heartbeatMs ?? 5000);
+    this.#heartbeat.unref();
+  }
+
+  #lost(): void {
+    clearInterval(this.#heartbeat);
+    if (this.#closed) return;
+    this.#audit({ action: 'server_lost', msg: 'connection to the server lost; reconnecting' });
+    this.#log.warn('connection to the server lost; reconnecting');
+    this.#connected ??= this.#connect()
+      .catch((e: unknown) => {
+        this.#log.error('could not reconnect to the server', errorOf(e));
+        this.#audit({ action: 'server_unreachable', msg: `gave up reconnecting: ${errorOf(e).code}` });
+        this.#finish();
+      })
+      .finally(() => {
+        this.#connected = undefined;
+      });
+  }
+
+  async #onMessage(ch: PeerChannel, msg: Message, payload: Uint8Array): Promise<void> {
+    switch (msg.t) {
+      case 'deploy': {
+        const out = await this.#deploy(msg);
+        await ch.send(outgoing({ t: 'deploy_reply', id: msg.id, job: msg.job, ...out }));
+        return;
+      }
+      case 'task': {
+        const job = this.#jobs.get(msg.job);
+        if (job === undefined) {
+          const ref = this.#audit({ action: 'task_refused', job: msg.job, ref: msg.ref, msg: 'task for a job not deployed here' });
+          await ch.send(outgoing({ t: 'result', job: msg.job, round: msg.round, task: msg.task, kind: msg.kind, ok: false, ...(ref === undefined ? {} : { ref }), error: { code: 'E_RUNTIME_JOB_NOT_FOUND', message: 'job not deployed at this site' }, metrics: {} }));
+          return;
+        }
+        // One task at a time per job: a learner is not re-entrant.
+        job.queue = job.queue.then(() => this.#task(ch, job, msg, payload));
+        return job.queue;
+      }
+      case 'abort': {
+        const job = this.#jobs.get(msg.job);
+        if (job === undefined) return;
+        job.abort.abort(new FlareRuntimeError('E_RUNTIME_ABORTED', `job ${msg.job} aborted`));
+        this.#jobs.delete(msg.job);
+        this.#audit({ action: 'job_aborted', job: msg.job, ref: msg.ref, msg: 'the server aborted the job' });
+        return;
+      }
+      default:
+        throw new FlareRuntimeError('E_RUNTIME_PROTOCOL', `the server may not send '${msg.t}'`);
+    }
+  }
+
+  #refuse(job: string, ref: string | undefined, e: unknown, submitter?: string): { ok: false; ref?: string; error: { code: string; message: string } } {
+    const error = errorOf(e);
+    const id = this.#audit({ action: 'deploy_refused', job, ref, user: submitter, msg: `${error.code}: ${error.message}`, data: { code: error.code } });
+    this.#log.warn('job refused', { job, code: error.code, reason: error.message });
+    return { ok: false, ...(id === undefined ? {} : { ref: id }), error };
+  }
+
+  async #deploy(msg: Extract<Message, { t: 'deploy' }>): Promise<{ ok: boolean; ref?: string; error?: { code: string; message: string } }> {
+    const site = this.#o.site.name;
+    const policy = this.#o.policy;
+    const submitter: Principal = { name: msg.submitter.name, org: msg.submitter.org, role: msg.submitter.role ?? '' };
+    const recv = this.#audit({ action: 'deploy_received', job: msg.job, ref: msg.ref, user: submitter.name, msg: `deploy request for job ${msg.job} from ${submitter.name}` });
+    try {
+      const def = parseJobDefinition(msg.definition);
+      await this.#events.emit('before-deploy', { site, job: msg.job, definition: def, submitter: { ...submitter, kind: 'admin' } });
+      // The server cannot override a site: the submitter is re-checked here under this site's own policy.
+      if (!(await policy.authorize({ user: submitter, right: 'submit_job' }))) {
+        throw new FlareRuntimeError('E_RUNTIME_SUBMITTER_REFUSED', `user '${submitter.name}' is not authorized for 'submit_job' at ${site}`);
+      }
+      if (def.byoc !== undefined) {
+        if (!(await policy.authorize({ user: submitter, right: 'byoc' }))) throw new FlareRuntimeError('E_RUNTIME_BYOC_REFUSED', `user '${submitter.name}' is not authorized for 'byoc' at ${site}`);
+        if (!policy.byocConsent) throw new FlareRuntimeError('E_RUNTIME_BYOC_REFUSED', `${site} does not consent to jobs that bring their own code`);
+      }
+      const scope = policy.scope(def.scope);
+      if (scope === undefined) throw new FlareRuntimeError('E_RUNTIME_SCOPE_UNKNOWN', `${site} has no privacy scope '${def.scope ?? '(default)'}'`);
+      const named: Array<[ComponentSpec, 'learner' | 'data-filter' | 'result-filter']> = [
+        [def.learner, 'learner'],
+        ...def.task_data_filters.map((c) => [c, 'data-filter'] as [ComponentSpec, 'data-filter']),
+        ...def.task_result_filters.map((c) => [c, 'result-filter'] as [ComponentSpec, 'result-filter']),
+      ];
+      for (const [c] of named) {
+        if (!policy.admitsComponent(c.name)) throw new FlareRuntimeError('E_RUNTIME_COMPONENT_FORBIDDEN', `component '${c.name}' is not on ${site}'s allow-list`);
+      }
+      const running = [...this.#jobs.keys()].filter((j) => j !== msg.job).length;
+      const short = policy.checkResources(def.resources, running);
+      if (short !== undefined) throw new FlareRuntimeError('E_RUNTIME_RESOURCES', short);
+      const env = { site, workspace: this.#o.workspace, job: msg.job, logger: this.#log };
+      const build = async (c: ComponentSpec, role: 'data-filter' | 'result-filter'): Promise<BuiltFilter> => {
+        await this.#events.emit('before-build-component', { site, job: msg.job, component: c.name, role });
+        const f = this.#o.filters.get(c.name);
+        if (f === undefined) throw new FlareRuntimeError('E_RUNTIME_COMPONENT_UNKNOWN', `${site} has no filter '${c.name}'`);
+        const args = f.args.safeParse(c.args);
+        if (!args.success) throw new FlareRuntimeError('E_RUNTIME_JOB_INVALID', `arguments of filter '${c.name}': ${args.error.issues[0]?.message ?? 'invalid'}`);
+        return { name: c.name, filter: f.create(args.data, env) };
+      };
+      const dataFilters = [...(await Promise.all(scope.taskDataFilters.map((c) => build(c, 'data-filter')))), ...(await Promise.all(def.task_data_filters.map((c) => build(c, 'data-filter'))))];
+      const resultFilters = [...(await Promise.all(scope.taskResultFilters.map((c) => build(c, 'result-filter')))), ...(await Promise.all(def.task_result_filters.map((c) => build(c, 'result-filter'))))];
+      await this.#events.emit('before-build-component', { site, job: msg.job, component: def.learner.name, role: 'learner' });
+      const lf = this.#o.learners.get(def.learner.name);
+      if (lf === undefined) throw new FlareRuntimeError('E_RUNTIME_COMPONENT_UNKNOWN', `${site} has no learner '${def.learner.name}'`);
+      const largs = lf.args.safeParse(def.learner.args);
+      if (!largs.success) throw new FlareRuntimeError('E_RUNTIME_JOB_INVALID', `arguments of learner '${def.learner.name}': ${largs.error.issues[0]?.message ?? 'invalid'}`);
+      const learner = await lf.create(largs.data, env);
+      this.#jobs.get(msg.job)?.abort.abort();
+      this.#jobs.set(msg.job, { id: msg.job, definition: def, learner, dataFilters, resultFilters, scope: scope.name, abort: new AbortController(), queue: Promise.resolve() });
+      const ref = this.#audit({
+        action: 'deploy_accepted',
+        job: msg.job,
+        ref: recv,
+        user: submitter.name,
+        scope: scope.name,
+        msg: `job ${def.name} accepted: scope ${scope.name}, learner ${def.learner.name}, ${dataFilters.length} data and ${resultFilters.length} result filters`,
+        data: { data_filters: dataFilters.map((f) => f.name), result_filters: resultFilters.map((f) => f.name) },
+      });
+      this.#log.info('job deployed', { job: msg.job, scope: scope.name });
+      return { ok: true, ...(ref === undefined ? {} : { ref }) };
+    } catch (e) {
+      return this.#refuse(msg.job, recv, e, submitter.name);
+    }
+  }
+
+  async #applyFilters(filters: readonly BuiltFilter[], m: FLModel, ctx: FilterContext, direction: 'in' | 'out', ref: string | undefined, job: DeployedJob): Promise<FLModel> {
+    let cur = m;
+    for (const { name, filter } of filters) {
+      ctx.signal?.throwIfAborted();
+      cur = await filter.apply(cur, ctx);
+      this.#audit({ action: 'filter_applied', job: job.id, ref, scope: job.scope, msg: `${direction === 'in' ? 'data' : 'result'} filter ${name} applied`, data: { filter: name, direction, round: ctx.round } });
+    }
+    return cur;
+  }
+
+  async #task(ch: PeerChannel, job: DeployedJob, msg: Extract<Message, { t: 'task' }>, payload: Uint8Array): Promise<void> {
+    const site = this.#o.site.name;
+    const recv = this.#audit({ action: 'task_received', job: job.id, ref: msg.ref, scope: job.scope, msg: `${msg.kind} task for round ${msg.round}`, data: { round: msg.round, kind: msg.kind } });
+    const metrics: Record<string, number> = {};
+    // Filters report what they did through the hook (e.g. epsilon spent); numbers are passed back with the result.
+    const filterAudit: AuditHook = (e: AuditEventInput) => {
+      for (const [k, v] of Object.entries(e.data ?? {})) if (typeof v === 'number' && /^(epsilon|delta|epsilon_spent|epsilon_total)/.test(k)) metrics[k] = v;
+      return this.#audit({ ...e, job: job.id, ref: e.ref ?? recv });
+    };
+    const ctx: FilterContext = { site, job: job.id, task: msg.kind, round: msg.round, peer: ch.peer.name, audit: filterAudit, signal: job.abort.signal };
+    try {
+      await this.#events.emit('before-task', { site, job: job.id, round: msg.round, ref: msg.ref ?? '' });
+      let global = decodeModel(payload);
+      global = await this.#applyFilters(job.dataFilters, global, ctx, 'in', recv, job);
+      const lctx = { site, job: job.id, round: msg.round, signal: job.abort.signal };
+      const v = await job.learner.validate(global, lctx);
+      for (const [k, x] of Object.entries(v)) metrics[`val_${k}`] = x;
+      let out: Uint8Array | undefined;
+      if (msg.kind === 'train') {
+        let update = await job.learner.train(global, lctx);
+        this.#audit({ action: 'local_training_done', job: job.id, ref: recv, msg: `round ${msg.round}: ${String(update.meta[META.NUM_STEPS_CURRENT_ROUND] ?? '?')} local steps`, data: { round: msg.round, steps: Number(update.meta[META.NUM_STEPS_CURRENT_ROUND] ?? 0) } });
+        update = await this.#applyFilters(job.resultFilters, update, ctx, 'out', recv, job);
+        out = encodeModel(update);
+      }
+      const ref = this.#audit({ action: 'result_sent', job: job.id, ref: msg.ref, scope: job.scope, msg: `${msg.kind} result for round ${msg.round}`, data: { round: msg.round, bytes: out?.byteLength ?? 0 } });
+      await ch.send(outgoing({ t: 'result', job: job.id, round: msg.round, task: msg.task, kind: msg.kind, ok: true, metrics, ...(ref === undefined ? {} : { ref }) }), out);
+      await this.#events.emit('after-task', { site, job: job.id, round: msg.round, ok: true });
+    } catch (e) {
+      const error = errorOf(e);
+      const ref = this.#audit({ action: error.code.startsWith('E_DP_') ? 'privacy_refused' : 'task_failed', job: job.id, ref: recv, msg: `${error.code}: ${error.message}`, data: { round: msg.round, code: error.code } });
+      this.#log.warn('task failed', { job: job.id, round: msg.round, code: error.code, reason: error.message });
+      await ch.send(outgoing({ t: 'result', job: job.id, round: msg.round, task: msg.task, kind: msg.kind, ok: false, error, metrics, ...(ref === undefined ? {} : { ref }) })).catch(() => undefined);
+      await this.#events.emit('after-task', { site, job: job.id, round: msg.round, ok: false, code: error.code }).catch(() => undefined);
+    }
+  }
+}

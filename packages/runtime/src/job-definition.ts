@@ -1,0 +1,91 @@
+import { FlareRuntimeError, type JsonValue } from '@flare/core';
+import { z } from 'zod';
+
+// Names that reach file paths and audit lines: letters, digits, `_ . -`, no leading dot (FLARE's client-name
+// rule plus dots for job names). A name never becomes a path segment without passing this.
+const NAME = /^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}$/;
+const nameSchema = z.string().regex(NAME, 'must be 1-64 letters, digits, _ . - (no leading dot)');
+
+const jsonValue: z.ZodType<JsonValue> = z.lazy(() =>
+  z.union([z.string().max(4096), z.number(), z.boolean(), z.null(), z.array(jsonValue).max(1024), z.record(z.string().max(128), jsonValue)]),
+);
+
+/** A component the job asks a site to build from its registry (a learner, a filter), by registered name. */
+export const ComponentSpec = z.strictObject({
+  /** The registered name (e.g. `tfjs-learner`, `gaussian-dp`); each site admits it or not (allow-list). */
+  name: nameSchema,
+  /** Arguments the component's own schema validates at the site. */
+  args: z.record(z.string().max(128), jsonValue).default({}),
+});
+/** A component reference in a job definition. */
+export type ComponentSpec = z.output<typeof ComponentSpec>;
+
+/** Files a job brings as its own code (BYOC), each with its SHA-256, and the submitter's signature over them. */
+export const ByocSpec = z.strictObject({
+  /** Relative file name -> hex SHA-256 of its bytes. */
+  files: z.record(z.string().regex(/^[A-Za-z0-9_-][A-Za-z0-9_./-]{0,200}$/).refine((p) => !p.split('/').includes('..'), 'no ..'), z.string().regex(/^[0-9a-f]{64}$/)),
+  /** base64 signature by the submitter's kit key over the canonical JSON of `files` (RFC 8785). */
+  signature: z.string().max(2048),
+});
+/** The BYOC part of a job definition. */
+export type ByocSpec = z.output<typeof ByocSpec>;
+
+/**
+ * A job definition (the job folder's `meta.json`): which workflow, how many rounds, where it runs, which
+ * components and filters, which privacy scope, what resources. Unknown fields are refused, so a typo fails at
+ * submit, not at round 3.
+ */
+export const JobDefinition = z.strictObject({
+  name: nameSchema,
+  workflow: z.literal('scatter_and_gather').default('scatter_and_gather'),
+  rounds: z.int().min(1).max(100_000),
+  /** Results needed to close a round (FLARE's min_clients). */
+  min_clients: z.int().min(1).max(10_000),
+  /** Seconds a round waits for results before closing with what it has (late results are ignored, audited). */
+  round_timeout_s: z.number().positive().max(7 * 24 * 3600).default(300),
+  /** How often a round that ended below min_clients is re-run before the job fails. */
+  retries: z.int().min(0).max(100).default(1),
+  /** Sites that run the job, or `["@ALL"]` for every connected site (FLARE's deploy_map). */
+  deploy: z.array(z.union([nameSchema, z.literal('@ALL')])).min(1).max(10_000),
+  /** The learner each site builds. */
+  learner: ComponentSpec,
+  /** The job's filters on data coming in to a site; they run after the site's scope filters. */
+  task_data_filters: z.array(ComponentSpec).max(64).default([]),
+  /** The job's filters on results leaving a site; they run after the site's scope filters. */
+  task_result_filters: z.array(ComponentSpec).max(64).default([]),
+  /** The privacy scope (privacy.json) the job asks for; empty: the site's default scope. */
+  scope: nameSchema.optional(),
+  /** What the job needs at each site (checked against the site's resources.json). */
+  resources: z
+    .strictObject({
+      num_of_gpus: z.int().min(0).max(1024).default(0),
+      mem_per_gpu_in_GiB: z.number().min(0).max(1 << 20).default(0),
+      memory_MiB: z.int().min(0).max(1 << 30).default(0),
+    })
+    .default({ num_of_gpus: 0, mem_per_gpu_in_GiB: 0, memory_MiB: 0 }),
+  byoc: ByocSpec.optional(),
+});
+/** A parsed, validated job definition. */
+export type JobDefinition = z.output<typeof JobDefinition>;
+
+/**
+ * Parses a job definition from untrusted JSON (a file, the wire).
+ *
+ * @throws FlareRuntimeError E_RUNTIME_JOB_INVALID naming the first bad field.
+ * @example
+ * ```ts
+ * const def = parseJobDefinition(parseStrictJson(await readFile('job/meta.json', 'utf8')));
+ * ```
+ */
+export function parseJobDefinition(value: unknown): JobDefinition {
+  const r = JobDefinition.safeParse(value);
+  if (!r.success) {
+    const first = r.error.issues[0];
+    const where = first === undefined || first.path.length === 0 ? 'meta.json' : first.path.join('.');
+    throw new FlareRuntimeError('E_RUNTIME_JOB_INVALID', `${where}: ${first?.message ?? 'invalid'}`, { cause: r.error });
+  }
+  if (r.data.min_clients > r.data.deploy.length && !r.data.deploy.includes('@ALL')) {
+    throw new FlareRuntimeError('E_RUNTIME_JOB_INVALID', `min_clients ${r.data.min_clients} exceeds the ${r.data.deploy.length} sites in deploy`);
+  }
+  return r.data;
+}

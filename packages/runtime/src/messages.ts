@@ -1,0 +1,66 @@
+import { FlareRuntimeError, type JsonValue } from '@flare/core';
+import { z } from 'zod';
+
+const id = z.string().min(1).max(80);
+const reason = z.strictObject({ code: z.string().max(64), message: z.string().max(2048) });
+const identity = z.strictObject({ name: z.string().max(256), org: z.string().max(256), role: z.string().max(64).optional() });
+const numbers = z.record(z.string().max(64), z.number());
+const json: z.ZodType<JsonValue> = z.lazy(() => z.union([z.string(), z.number(), z.boolean(), z.null(), z.array(json), z.record(z.string(), json)]));
+
+/**
+ * Every runtime message header, by type `t` (server <-> client <-> admin). Headers are strict: an unknown
+ * field or type is refused before anything acts on it. Model payloads travel as safetensors bytes after
+ * the header; identity is never a header field (it is the channel's authenticated peer).
+ */
+export const Message = z.discriminatedUnion('t', [
+  // client -> server
+  z.strictObject({ t: z.literal('register'), resources: numbers }),
+  z.strictObject({ t: z.literal('heartbeat') }),
+  z.strictObject({ t: z.literal('deploy_reply'), id, job: id, ok: z.boolean(), ref: id.optional(), error: reason.optional() }),
+  z.strictObject({
+    t: z.literal('result'),
+    job: id,
+    round: z.int().min(0),
+    task: id,
+    kind: z.enum(['train', 'validate']),
+    ref: id.optional(),
+    ok: z.boolean(),
+    error: reason.optional(),
+    metrics: numbers.default({}),
+  }),
+  // server -> client
+  z.strictObject({ t: z.literal('welcome') }),
+  z.strictObject({ t: z.literal('deploy'), id, job: id, definition: json, submitter: identity, ref: id.optional() }),
+  z.strictObject({ t: z.literal('task'), job: id, round: z.int().min(0), task: id, kind: z.enum(['train', 'validate']), ref: id.optional() }),
+  z.strictObject({ t: z.literal('abort'), job: id, ref: id.optional() }),
+  // admin -> server
+  z.strictObject({
+    t: z.literal('admin'),
+    id,
+    cmd: z.enum(['submit', 'list', 'status', 'abort', 'download', 'audit']),
+    job: id.optional(),
+    definition: json.optional(),
+    files: z.record(z.string().max(256), z.string().max(16 * 1024 * 1024)).optional(),
+    lines: z.int().min(1).max(10_000).optional(),
+  }),
+  // server -> admin
+  z.strictObject({ t: z.literal('reply'), id, ok: z.boolean(), error: reason.optional(), data: json.optional() }),
+  z.strictObject({ t: z.literal('bye'), reason: reason.optional() }),
+]);
+/** A decoded runtime message header. */
+export type Message = z.output<typeof Message>;
+
+/** Validates an untrusted header. @throws FlareRuntimeError E_RUNTIME_PROTOCOL for anything that is not a runtime message. */
+export function parseMessage(header: unknown): Message {
+  const r = Message.safeParse(header);
+  if (!r.success) {
+    const first = r.error.issues[0];
+    throw new FlareRuntimeError('E_RUNTIME_PROTOCOL', `malformed runtime message${first === undefined ? '' : ` at ${first.path.join('.') || 'header'}: ${first.message}`}`, { cause: r.error });
+  }
+  return r.data;
+}
+
+/** A header ready to send (checked against the schema first: we never send what we would refuse). */
+export function outgoing(header: Message): { readonly [key: string]: JsonValue } {
+  return Message.parse(header) as unknown as { readonly [key: string]: JsonValue };
+}

@@ -1,0 +1,161 @@
+import { constants, verify, webcrypto, X509Certificate as NodeX509 } from 'node:crypto';
+import { PkiError } from '@flare/core';
+import type { CertificateAuthority } from './certificate.js';
+import { children, derInteger, readElement } from './der.js';
+import { normalizeSerial, parseCertificate } from './identity.js';
+import { keyTypeOf, toSigningCryptoKey, webAlgorithm } from './keys.js';
+import { x509 } from './x509.js';
+
+/** One revoked certificate in a {@link Crl}. */
+export interface RevokedEntry {
+  /** Serial number, lowercase hex without leading zeros. */
+  readonly serial: string;
+  readonly date: Date;
+  /** RFC 5280 5.3.1 reason code, when the CRL gives one. */
+  readonly reason?: number;
+}
+
+/** A parsed certificate revocation list. */
+export interface Crl {
+  readonly pem: string;
+  /** The issuer's distinguished name, as text. */
+  readonly issuer: string;
+  readonly thisUpdate: Date;
+  readonly nextUpdate?: Date;
+  /** Revoked serials (normalized: lowercase hex, no leading zeros). */
+  readonly revoked: ReadonlyMap<string, RevokedEntry>;
+  /** True when loadCrl checked the signature against a root CA (the `rootCaPem` option). */
+  readonly verified: boolean;
+}
+
+/** Options of {@link loadCrl}. */
+export interface LoadCrlOptions {
+  /** The project's root CA: when given, the CRL must be issued and signed by it (else E_CRL_INVALID). */
+  readonly rootCaPem?: string;
+}
+
+const SHA256_SIGNATURES = new Set(['1.2.840.10045.4.3.2', '1.2.840.113549.1.1.11']);
+
+/**
+ * Parses a CRL from PEM or DER and, with `rootCaPem`, checks that the project root issued and signed it.
+ * Always pass `rootCaPem` for a CRL that arrives from outside (a kit, the network).
+ *
+ * @throws PkiError E_CRL_INVALID.
+ * @example
+ * ```ts
+ * const crl = loadCrl(kit.crlPem!, { rootCaPem: kit.rootCaPem });
+ * if (isRevoked(peerCertPem, crl)) refuse();
+ * ```
+ */
+export function loadCrl(pemOrDer: string | Uint8Array, options: LoadCrlOptions = {}): Crl {
+  let der: Uint8Array;
+  let parsed: x509.X509Crl;
+  try {
+    der = typeof pemOrDer === 'string' ? new Uint8Array(x509.PemConverter.decodeFirst(pemOrDer)) : pemOrDer;
+    parsed = new x509.X509Crl(der);
+  } catch (e) {
+    throw new PkiError('E_CRL_INVALID', 'the CRL is not a parsable X.509 CRL', { cause: e });
+  }
+  const revoked = new Map<string, RevokedEntry>();
+  for (const entry of parsed.entries) {
+    const serial = normalizeSerial(entry.serialNumber);
+    const reason = entry.reason;
+    revoked.set(serial, { serial, date: entry.revocationDate, ...(reason === undefined ? {} : { reason }) });
+  }
+  let verified = false;
+  if (options.rootCaPem !== undefined) {
+    const { node: root, cert: rootCert } = parseCertificate(options.rootCaPem, 'root CA certificate');
+    if (parsed.issuer !== rootCert.subject) {
+      throw new PkiError('E_CRL_INVALID', `the CRL was issued by '${parsed.issuer}', not by this project's root '${rootCert.subject}'`);
+    }
+    if (!verifyCrlSignature(der, root)) throw new PkiError('E_CRL_INVALID', "the CRL's signature does not verify with this project's root CA");
+    verified = true;
+  }
+  const pem = typeof pemOrDer === 'string' ? pemOrDer : x509.PemConverter.encode(parsed.rawData, 'X509 CRL') + '\n';
+  const nextUpdate = parsed.nextUpdate;
+  return { pem, issuer: parsed.issuer, thisUpdate: parsed.thisUpdate, ...(nextUpdate === undefined ? {} : { nextUpdate }), revoked, verified };
+}
+
+// RFC 5280 5.1: CertificateList ::= SEQUENCE { tbsCertList, signatureAlgorithm, signatureValue BIT STRING }.
+function verifyCrlSignature(der: Uint8Array, root: NodeX509): boolean {
+  try {
+    const [tbs, alg, sig] = children(readElement(der));
+    if (!tbs || !alg || !sig || sig.tag !== 0x03) return false;
+    const oidEl = children(alg)[0];
+    if (!oidEl || oidEl.tag !== 0x06) return false;
+    const oid = decodeOid(oidEl.content);
+    if (!SHA256_SIGNATURES.has(oid)) return false;
+    if (sig.content[0] !== 0) return false; // unused bits must be 0 for a signature
+    const signature = sig.content.subarray(1);
+    const key = root.publicKey;
+    if (key.asymmetricKeyType === 'rsa') return verify('sha256', tbs.raw, { key, padding: constants.RSA_PKCS1_PADDING }, signature);
+    return verify('sha256', tbs.raw, key, signature);
+  } catch {
+    return false;
+  }
+}
+
+function decodeOid(bytes: Uint8Array): string {
+  const parts: number[] = [];
+  let v = 0;
+  for (const b of bytes) {
+    v = v * 128 + (b & 0x7f);
+    if (!(b & 0x80)) {
+      parts.push(v);
+      v = 0;
+    }
+  }
+  const first = parts.shift() ?? 0;
+  const a = first < 80 ? Math.floor(first / 40) : 2;
+  return [a, first - a * 40, ...parts].join('.');
+}
+
+/**
+ * True when the certificate's serial is in the CRL. The CRL must come from the certificate's issuer (else
+ * E_CRL_INVALID: a CRL of another CA says nothing about this certificate). Checks the CRL's signature only if
+ * it was loaded with `rootCaPem` (pass a string here and it is parsed without one).
+ *
+ * @throws PkiError E_CRL_INVALID or E_CERT_MALFORMED.
+ */
+export function isRevoked(cert: string | Uint8Array | NodeX509, crl: Crl | string | Uint8Array): boolean {
+  const list = typeof crl === 'string' || crl instanceof Uint8Array ? loadCrl(crl) : crl;
+  const node = cert instanceof NodeX509 ? cert : parseCertificate(cert).node;
+  const issuer = new x509.X509Certificate(node.raw).issuer;
+  if (issuer !== list.issuer) throw new PkiError('E_CRL_INVALID', `the CRL is from '${list.issuer}' but the certificate was issued by '${issuer}'`);
+  return list.revoked.has(normalizeSerial(node.serialNumber));
+}
+
+/** Options of {@link createCrl}. */
+export interface CreateCrlOptions {
+  readonly issuer: CertificateAuthority;
+  readonly entries: readonly RevokedEntry[];
+  /** RFC 5280 5.2.3 CRL number: increases with every CRL the CA issues. */
+  readonly crlNumber: number;
+  readonly now?: Date;
+  /** When the next CRL is due (default: 30 days later, never past the root's notAfter). */
+  readonly nextUpdate?: Date;
+}
+
+/** Issues a CRL signed by the root (RFC 5280 5: v2, authority key identifier, CRL number). Returns PEM. */
+export async function createCrl(options: CreateCrlOptions): Promise<string> {
+  const now = options.now ?? new Date();
+  const { node, cert } = parseCertificate(options.issuer.certPem, 'issuer certificate');
+  const keyType = keyTypeOf(options.issuer.privateKey);
+  if (keyType === undefined) throw new RangeError('issuer key must be an ECDSA P-256 or RSA-2048 private key');
+  const rootEnd = new Date(node.validTo).getTime();
+  const nextUpdate = options.nextUpdate ?? new Date(Math.min(now.getTime() + 30 * 86_400_000, rootEnd));
+  const crl = await x509.X509CrlGenerator.create({
+    issuer: cert.subjectName,
+    thisUpdate: now,
+    nextUpdate,
+    signingKey: await toSigningCryptoKey(options.issuer.privateKey),
+    signingAlgorithm: webAlgorithm(keyType).signing,
+    entries: options.entries.map((e) => ({ serialNumber: e.serial.length % 2 ? `0${e.serial}` : e.serial, revocationDate: e.date, ...(e.reason === undefined ? {} : { reason: e.reason }) })),
+    extensions: [
+      await x509.AuthorityKeyIdentifierExtension.create(cert, false, webcrypto),
+      new x509.Extension('2.5.29.20', false, derInteger(options.crlNumber)),
+    ],
+  });
+  // RFC 7468 5: the label is "X509 CRL" (openssl reads nothing else); @peculiar/x509 writes "CRL".
+  return x509.PemConverter.encode(crl.rawData, 'X509 CRL') + '\n';
+}

@@ -1,0 +1,54 @@
+// A minimal DER reader (ITU-T X.690 8.1): just enough to take a CRL apart into the exact to-be-signed bytes
+// and the signature, so its signature can be checked synchronously with node:crypto.
+
+export interface DerElement {
+  readonly tag: number;
+  /** The whole element (tag, length and contents). */
+  readonly raw: Uint8Array;
+  readonly content: Uint8Array;
+}
+
+/** Reads one element at `offset`; throws RangeError on truncated or non-minimal lengths. */
+export function readElement(buf: Uint8Array, offset = 0): DerElement {
+  if (offset + 2 > buf.length) throw new RangeError('DER: truncated header');
+  const tag = buf[offset]!;
+  if ((tag & 0x1f) === 0x1f) throw new RangeError('DER: multi-byte tags are not used here');
+  let len = buf[offset + 1]!;
+  let pos = offset + 2;
+  if (len & 0x80) {
+    const n = len & 0x7f;
+    if (n === 0 || n > 4) throw new RangeError('DER: unsupported length');
+    if (pos + n > buf.length) throw new RangeError('DER: truncated length');
+    len = 0;
+    for (let i = 0; i < n; i++) len = len * 256 + buf[pos + i]!;
+    if (len < 128 || (n > 1 && buf[pos] === 0)) throw new RangeError('DER: non-minimal length');
+    pos += n;
+  }
+  if (pos + len > buf.length) throw new RangeError('DER: truncated contents');
+  return { tag, raw: buf.subarray(offset, pos + len), content: buf.subarray(pos, pos + len) };
+}
+
+/** The elements of a constructed element's contents, in order. */
+export function children(el: DerElement): DerElement[] {
+  const out: DerElement[] = [];
+  let off = 0;
+  while (off < el.content.length) {
+    const child = readElement(el.content, off);
+    out.push(child);
+    off += child.raw.length;
+  }
+  return out;
+}
+
+/** DER INTEGER of a non-negative safe integer (for the CRL number extension, RFC 5280 5.2.3). */
+export function derInteger(value: number): Uint8Array {
+  if (!Number.isSafeInteger(value) || value < 0) throw new RangeError(`"value" expected a non-negative safe integer, got ${value}`);
+  const bytes: number[] = [];
+  let v = value;
+  do {
+    bytes.unshift(v % 256);
+    v = Math.floor(v / 256);
+  } while (v > 0);
+  if (bytes[0]! & 0x80) bytes.unshift(0);
+  return Uint8Array.from([0x02, bytes.length, ...bytes]);
+}

@@ -1,0 +1,126 @@
+import {
+  constants,
+  createPrivateKey,
+  createPublicKey,
+  generateKeyPair as nodeGenerateKeyPair,
+  sign,
+  verify,
+  webcrypto,
+  type KeyObject,
+} from 'node:crypto';
+
+/**
+ * The key types FLARE-TS issues. `ecdsa-p256` (the default: see docs/key-types.md for the measurements that
+ * chose it) or `rsa-2048` (FLARE's own key type, for peers that need RSA).
+ */
+export type KeyType = 'ecdsa-p256' | 'rsa-2048';
+
+/** Every {@link KeyType}, in the order the CLI lists them. */
+export const KEY_TYPES: readonly KeyType[] = ['ecdsa-p256', 'rsa-2048'];
+
+/** The key type `provision` uses when none is given (chosen by measurement, docs/key-types.md). */
+export const DEFAULT_KEY_TYPE: KeyType = 'ecdsa-p256';
+
+/** A private key with its public half, as node:crypto KeyObjects. */
+export interface KeyPair {
+  readonly privateKey: KeyObject;
+  readonly publicKey: KeyObject;
+}
+
+export function assertKeyType(keyType: unknown): asserts keyType is KeyType {
+  if (keyType !== 'ecdsa-p256' && keyType !== 'rsa-2048') {
+    throw new RangeError(`"keyType" expected one of ${KEY_TYPES.join(', ')}, got ${String(keyType)}`);
+  }
+}
+
+/** Generates a key pair on libuv's thread pool (node:crypto), so many can be made in parallel. */
+export function generateKeyPair(keyType: KeyType): Promise<KeyPair> {
+  assertKeyType(keyType);
+  return new Promise((resolve, reject) => {
+    const done = (err: Error | null, publicKey: KeyObject, privateKey: KeyObject): void => {
+      if (err) reject(err);
+      else resolve({ publicKey, privateKey });
+    };
+    if (keyType === 'ecdsa-p256') nodeGenerateKeyPair('ec', { namedCurve: 'prime256v1' }, done);
+    else nodeGenerateKeyPair('rsa', { modulusLength: 2048, publicExponent: 0x10001 }, done);
+  });
+}
+
+/** The key type of a node:crypto key, or undefined for a type FLARE-TS does not issue. */
+export function keyTypeOf(key: KeyObject): KeyType | undefined {
+  if (key.asymmetricKeyType === 'ec' && key.asymmetricKeyDetails?.namedCurve === 'prime256v1') return 'ecdsa-p256';
+  if (key.asymmetricKeyType === 'rsa' && key.asymmetricKeyDetails?.modulusLength === 2048) return 'rsa-2048';
+  return undefined;
+}
+
+/** PKCS#8 PEM of a private key; encrypted (PBES2, AES-256-CBC) when a passphrase is given. */
+export function privateKeyPem(key: KeyObject, passphrase?: string): string {
+  if (passphrase === undefined) return key.export({ type: 'pkcs8', format: 'pem' }).toString();
+  return key.export({ type: 'pkcs8', format: 'pem', cipher: 'aes-256-cbc', passphrase }).toString();
+}
+
+/** The public half of a private key (or the key itself when it is public). */
+export function publicKeyOf(key: KeyObject): KeyObject {
+  return key.type === 'private' ? createPublicKey(key) : key;
+}
+
+/** True when `privateKey` is the private half of `publicKey` (compares SPKI encodings). */
+export function keysMatch(privateKey: KeyObject, publicKey: KeyObject): boolean {
+  const a = createPublicKey(privateKey).export({ type: 'spki', format: 'der' });
+  const b = publicKey.export({ type: 'spki', format: 'der' });
+  return a.equals(b);
+}
+
+/** Loads a private key from PEM (PKCS#8, SEC1 or PKCS#1); `passphrase` for encrypted PKCS#8. */
+export function loadPrivateKey(pem: string | Buffer, passphrase?: string): KeyObject {
+  return passphrase === undefined ? createPrivateKey(pem) : createPrivateKey({ key: pem, passphrase });
+}
+
+/**
+ * Signs bytes the way FLARE's SignatureBuilder does for RSA keys: RSA-PSS with SHA-256, MGF1-SHA256 and the
+ * maximum salt length (nvflare/lighter/utils.py sign_content); ECDSA P-256 keys sign with ECDSA-SHA256 (DER).
+ */
+export function signBytes(privateKey: KeyObject, data: Uint8Array): Buffer {
+  if (privateKey.asymmetricKeyType === 'rsa') {
+    return sign('sha256', data, { key: privateKey, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: constants.RSA_PSS_SALTLEN_MAX_SIGN });
+  }
+  return sign('sha256', data, privateKey);
+}
+
+/** Verifies a {@link signBytes} signature; never throws for a bad signature, returns false. */
+export function verifyBytes(publicKey: KeyObject, data: Uint8Array, signature: Uint8Array): boolean {
+  try {
+    if (publicKey.asymmetricKeyType === 'rsa') {
+      return verify('sha256', data, { key: publicKey, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: constants.RSA_PSS_SALTLEN_AUTO }, signature);
+    }
+    return verify('sha256', data, publicKey, signature);
+  } catch {
+    return false;
+  }
+}
+
+/** WebCrypto algorithm parameters for a key type (what @peculiar/x509 signs certificates with). */
+export function webAlgorithm(keyType: KeyType): { readonly importParams: webcrypto.RsaHashedImportParams | webcrypto.EcKeyImportParams; readonly signing: webcrypto.Algorithm | webcrypto.EcdsaParams } {
+  // Certificates are signed like FLARE's (RSA PKCS#1 v1.5 with SHA-256) or with ECDSA-SHA256 (RFC 5758 3.2).
+  return keyType === 'rsa-2048'
+    ? { importParams: { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256' }, signing: { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256' } as webcrypto.Algorithm }
+    : { importParams: { name: 'ECDSA', namedCurve: 'P-256' }, signing: { name: 'ECDSA', hash: 'SHA-256' } as webcrypto.EcdsaParams };
+}
+
+/** Imports a node private key into WebCrypto for signing (Node 20 has no KeyObject.toCryptoKey). */
+export async function toSigningCryptoKey(privateKey: KeyObject): Promise<webcrypto.CryptoKey> {
+  const keyType = keyTypeOf(privateKey);
+  if (keyType === undefined) throw new RangeError('signing key must be an ECDSA P-256 or RSA-2048 private key');
+  const der = privateKey.export({ type: 'pkcs8', format: 'der' });
+  return webcrypto.subtle.importKey('pkcs8', der, webAlgorithm(keyType).importParams, false, ['sign']) ;
+}
+
+/** Imports a node key pair into WebCrypto (needed to sign a CSR with @peculiar/x509). */
+export async function toCryptoKeyPair(pair: KeyPair): Promise<webcrypto.CryptoKeyPair> {
+  const keyType = keyTypeOf(pair.privateKey);
+  if (keyType === undefined) throw new RangeError('key must be an ECDSA P-256 or RSA-2048 key');
+  const params = webAlgorithm(keyType).importParams;
+  const privateKey = (await webcrypto.subtle.importKey('pkcs8', pair.privateKey.export({ type: 'pkcs8', format: 'der' }), params, false, ['sign'])) as webcrypto.CryptoKey;
+  const publicKey = (await webcrypto.subtle.importKey('spki', pair.publicKey.export({ type: 'spki', format: 'der' }), params, true, ['verify'])) as webcrypto.CryptoKey;
+  return { privateKey, publicKey };
+}

@@ -1,0 +1,220 @@
+import { createPublicKey, type KeyObject } from 'node:crypto';
+import { lstat, readdir, readFile } from 'node:fs/promises';
+import { join, relative, resolve } from 'node:path';
+import { FlareError, PkiError, parseStrictJson } from '@flare/core';
+import { parseCertificate } from './identity.js';
+import { signBytes, verifyBytes } from './keys.js';
+import { verifyCertificate } from './verify-certificate.js';
+
+/** The file in every kit folder that maps each entry to its signature (FLARE's SignatureBuilder format). */
+export const SIGNATURE_FILE = 'signature.json';
+const MAX_SIGNATURE_FILE = 4 << 20;
+const BASE64 = /^[A-Za-z0-9+/]+={0,2}$/;
+const encoder = new TextEncoder();
+
+/** One file of a kit being assembled in memory: its bytes and file mode. */
+export interface KitFile {
+  readonly bytes: Uint8Array;
+  readonly mode: number;
+}
+
+/**
+ * Signs a kit held in memory the way FLARE's SignatureBuilder signs a folder tree: every folder gets a
+ * signature.json mapping each file to base64(signature over its bytes) and each subfolder to a signature over
+ * its name. `files` maps kit-relative paths (`startup/client.crt`) to contents; `folders` lists every folder
+ * (`''` for the kit's top, `transfer` for an empty one). Returns the signature.json files to add.
+ */
+export function signKitFiles(files: ReadonlyMap<string, KitFile>, folders: Iterable<string>, privateKey: KeyObject): Map<string, KitFile> {
+  const maps = new Map<string, Record<string, string>>();
+  const mapOf = (folder: string): Record<string, string> => {
+    let m = maps.get(folder);
+    if (!m) maps.set(folder, (m = {}));
+    return m;
+  };
+  const split = (path: string): [string, string] => {
+    const i = path.lastIndexOf('/');
+    return i < 0 ? ['', path] : [path.slice(0, i), path.slice(i + 1)];
+  };
+  const allFolders = new Set<string>(['']);
+  for (const f of folders) for (let d = f; d !== ''; d = split(d)[0]) allFolders.add(d);
+  for (const path of files.keys()) for (let d = split(path)[0]; d !== ''; d = split(d)[0]) allFolders.add(d);
+  for (const folder of allFolders) {
+    mapOf(folder);
+    if (folder === '') continue;
+    const [parent, name] = split(folder);
+    mapOf(parent)[name] = signBytes(privateKey, encoder.encode(name)).toString('base64');
+  }
+  for (const [path, file] of files) {
+    const [folder, name] = split(path);
+    mapOf(folder)[name] = signBytes(privateKey, file.bytes).toString('base64');
+  }
+  const out = new Map<string, KitFile>();
+  for (const [folder, map] of maps) {
+    const sorted = Object.fromEntries(Object.entries(map).sort(([a], [b]) => (a < b ? -1 : 1)));
+    out.set(folder === '' ? SIGNATURE_FILE : `${folder}/${SIGNATURE_FILE}`, { bytes: encoder.encode(JSON.stringify(sorted, null, 2) + '\n'), mode: 0o644 });
+  }
+  return out;
+}
+
+/** Options of {@link verifyKit}. */
+export interface VerifyKitOptions {
+  /**
+   * The root CA to trust. Default: the kit's own startup/rootCA.pem, which detects any change made after
+   * signing but not a kit re-signed wholesale by another root: pin the project root where you have it.
+   */
+  readonly rootCaPem?: string;
+  /** Time for checking a participant-signed kit's certificate (default: now). */
+  readonly at?: Date;
+  /**
+   * Accept the site's own unsigned policy files in local/ (authorization.json, privacy.json, resources.json,
+   * log_config.json: FLARE's overrides of the signed .default files) and list them in the result. Default
+   * false: `flare kit verify` reports them as unsigned; `loadKit` accepts them, because the site decides.
+   */
+  readonly localOverrides?: boolean;
+}
+
+/** The site-local override files FLARE reads from local/ instead of their signed `.default` versions. */
+export const LOCAL_OVERRIDE_FILES: ReadonlySet<string> = new Set(['authorization.json', 'privacy.json', 'resources.json', 'log_config.json']);
+
+/** The outcome of a successful {@link verifyKit}. */
+export interface KitVerification {
+  readonly dir: string;
+  /** Files checked (signature.json files not counted). */
+  readonly files: number;
+  readonly folders: number;
+  /**
+   * `root`: signed by the project root (central provisioning). `participant`: signed by the participant's own
+   * key, whose certificate in the kit chains to the root (distributed provisioning: the site packaged its kit).
+   */
+  readonly signer: 'root' | 'participant';
+  /** Unsigned site overrides accepted in local/ (only with `localOverrides`). */
+  readonly localOverrides: readonly string[];
+}
+
+interface Walk {
+  readonly top: string;
+  readonly keys: { root: KeyObject; participant?: () => Promise<KeyObject | undefined> };
+  signer?: 'root' | 'participant';
+  readonly allowLocal: boolean;
+  readonly local: string[];
+  files: number;
+  folders: number;
+}
+
+/**
+ * Checks every file and folder of a startup kit against its signature.json files and reports the first problem
+ * by file name: a changed byte (E_KIT_TAMPERED), a listed file that is missing (E_KIT_FILE_MISSING), a file or
+ * folder nobody signed (E_KIT_UNSIGNED), a symlink (E_KIT_SYMLINK), a broken signature.json
+ * (E_KIT_SIGNATURE_FILE).
+ *
+ * @example
+ * ```ts
+ * await verifyKit('workspace/example_project/prod_00/site-1'); // throws PkiError naming the file
+ * ```
+ */
+export async function verifyKit(dir: string, options: VerifyKitOptions = {}): Promise<KitVerification> {
+  const top = resolve(dir);
+  const info = await lstat(top).catch((e: unknown) => {
+    throw new PkiError('E_KIT_FILE_MISSING', `kit folder ${top} does not exist`, { cause: e });
+  });
+  if (info.isSymbolicLink()) throw new PkiError('E_KIT_SYMLINK', `kit folder ${top} is a symbolic link`);
+  if (!info.isDirectory()) throw new PkiError('E_KIT_FILE_MISSING', `${top} is not a kit folder`);
+  const rootPem = options.rootCaPem ?? (await readKitText(top, 'startup/rootCA.pem'));
+  const root = parseCertificate(rootPem, 'root CA certificate (startup/rootCA.pem)').node.publicKey;
+  let participantKey: KeyObject | undefined | null = null;
+  const participant = async (): Promise<KeyObject | undefined> => {
+    if (participantKey !== null) return participantKey;
+    participantKey = undefined;
+    for (const name of ['server.crt', 'client.crt']) {
+      const pem = await readFile(join(top, 'startup', name), 'utf8').catch(() => undefined);
+      if (pem === undefined) continue;
+      // A participant-signed kit is only as good as the certificate that signs it: it must chain to the root.
+      verifyCertificate(pem, { rootCaPem: rootPem, ...(options.at === undefined ? {} : { at: options.at }) });
+      participantKey = createPublicKey(pem);
+      break;
+    }
+    return participantKey;
+  };
+  const walk: Walk = { top, keys: { root, participant }, allowLocal: options.localOverrides === true, local: [], files: 0, folders: 0 };
+  await verifyFolder(walk, top);
+  return { dir: top, files: walk.files, folders: walk.folders, signer: walk.signer ?? 'root', localOverrides: walk.local };
+}
+
+async function readKitText(top: string, rel: string): Promise<string> {
+  try {
+    return await readFile(join(top, rel), 'utf8');
+  } catch (e) {
+    throw new PkiError('E_KIT_FILE_MISSING', `${join(top, rel)} is missing: a kit needs its root CA to be verified`, { cause: e });
+  }
+}
+
+async function checkSignature(walk: Walk, data: Uint8Array, signature: Buffer): Promise<boolean> {
+  if (walk.signer !== 'participant' && verifyBytes(walk.keys.root, data, signature)) {
+    walk.signer = 'root';
+    return true;
+  }
+  if (walk.signer === undefined) {
+    const key = await walk.keys.participant?.();
+    if (key && verifyBytes(key, data, signature)) {
+      walk.signer = 'participant';
+      return true;
+    }
+  } else if (walk.signer === 'participant') {
+    const key = await walk.keys.participant?.();
+    return key !== undefined && verifyBytes(key, data, signature);
+  }
+  return false;
+}
+
+async function verifyFolder(walk: Walk, dir: string): Promise<void> {
+  walk.folders++;
+  const rel = (name: string): string => relative(walk.top, join(dir, name)) || '.';
+  const sigPath = join(dir, SIGNATURE_FILE);
+  const sigInfo = await lstat(sigPath).catch(() => undefined);
+  if (!sigInfo) throw new PkiError('E_KIT_UNSIGNED', `folder ${rel('.') === '.' ? '(kit root)' : rel('')} has no ${SIGNATURE_FILE}: nothing in it is signed`);
+  if (sigInfo.isSymbolicLink()) throw new PkiError('E_KIT_SYMLINK', `${rel(SIGNATURE_FILE)} is a symbolic link`);
+  if (!sigInfo.isFile() || sigInfo.size > MAX_SIGNATURE_FILE) throw new PkiError('E_KIT_SIGNATURE_FILE', `${rel(SIGNATURE_FILE)} is not a regular file of at most ${MAX_SIGNATURE_FILE} bytes`);
+  const signatures = parseSignatureFile(await readFile(sigPath, 'utf8'), rel(SIGNATURE_FILE));
+
+  const present = new Map((await readdir(dir, { withFileTypes: true })).filter((e) => e.name !== SIGNATURE_FILE).map((e) => [e.name, e] as const));
+  const names = [...new Set([...present.keys(), ...signatures.keys()])].sort();
+  for (const name of names) {
+    const entry = present.get(name);
+    const sig = signatures.get(name);
+    if (!entry) throw new PkiError('E_KIT_FILE_MISSING', `${rel(name)} is listed in ${rel(SIGNATURE_FILE)} but missing`);
+    if (entry.isSymbolicLink()) throw new PkiError('E_KIT_SYMLINK', `${rel(name)} is a symbolic link: a signed kit holds regular files only`);
+    if (!entry.isFile() && !entry.isDirectory()) throw new PkiError('E_KIT_SYMLINK', `${rel(name)} is not a regular file or folder`);
+    if (sig === undefined && walk.allowLocal && entry.isFile() && relative(walk.top, dir) === 'local' && LOCAL_OVERRIDE_FILES.has(name)) {
+      walk.local.push(rel(name));
+      continue;
+    }
+    if (sig === undefined) throw new PkiError('E_KIT_UNSIGNED', `${rel(name)} is present but not signed (not in ${rel(SIGNATURE_FILE)})`);
+    const data = entry.isDirectory() ? encoder.encode(name) : await readFile(join(dir, name));
+    if (!(await checkSignature(walk, data, sig))) {
+      throw new PkiError('E_KIT_TAMPERED', `${rel(name)} does not match its signature: it changed after the kit was signed`);
+    }
+    if (entry.isDirectory()) await verifyFolder(walk, join(dir, name));
+    else walk.files++;
+  }
+}
+
+function parseSignatureFile(text: string, where: string): Map<string, Buffer> {
+  let json: unknown;
+  try {
+    json = parseStrictJson(text, { maxDepth: 2 });
+  } catch (e) {
+    throw new PkiError('E_KIT_SIGNATURE_FILE', `${where} is not valid JSON${e instanceof FlareError ? ` (${e.code})` : ''}`, { cause: e });
+  }
+  if (json === null || typeof json !== 'object' || Array.isArray(json)) throw new PkiError('E_KIT_SIGNATURE_FILE', `${where} is not a JSON object of name: signature`);
+  const out = new Map<string, Buffer>();
+  for (const [name, value] of Object.entries(json)) {
+    if (name === '' || name === '.' || name === '..' || name === SIGNATURE_FILE || /[/\\\0]/.test(name)) {
+      throw new PkiError('E_KIT_SIGNATURE_FILE', `${where} lists the invalid name ${JSON.stringify(name)}`);
+    }
+    if (typeof value !== 'string' || !BASE64.test(value) || value.length > 4096) {
+      throw new PkiError('E_KIT_SIGNATURE_FILE', `${where}: the signature of ${JSON.stringify(name)} is not base64`);
+    }
+    out.set(name, Buffer.from(value, 'base64'));
+  }
+  return out;
+}

@@ -71,11 +71,12 @@ const fail = (message: string): never => {
 
 function parseCondition(exp: unknown, where: string): { blocked: boolean; condition: AuthorizationCondition } {
   if (typeof exp !== 'string') return fail(`${where}: bad condition expression type - expect str or list but got ${jsonType(exp)}`);
-  // nvflare/fuel/sec/authz.py _parse_one_expression: normalize, then "not <cond>" (exactly two words) blocks.
+  // nvflare/fuel/sec/authz.py _parse_one_expression: normalize, then "not <cond>" blocks. FLARE requires exactly
+  // two words, so it refuses "not n:bob smith"; we accept the rest of the text as the condition (an extension:
+  // every expression FLARE accepts keeps its meaning).
   let v = normalizeName(exp);
-  const words = v.split(' ');
-  const blocked = words.length === 2 && words[0] === 'not';
-  if (blocked) v = words[1]!;
+  const blocked = v.startsWith('not ');
+  if (blocked) v = v.slice(4);
   const text = v;
   if (v === 'any' || v === 'all') return { blocked, condition: { kind: 'true', target: '', text } };
   if (v === 'none' || v === 'no') return { blocked, condition: { kind: 'false', target: '', text } };

@@ -42,6 +42,10 @@ export const POLICY_CODES = {
     meaning: 'The site\'s resources are committed to running jobs; admitting this job would over-commit them.',
     action: 'Wait for a running job to finish (the message names what is held) and submit again.',
   },
+  E_POLICY_WALL_TIME: {
+    meaning: 'The job ran longer than the wall time this site allows (or that it asked for) and was told to stop.',
+    action: 'Ask for a longer wall_time_s within the site\'s max_wall_time_s, or make the job shorter.',
+  },
   E_POLICY_JOB_RESERVED: {
     meaning: 'Resources are already reserved for this job id at this site.',
     action: 'Release the existing reservation before reserving again; job ids must be unique per site.',

@@ -179,7 +179,8 @@ export class ClientEngine {
     if (this.#closed) return;
     this.#audit({ action: 'server_lost', msg: 'connection to the server lost; reconnecting' });
     this.#log.warn('connection to the server lost; reconnecting');
-    this.#connected ??= this.#connect()
+    if (this.#connected !== undefined) return;
+    this.#connected = this.#connect()
       .catch((e: unknown) => {
         this.#log.error('could not reconnect to the server', errorOf(e));
         this.#audit({ action: 'server_unreachable', msg: `gave up reconnecting: ${errorOf(e).code}` });

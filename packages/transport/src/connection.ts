@@ -31,11 +31,12 @@ export interface Message {
 /**
  * Authenticates messages on a connection; @flare/auth's session implements it. `seal` runs on the sender when
  * a message's payload has been hashed and returns a trailer to send with it; `open` runs on the receiver
- * before the message is delivered and throws (a FlareError) to refuse it, which closes the connection.
+ * before the message is delivered and throws (a FlareError) to refuse it, which closes the connection. `open`
+ * returns false for a control message the guard consumed itself (e.g. a session renewal): it is not delivered.
  */
 export interface MessageGuard {
   seal(header: Header, payloadLength: number, payloadSha256: Uint8Array): Header;
-  open(header: Header, payloadLength: number, payloadSha256: Uint8Array, trailer: Header | undefined): void;
+  open(header: Header, payloadLength: number, payloadSha256: Uint8Array, trailer: Header | undefined): boolean;
 }
 
 /** The TLS layer of a connection, when this hop is TLS. */
@@ -328,7 +329,7 @@ export class WsConnection<A = unknown> extends EventEmitter implements Connectio
   #deliver(header: Header, payload: Uint8Array, trailer: Header | undefined, digest?: Uint8Array): void {
     let message: Message;
     if (this.#guard !== undefined) {
-      this.#guard.open(header, payload.length, digest ?? sha256(payload), trailer);
+      if (!this.#guard.open(header, payload.length, digest ?? sha256(payload), trailer)) return;
       message = { header, payload };
     } else {
       message = trailer === undefined ? { header, payload } : { header, payload, trailer };

@@ -1,0 +1,26 @@
+import type { FlareError, JsonValue } from '@flare/core';
+
+/** A JSON object header. */
+export type AuthHeader = { readonly [key: string]: JsonValue };
+
+/** What the session installs on a channel to seal outgoing and open incoming messages. */
+export interface AuthGuard {
+  seal(header: AuthHeader, payloadLength: number, payloadSha256: Uint8Array): AuthHeader;
+  open(header: AuthHeader, payloadLength: number, payloadSha256: Uint8Array, trailer: AuthHeader | undefined): boolean;
+}
+
+/**
+ * The message channel the handshake runs over. @flare/transport's `Connection` has this shape (auth does not
+ * import transport: the composing layer passes connections in), and so can any ordered, reliable channel.
+ */
+export interface AuthChannel {
+  /** The TLS layer of this hop, if any: its exporter for channel binding, the peer's certificate with mtls. */
+  readonly tls:
+    | { readonly peerCertificatePem: string | undefined; exportKeyingMaterial(length: number, label: string): Uint8Array }
+    | undefined;
+  readonly closed: Promise<{ readonly error?: FlareError | undefined }>;
+  send(header: AuthHeader, payload?: Uint8Array): Promise<void>;
+  receive(): Promise<{ readonly header: AuthHeader; readonly payload: Uint8Array; readonly trailer?: AuthHeader | undefined }>;
+  setGuard(guard: AuthGuard): void;
+  close(error?: FlareError): Promise<unknown>;
+}

@@ -1,0 +1,61 @@
+import { AuthError } from '@flare/core';
+import type { Session } from './session.js';
+
+/**
+ * The server's registry of live sessions: find them, and revoke one session or every session of a participant.
+ * Revoking a participant also refuses its next logins until {@link SessionStore.reinstate}.
+ */
+export class SessionStore {
+  readonly #sessions = new Map<string, Session>();
+  readonly #revokedNames = new Set<string>();
+
+  /** @internal Registers a session until its connection closes. */
+  add(session: Session, closed: Promise<unknown>): void {
+    this.#sessions.set(session.id, session);
+    void closed.then(() => this.#sessions.delete(session.id));
+  }
+
+  get(id: string): Session | undefined {
+    return this.#sessions.get(id);
+  }
+
+  /** Live sessions of a participant (several connections may share a name, e.g. an admin's tools). */
+  sessionsOf(name: string): Session[] {
+    return [...this.#sessions.values()].filter((s) => s.peer.name === name);
+  }
+
+  get size(): number {
+    return this.#sessions.size;
+  }
+
+  /** Revokes one session (its connection closes with E_AUTH_SESSION_REVOKED); false when it is unknown. */
+  revokeSession(id: string): boolean {
+    const s = this.#sessions.get(id);
+    if (s === undefined) return false;
+    s.revoke();
+    this.#sessions.delete(id);
+    return true;
+  }
+
+  /** Revokes every session of `name` and refuses its logins until reinstated; returns how many were live. */
+  revokeParticipant(name: string): number {
+    this.#revokedNames.add(name);
+    const live = this.sessionsOf(name);
+    for (const s of live) this.revokeSession(s.id);
+    return live.length;
+  }
+
+  /** Allows a revoked participant to log in again. */
+  reinstate(name: string): void {
+    this.#revokedNames.delete(name);
+  }
+
+  isRevoked(name: string): boolean {
+    return this.#revokedNames.has(name);
+  }
+
+  /** @internal Refuses the login of a revoked participant. */
+  assertAllowed(name: string): void {
+    if (this.#revokedNames.has(name)) throw new AuthError('E_AUTH_SESSION_REVOKED', `participant '${name}' was revoked on this server`);
+  }
+}

@@ -1,0 +1,24 @@
+import { describe, expect, it } from 'vitest';
+import { parseComponentPolicy } from '../src/index.js';
+import { expectCode } from './helpers.js';
+
+describe('parseComponentPolicy', () => {
+  it('reads the allow-list and the BYOC consent (off unless stated)', () => {
+    const p = parseComponentPolicy('{"format_version": "1.0", "allow": ["fedavg", "tfjs-learner", "gaussian-dp"], "byoc": true}');
+    expect([...p.allow]).toEqual(['fedavg', 'tfjs-learner', 'gaussian-dp']);
+    expect(p.byoc).toBe(true);
+    expect(parseComponentPolicy({ allow: [] }).byoc).toBe(false);
+  });
+  const bad: Array<[string, unknown]> = [
+    ['a missing allow list', { byoc: false }],
+    ['a pattern instead of a name', { allow: ['fed*'] }],
+    ['a name with spaces', { allow: ['fed avg'] }],
+    ['byoc as a string', { allow: [], byoc: 'yes' }],
+    ['an unknown key', { allow: [], allowed: ['x'] }],
+  ];
+  for (const [title, value] of bad) {
+    it(`refuses ${title} (E_POLICY_COMPONENTS_PARSE)`, () => {
+      expectCode(() => parseComponentPolicy(value), 'E_POLICY_COMPONENTS_PARSE');
+    });
+  }
+});

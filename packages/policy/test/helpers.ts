@@ -1,0 +1,81 @@
+import { expect } from 'vitest';
+import { FlareError, type FlareErrorCode } from '@flare/core';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+/** Runs `fn` and asserts it throws a FlareError with `code`; returns the error for further checks. */
+export function expectCode(fn: () => unknown, code: FlareErrorCode): FlareError {
+  let thrown: unknown;
+  try {
+    fn();
+  } catch (e) {
+    thrown = e;
+  }
+  expect(thrown, `expected ${code}`).toBeInstanceOf(FlareError);
+  expect((thrown as FlareError).code).toBe(code);
+  return thrown as FlareError;
+}
+
+/** Async variant of {@link expectCode}. */
+export async function expectCodeAsync(fn: () => Promise<unknown>, code: FlareErrorCode): Promise<FlareError> {
+  let thrown: unknown;
+  try {
+    await fn();
+  } catch (e) {
+    thrown = e;
+  }
+  expect(thrown, `expected ${code}`).toBeInstanceOf(FlareError);
+  expect((thrown as FlareError).code).toBe(code);
+  return thrown as FlareError;
+}
+
+/** A scratch folder removed by the returned cleanup. */
+export function scratch(prefix = 'flare-policy-'): { dir: string; cleanup: () => void } {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  return { dir, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+const openssl = (dir: string, args: string[]) => execFileSync('/usr/bin/openssl', args, { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
+
+/** Key algorithms for test certificates made with the openssl CLI. */
+export type KeyKind = 'ec' | 'rsa' | 'ed25519';
+const keyArgs = (kind: KeyKind) =>
+  kind === 'ec' ? ['-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256'] : kind === 'rsa' ? ['-algorithm', 'RSA', '-pkeyopt', 'rsa_keygen_bits:2048'] : ['-algorithm', 'ED25519'];
+
+/** A certificate and its key, as PEM text, made by the real openssl CLI. */
+export interface TestCert {
+  readonly cert: string;
+  readonly key: string;
+  readonly certPath: string;
+  readonly keyPath: string;
+}
+
+/** A self-signed root CA (like a project's rootCA.pem). */
+export function makeCa(dir: string, name: string, kind: KeyKind = 'ec'): TestCert {
+  const keyPath = join(dir, `${name}.key`);
+  const certPath = join(dir, `${name}.crt`);
+  openssl(dir, ['genpkey', ...keyArgs(kind), '-out', keyPath]);
+  openssl(dir, ['req', '-x509', '-new', '-key', keyPath, '-subj', `/CN=${name}`, '-days', '30', '-out', certPath,
+    '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign']);
+  return { cert: readFileSync(certPath, 'utf8'), key: readFileSync(keyPath, 'utf8'), certPath, keyPath };
+}
+
+/** A leaf issued by `ca`: subject CN/O, and the given extensions (default: an admin client certificate). */
+export function issue(
+  dir: string,
+  ca: TestCert,
+  file: string,
+  { cn, o, kind = 'ec', ext = ['basicConstraints=critical,CA:FALSE', 'extendedKeyUsage=clientAuth'] }: { cn: string; o?: string; kind?: KeyKind; ext?: string[] },
+): TestCert {
+  const keyPath = join(dir, `${file}.key`);
+  const csrPath = join(dir, `${file}.csr`);
+  const certPath = join(dir, `${file}.crt`);
+  const extPath = join(dir, `${file}.ext`);
+  openssl(dir, ['genpkey', ...keyArgs(kind), '-out', keyPath]);
+  openssl(dir, ['req', '-new', '-key', keyPath, '-subj', `/CN=${cn}${o === undefined ? '' : `/O=${o}`}`, '-out', csrPath]);
+  writeFileSync(extPath, `${ext.join('\n')}\n`);
+  openssl(dir, ['x509', '-req', '-in', csrPath, '-CA', ca.certPath, '-CAkey', ca.keyPath, '-CAcreateserial', '-days', '10', '-extfile', extPath, '-out', certPath]);
+  return { cert: readFileSync(certPath, 'utf8'), key: readFileSync(keyPath, 'utf8'), certPath, keyPath };
+}

@@ -1,0 +1,69 @@
+import { describe, expect, it } from 'vitest';
+import { DEFAULT_MAX_CONCURRENT_JOBS, parseResourcePolicy, parseResourceRequest } from '../src/index.js';
+import { expectCode } from './helpers.js';
+
+// FLARE's provisioned local/resources.json.default for a client (nvflare/lighter/templates/local_client_resources.j2,
+// rendered with num_gpus=2, gpu_mem=16).
+const flareClientDefault = {
+  format_version: 2,
+  client: { retry_timeout: 30, compression: 'Gzip' },
+  components: [
+    { id: 'resource_manager', path: 'nvflare.app_common.resource_managers.gpu_resource_manager.GPUResourceManager', args: { num_of_gpus: 2, mem_per_gpu_in_GiB: 16 } },
+    { id: 'resource_consumer', path: 'nvflare.app_common.resource_consumers.gpu_resource_consumer.GPUResourceConsumer', args: {} },
+    { id: 'process_launcher', path: 'nvflare.app_common.job_launcher.client_process_launcher.ClientProcessJobLauncher', args: {} },
+  ],
+};
+
+describe('parseResourcePolicy', () => {
+  it('reads FLARE\'s resources.json.default: GPU limits from the GPUResourceManager args, the rest defaulted', () => {
+    expect(parseResourcePolicy(JSON.stringify(flareClientDefault))).toEqual({
+      maxConcurrentJobs: DEFAULT_MAX_CONCURRENT_JOBS,
+      memoryGiB: Infinity,
+      gpus: 2,
+      memPerGpuGiB: 16,
+      maxWallTimeS: Infinity,
+    });
+  });
+  it('reads our limits', () => {
+    expect(parseResourcePolicy({ format_version: 2, limits: { max_concurrent_jobs: 2, memory_gib: 64, num_of_gpus: 1, mem_per_gpu_in_GiB: 24, max_wall_time_s: 3600 } })).toEqual({
+      maxConcurrentJobs: 2,
+      memoryGiB: 64,
+      gpus: 1,
+      memPerGpuGiB: 24,
+      maxWallTimeS: 3600,
+    });
+    expect(parseResourcePolicy({}).gpus).toBe(0);
+  });
+  it('accepts limits and FLARE component args that agree, refuses ones that disagree', () => {
+    expect(parseResourcePolicy({ ...flareClientDefault, limits: { num_of_gpus: 2 } }).gpus).toBe(2);
+    expect(expectCode(() => parseResourcePolicy({ ...flareClientDefault, limits: { num_of_gpus: 4 } }), 'E_POLICY_RESOURCES_PARSE').message).toMatch(/disagree/);
+  });
+  const bad: Array<[string, unknown]> = [
+    ['a negative memory', { limits: { memory_gib: -1 } }],
+    ['a fractional GPU count', { limits: { num_of_gpus: 1.5 } }],
+    ['zero concurrent jobs', { limits: { max_concurrent_jobs: 0 } }],
+    ['a zero wall time', { limits: { max_wall_time_s: 0 } }],
+    ['a misspelt limit', { limits: { max_concurent_jobs: 2 } }],
+    ['a string where a number belongs', { limits: { memory_gib: '64' } }],
+    ['a format_version other than 2', { format_version: 1 }],
+    ['bad GPU manager args', { components: [{ id: 'resource_manager', path: 'x.GPUResourceManager', args: { num_of_gpus: -2 } }] }],
+  ];
+  for (const [title, value] of bad) {
+    it(`refuses ${title} (E_POLICY_RESOURCES_PARSE)`, () => {
+      expectCode(() => parseResourcePolicy(value), 'E_POLICY_RESOURCES_PARSE');
+    });
+  }
+});
+
+describe('parseResourceRequest', () => {
+  it('reads FLARE\'s per-site resource_spec and our memory and wall time', () => {
+    expect(parseResourceRequest({ num_of_gpus: 1, mem_per_gpu_in_GiB: 8 })).toEqual({ gpus: 1, memPerGpuGiB: 8, memoryGiB: 0 });
+    expect(parseResourceRequest({ memory_gib: 4, wall_time_s: 60 })).toEqual({ gpus: 0, memPerGpuGiB: 0, memoryGiB: 4, wallTimeS: 60 });
+    expect(parseResourceRequest(undefined)).toEqual({ gpus: 0, memPerGpuGiB: 0, memoryGiB: 0 });
+  });
+  it('refuses a spec that is not an object of such numbers (FLARE: "expecting a dictionary")', () => {
+    expectCode(() => parseResourceRequest(3), 'E_POLICY_RESOURCES_PARSE');
+    expectCode(() => parseResourceRequest({ num_of_gpus: 'one' }), 'E_POLICY_RESOURCES_PARSE');
+    expectCode(() => parseResourceRequest({ gpus: 1 }), 'E_POLICY_RESOURCES_PARSE');
+  });
+});

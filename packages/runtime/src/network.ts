@@ -1,0 +1,125 @@
+import { FlareRuntimeError, PkiError, type Logger } from '@flare/core';
+import { verifyCertificate, type Kit } from '@flare/pki';
+import { clientOptionsFromKit, dial, listen, serverOptionsFromKit, type Connection, type ServerEndpoint } from '@flare/transport';
+import type { ChannelServer, PeerChannel } from './channel.js';
+import type { PeerIdentity } from './event-bus.js';
+
+/**
+ * Proves who is on the other end of a new connection and returns that identity; throws (a FlareError) to
+ * refuse. It runs inside the transport's login deadline and pre-login size limit. The default,
+ * {@link certificateIdentity}, reads the peer's mTLS certificate; @flare/auth's login handshake (session keys,
+ * per-message MACs, replay defence) plugs in here.
+ */
+export type ParticipantAuthenticator = (connection: Connection<PeerIdentity>, kit: Kit) => Promise<PeerIdentity>;
+
+const KINDS = { server: 'server', client: 'client', admin: 'admin' } as const;
+
+/**
+ * Identity from the mTLS certificate the peer presented: chain to this project's root CA, validity,
+ * revocation (the kit's CRL), and the participant type (a site may not connect as the server and vice
+ * versa). Needs `connection_security: mtls` end to end; over clear or tls there is no client certificate
+ * and every connection is refused (use an authenticator that logs in at the application level instead).
+ */
+export const certificateIdentity: ParticipantAuthenticator = async (connection, kit) => {
+  const pem = connection.tls?.peerCertificatePem;
+  if (pem === undefined) throw new PkiError('E_CERT_UNTRUSTED', 'the peer presented no certificate (mTLS is required)');
+  const crl = kit.crlPem;
+  const onServer = connection.side === 'server';
+  const v = verifyCertificate(pem, {
+    rootCaPem: kit.rootCaPem,
+    ...(crl === undefined ? {} : { crl }),
+    ...(onServer ? {} : { expectedName: kit.server.name, expectedType: 'server' as const }),
+  });
+  if (v.type === 'relay') throw new PkiError('E_CERT_UNTRUSTED', `relay '${v.name}' cannot join as a participant`);
+  if (onServer && v.type === 'server') throw new PkiError('E_CERT_UNTRUSTED', `'${v.name}' presented a server certificate to the server`);
+  return { name: v.name, org: v.org, kind: KINDS[v.type], ...(v.role === undefined ? {} : { role: v.role }) };
+};
+
+/** Adapts an authenticated transport connection to the runtime's {@link PeerChannel}. */
+export function connectionChannel(connection: Connection<PeerIdentity>): PeerChannel {
+  let listener: ((m: { header: unknown; payload: Uint8Array }) => void) | undefined;
+  return {
+    peer: connection.auth,
+    send: (header, payload) => connection.send(header, payload),
+    onMessage: (handler) => {
+      if (listener !== undefined) connection.off('message', listener);
+      listener = (m) => handler(m.header, m.payload);
+      connection.on('message', listener);
+    },
+    onClose: (handler) => {
+      void connection.closed.then((info) => handler(info.error));
+    },
+    close: () => void connection.close(),
+  };
+}
+
+/** Options of {@link listenForParticipants}. */
+export interface ListenOptions {
+  readonly kit: Kit;
+  /** Address(es) to bind (default `127.0.0.1`: loopback only unless you say otherwise). */
+  readonly host?: string | readonly string[];
+  /** Override the kit's fed_learn_port (0: any free port). */
+  readonly port?: number;
+  readonly authenticate?: ParticipantAuthenticator;
+  readonly logger?: Logger;
+}
+
+/**
+ * The server's endpoint(s) from its kit: listens on fed_learn_port (and admin_port when it differs) with the
+ * kit's connection security, authenticates every connection, and hands the engine channels whose `peer` is
+ * the proven identity.
+ */
+export async function listenForParticipants(o: ListenOptions): Promise<ChannelServer & { readonly port: number; readonly adminPort: number }> {
+  if (o.kit.participant.type !== 'server') throw new FlareRuntimeError('E_RUNTIME_WORKSPACE', `a ${o.kit.participant.type} kit cannot run the server`);
+  const auth = o.authenticate ?? certificateIdentity;
+  let handler: ((ch: PeerChannel) => void) | undefined;
+  const base = serverOptionsFromKit(o.kit);
+  const make = async (port: number): Promise<ServerEndpoint<PeerIdentity>> => {
+    const ep = await listen<PeerIdentity>({
+      ...base,
+      port,
+      host: o.host ?? '127.0.0.1',
+      authenticate: (c) => auth(c, o.kit),
+      ...(o.logger === undefined ? {} : { logger: o.logger }),
+    });
+    ep.on('connection', (c: Connection<PeerIdentity>) => handler?.(connectionChannel(c)));
+    return ep;
+  };
+  const main = await make(o.port ?? o.kit.server.port);
+  const endpoints = [main];
+  if (o.port === undefined && o.kit.server.adminPort !== o.kit.server.port) endpoints.push(await make(o.kit.server.adminPort));
+  return {
+    port: main.port,
+    adminPort: endpoints[1]?.port ?? main.port,
+    onChannel: (h) => {
+      handler = h;
+    },
+    close: async () => {
+      await Promise.all(endpoints.map((e) => e.close()));
+    },
+  };
+}
+
+/** Options of {@link connectToServer}. */
+export interface ConnectOptions {
+  readonly kit: Kit;
+  /** Override the kit's server addresses (e.g. a port chosen at run time). */
+  readonly targets?: ReadonlyArray<{ readonly host: string; readonly port: number }>;
+  readonly authenticate?: ParticipantAuthenticator;
+  readonly connectTimeoutMs?: number;
+  readonly logger?: Logger;
+}
+
+/** Dials the server named by a site's or admin's kit and returns the authenticated channel. */
+export async function connectToServer(o: ConnectOptions): Promise<PeerChannel> {
+  const auth = o.authenticate ?? certificateIdentity;
+  const base = clientOptionsFromKit(o.kit);
+  const conn = await dial<PeerIdentity>({
+    ...base,
+    ...(o.targets === undefined ? {} : { targets: o.targets }),
+    authenticate: (c) => auth(c, o.kit),
+    ...(o.connectTimeoutMs === undefined ? {} : { connectTimeoutMs: o.connectTimeoutMs }),
+    ...(o.logger === undefined ? {} : { logger: o.logger }),
+  });
+  return connectionChannel(conn);
+}

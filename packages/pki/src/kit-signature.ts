@@ -120,7 +120,14 @@ export async function verifyKit(dir: string, options: VerifyKitOptions = {}): Pr
   if (info.isSymbolicLink()) throw new PkiError('E_KIT_SYMLINK', `kit folder ${top} is a symbolic link`);
   if (!info.isDirectory()) throw new PkiError('E_KIT_FILE_MISSING', `${top} is not a kit folder`);
   const rootPem = options.rootCaPem ?? (await readKitText(top, 'startup/rootCA.pem'));
-  const root = parseCertificate(rootPem, 'root CA certificate (startup/rootCA.pem)').node.publicKey;
+  let root: KeyObject;
+  try {
+    root = parseCertificate(rootPem, 'root CA certificate').node.publicKey;
+  } catch (e) {
+    // The kit's own root no longer parses: it was changed after signing (a pinned root is the caller's input).
+    if (options.rootCaPem !== undefined) throw e;
+    throw new PkiError('E_KIT_TAMPERED', 'startup/rootCA.pem is not a parsable certificate: it changed after the kit was signed', { cause: e });
+  }
   let participantKey: KeyObject | undefined | null = null;
   const participant = async (): Promise<KeyObject | undefined> => {
     if (participantKey !== null) return participantKey;
@@ -129,8 +136,13 @@ export async function verifyKit(dir: string, options: VerifyKitOptions = {}): Pr
       const pem = await readFile(join(top, 'startup', name), 'utf8').catch(() => undefined);
       if (pem === undefined) continue;
       // A participant-signed kit is only as good as the certificate that signs it: it must chain to the root.
-      verifyCertificate(pem, { rootCaPem: rootPem, ...(options.at === undefined ? {} : { at: options.at }) });
-      participantKey = createPublicKey(pem);
+      // If it does not, there is no participant signer, and the signature that failed is reported as tampered.
+      try {
+        verifyCertificate(pem, { rootCaPem: rootPem, ...(options.at === undefined ? {} : { at: options.at }) });
+        participantKey = createPublicKey(pem);
+      } catch {
+        participantKey = undefined;
+      }
       break;
     }
     return participantKey;

@@ -306,7 +306,8 @@ export async function loadParticipants(yamlTextOrPath: string, project: Project,
   const defaults: { connectionSecurity: ConnectionSecurity; customCaCert?: string } = { connectionSecurity: project.connectionSecurity };
   if (project.customCaCert !== undefined) defaults.customCaCert = project.customCaCert;
   const added = parseParticipants(ctx, list, ['participants'], defaults);
-  checkParents(ctx, [...project.participants, ...added]);
+  // Name clashes with the project are reported by provision (E_PROVISION_CONFLICT); parents must exist.
+  checkParents(ctx, [...project.participants, ...added], false);
   return added;
 }
 
@@ -449,11 +450,11 @@ function parseParticipants(
   return out;
 }
 
-function checkParents(ctx: Ctx, participants: readonly Participant[]): void {
+function checkParents(ctx: Ctx, participants: readonly Participant[], unique = true): void {
   const names = new Map(participants.map((p) => [p.name, p] as const));
   const seen = new Set<string>();
   for (const p of participants) {
-    if (seen.has(p.name)) fail(ctx, ['participants'], `participant '${p.name}' (${p.type})`, 'name', `the name '${p.name}' is used by another participant`, 'names unique across all participants');
+    if (unique && seen.has(p.name)) fail(ctx, ['participants'], `participant '${p.name}' (${p.type})`, 'name', `the name '${p.name}' is used by another participant`, 'names unique across all participants');
     seen.add(p.name);
     if (p.parent !== undefined && names.get(p.parent)?.type !== 'relay') {
       fail(ctx, ['participants'], `participant '${p.name}' (${p.type})`, 'parent', `'${p.parent}' is not a relay of this project`, 'the name of a relay participant');

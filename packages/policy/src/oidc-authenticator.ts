@@ -74,6 +74,13 @@ const optionsSchema = z.object({
   claims: z.object({ name: claimPath.optional(), role: claimPath.optional(), org: claimPath.optional() }).optional(),
 });
 
+/** A failure to obtain the provider's keys, as opposed to a problem with the token. */
+class JwksUnavailable extends Error {
+  constructor(cause: unknown) {
+    super(cause instanceof Error ? cause.message : 'JWKS unavailable', { cause });
+  }
+}
+
 const config = (message: string, cause?: unknown): never => {
   throw new PolicyError('E_POLICY_AUTHN_CONFIG', message, cause === undefined ? undefined : { cause });
 };
@@ -97,12 +104,22 @@ async function keySource(jwks: JwksSource): Promise<JWTVerifyGetKey> {
     }
     // Keys fetched over plain http could be swapped by anyone on the path, and with them every login.
     if (url.protocol !== 'https:') config(`JWKS url must use https, got ${url.protocol}`);
-    return createRemoteJWKSet(url, {
+    const remote = createRemoteJWKSet(url, {
       timeoutDuration: jwks.timeoutMs ?? 5000,
       cooldownDuration: jwks.cooldownMs ?? 30_000,
       cacheMaxAge: jwks.cacheMaxAgeMs ?? 600_000,
       [customFetch]: httpsFetch(jwks.ca),
     });
+    // Tell a provider outage (network, TLS, HTTP status, bad JSON) apart from a bad token: only "no such key",
+    // "several keys" and "algorithm not allowed" are about the token.
+    return async (header, token) => {
+      try {
+        return await remote(header, token);
+      } catch (e) {
+        if (e instanceof errors.JWKSNoMatchingKey || e instanceof errors.JWKSMultipleMatchingKeys || e instanceof errors.JOSEAlgNotAllowed) throw e;
+        throw new JwksUnavailable(e);
+      }
+    };
   }
   let value: unknown;
   if ('file' in jwks) {
@@ -129,6 +146,7 @@ function classify(e: unknown, required: ReadonlySet<string>): { code: PolicyErro
     if (e.reason === 'missing' && required.has(e.claim)) return { code: 'E_POLICY_AUTHN_CLAIMS', reason: `the token lacks the required claim ${JSON.stringify(e.claim)}` };
     return { code: 'E_POLICY_AUTHN_TOKEN', reason: `the token's ${JSON.stringify(e.claim)} claim is not acceptable (${e.reason})` };
   }
+  if (e instanceof JwksUnavailable) return { code: 'E_POLICY_AUTHN_JWKS', reason: `the identity provider's keys could not be fetched (${e.message})` };
   if (e instanceof errors.JWKSTimeout || e instanceof errors.JWKSInvalid) return { code: 'E_POLICY_AUTHN_JWKS', reason: `the identity provider's keys could not be fetched (${e.code})` };
   if (e instanceof errors.JWKSNoMatchingKey) return { code: 'E_POLICY_AUTHN_TOKEN', reason: 'the token is signed with a key the identity provider does not publish' };
   if (e instanceof errors.JWSSignatureVerificationFailed) return { code: 'E_POLICY_AUTHN_TOKEN', reason: 'the token signature is invalid' };

@@ -74,6 +74,8 @@ export interface Kit {
   readonly rootCaPem: string;
   readonly certPem: string;
   readonly privateKey: KeyObject;
+  /** The same key as PKCS#8 PEM, for APIs that take PEM only (node:tls `key`). Never log it. */
+  readonly privateKeyPem: string;
   /** The project CRL the kit carries (its signature was checked against the root). */
   readonly crlPem?: string;
   readonly connectionSecurity: ConnectionSecurity;
@@ -118,7 +120,7 @@ const CONFIGS: readonly [string, ParticipantType][] = [
  * @example
  * ```ts
  * const kit = await loadKit('workspace/example_project/prod_00/site-1');
- * const tlsOptions = { key: kit.privateKey, cert: kit.certPem, ca: kit.rootCaPem };
+ * const tlsOptions = { key: kit.privateKeyPem, cert: kit.certPem, ca: kit.rootCaPem };
  * ```
  */
 export async function loadKit(dir: string, options: LoadKitOptions = {}): Promise<Kit> {
@@ -180,6 +182,7 @@ export async function loadKit(dir: string, options: LoadKitOptions = {}): Promis
     rootCaPem,
     certPem,
     privateKey,
+    privateKeyPem: privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
     ...(crlPem === undefined ? {} : { crlPem }),
     ...(customCaPem === undefined ? {} : { customCaPem }),
     verification,

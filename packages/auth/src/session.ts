@@ -214,6 +214,8 @@ export class AuthSession implements Session, AuthGuard {
 
   #control(control: unknown, header: AuthHeader): void {
     if (control === 'ready' && this.side === 'client') return this.#ready.resolve();
+    // The login's key confirmation, opened once by the server before the session is installed.
+    if (control === 'finished' && this.side === 'server' && this.#recvSeq === 1) return;
     if (control === 'renew' && this.side === 'server') return this.#onRenew(header);
     if (control === 'renewed' && this.side === 'client') return this.#onRenewed(header);
     throw new AuthError('E_AUTH_HANDSHAKE', `unexpected control message ${JSON.stringify(String(control)).slice(0, 40)}`);

@@ -1,0 +1,169 @@
+// Test helpers: real kits from @flare/pki's provision(), and an in-memory channel pair with the transport's
+// semantics (ordered delivery, guard seal/open, close with a code), so auth is tested without sockets. The
+// real-socket tests live in e2e/test/auth-*.e2e.test.ts (auth may not import @flare/transport).
+import { createHash } from 'node:crypto';
+import { mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { FlareError, TransportError } from '@flare/core';
+import { loadKit, parseProject, provision, type Kit } from '@flare/pki';
+import { expect } from 'vitest';
+import type { AuthChannel, AuthGuard, AuthHeader } from '../src/index.js';
+
+export interface Frame {
+  header: AuthHeader;
+  payload: Uint8Array;
+  trailer: AuthHeader | undefined;
+}
+
+type Received = { header: AuthHeader; payload: Uint8Array; trailer?: AuthHeader };
+
+/** One end of an in-memory channel. `wire` sees (and may rewrite or drop) every frame this end sends. */
+export class MemoryChannel implements AuthChannel {
+  peer!: MemoryChannel;
+  guard: AuthGuard | undefined;
+  queue: Received[] = [];
+  waiters: Array<{ resolve: (m: Received) => void; reject: (e: Error) => void }> = [];
+  delivered: Received[] = [];
+  sent: Frame[] = [];
+  wire: ((f: Frame) => Frame | undefined) | undefined;
+  closeError: FlareError | undefined;
+  isClosed = false;
+  readonly closed: Promise<{ error?: FlareError | undefined }>;
+  #resolveClosed!: (v: { error?: FlareError | undefined }) => void;
+
+  constructor(public tls: AuthChannel['tls'] = undefined) {
+    this.closed = new Promise((r) => (this.#resolveClosed = r));
+  }
+
+  setGuard(guard: AuthGuard): void {
+    this.guard = guard;
+  }
+
+  async send(header: AuthHeader, payload: Uint8Array = new Uint8Array(0)): Promise<void> {
+    await Promise.resolve();
+    if (this.isClosed) throw this.closeError ?? new TransportError('E_TRANSPORT_CLOSED', 'closed');
+    const sha = createHash('sha256').update(payload).digest();
+    const trailer = this.guard?.seal(header, payload.length, sha);
+    const frame: Frame = { header, payload, trailer };
+    this.sent.push(frame);
+    const out = this.wire ? this.wire(frame) : frame;
+    if (out !== undefined) this.peer.inject(out);
+  }
+
+  /** Delivers a frame to this end as if it came from the peer. */
+  inject(f: Frame): void {
+    if (this.isClosed) return;
+    // The wire carries JSON: a receiver never shares objects with the sender.
+    const header = JSON.parse(JSON.stringify(f.header)) as AuthHeader;
+    const trailer = f.trailer === undefined ? undefined : (JSON.parse(JSON.stringify(f.trailer)) as AuthHeader);
+    try {
+      if (this.guard !== undefined) {
+        if (!this.guard.open(header, f.payload.length, createHash('sha256').update(f.payload).digest(), trailer)) return;
+        this.#deliver({ header, payload: f.payload });
+      } else this.#deliver(trailer === undefined ? { header, payload: f.payload } : { header, payload: f.payload, trailer });
+    } catch (e) {
+      void this.close(e as FlareError);
+    }
+  }
+
+  #deliver(m: Received): void {
+    this.delivered.push(m);
+    const w = this.waiters.shift();
+    if (w) w.resolve(m);
+    else this.queue.push(m);
+  }
+
+  receive(): Promise<Received> {
+    const m = this.queue.shift();
+    if (m) return Promise.resolve(m);
+    if (this.isClosed) return Promise.reject(this.closeError ?? new TransportError('E_TRANSPORT_CLOSED', 'closed'));
+    return new Promise((resolve, reject) => this.waiters.push({ resolve, reject }));
+  }
+
+  /** Closes both ends; the peer sees the same error (a close frame carrying the code). */
+  async close(error?: FlareError): Promise<unknown> {
+    this.#end(error);
+    this.peer.#end(error);
+    return undefined;
+  }
+
+  #end(error: FlareError | undefined): void {
+    if (this.isClosed) return;
+    this.isClosed = true;
+    this.closeError = error;
+    for (const w of this.waiters.splice(0)) w.reject(error ?? new TransportError('E_TRANSPORT_CLOSED', 'closed'));
+    this.#resolveClosed(error === undefined ? {} : { error });
+  }
+}
+
+/** Two connected ends; `exporter` gives each end's TLS exporter value (equal when TLS is end-to-end). */
+export function channelPair(tls?: { client: Uint8Array; server: Uint8Array; clientCert?: string }): { client: MemoryChannel; server: MemoryChannel } {
+  const fake = (value: Uint8Array, peerCertificatePem: string | undefined): AuthChannel['tls'] => ({
+    peerCertificatePem,
+    exportKeyingMaterial: (length: number) => value.subarray(0, length),
+  });
+  const client = new MemoryChannel(tls ? fake(tls.client, '-----BEGIN CERTIFICATE-----(server)') : undefined);
+  const server = new MemoryChannel(tls ? fake(tls.server, tls.clientCert) : undefined);
+  client.peer = server;
+  server.peer = client;
+  return { client, server };
+}
+
+export interface Kits {
+  server: Kit;
+  client: Kit;
+  client2: Kit;
+  admin: Kit;
+  projectDir: string;
+  workspace: string;
+}
+
+const PROJECT = (name: string): string => `api_version: 3
+name: ${name}
+description: auth tests
+participants:
+  - name: server1
+    type: server
+    org: nvidia
+    fed_learn_port: 8002
+    host_names: [localhost, 127.0.0.1]
+  - name: site-1
+    type: client
+    org: nvidia
+  - name: site-2
+    type: client
+    org: acme
+  - name: admin@nvidia.com
+    type: admin
+    org: nvidia
+    role: project_admin
+`;
+
+/** Provisions a project with @flare/pki and loads its kits. */
+export async function makeKits(name = 'authtest'): Promise<Kits> {
+  const workspace = await mkdtemp(join(tmpdir(), 'flare-auth-'));
+  const result = await provision(parseProject(PROJECT(name)), { workspace });
+  const dir = (n: string): string => result.kits.find((k) => k.name === n)!.dir;
+  return {
+    server: await loadKit(dir('server1')),
+    client: await loadKit(dir('site-1')),
+    client2: await loadKit(dir('site-2')),
+    admin: await loadKit(dir('admin@nvidia.com')),
+    projectDir: result.projectDir,
+    workspace,
+  };
+}
+
+/** Asserts that `p` rejects with a FlareError of `code`. */
+export async function expectCode(p: Promise<unknown> | (() => unknown), code: string): Promise<FlareError> {
+  let error: unknown;
+  try {
+    await (typeof p === 'function' ? p() : p);
+  } catch (e) {
+    error = e;
+  }
+  expect(error, `expected ${code}`).toBeInstanceOf(FlareError);
+  expect((error as FlareError).code).toBe(code);
+  return error as FlareError;
+}

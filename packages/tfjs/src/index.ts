@@ -3,4 +3,6 @@ export { selectBackend } from './backend.js';
 export type { BackendChoice, BackendName, SelectBackendOptions } from './backend.js';
 export { readWeights, writeWeights } from './weights.js';
 export { TfjsLearner, evaluateOn } from './learner.js';
+export { denseNetwork } from './network.js';
+export type { DenseLayer } from './network.js';
 export type { Dataset, OptimizerName, TfjsLearnerOptions } from './learner.js';

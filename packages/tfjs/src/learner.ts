@@ -78,7 +78,7 @@ function positive(name: string, v: number): number {
  * A {@link Learner} that trains a TensorFlow.js LayersModel on local data: `train` loads the global
  * weights, runs E local epochs of mini-batch training with a fresh optimizer, and returns the update
  * (`diff` by default) with meta `NUM_STEPS_CURRENT_ROUND` = epochs x batches (FLARE's FedAvg weight) and
- * metrics `train_loss`; `validate` returns `loss` and `accuracy` of a model on the validation data.
+ * metrics `train_loss`; `validate` returns `loss`, `accuracy` and sample count `n` of a model on the validation data.
  * Call {@link selectBackend} before the first round. Not safe for concurrent calls on one instance.
  *
  * @example
@@ -175,8 +175,8 @@ export class TfjsLearner implements Learner {
 }
 
 /**
- * Loss and accuracy of a network on a data set (binary labels: accuracy at threshold 0.5; one-hot labels:
- * argmax). Used by {@link TfjsLearner.validate} and by a server or admin that evaluates the global model on a
+ * Loss, accuracy and sample count `n` of a network on a data set (binary labels: accuracy at threshold 0.5;
+ * one-hot labels: argmax). Used by {@link TfjsLearner.validate} and by a server or admin that evaluates the global model on a
  * held-out split.
  */
 export function evaluateOn(
@@ -203,6 +203,6 @@ export function evaluateOn(
       correct = tf.equal(tf.greater(p, 0.5), tf.greater(y, 0.5));
     }
     const accuracy = tf.mean(tf.cast(correct, 'float32')).dataSync()[0] ?? Number.NaN;
-    return { loss: l.dataSync()[0] ?? Number.NaN, accuracy };
+    return { loss: l.dataSync()[0] ?? Number.NaN, accuracy, n };
   });
 }

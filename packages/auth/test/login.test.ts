@@ -92,7 +92,7 @@ describe('login handshake', () => {
       {
         authorizeLogin: (peer, cred) => {
           seen.push([peer.name, cred]);
-          throw new PolicyError('E_POLICY_DENIED' as never, 'no token');
+          throw new PolicyError('E_POLICY_DENIED', 'no token');
         },
       },
       { credentials: () => ({ oidc: 'eyJhbGciOi.test.token' }) },

@@ -4,7 +4,6 @@ import { describe, expect, it } from 'vitest';
 import { deriveEpochKeys, exportKeyingMaterial, hkdfSha256, macEquals, messageMac, NonceCache } from '../src/index.js';
 import { sharedSecret } from '../src/x25519.js';
 
-const hex = (s: string): Uint8Array => new Uint8Array(Buffer.from(s, 'hex'));
 const range = (from: number, to: number): Uint8Array => Uint8Array.from({ length: to - from + 1 }, (_, i) => from + i);
 const toHex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
 

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { FlareError, PolicyError } from '@flare/core';
+import { PolicyError, type FlareError } from '@flare/core';
 import { revoke } from '@flare/pki';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { createClientAuth, createServerAuth, type ClientAuthOptions, type ServerAuthOptions, type Session } from '../src/index.js';

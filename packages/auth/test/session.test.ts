@@ -149,8 +149,13 @@ describe('renewal and revocation', () => {
     await new Promise<void>((resolve, reject) => {
       const started = Date.now();
       const poll = setInterval(() => {
-        if (client.epoch >= 1) (clearInterval(poll), resolve());
-        else if (Date.now() - started > 5000) (clearInterval(poll), reject(new Error('no renewal within 5 s')));
+        if (client.epoch >= 1) {
+          clearInterval(poll);
+          resolve();
+        } else if (Date.now() - started > 5000) {
+          clearInterval(poll);
+          reject(new Error('no renewal within 5 s'));
+        }
       }, 10);
     });
     expect(client.epoch).toBeGreaterThanOrEqual(1);

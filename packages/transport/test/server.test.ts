@@ -3,7 +3,7 @@ import { createHash } from 'node:crypto';
 import { decodeModel, encodeModelParts, FlareError, isFlareError, model, tensor, TransportError } from '@flare/core';
 import { afterEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import { dial, listen, type Connection, type Message, type ServerEndpoint, type ServerOptions } from '../src/index.js';
+import { dial, listen, type ClientOptions, type Connection, type Message, type ServerEndpoint, type ServerOptions } from '../src/index.js';
 import { testPki, within } from './certs.js';
 
 const pki = testPki();
@@ -28,8 +28,8 @@ async function echoServer<A>(options: Partial<ServerOptions<A>> & Pick<ServerOpt
 const serverTls = { certPem: pki.serverCertPem, privateKey: pki.serverKeyPem, caPem: pki.caPem };
 const clientTls = { caPem: pki.caPem, certPem: pki.clientCertPem, privateKey: pki.clientKeyPem };
 
-async function client(port: number, extra: Partial<Parameters<typeof dial>[0]> = {}, security: 'clear' | 'tls' | 'mtls' = 'clear'): Promise<Connection<undefined>> {
-  const conn = await dial({ security, targets: [{ host: '127.0.0.1', port }], ...(security === 'clear' ? {} : { tls: clientTls }), ...extra });
+async function client(port: number, extra: Partial<ClientOptions<undefined>> = {}, security: 'clear' | 'tls' | 'mtls' = 'clear'): Promise<Connection<undefined>> {
+  const conn = await dial<undefined>({ security, targets: [{ host: '127.0.0.1', port }], ...(security === 'clear' ? {} : { tls: clientTls }), ...extra });
   conns.push(conn as Connection<unknown>);
   return conn;
 }
@@ -210,6 +210,7 @@ describe('before login', () => {
         authenticate: async (c) => {
           await c.send({ hello: 1 });
           await c.receive();
+          return undefined;
         },
       }),
     );

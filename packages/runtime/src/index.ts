@@ -21,6 +21,6 @@ export type { BuiltFilter, LearnerEnv, LearnerFactory, PrivacyScope, SitePolicy 
 export { createLogger } from './logger.js';
 export type { ClosableLogger, CreateLoggerOptions } from './logger.js';
 export { writeFileAtomic } from './atomic.js';
-export { certificateIdentity, connectToServer, connectionChannel, listenForParticipants } from './network.js';
+export { certificateIdentity, connectToServer, connectionChannel, listenForParticipants, sessionAuthenticator } from './network.js';
 export type { ConnectOptions, ListenOptions, ParticipantAuthenticator } from './network.js';
 export { authorizerFromPolicy, sitePolicyFromFiles } from './site-policy-files.js';

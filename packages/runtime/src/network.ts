@@ -1,4 +1,5 @@
 import { FlareRuntimeError, PkiError, type Logger } from '@flare/core';
+import { createClientAuth, createServerAuth, type ClientAuthOptions, type ServerAuthOptions } from '@flare/auth';
 import { verifyCertificate, type Kit } from '@flare/pki';
 import { clientOptionsFromKit, dial, listen, serverOptionsFromKit, type Connection, type ServerEndpoint } from '@flare/transport';
 import type { ChannelServer, PeerChannel } from './channel.js';
@@ -34,6 +35,38 @@ export const certificateIdentity: ParticipantAuthenticator = async (connection, 
   if (onServer && v.type === 'server') throw new PkiError('E_CERT_UNTRUSTED', `'${v.name}' presented a server certificate to the server`);
   return { name: v.name, org: v.org, kind: KINDS[v.type], ...(v.role === undefined ? {} : { role: v.role }) };
 };
+
+/**
+ * The login of @flare/auth as the runtime's authenticator: a signed handshake with fresh X25519 keys, session
+ * keys from HKDF over the transcript (bound to the TLS exporter when TLS is end to end), then every message
+ * MAC'd with a sequence number, timestamp and session expiry (replay, tamper and stale messages are refused
+ * and close the connection). The identity is the session's authenticated peer. One instance per process:
+ * the server side keeps the session store (revocation) and the login nonce cache.
+ *
+ * @example
+ * ```ts
+ * const server = await listenForParticipants({ kit, authenticate: sessionAuthenticator(kit) });
+ * ```
+ */
+export function sessionAuthenticator(
+  kit: Kit,
+  options: { readonly server?: Omit<ServerAuthOptions, 'kit'>; readonly client?: Omit<ClientAuthOptions, 'kit'> } = {},
+): ParticipantAuthenticator {
+  let server: ReturnType<typeof createServerAuth> | undefined;
+  let client: ReturnType<typeof createClientAuth> | undefined;
+  return async (connection) => {
+    let peer;
+    if (connection.side === 'server') {
+      server ??= createServerAuth({ ...options.server, kit });
+      peer = (await server.accept(connection)).peer;
+    } else {
+      client ??= createClientAuth({ ...options.client, kit });
+      peer = (await client.login(connection)).peer;
+    }
+    if (peer.type === 'relay') throw new PkiError('E_CERT_UNTRUSTED', `relay '${peer.name}' cannot join as a participant`);
+    return { name: peer.name, org: peer.org, kind: KINDS[peer.type], ...(peer.role === undefined ? {} : { role: peer.role }) };
+  };
+}
 
 /** Adapts an authenticated transport connection to the runtime's {@link PeerChannel}. */
 export function connectionChannel(connection: Connection<PeerIdentity>): PeerChannel {
@@ -71,7 +104,7 @@ export interface ListenOptions {
  */
 export async function listenForParticipants(o: ListenOptions): Promise<ChannelServer & { readonly port: number; readonly adminPort: number }> {
   if (o.kit.participant.type !== 'server') throw new FlareRuntimeError('E_RUNTIME_WORKSPACE', `a ${o.kit.participant.type} kit cannot run the server`);
-  const auth = o.authenticate ?? certificateIdentity;
+  const auth = o.authenticate ?? sessionAuthenticator(o.kit);
   let handler: ((ch: PeerChannel) => void) | undefined;
   const base = serverOptionsFromKit(o.kit);
   const make = async (port: number): Promise<ServerEndpoint<PeerIdentity>> => {
@@ -83,6 +116,7 @@ export async function listenForParticipants(o: ListenOptions): Promise<ChannelSe
       ...(o.logger === undefined ? {} : { logger: o.logger }),
     });
     ep.on('connection', (c: Connection<PeerIdentity>) => handler?.(connectionChannel(c)));
+    ep.on('refused', (r) => o.logger?.warn('connection refused', { remote: r.remote.address, code: r.error.code, reason: r.error.message }));
     return ep;
   };
   const main = await make(o.port ?? o.kit.server.port);
@@ -112,7 +146,7 @@ export interface ConnectOptions {
 
 /** Dials the server named by a site's or admin's kit and returns the authenticated channel. */
 export async function connectToServer(o: ConnectOptions): Promise<PeerChannel> {
-  const auth = o.authenticate ?? certificateIdentity;
+  const auth = o.authenticate ?? sessionAuthenticator(o.kit);
   const base = clientOptionsFromKit(o.kit);
   const conn = await dial<PeerIdentity>({
     ...base,

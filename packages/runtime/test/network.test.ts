@@ -1,0 +1,91 @@
+import { join } from 'node:path';
+import { isFlareError } from '@flare/core';
+import { loadKit, parseProject, provision, type Kit } from '@flare/pki';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { AdminClient } from '../src/admin-client.js';
+import { ClientEngine } from '../src/client-engine.js';
+import { certificateIdentity, connectToServer, listenForParticipants } from '../src/network.js';
+import { ServerEngine } from '../src/server-engine.js';
+import { initialModelBytes, jobDefinition, learnerFactory, sitePolicy, tempDir, TestFedAvg } from './helpers.js';
+
+const PROJECT = `api_version: 3
+name: rt-net
+description: runtime network test
+participants:
+  - name: localhost
+    type: server
+    org: nvidia
+    fed_learn_port: 8002
+  - name: site-1
+    type: client
+    org: org1
+  - name: site-2
+    type: client
+    org: org2
+  - name: admin@nvidia.com
+    type: admin
+    org: nvidia
+    role: project_admin
+`;
+
+let kits: Map<string, Kit>;
+const open: Array<{ close(): Promise<void> }> = [];
+afterEach(async () => {
+  for (const x of open.splice(0).reverse()) await x.close();
+});
+
+beforeAll(async () => {
+  const r = await provision(parseProject(PROJECT), { workspace: await tempDir() });
+  kits = new Map();
+  for (const k of r.kits) kits.set(k.name, await loadKit(join(r.prodDir, k.name)));
+});
+
+async function serve(authenticate?: typeof certificateIdentity): Promise<{ server: ServerEngine; port: number }> {
+  const listener = await listenForParticipants({ kit: kits.get('localhost')!, port: 0, ...(authenticate === undefined ? {} : { authenticate }) });
+  const server = await ServerEngine.start({ name: 'localhost', org: 'nvidia', workspace: await tempDir(), listener, authorize: () => true, aggregator: () => new TestFedAvg(), deployWaitMs: 100 });
+  open.push(server);
+  return { server, port: listener.port };
+}
+
+describe('runtime over @flare/transport mTLS + @flare/auth sessions', () => {
+  it('runs a 2-site job end to end; identities are the authenticated kit names', async () => {
+    const { server, port } = await serve();
+    const targets = [{ host: '127.0.0.1', port }];
+    for (const n of [1, 2]) {
+      const kit = kits.get(`site-${n}`)!;
+      const engine = await ClientEngine.start({
+        site: { name: kit.participant.name, org: kit.participant.org },
+        connect: () => connectToServer({ kit, targets }),
+        policy: sitePolicy(),
+        learners: new Map([['towards', learnerFactory(n)]]),
+        filters: new Map(),
+        workspace: await tempDir(),
+      });
+      open.push(engine);
+    }
+    const admin = new AdminClient(await connectToServer({ kit: kits.get('admin@nvidia.com')!, targets }));
+    open.push({ close: async () => admin.close() });
+    const id = await admin.submit({ definition: jobDefinition({ deploy: ['site-1', 'site-2'], rounds: 2 }), initialModel: initialModelBytes(), files: new Map() });
+    const rec = await server.waitForJob(id, 20_000);
+    expect(rec.status).toBe('FINISHED');
+    expect(rec.submitter).toEqual({ name: 'admin@nvidia.com', org: 'nvidia', role: 'project_admin' });
+    expect(rec.history[1]!.contributors).toEqual(['site-1', 'site-2']);
+    expect(server.registry.get('site-2')?.org).toBe('org2');
+  });
+
+  it('certificateIdentity (mTLS only) also works and names the peer from its certificate', async () => {
+    const { server, port } = await serve(certificateIdentity);
+    const kit = kits.get('site-1')!;
+    const ch = await connectToServer({ kit, targets: [{ host: '127.0.0.1', port }], authenticate: certificateIdentity });
+    expect(ch.peer).toEqual({ name: 'localhost', org: 'nvidia', kind: 'server' });
+    ch.close();
+    void server;
+  });
+
+  it("refuses a server kit presented by a site's dialer and a wrong server port (connection errors carry codes)", async () => {
+    const { port } = await serve();
+    const err = await connectToServer({ kit: kits.get('site-1')!, targets: [{ host: '127.0.0.1', port: 1 }], connectTimeoutMs: 2000 }).catch((e: unknown) => e);
+    expect(isFlareError(err)).toBe(true);
+    void port;
+  });
+});

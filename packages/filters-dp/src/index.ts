@@ -1,3 +1,34 @@
-// @flare/filters-dp: Differential-privacy filters (Gaussian, percentile, SVT, exclude) with RDP accounting and site budgets.
-// Nothing is exported until its issue lands: no stubs that pretend.
-export {};
+// @flare/filters-dp: differential-privacy filters (Gaussian, percentile, SVT, exclude) with RDP accounting and
+// budgets that each site enforces. Flat named exports only.
+
+export { gaussianDp, GAUSSIAN_DP_META } from './gaussian-dp.js';
+export type { GaussianDpBudget, GaussianDpOptions } from './gaussian-dp.js';
+export { nextClipNorm } from './adaptive-clipping.js';
+export type { AdaptiveClipping, ClipNormStep } from './adaptive-clipping.js';
+export { percentilePrivacy } from './percentile-privacy.js';
+export type { PercentilePrivacyOptions } from './percentile-privacy.js';
+export { svtPrivacy, SVT_ACCOUNTANT_META, SVT_BUDGET_META, SVT_MAX_PASSES } from './svt-privacy.js';
+export type { SvtPrivacyOptions } from './svt-privacy.js';
+export { excludeVars, MAX_EXCLUDE_PATTERN } from './exclude-vars.js';
+export type { ExcludeVarsOptions } from './exclude-vars.js';
+
+export { DEFAULT_ORDERS, epsilonFromRdp, noiseMultiplierFor, rdp, rdpEpsilon } from './rdp.js';
+export type { EpsilonAtOrder, NoiseCalibration, RdpConversion, RdpEpsilonOptions, RdpOptions } from './rdp.js';
+
+export { BUDGET_ORDERS, DP_SPENT_META, privacySpent } from './privacy-ledger.js';
+export type { PrivacyBudget, PrivacySpent } from './privacy-ledger.js';
+export { fileBudgetStore, memoryBudgetStore } from './budget-store.js';
+export type { BudgetRecord, BudgetStore } from './budget-store.js';
+export { cryptoRandomSource } from './random-source.js';
+export type { RandomSource } from './random-source.js';
+
+export {
+  BUDGET_FOLDER,
+  dpFilterFactories,
+  excludeVarsFactory,
+  FLARE_FILTER_ALIASES,
+  gaussianDpFactory,
+  percentilePrivacyFactory,
+  svtPrivacyFactory,
+} from './filter-factories.js';
+export type { ExcludeVarsArgs, GaussianDpArgs, PercentilePrivacyArgs, SvtPrivacyArgs } from './filter-factories.js';

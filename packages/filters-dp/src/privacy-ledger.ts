@@ -1,0 +1,141 @@
+import type { AuditHook, JsonValue } from '@flare/core';
+import { DpError } from '@flare/core';
+import type { BudgetRecord, BudgetStore } from './budget-store.js';
+import { DEFAULT_ORDERS, epsilonFromRdp } from './rdp.js';
+
+/**
+ * The orders a site's budget is accounted at: Opacus's defaults plus dp_accounting's large orders 128, 256, 512
+ * and 1024, which give tighter ε when the noise is large (σ >= 4) and many rounds compose.
+ */
+export const BUDGET_ORDERS: readonly number[] = Object.freeze([...DEFAULT_ORDERS, 128, 256, 512, 1024]);
+
+/** A privacy budget a site enforces for each job: releases stop before ε would pass `maxEpsilon` at `delta`. */
+export interface PrivacyBudget {
+  /** The most ε a job may spend at this site, > 0. */
+  readonly maxEpsilon: number;
+  /** The δ at which ε is stated, in (0, 1); typically below 1 / (number of records at the site). */
+  readonly delta: number;
+  /** Where the spending is kept; {@link fileBudgetStore} under the site workspace survives restarts. */
+  readonly store: BudgetStore;
+}
+
+/** The privacy a site has spent on a job so far, as it travels in a result's meta ({@link DP_SPENT_META}). */
+export interface PrivacySpent {
+  readonly epsilon: number;
+  readonly delta: number;
+  readonly maxEpsilon: number;
+  /** Updates released for the job by this site. */
+  readonly releases: number;
+}
+
+/** The meta key under which DP filters put the site's {@link PrivacySpent} for the job, in snake case JSON. */
+export const DP_SPENT_META = 'dp_privacy_spent';
+
+/** The cost of one release, as the filters compute it. Internal. */
+export interface ReleaseCost {
+  /** RDP of this release at the record's orders. */
+  readonly rdp: (orders: readonly number[]) => number[];
+  /** ε when the release is pure ε-DP, else null. */
+  readonly pureEpsilon: number | null;
+  readonly samplerEpsilon: number;
+  readonly samplerTv: number;
+}
+
+/**
+ * ε spent according to a budget record, at `delta`: the RDP bound (Balle et al. 2020 conversion) or, when every
+ * release was pure DP, the smaller of that and the plain sum of ε; plus the samplers' documented error (their
+ * total-variation part is taken out of δ as samplerTv·(1 + e^maxEpsilon) before converting). Infinity when the
+ * samplers' share leaves no δ.
+ *
+ * @example
+ * ```ts
+ * const record = await store.read(site, job);
+ * const { epsilon } = privacySpent(record, { delta: 1e-5, maxEpsilon: 8 });
+ * ```
+ */
+export function privacySpent(record: BudgetRecord | undefined, { delta, maxEpsilon }: { readonly delta: number; readonly maxEpsilon: number }): PrivacySpent {
+  if (!(delta > 0 && delta < 1)) throw new RangeError(`"delta" expected a number in (0, 1), got ${delta}`);
+  if (!(maxEpsilon > 0)) throw new RangeError(`"maxEpsilon" expected a number > 0, got ${maxEpsilon}`);
+  if (record === undefined || record.releases === 0) return { epsilon: 0, delta, maxEpsilon, releases: 0 };
+  const deltaRdp = delta - record.samplerTv * (1 + Math.exp(maxEpsilon));
+  let epsilon = Infinity;
+  if (deltaRdp > 0) epsilon = epsilonFromRdp({ orders: record.orders, rdp: record.rdp, delta: deltaRdp }).epsilon;
+  if (record.pureEpsilon !== null) epsilon = Math.min(epsilon, record.pureEpsilon);
+  return { epsilon: epsilon + record.samplerEpsilon, delta, maxEpsilon, releases: record.releases };
+}
+
+/** The JSON form of {@link PrivacySpent} for meta and audit data (snake case, FLARE's meta style). */
+export function spentJson(spent: PrivacySpent): Record<string, JsonValue> {
+  return { epsilon: spent.epsilon, delta: spent.delta, max_epsilon: spent.maxEpsilon, releases: spent.releases, accountant: 'rdp' };
+}
+
+/** What a charge decided. Internal. */
+export interface ChargeResult {
+  readonly spent: PrivacySpent;
+  /** The adaptive clip norm stored for the job before this release (undefined when none was stored). */
+  readonly clipNormBefore: number | undefined;
+}
+
+/**
+ * Charges one release against the job's budget, writing the new spending before the caller releases anything
+ * (write-ahead: a crash after the write over-counts, never under-counts). Refuses with E_DP_BUDGET_EXHAUSTED,
+ * marks the job exhausted and reports through `audit` when the release would pass the budget or the job was
+ * already exhausted. `nextClipNorm`, when given, stores adaptive clipping state in the same atomic write. Internal.
+ */
+export async function chargeRelease(
+  budget: PrivacyBudget,
+  where: { readonly site: string; readonly job: string; readonly filter: string; readonly audit?: AuditHook | undefined },
+  cost: ReleaseCost,
+  nextClipNorm?: (before: number | undefined) => number,
+): Promise<ChargeResult> {
+  const { site, job, filter } = where;
+  const limits = { delta: budget.delta, maxEpsilon: budget.maxEpsilon };
+  type Outcome = { readonly ok: true; readonly charge: ChargeResult } | { readonly ok: false; readonly spent: PrivacySpent; readonly wouldBe: number };
+  const outcome = await budget.store.update<Outcome>(site, job, (current) => {
+    const now = new Date().toISOString();
+    const base: BudgetRecord = current ?? {
+      version: 1,
+      site,
+      job,
+      orders: BUDGET_ORDERS,
+      rdp: BUDGET_ORDERS.map(() => 0),
+      pureEpsilon: 0,
+      samplerEpsilon: 0,
+      samplerTv: 0,
+      releases: 0,
+      exhausted: false,
+      updatedAt: now,
+    };
+    const spentBefore = privacySpent(base, limits);
+    if (base.exhausted) return { result: { ok: false, spent: spentBefore, wouldBe: spentBefore.epsilon } };
+    const add = cost.rdp(base.orders);
+    const { clipNorm: _previous, ...withoutClip } = base;
+    const clip = nextClipNorm?.(base.clipNorm);
+    const next: BudgetRecord = {
+      ...withoutClip,
+      rdp: base.rdp.map((r, i) => r + add[i]!),
+      pureEpsilon: base.pureEpsilon === null || cost.pureEpsilon === null ? null : base.pureEpsilon + cost.pureEpsilon,
+      samplerEpsilon: base.samplerEpsilon + cost.samplerEpsilon,
+      samplerTv: base.samplerTv + cost.samplerTv,
+      releases: base.releases + 1,
+      ...(clip === undefined ? {} : { clipNorm: clip }),
+      updatedAt: now,
+    };
+    const spentAfter = privacySpent(next, limits);
+    if (!(spentAfter.epsilon <= budget.maxEpsilon)) {
+      return { record: { ...base, exhausted: true, updatedAt: now }, result: { ok: false, spent: spentBefore, wouldBe: spentAfter.epsilon } };
+    }
+    return { record: next, result: { ok: true, charge: { spent: spentAfter, clipNormBefore: base.clipNorm } } };
+  });
+  if (outcome.ok) return outcome.charge;
+  const { spent, wouldBe } = outcome;
+  const msg = `site "${site}" has spent epsilon ${fmt(spent.epsilon)} (delta ${spent.delta}) on job "${job}"; ${
+    Number.isFinite(wouldBe) && wouldBe !== spent.epsilon ? `this release would take it to ${fmt(wouldBe)}, ` : 'the job is exhausted here, '
+  }above the budget ${spent.maxEpsilon}: the site stops contributing to this job`;
+  where.audit?.({ action: 'dp_budget_exhausted', job, msg, data: { filter, ...spentJson(spent), would_be_epsilon: Number.isFinite(wouldBe) ? wouldBe : null } });
+  throw new DpError('E_DP_BUDGET_EXHAUSTED', msg);
+}
+
+function fmt(x: number): string {
+  return Number.isFinite(x) ? x.toPrecision(6) : String(x);
+}

@@ -33,9 +33,11 @@ export interface Attester {
 }
 
 const MAX_EVIDENCE = 64 * 1024;
-const MAX_CERTS = 16 * 1024;
+const MAX_CERTS = 32 * 1024;
 
-const pem = z.string().max(MAX_CERTS).regex(/^\s*-----BEGIN CERTIFICATE-----[A-Za-z0-9+/=\s]+-----END CERTIFICATE-----\s*$/, 'expected one PEM certificate');
+// One or more PEM certificates (a GPU chain travels as one bundle). The base64 class excludes '-', so the
+// pattern runs in linear time.
+const pem = z.string().max(MAX_CERTS).regex(/^\s*(?:-----BEGIN CERTIFICATE-----[A-Za-z0-9+/=\s]+-----END CERTIFICATE-----\s*)+$/, 'expected PEM certificates');
 const base64 = z.string().max(Math.ceil(MAX_EVIDENCE / 3) * 4 + 4).regex(/^[A-Za-z0-9+/]*={0,2}$/, 'expected base64');
 
 /** The wire form of {@link AttestationEvidence} (JSON): evidence as base64, every size bounded. */

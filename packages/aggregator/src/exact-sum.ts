@@ -1,0 +1,80 @@
+// Exact (order-independent) accumulation. A sum is kept as an unevaluated pair hi + lo of doubles: each
+// addition uses Knuth's TwoSum (TAOCP vol. 2, 4.2.2, Theorem B; Ogita, Rump & Oishi, "Accurate sum and dot
+// product", SIAM J. Sci. Comput. 26(6), 2005, Algorithm 3.1), which splits a + b into the rounded sum s and its
+// exact rounding error e. hi collects s, lo collects e. While lo's own additions are exact, hi + lo is the
+// exact sum of the addends, so fl(hi + lo) is its correctly rounded value: the same bits for every order in
+// which the addends arrive. lo's additions are exact unless, in one coordinate, the addends span more than
+// about 2^(106 - log2 n) in magnitude (for example 1 next to 1e-32); even then the error is below 2^-104 of
+// the sum, far under float32 and float64 output precision.
+
+import type { FloatArray } from '@flare/core';
+
+/**
+ * Adds `w * x[i]` into the pair (hi[i], lo[i]) for i < end. Returns -1, or the first index whose weighted
+ * value (or running sum) is not finite: nothing at or after that index was written, everything before was.
+ * Two monomorphic copies (float32, float64 data) keep V8's element loads specialised.
+ */
+export function addScaledF32(hi: Float64Array, lo: Float64Array, x: Float32Array, w: number, end: number): number {
+  for (let i = 0; i < end; i++) {
+    const p = w * x[i]!;
+    const a = hi[i]!;
+    const s = a + p;
+    if (s - s !== 0) return i;
+    const bb = s - a;
+    lo[i] = lo[i]! + (a - (s - bb) + (p - bb));
+    hi[i] = s;
+  }
+  return -1;
+}
+
+/** {@link addScaledF32} for float64 data. */
+export function addScaledF64(hi: Float64Array, lo: Float64Array, x: Float64Array, w: number, end: number): number {
+  for (let i = 0; i < end; i++) {
+    const p = w * x[i]!;
+    const a = hi[i]!;
+    const s = a + p;
+    if (s - s !== 0) return i;
+    const bb = s - a;
+    lo[i] = lo[i]! + (a - (s - bb) + (p - bb));
+    hi[i] = s;
+  }
+  return -1;
+}
+
+/** Adds `w * x[i]` for i < end; returns -1 or the first non-finite index (see {@link addScaledF32}). */
+export function addScaled(hi: Float64Array, lo: Float64Array, x: FloatArray, w: number, end: number = x.length): number {
+  return x instanceof Float32Array ? addScaledF32(hi, lo, x, w, end) : addScaledF64(hi, lo, x, w, end);
+}
+
+/** A scalar exact sum (weights, metrics, the terms of a robust mean). */
+export class ExactSum {
+  hi = 0;
+  lo = 0;
+
+  add(v: number): void {
+    const a = this.hi;
+    const s = a + v;
+    const bb = s - a;
+    this.lo += a - (s - bb) + (v - bb);
+    this.hi = s;
+  }
+
+  /** The correctly rounded sum (see the file comment for when it is exact). */
+  get value(): number {
+    return this.hi + this.lo;
+  }
+}
+
+/** The mean of `values[0..count)`, summed exactly and rounded once, so the order of the values does not matter. */
+export function exactMean(values: Float64Array, from: number, to: number): number {
+  let hi = 0;
+  let lo = 0;
+  for (let i = from; i < to; i++) {
+    const v = values[i]!;
+    const s = hi + v;
+    const bb = s - hi;
+    lo += hi - (s - bb) + (v - bb);
+    hi = s;
+  }
+  return (hi + lo) / (to - from);
+}

@@ -1,0 +1,262 @@
+import { AggregatorError, type AuditHook, type FLModel, type JsonValue } from '@flare/core';
+import { z } from 'zod';
+import { BulyanAggregator } from './bulyan.js';
+import { CoordinateMedianAggregator } from './coordinate-median.js';
+import type { TensorExclusion } from './exclusion.js';
+import { FedAdagrad } from './fed-adagrad.js';
+import { FedAdam } from './fed-adam.js';
+import { FedAvgM } from './fed-avg-m.js';
+import { FedAvgAggregator } from './fed-avg.js';
+import { FedYogi } from './fed-yogi.js';
+import { GeometricMedianAggregator } from './geometric-median.js';
+import { KrumAggregator, MultiKrumAggregator } from './krum.js';
+import { NormBoundAggregator } from './norm-bound.js';
+import { ServerOptAggregator } from './server-opt-aggregator.js';
+import type { ServerOptimizer } from './server-optimizer.js';
+import { TrimmedMeanAggregator } from './trimmed-mean.js';
+import type { RoundAggregator } from './types.js';
+
+/** Every aggregator name a job definition may use. */
+export const AGGREGATOR_NAMES = [
+  'fedavg',
+  'fedavgm',
+  'fedadagrad',
+  'fedadam',
+  'fedyogi',
+  'median',
+  'trimmed-mean',
+  'krum',
+  'multi-krum',
+  'bulyan',
+  'geometric-median',
+] as const;
+
+/** A name from {@link AGGREGATOR_NAMES}. */
+export type AggregatorName = (typeof AGGREGATOR_NAMES)[number];
+
+const positive = z.number().positive();
+const fraction = z.number().min(0).lt(1);
+const faults = z.int().min(0).max(1_000_000);
+
+// Arguments every aggregator takes. Tensor names and patterns come from a job definition: bounded in size.
+const common = {
+  kind: z.enum(['diff', 'full']).optional(),
+  exclude: z.array(z.string().min(1).max(1024)).max(10_000).optional(),
+  excludePattern: z.string().min(1).max(1024).optional(),
+  normBound: z.strictObject({ maxNorm: positive }).optional(),
+};
+const fedavg = { ...common, useSteps: z.boolean().optional(), maxSteps: positive.optional() };
+
+const fedavgmArgs = { eta: positive.optional(), momentum: fraction.optional() };
+const fedadagradArgs = { eta: positive.optional(), beta1: fraction.optional(), tau: z.number().min(0).optional(), initialAccumulator: z.number().min(0).optional() };
+const fedadamArgs = { ...fedadagradArgs, beta2: fraction.optional(), biasCorrection: z.enum(['none', 'adam', 'flower']).optional() };
+const fedyogiArgs = { ...fedadagradArgs, beta2: fraction.optional() };
+
+/** A server optimizer named in a job definition, to run after a (robust) aggregator. */
+export const ServerOptimizerSpecSchema = z.discriminatedUnion('name', [
+  z.strictObject({ name: z.literal('fedavgm'), args: z.strictObject(fedavgmArgs).optional() }),
+  z.strictObject({ name: z.literal('fedadagrad'), args: z.strictObject(fedadagradArgs).optional() }),
+  z.strictObject({ name: z.literal('fedadam'), args: z.strictObject(fedadamArgs).optional() }),
+  z.strictObject({ name: z.literal('fedyogi'), args: z.strictObject(fedyogiArgs).optional() }),
+]);
+
+/** A server optimizer spec, as parsed. */
+export type ServerOptimizerSpec = z.infer<typeof ServerOptimizerSpecSchema>;
+
+const then = { serverOptimizer: ServerOptimizerSpecSchema.optional() };
+
+/**
+ * The aggregator of a job definition: `{ name, args? }` (and, after a robust or plain FedAvg aggregator, an
+ * optional `serverOptimizer`). Unknown names and unknown or out-of-range arguments are refused.
+ *
+ * @example
+ * ```ts
+ * AggregatorSpecSchema.parse({ name: 'trimmed-mean', args: { beta: 0.2, f: 2, kind: 'diff' } });
+ * ```
+ */
+export const AggregatorSpecSchema = z.discriminatedUnion('name', [
+  z.strictObject({ name: z.literal('fedavg'), args: z.strictObject(fedavg).optional(), ...then }),
+  z.strictObject({ name: z.literal('fedavgm'), args: z.strictObject({ ...fedavg, ...fedavgmArgs }).optional() }),
+  z.strictObject({ name: z.literal('fedadagrad'), args: z.strictObject({ ...fedavg, ...fedadagradArgs }).optional() }),
+  z.strictObject({ name: z.literal('fedadam'), args: z.strictObject({ ...fedavg, ...fedadamArgs }).optional() }),
+  z.strictObject({ name: z.literal('fedyogi'), args: z.strictObject({ ...fedavg, ...fedyogiArgs }).optional() }),
+  z.strictObject({ name: z.literal('median'), args: z.strictObject({ ...common, f: faults.optional() }).optional(), ...then }),
+  z.strictObject({ name: z.literal('trimmed-mean'), args: z.strictObject({ ...common, beta: z.number().min(0).lt(0.5), f: faults.optional() }), ...then }),
+  z.strictObject({ name: z.literal('krum'), args: z.strictObject({ ...common, f: faults }), ...then }),
+  z.strictObject({ name: z.literal('multi-krum'), args: z.strictObject({ ...common, f: faults, m: z.int().min(1).max(1_000_000) }), ...then }),
+  z.strictObject({
+    name: z.literal('bulyan'),
+    args: z.strictObject({ ...common, f: faults, selection: z.enum(['iterative-krum', 'multi-krum']).optional() }),
+    ...then,
+  }),
+  z.strictObject({
+    name: z.literal('geometric-median'),
+    args: z
+      .strictObject({
+        ...common,
+        f: faults.optional(),
+        maxIterations: z.int().min(1).max(10_000).optional(),
+        tolerance: z.number().min(0).optional(),
+        smoothing: positive.optional(),
+      })
+      .optional(),
+    ...then,
+  }),
+]);
+
+/** An aggregator spec, as parsed. */
+export type AggregatorSpec = z.infer<typeof AggregatorSpecSchema>;
+
+/**
+ * Parses an aggregator spec from a job definition (JSON already parsed, e.g. by core's parseStrictJson).
+ *
+ * @throws AggregatorError E_AGG_SPEC naming the first invalid field, also for an `excludePattern` that is
+ *   not a valid regular expression.
+ */
+export function parseAggregatorSpec(value: unknown): AggregatorSpec {
+  const parsed = AggregatorSpecSchema.safeParse(value);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const where = issue === undefined || issue.path.length === 0 ? '(root)' : issue.path.map(String).join('.');
+    throw new AggregatorError('E_AGG_SPEC', `invalid aggregator spec at ${where}: ${issue?.message ?? 'invalid'}`);
+  }
+  const pattern = parsed.data.args?.excludePattern;
+  if (pattern !== undefined) compilePattern(pattern);
+  return parsed.data;
+}
+
+function compilePattern(pattern: string): RegExp {
+  try {
+    return new RegExp(pattern, 'u');
+  } catch (e) {
+    throw new AggregatorError('E_AGG_SPEC', 'invalid aggregator spec at args.excludePattern: not a valid regular expression', { cause: e });
+  }
+}
+
+/** What the runtime gives {@link createAggregator} besides the spec. */
+export interface AggregatorEnv {
+  /**
+   * The global model: required by server optimizers (the initial model) and by norm bounding of `'full'`
+   * contributions (a function returning the current round's global model, as it changes every round).
+   */
+  readonly global?: FLModel | (() => FLModel);
+  /** The first round to aggregate. */
+  readonly round?: number;
+  readonly audit?: AuditHook;
+  /** A server optimizer's saved state (bytes from saveState() or JSON from stateToJSON()), to resume a job. */
+  readonly optimizerState?: Uint8Array | JsonValue;
+}
+
+function optimizerOf(spec: ServerOptimizerSpec): ServerOptimizer {
+  switch (spec.name) {
+    case 'fedavgm':
+      return new FedAvgM(spec.args ?? {});
+    case 'fedadagrad':
+      return new FedAdagrad(spec.args ?? {});
+    case 'fedadam':
+      return new FedAdam(spec.args ?? {});
+    case 'fedyogi':
+      return new FedYogi(spec.args ?? {});
+  }
+}
+
+/**
+ * Builds the streaming aggregator a job definition names. FedOpt names (`fedavgm`, `fedadagrad`, `fedadam`,
+ * `fedyogi`) and any `serverOptimizer` give a {@link ServerOptAggregator} (its `optimizer.saveState()` is
+ * the checkpoint); `normBound` wraps contributions in {@link normBound}.
+ *
+ * @throws AggregatorError E_AGG_SPEC for an invalid spec, E_AGG_STATE for a bad optimizer state; TypeError
+ *   when a server optimizer or full-model norm bounding has no `env.global`.
+ * @example
+ * ```ts
+ * const agg = createAggregator({ name: 'fedadam', args: { eta: 0.01, kind: 'diff' } }, { global: initial, round: 0 });
+ * ```
+ */
+export function createAggregator(spec: unknown, env: AggregatorEnv = {}): RoundAggregator {
+  const s = parseAggregatorSpec(spec);
+  const a = s.args ?? {};
+  const exclude: TensorExclusion | undefined =
+    a.exclude === undefined && a.excludePattern === undefined
+      ? undefined
+      : [...(a.exclude ?? []), ...(a.excludePattern === undefined ? [] : [compilePattern(a.excludePattern)])];
+  const kind = a.kind ?? 'diff';
+  const base = {
+    kind,
+    ...(env.round === undefined ? {} : { round: env.round }),
+    ...(env.audit === undefined ? {} : { audit: env.audit }),
+    ...(exclude === undefined ? {} : { exclude }),
+  };
+  const f = 'f' in a && a.f !== undefined ? { f: a.f } : {};
+  const globalNow = (): FLModel | undefined => (typeof env.global === 'function' ? env.global() : env.global);
+
+  let optimizer: ServerOptimizer | undefined;
+  let inner: RoundAggregator;
+  switch (s.name) {
+    case 'fedavg':
+    case 'fedavgm':
+    case 'fedadagrad':
+    case 'fedadam':
+    case 'fedyogi': {
+      const args = s.args ?? {};
+      if (s.name !== 'fedavg') {
+        const { kind: _k, exclude: _e, excludePattern: _p, normBound: _n, useSteps: _u, maxSteps: _m, ...hyper } = args;
+        optimizer = optimizerOf({ name: s.name, args: hyper } as ServerOptimizerSpec);
+      }
+      const template = optimizer === undefined ? undefined : globalNow();
+      inner = new FedAvgAggregator({
+        ...base,
+        ...(args.useSteps === undefined ? {} : { useSteps: args.useSteps }),
+        ...(args.maxSteps === undefined ? {} : { maxSteps: args.maxSteps }),
+        ...(template === undefined ? {} : { template }),
+      });
+      break;
+    }
+    case 'median':
+      inner = new CoordinateMedianAggregator({ ...base, ...f });
+      break;
+    case 'trimmed-mean':
+      inner = new TrimmedMeanAggregator({ ...base, ...f, beta: s.args.beta });
+      break;
+    case 'krum':
+      inner = new KrumAggregator({ ...base, f: s.args.f });
+      break;
+    case 'multi-krum':
+      inner = new MultiKrumAggregator({ ...base, f: s.args.f, m: s.args.m });
+      break;
+    case 'bulyan':
+      inner = new BulyanAggregator({ ...base, f: s.args.f, ...(s.args.selection === undefined ? {} : { selection: s.args.selection }) });
+      break;
+    case 'geometric-median': {
+      const g = s.args ?? {};
+      inner = new GeometricMedianAggregator({
+        ...base,
+        ...f,
+        ...(g.maxIterations === undefined ? {} : { maxIterations: g.maxIterations }),
+        ...(g.tolerance === undefined ? {} : { tolerance: g.tolerance }),
+        ...(g.smoothing === undefined ? {} : { smoothing: g.smoothing }),
+      });
+      break;
+    }
+  }
+  if (optimizer === undefined && 'serverOptimizer' in s && s.serverOptimizer !== undefined) optimizer = optimizerOf(s.serverOptimizer);
+
+  const bound = a.normBound === undefined ? undefined : { maxNorm: a.normBound.maxNorm, ...(exclude === undefined ? {} : { exclude }) };
+  if (optimizer !== undefined) {
+    const global = globalNow();
+    if (global === undefined) throw new TypeError(`createAggregator: ${optimizer.name} needs the initial global model as env.global`);
+    if (env.optimizerState !== undefined) optimizer.loadState(env.optimizerState, global);
+    return new ServerOptAggregator({
+      ...base,
+      optimizer,
+      global,
+      inner,
+      ...(bound === undefined ? {} : { normBound: bound }),
+    });
+  }
+  if (bound !== undefined) {
+    if (kind === 'full' && env.global === undefined) throw new TypeError('createAggregator: norm bounding of full models needs env.global');
+    const reference = env.global;
+    return new NormBoundAggregator(inner, { ...bound, ...(reference === undefined ? {} : { reference }) });
+  }
+  return inner;
+}

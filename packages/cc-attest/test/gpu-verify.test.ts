@@ -3,7 +3,7 @@ import { defaultGpuMeasurements, formatVbiosVersion, parseGpuEvidenceBundle, par
 import { AT, authority, failures, nonce32 } from './helpers.js';
 
 const auth = authority();
-const goldenFor = (m: Map<number, Uint8Array>) => new Map([...m].map(([i, v]) => [i - 1, [v]] as const));
+const goldenFor = (m: Map<number, Uint8Array>) => new Map<number, readonly Uint8Array[]>([...m].map(([i, v]) => [i - 1, [v]]));
 const verify = (e: { evidence: Uint8Array; certificates: string }, extra: Partial<Parameters<typeof verifyGpuEvidence>[0]> = {}) =>
   verifyGpuEvidence({ evidence: e.evidence, certificates: [e.certificates], at: AT, trust: auth.trust, ...extra });
 

@@ -1,3 +1,15 @@
-// @flare/audit: Append-only, hash-chained, signed audit log with cross-site tracing and verification.
-// Nothing is exported until its issue lands: no stubs that pretend.
-export {};
+// @flare/audit: append-only, hash-chained, signed audit log with cross-site tracing and verification.
+// Flat named exports only (house style).
+export { AuditLog } from './audit-log.js';
+export type { AuditLogOptions } from './audit-log.js';
+export { AUDIT_FORMAT_VERSION, CHECKPOINT_ACTION, GENESIS, MAX_LINE_BYTES, OPEN_ACTION } from './record.js';
+export type { AuditRecord, CheckpointRecord, SignatureAlg } from './record.js';
+export { verifyAuditLog } from './verify.js';
+export type { AuditProblem, AuditProblemKind, AuditVerification, VerifyAuditLogOptions } from './verify.js';
+export { readEvents } from './read-events.js';
+export type { LocatedEvent } from './read-events.js';
+export { formatTrace, traceAuditEvent } from './trace.js';
+export type { AuditTrace, TraceEvent, TraceNode } from './trace.js';
+export { exportFlareFormat, toFlareLine } from './flare-format.js';
+export { AuditTransport } from './winston-transport.js';
+export type { AuditTransportOptions } from './winston-transport.js';

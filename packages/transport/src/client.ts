@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { connect as netConnect, isIP, type Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
-import { FlareError, silentLogger, TransportError, type Logger } from '@flare/core';
+import { FlareError, PkiError, silentLogger, TransportError, type Logger } from '@flare/core';
 import WebSocket from 'ws';
 import { backoffDelay, cryptoRandom } from './backoff.js';
 import type { CloseInfo } from './close.js';
@@ -149,7 +149,7 @@ export interface ReconnectingClientOptions<A> extends ClientOptions<A> {
   readonly backoff?: { readonly initialMs?: number; readonly maxMs?: number; readonly factor?: number };
   /** Attempts in a row without success before the client gives up (default 10,000). */
   readonly maxAttempts?: number;
-  /** Whether to retry after `error` (default: everything except certificate problems, E_PKI_*, and E_AUTH_REFUSED). */
+  /** Whether to retry after `error` (default: everything except certificate problems (PkiError) and E_AUTH_REFUSED). */
   readonly retryable?: (error: FlareError) => boolean;
   /** Random source in [0, 1) for jitter (default: node:crypto). */
   readonly random?: () => number;
@@ -179,7 +179,8 @@ export interface Client<A = unknown> {
   off<E extends keyof ClientEvents<A>>(event: E, listener: (...args: ClientEvents<A>[E]) => void): this;
 }
 
-const defaultRetryable = (e: FlareError): boolean => !e.code.startsWith('E_PKI_') && e.code !== 'E_AUTH_REFUSED';
+// Certificate problems (PkiError: untrusted, expired, revoked, wrong name) do not fix themselves by retrying.
+const defaultRetryable = (e: FlareError): boolean => !(e instanceof PkiError) && e.code !== 'E_AUTH_REFUSED';
 
 class ReconnectingClient<A> extends EventEmitter implements Client<A> {
   connection: Connection<A> | undefined;

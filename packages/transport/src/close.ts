@@ -36,7 +36,7 @@ type Ctor = new (code: never, message: string, options?: { cause?: unknown }) =>
 // The area subclass for a code read back from the peer, so that `instanceof AuthError` works on both sides.
 const AREAS: ReadonlyArray<readonly [string, Ctor]> = [
   ['E_AUTH_', AuthError],
-  ['E_PKI_', PkiError],
+  ...['E_PKI_', 'E_CERT_', 'E_CRL_', 'E_CSR_', 'E_KIT_', 'E_CA_', 'E_PROJECT_', 'E_PROVISION_', 'E_REVOKE_'].map((p) => [p, PkiError] as const),
   ['E_TRANSPORT_', TransportError],
   ['E_CODEC_', CodecError],
   ['E_POLICY_', PolicyError],

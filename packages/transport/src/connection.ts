@@ -274,9 +274,11 @@ export class WsConnection<A = unknown> extends EventEmitter implements Connectio
   }
 
   #write(frame: Uint8Array): Promise<void> {
+    // A write that fails because the connection is closing reports why it closed (the peer's code), once known.
+    const failed = (reject: (e: FlareError) => void): void => void this.closed.then(() => reject(this.#closedError()));
     return new Promise((resolve, reject) => {
-      if (this.ws.readyState !== this.ws.OPEN) return reject(this.#closedError());
-      this.ws.send(frame, { binary: true, compress: false }, (err) => (err ? reject(this.#closedError(err)) : resolve()));
+      if (this.ws.readyState !== this.ws.OPEN) return failed(reject);
+      this.ws.send(frame, { binary: true, compress: false }, (err) => (err ? failed(reject) : resolve()));
     });
   }
 

@@ -15,6 +15,9 @@ export interface TestPki {
   readonly otherCaPem: string;
   readonly otherClientCertPem: string;
   readonly otherClientKeyPem: string;
+  /** A server certificate of the other CA: a TLS-terminating proxy's own certificate. */
+  readonly proxyCertPem: string;
+  readonly proxyKeyPem: string;
   readonly dir: string;
 }
 
@@ -47,6 +50,7 @@ export function testPki(): TestPki {
   ca(dir, 'other');
   leaf(dir, 'root', 'server', 'basicConstraints=CA:false\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\nsubjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1\n');
   leaf(dir, 'root', 'site-1', 'basicConstraints=CA:false\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\nsubjectAltName=DNS:site-1\n');
+  leaf(dir, 'other', 'proxy', 'basicConstraints=CA:false\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\nsubjectAltName=DNS:localhost,IP:127.0.0.1\n');
   leaf(dir, 'other', 'intruder', 'basicConstraints=CA:false\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n');
   const r = (f: string): string => readFileSync(join(dir, f), 'utf8');
   cached = {
@@ -59,6 +63,8 @@ export function testPki(): TestPki {
     otherCaPem: r('other.pem'),
     otherClientCertPem: r('intruder.crt'),
     otherClientKeyPem: r('intruder.key'),
+    proxyCertPem: r('proxy.crt'),
+    proxyKeyPem: r('proxy.key'),
   };
   return cached;
 }

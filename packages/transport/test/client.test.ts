@@ -1,0 +1,161 @@
+import { once } from 'node:events';
+import { createServer as createHttpServer, type Server } from 'node:http';
+import { connect as netConnect, type Socket } from 'node:net';
+import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
+import { FlareError } from '@flare/core';
+import { afterEach, describe, expect, it } from 'vitest';
+import { createClient, dial, listen, type Client, type Connection, type ServerEndpoint } from '../src/index.js';
+import { testPki, within } from './certs.js';
+
+const pki = testPki();
+const cleanup: Array<() => Promise<unknown> | void> = [];
+afterEach(async () => {
+  for (const f of cleanup.splice(0).reverse()) await f();
+});
+
+async function echo(options: Partial<Parameters<typeof listen>[0]> & Pick<Parameters<typeof listen>[0], 'security'>): Promise<ServerEndpoint> {
+  const server = await listen({ port: 0, host: '127.0.0.1', ...options });
+  server.on('connection', (c) => c.on('message', (m) => void c.send(m.header, m.payload).catch(() => undefined)));
+  cleanup.push(() => server.close());
+  return server;
+}
+
+/** A minimal HTTP CONNECT proxy (RFC 9110 9.3.6) on loopback that records what it tunnelled. */
+async function connectProxy(allow = true): Promise<{ port: number; tunnels: string[] }> {
+  const tunnels: string[] = [];
+  const sockets = new Set<Socket>();
+  const proxy: Server = createHttpServer((_req, res) => res.writeHead(405).end());
+  proxy.on('connect', (req, client: Socket, head: Buffer) => {
+    sockets.add(client);
+    if (!allow) return void client.end('HTTP/1.1 403 Forbidden\r\n\r\n');
+    tunnels.push(req.url ?? '');
+    const [host, port] = [req.url!.slice(0, req.url!.lastIndexOf(':')), Number(req.url!.slice(req.url!.lastIndexOf(':') + 1))];
+    const upstream = netConnect({ host: host.replace(/^\[|\]$/g, ''), port }, () => {
+      client.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+      if (head.length) upstream.write(head);
+      upstream.pipe(client).pipe(upstream);
+    });
+    sockets.add(upstream);
+    upstream.on('error', () => client.destroy());
+    client.on('error', () => upstream.destroy());
+  });
+  proxy.listen(0, '127.0.0.1');
+  await once(proxy, 'listening');
+  cleanup.push(() => {
+    for (const s of sockets) s.destroy();
+    return new Promise((r) => proxy.close(r));
+  });
+  return { port: (proxy.address() as { port: number }).port, tunnels };
+}
+
+/** A TLS-terminating reverse proxy with its own certificate (the "custom_ca_cert" case): TLS in, clear out. */
+async function terminatingProxy(backendPort: number): Promise<number> {
+  const sockets = new Set<Socket>();
+  const proxy = createTlsServer({ cert: pki.proxyCertPem, key: pki.proxyKeyPem }, (tls: TLSSocket) => {
+    const upstream = netConnect({ host: '127.0.0.1', port: backendPort }, () => tls.pipe(upstream).pipe(tls));
+    sockets.add(tls).add(upstream);
+    upstream.on('error', () => tls.destroy());
+    tls.on('error', () => upstream.destroy());
+  });
+  proxy.listen(0, '127.0.0.1');
+  await once(proxy, 'listening');
+  cleanup.push(() => {
+    for (const s of sockets) s.destroy();
+    return new Promise((r) => proxy.close(r));
+  });
+  return (proxy.address() as { port: number }).port;
+}
+
+async function roundTrip(conn: Connection<unknown>): Promise<void> {
+  const reply = within(conn.receive());
+  await conn.send({ probe: 1 }, new Uint8Array([7]));
+  expect((await reply).header['probe']).toBe(1);
+}
+
+describe('proxies', () => {
+  it('works through an HTTP CONNECT proxy with mtls end to end (the proxy sees only the tunnel)', async () => {
+    const server = await echo({ security: 'mtls', tls: { certPem: pki.serverCertPem, privateKey: pki.serverKeyPem, caPem: pki.caPem } });
+    const proxy = await connectProxy();
+    const conn = await dial({
+      security: 'mtls',
+      targets: [{ host: 'localhost', port: server.port }],
+      tls: { caPem: pki.caPem, certPem: pki.clientCertPem, privateKey: pki.clientKeyPem },
+      proxy: { host: '127.0.0.1', port: proxy.port },
+    });
+    cleanup.push(() => conn.close());
+    expect(proxy.tunnels).toEqual([`localhost:${server.port}`]);
+    expect(conn.tls?.protocol).toBe('TLSv1.3');
+    await roundTrip(conn as Connection<unknown>);
+  });
+
+  it('reports a proxy that refuses the tunnel (E_TRANSPORT_PROXY)', async () => {
+    const proxy = await connectProxy(false);
+    const error = await dial({ security: 'clear', targets: [{ host: '127.0.0.1', port: 1 }], proxy: { host: '127.0.0.1', port: proxy.port } }).catch((e: unknown) => e);
+    expect((error as FlareError).code).toBe('E_TRANSPORT_PROXY');
+  });
+
+  it('works behind a TLS-terminating reverse proxy: server clear, client tls trusting the proxy CA (custom_ca_cert)', async () => {
+    const server = await echo({ security: 'clear' });
+    const port = await terminatingProxy(server.port);
+    const conn = await dial({ security: 'tls', targets: [{ host: '127.0.0.1', port }], tls: { caPem: pki.otherCaPem } });
+    cleanup.push(() => conn.close());
+    await roundTrip(conn as Connection<unknown>);
+    // Without the proxy's CA the client refuses it.
+    const error = await dial({ security: 'tls', targets: [{ host: '127.0.0.1', port }], tls: { caPem: pki.caPem } }).catch((e: unknown) => e);
+    expect((error as FlareError).code).toBe('E_TRANSPORT_TLS');
+  });
+});
+
+describe('createClient (reconnect)', () => {
+  it('reconnects after the server drops the connection, with backoff from the injected random source', async () => {
+    const server = await echo({ security: 'clear' });
+    const client: Client = createClient({ security: 'clear', targets: [{ host: '127.0.0.1', port: server.port }], backoff: { initialMs: 20, maxMs: 100 }, random: () => 0.5 });
+    cleanup.push(() => client.stop());
+    const first = await client.ready(5000);
+    const retry = once(client as unknown as NodeJS.EventEmitter, 'retry');
+    const reopened = new Promise<Connection>((resolve) => client.on('open', resolve));
+    // Drop every server-side connection: the client must come back on its own.
+    await server.close();
+    const [info] = (await within(retry)) as [{ attempt: number; delayMs: number; error: FlareError }];
+    expect(info.attempt).toBe(0);
+    expect(info.delayMs).toBe(10);
+    expect(info.error.code).toBe('E_TRANSPORT_SHUTDOWN');
+    const again = await listen({ port: server.port, host: '127.0.0.1', security: 'clear' });
+    cleanup.push(() => again.close());
+    const second = await within(reopened, 10_000);
+    expect(second).not.toBe(first);
+    expect(client.connection).toBe(second);
+  });
+
+  it('gives up after maxAttempts and on errors that are not retryable', async () => {
+    const dead = await listen({ security: 'clear', port: 0 });
+    const port = dead.port;
+    await dead.close();
+    const client = createClient({ security: 'clear', targets: [{ host: '127.0.0.1', port }], maxAttempts: 3, backoff: { initialMs: 1, maxMs: 2 } });
+    cleanup.push(() => client.stop());
+    const retries: number[] = [];
+    client.on('retry', (r) => retries.push(r.attempt));
+    const error = await client.ready(5000).catch((e: unknown) => e);
+    expect((error as FlareError).code).toBe('E_TRANSPORT_CONNECT');
+    expect(retries).toEqual([0, 1]);
+
+    const refusing = await echo({
+      security: 'clear',
+      authenticate: async () => {
+        const { PkiError } = await import('@flare/core');
+        throw new PkiError('E_CERT_REVOKED', 'revoked');
+      },
+    });
+    const c2 = createClient({
+      security: 'clear',
+      targets: [{ host: '127.0.0.1', port: refusing.port }],
+      authenticate: async (c) => {
+        await c.send({ hello: 1 });
+        await c.receive();
+        return undefined;
+      },
+    });
+    cleanup.push(() => c2.stop());
+    expect(((await c2.ready(5000).catch((e: unknown) => e)) as FlareError).code).toBe('E_CERT_REVOKED');
+  });
+});

@@ -1,20 +1,23 @@
 import type { WordStream } from './random-source.js';
 
 // Walker's alias method (Vose's construction) over non-negative float64 weights, built in exact integer
-// arithmetic: weights become ⌊w·2^100⌋, every column holds exactly the total mass, and each column's threshold is
-// kept to 104 bits. A draw compares a uniform number, read lazily, with that threshold: 8 bits first, then 32
-// more on a tie. The distribution realised differs from w/Σw by at most 2^-100·n + 2^-104 in total variation
-// (n columns) and, for weights within 2^40 of the largest, by a factor within 1 ± 2^-59. Internal.
+// arithmetic: weights become ⌊w·2^200⌋, every column holds exactly the total mass, and each column's threshold is
+// kept to 8 + 6·32 = 200 bits. A draw compares a uniform number, read lazily, with that threshold: 8 bits first,
+// then 32 more on each tie (probability 2^-8, then 2^-32). The distribution realised differs from w/Σw by at most
+// n·2^-200 + 2^-200 in total variation (n columns, n <= 2^16, so below 2^-183). Internal.
 
 /** A built alias table; `top` is the threshold's first 8 bits (256 = the column always yields itself). */
 export interface AliasTable {
   readonly size: number;
   readonly top: Uint16Array;
-  readonly w1: Uint32Array;
-  readonly w2: Uint32Array;
-  readonly w3: Uint32Array;
+  /** The threshold's next 192 bits, THRESHOLD_WORDS words per column, most significant first. */
+  readonly words: Uint32Array;
   readonly alias: Uint16Array;
 }
+
+/** 32-bit words of each threshold after its first 8 bits. */
+export const THRESHOLD_WORDS = 6;
+const SCALE_BITS = 200n;
 
 /** Builds the table; `weights.length` must be a power of two no larger than 65536 so a column is a bit field. */
 export function buildAliasTable(weights: readonly number[]): AliasTable {
@@ -24,8 +27,8 @@ export function buildAliasTable(weights: readonly number[]): AliasTable {
   let total = 0n;
   const scaled: bigint[] = [];
   for (const v of weights) {
-    if (!(v >= 0 && v <= 2 ** 900)) throw new RangeError(`alias weights must be finite and >= 0, got ${v}`);
-    const b = BigInt(Math.floor(v * 2 ** 100)); // exact: power-of-two scaling, then floor
+    if (!(v >= 0 && v <= 2 ** 800)) throw new RangeError(`alias weights must be finite and >= 0, got ${v}`);
+    const b = BigInt(Math.floor(v * 2 ** 200)); // exact: power-of-two scaling, then floor
     total += b;
     scaled.push(b * n);
   }
@@ -48,22 +51,18 @@ export function buildAliasTable(weights: readonly number[]): AliasTable {
     alias[j] = j;
   }
   const top = new Uint16Array(size);
-  const w1 = new Uint32Array(size);
-  const w2 = new Uint32Array(size);
-  const w3 = new Uint32Array(size);
+  const words = new Uint32Array(size * THRESHOLD_WORDS);
   const mask = 0xffffffffn;
   for (let j = 0; j < size; j++) {
     if (own[j] === total) {
       top[j] = 256;
       continue;
     }
-    const t = (own[j]! << 104n) / total;
-    top[j] = Number(t >> 96n);
-    w1[j] = Number((t >> 64n) & mask);
-    w2[j] = Number((t >> 32n) & mask);
-    w3[j] = Number(t & mask);
+    const t = (own[j]! << SCALE_BITS) / total; // threshold to 200 bits, rounded down
+    top[j] = Number(t >> (SCALE_BITS - 8n));
+    for (let k = 0; k < THRESHOLD_WORDS; k++) words[j * THRESHOLD_WORDS + k] = Number((t >> (SCALE_BITS - 8n - 32n * BigInt(k + 1))) & mask);
   }
-  return { size, top, w1, w2, w3, alias };
+  return { size, top, words, alias };
 }
 
 /**
@@ -74,10 +73,11 @@ export function aliasResolve(t: AliasTable, col: number, t8: number, rs: WordStr
   const th = t.top[col]!;
   if (t8 < th) return col;
   if (t8 > th) return t.alias[col]!;
-  for (const part of [t.w1[col]!, t.w2[col]!, t.w3[col]!]) {
+  for (let k = 0; k < THRESHOLD_WORDS; k++) {
+    const part = t.words[col * THRESHOLD_WORDS + k]!;
     const r = rs.next();
     if (r < part) return col;
     if (r > part) return t.alias[col]!;
   }
-  return t.alias[col]!; // equal to all 104 bits: the uniform is >= the truncated threshold
+  return t.alias[col]!; // equal to all 200 bits: the uniform is >= the truncated threshold
 }

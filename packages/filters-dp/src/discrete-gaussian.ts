@@ -19,22 +19,22 @@ import type { WordStream } from './random-source.js';
 // (16 s either side: the mass beyond is below e^-128), with Walker's alias method; accept J with probability
 // a(J, f) = exp(-(J - f)²/(2s²)) / e(J) <= 1; output n + J. Rejection sampling makes the accepted J exactly
 // D_{Z,s,f} restricted to the table (acceptance ≈ 99.7%).
-//  - The alias table is built in exact integer arithmetic from weights ⌊e(j)·2^100⌋ and its thresholds are kept
-//    to 104 bits, compared lazily: an alias draw uses 12 + 8 bits of one 32-bit word and reads further words only
-//    on a tie (probability 2^-8). Distance to the ideal envelope: at most 2^-88 in total variation.
+//  - The alias table is built in exact integer arithmetic from weights ⌊e(j)·2^200⌋ and its thresholds are kept
+//    to 200 bits, compared lazily: an alias draw uses 12 + 8 bits of one 32-bit word and reads further words only
+//    on a tie (probability 2^-8). Distance to the ideal envelope: below 2^-180 in total variation.
 //  - e(j) and a(J, f) are float64 exponentials (Math.exp, within 1 ulp), so each output probability is within a
 //    factor (1 ± 2^-48) of the ideal. The acceptance test compares a lazily read uniform with the exact binary
 //    expansion of the float64 a(J, f), after a 12-bit squeeze that accepts at once when u < min_f a(J, f).
-// Per coordinate: P_actual(k) <= e^η P_ideal(k) + τ with η = 2^-48 and τ = 2^-88; the filter adds d·2η to ε and
-// d·τ·(1 + e^ε) to δ for d noised coordinates (see SAMPLER_EPSILON_PER_COORDINATE below), which is below 1e-7 in
-// ε for 10^7 coordinates.
+// Per coordinate: P_actual(k) <= e^η P_ideal(k) + τ with η = 2^-48 and τ = 2^-180 (table quantisation; the
+// truncated tail beyond 16 s holds less than e^-128 ≈ 2^-184); the filter adds d·2η to ε and d·τ·(1 + e^ε) to δ
+// for d noised coordinates (see SAMPLER_EPSILON_PER_COORDINATE below), below 1e-7 in ε for 10^7 coordinates.
 
 /** The fixed scale in grid steps: σ = 128·g. */
 export const GAUSSIAN_GRID_STEPS = 128;
 /** Multiplicative error per coordinate, counted into ε twice (numerator and normaliser). */
 export const SAMPLER_EPSILON_PER_COORDINATE = 2 * 2 ** -48;
 /** Additive (total-variation) error per coordinate, counted into δ. */
-export const SAMPLER_TV_PER_COORDINATE = 2 ** -88;
+export const SAMPLER_TV_PER_COORDINATE = 2 ** -180;
 
 const S = GAUSSIAN_GRID_STEPS;
 const INV_2S2 = 1 / (2 * S * S);

@@ -57,7 +57,8 @@ export function privacySpent(record: BudgetRecord | undefined, { delta, maxEpsil
   if (!(delta > 0 && delta < 1)) throw new RangeError(`"delta" expected a number in (0, 1), got ${delta}`);
   if (!(maxEpsilon > 0)) throw new RangeError(`"maxEpsilon" expected a number > 0, got ${maxEpsilon}`);
   if (record === undefined || record.releases === 0) return { epsilon: 0, delta, maxEpsilon, releases: 0 };
-  const deltaRdp = delta - record.samplerTv * (1 + Math.exp(maxEpsilon));
+  // e^ε overflows past ε = 709; budgets that large state nothing anyway, so cap the exponent.
+  const deltaRdp = record.samplerTv === 0 ? delta : delta - record.samplerTv * (1 + Math.exp(Math.min(maxEpsilon, 700)));
   let epsilon = Infinity;
   if (deltaRdp > 0) epsilon = epsilonFromRdp({ orders: record.orders, rdp: record.rdp, delta: deltaRdp }).epsilon;
   if (record.pureEpsilon !== null) epsilon = Math.min(epsilon, record.pureEpsilon);

@@ -2,7 +2,7 @@ import { once } from 'node:events';
 import { createServer as createHttpServer, type Server } from 'node:http';
 import { connect as netConnect, type Socket } from 'node:net';
 import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
-import { FlareError } from '@flare/core';
+import type { FlareError } from '@flare/core';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createClient, dial, listen, type Client, type Connection, type ServerEndpoint } from '../src/index.js';
 import { testPki, within } from './certs.js';

@@ -56,7 +56,10 @@ beforeAll(async () => {
     const timer = setTimeout(() => reject(new Error('server did not print "listening <port>" within 15 s')), 15_000);
     lines.on('line', (line) => {
       const m = /^listening (\d+)$/.exec(line);
-      if (m) (clearTimeout(timer), resolvePort(Number(m[1])));
+      if (m) {
+        clearTimeout(timer);
+        resolvePort(Number(m[1]));
+      }
     });
     server.once('exit', (code) => reject(new Error(`server exited with ${code}`)));
   });

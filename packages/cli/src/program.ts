@@ -1,10 +1,11 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { register as pki } from './commands/pki.js';
+import { register as runtime } from './commands/runtime.js';
 import { EXIT } from './run.js';
 
 // Each command group lives in src/commands/<group>.ts and exports `register(program)`; add one line below.
-const groups: Array<(program: Command) => void> = [pki];
+const groups: Array<(program: Command) => void> = [pki, runtime];
 
 /** Builds the `flare` program with every command group registered. */
 export function createProgram(): Command {

@@ -76,7 +76,9 @@ export function connectionChannel(connection: Connection<PeerIdentity>): PeerCha
     send: (header, payload) => connection.send(header, payload),
     onMessage: (handler) => {
       if (listener !== undefined) connection.off('message', listener);
-      listener = (m) => handler(m.header, m.payload);
+      // Models decode zero-copy from the payload and live for a whole round: own the bytes outright, so no
+      // later reuse of a receive buffer below us can change a model after its MAC was checked.
+      listener = (m) => handler(m.header, new Uint8Array(m.payload));
       connection.on('message', listener);
     },
     onClose: (handler) => {

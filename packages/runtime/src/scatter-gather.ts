@@ -2,6 +2,7 @@ import {
   FlareRuntimeError,
   META,
   add,
+  l2norm,
   silentLogger,
   type Aggregator,
   type AuditHook,
@@ -153,7 +154,7 @@ export async function runScatterGather(o: ScatterGatherOptions): Promise<FLModel
               validation.set(site, out.metrics);
               const own = Object.fromEntries(Object.entries(out.metrics).filter(([k]) => !k.startsWith('val_')));
               siteMetrics[site] = own;
-              audit({ action: 'result_accepted', job: o.job, ref: out.ref, msg: `update of ${site} for round ${round}`, data: { round, site, steps: Number(out.model.meta[META.NUM_STEPS_CURRENT_ROUND] ?? 1) } });
+              audit({ action: 'result_accepted', job: o.job, ref: out.ref, msg: `update of ${site} for round ${round}`, data: { round, site, steps: Number(out.model.meta[META.NUM_STEPS_CURRENT_ROUND] ?? 1), norm: l2norm(out.model) } });
               await o.events?.emit('after-result', { site, job: o.job, round, accepted: true });
             },
             async (e: unknown) => {

@@ -1,0 +1,162 @@
+import { mkdir } from 'node:fs/promises';
+import { basename, dirname, join, resolve } from 'node:path';
+import { FlareRuntimeError, type Aggregator, type AuditHook, type FilterFactory } from '@flare/core';
+import { loadKit, type Kit } from '@flare/pki';
+import { PolicyFile, loadSitePolicies, parseAuthorizationPolicy, type AuthorizationPolicy } from '@flare/policy';
+import {
+  AdminClient,
+  ClientEngine,
+  ServerEngine,
+  authorizerFromPolicy,
+  connectToServer,
+  createLogger,
+  listenForParticipants,
+  sitePolicyFromFiles,
+  type ClosableLogger,
+  type JobDefinition,
+  type LearnerFactory,
+  type RoundRecord,
+} from '@flare/runtime';
+import { selectBackend } from '@flare/tfjs';
+import { loadSiteData } from './dataset.js';
+import { readSiteConfig } from './site-config.js';
+import { spamLearnerFactory } from './spam-model.js';
+
+/** The pieces other packages contribute to a participant: audit log, aggregator, filters. */
+export interface Stack {
+  /** Opens this participant's audit log; returns the hook and a way to close it and read its tail. */
+  openAudit(dir: string, kit: Kit): Promise<{ hook: AuditHook; tail(lines: number): Promise<string[]>; close(): Promise<void> }>;
+  aggregator(definition: JobDefinition): Aggregator;
+  /** Filters a site can build by name (privacy.json and jobs name them). */
+  filters(): ReadonlyMap<string, FilterFactory<unknown>>;
+}
+
+/** Where a participant keeps its state: `--workspace`, else `<kit>/../<name>-workspace`. */
+export function workspaceOf(kitDir: string, workspace?: string): string {
+  return resolve(workspace ?? join(dirname(resolve(kitDir)), `${basename(resolve(kitDir))}-workspace`));
+}
+
+async function openKit(dir: string, want: 'server' | 'client' | 'admin'): Promise<Kit> {
+  // loadKit verifies every signature first: a tampered or unsigned file stops the process here, named.
+  const kit = await loadKit(dir);
+  if (kit.participant.type !== want) throw new FlareRuntimeError('E_RUNTIME_WORKSPACE', `${dir} is a ${kit.participant.type} kit, not a ${want} kit`);
+  return kit;
+}
+
+function until(signal: AbortSignal): Promise<void> {
+  return new Promise((r) => (signal.aborted ? r() : signal.addEventListener('abort', () => r(), { once: true })));
+}
+
+/** Options of {@link runServer}. */
+export interface ServerRun {
+  readonly kit: string;
+  readonly workspace?: string;
+  readonly host?: string;
+  readonly port?: number;
+  /** Resolves the run when aborted (SIGTERM/SIGINT in the CLI). */
+  readonly signal: AbortSignal;
+  readonly onListening?: (port: number) => void;
+  readonly onRound?: (job: string, r: RoundRecord) => void;
+}
+
+/** `flare server --kit DIR`: verifies the kit, then serves sites and admins until `signal` aborts. */
+export async function runServer(o: ServerRun, stack: Stack): Promise<void> {
+  const kit = await openKit(o.kit, 'server');
+  const ws = workspaceOf(o.kit, o.workspace);
+  await mkdir(ws, { recursive: true, mode: 0o700 });
+  const logger = createLogger({ name: kit.participant.name, file: join(ws, 'server.log.jsonl') });
+  const audit = await stack.openAudit(ws, kit);
+  // The server needs only its authorization policy (its resources.json.default is FLARE's server file).
+  const local = join(kit.dir, 'local');
+  const authz = await PolicyFile.load<AuthorizationPolicy>({
+    name: 'authorization',
+    paths: [join(local, 'authorization.json'), join(local, 'authorization.json.default')],
+    parse: (b) => parseAuthorizationPolicy(b),
+    audit: audit.hook,
+    logger,
+  });
+  const listener = await listenForParticipants({ kit, ...(o.host === undefined ? {} : { host: o.host }), ...(o.port === undefined ? {} : { port: o.port }), logger });
+  const server = await ServerEngine.start({
+    name: kit.participant.name,
+    org: kit.participant.org,
+    workspace: ws,
+    listener,
+    authorize: authorizerFromPolicy(() => authz.current, kit.participant.org),
+    aggregator: (d) => stack.aggregator(d),
+    audit: audit.hook,
+    auditTail: (n) => audit.tail(n),
+    logger,
+    ...(o.onRound === undefined ? {} : { onRound: o.onRound }),
+  });
+  logger.info(`server ${kit.participant.name} listening`, { port: listener.port, security: kit.connectionSecurity });
+  o.onListening?.(listener.port);
+  await until(o.signal);
+  await server.close();
+  authz.close();
+  await audit.close();
+  await logger.close();
+}
+
+/** Options of {@link runClient}. */
+export interface ClientRun {
+  readonly kit: string;
+  readonly workspace?: string;
+  /** Override the kit's server address (`host:port`). */
+  readonly server?: string;
+  readonly signal: AbortSignal;
+}
+
+function target(s: string | undefined): Array<{ host: string; port: number }> | undefined {
+  if (s === undefined) return undefined;
+  const m = /^(.+):(\d{1,5})$/.exec(s);
+  if (m === null) throw new RangeError(`"--server" expected host:port, got ${s}`);
+  return [{ host: m[1]!, port: Number(m[2]) }];
+}
+
+/** `flare client --kit DIR`: verifies the kit, enforces this site's policy, and runs tasks until `signal` aborts. */
+export async function runClient(o: ClientRun, stack: Stack): Promise<void> {
+  const kit = await openKit(o.kit, 'client');
+  const ws = workspaceOf(o.kit, o.workspace);
+  await mkdir(ws, { recursive: true, mode: 0o700 });
+  const logger: ClosableLogger = createLogger({ name: kit.participant.name, file: join(ws, 'client.log.jsonl') });
+  const config = await readSiteConfig(ws);
+  const audit = await stack.openAudit(ws, kit);
+  const filters = stack.filters();
+  const policies = await loadSitePolicies({
+    localDir: join(kit.dir, 'local'),
+    registry: filters as ReadonlyMap<string, FilterFactory>,
+    defaultComponents: { allow: new Set(config.components.allow), byoc: config.components.byoc },
+    audit: audit.hook,
+    logger,
+  });
+  const learners = new Map<string, LearnerFactory<unknown>>();
+  if (config.data !== undefined) {
+    const d = config.data;
+    await selectBackend({ logger });
+    let cached: ReturnType<typeof loadSiteData> | undefined;
+    learners.set('tfjs-spam', spamLearnerFactory(() => (cached ??= loadSiteData({ site: d.site, sites: d.sites, seed: d.seed, features: d.features }))));
+  }
+  const targets = target(o.server);
+  const engine = await ClientEngine.start({
+    site: { name: kit.participant.name, org: kit.participant.org },
+    connect: () => connectToServer({ kit, ...(targets === undefined ? {} : { targets }), logger }),
+    policy: sitePolicyFromFiles(policies, kit.participant.org),
+    learners,
+    filters,
+    workspace: ws,
+    audit: audit.hook,
+    logger,
+  });
+  await Promise.race([until(o.signal), engine.done]);
+  await engine.close();
+  policies.close();
+  await audit.close();
+  await logger.close();
+}
+
+/** Connects an admin kit to its server. */
+export async function connectAdmin(kitDir: string, server?: string): Promise<AdminClient> {
+  const kit = await openKit(kitDir, 'admin');
+  const targets = target(server);
+  return new AdminClient(await connectToServer({ kit, ...(targets === undefined ? {} : { targets }) }));
+}

@@ -1,0 +1,84 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createWriteStream } from 'node:fs';
+import { createServer } from 'node:net';
+import { fileURLToPath } from 'node:url';
+import { FlareRuntimeError } from '@flare/core';
+
+/** The `flare` entry point of this build (dist/bin.js), for spawning participants as separate processes. */
+export const BIN = fileURLToPath(new URL('../bin.js', import.meta.url));
+
+/** A free TCP port on loopback (the OS picks it; it is released before the server binds it). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const a = s.address();
+      s.close(() => (typeof a === 'object' && a !== null ? resolve(a.port) : reject(new Error('no port'))));
+    });
+  });
+}
+
+/** A participant process: its output goes to `log`; `waitFor` resolves when a stdout line matches. */
+export interface Participant {
+  readonly name: string;
+  readonly child: ChildProcess;
+  readonly exited: Promise<number | null>;
+  waitFor(pattern: RegExp, timeoutMs: number): Promise<RegExpMatchArray>;
+  /** SIGTERM, then SIGKILL after `graceMs`; resolves with the exit code. */
+  stop(graceMs?: number): Promise<number | null>;
+}
+
+/** Starts `flare <args>` as a child process with its stdout and stderr appended to `log`. */
+export function startParticipant(name: string, args: readonly string[], log: string, env: NodeJS.ProcessEnv = process.env): Participant {
+  const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env });
+  const out = createWriteStream(log, { flags: 'a' });
+  let buffered = '';
+  const watchers: Array<{ re: RegExp; resolve(m: RegExpMatchArray): void }> = [];
+  child.stdout!.on('data', (chunk: Buffer) => {
+    out.write(chunk);
+    buffered += chunk.toString('utf8');
+    const lines = buffered.split('\n');
+    buffered = lines.pop() ?? '';
+    for (const line of lines) {
+      for (const w of [...watchers]) {
+        const m = w.re.exec(line);
+        if (m !== null) {
+          watchers.splice(watchers.indexOf(w), 1);
+          w.resolve(m);
+        }
+      }
+    }
+  });
+  child.stderr!.on('data', (chunk: Buffer) => out.write(chunk));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  void exited.then(() => out.end());
+  return {
+    name,
+    child,
+    exited,
+    waitFor: (re, timeoutMs) =>
+      new Promise((resolve, reject) => {
+        const timer = setTimeout(() => reject(new FlareRuntimeError('E_RUNTIME_TIMEOUT', `${name} did not report ${re.source} within ${timeoutMs} ms (see ${log})`)), timeoutMs);
+        void exited.then((code) => {
+          clearTimeout(timer);
+          reject(new FlareRuntimeError('E_RUNTIME_DISCONNECTED', `${name} exited with code ${code} (see ${log})`));
+        });
+        watchers.push({
+          re,
+          resolve: (m) => {
+            clearTimeout(timer);
+            resolve(m);
+          },
+        });
+      }),
+    stop: async (graceMs = 5000) => {
+      if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+      const code = await exited;
+      clearTimeout(timer);
+      return code;
+    },
+  };
+}

@@ -1,0 +1,39 @@
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { FlareRuntimeError, parseStrictJson } from '@flare/core';
+import { z } from 'zod';
+
+/**
+ * A site's own run-time configuration (`<workspace>/site.json`), next to its kit: which data it trains on
+ * and which components it admits. It is the site's file, never the job's: a job cannot point a site at
+ * other data or widen its allow-list.
+ */
+export const SiteConfig = z.strictObject({
+  data: z
+    .strictObject({
+      dataset: z.enum(['spam-assassin', 'iris']).default('spam-assassin'),
+      /** This site's index among `sites` (0-based), for the poc's deterministic non-IID split. */
+      site: z.int().min(0),
+      sites: z.int().min(1).max(1000),
+      seed: z.int().default(42),
+      features: z.int().min(1).max(1 << 20).default(1024),
+    })
+    .optional(),
+  /** The component allow-list (@flare/policy components format) when the kit has none. */
+  components: z.strictObject({ allow: z.array(z.string().max(256)).max(4096), byoc: z.boolean().default(false) }).default({ allow: [], byoc: false }),
+});
+/** A parsed site.json. */
+export type SiteConfig = z.output<typeof SiteConfig>;
+
+/** Reads `<workspace>/site.json`; a missing file is an empty configuration (no data, nothing admitted). */
+export async function readSiteConfig(workspace: string): Promise<SiteConfig> {
+  let text: string;
+  try {
+    text = await readFile(join(workspace, 'site.json'), 'utf8');
+  } catch {
+    return SiteConfig.parse({});
+  }
+  const r = SiteConfig.safeParse(parseStrictJson(text));
+  if (!r.success) throw new FlareRuntimeError('E_RUNTIME_WORKSPACE', `site.json: ${r.error.issues[0]?.path.join('.') ?? ''} ${r.error.issues[0]?.message ?? 'invalid'}`);
+  return r.data;
+}

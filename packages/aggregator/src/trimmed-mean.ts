@@ -19,8 +19,8 @@ export interface TrimmedMeanOptions {
 /** Checks beta and returns the count cut from each end, int(beta x n) as in scipy.stats.trim_mean. */
 export function trimCount(beta: unknown, n: number, f: number | undefined): number {
   if (typeof beta !== 'number' || !(beta >= 0 && beta < 0.5)) throw new RangeError(`trimmedMean: "beta" expected 0 <= beta < 0.5, got ${String(beta)}`);
+  // beta < 0.5 keeps at least one value: 2 int(beta n) < n.
   const cut = Math.floor(beta * n);
-  if (n - 2 * cut < 1) throw new AggregatorError('E_AGG_ASSUMPTION', `trimmedMean with beta = ${beta} keeps no value of ${n}`);
   if (f !== undefined && cut < checkF(f, 'trimmedMean')) {
     throw new AggregatorError('E_AGG_ASSUMPTION', `trimmedMean with beta = ${beta} cuts ${cut} of ${n} contributions per side, fewer than f = ${f}`);
   }
@@ -35,7 +35,7 @@ export function trimCount(beta: unknown, n: number, f: number | undefined): numb
  * Assumptions: at most int(beta x n) faulty contributions (pass `f` to have that checked); then every
  * averaged value lies between two honest values. Memory: as {@link coordinateMedian}. Time O(n x parameters).
  *
- * @throws AggregatorError E_AGG_ASSUMPTION when nothing would remain or the cut is below f; the checks of
+ * @throws AggregatorError E_AGG_ASSUMPTION when the cut is below f; the checks of
  *   {@link coordinateMedian}. RangeError for beta outside [0, 0.5).
  */
 export function trimmedMean(updates: readonly WeightedUpdate[], opts: TrimmedMeanOptions): FLModel {

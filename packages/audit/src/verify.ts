@@ -183,7 +183,9 @@ export async function verifyAuditLog(path: string, options: VerifyAuditLogOption
   }
   const tailStart = lastCheckpoint === undefined ? 0 : lastCheckpoint.index + 1;
   const tail = entries.slice(tailStart);
-  if (tail.length > 0) {
+  // Damage inside the tail is reported as such (a damaged final checkpoint would otherwise show up first as an
+  // unsigned tail); an intact tail is itself the finding.
+  if (tail.length > 0 && !tail.some((e) => problems.has(e.line))) {
     add(
       tail[0]!.line,
       'unsigned_tail',

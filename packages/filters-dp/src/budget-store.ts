@@ -132,7 +132,10 @@ export function fileBudgetStore(dir: string): BudgetStore {
       text = await readFile(file, 'utf8');
     } catch (e) {
       if (e instanceof DpError) throw e;
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      // No record: the folder or the file does not exist (ENOTDIR: the folder path is a file, so nothing can have
+      // been recorded there, and the write that must precede any release will fail with E_DP_BUDGET_WRITE).
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
       throw new DpError('E_DP_BUDGET_CORRUPT', `budget record for job "${job}" cannot be read (${(e as NodeJS.ErrnoException).code ?? 'error'})`, { cause: e });
     }
     let json: unknown;

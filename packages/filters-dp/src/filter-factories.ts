@@ -9,6 +9,7 @@ import { svtPrivacy } from './svt-privacy.js';
 
 // Argument schemas for privacy.json and job definitions. FLARE's own filters keep FLARE's argument names
 // (snake case), so a FLARE site policy loads as is; gaussian-dp is ours and uses the TypeScript names.
+// `create` takes what `args` returned (defaults applied, data_kinds translated); the filters check values again.
 
 /** The folder under a site's workspace where budgets live: `<workspace>/dp-budget/`. */
 export const BUDGET_FOLDER = 'dp-budget';
@@ -66,7 +67,7 @@ export const gaussianDpFactory: FilterFactory<GaussianDpArgs> = Object.freeze({
   name: 'gaussian-dp',
   args: gaussianArgs,
   create(args: GaussianDpArgs, env: FilterEnv) {
-    const a = gaussianArgs.parse(args);
+    const a = args;
     return gaussianDp({
       clipNorm: a.clipNorm,
       noiseMultiplier: a.noiseMultiplier,
@@ -91,7 +92,7 @@ export const percentilePrivacyFactory: FilterFactory<PercentilePrivacyArgs> = Ob
   name: 'percentile-privacy',
   args: percentileArgs,
   create(args: PercentilePrivacyArgs) {
-    const a = percentileArgs.parse(args);
+    const a = args;
     return percentilePrivacy({ percentile: a.percentile, gamma: a.gamma, ...(a.data_kinds === undefined ? {} : { kinds: a.data_kinds }) });
   },
 });
@@ -118,7 +119,7 @@ export const svtPrivacyFactory: FilterFactory<SvtPrivacyArgs> = Object.freeze({
   name: 'svt-privacy',
   args: svtArgs,
   create(args: SvtPrivacyArgs, env: FilterEnv) {
-    const a = svtArgs.parse(args);
+    const a = args;
     return svtPrivacy({
       fraction: a.fraction,
       epsilon: a.epsilon,
@@ -168,7 +169,7 @@ export const excludeVarsFactory: FilterFactory<ExcludeVarsArgs> = Object.freeze(
   name: 'exclude-vars',
   args: excludeArgs,
   create(args: ExcludeVarsArgs) {
-    const a = excludeArgs.parse(args);
+    const a = args;
     const kinds = a.data_kinds === undefined ? {} : { kinds: a.data_kinds };
     const v = a.exclude_vars ?? a.names ?? a.pattern!;
     return typeof v === 'string' ? excludeVars({ pattern: v, ...kinds }) : excludeVars({ names: v, ...kinds });

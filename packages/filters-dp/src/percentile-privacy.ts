@@ -19,7 +19,7 @@ export interface PercentilePrivacyOptions {
 export function numpyPercentile(values: FloatArray, percentile: number, f32: boolean): number {
   const r = f32 ? Math.fround : (x: number) => x;
   const n = values.length;
-  const index = ((n - 1) * percentile) / 100;
+  const index = (percentile / 100) * (n - 1); // numpy's order of operations: q = p/100, then q·(n - 1)
   const lo = Math.floor(index);
   const t = index - lo;
   const a = select(values, lo);

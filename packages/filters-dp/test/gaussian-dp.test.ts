@@ -34,7 +34,7 @@ const update = (scale = 1): FLModel =>
     { NUM_STEPS_CURRENT_ROUND: 10 },
   );
 
-async function codeOf(p: Promise<unknown> | (() => unknown)): Promise<string | undefined> {
+async function codeOf(p: unknown): Promise<string | undefined> {
   try {
     await (typeof p === 'function' ? p() : p);
   } catch (e) {

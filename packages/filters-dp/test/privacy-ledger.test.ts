@@ -1,0 +1,53 @@
+import { describe, expect, it } from 'vitest';
+import { BUDGET_ORDERS, DEFAULT_ORDERS, epsilonFromRdp, privacySpent, rdp, type BudgetRecord } from '../src/index.js';
+
+const base: BudgetRecord = {
+  version: 1,
+  site: 's',
+  job: 'j',
+  orders: BUDGET_ORDERS,
+  rdp: rdp({ noiseMultiplier: 1.1, samplingRate: 1, orders: BUDGET_ORDERS }).map((v) => v * 3),
+  pureEpsilon: null,
+  samplerEpsilon: 0,
+  samplerTv: 0,
+  releases: 3,
+  exhausted: false,
+  updatedAt: '1970-01-01T00:00:00.000Z',
+};
+
+describe('BUDGET_ORDERS', () => {
+  it('are Opacus defaults plus dp_accounting large orders 128, 256, 512, 1024', () => {
+    expect(BUDGET_ORDERS).toEqual([...DEFAULT_ORDERS, 128, 256, 512, 1024]);
+  });
+});
+
+describe('privacySpent', () => {
+  it('is 0 before any release', () => {
+    expect(privacySpent(undefined, { delta: 1e-5, maxEpsilon: 1 })).toEqual({ epsilon: 0, delta: 1e-5, maxEpsilon: 1, releases: 0 });
+  });
+
+  it('converts the composed RDP at delta', () => {
+    const spent = privacySpent(base, { delta: 1e-5, maxEpsilon: 10 });
+    expect(spent.epsilon).toBe(epsilonFromRdp({ orders: base.orders, rdp: base.rdp, delta: 1e-5 }).epsilon);
+    expect(spent.releases).toBe(3);
+  });
+
+  it('takes the smaller of basic composition and RDP for pure-DP releases', () => {
+    const pure = { ...base, pureEpsilon: 0.5, rdp: BUDGET_ORDERS.map((a) => Math.min(0.5, (a * 0.25) / 2)) };
+    expect(privacySpent(pure, { delta: 1e-5, maxEpsilon: 10 }).epsilon).toBe(0.5);
+    const many = { ...base, pureEpsilon: 100 * 0.1, rdp: BUDGET_ORDERS.map((a) => 100 * Math.min(0.1, (a * 0.01) / 2)) };
+    expect(privacySpent(many, { delta: 1e-5, maxEpsilon: 20 }).epsilon).toBeLessThan(10);
+  });
+
+  it('adds the sampler error: epsilon directly, total variation out of delta', () => {
+    const withSlack = { ...base, samplerEpsilon: 1e-3, samplerTv: 1e-9 };
+    const spent = privacySpent(withSlack, { delta: 1e-5, maxEpsilon: 5 });
+    const deltaLeft = 1e-5 - 1e-9 * (1 + Math.exp(5));
+    expect(spent.epsilon).toBeCloseTo(epsilonFromRdp({ orders: base.orders, rdp: base.rdp, delta: deltaLeft }).epsilon + 1e-3, 12);
+    expect(privacySpent({ ...base, samplerTv: 1 }, { delta: 1e-5, maxEpsilon: 5 }).epsilon).toBe(Infinity);
+  });
+
+  it('rejects a delta outside (0, 1)', () => {
+    expect(() => privacySpent(base, { delta: 0, maxEpsilon: 1 })).toThrow(RangeError);
+  });
+});

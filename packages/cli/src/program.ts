@@ -2,10 +2,12 @@ import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { register as pki } from './commands/pki.js';
 import { register as runtime } from './commands/runtime.js';
+import { register as audit } from './commands/audit.js';
+import { register as policy } from './commands/policy.js';
 import { EXIT } from './run.js';
 
 // Each command group lives in src/commands/<group>.ts and exports `register(program)`; add one line below.
-const groups: Array<(program: Command) => void> = [pki, runtime];
+const groups: Array<(program: Command) => void> = [pki, runtime, policy, audit];
 
 /** Builds the `flare` program with every command group registered. */
 export function createProgram(): Command {

@@ -151,11 +151,18 @@ describe('attacks over real connections', () => {
     const a = await login(clientKit, 'mtls', server.port);
     const b = await login(clientKit, 'mtls', server.port);
     // Record A's next trailer, then make B send it (an attacker replaying A's session on its own connection).
-    let stolen: Record<string, unknown> | undefined;
+    let stolen: ReturnType<Session['seal']> | undefined;
     const original = a.auth;
-    a.setGuard({ seal: (h, n, sha) => (stolen = original.seal(h, n, sha) as Record<string, unknown>) as never, open: (...args) => original.open(...args) } as never);
+    a.setGuard({
+      seal: (h, n, sha) => {
+        const trailer = original.seal(h, n, sha);
+        stolen = trailer;
+        return trailer;
+      },
+      open: (h, n, sha, t) => original.open(h, n, sha, t),
+    });
     await a.send({ type: 'result' });
-    b.setGuard({ seal: () => stolen as never, open: () => true });
+    b.setGuard({ seal: () => stolen!, open: () => true });
     await b.send({ type: 'result' });
     expect((await b.closed).error?.code).toBe('E_AUTH_SESSION_BINDING');
   });
@@ -191,7 +198,7 @@ async function flippingRelay(backend: number): Promise<number> {
       seen += chunk.length;
       if (!flipped && seen > 60_000) {
         // Client frames are masked (RFC 6455 5.3): flipping a masked byte flips the same bit of the payload.
-        chunk[chunk.length - 10] ^= 0x01;
+        chunk[chunk.length - 10] = chunk[chunk.length - 10]! ^ 0x01;
         flipped = true;
       }
       upstream.write(chunk);

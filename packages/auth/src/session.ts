@@ -17,9 +17,10 @@ export interface Peer {
 /**
  * An authenticated session on one connection. It seals every message it sends and opens every message it
  * receives (installed as the connection's guard by the login): MAC, session binding, sequence, timestamp and
- * expiry are checked before a message is delivered.
+ * expiry are checked before a message is delivered. `seal` and `open` are that guard (the login installs it;
+ * applications do not call them).
  */
-export interface Session {
+export interface Session extends AuthGuard {
   /** Random session id (base64url, 16 bytes). */
   readonly id: string;
   readonly side: 'client' | 'server';

@@ -10,7 +10,7 @@ import type { WeightedUpdate } from './types.js';
 export interface GeometricMedianOptions {
   /** Upper bound on Weiszfeld iterations (default 100). */
   readonly maxIterations?: number;
-  /** Stop when the objective improves by less than this fraction of itself (default 1e-6). */
+  /** Stop when a step moves the estimate by less than this fraction of its norm (default 1e-6). */
   readonly tolerance?: number;
   /** RFA's smoothing nu: distances below it count as nu, so no division by zero (default 1e-6). */
   readonly smoothing?: number;
@@ -37,6 +37,19 @@ function distances(set: UpdateSet, v: readonly Float64Array[]): Float64Array {
   return out;
 }
 
+/** ||a - b||^2 over all tensors (||a||^2 without b). */
+function squaredDistance(a: readonly Float64Array[], b?: readonly Float64Array[]): number {
+  let s = 0;
+  a.forEach((x, ti) => {
+    const y = b?.[ti];
+    for (let i = 0; i < x.length; i++) {
+      const d = y === undefined ? x[i]! : x[i]! - y[i]!;
+      s += d * d;
+    }
+  });
+  return s;
+}
+
 function weightedObjective(set: UpdateSet, dist: Float64Array): number {
   const s = new ExactSum();
   for (let j = 0; j < set.n; j++) s.add(set.weights[j]! * dist[j]!);
@@ -46,8 +59,9 @@ function weightedObjective(set: UpdateSet, dist: Float64Array): number {
 /**
  * Geometric median by RFA's smoothed Weiszfeld algorithm (Pillutla, Kakade & Harchaoui, "Robust aggregation
  * for federated learning", IEEE TSP 2022, Algorithm 2; Weiszfeld 1937): starting from the weighted mean,
- * repeat v <- sum(b_j x_j) / sum(b_j) with b_j = w_j / max(nu, ||v - x_j||), until the weighted sum of
- * distances improves by less than `tolerance` of itself or `maxIterations` is reached. Weights count.
+ * repeat v <- sum(b_j x_j) / sum(b_j) with b_j = w_j / max(nu, ||v - x_j||), until a step moves v by less
+ * than `tolerance` x ||v||, the weighted sum of distances stops decreasing, or `maxIterations` is reached.
+ * Weights count. The result's meta records `geometric_median_iterations`.
  * Sums are exact, so the result does not depend on the order of contributions.
  *
  * Assumptions: the faulty contributions carry less than half the total weight (breakdown point 1/2).
@@ -68,6 +82,7 @@ export function geometricMedian(updates: readonly WeightedUpdate[], opts: Geomet
   let dist = distances(set, v);
   let objective = weightedObjective(set, dist);
   const beta = new Float64Array(set.n);
+  let iterations = 0;
   for (let it = 0; it < maxIterations; it++) {
     const sum = new ExactSum();
     for (let j = 0; j < set.n; j++) {
@@ -86,13 +101,16 @@ export function geometricMedian(updates: readonly WeightedUpdate[], opts: Geomet
     const nextObjective = weightedObjective(set, nextDist);
     // Weiszfeld never increases the objective in exact arithmetic; stop at a plateau or on rounding noise.
     if (!(nextObjective < objective)) break;
-    const improvement = objective - nextObjective;
+    const moved = Math.sqrt(squaredDistance(next, v));
     v = next;
     dist = nextDist;
     objective = nextObjective;
-    if (improvement <= tolerance * objective) break;
+    iterations = it + 1;
+    if (moved <= tolerance * Math.sqrt(squaredDistance(v))) break;
   }
-  return assemble(set, v);
+  const out = assemble(set, v);
+  out.meta = { geometric_median_iterations: iterations };
+  return out;
 }
 
 /** Options of {@link GeometricMedianAggregator}. */

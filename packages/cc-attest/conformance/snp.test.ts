@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { parseAttestationPolicy, verifyEvidence, verifySnpEvidence, VENDOR_TRUST, type SnpClaims } from '@flare/cc-attest';
+import { parseAttestationPolicy, verifyEvidence, verifySnpEvidence, VENDOR_TRUST, type SnpClaims } from '../src/index.js';
 import { createHash } from 'node:crypto';
 import { bin, failures, hexFile, text } from './vectors.js';
 

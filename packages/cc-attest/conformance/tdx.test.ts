@@ -1,6 +1,6 @@
 import { createHash, verify, X509Certificate } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { parseAttestationPolicy, parseTdxTcbInfo, parseTdxQeIdentity, verifyEvidence, verifyTdxEvidence, type TdxCollateral } from '@flare/cc-attest';
+import { parseAttestationPolicy, parseTdxTcbInfo, parseTdxQeIdentity, verifyEvidence, verifyTdxEvidence, type TdxCollateral } from '../src/index.js';
 import { bin, failures, text } from './vectors.js';
 
 // Every real TDX quote in ../shared/vectors/attest/tdx, with the PCS collateral that ships with them.

@@ -4,10 +4,11 @@ import { register as pki } from './commands/pki.js';
 import { register as runtime } from './commands/runtime.js';
 import { register as audit } from './commands/audit.js';
 import { register as policy } from './commands/policy.js';
+import { register as attest } from './commands/attest.js';
 import { EXIT } from './run.js';
 
 // Each command group lives in src/commands/<group>.ts and exports `register(program)`; add one line below.
-const groups: Array<(program: Command) => void> = [pki, runtime, policy, audit];
+const groups: Array<(program: Command) => void> = [pki, runtime, policy, audit, attest];
 
 /** Builds the `flare` program with every command group registered. */
 export function createProgram(): Command {

@@ -77,8 +77,14 @@ export function normBound(update: FLModel, opts: NormBoundOptions): FLModel {
   for (const [name, x, ref] of pairs) {
     const t = update.params.get(name)!;
     const out = x instanceof Float32Array ? new Float32Array(x.length) : new Float64Array(x.length);
-    if (ref === undefined) for (let i = 0; i < x.length; i++) out[i] = x[i]! * s;
-    else for (let i = 0; i < x.length; i++) out[i] = ref[i]! + (x[i]! - ref[i]!) * s;
+    // (u x maxNorm) / norm rounds once where u x (maxNorm / norm) rounds twice ([3, 4] -> [0.6, 0.8] exactly);
+    // the product can only overflow for |u| near 1e308 / maxNorm, where the scaled form is used instead.
+    const scaled = (u: number) => {
+      const v = (u * maxNorm) / norm;
+      return Number.isFinite(v) ? v : u * s;
+    };
+    if (ref === undefined) for (let i = 0; i < x.length; i++) out[i] = scaled(x[i]!);
+    else for (let i = 0; i < x.length; i++) out[i] = ref[i]! + scaled(x[i]! - ref[i]!);
     params.set(name, { dtype: t.dtype, shape: t.shape, data: out });
   }
   const clipped: FLModel = { params, kind: update.kind, meta: update.meta };

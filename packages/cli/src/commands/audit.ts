@@ -27,6 +27,9 @@ async function readCert(path: string): Promise<string> {
 
 /** Registers `flare audit ...` on `program`; `io` is where it prints (tests pass their own). */
 export function register(program: Command, io: Io = stdio): void {
+  const run = async (body: () => Promise<number | void>): Promise<void> => {
+    await runCommand(body, io);
+  };
   const audit = program.command('audit').description('tamper-evident audit log tools');
 
   audit
@@ -36,7 +39,7 @@ export function register(program: Command, io: Io = stdio): void {
     .option('--cert <file>', "the site's certificate (startup/server.crt or client.crt): checkpoints must be signed by its key")
     .option('--json', 'print the full verification result as JSON')
     .action((file: string, opts: { cert?: string; json?: boolean }) =>
-      runCommand(async () => {
+      run(async () => {
         const r = await verifyAuditLog(file, opts.cert === undefined ? {} : { certificate: await readCert(opts.cert) });
         if (opts.json) {
           io.out(JSON.stringify(r, null, 2));
@@ -53,7 +56,7 @@ export function register(program: Command, io: Io = stdio): void {
         if (r.problems.length > MAX_LISTED) io.out(`... and ${r.problems.length - MAX_LISTED} more problems`);
         const first = r.problems[0]!;
         throw new AuditError('E_AUDIT_TAMPERED', `${file} line ${first.line}: ${KIND_TEXT[first.kind]} (${first.detail}).`);
-      }, io),
+      }),
     );
 
   audit
@@ -62,11 +65,11 @@ export function register(program: Command, io: Io = stdio): void {
     .argument('<event-id>', 'the event id to follow')
     .argument('<files...>', "the logs to search (every site's log that may hold the chain)")
     .action((eventId: string, files: string[]) =>
-      runCommand(async () => {
+      run(async () => {
         const t = await traceAuditEvent(eventId, files);
         for (const f of t.files) if (!f.ok) io.err(`warning: ${f.path} does not verify (${f.firstProblem ?? 'problems'}): its damaged lines are left out`);
         for (const line of formatTrace(t)) io.out(line);
-      }, io),
+      }),
     );
 
   audit
@@ -76,7 +79,7 @@ export function register(program: Command, io: Io = stdio): void {
     .option('--out <file>', 'write here instead of stdout')
     .argument('<file>', 'the audit log (JSON Lines)')
     .action((file: string, opts: { format: 'flare'; out?: string }) =>
-      runCommand(async () => {
+      run(async () => {
         const v = await verifyAuditLog(file);
         if (!v.ok) io.err(`warning: ${file} does not verify (line ${v.problems[0]!.line}: ${KIND_TEXT[v.problems[0]!.kind]}); only intact events are exported`);
         const lines: string[] = [];
@@ -91,6 +94,6 @@ export function register(program: Command, io: Io = stdio): void {
             throw new AuditError('E_AUDIT_FILE', `cannot write ${opts.out} (it must not exist yet)`, { cause });
           }
         }
-      }, io),
+      }),
     );
 }

@@ -1,0 +1,98 @@
+import { once } from 'node:events';
+import { mkdtemp, readdir, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { connect, createServer, type TLSSocket } from 'node:tls';
+import { loadKit, parseProject, provision, type KeyType } from '@flare/pki';
+import type { Row, Suite } from '../harness.js';
+
+// Provisioning N clients (default 1,000; FLARE_BENCH_PKI_CLIENTS to change) for each key type, and the cost of
+// a full mutual-TLS handshake between two kits of each key type, on loopback. ECDSA P-256 against RSA-2048 in
+// the same run: the figures behind @flare/pki's default key type (docs/key-types.md).
+const CLIENTS = Number(process.env['FLARE_BENCH_PKI_CLIENTS'] ?? 1000);
+const HANDSHAKES = 300;
+const HANDSHAKE_BUDGET_MS = 20_000;
+
+function project(clients: number): string {
+  const lines = ['api_version: 3', 'name: bench', 'participants:', '  - name: server1', '    type: server', '    org: bench', '  - name: admin@bench.org', '    type: admin', '    org: bench', '    role: project_admin'];
+  for (let i = 0; i < clients; i++) lines.push(`  - name: site-${i}`, '    type: client', `    org: org${i % 10}`);
+  return lines.join('\n') + '\n';
+}
+
+async function du(dir: string): Promise<{ bytes: number; files: number }> {
+  let bytes = 0;
+  let files = 0;
+  for (const e of await readdir(dir, { withFileTypes: true, recursive: true })) {
+    if (!e.isFile()) continue;
+    bytes += (await stat(join(e.parentPath, e.name))).size;
+    files++;
+  }
+  return { bytes, files };
+}
+
+async function provisionFigures(keyType: KeyType): Promise<{ seconds: number; bytes: number; files: number }> {
+  const ws = await mkdtemp(join(tmpdir(), `flare-bench-pki-${keyType}-`));
+  try {
+    const p = parseProject(project(CLIENTS));
+    const t0 = performance.now();
+    const r = await provision(p, { workspace: ws, keyType });
+    const seconds = (performance.now() - t0) / 1000;
+    return { seconds, ...(await du(r.prodDir)) };
+  } finally {
+    await rm(ws, { recursive: true, force: true });
+  }
+}
+
+/** Sequential full mTLS handshakes (no session resumption) between two kits; returns handshakes per second. */
+async function handshakeRate(keyType: KeyType): Promise<number> {
+  const ws = await mkdtemp(join(tmpdir(), `flare-bench-tls-${keyType}-`));
+  try {
+    const r = await provision(parseProject(project(1)), { workspace: ws, keyType });
+    const s = await loadKit(join(r.prodDir, 'server1'));
+    const c = await loadKit(join(r.prodDir, 'site-0'));
+    const server = createServer({ key: s.privateKeyPem, cert: s.certPem, ca: s.rootCaPem, requestCert: true, rejectUnauthorized: true });
+    server.on('secureConnection', (sock: TLSSocket) => sock.end());
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    const port = (server.address() as { port: number }).port;
+    const one = (): Promise<void> =>
+      new Promise((resolve, reject) => {
+        const sock = connect({ host: '127.0.0.1', port, servername: 'server1', key: c.privateKeyPem, cert: c.certPem, ca: c.rootCaPem });
+        sock.once('secureConnect', () => {
+          sock.destroy();
+          resolve();
+        });
+        sock.once('error', reject);
+      });
+    for (let i = 0; i < 10; i++) await one();
+    const t0 = performance.now();
+    let n = 0;
+    while (n < HANDSHAKES && performance.now() - t0 < HANDSHAKE_BUDGET_MS) {
+      await one();
+      n++;
+    }
+    const rate = n / ((performance.now() - t0) / 1000);
+    server.close();
+    return rate;
+  } finally {
+    await rm(ws, { recursive: true, force: true });
+  }
+}
+
+export const suite: Suite = {
+  name: 'pki',
+  description: `provisioning ${CLIENTS} clients + server + admin (time, bytes) and full mTLS handshakes between two kits, ECDSA P-256 vs RSA-2048 in the same run`,
+  async run(): Promise<Row[]> {
+    const ec = await provisionFigures('ecdsa-p256');
+    const rsa = await provisionFigures('rsa-2048');
+    const ecTls = await handshakeRate('ecdsa-p256');
+    const rsaTls = await handshakeRate('rsa-2048');
+    const kits = CLIENTS + 2;
+    return [
+      { label: `provision ${CLIENTS} clients, ecdsa-p256`, value: ec.seconds, unit: 's', baseline: { label: 'rsa-2048', value: rsa.seconds }, higherIsBetter: false, aim: '< 60 s' },
+      { label: `provision per kit, ecdsa-p256`, value: (ec.seconds * 1000) / kits, unit: 'ms', baseline: { label: 'rsa-2048', value: (rsa.seconds * 1000) / kits }, higherIsBetter: false },
+      { label: `kit bytes on disk (${kits} kits, ${ec.files} files), ecdsa-p256`, value: ec.bytes / 1e6, unit: 'MB', baseline: { label: 'rsa-2048', value: rsa.bytes / 1e6 }, higherIsBetter: false },
+      { label: 'full mTLS handshakes between two kits, ecdsa-p256', value: ecTls, unit: 'handshakes/s', baseline: { label: 'rsa-2048', value: rsaTls }, higherIsBetter: true },
+    ];
+  },
+};

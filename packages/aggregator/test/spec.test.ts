@@ -1,0 +1,127 @@
+import { describe, expect, it } from 'vitest';
+import {
+  AGGREGATOR_NAMES,
+  BulyanAggregator,
+  CoordinateMedianAggregator,
+  FedAvgAggregator,
+  GeometricMedianAggregator,
+  KrumAggregator,
+  MultiKrumAggregator,
+  NormBoundAggregator,
+  ServerOptAggregator,
+  TrimmedMeanAggregator,
+  createAggregator,
+  parseAggregatorSpec,
+} from '../src/index.js';
+import { FedAdam } from '../src/index.js';
+import { codeOf, f32, values, vec } from './fixtures.js';
+
+const global = () => f32({ w: [0, 0] }, 'full');
+
+describe('parseAggregatorSpec / AggregatorSpecSchema', () => {
+  it('accepts every registered name with valid arguments', () => {
+    const specs: unknown[] = [
+      { name: 'fedavg' },
+      { name: 'fedavg', args: { kind: 'full', exclude: ['bn.running_mean'], excludePattern: 'num_batches_tracked$', useSteps: false, maxSteps: 1000 } },
+      { name: 'fedavgm', args: { eta: 1, momentum: 0.9 } },
+      { name: 'fedadagrad', args: { eta: 0.1, tau: 1e-3 } },
+      { name: 'fedadam', args: { eta: 0.01, beta1: 0.9, beta2: 0.99, biasCorrection: 'flower' } },
+      { name: 'fedyogi', args: { eta: 0.01 } },
+      { name: 'median', args: { f: 2 } },
+      { name: 'trimmed-mean', args: { beta: 0.2 }, serverOptimizer: { name: 'fedadam' } },
+      { name: 'krum', args: { f: 1 } },
+      { name: 'multi-krum', args: { f: 1, m: 3 } },
+      { name: 'bulyan', args: { f: 1, selection: 'multi-krum', normBound: { maxNorm: 10 } } },
+      { name: 'geometric-median', args: { maxIterations: 20, tolerance: 1e-8, smoothing: 1e-6 } },
+    ];
+    for (const s of specs) expect(parseAggregatorSpec(s)).toEqual(s);
+    expect(new Set(specs.map((s) => (s as { name: string }).name))).toEqual(new Set(AGGREGATOR_NAMES));
+  });
+
+  it('refuses unknown names, unknown arguments and out-of-range values (E_AGG_SPEC)', () => {
+    const bad: unknown[] = [
+      { name: 'fedsgd' },
+      { name: 'fedavg', args: { kind: 'weights' } },
+      { name: 'fedavg', args: { unknown: 1 } },
+      { name: 'fedavg', extra: true },
+      { name: 'fedadam', args: { beta1: 1 } },
+      { name: 'fedavgm', serverOptimizer: { name: 'fedadam' } },
+      { name: 'trimmed-mean', args: { beta: 0.5 } },
+      { name: 'trimmed-mean' },
+      { name: 'krum', args: { f: -1 } },
+      { name: 'krum', args: { f: 1.5 } },
+      { name: 'multi-krum', args: { f: 1, m: 0 } },
+      { name: 'bulyan', args: { f: 1, selection: 'best' } },
+      { name: 'median', args: { normBound: { maxNorm: 0 } } },
+      { name: 'median', serverOptimizer: { name: 'sgd' } },
+      { name: 'fedavg', args: { excludePattern: '(' } },
+      { name: 'fedavg', args: { exclude: [''] } },
+      'fedavg',
+      null,
+    ];
+    for (const s of bad) expect(codeOf(() => parseAggregatorSpec(s)), JSON.stringify(s)).toBe('E_AGG_SPEC');
+  });
+
+  it('names the invalid field in the message', () => {
+    expect(() => parseAggregatorSpec({ name: 'krum', args: { f: 'two' } })).toThrow(/args\.f/);
+  });
+});
+
+describe('createAggregator', () => {
+  it('builds the streaming aggregator each name stands for', () => {
+    expect(createAggregator({ name: 'fedavg' })).toBeInstanceOf(FedAvgAggregator);
+    expect(createAggregator({ name: 'median' })).toBeInstanceOf(CoordinateMedianAggregator);
+    expect(createAggregator({ name: 'trimmed-mean', args: { beta: 0.1 } })).toBeInstanceOf(TrimmedMeanAggregator);
+    expect(createAggregator({ name: 'krum', args: { f: 1 } })).toBeInstanceOf(KrumAggregator);
+    expect(createAggregator({ name: 'multi-krum', args: { f: 1, m: 2 } })).toBeInstanceOf(MultiKrumAggregator);
+    expect(createAggregator({ name: 'bulyan', args: { f: 1 } })).toBeInstanceOf(BulyanAggregator);
+    expect(createAggregator({ name: 'geometric-median' })).toBeInstanceOf(GeometricMedianAggregator);
+    expect(createAggregator({ name: 'fedadam' }, { global: global() })).toBeInstanceOf(ServerOptAggregator);
+    expect(createAggregator({ name: 'fedavg', args: { normBound: { maxNorm: 1 } } })).toBeInstanceOf(NormBoundAggregator);
+  });
+
+  it('passes kind, round, exclusions and steps rules through', () => {
+    const agg = createAggregator({ name: 'fedavg', args: { kind: 'diff', exclude: ['skip'], excludePattern: '^bn\\.', useSteps: false } }, { round: 4 });
+    expect(agg.round).toBe(4);
+    expect(codeOf(() => agg.accept(f32({ w: [1] }), { from: 'a', round: 3 }))).toBe('E_AGG_ROUND');
+    agg.accept(f32({ w: [1], skip: [5], 'bn.mean': [3] }, 'diff', { NUM_STEPS_CURRENT_ROUND: 9 }), { from: 'a', round: 4 });
+    agg.accept(f32({ w: [3] }), { from: 'b', round: 4 });
+    const out = agg.result();
+    expect([...out.params.keys()]).toEqual(['w']);
+    expect(values(out)).toEqual([2]);
+  });
+
+  it('builds FedOpt aggregators from the global model and resumes them from a saved state', () => {
+    const spec = { name: 'fedadam', args: { eta: 0.5, tau: 0 } };
+    const agg = createAggregator(spec, { global: global() }) as ServerOptAggregator;
+    agg.accept(f32({ w: [1, -1] }), { from: 'a' });
+    const next = agg.result();
+    const state = agg.optimizer.saveState();
+    const resumed = createAggregator(spec, { global: next, optimizerState: state }) as ServerOptAggregator;
+    expect(resumed.optimizer.steps).toBe(1);
+    const json = createAggregator(spec, { global: next, optimizerState: agg.optimizer.stateToJSON() }) as ServerOptAggregator;
+    expect(json.optimizer.steps).toBe(1);
+    expect(codeOf(() => createAggregator({ name: 'fedyogi' }, { global: next, optimizerState: state }))).toBe('E_AGG_STATE');
+    expect(codeOf(() => createAggregator(spec))).toBe('TypeError');
+    expect(resumed.optimizer).toBeInstanceOf(FedAdam);
+  });
+
+  it('chains a server optimizer after a robust aggregator', () => {
+    const agg = createAggregator({ name: 'median', serverOptimizer: { name: 'fedavgm', args: { eta: 2 } } }, { global: vec([1], 'full') });
+    [0.5, 1, 100].forEach((v, i) => agg.accept(vec([v]), { from: `s${i}` }));
+    expect(values(agg.result())).toEqual([3]); // 1 + 2 x median(0.5, 1, 100)
+    expect(agg.method).toBe('median+fedavgm');
+  });
+
+  it('norm-bounds full contributions around the current global model', () => {
+    let current = vec([0], 'full');
+    const agg = createAggregator({ name: 'fedavg', args: { kind: 'full', normBound: { maxNorm: 1 } } }, { global: () => current });
+    agg.accept(vec([5], 'full'), { from: 'a' });
+    expect(values(agg.result())).toEqual([1]);
+    current = vec([1], 'full');
+    agg.reset();
+    agg.accept(vec([5], 'full'), { from: 'a' });
+    expect(values(agg.result())).toEqual([2]);
+    expect(codeOf(() => createAggregator({ name: 'fedavg', args: { kind: 'full', normBound: { maxNorm: 1 } } }))).toBe('TypeError');
+  });
+});

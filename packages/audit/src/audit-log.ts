@@ -17,8 +17,8 @@ export interface AuditLogOptions {
   /**
    * `always`: every append is written and fdatasync'ed before it returns (survives power loss; ~hundreds per
    * second on ordinary disks). `batch` (default): every append is written to the OS before it returns (survives
-   * a crash or SIGKILL of the process) and synced at most `batchMs` later, at every checkpoint and at close; a
-   * power loss or kernel crash can lose the events of that last window.
+   * a crash or SIGKILL of the process) and synced at most `batchMs` later (while the event loop runs), on
+   * flush() and at close; a power loss or kernel crash can lose the events of that last window.
    */
   readonly fsync?: 'always' | 'batch';
   /** Longest time an appended event stays unsynced in `batch` mode, ms (default 100). */
@@ -296,7 +296,6 @@ export class AuditLog {
     this.#prev = hash;
     this.#seq++;
     this.#sinceCheckpoint = 0;
-    if (!this.#always) this.#syncNow();
   }
 
   #syncNow(): void {

@@ -1,7 +1,7 @@
 import { X509Certificate, type KeyObject } from 'node:crypto';
-import { AuditError, canonicalJson, CodecError, parseStrictJson, type JsonValue } from '@flare/core';
+import { AuditError, canonicalJson, type JsonValue } from '@flare/core';
 import { readLines } from './read-lines.js';
-import { CHECKPOINT_ACTION, checkpointSchema, eventSchema, GENESIS, recordHash, type SignatureAlg } from './record.js';
+import { CHECKPOINT_ACTION, checkpointSchema, eventSchema, GENESIS, sha256Hex, type SignatureAlg } from './record.js';
 import { fingerprint, publicKeyFromSpki, verifyCheckpoint } from './signer.js';
 
 /** What kind of damage a line shows. */
@@ -58,23 +58,38 @@ interface Entry {
 
 function readEntry(line: number, text: string): Entry {
   let value: JsonValue;
+  let canonical: string;
   try {
-    value = parseStrictJson(text);
-  } catch (e) {
-    return { line, unreadable: e instanceof CodecError ? `not valid JSON (${e.code})` : 'not valid JSON' };
+    // JSON.parse is safe here because the text must also equal its own canonical form: a duplicate key, a
+    // prototype key or any other ambiguity would make the two differ (and zod refuses unknown keys).
+    value = JSON.parse(text) as JsonValue;
+    canonical = canonicalJson(value);
+  } catch {
+    return { line, unreadable: 'not valid JSON' };
   }
   const isCheckpoint = typeof value === 'object' && value !== null && !Array.isArray(value) && value['action'] === CHECKPOINT_ACTION;
   const parsed = isCheckpoint ? checkpointSchema.safeParse(value) : eventSchema.safeParse(value);
   if (!parsed.success) return { line, unreadable: `not an audit line (${parsed.error.issues.map((i) => i.path.join('.') || '(top)').join(', ')})` };
   // Lines are written in canonical form: any byte that differs from it (spacing, key order, escapes) is a change.
-  if (canonicalJson(value) !== text) return { line, unreadable: 'not in canonical form' };
+  if (canonical !== text) return { line, unreadable: 'not in canonical form' };
   const r = parsed.data;
+  // The hashed body is the canonical line without its top-level "hash" (and "sig"): cut them out of the text
+  // rather than serializing again. Keys after "hash" hold only strings and numbers, so the last occurrence is
+  // the top-level key (a quote inside a string value is always escaped).
+  const hashField = `"hash":"${r.hash}",`;
+  const at = text.lastIndexOf(hashField);
+  let body = text.slice(0, at) + text.slice(at + hashField.length);
+  if ('sig' in r) {
+    const sigField = `,"sig":"${r.sig}"`;
+    const s = body.lastIndexOf(sigField);
+    body = body.slice(0, s) + body.slice(s + sigField.length);
+  }
   return {
     line,
     seq: r.seq,
     prev: r.prev,
     stored: r.hash,
-    computed: recordHash(value as Record<string, JsonValue>),
+    computed: sha256Hex(body),
     site: r.site,
     ts: r.ts,
     ...('cp' in r ? { checkpoint: { ...r.cp, sig: r.sig } } : {}),

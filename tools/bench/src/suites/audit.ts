@@ -1,0 +1,99 @@
+import { generateKeyPairSync } from 'node:crypto';
+import { closeSync, createReadStream, fdatasyncSync, openSync, readFileSync, writeSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { AuditLog, verifyAuditLog } from '@flare/audit';
+import type { Row, Suite } from '../harness.js';
+
+// AuditLog.append of a typical event (action, user, job, msg, small data: ~420-byte lines) with fsync 'batch'
+// (written to the OS per event, synced every 100 ms and at checkpoints; checkpoint every 1,000 events, ECDSA
+// P-256) and with fsync 'always', each against writing the same bytes with a bare fs.writeSync (and
+// writeSync + fdatasync) in the same run and folder. Then verifyAuditLog of the batch log against reading
+// its lines with node:readline.
+const BATCH_EVENTS = 200_000;
+const ALWAYS_EVENTS = 300;
+
+const event = (i: number) => ({ action: 'filter_applied', user: 'alice@a.org', job: 'job-7f3a', scope: 'private', msg: `applied site filter gaussian-dp (1 of 2) round ${i % 100}`, data: { filter: 'gaussian-dp', origin: 'site', position: 0, round: i % 100, epsilon: 0.25 } });
+
+function rawWrites(path: string, line: string, count: number, sync: boolean): number {
+  const fd = openSync(path, 'a');
+  const t0 = performance.now();
+  for (let i = 0; i < count; i++) {
+    writeSync(fd, line);
+    if (sync) fdatasyncSync(fd);
+  }
+  if (!sync) fdatasyncSync(fd);
+  const ms = performance.now() - t0;
+  closeSync(fd);
+  return count / (ms / 1000);
+}
+
+async function appends(path: string, fsync: 'always' | 'batch', count: number, signer: string): Promise<number> {
+  const log = await AuditLog.open(path, { site: 'site-1', signer, fsync });
+  const t0 = performance.now();
+  for (let i = 0; i < count; i++) log.append(event(i));
+  log.flush();
+  const ms = performance.now() - t0;
+  await log.close();
+  return count / (ms / 1000);
+}
+
+export const suite: Suite = {
+  name: 'audit',
+  description: 'audit appends/s (fsync batch and always) vs bare writeSync of the same bytes; verification vs readline',
+  async run(): Promise<Row[]> {
+    const dir = await mkdtemp(join(tmpdir(), 'flare-bench-audit-'));
+    try {
+      const signer = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
+      // One real line of ours, to give the baseline the same bytes per write.
+      const probe = join(dir, 'probe.jsonl');
+      const p = await AuditLog.open(probe, { site: 'site-1', signer });
+      p.append(event(1));
+      await p.close();
+      const line = `${readFileSync(probe, 'utf8').split('\n')[1]!}\n`;
+
+      const batchPath = join(dir, 'batch.jsonl');
+      const batch = await appends(batchPath, 'batch', BATCH_EVENTS, signer);
+      const rawBatch = rawWrites(join(dir, 'raw-batch.jsonl'), line, BATCH_EVENTS, false);
+      const always = await appends(join(dir, 'always.jsonl'), 'always', ALWAYS_EVENTS, signer);
+      const rawAlways = rawWrites(join(dir, 'raw-always.jsonl'), line, ALWAYS_EVENTS, true);
+
+      let t0 = performance.now();
+      const v = await verifyAuditLog(batchPath);
+      const verifyMs = performance.now() - t0;
+      if (!v.ok) throw new Error('bench log does not verify');
+      t0 = performance.now();
+      let lines = 0;
+      for await (const _ of createInterface({ input: createReadStream(batchPath), crlfDelay: Infinity })) lines++;
+      const readMs = performance.now() - t0;
+      return [
+        {
+          label: `append, fsync batch (${BATCH_EVENTS} events, ${line.length}-byte lines, checkpoint every 1,000)`,
+          value: batch,
+          unit: 'events/s',
+          baseline: { label: 'bare writeSync of the same line', value: rawBatch },
+          higherIsBetter: true,
+          aim: '> 50k events/s',
+        },
+        {
+          label: `append, fsync always (${ALWAYS_EVENTS} events)`,
+          value: always,
+          unit: 'events/s',
+          baseline: { label: 'bare writeSync + fdatasync of the same line', value: rawAlways },
+          higherIsBetter: true,
+        },
+        {
+          label: `verifyAuditLog (${v.lines} lines, ${v.lines - v.events} signed checkpoints)`,
+          value: v.lines / (verifyMs / 1000),
+          unit: 'lines/s',
+          baseline: { label: 'readline over the same file', value: lines / (readMs / 1000) },
+          higherIsBetter: true,
+        },
+      ];
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  },
+};

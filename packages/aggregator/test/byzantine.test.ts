@@ -41,8 +41,8 @@ function scenario(attack: Attack, seed: number) {
   const honestIdx = Array.from({ length: N - F }, (_, i) => i + F); // sites 0..3 are faulty
   const mean = new Float64Array(d);
   const std = new Float64Array(d);
-  for (const i of honestIdx) honest[i]!.forEach((v, j) => (mean[j] += v / (N - F)));
-  for (const i of honestIdx) honest[i]!.forEach((v, j) => (std[j] += (v - mean[j]!) ** 2 / (N - F - 1)));
+  for (const i of honestIdx) honest[i]!.forEach((v, j) => (mean[j] = mean[j]! + v / (N - F)));
+  for (const i of honestIdx) honest[i]!.forEach((v, j) => (std[j] = std[j]! + (v - mean[j]!) ** 2 / (N - F - 1)));
   const updates: number[][] = honest.map((h, i) => {
     if (i >= F) return h;
     switch (attack) {

@@ -6,7 +6,7 @@ import { decodeFrame, encodeFrame, FlareError, TransportError, type JsonValue } 
 import type WebSocket from 'ws';
 import { CLOSE_NORMAL, CLOSE_REFUSED, errorFromClose, type CloseInfo } from './close.js';
 import type { ResolvedLimits } from './limits.js';
-import { chunkFrame, FRAME_HEADER, messageHeader, type FrameHeader } from './wire.js';
+import { chunkFrame, FRAME_HEADER, messageHeader, returnChunkBuffer, takeChunkBuffer, type FrameHeader } from './wire.js';
 
 /** A JSON object header, as sent and as received (received headers are null-prototype objects). */
 export type Header = { readonly [key: string]: JsonValue };
@@ -259,14 +259,21 @@ export class WsConnection<A = unknown> extends EventEmitter implements Connectio
     const hash = guard === undefined ? undefined : createHash('sha256');
     const inFlight: Array<Promise<void>> = [];
     const cursor = { part: 0, offset: 0 };
-    for (let sent = 0; sent < length; ) {
-      const size = Math.min(this.limits.chunkBytes, length - sent);
-      const frame = chunkFrame(parts, cursor, size);
-      hash?.update(frame.subarray(frame.length - size));
-      inFlight.push(this.#write(frame));
-      sent += size;
-      // Backpressure: never more than maxChunksInFlight chunks between us and the kernel.
-      if (inFlight.length >= this.limits.maxChunksInFlight) await inFlight.shift();
+    const chunkBytes = this.limits.chunkBytes;
+    try {
+      for (let sent = 0; sent < length; ) {
+        const size = Math.min(chunkBytes, length - sent);
+        const buffer = takeChunkBuffer(chunkBytes);
+        const frame = chunkFrame(buffer, parts, cursor, size);
+        hash?.update(frame.subarray(frame.length - size));
+        // The buffer goes back to the pool only once ws has handed it to the socket.
+        inFlight.push(this.#write(frame).then(() => returnChunkBuffer(chunkBytes, buffer)));
+        sent += size;
+        // Backpressure: never more than maxChunksInFlight chunks between us and the kernel.
+        if (inFlight.length >= this.limits.maxChunksInFlight) await inFlight.shift();
+      }
+    } finally {
+      await Promise.allSettled(inFlight);
     }
     await Promise.all(inFlight);
     const trailer = guard?.seal(header, length, hash!.digest());

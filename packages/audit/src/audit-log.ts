@@ -111,6 +111,25 @@ function readTail(fd: number, path: string, site: string): Tail | undefined {
 
 const str = (s: string) => JSON.stringify(s);
 
+/** `,"key":"value"` for an optional string field of an event, '' when absent. */
+function field(key: string, v: unknown, max: number): string {
+  if (v === undefined) return '';
+  if (typeof v !== 'string' || v.length > max) throw new AuditError('E_AUDIT_EVENT', `audit event: ${key} must be a string of at most ${max} characters`);
+  return `,"${key}":${str(v)}`;
+}
+
+// toISOString per call is a measurable share of an append; events within the same millisecond share it.
+let lastMs = -1;
+let lastIso = '';
+function isoNow(): string {
+  const ms = Date.now();
+  if (ms !== lastMs) {
+    lastMs = ms;
+    lastIso = new Date(ms).toISOString();
+  }
+  return lastIso;
+}
+
 /**
  * An append-only, hash-chained, signed audit log for one site (or one job): JSON Lines, one event per line,
  * each line `{v, seq, ts, site, id, ref?, user?, job?, scope?, action, msg?, data?, prev, hash}` where `hash` is
@@ -231,15 +250,11 @@ export class AuditLog {
     } catch (cause) {
       throw new AuditError('E_AUDIT_EVENT', `audit event ${event.action}: data is not JSON`, { cause });
     }
-    const opt = (key: string, v: unknown, max: number) => {
-      if (v === undefined) return '';
-      if (typeof v !== 'string' || v.length > max) throw new AuditError('E_AUDIT_EVENT', `audit event ${event.action}: ${key} must be a string of at most ${max} characters`);
-      return `,"${key}":${str(v)}`;
-    };
+    const opt = field;
     const head = `{"action":${str(event.action)}${data}`;
     const rest =
       `"id":"${id}"${opt('job', event.job, 256)}${opt('msg', event.msg, 8192)},"prev":"${this.#prev}"` +
-      `${opt('ref', event.ref, 256)}${opt('scope', event.scope, 256)},"seq":${this.#seq},"site":${this.#siteJson},"ts":"${new Date().toISOString()}"` +
+      `${opt('ref', event.ref, 256)}${opt('scope', event.scope, 256)},"seq":${this.#seq},"site":${this.#siteJson},"ts":"${isoNow()}"` +
       `${opt('user', event.user, 256)},"v":${AUDIT_FORMAT_VERSION}}`;
     const hash = sha256Hex(`${head},${rest}`);
     const line = `${head},"hash":"${hash}",${rest}\n`;

@@ -1,6 +1,5 @@
 import { AggregatorError, ModelError, type FLModel } from '@flare/core';
 import type { TensorExclusion } from './exclusion.js';
-import { excluder } from './exclusion.js';
 import { select } from './select.js';
 import { numericData, sameShape, shapeText } from './tensors.js';
 import { assemble, prepare, BLOCK } from './update-set.js';
@@ -76,10 +75,9 @@ export function closestMean(updates: readonly WeightedUpdate[], reference: FLMod
   const { beta } = opts;
   if (typeof beta !== 'number' || !Number.isSafeInteger(beta) || beta < 1) throw new RangeError(`closestMean: "beta" expected a positive integer, got ${String(beta)}`);
   if (beta > set.n) throw new AggregatorError('E_AGG_ASSUMPTION', `closestMean: beta = ${beta} exceeds the ${set.n} contributions`);
-  const excluded = excluder(opts.exclude);
   const refs = set.tensors.map((t) => {
     const r = reference.params.get(t.name);
-    if (r === undefined || excluded(t.name)) throw new ModelError('E_MODEL_MISMATCH', `closestMean: the reference has no tensor "${t.name}"`);
+    if (r === undefined) throw new ModelError('E_MODEL_MISMATCH', `closestMean: the reference has no tensor "${t.name}"`);
     if (!sameShape(r.shape, t.shape)) throw new ModelError('E_MODEL_MISMATCH', `closestMean: reference tensor "${t.name}" is ${shapeText(r.shape)}, contributions ${shapeText(t.shape)}`);
     return numericData(t.name, r);
   });

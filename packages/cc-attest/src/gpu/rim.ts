@@ -100,92 +100,116 @@ function ancestorNamespaces(el: El): Array<{ prefix: string; namespaceURI: strin
   return [...seen].filter(([, uri]) => uri !== '').map(([prefix, namespaceURI]) => ({ prefix, namespaceURI }));
 }
 
-/**
- * Verifies a RIM's enveloped XML signature and its signer chain to `rimRoot` at `at`, then reads its
- * measurements from the verified document.
- */
-export function verifyRim(xml: string, rimRoot: ParsedCertificate, at: Date): RimOutcome {
+/** What a RIM document says about itself, independent of trust anchors and time (cached by content). */
+type RimDocument =
+  | { readonly kind: 'refused'; readonly code: AttestErrorCode; readonly detail: string }
+  | { readonly kind: 'parsed'; readonly certs: readonly ParsedCertificate[]; readonly signatureOk: boolean; readonly digestOk: boolean; readonly content: Rim | { readonly code: AttestErrorCode; readonly detail: string } };
+
+const documents = new Map<string, RimDocument>();
+const DOCUMENT_CACHE = 64;
+
+function readRimDocument(xml: string): RimDocument {
+  const key = createHash('sha256').update(xml, 'utf8').digest('hex');
+  const hit = documents.get(key);
+  if (hit !== undefined) return hit;
+  const doc = parseRimDocument(xml);
+  if (documents.size >= DOCUMENT_CACHE) documents.delete(documents.keys().next().value as string);
+  documents.set(key, doc);
+  return doc;
+}
+
+function parseRimDocument(xml: string): RimDocument {
+  const refuse = (code: AttestErrorCode, detail: string): RimDocument => ({ kind: 'refused', code, detail });
   try {
     const doc = parseXml(xml);
     const root = doc.documentElement!;
-    if (root.namespaceURI !== SWID || root.localName !== 'SoftwareIdentity') return { ok: false, code: 'E_ATTEST_RIM', detail: 'RIM root element is not a SWID SoftwareIdentity' };
+    if (root.namespaceURI !== SWID || root.localName !== 'SoftwareIdentity') return refuse('E_ATTEST_RIM', 'RIM root element is not a SWID SoftwareIdentity');
     const sig = one(doc, DS, 'Signature');
-    if (sig.parentNode !== root) return { ok: false, code: 'E_ATTEST_RIM', detail: 'RIM Signature is not a child of SoftwareIdentity' };
+    if (sig.parentNode !== root) return refuse('E_ATTEST_RIM', 'RIM Signature is not a child of SoftwareIdentity');
     const signedInfo = one(sig, DS, 'SignedInfo');
     const alg = (el: El) => el.getAttribute('Algorithm') ?? '';
     const c14nAlg = alg(one(signedInfo, DS, 'CanonicalizationMethod'));
-    if (c14nAlg !== C14N11 && c14nAlg !== C14N10) return { ok: false, code: 'E_ATTEST_RIM', detail: `RIM canonicalization ${c14nAlg} is not C14N` };
-    if (alg(one(signedInfo, DS, 'SignatureMethod')) !== ECDSA_SHA384) return { ok: false, code: 'E_ATTEST_RIM', detail: 'RIM signature method is not ECDSA-SHA384' };
+    if (c14nAlg !== C14N11 && c14nAlg !== C14N10) return refuse('E_ATTEST_RIM', `RIM canonicalization ${c14nAlg} is not C14N`);
+    if (alg(one(signedInfo, DS, 'SignatureMethod')) !== ECDSA_SHA384) return refuse('E_ATTEST_RIM', 'RIM signature method is not ECDSA-SHA384');
     const ref = one(signedInfo, DS, 'Reference');
-    if (ref.getAttribute('URI') !== '') return { ok: false, code: 'E_ATTEST_RIM', detail: 'RIM Reference does not cover the whole document (URI="")' };
+    if (ref.getAttribute('URI') !== '') return refuse('E_ATTEST_RIM', 'RIM Reference does not cover the whole document (URI="")');
     const transforms = elements(ref, DS, 'Transform').map(alg);
     if (transforms.length !== 2 || transforms[0] !== ENVELOPED || (transforms[1] !== C14N11 && transforms[1] !== C14N10)) {
-      return { ok: false, code: 'E_ATTEST_RIM', detail: 'RIM Reference transforms are not enveloped-signature then C14N' };
+      return refuse('E_ATTEST_RIM', 'RIM Reference transforms are not enveloped-signature then C14N');
     }
-    if (!DIGEST_SHA384.has(alg(one(ref, DS, 'DigestMethod')))) return { ok: false, code: 'E_ATTEST_RIM', detail: 'RIM digest method is not SHA-384' };
+    if (!DIGEST_SHA384.has(alg(one(ref, DS, 'DigestMethod')))) return refuse('E_ATTEST_RIM', 'RIM digest method is not SHA-384');
     const expectedDigest = Buffer.from((one(ref, DS, 'DigestValue').textContent ?? '').replace(/\s+/g, ''), 'base64');
     const signatureValue = Buffer.from((one(sig, DS, 'SignatureValue').textContent ?? '').replace(/\s+/g, ''), 'base64');
     const certs = elements(sig, DS, 'X509Certificate').map((c) => parseCertificate(new Uint8Array(Buffer.from((c.textContent ?? '').replace(/\s+/g, ''), 'base64'))));
-    if (certs.length === 0) return { ok: false, code: 'E_ATTEST_RIM', detail: 'RIM KeyInfo has no signer certificate' };
-    const c14n = new C14nCanonicalization();
-
-    // Signature (over the canonical SignedInfo), then the signer chain, then the digest of the document
-    // without its Signature.
-    const signedInfoBytes = Buffer.from(c14n.process(signedInfo, { ancestorNamespaces: ancestorNamespaces(signedInfo) }) as string, 'utf8');
+    if (certs.length === 0 || certs.length > 8) return refuse('E_ATTEST_RIM', `RIM KeyInfo has ${certs.length} certificates`);
     const signer = certs[0]!;
-    if (signer.keyAlg !== OID.ecPublicKey || signer.curve !== OID.p384) return { ok: false, code: 'E_ATTEST_RIM', detail: 'RIM signer key is not ECDSA P-384' };
-    let sigOk = false;
+    if (signer.keyAlg !== OID.ecPublicKey || signer.curve !== OID.p384) return refuse('E_ATTEST_RIM', 'RIM signer key is not ECDSA P-384');
+    const c14n = new C14nCanonicalization();
+    const signedInfoBytes = Buffer.from(c14n.process(signedInfo, { ancestorNamespaces: ancestorNamespaces(signedInfo) }) as string, 'utf8');
+    let signatureOk = false;
     try {
-      sigOk = verify('sha384', signedInfoBytes, { key: signer.publicKey, dsaEncoding: 'ieee-p1363' }, signatureValue);
+      signatureOk = verify('sha384', signedInfoBytes, { key: signer.publicKey, dsaEncoding: 'ieee-p1363' }, signatureValue);
     } catch {
-      sigOk = false;
+      signatureOk = false;
     }
-    if (!sigOk) return { ok: false, code: 'E_ATTEST_RIM', detail: `RIM XML signature does not verify with its signer "${signer.subject}"` };
-    const chain = certs[certs.length - 1]!.sha256 === rimRoot.sha256 ? certs : [...certs, rimRoot];
-    const outcome: ChainOutcome = checkChain(chain, rimRoot.sha256, at, ['RIM signer', 'RIM CA', 'RIM CA', 'RIM CA', 'RIM root']);
-    if (!outcome.ok) return { ok: false, code: outcome.code, detail: `RIM signer chain: ${outcome.detail}` };
-
     root.removeChild(sig);
-    const digest = createHash('sha384').update(c14n.process(root, {}) as string, 'utf8').digest();
+    const digestOk = createHash('sha384').update(c14n.process(root, {}) as string, 'utf8').digest().equals(expectedDigest);
     root.appendChild(sig);
-    if (!digest.equals(expectedDigest)) return { ok: false, code: 'E_ATTEST_RIM', detail: 'RIM content does not match its signed digest (edited after signing)' };
-
-    const meta = childElements(root).find((e) => e.namespaceURI === SWID && e.localName === 'Meta');
-    const payload = childElements(root).find((e) => e.namespaceURI === SWID && e.localName === 'Payload');
-    if (meta === undefined || payload === undefined) return { ok: false, code: 'E_ATTEST_RIM', detail: 'RIM lacks Meta or Payload' };
-    const measurements: RimMeasurement[] = [];
-    for (const res of childElements(payload)) {
-      if (res.localName !== 'Resource' || res.getAttribute('type') !== 'Measurement') continue;
-      const index = Number(res.getAttribute('index'));
-      const count = Number(res.getAttribute('alternatives') ?? '1');
-      if (!Number.isInteger(index) || index < 0 || index > 255 || !Number.isInteger(count) || count < 1 || count > 64) {
-        return { ok: false, code: 'E_ATTEST_MALFORMED', detail: 'RIM Resource has an invalid index or alternatives count' };
-      }
-      const alternatives: string[] = [];
-      for (let k = 0; k < count; k++) {
-        const value = res.getAttributeNS(SHA384_NS, `Hash${k}`);
-        if (value === null || value === '') return { ok: false, code: 'E_ATTEST_MALFORMED', detail: `RIM Resource ${index} lacks Hash${k}` };
-        alternatives.push(Buffer.from(fromHex(value, `RIM Resource ${index} Hash${k}`)).toString('hex'));
-      }
-      if (measurements.some((m) => m.index === index)) return { ok: false, code: 'E_ATTEST_MALFORMED', detail: `RIM defines index ${index} twice` };
-      measurements.push({ index, active: res.getAttribute('active') === 'True', alternatives });
-    }
-    return {
-      ok: true,
-      rim: {
-        tagId: root.getAttribute('tagId') ?? '',
-        name: root.getAttribute('name') ?? '',
-        product: meta.getAttribute('product') ?? undefined,
-        version: meta.getAttribute('colloquialVersion') ?? '',
-        measurements,
-        signer: chain,
-      },
-      detail: `RIM ${meta.getAttribute('colloquialVersion')} signed by "${signer.subject}", chain to the NVIDIA RIM root`,
-    };
+    return { kind: 'parsed', certs, signatureOk, digestOk, content: readContent(root) };
   } catch (e) {
-    if (e instanceof AttestError) return { ok: false, code: e.code === 'E_ATTEST_MALFORMED' ? 'E_ATTEST_MALFORMED' : 'E_ATTEST_RIM', detail: e.message };
+    if (e instanceof AttestError) return refuse(e.code === 'E_ATTEST_MALFORMED' ? 'E_ATTEST_MALFORMED' : 'E_ATTEST_RIM', e.message);
     // xmldom throws plain errors on fatal syntax errors.
-    if (e instanceof Error && !(e instanceof TypeError) && !(e instanceof RangeError)) return { ok: false, code: 'E_ATTEST_MALFORMED', detail: 'RIM is not well-formed XML' };
+    if (e instanceof Error && !(e instanceof TypeError) && !(e instanceof RangeError)) return refuse('E_ATTEST_MALFORMED', 'RIM is not well-formed XML');
     throw e;
   }
+}
+
+function readContent(root: El): Rim | { readonly code: AttestErrorCode; readonly detail: string } {
+  const meta = childElements(root).find((e) => e.namespaceURI === SWID && e.localName === 'Meta');
+  const payload = childElements(root).find((e) => e.namespaceURI === SWID && e.localName === 'Payload');
+  if (meta === undefined || payload === undefined) return { code: 'E_ATTEST_RIM', detail: 'RIM lacks Meta or Payload' };
+  const measurements: RimMeasurement[] = [];
+  for (const res of childElements(payload)) {
+    if (res.localName !== 'Resource' || res.getAttribute('type') !== 'Measurement') continue;
+    const index = Number(res.getAttribute('index'));
+    const count = Number(res.getAttribute('alternatives') ?? '1');
+    if (!Number.isInteger(index) || index < 0 || index > 255 || !Number.isInteger(count) || count < 1 || count > 64) {
+      return { code: 'E_ATTEST_MALFORMED', detail: 'RIM Resource has an invalid index or alternatives count' };
+    }
+    const alternatives: string[] = [];
+    for (let k = 0; k < count; k++) {
+      const value = res.getAttributeNS(SHA384_NS, `Hash${k}`);
+      if (value === null || value === '') return { code: 'E_ATTEST_MALFORMED', detail: `RIM Resource ${index} lacks Hash${k}` };
+      alternatives.push(Buffer.from(fromHex(value, `RIM Resource ${index} Hash${k}`)).toString('hex'));
+    }
+    if (measurements.some((m) => m.index === index)) return { code: 'E_ATTEST_MALFORMED', detail: `RIM defines index ${index} twice` };
+    measurements.push({ index, active: res.getAttribute('active') === 'True', alternatives });
+  }
+  return {
+    tagId: root.getAttribute('tagId') ?? '',
+    name: root.getAttribute('name') ?? '',
+    product: meta.getAttribute('product') ?? undefined,
+    version: meta.getAttribute('colloquialVersion') ?? '',
+    measurements,
+    signer: [],
+  };
+}
+
+/**
+ * Verifies a RIM's enveloped XML signature and its signer chain to `rimRoot` at `at`, then reads its
+ * measurements from the verified document. Failures are reported in this order: document shape, XML
+ * signature, signer chain (including validity at `at`), digest, content. The document checks that do not
+ * depend on the root or the time are cached by the RIM's SHA-256, so a warm verifier re-checks only the chain.
+ */
+export function verifyRim(xml: string, rimRoot: ParsedCertificate, at: Date): RimOutcome {
+  const d = readRimDocument(xml);
+  if (d.kind === 'refused') return { ok: false, code: d.code, detail: d.detail };
+  const signer = d.certs[0]!;
+  if (!d.signatureOk) return { ok: false, code: 'E_ATTEST_RIM', detail: `RIM XML signature does not verify with its signer "${signer.subject}"` };
+  const chain = d.certs[d.certs.length - 1]!.sha256 === rimRoot.sha256 ? d.certs : [...d.certs, rimRoot];
+  const outcome: ChainOutcome = checkChain(chain, rimRoot.sha256, at, ['RIM signer', 'RIM CA', 'RIM CA', 'RIM CA', 'RIM root']);
+  if (!outcome.ok) return { ok: false, code: outcome.code, detail: `RIM signer chain: ${outcome.detail}` };
+  if (!d.digestOk) return { ok: false, code: 'E_ATTEST_RIM', detail: 'RIM content does not match its signed digest (edited after signing)' };
+  if ('code' in d.content) return { ok: false, code: d.content.code, detail: d.content.detail };
+  return { ok: true, rim: { ...d.content, signer: chain }, detail: `RIM ${d.content.version} signed by "${signer.subject}", chain to the NVIDIA RIM root` };
 }

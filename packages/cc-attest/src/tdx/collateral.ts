@@ -1,4 +1,4 @@
-import { verify } from 'node:crypto';
+import { createHash, verify } from 'node:crypto';
 import { AttestError, parseStrictJson } from '@flare/core';
 import { z } from 'zod';
 import { fromHex } from '../bytes.js';
@@ -122,7 +122,25 @@ function rawMember(text: string, key: string): string | undefined {
   }
 }
 
+// Parsed documents and signature results, by content hash: a warm verifier does not re-parse or re-verify
+// the same collateral (Intel refreshes it monthly; a federation verifies many quotes against one copy).
+const parsedCache = new Map<string, SignedCollateral<unknown>>();
+const signatureCache = new Map<string, boolean>();
+const CACHE = 64;
+const remember = <V>(map: Map<string, V>, key: string, value: V): V => {
+  if (map.size >= CACHE) map.delete(map.keys().next().value as string);
+  map.set(key, value);
+  return value;
+};
+
 function parseSigned<T>(text: string, member: string, schema: z.ZodType<T>, what: string): SignedCollateral<T> {
+  const key = `${member}:${createHash('sha256').update(text, 'utf8').digest('hex')}`;
+  const hit = parsedCache.get(key);
+  if (hit !== undefined) return hit as SignedCollateral<T>;
+  return remember(parsedCache, key, parseSignedUncached(text, member, schema, what)) as SignedCollateral<T>;
+}
+
+function parseSignedUncached<T>(text: string, member: string, schema: z.ZodType<T>, what: string): SignedCollateral<T> {
   let doc: unknown;
   try {
     doc = parseStrictJson(text, { maxDepth: 16 });
@@ -149,11 +167,16 @@ export function parseTdxQeIdentity(text: string): SignedCollateral<TdxQeIdentity
 
 /** Whether the Intel TCB signing certificate signed a PCS document (ECDSA P-256, r||s). */
 export function collateralSignedBy(doc: SignedCollateral<unknown>, signer: ParsedCertificate): boolean {
+  const key = `${createHash('sha256').update(doc.signed).update(doc.signature).digest('hex')}:${signer.sha256}`;
+  const hit = signatureCache.get(key);
+  if (hit !== undefined) return hit;
+  let ok = false;
   try {
-    return verify('sha256', doc.signed, { key: signer.publicKey, dsaEncoding: 'ieee-p1363' }, doc.signature);
+    ok = verify('sha256', doc.signed, { key: signer.publicKey, dsaEncoding: 'ieee-p1363' }, doc.signature);
   } catch {
-    return false;
+    ok = false;
   }
+  return remember(signatureCache, key, ok);
 }
 
 const worse = (a: TdxTcbStatus, b: TdxTcbStatus): TdxTcbStatus => (TDX_TCB_STATUSES.indexOf(a) >= TDX_TCB_STATUSES.indexOf(b) ? a : b);

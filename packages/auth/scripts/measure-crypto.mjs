@@ -2,6 +2,7 @@
 // Measures node:crypto against tweetnacl for the primitives the login and the message MAC use, on this
 // machine, in one run (the README records the figures). Run: node packages/auth/scripts/measure-crypto.mjs
 import { createHash, diffieHellman, generateKeyPairSync, sign, verify } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
 import nacl from 'tweetnacl';
 
 const rate = (fn, minMs = 1000) => {

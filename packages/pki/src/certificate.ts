@@ -116,7 +116,7 @@ export async function issueCertificate(options: IssueCertificateOptions): Promis
   const validDays = options.validDays ?? DEFAULT_VALID_DAYS;
   if (!Number.isInteger(validDays) || validDays < 1) throw new RangeError(`"validDays" expected a positive integer, got ${validDays}`);
   const now = options.now ?? new Date();
-  const { node: issuerNode, cert: issuerCert } = parseCertificate(options.issuer.certPem, 'issuer certificate');
+  const { node: issuerNode, cert: issuerCert, aki } = await issuerOf(options.issuer.certPem);
   const issuerEnd = new Date(issuerNode.validTo);
   if (issuerEnd.getTime() <= now.getTime()) throw new PkiError('E_CERT_EXPIRED', `the root CA expired on ${issuerEnd.toISOString()}: it can issue no certificate`);
   // A leaf never outlives its root (FLARE does the same): clamp notAfter to the issuer's.
@@ -146,10 +146,23 @@ export async function issueCertificate(options: IssueCertificateOptions): Promis
       new x509.ExtendedKeyUsageExtension(eku, false),
       new x509.SubjectAlternativeNameExtension(sanEntries(subject, options.hosts), false),
       await x509.SubjectKeyIdentifierExtension.create(new x509.PublicKey(spki), false, webcrypto),
-      await x509.AuthorityKeyIdentifierExtension.create(issuerCert, false, webcrypto),
+      aki,
     ],
   });
   return cert.toString('pem') + '\n';
+}
+
+// The issuer's parsed certificate and authority key identifier, once per issuer (a few ms each otherwise).
+const issuers = new Map<string, Promise<{ node: ReturnType<typeof parseCertificate>['node']; cert: x509.X509Certificate; aki: x509.AuthorityKeyIdentifierExtension }>>();
+function issuerOf(certPem: string): Promise<{ node: ReturnType<typeof parseCertificate>['node']; cert: x509.X509Certificate; aki: x509.AuthorityKeyIdentifierExtension }> {
+  let entry = issuers.get(certPem);
+  if (!entry) {
+    const parsed = parseCertificate(certPem, 'issuer certificate');
+    entry = x509.AuthorityKeyIdentifierExtension.create(parsed.cert, false, webcrypto).then((aki) => ({ ...parsed, aki }));
+    if (issuers.size >= 16) issuers.delete(issuers.keys().next().value!);
+    issuers.set(certPem, entry);
+  }
+  return entry;
 }
 
 function sanEntries(subject: SubjectIdentity, hosts: readonly string[] | undefined): x509.JsonGeneralName[] {

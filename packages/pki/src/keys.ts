@@ -107,12 +107,19 @@ export function webAlgorithm(keyType: KeyType): { readonly importParams: webcryp
     : { importParams: { name: 'ECDSA', namedCurve: 'P-256' }, signing: { name: 'ECDSA', hash: 'SHA-256' } as webcrypto.EcdsaParams };
 }
 
-/** Imports a node private key into WebCrypto for signing (Node 20 has no KeyObject.toCryptoKey). */
-export async function toSigningCryptoKey(privateKey: KeyObject): Promise<webcrypto.CryptoKey> {
+// One import per issuer key, not per certificate: provisioning 1,000 kits signs 1,000 certificates with it.
+const signingKeys = new WeakMap<KeyObject, Promise<webcrypto.CryptoKey>>();
+
+/** Imports a node private key into WebCrypto for signing (Node 20 has no KeyObject.toCryptoKey); cached per key. */
+export function toSigningCryptoKey(privateKey: KeyObject): Promise<webcrypto.CryptoKey> {
+  const cached = signingKeys.get(privateKey);
+  if (cached) return cached;
   const keyType = keyTypeOf(privateKey);
-  if (keyType === undefined) throw new RangeError('signing key must be an ECDSA P-256 or RSA-2048 private key');
+  if (keyType === undefined) return Promise.reject(new RangeError('signing key must be an ECDSA P-256 or RSA-2048 private key'));
   const der = privateKey.export({ type: 'pkcs8', format: 'der' });
-  return webcrypto.subtle.importKey('pkcs8', der, webAlgorithm(keyType).importParams, false, ['sign']) ;
+  const imported = webcrypto.subtle.importKey('pkcs8', der, webAlgorithm(keyType).importParams, false, ['sign']);
+  signingKeys.set(privateKey, imported);
+  return imported;
 }
 
 /** Imports a node key pair into WebCrypto (needed to sign a CSR with @peculiar/x509). */

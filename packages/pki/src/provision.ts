@@ -1,5 +1,5 @@
 import { randomBytes, X509Certificate as NodeX509, type KeyObject } from 'node:crypto';
-import { chmod, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { PkiError, type JsonValue, type KitBuildContext, type KitBuilder, type KitParticipant } from '@flare/core';
 import { createCaState, hasCaState, openCa, refreshCrl, saveCa, STATE_DIR, storedParticipants, storeParticipants, writeAtomic, type IssuedRecord, type OpenCa } from './ca-state.js';
@@ -115,7 +115,6 @@ export async function provision(project: Project, options: ProvisionOptions): Pr
 
   // 3. Certificates: carry over what is still good, issue the rest.
   const rootPem = ca.root.certPem;
-  const rootFingerprint = fingerprintOf(new NodeX509(rootPem));
   const material = await mapLimit(participants, 8, async (p) => {
     const hosts = sanHosts(p);
     const carried = await carryOver(ca!, prods, p, hosts, now, rootPem);
@@ -145,7 +144,6 @@ export async function provision(project: Project, options: ProvisionOptions): Pr
       notices.push(`issued a new certificate for '${m.p.name}' (its previous certificate or key could not be carried over; the old certificate stays valid until revoked)`);
     }
   }
-  void rootFingerprint;
 
   // 4. The CRL travels in every kit.
   const crlPem = await refreshCrl(ca, now);
@@ -177,7 +175,9 @@ export async function provision(project: Project, options: ProvisionOptions): Pr
   const prodDir = join(projectDir, prodName);
   const staging = join(projectDir, `.${prodName}.partial-${randomBytes(4).toString('hex')}`);
   try {
-    await mkdir(staging, { mode: 0o755 });
+    // prod_NN holds every participant's private key until the kits are handed out: owner-only, like state/.
+    await mkdir(staging, { mode: 0o700 });
+    await chmod(staging, 0o700);
     await mapLimit([...kits], 16, async ([name, kit]) => {
       const signatures = signKitFiles(kit.files, kit.folders, ca!.root.privateKey);
       await writeKit(join(staging, name), kit.folders, new Map([...kit.files, ...signatures]));
@@ -342,12 +342,4 @@ async function writeKit(dir: string, folders: readonly string[], files: Readonly
     // The umask may have narrowed (or a reused file widened) the mode: set it exactly.
     await chmod(path, file.mode);
   }
-}
-
-/** True when `path` exists. */
-export async function pathExists(path: string): Promise<boolean> {
-  return stat(path).then(
-    () => true,
-    () => false,
-  );
 }

@@ -65,6 +65,14 @@ describe('loadKit', () => {
     expect((await loadKit(join(res.prodDir, 'site-1'))).server).toEqual({ name: 'server1', hosts: ['server1', '10.0.0.1'], port: 8002, adminPort: 8003 });
     expect((await loadKit(join(res.prodDir, 'server1'))).server.hosts).toEqual(['server1', '10.0.0.1']);
   });
+  it('loads a relay kit (fed_relay.json) and gives a client behind it its FLARE fqsn', async () => {
+    const p = parseProject(projectYaml(`  - name: relay-1\n    type: relay\n    org: o\n    listening_host: relay1.example.com\n  - name: site-9\n    type: client\n    org: o\n    parent: relay-1\n`));
+    const res = await provision(p, { workspace: await tempDir() });
+    const relay = await loadKit(join(res.prodDir, 'relay-1'));
+    expect(relay.participant).toEqual({ name: 'relay-1', type: 'relay', org: 'o' });
+    const site = await loadKit(join(res.prodDir, 'site-9'));
+    expect((site.config as { client: { fqsn: string } }).client.fqsn).toBe('relay-1.site-9');
+  });
   it('refuses a tampered kit before reading it, naming the file (E_KIT_TAMPERED)', async () => {
     const dir = join(await tempDir(), 'kit');
     await cp(join(r.prodDir, 'site-1'), dir, { recursive: true });

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { FedAvgAggregator } from '@flare/aggregator';
 import {
   FlareError,
   FlareRuntimeError,
@@ -41,8 +42,8 @@ export interface ServerEngineOptions {
   readonly listener: ChannelServer;
   /** The server's own authorization of admin commands (its authorization.json). */
   readonly authorize: Authorizer;
-  /** Makes the aggregator for a job (FedAvg for scatter_and_gather). */
-  readonly aggregator: (definition: JobDefinition) => Aggregator;
+  /** Makes the aggregator for a job (default: @flare/aggregator's streaming FedAvg of weight differences). */
+  readonly aggregator?: (definition: JobDefinition) => Aggregator;
   readonly audit?: AuditHook;
   /** The last lines of the server's audit log, for `flare admin audit`. */
   readonly auditTail?: (lines: number) => Promise<string[]>;
@@ -464,7 +465,7 @@ export class ServerEngine {
         retries: def.retries,
         global,
         startRound: start,
-        aggregator: this.#o.aggregator(def),
+        aggregator: this.#o.aggregator?.(def) ?? new FedAvgAggregator({ kind: 'diff' }),
         comms: { sites: () => [...a.deployed].filter((s) => this.registry.get(s) !== undefined).sort(), sendTask: (site, task) => this.#sendTask(a, site, task) },
         checkpoint: async (round, model, record, previousMetrics) => {
           await this.store.saveCheckpoint(a.id, round, model);

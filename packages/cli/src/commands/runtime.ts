@@ -5,7 +5,7 @@ import type { Command } from 'commander';
 import { runCommand, stdio } from '../run.js';
 import { connectAdmin, runClient, runServer } from '../poc/participants.js';
 import { renderSummary, runPoc, type PocSummary } from '../poc/poc.js';
-import { defaultStack } from '../poc/stack.js';
+import { defaultStack, dpScope, verifyAuditLogs } from '../poc/stack.js';
 
 // Commander awaits an action that returns a promise of nothing; runCommand sets process.exitCode itself.
 async function run(body: () => Promise<number | void> | number | void): Promise<void> {
@@ -122,6 +122,8 @@ export function register(program: Command): void {
           json: o.json,
           ...(o.workspace === undefined ? {} : { workspace: o.workspace }),
           progress: (l) => stdio.err(l),
+          verifyAudit: verifyAuditLogs,
+          ...(o.dp ? { dpScope: dpScope() } : {}),
           tty: process.stderr.isTTY === true,
         });
         if (o.json) stdio.out(JSON.stringify(summary));

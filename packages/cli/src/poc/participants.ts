@@ -26,7 +26,8 @@ import { spamLearnerFactory } from './spam-model.js';
 export interface Stack {
   /** Opens this participant's audit log; returns the hook and a way to close it and read its tail. */
   openAudit(dir: string, kit: Kit): Promise<{ hook: AuditHook; tail(lines: number): Promise<string[]>; close(): Promise<void> }>;
-  aggregator(definition: JobDefinition): Aggregator;
+  /** The aggregator of a job; undefined: the runtime's FedAvg. */
+  aggregator?(definition: JobDefinition): Aggregator;
   /** Filters a site can build by name (privacy.json and jobs name them). */
   filters(): ReadonlyMap<string, FilterFactory<unknown>>;
 }
@@ -82,7 +83,7 @@ export async function runServer(o: ServerRun, stack: Stack): Promise<void> {
     workspace: ws,
     listener,
     authorize: authorizerFromPolicy(() => authz.current, kit.participant.org),
-    aggregator: (d) => stack.aggregator(d),
+    ...(stack.aggregator === undefined ? {} : { aggregator: (d: JobDefinition) => stack.aggregator!(d) }),
     audit: audit.hook,
     auditTail: (n) => audit.tail(n),
     logger,

@@ -18,7 +18,7 @@ export interface PocOptions {
   readonly dp: boolean;
   readonly workspace?: string;
   readonly json: boolean;
-  /** Hashed bag-of-words width (default 1024) and hidden units (default 16). */
+  /** Hashed bag-of-words width (default 1024) and hidden units (default 0: logistic regression, the model DP is documented for). */
   readonly features?: number;
   readonly hidden?: number;
   /** Where progress lines go (stderr). */
@@ -28,7 +28,7 @@ export interface PocOptions {
   /** Extra privacy.json scopes and components for --dp (contributed by the DP stack). */
   readonly dpScope?: { readonly filters: ReadonlyArray<{ readonly name: string; readonly args: Record<string, JsonValue> }>; readonly components: readonly string[] };
   /** Verifies every participant's audit log (contributed by the audit stack). */
-  readonly verifyAudit?: (dirs: ReadonlyArray<{ readonly name: string; readonly dir: string; readonly kit: string }>) => Promise<{ verified: boolean; problems: string[] }>;
+  readonly verifyAudit?: (dirs: ReadonlyArray<{ readonly name: string; readonly dir: string; readonly certificate: string }>) => Promise<{ verified: boolean; problems: string[] }>;
 }
 
 /** What `flare poc --json` prints. */
@@ -82,7 +82,7 @@ export async function runPoc(o: PocOptions): Promise<PocSummary> {
   const ws = resolve(o.workspace ?? (await mkdtemp(join(tmpdir(), 'flare-poc-'))));
   await mkdir(ws, { recursive: true });
   const features = o.features ?? 1024;
-  const hidden = o.hidden ?? 16;
+  const hidden = o.hidden ?? 0;
   const dataset = spamAssassin() === undefined ? 'iris' : 'spam-assassin';
   const width = dataset === 'iris' ? 4 : features;
   const port = await freePort();
@@ -148,7 +148,7 @@ export async function runPoc(o: PocOptions): Promise<PocSummary> {
       admin.close();
     }
     for (const p of procs.splice(0).reverse()) await p.stop();
-    const audit = o.verifyAudit === undefined ? { verified: false, problems: ['no audit verifier is installed'] } : await o.verifyAudit([{ name: 'localhost', dir: workspaceOf(kitOf('localhost')), kit: kitOf('localhost') }, ...sites.map((s) => ({ name: s, dir: workspaceOf(kitOf(s)), kit: kitOf(s) }))]);
+    const audit = o.verifyAudit === undefined ? { verified: false, problems: ['no audit verifier is installed'] } : await o.verifyAudit([{ name: 'localhost', dir: workspaceOf(kitOf('localhost')), certificate: join(kitOf('localhost'), 'startup', 'server.crt') }, ...sites.map((s) => ({ name: s, dir: workspaceOf(kitOf(s)), certificate: join(kitOf(s), 'startup', 'client.crt') }))]);
     const bytes = new Map<string, number>();
     const eps = new Map<string, number>();
     for (const h of rec.history) {

@@ -1,73 +1,66 @@
-import { randomUUID } from 'node:crypto';
-import { appendFile, readFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { META, model, tensor, type AcceptContext, type Aggregator, type AuditEventInput, type FilterFactory, type FLModel } from '@flare/core';
+import { AuditLog, verifyAuditLog } from '@flare/audit';
+import type { FilterFactory, JsonValue } from '@flare/core';
+import { dpFilterFactories } from '@flare/filters-dp';
 import type { Stack } from './participants.js';
 
-/**
- * Streaming FedAvg (FLARE's weighting: aggregation weight x NUM_STEPS_CURRENT_ROUND; sums kept per tensor in
- * float64, so memory is O(model)). A stand-in until @flare/aggregator exports its FedAvg; it refuses a second
- * update from one site and an update for another round.
- */
-export class LocalFedAvg implements Aggregator {
-  #sums = new Map<string, { sum: Float64Array; weight: number; shape: readonly number[] }>();
-  #seen = new Set<string>();
-  #round: number | undefined;
-  accept(update: FLModel, ctx: AcceptContext): void {
-    if (this.#seen.has(ctx.from)) throw new RangeError(`a second update from ${ctx.from} this round`);
-    if (this.#round !== undefined && ctx.round !== undefined && ctx.round !== this.#round) throw new RangeError(`update for round ${ctx.round} in round ${this.#round}`);
-    if (update.kind !== 'diff') throw new RangeError(`update of ${ctx.from} is not a diff`);
-    this.#round ??= ctx.round;
-    const w = (ctx.weight ?? 1) * Number(update.meta[META.NUM_STEPS_CURRENT_ROUND] ?? 1);
-    if (!(w > 0) || !Number.isFinite(w)) throw new RangeError(`update of ${ctx.from} has weight ${w}`);
-    for (const [name, t] of update.params) {
-      let s = this.#sums.get(name);
-      if (s === undefined) {
-        s = { sum: new Float64Array(t.data.length), weight: 0, shape: t.shape };
-        this.#sums.set(name, s);
-      }
-      if (s.sum.length !== t.data.length) throw new RangeError(`tensor ${name} of ${ctx.from} has the wrong size`);
-      const d = t.data as Float32Array;
-      for (let i = 0; i < d.length; i++) s.sum[i]! += w * d[i]!;
-      s.weight += w;
-    }
-    this.#seen.add(ctx.from);
-  }
-  result(): FLModel {
-    const params = new Map([...this.#sums].map(([k, s]) => [k, tensor(Float32Array.from(s.sum, (x) => x / s.weight), [...s.shape])] as const));
-    return model(params, 'diff');
-  }
-  reset(): void {
-    this.#sums.clear();
-    this.#seen.clear();
-    this.#round = undefined;
-  }
-}
+/** The audit log file of a participant's workspace. */
+export const AUDIT_FILE = 'audit.jsonl';
 
-/** The stack the `flare` commands run with: what has landed from the other packages, wired here. */
+/**
+ * The stack the `flare` commands run with: @flare/audit's hash-chained log signed with the kit key,
+ * the runtime's default aggregator (@flare/aggregator's streaming FedAvg), @flare/filters-dp's filters (gaussian-dp, percentile, svt,
+ * exclude-vars) for privacy.json and jobs to name.
+ */
 export function defaultStack(): Stack {
   return {
-    async openAudit(dir) {
-      // Until @flare/audit lands: plain JSON Lines, NOT tamper-evident (the poc reports it as unverified).
-      const file = join(dir, 'audit.jsonl');
-      const pending: Array<Promise<void>> = [];
+    async openAudit(dir, kit) {
+      const file = join(dir, AUDIT_FILE);
+      const log = await AuditLog.open(file, { site: kit.participant.name, signer: kit.privateKey });
       return {
-        hook: (e: AuditEventInput) => {
-          const id = randomUUID();
-          pending.push(appendFile(file, `${JSON.stringify({ id, ts: new Date().toISOString(), ...e })}\n`, { mode: 0o600 }));
-          return id;
-        },
+        hook: log.append,
         tail: async (n) => {
-          await Promise.all(pending);
-          const text = await readFile(file, 'utf8').catch(() => '');
-          return text.trimEnd().split('\n').filter((l) => l !== '').slice(-n);
+          log.flush();
+          const text = await readFile(file, 'utf8');
+          return text.trimEnd().split('\n').slice(-n);
         },
-        close: async () => {
-          await Promise.all(pending);
-        },
+        close: () => log.close(),
       };
     },
-    aggregator: () => new LocalFedAvg(),
-    filters: () => new Map<string, FilterFactory<unknown>>(),
+    filters: () => new Map<string, FilterFactory<unknown>>(dpFilterFactories.map((f) => [f.name, f as FilterFactory<unknown>])),
+  };
+}
+
+/**
+ * Verifies each participant's audit log against its kit certificate: an unbroken hash chain, every checkpoint
+ * signed by that participant's key, and closed cleanly. Returns one problem line per failure.
+ */
+export async function verifyAuditLogs(parts: ReadonlyArray<{ readonly name: string; readonly dir: string; readonly certificate: string }>): Promise<{ verified: boolean; problems: string[] }> {
+  const problems: string[] = [];
+  for (const p of parts) {
+    const certificate = await readFile(p.certificate, 'utf8').catch(() => undefined);
+    const v = await verifyAuditLog(join(p.dir, AUDIT_FILE), certificate === undefined ? {} : { certificate });
+    if (!v.ok) problems.push(`${p.name}: ${v.problems[0] === undefined ? 'not whole' : `line ${v.problems[0].line}: ${v.problems[0].kind}: ${v.problems[0].detail}`}`);
+    else if (v.signer?.trusted !== true) problems.push(`${p.name}: checkpoints are not signed by the participant's certificate`);
+  }
+  return { verified: problems.length === 0, problems };
+}
+
+/**
+ * The `private` privacy scope the poc's sites demand with `--dp`: gaussian-dp on every update leaving the site
+ * (clip the update's L2 norm to `clipNorm`, add N(0, (noiseMultiplier x clipNorm)^2) per coordinate), with
+ * @flare/filters-dp's RDP accountant and a per-site budget kept in the site's workspace. Defaults: clip 2,
+ * noise multiplier 0.5, budget epsilon 64 at delta 1e-5 (5 rounds spend epsilon 30.1; see
+ * docs/getting-started.md). `FLARE_POC_DP_CLIP`, `FLARE_POC_DP_Z` and `FLARE_POC_DP_MAX` override them.
+ */
+export function dpScope(env: Readonly<Record<string, string | undefined>> = process.env): {
+  filters: Array<{ name: string; args: { [k: string]: JsonValue } }>;
+  components: string[];
+} {
+  const num = (v: string | undefined, d: number): number => (v === undefined || v === '' || !Number.isFinite(Number(v)) ? d : Number(v));
+  return {
+    filters: [{ name: 'gaussian-dp', args: { clipNorm: num(env['FLARE_POC_DP_CLIP'], 2), noiseMultiplier: num(env['FLARE_POC_DP_Z'], 0.5), budget: { maxEpsilon: num(env['FLARE_POC_DP_MAX'], 64), delta: 1e-5 } } }],
+    components: ['gaussian-dp'],
   };
 }

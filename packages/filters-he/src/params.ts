@@ -87,6 +87,14 @@ export function resolveHeParams(input: Partial<HeParams> = {}): HeParams {
       throw invalidParams(`every prime must have ${MIN_PRIME_BITS} to ${MAX_PRIME_BITS} bits, got ${b}`);
     }
   }
+  // Security first: whatever else is wrong, a modulus too large for the degree is the finding that matters.
+  const total = bits.reduce((a, b) => a + b, 0);
+  if (total > maxBits) {
+    throw new HeError(
+      'E_HE_INSECURE_PARAMS',
+      `coefficient modulus of ${total} bits exceeds the ${maxBits} bits that give 128-bit security at N = ${n}`,
+    );
+  }
   for (const b of bits.slice(1, -1)) {
     if (b < MIN_RESCALE_BITS) throw invalidParams(`rescaling primes need at least ${MIN_RESCALE_BITS} bits, got ${b}`);
   }
@@ -95,13 +103,6 @@ export function resolveHeParams(input: Partial<HeParams> = {}): HeParams {
   }
   if (bits[0]! - scaleBits < MIN_HEADROOM_BITS) {
     throw invalidParams(`the first prime (${bits[0]} bits) must exceed scale_bits (${scaleBits}) by at least ${MIN_HEADROOM_BITS} bits`);
-  }
-  const total = bits.reduce((a, b) => a + b, 0);
-  if (total > maxBits) {
-    throw new HeError(
-      'E_HE_INSECURE_PARAMS',
-      `coefficient modulus of ${total} bits exceeds the ${maxBits} bits that give 128-bit security at N = ${n}`,
-    );
   }
   return Object.freeze(params);
 }

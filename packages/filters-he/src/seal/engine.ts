@@ -105,8 +105,107 @@ function readLevel(cd: ContextData): WireLevel {
 export type EngineSecret = { readonly kind: 'generate' } | { readonly kind: 'load'; readonly bytes: Uint8Array } | { readonly kind: 'none' };
 
 /**
- * SEAL objects for one CKKS parameter set and (optionally) one secret key: encoder and evaluator always;
- * encryptor and decryptor only with the secret key.
+ * The SEAL objects that depend only on the parameters: creating a SEAL context computes NTT tables and
+ * searches auxiliary primes for every level, which takes a second or more in WebAssembly, so one set is shared
+ * by every engine of the same parameters in the process, counted, and deleted when the last engine goes.
+ */
+class Shared {
+  readonly key: string;
+  readonly parms: EncryptionParameters;
+  readonly context: Context;
+  readonly encoder: CKKSEncoder;
+  readonly evaluator: Evaluator;
+  readonly levelIds: ParmsIdType[];
+  readonly shape: WireShape;
+  readonly keyLevel: WireLevel;
+  refs = 0;
+
+  constructor(lib: SEALLibrary, params: HeParams, key: string) {
+    this.key = key;
+    const n = params.polyModulusDegree;
+    const created: Array<{ delete(): void }> = [];
+    try {
+      this.parms = lib.EncryptionParameters(lib.SchemeType.ckks);
+      created.push(this.parms);
+      this.parms.setPolyModulusDegree(n);
+      let modulus;
+      try {
+        modulus = lib.CoeffModulus.Create(n, Int32Array.from(params.coeffModBits));
+      } catch (cause) {
+        throw new HeError('E_HE_INVALID_PARAMS', `SEAL found no primes of bit sizes [${params.coeffModBits.join(', ')}] for N = ${n}`, { cause });
+      }
+      try {
+        this.parms.setCoeffModulus(modulus);
+      } finally {
+        modulus.delete();
+      }
+      // expandModChain = true: SEAL keeps every level of the chain; tc128 makes SEAL itself refuse parameters
+      // beyond the 128-bit table (we checked them first, so this is a second lock on the same door).
+      this.context = lib.Context(this.parms, true, lib.SecurityLevel.tc128);
+      created.push(this.context);
+      if (!this.context.parametersSet()) throw new HeError('E_HE_INVALID_PARAMS', 'SEAL refused these CKKS parameters');
+      const levels: WireLevel[] = [];
+      this.levelIds = [];
+      let cd = this.context.firstContextData;
+      for (;;) {
+        levels.push(readLevel(cd));
+        const id = cd.parmsId;
+        this.levelIds.push(id);
+        created.push(id);
+        const next = cd.chainIndex === 0 ? undefined : cd.nextContextData;
+        cd.delete();
+        if (next === undefined) break;
+        cd = next;
+      }
+      this.shape = { degree: n, levels };
+      const keyData = this.context.keyContextData;
+      try {
+        this.keyLevel = readLevel(keyData);
+      } finally {
+        keyData.delete();
+      }
+      this.encoder = lib.CKKSEncoder(this.context);
+      created.push(this.encoder);
+      this.evaluator = lib.Evaluator(this.context);
+      created.push(this.evaluator);
+    } catch (e) {
+      for (const o of created.reverse()) o.delete();
+      if (e instanceof FlareError) throw e;
+      throw new HeError('E_HE_ENGINE', 'SEAL could not set up the CKKS context', { cause: e });
+    }
+  }
+
+  delete(): void {
+    this.evaluator.delete();
+    this.encoder.delete();
+    for (const id of this.levelIds) id.delete();
+    this.context.delete();
+    this.parms.delete();
+  }
+}
+
+const shared = new Map<string, Shared>();
+
+function acquire(lib: SEALLibrary, params: HeParams): Shared {
+  const key = `${params.polyModulusDegree}/${params.coeffModBits.join(',')}`;
+  let s = shared.get(key);
+  if (s === undefined) {
+    s = new Shared(lib, params, key);
+    shared.set(key, s);
+  }
+  s.refs++;
+  return s;
+}
+
+function release(s: Shared): void {
+  if (--s.refs > 0) return;
+  shared.delete(s.key);
+  s.delete();
+}
+
+/**
+ * SEAL objects for one CKKS parameter set and (optionally) one secret key: the shared encoder and
+ * evaluator always; encryptor and decryptor only with the secret key.
  */
 export class CkksEngine {
   readonly slots: number;
@@ -116,67 +215,28 @@ export class CkksEngine {
   readonly hasSecretKey: boolean;
 
   #lib: SEALLibrary;
-  #parms: EncryptionParameters | undefined;
-  #context: Context | undefined;
-  #encoder: CKKSEncoder | undefined;
-  #evaluator: Evaluator | undefined;
-  #levelIds: ParmsIdType[] = [];
+  #shared: Shared | undefined;
   #secretKey: SecretKey | undefined;
   #encryptor: Encryptor | undefined;
   #decryptor: Decryptor | undefined;
   #scratch: PlainText | undefined;
-  #disposed = false;
 
   private constructor(lib: SEALLibrary, params: HeParams, secret: EngineSecret) {
     this.#lib = lib;
-    const n = params.polyModulusDegree;
-    this.slots = n / 2;
+    this.slots = params.polyModulusDegree / 2;
     this.scale = 2 ** params.scaleBits;
+    const s = acquire(lib, params);
+    this.#shared = s;
+    this.shape = s.shape;
+    this.keyLevel = s.keyLevel;
+    this.hasSecretKey = secret.kind !== 'none';
     try {
-      this.#parms = lib.EncryptionParameters(lib.SchemeType.ckks);
-      this.#parms.setPolyModulusDegree(n);
-      let modulus;
-      try {
-        modulus = lib.CoeffModulus.Create(n, Int32Array.from(params.coeffModBits));
-      } catch (cause) {
-        throw new HeError('E_HE_INVALID_PARAMS', `SEAL found no primes of bit sizes [${params.coeffModBits.join(', ')}] for N = ${n}`, { cause });
-      }
-      try {
-        this.#parms.setCoeffModulus(modulus);
-      } finally {
-        modulus.delete();
-      }
-      // expandModChain = true: SEAL keeps every level of the chain; tc128 makes SEAL itself refuse parameters
-      // beyond the 128-bit table (we checked them first, so this is a second lock on the same door).
-      this.#context = lib.Context(this.#parms, true, lib.SecurityLevel.tc128);
-      if (!this.#context.parametersSet()) throw new HeError('E_HE_INVALID_PARAMS', 'SEAL refused these CKKS parameters');
-      const levels: WireLevel[] = [];
-      let cd = this.#context.firstContextData;
-      for (;;) {
-        levels.push(readLevel(cd));
-        this.#levelIds.push(cd.parmsId);
-        const last = cd.chainIndex === 0;
-        const next = last ? undefined : cd.nextContextData;
-        cd.delete();
-        if (next === undefined) break;
-        cd = next;
-      }
-      this.shape = { degree: n, levels };
-      const keyData = this.#context.keyContextData;
-      try {
-        this.keyLevel = readLevel(keyData);
-      } finally {
-        keyData.delete();
-      }
-      this.#encoder = lib.CKKSEncoder(this.#context);
-      this.#evaluator = lib.Evaluator(this.#context);
       this.#scratch = lib.PlainText();
-      this.hasSecretKey = secret.kind !== 'none';
       if (secret.kind !== 'none') this.#initSecret(secret);
     } catch (e) {
       this.dispose();
       if (e instanceof FlareError) throw e;
-      throw new HeError('E_HE_ENGINE', 'SEAL could not set up the CKKS context', { cause: e });
+      throw new HeError('E_HE_ENGINE', 'SEAL could not set up the keys', { cause: e });
     }
   }
 
@@ -223,19 +283,28 @@ export class CkksEngine {
     this.#decryptor = lib.Decryptor(context, this.#secretKey);
   }
 
+  #live(): Shared {
+    if (this.#shared === undefined) throw new TypeError('HE context used after dispose()');
+    return this.#shared;
+  }
+
   #ctx(): Context {
-    if (this.#disposed || this.#context === undefined) throw new TypeError('HE context used after dispose()');
-    return this.#context;
+    return this.#live().context;
   }
 
   #enc(): CKKSEncoder {
-    this.#ctx();
-    return this.#encoder!;
+    return this.#live().encoder;
   }
 
   #ev(): Evaluator {
-    this.#ctx();
-    return this.#evaluator!;
+    return this.#live().evaluator;
+  }
+
+  #levelId(level: WireLevel): ParmsIdType {
+    const s = this.#live();
+    const i = s.shape.levels.indexOf(level);
+    if (i < 0) throw new TypeError('level does not belong to this context');
+    return s.levelIds[i]!;
   }
 
   #levelIndex(level: WireLevel): number {
@@ -292,7 +361,7 @@ export class CkksEngine {
     try {
       guard('encoding', () => {
         this.#enc().encode(new Float64Array(this.slots).fill(value), scale, pt);
-        if (index > 0) this.#ev().plainModSwitchTo(pt, this.#levelIds[index]!, pt);
+        if (index > 0) this.#ev().plainModSwitchTo(pt, this.#levelId(level), pt);
       });
     } catch (e) {
       pt.delete();
@@ -309,7 +378,7 @@ export class CkksEngine {
     try {
       guard('encoding', () => {
         this.#enc().encode(values, scale, pt);
-        if (index > 0) this.#ev().plainModSwitchTo(pt, this.#levelIds[index]!, pt);
+        if (index > 0) this.#ev().plainModSwitchTo(pt, this.#levelId(level), pt);
       });
     } catch (e) {
       pt.delete();
@@ -352,7 +421,7 @@ export class CkksEngine {
     const index = this.#levelIndex(level);
     if (index < this.#levelIndex(ct.level)) throw new TypeError('cannot switch a ciphertext up the chain');
     if (level === ct.level) return;
-    guard('modulus switch', () => this.#ev().cipherModSwitchTo(ct.handle, this.#levelIds[index]!, ct.handle));
+    guard('modulus switch', () => this.#ev().cipherModSwitchTo(ct.handle, this.#levelId(level), ct.handle));
     ct.level = level;
   }
 
@@ -382,15 +451,11 @@ export class CkksEngine {
     });
   }
 
-  /** Deletes every SEAL object the engine owns; later calls throw TypeError. Idempotent. */
+  /** Deletes the SEAL objects the engine owns (and the shared ones when it was their last user). Idempotent. */
   dispose(): void {
-    this.#disposed = true;
-    for (const o of [this.#decryptor, this.#encryptor, this.#secretKey, this.#scratch, this.#evaluator, this.#encoder]) o?.delete();
-    for (const id of this.#levelIds) id.delete();
-    this.#context?.delete();
-    this.#parms?.delete();
+    for (const o of [this.#decryptor, this.#encryptor, this.#secretKey, this.#scratch]) o?.delete();
     this.#decryptor = this.#encryptor = this.#secretKey = this.#scratch = undefined;
-    this.#evaluator = this.#encoder = this.#context = this.#parms = undefined;
-    this.#levelIds = [];
+    if (this.#shared !== undefined) release(this.#shared);
+    this.#shared = undefined;
   }
 }

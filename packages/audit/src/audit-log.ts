@@ -118,6 +118,26 @@ function field(key: string, v: unknown, max: number): string {
   return `,"${key}":${str(v)}`;
 }
 
+/**
+ * canonicalJson of an event's data: flat objects of strings, finite numbers, booleans and null (the usual case)
+ * are serialized here with the same rules (keys sorted by UTF-16 code units, JSON.stringify for each value);
+ * anything nested goes to core's canonicalJson. The property test checks lines against canonicalJson.
+ */
+function canonicalData(data: Readonly<Record<string, JsonValue>>): string {
+  const keys = Object.keys(data).sort();
+  let out = '{';
+  for (let i = 0; i < keys.length; i++) {
+    const k = keys[i]!;
+    const v = data[k];
+    if (v === undefined) continue;
+    const flat = v === null || typeof v === 'string' || typeof v === 'boolean' || (typeof v === 'number' && Number.isFinite(v));
+    // Nested values, and values JSON cannot represent (which canonicalJson refuses with a TypeError).
+    if (!flat) return canonicalJson(data as JsonValue);
+    out += `${out.length > 1 ? ',' : ''}${str(k)}:${JSON.stringify(v)}`;
+  }
+  return `${out}}`;
+}
+
 // toISOString per call is a measurable share of an append; events within the same millisecond share it.
 let lastMs = -1;
 let lastIso = '';
@@ -246,7 +266,7 @@ export class AuditLog {
     const id = randomUUID();
     let data = '';
     try {
-      if (event.data !== undefined) data = `,"data":${canonicalJson(event.data as JsonValue)}`;
+      if (event.data !== undefined) data = `,"data":${canonicalData(event.data)}`;
     } catch (cause) {
       throw new AuditError('E_AUDIT_EVENT', `audit event ${event.action}: data is not JSON`, { cause });
     }

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { canonicalJson, type JsonValue } from '@flare/core';
 import { z } from 'zod';
 
@@ -91,7 +91,8 @@ export const checkpointSchema = z.strictObject({
 
 /** SHA-256 hex of a string's UTF-8 bytes. */
 export function sha256Hex(s: string): string {
-  return createHash('sha256').update(s).digest('hex');
+  // One-shot hash (Node >= 20.12): no Hash object per line, a third of the hashing cost on the append path.
+  return hash('sha256', s, 'hex');
 }
 
 /** The hash of a parsed line as a verifier computes it: canonical JSON of everything but `hash` and `sig`. */

@@ -130,6 +130,9 @@ describe('AuditLog', () => {
       expectCode(() => log.append({ action: 'Submit Job' }), 'E_AUDIT_EVENT');
       expectCode(() => log.append({ action: '' }), 'E_AUDIT_EVENT');
       expectCode(() => log.append({ action: 'x', data: { eps: Number.NaN } }), 'E_AUDIT_EVENT');
+      expectCode(() => log.append({ action: 'x', data: { n: 1n } as unknown as Record<string, JsonValue> }), 'E_AUDIT_EVENT');
+      expectCode(() => log.append({ action: 'x', data: { f: () => 1 } as unknown as Record<string, JsonValue> }), 'E_AUDIT_EVENT');
+      expectCode(() => log.append({ action: 'x', data: { deep: { eps: Infinity } } }), 'E_AUDIT_EVENT');
       expectCode(() => log.append({ action: 'x', msg: 'm'.repeat(9000) }), 'E_AUDIT_EVENT');
       expectCode(() => log.append({ action: 'x', user: 7 as unknown as string }), 'E_AUDIT_EVENT');
       expectCode(() => log.append({ action: 'x', data: { blob: 'b'.repeat(70_000) } }), 'E_AUDIT_EVENT');

@@ -14,21 +14,15 @@ export interface MacInput {
 }
 
 /**
- * HMAC-SHA256 over the canonical JSON (RFC 8785) of the session id, sequence number, timestamp, epoch, the
- * application header, the payload length and the payload's SHA-256: one canonical byte string, so a field
- * cannot be moved between header and trailer, and two implementations agree on what was authenticated.
+ * HMAC-SHA256 (RFC 2104) over one unambiguous byte string: a context line, then the session id, sequence
+ * number, timestamp, epoch, payload length and payload SHA-256 (hex), one per line, then the canonical JSON
+ * (RFC 8785) of the application header. Every field before the header has a fixed alphabet without newlines,
+ * and the header comes last, so no two inputs share an encoding; key order in the header does not matter.
  */
 export function messageMac(key: Uint8Array, m: MacInput): Uint8Array {
-  const covered = canonicalJson({
-    e: m.epoch,
-    h: m.header,
-    len: m.payloadLength,
-    seq: m.seq,
-    sha: Buffer.from(m.payloadSha256.buffer, m.payloadSha256.byteOffset, m.payloadSha256.byteLength).toString('base64url'),
-    sid: m.sid,
-    ts: m.ts,
-  });
-  return createHmac('sha256', key).update('flare-ts/auth/v1 msg\n').update(covered).digest();
+  const sha = Buffer.from(m.payloadSha256.buffer, m.payloadSha256.byteOffset, m.payloadSha256.byteLength).toString('hex');
+  const covered = `flare-ts/auth/v1 msg\n${m.sid}\n${m.seq}\n${m.ts}\n${m.epoch}\n${m.payloadLength}\n${sha}\n${canonicalJson(m.header)}`;
+  return createHmac('sha256', key).update(covered).digest();
 }
 
 /** Constant-time comparison of two MACs (false for different lengths). */

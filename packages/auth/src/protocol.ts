@@ -50,7 +50,7 @@ export const WELCOME = z.strictObject({
 export type Welcome = z.infer<typeof WELCOME>;
 
 export const TRAILER = z.strictObject({
-  sid: z.string().max(64),
+  sid: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'expected a base64url session id'),
   seq: z.int().min(0).max(2 ** 53 - 1),
   ts,
   e: z.int().min(0).max(2 ** 31),

@@ -227,13 +227,23 @@ describe('liveness and closing', () => {
   });
 
   it('keeps a quiet but healthy connection open across many heartbeats', async () => {
-    const server = await echoServer({ security: 'clear', limits: { heartbeatMs: 20, idleTimeoutMs: 100 } });
-    const conn = await client(server.port, { limits: { heartbeatMs: 20, idleTimeoutMs: 100 } });
-    let pings = 0;
-    const enough = new Promise<void>((resolve) => {
-      const t = setInterval(() => (++pings >= 15 ? (clearInterval(t), resolve()) : undefined), 20);
+    // Idle timeout 20x the heartbeat: pongs keep the connection alive for a full second of silence.
+    const limits = { heartbeatMs: 50, idleTimeoutMs: 1000 };
+    const server = await echoServer({ security: 'clear', limits });
+    const conn = await client(server.port, { limits });
+    let closed = false;
+    void conn.closed.then(() => (closed = true));
+    const beats = new Promise<void>((resolve) => {
+      let n = 0;
+      const t = setInterval(() => {
+        if (++n >= 24 || closed) {
+          clearInterval(t);
+          resolve();
+        }
+      }, 50);
     });
-    await within(enough);
+    await within(beats);
+    expect(closed).toBe(false);
     const reply = within(conn.receive());
     await conn.send({ still: 'here' });
     expect((await reply).header['echoed']).toBe(true);

@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { createHash, createHmac } from 'node:crypto';
+import { createHmac, hash } from 'node:crypto';
 import { once } from 'node:events';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -31,6 +31,8 @@ participants:
     org: nvidia
 `;
 
+// What the transport uses per message: a one-shot SHA-256 (crypto.hash, Node >= 20.12).
+const sha256 = (b: Uint8Array): Uint8Array => hash('sha256', b, 'buffer');
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const MB = 1e6;
 
@@ -87,27 +89,34 @@ async function flare(clientKit: Kit, serverKit: Kit, parts: ReturnType<typeof en
   return { ms, peakExtraMiB: (peak - base - parts.byteLength) / 2 ** 20 };
 }
 
-function perMessage(client: Session, server: Session): { authUs: number; hmacUs: number } {
+function perMessage(client: Session, server: Session): { wallUs: number; cpuUs: number; hmacCpuUs: number } {
   const payload = new Uint8Array(1024).fill(42);
   const header = { type: 'task', job: 'job-1', round: 3, task: 'train' };
   const batch = 2000;
-  const runs: number[] = [];
+  const wall: number[] = [];
+  const cpu: number[] = [];
+  // The shared machine is often oversubscribed: CPU time per message (process.cpuUsage) is the cost; wall
+  // time also counts time the scheduler gave to other processes.
   for (let r = 0; r < 15; r++) {
+    const c0 = process.cpuUsage();
     const t0 = performance.now();
     for (let i = 0; i < batch; i++) {
-      const trailer = client.seal(header, payload.length, createHash('sha256').update(payload).digest());
-      server.open(JSON.parse(JSON.stringify(header)) as typeof header, payload.length, createHash('sha256').update(payload).digest(), trailer);
+      const trailer = client.seal(header, payload.length, sha256(payload));
+      server.open(header, payload.length, sha256(payload), trailer);
     }
-    runs.push(((performance.now() - t0) * 1000) / batch);
+    wall.push(((performance.now() - t0) * 1000) / batch);
+    const c = process.cpuUsage(c0);
+    cpu.push((c.user + c.system) / batch);
   }
   const key = new Uint8Array(32);
   const hm: number[] = [];
   for (let r = 0; r < 15; r++) {
-    const t0 = performance.now();
+    const c0 = process.cpuUsage();
     for (let i = 0; i < batch; i++) createHmac('sha256', key).update(payload).digest();
-    hm.push(((performance.now() - t0) * 1000) / batch);
+    const c = process.cpuUsage(c0);
+    hm.push((c.user + c.system) / batch);
   }
-  return { authUs: median(runs.slice(3)), hmacUs: median(hm.slice(3)) };
+  return { wallUs: median(wall.slice(3)), cpuUs: median(cpu.slice(3)), hmacCpuUs: median(hm.slice(3)) };
 }
 
 /** Messages per second over one mtls connection, with or without the session guard. */
@@ -155,7 +164,7 @@ console.log(JSON.stringify({ port: server.port, ...mem() }));
 createInterface({ input: process.stdin }).on('line', (l) => l === 'mem' ? console.log(JSON.stringify(mem())) : process.exit(0));
 `;
 
-async function manyConnections(clientKit: Kit, serverKitDir: string, count: number): Promise<{ loginsPerSec: number; rssPerConnKiB: number; heapPerConnKiB: number; clientRssPerConnKiB: number }> {
+async function manyConnections(clientKit: Kit, serverKitDir: string, count: number): Promise<{ loginsPerSec: number; rssPerConnKiB: number; heapPerConnKiB: number }> {
   const benchDir = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
   const child = spawn(process.execPath, ['--expose-gc', '--input-type=module', '-e', SERVER_SCRIPT, serverKitDir], { cwd: benchDir, stdio: ['pipe', 'pipe', 'inherit'] });
   const lines = createInterface({ input: child.stdout! });
@@ -163,7 +172,6 @@ async function manyConnections(clientKit: Kit, serverKitDir: string, count: numb
   const start = await next();
   const ca = createClientAuth({ kit: clientKit, renewAt: false });
   const conns: Array<Connection<Session>> = [];
-  const clientRss0 = process.memoryUsage().rss;
   const t0 = performance.now();
   let next_ = 0;
   const worker = async (): Promise<void> => {
@@ -176,7 +184,6 @@ async function manyConnections(clientKit: Kit, serverKitDir: string, count: numb
   const seconds = (performance.now() - t0) / 1000;
   child.stdin!.write('mem\n');
   const after = await next();
-  const clientRss = process.memoryUsage().rss - clientRss0;
   await Promise.all(conns.map((c) => c.close()));
   child.stdin!.write('quit\n');
   await once(child, 'exit');
@@ -185,7 +192,6 @@ async function manyConnections(clientKit: Kit, serverKitDir: string, count: numb
     loginsPerSec: count / seconds,
     rssPerConnKiB: (after.rss - start.rss) / count / 1024,
     heapPerConnKiB: (after.heap - start.heap) / count / 1024,
-    clientRssPerConnKiB: clientRss / count / 1024,
   };
 }
 
@@ -247,12 +253,12 @@ export const suite: Suite = {
         { label: `(a) ${(parts.byteLength / MB).toFixed(0)} MB model over mtls + auth (streamed 1 MiB chunks)`, value: rate(median(ours)), unit: 'MB/s', baseline: baselineA, higherIsBetter: true, aim: '>= 0.7x' },
         { label: '(a) same transfer', value: rate(median(ours)), unit: 'MB/s', baseline: baselineStored, higherIsBetter: true },
         { label: '(a) memory held during the transfer beyond the model and its received copy (peak)', value: median(extra), unit: 'MiB' },
-        { label: '(b) per-message auth, 1 KB payload: seal + open incl. SHA-256 of the payload on both sides (median)', value: pm.authUs, unit: 'µs', baseline: { label: 'one HMAC-SHA256 of 1 KB', value: pm.hmacUs }, higherIsBetter: false, aim: '< 20 µs' },
+        { label: '(b) per-message auth, 1 KB payload: seal + open incl. SHA-256 of the payload on both sides, CPU time (median)', value: pm.cpuUs, unit: 'µs', baseline: { label: 'one HMAC-SHA256 of 1 KB, CPU time', value: pm.hmacCpuUs }, higherIsBetter: false, aim: '< 20 µs' },
+        { label: '(b) the same, wall time (includes time the shared machine gave to other processes)', value: pm.wallUs, unit: 'µs', aim: '< 20 µs' },
         { label: '(b) 1 KB messages/s over one mtls connection, authenticated', value: authed, unit: 'msg/s', baseline: { label: 'same connection without the session guard', value: plain }, higherIsBetter: true },
         { label: '(c) logins/s, 1,000 mtls connections opened 32 at a time (client and server on 2 cores)', value: many.loginsPerSec, unit: 'logins/s' },
         { label: '(c) server RSS per authenticated connection (separate process, after GC)', value: many.rssPerConnKiB, unit: 'KiB' },
         { label: '(c) server JS heap per authenticated connection', value: many.heapPerConnKiB, unit: 'KiB' },
-        { label: '(c) client-side RSS per connection (all 1,000 clients in one process)', value: many.clientRssPerConnKiB, unit: 'KiB' },
       ];
     } finally {
       await rm(workspace, { recursive: true, force: true });

@@ -73,7 +73,7 @@ export { TestAttester, testMeasurement } from './attesters/test-attester.js';
 export type { TestAttesterOptions } from './attesters/test-attester.js';
 
 // Synthetic evidence (tests, `flare poc --attest test`).
-export { createTestAuthority } from './synthetic/authority.js';
+export { createTestAuthority, loadTestAuthority, serializeTestAuthority } from './synthetic/authority.js';
 export type { Issued, TestAuthority, TestAuthorityOptions } from './synthetic/authority.js';
 export { synthesizeSnpEvidence } from './synthetic/snp.js';
 export type { SnpSynthesisOptions, SyntheticSnpEvidence, SyntheticTcb } from './synthetic/snp.js';
@@ -84,3 +84,4 @@ export type { GpuSynthesisOptions, RimSynthesisOptions } from './synthetic/gpu.j
 
 // Provisioning.
 export { ATTESTATION_POLICY_KIT_PATH, attestationPolicyKitBuilder, CC_BUILDER_PATHS } from './kit-builder.js';
+export { loadAttestationPolicy } from './policy-file.js';

@@ -37,3 +37,17 @@ describe('createTestAuthority (checked with openssl)', () => {
     expect(ossl('verify', '-no-CApath', '-no-CAstore', '-attime', String(Date.UTC(2030, 0, 1) / 1000), '-CAfile', ca, '-untrusted', write('pckca.pem', certs[1]!), write('pck.pem', certs[0]!))).toMatch(/OK/);
   });
 });
+
+describe('serializeTestAuthority / loadTestAuthority', () => {
+  it('a loaded authority signs evidence that verifies with the original trust anchors (POC processes share one)', async () => {
+    const { loadTestAuthority, serializeTestAuthority, synthesizeGpuEvidence, verifyEvidence } = await import('../src/index.js');
+    const copy = loadTestAuthority(serializeTestAuthority(auth));
+    const at = new Date('2030-01-01Z');
+    const snp = synthesizeSnpEvidence(copy);
+    expect((await verifyEvidence({ type: 'snp', ...snp, at, trust: auth.trust })).ok).toBe(true);
+    const gpu = synthesizeGpuEvidence(copy);
+    expect((await verifyEvidence({ type: 'gpu', evidence: gpu.evidence, certificates: [gpu.certificates], at, trust: auth.trust })).ok).toBe(true);
+    expect(copy.trust).toEqual(auth.trust);
+    expect(() => loadTestAuthority('{"format":"other"}')).toThrow(TypeError);
+  });
+});

@@ -1,4 +1,4 @@
-import type { KeyObject } from 'node:crypto';
+import { createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto';
 import type { SnpProduct } from '../snp/tcb.js';
 import type { TrustAnchors } from '../trust.js';
 import { AT, makeCertificate, newKey, toPem, type SigningKey } from './certs.js';
@@ -125,6 +125,78 @@ export function createTestAuthority(options: TestAuthorityOptions = {}): TestAut
       intelRoot: iroot.pem,
       nvidiaDeviceRoot: nroot.pem,
       nvidiaRimRoot: rimRoot.pem,
+      label: 'test',
+    }),
+  };
+}
+
+/** The JSON form of a test authority (private keys as PKCS#8 PEM): test and POC use only. */
+interface SerializedIssued {
+  readonly der: string;
+  readonly key: string;
+  readonly kind: SigningKey['kind'];
+  readonly subject: ReadonlyArray<readonly [string, string]>;
+}
+
+function serializeIssued(i: Issued): SerializedIssued {
+  return { der: Buffer.from(i.der).toString('base64'), key: i.key.privateKey.export({ type: 'pkcs8', format: 'pem' }) as string, kind: i.key.kind, subject: i.subject };
+}
+
+function parseIssued(v: unknown, what: string): Issued {
+  const o = v as Partial<SerializedIssued> | null;
+  if (o === null || typeof o !== 'object' || typeof o.der !== 'string' || typeof o.key !== 'string' || !Array.isArray(o.subject) || (o.kind !== 'rsa-pss' && o.kind !== 'p256' && o.kind !== 'p384')) {
+    throw new TypeError(`test authority: ${what} is not a serialized certificate`);
+  }
+  const privateKey = createPrivateKey(o.key);
+  const der = new Uint8Array(Buffer.from(o.der, 'base64'));
+  return { der, pem: toPem(der), key: { privateKey, publicKey: createPublicKey(privateKey), kind: o.kind }, subject: o.subject };
+}
+
+/**
+ * Writes a test authority as JSON (certificates and private keys), so the separate processes of a POC
+ * federation (`flare poc --attest test`) share one synthetic vendor hierarchy. The output holds private
+ * keys of a test-only hierarchy: keep it in the POC workspace, never where real trust is configured.
+ */
+export function serializeTestAuthority(auth: TestAuthority): string {
+  const amd = Object.fromEntries(Object.entries(auth.amd).map(([p, a]) => [p, { ark: serializeIssued(a.ark), ask: serializeIssued(a.ask), asvk: serializeIssued(a.asvk) }]));
+  const group = (g: Record<string, Issued>) => Object.fromEntries(Object.entries(g).map(([k, v]) => [k, serializeIssued(v)]));
+  return JSON.stringify({ format: 'flare-ts-test-authority-v1', notBefore: auth.notBefore.toISOString(), notAfter: auth.notAfter.toISOString(), amd, intel: group(auth.intel), nvidia: group(auth.nvidia) });
+}
+
+/** Reads a test authority written by {@link serializeTestAuthority}. @throws TypeError when it is not one */
+export function loadTestAuthority(text: string): TestAuthority {
+  const doc = JSON.parse(text) as Record<string, unknown>;
+  if (doc['format'] !== 'flare-ts-test-authority-v1') throw new TypeError('not a serialized FLARE-TS test authority');
+  const g = (name: string) => (doc[name] ?? {}) as Record<string, unknown>;
+  const amdRaw = g('amd') as Record<string, Record<string, unknown>>;
+  const amdFor = (p: SnpProduct) => ({ ark: parseIssued(amdRaw[p]?.['ark'], `${p} ARK`), ask: parseIssued(amdRaw[p]?.['ask'], `${p} ASK`), asvk: parseIssued(amdRaw[p]?.['asvk'], `${p} ASVK`) });
+  const amd = { Milan: amdFor('Milan'), Genoa: amdFor('Genoa'), Turin: amdFor('Turin') };
+  const i = g('intel');
+  const n = g('nvidia');
+  const intel = { root: parseIssued(i['root'], 'Intel root'), pckCa: parseIssued(i['pckCa'], 'Intel PCK CA'), tcbSigning: parseIssued(i['tcbSigning'], 'Intel TCB signing') };
+  const nvidia = {
+    root: parseIssued(n['root'], 'NVIDIA root'),
+    identity: parseIssued(n['identity'], 'NVIDIA identity'),
+    ica: parseIssued(n['ica'], 'NVIDIA ICA'),
+    rimRoot: parseIssued(n['rimRoot'], 'NVIDIA RIM root'),
+    rimCa: parseIssued(n['rimCa'], 'NVIDIA RIM CA'),
+    rimSigner: parseIssued(n['rimSigner'], 'NVIDIA RIM signer'),
+  };
+  // Serial numbers of certificates issued after loading only need to be unique per issuer and process.
+  let serial = 0x100000 + Math.floor(Date.now() % 0x100000);
+  return {
+    notBefore: new Date(String(doc['notBefore'])),
+    notAfter: new Date(String(doc['notAfter'])),
+    nextSerial: () => serial++,
+    amd,
+    intel,
+    nvidia,
+    trust: Object.freeze({
+      amdArk: Object.freeze({ Milan: amd.Milan.ark.pem, Genoa: amd.Genoa.ark.pem, Turin: amd.Turin.ark.pem }),
+      amdIntermediates: Object.freeze(Object.values(amd).flatMap((a) => [a.ask.pem, a.asvk.pem])),
+      intelRoot: intel.root.pem,
+      nvidiaDeviceRoot: nvidia.root.pem,
+      nvidiaRimRoot: nvidia.rimRoot.pem,
       label: 'test',
     }),
   };

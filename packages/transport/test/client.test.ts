@@ -2,7 +2,7 @@ import { once } from 'node:events';
 import { createServer as createHttpServer, type Server } from 'node:http';
 import { connect as netConnect, type Socket } from 'node:net';
 import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
-import type { FlareError } from '@flare/core';
+import { PkiError, type FlareError } from '@flare/core';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createClient, dial, listen, type Client, type Connection, type ServerEndpoint } from '../src/index.js';
 import { testPki, within } from './certs.js';
@@ -141,10 +141,7 @@ describe('createClient (reconnect)', () => {
 
     const refusing = await echo({
       security: 'clear',
-      authenticate: async () => {
-        const { PkiError } = await import('@flare/core');
-        throw new PkiError('E_CERT_REVOKED', 'revoked');
-      },
+      authenticate: () => Promise.reject(new PkiError('E_CERT_REVOKED', 'revoked')),
     });
     const c2 = createClient({
       security: 'clear',

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { closeSync, fdatasyncSync, fstatSync, ftruncateSync, openSync, readFileSync, readSync, unlinkSync, writeSync, type PathLike } from 'node:fs';
+import { closeSync, fdatasync, fdatasyncSync, fstatSync, ftruncateSync, openSync, readFileSync, readSync, unlinkSync, writeSync, type PathLike } from 'node:fs';
 import type { KeyObject } from 'node:crypto';
 import type { FlareError} from '@flare/core';
 import { AuditError, canonicalJson, parseStrictJson, type AuditEventInput, type JsonValue } from '@flare/core';
@@ -179,6 +179,8 @@ export class AuditLog {
   #prev: string;
   #sinceCheckpoint = 0;
   #syncTimer: NodeJS.Timeout | undefined;
+  #inflight: Promise<void> | undefined;
+  #closing: Promise<void> | undefined;
   #failed: FlareError | undefined;
   #closed = false;
 
@@ -304,14 +306,23 @@ export class AuditLog {
     }
   }
 
+  /** The batch-mode sync, off the event loop's thread so a slow disk does not stall the process. */
   #sync(): void {
     this.#syncTimer = undefined;
     if (this.#closed || this.#failed) return;
-    try {
-      fdatasyncSync(this.#fd);
-    } catch (cause) {
-      this.#failed = new AuditError('E_AUDIT_WRITE', `syncing ${this.path} failed`, { cause });
+    if (this.#inflight !== undefined) {
+      // A sync is still running; lines written since it began need another one.
+      this.#syncTimer = setTimeout(() => this.#sync(), this.#batchMs);
+      this.#syncTimer.unref();
+      return;
     }
+    this.#inflight = new Promise((resolve) => {
+      fdatasync(this.#fd, (cause) => {
+        if (cause && !this.#failed) this.#failed = new AuditError('E_AUDIT_WRITE', `syncing ${this.path} failed`, { cause });
+        this.#inflight = undefined;
+        resolve();
+      });
+    });
   }
 
   #checkpoint(final: boolean): void {
@@ -333,27 +344,43 @@ export class AuditLog {
     this.#sinceCheckpoint = 0;
   }
 
-  #syncNow(): void {
-    if (this.#syncTimer !== undefined) clearTimeout(this.#syncTimer);
-    this.#sync();
-    if (this.#failed) throw this.#failed;
-  }
-
   /** Syncs everything appended so far to disk now (batch mode), e.g. before acknowledging a peer. */
   flush(): void {
     if (this.#closed) return;
     if (this.#failed) throw this.#failed;
-    this.#syncNow();
+    if (this.#syncTimer !== undefined) clearTimeout(this.#syncTimer);
+    this.#syncTimer = undefined;
+    try {
+      fdatasyncSync(this.#fd);
+    } catch (cause) {
+      this.#failed = new AuditError('E_AUDIT_WRITE', `syncing ${this.path} failed`, { cause });
+      throw this.#failed;
+    }
   }
 
-  /** Writes a final signed checkpoint, syncs, closes the file and releases the lock. Safe to call twice. */
-  async close(): Promise<void> {
-    if (this.#closed) return;
+  /**
+   * Writes a final signed checkpoint, syncs, closes the file and releases the lock. Safe to call twice.
+   *
+   * @throws AuditError E_AUDIT_WRITE when the final checkpoint cannot be written or synced (the file is closed anyway).
+   */
+  close(): Promise<void> {
+    this.#closing ??= this.#close();
+    return this.#closing;
+  }
+
+  async #close(): Promise<void> {
+    if (this.#syncTimer !== undefined) clearTimeout(this.#syncTimer);
+    this.#syncTimer = undefined;
+    await this.#inflight;
     try {
-      if (!this.#failed) this.#checkpoint(true);
+      if (!this.#failed) {
+        this.#checkpoint(true);
+        if (!this.#always) fdatasyncSync(this.#fd);
+      }
+    } catch (cause) {
+      throw cause instanceof AuditError ? cause : new AuditError('E_AUDIT_WRITE', `closing ${this.path} failed`, { cause });
     } finally {
       this.#closed = true;
-      if (this.#syncTimer !== undefined) clearTimeout(this.#syncTimer);
       closeSync(this.#fd);
       try {
         unlinkSync(this.#lockPath);

@@ -140,10 +140,14 @@ describe('AuditLog', () => {
       await log.close();
     });
 
-    it('refuses appends after close (E_AUDIT_CLOSED)', async () => {
-      const log = await AuditLog.open(path, { site: 'site-1', signer: key.pem });
+    it('refuses appends after close (E_AUDIT_CLOSED); concurrent closes write one final checkpoint', async () => {
+      const log = await AuditLog.open(path, { site: 'site-1', signer: key.pem, fsync: 'batch', batchMs: 1 });
+      log.append({ action: 'x' });
+      log.flush();
+      await Promise.all([log.close(), log.close()]);
       await log.close();
-      await log.close();
+      expect(linesOf(path).filter((l) => l.includes('"final":true'))).toHaveLength(1);
+      expect((await verifyAuditLog(path, { certificate: key.cert })).ok).toBe(true);
       expectCode(() => log.append({ action: 'late' }), 'E_AUDIT_CLOSED');
     });
 

@@ -195,7 +195,9 @@ export class PolicyFile<T> {
     if (this.#closed || this.#watchers.length > 0) return;
     const names = new Set(this.#options.paths.map((p) => basename(p)));
     for (const dir of new Set(this.#options.paths.map((p) => dirname(p)))) {
-      const w = watch(dir, { persistent: false }, (_event, file) => {
+      let w: FSWatcher;
+      try {
+        w = watch(dir, { persistent: false }, (_event, file) => {
         if (file !== null && !names.has(file.toString())) return;
         if (this.#debounce !== undefined) clearTimeout(this.#debounce);
         this.#debounce = setTimeout(() => {
@@ -203,7 +205,12 @@ export class PolicyFile<T> {
           if (!this.#closed) void this.reload();
         }, debounceMs);
         this.#debounce.unref();
-      });
+        });
+      } catch (e) {
+        // A folder that does not exist (yet) cannot be watched: explicit reload() still works.
+        this.#options.logger?.warn(`${this.name} policy: cannot watch ${dir}: ${(e as Error).message}`);
+        continue;
+      }
       w.on('error', (e) => this.#options.logger?.warn(`${this.name} policy watch failed: ${e.message}`));
       this.#watchers.push(w);
     }

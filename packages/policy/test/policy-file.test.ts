@@ -97,6 +97,21 @@ describe('PolicyFile', () => {
     expect(canSubmit(f.current)).toBe(true);
   });
 
+  it('watching a folder that does not exist warns and leaves explicit reload working', async () => {
+    const warnings: string[] = [];
+    const f = await PolicyFile.load<string>({
+      name: 'privacy',
+      paths: [join(tmp.dir, 'missing-dir', 'privacy.json')],
+      parse: () => 'file',
+      fallback: () => 'none',
+      logger: { debug() {}, info() {}, warn: (m) => warnings.push(m), error() {} },
+    });
+    f.watch();
+    expect(warnings[0]).toMatch(/cannot watch/);
+    expect(await f.reload()).toMatchObject({ ok: true, changed: false });
+    f.close();
+  });
+
   it('uses a fallback when no file exists (e.g. no privacy.json)', async () => {
     const f = await PolicyFile.load<string>({ name: 'privacy', paths: [join(tmp.dir, 'privacy.json')], parse: () => 'file', fallback: () => 'none' });
     expect(f.current).toBe('none');

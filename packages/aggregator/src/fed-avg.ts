@@ -157,7 +157,7 @@ export class FedAvgAggregator implements RoundAggregator {
           const p = plan[j]!;
           if (!p.fresh) addScaled(p.slot.hi, p.slot.lo, p.data, -w);
         }
-        throw new AggregatorError('E_AGG_NONFINITE', `tensor "${name}" from "${from}" has a non-finite value at index ${bad} (or overflows when weighted)`);
+        throw new AggregatorError('E_AGG_NONFINITE', `tensor "${name}" from "${from}" has a non-finite value near index ${bad} (or overflows when weighted)`);
       }
     }
 

@@ -144,6 +144,40 @@ describe('FedAvgAggregator: refusals', () => {
     expect(sameBits(withRefusals.result(), clean.result())).toBe(true);
   });
 
+  it('property: a NaN anywhere (unrolled groups or tail, any tensor) is refused and leaves the sums exactly as they were', () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 23 }),
+        fc.integer({ min: 1, max: 23 }),
+        fc.nat(),
+        fc.boolean(),
+        fc.constantFrom('float32', 'float64'),
+        (la, lb, pos, inFirst, dtype) => {
+          const g = gaussian(rng(la * 31 + lb));
+          const mk = () =>
+            model(
+              {
+                a: { dtype, shape: [la], data: (dtype === 'float32' ? Float32Array : Float64Array).from({ length: la }, g) },
+                b: { dtype, shape: [lb], data: (dtype === 'float32' ? Float32Array : Float64Array).from({ length: lb }, g) },
+              },
+              'diff',
+            );
+          const base = mk();
+          const bad = mk();
+          const t = bad.params.get(inFirst ? 'a' : 'b')!.data as Float32Array | Float64Array;
+          t[pos % t.length] = Number.NaN;
+          const clean = new FedAvgAggregator();
+          clean.accept(base, { from: 'x', weight: 1.7 });
+          const tried = new FedAvgAggregator();
+          tried.accept(base, { from: 'x', weight: 1.7 });
+          const code = codeOf(() => tried.accept(bad, { from: 'y', weight: 0.3 }));
+          return code === 'E_AGG_NONFINITE' && sameBits(tried.result(), clean.result());
+        },
+      ),
+      { numRuns: 200, seed: 8 },
+    );
+  });
+
   it('refuses values that overflow when weighted (E_AGG_NONFINITE)', () => {
     const big = vec([1e300]);
     expect(codeOf(() => fedAvg([{ model: big, weight: 1e10 }]))).toBe('E_AGG_NONFINITE');

@@ -110,7 +110,7 @@ describe('HeAggregator', () => {
     agg.accept(await enc.apply(a, ctx), { from: 'a', weight: 1 });
     const sealedB = await enc.apply(b, ctx);
     const bad = ciphertext(sealedB, 1).slice();
-    bad[bad.length - 3] ^= 0xff;
+    bad[bad.length - 3] = bad[bad.length - 3]! ^ 0xff;
     await expectCode(() => agg.accept(withCiphertext(sealedB, 1, bad, false), { from: 'b', weight: 5 }), 'E_HE_CIPHERTEXT_TAMPERED');
     await expectCode(() => agg.accept(withCiphertext(sealedB, 1, bad.subarray(0, 999), true), { from: 'b', weight: 5 }), 'E_HE_CIPHERTEXT_INVALID');
     agg.accept(await enc.apply(c, ctx), { from: 'c', weight: 3 });

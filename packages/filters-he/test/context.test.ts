@@ -94,7 +94,7 @@ describe('generateHeKeys / loadHeContext', () => {
   });
 
   it('refuses a header with unknown fields or bad JSON (E_HE_CONTEXT_FORMAT) and bad parameters (E_HE_INSECURE_PARAMS)', async () => {
-    const rebuild = (json: string, rest = new Uint8Array(0)) => {
+    const rebuild = (json: string, rest: Uint8Array = new Uint8Array(0)) => {
       const h = new TextEncoder().encode(json);
       const out = new Uint8Array(12 + h.length + rest.length);
       out.set(new TextEncoder().encode('FLAREHE1'));

@@ -62,11 +62,11 @@ export function withEnvelope(m: FLModel, edit: (he: Record<string, JsonValue>) =
   return { params: new Map(m.params), kind: m.kind, meta };
 }
 
-/** Awaits `p` and expects a FlareError with `code`. */
-export async function expectCode(p: Promise<unknown> | (() => unknown), code: string): Promise<void> {
+/** Runs or awaits `p` (a function, a promise, or a filter result) and expects a FlareError with `code`. */
+export async function expectCode(p: unknown, code: string): Promise<void> {
   let caught: unknown;
   try {
-    await (typeof p === 'function' ? p() : p);
+    await (typeof p === 'function' ? (p as () => unknown)() : p);
   } catch (e) {
     caught = e;
   }

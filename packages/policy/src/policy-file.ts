@@ -198,13 +198,13 @@ export class PolicyFile<T> {
       let w: FSWatcher;
       try {
         w = watch(dir, { persistent: false }, (_event, file) => {
-        if (file !== null && !names.has(file.toString())) return;
-        if (this.#debounce !== undefined) clearTimeout(this.#debounce);
-        this.#debounce = setTimeout(() => {
-          this.#debounce = undefined;
-          if (!this.#closed) void this.reload();
-        }, debounceMs);
-        this.#debounce.unref();
+          if (file !== null && !names.has(file.toString())) return;
+          if (this.#debounce !== undefined) clearTimeout(this.#debounce);
+          this.#debounce = setTimeout(() => {
+            this.#debounce = undefined;
+            if (!this.#closed) void this.reload();
+          }, debounceMs);
+          this.#debounce.unref();
         });
       } catch (e) {
         // A folder that does not exist (yet) cannot be watched: explicit reload() still works.

@@ -154,14 +154,11 @@ describe('FedAvgAggregator: refusals', () => {
         fc.constantFrom('float32', 'float64'),
         (la, lb, pos, inFirst, dtype) => {
           const g = gaussian(rng(la * 31 + lb));
-          const mk = () =>
-            model(
-              {
-                a: { dtype, shape: [la], data: (dtype === 'float32' ? Float32Array : Float64Array).from({ length: la }, g) },
-                b: { dtype, shape: [lb], data: (dtype === 'float32' ? Float32Array : Float64Array).from({ length: lb }, g) },
-              },
-              'diff',
-            );
+          const data = (n: number) => {
+            const v = Float64Array.from({ length: n }, () => g());
+            return dtype === 'float32' ? Float32Array.from(v) : v;
+          };
+          const mk = () => model({ a: { dtype, shape: [la], data: data(la) }, b: { dtype, shape: [lb], data: data(lb) } }, 'diff');
           const base = mk();
           const bad = mk();
           const t = bad.params.get(inFirst ? 'a' : 'b')!.data as Float32Array | Float64Array;

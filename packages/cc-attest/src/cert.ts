@@ -39,6 +39,8 @@ export interface ParsedCertificate {
   /** The named curve OID for EC keys. */
   readonly curve: string | undefined;
   readonly isCa: boolean;
+  /** The subjectPublicKey BIT STRING contents without the unused-bits octet (what OCSP's issuerKeyHash hashes). */
+  readonly publicKeyBits: Uint8Array;
   /** Extension OID -> the extnValue content octets. */
   readonly extensions: ReadonlyMap<string, Uint8Array>;
 }
@@ -118,6 +120,7 @@ export function parseCertificate(der: Uint8Array): ParsedCertificate {
     keyAlg,
     curve: keyAlg === OID.ecPublicKey && spkiAlg[1]?.tag === TAG.OID ? oid(spkiAlg[1].value) : undefined,
     isCa: x509.ca,
+    publicKeyBits: expect(spki[1], TAG.BIT_STRING, 'subjectPublicKey').value.subarray(1),
     extensions,
   };
   return remember(certCache, sha256, parsed);

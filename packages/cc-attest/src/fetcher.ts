@@ -11,6 +11,8 @@ import { AttestError } from '@flare/core';
 export interface CollateralFetcher {
   /** A GET of `url`: body and lowercase response headers, or a rejection with AttestError E_ATTEST_FETCH. */
   get(url: string): Promise<FetchedDocument>;
+  /** A POST of `body` (used for OCSP; never cached, since each request carries a fresh nonce). */
+  post?(url: string, body: Uint8Array, contentType: string): Promise<FetchedDocument>;
 }
 
 /** A fetched vendor document. Intel PCS puts issuer chains in headers, so they are kept. */
@@ -30,11 +32,11 @@ export interface CachingFetcherOptions {
   /** Largest accepted body in bytes (default 4 MiB). */
   readonly maxBytes?: number;
   /** The fetch implementation (default globalThis.fetch); tests inject one. */
-  readonly fetch?: (url: string, init: { signal: AbortSignal }) => Promise<{ ok: boolean; status: number; headers: { forEach(cb: (value: string, key: string) => void): void }; arrayBuffer(): Promise<ArrayBuffer> }>;
+  readonly fetch?: (url: string, init: { signal: AbortSignal; method?: string; body?: Uint8Array; headers?: Record<string, string> }) => Promise<{ ok: boolean; status: number; headers: { forEach(cb: (value: string, key: string) => void): void }; arrayBuffer(): Promise<ArrayBuffer> }>;
 }
 
 /** The vendor services this package may contact. */
-export const VENDOR_HOSTS: readonly string[] = ['kdsintf.amd.com', 'api.trustedservices.intel.com', 'rim.attestation.nvidia.com'];
+export const VENDOR_HOSTS: readonly string[] = ['kdsintf.amd.com', 'api.trustedservices.intel.com', 'certificates.trustedservices.intel.com', 'rim.attestation.nvidia.com', 'ocsp.ndis.nvidia.com'];
 
 /**
  * A fetcher that only contacts the vendor services over https, bounds time and size, and caches every
@@ -51,13 +53,36 @@ export function createCachingFetcher(options: CachingFetcherOptions = {}): Colla
   const hosts = new Set(options.allowedHosts ?? VENDOR_HOSTS);
   const timeoutMs = options.timeoutMs ?? 15_000;
   const maxBytes = options.maxBytes ?? 4 * 2 ** 20;
-  const doFetch = options.fetch ?? ((url: string, init: { signal: AbortSignal }) => fetch(url, init));
+  const doFetch = options.fetch ?? ((url: string, init: { signal: AbortSignal; method?: string; body?: Uint8Array; headers?: Record<string, string> }) =>
+      fetch(url, { signal: init.signal, method: init.method ?? 'GET', ...(init.headers ? { headers: init.headers } : {}), ...(init.body ? { body: Buffer.from(init.body) } : {}) }));
+  const check = (url: string) => {
+    const parsed = new URL(url);
+    if (parsed.protocol !== 'https:' || !hosts.has(parsed.hostname)) {
+      throw new AttestError('E_ATTEST_FETCH', `refusing to fetch from ${parsed.protocol}//${parsed.hostname}: not an allowed vendor service`);
+    }
+    return parsed;
+  };
+  const request = async (url: string, parsed: URL, init: { method?: string; body?: Uint8Array; headers?: Record<string, string> }): Promise<FetchedDocument> => {
+    try {
+      const res = await doFetch(url, { ...init, signal: AbortSignal.timeout(timeoutMs) });
+      if (!res.ok) throw new Error(`HTTP ${res.status}`);
+      const buf = await res.arrayBuffer();
+      if (buf.byteLength > maxBytes) throw new Error(`response larger than ${maxBytes} bytes`);
+      const headers: Record<string, string> = Object.create(null) as Record<string, string>;
+      res.headers.forEach((value, name) => {
+        headers[name.toLowerCase()] = value;
+      });
+      return { body: new Uint8Array(buf), headers };
+    } catch (cause) {
+      throw new AttestError('E_ATTEST_FETCH', `fetching ${parsed.hostname}${parsed.pathname} failed`, { cause });
+    }
+  };
   return {
+    async post(url: string, body: Uint8Array, contentType: string): Promise<FetchedDocument> {
+      return request(url, check(url), { method: 'POST', body, headers: { 'content-type': contentType } });
+    },
     async get(url: string): Promise<FetchedDocument> {
-      const parsed = new URL(url);
-      if (parsed.protocol !== 'https:' || !hosts.has(parsed.hostname)) {
-        throw new AttestError('E_ATTEST_FETCH', `refusing to fetch from ${parsed.protocol}//${parsed.hostname}: not an allowed vendor service`);
-      }
+      const parsed = check(url);
       const hit = memory.get(url);
       if (hit !== undefined) return hit;
       const key = createHash('sha256').update(url).digest('hex');
@@ -71,20 +96,7 @@ export function createCachingFetcher(options: CachingFetcherOptions = {}): Colla
           // not cached yet
         }
       }
-      let doc: FetchedDocument;
-      try {
-        const res = await doFetch(url, { signal: AbortSignal.timeout(timeoutMs) });
-        if (!res.ok) throw new Error(`HTTP ${res.status}`);
-        const buf = await res.arrayBuffer();
-        if (buf.byteLength > maxBytes) throw new Error(`response larger than ${maxBytes} bytes`);
-        const headers: Record<string, string> = Object.create(null) as Record<string, string>;
-        res.headers.forEach((value, name) => {
-          headers[name.toLowerCase()] = value;
-        });
-        doc = { body: new Uint8Array(buf), headers };
-      } catch (cause) {
-        throw new AttestError('E_ATTEST_FETCH', `fetching ${parsed.hostname}${parsed.pathname} failed`, { cause });
-      }
+      const doc = await request(url, parsed, {});
       memory.set(url, doc);
       if (options.cacheDir !== undefined) {
         await mkdir(options.cacheDir, { recursive: true });

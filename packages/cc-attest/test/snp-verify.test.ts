@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import fc from 'fast-check';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { AttestError } from '@flare/core';
 import { synthesizeSnpEvidence, verifySnpEvidence, type TestAuthority } from '../src/index.js';
 import { bits, concat, ctx, int, name, oid, seq, time } from '../src/synthetic/der-encode.js';
 import { sign, constants } from 'node:crypto';
@@ -10,6 +11,16 @@ let auth: TestAuthority;
 beforeAll(() => {
   auth = authority();
 });
+
+const crl = (serials: string[], signer = auth.amd.Milan.ark, thisUpdate = new Date('2029-01-01Z'), nextUpdate = new Date('2031-01-01Z')) => {
+  const hash = seq(oid('2.16.840.1.101.3.4.2.2'), new Uint8Array([5, 0]));
+  const alg = seq(oid('1.2.840.113549.1.1.10'), seq(ctx(0, hash), ctx(1, seq(oid('1.2.840.113549.1.1.8'), hash)), ctx(2, int(48)), ctx(3, int(1))));
+  const revoked = serials.map((s) => seq(int(Buffer.from(s, 'hex')), time(thisUpdate)));
+  const tbs = seq(int(1), alg, name(signer.subject), time(thisUpdate), time(nextUpdate), ...(revoked.length ? [seq(...revoked)] : []));
+  const sig = sign('sha384', tbs, { key: signer.key.privateKey, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: 48 });
+  return seq(tbs, alg, bits(new Uint8Array(sig)));
+};
+
 
 const verify = (e: { evidence: Uint8Array; certificates: string[] }, extra: Partial<Parameters<typeof verifySnpEvidence>[0]> = {}) =>
   verifySnpEvidence({ evidence: e.evidence, certificates: e.certificates, at: AT, trust: auth.trust, ...extra });
@@ -125,6 +136,12 @@ describe('verifySnpEvidence: each check failing on its own', () => {
     expect(prefix.ok).toBe(true);
   });
 
+  it('reports a failed KDS fetch as a check (E_ATTEST_FETCH)', async () => {
+    const e = synthesizeSnpEvidence(auth);
+    const r = await verifySnpEvidence({ evidence: e.evidence, at: AT, trust: auth.trust, fetcher: { get: async () => Promise.reject(new AttestError('E_ATTEST_FETCH', 'offline')) } });
+    expect(failures(r)[0]).toBe('snp.fetch:E_ATTEST_FETCH');
+  });
+
   it('fails without a VCEK and without network access (E_ATTEST_FETCH)', async () => {
     const e = synthesizeSnpEvidence(auth);
     const r = await verifySnpEvidence({ evidence: e.evidence, at: AT, trust: auth.trust });
@@ -135,22 +152,16 @@ describe('verifySnpEvidence: each check failing on its own', () => {
     const e = synthesizeSnpEvidence(auth, { product: 'Turin', version: 5 });
     const urls: string[] = [];
     const der = Buffer.from(e.certificates[0]!.replace(/-----[A-Z ]+-----|\s/g, ''), 'base64');
-    const r = await verifySnpEvidence({ evidence: e.evidence, at: AT, trust: auth.trust, fetcher: { get: async (u) => (urls.push(u), { body: new Uint8Array(der), headers: {} }) } });
-    expect(r.ok).toBe(true);
+    const get = async (u: string) => (urls.push(u), { body: u.endsWith('/crl') ? crl([], auth.amd.Turin.ark) : new Uint8Array(der), headers: {} });
+    const r = await verifySnpEvidence({ evidence: e.evidence, at: AT, trust: auth.trust, fetcher: { get } });
+    expect(failures(r)).toEqual([]);
+    expect(r.checks.find((c) => c.id === 'snp.crl')?.status).toBe('pass');
+    expect(urls[1]).toBe('https://kdsintf.amd.com/vcek/v1/Turin/crl');
     expect(urls[0]).toMatch(/^https:\/\/kdsintf\.amd\.com\/vcek\/v1\/Turin\/[0-9a-f]{16}\?fmcSPL=0&blSPL=3&teeSPL=0&snpSPL=8&ucodeSPL=115$/);
   });
 });
 
 describe('verifySnpEvidence: CRL', () => {
-  const crl = (serials: string[], signer = auth.amd.Milan.ark, thisUpdate = new Date('2029-01-01Z'), nextUpdate = new Date('2031-01-01Z')) => {
-    const hash = seq(oid('2.16.840.1.101.3.4.2.2'), new Uint8Array([5, 0]));
-    const alg = seq(oid('1.2.840.113549.1.1.10'), seq(ctx(0, hash), ctx(1, seq(oid('1.2.840.113549.1.1.8'), hash)), ctx(2, int(48)), ctx(3, int(1))));
-    const revoked = serials.map((s) => seq(int(Buffer.from(s, 'hex')), time(thisUpdate)));
-    const tbs = seq(int(1), alg, name(signer.subject), time(thisUpdate), time(nextUpdate), ...(revoked.length ? [seq(...revoked)] : []));
-    const sig = sign('sha384', tbs, { key: signer.key.privateKey, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: 48 });
-    return seq(tbs, alg, bits(new Uint8Array(sig)));
-  };
-
   it('passes when the ARK-signed CRL lists neither the ASK nor the VCEK', async () => {
     const r = await verify(synthesizeSnpEvidence(auth), { crl: crl(['7777']) });
     expect(r.checks.find((c) => c.id === 'snp.crl')?.status).toBe('pass');

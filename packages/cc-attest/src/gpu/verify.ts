@@ -8,6 +8,7 @@ import { children, readTlv, TAG } from '../der.js';
 import type { CollateralFetcher } from '../fetcher.js';
 import type { VerificationResult } from '../result.js';
 import { VENDOR_TRUST, type TrustAnchors } from '../trust.js';
+import { ocspCheckChain } from './ocsp.js';
 import { verifyRim, type Rim } from './rim.js';
 import { describeOpaque, parseSpdmEvidence, type SpdmEvidence } from './spdm.js';
 
@@ -29,8 +30,10 @@ export interface GpuVerifyOptions {
   readonly at: Date;
   /** RIM indices whose mismatch is tolerated (a relying-party policy decision, as in NVIDIA's rego examples). */
   readonly allowedMismatchIndices?: readonly number[];
-  /** Allows fetching RIMs from the NVIDIA RIM service. */
+  /** Allows fetching RIMs from the NVIDIA RIM service and OCSP checks with NVIDIA's responder. */
   readonly fetcher?: CollateralFetcher;
+  /** OCSP-check the device and RIM signer certificates (default: true when a fetcher is given). */
+  readonly ocsp?: boolean;
   readonly trust?: TrustAnchors;
 }
 
@@ -172,7 +175,12 @@ export async function verifyGpuEvidence(options: GpuVerifyOptions): Promise<Veri
   const ids = rimIds(e, arch);
   let rimTexts = options.rims ?? [];
   if (rimTexts.length === 0 && options.fetcher !== undefined) {
-    rimTexts = await Promise.all([ids.driver, ids.vbios].filter((x): x is string => x !== undefined).map((id) => fetchRim(options.fetcher!, id)));
+    try {
+      rimTexts = await Promise.all([ids.driver, ids.vbios].filter((x): x is string => x !== undefined).map((id) => fetchRim(options.fetcher!, id)));
+    } catch (e) {
+      if (!(e instanceof AttestError)) throw e;
+      checks.fail('gpu.rim-fetch', e.code, e.message);
+    }
   }
   const rims: Rim[] = [];
   const rimRoot = parseCertificates(trust.nvidiaRimRoot)[0]!;
@@ -190,6 +198,19 @@ export async function verifyGpuEvidence(options: GpuVerifyOptions): Promise<Veri
     checks.pass(`gpu.rim[${i}]`, r.detail);
     rims.push(r.rim);
   });
+  // OCSP (nvtrust: every non-root certificate of the device chain and of each RIM signer chain).
+  if (options.fetcher !== undefined && (options.ocsp ?? true)) {
+    let problem: { code: Parameters<Checks['fail']>[1]; detail: string } | undefined;
+    try {
+      for (const c of [deviceChain, ...rims.map((r) => r.signer)]) problem ??= await ocspCheckChain(options.fetcher, c, options.at);
+    } catch (e) {
+      if (!(e instanceof AttestError)) throw e;
+      problem = { code: e.code, detail: e.message };
+    }
+    if (problem) checks.fail('gpu.ocsp', problem.code, problem.detail);
+    else checks.pass('gpu.ocsp', `OCSP: device${rims.length > 0 ? ' and RIM signer' : ''} certificates are good`);
+  } else checks.skip('gpu.ocsp', 'OCSP not checked (offline)');
+
   const mismatched: number[] = [];
   let compared = false;
   if (rims.length > 0) {

@@ -25,7 +25,7 @@ export interface SnpVerifyOptions {
   readonly at: Date;
   /** The expected product; otherwise taken from the VCEK and checked against the report's CPUID. */
   readonly product?: SnpProduct;
-  /** Allows fetching a missing VCEK and chain from AMD KDS. */
+  /** Allows fetching a missing VCEK, and the ARK CRL when none is supplied, from AMD KDS. */
   readonly fetcher?: CollateralFetcher;
   /** Trust anchors (default: the pinned AMD roots). */
   readonly trust?: TrustAnchors;
@@ -132,8 +132,14 @@ export async function verifySnpEvidence(options: SnpVerifyOptions): Promise<Veri
     const id = product === 'Turin' ? report.chipId.subarray(0, 8) : report.chipId;
     const q = `${product === 'Turin' ? `fmcSPL=${tcb.fmc}&` : ''}blSPL=${tcb.bootloader}&teeSPL=${tcb.tee}&snpSPL=${tcb.snp}&ucodeSPL=${tcb.microcode}`;
     // KDS interface spec 57230: /vcek/v1/{product}/{hwid}?{spl} (go-sev-guest kds.VCEKCertURL).
-    const { body: der } = await options.fetcher.get(`https://kdsintf.amd.com/vcek/v1/${productUrl(product)}/${hex(id)}?${q}`);
-    supplied = [...supplied, ...parseCertificates(der)];
+    let der: Uint8Array = new Uint8Array(0);
+    try {
+      der = (await options.fetcher.get(`https://kdsintf.amd.com/vcek/v1/${productUrl(product)}/${hex(id)}?${q}`)).body;
+    } catch (e) {
+      if (!(e instanceof AttestError)) throw e;
+      checks.fail('snp.fetch', e.code, e.message);
+    }
+    if (der.length > 0) supplied = [...supplied, ...parseCertificates(der)];
     keyCert = findKeyCert(supplied);
   }
   let amd: AmdKeyCertificate | undefined;
@@ -191,9 +197,19 @@ export async function verifySnpEvidence(options: SnpVerifyOptions): Promise<Veri
       }
       chain.push(chainEntry(amd.kind, keyCert), chainEntry(amd.kind === 'vcek' ? 'ask' : 'asvk', inter), chainEntry('ark', ark));
 
-      if (options.crl !== undefined) {
+      let crlBytes = options.crl;
+      if (crlBytes === undefined && options.fetcher !== undefined && amd.kind === 'vcek') {
+        // KDS interface spec 57230: the ARK-signed CRL of the product's ASKs and VCEKs.
         try {
-          const crl = parseCrl(options.crl);
+          crlBytes = (await options.fetcher.get(`https://kdsintf.amd.com/vcek/v1/${product}/crl`)).body;
+        } catch (e) {
+          if (!(e instanceof AttestError)) throw e;
+          checks.fail('snp.crl', e.code, e.message);
+        }
+      }
+      if (crlBytes !== undefined) {
+        try {
+          const crl = parseCrl(crlBytes);
           if (!crlSignedBy(crl, ark)) checks.fail('snp.crl', 'E_ATTEST_CRL', `the CRL is not signed by ARK-${product}`);
           else if (crl.thisUpdate > options.at || (crl.nextUpdate !== undefined && crl.nextUpdate < options.at)) {
             checks.fail('snp.crl', 'E_ATTEST_CERT_EXPIRED', `the CRL is valid ${crl.thisUpdate.toISOString()} to ${crl.nextUpdate?.toISOString() ?? '(open)'}, not at ${options.at.toISOString()}`);
@@ -204,7 +220,7 @@ export async function verifySnpEvidence(options: SnpVerifyOptions): Promise<Veri
           if (!(e instanceof AttestError)) throw e;
           checks.fail('snp.crl', e.code, e.message);
         }
-      } else checks.skip('snp.crl', 'no CRL supplied');
+      } else if (!checks.list.some((c) => c.id === 'snp.crl')) checks.skip('snp.crl', 'no CRL supplied');
     }
   } else checks.skip('snp.chain', 'no usable key certificate or product');
 

@@ -3,7 +3,7 @@ import { DOMParser, XMLSerializer } from '@xmldom/xmldom';
 import { C14nCanonicalization } from 'xml-crypto';
 import { AT, newKey } from './certs.js';
 import { ctx, octets, oid, seq, utf8 } from './der-encode.js';
-import { issue, type TestAuthority } from './authority.js';
+import { issue, type Issued, type TestAuthority } from './authority.js';
 
 /** Options of {@link synthesizeGpuEvidence}. */
 export interface GpuSynthesisOptions {
@@ -38,7 +38,7 @@ const tlvOpaque = (type: number, value: Uint8Array) => cat(u16(type), u16(value.
  * leaf whose 5-certificate chain ends at the test authority's device root; the leaf carries the FWID in a
  * DICE TcbInfo extension.
  */
-export function synthesizeGpuEvidence(auth: TestAuthority, o: GpuSynthesisOptions = {}): { evidence: Uint8Array; certificates: string } {
+export function synthesizeGpuEvidence(auth: TestAuthority, o: GpuSynthesisOptions = {}): { evidence: Uint8Array; certificates: string; leaf: Issued; brom: Issued } {
   const fwid = randomBytes(48);
   const nv = (cn: string) => [[AT.CN, cn], [AT.O, 'NVIDIA Corporation']] as const;
   const brom = issue(auth, nv('GH100 A01 GSP BROM'), 'p384', auth.nvidia.ica, true);
@@ -61,7 +61,7 @@ export function synthesizeGpuEvidence(auth: TestAuthority, o: GpuSynthesisOption
   const signed = cat(request, response);
   const sig = sign('sha384', signed, { key: (o.wrongSigner ? newKey('p384') : leaf.key).privateKey, dsaEncoding: 'ieee-p1363' });
   const chain = leaf.pem + brom.pem + auth.nvidia.ica.pem + auth.nvidia.identity.pem + auth.nvidia.root.pem;
-  return { evidence: cat(signed, sig, new Uint8Array(o.trailing ?? 0)), certificates: chain };
+  return { evidence: cat(signed, sig, new Uint8Array(o.trailing ?? 0)), certificates: chain, leaf, brom };
 }
 
 const DS = 'http://www.w3.org/2000/09/xmldsig#';

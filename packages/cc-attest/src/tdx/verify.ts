@@ -37,7 +37,7 @@ export interface TdxVerifyOptions {
   readonly at: Date;
   /** TCB statuses accepted when collateral is given (default: UpToDate only). */
   readonly acceptedTcbStatuses?: readonly TdxTcbStatus[];
-  /** Allows fetching missing TCB info and QE identity from Intel PCS. */
+  /** Allows fetching missing TCB info, QE identity and CRLs from Intel PCS. */
   readonly fetcher?: CollateralFetcher;
   readonly trust?: TrustAnchors;
 }
@@ -169,7 +169,25 @@ export async function verifyTdxEvidence(options: TdxVerifyOptions): Promise<Veri
   // Collateral: supplied, or fetched from PCS when allowed.
   let collateral = options.collateral;
   if ((collateral?.tcbInfo === undefined || collateral.qeIdentity === undefined) && options.fetcher !== undefined && pck !== undefined) {
-    collateral = { ...(await fetchCollateral(options.fetcher, pck.fmspc)), ...collateral };
+    try {
+      collateral = { ...(await fetchCollateral(options.fetcher, pck.fmspc)), ...collateral };
+    } catch (e) {
+      if (!(e instanceof AttestError)) throw e;
+      checks.fail('tdx.collateral-fetch', e.code, e.message);
+    }
+  }
+  if (options.fetcher !== undefined && pckChain[1] !== undefined && (collateral?.pckCrl === undefined || collateral.rootCrl === undefined)) {
+    // Intel PCS v4 PCK CRL (platform or processor CA) and the root CA's CRL (Intel SGX PCK Certificate and
+    // CRL Profile); DER encoding.
+    const ca = /Processor/i.test(pckChain[1].subject) ? 'processor' : 'platform';
+    try {
+      const pckCrl = collateral?.pckCrl ?? (await options.fetcher.get(`https://api.trustedservices.intel.com/sgx/certification/v4/pckcrl?ca=${ca}&encoding=der`)).body;
+      const rootCrl = collateral?.rootCrl ?? (await options.fetcher.get('https://certificates.trustedservices.intel.com/IntelSGXRootCA.der')).body;
+      collateral = { ...collateral, pckCrl, rootCrl };
+    } catch (e) {
+      if (!(e instanceof AttestError)) throw e;
+      checks.fail('tdx.crl-fetch', e.code, e.message);
+    }
   }
   let tcbStatus: TdxTcbStatus | undefined;
   let qeTcbStatus: TdxTcbStatus | undefined;

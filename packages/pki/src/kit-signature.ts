@@ -2,6 +2,7 @@ import { createPublicKey, type KeyObject } from 'node:crypto';
 import { lstat, readdir, readFile } from 'node:fs/promises';
 import { join, relative, resolve } from 'node:path';
 import { FlareError, PkiError, parseStrictJson } from '@flare/core';
+import { z } from 'zod';
 import { parseCertificate } from './identity.js';
 import { signBytes, verifyBytes } from './keys.js';
 import { verifyCertificate } from './verify-certificate.js';
@@ -18,13 +19,32 @@ export interface KitFile {
   readonly mode: number;
 }
 
+/** The kit's signed list of every file and folder (ours, not FLARE's): makes deleting a signed file detectable. */
+export const MANIFEST_FILE = 'manifest.json';
+const MANIFEST_FORMAT = 'flare-ts-kit/1';
+const manifestSchema = z.strictObject({
+  format: z.literal(MANIFEST_FORMAT),
+  project: z.string().min(1),
+  participant: z.string().min(1),
+  folders: z.array(z.string()),
+  files: z.array(z.string()),
+});
+
+/** Whose kit it is, recorded in the manifest. */
+export interface KitIdentity {
+  readonly project: string;
+  readonly participant: string;
+}
+
 /**
  * Signs a kit held in memory the way FLARE's SignatureBuilder signs a folder tree: every folder gets a
  * signature.json mapping each file to base64(signature over its bytes) and each subfolder to a signature over
  * its name. `files` maps kit-relative paths (`startup/client.crt`) to contents; `folders` lists every folder
- * (`''` for the kit's top, `transfer` for an empty one). Returns the signature.json files to add.
+ * (`transfer` for an empty one). FLARE's format cannot show that a signed file was deleted together with its
+ * signature.json entry (signature.json itself is unsigned), so a signed `manifest.json` at the top lists every
+ * file and folder; verifyKit requires it. Returns the files to add: the manifest and the signature.json files.
  */
-export function signKitFiles(files: ReadonlyMap<string, KitFile>, folders: Iterable<string>, privateKey: KeyObject): Map<string, KitFile> {
+export function signKitFiles(files: ReadonlyMap<string, KitFile>, folders: Iterable<string>, privateKey: KeyObject, identity: KitIdentity): Map<string, KitFile> {
   const maps = new Map<string, Record<string, string>>();
   const mapOf = (folder: string): Record<string, string> => {
     let m = maps.get(folder);
@@ -37,18 +57,28 @@ export function signKitFiles(files: ReadonlyMap<string, KitFile>, folders: Itera
   };
   const allFolders = new Set<string>(['']);
   for (const f of folders) for (let d = f; d !== ''; d = split(d)[0]) allFolders.add(d);
-  for (const path of files.keys()) for (let d = split(path)[0]; d !== ''; d = split(d)[0]) allFolders.add(d);
+  const all = new Map([...files].filter(([path]) => path !== MANIFEST_FILE && split(path)[1] !== SIGNATURE_FILE));
+  for (const path of all.keys()) for (let d = split(path)[0]; d !== ''; d = split(d)[0]) allFolders.add(d);
+  const manifest = {
+    format: MANIFEST_FORMAT,
+    project: identity.project,
+    participant: identity.participant,
+    folders: [...allFolders].filter((f) => f !== '').sort(),
+    files: [...all.keys()].sort(),
+  };
+  const manifestFile: KitFile = { bytes: encoder.encode(JSON.stringify(manifest, null, 2) + '\n'), mode: 0o644 };
+  all.set(MANIFEST_FILE, manifestFile);
   for (const folder of allFolders) {
     mapOf(folder);
     if (folder === '') continue;
     const [parent, name] = split(folder);
     mapOf(parent)[name] = signBytes(privateKey, encoder.encode(name)).toString('base64');
   }
-  for (const [path, file] of files) {
+  for (const [path, file] of all) {
     const [folder, name] = split(path);
     mapOf(folder)[name] = signBytes(privateKey, file.bytes).toString('base64');
   }
-  const out = new Map<string, KitFile>();
+  const out = new Map<string, KitFile>([[MANIFEST_FILE, manifestFile]]);
   for (const [folder, map] of maps) {
     const sorted = Object.fromEntries(Object.entries(map).sort(([a], [b]) => (a < b ? -1 : 1)));
     out.set(folder === '' ? SIGNATURE_FILE : `${folder}/${SIGNATURE_FILE}`, { bytes: encoder.encode(JSON.stringify(sorted, null, 2) + '\n'), mode: 0o644 });
@@ -89,6 +119,9 @@ export interface KitVerification {
   readonly signer: 'root' | 'participant';
   /** Unsigned site overrides accepted in local/ (only with `localOverrides`). */
   readonly localOverrides: readonly string[];
+  /** Project and participant named in the kit's signed manifest. */
+  readonly project: string;
+  readonly participant: string;
 }
 
 interface Walk {
@@ -97,6 +130,8 @@ interface Walk {
   signer?: 'root' | 'participant';
   readonly allowLocal: boolean;
   readonly local: string[];
+  readonly seenFiles: string[];
+  readonly seenFolders: string[];
   files: number;
   folders: number;
 }
@@ -147,9 +182,28 @@ export async function verifyKit(dir: string, options: VerifyKitOptions = {}): Pr
     }
     return participantKey;
   };
-  const walk: Walk = { top, keys: { root, participant }, allowLocal: options.localOverrides === true, local: [], files: 0, folders: 0 };
+  const walk: Walk = { top, keys: { root, participant }, allowLocal: options.localOverrides === true, local: [], seenFiles: [], seenFolders: [], files: 0, folders: 0 };
   await verifyFolder(walk, top);
-  return { dir: top, files: walk.files, folders: walk.folders, signer: walk.signer ?? 'root', localOverrides: walk.local };
+  const manifest = await checkManifest(walk);
+  return { dir: top, files: walk.files, folders: walk.folders, signer: walk.signer ?? 'root', localOverrides: walk.local, project: manifest.project, participant: manifest.participant };
+}
+
+async function checkManifest(walk: Walk): Promise<z.infer<typeof manifestSchema>> {
+  // Every file and folder the walk saw was signed; the manifest (signed too, and required) says nothing was removed.
+  if (!walk.seenFiles.includes(MANIFEST_FILE)) throw new PkiError('E_KIT_FILE_MISSING', `${MANIFEST_FILE} is missing: the kit's list of signed files cannot be checked`);
+  let manifest: z.infer<typeof manifestSchema>;
+  try {
+    manifest = manifestSchema.parse(parseStrictJson(await readFile(join(walk.top, MANIFEST_FILE), 'utf8'), { maxDepth: 3 }));
+  } catch (e) {
+    throw new PkiError('E_KIT_SIGNATURE_FILE', `${MANIFEST_FILE} is not a valid kit manifest`, { cause: e });
+  }
+  const files = new Set(walk.seenFiles);
+  const folders = new Set(walk.seenFolders);
+  for (const f of manifest.folders) if (!folders.has(f)) throw new PkiError('E_KIT_FILE_MISSING', `folder ${f} is listed in ${MANIFEST_FILE} but missing`);
+  for (const f of manifest.files) if (!files.has(f)) throw new PkiError('E_KIT_FILE_MISSING', `${f} is listed in ${MANIFEST_FILE} but missing`);
+  const listed = new Set([...manifest.files, ...manifest.folders, MANIFEST_FILE]);
+  for (const f of [...walk.seenFolders, ...walk.seenFiles]) if (!listed.has(f)) throw new PkiError('E_KIT_UNSIGNED', `${f} is signed but not in ${MANIFEST_FILE}: it does not belong to this kit`);
+  return manifest;
 }
 
 async function readKitText(top: string, rel: string): Promise<string> {
@@ -205,8 +259,13 @@ async function verifyFolder(walk: Walk, dir: string): Promise<void> {
     if (!(await checkSignature(walk, data, sig))) {
       throw new PkiError('E_KIT_TAMPERED', `${rel(name)} does not match its signature: it changed after the kit was signed`);
     }
-    if (entry.isDirectory()) await verifyFolder(walk, join(dir, name));
-    else walk.files++;
+    if (entry.isDirectory()) {
+      walk.seenFolders.push(rel(name));
+      await verifyFolder(walk, join(dir, name));
+    } else {
+      walk.seenFiles.push(rel(name));
+      walk.files++;
+    }
   }
 }
 

@@ -176,6 +176,7 @@ export async function loadKit(dir: string, options: LoadKitOptions = {}): Promis
     return { host: t.slice(0, i), port: Number(t.slice(i + 1)) };
   };
 
+  if (verification.participant !== id.name) throw new PkiError('E_KIT_INVALID', `the kit manifest names '${verification.participant}' but the certificate is for '${id.name}'`);
   const base = {
     dir: top,
     participant: { name: id.name, type: id.type, org: id.org, ...(id.role === undefined ? {} : { role: id.role }) },

@@ -101,7 +101,7 @@ export async function packageKit(options: PackageKitOptions): Promise<{ dir: str
     ...(options.crlPem === undefined ? {} : { crlPem: options.crlPem }),
     ...(options.customCaPem === undefined ? {} : { customCaPem: options.customCaPem }),
   });
-  const signatures = signKitFiles(files, folders, key);
+  const signatures = signKitFiles(files, folders, key, { project: project.name, participant: participant.name });
   await mkdir(outDir, { recursive: true, mode: 0o755 });
   for (const f of folders) await mkdir(join(outDir, f), { recursive: true });
   for (const [rel, file] of [...files, ...signatures]) {

@@ -179,7 +179,7 @@ export async function provision(project: Project, options: ProvisionOptions): Pr
     await mkdir(staging, { mode: 0o700 });
     await chmod(staging, 0o700);
     await mapLimit([...kits], 16, async ([name, kit]) => {
-      const signatures = signKitFiles(kit.files, kit.folders, ca!.root.privateKey);
+      const signatures = signKitFiles(kit.files, kit.folders, ca!.root.privateKey, { project: project.name, participant: name });
       await writeKit(join(staging, name), kit.folders, new Map([...kit.files, ...signatures]));
     });
     for (const m of material) if (!m.reused) ca.data.issued.push(m.record);

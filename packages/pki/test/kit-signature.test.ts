@@ -38,7 +38,7 @@ describe('verifyKit', () => {
   });
   it('signature.json has FLARE\'s flat format: file -> base64 signature, subfolder -> signature over its name', async () => {
     const top = JSON.parse(await readFile(join(result.prodDir, 'site-1', 'signature.json'), 'utf8')) as Record<string, string>;
-    expect(Object.keys(top).sort()).toEqual(['local', 'readme.txt', 'startup', 'transfer']);
+    expect(Object.keys(top).sort()).toEqual(['local', 'manifest.json', 'readme.txt', 'startup', 'transfer']);
     for (const v of Object.values(top)) expect(v).toMatch(/^[A-Za-z0-9+/]+=*$/);
   });
 
@@ -68,6 +68,34 @@ describe('verifyKit', () => {
     await rm(join(kit, 'local', 'privacy.json.sample'));
     const e = await expectCode(() => verifyKit(kit), 'E_KIT_FILE_MISSING');
     expect(e.message).toContain('local/privacy.json.sample');
+  });
+  it('detects a signed file deleted together with its signature.json entry, via the signed manifest (E_KIT_FILE_MISSING)', async () => {
+    const kit = await copyOf('site-1');
+    await rm(join(kit, 'startup', 'crl.pem'));
+    const sigPath = join(kit, 'startup', 'signature.json');
+    const sig = JSON.parse(await readFile(sigPath, 'utf8')) as Record<string, string>;
+    delete sig['crl.pem'];
+    await writeFile(sigPath, JSON.stringify(sig));
+    const e = await expectCode(() => verifyKit(kit), 'E_KIT_FILE_MISSING');
+    expect(e.message).toContain('startup/crl.pem is listed in manifest.json');
+    // The same for a whole folder, and for the manifest itself.
+    const kit2 = await copyOf('site-1');
+    await rm(join(kit2, 'local'), { recursive: true });
+    const top = JSON.parse(await readFile(join(kit2, 'signature.json'), 'utf8')) as Record<string, string>;
+    delete top['local'];
+    await writeFile(join(kit2, 'signature.json'), JSON.stringify(top));
+    await expectCode(() => verifyKit(kit2), 'E_KIT_FILE_MISSING');
+    const kit3 = await copyOf('site-1');
+    await rm(join(kit3, 'manifest.json'));
+    const top3 = JSON.parse(await readFile(join(kit3, 'signature.json'), 'utf8')) as Record<string, string>;
+    delete top3['manifest.json'];
+    await writeFile(join(kit3, 'signature.json'), JSON.stringify(top3));
+    const e3 = await expectCode(() => verifyKit(kit3), 'E_KIT_FILE_MISSING');
+    expect(e3.message).toContain('manifest.json');
+  });
+  it('names the project and participant of the signed manifest', async () => {
+    const v = await verifyKit(join(result.prodDir, 'site-2'));
+    expect(v).toMatchObject({ project: 'example_project', participant: 'site-2' });
   });
   it('detects a file present but unsigned (E_KIT_UNSIGNED)', async () => {
     const kit = await copyOf('site-2');

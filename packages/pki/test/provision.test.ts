@@ -19,7 +19,7 @@ describe("provision: FLARE's dummy project (test/fixtures/dummy_project.yml)", (
     const server = join(r.prodDir, 'server1');
     expect((await readdir(join(server, 'startup'))).sort()).toEqual(['crl.pem', 'fed_server.json', 'rootCA.pem', 'server.crt', 'server.key', 'signature.json', 'start.sh']);
     expect((await readdir(join(server, 'local'))).sort()).toEqual(['authorization.json.default', 'privacy.json.sample', 'resources.json.default', 'signature.json']);
-    expect((await readdir(server)).sort()).toEqual(['local', 'readme.txt', 'signature.json', 'startup', 'transfer']);
+    expect((await readdir(server)).sort()).toEqual(['local', 'manifest.json', 'readme.txt', 'signature.json', 'startup', 'transfer']);
     expect((await readdir(join(r.prodDir, 'site-1', 'startup'))).sort()).toEqual(['client.crt', 'client.key', 'crl.pem', 'fed_client.json', 'rootCA.pem', 'signature.json', 'start.sh']);
     expect((await readdir(join(r.prodDir, 'lead@nvidia.com', 'startup'))).sort()).toEqual(['client.crt', 'client.key', 'crl.pem', 'fed_admin.json', 'fl_admin.sh', 'rootCA.pem', 'signature.json']);
     expect(await mode(join(server, 'startup', 'server.key'))).toBe(0o600);

@@ -136,7 +136,6 @@ export async function listen<A = undefined>(options: ServerOptions<A>): Promise<
                 throw conn.closeError();
               }),
             ]);
-      if (conn.authenticated) throw new TypeError('promoted twice');
       if (!conn.isOpen) throw conn.closeError();
       conn.promote(value);
       endpoint.pending--;

@@ -7,6 +7,8 @@ import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { connect as tlsConnect, createServer as createTlsServer } from 'node:tls';
 import { fileURLToPath } from 'node:url';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { createClientAuth, createServerAuth, type Session } from '@flare/auth';
 import { encodeModelParts, model, tensor } from '@flare/core';
 import { loadKit, parseProject, provision, type Kit } from '@flare/pki';
@@ -33,6 +35,9 @@ participants:
 
 // What the transport uses per message: a one-shot SHA-256 (crypto.hash, Node >= 20.12).
 const sha256 = (b: Uint8Array): Uint8Array => hash('sha256', b, 'buffer');
+// A full GC before a memory baseline, so garbage from earlier runs does not hide what the transfer holds.
+setFlagsFromString('--expose-gc');
+const collectGarbage = runInNewContext('gc') as () => void;
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const MB = 1e6;
 
@@ -74,6 +79,7 @@ async function flare(clientKit: Kit, serverKit: Kit, parts: ReturnType<typeof en
   server.on('connection', (c) => c.on('message', () => done?.()));
   const ca = createClientAuth({ kit: clientKit, renewAt: false });
   const conn = await dial<Session>({ ...clientOptionsFromKit(clientKit), targets: [{ host: '127.0.0.1', port: server.port }], authenticate: (c) => ca.login(c) });
+  collectGarbage();
   const base = process.memoryUsage().arrayBuffers;
   let peak = base;
   const sampler = setInterval(() => (peak = Math.max(peak, process.memoryUsage().arrayBuffers)), 5);

@@ -27,6 +27,11 @@ export interface FedAvgOptions extends StreamingOptions {
   /** Refuse contributions reporting more local steps than this (E_AGG_WEIGHT; default: no cap). */
   readonly maxSteps?: number;
   /**
+   * Aggregation weight per site (FLARE's `aggregation_weights`), used when `ctx.weight` is not given;
+   * sites not listed weigh 1.
+   */
+  readonly aggregationWeights?: ReadonlyMap<string, number>;
+  /**
    * The model whose tensors (names, dtypes, shapes) contributions may have, e.g. the global model: others
    * are refused (E_MODEL_MISMATCH). Without it, the first contribution carrying a tensor sets its shape.
    */
@@ -51,7 +56,8 @@ interface Planned {
 
 /**
  * Streaming ("in time") federated averaging with NVIDIA FLARE's semantics (InTimeAccumulateWeightedAggregator):
- * each contribution counts with weight = aggregation weight (`ctx.weight`, default 1) x its meta
+ * each contribution counts with weight = aggregation weight (`ctx.weight`, else `aggregationWeights`, default
+ * 1) x its meta
  * NUM_STEPS_CURRENT_ROUND (default 1); sums and divisors are kept per tensor name, so a tensor missing from
  * some sites is averaged over the sites that sent it. A contribution is refused (and leaves no trace) when
  * it is for another round (E_AGG_ROUND), from a site already counted (E_AGG_DUPLICATE), of the wrong kind
@@ -81,6 +87,7 @@ export class FedAvgAggregator implements RoundAggregator {
   readonly #excluded: (name: string) => boolean;
   readonly #rules: WeightRules;
   readonly #audit: StreamingOptions['audit'];
+  readonly #siteWeights: ReadonlyMap<string, number> | undefined;
   readonly #template: Layout | undefined;
   readonly #slots = new Map<string, Slot>();
   readonly #metrics = new Map<string, { readonly sum: ExactSum; readonly weight: ExactSum }>();
@@ -92,6 +99,10 @@ export class FedAvgAggregator implements RoundAggregator {
     this.#excluded = excluder(options.exclude);
     this.#rules = { useSteps: options.useSteps ?? true, maxSteps };
     this.#audit = options.audit;
+    if (options.aggregationWeights !== undefined && !(options.aggregationWeights instanceof Map)) {
+      throw new TypeError('"aggregationWeights" expected a Map of site names to weights');
+    }
+    this.#siteWeights = options.aggregationWeights;
     this.#template = options.template === undefined ? undefined : layoutOf(options.template, this.#excluded);
   }
 
@@ -122,7 +133,7 @@ export class FedAvgAggregator implements RoundAggregator {
   #accept(update: FLModel, ctx: AcceptContext): void {
     const admission = this.#guard.check(update, ctx);
     const from = admission.from;
-    const w = contributionWeight(update, ctx.weight, from, this.#rules);
+    const w = contributionWeight(update, ctx.weight ?? this.#siteWeights?.get(from), from, this.#rules);
     if (!(update.params instanceof Map)) throw new TypeError('"update.params" expected a Map of tensors');
 
     // Validate everything before writing anything: a refused contribution must leave the sums untouched.

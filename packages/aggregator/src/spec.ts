@@ -45,7 +45,16 @@ const common = {
   excludePattern: z.string().min(1).max(1024).optional(),
   normBound: z.strictObject({ maxNorm: positive }).optional(),
 };
-const fedavg = { ...common, useSteps: z.boolean().optional(), maxSteps: positive.optional() };
+// Site names are keys of a JSON object from the job: refuse prototype keys outright rather than rely on how
+// the record is rebuilt, and bound the count.
+const PROTOTYPE_KEYS = ['__proto__', 'constructor', 'prototype'];
+const siteWeights = z
+  .custom<object>((v) => v !== null && typeof v === 'object' && !Array.isArray(v) && !PROTOTYPE_KEYS.some((k) => Object.hasOwn(v, k)), {
+    message: 'expected an object of site names to weights, without prototype keys',
+  })
+  .pipe(z.record(z.string().min(1).max(256), positive))
+  .refine((r) => Object.keys(r).length <= 100_000, { message: 'too many sites' });
+const fedavg = { ...common, useSteps: z.boolean().optional(), maxSteps: positive.optional(), aggregationWeights: siteWeights.optional() };
 
 const fedavgmArgs = { eta: positive.optional(), momentum: fraction.optional() };
 const fedadagradArgs = { eta: positive.optional(), beta1: fraction.optional(), tau: z.number().min(0).optional(), initialAccumulator: z.number().min(0).optional() };
@@ -199,7 +208,7 @@ export function createAggregator(spec: unknown, env: AggregatorEnv = {}): RoundA
     case 'fedyogi': {
       const args = s.args ?? {};
       if (s.name !== 'fedavg') {
-        const { kind: _k, exclude: _e, excludePattern: _p, normBound: _n, useSteps: _u, maxSteps: _m, ...hyper } = args;
+        const { kind: _k, exclude: _e, excludePattern: _p, normBound: _n, useSteps: _u, maxSteps: _m, aggregationWeights: _w, ...hyper } = args;
         optimizer = optimizerOf({ name: s.name, args: hyper } as ServerOptimizerSpec);
       }
       const template = optimizer === undefined ? undefined : globalNow();
@@ -207,6 +216,7 @@ export function createAggregator(spec: unknown, env: AggregatorEnv = {}): RoundA
         ...base,
         ...(args.useSteps === undefined ? {} : { useSteps: args.useSteps }),
         ...(args.maxSteps === undefined ? {} : { maxSteps: args.maxSteps }),
+        ...(args.aggregationWeights === undefined ? {} : { aggregationWeights: new Map(Object.entries(args.aggregationWeights)) }),
         ...(template === undefined ? {} : { template }),
       });
       break;

@@ -18,6 +18,15 @@ describe('FedAvgAggregator: FLARE semantics', () => {
     expect(values(fedAvg([{ model: vec([1, 10]) }, { model: vec([3, 20]) }]))).toEqual([2, 15]);
   });
 
+  it('takes per-site aggregation weights (FLARE aggregation_weights) when ctx.weight is absent', () => {
+    const agg = new FedAvgAggregator({ aggregationWeights: new Map([['a', 3]]) });
+    agg.accept(vec([0]), { from: 'a' }); // 3
+    agg.accept(vec([4]), { from: 'b' }); // not listed: 1
+    agg.accept(vec([8]), { from: 'c', weight: 4 }); // ctx.weight wins
+    expect(values(agg.result())).toEqual([(0 * 3 + 4 + 8 * 4) / 8]);
+    expect(codeOf(() => new FedAvgAggregator({ aggregationWeights: { a: 1 } as never }))).toBe('TypeError');
+  });
+
   it('ignores NUM_STEPS_CURRENT_ROUND when useSteps is false', () => {
     const out = fedAvg([{ model: vec([0], 'diff', steps(100)) }, { model: vec([4], 'diff', steps(1)) }], { useSteps: false });
     expect(values(out)).toEqual([2]);

@@ -55,6 +55,10 @@ describe('parseAggregatorSpec / AggregatorSpecSchema', () => {
       { name: 'median', args: { normBound: { maxNorm: 0 } } },
       { name: 'median', serverOptimizer: { name: 'sgd' } },
       { name: 'fedavg', args: { excludePattern: '(' } },
+      JSON.parse('{"name": "fedavg", "args": {"aggregationWeights": {"__proto__": 2}}}'),
+      JSON.parse('{"name": "fedavg", "args": {"aggregationWeights": {"constructor": 2}}}'),
+      { name: 'fedavg', args: { aggregationWeights: { a: -1 } } },
+      { name: 'fedavg', args: { aggregationWeights: [1, 2] } },
       { name: 'fedavg', args: { exclude: [''] } },
       'fedavg',
       null,
@@ -78,6 +82,13 @@ describe('createAggregator', () => {
     expect(createAggregator({ name: 'geometric-median' })).toBeInstanceOf(GeometricMedianAggregator);
     expect(createAggregator({ name: 'fedadam' }, { global: global() })).toBeInstanceOf(ServerOptAggregator);
     expect(createAggregator({ name: 'fedavg', args: { normBound: { maxNorm: 1 } } })).toBeInstanceOf(NormBoundAggregator);
+  });
+
+  it('passes FLARE aggregation_weights through as a Map', () => {
+    const agg = createAggregator(JSON.parse('{"name": "fedavg", "args": {"aggregationWeights": {"site-1": 3, "site-2": 1}}}'));
+    agg.accept(vec([0]), { from: 'site-1' });
+    agg.accept(vec([4]), { from: 'site-2' });
+    expect(values(agg.result())).toEqual([1]);
   });
 
   it('passes kind, round, exclusions and steps rules through', () => {

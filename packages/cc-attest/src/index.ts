@@ -8,6 +8,8 @@ export type { VerifyEvidenceOptions } from './verify-evidence.js';
 export { AttestationPolicySchema, evaluatePolicy, parseAttestationPolicy } from './policy.js';
 export type { AttestationPolicy, AttestationPolicyInput, PolicyContext, PolicyDecision } from './policy.js';
 export { ATTESTATION_EXPORTER_LABEL, ATTESTATION_EXPORTER_LENGTH, deriveAttestationNonce } from './nonce.js';
+export { produceSessionEvidence, verifySessionEvidence } from './session.js';
+export type { SessionBinding, SessionVerdict, SessionVerification } from './session.js';
 export type { NonceContext } from './nonce.js';
 export type { Check, CheckStatus } from './check.js';
 export type { ChainEntry } from './cert.js';

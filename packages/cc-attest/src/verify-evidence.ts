@@ -7,6 +7,7 @@ import type { EvidenceType, VerificationResult } from './result.js';
 import type { SnpProduct } from './snp/tcb.js';
 import { verifySnpEvidence } from './snp/verify.js';
 import type { TdxCollateral } from './tdx/verify.js';
+import type { TdxTcbStatus } from './tdx/collateral.js';
 import { verifyTdxEvidence } from './tdx/verify.js';
 import type { TrustAnchors } from './trust.js';
 
@@ -33,6 +34,10 @@ export interface VerifyEvidenceOptions {
   readonly policy?: AttestationPolicy;
   /** SNP: the expected product. */
   readonly product?: SnpProduct;
+  /** TDX: statuses accepted by the `tdx.tcb-status` check (default: the policy's, else UpToDate only). */
+  readonly acceptedTcbStatuses?: readonly TdxTcbStatus[];
+  /** GPU: RIM indices whose mismatch is tolerated (default: the policy's, else none). */
+  readonly allowedMismatchIndices?: readonly number[];
   /** Network access to vendor services, only when given. */
   readonly fetcher?: CollateralFetcher;
   /** Trust anchors (default: the pinned vendor roots). */
@@ -81,7 +86,7 @@ export async function verifyEvidence(options: VerifyEvidenceOptions): Promise<Ve
         result = await verifyTdxEvidence({
           ...common,
           ...(options.collateral !== undefined ? { collateral: options.collateral } : {}),
-          ...(p?.tdx ? { acceptedTcbStatuses: p.tdx.acceptedTcbStatuses } : {}),
+          ...(options.acceptedTcbStatuses !== undefined ? { acceptedTcbStatuses: options.acceptedTcbStatuses } : p?.tdx ? { acceptedTcbStatuses: p.tdx.acceptedTcbStatuses } : {}),
         });
         break;
       case 'gpu':
@@ -89,7 +94,7 @@ export async function verifyEvidence(options: VerifyEvidenceOptions): Promise<Ve
           ...common,
           certificates: options.certificates ?? [],
           ...(options.rims !== undefined ? { rims: options.rims } : {}),
-          ...(p?.gpu ? { allowedMismatchIndices: p.gpu.allowedMismatchIndices } : {}),
+          ...(options.allowedMismatchIndices !== undefined ? { allowedMismatchIndices: options.allowedMismatchIndices } : p?.gpu ? { allowedMismatchIndices: p.gpu.allowedMismatchIndices } : {}),
         });
         break;
       default:

@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { DEFAULT_ORDERS, epsilonFromRdp, noiseMultiplierFor, rdp, rdpEpsilon } from '../src/index.js';
+import { DEFAULT_ORDERS, epsilonFromRdp, noiseMultiplierFor, prvEpsilon, rdp, rdpEpsilon } from '../src/index.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const vectors = process.env['FLARE_VECTORS'] ?? resolve(here, '../../..', '../shared/vectors');
@@ -119,6 +119,31 @@ describe('accountant_cases.json: RDP noise calibration (Opacus get_noise_multipl
       const steps = c.steps ?? Math.trunc(c.epochs! / c.q!);
       const z = noiseMultiplierFor({ epsilon: c.target_epsilon!, delta: c.delta!, samplingRate: c.q!, steps });
       expect(Math.abs(z - c.expected_sigma!)).toBeLessThan(c.tolerance!);
+    });
+  }
+});
+
+describe('accountant_cases.json: PRV / PLD (independent implementation: 1e-3 relative)', () => {
+  // Opacus's PRVAccountant.get_epsilon returns the upper estimate (estimate at δ - δ/1000, plus eps_error 0.01),
+  // which prvEpsilon().epsilon reproduces; dp_accounting's PLD returns a point estimate, compared with
+  // prvEpsilon().estimate. Cases whose grid would pass 2^22 points are refused with RangeError (documented).
+  const prvCases = cases.filter((c) => (c.accountant.startsWith('PRV') || c.accountant.startsWith('PLD')) && c.expected_epsilon !== undefined && typeof c.sigma === 'number' && c.q != null && c.steps != null && c.delta != null);
+  it('has the cases this suite expects', () => {
+    expect(prvCases.length).toBeGreaterThanOrEqual(35);
+  });
+  for (const c of prvCases) {
+    it(c.id, () => {
+      const args = { noiseMultiplier: c.sigma as number, samplingRate: c.q!, steps: c.steps!, delta: c.delta! };
+      let r: ReturnType<typeof prvEpsilon>;
+      try {
+        r = prvEpsilon(args);
+      } catch (e) {
+        expect(e).toBeInstanceOf(RangeError);
+        expect(String(e)).toMatch(/larger "epsError"/);
+        return;
+      }
+      const got = c.accountant.startsWith('PRV') ? r.epsilon : r.estimate;
+      expect(rel(got, c.expected_epsilon!)).toBeLessThan(1e-3);
     });
   }
 });

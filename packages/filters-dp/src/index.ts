@@ -14,6 +14,8 @@ export type { ExcludeVarsOptions } from './exclude-vars.js';
 
 export { DEFAULT_ORDERS, epsilonFromRdp, noiseMultiplierFor, rdp, rdpEpsilon } from './rdp.js';
 export type { EpsilonAtOrder, NoiseCalibration, RdpConversion, RdpEpsilonOptions, RdpOptions } from './rdp.js';
+export { prvEpsilon } from './prv.js';
+export type { PrvEpsilon, PrvOptions } from './prv.js';
 
 export { BUDGET_ORDERS, DP_SPENT_META, privacySpent } from './privacy-ledger.js';
 export type { PrivacyBudget, PrivacySpent } from './privacy-ledger.js';

@@ -11,11 +11,11 @@ const MPMATH_LOG_ERFC: ReadonlyArray<[number, number]> = [
 ];
 
 describe('logErfc', () => {
-  it('matches mpmath (50 digits) within 5e-15 relative from -30 to 1e5, without underflow', () => {
+  it('matches mpmath (50 digits) within 5e-14 relative from -30 to 1e5, without underflow', () => {
     for (const [x, ref] of MPMATH_LOG_ERFC) {
       const got = logErfc(x);
       if (ref === 0) expect(got === 0).toBe(true);
-      else expect(Math.abs(got - ref) / Math.abs(ref)).toBeLessThan(5e-15);
+      else expect(Math.abs(got - ref) / Math.abs(ref)).toBeLessThan(5e-14);
     }
   });
 

@@ -49,8 +49,13 @@ export function meanOfClosest(values: Float64Array, count: number, ref: number, 
     else if (d === limit) ties[tied++] = values[j]!;
   }
   if (taken < beta) {
-    const t = ties.subarray(0, tied).sort();
-    for (let q = 0; taken < beta; q++) add(t[q]!);
+    if (limit === 0) {
+      // Ties at distance 0 all equal the reference (frozen or sparse coordinates): no sort needed.
+      while (taken < beta) add(ref);
+    } else {
+      const t = ties.subarray(0, tied).sort();
+      for (let q = 0; taken < beta; q++) add(t[q]!);
+    }
   }
   return (hi + lo) / beta;
 }

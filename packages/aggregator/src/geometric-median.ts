@@ -3,7 +3,7 @@ import { checkF, requireAtLeast } from './assumptions.js';
 import { BufferedAggregator, type BufferedOptions } from './buffered.js';
 import { ExactSum, addScaled } from './exact-sum.js';
 import type { TensorExclusion } from './exclusion.js';
-import { assemble, prepare, weightedMeanOf, type UpdateSet } from './update-set.js';
+import { assemble, overflow, prepare, weightedMeanOf, type UpdateSet } from './update-set.js';
 import type { WeightedUpdate } from './types.js';
 
 /** Options of {@link geometricMedian}. */
@@ -93,7 +93,7 @@ export function geometricMedian(updates: readonly WeightedUpdate[], opts: Geomet
     const next = set.tensors.map((t) => {
       const hi = new Float64Array(t.length);
       const lo = new Float64Array(t.length);
-      for (let j = 0; j < set.n; j++) addScaled(hi, lo, t.data[j]!, beta[j]!);
+      for (let j = 0; j < set.n; j++) if (addScaled(hi, lo, t.data[j]!, beta[j]!) >= 0) throw overflow(t.name);
       for (let i = 0; i < t.length; i++) hi[i] = (hi[i]! + lo[i]!) / total;
       return hi;
     });

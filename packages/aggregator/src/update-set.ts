@@ -152,9 +152,16 @@ export function weightedMeanOf(set: UpdateSet, indices: readonly number[]): Floa
     if (only >= 0) return Float64Array.from(t.data[only]!);
     const hi = new Float64Array(t.length);
     const lo = new Float64Array(t.length);
-    // Values were checked finite and weights are finite: addScaled cannot stop early here.
-    for (const j of indices) addScaled(hi, lo, t.data[j]!, set.weights[j]!);
+    for (const j of indices) {
+      // Values and weights are finite; only float64 values near 1e308 can overflow when summed.
+      if (addScaled(hi, lo, t.data[j]!, set.weights[j]!) >= 0) throw overflow(t.name);
+    }
     for (let i = 0; i < t.length; i++) hi[i] = (hi[i]! + lo[i]!) / total;
     return hi;
   });
+}
+
+/** E_AGG_NONFINITE for finite values whose weighted sum overflows (float64 values near 1e308). */
+export function overflow(name: string): AggregatorError {
+  return new AggregatorError('E_AGG_NONFINITE', `the weighted sum of tensor "${name}" overflows`);
 }

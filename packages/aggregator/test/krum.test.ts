@@ -52,6 +52,11 @@ describe('multiKrum', () => {
     expect(values(multiKrum(five(), { f: 1, m: 1 }))).toEqual([1]);
   });
 
+  it('refuses an average that overflows (E_AGG_NONFINITE) instead of returning a partial sum', () => {
+    const list = [1e308, 1.5e308, 1.7e308, 1.6e308, 1.4e308].map((v) => ({ model: vec([v]) }));
+    expect(codeOf(() => multiKrum(list, { f: 1, m: 3 }))).toBe('E_AGG_NONFINITE');
+  });
+
   it('refuses m > n - f (E_AGG_ASSUMPTION) and m < 1 (RangeError)', () => {
     expect(codeOf(() => multiKrum(five(), { f: 1, m: 5 }))).toBe('E_AGG_ASSUMPTION');
     expect(values(multiKrum(five(), { f: 1, m: 4 }))).toEqual([1.5]);

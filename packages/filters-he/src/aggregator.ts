@@ -28,6 +28,11 @@ export interface HeAggregatorOptions {
 }
 
 /** In "scale" mode (one rescaling prime), weights are encoded at 2^30: 2^-31 relative precision per weight. */
+/**
+ * SEAL's WebAssembly memory is 32-bit (at most 4 GiB); the accumulators may take 3 GiB of it, so that a model
+ * too large for one aggregator is refused up front instead of failing an allocation halfway through a round.
+ */
+const ACCUMULATOR_BUDGET_BYTES = 3 * 2 ** 30;
 const SCALE_MODE_WEIGHT_BITS = 30;
 
 interface Layout {
@@ -51,8 +56,9 @@ interface Layout {
  *
  * Plaintext tensors (left out of encryption by the sites) are averaged in float64 with the same weights.
  * Memory: one ciphertext accumulator per 4,096 values in SEAL's heap (about 393 KB each with the defaults,
- * so ~96 MB per million parameters), plus one validated update at a time; the WebAssembly heap caps this near
- * 30 million parameters per aggregator.
+ * so ~96 MB per million parameters), plus one validated update at a time. SEAL's WebAssembly heap is 32-bit:
+ * accumulators may use 3 GiB of it (about 32 million parameters with the defaults); a larger model is refused
+ * at its first update (E_HE_CAPACITY).
  *
  * Refusals leave the round untouched: everything about an update is checked before any accumulator changes.
  *
@@ -96,6 +102,11 @@ export class HeAggregator implements Aggregator {
     // The running sum at the top level is |sum of w~ x| * 2^scale * weightScale; it must stay below Q/2.
     const topBits = top.primes.reduce((a, q) => a + Math.log2(Number(q)), 0);
     this.#maxWeight = 2 ** (topBits - 1 - context.params.scaleBits - Math.log2(this.#weightScale)) / context.valueLimit;
+  }
+
+  /** The (server) context the aggregator works with, e.g. for `heAddDiff` on the global model. */
+  get context(): HeContext {
+    return this.#context;
   }
 
   /** How many updates this round has accepted. */
@@ -142,6 +153,12 @@ export class HeAggregator implements Aggregator {
       }
     }
     const first = layout === undefined;
+    if (first) {
+      const perCiphertext = 2 * this.#engine.shape.degree * top.primes.length * 8;
+      if (checked.length * perCiphertext > ACCUMULATOR_BUDGET_BYTES) {
+        throw new HeError('E_HE_CAPACITY', `${envelope.length} encrypted values need ${Math.ceil((checked.length * perCiphertext) / 2 ** 20)} MiB of SEAL memory to aggregate; one aggregator holds at most ${ACCUMULATOR_BUDGET_BYTES / 2 ** 20} MiB`);
+      }
+    }
     const relative = first ? 1 : weight / this.#firstWeight;
     if (this.#normalizedTotal + relative > this.#maxWeight) {
       throw new HeError('E_HE_CAPACITY', `total weight would reach ${this.#normalizedTotal + relative} first-update weights; these parameters carry at most ${Math.floor(this.#maxWeight)}`);

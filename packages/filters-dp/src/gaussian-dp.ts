@@ -99,12 +99,14 @@ export function gaussianDp(options: GaussianDpOptions): Filter {
     if (typeof budget.store?.update !== 'function') throw new TypeError('"budget.store" expected a BudgetStore');
   }
   const zEff = effectiveNoiseMultiplier(z, adjacency, adaptive?.bitNoise);
-  const rdpCache = new Map<readonly number[], number[]>();
+  // One round's RDP, by order grid (records read from disk bring their own arrays: key by content).
+  const rdpCache = new Map<string, number[]>();
   const rdpAt = (orders: readonly number[]) => {
-    let v = rdpCache.get(orders);
+    const key = orders.join(',');
+    let v = rdpCache.get(key);
     if (v === undefined) {
       v = rdp({ noiseMultiplier: zEff, samplingRate, orders });
-      rdpCache.set(orders, v);
+      if (rdpCache.size < 8) rdpCache.set(key, v);
     }
     return v;
   };

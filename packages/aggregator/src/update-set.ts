@@ -99,10 +99,14 @@ export function prepare(updates: readonly WeightedUpdate[], exclude: TensorExclu
   return { n: updates.length, kind, tensors, weights, names, size };
 }
 
-/** Assembles a result model from float64 values per tensor (converted back to each tensor's dtype). */
+/** Assembles a result model from float64 values per tensor (converted back to each tensor's dtype); E_AGG_NONFINITE on overflow. */
 export function assemble(set: UpdateSet, values: readonly Float64Array[]): FLModel {
   const params = new Map<string, Tensor>();
-  set.tensors.forEach((t, i) => params.set(t.name, tensorFrom(t.dtype, t.shape, values[i]!)));
+  set.tensors.forEach((t, i) => {
+    // Inputs are finite, but a mean of values near the float64 limit can overflow: refuse, never return inf.
+    if (firstNonFinite(values[i]!) >= 0) throw overflow(t.name);
+    params.set(t.name, tensorFrom(t.dtype, t.shape, values[i]!));
+  });
   return { params, kind: set.kind, meta: {} };
 }
 

@@ -67,6 +67,8 @@ describe('coordinateMedian', () => {
     expect(codeOf(() => coordinateMedian([{ model: vec([1]) }, { model: vec([1], 'full') }]))).toBe('E_AGG_KIND');
     expect(codeOf(() => coordinateMedian([{ model: vec([1]), from: 'x' }, { model: vec([1]), from: 'x' }]))).toBe('E_AGG_DUPLICATE');
     expect(codeOf(() => coordinateMedian([{ model: vec([1]), weight: 0 }]))).toBe('E_AGG_WEIGHT');
+    // The mean of the two middle values 1.7e308 and 1.75e308 overflows: refused, not returned as infinity.
+    expect(codeOf(() => coordinateMedian(list([1.7e308], [1.75e308])))).toBe('E_AGG_NONFINITE');
   });
 });
 

@@ -89,15 +89,21 @@ describe('gaussianDp clipping', () => {
 });
 
 describe('gaussianDp noise', () => {
-  it('adds noise of standard deviation z·C to every coordinate, keeping dtypes and shapes', async () => {
-    const zeros = model({ w: tensor(new Float32Array(200_000), [400, 500]) }, 'diff');
+  it('adds noise of mean 0 and standard deviation z·C to every coordinate over 1M coordinates (seed "noise"), keeping dtypes and shapes', async () => {
+    const zeros = model({ w: tensor(new Float32Array(1_000_000), [1000, 1000]) }, 'diff');
     const out = await gaussianDp({ clipNorm: 0.5, noiseMultiplier: 2, random: seededRandom('noise') }).apply(zeros, ctxOf());
     const t = out.params.get('w')!;
     expect(t.dtype).toBe('float32');
-    expect(t.shape).toEqual([400, 500]);
+    expect(t.shape).toEqual([1000, 1000]);
     const d = t.data as Float32Array;
+    let m = 0;
     let s = 0;
-    for (const v of d) s += v * v;
+    for (const v of d) {
+      m += v;
+      s += v * v;
+    }
+    // z·C = 1; 5 standard errors: sigma/sqrt(N) for the mean, sigma/sqrt(2N) for the standard deviation.
+    expect(Math.abs(m / d.length)).toBeLessThan(5 / Math.sqrt(d.length));
     expect(Math.abs(Math.sqrt(s / d.length) - 1)).toBeLessThan(5 / Math.sqrt(2 * d.length));
   });
 

@@ -38,7 +38,7 @@ describe('coordinateMedian', () => {
 
   it('property: equals the median of the sorted values, for any order of contributions', () => {
     fc.assert(
-      fc.property(fc.array(fc.array(fc.double({ noNaN: true, noDefaultInfinity: true }), { minLength: 4, maxLength: 4 }), { minLength: 1, maxLength: 15 }), (rows) => {
+      fc.property(fc.array(fc.array(fc.double({ noNaN: true, min: -1e300, max: 1e300 }), { minLength: 4, maxLength: 4 }), { minLength: 1, maxLength: 15 }), (rows) => {
         const out = values(coordinateMedian(list(...rows)));
         const reversed = values(coordinateMedian(list(...[...rows].reverse())));
         return out.every((v, c) => {

@@ -164,9 +164,8 @@ describe('RIM XML signatures against the pinned NVIDIA RIM root (README table)',
 });
 
 describe('GPU: flipping any byte of the signed range (request || response up to the signature) makes it fail', () => {
-  // One evidence per distinct source (the PPCIe batch shares one format); every byte of each.
-  const distinct = POSITIVES.filter((c, i) => !c.name.includes('.json[') || c.name.endsWith('[0]') || i === 0);
-  it.each(distinct.map((c) => [c.name, c] as const))('%s', async (_n, c) => {
+  // Every positive, every byte (about 8 s per Hopper evidence here).
+  it.each(POSITIVES.map((c) => [c.name, c] as const))('%s', async (_n, c) => {
     const signedLength = parseSpdmEvidence(c.evidence).signed.length;
     let accepted = 0;
     for (let i = 0; i < signedLength; i++) {

@@ -99,9 +99,10 @@ export class HeAggregator implements Aggregator {
     this.#rescaleMode = levels.length >= 3;
     const top = levels[0]!;
     this.#weightScale = this.#rescaleMode ? Number(top.primes.at(-1)!) : 2 ** SCALE_MODE_WEIGHT_BITS;
-    // The running sum at the top level is |sum of w~ x| * 2^scale * weightScale; it must stay below Q/2.
+    // The running sum at the top level is |sum of w~ x| * 2^scale * weightScale; it must stay below Q/2, with
+    // room for twice the value limit (a mean plus a global model, heAddDiff in scale mode).
     const topBits = top.primes.reduce((a, q) => a + Math.log2(Number(q)), 0);
-    this.#maxWeight = 2 ** (topBits - 1 - context.params.scaleBits - Math.log2(this.#weightScale)) / context.valueLimit;
+    this.#maxWeight = 2 ** (topBits - 1 - context.params.scaleBits - Math.log2(this.#weightScale)) / (2 * context.valueLimit);
   }
 
   /** The (server) context the aggregator works with, e.g. for `heAddDiff` on the global model. */

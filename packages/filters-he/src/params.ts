@@ -42,7 +42,7 @@ const MIN_PRIME_BITS = 20;
 const MAX_PRIME_BITS = 60;
 /** Rescaling primes also carry the aggregation weights: 30 bits keep each weight to 2^-31 relative precision. */
 const MIN_RESCALE_BITS = 30;
-/** Bits the first prime must keep above the scale for values (|x| < 2^(bits - 2)). */
+/** Bits the first prime must keep above the scale for values (|x| <= 2^(bits - 3), see valueLimit). */
 const MIN_HEADROOM_BITS = 10;
 
 /**
@@ -145,7 +145,11 @@ export function sameParams(a: HeParams, b: HeParams): boolean {
   return paramsFingerprint(a) === paramsFingerprint(b);
 }
 
-/** Largest |value| these parameters carry through aggregation: 2^(first prime bits - scale bits - 2). */
+/**
+ * Largest |value| a site may encrypt: 2^(first prime bits - scale bits - 3), 2^17 with the defaults. The last
+ * level holds |v| x 2^scale below half its prime, i.e. |v| < 2^(bits - scale - 1); the two spare bits leave room
+ * for a mean plus a global model (heAddDiff) and for telling wrapped-around garbage from values on decryption.
+ */
 export function valueLimit(p: HeParams): number {
-  return 2 ** (p.coeffModBits[0]! - p.scaleBits - 2);
+  return 2 ** (p.coeffModBits[0]! - p.scaleBits - 3);
 }

@@ -30,7 +30,7 @@ describe('generateHeKeys / loadHeContext', () => {
     expect(client.id).toMatch(/^[0-9a-f]{32}$/);
     expect(server.params).toEqual(client.params);
     expect(client.slots).toBe(4096);
-    expect(client.valueLimit).toBe(2 ** 18);
+    expect(client.valueLimit).toBe(2 ** 17);
   });
 
   it('the server cannot decrypt: no secret key in its bytes, none to load, and the decrypt path refuses (E_HE_NO_SECRET_KEY)', async () => {

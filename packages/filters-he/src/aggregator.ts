@@ -1,7 +1,9 @@
 import {
   FlareError,
   HeError,
+  META,
   tensor,
+  type JsonValue,
   type AcceptContext,
   type Aggregator,
   type FLModel,
@@ -25,6 +27,12 @@ export interface HeAggregatorOptions {
   readonly allowSecretKey?: boolean;
   /** Dispose the context when the aggregator is disposed (default false: the caller owns it). */
   readonly disposeContext?: boolean;
+  /** Weigh by meta NUM_STEPS_CURRENT_ROUND as well as by the aggregation weight (FLARE; default true). */
+  readonly useSteps?: boolean;
+  /** Refuse contributions reporting more local steps than this (E_HE_WEIGHT; default: no cap). */
+  readonly maxSteps?: number;
+  /** Aggregation weight per site (FLARE's `aggregation_weights`) when `ctx.weight` is not given; default 1. */
+  readonly aggregationWeights?: ReadonlyMap<string, number>;
 }
 
 /** In "scale" mode (one rescaling prime), weights are encoded at 2^30: 2^-31 relative precision per weight. */
@@ -76,6 +84,10 @@ export class HeAggregator implements Aggregator {
   readonly #weightScale: number;
   readonly #maxWeight: number;
   readonly #disposeContext: boolean;
+  readonly #useSteps: boolean;
+  readonly #maxSteps: number;
+  readonly #siteWeights: ReadonlyMap<string, number> | undefined;
+  #metrics = new Map<string, number>();
   #layout: Layout | undefined;
   #acc: Ct[] = [];
   #plain = new Map<string, Float64Array>();
@@ -87,7 +99,11 @@ export class HeAggregator implements Aggregator {
   #disposed = false;
 
   constructor(options: HeAggregatorOptions) {
-    const { context, allowSecretKey = false, disposeContext = false } = options;
+    const { context, allowSecretKey = false, disposeContext = false, useSteps = true, maxSteps = Number.POSITIVE_INFINITY, aggregationWeights } = options;
+    if (!(maxSteps > 0)) throw new RangeError(`"maxSteps" expected a positive number, got ${String(maxSteps)}`);
+    this.#useSteps = useSteps;
+    this.#maxSteps = maxSteps;
+    this.#siteWeights = aggregationWeights;
     this.#engine = engineOf(context);
     if (context.hasSecretKey && !allowSecretKey) {
       throw new HeError('E_HE_SECRET_KEY_PRESENT', 'the aggregator was given a context with the secret key; the server must hold only the server context');
@@ -116,8 +132,9 @@ export class HeAggregator implements Aggregator {
   }
 
   /**
-   * Adds one site's encrypted update. `ctx.from` is the authenticated site, `ctx.weight` (default 1) its
-   * aggregation weight, `ctx.round` (optional) the round it belongs to.
+   * Adds one site's encrypted update. `ctx.from` is the authenticated site, `ctx.round` (optional) the round it
+   * belongs to. Its weight is FLARE's: the aggregation weight (`ctx.weight`, else `aggregationWeights`, else 1)
+   * times the update's meta NUM_STEPS_CURRENT_ROUND when present (unless `useSteps` is false).
    *
    * @throws HeError E_HE_WEIGHT, E_HE_ROUND_MISMATCH, E_HE_DUPLICATE_UPDATE, E_HE_NOT_ENCRYPTED (a plain update),
    *   E_HE_ENVELOPE, E_HE_PARAMS_MISMATCH, E_HE_CONTEXT_MISMATCH, E_HE_LAYOUT_MISMATCH, E_HE_CIPHERTEXT_TAMPERED,
@@ -126,10 +143,7 @@ export class HeAggregator implements Aggregator {
    */
   accept(update: FLModel, ctx: AcceptContext): void {
     this.#usable();
-    const weight = ctx.weight ?? 1;
-    if (typeof weight !== 'number' || !Number.isFinite(weight) || weight <= 0) {
-      throw new HeError('E_HE_WEIGHT', `site '${ctx.from}' has weight ${String(weight)}; weights must be positive finite numbers`);
-    }
+    const weight = this.#weightOf(update, ctx);
     const layout = this.#layout;
     if (layout?.round !== undefined && ctx.round !== undefined && ctx.round !== layout.round) {
       throw new HeError('E_HE_ROUND_MISMATCH', `update from '${ctx.from}' is for round ${ctx.round}, this aggregation is round ${layout.round}`);
@@ -182,6 +196,25 @@ export class HeAggregator implements Aggregator {
     this.#seen.add(ctx.from);
     this.#normalizedTotal += relative;
     this.#rawTotal += weight;
+    for (const [k, v] of Object.entries(update.metrics ?? {})) {
+      if (Number.isFinite(v)) this.#metrics.set(k, (this.#metrics.get(k) ?? 0) + relative * v);
+    }
+  }
+
+  #weightOf(update: FLModel, ctx: AcceptContext): number {
+    const base: unknown = ctx.weight ?? this.#siteWeights?.get(ctx.from) ?? 1;
+    if (typeof base !== 'number' || !Number.isFinite(base) || base <= 0) {
+      throw new HeError('E_HE_WEIGHT', `site '${ctx.from}' has weight ${String(base)}; weights must be positive finite numbers`);
+    }
+    const steps: unknown = update.meta[META.NUM_STEPS_CURRENT_ROUND];
+    if (!this.#useSteps || steps === undefined) return base;
+    if (typeof steps !== 'number' || !Number.isFinite(steps) || steps <= 0) {
+      throw new HeError('E_HE_WEIGHT', `${META.NUM_STEPS_CURRENT_ROUND} of '${ctx.from}' must be a positive finite number`);
+    }
+    if (steps > this.#maxSteps) throw new HeError('E_HE_WEIGHT', `'${ctx.from}' reports ${steps} local steps, above the cap of ${this.#maxSteps}`);
+    const total = base * steps;
+    if (!Number.isFinite(total)) throw new HeError('E_HE_WEIGHT', `weight of '${ctx.from}' overflows`);
+    return total;
   }
 
   #checkLayout(layout: Layout, kind: FLModel['kind'], envelope: HeEnvelope, plain: ReadonlyMap<string, Tensor>, from: string): void {
@@ -285,7 +318,11 @@ export class HeAggregator implements Aggregator {
       digests: cts.map(digest),
       aggregate: { clients: this.#seen.size, weight: this.#rawTotal },
     };
-    return { params, kind: layout.kind, meta: { [HE_META_KEY]: envelopeJson(envelope) } };
+    const meta: Record<string, JsonValue> = { [HE_META_KEY]: envelopeJson(envelope) };
+    if (layout.round !== undefined) meta[META.CURRENT_ROUND] = layout.round;
+    const out: FLModel = { params, kind: layout.kind, meta };
+    if (this.#metrics.size > 0) out.metrics = Object.fromEntries([...this.#metrics].sort(([a], [b]) => (a < b ? -1 : 1)).map(([k, v]) => [k, v / total]));
+    return out;
   }
 
   /** Forgets the round: deletes the accumulators (SEAL memory) and the record of who contributed. */
@@ -294,6 +331,7 @@ export class HeAggregator implements Aggregator {
     this.#acc = [];
     this.#plain = new Map();
     this.#seen = new Set();
+    this.#metrics = new Map();
     this.#layout = undefined;
     this.#firstWeight = 0;
     this.#normalizedTotal = 0;

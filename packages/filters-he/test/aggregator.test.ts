@@ -79,7 +79,7 @@ describe('HeAggregator', () => {
     const checked = checkCiphertext(ciphertext(result, 0), engineOf(server).shape);
     expect(checked.scale).toBe(2 ** 40);
     expect(checked.level.chainIndex).toBe(0);
-    expect(result.meta['flare.he']).toMatchObject({ aggregate: { clients: 2, weight: 7.3 } });
+    expect(result.meta['flare.he']).toMatchObject({ aggregate: { clients: 2, weight: 73 } }); // x NUM_STEPS_CURRENT_ROUND = 10
     // The download is a third of a fresh ciphertext: one prime left, not three.
     expect(heModelStats(result)!.ciphertextBytes).toBeLessThan(0.9 * heModelStats(await heEncrypt({ context: client }).apply(smallModel(1), ctx))!.ciphertextBytes);
     agg.dispose();
@@ -169,6 +169,41 @@ describe('HeAggregator', () => {
     await expectCode(() => agg.accept(update, { from: 'a', round: 4 }), 'E_HE_DUPLICATE_UPDATE');
     await expectCode(() => agg.accept(update, { from: 'b', round: 5 }), 'E_HE_ROUND_MISMATCH');
     agg.dispose();
+  });
+
+  it("weighs like FLARE: aggregation weight (ctx, else per-site map, else 1) x NUM_STEPS_CURRENT_ROUND; averages metrics; records the round", async () => {
+    const [a, b, c] = [smallModel(61), smallModel(62), smallModel(63)];
+    b.meta['NUM_STEPS_CURRENT_ROUND'] = 30;
+    a.metrics = { loss: 1 };
+    b.metrics = { loss: 4 };
+    c.metrics = { loss: 7 };
+    const enc = heEncrypt({ context: client });
+    const agg = new HeAggregator({ context: server, aggregationWeights: new Map([['c', 2]]) });
+    agg.accept(await enc.apply(a, ctx), { from: 'a', round: 9 }); // 1 x 10
+    agg.accept(await enc.apply(b, ctx), { from: 'b', weight: 0.5, round: 9 }); // 0.5 x 30
+    agg.accept(await enc.apply(c, ctx), { from: 'c', round: 9 }); // 2 x 10
+    const result = agg.result();
+    expect(result.meta['current_round']).toBe(9);
+    expect(result.metrics!['loss']).toBeCloseTo((10 * 1 + 15 * 4 + 20 * 7) / 45, 12);
+    const mean = await heDecrypt({ context: client }).apply(result, ctx);
+    expect(maxAbsDiff(mean.params.get('fc.weight')!.data as Float32Array, fedAvg([a, b, c], [10, 15, 20], 'fc.weight'))).toBeLessThan(1e-6);
+    agg.dispose();
+    const plainWeights = new HeAggregator({ context: server, useSteps: false });
+    plainWeights.accept(await enc.apply(b, ctx), { from: 'b', weight: 2 });
+    expect(plainWeights.result().meta['flare.he']).toMatchObject({ aggregate: { weight: 2 } });
+    plainWeights.dispose();
+  });
+
+  it('refuses bad step counts and counts above the cap (E_HE_WEIGHT)', async () => {
+    const m = smallModel(64);
+    m.meta['NUM_STEPS_CURRENT_ROUND'] = 500;
+    const sealed = await heEncrypt({ context: client }).apply(m, ctx);
+    const capped = new HeAggregator({ context: server, maxSteps: 100 });
+    await expectCode(() => capped.accept(sealed, { from: 'a' }), 'E_HE_WEIGHT');
+    m.meta['NUM_STEPS_CURRENT_ROUND'] = -1;
+    await expectCode(async () => capped.accept(await heEncrypt({ context: client }).apply(m, ctx), { from: 'a' }), 'E_HE_WEIGHT');
+    capped.dispose();
+    expect(() => new HeAggregator({ context: server, maxSteps: 0 })).toThrow(RangeError);
   });
 
   it.each([0, -1, Number.NaN, Number.POSITIVE_INFINITY])('refuses weight %s (E_HE_WEIGHT)', async (weight) => {

@@ -520,10 +520,22 @@ export class ServerEngine {
     const id = randomUUID();
     const bytes = encodeModel(task.model);
     return new Promise<TaskOutcome>((resolve, reject) => {
-      this.#tasks.set(id, { site, sent: bytes.byteLength, resolve, reject });
       const onAbort = (): void => {
         if (this.#tasks.delete(id)) reject(a.abort.signal.reason);
       };
+      const settle = (): void => a.abort.signal.removeEventListener('abort', onAbort);
+      this.#tasks.set(id, {
+        site,
+        sent: bytes.byteLength,
+        resolve: (o) => {
+          settle();
+          resolve(o);
+        },
+        reject: (e) => {
+          settle();
+          reject(e);
+        },
+      });
       a.abort.signal.addEventListener('abort', onAbort, { once: true });
       client.channel
         .send(outgoing({ t: 'task', job: a.id, round: task.round, task: id, kind: task.kind, ...(task.ref === undefined ? {} : { ref: task.ref }) }), bytes)

@@ -8,8 +8,12 @@ import { renderSummary, runPoc, type PocSummary } from '../poc/poc.js';
 import { defaultStack, dpScope, verifyAuditLogs } from '../poc/stack.js';
 
 // Commander awaits an action that returns a promise of nothing; runCommand sets process.exitCode itself.
-async function run(body: () => Promise<number | void> | number | void): Promise<void> {
-  await runCommand(body);
+// Bodies may end on a write's boolean: only a number is an exit code.
+async function run(body: () => Promise<unknown>): Promise<void> {
+  await runCommand(async () => {
+    const r = await body();
+    return typeof r === 'number' ? r : undefined;
+  });
 }
 
 function untilSignal(): AbortSignal {

@@ -1,0 +1,267 @@
+// The runtime's failure and refusal paths with real processes: `flare server`, `flare client` and
+// `flare admin` from the built CLI, kits from @flare/pki, mTLS + @flare/auth sessions on loopback.
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { cp, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { createInterface } from 'node:readline';
+import { encodeModel } from '@flare/core';
+import { parseProject, provision } from '@flare/pki';
+import { denseNetwork, readWeights, selectBackend } from '@flare/tfjs';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+
+const BIN = resolve(import.meta.dirname, '../../packages/cli/dist/bin.js');
+const FEATURES = 256;
+let root: string;
+let port: number;
+const kits = new Map<string, string>();
+const procs: ChildProcess[] = [];
+
+function freePort(): Promise<number> {
+  return new Promise((done, fail) => {
+    const s = createServer();
+    s.once('error', fail);
+    s.listen(0, '127.0.0.1', () => {
+      const a = s.address();
+      s.close(() => (typeof a === 'object' && a !== null ? done(a.port) : fail(new Error('no port'))));
+    });
+  });
+}
+
+function flare(args: string[], timeoutMs = 60_000): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((done) => {
+    execFile(process.execPath, [BIN, ...args], { timeout: timeoutMs }, (error, stdout, stderr) => {
+      done({ code: error === null ? 0 : typeof error.code === 'number' ? error.code : 1, stdout, stderr });
+    });
+  });
+}
+
+/** Starts `flare <args>` and resolves once a stdout line matches `ready` (bounded). */
+function start(args: string[], ready?: RegExp): Promise<ChildProcess> {
+  const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  procs.push(child);
+  let err = '';
+  child.stderr!.on('data', (d: Buffer) => {
+    err += d.toString();
+    if (process.env['FLARE_E2E_VERBOSE'] !== undefined) process.stderr.write(`[${args[0]} ${args[2] ?? ''}] ${d.toString()}`);
+  });
+  if (ready === undefined) return Promise.resolve(child);
+  return new Promise((done, fail) => {
+    const timer = setTimeout(() => fail(new Error(`no ${ready.source} within 60 s: ${err}`)), 60_000);
+    child.once('exit', (code) => fail(new Error(`exited ${code}: ${err}`)));
+    createInterface({ input: child.stdout! }).on('line', (l) => {
+      if (ready.test(l)) {
+        clearTimeout(timer);
+        done(child);
+      }
+    });
+  });
+}
+
+async function stop(child: ChildProcess, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((r) => child.once('exit', r));
+  child.kill(signal);
+  const t = setTimeout(() => child.kill('SIGKILL'), 5000);
+  await exited;
+  clearTimeout(t);
+}
+
+/** Polls `check` every 100 ms until it returns a value, at most `ms`. */
+async function until<T>(check: () => Promise<T | undefined>, ms: number, what: string): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await check().catch(() => undefined);
+    if (v !== undefined) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+interface Record {
+  status: string;
+  rounds_done: number;
+  sites: string[];
+  refused: { [site: string]: string };
+  history: Array<{ round: number; contributors: string[] }>;
+  error?: { code: string };
+}
+const record = async (ws: string, id: string): Promise<Record> => JSON.parse(await readFile(join(ws, 'jobs', id, 'record.json'), 'utf8')) as Record;
+const auditLines = async (ws: string): Promise<Array<{ action: string; user?: string; data?: { [k: string]: unknown }; msg?: string }>> =>
+  (await readFile(join(ws, 'audit.jsonl'), 'utf8'))
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as { action: string });
+const siteWs = (site: string): string => join(root, `${site}-ws`);
+
+async function job(name: string, over: { [k: string]: unknown }): Promise<string> {
+  const dir = join(root, 'jobs', name);
+  await mkdir(dir, { recursive: true });
+  const definition = {
+    name,
+    rounds: 3,
+    min_clients: 2,
+    round_timeout_s: 60,
+    deploy: ['site-1', 'site-2', 'site-3'],
+    learner: { name: 'tfjs-spam', args: { features: FEATURES, hidden: 0, epochs: 1, batch_size: 32, optimizer: 'adam', learning_rate: 0.01 } },
+    ...over,
+  };
+  await writeFile(join(dir, 'meta.json'), JSON.stringify(definition));
+  await writeFile(join(dir, 'model.safetensors'), encodeModel(readWeights(denseNetwork(FEATURES, [{ name: 'out', units: 1, activation: 'sigmoid' }]))));
+  return dir;
+}
+
+async function submit(dir: string, admin = 'admin@a.org'): Promise<string> {
+  const r = await flare(['admin', '--kit', kits.get(admin)!, 'submit', dir]);
+  expect(r.code, r.stderr).toBe(0);
+  return r.stdout.trim();
+}
+
+async function startServer(ws: string): Promise<ChildProcess> {
+  return start(['server', '--kit', kits.get('localhost')!, '--workspace', ws], /listening on port/);
+}
+
+async function startSites(sites: string[]): Promise<ChildProcess[]> {
+  return Promise.all(sites.map((s) => start(['client', '--kit', kits.get(s)!, '--workspace', siteWs(s)])));
+}
+
+beforeAll(async () => {
+  root = await mkdtemp(join(tmpdir(), 'flare-rt-e2e-'));
+  port = await freePort();
+  const yaml = `api_version: 3
+name: rt_e2e
+participants:
+  - name: localhost
+    type: server
+    org: org_a
+    fed_learn_port: ${port}
+${[1, 2, 3, 4].map((i) => `  - name: site-${i}\n    type: client\n    org: org_${i}\n`).join('')}  - name: admin@a.org
+    type: admin
+    org: org_a
+    role: project_admin
+  - name: member@b.org
+    type: admin
+    org: org_b
+    role: member
+`;
+  const r = await provision(parseProject(yaml), { workspace: root });
+  for (const k of r.kits) kits.set(k.name, k.dir);
+  for (const [i, s] of ['site-1', 'site-2', 'site-3', 'site-4'].entries()) {
+    await mkdir(siteWs(s), { recursive: true });
+    await writeFile(join(siteWs(s), 'site.json'), JSON.stringify({ data: { site: i % 3, sites: 3, features: FEATURES }, components: { allow: ['tfjs-spam'] } }));
+    // Sites 1, 2 and 4 define a `private` scope; site 3 does not.
+    const scopes = [{ name: 'public', task_result_filters: [], task_data_filters: [] }, ...(s === 'site-3' ? [] : [{ name: 'private', task_result_filters: [{ name: 'exclude-vars', args: { names: ['no_such_tensor'] } }], task_data_filters: [] }])];
+    await writeFile(join(kits.get(s)!, 'local', 'privacy.json'), JSON.stringify({ scopes, default_scope: 'public' }));
+  }
+  // Site 4's own policy: no one may submit jobs here.
+  await writeFile(join(kits.get('site-4')!, 'local', 'authorization.json'), JSON.stringify({ format_version: '1.0', permissions: { project_admin: { submit_job: 'none', view: 'any' }, member: 'none' } }));
+  await selectBackend({ prefer: 'cpu' });
+});
+
+afterEach(async () => {
+  await Promise.all(procs.splice(0).map((p) => stop(p)));
+});
+
+afterAll(async () => {
+  await rm(root, { recursive: true, force: true });
+});
+
+describe('runtime with real processes', () => {
+  it('a site killed mid-round: the round completes with the others (min_clients 2) and the audit says what happened', async () => {
+    const ws = join(root, 'srv-kill-client');
+    await startServer(ws);
+    const [, , s3] = await startSites(['site-1', 'site-2', 'site-3']);
+    const id = await submit(await job('kill-client', { learner: { name: 'tfjs-spam', args: { features: FEATURES, hidden: 0, epochs: 25, batch_size: 32 } } }));
+    // Kill site-3 as soon as round 1 has been scattered (local training takes seconds).
+    await until(async () => ((await auditLines(ws)).some((e) => e.action === 'task_sent' && e.data?.['round'] === 1 && e.data?.['site'] === 'site-3') ? true : undefined), 90_000, 'round 1');
+    s3!.kill('SIGKILL');
+    const rec = await until(async () => {
+      const r = await record(ws, id);
+      return r.status === 'RUNNING' || r.status === 'SUBMITTED' ? undefined : r;
+    }, 120_000, 'the job to end');
+    expect(rec.status).toBe('FINISHED');
+    expect(rec.history.map((h) => h.round)).toEqual([0, 1, 2]);
+    expect(rec.history[0]!.contributors).toEqual(['site-1', 'site-2', 'site-3']);
+    expect(rec.history[1]!.contributors).toEqual(['site-1', 'site-2']);
+    const audit = await auditLines(ws);
+    expect(audit.find((e) => e.action === 'client_lost')?.user).toBe('site-3');
+    const missing = audit.find((e) => e.action === 'result_missing' && e.data?.['site'] === 'site-3');
+    expect(missing?.data?.['round']).toBe(1);
+    expect(missing?.data?.['code']).toBe('E_RUNTIME_DISCONNECTED');
+  });
+
+  it('the server killed and restarted resumes the job from its checkpoint: no round lost, none run twice', async () => {
+    const ws = join(root, 'srv-restart');
+    const server = await startServer(ws);
+    await startSites(['site-1', 'site-2', 'site-3']);
+    const id = await submit(await job('restart', { rounds: 5, learner: { name: 'tfjs-spam', args: { features: FEATURES, hidden: 0, epochs: 8, batch_size: 32 } } }));
+    const done = await until(async () => {
+      const r = await record(ws, id);
+      return r.rounds_done >= 2 ? r.rounds_done : undefined;
+    }, 120_000, 'two rounds');
+    await stop(server, 'SIGKILL');
+    const atKill = (await record(ws, id)).rounds_done;
+    expect(atKill).toBeGreaterThanOrEqual(done);
+    expect((await record(ws, id)).status).toBe('RUNNING');
+    await startServer(ws);
+    const rec = await until(async () => {
+      const r = await record(ws, id);
+      return r.status === 'RUNNING' ? undefined : r;
+    }, 150_000, 'the resumed job to end');
+    expect(rec.status).toBe('FINISHED');
+    expect(rec.history.map((h) => h.round)).toEqual([0, 1, 2, 3, 4]);
+    const resumed = (await auditLines(ws)).find((e) => e.action === 'job_resumed');
+    expect(resumed?.data?.['start_round']).toBe(atKill);
+  });
+
+  it("sites decide for themselves: one refuses the submitter, one lacks the job's privacy scope; both audit why and the job runs on the others", async () => {
+    const ws = join(root, 'srv-policy');
+    await startServer(ws);
+    await startSites(['site-1', 'site-2', 'site-3', 'site-4']);
+    const id = await submit(await job('policy', { rounds: 1, scope: 'private', deploy: ['site-1', 'site-2', 'site-3', 'site-4'] }));
+    const rec = await until(async () => {
+      const r = await record(ws, id);
+      return r.status === 'RUNNING' || r.status === 'SUBMITTED' ? undefined : r;
+    }, 90_000, 'the job to end');
+    expect(rec.status).toBe('FINISHED');
+    expect(rec.sites.sort()).toEqual(['site-1', 'site-2']);
+    expect(rec.refused['site-3']).toMatch(/^E_RUNTIME_SCOPE_UNKNOWN/);
+    expect(rec.refused['site-4']).toMatch(/^E_RUNTIME_SUBMITTER_REFUSED/);
+    const s4 = (await auditLines(siteWs('site-4'))).find((e) => e.action === 'deploy_refused');
+    expect(s4?.data?.['code']).toBe('E_RUNTIME_SUBMITTER_REFUSED');
+    expect(s4?.msg).toContain("'admin@a.org' is not authorized for 'submit_job'");
+    const s3 = (await auditLines(siteWs('site-3'))).find((e) => e.action === 'deploy_refused');
+    expect(s3?.data?.['code']).toBe('E_RUNTIME_SCOPE_UNKNOWN');
+    // site-1 ran the job's scope filters after its own and audited each with the server's event id as ref.
+    const applied = (await auditLines(siteWs('site-1'))).filter((e) => e.action === 'filter_applied');
+    expect(applied.length).toBeGreaterThan(0);
+  });
+
+  it('an admin without submit_job is refused by the server (exit 1, E_RUNTIME_NOT_AUTHORIZED)', async () => {
+    const ws = join(root, 'srv-member');
+    await startServer(ws);
+    const r = await flare(['admin', '--kit', kits.get('member@b.org')!, 'submit', await job('member', {})]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/^E_RUNTIME_NOT_AUTHORIZED: user 'member@b.org' is not authorized for 'submit_job'/);
+    const list = await flare(['admin', '--kit', kits.get('admin@a.org')!, 'list']);
+    expect(list.code).toBe(0);
+    expect(list.stdout).toBe('');
+  });
+
+  it('a tampered kit stops the process at start, naming the file (E_KIT_TAMPERED)', async () => {
+    const copy = join(root, 'tampered-site-1');
+    await cp(kits.get('site-1')!, copy, { recursive: true });
+    const file = join(copy, 'startup', 'fed_client.json');
+    await writeFile(file, (await readFile(file, 'utf8')).replace('"connection_security": "mtls"', '"connection_security": "clear"'));
+    const r = await flare(['client', '--kit', copy, '--workspace', join(root, 'tampered-ws')]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/^E_KIT_TAMPERED: .*startup\/fed_client\.json/);
+    const srv = join(root, 'tampered-server');
+    await cp(kits.get('localhost')!, srv, { recursive: true });
+    await writeFile(join(srv, 'startup', 'rootCA.pem'), '-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n');
+    const s = await flare(['server', '--kit', srv, '--workspace', join(root, 'tampered-srv-ws')]);
+    expect(s.code).toBe(1);
+    expect(s.stderr).toMatch(/^E_KIT_TAMPERED: .*startup\/rootCA\.pem/);
+  });
+});

@@ -1,7 +1,7 @@
 import { writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { readJobFolder } from '@flare/runtime';
-import type { Command } from 'commander';
+import { InvalidArgumentError, type Command } from 'commander';
 import { runCommand, stdio } from '../run.js';
 import { connectAdmin, runClient, runServer } from '../poc/participants.js';
 import { renderSummary, runPoc, type PocSummary } from '../poc/poc.js';
@@ -24,10 +24,10 @@ function untilSignal(): AbortSignal {
   return ac.signal;
 }
 
-function int(name: string, min: number, max: number): (v: string) => number {
+function int(_name: string, min: number, max: number): (v: string) => number {
   return (v) => {
     const n = Number(v);
-    if (!Number.isInteger(n) || n < min || n > max) throw new RangeError(`${name} expected an integer ${min}..${max}, got ${v}`);
+    if (!Number.isInteger(n) || n < min || n > max) throw new InvalidArgumentError(`expected an integer ${min}..${max}, got ${v}`);
     return n;
   };
 }

@@ -1,0 +1,67 @@
+import { execFile } from 'node:child_process';
+import { mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { readSiteConfig } from '../src/poc/site-config.js';
+import { dpScope } from '../src/poc/stack.js';
+import { renderSummary } from '../src/poc/poc.js';
+
+const BIN = resolve(import.meta.dirname, '../dist/bin.js');
+const flare = (args: string[]): Promise<{ code: number; stdout: string; stderr: string }> =>
+  new Promise((done) => {
+    execFile(process.execPath, [BIN, ...args], { timeout: 30_000 }, (error, stdout, stderr) => done({ code: error === null ? 0 : typeof error.code === 'number' ? error.code : 1, stdout, stderr }));
+  });
+
+describe('flare server|client|admin|poc', () => {
+  it('lists the runtime commands in help', async () => {
+    const r = await flare(['--help']);
+    for (const c of ['server', 'client', 'admin', 'poc']) expect(r.stdout).toMatch(new RegExp(`^  ${c} `, 'm'));
+  });
+
+  it('exits 2 on usage errors (missing --kit, bad --clients)', async () => {
+    expect((await flare(['server'])).code).toBe(2);
+    expect((await flare(['poc', '--clients', 'x'])).code).toBe(2);
+    expect((await flare(['admin', '--kit', '/nonexistent', 'frobnicate'])).code).toBe(2);
+  });
+
+  it('exits 1 with a coded line when the kit folder is not a kit', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'flare-notkit-'));
+    const r = await flare(['client', '--kit', dir]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/^E_[A-Z_]+: .* What to do: /);
+  });
+});
+
+describe('site.json', () => {
+  it('a missing file admits nothing and names no data', async () => {
+    const c = await readSiteConfig(await mkdtemp(join(tmpdir(), 'flare-site-')));
+    expect(c).toEqual({ components: { allow: [], byoc: false } });
+  });
+});
+
+describe('poc --dp scope', () => {
+  it('defaults to gaussian-dp clip 2, noise multiplier 0.5, budget epsilon 64 at delta 1e-5; environment overrides', () => {
+    expect(dpScope({}).filters[0]).toEqual({ name: 'gaussian-dp', args: { clipNorm: 2, noiseMultiplier: 0.5, budget: { maxEpsilon: 64, delta: 1e-5 } } });
+    expect(dpScope({ FLARE_POC_DP_Z: '1.1' }).filters[0]!.args['noiseMultiplier']).toBe(1.1);
+    expect(dpScope({ FLARE_POC_DP_Z: 'abc' }).filters[0]!.args['noiseMultiplier']).toBe(0.5);
+  });
+});
+
+describe('poc summary', () => {
+  it('renders rounds, sites and the audit verdict', () => {
+    const lines = renderSummary({
+      dataset: 'spam-assassin',
+      workspace: '/w',
+      job: 'j',
+      status: 'FINISHED',
+      seconds: 12.5,
+      rounds: [{ round: 0, accuracy: 0.9, loss: 0.3, seconds: 1.5, contributors: ['site-1'] }],
+      sites: [{ name: 'site-1', epsilon: 3.2, bytes: 1000 }],
+      audit: { verified: false, problems: ['site-1: line 3: hash'] },
+    });
+    expect(lines.join('\n')).toContain('0.9000');
+    expect(lines.join('\n')).toContain('3.200');
+    expect(lines.at(-1)).toBe('audit: NOT verified: site-1: line 3: hash');
+  });
+});

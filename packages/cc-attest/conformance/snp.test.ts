@@ -113,6 +113,14 @@ describe('SEV-SNP negatives fail for the reason their README states', () => {
     expect(failures(r)).toEqual(['policy.snp.debug:E_ATTEST_POLICY_DEBUG']);
   });
 
+  it('go-sev-guest TestRealAttestationVerification: Milan stepping 0 verifies; "expected product stepping 12, got 0" (E_ATTEST_PRODUCT)', async () => {
+    const p = POSITIVES[0]!;
+    expect((await verifySnpEvidence({ ...load(p), at: new Date(p.at), product: 'Milan', stepping: 0 })).ok).toBe(true);
+    const r = await verifySnpEvidence({ ...load(p), at: new Date(p.at), product: 'Milan', stepping: 12 });
+    expect(failures(r)).toEqual(['snp.product:E_ATTEST_PRODUCT']);
+    expect(r.failure?.detail).toBe('expected product stepping 12, got 0');
+  });
+
   it('go-sev-guest: expecting another product fails (E_ATTEST_PRODUCT)', async () => {
     const p = POSITIVES[0]!;
     expect(failures(await verifySnpEvidence({ ...load(p), at: new Date(p.at), product: 'Genoa' }))).toContain('snp.product:E_ATTEST_PRODUCT');

@@ -34,6 +34,8 @@ export interface VerifyEvidenceOptions {
   readonly policy?: AttestationPolicy;
   /** SNP: the expected product. */
   readonly product?: SnpProduct;
+  /** SNP: the expected machine stepping. */
+  readonly stepping?: number;
   /** TDX: statuses accepted by the `tdx.tcb-status` check (default: the policy's, else UpToDate only). */
   readonly acceptedTcbStatuses?: readonly TdxTcbStatus[];
   /** GPU: RIM indices whose mismatch is tolerated (default: the policy's, else none). */
@@ -80,6 +82,7 @@ export async function verifyEvidence(options: VerifyEvidenceOptions): Promise<Ve
           ...(options.certificates !== undefined ? { certificates: options.certificates } : {}),
           ...(options.crl !== undefined ? { crl: options.crl } : {}),
           ...(options.product !== undefined ? { product: options.product } : {}),
+          ...(options.stepping !== undefined ? { stepping: options.stepping } : {}),
         });
         break;
       case 'tdx':

@@ -129,6 +129,12 @@ describe('verifySnpEvidence: each check failing on its own', () => {
     expect(failures(expected)).toContain('snp.product:E_ATTEST_PRODUCT');
   });
 
+  it('refuses another machine stepping than expected (E_ATTEST_PRODUCT)', async () => {
+    const e = synthesizeSnpEvidence(auth, { version: 3 });
+    expect((await verify(e, { stepping: 1 })).ok).toBe(true);
+    expect(failures(await verify(e, { stepping: 2 }))).toEqual(['snp.product:E_ATTEST_PRODUCT']);
+  });
+
   it('refuses REPORT_DATA without the session nonce (E_ATTEST_NONCE)', async () => {
     const r = await verify(synthesizeSnpEvidence(auth, { reportData: nonce64(1) }), { nonce: nonce64(2) });
     expect(failures(r)).toEqual(['snp.nonce:E_ATTEST_NONCE']);

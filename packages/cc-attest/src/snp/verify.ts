@@ -25,6 +25,11 @@ export interface SnpVerifyOptions {
   readonly at: Date;
   /** The expected product; otherwise taken from the VCEK and checked against the report's CPUID. */
   readonly product?: SnpProduct;
+  /**
+   * The expected machine stepping (go-sev-guest `Product.MachineStepping`): the CPUID stepping of v3+ reports,
+   * else the digit of the VCEK product name's stepping suffix ("Milan-B0" -> 0, "Milan-B1" -> 1).
+   */
+  readonly stepping?: number;
   /** Allows fetching a missing VCEK, and the ARK CRL when none is supplied, from AMD KDS. */
   readonly fetcher?: CollateralFetcher;
   /** Trust anchors (default: the pinned AMD roots). */
@@ -97,6 +102,13 @@ function findKeyCert(certs: readonly ParsedCertificate[]): ParsedCertificate | u
 
 const productUrl = (p: SnpProduct) => p;
 
+/** The machine stepping: CPUID (v3+) or the VCEK product name suffix digit (go-sev-guest kds.ParseProductName). */
+function stepping(report: SnpReport, amd: AmdKeyCertificate | undefined): number | undefined {
+  if (report.cpuid !== undefined) return report.cpuid.stepping;
+  const m = /-[A-Z](\d)$/.exec(amd?.productName ?? '');
+  return m === null ? undefined : Number(m[1]);
+}
+
 function version(v: { major: number; minor: number; build: number }): string {
   return `${v.major}.${v.minor}.${v.build}`;
 }
@@ -164,6 +176,8 @@ export async function verifySnpEvidence(options: SnpVerifyOptions): Promise<Veri
     checks.fail('snp.product', 'E_ATTEST_PRODUCT', `expected product ${options.product}, evidence is ${certProduct ?? report.cpuidProduct ?? 'unknown'}`);
   } else if (certProduct === undefined && report.cpuidProduct === undefined) {
     checks.fail('snp.product', 'E_ATTEST_PRODUCT', 'product unknown: a v2 report needs its VCEK (or an expected product)');
+  } else if (options.stepping !== undefined && stepping(report, amd) !== options.stepping) {
+    checks.fail('snp.product', 'E_ATTEST_PRODUCT', `expected product stepping ${options.stepping}, got ${stepping(report, amd) ?? 'unknown'}`);
   } else {
     product = certProduct ?? report.cpuidProduct;
     checks.pass('snp.product', `${product}${report.cpuid ? ` (CPUID family 0x${report.cpuid.family.toString(16)} model 0x${report.cpuid.model.toString(16)} stepping ${report.cpuid.stepping})` : ''}`);

@@ -53,6 +53,15 @@ const ContextHeader = z.strictObject({
 });
 
 const engines = new WeakMap<HeContext, CkksEngine>();
+const disposers = new WeakMap<HeContext, Array<() => void>>();
+
+/** Runs `fn` when `context` is disposed (internal: encryption worker pools). */
+export function onContextDispose(context: HeContext, fn: () => void): void {
+  engineOf(context);
+  const list = disposers.get(context) ?? [];
+  list.push(fn);
+  disposers.set(context, list);
+}
 
 /** The engine behind a context made by this package (TypeError for anything else or a disposed one). */
 export function engineOf(context: HeContext): CkksEngine {
@@ -118,6 +127,8 @@ class SealHeContext implements HeContext {
   dispose(): void {
     if (this.#disposed) return;
     this.#disposed = true;
+    for (const fn of disposers.get(this) ?? []) fn();
+    disposers.delete(this);
     this.#engine.dispose();
   }
 }

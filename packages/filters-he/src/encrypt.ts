@@ -1,7 +1,8 @@
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { flatten, HeError, tensor, type Filter, type FilterContext, type FLModel, type Tensor } from '@flare/core';
-import { engineOf, type HeContext } from './context.js';
+import { engineOf, onContextDispose, type HeContext } from './context.js';
 import { ciphertextName, digest, envelopeJson, HE_META_KEY, isEncryptedModel, type HeEnvelope } from './envelope.js';
+import { EncryptPool } from './seal/encrypt-pool.js';
 
 /** Options of {@link heEncrypt}. */
 export interface HeEncryptOptions {
@@ -12,6 +13,12 @@ export interface HeEncryptOptions {
    * `encrypt_layers`). Default: every tensor. Tensors not selected travel in plaintext.
    */
   readonly tensors?: readonly string[] | RegExp;
+  /**
+   * Worker threads to encrypt on (0 to 16, default 0: the calling thread). SEAL's WebAssembly is single-threaded;
+   * `workers: 2` on a two-core site roughly halves encryption time. The pool belongs to the context: it starts
+   * on first use (each worker sets up SEAL once, about a second) and ends with `context.dispose()`.
+   */
+  readonly workers?: number;
 }
 
 /** Ciphertexts encrypted between two yields to the event loop (about 40 ms of WebAssembly work). */
@@ -38,8 +45,9 @@ const BATCH = 8;
  * ```
  */
 export function heEncrypt(options: HeEncryptOptions): Filter {
-  const { context, tensors } = options;
+  const { context, tensors, workers = 0 } = options;
   engineOf(context);
+  if (!Number.isInteger(workers) || workers < 0 || workers > 16) throw new RangeError(`"workers" expected an integer from 0 to 16, got ${workers}`);
   if (!context.hasSecretKey) {
     throw new HeError('E_HE_NO_SECRET_KEY', 'he-encrypt needs a client context: seeded encryption uses the secret key');
   }
@@ -68,15 +76,21 @@ export function heEncrypt(options: HeEncryptOptions): Filter {
       if (vector.length === 0) throw new HeError('E_HE_NOTHING_SELECTED', 'the selected tensors hold no values');
 
       const count = Math.ceil(vector.length / context.slots);
-      const cts: Uint8Array[] = [];
-      for (let i = 0; i < count; i++) {
-        if (i > 0 && i % BATCH === 0) {
-          await yieldToLoop();
-          ctx.signal?.throwIfAborted();
-          engineOf(context);
+      const chunk = (i: number) => vector.subarray(i * context.slots, Math.min(vector.length, (i + 1) * context.slots));
+      let cts: Uint8Array[] = [];
+      if (workers > 0) {
+        const pool = poolOf(context, workers);
+        cts = await Promise.all(Array.from({ length: count }, (_, i) => pool.encrypt(chunk(i))));
+        ctx.signal?.throwIfAborted();
+      } else {
+        for (let i = 0; i < count; i++) {
+          if (i > 0 && i % BATCH === 0) {
+            await yieldToLoop();
+            ctx.signal?.throwIfAborted();
+            engineOf(context);
+          }
+          cts.push(engine.encrypt(chunk(i)));
         }
-        const chunk = vector.subarray(i * context.slots, Math.min(vector.length, (i + 1) * context.slots));
-        cts.push(engine.encrypt(chunk));
       }
 
       const envelope: HeEnvelope = {
@@ -101,6 +115,33 @@ export function heEncrypt(options: HeEncryptOptions): Filter {
       return out;
     },
   };
+}
+
+const pools = new WeakMap<HeContext, Map<number, EncryptPool>>();
+
+/** The context's worker pool of `size` workers, started on first use and closed with the context. */
+function poolOf(context: HeContext, size: number): EncryptPool {
+  let bySize = pools.get(context);
+  if (bySize === undefined) {
+    const created = new Map<number, EncryptPool>();
+    bySize = created;
+    pools.set(context, created);
+    onContextDispose(context, () => {
+      for (const p of created.values()) p.close();
+      created.clear();
+    });
+  }
+  let pool = bySize.get(size);
+  if (pool === undefined) {
+    const key = engineOf(context).exportSecretKey();
+    try {
+      pool = new EncryptPool(context.params, key, size);
+    } finally {
+      key.fill(0);
+    }
+    bySize.set(size, pool);
+  }
+  return pool;
 }
 
 function checkRange(vector: Float64Array, entries: readonly { name: string; offset: number }[], limit: number): void {

@@ -26,10 +26,10 @@ const Selection = z.union([TensorNames, TensorPattern]);
 /**
  * Args of the registered `he-encrypt` filter (privacy.json or a job): `tensors` is a list of exact names or a
  * regular expression string; `encrypt_layers` is FLARE's name for the same setting. Omit both to encrypt
- * every tensor.
+ * every tensor. `workers` (0 to 16, default 0) encrypts on that many worker threads.
  */
 export const HeEncryptArgs = z
-  .strictObject({ tensors: Selection.optional(), encrypt_layers: Selection.optional() })
+  .strictObject({ tensors: Selection.optional(), encrypt_layers: Selection.optional(), workers: z.number().int().min(0).max(16).optional() })
   .refine((a) => a.tensors === undefined || a.encrypt_layers === undefined, 'give tensors or encrypt_layers, not both');
 /** Parsed `he-encrypt` args. */
 export type HeEncryptArgs = z.infer<typeof HeEncryptArgs>;
@@ -83,7 +83,8 @@ export function heEncryptFactory(source: HeContextSource): FilterFactory<HeEncry
     create(args: HeEncryptArgs, _env: FilterEnv): Filter {
       const selection = args.tensors ?? args.encrypt_layers;
       const tensors = selection === undefined ? undefined : typeof selection === 'string' ? new RegExp(selection) : selection;
-      return deferred('he-encrypt', (context) => heEncrypt({ context, ...(tensors === undefined ? {} : { tensors }) }), source);
+      const workers = args.workers ?? 0;
+      return deferred('he-encrypt', (context) => heEncrypt({ context, workers, ...(tensors === undefined ? {} : { tensors }) }), source);
     },
   };
 }

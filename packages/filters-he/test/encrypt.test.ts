@@ -131,6 +131,25 @@ describe('heEncrypt', () => {
     expect(maxAbsDiff(back.params.get('w')!.data as Float64Array, [2 ** 17, -(2 ** 17), 0.5])).toBeLessThan(1e-4);
   });
 
+  it('encrypts on worker threads with the same result layout, and ends the workers with the context', async () => {
+    const keys = await generateHeKeys();
+    const m = model({ w: tensor(uniform(5 * 4096 + 3, rng(13))), b: tensor(new Float32Array([1, 2])) });
+    const pooled = await heEncrypt({ context: keys.client, workers: 2 }).apply(m, ctx);
+    const single = await heEncrypt({ context: keys.client }).apply(m, ctx);
+    const { ciphertextBytes: _a, ...shapeOfPooled } = heModelStats(pooled)!;
+    const { ciphertextBytes: _b, ...shapeOfSingle } = heModelStats(single)!;
+    expect(shapeOfPooled).toEqual(shapeOfSingle); // byte counts differ by a few bytes: zstd of random data
+    expect(pooled.meta['flare.he']).toMatchObject({ tensors: (single.meta['flare.he'] as { tensors: unknown }).tensors });
+    const back = await heDecrypt({ context: keys.client }).apply(pooled, ctx);
+    expect(maxAbsDiff(back.params.get('w')!.data as Float32Array, m.params.get('w')!.data as Float32Array)).toBeLessThan(1e-6);
+    const reused = heEncrypt({ context: keys.client, workers: 2 });
+    keys.client.dispose();
+    await expect(reused.apply(m, ctx)).rejects.toThrow(TypeError);
+    keys.server.dispose();
+    expect(() => heEncrypt({ context: client, workers: 17 })).toThrow(RangeError);
+    expect(() => heEncrypt({ context: client, workers: 1.5 })).toThrow(RangeError);
+  });
+
   it('needs the secret key (E_HE_NO_SECRET_KEY for a server context)', async () => {
     await expectCode(() => heEncrypt({ context: server }), 'E_HE_NO_SECRET_KEY');
   });

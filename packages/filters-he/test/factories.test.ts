@@ -41,6 +41,8 @@ describe('he-encrypt / he-decrypt filter factories', () => {
     expect(args.parse({})).toEqual({});
     expect(args.parse({ tensors: ['fc.weight'] })).toEqual({ tensors: ['fc.weight'] });
     expect(args.parse({ encrypt_layers: '^fc' })).toEqual({ encrypt_layers: '^fc' });
+    expect(args.parse({ workers: 2 })).toEqual({ workers: 2 });
+    expect(args.safeParse({ workers: 99 }).success).toBe(false);
     expect(args.safeParse({ tensor: ['x'] }).success).toBe(false);
     expect(args.safeParse({ tensors: 'a', encrypt_layers: 'b' }).success).toBe(false);
     expect(args.safeParse({ tensors: '(' }).success).toBe(false);

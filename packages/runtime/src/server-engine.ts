@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { setMaxListeners } from 'node:events';
 import { FedAvgAggregator } from '@flare/aggregator';
 import {
   FlareError,
@@ -379,7 +380,10 @@ export class ServerEngine {
     this.#waitingSince.delete(j.id);
     const raw = await this.store.rawDefinition(j.id);
     if (this.#active.has(j.id)) return;
-    const active: ActiveJob = { id: j.id, definition: def, raw, submitter: { ...j.submitter, role: j.submitter.role ?? '' }, deployed: new Set(), refused: new Set(), deploying: new Set(), abort: new AbortController(), aborted: false };
+    const abort = new AbortController();
+    // One listener per task in flight plus the round timer: more than Node's default warning threshold of 10.
+    setMaxListeners(0, abort.signal);
+    const active: ActiveJob = { id: j.id, definition: def, raw, submitter: { ...j.submitter, role: j.submitter.role ?? '' }, deployed: new Set(), refused: new Set(), deploying: new Set(), abort, aborted: false };
     this.#active.set(j.id, active);
     const run = this.#run(active, j, present).finally(() => {
       this.#active.delete(j.id);

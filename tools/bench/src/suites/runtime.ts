@@ -1,0 +1,178 @@
+import { spawn } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { AuditLog } from '@flare/audit';
+import { META, encodeModel, model, tensor, type FLModel, type Learner } from '@flare/core';
+import { loadKit, parseProject, provision, type Kit } from '@flare/pki';
+import { AdminClient, ClientEngine, ServerEngine, connectToServer, connectionChannel, listenForParticipants, type ChannelServer, type PeerChannel, type PeerIdentity, type SitePolicy } from '@flare/runtime';
+import { dial, listen } from '@flare/transport';
+import type { Row, Suite } from '../harness.js';
+
+// Round latency of the runtime with 10 sites and a 1M-parameter model (4 MB float32): the secure stack
+// (mTLS + @flare/auth sessions with per-message MACs + hash-chained audit logs at the server and every site)
+// against a clear stack with no authentication and no audit, in the same run. The server runs in its own
+// process so that its peak memory (max RSS) is its own; the 10 sites share the bench process.
+
+const SITES = 10;
+const PARAMS = 1_000_000;
+const ROUNDS = 6;
+
+// A learner with no compute: the figure is the federation's overhead, not training.
+const passLearner: Learner = {
+  async train(global: FLModel) {
+    const w = global.params.get('w')!.data as Float32Array;
+    const d = new Float32Array(w.length);
+    for (let i = 0; i < d.length; i++) d[i] = 1e-3 * ((i % 7) - 3);
+    return model({ w: tensor(d, [1000, 1000]) }, 'diff', { [META.NUM_STEPS_CURRENT_ROUND]: 1 });
+  },
+  async validate() {
+    return {};
+  },
+};
+
+const openPolicy: SitePolicy = {
+  authorize: () => true,
+  scope: (n) => (n === undefined || n === 'public' ? { name: 'public', taskDataFilters: [], taskResultFilters: [] } : undefined),
+  admitsComponent: () => true,
+  byocConsent: false,
+  checkResources: () => undefined,
+  report: {},
+};
+
+// Clear baseline: the peer is whoever it says it is (first message), no TLS, no MACs.
+async function clearListener(): Promise<ChannelServer & { port: number }> {
+  let handler: ((c: PeerChannel) => void) | undefined;
+  const ep = await listen<PeerIdentity>({
+    security: 'clear',
+    port: 0,
+    authenticate: async (c) => {
+      const hello = (await c.receive()).header as unknown as PeerIdentity;
+      return { name: hello.name, org: hello.org, kind: hello.kind, ...(hello.role === undefined ? {} : { role: hello.role }) };
+    },
+  });
+  ep.on('connection', (c) => handler?.(connectionChannel(c)));
+  return { port: ep.port, onChannel: (h) => (handler = h), close: () => ep.close() };
+}
+
+async function clearConnect(port: number, me: PeerIdentity): Promise<PeerChannel> {
+  const c = await dial<PeerIdentity>({
+    security: 'clear',
+    targets: [{ host: '127.0.0.1', port }],
+    authenticate: async (conn) => {
+      await conn.send({ ...me });
+      return { name: 'server', org: 'bench', kind: 'server' };
+    },
+  });
+  return connectionChannel(c);
+}
+
+/** The server process of this suite: `node -e` imports this module and calls it with a JSON config. */
+export async function benchServerMain(config: { secure: boolean; kit?: string; workspace: string }): Promise<void> {
+  const kit = config.kit === undefined ? undefined : await loadKit(config.kit);
+  const listener = kit === undefined ? await clearListener() : await listenForParticipants({ kit, port: 0 });
+  const audit = kit === undefined ? undefined : await AuditLog.open(join(config.workspace, 'audit.jsonl'), { site: kit.participant.name, signer: kit.privateKey });
+  const server = await ServerEngine.start({
+    name: 'server',
+    org: 'bench',
+    workspace: config.workspace,
+    listener,
+    authorize: () => true,
+    ...(audit === undefined ? {} : { audit: audit.append }),
+    deployWaitMs: 60_000,
+  });
+  console.log(JSON.stringify({ port: listener.port }));
+  process.stdin.resume();
+  process.stdin.on('data', async () => {
+    // Any input: report peak memory and stop.
+    console.log(JSON.stringify({ maxRssKiB: process.resourceUsage().maxRSS }));
+    await server.close();
+    await audit?.close();
+    process.exit(0);
+  });
+}
+
+async function runConfig(secure: boolean, kits: Map<string, Kit> | undefined, root: string): Promise<{ medianMs: number; rounds: number[]; maxRssMiB: number }> {
+  const ws = await mkdtemp(join(root, secure ? 'secure-' : 'clear-'));
+  const self = fileURLToPath(import.meta.url);
+  const cfg = JSON.stringify({ secure, workspace: ws, ...(secure ? { kit: kits!.get('server')!.dir } : {}) });
+  const child = spawn(process.execPath, ['-e', `import(${JSON.stringify(self)}).then((m) => m.benchServerMain(${cfg}))`], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const lines = createInterface({ input: child.stdout! });
+  const next = (): Promise<Record<string, number>> =>
+    new Promise((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error('bench server did not answer in 60 s')), 60_000);
+      lines.once('line', (l) => {
+        clearTimeout(t);
+        resolve(JSON.parse(l) as Record<string, number>);
+      });
+    });
+  const { port } = await next();
+  const targets = [{ host: '127.0.0.1', port: port! }];
+  const engines: ClientEngine[] = [];
+  const logs: AuditLog[] = [];
+  for (let i = 1; i <= SITES; i++) {
+    const name = `site-${i}`;
+    const kit = kits?.get(name);
+    const log = kit === undefined ? undefined : await AuditLog.open(join(ws, `${name}.audit.jsonl`), { site: name, signer: kit.privateKey });
+    if (log !== undefined) logs.push(log);
+    engines.push(
+      await ClientEngine.start({
+        site: { name, org: 'bench' },
+        connect: () => (kit === undefined ? clearConnect(port!, { name, org: 'bench', kind: 'client' }) : connectToServer({ kit, targets })),
+        policy: openPolicy,
+        learners: new Map([['pass', { name: 'pass', args: { safeParse: (v: unknown) => ({ success: true, data: v }) } as never, create: () => passLearner }]]),
+        filters: new Map(),
+        workspace: ws,
+        ...(log === undefined ? {} : { audit: log.append }),
+      }),
+    );
+  }
+  const adminKit = kits?.get('admin@bench.org');
+  const admin = new AdminClient(adminKit === undefined ? await clearConnect(port!, { name: 'admin@bench.org', org: 'bench', role: 'project_admin', kind: 'admin' }) : await connectToServer({ kit: adminKit, targets }));
+  const initial = encodeModel(model({ w: tensor(new Float32Array(PARAMS), [1000, 1000]) }));
+  const sites = Array.from({ length: SITES }, (_, i) => `site-${i + 1}`);
+  const id = await admin.submit({ definition: { name: 'bench', rounds: ROUNDS, min_clients: SITES, round_timeout_s: 120, deploy: sites, learner: { name: 'pass', args: {} } }, initialModel: initial, files: new Map() });
+  const end = Date.now() + 300_000;
+  let rec = await admin.status(id);
+  while (rec.status === 'SUBMITTED' || rec.status === 'RUNNING') {
+    if (Date.now() > end) throw new Error('bench job did not finish in 300 s');
+    await new Promise((r) => setTimeout(r, 100));
+    rec = await admin.status(id);
+  }
+  if (rec.status !== 'FINISHED') throw new Error(`bench job ended ${rec.status}: ${rec.error?.message ?? ''}`);
+  admin.close();
+  // The first round warms up (connections, JIT): report rounds 1.. only.
+  const rounds = rec.history.slice(1).map((h) => h.seconds * 1000);
+  const sorted = [...rounds].sort((a, b) => a - b);
+  child.stdin!.write('\n');
+  const { maxRssKiB } = await next();
+  for (const e of engines) await e.close();
+  for (const l of logs) await l.close();
+  await new Promise((r) => child.once('exit', r));
+  return { medianMs: sorted[Math.floor(sorted.length / 2)]!, rounds, maxRssMiB: maxRssKiB! / 1024 };
+}
+
+export const suite: Suite = {
+  name: 'runtime',
+  description: `scatter-and-gather round latency, ${SITES} sites, ${PARAMS / 1e6}M-parameter model (float32), ${ROUNDS - 1} measured rounds: secure (mTLS + auth sessions + audit logs) vs clear (no TLS, no auth, no audit); server peak RSS`,
+  async run(): Promise<Row[]> {
+    const root = await mkdtemp(join(tmpdir(), 'flare-bench-rt-'));
+    try {
+      const yaml = `api_version: 3\nname: bench\nparticipants:\n  - name: server\n    type: server\n    org: bench\n${Array.from({ length: SITES }, (_, i) => `  - name: site-${i + 1}\n    type: client\n    org: bench\n`).join('')}  - name: admin@bench.org\n    type: admin\n    org: bench\n    role: project_admin\n`;
+      const prov = await provision(parseProject(yaml), { workspace: root });
+      const kits = new Map<string, Kit>();
+      for (const k of prov.kits) kits.set(k.name, await loadKit(k.dir));
+      const clear = await runConfig(false, undefined, root);
+      const secure = await runConfig(true, kits, root);
+      return [
+        { label: 'round latency, secure (mtls + auth + audit)', value: secure.medianMs, unit: 'ms', baseline: { label: 'clear, no auth, no audit', value: clear.medianMs }, higherIsBetter: false, aim: '<= 1.15x (ratio >= 0.87)' },
+        { label: 'server peak RSS, secure', value: secure.maxRssMiB, unit: 'MiB', baseline: { label: 'clear', value: clear.maxRssMiB }, higherIsBetter: false },
+        { label: 'model bytes per round (10 sites, both directions)', value: (2 * SITES * PARAMS * 4) / 1e6, unit: 'MB' },
+      ];
+    } finally {
+      await rm(root, { recursive: true, force: true });
+    }
+  },
+};

@@ -132,6 +132,10 @@ function poolOf(context: HeContext, size: number): EncryptPool {
     });
   }
   let pool = bySize.get(size);
+  if (pool?.broken) {
+    pool.close();
+    pool = undefined;
+  }
   if (pool === undefined) {
     const key = engineOf(context).exportSecretKey();
     try {

@@ -73,6 +73,7 @@ export class EncryptPool {
   readonly #ready: Promise<void>;
   #next = 0;
   #closed = false;
+  #broken = false;
 
   constructor(params: HeParams, secretKey: Uint8Array, size: number) {
     this.size = size;
@@ -90,7 +91,10 @@ export class EncryptPool {
         new Promise<void>((resolve, reject) => {
           worker.on('message', (m: Reply) => {
             if (m.ready) resolve();
-            else if (m.fatal !== undefined) reject(new HeError('E_HE_ENGINE', `an encryption worker could not start: ${m.fatal}`));
+            else if (m.fatal !== undefined) {
+              this.#broken = true;
+              reject(new HeError('E_HE_ENGINE', `an encryption worker could not start: ${m.fatal}`));
+            }
             else this.#settle(m);
           });
           worker.on('error', (e) => {
@@ -116,7 +120,13 @@ export class EncryptPool {
     else p.reject(new HeError('E_HE_ENGINE', `SEAL encryption failed in a worker: ${m.error ?? 'unknown error'}`));
   }
 
+  /** True once a worker failed or exited: the pool should be replaced. */
+  get broken(): boolean {
+    return this.#broken;
+  }
+
   #failAll(cause: unknown): void {
+    if (!this.#closed) this.#broken = true;
     for (const p of this.#pending.values()) p.reject(new HeError('E_HE_ENGINE', 'an encryption worker failed', { cause }));
     this.#pending.clear();
   }

@@ -67,10 +67,3 @@ export class Reader {
     return this.bytes.subarray(o, o + size);
   }
 }
-
-/** Reads evidence given as raw bytes or as hex text (the vendors' sample files are hex). */
-export function bytesFromFile(data: Uint8Array): Uint8Array {
-  const text = Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString('latin1').trim();
-  if (text.length > 0 && text.length % 2 === 0 && /^[0-9a-fA-F]+$/.test(text)) return new Uint8Array(Buffer.from(text, 'hex'));
-  return data;
-}

@@ -77,6 +77,7 @@ export type { TestAttesterOptions } from './attesters/test-attester.js';
 // Synthetic evidence (tests, `flare poc --attest test`).
 export { createTestAuthority, loadTestAuthority, serializeTestAuthority } from './synthetic/authority.js';
 export type { Issued, TestAuthority, TestAuthorityOptions } from './synthetic/authority.js';
+export type { SigningKey } from './synthetic/certs.js';
 export { synthesizeSnpEvidence } from './synthetic/snp.js';
 export type { SnpSynthesisOptions, SyntheticSnpEvidence, SyntheticTcb } from './synthetic/snp.js';
 export { synthesizeTdxCollateral, synthesizeTdxEvidence, SYNTHETIC_QE_MRSIGNER } from './synthetic/tdx.js';

@@ -3,7 +3,8 @@ import { DOMParser } from '@xmldom/xmldom';
 import { AttestError, type AttestErrorCode } from '@flare/core';
 import { C14nCanonicalization } from 'xml-crypto';
 import { fromHex } from '../bytes.js';
-import { checkChain, OID, parseCertificate, type ChainOutcome, type ParsedCertificate } from '../cert.js';
+import { chainEntry, checkChain, OID, parseCertificate, parseCertificates, type ChainEntry, type ChainOutcome, type ParsedCertificate } from '../cert.js';
+import { VENDOR_TRUST } from '../trust.js';
 
 // NVIDIA Reference Integrity Manifests: ISO/IEC 19770-2 SWID tags with an enveloped XML-DSig (W3C XML
 // Signature 1.1): Reference URI="" with the enveloped-signature and C14N 1.1 transforms, SHA-384 digest,
@@ -43,7 +44,8 @@ export interface Rim {
   /** Meta colloquialVersion: the driver version ("550.144.03") or the VBIOS version ("96.00.5E.00.01"). */
   readonly version: string;
   readonly measurements: readonly RimMeasurement[];
-  readonly signer: readonly ParsedCertificate[];
+  /** The signer chain that verified, leaf first. */
+  readonly signer: readonly ChainEntry[];
 }
 
 /** The outcome of checking one RIM. */
@@ -196,12 +198,27 @@ function readContent(root: El): Rim | { readonly code: AttestErrorCode; readonly
 }
 
 /**
- * Verifies a RIM's enveloped XML signature and its signer chain to `rimRoot` at `at`, then reads its
+ * Verifies a RIM's enveloped XML signature and its signer chain to `rimRoot` (PEM; default the pinned NVIDIA
+ * CoRIM signing root) at `at`, then reads its
  * measurements from the verified document. Failures are reported in this order: document shape, XML
  * signature, signer chain (including validity at `at`), digest, content. The document checks that do not
  * depend on the root or the time are cached by the RIM's SHA-256, so a warm verifier re-checks only the chain.
  */
-export function verifyRim(xml: string, rimRoot: ParsedCertificate, at: Date): RimOutcome {
+export function verifyRim(xml: string, at: Date, rimRoot: string = VENDOR_TRUST.nvidiaRimRoot): RimOutcome {
+  const root = parseCertificates(rimRoot)[0];
+  if (root === undefined) throw new TypeError('"rimRoot" expected a PEM certificate');
+  return checkRim(xml, root, at).outcome;
+}
+
+/** verifyRim with a parsed root, also returning the verified signer chain (internal, for OCSP). */
+export function checkRim(xml: string, rimRoot: ParsedCertificate, at: Date): { outcome: RimOutcome; chain: readonly ParsedCertificate[] } {
+  const outcome = verifyRimParsed(xml, rimRoot, at);
+  const d = documents.get(createHash('sha256').update(xml, 'utf8').digest('hex'));
+  const certs = d?.kind === 'parsed' ? d.certs : [];
+  return { outcome, chain: certs.length > 0 && certs[certs.length - 1]!.sha256 === rimRoot.sha256 ? certs : [...certs, rimRoot] };
+}
+
+function verifyRimParsed(xml: string, rimRoot: ParsedCertificate, at: Date): RimOutcome {
   const d = readRimDocument(xml);
   if (d.kind === 'refused') return { ok: false, code: d.code, detail: d.detail };
   const signer = d.certs[0]!;
@@ -211,5 +228,5 @@ export function verifyRim(xml: string, rimRoot: ParsedCertificate, at: Date): Ri
   if (!outcome.ok) return { ok: false, code: outcome.code, detail: `RIM signer chain: ${outcome.detail}` };
   if (!d.digestOk) return { ok: false, code: 'E_ATTEST_RIM', detail: 'RIM content does not match its signed digest (edited after signing)' };
   if ('code' in d.content) return { ok: false, code: d.content.code, detail: d.content.detail };
-  return { ok: true, rim: { ...d.content, signer: chain }, detail: `RIM ${d.content.version} signed by "${signer.subject}", chain to the NVIDIA RIM root` };
+  return { ok: true, rim: { ...d.content, signer: chain.map((c, i) => chainEntry(i === 0 ? 'rim-signer' : i === chain.length - 1 ? 'root' : 'intermediate', c)) }, detail: `RIM ${d.content.version} signed by "${signer.subject}", chain to the NVIDIA RIM root` };
 }

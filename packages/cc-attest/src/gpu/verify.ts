@@ -9,7 +9,7 @@ import type { CollateralFetcher } from '../fetcher.js';
 import type { VerificationResult } from '../result.js';
 import { VENDOR_TRUST, type TrustAnchors } from '../trust.js';
 import { ocspCheckChain } from './ocsp.js';
-import { verifyRim, type Rim } from './rim.js';
+import { checkRim, type Rim } from './rim.js';
 import { describeOpaque, parseSpdmEvidence, type SpdmEvidence } from './spdm.js';
 
 /** GPU architectures whose evidence this package verifies. */
@@ -70,11 +70,16 @@ const DICE_TCB_INFO = '2.23.133.5.4.1';
 const DICE_TCB_INFO_BLACKWELL = '2.23.133.5.4.1.1';
 
 /**
- * The first FWID digest of the leaf's TCG DICE TcbInfo (DICE Attestation Architecture, TcbInfo: fwids [6]
+ * The first FWID digest of a GPU leaf certificate's (PEM or DER) TCG DICE TcbInfo (DICE Attestation Architecture, TcbInfo: fwids [6]
  * IMPLICIT SEQUENCE OF FWID { hashAlg, digest }). Hopper uses 2.23.133.5.4.1; Blackwell 2.23.133.5.4.1.1 with
  * two FWIDs and flags, so the structure is parsed rather than "the last 48 bytes" taken.
  */
-export function certificateFwid(leaf: ParsedCertificate): Uint8Array | undefined {
+export function certificateFwid(certificate: Uint8Array | string): Uint8Array | undefined {
+  const leaf = parseCertificates(certificate)[0];
+  return leaf === undefined ? undefined : fwidOf(leaf);
+}
+
+function fwidOf(leaf: ParsedCertificate): Uint8Array | undefined {
   const ext = leaf.extensions.get(DICE_TCB_INFO) ?? leaf.extensions.get(DICE_TCB_INFO_BLACKWELL);
   if (ext === undefined) return undefined;
   const isFwid = (t: { tag: number; value: Uint8Array }) => {
@@ -142,7 +147,7 @@ export async function verifyGpuEvidence(options: GpuVerifyOptions): Promise<Veri
   deviceChain.forEach((c, i) => chain.push(chainEntry(i === 0 ? 'leaf' : i === deviceChain.length - 1 ? 'root' : 'intermediate', c)));
 
   if (leaf !== undefined) {
-    const certFwid = certificateFwid(leaf);
+    const certFwid = fwidOf(leaf);
     if (e.fwid === undefined) checks.skip('gpu.fwid', 'the evidence has no FWID (older driver)');
     else if (certFwid === undefined) checks.fail('gpu.fwid', 'E_ATTEST_FWID', 'the leaf certificate has no DICE TcbInfo FWID (is the signing certificate missing?)');
     else checks.expect('gpu.fwid', bytesEqual(certFwid, e.fwid), 'E_ATTEST_FWID', 'opaque FWID equals the leaf certificate FWID', `opaque FWID ${hex(e.fwid).slice(0, 16)}... differs from the certificate FWID ${hex(certFwid).slice(0, 16)}...`);
@@ -183,9 +188,10 @@ export async function verifyGpuEvidence(options: GpuVerifyOptions): Promise<Veri
     }
   }
   const rims: Rim[] = [];
+  const rimChains: Array<readonly ParsedCertificate[]> = [];
   const rimRoot = parseCertificates(trust.nvidiaRimRoot)[0]!;
   rimTexts.forEach((xml, i) => {
-    const r = verifyRim(xml, rimRoot, options.at);
+    const { outcome: r, chain: rimChain } = checkRim(xml, rimRoot, options.at);
     if (!r.ok) {
       checks.fail(`gpu.rim[${i}]`, r.code, r.detail);
       return;
@@ -197,12 +203,13 @@ export async function verifyGpuEvidence(options: GpuVerifyOptions): Promise<Veri
     }
     checks.pass(`gpu.rim[${i}]`, r.detail);
     rims.push(r.rim);
+    rimChains.push(rimChain);
   });
   // OCSP (nvtrust: every non-root certificate of the device chain and of each RIM signer chain).
   if (options.fetcher !== undefined && (options.ocsp ?? true)) {
     let problem: { code: Parameters<Checks['fail']>[1]; detail: string } | undefined;
     try {
-      for (const c of [deviceChain, ...rims.map((r) => r.signer)]) problem ??= await ocspCheckChain(options.fetcher, c, options.at);
+      for (const c of [deviceChain, ...rimChains]) problem ??= await ocspCheckChain(options.fetcher, c, options.at);
     } catch (e) {
       if (!(e instanceof AttestError)) throw e;
       problem = { code: e.code, detail: e.message };

@@ -10,6 +10,7 @@ import { createCrl } from './crl.js';
 import { keysMatch, loadPrivateKey, privateKeyPem, type KeyType } from './keys.js';
 import type { Participant } from './project.js';
 
+/** The CA state folder inside a project folder. */
 export const STATE_DIR = 'state';
 const STATE_FILE = 'ca.json';
 const ROOT_CERT = 'rootCA.pem';
@@ -42,7 +43,9 @@ const stateSchema = z.strictObject({
   issued: z.array(issuedSchema),
 });
 
+/** One issued certificate in the CA register. */
 export type IssuedRecord = z.infer<typeof issuedSchema>;
+/** The CA register (state/ca.json), as validated. */
 export type CaStateData = z.infer<typeof stateSchema>;
 
 /** An opened CA: its state, the root authority and where it lives. */

@@ -1,6 +1,7 @@
 // A minimal DER reader (ITU-T X.690 8.1): just enough to take a CRL apart into the exact to-be-signed bytes
 // and the signature, so its signature can be checked synchronously with node:crypto.
 
+/** One DER element: tag, whole encoding and contents (views into the input). */
 export interface DerElement {
   readonly tag: number;
   /** The whole element (tag, length and contents). */

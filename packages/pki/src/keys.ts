@@ -27,6 +27,7 @@ export interface KeyPair {
   readonly publicKey: KeyObject;
 }
 
+/** Throws RangeError unless `keyType` is a {@link KeyType}. */
 export function assertKeyType(keyType: unknown): asserts keyType is KeyType {
   if (keyType !== 'ecdsa-p256' && keyType !== 'rsa-2048') {
     throw new RangeError(`"keyType" expected one of ${KEY_TYPES.join(', ')}, got ${String(keyType)}`);

@@ -10,6 +10,8 @@ import { verifyCertificate } from './verify-certificate.js';
 /** The file in every kit folder that maps each entry to its signature (FLARE's SignatureBuilder format). */
 export const SIGNATURE_FILE = 'signature.json';
 const MAX_SIGNATURE_FILE = 4 << 20;
+/** Larger files are refused before reading (kits hold certificates, configs and builder files of a few MB). */
+const MAX_KIT_FILE = 512 << 20;
 const BASE64 = /^[A-Za-z0-9+/]+={0,2}$/;
 const encoder = new TextEncoder();
 
@@ -255,6 +257,9 @@ async function verifyFolder(walk: Walk, dir: string): Promise<void> {
       continue;
     }
     if (sig === undefined) throw new PkiError('E_KIT_UNSIGNED', `${rel(name)} is present but not signed (not in ${rel(SIGNATURE_FILE)})`);
+    if (entry.isFile() && (await lstat(join(dir, name))).size > MAX_KIT_FILE) {
+      throw new PkiError('E_KIT_TAMPERED', `${rel(name)} is larger than ${MAX_KIT_FILE} bytes: no signed kit file is`);
+    }
     const data = entry.isDirectory() ? encoder.encode(name) : await readFile(join(dir, name));
     if (!(await checkSignature(walk, data, sig))) {
       throw new PkiError('E_KIT_TAMPERED', `${rel(name)} does not match its signature: it changed after the kit was signed`);

@@ -3,10 +3,10 @@ import {
   HeError,
   META,
   tensor,
-  type JsonValue,
   type AcceptContext,
   type Aggregator,
   type FLModel,
+  type JsonValue,
   type Tensor,
 } from '@flare/core';
 import { engineOf, type HeContext } from './context.js';
@@ -36,12 +36,12 @@ export interface HeAggregatorOptions {
 }
 
 /** In "scale" mode (one rescaling prime), weights are encoded at 2^30: 2^-31 relative precision per weight. */
+const SCALE_MODE_WEIGHT_BITS = 30;
 /**
  * SEAL's WebAssembly memory is 32-bit (at most 4 GiB); the accumulators may take 3 GiB of it, so that a model
  * too large for one aggregator is refused up front instead of failing an allocation halfway through a round.
  */
 const ACCUMULATOR_BUDGET_BYTES = 3 * 2 ** 30;
-const SCALE_MODE_WEIGHT_BITS = 30;
 
 interface Layout {
   readonly envelope: HeEnvelope;
@@ -58,7 +58,7 @@ interface Layout {
  * the first accepted weight and encoded at scale q2, and added to the running sum; `result()` rescales (the
  * scale returns to 2^40 exactly), multiplies by 1 / total weight encoded at q1, rescales again (2^40
  * exactly), and switches to the last level, so every aggregate has the same level and scale and encrypted
- * global models can be added across rounds ({@link heAddDiff}). With one rescaling prime (FLARE's
+ * global models can be added across rounds (`heAddDiff`). With one rescaling prime (FLARE's
  * [60, 40, 40]) there is no level for the division: weights are encoded at 2^30 and the division is exact,
  * made by setting the scale to 2^70 x total weight; such aggregates differ in scale from round to round.
  *

@@ -1,5 +1,6 @@
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { loadParticipants, loadProject, parseProject } from '../src/index.js';
 import { expectCode, FIXTURE, projectYaml, tempDir } from './helpers.js';
@@ -228,5 +229,40 @@ describe('loadParticipants (--add files)', () => {
     expect(added.map((p) => p.name)).toEqual(['site-3']);
     await expectCode(() => loadParticipants('participants:\n  - name: site-3!\n    type: client\n    org: nvidia\n', project), 'E_PROJECT_INVALID');
     await expectCode(() => loadParticipants('nothing: here\n', project), 'E_PROJECT_INVALID');
+  });
+});
+
+describe('name rules agree with FLARE (nvflare/apis/utils/format_check.py), property-tested', () => {
+  const chars = fc.constantFrom(...'abcXYZ019-_.@!~ '.split(''));
+  it('a client name is accepted exactly when it matches ^[A-Za-z0-9-_]+$', () => {
+    fc.assert(
+      fc.property(fc.string({ unit: chars, minLength: 1, maxLength: 12 }), (name) => {
+        const yaml = projectYaml(`  - name: ${JSON.stringify(name)}\n    type: client\n    org: o\n`);
+        const ok = /^[A-Za-z0-9-_]+$/.test(name) && name !== 'site-1';
+        let accepted = true;
+        try {
+          parseProject(yaml);
+        } catch {
+          accepted = false;
+        }
+        expect(accepted).toBe(ok);
+      }),
+      { numRuns: 300, seed: 42 },
+    );
+  });
+  it('an org is accepted exactly when it matches ^[A-Za-z0-9_]+$', () => {
+    fc.assert(
+      fc.property(fc.string({ unit: chars, minLength: 1, maxLength: 12 }), (org) => {
+        const yaml = projectYaml(`  - name: site-77\n    type: client\n    org: ${JSON.stringify(org)}\n`);
+        let accepted = true;
+        try {
+          parseProject(yaml);
+        } catch {
+          accepted = false;
+        }
+        expect(accepted).toBe(/^[A-Za-z0-9_]+$/.test(org));
+      }),
+      { numRuns: 300, seed: 43 },
+    );
   });
 });

@@ -26,6 +26,8 @@ export interface PrivacySpent {
   readonly maxEpsilon: number;
   /** Updates released for the job by this site. */
   readonly releases: number;
+  /** Which bound gave ε: RDP (Balle et al. 2020 conversion) or the plain sum of pure-DP releases. */
+  readonly accountant: 'rdp' | 'pure_dp_sum';
 }
 
 /** The meta key under which DP filters put the site's {@link PrivacySpent} for the job, in snake case JSON. */
@@ -56,18 +58,19 @@ export interface ReleaseCost {
 export function privacySpent(record: BudgetRecord | undefined, { delta, maxEpsilon }: { readonly delta: number; readonly maxEpsilon: number }): PrivacySpent {
   if (!(delta > 0 && delta < 1)) throw new RangeError(`"delta" expected a number in (0, 1), got ${delta}`);
   if (!(maxEpsilon > 0)) throw new RangeError(`"maxEpsilon" expected a number > 0, got ${maxEpsilon}`);
-  if (record === undefined || record.releases === 0) return { epsilon: 0, delta, maxEpsilon, releases: 0 };
+  if (record === undefined || record.releases === 0) return { epsilon: 0, delta, maxEpsilon, releases: 0, accountant: 'rdp' };
   // e^ε overflows past ε = 709; budgets that large state nothing anyway, so cap the exponent.
   const deltaRdp = record.samplerTv === 0 ? delta : delta - record.samplerTv * (1 + Math.exp(Math.min(maxEpsilon, 700)));
   let epsilon = Infinity;
   if (deltaRdp > 0) epsilon = epsilonFromRdp({ orders: record.orders, rdp: record.rdp, delta: deltaRdp }).epsilon;
-  if (record.pureEpsilon !== null) epsilon = Math.min(epsilon, record.pureEpsilon);
-  return { epsilon: epsilon + record.samplerEpsilon, delta, maxEpsilon, releases: record.releases };
+  const pure = record.pureEpsilon !== null && record.pureEpsilon < epsilon;
+  if (pure) epsilon = record.pureEpsilon!;
+  return { epsilon: epsilon + record.samplerEpsilon, delta, maxEpsilon, releases: record.releases, accountant: pure ? 'pure_dp_sum' : 'rdp' };
 }
 
 /** The JSON form of {@link PrivacySpent} for meta and audit data (snake case, FLARE's meta style). */
 export function spentJson(spent: PrivacySpent): Record<string, JsonValue> {
-  return { epsilon: spent.epsilon, delta: spent.delta, max_epsilon: spent.maxEpsilon, releases: spent.releases, accountant: 'rdp' };
+  return { epsilon: spent.epsilon, delta: spent.delta, max_epsilon: spent.maxEpsilon, releases: spent.releases, accountant: spent.accountant };
 }
 
 /** What a charge decided. Internal. */

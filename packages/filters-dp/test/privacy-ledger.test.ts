@@ -23,7 +23,7 @@ describe('BUDGET_ORDERS', () => {
 
 describe('privacySpent', () => {
   it('is 0 before any release', () => {
-    expect(privacySpent(undefined, { delta: 1e-5, maxEpsilon: 1 })).toEqual({ epsilon: 0, delta: 1e-5, maxEpsilon: 1, releases: 0 });
+    expect(privacySpent(undefined, { delta: 1e-5, maxEpsilon: 1 })).toEqual({ epsilon: 0, delta: 1e-5, maxEpsilon: 1, releases: 0, accountant: 'rdp' });
   });
 
   it('converts the composed RDP at delta', () => {
@@ -34,9 +34,10 @@ describe('privacySpent', () => {
 
   it('takes the smaller of basic composition and RDP for pure-DP releases', () => {
     const pure = { ...base, pureEpsilon: 0.5, rdp: BUDGET_ORDERS.map((a) => Math.min(0.5, (a * 0.25) / 2)) };
-    expect(privacySpent(pure, { delta: 1e-5, maxEpsilon: 10 }).epsilon).toBe(0.5);
+    expect(privacySpent(pure, { delta: 1e-5, maxEpsilon: 10 })).toMatchObject({ epsilon: 0.5, accountant: 'pure_dp_sum' });
     const many = { ...base, pureEpsilon: 100 * 0.1, rdp: BUDGET_ORDERS.map((a) => 100 * Math.min(0.1, (a * 0.01) / 2)) };
     expect(privacySpent(many, { delta: 1e-5, maxEpsilon: 20 }).epsilon).toBeLessThan(10);
+    expect(privacySpent(many, { delta: 1e-5, maxEpsilon: 20 }).accountant).toBe('rdp');
   });
 
   it('adds the sampler error: epsilon directly, total variation out of delta', () => {

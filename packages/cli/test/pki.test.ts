@@ -64,6 +64,20 @@ describe('flare provision / kit verify', () => {
     expect(r.stderr).toMatch(/^E_KIT_TAMPERED: startup\/fed_client\.json does not match its signature.* What to do: /);
   });
 
+  it('kit verify accepts site overrides in local/ only with --local-overrides', async () => {
+    const ws = join(dir, 'ws8');
+    expect((await flare(['provision', '-p', dummy, '-w', ws])).code).toBe(0);
+    const kit = join(ws, 'example_project', 'prod_00', 'site-2');
+    await writeFile(join(kit, 'local', 'authorization.json'), '{"format_version": "1.0", "permissions": {}}');
+    const strict = await flare(['kit', 'verify', kit]);
+    expect(strict.code).toBe(1);
+    expect(strict.stderr).toMatch(/^E_KIT_UNSIGNED: local\/authorization\.json/);
+    const lenient = await flare(['kit', 'verify', kit, '--local-overrides']);
+    expect(lenient.code).toBe(0);
+    expect(lenient.stdout).toContain("kit of 'site-2' in project 'example_project'");
+    expect(lenient.stdout).toContain('site override (unsigned, accepted): local/authorization.json');
+  });
+
   it('exits 2 on usage errors', async () => {
     expect((await flare(['kit', 'verify'])).code).toBe(2);
     expect((await flare(['provision', '-w', dir])).code).toBe(2);

@@ -78,11 +78,13 @@ export function register(program: Command, io: Io = stdio): void {
     .description('check every file of a startup kit against its signatures; exit 0 when whole, 1 when not')
     .argument('<dir>', 'the kit folder (<workspace>/<project>/prod_NN/<participant>)')
     .option('--root-ca <file>', "trust this root CA instead of the kit's own startup/rootCA.pem")
-    .action((dir: string, opts: { rootCa?: string }) =>
+    .option('--local-overrides', 'accept the site\'s own unsigned local/authorization.json, privacy.json, resources.json, log_config.json (as the runtime does)')
+    .action((dir: string, opts: { rootCa?: string; localOverrides?: boolean }) =>
       run(async () => {
         const rootCaPem = opts.rootCa === undefined ? undefined : await readFile(opts.rootCa, 'utf8');
-        const v = await verifyKit(dir, rootCaPem === undefined ? {} : { rootCaPem });
-        io.out(`OK ${v.dir}: ${v.files} files in ${v.folders} folders, every one signed by the ${v.signer === 'root' ? 'project root CA' : 'participant (its certificate chains to the root)'}`);
+        const v = await verifyKit(dir, { ...(rootCaPem === undefined ? {} : { rootCaPem }), localOverrides: opts.localOverrides === true });
+        io.out(`OK ${v.dir}: kit of '${v.participant}' in project '${v.project}': ${v.files} files in ${v.folders} folders, every one signed by the ${v.signer === 'root' ? 'project root CA' : 'participant (its certificate chains to the root)'}`);
+        for (const f of v.localOverrides) io.out(`  site override (unsigned, accepted): ${f}`);
       }),
     );
 

@@ -131,7 +131,7 @@ export async function runPoc(o: PocOptions): Promise<PocSummary> {
           const h = rec.history[shown]!;
           const acc = rec.history[shown - 1]?.metrics['accuracy'];
           if (bar !== undefined) bar.update(shown + 1, { acc: acc === undefined ? '-' : acc.toFixed(3), secs: h.seconds.toFixed(1) });
-          else o.progress(`round ${h.round + 1}/${o.rounds}: ${h.contributors.length} updates in ${h.seconds.toFixed(1)} s${acc === undefined ? '' : `; accuracy before it ${acc.toFixed(3)}`}`);
+          else o.progress(`round ${h.round + 1}/${o.rounds}: ${h.contributors.length} updates aggregated in ${h.seconds.toFixed(1)} s${acc === undefined ? '' : ` (held-out accuracy after round ${shown}: ${acc.toFixed(3)})`}`);
           shown += 1;
         }
         if (rec.status === 'FINISHED' || rec.status === 'FAILED' || rec.status === 'ABORTED') break;
@@ -144,6 +144,8 @@ export async function runPoc(o: PocOptions): Promise<PocSummary> {
         rec = await admin.status(id);
       }
       bar?.stop();
+      const last = rec.history.at(-1)?.metrics['accuracy'];
+      if (bar === undefined && last !== undefined) o.progress(`held-out accuracy after round ${rec.history.length}: ${last.toFixed(3)}`);
     } finally {
       admin.close();
     }

@@ -143,8 +143,9 @@ export async function runPoc(o: PocOptions): Promise<PocSummary> {
         await new Promise((r) => setTimeout(r, 100));
         rec = await admin.status(id);
       }
-      bar?.stop();
       const last = rec.history.at(-1)?.metrics['accuracy'];
+      if (last !== undefined) bar?.update(rec.history.length, { acc: last.toFixed(3), secs: (rec.history.at(-1)?.seconds ?? 0).toFixed(1) });
+      bar?.stop();
       if (bar === undefined && last !== undefined) o.progress(`held-out accuracy after round ${rec.history.length}: ${last.toFixed(3)}`);
     } finally {
       admin.close();

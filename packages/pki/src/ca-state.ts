@@ -7,7 +7,7 @@ import { PkiError } from '@flare/core';
 import { z } from 'zod';
 import type { CertificateAuthority } from './certificate.js';
 import { createCrl } from './crl.js';
-import { keysMatch, loadPrivateKey, privateKeyPem, type KeyType } from './keys.js';
+import { encryptedPrivateKeyPem, keysMatch, loadPrivateKey, privateKeyPem, type KeyType } from './keys.js';
 import type { Participant } from './project.js';
 
 /** The CA state folder inside a project folder. */
@@ -141,9 +141,10 @@ export async function createCaState(projectDir: string, project: string, keyType
 }
 
 async function writeRootKey(ca: OpenCa): Promise<void> {
-  // Encrypted PKCS#8 (PBES2) when a passphrase is set; otherwise plaintext, mode 0600, alone in state/ (issued
-  // participants' keys are never stored here: they live only in their kits).
-  await writeAtomic(join(ca.dir, ROOT_KEY), privateKeyPem(ca.root.privateKey, ca.passphrase), 0o600);
+  // Encrypted PKCS#8 (PBES2, PBKDF2-SHA256 600k, AES-256-CBC) when a passphrase is set; otherwise plaintext,
+  // mode 0600, alone in state/ (issued participants' keys are never stored here: they live only in their kits).
+  const pem = ca.passphrase === undefined ? privateKeyPem(ca.root.privateKey) : await encryptedPrivateKeyPem(ca.root.privateKey, ca.passphrase);
+  await writeAtomic(join(ca.dir, ROOT_KEY), pem, 0o600);
 }
 
 /** Saves ca.json; re-encrypts the root key if a passphrase was given for a plaintext key. */

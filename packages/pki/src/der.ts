@@ -53,3 +53,44 @@ export function derInteger(value: number): Uint8Array {
   if (bytes[0]! & 0x80) bytes.unshift(0);
   return Uint8Array.from([0x02, bytes.length, ...bytes]);
 }
+
+/** DER TLV with a definite length (X.690 8.1.3). */
+export function derTlv(tag: number, content: Uint8Array): Uint8Array {
+  const len = content.length;
+  let header: number[];
+  if (len < 0x80) header = [tag, len];
+  else {
+    const bytes: number[] = [];
+    for (let v = len; v > 0; v = Math.floor(v / 256)) bytes.unshift(v % 256);
+    header = [tag, 0x80 | bytes.length, ...bytes];
+  }
+  const out = new Uint8Array(header.length + len);
+  out.set(header);
+  out.set(content, header.length);
+  return out;
+}
+
+/** DER SEQUENCE of already-encoded elements. */
+export function derSequence(...elements: readonly Uint8Array[]): Uint8Array {
+  const total = elements.reduce((n, e) => n + e.length, 0);
+  const body = new Uint8Array(total);
+  let off = 0;
+  for (const e of elements) {
+    body.set(e, off);
+    off += e.length;
+  }
+  return derTlv(0x30, body);
+}
+
+/** DER OBJECT IDENTIFIER from dotted text (X.690 8.19). */
+export function derOid(oid: string): Uint8Array {
+  const parts = oid.split('.').map(Number);
+  if (parts.length < 2 || parts.some((p) => !Number.isSafeInteger(p) || p < 0)) throw new RangeError(`"oid" expected dotted decimal, got ${oid}`);
+  const bytes: number[] = [parts[0]! * 40 + parts[1]!];
+  for (const p of parts.slice(2)) {
+    const chunk: number[] = [p & 0x7f];
+    for (let v = Math.floor(p / 128); v > 0; v = Math.floor(v / 128)) chunk.unshift((v & 0x7f) | 0x80);
+    bytes.push(...chunk);
+  }
+  return derTlv(0x06, Uint8Array.from(bytes));
+}

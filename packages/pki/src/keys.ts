@@ -1,5 +1,8 @@
 import {
   constants,
+  createCipheriv,
+  pbkdf2,
+  randomBytes,
   createPrivateKey,
   createPublicKey,
   generateKeyPair as nodeGenerateKeyPair,
@@ -8,6 +11,7 @@ import {
   webcrypto,
   type KeyObject,
 } from 'node:crypto';
+import { derInteger, derOid, derSequence, derTlv } from './der.js';
 
 /**
  * The key types FLARE-TS issues. `ecdsa-p256` (the default: see docs/key-types.md for the measurements that
@@ -54,10 +58,38 @@ export function keyTypeOf(key: KeyObject): KeyType | undefined {
   return undefined;
 }
 
-/** PKCS#8 PEM of a private key; encrypted (PBES2, AES-256-CBC) when a passphrase is given. */
-export function privateKeyPem(key: KeyObject, passphrase?: string): string {
-  if (passphrase === undefined) return key.export({ type: 'pkcs8', format: 'pem' }).toString();
-  return key.export({ type: 'pkcs8', format: 'pem', cipher: 'aes-256-cbc', passphrase }).toString();
+/** PKCS#8 PEM of a private key (unencrypted: participant keys, whose protection is the kit's file mode). */
+export function privateKeyPem(key: KeyObject): string {
+  return key.export({ type: 'pkcs8', format: 'pem' }).toString();
+}
+
+/**
+ * PBKDF2-HMAC-SHA256 iterations for the encrypted root key: OWASP's 2023 recommendation (600,000). Node's own
+ * `export({ cipher, passphrase })` uses OpenSSL's default of 2,048, too few against offline guessing.
+ */
+export const ROOT_KEY_PBKDF2_ITERATIONS = 600_000;
+
+const OID_PBES2 = '1.2.840.113549.1.5.13';
+const OID_PBKDF2 = '1.2.840.113549.1.5.12';
+const OID_HMAC_SHA256 = '1.2.840.113549.2.9';
+const OID_AES256_CBC = '2.16.840.1.101.3.4.1.42';
+
+/**
+ * Encrypted PKCS#8 PEM (RFC 5958 EncryptedPrivateKeyInfo, PBES2 of RFC 8018 6.2 with PBKDF2-HMAC-SHA256 and
+ * AES-256-CBC), readable by node:crypto and `openssl pkey`. Async: key derivation runs off the main thread.
+ */
+export async function encryptedPrivateKeyPem(key: KeyObject, passphrase: string, iterations = ROOT_KEY_PBKDF2_ITERATIONS): Promise<string> {
+  if (passphrase === '') throw new RangeError('"passphrase" must not be empty');
+  const salt = randomBytes(16);
+  const iv = randomBytes(16);
+  const derived = await new Promise<Buffer>((resolve, reject) => pbkdf2(passphrase, salt, iterations, 32, 'sha256', (err, k) => (err ? reject(err) : resolve(k))));
+  const cipher = createCipheriv('aes-256-cbc', derived, iv);
+  const encrypted = Buffer.concat([cipher.update(key.export({ type: 'pkcs8', format: 'der' })), cipher.final()]);
+  const pbkdf2Params = derSequence(derTlv(0x04, salt), derInteger(iterations), derSequence(derOid(OID_HMAC_SHA256), derTlv(0x05, new Uint8Array(0))));
+  const pbes2Params = derSequence(derSequence(derOid(OID_PBKDF2), pbkdf2Params), derSequence(derOid(OID_AES256_CBC), derTlv(0x04, iv)));
+  const der = derSequence(derSequence(derOid(OID_PBES2), pbes2Params), derTlv(0x04, encrypted));
+  const b64 = Buffer.from(der).toString('base64').replace(/.{64}/g, '$&\n').replace(/\n$/, '');
+  return `-----BEGIN ENCRYPTED PRIVATE KEY-----\n${b64}\n-----END ENCRYPTED PRIVATE KEY-----\n`;
 }
 
 /** The public half of a private key (or the key itself when it is public). */

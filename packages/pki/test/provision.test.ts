@@ -61,6 +61,9 @@ describe("provision: FLARE's dummy project (test/fixtures/dummy_project.yml)", (
     const out = await run('openssl', ['pkey', '-in', join(r.stateDir, 'rootCA.key'), '-passin', 'pass:correct horse', '-noout', '-text']);
     expect(out.stdout).toContain('Private-Key');
     await expect(run('openssl', ['pkey', '-in', join(r.stateDir, 'rootCA.key'), '-passin', 'pass:wrong', '-noout'])).rejects.toThrow();
+    // PBES2 with PBKDF2-HMAC-SHA256 at 600,000 iterations (0x0927C0), not OpenSSL's default 2,048.
+    const asn1 = await run('openssl', ['asn1parse', '-in', join(r.stateDir, 'rootCA.key')]);
+    expect(asn1.stdout).toMatch(/:PBES2[\s\S]*:PBKDF2[\s\S]*INTEGER\s+:0927C0[\s\S]*:hmacWithSHA256[\s\S]*:aes-256-cbc/);
     await expectCode(async () => provision(await loadProject(FIXTURE), { workspace: ws }), 'E_CA_PASSPHRASE');
     await expectCode(async () => provision(await loadProject(FIXTURE), { workspace: ws, passphrase: 'wrong' }), 'E_CA_PASSPHRASE');
     const files = await readdir(r.stateDir);

@@ -140,8 +140,12 @@ export async function provision(project: Project, options: ProvisionOptions): Pr
     return { p, certPem: issued.certPem, privateKey: issued.privateKey, record, reused: false };
   });
   for (const m of material) {
-    if (!m.reused && ca.data.issued.some((r) => r.name === m.p.name && r.revoked === undefined) && prods.length > 0) {
+    if (m.reused) continue;
+    const earlier = ca.data.issued.filter((r) => r.name === m.p.name);
+    if (earlier.some((r) => r.revoked === undefined) && prods.length > 0) {
       notices.push(`issued a new certificate for '${m.p.name}' (its previous certificate or key could not be carried over; the old certificate stays valid until revoked)`);
+    } else if (earlier.length > 0 && earlier.every((r) => r.revoked !== undefined)) {
+      notices.push(`'${m.p.name}' was revoked and is still in the project file: it got a new certificate; remove it from the project file to expel it instead`);
     }
   }
 

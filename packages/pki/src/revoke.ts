@@ -26,7 +26,9 @@ export interface RevokeResult {
 
 /**
  * Revokes a participant's certificates and writes a new CRL signed by the root (FLARE has no revocation). The
- * CRL reaches participants in their kits on the next provisioning run, and through the runtime.
+ * CRL reaches participants in their kits on the next provisioning run, and through the runtime. A participant
+ * added with `--add` is also dropped from later runs; one named in project.yml gets a new certificate on the
+ * next run (with a notice) until it is removed from the file.
  *
  * @throws PkiError E_REVOKE_UNKNOWN, E_CA_STATE_MISSING, E_CA_STATE_UNREADABLE, E_CA_PASSPHRASE.
  * @example
@@ -48,6 +50,9 @@ export async function revoke(options: RevokeOptions): Promise<RevokeResult> {
     r.revoked = { date: now.toISOString(), ...(options.reason === undefined ? {} : { reason: options.reason }) };
     serials.push(r.serial);
   }
+  // A participant added with --add is remembered by the state; revoking it expels it from later provisioning
+  // runs too (one named in project.yml is re-issued there, with a notice, until it is removed from the file).
+  ca.data.participants = ca.data.participants.filter((p) => p.name !== options.name);
   const crlPem = await refreshCrl(ca, now);
   await saveCa(ca);
   return { serials, crlPem, crlPath: join(ca.dir, 'crl.pem') };

@@ -98,9 +98,12 @@ describe('provision: re-provisioning, --add, state errors', () => {
     const newKit = await loadKit(site3.dir);
     expect(newKit.rootCaPem).toBe(oldSite1.rootCaPem);
     verifyCertificate(newKit.certPem, { rootCaPem: oldSite1.rootCaPem, crl: newKit.crlPem!, expectedName: 'site-3', expectedType: 'client' });
-    // Provisioning again from project.yml alone keeps site-3.
+    // Provisioning again from project.yml alone keeps site-3; revoking it expels it from later runs.
     const third = await provision(project, { workspace: ws });
     expect(third.kits.find((k) => k.name === 'site-3')?.fingerprint).toBe(site3.fingerprint);
+    await revoke({ projectDir: third.projectDir, name: 'site-3' });
+    const fourth = await provision(project, { workspace: ws });
+    expect(fourth.kits.map((k) => k.name)).not.toContain('site-3');
   });
 
   it('refuses --add of an existing name or a second server (E_PROVISION_CONFLICT)', async () => {
@@ -172,6 +175,7 @@ describe('provision: revocation travels in re-provisioned kits', () => {
     expect(serials).toHaveLength(1);
     const second = await provision(project, { workspace: ws });
     expect(second.kits.find((k) => k.name === 'site-2')?.reused).toBe(false);
+    expect(second.notices.join('\n')).toContain("'site-2' was revoked and is still in the project file");
     expect(second.kits.find((k) => k.name === 'site-1')?.reused).toBe(true);
     const kit = await loadKit(join(second.prodDir, 'site-1'));
     expect(loadCrl(kit.crlPem!, { rootCaPem: kit.rootCaPem }).revoked.has(serials[0]!)).toBe(true);

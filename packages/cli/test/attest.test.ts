@@ -69,7 +69,7 @@ function flare(args: readonly string[]): Promise<Run> {
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const timer = setTimeout(() => child.kill(), 60_000);
+    const timer = setTimeout(() => child.kill(), 110_000);
     child.on('error', reject);
     child.on('close', (code) => {
       clearTimeout(timer);
@@ -127,7 +127,7 @@ describe('flare attest verify', () => {
       expect(r.stdout).toMatch(/verified \(snp/);
       expect(r.stdout).toMatch(/PASS snp\.chip-id/);
     }
-  });
+  }, 120_000);
 
   it('--json prints the parsed fields (hex), the chain and every check', async () => {
     const r = await flareIn([...turin, file('turin.bin'), '--cert', file('vcek.der'), '--at', TURIN_AT, '--json']);
@@ -209,5 +209,5 @@ describe('flare attest verify', () => {
     expect(runs[5]!.stderr).toMatch(/^E_ATTEST_POLICY: /m);
     // And through the real binary: commander's usage error becomes exit 2.
     expect((await flare(['attest', 'verify', '--type', 'sgx', '--evidence', file('turin.bin')])).code).toBe(2);
-  });
+  }, 120_000);
 });

@@ -149,7 +149,8 @@ ${[1, 2, 3, 4].map((i) => `  - name: site-${i}\n    type: client\n    org: org_$
   for (const k of r.kits) kits.set(k.name, k.dir);
   for (const [i, s] of ['site-1', 'site-2', 'site-3', 'site-4'].entries()) {
     await mkdir(siteWs(s), { recursive: true });
-    await writeFile(join(siteWs(s), 'site.json'), JSON.stringify({ data: { site: i % 3, sites: 3, features: FEATURES }, components: { allow: ['tfjs-spam'] } }));
+    // Sites 1 and 2 consent to jobs that bring their own code; sites 3 and 4 do not.
+    await writeFile(join(siteWs(s), 'site.json'), JSON.stringify({ data: { site: i % 3, sites: 3, features: FEATURES }, components: { allow: ['tfjs-spam'], byoc: i < 2 } }));
     // Sites 1, 2 and 4 define a `private` scope; site 3 does not.
     const scopes = [{ name: 'public', task_result_filters: [], task_data_filters: [] }, ...(s === 'site-3' ? [] : [{ name: 'private', task_result_filters: [{ name: 'exclude-vars', args: { names: ['no_such_tensor'] } }], task_data_filters: [] }])];
     await writeFile(join(kits.get(s)!, 'local', 'privacy.json'), JSON.stringify({ scopes, default_scope: 'public' }));
@@ -236,6 +237,24 @@ describe('runtime with real processes', () => {
     // site-1 ran the job's scope filters after its own and audited each with the server's event id as ref.
     const applied = (await auditLines(siteWs('site-1'))).filter((e) => e.action === 'filter_applied');
     expect(applied.length).toBeGreaterThan(0);
+  });
+
+  it("a job that brings code is signed by `flare admin submit`; consenting sites verify the submitter's signature, the others refuse", async () => {
+    const ws = join(root, 'srv-byoc');
+    await startServer(ws);
+    await startSites(['site-1', 'site-2', 'site-3']);
+    const dir = await job('byoc', { rounds: 1 });
+    await mkdir(join(dir, 'custom'), { recursive: true });
+    await writeFile(join(dir, 'custom', 'prepare.py'), 'print("site-side preprocessing")\n');
+    const id = await submit(dir);
+    const rec = await until(async () => {
+      const r = await record(ws, id);
+      return r.status === 'RUNNING' || r.status === 'SUBMITTED' ? undefined : r;
+    }, 90_000, 'the job to end');
+    expect(rec.status).toBe('FINISHED');
+    expect(rec.sites.sort()).toEqual(['site-1', 'site-2']);
+    expect(rec.refused['site-3']).toMatch(/^E_RUNTIME_BYOC_REFUSED/);
+    expect((await auditLines(siteWs('site-1'))).some((e) => e.action === 'byoc_verified')).toBe(true);
   });
 
   it('an admin without submit_job is refused by the server (exit 1, E_RUNTIME_NOT_AUTHORIZED)', async () => {

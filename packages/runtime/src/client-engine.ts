@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import {
   FlareError,
   FlareRuntimeError,
@@ -39,6 +40,12 @@ export interface ClientEngineOptions {
   readonly events?: EventBus;
   /** Heartbeat period (default 5 s). */
   readonly heartbeatMs?: number;
+  /**
+   * Verifies a BYOC job's signature (the submitter's certificate chains to this site's project root, names the
+   * submitter, and its key signed exactly these files); throws to refuse. Without it this site refuses every
+   * job that brings code (E_RUNTIME_BYOC_SIGNATURE). @flare/policy's `verifyByocSignature` implements it.
+   */
+  readonly verifyByoc?: (bundle: { readonly files: ReadonlyMap<string, Uint8Array>; readonly signature: string; readonly certificate: string }, submitter: Principal) => void;
   /** Reconnection after the server goes away: attempts and delay between them (default 120 x 500 ms). */
   readonly reconnect?: { readonly attempts: number; readonly delayMs: number };
 }
@@ -244,6 +251,17 @@ export class ClientEngine {
       if (def.byoc !== undefined) {
         if (!(await policy.authorize({ user: submitter, right: 'byoc' }))) throw new FlareRuntimeError('E_RUNTIME_BYOC_REFUSED', `user '${submitter.name}' is not authorized for 'byoc' at ${site}`);
         if (!policy.byocConsent) throw new FlareRuntimeError('E_RUNTIME_BYOC_REFUSED', `${site} does not consent to jobs that bring their own code`);
+        const files = new Map(Object.entries(msg.files ?? {}).map(([k, v]) => [k, new Uint8Array(Buffer.from(v, 'base64'))] as const));
+        const declared = Object.entries(def.byoc.files);
+        const digestsMatch = declared.length === files.size && declared.every(([k, d]) => files.has(k) && createHash('sha256').update(files.get(k)!).digest('hex') === d);
+        if (!digestsMatch) throw new FlareRuntimeError('E_RUNTIME_BYOC_SIGNATURE', 'the custom files do not match the digests in byoc.files');
+        if (this.#o.verifyByoc === undefined || def.byoc.certificate === undefined) throw new FlareRuntimeError('E_RUNTIME_BYOC_SIGNATURE', `${site} cannot verify who signed the job's code`);
+        try {
+          this.#o.verifyByoc({ files, signature: def.byoc.signature, certificate: def.byoc.certificate }, submitter);
+        } catch (e) {
+          throw new FlareRuntimeError('E_RUNTIME_BYOC_SIGNATURE', `the job's code is not signed by its submitter: ${e instanceof Error ? e.message.slice(0, 300) : 'invalid'}`, { cause: e });
+        }
+        this.#audit({ action: 'byoc_verified', job: msg.job, ref: recv, user: submitter.name, msg: `${files.size} custom files signed by ${submitter.name}` });
       }
       const scope = policy.scope(def.scope);
       if (scope === undefined) throw new FlareRuntimeError('E_RUNTIME_SCOPE_UNKNOWN', `${site} has no privacy scope '${def.scope ?? '(default)'}'`);

@@ -24,8 +24,10 @@ export type ComponentSpec = z.output<typeof ComponentSpec>;
 export const ByocSpec = z.strictObject({
   /** Relative file name -> hex SHA-256 of its bytes. */
   files: z.record(z.string().regex(/^[A-Za-z0-9_-][A-Za-z0-9_./-]{0,200}$/).refine((p) => !p.split('/').includes('..'), 'no ..'), z.string().regex(/^[0-9a-f]{64}$/)),
-  /** base64 signature by the submitter's kit key over the canonical JSON of `files` (RFC 8785). */
+  /** base64 signature by the submitter's kit key over the files (@flare/policy's `signByoc` manifest). */
   signature: z.string().max(2048),
+  /** The submitter's certificate (PEM); each site checks it chains to the project root and names the submitter. */
+  certificate: z.string().max(16_384).optional(),
 });
 /** The BYOC part of a job definition. */
 export type ByocSpec = z.output<typeof ByocSpec>;

@@ -141,8 +141,9 @@ export class JobStore {
     };
     await writeFileAtomic(join(dir, 'initial.safetensors'), job.initialModel);
     if (job.files !== undefined && job.files.size > 0) {
-      await mkdir(join(dir, 'custom'), { recursive: true, mode: 0o700 });
-      for (const [name, bytes] of job.files) await writeFileAtomic(join(dir, 'custom', name.replaceAll('/', '__')), bytes);
+      // One JSON file keyed by the relative names: names never become paths on the server.
+      const custom = Object.fromEntries([...job.files].map(([k, v]) => [k, Buffer.from(v).toString('base64')]));
+      await writeFileAtomic(join(dir, 'custom.json'), JSON.stringify(custom));
     }
     await writeFileAtomic(join(dir, 'meta.json'), JSON.stringify(job.definition, null, 2));
     await writeFileAtomic(join(dir, 'record.json'), JSON.stringify(record, null, 2));
@@ -194,6 +195,14 @@ export class JobStore {
     });
     this.#locks.set(id, next.catch(() => undefined));
     return next;
+  }
+
+  /** The job's own files (BYOC), by relative name; empty when it brings none. */
+  async customFiles(id: string): Promise<Map<string, Uint8Array>> {
+    const text = await readFile(join(this.#dir(id), 'custom.json'), 'utf8').catch(() => undefined);
+    if (text === undefined) return new Map();
+    const parsed = z.record(z.string(), z.string()).parse(parseStrictJson(text));
+    return new Map(Object.entries(parsed).map(([k, v]) => [k, new Uint8Array(Buffer.from(v, 'base64'))]));
   }
 
   /** The job's initial global model. */

@@ -72,6 +72,8 @@ interface ActiveJob {
   readonly definition: JobDefinition;
   /** The definition exactly as submitted: forwarded to sites, which re-validate it themselves. */
   readonly raw: JsonValue;
+  /** The job's own files (BYOC), forwarded so each site verifies the submitter's signature itself. */
+  readonly files: ReadonlyMap<string, Uint8Array>;
   readonly submitter: Principal;
   readonly deployed: Set<string>;
   readonly refused: Set<string>;
@@ -379,11 +381,12 @@ export class ServerEngine {
     if (!ready) return;
     this.#waitingSince.delete(j.id);
     const raw = await this.store.rawDefinition(j.id);
+    const files = await this.store.customFiles(j.id);
     if (this.#active.has(j.id)) return;
     const abort = new AbortController();
     // One listener per task in flight plus the round timer: more than Node's default warning threshold of 10.
     setMaxListeners(0, abort.signal);
-    const active: ActiveJob = { id: j.id, definition: def, raw, submitter: { ...j.submitter, role: j.submitter.role ?? '' }, deployed: new Set(), refused: new Set(), deploying: new Set(), abort, aborted: false };
+    const active: ActiveJob = { id: j.id, definition: def, raw, files, submitter: { ...j.submitter, role: j.submitter.role ?? '' }, deployed: new Set(), refused: new Set(), deploying: new Set(), abort, aborted: false };
     this.#active.set(j.id, active);
     const run = this.#run(active, j, present).finally(() => {
       this.#active.delete(j.id);
@@ -417,8 +420,9 @@ export class ServerEngine {
             reject(e);
           },
         });
+        const files = a.definition.byoc === undefined ? undefined : Object.fromEntries([...a.files].map(([k, v]) => [k, Buffer.from(v).toString('base64')]));
         client.channel
-          .send(outgoing({ t: 'deploy', id, job: a.id, definition: a.raw, submitter: a.submitter.role === '' ? { name: a.submitter.name, org: a.submitter.org } : a.submitter, ...(ref === undefined ? {} : { ref }) }))
+          .send(outgoing({ t: 'deploy', id, job: a.id, definition: a.raw, ...(files === undefined ? {} : { files }), submitter: a.submitter.role === '' ? { name: a.submitter.name, org: a.submitter.org } : a.submitter, ...(ref === undefined ? {} : { ref }) }))
           .catch(reject);
       });
       if (reply.ok) {

@@ -1,6 +1,8 @@
 import { join } from 'node:path';
 import { isFlareError } from '@flare/core';
 import { loadKit, parseProject, provision, type Kit } from '@flare/pki';
+import { signByoc, verifyByocSignature } from '@flare/policy';
+import { createHash } from 'node:crypto';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { AdminClient } from '../src/admin-client.js';
 import { ClientEngine } from '../src/client-engine.js';
@@ -88,4 +90,41 @@ describe('runtime over @flare/transport mTLS + @flare/auth sessions', () => {
     expect(isFlareError(err)).toBe(true);
     void port;
   });
+  for (const [what, signer, expected] of [
+    ['signed by the submitter: every site verifies it and runs the job', 'admin@nvidia.com', 'FINISHED'],
+    ["signed by another participant's key: every site refuses it (E_RUNTIME_BYOC_SIGNATURE)", 'site-2', 'FAILED'],
+  ] as const) {
+    it(`BYOC ${what}`, async () => {
+      const { server, port } = await serve();
+      const targets = [{ host: '127.0.0.1', port }];
+      const sites: ClientEngine[] = [];
+      for (const n of [1, 2]) {
+        const kit = kits.get(`site-${n}`)!;
+        const engine = await ClientEngine.start({
+          site: { name: kit.participant.name, org: kit.participant.org },
+          connect: () => connectToServer({ kit, targets }),
+          policy: sitePolicy({ byocConsent: true }),
+          learners: new Map([['towards', learnerFactory(n)]]),
+          filters: new Map(),
+          workspace: await tempDir(),
+          verifyByoc: (bundle, submitter) => verifyByocSignature(bundle, { submitter, rootCa: kit.rootCaPem }),
+        });
+        open.push(engine);
+        sites.push(engine);
+      }
+      const adminKit = kits.get('admin@nvidia.com')!;
+      const files = new Map([['custom/train.py', new TextEncoder().encode('print("hello")\n')]]);
+      const byoc = {
+        files: Object.fromEntries([...files].map(([k, v]) => [k, createHash('sha256').update(v).digest('hex')])),
+        signature: signByoc(files, kits.get(signer)!.privateKey),
+        certificate: adminKit.certPem,
+      };
+      const admin = new AdminClient(await connectToServer({ kit: adminKit, targets }));
+      open.push({ close: async () => admin.close() });
+      const id = await admin.submit({ definition: jobDefinition({ deploy: ['site-1', 'site-2'], rounds: 1, byoc }), initialModel: initialModelBytes(), files });
+      const rec = await server.waitForJob(id, 20_000);
+      expect(rec.status).toBe(expected);
+      if (expected === 'FAILED') expect(rec.refused['site-1']).toMatch(/^E_RUNTIME_BYOC_SIGNATURE/);
+    });
+  }
 });

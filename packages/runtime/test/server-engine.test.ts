@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { PolicyError, decodeModel, isFlareError, type FilterFactory } from '@flare/core';
 import { afterEach, describe, expect, it } from 'vitest';
 import { AdminClient } from '../src/admin-client.js';
@@ -134,6 +135,16 @@ describe('ServerEngine + ClientEngine + AdminClient (in-memory channels)', () =>
     const id = await fed.admin.submit({ definition: jobDefinition({ rounds: 1 }), initialModel: initialModelBytes(), files: new Map() });
     const rec = await fed.server.waitForJob(id, 20_000);
     expect(rec.refused['site-3']).toMatch(/^E_RUNTIME_COMPONENT_FORBIDDEN/);
+  });
+
+  it('a job that brings code is refused by a site without BYOC consent (E_RUNTIME_BYOC_REFUSED) and by one that cannot verify signatures (E_RUNTIME_BYOC_SIGNATURE)', async () => {
+    const fed = await federation([{ policy: sitePolicy({ byocConsent: false }) }, { policy: sitePolicy({ byocConsent: true }) }, {}]);
+    const files = new Map([['a.py', new Uint8Array([1, 2, 3])]]);
+    const digest = createHash('sha256').update(files.get('a.py')!).digest('hex');
+    const id = await fed.admin.submit({ definition: jobDefinition({ rounds: 1, byoc: { files: { 'a.py': digest }, signature: 'c2ln', certificate: 'x' } }), initialModel: initialModelBytes(), files });
+    const rec = await fed.server.waitForJob(id, 20_000);
+    expect(rec.refused['site-1']).toMatch(/^E_RUNTIME_BYOC_REFUSED/);
+    expect(rec.refused['site-2']).toMatch(/^E_RUNTIME_BYOC_SIGNATURE/);
   });
 
   it('when too few sites accept, the job fails with E_RUNTIME_DEPLOY_REFUSED', async () => {

@@ -3,7 +3,7 @@ import { join, resolve } from 'node:path';
 import { readJobFolder } from '@flare/runtime';
 import { InvalidArgumentError, type Command } from 'commander';
 import { runCommand, stdio } from '../run.js';
-import { connectAdmin, runClient, runServer } from '../poc/participants.js';
+import { connectAdmin, runClient, runServer, signJobBundle } from '../poc/participants.js';
 import { renderSummary, runPoc, type PocSummary } from '../poc/poc.js';
 import { defaultStack, dpScope, verifyAuditLogs } from '../poc/stack.js';
 
@@ -77,7 +77,15 @@ export function register(program: Command): void {
   admin
     .command('submit <jobDir>')
     .description('submit a job folder (meta.json, model.safetensors, optional custom/)')
-    .action((dir: string) => run(() => withAdmin(async (a) => stdio.out(await a.submit(await readJobFolder(resolve(dir)))))));
+    .action((dir: string) =>
+      run(() =>
+        withAdmin(async (a) => {
+          // A job that brings code (custom/) is signed with this admin's kit key; each site verifies it.
+          const bundle = await signJobBundle(admin.opts<{ kit: string }>().kit, await readJobFolder(resolve(dir)));
+          stdio.out(await a.submit(bundle));
+        }),
+      ),
+    );
   admin
     .command('list')
     .description('list jobs')

@@ -1,8 +1,9 @@
+import { createHash } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
-import { FlareRuntimeError, type Aggregator, type AuditHook, type FilterFactory } from '@flare/core';
+import { FlareRuntimeError, type Aggregator, type AuditHook, type FilterFactory, type JsonValue } from '@flare/core';
 import { loadKit, type Kit } from '@flare/pki';
-import { PolicyFile, loadSitePolicies, parseAuthorizationPolicy, type AuthorizationPolicy } from '@flare/policy';
+import { PolicyFile, loadSitePolicies, parseAuthorizationPolicy, signByoc, verifyByocSignature, type AuthorizationPolicy } from '@flare/policy';
 import {
   AdminClient,
   ClientEngine,
@@ -13,6 +14,7 @@ import {
   listenForParticipants,
   sitePolicyFromFiles,
   type ClosableLogger,
+  type JobBundle,
   type JobDefinition,
   type LearnerFactory,
   type RoundRecord,
@@ -147,12 +149,27 @@ export async function runClient(o: ClientRun, stack: Stack): Promise<void> {
     workspace: ws,
     audit: audit.hook,
     logger,
+    verifyByoc: (bundle, submitter) => verifyByocSignature(bundle, { submitter, rootCa: kit.rootCaPem }),
   });
   await Promise.race([until(o.signal), engine.done]);
   await engine.close();
   policies.close();
   await audit.close();
   await logger.close();
+}
+
+/**
+ * Signs a job folder's own code (custom/) with the admin's kit key, so every site can check that the submitter
+ * it re-authorizes is the one who signed exactly these files: adds `byoc` (digests, signature, certificate) to
+ * the definition. A job without custom files is returned unchanged.
+ */
+export async function signJobBundle(kitDir: string, bundle: JobBundle): Promise<JobBundle> {
+  if (bundle.files.size === 0) return bundle;
+  const kit = await openKit(kitDir, 'admin');
+  const files = Object.fromEntries([...bundle.files].map(([k, v]) => [k, createHash('sha256').update(v).digest('hex')]));
+  const byoc = { files, signature: signByoc(bundle.files, kit.privateKey), certificate: kit.certPem };
+  const definition = { ...(bundle.definition as { [k: string]: JsonValue }), byoc };
+  return { ...bundle, definition };
 }
 
 /** Connects an admin kit to its server. */

@@ -57,6 +57,8 @@ interface DeployedJob {
   readonly dataFilters: readonly BuiltFilter[];
   readonly resultFilters: readonly BuiltFilter[];
   readonly scope: string;
+  /** Who submitted the job (as the server authenticated them), for site-level rights such as abort_job. */
+  readonly submitter: Principal;
   readonly abort: AbortController;
   queue: Promise<void>;
 }
@@ -219,6 +221,15 @@ export class ClientEngine {
       case 'abort': {
         const job = this.#jobs.get(msg.job);
         if (job === undefined) return;
+        // A site-level action: this site re-checks the admin's abort_job right under its own policy.
+        if (msg.by !== undefined) {
+          const by: Principal = { name: msg.by.name, org: msg.by.org, role: msg.by.role ?? '' };
+          const allowed = await this.#o.policy.authorize({ user: by, right: 'abort_job', submitter: job.submitter });
+          if (!allowed) {
+            this.#audit({ action: 'abort_refused', job: msg.job, ref: msg.ref, user: by.name, msg: `user '${by.name}' is not authorized for 'abort_job' at ${this.#o.site.name}`, data: { code: 'E_RUNTIME_NOT_AUTHORIZED' } });
+            return;
+          }
+        }
         job.abort.abort(new FlareRuntimeError('E_RUNTIME_ABORTED', `job ${msg.job} aborted`));
         this.#jobs.delete(msg.job);
         this.#audit({ action: 'job_aborted', job: msg.job, ref: msg.ref, msg: 'the server aborted the job' });
@@ -294,7 +305,7 @@ export class ClientEngine {
       if (!largs.success) throw new FlareRuntimeError('E_RUNTIME_JOB_INVALID', `arguments of learner '${def.learner.name}': ${largs.error.issues[0]?.message ?? 'invalid'}`);
       const learner = await lf.create(largs.data, env);
       this.#jobs.get(msg.job)?.abort.abort();
-      this.#jobs.set(msg.job, { id: msg.job, definition: def, learner, dataFilters, resultFilters, scope: scope.name, abort: new AbortController(), queue: Promise.resolve() });
+      this.#jobs.set(msg.job, { id: msg.job, definition: def, learner, dataFilters, resultFilters, scope: scope.name, submitter, abort: new AbortController(), queue: Promise.resolve() });
       const ref = this.#audit({
         action: 'deploy_accepted',
         job: msg.job,

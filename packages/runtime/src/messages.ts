@@ -32,7 +32,7 @@ export const Message = z.discriminatedUnion('t', [
   z.strictObject({ t: z.literal('welcome') }),
   z.strictObject({ t: z.literal('deploy'), id, job: id, definition: json, submitter: identity, ref: id.optional(), files: z.record(z.string().max(256), z.string()).optional() }),
   z.strictObject({ t: z.literal('task'), job: id, round: z.int().min(0), task: id, kind: z.enum(['train', 'validate']), ref: id.optional() }),
-  z.strictObject({ t: z.literal('abort'), job: id, ref: id.optional() }),
+  z.strictObject({ t: z.literal('abort'), job: id, ref: id.optional(), by: identity.optional() }),
   // admin -> server
   z.strictObject({
     t: z.literal('admin'),

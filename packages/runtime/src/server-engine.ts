@@ -310,7 +310,7 @@ export class ServerEngine {
           if (a !== undefined) {
             a.aborted = true;
             a.abort.abort(new FlareRuntimeError('E_RUNTIME_ABORTED', `job ${rec.id} aborted by ${user.name}`));
-            for (const site of a.deployed) void this.registry.get(site)?.channel.send(outgoing({ t: 'abort', job: rec.id, ...(ref === undefined ? {} : { ref }) })).catch(() => undefined);
+            for (const site of a.deployed) void this.registry.get(site)?.channel.send(outgoing({ t: 'abort', job: rec.id, by: user.role === '' ? { name: user.name, org: user.org } : user, ...(ref === undefined ? {} : { ref }) })).catch(() => undefined);
           }
           await this.store.update(rec.id, (r) => {
             r.status = 'ABORTED';

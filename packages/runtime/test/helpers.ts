@@ -102,12 +102,13 @@ export interface PolicyOptions {
   allowList?: string[];
   byocConsent?: boolean;
   maxJobs?: number;
+  allowAbort?: boolean;
 }
 
 export function sitePolicy(o: PolicyOptions = {}): SitePolicy {
   const scopes = o.scopes ?? ['public'];
   return {
-    authorize: ({ user, right }) => (right === 'submit_job' ? (o.allowSubmitter ?? (() => true))(user.name) : right === 'byoc'),
+    authorize: ({ user, right }) => (right === 'submit_job' ? (o.allowSubmitter ?? (() => true))(user.name) : right === 'abort_job' ? (o.allowAbort ?? true) : right === 'byoc'),
     scope: (name) => {
       const n = name ?? scopes[0];
       return n !== undefined && scopes.includes(n) ? { name: n, taskDataFilters: [], taskResultFilters: [] } : undefined;

@@ -207,15 +207,18 @@ describe('ServerEngine + ClientEngine + AdminClient (in-memory channels)', () =>
     expect(fed.siteAudits.get('site-2')!.events.find((e) => e.action === 'task_failed')?.data?.['code']).toBe('E_RUNTIME_TASK_FAILED');
   });
 
-  it('abort stops a running job (ABORTED) and tells the sites; a finished job cannot be aborted (E_RUNTIME_JOB_STATE)', async () => {
+  it('abort stops a running job (ABORTED) and tells the sites, each re-checking abort_job; a finished job cannot be aborted (E_RUNTIME_JOB_STATE)', async () => {
     const slow = learnerFactory(1, { delayMs: 400 });
-    const fed = await federation([{ learner: slow }, { learner: slow }, { learner: slow }]);
+    const fed = await federation([{ learner: slow }, { learner: slow }, { learner: slow, policy: sitePolicy({ allowAbort: false }) }]);
     const id = await fed.admin.submit({ definition: jobDefinition({ rounds: 50 }), initialModel: initialModelBytes(), files: new Map() });
     await until(async () => ((await fed.admin.status(id)).status === 'RUNNING' ? true : undefined));
     await fed.admin.abort(id);
     const rec = await fed.server.waitForJob(id, 5000);
     expect(rec.status).toBe('ABORTED');
     await until(() => fed.siteAudits.get('site-1')!.events.find((e) => e.action === 'job_aborted'));
+    // A site-level action: site-3's own policy does not let this admin abort, and it says so.
+    const refusal = await until(() => fed.siteAudits.get('site-3')!.events.find((e) => e.action === 'abort_refused'));
+    expect(refusal.user).toBe('admin@nvidia.com');
     const err = await fed.admin.abort(id).catch((e: unknown) => e);
     expect(isFlareError(err, 'E_RUNTIME_JOB_STATE')).toBe(true);
     const dl = await fed.admin.download(id).catch((e: unknown) => e);

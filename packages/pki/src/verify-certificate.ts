@@ -60,7 +60,7 @@ export function verifyCertificate(certPem: string | Uint8Array, options: VerifyC
   checkValidity(leaf.cert, at, 'the certificate');
 
   if (options.crl !== undefined) {
-    const crl = typeof options.crl === 'string' || !options.crl.verified ? loadCrl(typeof options.crl === 'string' ? options.crl : options.crl.pem, { rootCaPem: options.rootCaPem }) : options.crl;
+    const crl = typeof options.crl === 'string' || !options.crl.verified ? verifiedCrl(typeof options.crl === 'string' ? options.crl : options.crl.pem, options.rootCaPem) : options.crl;
     if (isRevoked(leaf.node, crl)) {
       const entry = crl.revoked.get(normalizeSerial(leaf.node.serialNumber));
       throw new PkiError('E_CERT_REVOKED', `the certificate of '${leaf.cert.subject}' (serial ${normalizeSerial(leaf.node.serialNumber)}) was revoked on ${entry?.date.toISOString() ?? 'an unknown date'}`);
@@ -84,6 +84,19 @@ export function verifyCertificate(certPem: string | Uint8Array, options: VerifyC
     fingerprint: fingerprintOf(leaf.node),
     serial: normalizeSerial(leaf.node.serialNumber),
   };
+}
+
+// Logins check every peer against the same CRL: parse and verify it once per (CRL, root), not per call.
+const crlCache = new Map<string, Crl>();
+function verifiedCrl(pem: string, rootCaPem: string): Crl {
+  const key = `${rootCaPem}\u0000${pem}`;
+  let crl = crlCache.get(key);
+  if (!crl) {
+    crl = loadCrl(pem, { rootCaPem });
+    if (crlCache.size >= 8) crlCache.delete(crlCache.keys().next().value!);
+    crlCache.set(key, crl);
+  }
+  return crl;
 }
 
 function checkValidity(cert: x509.X509Certificate, at: Date, what: string): void {

@@ -98,7 +98,10 @@ describe('docs/examples/secure-echo', () => {
 
   it('openssl s_client without a client certificate is refused (TLS alert 116, certificate required)', async () => {
     const startup = join(kits.get('site-1')!, 'startup');
-    const r = await run('openssl', ['s_client', '-connect', `127.0.0.1:${port}`, '-CAfile', join(startup, 'rootCA.pem')], 'GET / HTTP/1.1\r\n\r\n');
+    // TLS 1.3 sends the server's certificate-required alert after the client's Finished: -ign_eof keeps
+    // s_client reading until the server closes, so the alert is always seen (without it, a fast stdin EOF
+    // could end s_client before the alert arrives).
+    const r = await run('openssl', ['s_client', '-ign_eof', '-connect', `127.0.0.1:${port}`, '-CAfile', join(startup, 'rootCA.pem')], 'GET / HTTP/1.1\r\n\r\n');
     expect(r.stdout + r.stderr).toMatch(/alert certificate required|alert handshake failure/);
   });
 

@@ -50,7 +50,7 @@ describe('published packages', () => {
     const names = packages.map((p) => JSON.parse(readFileSync(join(root, 'packages', p, 'package.json'), 'utf8')).name as string);
     writeFileSync(
       join(app, 'check.mjs'),
-      `for (const n of ${JSON.stringify(names)}) { const m = await import(n); console.log(n, Object.keys(m).length); }`,
+      `for (const n of ${JSON.stringify(names)}) { const m = await import(n); process.stdout.write(n + ' ' + Object.keys(m).length + '\\n'); }`,
     );
     const out = run(process.execPath, ['check.mjs'], app);
     for (const n of names) expect(out).toMatch(new RegExp(`^${n} \\d+$`, 'm'));

@@ -46,8 +46,8 @@ export interface ReleaseCost {
 /**
  * ε spent according to a budget record, at `delta`: the RDP bound (Balle et al. 2020 conversion) or, when every
  * release was pure DP, the smaller of that and the plain sum of ε; plus the samplers' documented error (their
- * total-variation part is taken out of δ as samplerTv·(1 + e^maxEpsilon) before converting). Infinity when the
- * samplers' share leaves no δ.
+ * total-variation part is taken out of δ as samplerTv·(1 + e^ε) at the ε reached). Infinity when the samplers'
+ * share leaves no δ.
  *
  * @example
  * ```ts
@@ -59,13 +59,33 @@ export function privacySpent(record: BudgetRecord | undefined, { delta, maxEpsil
   if (!(delta > 0 && delta < 1)) throw new RangeError(`"delta" expected a number in (0, 1), got ${delta}`);
   if (!(maxEpsilon > 0)) throw new RangeError(`"maxEpsilon" expected a number > 0, got ${maxEpsilon}`);
   if (record === undefined || record.releases === 0) return { epsilon: 0, delta, maxEpsilon, releases: 0, accountant: 'rdp' };
-  // e^ε overflows past ε = 709; budgets that large state nothing anyway, so cap the exponent.
-  const deltaRdp = record.samplerTv === 0 ? delta : delta - record.samplerTv * (1 + Math.exp(Math.min(maxEpsilon, 700)));
-  let epsilon = Infinity;
-  if (deltaRdp > 0) epsilon = epsilonFromRdp({ orders: record.orders, rdp: record.rdp, delta: deltaRdp }).epsilon;
+  let epsilon = record.samplerTv === 0 ? rdpAt(record, delta) : rdpWithSamplerTv(record, delta);
   const pure = record.pureEpsilon !== null && record.pureEpsilon < epsilon;
   if (pure) epsilon = record.pureEpsilon!;
   return { epsilon: epsilon + record.samplerEpsilon, delta, maxEpsilon, releases: record.releases, accountant: pure ? 'pure_dp_sum' : 'rdp' };
+}
+
+function rdpAt(record: BudgetRecord, delta: number): number {
+  return epsilonFromRdp({ orders: record.orders, rdp: record.rdp, delta }).epsilon;
+}
+
+/**
+ * The RDP bound when the samplers may differ from the ideal Gaussian by total variation τ per release set: the
+ * real mechanism is (ε, δ_rdp + τ(1 + e^ε))-DP whenever the ideal one is (ε, δ_rdp)-DP. The ε that fits the
+ * whole δ is the least fixed point of g(ε) = ε_rdp(δ - τ(1 + e^ε)); g is increasing, so iterating from
+ * ε_rdp(δ) climbs to it (two or three steps for any τ the samplers produce). Charging τ at the ε actually
+ * reached, not at the budget's maximum, keeps large budgets usable: e^1000 would swallow any δ.
+ */
+function rdpWithSamplerTv(record: BudgetRecord, delta: number): number {
+  let epsilon = rdpAt(record, delta);
+  for (let i = 0; i < 64; i++) {
+    const deltaRdp = delta - record.samplerTv * (1 + Math.exp(Math.min(epsilon, 709)));
+    if (!(deltaRdp > 0)) return Infinity;
+    const next = rdpAt(record, deltaRdp);
+    if (next <= epsilon * (1 + 1e-12)) return Math.max(next, epsilon);
+    epsilon = next;
+  }
+  return epsilon;
 }
 
 /** The JSON form of {@link PrivacySpent} for meta and audit data (snake case, FLARE's meta style). */
@@ -134,7 +154,11 @@ export async function chargeRelease(
   if (outcome.ok) return outcome.charge;
   const { spent, wouldBe } = outcome;
   const msg = `site "${site}" has spent epsilon ${fmt(spent.epsilon)} (delta ${spent.delta}) on job "${job}"; ${
-    Number.isFinite(wouldBe) && wouldBe !== spent.epsilon ? `this release would take it to ${fmt(wouldBe)}, ` : 'the job is exhausted here, '
+    !Number.isFinite(wouldBe)
+      ? `this release cannot be accounted within delta ${spent.delta} (epsilon unbounded: raise the noise multiplier), so it would exceed the budget `
+      : wouldBe !== spent.epsilon
+        ? `this release would take it to ${fmt(wouldBe)}, `
+        : 'the job is exhausted here, '
   }above the budget ${spent.maxEpsilon}: the site stops contributing to this job`;
   where.audit?.({ action: 'dp_budget_exhausted', job, msg, data: { filter, ...spentJson(spent), would_be_epsilon: Number.isFinite(wouldBe) ? wouldBe : null } });
   throw new DpError('E_DP_BUDGET_EXHAUSTED', msg);

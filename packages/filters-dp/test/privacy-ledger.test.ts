@@ -40,12 +40,23 @@ describe('privacySpent', () => {
     expect(privacySpent(many, { delta: 1e-5, maxEpsilon: 20 }).accountant).toBe('rdp');
   });
 
-  it('adds the sampler error: epsilon directly, total variation out of delta', () => {
+  it('adds the sampler error: epsilon directly, total variation out of delta at the epsilon reached (fixed point)', () => {
     const withSlack = { ...base, samplerEpsilon: 1e-3, samplerTv: 1e-9 };
     const spent = privacySpent(withSlack, { delta: 1e-5, maxEpsilon: 5 });
-    const deltaLeft = 1e-5 - 1e-9 * (1 + Math.exp(5));
-    expect(spent.epsilon).toBeCloseTo(epsilonFromRdp({ orders: base.orders, rdp: base.rdp, delta: deltaLeft }).epsilon + 1e-3, 12);
+    const eps = spent.epsilon - 1e-3;
+    const deltaLeft = 1e-5 - 1e-9 * (1 + Math.exp(eps));
+    // eps is the fixed point ε = ε_rdp(δ − τ(1 + e^ε)): above the bound that ignores τ, and below one charged
+    // at e^9 for a budget of 9 (the earlier rule, which made large budgets unusable)
+    expect(eps).toBeCloseTo(epsilonFromRdp({ orders: base.orders, rdp: base.rdp, delta: deltaLeft }).epsilon, 9);
+    expect(eps).toBeGreaterThan(epsilonFromRdp({ orders: base.orders, rdp: base.rdp, delta: 1e-5 }).epsilon);
+    expect(eps).toBeLessThanOrEqual(epsilonFromRdp({ orders: base.orders, rdp: base.rdp, delta: 1e-5 - 1e-9 * (1 + Math.exp(9)) }).epsilon);
     expect(privacySpent({ ...base, samplerTv: 1 }, { delta: 1e-5, maxEpsilon: 5 }).epsilon).toBe(Infinity);
+  });
+
+  it('keeps large budgets usable: the Gaussian sampler\'s 2^-180 per coordinate costs nothing measurable at maxEpsilon 1000', () => {
+    const realistic = { ...base, samplerTv: 1025 * 2 ** -180 };
+    const plain = epsilonFromRdp({ orders: base.orders, rdp: base.rdp, delta: 1e-5 }).epsilon;
+    expect(privacySpent(realistic, { delta: 1e-5, maxEpsilon: 1000 }).epsilon).toBeCloseTo(plain, 9);
   });
 
   it('rejects a delta outside (0, 1)', () => {

@@ -1,6 +1,7 @@
 import { constants, verify, webcrypto, X509Certificate as NodeX509 } from 'node:crypto';
 import { PkiError } from '@flare/core';
 import type { CertificateAuthority } from './certificate.js';
+import { crlIssuerDer, readCertificateFields } from './certificate-fields.js';
 import { children, derInteger, readElement } from './der.js';
 import { normalizeSerial, parseCertificate } from './identity.js';
 import { keyTypeOf, toSigningCryptoKey, webAlgorithm } from './keys.js';
@@ -73,7 +74,13 @@ export function loadCrl(pemOrDer: string | Uint8Array, options: LoadCrlOptions =
   }
   const pem = typeof pemOrDer === 'string' ? pemOrDer : x509.PemConverter.encode(parsed.rawData, 'X509 CRL') + '\n';
   const nextUpdate = parsed.nextUpdate;
-  return { pem, issuer: parsed.issuer, thisUpdate: parsed.thisUpdate, ...(nextUpdate === undefined ? {} : { nextUpdate }), revoked, verified };
+  const crl: Crl = { pem, issuer: parsed.issuer, thisUpdate: parsed.thisUpdate, ...(nextUpdate === undefined ? {} : { nextUpdate }), revoked, verified };
+  try {
+    issuerNames.set(crl, Buffer.from(crlIssuerDer(der)));
+  } catch {
+    // Parsed by @peculiar/x509 but not by the DER reader: isRevoked compares issuers the slower way.
+  }
+  return crl;
 }
 
 // RFC 5280 5.1: CertificateList ::= SEQUENCE { tbsCertList, signatureAlgorithm, signatureValue BIT STRING }.
@@ -119,11 +126,33 @@ function decodeOid(bytes: Uint8Array): string {
  */
 export function isRevoked(cert: string | Uint8Array | NodeX509, crl: Crl | string | Uint8Array): boolean {
   const list = typeof crl === 'string' || crl instanceof Uint8Array ? loadCrl(crl) : crl;
-  const node = cert instanceof NodeX509 ? cert : parseCertificate(cert).node;
-  const issuer = new x509.X509Certificate(node.raw).issuer;
-  if (issuer !== list.issuer) throw new PkiError('E_CRL_INVALID', `the CRL is from '${list.issuer}' but the certificate was issued by '${issuer}'`);
+  let node: NodeX509;
+  try {
+    node = cert instanceof NodeX509 ? cert : new NodeX509(typeof cert === 'string' ? cert : Buffer.from(cert));
+  } catch (e) {
+    throw new PkiError('E_CERT_MALFORMED', 'the certificate is not a parsable X.509 certificate', { cause: e });
+  }
+  // Same issuer name, byte for byte (DER), is the common case and needs no full parse; anything else is
+  // compared as @peculiar/x509 prints names (RFC 4514 text), as before.
+  const raw = node.raw;
+  const listIssuer = issuerNames.get(list);
+  let sameDer = false;
+  if (listIssuer !== undefined) {
+    try {
+      sameDer = Buffer.from(readCertificateFields(raw).issuerDer).equals(listIssuer);
+    } catch {
+      sameDer = false;
+    }
+  }
+  if (!sameDer) {
+    const issuer = new x509.X509Certificate(raw).issuer;
+    if (issuer !== list.issuer) throw new PkiError('E_CRL_INVALID', `the CRL is from '${list.issuer}' but the certificate was issued by '${issuer}'`);
+  }
   return list.revoked.has(normalizeSerial(node.serialNumber));
 }
+
+/** The DER issuer name of each CRL loadCrl returned (kept beside the public shape, which it does not change). */
+const issuerNames = new WeakMap<Crl, Buffer>();
 
 /** Options of {@link createCrl}. */
 export interface CreateCrlOptions {

@@ -31,7 +31,10 @@ export function subjectName(id: SubjectIdentity): x509.JsonName {
   return name;
 }
 
-function single(name: x509.Name, oid: string, what: string, required: boolean): string | undefined {
+/** What identityOf reads from a name: every value of one attribute type. */
+type FieldReader = Pick<x509.Name, 'getField'>;
+
+function single(name: FieldReader, oid: string, what: string, required: boolean): string | undefined {
   const values = name.getField(oid);
   if (values.length > 1) throw new PkiError('E_CERT_MALFORMED', `the subject has ${values.length} ${what} values; exactly one is allowed`);
   if (values.length === 0 && required) throw new PkiError('E_CERT_MALFORMED', `the subject has no ${what}`);
@@ -39,13 +42,21 @@ function single(name: x509.Name, oid: string, what: string, required: boolean): 
 }
 
 /** Reads the identity from a subject name; refuses duplicates and a missing or unknown type. */
-export function identityOf(name: x509.Name): SubjectIdentity {
+export function identityOf(name: FieldReader): SubjectIdentity {
   const cn = single(name, OID.commonName, 'common name (CN)', true)!;
   const org = single(name, OID.organization, 'organization (O)', true)!;
   const type = single(name, OID.organizationalUnit, 'participant type (OU)', true)!;
   if (!TYPES.has(type)) throw new PkiError('E_CERT_MALFORMED', `the subject OU '${type}' is not a participant type (server, client, admin, relay)`);
   const role = single(name, OID.unstructuredName, 'role (unstructuredName)', false);
   return { name: cn, org, type: type as ParticipantType, ...(role === undefined ? {} : { role }) };
+}
+
+/**
+ * The same reading as {@link identityOf}, from decoded name attributes (certificate-fields.ts): every value of
+ * an OID across all RDNs counts, as in @peculiar/x509's `Name.getField`.
+ */
+export function identityOfAttributes(attributes: readonly { readonly oid: string; readonly value: string }[]): SubjectIdentity {
+  return identityOf({ getField: (oid: string) => attributes.filter((a) => a.oid === oid).map((a) => a.value) });
 }
 
 /** Parses a PEM (or DER) certificate with both parsers: node's for signatures and dates, x509's for names. */

@@ -1,3 +1,4 @@
+import { hkdfSync } from 'node:crypto';
 import type { JsonValue } from '@flare/core';
 import type { PeerIdentity } from './event-bus.js';
 
@@ -20,6 +21,13 @@ export interface PeerChannel {
   onClose(handler: (reason?: Error) => void): void;
   /** Closes the connection. */
   close(): void;
+  /**
+   * Keying material exported from the authenticated session on this connection (@flare/auth's
+   * `session.exportKeyingMaterial`): equal on both ends, never sent, distinct per label. Attestation derives
+   * its nonces from it, binding evidence to this session and peer. Absent when the authenticator made no
+   * session (e.g. certificate identity only); a federation that requires attestation refuses such peers.
+   */
+  readonly exportKeyingMaterial?: (label: string, length: number) => Uint8Array;
 }
 
 /** Accepts authenticated channels (the server side of a transport). */
@@ -31,9 +39,14 @@ export interface ChannelServer {
 
 /**
  * Two connected in-memory channels (a: as seen by `aPeer`'s side, whose remote is `bPeer`, and back).
- * For tests and for composing engines in one process; delivery is asynchronous and in order.
+ * For tests and for composing engines in one process; delivery is asynchronous and in order. With
+ * `keyingMaterial` (a secret both ends share, at least 32 bytes) the channels export keying material the way
+ * an authenticated session does (HKDF-SHA256 per label), so attestation can be exercised in memory.
  */
-export function channelPair(aPeer: PeerIdentity, bPeer: PeerIdentity): [PeerChannel, PeerChannel] {
+export function channelPair(aPeer: PeerIdentity, bPeer: PeerIdentity, options: { readonly keyingMaterial?: Uint8Array } = {}): [PeerChannel, PeerChannel] {
+  const secret = options.keyingMaterial;
+  if (secret !== undefined && secret.length < 32) throw new RangeError(`"keyingMaterial" expected at least 32 bytes, got ${secret.length}`);
+  const exporter = secret === undefined ? undefined : (label: string, length: number): Uint8Array => new Uint8Array(hkdfSync('sha256', secret, new Uint8Array(0), `flare-ts channelPair exporter ${label}`, length));
   type Msg = [unknown, Uint8Array];
   type Side = { handler?: (h: unknown, p: Uint8Array) => void; closeHandlers: Array<(r?: Error) => void>; queue: Msg[]; closed: boolean };
   const sides: [Side, Side] = [
@@ -71,6 +84,7 @@ export function channelPair(aPeer: PeerIdentity, bPeer: PeerIdentity): [PeerChan
         else mine.closeHandlers.push(h);
       },
       close: () => closeBoth(),
+      ...(exporter === undefined ? {} : { exportKeyingMaterial: exporter }),
     };
   };
   // a's channel talks to b: its `peer` is b.

@@ -5,6 +5,7 @@ import {
   META,
   decodeModel,
   encodeModel,
+  isFlareErrorCode,
   silentLogger,
   type AuditEventInput,
   type AuditHook,
@@ -14,6 +15,7 @@ import {
   type Learner,
   type Logger,
 } from '@flare/core';
+import { AttestationGate, attestationError, type AttestationOptions, type AttestationOutcome } from './attestation.js';
 import { auditor } from './audit-util.js';
 import type { PeerChannel } from './channel.js';
 import { EventBus } from './event-bus.js';
@@ -48,6 +50,22 @@ export interface ClientEngineOptions {
   readonly verifyByoc?: (bundle: { readonly files: ReadonlyMap<string, Uint8Array>; readonly signature: string; readonly certificate: string }, submitter: Principal) => void;
   /** Reconnection after the server goes away: attempts and delay between them (default 120 x 500 ms). */
   readonly reconnect?: { readonly attempts: number; readonly delayMs: number };
+  /**
+   * Attestation of the server (and of this site, when the server asks): this site's policy for the server
+   * (from its kit), its attesters, trust anchors, re-check interval. The server is checked at login, before
+   * each job is accepted and periodically; a failure stops this site (no reconnect) with an
+   * `attestation_refused` audit event, and `stopReason` says why.
+   */
+  readonly attestation?: AttestationOptions;
+}
+
+/** Filters that must run where encryption needs them, whatever order the policy lists them in. */
+const DECRYPT_FIRST = 'he-decrypt';
+const ENCRYPT_LAST = 'he-encrypt';
+
+/** Errors that end the site instead of a reconnect: the server, the kit or attestation refused it. */
+function isFinal(e: unknown): e is FlareError {
+  return e instanceof FlareError && (/^E_(PKI|AUTH|ATTEST)_/.test(e.code) || e.code === 'E_RUNTIME_ATTESTATION_UNBOUND');
 }
 
 interface DeployedJob {
@@ -84,8 +102,11 @@ export class ClientEngine {
   readonly #audit: ReturnType<typeof auditor>;
   readonly #events: EventBus;
   readonly #jobs = new Map<string, DeployedJob>();
+  readonly #gate: AttestationGate;
   #channel: PeerChannel | undefined;
   #heartbeat: NodeJS.Timeout | undefined;
+  #recheck: NodeJS.Timeout | undefined;
+  #stopReason: FlareError | undefined;
   #closed = false;
   #connected: Promise<void> | undefined;
   /** Resolves when the engine stops for good (closed, or the server could not be reached again). */
@@ -97,6 +118,7 @@ export class ClientEngine {
     this.#log = o.logger ?? silentLogger;
     this.#audit = auditor(o.audit);
     this.#events = o.events ?? new EventBus();
+    this.#gate = new AttestationGate(o.attestation, o.site.name, this.#audit);
     this.done = new Promise((resolve) => {
       this.#finish = resolve;
     });
@@ -114,10 +136,16 @@ export class ClientEngine {
     return [...this.#jobs.keys()];
   }
 
+  /** Why the site stopped by itself (an attestation refusal, either way), once `done` resolved for that reason. */
+  get stopReason(): FlareError | undefined {
+    return this.#stopReason;
+  }
+
   /** Stops heartbeats, cancels tasks and closes the channel. */
   async close(): Promise<void> {
     this.#closed = true;
     clearInterval(this.#heartbeat);
+    clearInterval(this.#recheck);
     for (const j of this.#jobs.values()) j.abort.abort();
     this.#channel?.close();
     this.#finish();
@@ -133,18 +161,53 @@ export class ClientEngine {
         return;
       } catch (e) {
         last = e;
-        // A refusal by policy or a bad kit will not heal by retrying.
-        if (e instanceof FlareError && !(e instanceof FlareRuntimeError) && /^E_(PKI|AUTH)_/.test(e.code)) throw e;
+        // A refusal by policy, a bad kit or failed attestation will not heal by retrying.
+        if (isFinal(e)) throw e;
         await new Promise((r) => setTimeout(r, delayMs));
       }
     }
     throw last instanceof Error ? last : new FlareRuntimeError('E_RUNTIME_DISCONNECTED', 'could not reach the server');
   }
 
+  /** The error a `bye` from the server carries: final (and audited) for an attestation refusal. */
+  #byeError(reason: { code: string; message: string } | undefined): FlareError {
+    const code = reason?.code ?? '';
+    if (isFlareErrorCode(code) && (code.startsWith('E_ATTEST_') || code === 'E_RUNTIME_ATTESTATION_UNBOUND')) {
+      const message = `the server refused this site: ${reason?.message ?? ''}`.slice(0, 2000);
+      this.#audit({ action: 'attestation_refused_by_peer', msg: `${code}: ${message}`, data: { code } });
+      return attestationError({ ok: false, purpose: 'server', types: [], code, check: 'server', detail: message }, this.#o.site.name);
+    }
+    return new FlareRuntimeError('E_RUNTIME_DISCONNECTED', `server said bye: ${code}`);
+  }
+
+  /** This site refuses the server's attestation: audits why, tells the server, and returns the error to stop with. */
+  async #refuseServer(ch: PeerChannel, outcome: AttestationOutcome, when: string): Promise<FlareError> {
+    const code = outcome.code ?? 'E_ATTEST_POLICY';
+    this.#audit({ action: 'attestation_refused', user: ch.peer.name, msg: `server ${ch.peer.name} refused ${when}: ${code}: ${outcome.detail}`, data: { peer: ch.peer.name, purpose: outcome.purpose, code, check: outcome.check ?? null } });
+    this.#log.error('server refused: attestation failed', { server: ch.peer.name, when, code, check: outcome.check, reason: outcome.detail });
+    await ch.send(outgoing({ t: 'bye', reason: { code, message: `${this.#o.site.name} refused the server's attestation evidence ${when}: ${outcome.detail}`.slice(0, 2000) } })).catch(() => undefined);
+    return attestationError(outcome, `server ${ch.peer.name}`);
+  }
+
+  #attestationVerified(ch: PeerChannel, outcome: AttestationOutcome): void {
+    this.#audit({ action: 'attestation_verified', user: ch.peer.name, msg: outcome.detail, data: { peer: ch.peer.name, purpose: outcome.purpose, types: [...outcome.types] } });
+  }
+
+  /** Ends the site for good (no reconnect), remembering why. */
+  #stopWith(e: FlareError): void {
+    if (this.#closed) return;
+    this.#stopReason = e;
+    this.#audit({ action: 'site_stopped', msg: `${e.code}: ${e.message}`.slice(0, 2000), data: { code: e.code } });
+    this.#log.error('site stopped', { code: e.code, reason: e.message });
+    void this.close();
+  }
+
   async #attach(ch: PeerChannel): Promise<void> {
     this.#channel = ch;
+    let isWelcomed = false;
     const welcomed = new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new FlareRuntimeError('E_RUNTIME_TIMEOUT', 'the server did not welcome this site')), 30_000);
+      // The server may check this site's attestation before it welcomes it.
+      const timer = setTimeout(() => reject(new FlareRuntimeError('E_RUNTIME_TIMEOUT', 'the server did not welcome this site')), 30_000 + this.#gate.checkTimeoutMs);
       ch.onMessage((h, payload) => {
         let msg: Message;
         try {
@@ -156,12 +219,15 @@ export class ClientEngine {
         }
         if (msg.t === 'welcome') {
           clearTimeout(timer);
+          isWelcomed = true;
           resolve();
           return;
         }
         if (msg.t === 'bye') {
           clearTimeout(timer);
-          reject(new FlareRuntimeError('E_RUNTIME_DISCONNECTED', `server said bye: ${msg.reason?.code ?? ''}`));
+          const e = this.#byeError(msg.reason);
+          if (!isWelcomed) reject(e);
+          else if (isFinal(e)) this.#stopWith(e);
           return;
         }
         void this.#onMessage(ch, msg, payload).catch((e: unknown) => {
@@ -170,21 +236,60 @@ export class ClientEngine {
       });
       ch.onClose(() => {
         clearTimeout(timer);
+        this.#gate.forget(ch);
         reject(new FlareRuntimeError('E_RUNTIME_DISCONNECTED', 'the server closed the connection'));
         if (this.#channel === ch) this.#lost();
       });
     });
-    await ch.send(outgoing({ t: 'register', resources: { ...this.#o.policy.report } }));
-    await welcomed;
+    // Observed below; a failure before that point must not surface as an unhandled rejection.
+    welcomed.catch(() => undefined);
+    try {
+      if (this.#gate.verifiesPeers) {
+        const v = await this.#gate.check(ch, 'login');
+        if (!v.ok) throw await this.#refuseServer(ch, v, 'at login');
+        this.#attestationVerified(ch, v);
+      }
+      await ch.send(outgoing({ t: 'register', resources: { ...this.#o.policy.report } }));
+      await welcomed;
+    } catch (e) {
+      // Not the live channel any more: its close must not start a second reconnect loop.
+      if (this.#channel === ch) this.#channel = undefined;
+      ch.close();
+      throw e;
+    }
     this.#audit({ action: 'registered', msg: `site ${this.#o.site.name} registered with the server` });
     this.#log.info('registered with the server', { site: this.#o.site.name });
     clearInterval(this.#heartbeat);
     this.#heartbeat = setInterval(() => void ch.send(outgoing({ t: 'heartbeat' })).catch(() => undefined), this.#o.heartbeatMs ?? 5000);
     this.#heartbeat.unref();
+    this.#scheduleRechecks(ch);
+  }
+
+  /** Re-checks the server's evidence every interval; a failure stops this site. */
+  #scheduleRechecks(ch: PeerChannel): void {
+    clearInterval(this.#recheck);
+    const every = this.#gate.intervalMs;
+    if (every <= 0) return;
+    let running = false;
+    this.#recheck = setInterval(() => {
+      if (running || this.#closed || this.#channel !== ch) return;
+      running = true;
+      void this.#gate
+        .check(ch, 'periodic')
+        .then(async (v) => {
+          if (v.ok) this.#attestationVerified(ch, v);
+          else this.#stopWith(await this.#refuseServer(ch, v, 'at a periodic check'));
+        })
+        .finally(() => {
+          running = false;
+        });
+    }, every);
+    this.#recheck.unref();
   }
 
   #lost(): void {
     clearInterval(this.#heartbeat);
+    clearInterval(this.#recheck);
     if (this.#closed) return;
     this.#audit({ action: 'server_lost', msg: 'connection to the server lost; reconnecting' });
     this.#log.warn('connection to the server lost; reconnecting');
@@ -201,10 +306,12 @@ export class ClientEngine {
   }
 
   async #onMessage(ch: PeerChannel, msg: Message, payload: Uint8Array): Promise<void> {
+    if (await this.#gate.handle(ch, msg, payload)) return;
     switch (msg.t) {
       case 'deploy': {
-        const out = await this.#deploy(msg);
+        const { stop, ...out } = await this.#deploy(ch, msg);
         await ch.send(outgoing({ t: 'deploy_reply', id: msg.id, job: msg.job, ...out }));
+        if (stop !== undefined) this.#stopWith(stop);
         return;
       }
       case 'task': {
@@ -247,12 +354,21 @@ export class ClientEngine {
     return { ok: false, ...(id === undefined ? {} : { ref: id }), error };
   }
 
-  async #deploy(msg: Extract<Message, { t: 'deploy' }>): Promise<{ ok: boolean; ref?: string; error?: { code: string; message: string } }> {
+  async #deploy(ch: PeerChannel, msg: Extract<Message, { t: 'deploy' }>): Promise<{ ok: boolean; ref?: string; error?: { code: string; message: string }; stop?: FlareError }> {
     const site = this.#o.site.name;
     const policy = this.#o.policy;
     const submitter: Principal = { name: msg.submitter.name, org: msg.submitter.org, role: msg.submitter.role ?? '' };
     const recv = this.#audit({ action: 'deploy_received', job: msg.job, ref: msg.ref, user: submitter.name, msg: `deploy request for job ${msg.job} from ${submitter.name}` });
     try {
+      if (this.#gate.verifiesPeers) {
+        // Fresh evidence from the server before this site gives it a job's updates.
+        const v = await this.#gate.check(ch, `deploy:${msg.job}`);
+        if (!v.ok) {
+          const stop = await this.#refuseServer(ch, v, `before accepting job ${msg.job}`);
+          return { ...this.#refuse(msg.job, recv, stop, submitter.name), stop };
+        }
+        this.#attestationVerified(ch, v);
+      }
       const def = parseJobDefinition(msg.definition);
       await this.#events.emit('before-deploy', { site, job: msg.job, definition: def, submitter: { ...submitter, kind: 'admin' } });
       // The server cannot override a site: the submitter is re-checked here under this site's own policy.
@@ -296,8 +412,13 @@ export class ClientEngine {
         if (!args.success) throw new FlareRuntimeError('E_RUNTIME_JOB_INVALID', `arguments of filter '${c.name}': ${args.error.issues[0]?.message ?? 'invalid'}`);
         return { name: c.name, filter: f.create(args.data, env) };
       };
-      const dataFilters = [...(await Promise.all(scope.taskDataFilters.map((c) => build(c, 'data-filter')))), ...(await Promise.all(def.task_data_filters.map((c) => build(c, 'data-filter'))))];
-      const resultFilters = [...(await Promise.all(scope.taskResultFilters.map((c) => build(c, 'result-filter')))), ...(await Promise.all(def.task_result_filters.map((c) => build(c, 'result-filter'))))];
+      const dataChain = [...(await Promise.all(scope.taskDataFilters.map((c) => build(c, 'data-filter')))), ...(await Promise.all(def.task_data_filters.map((c) => build(c, 'data-filter'))))];
+      const resultChain = [...(await Promise.all(scope.taskResultFilters.map((c) => build(c, 'result-filter')))), ...(await Promise.all(def.task_result_filters.map((c) => build(c, 'result-filter'))))];
+      // HE: decryption is the first thing done to a model that arrives and encryption the last before one
+      // leaves, wherever the site's scope and the job list them: a job filter after he-encrypt would work on
+      // ciphertext bytes, and one before he-decrypt on an unreadable model.
+      const dataFilters = [...dataChain.filter((f) => f.name === DECRYPT_FIRST), ...dataChain.filter((f) => f.name !== DECRYPT_FIRST)];
+      const resultFilters = [...resultChain.filter((f) => f.name !== ENCRYPT_LAST), ...resultChain.filter((f) => f.name === ENCRYPT_LAST)];
       await this.#events.emit('before-build-component', { site, job: msg.job, component: def.learner.name, role: 'learner' });
       const lf = this.#o.learners.get(def.learner.name);
       if (lf === undefined) throw new FlareRuntimeError('E_RUNTIME_COMPONENT_UNKNOWN', `${site} has no learner '${def.learner.name}'`);
@@ -339,6 +460,13 @@ export class ClientEngine {
     // Filters report what they did through the hook (e.g. epsilon spent); numbers are passed back with the result.
     const filterAudit: AuditHook = (e: AuditEventInput) => {
       for (const [k, v] of Object.entries(e.data ?? {})) if (typeof v === 'number' && /^(epsilon|delta|epsilon_spent|epsilon_total)/.test(k)) metrics[k] = v;
+      // HE cost, for the server's round record (the poc's overhead report): time and upload size.
+      const ms = e.data?.['ms'];
+      if (e.action === 'he_encrypted' && typeof ms === 'number') {
+        metrics['he_encrypt_ms'] = ms;
+        if (typeof e.data?.['bytes'] === 'number') metrics['he_upload_bytes'] = e.data['bytes'];
+      }
+      if (e.action === 'he_decrypted' && typeof ms === 'number') metrics['he_decrypt_ms'] = ms;
       return this.#audit({ ...e, job: job.id, ref: e.ref ?? recv });
     };
     const ctx: FilterContext = { site, job: job.id, task: msg.kind, round: msg.round, peer: ch.peer.name, audit: filterAudit, signal: job.abort.signal };

@@ -21,6 +21,7 @@ export type { BuiltFilter, LearnerEnv, LearnerFactory, PrivacyScope, SitePolicy 
 export { createLogger } from './logger.js';
 export type { ClosableLogger, CreateLoggerOptions } from './logger.js';
 export { writeFileAtomic } from './atomic.js';
-export { certificateIdentity, connectToServer, connectionChannel, listenForParticipants, sessionAuthenticator } from './network.js';
-export type { ConnectOptions, ListenOptions, ParticipantAuthenticator } from './network.js';
+export { RUNTIME_MAX_MESSAGE_BYTES, certificateIdentity, connectToServer, connectionChannel, listenForParticipants, sessionAuthenticator } from './network.js';
+export type { AuthenticatedPeer, ConnectOptions, ListenOptions, ParticipantAuthenticator } from './network.js';
+export type { AttestationOptions, AttestationOutcome } from './attestation.js';
 export { authorizerFromPolicy, sitePolicyFromFiles } from './site-policy-files.js';

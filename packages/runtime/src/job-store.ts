@@ -24,8 +24,12 @@ export const RoundRecord = z.strictObject({
   bytes: z.record(z.string().max(64), z.int().min(0)),
   /** Sites' validation metrics of this round's incoming global model, averaged (when sites report them). */
   metrics: z.record(z.string().max(64), z.number()).default({}),
-  /** Per-site metrics the sites attached to their update (e.g. epsilon spent). */
+  /** Per-site metrics the sites attached to their update (e.g. epsilon spent, HE encryption time). */
   site_metrics: z.record(z.string().max(64), z.record(z.string().max(64), z.number())).default({}),
+  /** Seconds the server spent aggregating (accepting updates, the result, the new global model). */
+  aggregate_seconds: z.number().min(0).optional(),
+  /** True when the round's updates were CKKS-encrypted (aggregated without decryption). */
+  encrypted: z.boolean().optional(),
 });
 /** A completed round's record. */
 export type RoundRecord = z.output<typeof RoundRecord>;

@@ -45,7 +45,12 @@ export const Message = z.discriminatedUnion('t', [
   }),
   // server -> admin
   z.strictObject({ t: z.literal('reply'), id, ok: z.boolean(), error: reason.optional(), data: json.optional() }),
+  // either way: the sender ends the connection, saying why (e.g. an attestation refusal)
   z.strictObject({ t: z.literal('bye'), reason: reason.optional() }),
+  // either way between server and site: attestation inside the authenticated session. The evidence travels
+  // as the reply's payload (JSON of @flare/cc-attest's wire form), never in the header.
+  z.strictObject({ t: z.literal('attest_request'), id, purpose: z.string().regex(/^[A-Za-z0-9:_.#-]{1,160}$/), types: z.array(z.enum(['snp', 'tdx', 'gpu'])).max(3) }),
+  z.strictObject({ t: z.literal('attest_reply'), id, ok: z.boolean(), error: reason.optional() }),
 ]);
 /** A decoded runtime message header. */
 export type Message = z.output<typeof Message>;

@@ -1,9 +1,18 @@
 import { FlareRuntimeError, PkiError, type Logger } from '@flare/core';
 import { createClientAuth, createServerAuth, type ClientAuthOptions, type ServerAuthOptions } from '@flare/auth';
 import { verifyCertificate, type Kit } from '@flare/pki';
-import { clientOptionsFromKit, dial, listen, serverOptionsFromKit, type Connection, type ServerEndpoint } from '@flare/transport';
+import { clientOptionsFromKit, dial, listen, serverOptionsFromKit, type Connection, type ServerEndpoint, type ServerLimits, type TransportLimits } from '@flare/transport';
 import type { ChannelServer, PeerChannel } from './channel.js';
 import type { PeerIdentity } from './event-bus.js';
+
+/**
+ * The identity an authenticator proved, and (when it made a session) the session's keying-material exporter,
+ * which the runtime hands to attestation as the channel's `exportKeyingMaterial` (never part of the identity
+ * that events and audit lines see).
+ */
+export interface AuthenticatedPeer extends PeerIdentity {
+  readonly exportKeyingMaterial?: (label: string, length: number) => Uint8Array;
+}
 
 /**
  * Proves who is on the other end of a new connection and returns that identity; throws (a FlareError) to
@@ -11,7 +20,17 @@ import type { PeerIdentity } from './event-bus.js';
  * {@link certificateIdentity}, reads the peer's mTLS certificate; @flare/auth's login handshake (session keys,
  * per-message MACs, replay defence) plugs in here.
  */
-export type ParticipantAuthenticator = (connection: Connection<PeerIdentity>, kit: Kit) => Promise<PeerIdentity>;
+export type ParticipantAuthenticator = (connection: Connection<AuthenticatedPeer>, kit: Kit) => Promise<AuthenticatedPeer>;
+
+/**
+ * The largest message the runtime's endpoints accept or send unless told otherwise: 2 GiB. Model updates
+ * stream in 1 MiB chunks, so this bounds one message, not a frame; the transport refuses a larger declared
+ * length before allocating anything (E_TRANSPORT_MESSAGE_TOO_LARGE). 2 GiB holds the largest update the HE
+ * aggregator can take (about 32 million parameters, ~1.3 GB as seeded CKKS ciphertexts at ~40 bytes per
+ * parameter) and plaintext models up to ~500 million float32 parameters; lower it (`limits.maxMessageBytes`,
+ * `flare server|client --max-message-mib`) when your models are small, as a memory bound per peer.
+ */
+export const RUNTIME_MAX_MESSAGE_BYTES = 2 * 1024 ** 3;
 
 const KINDS = { server: 'server', client: 'client', admin: 'admin' } as const;
 
@@ -55,24 +74,29 @@ export function sessionAuthenticator(
   let server: ReturnType<typeof createServerAuth> | undefined;
   let client: ReturnType<typeof createClientAuth> | undefined;
   return async (connection) => {
-    let peer;
+    let session;
     if (connection.side === 'server') {
       server ??= createServerAuth({ ...options.server, kit });
-      peer = (await server.accept(connection)).peer;
+      session = await server.accept(connection);
     } else {
       client ??= createClientAuth({ ...options.client, kit });
-      peer = (await client.login(connection)).peer;
+      session = await client.login(connection);
     }
+    const peer = session.peer;
     if (peer.type === 'relay') throw new PkiError('E_CERT_UNTRUSTED', `relay '${peer.name}' cannot join as a participant`);
-    return { name: peer.name, org: peer.org, kind: KINDS[peer.type], ...(peer.role === undefined ? {} : { role: peer.role }) };
+    // Stable across renewals (@flare/auth), so attestation nonces of one connection share one root.
+    const exportKeyingMaterial = (label: string, length: number): Uint8Array => session.exportKeyingMaterial(label, length);
+    return { name: peer.name, org: peer.org, kind: KINDS[peer.type], ...(peer.role === undefined ? {} : { role: peer.role }), exportKeyingMaterial };
   };
 }
 
 /** Adapts an authenticated transport connection to the runtime's {@link PeerChannel}. */
-export function connectionChannel(connection: Connection<PeerIdentity>): PeerChannel {
+export function connectionChannel(connection: Connection<AuthenticatedPeer>): PeerChannel {
   let listener: ((m: { header: unknown; payload: Uint8Array }) => void) | undefined;
+  const { exportKeyingMaterial, ...peer } = connection.auth;
   return {
-    peer: connection.auth,
+    peer,
+    ...(exportKeyingMaterial === undefined ? {} : { exportKeyingMaterial }),
     send: (header, payload) => connection.send(header, payload),
     onMessage: (handler) => {
       if (listener !== undefined) connection.off('message', listener);
@@ -96,6 +120,8 @@ export interface ListenOptions {
   /** Override the kit's fed_learn_port (0: any free port). */
   readonly port?: number;
   readonly authenticate?: ParticipantAuthenticator;
+  /** Transport limits; `maxMessageBytes` defaults to {@link RUNTIME_MAX_MESSAGE_BYTES}. */
+  readonly limits?: ServerLimits;
   readonly logger?: Logger;
 }
 
@@ -110,14 +136,15 @@ export async function listenForParticipants(o: ListenOptions): Promise<ChannelSe
   let handler: ((ch: PeerChannel) => void) | undefined;
   const base = serverOptionsFromKit(o.kit);
   const make = async (port: number): Promise<ServerEndpoint<PeerIdentity>> => {
-    const ep = await listen<PeerIdentity>({
+    const ep = await listen<AuthenticatedPeer>({
       ...base,
       port,
       host: o.host ?? '127.0.0.1',
+      limits: { maxMessageBytes: RUNTIME_MAX_MESSAGE_BYTES, ...o.limits },
       authenticate: (c) => auth(c, o.kit),
       ...(o.logger === undefined ? {} : { logger: o.logger }),
     });
-    ep.on('connection', (c: Connection<PeerIdentity>) => handler?.(connectionChannel(c)));
+    ep.on('connection', (c: Connection<AuthenticatedPeer>) => handler?.(connectionChannel(c)));
     ep.on('refused', (r) => o.logger?.warn('connection refused', { remote: r.remote.address, code: r.error.code, reason: r.error.message }));
     return ep;
   };
@@ -143,6 +170,8 @@ export interface ConnectOptions {
   readonly targets?: ReadonlyArray<{ readonly host: string; readonly port: number }>;
   readonly authenticate?: ParticipantAuthenticator;
   readonly connectTimeoutMs?: number;
+  /** Transport limits; `maxMessageBytes` defaults to {@link RUNTIME_MAX_MESSAGE_BYTES}. */
+  readonly limits?: TransportLimits;
   readonly logger?: Logger;
 }
 
@@ -150,8 +179,9 @@ export interface ConnectOptions {
 export async function connectToServer(o: ConnectOptions): Promise<PeerChannel> {
   const auth = o.authenticate ?? sessionAuthenticator(o.kit);
   const base = clientOptionsFromKit(o.kit);
-  const conn = await dial<PeerIdentity>({
+  const conn = await dial<AuthenticatedPeer>({
     ...base,
+    limits: { maxMessageBytes: RUNTIME_MAX_MESSAGE_BYTES, ...o.limits },
     ...(o.targets === undefined ? {} : { targets: o.targets }),
     authenticate: (c) => auth(c, o.kit),
     ...(o.connectTimeoutMs === undefined ? {} : { connectTimeoutMs: o.connectTimeoutMs }),

@@ -7,9 +7,12 @@ import {
   type Aggregator,
   type AuditHook,
   type FLModel,
+  type JsonValue,
   type Logger,
 } from '@flare/core';
+import { HE_META_KEY, HeAggregator, heAddDiff, heModelStats, isEncryptedModel, type HeContext } from '@flare/filters-he';
 import { auditor } from './audit-util.js';
+import { EncryptionAwareAggregator } from './encryption-aware-aggregator.js';
 import type { EventBus } from './event-bus.js';
 import type { RoundRecord } from './job-store.js';
 
@@ -49,6 +52,11 @@ export interface ScatterGatherOptions {
   /** The first round to run (0, or the checkpoint's round + 1). */
   readonly startRound: number;
   readonly aggregator: Aggregator;
+  /**
+   * The server's HE context (no secret key) for rounds whose updates are CKKS-encrypted: the global model is
+   * advanced with `heAddDiff` on it. Default: the aggregator's own context when it is an HeAggregator.
+   */
+  readonly he?: HeContext;
   readonly comms: ScatterGatherComms;
   /** Called after each round's aggregation; the round counts as done (acknowledged) when it resolves. */
   readonly checkpoint: (round: number, global: FLModel, record: RoundRecord, previousMetrics: Record<string, number>) => Promise<void>;
@@ -96,6 +104,44 @@ export function weightedMetrics(per: ReadonlyMap<string, Readonly<Record<string,
   return out;
 }
 
+function heContextOf(o: ScatterGatherOptions): HeContext | undefined {
+  if (o.he !== undefined) return o.he;
+  if (o.aggregator instanceof HeAggregator) return o.aggregator.context;
+  if (o.aggregator instanceof EncryptionAwareAggregator) return o.aggregator.heContext;
+  return undefined;
+}
+
+/**
+ * The global model after a round: `global + aggregate` for a diff, the aggregate for a full model. Encrypted
+ * aggregates are added with `heAddDiff` on the server context (core's `add` cannot add ciphertexts) and keep
+ * their HE envelope (meta `flare.he`), without which sites cannot decrypt them; no plaintext arithmetic ever
+ * touches a ciphertext. A plaintext aggregate cannot advance an encrypted global model.
+ */
+function nextGlobal(global: FLModel, aggregate: FLModel, round: number, o: ScatterGatherOptions): FLModel {
+  const meta: Record<string, JsonValue> = { [META.CURRENT_ROUND]: round };
+  if (isEncryptedModel(aggregate)) {
+    const he = heContextOf(o);
+    if (he === undefined) throw new FlareRuntimeError('E_RUNTIME_HE_UNAVAILABLE', `round ${round}: the aggregate is encrypted and this server has no HE context`);
+    const next = aggregate.kind === 'diff' ? heAddDiff(he, global, aggregate) : aggregate;
+    return { params: next.params, kind: 'full', meta: { ...meta, [HE_META_KEY]: next.meta[HE_META_KEY]! } };
+  }
+  if (isEncryptedModel(global) && aggregate.kind === 'diff') {
+    throw new FlareRuntimeError('E_RUNTIME_ENCRYPTION_MIXED', `round ${round}: plaintext updates cannot advance an encrypted global model`);
+  }
+  const next = aggregate.kind === 'diff' ? add(global, aggregate) : aggregate;
+  next.kind = 'full';
+  next.meta = meta;
+  return next;
+}
+
+/** What the audit says about an accepted update: its norm, or (encrypted) its ciphertext figures. */
+function updateFacts(m: FLModel): Record<string, JsonValue> {
+  const he = heModelStats(m);
+  if (he === undefined) return { norm: l2norm(m) };
+  // The server cannot read an encrypted update: no norm, only what the envelope says.
+  return { encrypted: true, ciphertexts: he.ciphertexts, ciphertext_bytes: he.ciphertextBytes, encrypted_values: he.encryptedValues, plain_tensors: he.plainTensors };
+}
+
 /**
  * FLARE's scatter-and-gather with FedAvg: each round sends the global model to every available site, streams
  * the updates that arrive before the round timeout into the aggregator, and — when at least `minClients`
@@ -103,6 +149,10 @@ export function weightedMetrics(per: ReadonlyMap<string, Readonly<Record<string,
  * (no wait for the timeout); a result arriving after its round closed is ignored with a `late_result_ignored`
  * audit event; a round below `minClients` is retried `retries` times, then the job fails with
  * E_RUNTIME_MIN_CLIENTS. After the last round, sites validate the final model once.
+ *
+ * Encrypted rounds (sites with `he-encrypt`): updates are aggregated without decryption (an HeAggregator, or
+ * the server engine's encryption-aware aggregator), the global model is advanced with `heAddDiff` and stays
+ * encrypted, and nothing reads the weights (the audit records ciphertext counts and bytes instead of norms).
  *
  * Each site's result carries the validation metrics of the global model it received, so round r's
  * accuracy (of the model after round r) is known when round r+1's results arrive.
@@ -129,6 +179,8 @@ export async function runScatterGather(o: ScatterGatherOptions): Promise<FLModel
       const siteMetrics: Record<string, Record<string, number>> = {};
       const validation = new Map<string, Readonly<Record<string, number>>>();
       let closed = false;
+      let aggregateMs = 0;
+      let encrypted = false;
       let pending = sites.length;
       let wake: () => void = () => undefined;
       const allIn = new Promise<void>((resolve) => {
@@ -149,12 +201,16 @@ export async function runScatterGather(o: ScatterGatherOptions): Promise<FLModel
                 return;
               }
               if (out.model === undefined) throw new FlareRuntimeError('E_RUNTIME_PROTOCOL', `${site} sent a train result without a model`);
+              const t0 = performance.now();
               o.aggregator.accept(out.model, { from: site, round });
+              aggregateMs += performance.now() - t0;
               contributors.push(site);
               validation.set(site, out.metrics);
               const own = Object.fromEntries(Object.entries(out.metrics).filter(([k]) => !k.startsWith('val_')));
               siteMetrics[site] = own;
-              audit({ action: 'result_accepted', job: o.job, ref: out.ref, msg: `update of ${site} for round ${round}`, data: { round, site, steps: Number(out.model.meta[META.NUM_STEPS_CURRENT_ROUND] ?? 1), norm: l2norm(out.model) } });
+              const facts = updateFacts(out.model);
+              if (facts['encrypted'] === true) encrypted = true;
+              audit({ action: 'result_accepted', job: o.job, ref: out.ref, msg: `update of ${site} for round ${round}`, data: { round, site, steps: Number(out.model.meta[META.NUM_STEPS_CURRENT_ROUND] ?? 1), ...facts } });
               await o.events?.emit('after-result', { site, job: o.job, round, accepted: true });
             },
             async (e: unknown) => {
@@ -165,8 +221,10 @@ export async function runScatterGather(o: ScatterGatherOptions): Promise<FLModel
             },
           )
           .catch((e: unknown) => {
-            // A result that cannot be aggregated (wrong round, shape, kind) counts as missing.
-            audit({ action: 'result_rejected', job: o.job, msg: `update of ${site} for round ${round} was rejected: ${e instanceof Error ? e.message.slice(0, 200) : 'invalid'}`, data: { round, site } });
+            // A result that cannot be aggregated (wrong round, shape, kind, encryption) counts as missing.
+            const code = e instanceof Error && 'code' in e ? String((e as { code: unknown }).code) : 'E_RUNTIME_TASK_FAILED';
+            audit({ action: 'result_rejected', job: o.job, msg: `update of ${site} for round ${round} was rejected: ${code}: ${e instanceof Error ? e.message.slice(0, 200) : 'invalid'}`, data: { round, site, code } });
+            logger.warn('update rejected', { job: o.job, round, site, code });
           })
           .finally(() => {
             pending -= 1;
@@ -185,11 +243,20 @@ export async function runScatterGather(o: ScatterGatherOptions): Promise<FLModel
       const previousMetrics = weightedMetrics(validation);
       if (previous !== undefined) previous.metrics = previousMetrics;
       if (contributors.length >= o.minClients) {
+        const t0 = performance.now();
         const aggregate = o.aggregator.result();
-        global = aggregate.kind === 'diff' ? add(global, aggregate) : aggregate;
-        global.kind = 'full';
-        global.meta = { [META.CURRENT_ROUND]: round };
-        const record: RoundRecord = { round, contributors: [...contributors].sort(), seconds: (performance.now() - started) / 1000, bytes, metrics: {}, site_metrics: siteMetrics };
+        global = nextGlobal(global, aggregate, round, o);
+        aggregateMs += performance.now() - t0;
+        const record: RoundRecord = {
+          round,
+          contributors: [...contributors].sort(),
+          seconds: (performance.now() - started) / 1000,
+          bytes,
+          metrics: {},
+          site_metrics: siteMetrics,
+          aggregate_seconds: aggregateMs / 1000,
+          ...(encrypted ? { encrypted: true } : {}),
+        };
         await o.checkpoint(round, global, record, previousMetrics);
         audit({ action: 'round_completed', job: o.job, ref: roundRef, msg: `round ${round} aggregated ${contributors.length} updates and checkpointed`, data: { round, contributors: record.contributors } });
         await o.events?.emit('after-round', { job: o.job, round, contributors: record.contributors });

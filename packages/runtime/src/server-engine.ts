@@ -4,6 +4,7 @@ import { FedAvgAggregator } from '@flare/aggregator';
 import {
   FlareError,
   FlareRuntimeError,
+  HeError,
   decodeModel,
   encodeModel,
   silentLogger,
@@ -13,8 +14,11 @@ import {
   type JsonValue,
   type Logger,
 } from '@flare/core';
+import type { HeContext } from '@flare/filters-he';
+import { AttestationGate, type AttestationOptions, type AttestationOutcome } from './attestation.js';
 import { auditor } from './audit-util.js';
 import type { ChannelServer, PeerChannel } from './channel.js';
+import { EncryptionAwareAggregator } from './encryption-aware-aggregator.js';
 import { ClientRegistry } from './client-registry.js';
 import { EventBus, type PeerIdentity } from './event-bus.js';
 import { parseJobDefinition, type JobDefinition } from './job-definition.js';
@@ -45,6 +49,19 @@ export interface ServerEngineOptions {
   readonly authorize: Authorizer;
   /** Makes the aggregator for a job (default: @flare/aggregator's streaming FedAvg of weight differences). */
   readonly aggregator?: (definition: JobDefinition) => Aggregator;
+  /**
+   * The server's HE context (`loadHeContextFromKit(serverKit, 'server')`: parameters and key-set id, no secret
+   * key; one holding a secret key is refused at start). Rounds whose updates sites encrypted with `he-encrypt`
+   * are then aggregated with an HeAggregator on it, and the global model stays encrypted. Without it,
+   * encrypted updates are refused (E_RUNTIME_HE_UNAVAILABLE).
+   */
+  readonly he?: HeContext;
+  /**
+   * Attestation of sites (and of this server, for sites that ask): the server's policy for sites (from its
+   * kit), its attesters, trust anchors, re-check interval. Sites are checked at login, before each job deploy
+   * and periodically; a failure refuses or drops the site with an `attestation_refused` audit event.
+   */
+  readonly attestation?: AttestationOptions;
   readonly audit?: AuditHook;
   /** The last lines of the server's audit log, for `flare admin audit`. */
   readonly auditTail?: (lines: number) => Promise<string[]>;
@@ -113,6 +130,11 @@ export class ServerEngine {
   readonly #deploys = new Map<string, { site: string; resolve(m: Extract<Message, { t: 'deploy_reply' }>): void; reject(e: unknown): void }>();
   readonly #waitingSince = new Map<string, number>();
   readonly #finished = new Set<Promise<void>>();
+  readonly #gate: AttestationGate;
+  /** Periodic attestation timers, per registered site. */
+  readonly #rechecks = new Map<string, NodeJS.Timeout>();
+  /** Sites refused by attestation (and why), so the scheduler does not wait for them. */
+  readonly #attestRefused = new Map<string, string>();
   #timer: NodeJS.Timeout | undefined;
   #closed = false;
 
@@ -123,10 +145,13 @@ export class ServerEngine {
     this.#audit = auditor(o.audit);
     this.#events = o.events ?? new EventBus();
     this.registry = new ClientRegistry({ timeoutMs: o.heartbeatTimeoutMs ?? 30_000 });
+    this.#gate = new AttestationGate(o.attestation, o.name, this.#audit);
   }
 
   /** Opens the job store, starts accepting channels and the scheduler; RUNNING jobs resume as sites return. */
   static async start(o: ServerEngineOptions): Promise<ServerEngine> {
+    // The server must never be able to decrypt: a client context (secret key) here is a provisioning mistake.
+    if (o.he?.hasSecretKey === true) throw new HeError('E_HE_SECRET_KEY_PRESENT', 'the server was given an HE context holding the secret key; start it with the server kit\'s server_context.seal');
     const engine = new ServerEngine(o, await JobStore.open(o.workspace));
     o.listener.onChannel((ch) => engine.#accept(ch));
     engine.#timer = setInterval(() => engine.#tick(), 1000);
@@ -135,7 +160,7 @@ export class ServerEngine {
     for (const j of resumable) {
       engine.#audit({ action: 'job_resume_pending', job: j.id, msg: `job ${j.name} resumes after round ${j.rounds_done - 1} when its sites reconnect` });
     }
-    engine.#audit({ action: 'server_started', msg: `server ${o.name} started`, data: { resumable: resumable.length } });
+    engine.#audit({ action: 'server_started', msg: `server ${o.name} started`, data: { resumable: resumable.length, he: o.he !== undefined, attestation: engine.#gate.verifiesPeers ? [...(o.attestation?.policy?.require ?? [])] : [] } });
     return engine;
   }
 
@@ -144,6 +169,8 @@ export class ServerEngine {
     if (this.#closed) return;
     this.#closed = true;
     clearInterval(this.#timer);
+    for (const t of this.#rechecks.values()) clearInterval(t);
+    this.#rechecks.clear();
     for (const a of this.#active.values()) a.abort.abort(new FlareRuntimeError('E_RUNTIME_DISCONNECTED', 'server shutting down'));
     await Promise.allSettled([...this.#finished]);
     for (const n of this.registry.names()) this.registry.get(n)?.channel.close();
@@ -176,7 +203,10 @@ export class ServerEngine {
       work.catch((e: unknown) => this.#protocolError(ch, e));
     });
     ch.onClose(() => {
+      this.#gate.forget(ch);
       if (peer.kind !== 'client' || !this.registry.remove(peer.name, ch)) return;
+      clearInterval(this.#rechecks.get(peer.name));
+      this.#rechecks.delete(peer.name);
       this.#audit({ action: 'client_lost', user: peer.name, msg: `site ${peer.name} disconnected` });
       this.#log.warn('site disconnected', { site: peer.name });
       this.#failTasksOf(peer.name, new FlareRuntimeError('E_RUNTIME_DISCONNECTED', `site ${peer.name} disconnected`));
@@ -203,17 +233,73 @@ export class ServerEngine {
     }
   }
 
+  /**
+   * Refuses a site whose attestation failed: audits why, tells the site (bye with the code), closes its
+   * connection (its tasks fail at once) and remembers it so the scheduler does not wait for it.
+   */
+  async #refuseAttestation(ch: PeerChannel, outcome: AttestationOutcome, when: string): Promise<void> {
+    const site = ch.peer.name;
+    const code = outcome.code ?? 'E_ATTEST_POLICY';
+    this.#audit({ action: 'attestation_refused', user: site, msg: `${site} refused ${when}: ${code}: ${outcome.detail}`, data: { site, purpose: outcome.purpose, code, check: outcome.check ?? null } });
+    this.#log.warn('site refused: attestation failed', { site, when, code, check: outcome.check, reason: outcome.detail });
+    this.#attestRefused.set(site, `${code}: ${outcome.detail}`.slice(0, 2000));
+    clearInterval(this.#rechecks.get(site));
+    this.#rechecks.delete(site);
+    await ch.send(outgoing({ t: 'bye', reason: { code, message: `the server refused ${site}'s attestation evidence ${when}: ${outcome.detail}`.slice(0, 2000) } })).catch(() => undefined);
+    ch.close();
+  }
+
+  #attestationVerified(ch: PeerChannel, outcome: AttestationOutcome): void {
+    this.#audit({ action: 'attestation_verified', user: ch.peer.name, msg: outcome.detail, data: { site: ch.peer.name, purpose: outcome.purpose, types: [...outcome.types] } });
+  }
+
+  /** Re-checks a registered site's evidence every interval; a failure drops it. */
+  #scheduleRechecks(site: string, ch: PeerChannel): void {
+    clearInterval(this.#rechecks.get(site));
+    this.#rechecks.delete(site);
+    const every = this.#gate.intervalMs;
+    if (every <= 0) return;
+    let running = false;
+    const timer = setInterval(() => {
+      if (running || this.#closed || this.registry.get(site)?.channel !== ch) return;
+      running = true;
+      void this.#gate
+        .check(ch, 'periodic')
+        .then(async (v) => (v.ok ? this.#attestationVerified(ch, v) : this.#refuseAttestation(ch, v, 'at a periodic check')))
+        .finally(() => {
+          running = false;
+        });
+    }, every);
+    timer.unref();
+    this.#rechecks.set(site, timer);
+  }
+
   async #onClient(ch: PeerChannel, msg: Message, payload: Uint8Array): Promise<void> {
     const site = ch.peer.name;
+    // Attestation runs before registration too (a site checks the server before it registers).
+    if (await this.#gate.handle(ch, msg, payload)) return;
+    if (msg.t === 'bye') {
+      this.#audit({ action: 'client_left', user: site, msg: `site ${site} left: ${msg.reason?.code ?? 'no reason'}: ${msg.reason?.message ?? ''}`.slice(0, 2000), data: { code: msg.reason?.code ?? null } });
+      this.#log.warn('site left', { site, code: msg.reason?.code, reason: msg.reason?.message });
+      ch.close();
+      return;
+    }
     if (msg.t !== 'register' && this.registry.get(site)?.channel !== ch) throw new FlareRuntimeError('E_RUNTIME_PROTOCOL', `site ${site} sent '${msg.t}' before registering`);
     this.registry.seen(site, ch);
     switch (msg.t) {
       case 'register': {
         await this.#events.emit('before-register', { peer: ch.peer, resources: msg.resources });
+        if (this.#gate.verifiesPeers) {
+          const v = await this.#gate.check(ch, 'login');
+          if (!v.ok) return this.#refuseAttestation(ch, v, 'at login');
+          this.#attestationVerified(ch, v);
+          this.#attestRefused.delete(site);
+        }
         this.registry.register(site, ch.peer.org, ch, msg.resources);
         this.#audit({ action: 'client_registered', user: site, msg: `site ${site} (${ch.peer.org}) registered`, data: { resources: msg.resources } });
         this.#log.info('site registered', { site });
         await ch.send(outgoing({ t: 'welcome' }));
+        this.#scheduleRechecks(site, ch);
         for (const a of this.#active.values()) if (this.#names(a.definition).includes(site)) void this.#deployTo(a, site);
         this.#tick();
         return;
@@ -377,7 +463,9 @@ export class ServerEngine {
     const since = this.#waitingSince.get(j.id) ?? Date.now();
     this.#waitingSince.set(j.id, since);
     const waited = Date.now() - since >= (this.#o.deployWaitMs ?? 20_000);
-    const ready = named.length > 0 && (present.length === named.length || (waited && present.length >= def.min_clients));
+    // A site refused by attestation will not come back by waiting: do not wait for it.
+    const expected = named.filter((s) => this.registry.get(s) !== undefined || !this.#attestRefused.has(s)).length;
+    const ready = named.length > 0 && (present.length === named.length || (present.length === expected && present.length >= def.min_clients) || (waited && present.length >= def.min_clients));
     if (!ready) return;
     this.#waitingSince.delete(j.id);
     const raw = await this.store.rawDefinition(j.id);
@@ -402,6 +490,19 @@ export class ServerEngine {
     a.deploying.add(site);
     try {
       await this.#events.emit('before-deploy', { site, job: a.id, definition: a.definition, submitter: { ...a.submitter, kind: 'admin' } });
+      if (this.#gate.verifiesPeers) {
+        // Fresh evidence before every deploy: the platform may have changed since login.
+        const v = await this.#gate.check(client.channel, `deploy:${a.id}`);
+        if (!v.ok) {
+          a.refused.add(site);
+          await this.store.update(a.id, (r) => {
+            r.refused[site] = `${v.code ?? 'E_ATTEST_POLICY'}: ${v.detail}`.slice(0, 2000);
+          });
+          await this.#refuseAttestation(client.channel, v, `before deploying job ${a.id}`);
+          return false;
+        }
+        this.#attestationVerified(client.channel, v);
+      }
       const id = randomUUID();
       const ref = this.#audit({ action: 'deploy_sent', job: a.id, user: a.submitter.name, msg: `job deployed to ${site}`, data: { site } });
       const reply = await new Promise<Extract<Message, { t: 'deploy_reply' }>>((resolve, reject) => {
@@ -452,10 +553,17 @@ export class ServerEngine {
 
   async #run(a: ActiveJob, j: JobRecord, present: readonly string[]): Promise<void> {
     const def = a.definition;
+    let aggregator: EncryptionAwareAggregator | undefined;
     try {
       await Promise.all(present.map((s) => this.#deployTo(a, s)));
       if (a.deployed.size < def.min_clients) {
         throw new FlareRuntimeError('E_RUNTIME_DEPLOY_REFUSED', `only ${a.deployed.size} sites accepted the job, min_clients is ${def.min_clients}`);
+      }
+      const gone = this.#names(def).filter((s) => !a.deployed.has(s) && this.#attestRefused.has(s));
+      if (gone.length > 0) {
+        await this.store.update(a.id, (r) => {
+          for (const s of gone) r.refused[s] ??= this.#attestRefused.get(s)!;
+        });
       }
       const cp = await this.store.loadCheckpoint(a.id);
       const start = cp === undefined ? 0 : cp.round + 1;
@@ -465,6 +573,7 @@ export class ServerEngine {
       });
       this.#audit({ action: cp === undefined ? 'job_started' : 'job_resumed', job: a.id, user: j.submitter.name, msg: cp === undefined ? `job ${j.name} started` : `job ${j.name} resumed from the checkpoint of round ${cp.round}`, data: { start_round: start, sites: [...a.deployed] } });
       this.#log.info(cp === undefined ? 'job started' : 'job resumed', { job: a.id, startRound: start, sites: [...a.deployed] });
+      aggregator = new EncryptionAwareAggregator(this.#o.aggregator?.(def) ?? new FedAvgAggregator({ kind: 'diff' }), this.#o.he);
       await runScatterGather({
         job: a.id,
         rounds: def.rounds,
@@ -473,7 +582,8 @@ export class ServerEngine {
         retries: def.retries,
         global,
         startRound: start,
-        aggregator: this.#o.aggregator?.(def) ?? new FedAvgAggregator({ kind: 'diff' }),
+        aggregator,
+        ...(this.#o.he === undefined ? {} : { he: this.#o.he }),
         comms: { sites: () => [...a.deployed].filter((s) => this.registry.get(s) !== undefined).sort(), sendTask: (site, task) => this.#sendTask(a, site, task) },
         checkpoint: async (round, model, record, previousMetrics) => {
           await this.store.saveCheckpoint(a.id, round, model);
@@ -519,6 +629,8 @@ export class ServerEngine {
       this.#audit({ action: 'job_failed', job: a.id, msg: `job ${j.name} failed: ${error.code}: ${error.message}` });
       this.#log.error('job failed', { job: a.id, ...error });
       await this.#events.emit('after-job', { job: a.id, status: 'FAILED' });
+    } finally {
+      aggregator?.dispose();
     }
   }
 

@@ -82,4 +82,16 @@ export const RUNTIME_CODES = {
     meaning: 'The runtime\'s workspace folder is missing, unwritable or holds a file that is not what it should be.',
     action: 'Check the folder given with --workspace (or the kit\'s parent folder) exists and is writable by this user.',
   },
+  E_RUNTIME_HE_UNAVAILABLE: {
+    meaning: 'Sites sent encrypted (HE) updates but this server has no HE context to aggregate them with, so they are refused rather than averaged as bytes.',
+    action: 'Provision the project with the HE step (project.yml HEBuilder, or `flare provision --he`) and start the server from a kit holding startup/server_context.seal.',
+  },
+  E_RUNTIME_ENCRYPTION_MIXED: {
+    meaning: 'One round received both encrypted and plaintext updates (or a plaintext update for an encrypted global model), which cannot be averaged together.',
+    action: 'Make every site of the job use the same privacy scope: all with he-encrypt in their result filters, or none.',
+  },
+  E_RUNTIME_ATTESTATION_UNBOUND: {
+    meaning: 'Attestation was required on a connection without an authenticated session to bind evidence to (no exported keying material), so no evidence from it can be trusted.',
+    action: 'Use the @flare/auth login (the runtime\'s default sessionAuthenticator) on every connection of a federation that requires attestation.',
+  },
 } as const satisfies Catalog;

@@ -1,0 +1,251 @@
+import { randomUUID } from 'node:crypto';
+import { AttestError, FlareError, FlareRuntimeError, isFlareErrorCode, parseStrictJson, type AuditHook, type FlareErrorCode } from '@flare/core';
+import {
+  ATTESTATION_EXPORTER_LABEL,
+  ATTESTATION_EXPORTER_LENGTH,
+  encodeAttestationEvidence,
+  parseAttestationEvidence,
+  produceSessionEvidence,
+  verifySessionEvidence,
+  type AttestationEvidence,
+  type AttestationPolicy,
+  type Attester,
+  type CollateralFetcher,
+  type TdxCollateral,
+  type TrustAnchors,
+} from '@flare/cc-attest';
+import type { PeerChannel } from './channel.js';
+import { outgoing, type Message } from './messages.js';
+
+/**
+ * Confidential-computing attestation for a server or a site (@flare/cc-attest), gating its peers: at login
+ * (both directions), before each job deploy, and periodically. Evidence is bound to the authenticated session
+ * (its nonce comes from the session's exported keying material, the peer's authenticated name and a purpose
+ * unique in the session), so it cannot be replayed by another peer or in another session.
+ */
+export interface AttestationOptions {
+  /**
+   * This participant's policy for its peers (`loadAttestationPolicy(kitDir)`): the evidence types it
+   * `require`s and the rules they must meet. Without one, or with an empty `require`, it asks for none.
+   */
+  readonly policy?: AttestationPolicy;
+  /** What produces evidence about this participant when a peer asks (configfs-tsm, GPU command, test). */
+  readonly attesters?: ReadonlyArray<Attester & { readonly type?: string }>;
+  /** Trust anchors for verifying peers: the pinned vendor roots by default (a test authority for `flare poc`). */
+  readonly trust?: TrustAnchors;
+  /** TDX collateral this participant keeps (PCS TCB info, QE identity, issuer chain, CRLs). */
+  readonly tdxCollateral?: TdxCollateral;
+  /** Fetches vendor collateral and revocation data when given (cached); offline otherwise. */
+  readonly fetcher?: CollateralFetcher;
+  /** Re-check every peer this often (default 600 000 ms, FLARE's interval); 0 turns periodic checks off. */
+  readonly intervalMs?: number;
+  /** How long a peer has to answer an evidence request (default 30 000 ms). */
+  readonly timeoutMs?: number;
+  /** The verification clock (default: now). */
+  readonly now?: () => Date;
+}
+
+/** The conclusion of one attestation check of a peer: what to audit, and what to refuse with. */
+export interface AttestationOutcome {
+  readonly ok: boolean;
+  /** The purpose the evidence was bound to (e.g. `login#1`, `deploy:<job>#2`, `periodic#3`). */
+  readonly purpose: string;
+  /** The evidence types asked for. */
+  readonly types: readonly string[];
+  /** The code of the first failed check (E_ATTEST_*, or E_RUNTIME_ATTESTATION_UNBOUND). */
+  readonly code?: FlareErrorCode;
+  /** The id of the first failed check (e.g. `policy.snp.debug`), or what failed around it (`runtime.reply`). */
+  readonly check?: string;
+  /** A human sentence: what was verified, or why the peer is refused. */
+  readonly detail: string;
+}
+
+/** Largest evidence reply accepted (GPU evidence with RIMs is the largest: a few hundred KB per device). */
+const MAX_EVIDENCE_BYTES = 16 * 1024 * 1024;
+const MAX_EVIDENCE_ITEMS = 64;
+
+/** The error to refuse or stop with for a failed outcome. */
+export function attestationError(outcome: AttestationOutcome, who: string): FlareError {
+  const message = `${who}: ${outcome.detail} (check ${outcome.check ?? 'unknown'}, purpose ${outcome.purpose})`;
+  const code = outcome.code ?? 'E_ATTEST_POLICY';
+  return code.startsWith('E_ATTEST_') ? new AttestError(code as ConstructorParameters<typeof AttestError>[0], message) : new FlareError(code, message);
+}
+
+/** Parses an evidence reply's payload: JSON array of @flare/cc-attest's wire form, bounded. */
+function parseEvidence(payload: Uint8Array): AttestationEvidence[] {
+  if (payload.byteLength > MAX_EVIDENCE_BYTES) throw new AttestError('E_ATTEST_MALFORMED', `the evidence reply has ${payload.byteLength} bytes, more than ${MAX_EVIDENCE_BYTES}`);
+  let value: unknown;
+  try {
+    value = parseStrictJson(Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength).toString('utf8'), { maxDepth: 8 });
+  } catch (cause) {
+    throw new AttestError('E_ATTEST_MALFORMED', 'the evidence reply is not valid JSON', { cause });
+  }
+  if (!Array.isArray(value) || value.length > MAX_EVIDENCE_ITEMS) throw new AttestError('E_ATTEST_MALFORMED', `the evidence reply must be a list of at most ${MAX_EVIDENCE_ITEMS} items`);
+  return value.map((v) => parseAttestationEvidence(v));
+}
+
+const reasonOf = (e: unknown): { code: string; message: string } =>
+  e instanceof FlareError ? { code: e.code, message: e.message.slice(0, 1000) } : { code: 'E_ATTEST_ATTESTER', message: e instanceof Error ? e.message.slice(0, 1000) : 'the attester failed' };
+
+/**
+ * The attestation exchange of one participant with its peers, over the runtime's authenticated channels:
+ * answers peers' evidence requests with this participant's attesters, and asks peers for evidence and
+ * verifies it under this participant's policy. Internal to the engines.
+ */
+export class AttestationGate {
+  readonly #o: AttestationOptions;
+  readonly #self: string;
+  readonly #audit: AuditHook | undefined;
+  readonly #pending = new Map<string, { readonly ch: PeerChannel; resolve(r: { ok: boolean; error?: { code: string; message: string }; payload: Uint8Array } | undefined): void }>();
+  readonly #answering = new WeakSet<PeerChannel>();
+  readonly #counters = new WeakMap<PeerChannel, number>();
+
+  constructor(options: AttestationOptions | undefined, self: string, audit?: AuditHook) {
+    const o = options ?? {};
+    if (o.intervalMs !== undefined && (!Number.isFinite(o.intervalMs) || o.intervalMs < 0)) throw new RangeError(`"intervalMs" expected 0 or a positive number, got ${o.intervalMs}`);
+    if (o.timeoutMs !== undefined && !(o.timeoutMs > 0)) throw new RangeError(`"timeoutMs" expected a positive number, got ${o.timeoutMs}`);
+    this.#o = o;
+    this.#self = self;
+    this.#audit = audit;
+  }
+
+  /** True when this participant's policy requires evidence from its peers. */
+  get verifiesPeers(): boolean {
+    return this.#o.policy !== undefined && this.#o.policy.require.length > 0;
+  }
+
+  /** Period of the re-checks (0: none). */
+  get intervalMs(): number {
+    return this.verifiesPeers ? (this.#o.intervalMs ?? 600_000) : 0;
+  }
+
+  /** How long a check may take at most (the reply timeout, plus a margin for verification). */
+  get checkTimeoutMs(): number {
+    return (this.#o.timeoutMs ?? 30_000) + 5_000;
+  }
+
+  /** Handles `attest_request` (answers with evidence) and `attest_reply` (completes a check); false for other messages. */
+  async handle(ch: PeerChannel, msg: Message, payload: Uint8Array): Promise<boolean> {
+    if (msg.t === 'attest_reply') {
+      const p = this.#pending.get(msg.id);
+      // A reply nobody waits for (late, or for another channel) is dropped: it can only be stale.
+      if (p !== undefined && p.ch === ch) {
+        this.#pending.delete(msg.id);
+        p.resolve({ ok: msg.ok, ...(msg.error === undefined ? {} : { error: msg.error }), payload });
+      }
+      return true;
+    }
+    if (msg.t !== 'attest_request') return false;
+    const reply = async (error: { code: string; message: string } | undefined, body?: Uint8Array): Promise<void> => {
+      await ch.send(outgoing({ t: 'attest_reply', id: msg.id, ok: error === undefined, ...(error === undefined ? {} : { error }) }), body).catch(() => undefined);
+    };
+    // One request at a time per peer: producing evidence costs a hardware report and signatures.
+    if (this.#answering.has(ch)) {
+      await reply({ code: 'E_ATTEST_ATTESTER', message: 'an evidence request of this peer is still being answered' });
+      return true;
+    }
+    this.#answering.add(ch);
+    try {
+      const attesters = this.#o.attesters ?? [];
+      if (ch.exportKeyingMaterial === undefined) throw new FlareRuntimeError('E_RUNTIME_ATTESTATION_UNBOUND', 'this connection has no authenticated session to bind evidence to');
+      if (msg.types.length > 0 && attesters.length === 0) throw new AttestError('E_ATTEST_ATTESTER', `${this.#self} has no attester configured`);
+      const keyingMaterial = ch.exportKeyingMaterial(ATTESTATION_EXPORTER_LABEL, ATTESTATION_EXPORTER_LENGTH);
+      const evidence = await produceSessionEvidence(attesters, { keyingMaterial, purpose: msg.purpose, self: this.#self, types: msg.types });
+      keyingMaterial.fill(0);
+      await reply(undefined, new TextEncoder().encode(JSON.stringify(evidence.map(encodeAttestationEvidence))));
+      this.#audit?.({ action: 'attestation_evidence_sent', user: ch.peer.name, msg: `${msg.types.join('+') || 'no'} evidence sent to ${ch.peer.name} for ${msg.purpose}`, data: { purpose: msg.purpose, types: [...msg.types] } });
+    } catch (e) {
+      const r = reasonOf(e);
+      this.#audit?.({ action: 'attestation_evidence_failed', user: ch.peer.name, msg: `could not produce evidence for ${ch.peer.name} (${msg.purpose}): ${r.code}: ${r.message}`, data: { purpose: msg.purpose, code: r.code } });
+      await reply(r);
+    } finally {
+      this.#answering.delete(ch);
+    }
+    return true;
+  }
+
+  /**
+   * Asks the peer on `ch` for evidence bound to this session and a fresh purpose (`<what>#<n>`), and verifies
+   * it under this participant's policy. Never throws for bad or missing evidence: the outcome says why.
+   */
+  async check(ch: PeerChannel, what: string): Promise<AttestationOutcome> {
+    const policy = this.#o.policy;
+    const n = (this.#counters.get(ch) ?? 0) + 1;
+    this.#counters.set(ch, n);
+    const purpose = `${what}#${n}`;
+    const types = policy?.require ?? [];
+    const fail = (code: FlareErrorCode, check: string, detail: string): AttestationOutcome => ({ ok: false, purpose, types, code, check, detail });
+    if (policy === undefined || types.length === 0) return { ok: true, purpose, types, detail: 'the policy requires no evidence' };
+    if (ch.exportKeyingMaterial === undefined) return fail('E_RUNTIME_ATTESTATION_UNBOUND', 'runtime.session', `the connection of ${ch.peer.name} has no authenticated session to bind evidence to`);
+    const keyingMaterial = ch.exportKeyingMaterial(ATTESTATION_EXPORTER_LABEL, ATTESTATION_EXPORTER_LENGTH);
+    const now = this.#o.now ?? (() => new Date());
+    const issuedAt = now();
+    const id = randomUUID();
+    const timeoutMs = this.#o.timeoutMs ?? 30_000;
+    try {
+      const reply = await new Promise<{ ok: boolean; error?: { code: string; message: string }; payload: Uint8Array } | undefined>((resolve) => {
+        const timer = setTimeout(() => {
+          this.#pending.delete(id);
+          resolve(undefined);
+        }, timeoutMs);
+        this.#pending.set(id, {
+          ch,
+          resolve: (r) => {
+            clearTimeout(timer);
+            resolve(r);
+          },
+        });
+        ch.send(outgoing({ t: 'attest_request', id, purpose, types: [...types] })).catch(() => {
+          if (this.#pending.delete(id)) {
+            clearTimeout(timer);
+            resolve(undefined);
+          }
+        });
+      });
+      if (reply === undefined) return fail('E_ATTEST_MISSING_EVIDENCE', 'runtime.reply', `${ch.peer.name} sent no evidence within ${Math.round(timeoutMs / 1000)} s`);
+      if (!reply.ok) {
+        const why = reply.error === undefined ? 'no reason given' : `${reply.error.code.slice(0, 64)}: ${reply.error.message.slice(0, 300)}`;
+        return fail('E_ATTEST_MISSING_EVIDENCE', 'runtime.reply', `${ch.peer.name} could not produce ${types.join('+')} evidence (${why})`);
+      }
+      let evidence: AttestationEvidence[];
+      try {
+        evidence = parseEvidence(reply.payload);
+      } catch (e) {
+        return fail(e instanceof FlareError && isFlareErrorCode(e.code) ? e.code : 'E_ATTEST_MALFORMED', 'runtime.evidence', e instanceof Error ? e.message.slice(0, 300) : 'malformed evidence');
+      }
+      const o = this.#o;
+      const verdict = await verifySessionEvidence({
+        keyingMaterial,
+        purpose,
+        peer: ch.peer.name,
+        evidence,
+        policy,
+        at: now(),
+        issuedAt,
+        ...(o.trust === undefined ? {} : { trust: o.trust }),
+        ...(o.tdxCollateral === undefined ? {} : { tdxCollateral: o.tdxCollateral }),
+        ...(o.fetcher === undefined ? {} : { fetcher: o.fetcher }),
+      });
+      if (verdict.ok) {
+        const trust = [...new Set(verdict.results.map((r) => r.trust))].join(', ') || 'none';
+        return { ok: true, purpose, types, detail: `${ch.peer.name}'s ${types.join('+')} evidence verified under this site's policy (trust: ${trust})` };
+      }
+      const f = verdict.failure;
+      return fail(f?.code ?? 'E_ATTEST_POLICY', f?.id ?? 'policy', f?.detail ?? 'the evidence does not meet the policy');
+    } catch (e) {
+      // verifySessionEvidence does not throw for bad evidence; anything here is unexpected: refuse, never admit.
+      return fail('E_ATTEST_MALFORMED', 'runtime.verify', e instanceof Error ? e.message.slice(0, 300) : 'verification failed');
+    } finally {
+      keyingMaterial.fill(0);
+    }
+  }
+
+  /** Ends the waiting checks of a channel that closed (the engines call it): they conclude "no evidence". */
+  forget(ch: PeerChannel): void {
+    for (const [id, p] of this.#pending) {
+      if (p.ch !== ch) continue;
+      this.#pending.delete(id);
+      p.resolve(undefined);
+    }
+  }
+}

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { discreteGaussianInto, GAUSSIAN_GRID_STEPS } from '../src/discrete-gaussian.js';
-import { WordStream } from '../src/random-source.js';
+import { discreteGaussianInto, drawColumn, GAUSSIAN_GRID_STEPS } from '../src/discrete-gaussian.js';
+import { WordStream, type RandomSource } from '../src/random-source.js';
 import { replayRandom, seededRandom } from './helpers/seeded-random.js';
 
 // Statistical tests use fixed seeds (AES-256-CTR keystreams), so they are deterministic; the bounds are 5
@@ -14,6 +14,76 @@ function noiseOf(n: number, centre: number, sigma: number, seed: string): Float6
   for (let i = 0; i < n; i++) out[i] = out[i]! - centre;
   return out;
 }
+
+/** The sampler's definition, one coordinate at a time, every word read through rs.next(): what the hot loop must equal. */
+function reference(x: ArrayLike<number>, scale: number, g: number, rs: WordStream): Float64Array {
+  const out = new Float64Array(x.length);
+  for (let i = 0; i < x.length; i++) {
+    const c = x[i]! * scale;
+    const n = Math.floor(c);
+    out[i] = (n + (drawColumn(c - n, rs.next(), rs) - 2047)) * g;
+  }
+  return out;
+}
+
+/** Counts the words a source hands out. */
+function counting(source: RandomSource): RandomSource & { words: number } {
+  const counter = {
+    words: 0,
+    fill(w: Uint32Array): void {
+      counter.words += w.length;
+      source.fill(w);
+    },
+  };
+  return counter;
+}
+
+describe('discrete Gaussian sampler: the batched loop equals the word-by-word definition', () => {
+  // 100k coordinates span six 16384-word refills and about 1000 slow paths (ties and squeeze misses).
+  const n = 100_000;
+  const centres = Float64Array.from({ length: n }, (_, i) => Math.sin(i) * 5);
+
+  it('float64 in and out, output for output and word for word (seed "loop-f64")', () => {
+    const g = 0.01;
+    const fast = counting(seededRandom('loop-f64'));
+    const slow = counting(seededRandom('loop-f64'));
+    const out = new Float64Array(n);
+    const rsFast = new WordStream(fast);
+    discreteGaussianInto(centres, 1 / g, g, out, rsFast);
+    const rsRef = new WordStream(slow);
+    expect(out).toEqual(reference(centres, 1 / g, g, rsRef));
+    expect(rsFast.pos).toBe(rsRef.pos);
+    expect(fast.words).toBe(slow.words);
+  });
+
+  it('float32 in and out, and in place (seed "loop-f32")', () => {
+    const g = 2 ** -7; // sigma 1
+    const x = Float32Array.from(centres);
+    const out = new Float32Array(n);
+    discreteGaussianInto(x, 1 / g, g, out, new WordStream(seededRandom('loop-f32')));
+    expect(out).toEqual(Float32Array.from(reference(x, 1 / g, g, new WordStream(seededRandom('loop-f32')))));
+    const inPlace = Float32Array.from(centres);
+    discreteGaussianInto(inPlace, 1 / g, g, inPlace, new WordStream(seededRandom('loop-f32')));
+    expect(inPlace).toEqual(out);
+  });
+
+  it('finishes a slow path whose first word is the last of a buffer from the next refill', () => {
+    // 0x00000800: column 2048 (J = 1), fast accept. 0xffffffff: acceptance bits 4095, outside every squeeze, so
+    // the coordinate takes the slow path with the buffer's last word and reads on into the next refill.
+    const words = Array.from({ length: 16_384 * 2 }, (_, i) => (i === 16_383 || i === 16_384 + 5 ? 0xffffffff : 0x00000800));
+    const x = Float64Array.from({ length: 20_000 }, (_, i) => (i % 7) * 0.37);
+    const out = new Float64Array(x.length);
+    const rs = new WordStream(replayRandom(words, 0x00000800));
+    discreteGaussianInto(x, 1, 1, out, rs);
+    const ref = new WordStream(replayRandom(words, 0x00000800));
+    expect(out).toEqual(reference(x, 1, 1, ref));
+    expect(rs.pos).toBe(ref.pos);
+  });
+
+  it('rejects an output of another length with RangeError', () => {
+    expect(() => discreteGaussianInto(new Float64Array(3), 1, 1, new Float64Array(2), new WordStream(seededRandom('x')))).toThrow(RangeError);
+  });
+});
 
 describe('discrete Gaussian sampler', () => {
   const N = 1_000_000;

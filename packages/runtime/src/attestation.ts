@@ -231,7 +231,10 @@ export class AttestationGate {
         return { ok: true, purpose, types, detail: `${ch.peer.name}'s ${types.join('+')} evidence verified under this site's policy (trust: ${trust})` };
       }
       const f = verdict.failure;
-      return fail(f?.code ?? 'E_ATTEST_POLICY', f?.id ?? 'policy', f?.detail ?? 'the evidence does not meet the policy');
+      // "policy.<type>.verified" only says a verification failed: name the verifier's own failed check.
+      const inner = /^policy\.(snp|tdx|gpu)\.verified$/.test(f?.id ?? '') ? verdict.results.find((r) => !r.ok)?.failure : undefined;
+      const first = inner ?? f;
+      return fail(first?.code ?? 'E_ATTEST_POLICY', first?.id ?? 'policy', first?.detail ?? 'the evidence does not meet the policy');
     } catch (e) {
       // verifySessionEvidence does not throw for bad evidence; anything here is unexpected: refuse, never admit.
       return fail('E_ATTEST_MALFORMED', 'runtime.verify', e instanceof Error ? e.message.slice(0, 300) : 'verification failed');

@@ -56,12 +56,16 @@ export function channelPair(aPeer: PeerIdentity, bPeer: PeerIdentity, options: {
   const make = (me: 0 | 1, remote: PeerIdentity): PeerChannel => {
     const mine = sides[me];
     const other = sides[me === 0 ? 1 : 0];
+    const shut = (s: Side, reason?: Error): void => {
+      if (s.closed) return;
+      s.closed = true;
+      for (const h of s.closeHandlers) queueMicrotask(() => h(reason));
+    };
+    // As on a wire: this end stops at once; the far end sees the close after what this end sent before it.
     const closeBoth = (reason?: Error): void => {
-      for (const s of sides) {
-        if (s.closed) continue;
-        s.closed = true;
-        for (const h of s.closeHandlers) queueMicrotask(() => h(reason));
-      }
+      if (mine.closed) return;
+      shut(mine, reason);
+      setImmediate(() => shut(other, reason));
     };
     return {
       peer: remote,

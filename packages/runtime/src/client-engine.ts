@@ -180,13 +180,17 @@ export class ClientEngine {
     return new FlareRuntimeError('E_RUNTIME_DISCONNECTED', `server said bye: ${code}`);
   }
 
-  /** This site refuses the server's attestation: audits why, tells the server, and returns the error to stop with. */
-  async #refuseServer(ch: PeerChannel, outcome: AttestationOutcome, when: string): Promise<FlareError> {
+  /** This site refuses the server's attestation: audits why and returns the error to leave with. */
+  #refuseServer(ch: PeerChannel, outcome: AttestationOutcome, when: string): FlareError {
     const code = outcome.code ?? 'E_ATTEST_POLICY';
     this.#audit({ action: 'attestation_refused', user: ch.peer.name, msg: `server ${ch.peer.name} refused ${when}: ${code}: ${outcome.detail}`, data: { peer: ch.peer.name, purpose: outcome.purpose, code, check: outcome.check ?? null } });
     this.#log.error('server refused: attestation failed', { server: ch.peer.name, when, code, check: outcome.check, reason: outcome.detail });
-    await ch.send(outgoing({ t: 'bye', reason: { code, message: `${this.#o.site.name} refused the server's attestation evidence ${when}: ${outcome.detail}`.slice(0, 2000) } })).catch(() => undefined);
-    return attestationError(outcome, `server ${ch.peer.name}`);
+    return attestationError({ ...outcome, detail: `${this.#o.site.name} refused the server's attestation evidence ${when}: ${outcome.detail}` }, `server ${ch.peer.name}`);
+  }
+
+  /** Tells the server why this site leaves (bye with the code), so its audit log says so too. */
+  async #sayBye(ch: PeerChannel, e: FlareError): Promise<void> {
+    await ch.send(outgoing({ t: 'bye', reason: { code: e.code, message: e.message.slice(0, 2000) } })).catch(() => undefined);
   }
 
   #attestationVerified(ch: PeerChannel, outcome: AttestationOutcome): void {
@@ -246,7 +250,11 @@ export class ClientEngine {
     try {
       if (this.#gate.verifiesPeers) {
         const v = await this.#gate.check(ch, 'login');
-        if (!v.ok) throw await this.#refuseServer(ch, v, 'at login');
+        if (!v.ok) {
+          const e = this.#refuseServer(ch, v, 'at login');
+          await this.#sayBye(ch, e);
+          throw e;
+        }
         this.#attestationVerified(ch, v);
       }
       await ch.send(outgoing({ t: 'register', resources: { ...this.#o.policy.report } }));
@@ -277,8 +285,10 @@ export class ClientEngine {
       void this.#gate
         .check(ch, 'periodic')
         .then(async (v) => {
-          if (v.ok) this.#attestationVerified(ch, v);
-          else this.#stopWith(await this.#refuseServer(ch, v, 'at a periodic check'));
+          if (v.ok) return this.#attestationVerified(ch, v);
+          const e = this.#refuseServer(ch, v, 'at a periodic check');
+          await this.#sayBye(ch, e);
+          this.#stopWith(e);
         })
         .finally(() => {
           running = false;
@@ -311,7 +321,10 @@ export class ClientEngine {
       case 'deploy': {
         const { stop, ...out } = await this.#deploy(ch, msg);
         await ch.send(outgoing({ t: 'deploy_reply', id: msg.id, job: msg.job, ...out }));
-        if (stop !== undefined) this.#stopWith(stop);
+        if (stop !== undefined) {
+          await this.#sayBye(ch, stop);
+          this.#stopWith(stop);
+        }
         return;
       }
       case 'task': {
@@ -364,7 +377,7 @@ export class ClientEngine {
         // Fresh evidence from the server before this site gives it a job's updates.
         const v = await this.#gate.check(ch, `deploy:${msg.job}`);
         if (!v.ok) {
-          const stop = await this.#refuseServer(ch, v, `before accepting job ${msg.job}`);
+          const stop = this.#refuseServer(ch, v, `before accepting job ${msg.job}`);
           return { ...this.#refuse(msg.job, recv, stop, submitter.name), stop };
         }
         this.#attestationVerified(ch, v);

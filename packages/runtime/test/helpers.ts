@@ -1,6 +1,7 @@
 // Test helpers: an in-memory hub of authenticated channels, a tiny linear learner and a FedAvg aggregator.
 // They stand in for @flare/transport+auth, @flare/tfjs and @flare/aggregator only inside these unit tests;
 // the e2e tests run the real packages.
+import { randomBytes } from 'node:crypto';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,8 +15,11 @@ export async function tempDir(prefix = 'flare-rt-'): Promise<string> {
   return mkdtemp(join(tmpdir(), prefix));
 }
 
-/** A ChannelServer whose clients connect in memory with a given identity. */
-export function memoryHub(server: PeerIdentity): ChannelServer & { connect(who: PeerIdentity): Promise<PeerChannel>; channels: PeerChannel[] } {
+/**
+ * A ChannelServer whose clients connect in memory with a given identity. With `sessions`, each connection
+ * exports keying material like an @flare/auth session (a fresh secret per connection), for attestation.
+ */
+export function memoryHub(server: PeerIdentity, options: { sessions?: boolean } = {}): ChannelServer & { connect(who: PeerIdentity): Promise<PeerChannel>; channels: PeerChannel[] } {
   let handler: ((ch: PeerChannel) => void) | undefined;
   const channels: PeerChannel[] = [];
   let open = true;
@@ -30,7 +34,7 @@ export function memoryHub(server: PeerIdentity): ChannelServer & { connect(who: 
     },
     connect: async (who) => {
       if (!open || handler === undefined) throw new Error('server not listening');
-      const [clientSide, serverSide] = channelPair(who, server);
+      const [clientSide, serverSide] = channelPair(who, server, options.sessions === true ? { keyingMaterial: randomBytes(32) } : {});
       channels.push(serverSide);
       handler(serverSide);
       return clientSide;

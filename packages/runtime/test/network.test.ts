@@ -5,7 +5,9 @@ import { signByoc, verifyByocSignature } from '@flare/policy';
 import { createHash } from 'node:crypto';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { AdminClient } from '../src/admin-client.js';
+import type { PeerChannel } from '../src/channel.js';
 import { ClientEngine } from '../src/client-engine.js';
+import { outgoing } from '../src/messages.js';
 import { certificateIdentity, connectToServer, listenForParticipants } from '../src/network.js';
 import { ServerEngine } from '../src/server-engine.js';
 import { initialModelBytes, jobDefinition, learnerFactory, sitePolicy, tempDir, TestFedAvg } from './helpers.js';
@@ -127,4 +129,51 @@ describe('runtime over @flare/transport mTLS + @flare/auth sessions', () => {
       if (expected === 'FAILED') expect(rec.refused['site-1']).toMatch(/^E_RUNTIME_BYOC_SIGNATURE/);
     });
   }
+});
+
+describe('runtime channels over the real transport: session binding and message size', () => {
+  async function pair(limits?: { maxMessageBytes: number }): Promise<{ server: PeerChannel; client: PeerChannel }> {
+    const listener = await listenForParticipants({ kit: kits.get('localhost')!, port: 0, ...(limits === undefined ? {} : { limits }) });
+    open.push(listener);
+    const accepted = new Promise<PeerChannel>((resolve) => listener.onChannel(resolve));
+    const client = await connectToServer({ kit: kits.get('site-1')!, targets: [{ host: '127.0.0.1', port: listener.port }] });
+    open.push({ close: async () => client.close() });
+    return { server: await accepted, client };
+  }
+
+  it('both ends of an @flare/auth session export the same keying material (attestation nonces derive from it), distinct per label', async () => {
+    const { server, client } = await pair();
+    expect(server.peer).toEqual({ name: 'site-1', org: 'org1', kind: 'client' });
+    const a = client.exportKeyingMaterial!('flare attestation', 64);
+    expect(Buffer.from(server.exportKeyingMaterial!('flare attestation', 64)).equals(Buffer.from(a))).toBe(true);
+    expect(Buffer.from(client.exportKeyingMaterial!('another label', 64)).equals(Buffer.from(a))).toBe(false);
+    // Another connection of the same kit is another session: other keying material.
+    const second = await pair();
+    expect(Buffer.from(second.client.exportKeyingMaterial!('flare attestation', 64)).equals(Buffer.from(a))).toBe(false);
+  });
+
+  it('carries a 96 MiB model payload (an encrypted update of ~2.4M parameters, above core\'s 64 MiB frame limit) whole', async () => {
+    const { server, client } = await pair();
+    const size = 96 * 1024 * 1024;
+    const got = new Promise<Uint8Array>((resolve) => server.onMessage((_h, p) => resolve(p)));
+    const payload = new Uint8Array(size);
+    for (let i = 0; i < size; i += 4096) payload[i] = (i >>> 12) & 0xff;
+    await client.send(outgoing({ t: 'heartbeat' }), payload);
+    const received = await got;
+    expect(received.byteLength).toBe(size);
+    expect(createHash('sha256').update(received).digest('hex')).toBe(createHash('sha256').update(payload).digest('hex'));
+  }, 60_000);
+
+  it('refuses a message above the endpoint\'s maxMessageBytes before allocating it (E_TRANSPORT_MESSAGE_TOO_LARGE)', async () => {
+    const { server, client } = await pair({ maxMessageBytes: 1024 * 1024 });
+    let delivered = false;
+    server.onMessage(() => {
+      delivered = true;
+    });
+    const closed = new Promise<Error | undefined>((resolve) => client.onClose(resolve));
+    await client.send(outgoing({ t: 'heartbeat' }), new Uint8Array(2 * 1024 * 1024)).catch(() => undefined);
+    const reason = await closed;
+    expect(delivered).toBe(false);
+    expect(isFlareError(reason, 'E_TRANSPORT_MESSAGE_TOO_LARGE')).toBe(true);
+  });
 });

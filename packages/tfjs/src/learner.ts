@@ -10,6 +10,7 @@ import {
 } from '@flare/core';
 import * as tf from '@tensorflow/tfjs-core';
 import type { LayersModel } from '@tensorflow/tfjs-layers';
+import { checkDpSgd, trainDpSgd, type DpSgdOptions } from './dp-sgd.js';
 import { readWeights, writeWeights } from './weights.js';
 
 /** Samples as row-major features and labels, owned by the caller (never sent anywhere). */
@@ -44,6 +45,13 @@ export interface TfjsLearnerOptions {
   readonly loss?: 'binaryCrossentropy' | 'categoricalCrossentropy' | 'meanSquaredError';
   /** What `train` returns: the weight difference from the global model (default) or full weights. */
   readonly output?: 'diff' | 'full';
+  /**
+   * Record-level differential privacy: train with DP-SGD (per-example clipping, Poisson subsampling, Gaussian
+   * noise) instead of plain mini-batches; `batchSize` is then unused (the expected batch is q x samples). Each
+   * round's update carries meta `dp_sgd` ({@link DpSgdReport}) for the site's accountant (@flare/filters-dp's
+   * `dp-sgd-budget` filter). Dense networks only.
+   */
+  readonly dpSgd?: DpSgdOptions;
   readonly logger?: Logger;
 }
 
@@ -102,6 +110,7 @@ export class TfjsLearner implements Learner {
     this.#batchSize = positive('batchSize', options.batchSize ?? 32);
     this.#trainN = checkDataset(options.train, 'training data');
     if (options.validation !== undefined) checkDataset(options.validation, 'validation data');
+    if (options.dpSgd !== undefined) checkDpSgd(options.dpSgd);
     const lr = options.optimizer?.learningRate ?? 0.1;
     if (!(lr > 0) || !Number.isFinite(lr)) throw new RangeError(`"learningRate" expected a positive number, got ${lr}`);
   }
@@ -118,6 +127,7 @@ export class TfjsLearner implements Learner {
   }
 
   async train(global: FLModel, ctx: LearnerContext): Promise<FLModel> {
+    if (this.#opts.dpSgd !== undefined) return this.#trainDpSgd(global, ctx, this.#opts.dpSgd);
     const logger = this.#opts.logger ?? silentLogger;
     const net = this.network;
     writeWeights(net, global);
@@ -152,16 +162,44 @@ export class TfjsLearner implements Learner {
     }
     ctx.signal?.throwIfAborted();
     if (!Number.isFinite(lastLoss)) throw new MlError('E_ML_NOT_FINITE', `local training at '${ctx.site}' round ${ctx.round} gave loss ${lastLoss}`);
-    const local = readWeights(net);
+    logger.debug('local training done', { site: ctx.site, job: ctx.job, round: ctx.round, steps: batches, loss: lastLoss });
+    return this.#update(global, ctx, batches, lastLoss, {});
+  }
+
+  async #trainDpSgd(global: FLModel, ctx: LearnerContext, dp: DpSgdOptions): Promise<FLModel> {
+    const net = this.network;
+    writeWeights(net, global);
+    const d = this.#opts.train;
+    const optimizer = makeOptimizer(this.#opts.optimizer ?? { name: 'sgd', learningRate: 0.1 });
+    try {
+      const { report, loss } = await trainDpSgd(
+        net,
+        { x: d.x, y: d.y, features: d.features, labelWidth: d.labelWidth ?? 1, n: this.#trainN },
+        {
+          ...dp,
+          epochs: this.#epochs,
+          loss: this.#opts.loss ?? 'binaryCrossentropy',
+          optimizer,
+          ...(ctx.signal === undefined ? {} : { signal: ctx.signal }),
+          ...(ctx.progress === undefined ? {} : { onStep: ctx.progress }),
+        },
+      );
+      (this.#opts.logger ?? silentLogger).debug('DP-SGD local training done', { site: ctx.site, job: ctx.job, round: ctx.round, ...report, loss });
+      return this.#update(global, ctx, report.steps, loss, { dp_sgd: { ...report } });
+    } finally {
+      optimizer.dispose();
+    }
+  }
+
+  #update(global: FLModel, ctx: LearnerContext, steps: number, loss: number, extra: FLModel['meta']): FLModel {
+    const local = readWeights(this.network);
     for (const [name, t] of local.params) {
       if (!(t.data as Float32Array).every(Number.isFinite)) throw new MlError('E_ML_NOT_FINITE', `tensor '${name}' is not finite after local training`);
     }
-    const steps = batches;
-    logger.debug('local training done', { site: ctx.site, job: ctx.job, round: ctx.round, steps, loss: lastLoss });
     const out = this.#opts.output === 'full' ? local : sub(local, global);
     out.kind = this.#opts.output === 'full' ? 'full' : 'diff';
-    out.meta = { [META.NUM_STEPS_CURRENT_ROUND]: steps, [META.CURRENT_ROUND]: ctx.round };
-    out.metrics = { train_loss: lastLoss };
+    out.meta = { [META.NUM_STEPS_CURRENT_ROUND]: steps, [META.CURRENT_ROUND]: ctx.round, ...extra };
+    out.metrics = Number.isFinite(loss) ? { train_loss: loss } : {};
     return out;
   }
 

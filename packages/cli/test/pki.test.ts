@@ -3,6 +3,8 @@ import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { loadAttestationPolicy } from '@flare/cc-attest';
+import { loadHeContextFromKit } from '@flare/filters-he';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 const bin = fileURLToPath(new URL('../dist/bin.js', import.meta.url));
@@ -154,5 +156,107 @@ describe('flare cert revoke | request | approve, flare package', () => {
     const v = await flare(['kit', 'verify', kit, '--root-ca', join(ws, 'example_project', 'prod_00', 'server1', 'startup', 'rootCA.pem')]);
     expect(v.code).toBe(0);
     expect(v.stdout).toContain('signed by the participant');
+  });
+});
+
+// The kit builders `flare provision` registers for other packages: filters-he's HE key step (FLARE's HEBuilder)
+// and cc-attest's attestation-policy builder (FLARE's CCBuilder).
+const ccProject = (builders: string, sitePolicy = ''): string => `api_version: 3
+name: cc_he
+description: HE and attestation provisioning
+participants:
+  - name: server1
+    type: server
+    org: nvidia
+    fed_learn_port: 8002
+  - name: site-1
+    type: client
+    org: hospital_a
+${sitePolicy}  - name: site-2
+    type: client
+    org: hospital_b
+  - name: admin@nvidia.com
+    type: admin
+    org: nvidia
+    role: project_admin
+builders:
+${builders}`;
+
+const exists = (p: string): Promise<boolean> => stat(p).then(() => true, () => false);
+
+describe('flare provision with the HE and attestation kit builders', () => {
+  it("project.yml's HEBuilder and CCBuilder: client kits get the HE secret key (0600), the server kit only the server context, server and sites the attestation policy; every kit verifies", async () => {
+    const ws = join(dir, 'ws-cc-he');
+    const yml = join(dir, 'cc-he.yml');
+    await writeFile(
+      yml,
+      ccProject(
+        `  - path: nvflare.lighter.impl.he.HEBuilder
+    args: { poly_modulus_degree: 8192, coeff_mod_bit_sizes: [60, 40, 40, 60], scale_bits: 40 }
+  - path: nvflare.lighter.cc_provision.impl.cc.CCBuilder
+    args:
+      policy: { version: 1, require: [snp], snp: { vmpls: [0] } }
+`,
+        '    attestation_policy: { version: 1, require: [snp, gpu] }\n',
+      ),
+    );
+    const r = await flare(['provision', '-p', yml, '-w', ws]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain('HE keys: client kits hold startup/client_context.seal');
+    expect(r.stderr).not.toContain('HEBuilder');
+    expect(r.stderr).not.toContain('CCBuilder');
+    const prod = join(ws, 'cc_he', 'prod_00');
+    for (const s of ['site-1', 'site-2']) expect((await stat(join(prod, s, 'startup', 'client_context.seal'))).mode & 0o777).toBe(0o600);
+    expect(await exists(join(prod, 'server1', 'startup', 'server_context.seal'))).toBe(true);
+    expect(await exists(join(prod, 'server1', 'startup', 'client_context.seal'))).toBe(false);
+    expect(await exists(join(prod, 'admin@nvidia.com', 'startup', 'client_context.seal'))).toBe(false);
+    // The server's context really holds no secret key; a client's does.
+    const server = await loadHeContextFromKit(join(prod, 'server1'), 'server');
+    expect(server.hasSecretKey).toBe(false);
+    server.dispose();
+    await expect(loadHeContextFromKit(join(prod, 'server1'), 'client')).rejects.toMatchObject({ code: 'E_HE_KIT_MISSING' });
+    const client = await loadHeContextFromKit(join(prod, 'site-1'), 'client');
+    expect(client.hasSecretKey).toBe(true);
+    client.dispose();
+    // Attestation policies: the project default, and site-1's own.
+    expect((await loadAttestationPolicy(join(prod, 'server1')))?.require).toEqual(['snp']);
+    expect((await loadAttestationPolicy(join(prod, 'site-2')))?.require).toEqual(['snp']);
+    expect((await loadAttestationPolicy(join(prod, 'site-1')))?.require).toEqual(['snp', 'gpu']);
+    expect(await exists(join(prod, 'admin@nvidia.com', 'local', 'attestation_policy.json.default'))).toBe(false);
+    for (const who of ['server1', 'site-1', 'admin@nvidia.com']) expect((await flare(['kit', 'verify', join(prod, who)])).code).toBe(0);
+    // A site that edits its signed default policy is caught like any other tampered kit file.
+    await writeFile(join(prod, 'site-2', 'local', 'attestation_policy.json.default'), '{"version":1}\n');
+    const v = await flare(['kit', 'verify', join(prod, 'site-2')]);
+    expect(v.code).toBe(1);
+    expect(v.stderr).toContain('attestation_policy.json.default');
+  });
+
+  it('--he adds the HE key step to a project.yml without HEBuilder; without it no HE keys are made', async () => {
+    const yml = join(dir, 'plain.yml');
+    await writeFile(yml, ccProject('  - path: nvflare.lighter.impl.static_file.StaticFileBuilder\n    args: { scheme: grpc }\n'));
+    const plain = join(dir, 'ws-plain');
+    expect((await flare(['provision', '-p', yml, '-w', plain])).code).toBe(0);
+    expect(await exists(join(plain, 'cc_he', 'prod_00', 'site-1', 'startup', 'client_context.seal'))).toBe(false);
+    const he = join(dir, 'ws-he-flag');
+    const r = await flare(['provision', '-p', yml, '-w', he, '--he']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(await exists(join(he, 'cc_he', 'prod_00', 'site-1', 'startup', 'client_context.seal'))).toBe(true);
+    expect(await exists(join(he, 'cc_he', 'prod_00', 'server1', 'startup', 'server_context.seal'))).toBe(true);
+  });
+
+  it('refuses an invalid attestation policy at provisioning, naming the participant (exit 1)', async () => {
+    const yml = join(dir, 'bad-cc.yml');
+    await writeFile(yml, ccProject('  - path: nvflare.lighter.cc_provision.impl.cc.CCBuilder\n    args: { policy: { version: 1, require: [sgx] } }\n'));
+    const r = await flare(['provision', '-p', yml, '-w', join(dir, 'ws-bad-cc')]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/^E_PROVISION_BUILDER: .*server1.*require/);
+  });
+
+  it('refuses HE parameters below 128-bit security at provisioning (exit 1)', async () => {
+    const yml = join(dir, 'bad-he.yml');
+    await writeFile(yml, ccProject('  - path: nvflare.lighter.impl.he.HEBuilder\n    args: { poly_modulus_degree: 4096, coeff_mod_bit_sizes: [60, 40, 40, 60] }\n'));
+    const r = await flare(['provision', '-p', yml, '-w', join(dir, 'ws-bad-he')]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/^E_PROVISION_BUILDER: .*(128|secur)/);
   });
 });

@@ -2,6 +2,9 @@
 import { readFile, writeFile, mkdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { Option, type Command } from 'commander';
+import { attestationPolicyKitBuilder } from '@flare/cc-attest';
+import type { KitBuilder } from '@flare/core';
+import { HE_BUILDER_PATH, heKitBuilder } from '@flare/filters-he';
 import {
   approveCsr,
   createCsr,
@@ -15,6 +18,7 @@ import {
   verifyKit,
   type KeyType,
   type ParticipantType,
+  type Project,
 } from '@flare/pki';
 import { runCommand, stdio, type Io } from '../run.js';
 
@@ -30,6 +34,18 @@ function positiveInt(what: string): (value: string) => number {
     if (!Number.isInteger(n) || n < 1) throw new Error(`${what} must be a positive whole number, got '${value}'`);
     return n;
   };
+}
+
+/**
+ * The kit builders other packages contribute to `flare provision`: cc-attest's attestation-policy builder
+ * (FLARE's CCBuilder: writes `local/attestation_policy.json.default` only for participants given a policy, so it
+ * is always registered), and filters-he's HE key step (FLARE's HEBuilder: one CKKS key set, the secret key only
+ * in client kits), registered when project.yml names HEBuilder or `--he` asks for it, since it makes keys for
+ * every project it runs on.
+ */
+export function provisionBuilders(project: Pick<Project, 'builders'>, options: { readonly he?: boolean } = {}): KitBuilder[] {
+  const he = options.he === true || project.builders.some((b) => b.path === HE_BUILDER_PATH);
+  return [attestationPolicyKitBuilder(), ...(he ? [heKitBuilder()] : [])];
 }
 
 /** Writes a file that must not exist yet (a key must never be overwritten silently). */
@@ -51,13 +67,16 @@ export function register(program: Command, io: Io = stdio): void {
     .addOption(new Option('--key-type <type>', 'key type of a new root and new participant keys').choices([...KEY_TYPES]))
     .option('--new-root', 'create a new root CA even though the project has kits or a CA state (invalidates every existing kit)')
     .option('--valid-days <n>', 'validity of newly issued certificates in days (default 360)', positiveInt('--valid-days'))
-    .action((opts: { project: string; workspace: string; add?: string; keyType?: KeyType; newRoot?: boolean; validDays?: number }) =>
+    .option('--he', "add the HE key step (CKKS; FLARE's HEBuilder) even when project.yml does not name HEBuilder")
+    .action((opts: { project: string; workspace: string; add?: string; keyType?: KeyType; newRoot?: boolean; validDays?: number; he?: boolean }) =>
       run(async () => {
         const project = await loadProject(opts.project);
         const add = opts.add === undefined ? undefined : await loadParticipants(opts.add, project);
         const pass = passphrase();
+        const builders = provisionBuilders(project, { he: opts.he === true });
         const result = await provision(project, {
           workspace: opts.workspace,
+          builders,
           ...(opts.keyType === undefined ? {} : { keyType: opts.keyType }),
           ...(add === undefined ? {} : { add }),
           ...(pass === undefined ? {} : { passphrase: pass }),
@@ -67,6 +86,7 @@ export function register(program: Command, io: Io = stdio): void {
         for (const notice of result.notices) io.err(`notice: ${notice}`);
         io.out(`${result.rootCreated ? 'created a new root CA' : 'reused the root CA'} (${result.keyType}); CA state in ${result.stateDir}`);
         for (const kit of result.kits) io.out(`  ${kit.type.padEnd(6)} ${kit.name}: ${kit.reused ? 'certificate reused' : 'new certificate'}`);
+        if (builders.some((b) => b.name === 'he')) io.out('HE keys: client kits hold startup/client_context.seal (secret key), the server kit only startup/server_context.seal (no secret key)');
         io.out(`startup kits written to ${result.prodDir}`);
       }),
     );

@@ -8,7 +8,7 @@ import { deriveEpochKeys } from './key-schedule.js';
 import { b64u, CONTROL, helloSigningInput, parseMessage, transcriptHash, WELCOME, welcomeSigningInput } from './protocol.js';
 import type { LoginCredentials } from './server-auth.js';
 import { AuthSession, type Peer, type Session } from './session.js';
-import { checkKeyPair, signWithKit, verifyWithCert } from './signature.js';
+import { checkKeyPair, signWithKit, verifyWithKey } from './signature.js';
 import { ephemeral, sharedSecret } from './x25519.js';
 
 /** Options of {@link createClientAuth}. */
@@ -80,7 +80,7 @@ export function createClientAuth(options: ClientAuthOptions): ClientAuth {
       rootCaPem: kit.rootCaPem, at: new Date(t), expectedType: 'server', expectedName: kit.server.name,
       ...(kit.crlPem !== undefined ? { crl: kit.crlPem } : {}),
     });
-    if (!verifyWithCert(welcome.cert, welcomeSigningInput(hello, answer.header), Buffer.from(welcome.sig, 'base64url'))) {
+    if (!verifyWithKey(cert.publicKey, welcomeSigningInput(hello, answer.header), Buffer.from(welcome.sig, 'base64url'))) {
       throw new AuthError('E_AUTH_SIGNATURE', `the login answer is not signed by the key of '${cert.name}'`);
     }
     if (Math.abs(t - welcome.ts) > maxSkewMs) throw new AuthError('E_AUTH_STALE', `the server clock is ${Math.round((welcome.ts - t) / 1000)} s away from this clock`);

@@ -8,7 +8,7 @@ import { NonceCache } from './nonce-cache.js';
 import { b64u, CONTROL, HELLO, helloSigningInput, parseMessage, transcriptHash, welcomeSigningInput } from './protocol.js';
 import { AuthSession, type Peer, type Session } from './session.js';
 import { SessionStore } from './session-store.js';
-import { checkKeyPair, fingerprint, signWithKit, verifyWithCert } from './signature.js';
+import { checkKeyPair, derFingerprint, signWithKit, verifyWithKey } from './signature.js';
 import { EXPORTER_LABEL } from './channel-binding.js';
 import { ephemeral, sharedSecret } from './x25519.js';
 
@@ -92,11 +92,12 @@ export function createServerAuth(options: ServerAuthOptions): ServerAuth {
     // Chain to the root, validity, revocation, and CN = the claimed name (pki's checks, in that order).
     const cert = verifyCertificate(hello.cert, { rootCaPem: kit.rootCaPem, at: new Date(t), expectedName: hello.name, ...(crl !== undefined ? { crl } : {}) });
     if (!allowTypes.includes(cert.type)) throw new PkiError('E_CERT_WRONG_TYPE', `a ${cert.type} certificate cannot log in to this server`);
-    if (!verifyWithCert(hello.cert, helloSigningInput(first.header), Buffer.from(hello.sig, 'base64url'))) {
+    if (!verifyWithKey(cert.publicKey, helloSigningInput(first.header), Buffer.from(hello.sig, 'base64url'))) {
       throw new AuthError('E_AUTH_SIGNATURE', `the login of '${cert.name}' is not signed by its certificate's key`);
     }
     if (!nonces.add(hello.nonce, t)) throw new AuthError('E_AUTH_REPLAY', `a login of '${cert.name}' was replayed`);
-    if (channel.tls?.peerCertificatePem !== undefined && fingerprint(channel.tls.peerCertificatePem) !== fingerprint(hello.cert)) {
+    // cert.fingerprint is the SHA-256 of exactly the certificate verifyCertificate checked.
+    if (channel.tls?.peerCertificatePem !== undefined && derFingerprint(channel.tls.peerCertificatePem) !== cert.fingerprint) {
       throw new AuthError('E_AUTH_TLS_IDENTITY', `'${cert.name}' logged in with a certificate other than its TLS certificate`);
     }
     sessions.assertAllowed(cert.name);

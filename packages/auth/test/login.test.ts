@@ -231,4 +231,14 @@ describe('login refusals (each with its code)', () => {
     const ok = await run({}, {}, channelPair({ client: ekm, server: ekm, clientCert: kits.client.certPem }));
     expect(ok.server.status).toBe('fulfilled');
   });
+
+  it('mtls: the TLS certificate compares by its DER bytes, whatever the PEM line endings; a bundle is read by its first certificate (E_AUTH_TLS_IDENTITY)', async () => {
+    const ekm = randomBytes(32);
+    const crlf = kits.client.certPem.replace(/\n/g, '\r\n');
+    expect((await run({}, {}, channelPair({ client: ekm, server: ekm, clientCert: crlf }))).server.status).toBe('fulfilled');
+    const bundle = kits.client2.certPem + kits.client.certPem;
+    expect(codeOf((await run({}, {}, channelPair({ client: ekm, server: ekm, clientCert: bundle }))).server)).toBe('E_AUTH_TLS_IDENTITY');
+    const first = kits.client.certPem + kits.client2.certPem;
+    expect((await run({}, {}, channelPair({ client: ekm, server: ekm, clientCert: first }))).server.status).toBe('fulfilled');
+  });
 });

@@ -156,3 +156,34 @@ describe('createClient (reconnect)', () => {
     expect(((await c2.ready(5000).catch((e: unknown) => e)) as FlareError).code).toBe('E_CERT_REVOKED');
   });
 });
+
+describe('TLS contexts are reused per (CA, certificate, key), never across them', () => {
+  it('each dial presents its own certificate and trusts only its own CA, whatever was dialed before (E_TRANSPORT_TLS)', async () => {
+    const peers: string[] = [];
+    const server = await listen<string>({
+      port: 0,
+      host: '127.0.0.1',
+      security: 'mtls',
+      // Also trust the other CA at the TLS layer, so the test sees which certificate each client presents.
+      tls: { certPem: pki.serverCertPem, privateKey: pki.serverKeyPem, caPem: pki.caPem + pki.otherCaPem },
+      authenticate: async (c) => {
+        const pem = c.tls?.peerCertificatePem ?? 'none';
+        peers.push(pem);
+        return pem;
+      },
+    });
+    cleanup.push(() => server.close());
+    const target = [{ host: '127.0.0.1', port: server.port }];
+    const site = { caPem: pki.caPem, certPem: pki.clientCertPem, privateKey: pki.clientKeyPem };
+    const intruder = { caPem: pki.caPem, certPem: pki.otherClientCertPem, privateKey: pki.otherClientKeyPem };
+    for (const tls of [site, intruder, site, { ...site }]) {
+      const conn = await dial({ security: 'mtls', targets: target, tls });
+      await conn.close();
+    }
+    const der = (pem: string) => pem.replace(/-----[^-]+-----|\s/g, '');
+    expect(peers.map(der)).toEqual([site, intruder, site, site].map((t) => der(t.certPem)));
+    // A client that trusts only the other CA refuses this server, even right after a dial that trusted it.
+    const error = await dial({ security: 'mtls', targets: target, tls: { ...site, caPem: pki.otherCaPem } }).catch((e: unknown) => e);
+    expect((error as FlareError).code).toBe('E_TRANSPORT_TLS');
+  });
+});

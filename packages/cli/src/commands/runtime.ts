@@ -1,7 +1,7 @@
 import { writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { readJobFolder } from '@flare/runtime';
-import { InvalidArgumentError, type Command } from 'commander';
+import { InvalidArgumentError, Option, type Command } from 'commander';
 import { runCommand, stdio } from '../run.js';
 import { connectAdmin, runClient, runServer, signJobBundle } from '../poc/participants.js';
 import { renderSummary, runPoc, type PocSummary } from '../poc/poc.js';
@@ -41,10 +41,21 @@ export function register(program: Command): void {
     .option('--workspace <dir>', 'where jobs, checkpoints, logs and the audit log go (default <kit>-workspace)')
     .option('--host <address>', 'address to listen on (default 127.0.0.1; 0.0.0.0 to serve other machines)')
     .option('--port <n>', 'override fed_learn_port', int('--port', 0, 65535))
-    .action((o: { kit: string; workspace?: string; host?: string; port?: number }) =>
+    .option('--attestation <file>', 'how this participant attests and re-checks peers (default <workspace>/attestation.json when present); what it requires is its kit\'s attestation policy')
+    .option('--max-message-mib <n>', 'largest message accepted or sent, in MiB (default 2048: the largest HE update the aggregator takes)', int('--max-message-mib', 1, 4095))
+    .action((o: { kit: string; workspace?: string; host?: string; port?: number; attestation?: string; maxMessageMib?: number }) =>
       run(() =>
         runServer(
-          { kit: o.kit, ...(o.workspace === undefined ? {} : { workspace: o.workspace }), ...(o.host === undefined ? {} : { host: o.host }), ...(o.port === undefined ? {} : { port: o.port }), signal: untilSignal(), onListening: (p) => stdio.out(`flare server listening on port ${p}`) },
+          {
+            kit: o.kit,
+            ...(o.workspace === undefined ? {} : { workspace: o.workspace }),
+            ...(o.host === undefined ? {} : { host: o.host }),
+            ...(o.port === undefined ? {} : { port: o.port }),
+            ...(o.attestation === undefined ? {} : { attestation: o.attestation }),
+            ...(o.maxMessageMib === undefined ? {} : { maxMessageMiB: o.maxMessageMib }),
+            signal: untilSignal(),
+            onListening: (p) => stdio.out(`flare server listening on port ${p}`),
+          },
           defaultStack(),
         ),
       ),
@@ -56,8 +67,22 @@ export function register(program: Command): void {
     .requiredOption('--kit <dir>', 'the site startup kit')
     .option('--workspace <dir>', 'site state: site.json, logs, audit log, DP budgets (default <kit>-workspace)')
     .option('--server <host:port>', "override the kit's server address")
-    .action((o: { kit: string; workspace?: string; server?: string }) =>
-      run(() => runClient({ kit: o.kit, ...(o.workspace === undefined ? {} : { workspace: o.workspace }), ...(o.server === undefined ? {} : { server: o.server }), signal: untilSignal() }, defaultStack())),
+    .option('--attestation <file>', 'how this site attests and re-checks the server (default <workspace>/attestation.json when present); what it requires is its kit\'s attestation policy')
+    .option('--max-message-mib <n>', 'largest message accepted or sent, in MiB (default 2048)', int('--max-message-mib', 1, 4095))
+    .action((o: { kit: string; workspace?: string; server?: string; attestation?: string; maxMessageMib?: number }) =>
+      run(() =>
+        runClient(
+          {
+            kit: o.kit,
+            ...(o.workspace === undefined ? {} : { workspace: o.workspace }),
+            ...(o.server === undefined ? {} : { server: o.server }),
+            ...(o.attestation === undefined ? {} : { attestation: o.attestation }),
+            ...(o.maxMessageMib === undefined ? {} : { maxMessageMiB: o.maxMessageMib }),
+            signal: untilSignal(),
+          },
+          defaultStack(),
+        ),
+      ),
     );
 
   const admin = program
@@ -123,14 +148,22 @@ export function register(program: Command): void {
     .option('--clients <n>', 'number of sites', int('--clients', 2, 16), 3)
     .option('--rounds <r>', 'FedAvg rounds', int('--rounds', 1, 100), 5)
     .option('--dp', 'sites demand differential privacy on their updates (privacy scope "private")', false)
+    .option('--he', 'sites encrypt their updates (CKKS) and the server aggregates ciphertexts without a secret key; then a plaintext twin runs for the overhead figures', false)
+    .addOption(new Option('--attest <mode>', 'attestation at login (both ways), before deploys and every 10 s, with synthetic evidence from a test authority').choices(['test']))
+    .option('--attest-debug-site <name>', "with --attest test: this site's evidence shows a debuggable guest, which the default policy refuses (demonstration)")
     .option('--workspace <dir>', 'where to provision and run (default: a new temporary folder)')
     .option('--json', 'print the summary as one JSON object on stdout', false)
-    .action((o: { clients: number; rounds: number; dp: boolean; workspace?: string; json: boolean }) =>
-      run(async () => {
+    .action((o: { clients: number; rounds: number; dp: boolean; he: boolean; attest?: 'test'; attestDebugSite?: string; workspace?: string; json: boolean }, cmd: Command) => {
+      if (o.attestDebugSite !== undefined && o.attest === undefined) cmd.error('error: --attest-debug-site needs --attest test', { exitCode: 2 });
+      if (o.attestDebugSite !== undefined && !/^site-\d+$/.test(o.attestDebugSite)) cmd.error(`error: --attest-debug-site expected a site name site-1..site-${o.clients}, got ${o.attestDebugSite}`, { exitCode: 2 });
+      return run(async () => {
         const summary: PocSummary = await runPoc({
           clients: o.clients,
           rounds: o.rounds,
           dp: o.dp,
+          he: o.he,
+          ...(o.attest === undefined ? {} : { attest: o.attest }),
+          ...(o.attestDebugSite === undefined ? {} : { attestDebugSite: o.attestDebugSite }),
           json: o.json,
           ...(o.workspace === undefined ? {} : { workspace: o.workspace }),
           progress: (l) => stdio.err(l),
@@ -140,6 +173,6 @@ export function register(program: Command): void {
         });
         if (o.json) stdio.out(JSON.stringify(summary));
         else for (const l of renderSummary(summary)) stdio.out(l);
-      }),
-    );
+      });
+    });
 }

@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto';
-import { mkdir } from 'node:fs/promises';
+import { access, mkdir } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { FlareRuntimeError, type Aggregator, type AuditHook, type FilterFactory, type JsonValue } from '@flare/core';
+import { HE_CLIENT_CONTEXT_FILE, HE_SERVER_CONTEXT_FILE, heDecryptFactory, heEncryptFactory, loadHeContextFromKit } from '@flare/filters-he';
 import { loadKit, type Kit } from '@flare/pki';
 import { PolicyFile, loadSitePolicies, parseAuthorizationPolicy, signByoc, verifyByocSignature, type AuthorizationPolicy } from '@flare/policy';
 import {
@@ -20,6 +21,7 @@ import {
   type RoundRecord,
 } from '@flare/runtime';
 import { selectBackend } from '@flare/tfjs';
+import { attestationFor } from './attestation-config.js';
 import { loadSiteData } from './dataset.js';
 import { readSiteConfig } from './site-config.js';
 import { spamLearnerFactory } from './spam-model.js';
@@ -46,6 +48,13 @@ async function openKit(dir: string, want: 'server' | 'client' | 'admin'): Promis
   return kit;
 }
 
+const exists = (p: string): Promise<boolean> => access(p).then(() => true, () => false);
+
+/** `--max-message-mib` as transport limits (the runtime's default, 2 GiB, when not given). */
+function messageLimits(mib: number | undefined): { limits: { maxMessageBytes: number } } | Record<string, never> {
+  return mib === undefined ? {} : { limits: { maxMessageBytes: mib * 1024 * 1024 } };
+}
+
 function until(signal: AbortSignal): Promise<void> {
   return new Promise((r) => (signal.aborted ? r() : signal.addEventListener('abort', () => r(), { once: true })));
 }
@@ -60,6 +69,10 @@ export interface ServerRun {
   readonly signal: AbortSignal;
   readonly onListening?: (port: number) => void;
   readonly onRound?: (job: string, r: RoundRecord) => void;
+  /** The attestation configuration (default `<workspace>/attestation.json` when present). */
+  readonly attestation?: string;
+  /** Largest message in MiB (default: the runtime's 2 GiB). */
+  readonly maxMessageMiB?: number;
 }
 
 /** `flare server --kit DIR`: verifies the kit, then serves sites and admins until `signal` aborts. */
@@ -78,7 +91,12 @@ export async function runServer(o: ServerRun, stack: Stack): Promise<void> {
     audit: audit.hook,
     logger,
   });
-  const listener = await listenForParticipants({ kit, ...(o.host === undefined ? {} : { host: o.host }), ...(o.port === undefined ? {} : { port: o.port }), logger });
+  // HE: the server kit's context has the parameters and key-set id only; loadHeContextFromKit refuses one
+  // holding a secret key (a client kit copied to the server).
+  const he = (await exists(join(kit.dir, HE_SERVER_CONTEXT_FILE))) ? await loadHeContextFromKit(kit.dir, 'server') : undefined;
+  if (he !== undefined) logger.info('encrypted aggregation available: the server HE context holds no secret key', { params: he.fingerprint });
+  const attestation = await attestationFor(kit.dir, ws, o.attestation, logger);
+  const listener = await listenForParticipants({ kit, ...(o.host === undefined ? {} : { host: o.host }), ...(o.port === undefined ? {} : { port: o.port }), ...messageLimits(o.maxMessageMiB), logger });
   const server = await ServerEngine.start({
     name: kit.participant.name,
     org: kit.participant.org,
@@ -89,12 +107,15 @@ export async function runServer(o: ServerRun, stack: Stack): Promise<void> {
     audit: audit.hook,
     auditTail: (n) => audit.tail(n),
     logger,
+    ...(he === undefined ? {} : { he }),
+    ...(attestation === undefined ? {} : { attestation }),
     ...(o.onRound === undefined ? {} : { onRound: o.onRound }),
   });
   logger.info(`server ${kit.participant.name} listening`, { port: listener.port, security: kit.connectionSecurity });
   o.onListening?.(listener.port);
   await until(o.signal);
   await server.close();
+  he?.dispose();
   authz.close();
   await audit.close();
   await logger.close();
@@ -107,6 +128,10 @@ export interface ClientRun {
   /** Override the kit's server address (`host:port`). */
   readonly server?: string;
   readonly signal: AbortSignal;
+  /** The attestation configuration (default `<workspace>/attestation.json` when present). */
+  readonly attestation?: string;
+  /** Largest message in MiB (default: the runtime's 2 GiB). */
+  readonly maxMessageMiB?: number;
 }
 
 function target(s: string | undefined): Array<{ host: string; port: number }> | undefined {
@@ -124,38 +149,56 @@ export async function runClient(o: ClientRun, stack: Stack): Promise<void> {
   const logger: ClosableLogger = createLogger({ name: kit.participant.name, file: join(ws, 'client.log.jsonl') });
   const config = await readSiteConfig(ws);
   const audit = await stack.openAudit(ws, kit);
-  const filters = stack.filters();
-  const policies = await loadSitePolicies({
-    localDir: join(kit.dir, 'local'),
-    registry: filters as ReadonlyMap<string, FilterFactory>,
-    defaultComponents: { allow: new Set(config.components.allow), byoc: config.components.byoc },
-    audit: audit.hook,
-    logger,
-  });
-  const learners = new Map<string, LearnerFactory<unknown>>();
-  if (config.data !== undefined) {
-    const d = config.data;
-    await selectBackend({ logger });
-    let cached: ReturnType<typeof loadSiteData> | undefined;
-    learners.set('tfjs-spam', spamLearnerFactory(() => (cached ??= loadSiteData({ site: d.site, sites: d.sites, seed: d.seed, features: d.features }))));
+  try {
+    const filters = new Map(stack.filters());
+    // HE: a kit provisioned with the HE step holds the project's client context (secret key, 0600): the site
+    // can then name he-encrypt / he-decrypt in its privacy.json. One source object: both share one context.
+    if (await exists(join(kit.dir, HE_CLIENT_CONTEXT_FILE))) {
+      const source = { kitDir: kit.dir };
+      filters.set('he-encrypt', heEncryptFactory(source) as FilterFactory<unknown>);
+      filters.set('he-decrypt', heDecryptFactory(source) as FilterFactory<unknown>);
+    }
+    const policies = await loadSitePolicies({
+      localDir: join(kit.dir, 'local'),
+      registry: filters as ReadonlyMap<string, FilterFactory>,
+      defaultComponents: { allow: new Set(config.components.allow), byoc: config.components.byoc },
+      audit: audit.hook,
+      logger,
+    });
+    try {
+      const learners = new Map<string, LearnerFactory<unknown>>();
+      if (config.data !== undefined) {
+        const d = config.data;
+        await selectBackend({ logger });
+        let cached: ReturnType<typeof loadSiteData> | undefined;
+        learners.set('tfjs-spam', spamLearnerFactory(() => (cached ??= loadSiteData({ site: d.site, sites: d.sites, seed: d.seed, features: d.features }))));
+      }
+      const targets = target(o.server);
+      const attestation = await attestationFor(kit.dir, ws, o.attestation, logger);
+      const engine = await ClientEngine.start({
+        site: { name: kit.participant.name, org: kit.participant.org },
+        connect: () => connectToServer({ kit, ...(targets === undefined ? {} : { targets }), ...messageLimits(o.maxMessageMiB), logger }),
+        policy: sitePolicyFromFiles(policies, kit.participant.org),
+        learners,
+        filters,
+        workspace: ws,
+        audit: audit.hook,
+        logger,
+        verifyByoc: (bundle, submitter) => verifyByocSignature(bundle, { submitter, rootCa: kit.rootCaPem }),
+        ...(attestation === undefined ? {} : { attestation }),
+      });
+      await Promise.race([until(o.signal), engine.done]);
+      await engine.close();
+      // A site that stopped by itself (attestation refused, either way) exits 1 with the reason.
+      if (engine.stopReason !== undefined) throw engine.stopReason;
+    } finally {
+      policies.close();
+    }
+  } finally {
+    // Also when the site is refused at start (e.g. its attestation): its audit log stays whole and closed.
+    await audit.close();
+    await logger.close();
   }
-  const targets = target(o.server);
-  const engine = await ClientEngine.start({
-    site: { name: kit.participant.name, org: kit.participant.org },
-    connect: () => connectToServer({ kit, ...(targets === undefined ? {} : { targets }), logger }),
-    policy: sitePolicyFromFiles(policies, kit.participant.org),
-    learners,
-    filters,
-    workspace: ws,
-    audit: audit.hook,
-    logger,
-    verifyByoc: (bundle, submitter) => verifyByocSignature(bundle, { submitter, rootCa: kit.rootCaPem }),
-  });
-  await Promise.race([until(o.signal), engine.done]);
-  await engine.close();
-  policies.close();
-  await audit.close();
-  await logger.close();
 }
 
 /**

@@ -1,11 +1,14 @@
-import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { FlareRuntimeError, encodeModel, type JsonValue } from '@flare/core';
+import { attestationPolicyKitBuilder, createTestAuthority, serializeTestAuthority } from '@flare/cc-attest';
+import { FlareRuntimeError, encodeModel, parameterCount, type JsonValue, type KitBuilder } from '@flare/core';
+import { heKitBuilder } from '@flare/filters-he';
 import { parseProject, provision } from '@flare/pki';
 import { readJobFolder, type JobRecord } from '@flare/runtime';
 import { readWeights, selectBackend } from '@flare/tfjs';
+import { ATTESTATION_CONFIG_FILE } from './attestation-config.js';
 import { spamAssassin } from './dataset.js';
 import { connectAdmin, workspaceOf } from './participants.js';
 import { freePort, startParticipant, type Participant } from './processes.js';
@@ -16,6 +19,12 @@ export interface PocOptions {
   readonly clients: number;
   readonly rounds: number;
   readonly dp: boolean;
+  /** Sites encrypt their updates (CKKS); a plaintext twin of the federation runs after, for the overhead. */
+  readonly he?: boolean;
+  /** Attestation with synthetic evidence from a test authority written into the workspace. */
+  readonly attest?: 'test';
+  /** With `attest`: this site's evidence shows a debuggable guest (the default policy refuses it). */
+  readonly attestDebugSite?: string;
   readonly workspace?: string;
   readonly json: boolean;
   /** Hashed bag-of-words width (default 1024) and hidden units (default 0: logistic regression, the model DP is documented for). */
@@ -31,6 +40,58 @@ export interface PocOptions {
   readonly verifyAudit?: (dirs: ReadonlyArray<{ readonly name: string; readonly dir: string; readonly certificate: string }>) => Promise<{ verified: boolean; problems: string[] }>;
 }
 
+/** A value with and without HE, and their ratio (HE / plain). */
+export interface Compared {
+  readonly he: number;
+  readonly plain: number;
+  readonly ratio: number | null;
+}
+
+/** The HE overhead `flare poc --he` reports: the HE run against its plaintext twin (see `compared_with`). */
+export interface HeOverhead {
+  /** What the figures compare: the HE federation and a plaintext twin run right after it in the same command. */
+  readonly compared_with: string;
+  /** Mean seconds per round (scatter to checkpoint, at the server). */
+  readonly seconds_per_round: Compared;
+  /** Mean model bytes moved per site per round (global model down + update up). */
+  readonly bytes_per_site_per_round: Compared;
+  /** Mean seconds the server spent aggregating per round (accept, result, new global model). */
+  readonly server_aggregate_seconds_per_round: Compared;
+  /** Mean milliseconds a site spent encrypting its update / decrypting the global model per round. */
+  readonly site_encrypt_ms_per_round: number | null;
+  readonly site_decrypt_ms_per_round: number | null;
+  /** One site's update: ciphertext bytes (HE) against the plaintext float32 bytes of the same parameters. */
+  readonly update_bytes: Compared;
+  readonly parameters: number;
+  /** Accuracy of the final global model on the held-out split (both runs train with fresh shuffles). */
+  readonly final_accuracy: { readonly he: number | null; readonly plain: number | null };
+  /** Wall-clock seconds of each federation (provisioning to summary). */
+  readonly total_seconds: { readonly he: number; readonly plain: number };
+  /** The plaintext twin's workspace. */
+  readonly twin_workspace: string;
+}
+
+/** One attestation decision, as the deciding participant's audit log recorded it. */
+export interface AttestationDecision {
+  /** Who decided (whose policy). */
+  readonly by: string;
+  /** Whose evidence. */
+  readonly peer: string;
+  readonly purpose: string;
+  readonly code?: string;
+  readonly reason?: string;
+}
+
+/** What `flare poc --attest test` reports, read from every participant's audit log. */
+export interface AttestationReport {
+  readonly mode: 'test';
+  /** The policy every server and site kit was provisioned with. */
+  readonly policy: JsonValue;
+  readonly verified: number;
+  readonly periodic: number;
+  readonly refused: AttestationDecision[];
+}
+
 /** What `flare poc --json` prints. */
 export interface PocSummary {
   readonly dataset: string;
@@ -38,13 +99,30 @@ export interface PocSummary {
   readonly job: string;
   readonly status: string;
   readonly rounds: Array<{ round: number; accuracy: number | null; loss: number | null; seconds: number; contributors: string[] }>;
-  readonly sites: Array<{ name: string; epsilon: number | null; bytes: number }>;
+  readonly sites: Array<{ name: string; epsilon: number | null; bytes: number; refused?: string }>;
   readonly audit: { verified: boolean; problems: string[] };
   readonly seconds: number;
+  /** With --he: the overhead against the plaintext twin. */
+  readonly he?: HeOverhead;
+  /** With --attest: every refusal and how many checks passed. */
+  readonly attestation?: AttestationReport;
 }
 
-function projectYaml(name: string, port: number, clients: number): string {
+/**
+ * The attestation policy of every server and site kit in `flare poc --attest test`: SEV-SNP evidence required
+ * (synthetic, from the test attester), bound to the session nonce, at most 60 s old, and the default SNP rules
+ * (no debuggable guest, VMPL 0, no migration agent, committed firmware).
+ */
+const POC_ATTESTATION_POLICY = { version: 1, require: ['snp'], freshness: { maxAgeSeconds: 60, requireNonce: true }, snp: { vmpls: [0] } };
+/** Re-check interval in the poc: short, so a run of a few seconds per round shows periodic checks. */
+const POC_ATTESTATION_INTERVAL_S = 10;
+
+function projectYaml(name: string, port: number, clients: number, o: { readonly he: boolean; readonly attest: boolean }): string {
   const sites = Array.from({ length: clients }, (_, i) => `  - name: site-${i + 1}\n    type: client\n    org: hospital_${i + 1}\n`).join('');
+  const builders = [
+    ...(o.he ? ['  - path: nvflare.lighter.impl.he.HEBuilder\n    args: { poly_modulus_degree: 8192, coeff_mod_bit_sizes: [60, 40, 40, 60], scale_bits: 40 }\n'] : []),
+    ...(o.attest ? [`  - path: nvflare.lighter.cc_provision.impl.cc.CCBuilder\n    args:\n      policy: ${JSON.stringify(POC_ATTESTATION_POLICY)}\n`] : []),
+  ];
   return `api_version: 3
 name: ${name}
 description: flare poc, one machine
@@ -57,7 +135,7 @@ ${sites}  - name: admin@flare.poc
     type: admin
     org: flare
     role: project_admin
-`;
+${builders.length === 0 ? '' : `builders:\n${builders.join('')}`}`;
 }
 
 type Bar = { start(total: number, value: number, payload?: object): void; update(value: number, payload?: object): void; stop(): void };
@@ -69,35 +147,148 @@ function progressBar(tty: boolean): Bar | undefined {
   return new cp.SingleBar({ format: 'round {value}/{total} |{bar}| accuracy {acc}  {secs}s/round', stream: process.stderr, hideCursor: true }, cp.Presets.shades_classic);
 }
 
+interface FederationRun {
+  readonly summary: PocSummary;
+  readonly record: JobRecord;
+  readonly parameters: number;
+}
+
+interface Variant {
+  readonly he: boolean;
+  /** Prefix of progress lines ('' for the main run). */
+  readonly label: string;
+  /** Draw the progress bar (main run on a terminal). */
+  readonly bar: boolean;
+}
+
+type AuditLine = { action?: string; user?: string; msg?: string; data?: { [k: string]: JsonValue } };
+
+async function auditLines(file: string): Promise<AuditLine[]> {
+  const text = await readFile(file, 'utf8').catch(() => '');
+  const out: AuditLine[] = [];
+  for (const l of text.split('\n')) {
+    if (l.trim() === '') continue;
+    try {
+      out.push(JSON.parse(l) as AuditLine);
+    } catch {
+      // A torn last line is the audit verifier's business; it reports it.
+    }
+  }
+  return out;
+}
+
+/** Reads every attestation decision from the participants' audit logs. */
+async function attestationReport(parts: ReadonlyArray<{ readonly name: string; readonly dir: string }>): Promise<AttestationReport> {
+  let verified = 0;
+  let periodic = 0;
+  const refused: AttestationDecision[] = [];
+  for (const p of parts) {
+    for (const e of await auditLines(join(p.dir, 'audit.jsonl'))) {
+      const purpose = String(e.data?.['purpose'] ?? '');
+      if (e.action === 'attestation_verified') {
+        verified += 1;
+        if (purpose.startsWith('periodic')) periodic += 1;
+      }
+      if (e.action === 'attestation_refused') {
+        const reason = String(e.msg ?? '').replace(/^.*?: (E_[A-Z_]+): /, '');
+        refused.push({ by: p.name, peer: String(e.user ?? e.data?.['peer'] ?? '?'), purpose, code: String(e.data?.['code'] ?? ''), reason });
+      }
+    }
+  }
+  return { mode: 'test', policy: POC_ATTESTATION_POLICY as unknown as JsonValue, verified, periodic, refused };
+}
+
+const mean = (xs: readonly number[]): number => (xs.length === 0 ? 0 : xs.reduce((a, b) => a + b, 0) / xs.length);
+const ratio = (a: number, b: number): number | null => (b > 0 ? Number((a / b).toFixed(3)) : null);
+const r3 = (x: number): number => Number(x.toFixed(3));
+const compared = (he: number, plain: number): Compared => ({ he: r3(he), plain: r3(plain), ratio: ratio(he, plain) });
+
+/** The HE run against its plaintext twin: per-round means of what the servers recorded. */
+function heOverhead(he: FederationRun, plain: FederationRun, twinWorkspace: string): HeOverhead {
+  const perRound = (r: FederationRun, f: (h: JobRecord['history'][number]) => number) => mean(r.record.history.map(f));
+  const perSite = (r: FederationRun) => mean(r.record.history.flatMap((h) => Object.values(h.bytes)));
+  const siteMetric = (key: string): number[] => he.record.history.flatMap((h) => Object.values(h.site_metrics).flatMap((m) => (m[key] === undefined ? [] : [m[key]!])));
+  const enc = siteMetric('he_encrypt_ms');
+  const dec = siteMetric('he_decrypt_ms');
+  const upload = siteMetric('he_upload_bytes');
+  return {
+    compared_with: 'a plaintext twin: the same federation (sites, data split, seed, rounds, privacy scopes, attestation) run right after the HE one in this command, without HE',
+    seconds_per_round: compared(perRound(he, (h) => h.seconds), perRound(plain, (h) => h.seconds)),
+    bytes_per_site_per_round: compared(Math.round(perSite(he)), Math.round(perSite(plain))),
+    server_aggregate_seconds_per_round: compared(perRound(he, (h) => h.aggregate_seconds ?? 0), perRound(plain, (h) => h.aggregate_seconds ?? 0)),
+    site_encrypt_ms_per_round: enc.length === 0 ? null : r3(mean(enc)),
+    site_decrypt_ms_per_round: dec.length === 0 ? null : r3(mean(dec)),
+    update_bytes: compared(Math.round(mean(upload)), he.parameters * 4),
+    parameters: he.parameters,
+    final_accuracy: { he: he.summary.rounds.at(-1)?.accuracy ?? null, plain: plain.summary.rounds.at(-1)?.accuracy ?? null },
+    total_seconds: { he: he.summary.seconds, plain: plain.summary.seconds },
+    twin_workspace: twinWorkspace,
+  };
+}
+
 /**
  * `flare poc`: provisions a project, starts the server and N sites as separate processes over mTLS with
  * @flare/auth sessions, submits the spam job as the project admin, follows the rounds, and summarises:
  * accuracy and loss per round on the held-out split, epsilon per site (with --dp), bytes moved, seconds per
- * round, and the verification of every participant's audit log.
+ * round, and the verification of every participant's audit log. With `--he` the sites encrypt their updates and
+ * the server aggregates ciphertexts without a secret key; a plaintext twin of the same federation then runs,
+ * and the summary compares the two. With `--attest test` every participant attests to its peers (login, deploy,
+ * every 10 s) with synthetic SEV-SNP evidence from a test authority written into the workspace.
  */
 export async function runPoc(o: PocOptions): Promise<PocSummary> {
   const started = performance.now();
   if (!Number.isInteger(o.clients) || o.clients < 2 || o.clients > 16) throw new RangeError(`"--clients" expected 2..16, got ${o.clients}`);
   if (!Number.isInteger(o.rounds) || o.rounds < 1 || o.rounds > 100) throw new RangeError(`"--rounds" expected 1..100, got ${o.rounds}`);
+  if (o.attestDebugSite !== undefined && (o.attest === undefined || !Array.from({ length: o.clients }, (_, i) => `site-${i + 1}`).includes(o.attestDebugSite))) {
+    throw new RangeError(`"--attest-debug-site" expected one of site-1..site-${o.clients} with --attest, got ${o.attestDebugSite}`);
+  }
   const ws = resolve(o.workspace ?? (await mkdtemp(join(tmpdir(), 'flare-poc-'))));
+  const main = await runFederation(o, ws, { he: o.he === true, label: '', bar: o.tty });
+  if (o.he !== true) return { ...main.summary, seconds: Number(((performance.now() - started) / 1000).toFixed(1)) };
+  const twinWs = join(ws, 'plain-twin');
+  o.progress(`poc: plaintext twin: the same federation without HE, for the overhead figures (${twinWs})`);
+  const twin = await runFederation(o, twinWs, { he: false, label: 'twin ', bar: false });
+  return { ...main.summary, he: heOverhead(main, twin, twinWs), seconds: Number(((performance.now() - started) / 1000).toFixed(1)) };
+}
+
+async function runFederation(o: PocOptions, ws: string, v: Variant): Promise<FederationRun> {
+  const started = performance.now();
   await mkdir(ws, { recursive: true });
   const features = o.features ?? 1024;
   const hidden = o.hidden ?? 0;
   const dataset = spamAssassin() === undefined ? 'iris' : 'spam-assassin';
   const width = dataset === 'iris' ? 4 : features;
   const port = await freePort();
-  o.progress(`poc: provisioning a project with a server and ${o.clients} sites in ${ws}`);
-  const prov = await provision(parseProject(projectYaml('flare_poc', port, o.clients)), { workspace: ws, newRoot: true });
+  const attest = o.attest !== undefined;
+  o.progress(`${v.label}poc: provisioning a project with a server and ${o.clients} sites in ${ws}${v.he ? ' (HE keys: secret key only in site kits)' : ''}${attest ? ' (attestation policy in server and site kits)' : ''}`);
+  const builders: KitBuilder[] = [...(attest ? [attestationPolicyKitBuilder()] : []), ...(v.he ? [heKitBuilder()] : [])];
+  const prov = await provision(parseProject(projectYaml('flare_poc', port, o.clients, { he: v.he, attest })), { workspace: ws, newRoot: true, builders });
   const kitOf = (name: string) => join(prov.prodDir, name);
   const sites = Array.from({ length: o.clients }, (_, i) => `site-${i + 1}`);
+  const participants = ['localhost', ...sites];
+  if (attest) {
+    // One synthetic vendor hierarchy for every process of this federation (test only: it holds private keys).
+    const authorityFile = join(ws, 'attest', 'test-authority.json');
+    await mkdir(join(ws, 'attest'), { recursive: true, mode: 0o700 });
+    await writeFile(authorityFile, serializeTestAuthority(createTestAuthority()), { mode: 0o600 });
+    for (const p of participants) {
+      const pws = workspaceOf(kitOf(p));
+      await mkdir(pws, { recursive: true, mode: 0o700 });
+      const attesters = [{ kind: 'test', type: 'snp', debug: p === o.attestDebugSite }];
+      await writeFile(join(pws, ATTESTATION_CONFIG_FILE), JSON.stringify({ test_authority: authorityFile, attesters, interval_s: POC_ATTESTATION_INTERVAL_S, timeout_s: 30 }, null, 2));
+    }
+  }
+  const he = v.he ? [{ name: 'he-decrypt', args: {} }] : [];
+  const heOut = v.he ? [{ name: 'he-encrypt', args: {} }] : [];
   for (const [i, s] of sites.entries()) {
     const sws = workspaceOf(kitOf(s));
     await mkdir(sws, { recursive: true, mode: 0o700 });
-    const components = ['tfjs-spam', ...(o.dpScope?.components ?? [])];
+    const components = ['tfjs-spam', ...(o.dpScope?.components ?? []), ...(v.he ? ['he-encrypt', 'he-decrypt'] : [])];
     await writeFile(join(sws, 'site.json'), JSON.stringify({ data: { dataset, site: i, sites: o.clients, seed: 42, features: width }, components: { allow: components, byoc: false } }, null, 2));
-    // Each site's own privacy policy: `public` adds nothing; `private` demands the site's DP filters.
-    const scopes: JsonValue[] = [{ name: 'public', properties: {}, task_result_filters: [], task_data_filters: [] }];
-    if (o.dpScope !== undefined) scopes.push({ name: 'private', properties: {}, task_result_filters: o.dpScope.filters.map((f) => ({ name: f.name, args: f.args })), task_data_filters: [] });
+    // Each site's own privacy policy: `public` adds nothing (with --he: decrypt what comes in, encrypt what goes
+    // out); `private` demands the site's DP filters (with --he, DP noise is added before encryption).
+    const scopes: JsonValue[] = [{ name: 'public', properties: {}, task_result_filters: heOut, task_data_filters: he }];
+    if (o.dpScope !== undefined) scopes.push({ name: 'private', properties: {}, task_result_filters: [...o.dpScope.filters.map((f) => ({ name: f.name, args: f.args })), ...heOut], task_data_filters: he });
     await writeFile(join(kitOf(s), 'local', 'privacy.json'), JSON.stringify({ format_version: '1.0', scopes, default_scope: 'public' }, null, 2));
   }
   const procs: Participant[] = [];
@@ -120,8 +311,8 @@ export async function runPoc(o: PocOptions): Promise<PocSummary> {
     let rec: JobRecord;
     try {
       const id = await admin.submit(await readJobFolder(jobDir));
-      o.progress(`poc: job ${id} submitted (${dataset}, ${o.rounds} rounds, ${o.clients} sites${o.dp ? ', DP' : ''})`);
-      const bar = progressBar(o.tty);
+      o.progress(`${v.label}poc: job ${id} submitted (${dataset}, ${o.rounds} rounds, ${o.clients} sites${o.dp ? ', DP' : ''}${v.he ? ', HE' : ''}${attest ? ', attestation' : ''})`);
+      const bar = progressBar(v.bar);
       bar?.start(o.rounds, 0, { acc: '-', secs: '-' });
       let shown = 0;
       const deadline = Date.now() + 170_000;
@@ -131,7 +322,7 @@ export async function runPoc(o: PocOptions): Promise<PocSummary> {
           const h = rec.history[shown]!;
           const acc = rec.history[shown - 1]?.metrics['accuracy'];
           if (bar !== undefined) bar.update(shown + 1, { acc: acc === undefined ? '-' : acc.toFixed(3), secs: h.seconds.toFixed(1) });
-          else o.progress(`round ${h.round + 1}/${o.rounds}: ${h.contributors.length} updates aggregated in ${h.seconds.toFixed(1)} s${acc === undefined ? '' : ` (held-out accuracy after round ${shown}: ${acc.toFixed(3)})`}`);
+          else o.progress(`${v.label}round ${h.round + 1}/${o.rounds}: ${h.contributors.length} ${h.encrypted === true ? 'encrypted ' : ''}updates aggregated in ${h.seconds.toFixed(1)} s${acc === undefined ? '' : ` (held-out accuracy after round ${shown}: ${acc.toFixed(3)})`}`);
           shown += 1;
         }
         if (rec.status === 'FINISHED' || rec.status === 'FAILED' || rec.status === 'ABORTED') break;
@@ -146,12 +337,13 @@ export async function runPoc(o: PocOptions): Promise<PocSummary> {
       const last = rec.history.at(-1)?.metrics['accuracy'];
       if (last !== undefined) bar?.update(rec.history.length, { acc: last.toFixed(3), secs: (rec.history.at(-1)?.seconds ?? 0).toFixed(1) });
       bar?.stop();
-      if (bar === undefined && last !== undefined) o.progress(`held-out accuracy after round ${rec.history.length}: ${last.toFixed(3)}`);
+      if (bar === undefined && last !== undefined) o.progress(`${v.label}held-out accuracy after round ${rec.history.length}: ${last.toFixed(3)}`);
     } finally {
       admin.close();
     }
     for (const p of procs.splice(0).reverse()) await p.stop();
-    const audit = o.verifyAudit === undefined ? { verified: false, problems: ['no audit verifier is installed'] } : await o.verifyAudit([{ name: 'localhost', dir: workspaceOf(kitOf('localhost')), certificate: join(kitOf('localhost'), 'startup', 'server.crt') }, ...sites.map((s) => ({ name: s, dir: workspaceOf(kitOf(s)), certificate: join(kitOf(s), 'startup', 'client.crt') }))]);
+    const dirs = participants.map((p) => ({ name: p, dir: workspaceOf(kitOf(p)), certificate: join(kitOf(p), 'startup', p === 'localhost' ? 'server.crt' : 'client.crt') }));
+    const audit = o.verifyAudit === undefined ? { verified: false, problems: ['no audit verifier is installed'] } : await o.verifyAudit(dirs);
     const bytes = new Map<string, number>();
     const eps = new Map<string, number>();
     for (const h of rec.history) {
@@ -167,12 +359,13 @@ export async function runPoc(o: PocOptions): Promise<PocSummary> {
       job: rec.id,
       status: rec.status,
       rounds: rec.history.map((h) => ({ round: h.round, accuracy: h.metrics['accuracy'] ?? null, loss: h.metrics['loss'] ?? null, seconds: Number(h.seconds.toFixed(3)), contributors: h.contributors })),
-      sites: sites.map((s) => ({ name: s, epsilon: eps.get(s) ?? null, bytes: bytes.get(s) ?? 0 })),
+      sites: sites.map((s) => ({ name: s, epsilon: eps.get(s) ?? null, bytes: bytes.get(s) ?? 0, ...(rec.refused[s] === undefined ? {} : { refused: rec.refused[s] }) })),
       audit,
       seconds: Number(((performance.now() - started) / 1000).toFixed(1)),
+      ...(attest ? { attestation: await attestationReport(dirs) } : {}),
     };
     if (rec.status !== 'FINISHED') throw Object.assign(new FlareRuntimeError('E_RUNTIME_MIN_CLIENTS', `the job ended ${rec.status}: ${rec.error?.code ?? ''} ${rec.error?.message ?? ''}`), { summary });
-    return summary;
+    return { summary, record: rec, parameters: parameterCount(initial) };
   } finally {
     for (const p of procs.reverse()) await p.stop();
   }
@@ -183,7 +376,27 @@ export function renderSummary(s: PocSummary): string[] {
   const lines = [`FLARE-TS poc: ${s.status} in ${s.seconds} s on ${s.dataset} (workspace ${s.workspace})`, '', 'round  accuracy  loss     seconds  sites'];
   for (const r of s.rounds) lines.push(`${String(r.round + 1).padStart(5)}  ${r.accuracy === null ? '   -    ' : r.accuracy.toFixed(4).padStart(8)}  ${r.loss === null ? '   -   ' : r.loss.toFixed(4).padStart(7)}  ${r.seconds.toFixed(2).padStart(7)}  ${r.contributors.join(',')}`);
   lines.push('', 'site        epsilon   bytes moved');
-  for (const x of s.sites) lines.push(`${x.name.padEnd(10)}  ${x.epsilon === null ? '   -    ' : x.epsilon.toFixed(3).padStart(8)}  ${x.bytes}`);
+  for (const x of s.sites) lines.push(`${x.name.padEnd(10)}  ${x.epsilon === null ? '   -    ' : x.epsilon.toFixed(3).padStart(8)}  ${x.bytes}${x.refused === undefined ? '' : `  refused: ${x.refused.slice(0, 160)}`}`);
+  const he = s.he;
+  if (he !== undefined) {
+    const x = (c: Compared, unit = '') => `${c.he}${unit} vs ${c.plain}${unit}${c.ratio === null ? '' : ` (${c.ratio}x)`}`;
+    lines.push(
+      '',
+      'HE overhead (CKKS; the server holds no secret key), HE vs the plaintext twin run in this command:',
+      `  seconds per round              ${x(he.seconds_per_round, ' s')}`,
+      `  bytes per site per round       ${x(he.bytes_per_site_per_round)}`,
+      `  one update upload              ${x(he.update_bytes, ' B')} (${he.parameters} parameters)`,
+      `  server aggregation per round   ${x(he.server_aggregate_seconds_per_round, ' s')}`,
+      `  site encrypt / decrypt         ${he.site_encrypt_ms_per_round ?? '-'} ms / ${he.site_decrypt_ms_per_round ?? '-'} ms per round`,
+      `  final accuracy                 ${he.final_accuracy.he?.toFixed(4) ?? '-'} (HE) vs ${he.final_accuracy.plain?.toFixed(4) ?? '-'} (plain)`,
+      `  whole run                      ${he.total_seconds.he} s vs ${he.total_seconds.plain} s`,
+    );
+  }
+  const at = s.attestation;
+  if (at !== undefined) {
+    lines.push('', `attestation (${at.mode} authority; policy ${JSON.stringify(at.policy)}): ${at.verified} checks passed (${at.periodic} periodic), ${at.refused.length} refused`);
+    for (const r of at.refused) lines.push(`  ${r.by} refused ${r.peer} (${r.purpose}): ${r.code ?? ''}: ${(r.reason ?? '').slice(0, 200)}`);
+  }
   lines.push('', s.audit.verified ? 'audit: every participant\'s audit log verified (hash chain and signed checkpoints intact)' : `audit: NOT verified: ${s.audit.problems.join('; ')}`);
   return lines;
 }

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import {
+  AttestError,
   FlareError,
   FlareRuntimeError,
   META,
@@ -173,9 +174,9 @@ export class ClientEngine {
   #byeError(reason: { code: string; message: string } | undefined): FlareError {
     const code = reason?.code ?? '';
     if (isFlareErrorCode(code) && (code.startsWith('E_ATTEST_') || code === 'E_RUNTIME_ATTESTATION_UNBOUND')) {
-      const message = `the server refused this site: ${reason?.message ?? ''}`.slice(0, 2000);
+      const message = (reason?.message ?? 'the server refused this site').slice(0, 2000);
       this.#audit({ action: 'attestation_refused_by_peer', msg: `${code}: ${message}`, data: { code } });
-      return attestationError({ ok: false, purpose: 'server', types: [], code, check: 'server', detail: message }, this.#o.site.name);
+      return code.startsWith('E_ATTEST_') ? new AttestError(code as ConstructorParameters<typeof AttestError>[0], message) : new FlareError(code, message);
     }
     return new FlareRuntimeError('E_RUNTIME_DISCONNECTED', `server said bye: ${code}`);
   }

@@ -149,7 +149,7 @@ export function register(program: Command): void {
     .option('--rounds <r>', 'FedAvg rounds', int('--rounds', 1, 100), 5)
     .option('--dp', 'sites demand differential privacy on their updates (privacy scope "private")', false)
     .option('--he', 'sites encrypt their updates (CKKS) and the server aggregates ciphertexts without a secret key; then a plaintext twin runs for the overhead figures', false)
-    .addOption(new Option('--attest <mode>', 'attestation at login (both ways), before deploys and every 10 s, with synthetic evidence from a test authority').choices(['test']))
+    .addOption(new Option('--attest <mode>', 'attestation at login (both ways), before deploys and every 2 s, with synthetic evidence from a test authority').choices(['test']))
     .option('--attest-debug-site <name>', "with --attest test: this site's evidence shows a debuggable guest, which the default policy refuses (demonstration)")
     .option('--workspace <dir>', 'where to provision and run (default: a new temporary folder)')
     .option('--json', 'print the summary as one JSON object on stdout', false)

@@ -114,8 +114,8 @@ export interface PocSummary {
  * (no debuggable guest, VMPL 0, no migration agent, committed firmware).
  */
 const POC_ATTESTATION_POLICY = { version: 1, require: ['snp'], freshness: { maxAgeSeconds: 60, requireNonce: true }, snp: { vmpls: [0] } };
-/** Re-check interval in the poc: short, so a run of a few seconds per round shows periodic checks. */
-const POC_ATTESTATION_INTERVAL_S = 10;
+/** Re-check interval in the poc: short, so a run of a few seconds shows periodic checks (FLARE: 600 s). */
+const POC_ATTESTATION_INTERVAL_S = 2;
 
 function projectYaml(name: string, port: number, clients: number, o: { readonly he: boolean; readonly attest: boolean }): string {
   const sites = Array.from({ length: clients }, (_, i) => `  - name: site-${i + 1}\n    type: client\n    org: hospital_${i + 1}\n`).join('');
@@ -233,7 +233,7 @@ function heOverhead(he: FederationRun, plain: FederationRun, twinWorkspace: stri
  * round, and the verification of every participant's audit log. With `--he` the sites encrypt their updates and
  * the server aggregates ciphertexts without a secret key; a plaintext twin of the same federation then runs,
  * and the summary compares the two. With `--attest test` every participant attests to its peers (login, deploy,
- * every 10 s) with synthetic SEV-SNP evidence from a test authority written into the workspace.
+ * every 2 s) with synthetic SEV-SNP evidence from a test authority written into the workspace.
  */
 export async function runPoc(o: PocOptions): Promise<PocSummary> {
   const started = performance.now();

@@ -25,6 +25,21 @@ describe('flare server|client|admin|poc', () => {
     expect((await flare(['admin', '--kit', '/nonexistent', 'frobnicate'])).code).toBe(2);
   });
 
+  it('exits 2 on bad --attest, --attest-debug-site without --attest, and a bad --max-message-mib', async () => {
+    expect((await flare(['poc', '--attest', 'real'])).code).toBe(2);
+    const r = await flare(['poc', '--attest-debug-site', 'site-1']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('--attest-debug-site needs --attest test');
+    expect((await flare(['poc', '--attest', 'test', '--attest-debug-site', '../etc'])).code).toBe(2);
+    expect((await flare(['server', '--kit', '/nonexistent', '--max-message-mib', '0'])).code).toBe(2);
+  });
+
+  it('documents --he, --attest and the attestation configuration in help', async () => {
+    expect((await flare(['poc', '--help'])).stdout).toMatch(/--he .*--attest <mode>/s);
+    expect((await flare(['client', '--help'])).stdout).toContain('--attestation <file>');
+    expect((await flare(['server', '--help'])).stdout).toContain('--max-message-mib <n>');
+  });
+
   it('exits 1 with a coded line when the kit folder is not a kit', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'flare-notkit-'));
     const r = await flare(['client', '--kit', dir]);
@@ -63,5 +78,41 @@ describe('poc summary', () => {
     expect(lines.join('\n')).toContain('0.9000');
     expect(lines.join('\n')).toContain('3.200');
     expect(lines.at(-1)).toBe('audit: NOT verified: site-1: line 3: hash');
+  });
+
+  it('renders the HE overhead against the plaintext twin, attestation refusals and refused sites', () => {
+    const c = (he: number, plain: number) => ({ he, plain, ratio: Number((he / plain).toFixed(3)) });
+    const text = renderSummary({
+      dataset: 'spam-assassin',
+      workspace: '/w',
+      job: 'j',
+      status: 'FINISHED',
+      seconds: 30,
+      rounds: [{ round: 0, accuracy: 0.9, loss: 0.3, seconds: 1.5, contributors: ['site-1', 'site-2'] }],
+      sites: [
+        { name: 'site-1', epsilon: null, bytes: 1000 },
+        { name: 'site-3', epsilon: null, bytes: 0, refused: 'E_ATTEST_POLICY_DEBUG: the guest policy allows DEBUG' },
+      ],
+      audit: { verified: true, problems: [] },
+      he: {
+        compared_with: 'a plaintext twin',
+        seconds_per_round: c(1.2, 0.8),
+        bytes_per_site_per_round: c(270_000, 8_760),
+        server_aggregate_seconds_per_round: c(0.05, 0.001),
+        site_encrypt_ms_per_round: 20,
+        site_decrypt_ms_per_round: 15,
+        update_bytes: c(163_000, 4100),
+        parameters: 1025,
+        final_accuracy: { he: 0.95, plain: 0.95 },
+        total_seconds: { he: 13, plain: 11 },
+        twin_workspace: '/w/plain-twin',
+      },
+      attestation: { mode: 'test', policy: { version: 1 }, verified: 9, periodic: 4, refused: [{ by: 'localhost', peer: 'site-3', purpose: 'login#1', code: 'E_ATTEST_POLICY_DEBUG', reason: 'the guest policy allows DEBUG' }] },
+    }).join('\n');
+    expect(text).toMatch(/site-3 +- +0 {2}refused: E_ATTEST_POLICY_DEBUG/);
+    expect(text).toContain('seconds per round              1.2 s vs 0.8 s (1.5x)');
+    expect(text).toContain('one update upload              163000 B vs 4100 B');
+    expect(text).toContain('9 checks passed (4 periodic), 1 refused');
+    expect(text).toContain('localhost refused site-3 (login#1): E_ATTEST_POLICY_DEBUG: the guest policy allows DEBUG');
   });
 });

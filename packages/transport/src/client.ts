@@ -92,6 +92,14 @@ function clientContext(caPem: string, certPem: string | undefined, privateKey: P
   return context;
 }
 
+// RFC 6455 5.3 masks client frames with a random key so that bytes chosen by a script cannot look like HTTP
+// to an intermediary that does not speak WebSocket (section 10.3). Over TLS no such intermediary sees the
+// frames: only ciphertext crosses the network, and a TLS-terminating proxy is the server's own WebSocket-aware
+// front end. There the all-zero key keeps the MASK bit servers require, while ws skips its masking copy of each
+// chunk (a fresh 1 MiB buffer per chunk, the largest cost of a client upload: see README "Performance").
+// Clear connections keep ws's random keys.
+const zeroMask = (mask: Buffer): void => void mask.fill(0);
+
 async function dialOne<A>(options: ClientOptions<A>, target: Target): Promise<Connection<A>> {
   const { security } = options;
   const limits = resolveLimits(options.limits);
@@ -121,6 +129,7 @@ async function dialOne<A>(options: ClientOptions<A>, target: Target): Promise<Co
     maxPayload: limits.chunkBytes + FRAME_OVERHEAD,
     perMessageDeflate: false,
     handshakeTimeout: timeoutMs,
+    ...(security === 'clear' ? {} : { generateMask: zeroMask }),
   });
   await new Promise<void>((resolve, reject) => {
     const fail = (error: FlareError): void => {

@@ -3,11 +3,11 @@ import { createHash, randomBytes, type Hash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type { Socket } from 'node:net';
 import { TLSSocket } from 'node:tls';
-import { decodeFrame, encodeFrame, FlareError, TransportError, type JsonValue } from '@flare/core';
+import { CodecError, decodeFrame, encodeFrame, FlareError, TransportError, type JsonValue } from '@flare/core';
 import type WebSocket from 'ws';
 import { CLOSE_NORMAL, CLOSE_REFUSED, errorFromClose, type CloseInfo } from './close.js';
 import type { ResolvedLimits } from './limits.js';
-import { chunkFrame, FRAME_HEADER, messageHeader, returnChunkBuffer, takeChunkBuffer, type FrameHeader } from './wire.js';
+import { CHUNK_HEADER, CHUNK_PREFIX, chunkFrame, FRAME_HEADER, isChunkFrame, messageHeader, returnChunkBuffer, takeChunkBuffer, type FrameHeader } from './wire.js';
 
 /** A JSON object header, as sent and as received (received headers are null-prototype objects). */
 export type Header = { readonly [key: string]: JsonValue };
@@ -303,6 +303,14 @@ export class WsConnection<A = unknown> extends EventEmitter implements Connectio
       if (!isBinary) throw new TransportError('E_TRANSPORT_PROTOCOL', 'the peer sent a text frame');
       const preLogin = this.side === 'server' && this.#auth === undefined;
       const maxBytes = preLogin ? this.limits.preLoginMaxBytes : this.limits.chunkBytes;
+      // A chunk frame is byte for byte the prefix we encode for {t:'c'}: recognise it without decoding JSON
+      // (the one frame type of a large transfer); anything else goes through the strict decoder and schema.
+      if (isChunkFrame(data)) {
+        const payload = data.subarray(CHUNK_PREFIX.length);
+        if (payload.length > maxBytes) throw new CodecError('E_CODEC_TOO_LARGE', `frame payload of ${payload.length} bytes exceeds the ${maxBytes}-byte limit`);
+        this.#onFrame(CHUNK_HEADER, payload, preLogin);
+        return;
+      }
       const { header, payload } = decodeFrame(data, FRAME_HEADER, { maxBytes });
       this.#onFrame(header, payload, preLogin);
     } catch (error) {

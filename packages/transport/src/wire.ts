@@ -25,6 +25,15 @@ export type FrameHeader = z.infer<typeof FRAME_HEADER>;
 
 /** The bytes of a `{t:'c'}` frame without its payload: prefix + header, computed once. */
 export const CHUNK_PREFIX: Uint8Array = encodeFrame({ t: 'c' });
+/** The parsed header of every chunk frame. */
+export const CHUNK_HEADER: FrameHeader = Object.freeze({ t: 'c' as const });
+
+/** True when `frame` starts with exactly {@link CHUNK_PREFIX}: magic, version, header length and `{"t":"c"}`. */
+export function isChunkFrame(frame: Uint8Array): boolean {
+  if (frame.length < CHUNK_PREFIX.length) return false;
+  for (let i = 0; i < CHUNK_PREFIX.length; i++) if (frame[i] !== CHUNK_PREFIX[i]) return false;
+  return true;
+}
 
 /**
  * Chunk frame buffers, reused across messages and connections: a fresh 1 MiB buffer per chunk costs page

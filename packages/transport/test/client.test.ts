@@ -1,6 +1,6 @@
 import { once } from 'node:events';
 import { createServer as createHttpServer, type Server } from 'node:http';
-import { connect as netConnect, type Socket } from 'node:net';
+import { createServer as createNetServer, connect as netConnect, type Socket } from 'node:net';
 import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
 import { PkiError, type FlareError } from '@flare/core';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -185,5 +185,71 @@ describe('TLS contexts are reused per (CA, certificate, key), never across them'
     // A client that trusts only the other CA refuses this server, even right after a dial that trusted it.
     const error = await dial({ security: 'mtls', targets: target, tls: { ...site, caPem: pki.otherCaPem } }).catch((e: unknown) => e);
     expect((error as FlareError).code).toBe('E_TRANSPORT_TLS');
+  });
+});
+
+/** A relay that records what the client sends; with `tls` it terminates TLS and records the plaintext. */
+async function recordingRelay(backendPort: number, tls: boolean): Promise<{ port: number; upstream: Buffer[] }> {
+  const upstream: Buffer[] = [];
+  const sockets = new Set<Socket>();
+  const onClient = (client: Socket): void => {
+    const backend = netConnect({ host: '127.0.0.1', port: backendPort });
+    sockets.add(client).add(backend);
+    client.on('data', (d: Buffer) => {
+      upstream.push(Buffer.from(d));
+      backend.write(d);
+    });
+    backend.pipe(client);
+    backend.on('error', () => client.destroy());
+    client.on('error', () => backend.destroy());
+  };
+  const relay = tls ? createTlsServer({ cert: pki.proxyCertPem, key: pki.proxyKeyPem }, onClient) : createNetServer(onClient);
+  relay.listen(0, '127.0.0.1');
+  await once(relay, 'listening');
+  cleanup.push(() => {
+    for (const s of sockets) s.destroy();
+    return new Promise((r) => relay.close(r));
+  });
+  return { port: (relay.address() as { port: number }).port, upstream };
+}
+
+/** The masking keys of every client frame after the HTTP upgrade request (RFC 6455 5.2 framing). */
+function maskingKeys(bytes: Buffer): string[] {
+  let at = bytes.indexOf('\r\n\r\n') + 4;
+  const keys: string[] = [];
+  while (at + 2 <= bytes.length) {
+    const masked = (bytes[at + 1]! & 0x80) !== 0;
+    let len = bytes[at + 1]! & 0x7f;
+    let head = 2;
+    if (len === 126) [len, head] = [bytes.readUInt16BE(at + 2), 4];
+    else if (len === 127) [len, head] = [Number(bytes.readBigUInt64BE(at + 2)), 10];
+    keys.push(masked ? bytes.subarray(at + head, at + head + 4).toString('hex') : 'unmasked');
+    at += head + (masked ? 4 : 0) + len;
+  }
+  return keys;
+}
+
+describe('client frame masking (RFC 6455 5.3)', () => {
+  it('masks every frame of a clear connection with a fresh random key', async () => {
+    const server = await echo({ security: 'clear' });
+    const relay = await recordingRelay(server.port, false);
+    const conn = await dial({ security: 'clear', targets: [{ host: '127.0.0.1', port: relay.port }] });
+    cleanup.push(() => conn.close());
+    for (let i = 0; i < 3; i++) await roundTrip(conn as Connection<unknown>);
+    const keys = maskingKeys(Buffer.concat(relay.upstream));
+    expect(keys.length).toBeGreaterThanOrEqual(3);
+    expect(keys).not.toContain('unmasked');
+    expect(keys).not.toContain('00000000');
+    expect(new Set(keys).size).toBe(keys.length);
+  });
+  it('inside TLS sets the MASK bit with the zero key (what a TLS-terminating proxy sees), and the server accepts it', async () => {
+    const server = await echo({ security: 'clear' });
+    const relay = await recordingRelay(server.port, true);
+    const conn = await dial({ security: 'tls', targets: [{ host: '127.0.0.1', port: relay.port }], tls: { caPem: pki.otherCaPem } });
+    cleanup.push(() => conn.close());
+    for (let i = 0; i < 3; i++) await roundTrip(conn as Connection<unknown>);
+    const keys = maskingKeys(Buffer.concat(relay.upstream));
+    expect(keys.length).toBeGreaterThanOrEqual(3);
+    expect(new Set(keys)).toEqual(new Set(['00000000']));
   });
 });

@@ -1,6 +1,6 @@
 import { once } from 'node:events';
 import { createHash } from 'node:crypto';
-import { decodeModel, encodeModelParts, FlareError, isFlareError, model, tensor, TransportError } from '@flare/core';
+import { decodeModel, encodeFrame, encodeModelParts, FlareError, isFlareError, model, tensor, TransportError } from '@flare/core';
 import { afterEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { dial, listen, type ClientOptions, type Connection, type Message, type ServerEndpoint, type ServerOptions } from '../src/index.js';
@@ -258,6 +258,16 @@ describe('liveness and closing', () => {
       const [code, reason] = (await within(once(ws, 'close'))) as [number, Buffer];
       expect([code, reason.toString()]).toEqual([4000, 'E_TRANSPORT_PROTOCOL']);
     }
+  });
+
+  it('refuses a chunk larger than the receiver chunk size inside a streamed message (E_CODEC_TOO_LARGE)', async () => {
+    const server = await echoServer({ security: 'clear', limits: { chunkBytes: 1024 } });
+    const ws = new WebSocket(`ws://127.0.0.1:${server.port}/flare`);
+    await within(once(ws, 'open'));
+    ws.send(encodeFrame({ t: 'm', h: {}, n: 5000 }));
+    ws.send(encodeFrame({ t: 'c' }, new Uint8Array(1025)));
+    const [code, reason] = (await within(once(ws, 'close'))) as [number, Buffer];
+    expect([code, reason.toString()]).toEqual([4000, 'E_CODEC_TOO_LARGE']);
   });
 
   it('closes gracefully with a reason code the peer reads back, and tells clients when the server shuts down', async () => {

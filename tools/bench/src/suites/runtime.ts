@@ -1,13 +1,29 @@
 import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { AuditLog } from '@flare/audit';
-import { META, encodeModel, model, tensor, type FLModel, type Learner } from '@flare/core';
+import { TestAttester, createTestAuthority, parseAttestationPolicy } from '@flare/cc-attest';
+import { META, encodeModel, model, tensor, type FilterFactory, type FLModel, type Learner } from '@flare/core';
+import { generateHeKeys, heDecryptFactory, heEncryptFactory } from '@flare/filters-he';
 import { loadKit, parseProject, provision, type Kit } from '@flare/pki';
-import { AdminClient, ClientEngine, ServerEngine, connectToServer, connectionChannel, listenForParticipants, type ChannelServer, type PeerChannel, type PeerIdentity, type SitePolicy } from '@flare/runtime';
+import {
+  AdminClient,
+  ClientEngine,
+  ServerEngine,
+  channelPair,
+  connectToServer,
+  connectionChannel,
+  listenForParticipants,
+  type AttestationOptions,
+  type ChannelServer,
+  type PeerChannel,
+  type PeerIdentity,
+  type SitePolicy,
+} from '@flare/runtime';
 import { dial, listen } from '@flare/transport';
 import type { Row, Suite } from '../harness.js';
 
@@ -154,9 +170,110 @@ async function runConfig(secure: boolean, kits: Map<string, Kit> | undefined, ro
   return { medianMs: sorted[Math.floor(sorted.length / 2)]!, rounds, maxRssMiB: maxRssKiB! / 1024 };
 }
 
+// HE and attestation in the engines, in one process over in-memory channels (sessions emulated by a shared
+// secret per connection): an encrypted round against the same round in plaintext, and a site login with
+// mutual attestation against one without. Small enough to run next to the 10-site figures above; the
+// 1M-parameter HE figures per client are the `he` suite's.
+const HE_SITES = 3;
+const HE_PARAMS = 250_000;
+const HE_ROUNDS = 4;
+const LOGINS = 10;
+
+function learnerOf(params: number): Learner {
+  return {
+    async train(global: FLModel) {
+      const w = global.params.get('w')!.data as Float32Array;
+      const d = new Float32Array(w.length);
+      for (let i = 0; i < d.length; i++) d[i] = 1e-3 * ((i % 7) - 3);
+      return model({ w: tensor(d, [params]) }, 'diff', { [META.NUM_STEPS_CURRENT_ROUND]: 1 });
+    },
+    async validate() {
+      return {};
+    },
+  };
+}
+
+function memoryHub(sessions: boolean): ChannelServer & { connect(who: PeerIdentity): Promise<PeerChannel> } {
+  let handler: ((c: PeerChannel) => void) | undefined;
+  const server: PeerIdentity = { name: 'server', org: 'bench', kind: 'server' };
+  return {
+    onChannel: (h) => (handler = h),
+    close: async () => undefined,
+    connect: async (who) => {
+      const [c, s] = channelPair(who, server, sessions ? { keyingMaterial: randomBytes(32) } : {});
+      handler!(s);
+      return c;
+    },
+  };
+}
+
+const median = (xs: readonly number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+async function inMemoryRounds(he: boolean, root: string): Promise<{ roundMs: number; aggregateMs: number; bytesPerSite: number }> {
+  const keys = he ? await generateHeKeys() : undefined;
+  const hub = memoryHub(false);
+  const ws = await mkdtemp(join(root, he ? 'he-' : 'plain-'));
+  const server = await ServerEngine.start({ name: 'server', org: 'bench', workspace: ws, listener: hub, authorize: () => true, deployWaitMs: 60_000, ...(keys === undefined ? {} : { he: keys.server }) });
+  const heScope = { name: 'public', taskDataFilters: [{ name: 'he-decrypt', args: {} }], taskResultFilters: [{ name: 'he-encrypt', args: {} }] };
+  const policy: SitePolicy = { ...openPolicy, scope: (n) => (n === undefined || n === 'public' ? (he ? heScope : { name: 'public', taskDataFilters: [], taskResultFilters: [] }) : undefined) };
+  const filters = new Map<string, FilterFactory<unknown>>(keys === undefined ? [] : [['he-encrypt', heEncryptFactory({ context: keys.client }) as FilterFactory<unknown>], ['he-decrypt', heDecryptFactory({ context: keys.client }) as FilterFactory<unknown>]]);
+  const engines: ClientEngine[] = [];
+  const sites = Array.from({ length: HE_SITES }, (_, i) => `site-${i + 1}`);
+  for (const name of sites) {
+    engines.push(
+      await ClientEngine.start({
+        site: { name, org: 'bench' },
+        connect: () => hub.connect({ name, org: 'bench', kind: 'client' }),
+        policy,
+        learners: new Map([['pass', { name: 'pass', args: { safeParse: (v: unknown) => ({ success: true, data: v }) } as never, create: () => learnerOf(HE_PARAMS) }]]),
+        filters,
+        workspace: ws,
+      }),
+    );
+  }
+  const admin = new AdminClient(await hub.connect({ name: 'admin@bench.org', org: 'bench', role: 'project_admin', kind: 'admin' }));
+  const initial = encodeModel(model({ w: tensor(new Float32Array(HE_PARAMS), [HE_PARAMS]) }));
+  const id = await admin.submit({ definition: { name: 'bench-he', rounds: HE_ROUNDS, min_clients: HE_SITES, round_timeout_s: 300, deploy: sites, learner: { name: 'pass', args: {} } }, initialModel: initial, files: new Map() });
+  const rec = await server.waitForJob(id, 600_000);
+  admin.close();
+  if (rec.status !== 'FINISHED') throw new Error(`bench HE job ended ${rec.status}: ${rec.error?.message ?? ''}`);
+  for (const e of engines) await e.close();
+  await server.close();
+  keys?.client.dispose();
+  keys?.server.dispose();
+  // Round 0 sends the plaintext initial model down; rounds 1.. move encrypted models both ways.
+  const measured = rec.history.slice(1);
+  return {
+    roundMs: median(measured.map((h) => h.seconds * 1000)),
+    aggregateMs: median(measured.map((h) => (h.aggregate_seconds ?? 0) * 1000)),
+    bytesPerSite: median(measured.flatMap((h) => Object.values(h.bytes))),
+  };
+}
+
+async function loginMs(attest: boolean, root: string): Promise<number> {
+  const authority = attest ? createTestAuthority() : undefined;
+  const options = (): AttestationOptions | undefined =>
+    authority === undefined ? undefined : { policy: parseAttestationPolicy({ version: 1, require: ['snp'], snp: {} }), attesters: [new TestAttester(authority, { type: 'snp' })], trust: authority.trust, intervalMs: 0 };
+  const hub = memoryHub(true);
+  const ws = await mkdtemp(join(root, attest ? 'attest-' : 'noattest-'));
+  const attestation = options();
+  const server = await ServerEngine.start({ name: 'server', org: 'bench', workspace: ws, listener: hub, authorize: () => true, ...(attestation === undefined ? {} : { attestation }) });
+  const times: number[] = [];
+  for (let i = 0; i < LOGINS + 1; i++) {
+    const name = `site-${i}`;
+    const own = options();
+    const t0 = performance.now();
+    const e = await ClientEngine.start({ site: { name, org: 'bench' }, connect: () => hub.connect({ name, org: 'bench', kind: 'client' }), policy: openPolicy, learners: new Map(), filters: new Map(), workspace: ws, ...(own === undefined ? {} : { attestation: own }) });
+    if (i > 0) times.push(performance.now() - t0); // the first login warms up
+    await e.close();
+  }
+  await server.close();
+  return median(times);
+}
+
 export const suite: Suite = {
   name: 'runtime',
-  description: `scatter-and-gather round latency, ${SITES} sites, ${PARAMS / 1e6}M-parameter model (float32), 2 x ${ROUNDS - 1} measured rounds, interleaved: secure (mTLS + auth sessions + audit logs) vs clear (no TLS, no auth, no audit); server peak RSS`,
+  description: `scatter-and-gather round latency, ${SITES} sites, ${PARAMS / 1e6}M-parameter model (float32), 2 x ${ROUNDS - 1} measured rounds, interleaved: secure (mTLS + auth sessions + audit logs) vs clear (no TLS, no auth, no audit); server peak RSS; an encrypted (HE) round vs plaintext and a login with mutual attestation vs without (in-memory)`,
   async run(): Promise<Row[]> {
     const root = await mkdtemp(join(tmpdir(), 'flare-bench-rt-'));
     try {
@@ -177,7 +294,16 @@ export const suite: Suite = {
       };
       const clear = merge(runs.clear);
       const secure = merge(runs.secure);
+      const plainRound = await inMemoryRounds(false, root);
+      const heRound = await inMemoryRounds(true, root);
+      const plainLogin = await loginMs(false, root);
+      const attestLogin = await loginMs(true, root);
+      const heLabel = `${HE_SITES} sites, ${HE_PARAMS / 1000}K parameters, in-memory channels, median of ${HE_ROUNDS - 1} rounds`;
       return [
+        { label: `encrypted round (CKKS, server without secret key; ${heLabel})`, value: heRound.roundMs, unit: 'ms', baseline: { label: 'the same round in plaintext', value: plainRound.roundMs }, higherIsBetter: false },
+        { label: 'server aggregation per encrypted round (accept, mean, heAddDiff)', value: heRound.aggregateMs, unit: 'ms', baseline: { label: 'plaintext FedAvg', value: plainRound.aggregateMs }, higherIsBetter: false },
+        { label: 'model bytes per site per encrypted round (down + up)', value: heRound.bytesPerSite / 1e6, unit: 'MB', baseline: { label: 'plaintext', value: plainRound.bytesPerSite / 1e6 }, higherIsBetter: false },
+        { label: `site login with mutual SNP attestation (test authority; median of ${LOGINS}, in-memory)`, value: attestLogin, unit: 'ms', baseline: { label: 'login without attestation', value: plainLogin }, higherIsBetter: false },
         { label: 'round latency, secure (mtls + auth + audit)', value: secure.medianMs, unit: 'ms', baseline: { label: 'clear, no auth, no audit', value: clear.medianMs }, higherIsBetter: false, aim: '<= 1.15x (ratio >= 0.87)' },
         { label: 'server peak RSS, secure', value: secure.maxRssMiB, unit: 'MiB', baseline: { label: 'clear', value: clear.maxRssMiB }, higherIsBetter: false },
         { label: 'model bytes per round (10 sites, both directions)', value: (2 * SITES * PARAMS * 4) / 1e6, unit: 'MB' },

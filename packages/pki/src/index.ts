@@ -20,6 +20,7 @@ export { LOCAL_OVERRIDE_FILES, SIGNATURE_FILE, verifyKit } from './kit-signature
 export type { KitVerification, VerifyKitOptions } from './kit-signature.js';
 export { provision } from './provision.js';
 export type { ProvisionedKit, ProvisionOptions, ProvisionResult } from './provision.js';
+export type { ComponentAllowList } from './kit-templates.js';
 export { packageKit } from './package-kit.js';
 export type { PackageKitOptions } from './package-kit.js';
 export { loadKit } from './load-kit.js';

@@ -1,7 +1,7 @@
 // Assembles the files of one participant's startup kit in memory (FLARE's layout and names). Internal.
 import type { JsonValue } from '@flare/core';
 import type { KitFile } from './kit-signature.js';
-import { clientResources, DEFAULT_AUTHORIZATION, readme, SAMPLE_PRIVACY, serverResources, startScript } from './kit-templates.js';
+import { clientResources, componentAllowList, DEFAULT_AUTHORIZATION, readme, SAMPLE_PRIVACY, serverResources, startScript, type ComponentAllowList } from './kit-templates.js';
 import type { ConnectionSecurity, Participant, Project } from './project.js';
 
 const enc = new TextEncoder();
@@ -27,6 +27,8 @@ export interface KitMaterial {
   readonly rootCaPem: string;
   readonly crlPem?: string;
   readonly customCaPem?: string;
+  /** The content of local/components.json.default (default: an empty allow-list). */
+  readonly components?: ComponentAllowList;
 }
 
 /** Where a client, relay or admin connects: host list (first is used), port, identity and security. */
@@ -152,6 +154,7 @@ export function kitFiles(project: Project, p: Participant, m: KitMaterial): { fi
     add('local/authorization.json.default', json(DEFAULT_AUTHORIZATION));
     add('local/privacy.json.sample', json(SAMPLE_PRIVACY));
     add('local/resources.json.default', json(p.type === 'server' ? serverResources() : clientResources(p)));
+    add('local/components.json.default', json(componentAllowList(m.components)));
   }
   return { files, folders };
 }

@@ -99,14 +99,17 @@ export interface VerifyKitOptions {
   readonly at?: Date;
   /**
    * Accept the site's own unsigned policy files in local/ (authorization.json, privacy.json, resources.json,
-   * log_config.json: FLARE's overrides of the signed .default files) and list them in the result. Default
+   * components.json, log_config.json: overrides of the signed .default files) and list them in the result. Default
    * false: `flare kit verify` reports them as unsigned; `loadKit` accepts them, because the site decides.
    */
   readonly localOverrides?: boolean;
 }
 
-/** The site-local override files FLARE reads from local/ instead of their signed `.default` versions. */
-export const LOCAL_OVERRIDE_FILES: ReadonlySet<string> = new Set(['authorization.json', 'privacy.json', 'resources.json', 'log_config.json']);
+/**
+ * The site-local override files read from local/ instead of their signed `.default` versions: FLARE's four,
+ * and components.json (the component allow-list of @flare/policy, FLARE-TS's own).
+ */
+export const LOCAL_OVERRIDE_FILES: ReadonlySet<string> = new Set(['authorization.json', 'privacy.json', 'resources.json', 'components.json', 'log_config.json']);
 
 /** The outcome of a successful {@link verifyKit}. */
 export interface KitVerification {

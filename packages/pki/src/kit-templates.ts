@@ -56,7 +56,7 @@ export const SAMPLE_PRIVACY: JsonValue = {
   default_scope: 'public',
 };
 
-/** FLARE's server resources.json.default (templates/local_server_resources.j2). */
+/** FLARE's server resources.json.default (templates/local_server_resources.j2, FLARE 2.9). */
 export function serverResources(): JsonValue {
   return {
     format_version: 2,
@@ -69,11 +69,13 @@ export function serverResources(): JsonValue {
       { id: 'job_scheduler', path: 'nvflare.app_common.job_schedulers.job_scheduler.DefaultJobScheduler', args: { max_jobs: 4 } },
       { id: 'job_manager', path: 'nvflare.apis.impl.job_def_manager.SimpleJobDefManager', args: { uri_root: '/tmp/nvflare/jobs-storage', job_store_id: 'job_store' } },
       { id: 'job_store', path: 'nvflare.app_common.storages.filesystem_storage.FilesystemStorage' },
+      { id: 'process_launcher', path: 'nvflare.app_common.job_launcher.server_process_launcher.ServerProcessJobLauncher', args: {} },
+      { id: 'log_receiver', path: 'nvflare.app_common.logging.log_receiver.LogReceiver', args: {} },
     ],
   };
 }
 
-/** FLARE's client resources.json.default (templates/local_client_resources.j2), with the participant's capacity. */
+/** FLARE's client resources.json.default (templates/local_client_resources.j2, FLARE 2.9), with the participant's capacity. */
 export function clientResources(p: Participant): JsonValue {
   return {
     format_version: 2,
@@ -85,8 +87,39 @@ export function clientResources(p: Participant): JsonValue {
         args: { num_of_gpus: p.capacity?.numOfGpus ?? 0, mem_per_gpu_in_GiB: p.capacity?.memPerGpuInGiB ?? 0 },
       },
       { id: 'resource_consumer', path: 'nvflare.app_common.resource_consumers.gpu_resource_consumer.GPUResourceConsumer', args: {} },
+      { id: 'process_launcher', path: 'nvflare.app_common.job_launcher.client_process_launcher.ClientProcessJobLauncher', args: {} },
+      { id: 'error_log_sender', path: 'nvflare.app_common.logging.log_sender.ErrorLogSender', args: {} },
     ],
   };
+}
+
+/** A site's component allow-list as {@link provision} writes it: registered names and BYOC consent. */
+export interface ComponentAllowList {
+  /** Registered component names the site admits, exactly (no patterns). */
+  readonly allow: readonly string[];
+  /** Whether the site consents to job-supplied code (default false). */
+  readonly byoc?: boolean;
+}
+
+// @flare/policy's parseComponentPolicy accepts these names and at most this many (pki may not import policy:
+// the rule is repeated here so that a provisioned file always loads).
+const COMPONENT_NAME = /^[A-Za-z0-9_.:@/-]{1,256}$/;
+const MAX_COMPONENTS = 4096;
+
+/**
+ * local/components.json.default: the component allow-list in @flare/policy's format (FLARE has no such file).
+ * Empty unless the provisioner lists names: a site admits no component until it says which ones it trusts,
+ * in local/components.json (its own override) or through `provision({ components })`.
+ *
+ * @throws RangeError for a name @flare/policy would refuse, or more than 4,096 names.
+ */
+export function componentAllowList(list: ComponentAllowList | undefined): JsonValue {
+  const allow = [...new Set(list?.allow ?? [])];
+  if (allow.length > MAX_COMPONENTS) throw new RangeError(`"components.allow" expected at most ${MAX_COMPONENTS} names, got ${allow.length}`);
+  for (const name of allow) {
+    if (!COMPONENT_NAME.test(name)) throw new RangeError(`"components.allow" expected registered names (letters, digits, _ . : @ / -; 1 to 256 characters), got ${JSON.stringify(name).slice(0, 80)}`);
+  }
+  return { format_version: '1.0', allow, byoc: list?.byoc ?? false };
 }
 
 /** startup/start.sh (fl_admin.sh for admins): runs our CLI on this kit; the CLI verifies the kit first. */
@@ -114,7 +147,10 @@ export function readme(project: Project, p: Participant): string {
     'Every file here is signed by the project root CA (signature.json in each folder). Any change to a signed',
     'file stops the participant at start. Site-specific settings go into local/ as new files without the',
     '.default / .sample suffix (e.g. local/authorization.json overrides local/authorization.json.default):',
-    'local/ is verified too, so add those files before or through re-provisioning, or keep them outside the kit.',
+    'authorization.json, privacy.json, resources.json, components.json and log_config.json are read as the',
+    "site's own unsigned overrides; any other new file in a signed folder stops the participant.",
+    'local/components.json.default lists the components jobs may use here; it is empty unless the project',
+    'provisioner filled it: list the components this site trusts in local/components.json.',
     '',
   ].join('\n');
 }

@@ -5,6 +5,7 @@ import { PkiError, type JsonValue } from '@flare/core';
 import { parseCertificate } from './identity.js';
 import { x509 } from './x509.js';
 import { kitFiles } from './kit-content.js';
+import type { ComponentAllowList } from './kit-templates.js';
 import { signKitFiles } from './kit-signature.js';
 import { keysMatch, privateKeyPem } from './keys.js';
 import { isValidHost, type ConnectionSecurity, type Participant, type Project } from './project.js';
@@ -31,6 +32,8 @@ export interface PackageKitOptions {
   readonly scheme?: string;
   readonly crlPem?: string;
   readonly customCaPem?: string;
+  /** The content of local/components.json.default (default: an empty allow-list). */
+  readonly components?: ComponentAllowList;
   readonly now?: Date;
 }
 
@@ -100,6 +103,7 @@ export async function packageKit(options: PackageKitOptions): Promise<{ dir: str
     rootCaPem: options.rootCaPem,
     ...(options.crlPem === undefined ? {} : { crlPem: options.crlPem }),
     ...(options.customCaPem === undefined ? {} : { customCaPem: options.customCaPem }),
+    ...(options.components === undefined ? {} : { components: options.components }),
   });
   const signatures = signKitFiles(files, folders, key, { project: project.name, participant: participant.name });
   await mkdir(outDir, { recursive: true, mode: 0o755 });

@@ -10,6 +10,7 @@ import { certFileNames, kitFiles } from './kit-content.js';
 import { signKitFiles, type KitFile } from './kit-signature.js';
 import { assertKeyType, DEFAULT_KEY_TYPE, keysMatch, loadPrivateKey, privateKeyPem, type KeyType } from './keys.js';
 import { isBuiltinBuilder, type Participant, type Project } from './project.js';
+import { componentAllowList, type ComponentAllowList } from './kit-templates.js';
 
 /** Options of {@link provision}. */
 export interface ProvisionOptions {
@@ -29,6 +30,11 @@ export interface ProvisionOptions {
   readonly add?: readonly Participant[];
   /** Validity of newly issued participant certificates in days (default 360, never past the root). */
   readonly validDays?: number;
+  /**
+   * The component allow-list written to every server and client kit as local/components.json.default
+   * (@flare/policy's format). Default: empty (no component admitted until the site lists some).
+   */
+  readonly components?: ComponentAllowList;
 }
 
 /** One kit written by {@link provision}. */
@@ -74,6 +80,7 @@ const REUSE_MARGIN_MS = 86_400_000;
  */
 export async function provision(project: Project, options: ProvisionOptions): Promise<ProvisionResult> {
   if (options.keyType !== undefined) assertKeyType(options.keyType);
+  componentAllowList(options.components); // RangeError now, before any state is touched
   const now = options.now ?? new Date();
   const notices = [...project.notices];
   const projectDir = resolve(options.workspace, project.name);
@@ -169,6 +176,7 @@ export async function provision(project: Project, options: ProvisionOptions): Pr
         rootCaPem: rootPem,
         crlPem,
         ...(customCaPem === undefined ? {} : { customCaPem }),
+        ...(options.components === undefined ? {} : { components: options.components }),
       }),
     );
   }

@@ -149,6 +149,13 @@ describe('verifyKit', () => {
     await expectCode(() => verifyKit(kit), 'E_KIT_UNSIGNED');
     const v = await verifyKit(kit, { localOverrides: true });
     expect(v.localOverrides).toEqual(['local/authorization.json']);
+    await writeFile(join(kit, 'local', 'components.json'), '{"allow": []}');
+    await expectCode(() => verifyKit(kit), 'E_KIT_UNSIGNED');
+    expect((await verifyKit(kit, { localOverrides: true })).localOverrides).toEqual(['local/authorization.json', 'local/components.json']);
+    // Only in local/: the same name elsewhere is an unsigned file.
+    await writeFile(join(kit, 'startup', 'components.json'), '{"allow": []}');
+    await expectCode(() => verifyKit(kit, { localOverrides: true }), 'E_KIT_UNSIGNED');
+    await rm(join(kit, 'startup', 'components.json'));
     await writeFile(join(kit, 'local', 'evil.json'), '{}');
     await expectCode(() => verifyKit(kit, { localOverrides: true }), 'E_KIT_UNSIGNED');
   });

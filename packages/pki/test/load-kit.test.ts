@@ -86,6 +86,8 @@ describe('loadKit', () => {
     await cp(join(r.prodDir, 'site-1'), dir, { recursive: true });
     await writeFile(join(dir, 'local', 'authorization.json'), '{"format_version": "1.0", "permissions": {}}');
     expect((await loadKit(dir)).verification.localOverrides).toEqual(['local/authorization.json']);
+    await writeFile(join(dir, 'local', 'components.json'), '{"format_version": "1.0", "allow": ["tfjs-spam"]}');
+    expect((await loadKit(dir)).verification.localOverrides).toEqual(['local/authorization.json', 'local/components.json']);
   });
   it('refuses an expired kit certificate with an injected clock (E_CERT_EXPIRED)', async () => {
     await expectCode(() => loadKit(join(r.prodDir, 'site-1'), { at: new Date(Date.now() + 400 * 86_400_000) }), 'E_CERT_EXPIRED');

@@ -18,7 +18,7 @@ describe("provision: FLARE's dummy project (test/fixtures/dummy_project.yml)", (
     expect((await readdir(r.prodDir)).sort()).toEqual(['admin@nvidia.com', 'lead@nvidia.com', 'org-admin@nvidia.com', 'server1', 'site-1', 'site-2']);
     const server = join(r.prodDir, 'server1');
     expect((await readdir(join(server, 'startup'))).sort()).toEqual(['crl.pem', 'fed_server.json', 'rootCA.pem', 'server.crt', 'server.key', 'signature.json', 'start.sh']);
-    expect((await readdir(join(server, 'local'))).sort()).toEqual(['authorization.json.default', 'privacy.json.sample', 'resources.json.default', 'signature.json']);
+    expect((await readdir(join(server, 'local'))).sort()).toEqual(['authorization.json.default', 'components.json.default', 'privacy.json.sample', 'resources.json.default', 'signature.json']);
     expect((await readdir(server)).sort()).toEqual(['local', 'manifest.json', 'readme.txt', 'signature.json', 'startup', 'transfer']);
     expect((await readdir(join(r.prodDir, 'site-1', 'startup'))).sort()).toEqual(['client.crt', 'client.key', 'crl.pem', 'fed_client.json', 'rootCA.pem', 'signature.json', 'start.sh']);
     expect((await readdir(join(r.prodDir, 'lead@nvidia.com', 'startup'))).sort()).toEqual(['client.crt', 'client.key', 'crl.pem', 'fed_admin.json', 'fl_admin.sh', 'rootCA.pem', 'signature.json']);
@@ -38,6 +38,16 @@ describe("provision: FLARE's dummy project (test/fixtures/dummy_project.yml)", (
     expect(authz.permissions['project_admin']).toBe('any');
     expect(authz.permissions['lead']).toMatchObject({ submit_job: 'any', clone_job: 'n:submitter', byoc: 'any' });
     expect(authz.permissions['org_admin']).toMatchObject({ submit_job: 'none', manage_job: 'o:submitter', operate: 'o:site' });
+    // FLARE 2.9's resources.json.default (templates/local_server_resources.j2, local_client_resources.j2).
+    const serverRes = (await json(join(server, 'local', 'resources.json.default'))) as { servers: unknown[]; components: Array<{ id: string; args?: unknown }> };
+    expect(serverRes.servers).toHaveLength(1);
+    expect(serverRes.components.map((c) => c.id)).toEqual(['job_scheduler', 'job_manager', 'job_store', 'process_launcher', 'log_receiver']);
+    expect(serverRes.components[0]!.args).toEqual({ max_jobs: 4 });
+    const clientRes = (await json(join(r.prodDir, 'site-1', 'local', 'resources.json.default'))) as { components: Array<{ id: string; args?: unknown }> };
+    expect(clientRes.components.map((c) => c.id)).toEqual(['resource_manager', 'resource_consumer', 'process_launcher', 'error_log_sender']);
+    // Our component allow-list: empty, in @flare/policy's format, in every server and client kit, signed.
+    for (const k of ['server1', 'site-1', 'site-2']) expect(await json(join(r.prodDir, k, 'local', 'components.json.default'))).toEqual({ format_version: '1.0', allow: [], byoc: false });
+    expect(JSON.parse(await readFile(join(server, 'local', 'signature.json'), 'utf8'))).toHaveProperty(['components.json.default']);
     expect(await readFile(join(r.prodDir, 'site-1', 'startup', 'start.sh'), 'utf8')).toContain('exec flare client --kit "$DIR"');
     expect(await readFile(join(server, 'startup', 'start.sh'), 'utf8')).toContain('exec flare server --kit "$DIR"');
     expect(await readFile(join(r.prodDir, 'lead@nvidia.com', 'startup', 'fl_admin.sh'), 'utf8')).toContain('exec flare admin --kit "$DIR"');
@@ -47,6 +57,32 @@ describe("provision: FLARE's dummy project (test/fixtures/dummy_project.yml)", (
     const leaves = r.kits.map((k) => join(k.dir, 'startup', k.type === 'server' ? 'server.crt' : 'client.crt'));
     const { stdout } = await run('openssl', ['verify', '-CAfile', join(server, 'startup', 'rootCA.pem'), ...leaves]);
     expect(stdout.trim().split('\n').filter((l) => l.endsWith(': OK'))).toHaveLength(6);
+  });
+
+  it("writes exactly the local/ files @flare/policy's tests parse (packages/policy/test/fixtures/provisioned)", async () => {
+    const project = parseProject(`api_version: 3
+name: fixture_project
+participants:
+  - { name: server1, type: server, org: nvidia }
+  - { name: site-1, type: client, org: nvidia, capacity: { num_of_gpus: 2, mem_per_gpu_in_GiB: 16 } }
+`);
+    const r = await provision(project, { workspace: await tempDir() });
+    const fixtures = new URL('../../policy/test/fixtures/provisioned/', import.meta.url);
+    for (const [kit, file, copy] of [
+      ['server1', 'resources.json.default', 'server-resources.json.default'],
+      ['site-1', 'resources.json.default', 'client-resources.json.default'],
+      ['site-1', 'components.json.default', 'components.json.default'],
+    ] as const) {
+      expect(await readFile(join(r.prodDir, kit, 'local', file), 'utf8'), `${kit}/local/${file}`).toBe(await readFile(new URL(copy, fixtures), 'utf8'));
+    }
+  });
+
+  it('writes the component allow-list it is given into local/components.json.default; refuses names @flare/policy would refuse (RangeError)', async () => {
+    const ws = await tempDir();
+    const r = await provision(parseProject(projectYaml()), { workspace: ws, components: { allow: ['tfjs-spam', 'gaussian-dp', 'tfjs-spam'], byoc: true } });
+    expect(await json(join(r.prodDir, 'site-1', 'local', 'components.json.default'))).toEqual({ format_version: '1.0', allow: ['tfjs-spam', 'gaussian-dp'], byoc: true });
+    await expect(provision(parseProject(projectYaml()), { workspace: await tempDir(), components: { allow: ['ok', 'not ok'] } })).rejects.toThrow(RangeError);
+    await expect(provision(parseProject(projectYaml()), { workspace: await tempDir(), components: { allow: Array.from({ length: 4097 }, (_, i) => `c${i}`) } })).rejects.toThrow(RangeError);
   });
 
   it('keeps the root key out of every kit and encrypts it at rest with a passphrase (PKCS#8)', async () => {

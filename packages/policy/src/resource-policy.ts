@@ -44,16 +44,23 @@ const limitsSchema = z.strictObject({
   max_wall_time_s: positive.optional(),
 });
 
-// FLARE's resources.json (format_version 2) keeps its GPU limits in the args of a GPUResourceManager component;
-// we read those args and let the other FLARE keys through unread, so a FLARE site's file loads unchanged.
+// FLARE's resources.json (format_version 2) keeps its limits in the args of components: a client's
+// GPUResourceManager (`num_of_gpus`, `mem_per_gpu_in_GiB`), a server's DefaultJobScheduler (`max_jobs`, the jobs
+// that may run at once). We read those args and let FLARE's other keys through unread, so the files FLARE
+// provisions (nvflare/lighter/templates/local_client_resources.j2 and local_server_resources.j2: `client`, or
+// `servers` and `snapshot_persistor`) and a FLARE site's edited copies load unchanged.
 const componentSchema = z.strictObject({ id: z.string(), path: z.string().optional(), name: z.string().optional(), args: z.record(z.string(), z.unknown()).optional() });
 const gpuArgsSchema = z.object({ num_of_gpus: count.optional(), mem_per_gpu_in_GiB: amount.optional() });
+const schedulerArgsSchema = z.object({ max_jobs: count.min(1).optional() });
+const flareSection = z.record(z.string(), z.unknown());
 
 const resourcesSchema = z.strictObject({
   format_version: z.literal(2).optional(),
   limits: limitsSchema.optional(),
-  client: z.record(z.string(), z.unknown()).optional(),
-  server: z.record(z.string(), z.unknown()).optional(),
+  client: flareSection.optional(),
+  server: flareSection.optional(),
+  servers: z.array(flareSection).max(16).optional(),
+  snapshot_persistor: flareSection.optional(),
   components: z.array(componentSchema).max(256).optional(),
 });
 
@@ -66,12 +73,23 @@ const requestSchema = z.strictObject({
 
 const issues = (error: z.ZodError) => error.issues.map((i) => `${i.path.join('.') || '(top)'}: ${i.message}`).join('; ');
 
-const isGpuManager = (c: z.infer<typeof componentSchema>) => c.id === 'resource_manager' || (c.path ?? c.name ?? '').endsWith('GPUResourceManager');
+type Component = z.infer<typeof componentSchema>;
+const isGpuManager = (c: Component) => c.id === 'resource_manager' || (c.path ?? c.name ?? '').endsWith('GPUResourceManager');
+const isJobScheduler = (c: Component) => c.id === 'job_scheduler' || (c.path ?? c.name ?? '').endsWith('DefaultJobScheduler');
+
+/** Reads one limit from a FLARE component's args; it must agree with the same limit stated elsewhere. */
+function fromComponent(c: Component, key: string, mine: number | undefined, theirs: number | undefined, ours: string): number | undefined {
+  if (mine !== undefined && theirs !== undefined && mine !== theirs) {
+    throw new PolicyError('E_POLICY_RESOURCES_PARSE', `resource policy: ${ours} (${mine}) and component ${JSON.stringify(c.id)} args.${key} (${theirs}) disagree`);
+  }
+  return mine ?? theirs;
+}
 
 /**
  * Parses a resources.json: our `limits` object (`max_concurrent_jobs`, `memory_gib`, `num_of_gpus`,
- * `mem_per_gpu_in_GiB`, `max_wall_time_s`) and FLARE's format_version 2 file, whose GPUResourceManager
- * component args give `num_of_gpus` and `mem_per_gpu_in_GiB`. When both state a GPU figure they must agree.
+ * `mem_per_gpu_in_GiB`, `max_wall_time_s`) and FLARE's format_version 2 files, client and server: a
+ * GPUResourceManager's args give `num_of_gpus` and `mem_per_gpu_in_GiB`, a DefaultJobScheduler's `max_jobs`
+ * gives the jobs that may run at once. When `limits` and a component state the same figure they must agree.
  *
  * @throws PolicyError E_POLICY_RESOURCES_PARSE naming the field at fault.
  */
@@ -81,22 +99,21 @@ export function parseResourcePolicy(json: unknown): ResourceLimits {
   const limits = parsed.data.limits ?? {};
   let gpus = limits.num_of_gpus;
   let memPerGpu = limits.mem_per_gpu_in_GiB;
-  for (const c of (parsed.data.components ?? []).filter(isGpuManager)) {
-    const args = gpuArgsSchema.safeParse(c.args ?? {});
-    if (!args.success) throw new PolicyError('E_POLICY_RESOURCES_PARSE', `resource policy: component ${JSON.stringify(c.id)} args: ${issues(args.error)}`);
-    for (const [key, mine, theirs] of [
-      ['num_of_gpus', gpus, args.data.num_of_gpus],
-      ['mem_per_gpu_in_GiB', memPerGpu, args.data.mem_per_gpu_in_GiB],
-    ] as const) {
-      if (mine !== undefined && theirs !== undefined && mine !== theirs) {
-        throw new PolicyError('E_POLICY_RESOURCES_PARSE', `resource policy: limits.${key} (${mine}) and component ${JSON.stringify(c.id)} args.${key} (${theirs}) disagree`);
-      }
+  let maxJobs = limits.max_concurrent_jobs;
+  for (const c of parsed.data.components ?? []) {
+    if (isGpuManager(c)) {
+      const args = gpuArgsSchema.safeParse(c.args ?? {});
+      if (!args.success) throw new PolicyError('E_POLICY_RESOURCES_PARSE', `resource policy: component ${JSON.stringify(c.id)} args: ${issues(args.error)}`);
+      gpus = fromComponent(c, 'num_of_gpus', gpus, args.data.num_of_gpus, 'limits.num_of_gpus');
+      memPerGpu = fromComponent(c, 'mem_per_gpu_in_GiB', memPerGpu, args.data.mem_per_gpu_in_GiB, 'limits.mem_per_gpu_in_GiB');
+    } else if (isJobScheduler(c)) {
+      const args = schedulerArgsSchema.safeParse(c.args ?? {});
+      if (!args.success) throw new PolicyError('E_POLICY_RESOURCES_PARSE', `resource policy: component ${JSON.stringify(c.id)} args: ${issues(args.error)}`);
+      maxJobs = fromComponent(c, 'max_jobs', maxJobs, args.data.max_jobs, 'limits.max_concurrent_jobs');
     }
-    gpus ??= args.data.num_of_gpus;
-    memPerGpu ??= args.data.mem_per_gpu_in_GiB;
   }
   return Object.freeze({
-    maxConcurrentJobs: limits.max_concurrent_jobs ?? DEFAULT_MAX_CONCURRENT_JOBS,
+    maxConcurrentJobs: maxJobs ?? DEFAULT_MAX_CONCURRENT_JOBS,
     memoryGiB: limits.memory_gib ?? Infinity,
     gpus: gpus ?? 0,
     memPerGpuGiB: memPerGpu ?? 0,

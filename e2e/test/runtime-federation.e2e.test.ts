@@ -151,6 +151,8 @@ ${[1, 2, 3, 4].map((i) => `  - name: site-${i}\n    type: client\n    org: org_$
     await mkdir(siteWs(s), { recursive: true });
     // Sites 1 and 2 consent to jobs that bring their own code; sites 3 and 4 do not.
     await writeFile(join(siteWs(s), 'site.json'), JSON.stringify({ data: { site: i % 3, sites: 3, features: FEATURES }, components: { allow: ['tfjs-spam'], byoc: i < 2 } }));
+    // The same allow-list as the site's own local/components.json, which overrides any provisioned default.
+    await writeFile(join(kits.get(s)!, 'local', 'components.json'), JSON.stringify({ format_version: '1.0', allow: ['tfjs-spam'], byoc: i < 2 }));
     // Sites 1, 2 and 4 define a `private` scope; site 3 does not.
     const scopes = [{ name: 'public', task_result_filters: [], task_data_filters: [] }, ...(s === 'site-3' ? [] : [{ name: 'private', task_result_filters: [{ name: 'exclude-vars', args: { names: ['no_such_tensor'] } }], task_data_filters: [] }])];
     await writeFile(join(kits.get(s)!, 'local', 'privacy.json'), JSON.stringify({ scopes, default_scope: 'public' }));

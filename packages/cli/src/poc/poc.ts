@@ -285,6 +285,8 @@ async function runFederation(o: PocOptions, ws: string, v: Variant): Promise<Fed
     await mkdir(sws, { recursive: true, mode: 0o700 });
     const components = ['tfjs-spam', ...(o.dpScope?.components ?? []), ...(v.he ? ['he-encrypt', 'he-decrypt'] : [])];
     await writeFile(join(sws, 'site.json'), JSON.stringify({ data: { dataset, site: i, sites: o.clients, seed: 42, features: width }, components: { allow: components, byoc: false } }, null, 2));
+    // The site's own component allow-list (local/components.json overrides any provisioned default).
+    await writeFile(join(kitOf(s), 'local', 'components.json'), JSON.stringify({ format_version: '1.0', allow: components, byoc: false }, null, 2));
     // Each site's own privacy policy: `public` adds nothing (with --he: decrypt what comes in, encrypt what goes
     // out); `private` demands the site's DP filters (with --he, DP noise is added before encryption).
     const scopes: JsonValue[] = [{ name: 'public', properties: {}, task_result_filters: heOut, task_data_filters: he }];

@@ -21,6 +21,12 @@ export type Payload = Uint8Array | { readonly byteLength: number; readonly parts
 /** A message as received: its header and its payload (one buffer owned by the receiver). */
 export interface Message {
   readonly header: Header;
+  /**
+   * The payload: a plain `Uint8Array`, never a Node `Buffer` (whose `slice()` returns a view instead of a copy,
+   * so code written for Uint8Array, such as @flare/core's decodeModel, would alias memory it meant to copy).
+   * Small messages are views of the bytes read from the socket, large ones their own allocation; nothing
+   * below writes to them after delivery.
+   */
   readonly payload: Uint8Array;
   /**
    * The trailer the sender's guard attached, when this connection has no guard of its own (a guarded
@@ -350,7 +356,12 @@ export class WsConnection<A = unknown> extends EventEmitter implements Connectio
     this.#deliver(incoming.header, incoming.buffer, frame.a, incoming.hash?.digest());
   }
 
-  #deliver(header: Header, payload: Uint8Array, trailer: Header | undefined, digest?: Uint8Array): void {
+  #deliver(header: Header, received: Uint8Array, trailer: Header | undefined, digest?: Uint8Array): void {
+    // ws hands out Buffers; Buffer#slice is a view where Uint8Array#slice copies. A decoder that slices to copy
+    // an unaligned tensor (@flare/core's decodeModel does) then builds its typed array on the whole underlying
+    // ArrayBuffer from offset 0: the socket's read buffer, other frames' bytes. Deliver the same bytes as a
+    // plain Uint8Array view (no copy), whose slice() copies as the type promises.
+    const payload = Buffer.isBuffer(received) ? new Uint8Array(received.buffer, received.byteOffset, received.byteLength) : received;
     let message: Message;
     if (this.#guard !== undefined) {
       if (!this.#guard.open(header, payload.length, digest ?? sha256(payload), trailer)) return;

@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto';
+import { decodeModel, encodeModelParts, model, tensor, type FLModel } from '@flare/core';
 import { afterEach, describe, expect, it } from 'vitest';
 import { dial, listen, type Connection, type Message, type ServerEndpoint } from '../src/index.js';
-import { testPki } from './certs.js';
+import { testPki, within } from './certs.js';
 
 const pki = testPki();
 const servers: ServerEndpoint<unknown>[] = [];
@@ -46,5 +47,64 @@ describe('received payloads belong to the receiver', () => {
     }
     await all;
     expect(received.map((m) => digest(m.payload))).toEqual(sent);
+  });
+});
+
+// The runtime saw models change after delivery (reproduced through @flare/auth in
+// e2e/test/auth-ownership.e2e.test.ts). Cause: payloads were Node Buffers, views into the socket's read buffer at
+// any byte offset; @flare/core's decodeModel copies an unaligned tensor with bytes.slice(), which for a Buffer
+// is a view, and then reads the whole ArrayBuffer from offset 0: other frames' bytes, which the server's ws
+// unmasks in place after the model was delivered.
+describe('received payloads decode as models that stay what was sent', () => {
+  const tensorDigest = (m: FLModel): string => {
+    const h = createHash('sha256');
+    for (const [name, t] of [...m.params].sort(([a], [b]) => a.localeCompare(b))) h.update(name).update(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength));
+    return h.digest('hex');
+  };
+
+  it.each(['clear', 'mtls'] as const)('over %s: plain Uint8Array payloads; models decoded at every byte alignment are right and stay right', async (security) => {
+    const tls = { certPem: pki.serverCertPem, privateKey: pki.serverKeyPem, caPem: pki.caPem };
+    const server = await listen<undefined>({ port: 0, host: '127.0.0.1', security, ...(security === 'clear' ? {} : { tls }) });
+    servers.push(server as ServerEndpoint<unknown>);
+    const held: Array<{ model: FLModel | undefined; atDelivery: string; plain: boolean; sliceCopies: boolean }> = [];
+    const count = 24;
+    const all = new Promise<void>((resolve) => {
+      server.on('connection', (conn) => {
+        conns.push(conn as Connection<unknown>);
+        conn.on('message', (m) => {
+          const copy = m.payload.slice();
+          copy[0] = copy[0]! ^ 0xff;
+          let decoded: FLModel | undefined;
+          try {
+            decoded = decodeModel(m.payload);
+          } catch {
+            decoded = undefined;
+          }
+          held.push({ model: decoded, atDelivery: decoded === undefined ? 'undecodable' : tensorDigest(decoded), plain: !Buffer.isBuffer(m.payload), sliceCopies: copy[0] !== m.payload[0] });
+          if (held.length === count) resolve();
+        });
+      });
+    });
+    const conn = await dial<undefined>({
+      security,
+      targets: [{ host: '127.0.0.1', port: server.port }],
+      ...(security === 'clear' ? {} : { tls: { caPem: pki.caPem, certPem: pki.clientCertPem, privateKey: pki.clientKeyPem } }),
+    });
+    conns.push(conn as Connection<unknown>);
+    const sent: string[] = [];
+    for (let i = 0; i < count; i++) {
+      // Header lengths 0..7 bytes apart move the payload to every offset modulo 8 within the socket's buffer.
+      const n = 1 + ((i * 37) % 200);
+      const m = model([
+        ['w', tensor(Float32Array.from({ length: n }, (_, k) => i * 1000 + k), [n])],
+        ['v', tensor(Float64Array.from({ length: 3 }, (_, k) => -i - k / 8), [3])],
+      ]);
+      sent.push(tensorDigest(m));
+      await conn.send({ i, pad: 'x'.repeat(i % 8) }, encodeModelParts(m));
+    }
+    await within(all, 10_000, 'every model');
+    expect(held.every((h) => h.plain && h.sliceCopies)).toBe(true);
+    expect(held.map((h) => h.atDelivery)).toEqual(sent);
+    expect(held.map((h) => (h.model === undefined ? 'undecodable' : tensorDigest(h.model)))).toEqual(sent);
   });
 });

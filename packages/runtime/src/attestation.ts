@@ -63,6 +63,8 @@ export interface AttestationOutcome {
 /** Largest evidence reply accepted (GPU evidence with RIMs is the largest: a few hundred KB per device). */
 const MAX_EVIDENCE_BYTES = 16 * 1024 * 1024;
 const MAX_EVIDENCE_ITEMS = 64;
+/** Evidence requests of one peer that may wait for an answer (login, a deploy and a periodic check overlap at most). */
+const MAX_WAITING_REQUESTS = 4;
 
 /** The error to refuse or stop with for a failed outcome. */
 export function attestationError(outcome: AttestationOutcome, who: string): FlareError {
@@ -97,7 +99,7 @@ export class AttestationGate {
   readonly #self: string;
   readonly #audit: AuditHook | undefined;
   readonly #pending = new Map<string, { readonly ch: PeerChannel; resolve(r: { ok: boolean; error?: { code: string; message: string }; payload: Uint8Array } | undefined): void }>();
-  readonly #answering = new WeakSet<PeerChannel>();
+  readonly #answering = new WeakMap<PeerChannel, { tail: Promise<void>; waiting: number }>();
   readonly #counters = new WeakMap<PeerChannel, number>();
 
   constructor(options: AttestationOptions | undefined, self: string, audit?: AuditHook) {
@@ -136,31 +138,40 @@ export class AttestationGate {
       return true;
     }
     if (msg.t !== 'attest_request') return false;
+    const request = msg;
     const reply = async (error: { code: string; message: string } | undefined, body?: Uint8Array): Promise<void> => {
-      await ch.send(outgoing({ t: 'attest_reply', id: msg.id, ok: error === undefined, ...(error === undefined ? {} : { error }) }), body).catch(() => undefined);
+      await ch.send(outgoing({ t: 'attest_reply', id: request.id, ok: error === undefined, ...(error === undefined ? {} : { error }) }), body).catch(() => undefined);
     };
-    // One request at a time per peer: producing evidence costs a hardware report and signatures.
-    if (this.#answering.has(ch)) {
-      await reply({ code: 'E_ATTEST_ATTESTER', message: 'an evidence request of this peer is still being answered' });
+    // Requests of one peer are answered in turn (a deploy check may meet a periodic one); producing evidence
+    // costs a hardware report and signatures, so a peer may have only a few waiting.
+    const queue = this.#answering.get(ch) ?? { tail: Promise.resolve(), waiting: 0 };
+    if (queue.waiting >= MAX_WAITING_REQUESTS) {
+      await reply({ code: 'E_ATTEST_ATTESTER', message: `more than ${MAX_WAITING_REQUESTS} evidence requests of this peer are waiting` });
       return true;
     }
-    this.#answering.add(ch);
-    try {
-      const attesters = this.#o.attesters ?? [];
-      if (ch.exportKeyingMaterial === undefined) throw new FlareRuntimeError('E_RUNTIME_ATTESTATION_UNBOUND', 'this connection has no authenticated session to bind evidence to');
-      if (msg.types.length > 0 && attesters.length === 0) throw new AttestError('E_ATTEST_ATTESTER', `${this.#self} has no attester configured`);
-      const keyingMaterial = ch.exportKeyingMaterial(ATTESTATION_EXPORTER_LABEL, ATTESTATION_EXPORTER_LENGTH);
-      const evidence = await produceSessionEvidence(attesters, { keyingMaterial, purpose: msg.purpose, self: this.#self, types: msg.types });
-      keyingMaterial.fill(0);
-      await reply(undefined, new TextEncoder().encode(JSON.stringify(evidence.map(encodeAttestationEvidence))));
-      this.#audit?.({ action: 'attestation_evidence_sent', user: ch.peer.name, msg: `${msg.types.join('+') || 'no'} evidence sent to ${ch.peer.name} for ${msg.purpose}`, data: { purpose: msg.purpose, types: [...msg.types] } });
-    } catch (e) {
-      const r = reasonOf(e);
-      this.#audit?.({ action: 'attestation_evidence_failed', user: ch.peer.name, msg: `could not produce evidence for ${ch.peer.name} (${msg.purpose}): ${r.code}: ${r.message}`, data: { purpose: msg.purpose, code: r.code } });
-      await reply(r);
-    } finally {
-      this.#answering.delete(ch);
-    }
+    queue.waiting += 1;
+    this.#answering.set(ch, queue);
+    const answer = async (): Promise<void> => {
+      try {
+        const attesters = this.#o.attesters ?? [];
+        if (ch.exportKeyingMaterial === undefined) throw new FlareRuntimeError('E_RUNTIME_ATTESTATION_UNBOUND', 'this connection has no authenticated session to bind evidence to');
+        if (request.types.length > 0 && attesters.length === 0) throw new AttestError('E_ATTEST_ATTESTER', `${this.#self} has no attester configured`);
+        const keyingMaterial = ch.exportKeyingMaterial(ATTESTATION_EXPORTER_LABEL, ATTESTATION_EXPORTER_LENGTH);
+        const evidence = await produceSessionEvidence(attesters, { keyingMaterial, purpose: request.purpose, self: this.#self, types: request.types });
+        keyingMaterial.fill(0);
+        await reply(undefined, new TextEncoder().encode(JSON.stringify(evidence.map(encodeAttestationEvidence))));
+        this.#audit?.({ action: 'attestation_evidence_sent', user: ch.peer.name, msg: `${request.types.join('+') || 'no'} evidence sent to ${ch.peer.name} for ${request.purpose}`, data: { purpose: request.purpose, types: [...request.types] } });
+      } catch (e) {
+        const r = reasonOf(e);
+        this.#audit?.({ action: 'attestation_evidence_failed', user: ch.peer.name, msg: `could not produce evidence for ${ch.peer.name} (${request.purpose}): ${r.code}: ${r.message}`, data: { purpose: request.purpose, code: r.code } });
+        await reply(r);
+      } finally {
+        queue.waiting -= 1;
+      }
+    };
+    const done = queue.tail.then(answer);
+    queue.tail = done;
+    await done;
     return true;
   }
 

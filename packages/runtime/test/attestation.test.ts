@@ -211,6 +211,21 @@ describe('attestation gating in the engines', () => {
     expect(s.engine.stopReason?.code).toBe('E_ATTEST_POLICY_DEBUG');
   });
 
+  it('answers overlapping requests in turn: periodic checks every 50 ms on both sides meet the deploy checks, and nobody is refused', async () => {
+    const slow = (): Attester => ({ name: 'test:slow', collect: async (nonce) => new Promise((r) => setTimeout(() => r(goodAttester().collect(nonce)), 60)) });
+    const srv = await server(gate([slow()], { intervalMs: 50 }));
+    const sites = [];
+    for (const n of [1, 2]) sites.push(await startSite(n, srv.hub, gate([slow()], { intervalMs: 50 })));
+    const admin = new AdminClient(await srv.hub.connect(ADMIN), { timeoutMs: 5000 });
+    const id = await admin.submit({ definition: jobDefinition({ rounds: 2, deploy: ['site-1', 'site-2'] }), initialModel: initialModelBytes(), files: new Map() });
+    const rec = await srv.engine.waitForJob(id, 20_000);
+    admin.close();
+    expect(rec.status).toBe('FINISHED');
+    expect(actions(srv.audit, 'attestation_refused')).toHaveLength(0);
+    for (const s of sites) expect(actions(s.audit, 'attestation_refused')).toHaveLength(0);
+    expect(actions(srv.audit, 'attestation_verified').filter((e) => String(e.data?.['purpose']).startsWith('periodic')).length).toBeGreaterThan(0);
+  });
+
   it('refuses evidence not bound to this session and peer (E_ATTEST_NONCE): a genuine report with a stale nonce', async () => {
     const srv = await server(gate([goodAttester()]));
     const stale = randomBytes(64);

@@ -3,12 +3,14 @@ import { mkdtemp, readdir, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect, createServer, type TLSSocket } from 'node:tls';
-import { loadKit, parseProject, provision, type KeyType } from '@flare/pki';
+import { generateKeyPairSync, X509Certificate } from 'node:crypto';
+import { createCrl, createRootCa, issueCertificate, loadKit, parseProject, provision, verifyCertificate, type KeyType } from '@flare/pki';
 import type { Row, Suite } from '../harness.js';
 
 // Provisioning N clients (default 1,000; FLARE_BENCH_PKI_CLIENTS to change) for each key type, and the cost of
 // a full mutual-TLS handshake between two kits of each key type, on loopback. ECDSA P-256 against RSA-2048 in
-// the same run: the figures behind @flare/pki's default key type (docs/key-types.md).
+// the same run: the figures behind @flare/pki's default key type (docs/key-types.md). Then the CPU cost of
+// verifyCertificate, which every login runs once on each side.
 const CLIENTS = Number(process.env['FLARE_BENCH_PKI_CLIENTS'] ?? 1000);
 const HANDSHAKES = 300;
 const HANDSHAKE_BUDGET_MS = 30_000;
@@ -98,10 +100,51 @@ async function handshakeRates(): Promise<Record<KeyType, number>> {
   }
 }
 
+const VERIFY_LEAVES = 300;
+const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+/**
+ * CPU time of verifyCertificate per call (µs), as a login runs it: root and CRL as the kit holds them, the
+ * peer's certificate either one not seen before or one seen before (a site that reconnects). The floor it is
+ * compared with is what node:crypto alone needs to parse a certificate and check its signature.
+ */
+async function verifyFigures(keyType: KeyType): Promise<{ fresh: number; repeat: number; floor: number }> {
+  const now = new Date();
+  const root = await createRootCa({ commonName: 'bench', keyType, now });
+  const leaves: string[] = [];
+  for (let i = 0; i < VERIFY_LEAVES; i++) {
+    const publicKey = generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).publicKey;
+    leaves.push(await issueCertificate({ issuer: root, subject: { name: `site-${i}`, org: 'bench', type: 'client' }, publicKey, now }));
+  }
+  const crl = await createCrl({ issuer: root, entries: [{ serial: '0abc', date: now }], crlNumber: 1, now });
+  const opts = { rootCaPem: root.certPem, crl, expectedType: 'client' as const };
+  const cpu = (fn: () => void, n: number): number => {
+    const c0 = process.cpuUsage();
+    for (let i = 0; i < n; i++) fn();
+    const c = process.cpuUsage(c0);
+    return (c.user + c.system) / n;
+  };
+  const rootKey = new X509Certificate(root.certPem).publicKey;
+  const fresh: number[] = [];
+  const repeat: number[] = [];
+  const floor: number[] = [];
+  // Rounds of 20 fresh leaves each, interleaved with the repeat and floor measurements (shared machine).
+  for (let r = 0; r < VERIFY_LEAVES / 20; r++) {
+    const batch = leaves.slice(r * 20, r * 20 + 20);
+    let k = 0;
+    fresh.push(cpu(() => verifyCertificate(batch[k++]!, opts), batch.length));
+    repeat.push(cpu(() => verifyCertificate(leaves[0]!, opts), 200));
+    let j = 0;
+    floor.push(cpu(() => new X509Certificate(batch[j++ % batch.length]!).verify(rootKey), batch.length));
+  }
+  return { fresh: median(fresh), repeat: median(repeat), floor: median(floor) };
+}
+
 export const suite: Suite = {
   name: 'pki',
   description: `provisioning ${CLIENTS} clients + server + admin (time, bytes) and full mTLS handshakes between two kits, ECDSA P-256 vs RSA-2048 in the same run`,
   async run(): Promise<Row[]> {
+    const verify = { 'ecdsa-p256': await verifyFigures('ecdsa-p256'), 'rsa-2048': await verifyFigures('rsa-2048') };
     const ec = await provisionFigures('ecdsa-p256');
     const rsa = await provisionFigures('rsa-2048');
     const tls = await handshakeRates();
@@ -113,6 +156,10 @@ export const suite: Suite = {
       { label: `provision per kit, ecdsa-p256`, value: (ec.seconds * 1000) / kits, unit: 'ms', baseline: { label: 'rsa-2048', value: (rsa.seconds * 1000) / kits }, higherIsBetter: false },
       { label: `kit bytes on disk (${kits} kits, ${ec.files} files), ecdsa-p256`, value: ec.bytes / 1e6, unit: 'MB', baseline: { label: 'rsa-2048', value: rsa.bytes / 1e6 }, higherIsBetter: false },
       { label: 'full mTLS handshakes between two kits, ecdsa-p256', value: ecTls, unit: 'handshakes/s', baseline: { label: 'rsa-2048', value: rsaTls }, higherIsBetter: true },
+      ...(['ecdsa-p256', 'rsa-2048'] as const).flatMap((k) => [
+        { label: `verifyCertificate with CRL, a certificate not seen before, ${k} root (CPU)`, value: verify[k].fresh, unit: 'µs', baseline: { label: 'node:crypto parse + signature check alone', value: verify[k].floor }, higherIsBetter: false },
+        { label: `verifyCertificate with CRL, the same certificate again, ${k} root (CPU)`, value: verify[k].repeat, unit: 'µs', baseline: { label: 'node:crypto parse + signature check alone', value: verify[k].floor }, higherIsBetter: false },
+      ]),
     ];
   },
 };

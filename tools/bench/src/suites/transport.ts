@@ -40,6 +40,8 @@ setFlagsFromString('--expose-gc');
 const collectGarbage = runInNewContext('gc') as () => void;
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const MB = 1e6;
+/** Measured rounds of (a), each with all four transfers. */
+const ROUNDS_A = 7;
 
 // The receiver of (a) runs in its own process, as it would on its own machine: sender and receiver then work
 // in parallel on the two cores, for both the baseline and FLARE-TS. It prints `ready <port>`, then `done` each
@@ -52,10 +54,13 @@ import { loadKit } from '@flare/pki';
 import { listen, serverOptionsFromKit } from '@flare/transport';
 const [mode, kitDir, size] = [process.argv[1], process.argv[2], Number(process.argv[3])];
 const kit = await loadKit(kitDir);
-if (mode === 'flare') {
+// CPU time of this process since the previous message: what receiving one transfer cost.
+let c0 = process.cpuUsage();
+const done = (ok) => { const c = process.cpuUsage(c0); console.log((ok ? 'done ' : 'bad ') + (c.user + c.system)); c0 = process.cpuUsage(); };
+if (mode === 'flare' || mode === 'flare-plain') {
   const auth = createServerAuth({ kit });
-  const server = await listen({ ...serverOptionsFromKit(kit), host: '127.0.0.1', port: 0, authenticate: (c) => auth.accept(c) });
-  server.on('connection', (c) => c.on('message', (m) => console.log(m.payload.length === size ? 'done' : 'bad')));
+  const server = await listen({ ...serverOptionsFromKit(kit), host: '127.0.0.1', port: 0, ...(mode === 'flare' ? { authenticate: (c) => auth.accept(c) } : {}) });
+  server.on('connection', (c) => c.on('message', (m) => done(m.payload.length === size)));
   console.log('ready ' + server.port);
 } else {
   const srv = createServer({ cert: kit.certPem, key: kit.privateKey.export({ type: 'pkcs8', format: 'pem' }), ca: kit.rootCaPem, requestCert: true, rejectUnauthorized: true });
@@ -65,7 +70,7 @@ if (mode === 'flare') {
     s.on('data', (d) => {
       if (mode === 'raw-store') (sink ??= Buffer.allocUnsafe(size)).set(d, received);
       received += d.length;
-      if (received === size) { console.log('done'); received = 0; sink = undefined; }
+      if (received === size) { done(true); received = 0; sink = undefined; }
     });
   });
   srv.listen(0, '127.0.0.1', () => console.log('ready ' + srv.address().port));
@@ -78,7 +83,7 @@ interface Receiver {
   stop(): Promise<void>;
 }
 
-async function receiver(mode: 'raw' | 'raw-store' | 'flare', kitDir: string, size: number): Promise<Receiver> {
+async function receiver(mode: 'raw' | 'raw-store' | 'flare' | 'flare-plain', kitDir: string, size: number): Promise<Receiver> {
   const benchDir = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
   const child = spawn(process.execPath, ['--input-type=module', '-e', RECEIVER_SCRIPT, mode, kitDir, String(size)], { cwd: benchDir, stdio: ['ignore', 'pipe', 'inherit'] });
   const lines = createInterface({ input: child.stdout! });
@@ -87,6 +92,7 @@ async function receiver(mode: 'raw' | 'raw-store' | 'flare', kitDir: string, siz
   lines.on('line', (l) => (waiters.length > 0 ? waiters.shift()!(l) : queue.push(l)));
   const next = (): Promise<string> => (queue.length > 0 ? Promise.resolve(queue.shift()!) : new Promise((r) => waiters.push(r)));
   const ready = await next();
+  // Receiver CPU of the transfer that just ended is reported with its 'done' line.
   return {
     port: Number(ready.split(' ')[1]),
     next,
@@ -97,34 +103,53 @@ async function receiver(mode: 'raw' | 'raw-store' | 'flare', kitDir: string, siz
   };
 }
 
-async function rawTls(kit: Kit, rx: Receiver, bytes: Uint8Array): Promise<number> {
+interface Transfer {
+  readonly ms: number;
+  /** CPU time of the sending process during the transfer, ms. */
+  readonly txCpuMs: number;
+  /** CPU time of the receiving process for the transfer, ms. */
+  readonly rxCpuMs: number;
+}
+
+/** Waits for the receiver's line for one transfer and reads its CPU figure. */
+async function received(line: Promise<string>, what: string): Promise<number> {
+  const [word, cpu] = (await line).split(' ');
+  if (word !== 'done') throw new Error(`${what} receiver failed`);
+  return Number(cpu) / 1000;
+}
+
+async function rawTls(kit: Kit, rx: Receiver, bytes: Uint8Array): Promise<Transfer> {
   const sock = tlsConnect({ host: '127.0.0.1', port: rx.port, ca: kit.rootCaPem, cert: kit.certPem, key: kit.privateKey.export({ type: 'pkcs8', format: 'pem' }), checkServerIdentity: () => undefined });
   await once(sock, 'secureConnect');
+  const c0 = process.cpuUsage();
   const t0 = performance.now();
   const done = rx.next();
   const chunk = 1 << 20;
   for (let off = 0; off < bytes.length; off += chunk) {
     if (!sock.write(bytes.subarray(off, Math.min(off + chunk, bytes.length)))) await once(sock, 'drain');
   }
-  if ((await done) !== 'done') throw new Error('raw receiver failed');
+  const rxCpuMs = await received(done, 'raw');
   const ms = performance.now() - t0;
+  const c = process.cpuUsage(c0);
   sock.destroy();
-  return ms;
+  return { ms, txCpuMs: (c.user + c.system) / 1000, rxCpuMs };
 }
 
-async function flare(conn: Connection<Session>, rx: Receiver, parts: ReturnType<typeof encodeModelParts>): Promise<{ ms: number; peakExtraMiB: number }> {
+async function flare(conn: Connection<Session | undefined>, rx: Receiver, parts: ReturnType<typeof encodeModelParts>): Promise<Transfer & { peakExtraMiB: number }> {
   collectGarbage();
   const base = process.memoryUsage().arrayBuffers;
   let peak = base;
   const sampler = setInterval(() => (peak = Math.max(peak, process.memoryUsage().arrayBuffers)), 5);
+  const c0 = process.cpuUsage();
   const t0 = performance.now();
   const done = rx.next();
   await conn.send({ type: 'update' }, parts);
-  if ((await done) !== 'done') throw new Error('flare receiver failed');
+  const rxCpuMs = await received(done, 'flare');
   const ms = performance.now() - t0;
+  const c = process.cpuUsage(c0);
   clearInterval(sampler);
   // The sender holds the model (allocated before base); anything above base is what streaming added.
-  return { ms, peakExtraMiB: (peak - base) / 2 ** 20 };
+  return { ms, txCpuMs: (c.user + c.system) / 1000, rxCpuMs, peakExtraMiB: (peak - base) / 2 ** 20 };
 }
 
 function perMessage(client: Session, server: Session): { wallUs: number; cpuUs: number; hmacCpuUs: number } {
@@ -197,19 +222,24 @@ import { createInterface } from 'node:readline';
 const kit = await loadKit(process.argv[1]);
 const auth = createServerAuth({ kit });
 const server = await listen({ ...serverOptionsFromKit(kit), host: '127.0.0.1', port: 0, authenticate: (c) => auth.accept(c), limits: { maxConnections: 5000 } });
-const mem = () => { globalThis.gc(); globalThis.gc(); const m = process.memoryUsage(); return { rss: m.rss, heap: m.heapUsed, external: m.external, conns: server.connectionCount }; };
+const mem = () => { globalThis.gc(); globalThis.gc(); const m = process.memoryUsage(); const c = process.cpuUsage(); return { rss: m.rss, heap: m.heapUsed, external: m.external, conns: server.connectionCount, cpu: c.user + c.system }; };
 console.log(JSON.stringify({ port: server.port, ...mem() }));
 createInterface({ input: process.stdin }).on('line', (l) => l === 'mem' ? console.log(JSON.stringify(mem())) : process.exit(0));
 `;
 
-async function manyConnections(clientKit: Kit, serverKitDir: string, count: number): Promise<{ loginsPerSec: number; rssPerConnKiB: number; heapPerConnKiB: number }> {
+async function manyConnections(
+  clientKit: Kit,
+  serverKitDir: string,
+  count: number,
+): Promise<{ loginsPerSec: number; rssPerConnKiB: number; heapPerConnKiB: number; serverCpuMs: number; clientCpuMs: number }> {
   const benchDir = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
   const child = spawn(process.execPath, ['--expose-gc', '--input-type=module', '-e', SERVER_SCRIPT, serverKitDir], { cwd: benchDir, stdio: ['pipe', 'pipe', 'inherit'] });
   const lines = createInterface({ input: child.stdout! });
-  const next = (): Promise<{ port: number; rss: number; heap: number; conns: number }> => new Promise((r) => lines.once('line', (l) => r(JSON.parse(l))));
+  const next = (): Promise<{ port: number; rss: number; heap: number; conns: number; cpu: number }> => new Promise((r) => lines.once('line', (l) => r(JSON.parse(l))));
   const start = await next();
   const ca = createClientAuth({ kit: clientKit, renewAt: false });
   const conns: Array<Connection<Session>> = [];
+  const c0 = process.cpuUsage();
   const t0 = performance.now();
   let next_ = 0;
   const worker = async (): Promise<void> => {
@@ -220,9 +250,10 @@ async function manyConnections(clientKit: Kit, serverKitDir: string, count: numb
   };
   await Promise.all(Array.from({ length: 32 }, worker));
   const seconds = (performance.now() - t0) / 1000;
+  const c = process.cpuUsage(c0);
   child.stdin!.write('mem\n');
   const after = await next();
-  await Promise.all(conns.map((c) => c.close()));
+  await Promise.all(conns.map((x) => x.close()));
   child.stdin!.write('quit\n');
   await once(child, 'exit');
   if (after.conns !== count) throw new Error(`server saw ${after.conns} connections, expected ${count}`);
@@ -230,6 +261,9 @@ async function manyConnections(clientKit: Kit, serverKitDir: string, count: numb
     loginsPerSec: count / seconds,
     rssPerConnKiB: (after.rss - start.rss) / count / 1024,
     heapPerConnKiB: (after.heap - start.heap) / count / 1024,
+    // The server's CPU includes two forced GCs for the memory figures (a few ms in all).
+    serverCpuMs: (after.cpu - start.cpu) / count / 1000,
+    clientCpuMs: (c.user + c.system) / count / 1000,
   };
 }
 
@@ -254,32 +288,42 @@ export const suite: Suite = {
         flat.set(p, at);
         at += p.length;
       }
-      const raw: number[] = [];
-      const rawStored: number[] = [];
-      const ours: number[] = [];
+      const raw: Transfer[] = [];
+      const rawStored: Transfer[] = [];
+      const ours: Transfer[] = [];
+      const plainRuns: Transfer[] = [];
       const extra: number[] = [];
       const rxRaw = await receiver('raw', dir('server1'), parts.byteLength);
       const rxStore = await receiver('raw-store', dir('server1'), parts.byteLength);
       const rxFlare = await receiver('flare', dir('server1'), parts.byteLength);
+      const rxPlain = await receiver('flare-plain', dir('server1'), parts.byteLength);
       const ca0 = createClientAuth({ kit: clientKit, renewAt: false });
-      const sender = await dial<Session>({ ...clientOptionsFromKit(clientKit), targets: [{ host: '127.0.0.1', port: rxFlare.port }], authenticate: (c) => ca0.login(c) });
+      const sender = await dial<Session | undefined>({ ...clientOptionsFromKit(clientKit), targets: [{ host: '127.0.0.1', port: rxFlare.port }], authenticate: (c) => ca0.login(c as Connection<Session>) });
+      // The same transport without the session guard (no MAC, no payload SHA-256): what authentication costs.
+      const plainSender = await dial<Session | undefined>({ ...clientOptionsFromKit(clientKit), targets: [{ host: '127.0.0.1', port: rxPlain.port }] });
       try {
         await rawTls(clientKit, rxRaw, flat); // warm-up
+        await rawTls(clientKit, rxStore, flat);
         await flare(sender, rxFlare, parts);
-        for (let i = 0; i < 5; i++) {
+        await flare(plainSender, rxPlain, parts);
+        // Interleaved rounds, so that load from other processes on this shared machine falls on all four alike.
+        for (let i = 0; i < ROUNDS_A; i++) {
           raw.push(await rawTls(clientKit, rxRaw, flat));
           rawStored.push(await rawTls(clientKit, rxStore, flat));
           const f = await flare(sender, rxFlare, parts);
-          ours.push(f.ms);
+          ours.push(f);
           extra.push(f.peakExtraMiB);
+          plainRuns.push(await flare(plainSender, rxPlain, parts));
         }
       } finally {
         await sender.close();
-        await Promise.all([rxRaw.stop(), rxStore.stop(), rxFlare.stop()]);
+        await plainSender.close();
+        await Promise.all([rxRaw.stop(), rxStore.stop(), rxFlare.stop(), rxPlain.stop()]);
       }
-      const rate = (ms: number): number => parts.byteLength / MB / (ms / 1000);
-      const baselineA = { label: 'raw node TLS socket (mtls, 1 MiB writes, bytes discarded)', value: rate(median(raw)) };
-      const baselineStored = { label: 'raw node TLS socket receiving into one buffer', value: rate(median(rawStored)) };
+      const rate = (runs: readonly Transfer[]): number => parts.byteLength / MB / (median(runs.map((r) => r.ms)) / 1000);
+      const cpu = (runs: readonly Transfer[], side: 'txCpuMs' | 'rxCpuMs'): number => median(runs.map((r) => r[side]));
+      const baselineA = { label: 'raw node TLS socket (mtls, 1 MiB writes, bytes discarded)', value: rate(raw) };
+      const baselineStored = { label: 'raw node TLS socket receiving into one buffer', value: rate(rawStored) };
 
       // (b) and message rates need one authenticated pair.
       const sa = createServerAuth({ kit: serverKit });
@@ -298,13 +342,20 @@ export const suite: Suite = {
       const many = await manyConnections(clientKit, dir('server1'), 1000);
 
       return [
-        { label: `(a) ${(parts.byteLength / MB).toFixed(0)} MB model over mtls + auth (streamed 1 MiB chunks)`, value: rate(median(ours)), unit: 'MB/s', baseline: baselineA, higherIsBetter: true, aim: '>= 0.7x' },
-        { label: '(a) same transfer', value: rate(median(ours)), unit: 'MB/s', baseline: baselineStored, higherIsBetter: true },
+        { label: `(a) ${(parts.byteLength / MB).toFixed(0)} MB model over mtls + auth (streamed 1 MiB chunks)`, value: rate(ours), unit: 'MB/s', baseline: baselineA, higherIsBetter: true, aim: '>= 0.7x' },
+        { label: '(a) same transfer', value: rate(ours), unit: 'MB/s', baseline: baselineStored, higherIsBetter: true },
+        { label: '(a) same transfer', value: rate(ours), unit: 'MB/s', baseline: { label: 'the transport without the session guard (no MAC, no SHA-256)', value: rate(plainRuns) }, higherIsBetter: true },
+        { label: '(a) receiver CPU per transfer, mtls + auth', value: cpu(ours, 'rxCpuMs'), unit: 'ms', baseline: { label: 'raw TLS receiving into one buffer', value: cpu(rawStored, 'rxCpuMs') }, higherIsBetter: false },
+        { label: '(a) receiver CPU per transfer, transport without the session guard', value: cpu(plainRuns, 'rxCpuMs'), unit: 'ms', baseline: { label: 'raw TLS, bytes discarded', value: cpu(raw, 'rxCpuMs') }, higherIsBetter: false },
+        { label: '(a) sender CPU per transfer, mtls + auth', value: cpu(ours, 'txCpuMs'), unit: 'ms', baseline: { label: 'raw TLS', value: cpu(raw, 'txCpuMs') }, higherIsBetter: false },
+        { label: '(a) sender CPU per transfer, transport without the session guard', value: cpu(plainRuns, 'txCpuMs'), unit: 'ms', baseline: { label: 'raw TLS', value: cpu(raw, 'txCpuMs') }, higherIsBetter: false },
         { label: '(a) sender memory added by streaming (peak over the model already in memory)', value: median(extra), unit: 'MiB' },
         { label: '(b) per-message auth, 1 KB payload: seal + open incl. SHA-256 of the payload on both sides, CPU time (median)', value: pm.cpuUs, unit: 'µs', baseline: { label: 'one HMAC-SHA256 of 1 KB, CPU time', value: pm.hmacCpuUs }, higherIsBetter: false, aim: '< 20 µs' },
         { label: '(b) the same, wall time (includes time the shared machine gave to other processes)', value: pm.wallUs, unit: 'µs', aim: '< 20 µs' },
         { label: '(b) 1 KB messages/s over one mtls connection, authenticated', value: authed, unit: 'msg/s', baseline: { label: 'same connection without the session guard', value: plain }, higherIsBetter: true },
         { label: '(c) logins/s, 1,000 mtls connections opened 32 at a time (client and server on 2 cores)', value: many.loginsPerSec, unit: 'logins/s' },
+        { label: '(c) server CPU per login (TLS handshake, WebSocket upgrade, login)', value: many.serverCpuMs, unit: 'ms' },
+        { label: '(c) client CPU per login (the 1,000 clients in one process)', value: many.clientCpuMs, unit: 'ms' },
         { label: '(c) server RSS per authenticated connection (separate process, after GC)', value: many.rssPerConnKiB, unit: 'KiB' },
         { label: '(c) server JS heap per authenticated connection', value: many.heapPerConnKiB, unit: 'KiB' },
       ];

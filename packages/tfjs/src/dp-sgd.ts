@@ -8,10 +8,13 @@ import type { LayersModel } from '@tensorflow/tfjs-layers';
 // Talwar, Zhang 2019). The unit of privacy is one training example of this site.
 
 /**
- * Fills `out` with independent N(0, sigma^2) samples. Inject a CSPRNG-backed sampler that has no floating-point
- * artefacts (e.g. @flare/filters-dp's discrete Gaussian); the learner never draws noise itself.
+ * The Gaussian mechanism: adds N(0, sigma^2) noise to every value of `values`, in place. Inject a CSPRNG-backed
+ * sampler whose outputs carry no floating-point artefacts (Mironov, CCS 2012), such as @flare/filters-dp's
+ * `gaussianMechanism()`, which replaces each value by a discrete Gaussian on a grid centred at that value: noise
+ * drawn separately and then added in floating point would let the sum's low-order bits show through. The
+ * learner never draws noise itself.
  */
-export type GaussianNoise = (out: Float32Array, sigma: number) => void;
+export type GaussianMechanism = (values: Float32Array, sigma: number) => void;
 
 /** Fills `out` with uniformly random 32-bit words (default: node:crypto's CSPRNG; tests inject a seeded one). */
 export type RandomWords = (out: Uint32Array) => void;
@@ -24,8 +27,8 @@ export interface DpSgdOptions {
   readonly noiseMultiplier: number;
   /** q: each example joins each step's batch independently with this probability. Steps per epoch: round(1/q). */
   readonly samplingRate: number;
-  /** The Gaussian sampler (CSPRNG, no floating-point artefacts). */
-  readonly noise: GaussianNoise;
+  /** The Gaussian mechanism applied to each step's sum of clipped gradients (CSPRNG, no floating-point artefacts). */
+  readonly noise: GaussianMechanism;
   /** Source of the Poisson sampling decisions (default node:crypto). */
   readonly random?: RandomWords;
 }
@@ -59,7 +62,7 @@ export function checkDpSgd(o: DpSgdOptions): void {
   finitePositive('noiseMultiplier', o.noiseMultiplier);
   finitePositive('samplingRate', o.samplingRate);
   if (o.samplingRate > 1) throw new RangeError(`"samplingRate" expected at most 1, got ${o.samplingRate}`);
-  if (typeof o.noise !== 'function') throw new TypeError('"noise" expected a Gaussian sampler function');
+  if (typeof o.noise !== 'function') throw new TypeError('"noise" expected a Gaussian mechanism function');
 }
 
 const ACTIVATIONS = new Set<string>(['relu', 'sigmoid', 'softmax', 'tanh', 'linear']);
@@ -194,7 +197,6 @@ export async function trainDpSgd(
   const xAll = tf.tensor2d(data.x, [data.n, data.features]);
   const yAll = tf.tensor2d(data.y, [data.n, data.labelWidth]);
   const variables = layers.flatMap((l) => [l.kernel, l.bias]);
-  const noise = variables.map((v) => new Float32Array(v.size));
   const sigma = o.noiseMultiplier * o.clipNorm;
   const denominator = o.samplingRate * data.n;
   let lossSum = 0;
@@ -205,34 +207,29 @@ export async function trainDpSgd(
       random(words);
       const picked: number[] = [];
       for (let i = 0; i < data.n; i++) if (words[i]! < threshold) picked.push(i);
-      for (const [i, buf] of noise.entries()) {
-        o.noise(buf, sigma);
-        if (buf.length !== variables[i]!.size) throw new RangeError('the noise sampler changed the buffer length');
-      }
       const epochEnd = step >= total - stepsPerEpoch;
-      const named = tf.tidy(() => {
-        let sums: tf.Tensor[];
-        if (picked.length === 0) {
-          sums = variables.map((v) => tf.zeros(v.shape));
-        } else {
-          const idx = tf.tensor1d(picked, 'int32');
-          const xb = tf.gather(xAll, idx) as tf.Tensor2D;
-          const yb = tf.gather(yAll, idx) as tf.Tensor2D;
-          sums = clippedGradientSum(layers, xb, yb, o.loss, o.clipNorm).grads;
-          if (epochEnd) {
-            const z = layers.reduce<tf.Tensor>((a, l, i) => {
-              const pre = tf.add(tf.matMul(a, l.kernel), l.bias);
-              return i < layers.length - 1 ? activate(pre, l.activation) : pre;
-            }, xb);
-            lossSum += tf.sum(perExampleLoss(z, yb, o.loss)).dataSync()[0]!;
-            lossCount += picked.length;
-          }
+      // The clipped sums leave tfjs as plain arrays: the mechanism perturbs exactly those values.
+      const sums = tf.tidy(() => {
+        if (picked.length === 0) return variables.map((v) => new Float32Array(v.size));
+        const idx = tf.tensor1d(picked, 'int32');
+        const xb = tf.gather(xAll, idx) as tf.Tensor2D;
+        const yb = tf.gather(yAll, idx) as tf.Tensor2D;
+        if (epochEnd) {
+          const z = layers.reduce<tf.Tensor>((a, l, i) => {
+            const pre = tf.add(tf.matMul(a, l.kernel), l.bias);
+            return i < layers.length - 1 ? activate(pre, l.activation) : pre;
+          }, xb);
+          lossSum += tf.sum(perExampleLoss(z, yb, o.loss)).dataSync()[0]!;
+          lossCount += picked.length;
         }
-        const map: tf.NamedTensorMap = {};
-        variables.forEach((v, i) => {
-          map[v.name] = tf.div(tf.add(sums[i]!, tf.tensor(noise[i]!, v.shape)), denominator);
-        });
-        return map;
+        return clippedGradientSum(layers, xb, yb, o.loss, o.clipNorm).grads.map((g) => Float32Array.from(g.dataSync() as Float32Array));
+      });
+      const named: tf.NamedTensorMap = {};
+      variables.forEach((v, i) => {
+        const noisy = sums[i]!;
+        o.noise(noisy, sigma);
+        if (noisy.length !== v.size) throw new RangeError('the Gaussian mechanism changed the buffer length');
+        named[v.name] = tf.tidy(() => tf.div(tf.tensor(noisy, v.shape), denominator));
       });
       o.optimizer.applyGradients(named);
       tf.dispose(Object.values(named));

@@ -6,4 +6,4 @@ export { TfjsLearner, evaluateOn } from './learner.js';
 export { denseNetwork } from './network.js';
 export type { DenseLayer } from './network.js';
 export type { Dataset, OptimizerName, TfjsLearnerOptions } from './learner.js';
-export type { DpSgdOptions, DpSgdReport, GaussianNoise, RandomWords } from './dp-sgd.js';
+export type { DpSgdOptions, DpSgdReport, GaussianMechanism, RandomWords } from './dp-sgd.js';

@@ -3,7 +3,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { selectBackend } from '../src/backend.js';
-import { clippedGradientSum, trainDpSgd, type GaussianNoise } from '../src/dp-sgd.js';
+import { clippedGradientSum, trainDpSgd, type GaussianMechanism } from '../src/dp-sgd.js';
 import { TfjsLearner } from '../src/learner.js';
 import { denseNetwork } from '../src/network.js';
 import { readWeights } from '../src/weights.js';
@@ -16,14 +16,14 @@ function lcg(seed: number): () => number {
   };
 }
 
-/** A test-only Gaussian (Box-Muller on a seeded generator); the learner never draws noise itself. */
-function seededGaussian(seed: number): GaussianNoise {
+/** A test-only mechanism (Box-Muller on a seeded generator); the learner never draws noise itself. */
+function seededGaussian(seed: number): GaussianMechanism {
   const r = lcg(seed);
-  return (out, sigma) => {
-    for (let i = 0; i < out.length; i++) out[i] = sigma * Math.sqrt(-2 * Math.log(r() + 1e-12)) * Math.cos(2 * Math.PI * r());
+  return (values, sigma) => {
+    for (let i = 0; i < values.length; i++) values[i] = values[i]! + sigma * Math.sqrt(-2 * Math.log(r() + 1e-12)) * Math.cos(2 * Math.PI * r());
   };
 }
-const zeroNoise: GaussianNoise = (out) => out.fill(0);
+const noNoise: GaussianMechanism = () => {};
 
 function data(n: number, features: number, seed: number, width = 1): { x: Float32Array; y: Float32Array } {
   const r = lcg(seed);
@@ -118,7 +118,7 @@ describe('clippedGradientSum (batched per-example clipping)', () => {
 });
 
 describe('trainDpSgd', () => {
-  it('applies -lr x (clipped sum + noise) / (q N) each step, calling the noise sampler with sigma = z C for every variable', async () => {
+  it('applies -lr x mechanism(clipped sum) / (q N) each step, calling the mechanism with sigma = z C on every variable', async () => {
     const features = 4;
     const net = denseNetwork(features, [{ name: 'o', units: 1, activation: 'sigmoid' }], 1);
     const { x, y } = data(8, features, 2);
@@ -128,9 +128,9 @@ describe('trainDpSgd', () => {
       return grads.map((g) => Float32Array.from(g.dataSync() as Float32Array));
     });
     const sigmas: number[] = [];
-    const noise: GaussianNoise = (out, sigma) => {
+    const noise: GaussianMechanism = (out, sigma) => {
       sigmas.push(sigma);
-      zeroNoise(out, sigma);
+      noNoise(out, sigma);
     };
     const optimizer = tf.train.sgd(0.5);
     // q = 1: every word is below floor(2^32), every example is in the batch
@@ -150,9 +150,9 @@ describe('trainDpSgd', () => {
     const { x, y } = data(20, features, 4);
     let calls = 0;
     const allHigh = (out: Uint32Array) => out.fill(0xffffffff); // no example is ever sampled
-    const noise: GaussianNoise = (out, sigma) => {
+    const noise: GaussianMechanism = (values, sigma) => {
       calls++;
-      out.fill(sigma);
+      for (let i = 0; i < values.length; i++) values[i] = values[i]! + sigma;
     };
     const optimizer = tf.train.sgd(1);
     const { report } = await trainDpSgd(net, { x, y, features, labelWidth: 1, n: 20 }, { clipNorm: 1, noiseMultiplier: 1, samplingRate: 0.25, noise, random: allHigh, epochs: 2, loss: 'binaryCrossentropy', optimizer });
@@ -170,7 +170,7 @@ describe('trainDpSgd', () => {
     const { x, y } = data(4, 3, 1);
     for (const net of [conv, bceSoftmax]) {
       const optimizer = tf.train.sgd(0.1);
-      await expect(trainDpSgd(net, { x, y, features: 3, labelWidth: 1, n: 4 }, { clipNorm: 1, noiseMultiplier: 1, samplingRate: 0.5, noise: zeroNoise, epochs: 1, loss: 'binaryCrossentropy', optimizer })).rejects.toSatisfy((e) => isFlareError(e, 'E_ML_DP_UNSUPPORTED'));
+      await expect(trainDpSgd(net, { x, y, features: 3, labelWidth: 1, n: 4 }, { clipNorm: 1, noiseMultiplier: 1, samplingRate: 0.5, noise: noNoise, epochs: 1, loss: 'binaryCrossentropy', optimizer })).rejects.toSatisfy((e) => isFlareError(e, 'E_ML_DP_UNSUPPORTED'));
       optimizer.dispose();
     }
   });
@@ -179,7 +179,7 @@ describe('trainDpSgd', () => {
     const train = { x: new Float32Array(4), y: new Float32Array(2), features: 2 };
     const build = () => denseNetwork(2, [{ name: 'o', units: 1, activation: 'sigmoid' }]);
     for (const bad of [{ clipNorm: 0 }, { noiseMultiplier: -1 }, { samplingRate: 1.5 }, { samplingRate: Number.NaN }]) {
-      expect(() => new TfjsLearner({ build, train, dpSgd: { clipNorm: 1, noiseMultiplier: 1, samplingRate: 0.1, noise: zeroNoise, ...bad } })).toThrow(RangeError);
+      expect(() => new TfjsLearner({ build, train, dpSgd: { clipNorm: 1, noiseMultiplier: 1, samplingRate: 0.1, noise: noNoise, ...bad } })).toThrow(RangeError);
     }
   });
 });

@@ -2,6 +2,7 @@ import { join } from 'node:path';
 import type { FilterEnv, FilterFactory, FLModel } from '@flare/core';
 import { z } from 'zod';
 import { fileBudgetStore } from './budget-store.js';
+import { dpSgdAccountant } from './dp-sgd-accountant.js';
 import { excludeVars, MAX_EXCLUDE_PATTERN } from './exclude-vars.js';
 import { gaussianDp } from './gaussian-dp.js';
 import { percentilePrivacy } from './percentile-privacy.js';
@@ -176,6 +177,36 @@ export const excludeVarsFactory: FilterFactory<ExcludeVarsArgs> = Object.freeze(
   },
 });
 
+const dpSgdArgs = z.strictObject({
+  budget: budgetArgs,
+  minNoiseMultiplier: z.number().min(0).finite().default(0),
+  maxSamplingRate: z.number().gt(0).lte(1).default(1),
+});
+
+/** Arguments of the `dp-sgd` accountant as privacy.json gives them (after defaults). */
+export type DpSgdArgs = z.infer<typeof dpSgdArgs>;
+
+/**
+ * `dp-sgd`: {@link dpSgdAccountant} by name, the record-level counterpart of gaussian-dp. Spending is kept under
+ * `<env.workspace>/dp-budget/`, in the same ledger as gaussian-dp.
+ *
+ * @example
+ * ```json
+ * { "name": "dp-sgd", "args": { "budget": { "maxEpsilon": 4, "delta": 1e-5 }, "minNoiseMultiplier": 0.8 } }
+ * ```
+ */
+export const dpSgdFactory: FilterFactory<DpSgdArgs> = Object.freeze({
+  name: 'dp-sgd',
+  args: dpSgdArgs,
+  create(args: DpSgdArgs, env: FilterEnv) {
+    return dpSgdAccountant({
+      budget: { ...args.budget, store: budgetStoreOf(env) },
+      minNoiseMultiplier: args.minNoiseMultiplier,
+      maxSamplingRate: args.maxSamplingRate,
+    });
+  },
+});
+
 /**
  * Every filter of this package as a registry entry, for @flare/policy and @flare/runtime:
  * `new Map(dpFilterFactories.map((f) => [f.name, f]))`.
@@ -185,6 +216,7 @@ export const dpFilterFactories: readonly FilterFactory[] = Object.freeze([
   percentilePrivacyFactory as FilterFactory,
   svtPrivacyFactory as FilterFactory,
   excludeVarsFactory as FilterFactory,
+  dpSgdFactory as FilterFactory,
 ]);
 
 /**

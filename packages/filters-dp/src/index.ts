@@ -10,6 +10,10 @@ export type { PercentilePrivacyOptions } from './percentile-privacy.js';
 export { svtPrivacy, SVT_ACCOUNTANT_META, SVT_BUDGET_META, SVT_MAX_PASSES } from './svt-privacy.js';
 export type { SvtPrivacyOptions } from './svt-privacy.js';
 export { excludeVars, MAX_EXCLUDE_PATTERN } from './exclude-vars.js';
+export { dpSgdAccountant, DP_SGD_META } from './dp-sgd-accountant.js';
+export type { DpSgdAccountantOptions } from './dp-sgd-accountant.js';
+export { gaussianMechanism } from './gaussian-mechanism.js';
+export type { GaussianMechanism } from './gaussian-mechanism.js';
 export type { ExcludeVarsOptions } from './exclude-vars.js';
 
 export { DEFAULT_ORDERS, epsilonFromRdp, noiseMultiplierFor, rdp, rdpEpsilon } from './rdp.js';
@@ -27,10 +31,11 @@ export type { RandomSource } from './random-source.js';
 export {
   BUDGET_FOLDER,
   dpFilterFactories,
+  dpSgdFactory,
   excludeVarsFactory,
   FLARE_FILTER_ALIASES,
   gaussianDpFactory,
   percentilePrivacyFactory,
   svtPrivacyFactory,
 } from './filter-factories.js';
-export type { ExcludeVarsArgs, GaussianDpArgs, PercentilePrivacyArgs, SvtPrivacyArgs } from './filter-factories.js';
+export type { DpSgdArgs, ExcludeVarsArgs, GaussianDpArgs, PercentilePrivacyArgs, SvtPrivacyArgs } from './filter-factories.js';

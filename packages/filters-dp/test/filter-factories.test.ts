@@ -25,8 +25,8 @@ afterEach(() => {
 });
 
 describe('dpFilterFactories', () => {
-  it('registers gaussian-dp, percentile-privacy, svt-privacy and exclude-vars', () => {
-    expect(dpFilterFactories.map((f) => f.name)).toEqual(['gaussian-dp', 'percentile-privacy', 'svt-privacy', 'exclude-vars']);
+  it('registers gaussian-dp, percentile-privacy, svt-privacy, exclude-vars and dp-sgd', () => {
+    expect(dpFilterFactories.map((f) => f.name)).toEqual(['gaussian-dp', 'percentile-privacy', 'svt-privacy', 'exclude-vars', 'dp-sgd']);
   });
 
   it("maps FLARE's class names and paths to the registered names", () => {

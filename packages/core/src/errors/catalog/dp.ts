@@ -42,4 +42,12 @@ export const DP_CODES = {
     meaning: 'The task was cancelled while a privacy filter was running; nothing was released.',
     action: 'No action is needed unless the cancellation was unexpected; the job\'s owner can run the task again.',
   },
+  E_DP_SGD_MISSING: {
+    meaning: 'The site\'s privacy scope demands record-level differential privacy (DP-SGD), but the update does not report having been trained with DP-SGD (no dp_sgd meta).',
+    action: 'Run the job with a learner that trains with DP-SGD (for example @flare/tfjs with dpSgd settings in the job\'s learner arguments); the update was not sent.',
+  },
+  E_DP_SGD_WEAK: {
+    meaning: 'The update was trained with DP-SGD settings weaker than this site\'s privacy scope allows (a smaller noise multiplier or a larger sampling rate).',
+    action: 'Raise the noise multiplier or lower the sampling rate in the job\'s learner arguments to what the site requires; the update was not sent.',
+  },
 } as const satisfies Catalog;

@@ -53,13 +53,18 @@ describe('flare poc (the main job)', () => {
     expect(site1).toContain('"action":"task_received"');
   });
 
-  it('with --dp every site reports the epsilon it spent', async () => {
+  it('with --dp every site trains with DP-SGD and reports the epsilon its accountant charged', async () => {
     const ws = await mkdtemp(join(tmpdir(), 'flare-poc-dp-e2e-'));
     dirs.push(ws);
     const r = await flare(['poc', '--rounds', '2', '--dp', '--json', '--workspace', ws], 170_000);
     expect(r.code, r.stderr).toBe(0);
-    const s = JSON.parse(r.stdout) as { sites: Array<{ epsilon: number | null }>; audit: { verified: boolean } };
-    for (const x of s.sites) expect(x.epsilon).toBeGreaterThan(0);
+    const s = JSON.parse(r.stdout) as { sites: Array<{ name: string; epsilon: number | null }>; audit: { verified: boolean } };
+    // 2 rounds x 50 steps of the subsampled Gaussian (z 1.0, q 0.02) at delta 1e-5: the RDP bound, about 1.84
+    const { rdpEpsilon, BUDGET_ORDERS } = await import('@flare/filters-dp');
+    const expected = rdpEpsilon({ noiseMultiplier: 1, samplingRate: 0.02, steps: 100, delta: 1e-5, orders: BUDGET_ORDERS }).epsilon;
+    for (const x of s.sites) expect(x.epsilon).toBeCloseTo(expected, 6);
     expect(s.audit.verified).toBe(true);
+    const site1 = await readFile(join(ws, 'flare_poc', 'prod_00', 'site-1-workspace', 'audit.jsonl'), 'utf8');
+    expect(site1).toContain('"action":"dp_sgd_accounted"');
   });
 });

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { readSiteConfig } from '../src/poc/site-config.js';
-import { dpScope } from '../src/poc/stack.js';
+import { dpScope, pocDpSettings } from '../src/poc/dp-config.js';
 import { renderSummary } from '../src/poc/poc.js';
 
 const BIN = resolve(import.meta.dirname, '../dist/bin.js');
@@ -56,10 +56,16 @@ describe('site.json', () => {
 });
 
 describe('poc --dp scope', () => {
-  it('defaults to gaussian-dp clip 2, noise multiplier 0.5, budget epsilon 64 at delta 1e-5; environment overrides', () => {
-    expect(dpScope({}).filters[0]).toEqual({ name: 'gaussian-dp', args: { clipNorm: 2, noiseMultiplier: 0.5, budget: { maxEpsilon: 64, delta: 1e-5 } } });
-    expect(dpScope({ FLARE_POC_DP_Z: '1.1' }).filters[0]!.args['noiseMultiplier']).toBe(1.1);
-    expect(dpScope({ FLARE_POC_DP_Z: 'abc' }).filters[0]!.args['noiseMultiplier']).toBe(0.5);
+  it('defaults to DP-SGD (z 1.0, clip 1, q 0.02, sgd lr 6) accounted by dp-sgd with budget epsilon 4 at delta 1e-5; environment overrides', () => {
+    const dp = dpScope(pocDpSettings({}));
+    expect(dp.filters).toEqual([{ name: 'dp-sgd', args: { budget: { maxEpsilon: 4, delta: 1e-5 }, minNoiseMultiplier: 1 } }]);
+    expect(dp.components).toEqual(['dp-sgd']);
+    expect(dp.learner).toEqual({ optimizer: 'sgd', learning_rate: 6, dp_sgd: { noise_multiplier: 1, clip_norm: 1, sampling_rate: 0.02 } });
+    const custom = dpScope(pocDpSettings({ FLARE_POC_DP_Z: '1.1', FLARE_POC_DP_Q: '0.05', FLARE_POC_DP_MAX: '2' }));
+    expect(custom.learner['dp_sgd']).toEqual({ noise_multiplier: 1.1, clip_norm: 1, sampling_rate: 0.05 });
+    // the site demands at least the noise the job is configured with
+    expect(custom.filters[0]!.args).toEqual({ budget: { maxEpsilon: 2, delta: 1e-5 }, minNoiseMultiplier: 1.1 });
+    expect(pocDpSettings({ FLARE_POC_DP_Z: 'abc' }).noiseMultiplier).toBe(1);
   });
 });
 

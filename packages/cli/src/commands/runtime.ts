@@ -5,7 +5,8 @@ import { InvalidArgumentError, Option, type Command } from 'commander';
 import { runCommand, stdio } from '../run.js';
 import { connectAdmin, runClient, runServer, signJobBundle } from '../poc/participants.js';
 import { renderSummary, runPoc, type PocSummary } from '../poc/poc.js';
-import { defaultStack, dpScope, verifyAuditLogs } from '../poc/stack.js';
+import { dpScope } from '../poc/dp-config.js';
+import { defaultStack, verifyAuditLogs } from '../poc/stack.js';
 
 // Commander awaits an action that returns a promise of nothing; runCommand sets process.exitCode itself.
 // Bodies may end on a write's boolean: only a number is an exit code.

@@ -12,6 +12,7 @@ import { ATTESTATION_CONFIG_FILE } from './attestation-config.js';
 import { spamAssassin } from './dataset.js';
 import { connectAdmin, workspaceOf } from './participants.js';
 import { freePort, startParticipant, type Participant } from './processes.js';
+import type { PocDp } from './dp-config.js';
 import { spamJob, spamNetwork } from './spam-model.js';
 
 /** Options of `flare poc`. */
@@ -35,7 +36,7 @@ export interface PocOptions {
   /** True when stderr is a terminal: draw a progress bar. */
   readonly tty: boolean;
   /** Extra privacy.json scopes and components for --dp (contributed by the DP stack). */
-  readonly dpScope?: { readonly filters: ReadonlyArray<{ readonly name: string; readonly args: Record<string, JsonValue> }>; readonly components: readonly string[] };
+  readonly dpScope?: PocDp;
   /** Verifies every participant's audit log (contributed by the audit stack). */
   readonly verifyAudit?: (dirs: ReadonlyArray<{ readonly name: string; readonly dir: string; readonly certificate: string }>) => Promise<{ verified: boolean; problems: string[] }>;
 }
@@ -306,7 +307,7 @@ async function runFederation(o: PocOptions, ws: string, v: Variant): Promise<Fed
     const initial = readWeights(spamNetwork(width, hidden));
     const jobDir = join(ws, 'jobs', 'spam');
     await mkdir(jobDir, { recursive: true });
-    const definition = spamJob({ sites, rounds: o.rounds, features: width, hidden, dp: o.dp });
+    const definition = spamJob({ sites, rounds: o.rounds, features: width, hidden, dp: o.dp, ...(o.dpScope === undefined ? {} : { learner: o.dpScope.learner }) });
     await writeFile(join(jobDir, 'meta.json'), JSON.stringify(definition, null, 2));
     await writeFile(join(jobDir, 'model.safetensors'), encodeModel(initial));
     const admin = await connectAdmin(kitOf('admin@flare.poc'));

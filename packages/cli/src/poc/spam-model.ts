@@ -1,4 +1,5 @@
 import type { JsonValue } from '@flare/core';
+import { gaussianMechanism } from '@flare/filters-dp';
 import type { LearnerFactory } from '@flare/runtime';
 import { TfjsLearner, denseNetwork } from '@flare/tfjs';
 import { z } from 'zod';
@@ -25,6 +26,14 @@ export const SpamLearnerArgs = z.strictObject({
   batch_size: z.int().min(1).max(65_536).default(32),
   optimizer: z.enum(['sgd', 'adam', 'rmsprop', 'adagrad']).default('adam'),
   learning_rate: z.number().positive().max(10).default(0.01),
+  /** Record-level DP: train with DP-SGD (the site's dp-sgd accountant checks and charges what was run). */
+  dp_sgd: z
+    .strictObject({
+      noise_multiplier: z.number().positive().finite(),
+      clip_norm: z.number().positive().finite(),
+      sampling_rate: z.number().gt(0).lte(1),
+    })
+    .optional(),
 });
 
 /**
@@ -46,13 +55,25 @@ export function spamLearnerFactory(data: () => SiteData): LearnerFactory<unknown
         epochs: a.epochs,
         batchSize: a.batch_size,
         optimizer: { name: a.optimizer, learningRate: a.learning_rate },
+        // The noise comes from the site's own CSPRNG-backed mechanism, never from the job.
+        ...(a.dp_sgd === undefined
+          ? {}
+          : { dpSgd: { clipNorm: a.dp_sgd.clip_norm, noiseMultiplier: a.dp_sgd.noise_multiplier, samplingRate: a.dp_sgd.sampling_rate, noise: gaussianMechanism() } }),
       });
     },
   };
 }
 
 /** The job definition the poc submits. */
-export function spamJob(o: { readonly sites: readonly string[]; readonly rounds: number; readonly features: number; readonly hidden: number; readonly dp: boolean; readonly dpArgs?: Record<string, JsonValue> }): Record<string, JsonValue> {
+export function spamJob(o: {
+  readonly sites: readonly string[];
+  readonly rounds: number;
+  readonly features: number;
+  readonly hidden: number;
+  readonly dp: boolean;
+  /** Learner arguments that replace the defaults (e.g. DP-SGD settings). */
+  readonly learner?: { readonly [k: string]: JsonValue };
+}): Record<string, JsonValue> {
   return {
     name: 'spam-fedavg',
     rounds: o.rounds,
@@ -60,7 +81,7 @@ export function spamJob(o: { readonly sites: readonly string[]; readonly rounds:
     round_timeout_s: 120,
     retries: 1,
     deploy: [...o.sites],
-    learner: { name: 'tfjs-spam', args: { features: o.features, hidden: o.hidden, epochs: 1, batch_size: 32, optimizer: 'adam', learning_rate: 0.01 } },
+    learner: { name: 'tfjs-spam', args: { features: o.features, hidden: o.hidden, epochs: 1, batch_size: 32, optimizer: 'adam', learning_rate: 0.01, ...o.learner } },
     scope: o.dp ? 'private' : 'public',
   };
 }

@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { AuditLog, verifyAuditLog } from '@flare/audit';
-import type { FilterFactory, JsonValue } from '@flare/core';
+import type { FilterFactory } from '@flare/core';
 import { dpFilterFactories } from '@flare/filters-dp';
 import type { Stack } from './participants.js';
 
@@ -10,8 +10,8 @@ export const AUDIT_FILE = 'audit.jsonl';
 
 /**
  * The stack the `flare` commands run with: @flare/audit's hash-chained log signed with the kit key,
- * the runtime's default aggregator (@flare/aggregator's streaming FedAvg), @flare/filters-dp's filters (gaussian-dp, percentile, svt,
- * exclude-vars) for privacy.json and jobs to name.
+ * the runtime's default aggregator (@flare/aggregator's streaming FedAvg), @flare/filters-dp's filters (gaussian-dp,
+ * dp-sgd, percentile, svt, exclude-vars) for privacy.json and jobs to name.
  */
 export function defaultStack(): Stack {
   return {
@@ -45,22 +45,4 @@ export async function verifyAuditLogs(parts: ReadonlyArray<{ readonly name: stri
     else if (v.signer?.trusted !== true) problems.push(`${p.name}: checkpoints are not signed by the participant's certificate`);
   }
   return { verified: problems.length === 0, problems };
-}
-
-/**
- * The `private` privacy scope the poc's sites demand with `--dp`: gaussian-dp on every update leaving the site
- * (clip the update's L2 norm to `clipNorm`, add N(0, (noiseMultiplier x clipNorm)^2) per coordinate), with
- * @flare/filters-dp's RDP accountant and a per-site budget kept in the site's workspace. Defaults: clip 2,
- * noise multiplier 0.5, budget epsilon 64 at delta 1e-5 (5 rounds spend epsilon 30.1; see
- * docs/getting-started.md). `FLARE_POC_DP_CLIP`, `FLARE_POC_DP_Z` and `FLARE_POC_DP_MAX` override them.
- */
-export function dpScope(env: Readonly<Record<string, string | undefined>> = process.env): {
-  filters: Array<{ name: string; args: { [k: string]: JsonValue } }>;
-  components: string[];
-} {
-  const num = (v: string | undefined, d: number): number => (v === undefined || v === '' || !Number.isFinite(Number(v)) ? d : Number(v));
-  return {
-    filters: [{ name: 'gaussian-dp', args: { clipNorm: num(env['FLARE_POC_DP_CLIP'], 2), noiseMultiplier: num(env['FLARE_POC_DP_Z'], 0.5), budget: { maxEpsilon: num(env['FLARE_POC_DP_MAX'], 64), delta: 1e-5 } } }],
-    components: ['gaussian-dp'],
-  };
 }

@@ -7,6 +7,7 @@ import { CodecError, decodeFrame, encodeFrame, FlareError, TransportError, type 
 import type WebSocket from 'ws';
 import { CLOSE_NORMAL, CLOSE_REFUSED, errorFromClose, type CloseInfo } from './close.js';
 import type { ResolvedLimits } from './limits.js';
+import { inlineSha256, workerHash, type WorkerHash } from './hash-worker.js';
 import { CHUNK_HEADER, CHUNK_PREFIX, chunkFrame, FRAME_HEADER, isChunkFrame, messageHeader, returnChunkBuffer, takeChunkBuffer, type FrameHeader } from './wire.js';
 
 /** A JSON object header, as sent and as received (received headers are null-prototype objects). */
@@ -119,8 +120,17 @@ interface Incoming {
   readonly length: number;
   readonly buffer: Uint8Array;
   offset: number;
+  /** The payload's SHA-256, on this thread ... */
   readonly hash: Hash | undefined;
+  /** ... or on the hashing worker (large messages). */
+  readonly worker: WorkerHash | undefined;
 }
+
+// Streamed messages this large are hashed on the worker thread (smaller ones are not worth the thread hop).
+const WORKER_MIN_BYTES = 8 * 1024 * 1024;
+// Chunks handed to the worker and not yet hashed, beyond which the socket is paused (backpressure: memory
+// stays bounded by a few chunks however far the worker falls behind).
+const HASH_BACKLOG_BYTES = 8 * 1024 * 1024;
 
 /** @internal The one implementation of {@link Connection}, used by both endpoints. */
 export class WsConnection<A = unknown> extends EventEmitter implements Connection<A> {
@@ -133,6 +143,10 @@ export class WsConnection<A = unknown> extends EventEmitter implements Connectio
   #queue: Message[] = [];
   #waiters: Array<{ resolve: (m: Message) => void; reject: (e: Error) => void }> = [];
   #incoming: Incoming | undefined;
+  /** Deliveries waiting for a worker digest; later messages queue behind them, in order. */
+  #pending: Promise<void> | undefined;
+  #hashBacklog = 0;
+  #pausedForHash = false;
   #sendChain: Promise<void> = Promise.resolve();
   #closeInfo: CloseInfo | undefined;
   #localClose: FlareError | null | undefined;
@@ -311,20 +325,22 @@ export class WsConnection<A = unknown> extends EventEmitter implements Connectio
       const maxBytes = preLogin ? this.limits.preLoginMaxBytes : this.limits.chunkBytes;
       // A chunk frame is byte for byte the prefix we encode for {t:'c'}: recognise it without decoding JSON
       // (the one frame type of a large transfer); anything else goes through the strict decoder and schema.
+      // ws gives each frame that spanned several socket reads its own buffer; only then may it be handed on.
+      const owned = data.byteOffset === 0 && data.byteLength === data.buffer.byteLength;
       if (isChunkFrame(data)) {
         const payload = data.subarray(CHUNK_PREFIX.length);
         if (payload.length > maxBytes) throw new CodecError('E_CODEC_TOO_LARGE', `frame payload of ${payload.length} bytes exceeds the ${maxBytes}-byte limit`);
-        this.#onFrame(CHUNK_HEADER, payload, preLogin);
+        this.#onFrame(CHUNK_HEADER, payload, preLogin, owned);
         return;
       }
       const { header, payload } = decodeFrame(data, FRAME_HEADER, { maxBytes });
-      this.#onFrame(header, payload, preLogin);
+      this.#onFrame(header, payload, preLogin, owned);
     } catch (error) {
       this.abort(error instanceof FlareError ? error : new TransportError('E_TRANSPORT_PROTOCOL', 'the peer sent a frame that could not be processed', { cause: error }));
     }
   }
 
-  #onFrame(frame: FrameHeader, payload: Uint8Array, preLogin: boolean): void {
+  #onFrame(frame: FrameHeader, payload: Uint8Array, preLogin: boolean, owned: boolean): void {
     const incoming = this.#incoming;
     if (frame.t === 'm') {
       if (incoming !== undefined) throw new TransportError('E_TRANSPORT_PROTOCOL', 'a message started before the previous one ended');
@@ -333,12 +349,22 @@ export class WsConnection<A = unknown> extends EventEmitter implements Connectio
       }
       if (frame.n <= this.limits.chunkBytes || payload.length > 0) {
         if (payload.length !== frame.n) throw new TransportError('E_TRANSPORT_PROTOCOL', `a message declares ${frame.n} bytes but carries ${payload.length}`);
-        this.#deliver(frame.h, payload, frame.a);
+        this.#deliverInOrder(frame.h, payload, frame.a);
         return;
       }
       if (preLogin) throw new TransportError('E_TRANSPORT_PRELOGIN_LIMIT', 'an unauthenticated peer tried to stream a large message');
+      const guarded = this.#guard !== undefined;
+      // A failed worker acknowledges nothing more: release whatever it held (reading resumes).
+      const worker = guarded && frame.n >= WORKER_MIN_BYTES ? workerHash((bytes) => this.#hashed(bytes), () => this.#hashed(this.#hashBacklog)) : undefined;
       // The one allocation of the message: declared length, already bounded by maxMessageBytes.
-      this.#incoming = { header: frame.h, length: frame.n, buffer: Buffer.allocUnsafe(frame.n), offset: 0, hash: this.#guard ? createHash('sha256') : undefined };
+      this.#incoming = {
+        header: frame.h,
+        length: frame.n,
+        buffer: Buffer.allocUnsafe(frame.n),
+        offset: 0,
+        hash: guarded && worker === undefined ? createHash('sha256') : undefined,
+        worker,
+      };
       return;
     }
     if (incoming === undefined) throw new TransportError('E_TRANSPORT_PROTOCOL', `a '${frame.t}' frame arrived outside a message`);
@@ -347,13 +373,61 @@ export class WsConnection<A = unknown> extends EventEmitter implements Connectio
       incoming.buffer.set(payload, incoming.offset);
       incoming.offset += payload.length;
       incoming.hash?.update(payload);
+      if (incoming.worker !== undefined) {
+        // The worker hashes the very bytes just copied: ws's own buffer for this frame, given away (no copy)
+        // when this frame owns it, else a copy. Nothing on this thread can change them after this point.
+        // Counted before handing over: the worker may acknowledge (or fail) before update() returns.
+        this.#hashBacklog += payload.length;
+        if (!incoming.worker.update(payload, owned)) this.#hashBacklog -= payload.length;
+        if (this.#hashBacklog > HASH_BACKLOG_BYTES && !this.#pausedForHash) {
+          this.#pausedForHash = true;
+          this.ws.pause();
+        }
+      }
       return;
     }
     if (payload.length !== 0 || incoming.offset !== incoming.length) {
       throw new TransportError('E_TRANSPORT_PROTOCOL', `a message ended after ${incoming.offset} of ${incoming.length} bytes`);
     }
     this.#incoming = undefined;
-    this.#deliver(incoming.header, incoming.buffer, frame.a, incoming.hash?.digest());
+    if (incoming.worker === undefined) {
+      this.#deliverInOrder(incoming.header, incoming.buffer, frame.a, incoming.hash?.digest());
+      return;
+    }
+    // If the worker fails, the same bytes are in the message buffer: hash them here instead.
+    const digest = incoming.worker.digest().catch(() => inlineSha256(incoming.buffer));
+    this.#later(async () => this.#deliver(incoming.header, incoming.buffer, frame.a, await digest));
+  }
+
+  /** The worker hashed `bytes` more: resume reading once its backlog is half gone. */
+  #hashed(bytes: number): void {
+    this.#hashBacklog -= bytes;
+    if (this.#pausedForHash && this.#hashBacklog <= HASH_BACKLOG_BYTES / 2) {
+      this.#pausedForHash = false;
+      if (this.isOpen) this.ws.resume();
+    }
+  }
+
+  /** Delivers now, or after the deliveries still waiting for a digest (messages keep their order). */
+  #deliverInOrder(header: Header, received: Uint8Array, trailer: Header | undefined, digest?: Uint8Array): void {
+    if (this.#pending === undefined) this.#deliver(header, received, trailer, digest);
+    else this.#later(() => this.#deliver(header, received, trailer, digest));
+  }
+
+  #later(step: () => void | Promise<void>): void {
+    const run = (this.#pending ?? Promise.resolve())
+      .then(() => {
+        // A connection that closed meanwhile delivers nothing more.
+        if (this.#closeInfo === undefined && this.#localClose === undefined) return step();
+        return undefined;
+      })
+      .catch((error: unknown) => {
+        this.abort(error instanceof FlareError ? error : new TransportError('E_TRANSPORT_PROTOCOL', 'a message could not be delivered', { cause: error }));
+      })
+      .finally(() => {
+        if (this.#pending === run) this.#pending = undefined;
+      });
+    this.#pending = run;
   }
 
   #deliver(header: Header, received: Uint8Array, trailer: Header | undefined, digest?: Uint8Array): void {
@@ -388,6 +462,7 @@ export class WsConnection<A = unknown> extends EventEmitter implements Connectio
 
   #onClose(code: number, reason: string): void {
     for (const t of this.#timers) clearTimeout(t);
+    this.#incoming?.worker?.drop();
     this.socket.off('data', this.#onData);
     const local = this.#localClose;
     let info: CloseInfo;

@@ -378,7 +378,7 @@ export class WsConnection<A = unknown> extends EventEmitter implements Connectio
         // when this frame owns it, else a copy. Nothing on this thread can change them after this point.
         // Counted before handing over: the worker may acknowledge (or fail) before update() returns.
         this.#hashBacklog += payload.length;
-        if (!incoming.worker.update(payload, owned)) this.#hashBacklog -= payload.length;
+        if (!incoming.worker.update(payload, owned ? 'transfer' : 'copy')) this.#hashBacklog -= payload.length;
         if (this.#hashBacklog > HASH_BACKLOG_BYTES && !this.#pausedForHash) {
           this.#pausedForHash = true;
           this.ws.pause();

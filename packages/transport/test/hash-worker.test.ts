@@ -11,6 +11,8 @@ import { dial, listen, type Connection, type Header, type Message, type MessageG
 import { testPki, within } from './certs.js';
 
 const pki = testPki();
+// Resources that keep this process alive before any hashing worker exists (vitest's own, if any).
+const aliveAtStart = process.getActiveResourcesInfo().filter((r) => r === 'MessagePort' || r === 'Worker').length;
 const cleanup: Array<() => Promise<unknown> | void> = [];
 afterEach(async () => {
   for (const f of cleanup.splice(0).reverse()) await f();
@@ -148,5 +150,14 @@ describe('hashing large guarded messages on a worker thread', () => {
     const again = await within(next(), 20_000, 'the second message');
     expect(sha(again.payload)).toBe(sha(second));
     expect(seen).toEqual([sha(first), sha(second)]);
+  });
+});
+
+describe('the hashing worker', () => {
+  it('never keeps a process alive (unref: only sockets of transfers in progress do)', async () => {
+    const { conn, next } = await guardedPair([]);
+    await conn.send({ i: 0 }, bigPayload(9, 6));
+    await within(next(), 20_000);
+    expect(process.getActiveResourcesInfo().filter((r) => r === 'MessagePort' || r === 'Worker').length).toBe(aliveAtStart);
   });
 });

@@ -65,6 +65,7 @@ export function loadCrl(pemOrDer: string | Uint8Array, options: LoadCrlOptions =
   }
   let verified = false;
   if (options.rootCaPem !== undefined) {
+    // (the root it was checked against is recorded below, so verifyCertificate can tell this root from another)
     const { node: root, cert: rootCert } = parseCertificate(options.rootCaPem, 'root CA certificate');
     if (parsed.issuer !== rootCert.subject) {
       throw new PkiError('E_CRL_INVALID', `the CRL was issued by '${parsed.issuer}', not by this project's root '${rootCert.subject}'`);
@@ -75,6 +76,7 @@ export function loadCrl(pemOrDer: string | Uint8Array, options: LoadCrlOptions =
   const pem = typeof pemOrDer === 'string' ? pemOrDer : x509.PemConverter.encode(parsed.rawData, 'X509 CRL') + '\n';
   const nextUpdate = parsed.nextUpdate;
   const crl: Crl = { pem, issuer: parsed.issuer, thisUpdate: parsed.thisUpdate, ...(nextUpdate === undefined ? {} : { nextUpdate }), revoked, verified };
+  if (verified) verifiedAgainst.set(crl, options.rootCaPem!);
   try {
     issuerNames.set(crl, Buffer.from(crlIssuerDer(der)));
   } catch {
@@ -153,6 +155,13 @@ export function isRevoked(cert: string | Uint8Array | NodeX509, crl: Crl | strin
 
 /** The DER issuer name of each CRL loadCrl returned (kept beside the public shape, which it does not change). */
 const issuerNames = new WeakMap<Crl, Buffer>();
+/** The root CA (PEM) each verified CRL that loadCrl returned was checked against. */
+const verifiedAgainst = new WeakMap<Crl, string>();
+
+/** @internal The root CA PEM `crl` was verified against by {@link loadCrl}, if it was. */
+export function crlVerifiedRoot(crl: Crl): string | undefined {
+  return verifiedAgainst.get(crl);
+}
 
 /** Options of {@link createCrl}. */
 export interface CreateCrlOptions {

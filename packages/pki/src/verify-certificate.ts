@@ -1,7 +1,7 @@
 import { createHash, X509Certificate as NodeX509, type KeyObject } from 'node:crypto';
 import { PkiError } from '@flare/core';
 import { readCertificateFields, readExtendedKeyUsage, type CertificateFields } from './certificate-fields.js';
-import { loadCrl, type Crl } from './crl.js';
+import { crlVerifiedRoot, loadCrl, type Crl } from './crl.js';
 import { identityOfAttributes, normalizeSerial, parseCertificate, type SubjectIdentity } from './identity.js';
 import type { ParticipantType } from './project.js';
 
@@ -9,7 +9,10 @@ import type { ParticipantType } from './project.js';
 export interface VerifyCertificateOptions {
   /** The project's root CA (from the kit's startup/rootCA.pem). */
   readonly rootCaPem: string;
-  /** The project's CRL; a string is parsed and its signature checked against `rootCaPem`. */
+  /**
+   * The project's CRL. A string is parsed and its signature checked against `rootCaPem`; a `Crl` object is
+   * used as it is only when `loadCrl` verified it against this same `rootCaPem`, and checked here otherwise.
+   */
   readonly crl?: Crl | string;
   /** The time to check validity at (default: now). Inject it in tests. */
   readonly at?: Date;
@@ -79,7 +82,10 @@ export function verifyCertificate(certPem: string | Uint8Array, options: VerifyC
   checkValidity(leaf.fields, leaf.fields.subjectText, at, 'the certificate');
 
   if (options.crl !== undefined) {
-    const crl = typeof options.crl === 'string' || !options.crl.verified ? verifiedCrl(typeof options.crl === 'string' ? options.crl : options.crl.pem, options.rootCaPem) : options.crl;
+    // A CRL object counts as checked only if loadCrl checked it against this very root; any other (a string,
+    // an unchecked CRL, one checked against another root, one built by hand) is checked here, once per content.
+    const given = options.crl;
+    const crl = typeof given !== 'string' && given.verified && crlVerifiedRoot(given) === options.rootCaPem ? given : verifiedCrl(typeof given === 'string' ? given : given.pem, options.rootCaPem);
     // The leaf's issuer is the root (checked above, by OpenSSL's name comparison), so the CRL must be the root's.
     if (crl.issuer !== root.subject) throw new PkiError('E_CRL_INVALID', `the CRL is from '${crl.issuer}' but the certificate was issued by '${root.subject}'`);
     const entry = crl.revoked.get(leaf.serial);

@@ -3,7 +3,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { createCrl, createRootCa, issueCertificate, verifyCertificate, type RootCa } from '../src/index.js';
+import { createCrl, createRootCa, issueCertificate, loadCrl, verifyCertificate, type RootCa } from '../src/index.js';
 import { identityOf } from '../src/identity.js';
 import { toSigningCryptoKey, webAlgorithm } from '../src/keys.js';
 import { x509 } from '../src/x509.js';
@@ -227,6 +227,17 @@ describe('verifyCertificate remembers parsing, never a verdict', () => {
     expect(verifyCertificate(der, { rootCaPem: root.certPem, at: now })).toEqual(verifyCertificate(client, { rootCaPem: root.certPem, at: now }));
     const foreign = await createCrl({ issuer: await createRootCa({ commonName: 'elsewhere', now }), entries: [], crlNumber: 1, now });
     await expectCode(() => verifyCertificate(client, { rootCaPem: root.certPem, at: now, crl: foreign }), 'E_CRL_INVALID');
+  });
+  it('re-checks a CRL object that was verified against another root with the same name (E_CRL_INVALID)', async () => {
+    const serial = verifyCertificate(client, { rootCaPem: root.certPem, at: now }).serial;
+    // 'other' has the same CN as 'root': its CRL names the same issuer and may list any serial.
+    const foreign = loadCrl(await createCrl({ issuer: other, entries: [{ serial, date: now }], crlNumber: 1, now }), { rootCaPem: other.certPem });
+    expect(foreign.verified).toBe(true);
+    await expectCode(() => verifyCertificate(client, { rootCaPem: root.certPem, at: now, crl: foreign }), 'E_CRL_INVALID');
+    // A hand-built object claiming to be verified is checked too.
+    await expectCode(() => verifyCertificate(client, { rootCaPem: root.certPem, at: now, crl: { ...foreign } }), 'E_CRL_INVALID');
+    const own = loadCrl(await createCrl({ issuer: root, entries: [], crlNumber: 3, now }), { rootCaPem: root.certPem });
+    expect(verifyCertificate(client, { rootCaPem: root.certPem, at: now, crl: own }).name).toBe('site-1');
   });
   it('returns fresh Date objects: a caller changing one does not change the next answer', () => {
     const a = verifyCertificate(client, { rootCaPem: root.certPem, at: now });

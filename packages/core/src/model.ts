@@ -1,5 +1,5 @@
 import type { JsonValue } from './json.js';
-import type { Tensor } from './tensor.js';
+import { arrayTypeOf, type Tensor } from './tensor.js';
 
 /**
  * A model as it moves through a federation (FLARE's FLModel / DXO).
@@ -43,7 +43,8 @@ export function model(
 /** A deep copy: new typed arrays, new Map, structured-cloned meta and metrics. */
 export function cloneModel(m: FLModel): FLModel {
   const params = new Map<string, Tensor>();
-  for (const [name, t] of m.params) params.set(name, { dtype: t.dtype, shape: t.shape, data: t.data.slice() });
+  // new Ctor(data) always copies (a Buffer's .slice() would return a view).
+  for (const [name, t] of m.params) params.set(name, { dtype: t.dtype, shape: t.shape, data: copyOf(t) });
   const out: FLModel = { params, kind: m.kind, meta: structuredClone(m.meta) };
   if (m.metrics !== undefined) out.metrics = { ...m.metrics };
   return out;
@@ -54,4 +55,9 @@ export function parameterCount(m: FLModel): number {
   let n = 0;
   for (const t of m.params.values()) n += t.data.length;
   return n;
+}
+
+function copyOf(t: Tensor): Tensor['data'] {
+  const Data = arrayTypeOf(t.dtype);
+  return Data === BigInt64Array ? new BigInt64Array(t.data as BigInt64Array) : new (Data as Float32ArrayConstructor)(t.data as Float32Array);
 }

@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { CodecError, decodeModel, encodeModel, encodeModelParts, model, tensor, type CodecErrorCode } from '../src/index.js';
+import { cloneModel, CodecError, decodeModel, encodeModel, encodeModelParts, model, tensor, type CodecErrorCode } from '../src/index.js';
 import { modelArb, safetensorsFile, sameModel } from './helpers.js';
 
 const f32 = (...v: number[]) => new Uint8Array(Float32Array.from(v).buffer);
@@ -186,5 +186,28 @@ describe('fuzz', () => {
       ),
       { numRuns: 10_000 },
     );
+  });
+});
+
+describe('input held in a Node Buffer (what sockets deliver)', () => {
+  it('decodes misaligned tensors from the right bytes and never aliases other bytes of the buffer', () => {
+    const file = encodeModel(model({ w: tensor(new Float32Array([1, 2, 3])), u: tensor(Uint8Array.of(5, 6)) }));
+    // The file at an odd offset inside a larger Buffer, with other data before it, as in a socket read buffer.
+    const pool = Buffer.alloc(file.length + 33, 0xee);
+    pool.set(file, 33);
+    const view = pool.subarray(33);
+    const m = decodeModel(view);
+    expect([...m.params.get('w')!.data]).toEqual([1, 2, 3]);
+    expect([...m.params.get('u')!.data]).toEqual([5, 6]);
+    pool.fill(0); // later traffic overwrites the socket buffer: the misaligned copy must not change
+    expect([...m.params.get('w')!.data]).toEqual([1, 2, 3]);
+    expect(Buffer.isBuffer(m.params.get('u')!.data)).toBe(false);
+  });
+
+  it('cloneModel copies even Buffer-backed tensors', () => {
+    const data = Buffer.from([1, 2, 3]);
+    const c = cloneModel(model({ u: tensor(data) }));
+    data[0] = 9;
+    expect([...c.params.get('u')!.data]).toEqual([1, 2, 3]);
   });
 });

@@ -72,7 +72,7 @@ export function channelPair(aPeer: PeerIdentity, bPeer: PeerIdentity, options: {
       send: async (header, payload = new Uint8Array(0)) => {
         if (mine.closed) throw new Error('channel closed');
         // Copies, as a wire would: the receiver never shares the sender's buffers.
-        const msg: Msg = [JSON.parse(JSON.stringify(header)) as unknown, payload.slice()];
+        const msg: Msg = [JSON.parse(JSON.stringify(header)) as unknown, new Uint8Array(payload)]; // a copy even for a Buffer (whose .slice() is a view)
         setImmediate(() => {
           if (other.closed) return;
           if (other.handler) other.handler(...msg);

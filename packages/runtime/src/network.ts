@@ -100,9 +100,9 @@ export function connectionChannel(connection: Connection<AuthenticatedPeer>): Pe
     send: (header, payload) => connection.send(header, payload),
     onMessage: (handler) => {
       if (listener !== undefined) connection.off('message', listener);
-      // Models decode zero-copy from the payload and live for a whole round: own the bytes outright, so no
-      // later reuse of a receive buffer below us can change a model after its MAC was checked.
-      listener = (m) => handler(m.header, new Uint8Array(m.payload));
+      // The transport hands over a plain Uint8Array the receiver owns, and models decode zero-copy from it (or
+      // copy misaligned tensors): no second copy of every received model is needed here.
+      listener = (m) => handler(m.header, m.payload);
       connection.on('message', listener);
     },
     onClose: (handler) => {

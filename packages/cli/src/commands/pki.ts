@@ -98,7 +98,7 @@ export function register(program: Command, io: Io = stdio): void {
     .description('check every file of a startup kit against its signatures; exit 0 when whole, 1 when not')
     .argument('<dir>', 'the kit folder (<workspace>/<project>/prod_NN/<participant>)')
     .option('--root-ca <file>', "trust this root CA instead of the kit's own startup/rootCA.pem")
-    .option('--local-overrides', 'accept the site\'s own unsigned local/authorization.json, privacy.json, resources.json, log_config.json (as the runtime does)')
+    .option('--local-overrides', 'accept the site\'s own unsigned local/authorization.json, privacy.json, resources.json, components.json, log_config.json (as the runtime does)')
     .action((dir: string, opts: { rootCa?: string; localOverrides?: boolean }) =>
       run(async () => {
         const rootCaPem = opts.rootCa === undefined ? undefined : await readFile(opts.rootCa, 'utf8');

@@ -152,12 +152,15 @@ function parseEntry(name: string, v: JsonValue, dataLength: number, maxDims: num
 function readTensor(bytes: Uint8Array, base: number, e: Entry): Tensor {
   const at = bytes.byteOffset + base + e.begin;
   const n = (e.end - e.begin) / WIRE_BYTES[e.dtype];
-  const slice = () => bytes.slice(base + e.begin, base + e.end);
+  // A copy that is always a plain Uint8Array: on a Node Buffer (which is what sockets hand over), .slice() is a
+  // view, not a copy, and a misaligned tensor would then be read from the wrong bytes.
+  const slice = () => new Uint8Array(bytes.subarray(base + e.begin, base + e.end));
   const shape = Object.freeze(e.shape);
   switch (e.dtype) {
     case 'uint8':
     case 'bool':
-      return { dtype: e.dtype, shape, data: bytes.subarray(base + e.begin, base + e.end) };
+      // A plain Uint8Array view (not a Buffer subclass, whose .slice() would not copy).
+      return { dtype: e.dtype, shape, data: new Uint8Array(bytes.buffer, bytes.byteOffset + base + e.begin, e.end - e.begin) };
     case 'float16':
     case 'bfloat16': {
       const raw = toLittleEndian(slice(), 2);

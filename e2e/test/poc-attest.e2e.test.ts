@@ -1,25 +1,11 @@
 // `flare poc --attest test` as a user runs it: every participant attests to its peers with synthetic SEV-SNP
 // evidence from one test authority in the workspace (login both ways, before the deploy, every 2 s); a site
 // whose evidence shows a debuggable guest is refused by the default policy and the audit logs say why.
-import { execFile } from 'node:child_process';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { flare, tempDir } from './support.js';
 
-const BIN = resolve(import.meta.dirname, '../../packages/cli/dist/bin.js');
-const dirs: string[] = [];
-afterAll(async () => {
-  await Promise.all(dirs.map((d) => rm(d, { recursive: true, force: true })));
-});
-
-function flare(args: string[], timeoutMs: number): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((done) => {
-    execFile(process.execPath, [BIN, ...args], { timeout: timeoutMs, maxBuffer: 16 * 1024 * 1024 }, (error, stdout, stderr) => {
-      done({ code: error === null ? 0 : typeof error.code === 'number' ? error.code : 1, stdout, stderr });
-    });
-  });
-}
 
 type Line = { action: string; user?: string; msg?: string; data?: Record<string, unknown> };
 const audit = async (file: string): Promise<Line[]> =>
@@ -30,8 +16,7 @@ const audit = async (file: string): Promise<Line[]> =>
 
 describe('flare poc --attest test', () => {
   it('refuses a site with failing evidence (a debug guest: E_ATTEST_POLICY_DEBUG), runs the job with the attested sites, and the audit logs say why', async () => {
-    const ws = await mkdtemp(join(tmpdir(), 'flare-poc-attest-e2e-'));
-    dirs.push(ws);
+    const ws = await tempDir('flare-poc-attest-e2e-');
     const r = await flare(['poc', '--attest', 'test', '--attest-debug-site', 'site-3', '--rounds', '3', '--json', '--workspace', ws], 170_000);
     expect(r.code, r.stderr).toBe(0);
     const s = JSON.parse(r.stdout) as {

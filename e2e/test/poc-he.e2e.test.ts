@@ -1,27 +1,13 @@
 // `flare poc --he --json` as a user runs it: the sites encrypt their updates (CKKS), the server aggregates
 // ciphertexts with a context that holds no secret key, the global model stays encrypted at the server, and a
 // plaintext twin of the same federation gives the overhead figures.
-import { execFile } from 'node:child_process';
-import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { readdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { decodeModel } from '@flare/core';
 import { heDecrypt, isEncryptedModel, loadHeContextFromKit } from '@flare/filters-he';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
+import { flare, tempDir } from './support.js';
 
-const BIN = resolve(import.meta.dirname, '../../packages/cli/dist/bin.js');
-const dirs: string[] = [];
-afterAll(async () => {
-  await Promise.all(dirs.map((d) => rm(d, { recursive: true, force: true })));
-});
-
-function flare(args: string[], timeoutMs: number): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((done) => {
-    execFile(process.execPath, [BIN, ...args], { timeout: timeoutMs, maxBuffer: 16 * 1024 * 1024 }, (error, stdout, stderr) => {
-      done({ code: error === null ? 0 : typeof error.code === 'number' ? error.code : 1, stdout, stderr });
-    });
-  });
-}
 
 interface Compared {
   he: number;
@@ -31,8 +17,7 @@ interface Compared {
 
 describe('flare poc --he', () => {
   it('trains with encrypted aggregation, the server never holding a secret key, and reports the overhead against a plaintext twin', async () => {
-    const ws = await mkdtemp(join(tmpdir(), 'flare-poc-he-e2e-'));
-    dirs.push(ws);
+    const ws = await tempDir('flare-poc-he-e2e-');
     const r = await flare(['poc', '--he', '--rounds', '3', '--json', '--workspace', ws], 290_000);
     expect(r.code, r.stderr).toBe(0);
     const lines = r.stdout.trim().split('\n');

@@ -1,29 +1,14 @@
 // The main job as a user runs it: `flare poc --json` provisions, starts a server and three sites as separate
 // processes over mTLS with @flare/auth sessions, trains on the SpamAssassin corpus and verifies every audit log.
-import { execFile } from 'node:child_process';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { flare, tempDir } from './support.js';
 
-const BIN = resolve(import.meta.dirname, '../../packages/cli/dist/bin.js');
-const dirs: string[] = [];
-afterAll(async () => {
-  await Promise.all(dirs.map((d) => rm(d, { recursive: true, force: true })));
-});
-
-function flare(args: string[], timeoutMs: number): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((done) => {
-    execFile(process.execPath, [BIN, ...args], { timeout: timeoutMs, maxBuffer: 16 * 1024 * 1024 }, (error, stdout, stderr) => {
-      done({ code: error === null ? 0 : typeof error.code === 'number' ? error.code : 1, stdout, stderr });
-    });
-  });
-}
 
 describe('flare poc (the main job)', () => {
   it('trains a real model across 3 non-IID sites over mTLS and prints one JSON summary with a verified audit trail', async () => {
-    const ws = await mkdtemp(join(tmpdir(), 'flare-poc-e2e-'));
-    dirs.push(ws);
+    const ws = await tempDir('flare-poc-e2e-');
     const r = await flare(['poc', '--rounds', '3', '--json', '--workspace', ws], 170_000);
     expect(r.code, r.stderr).toBe(0);
     const lines = r.stdout.trim().split('\n');
@@ -54,8 +39,7 @@ describe('flare poc (the main job)', () => {
   });
 
   it('with --dp every site trains with DP-SGD and reports the epsilon its accountant charged', async () => {
-    const ws = await mkdtemp(join(tmpdir(), 'flare-poc-dp-e2e-'));
-    dirs.push(ws);
+    const ws = await tempDir('flare-poc-dp-e2e-');
     const r = await flare(['poc', '--rounds', '2', '--dp', '--json', '--workspace', ws], 170_000);
     expect(r.code, r.stderr).toBe(0);
     const s = JSON.parse(r.stdout) as { sites: Array<{ name: string; epsilon: number | null }>; audit: { verified: boolean } };

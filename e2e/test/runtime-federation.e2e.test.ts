@@ -1,41 +1,21 @@
 // The runtime's failure and refusal paths with real processes: `flare server`, `flare client` and
 // `flare admin` from the built CLI, kits from @flare/pki, mTLS + @flare/auth sessions on loopback.
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { cp, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { encodeModel } from '@flare/core';
 import { parseProject, provision } from '@flare/pki';
 import { denseNetwork, readWeights, selectBackend } from '@flare/tfjs';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { FLARE_BIN as BIN, flare, freePort } from './support.js';
 
-const BIN = resolve(import.meta.dirname, '../../packages/cli/dist/bin.js');
 const FEATURES = 256;
 let root: string;
 let port: number;
 const kits = new Map<string, string>();
 const procs: ChildProcess[] = [];
-
-function freePort(): Promise<number> {
-  return new Promise((done, fail) => {
-    const s = createServer();
-    s.once('error', fail);
-    s.listen(0, '127.0.0.1', () => {
-      const a = s.address();
-      s.close(() => (typeof a === 'object' && a !== null ? done(a.port) : fail(new Error('no port'))));
-    });
-  });
-}
-
-function flare(args: string[], timeoutMs = 60_000): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((done) => {
-    execFile(process.execPath, [BIN, ...args], { timeout: timeoutMs }, (error, stdout, stderr) => {
-      done({ code: error === null ? 0 : typeof error.code === 'number' ? error.code : 1, stdout, stderr });
-    });
-  });
-}
 
 /** Starts `flare <args>` and resolves once a stdout line matches `ready` (bounded). */
 function start(args: string[], ready?: RegExp): Promise<ChildProcess> {

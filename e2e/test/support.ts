@@ -1,0 +1,49 @@
+// What the e2e tests share: the built `flare` binary, a runner for it, and temporary folders removed afterwards.
+import { execFile } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { afterAll } from 'vitest';
+
+/** The built CLI (nx builds every package before the e2e target runs). */
+export const FLARE_BIN = resolve(import.meta.dirname, '../../packages/cli/dist/bin.js');
+
+/** The outcome of a finished process. */
+export interface Finished {
+  readonly code: number;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/** Runs `flare <args>` to completion (bounded by `timeoutMs`) and returns its exit code and output. */
+export function flare(args: readonly string[], timeoutMs = 60_000): Promise<Finished> {
+  return new Promise((done) => {
+    execFile(process.execPath, [FLARE_BIN, ...args], { timeout: timeoutMs, maxBuffer: 16 * 1024 * 1024 }, (error, stdout, stderr) => {
+      done({ code: error === null ? 0 : typeof error.code === 'number' ? error.code : 1, stdout, stderr });
+    });
+  });
+}
+
+/** A new temporary folder, removed after the test file's last test. */
+export async function tempDir(prefix: string): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), prefix));
+  created.push(dir);
+  return dir;
+}
+const created: string[] = [];
+afterAll(async () => {
+  await Promise.all(created.splice(0).map((d) => rm(d, { recursive: true, force: true })));
+});
+
+/** A TCP port free on loopback right now. */
+export function freePort(): Promise<number> {
+  return new Promise((done, fail) => {
+    const s = createServer();
+    s.once('error', fail);
+    s.listen(0, '127.0.0.1', () => {
+      const a = s.address();
+      s.close(() => (typeof a === 'object' && a !== null ? done(a.port) : fail(new Error('no port'))));
+    });
+  });
+}

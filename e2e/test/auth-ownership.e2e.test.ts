@@ -14,22 +14,9 @@ import { decodeModel, encodeModelParts, model, tensor, type FLModel } from '@fla
 import { loadKit, parseProject, provision, type Kit } from '@flare/pki';
 import { clientOptionsFromKit, dial, listen, serverOptionsFromKit, type Connection, type Message, type ServerEndpoint } from '@flare/transport';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { loopbackProject } from './support.js';
 
-const PROJECT = `api_version: 3
-name: e2eownership
-participants:
-  - name: server1
-    type: server
-    org: nvidia
-    fed_learn_port: 8002
-    host_names: [localhost, 127.0.0.1]
-  - name: site-1
-    type: client
-    org: nvidia
-  - name: site-2
-    type: client
-    org: nvidia
-`;
+const PROJECT = loopbackProject('e2eownership', { sites: ['site-1', 'site-2'] });
 
 let workspace: string;
 let serverKit: Kit;

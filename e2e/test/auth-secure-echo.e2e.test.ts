@@ -7,26 +7,10 @@ import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { parseProject, provision } from '@flare/pki';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loopbackProject } from './support.js';
 
 const EXAMPLE = resolve(import.meta.dirname, '../../docs/examples/secure-echo');
-const project = (name: string): string => `api_version: 3
-name: ${name}
-description: secure-echo e2e
-connection_security: mtls
-participants:
-  - name: server1
-    type: server
-    org: nvidia
-    fed_learn_port: 8002
-    host_names: [localhost, 127.0.0.1]
-  - name: site-1
-    type: client
-    org: nvidia
-  - name: admin@nvidia.com
-    type: admin
-    org: nvidia
-    role: project_admin
-`;
+const project = (name: string): string => loopbackProject(name, { admin: true, extra: 'description: secure-echo e2e\nconnection_security: mtls\n' });
 
 let workspace: string;
 let kits: Map<string, string>;

@@ -11,23 +11,9 @@ import { encodeModelParts, FlareError, model, tensor } from '@flare/core';
 import { loadKit, parseProject, provision, type Kit } from '@flare/pki';
 import { clientOptionsFromKit, dial, listen, serverOptionsFromKit, type Connection, type ServerEndpoint } from '@flare/transport';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { loopbackProject } from './support.js';
 
-const PROJECT = `api_version: 3
-name: e2eauth
-participants:
-  - name: server1
-    type: server
-    org: nvidia
-    fed_learn_port: 8002
-    host_names: [localhost, 127.0.0.1]
-  - name: site-1
-    type: client
-    org: nvidia
-  - name: admin@nvidia.com
-    type: admin
-    org: nvidia
-    role: project_admin
-`;
+const PROJECT = loopbackProject('e2eauth', { admin: true });
 
 let workspace: string;
 let serverKit: Kit;

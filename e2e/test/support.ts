@@ -47,3 +47,21 @@ export function freePort(): Promise<number> {
     });
   });
 }
+
+/**
+ * A small FLARE project.yml for loopback tests: `server1` (SAN localhost, 127.0.0.1), the named client sites, and
+ * optionally the project admin `admin@nvidia.com`, all in org `nvidia`.
+ */
+export function loopbackProject(name: string, o: { readonly sites?: readonly string[]; readonly admin?: boolean; readonly extra?: string } = {}): string {
+  const sites = (o.sites ?? ['site-1']).map((s) => `  - name: ${s}\n    type: client\n    org: nvidia\n`).join('');
+  const admin = o.admin === true ? '  - name: admin@nvidia.com\n    type: admin\n    org: nvidia\n    role: project_admin\n' : '';
+  return `api_version: 3
+name: ${name}
+${o.extra ?? ''}participants:
+  - name: server1
+    type: server
+    org: nvidia
+    fed_learn_port: 8002
+    host_names: [localhost, 127.0.0.1]
+${sites}${admin}`;
+}

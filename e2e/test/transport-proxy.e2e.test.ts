@@ -15,20 +15,10 @@ import { createClientAuth, createServerAuth, type Session } from '@flare/auth';
 import { loadKit, parseProject, provision, type Kit } from '@flare/pki';
 import { clientOptionsFromKit, dial, listen, serverOptionsFromKit, type ServerEndpoint } from '@flare/transport';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loopbackProject } from './support.js';
 
 const NGINX = ['/usr/sbin/nginx', '/usr/bin/nginx'].find((p) => existsSync(p));
-const PROJECT = `api_version: 3
-name: proxied
-participants:
-  - name: server1
-    type: server
-    org: nvidia
-    fed_learn_port: 8002
-    host_names: [localhost, 127.0.0.1]
-  - name: site-1
-    type: client
-    org: nvidia
-`;
+const PROJECT = loopbackProject('proxied');
 
 let dir: string;
 let serverKit: Kit;

@@ -1,4 +1,5 @@
 import type { z } from 'zod';
+import type { Identity } from './identity.js';
 import type { JsonValue } from './json.js';
 import type { FLModel } from './model.js';
 
@@ -127,11 +128,8 @@ export const silentLogger: Logger = Object.freeze({
   error() {},
 });
 
-/** A participant of a provisioned project, as kit builders see it. */
-export interface KitParticipant {
-  readonly name: string;
-  readonly type: 'server' | 'client' | 'admin' | 'relay';
-  readonly org: string;
+/** A participant of a provisioned project, as kit builders see it: its {@link Identity} and its project.yml entry. */
+export interface KitParticipant extends Identity {
   /** Every other key of the participant's project.yml entry (host_names, role, capacity, ...). */
   readonly props: Readonly<Record<string, JsonValue>>;
 }

@@ -10,6 +10,7 @@ export {
   CliError,
   CodecError,
   DpError,
+  FileError,
   FlareRuntimeError,
   HeError,
   MlError,
@@ -27,6 +28,7 @@ export type {
   CliErrorCode,
   CodecErrorCode,
   DpErrorCode,
+  FileErrorCode,
   FlareErrorCode,
   HeErrorCode,
   MlErrorCode,
@@ -37,6 +39,13 @@ export type {
   TransportErrorCode,
 } from './errors/codes.js';
 export type { Catalog, ErrorInfo } from './errors/info.js';
+export { flareErrorFromCode, toFlareError } from './errors/from-code.js';
+
+export { IdentitySchema, PARTICIPANT_TYPES, identityText, sameIdentity } from './identity.js';
+export type { Identity, ParticipantType } from './identity.js';
+
+export { readFileIfExists, writeFileAtomic } from './fs/atomic-file.js';
+export type { ReadFileIfExistsOptions, WriteFileAtomicOptions } from './fs/atomic-file.js';
 
 export { DTYPES, WIRE_BYTES, arrayTypeOf, elementCount, floatData, isFloatDType, tensor } from './tensor.js';
 export type { DType, FloatArray, Tensor, TypedArray } from './tensor.js';

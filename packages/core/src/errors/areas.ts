@@ -6,6 +6,7 @@ import type {
   CliErrorCode,
   CodecErrorCode,
   DpErrorCode,
+  FileErrorCode,
   HeErrorCode,
   MlErrorCode,
   ModelErrorCode,
@@ -22,6 +23,8 @@ import { FlareError } from './flare-error.js';
 export class CodecError extends FlareError<CodecErrorCode> {}
 /** Models or tensors that do not fit an operation (E_MODEL_*). */
 export class ModelError extends FlareError<ModelErrorCode> {}
+/** Durable file reads and writes (E_FILE_*). */
+export class FileError extends FlareError<FileErrorCode> {}
 /** Provisioning, certificates, kits, revocation. */
 export class PkiError extends FlareError<PkiErrorCode> {}
 /** Login, sessions, message authentication. */

@@ -5,6 +5,7 @@ import { AUTH_CODES } from './catalog/auth.js';
 import { CLI_CODES } from './catalog/cli.js';
 import { CODEC_CODES } from './catalog/codec.js';
 import { DP_CODES } from './catalog/dp.js';
+import { FILE_CODES } from './catalog/file.js';
 import { HE_CODES } from './catalog/he.js';
 import { ML_CODES } from './catalog/ml.js';
 import { MODEL_CODES } from './catalog/model.js';
@@ -18,6 +19,7 @@ import type { ErrorInfo } from './info.js';
 export const ERROR_AREAS = [
   ['Codec (@flare/core)', CODEC_CODES],
   ['Models and tensors (@flare/core)', MODEL_CODES],
+  ['Files (@flare/core)', FILE_CODES],
   ['Provisioning and kits (@flare/pki)', PKI_CODES],
   ['Authentication (@flare/auth)', AUTH_CODES],
   ['Transport (@flare/transport)', TRANSPORT_CODES],
@@ -34,6 +36,7 @@ export const ERROR_AREAS = [
 
 export type CodecErrorCode = keyof typeof CODEC_CODES;
 export type ModelErrorCode = keyof typeof MODEL_CODES;
+export type FileErrorCode = keyof typeof FILE_CODES;
 export type PkiErrorCode = keyof typeof PKI_CODES;
 export type AuthErrorCode = keyof typeof AUTH_CODES;
 export type TransportErrorCode = keyof typeof TRANSPORT_CODES;
@@ -51,6 +54,7 @@ export type CliErrorCode = keyof typeof CLI_CODES;
 export type FlareErrorCode =
   | CodecErrorCode
   | ModelErrorCode
+  | FileErrorCode
   | PkiErrorCode
   | AuthErrorCode
   | TransportErrorCode

@@ -26,3 +26,12 @@ export function reportAggregated(audit: AuditHook | undefined, method: string, r
     data: { method, round: round ?? null, contributions },
   });
 }
+
+/** Reports `weight_capped`: a site claimed more local steps than its cap and was counted with the cap. */
+export function reportCapped(audit: AuditHook | undefined, method: string, from: string, claimed: number, cap: number): void {
+  audit?.({
+    action: 'weight_capped',
+    msg: `${method} counted ${from} with ${cap} local steps; it claimed ${claimed}`,
+    data: { method, from, claimed, cap },
+  });
+}

@@ -2,7 +2,7 @@ import { AggregatorError, META, cloneModel, type AcceptContext, type FLModel } f
 import { reportAggregated, reportRefusal } from './audit.js';
 import { excluder, type TensorExclusion } from './exclusion.js';
 import { RoundGuard } from './round-guard.js';
-import { checkAgainst, layoutOf, type Layout } from './update-set.js';
+import { checkAgainst, fixedLayout, layoutOf, type Layout } from './update-set.js';
 import type { RoundAggregator, StreamingOptions, WeightedUpdate } from './types.js';
 import { checkWeight } from './weights.js';
 
@@ -10,8 +10,9 @@ import { checkWeight } from './weights.js';
 export interface BufferedOptions extends StreamingOptions {
   readonly exclude?: TensorExclusion;
   /**
-   * The model whose tensors (names, dtypes, shapes) every contribution must have, e.g. the global model.
-   * Without it, the first accepted contribution sets them.
+   * The model whose tensors (names, dtypes, shapes) every contribution must have, e.g. the global model
+   * (`manifest` is the same without the values, and wins when both are given). Without either, the first
+   * accepted contribution sets them.
    */
   readonly template?: FLModel;
 }
@@ -38,7 +39,7 @@ export abstract class BufferedAggregator implements RoundAggregator {
     this.#guard = new RoundGuard(options.kind ?? 'diff', options.round);
     this.#exclude = options.exclude;
     this.#excluded = excluder(options.exclude);
-    this.#template = options.template === undefined ? undefined : layoutOf(options.template, this.#excluded);
+    this.#template = fixedLayout(options, this.#excluded);
     this.#layout = this.#template;
     this.#audit = options.audit;
   }
@@ -89,9 +90,19 @@ export abstract class BufferedAggregator implements RoundAggregator {
     return cloneModel(out);
   }
 
-  /** Drops the contributions and starts the next round (`round`, else the current round + 1 when known). */
+  /** Drops the contributions and starts `round` (again, on a retry). */
+  beginRound(round: number): void {
+    this.#guard.begin(round);
+    this.#clear();
+  }
+
+  /** Drops the contributions and starts `round`; without it, the next round after a result, else the same round again. */
   reset(round?: number): void {
     this.#guard.reset(round);
+    this.#clear();
+  }
+
+  #clear(): void {
     this.#entries = [];
     this.#layout = this.#template;
     this.#result = undefined;

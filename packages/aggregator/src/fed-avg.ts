@@ -9,13 +9,13 @@ import {
   type JsonValue,
   type Tensor,
 } from '@flare/core';
-import { reportAggregated, reportRefusal } from './audit.js';
+import { reportAggregated, reportCapped, reportRefusal } from './audit.js';
 import { ExactSum, addScaled } from './exact-sum.js';
 import { excluder, type TensorExclusion } from './exclusion.js';
 import { RoundGuard } from './round-guard.js';
 import { checkSize, fromFloat64, numericData, sameShape, shapeText } from './tensors.js';
 import type { RoundAggregator, StreamingOptions, WeightedUpdate } from './types.js';
-import { layoutOf, type Layout } from './update-set.js';
+import { fixedLayout, type Layout } from './update-set.js';
 import { contextOf, contributionWeight, type WeightRules } from './weights.js';
 
 /** Options of {@link FedAvgAggregator} and {@link fedAvg}. */
@@ -24,8 +24,17 @@ export interface FedAvgOptions extends StreamingOptions {
   readonly exclude?: TensorExclusion;
   /** Weigh by meta NUM_STEPS_CURRENT_ROUND as well as by the aggregation weight (FLARE; default true). */
   readonly useSteps?: boolean;
-  /** Refuse contributions reporting more local steps than this (E_AGG_WEIGHT; default: no cap). */
+  /**
+   * Count at most this many local steps per contribution (default: no cap). A site reports its own
+   * NUM_STEPS_CURRENT_ROUND: without a cap, one site claiming 1e9 steps outweighs all others. A capped
+   * contribution is accepted with the cap as its step count and reported as a `weight_capped` audit event.
+   */
   readonly maxSteps?: number;
+  /**
+   * A per-site step cap on top of `maxSteps`, e.g. the sample count each site declared when it was admitted
+   * (return undefined for no cap of its own). Called once per contribution with the authenticated site name.
+   */
+  readonly siteMaxSteps?: (site: string) => number | undefined;
   /**
    * Aggregation weight per site (FLARE's `aggregation_weights`), used when `ctx.weight` is not given;
    * sites not listed weigh 1.
@@ -58,7 +67,7 @@ interface Planned {
  * Streaming ("in time") federated averaging with NVIDIA FLARE's semantics (InTimeAccumulateWeightedAggregator):
  * each contribution counts with weight = aggregation weight (`ctx.weight`, else `aggregationWeights`, default
  * 1) x its meta
- * NUM_STEPS_CURRENT_ROUND (default 1); sums and divisors are kept per tensor name, so a tensor missing from
+ * NUM_STEPS_CURRENT_ROUND (default 1, counted as at most `maxSteps`); sums and divisors are kept per tensor name, so a tensor missing from
  * some sites is averaged over the sites that sent it. A contribution is refused (and leaves no trace) when
  * it is for another round (E_AGG_ROUND), from a site already counted (E_AGG_DUPLICATE), of the wrong kind
  * (E_AGG_KIND), badly weighted (E_AGG_WEIGHT), holds NaN or infinities (E_AGG_NONFINITE), does not match
@@ -78,7 +87,7 @@ interface Planned {
  * agg.accept(updateA, { from: 'site-a', weight: 1, round: 3 });
  * agg.accept(updateB, { from: 'site-b', weight: 2, round: 3 });
  * const avgDiff = agg.result(); // kind 'diff'; apply it to the global model
- * agg.reset(); // round 4
+ * agg.beginRound(4);
  * ```
  */
 export class FedAvgAggregator implements RoundAggregator {
@@ -97,13 +106,14 @@ export class FedAvgAggregator implements RoundAggregator {
     if (!(maxSteps > 0)) throw new RangeError(`"maxSteps" expected a positive number, got ${String(options.maxSteps)}`);
     this.#guard = new RoundGuard(options.kind ?? 'diff', options.round);
     this.#excluded = excluder(options.exclude);
-    this.#rules = { useSteps: options.useSteps ?? true, maxSteps };
+    if (options.siteMaxSteps !== undefined && typeof options.siteMaxSteps !== 'function') throw new TypeError('"siteMaxSteps" expected a function of the site name');
+    this.#rules = { useSteps: options.useSteps ?? true, maxSteps, siteMaxSteps: options.siteMaxSteps };
     this.#audit = options.audit;
     if (options.aggregationWeights !== undefined && !(options.aggregationWeights instanceof Map)) {
       throw new TypeError('"aggregationWeights" expected a Map of site names to weights');
     }
     this.#siteWeights = options.aggregationWeights;
-    this.#template = options.template === undefined ? undefined : layoutOf(options.template, this.#excluded);
+    this.#template = fixedLayout(options, this.#excluded);
   }
 
   get round(): number | undefined {
@@ -133,7 +143,7 @@ export class FedAvgAggregator implements RoundAggregator {
   #accept(update: FLModel, ctx: AcceptContext): void {
     const admission = this.#guard.check(update, ctx);
     const from = admission.from;
-    const w = contributionWeight(update, ctx.weight ?? this.#siteWeights?.get(from), from, this.#rules);
+    const { weight: w, capped } = contributionWeight(update, ctx.weight ?? this.#siteWeights?.get(from), from, this.#rules);
     if (!(update.params instanceof Map)) throw new TypeError('"update.params" expected a Map of tensors');
 
     // Validate everything before writing anything: a refused contribution must leave the sums untouched.
@@ -188,6 +198,7 @@ export class FedAvgAggregator implements RoundAggregator {
       }
     }
     this.#guard.commit(admission);
+    if (capped !== undefined) reportCapped(this.#audit, this.method, from, capped.claimed, capped.cap);
   }
 
   /**
@@ -215,7 +226,14 @@ export class FedAvgAggregator implements RoundAggregator {
     return out;
   }
 
-  /** Drops the sums and starts the next round: `round` if given, else the current round + 1 when known. */
+  /** Drops the sums and starts `round` (again, on a retry: its contributions are accepted anew). */
+  beginRound(round: number): void {
+    this.#guard.begin(round);
+    this.#slots.clear();
+    this.#metrics.clear();
+  }
+
+  /** Drops the sums and starts `round`; without it, the next round after `result()`, else the same round again (a retry). */
   reset(round?: number): void {
     this.#guard.reset(round);
     this.#slots.clear();

@@ -22,6 +22,8 @@ export { GeometricMedianAggregator, geometricMedian } from './geometric-median.j
 export type { GeometricMedianAggregatorOptions, GeometricMedianOptions } from './geometric-median.js';
 export { NormBoundAggregator, normBound } from './norm-bound.js';
 export type { NormBoundAggregatorOptions, NormBoundOptions } from './norm-bound.js';
+export { AdaptiveNormBoundAggregator, DEFAULT_NORM_MULTIPLE } from './adaptive-norm-bound.js';
+export type { AdaptiveBoundHistory, AdaptiveNormBoundOptions } from './adaptive-norm-bound.js';
 
 export type { ServerOptimizer, ServerOptimizerName } from './server-optimizer.js';
 export { FedAvgM } from './fed-avg-m.js';
@@ -35,5 +37,14 @@ export type { FedYogiOptions } from './fed-yogi.js';
 export { ServerOptAggregator } from './server-opt-aggregator.js';
 export type { ServerOptAggregatorOptions } from './server-opt-aggregator.js';
 
-export { AGGREGATOR_NAMES, AggregatorSpecSchema, ServerOptimizerSpecSchema, createAggregator, parseAggregatorSpec } from './spec.js';
-export type { AggregatorEnv, AggregatorName, AggregatorSpec, ServerOptimizerSpec } from './spec.js';
+export {
+  AGGREGATOR_NAMES,
+  AggregatorSpecSchema,
+  DEFAULT_AGGREGATOR_SPEC,
+  NormBoundSpecSchema,
+  ServerOptimizerSpecSchema,
+  createAggregator,
+  parseAggregatorSpec,
+} from './spec.js';
+export type { AggregatorEnv, AggregatorName, AggregatorSpec, NormBoundSpec, ServerOptimizerSpec } from './spec.js';
+export { saveAggregatorState } from './state.js';

@@ -41,17 +41,35 @@ export function normBound(update: FLModel, opts: NormBoundOptions): FLModel {
   if (typeof maxNorm !== 'number' || !(maxNorm > 0) || !Number.isFinite(maxNorm)) {
     throw new RangeError(`normBound: "maxNorm" expected a finite number > 0, got ${String(maxNorm)}`);
   }
-  const excluded = excluder(opts.exclude);
+  const measured = measureUpdate(update, opts.reference, excluder(opts.exclude));
+  return clipUpdate(update, measured, maxNorm);
+}
+
+/** An update's L2 norm and the float tensors it was taken over (internal: measured once, clipped later). */
+export interface MeasuredUpdate {
+  readonly norm: number;
+  readonly tensors: ReadonlyArray<readonly [string, FloatArray, FloatArray | undefined]>;
+}
+
+/**
+ * The L2 norm of an update over its non-excluded float tensors, in float64 (for a `'full'` model, of
+ * `model - reference`).
+ *
+ * @throws AggregatorError E_AGG_NONFINITE for a non-finite norm; ModelError E_MODEL_MISMATCH when the
+ *   reference lacks a tensor or differs in shape; TypeError for a `'full'` model without a reference.
+ */
+export function measureUpdate(update: FLModel, reference: FLModel | undefined, excluded: (name: string) => boolean): MeasuredUpdate {
   const full = update.kind === 'full';
-  if (full && opts.reference === undefined) throw new TypeError('normBound: a full model needs the global model as "reference"');
-  const pairs: Array<[string, FloatArray, FloatArray | undefined]> = [];
+  if (full && reference === undefined) throw new TypeError('normBound: a full model needs the global model as "reference"');
+  if (!(update.params instanceof Map)) throw new TypeError('"update.params" expected a Map of tensors');
+  const tensors: Array<[string, FloatArray, FloatArray | undefined]> = [];
   let sum = 0;
   for (const [name, t] of update.params) {
     if (excluded(name) || !isFloat(t)) continue;
     checkSize(name, t);
     let ref: FloatArray | undefined;
     if (full) {
-      const r = opts.reference!.params.get(name);
+      const r = reference!.params.get(name);
       if (r === undefined || !isFloat(r)) throw new ModelError('E_MODEL_MISMATCH', `normBound: the reference has no float tensor "${name}"`);
       if (!sameShape(r.shape, t.shape) || r.data.length !== t.data.length) {
         throw new ModelError('E_MODEL_MISMATCH', `normBound: tensor "${name}" is ${shapeText(t.shape)}, the reference's ${shapeText(r.shape)}`);
@@ -67,14 +85,23 @@ export function normBound(update: FLModel, opts: NormBoundOptions): FLModel {
         sum += d * d;
       }
     }
-    pairs.push([name, x, ref]);
+    tensors.push([name, x, ref]);
   }
   const norm = Math.sqrt(sum);
   if (!Number.isFinite(norm)) throw new AggregatorError('E_AGG_NONFINITE', 'normBound: the update has a non-finite norm');
+  return { norm, tensors };
+}
+
+/**
+ * The update scaled to norm `maxNorm` (>= 0) when its measured norm is above it; else the update itself. New
+ * buffers for the scaled tensors; the others are shared with the input.
+ */
+export function clipUpdate(update: FLModel, measured: MeasuredUpdate, maxNorm: number): FLModel {
+  const { norm } = measured;
   if (norm <= maxNorm) return update;
   const s = maxNorm / norm;
   const params = new Map(update.params);
-  for (const [name, x, ref] of pairs) {
+  for (const [name, x, ref] of measured.tensors) {
     const t = update.params.get(name)!;
     const out = x instanceof Float32Array ? new Float32Array(x.length) : new Float64Array(x.length);
     // (u x maxNorm) / norm rounds once where u x (maxNorm / norm) rounds twice ([3, 4] -> [0.6, 0.8] exactly);
@@ -154,6 +181,10 @@ export class NormBoundAggregator implements RoundAggregator {
 
   result(): FLModel {
     return this.inner.result();
+  }
+
+  beginRound(round: number): void {
+    this.inner.beginRound(round);
   }
 
   reset(round?: number): void {

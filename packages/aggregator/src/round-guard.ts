@@ -95,11 +95,26 @@ export class RoundGuard {
     this.#closed = true;
   }
 
-  /** Starts the next round: `round` if given, else the current round + 1 when one is known. */
+  /** Starts (or, on a retry, restarts) aggregating `round`: forgets every contribution since the last start. */
+  begin(round: number): void {
+    if (round === undefined) throw new TypeError('"round" expected a non-negative integer, got undefined');
+    checkRoundArg(round, 'round');
+    this.#round = round;
+    this.#pinned = undefined;
+    this.#closed = false;
+    this.#seen.clear();
+  }
+
+  /**
+   * Starts a round: `round` if given; else, after the round's result was taken, the next round (the current
+   * round + 1 when one is known); before it (a round that did not complete, e.g. too few sites), the same
+   * round again, so that a retry's contributions are accepted.
+   */
   reset(round?: number): void {
     checkRoundArg(round, 'round');
+    if (round !== undefined) return this.begin(round);
     const current = this.round;
-    this.#round = round ?? (current === undefined ? undefined : current + 1);
+    if (this.#closed && current !== undefined) this.#round = current + 1;
     this.#pinned = undefined;
     this.#closed = false;
     this.#seen.clear();

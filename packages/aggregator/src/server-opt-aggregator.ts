@@ -114,11 +114,29 @@ export class ServerOptAggregator implements RoundAggregator {
     return cloneModel(this.#next);
   }
 
-  /** Starts the next round from the new global model (if `result()` was taken; else from the same one). */
+  /**
+   * Starts `round` from the new global model if `result()` was taken (the step is committed: the optimizer
+   * has moved), else from the same one (a retry of a round that did not complete).
+   */
+  beginRound(round: number): void {
+    this.#commit();
+    this.inner.beginRound(round);
+  }
+
+  /** As {@link ServerOptAggregator.beginRound}; without a round, the inner aggregator's rule (next after a result, else the same). */
   reset(round?: number): void {
+    this.#commit();
+    this.inner.reset(round);
+  }
+
+  /** The global model of the round being aggregated: a view, not a copy (unlike `global`); do not modify it. */
+  get currentGlobal(): FLModel {
+    return this.#global;
+  }
+
+  #commit(): void {
     if (this.#next !== undefined) this.#global = this.#next;
     this.#next = undefined;
-    this.inner.reset(round);
   }
 }
 

@@ -1,5 +1,6 @@
-import { AggregatorError, type AuditHook, type FLModel, type JsonValue } from '@flare/core';
+import { AggregatorError, type AuditHook, type FLModel, type JsonValue, type ModelManifest } from '@flare/core';
 import { z } from 'zod';
+import { AdaptiveNormBoundAggregator } from './adaptive-norm-bound.js';
 import { BulyanAggregator } from './bulyan.js';
 import { CoordinateMedianAggregator } from './coordinate-median.js';
 import type { TensorExclusion } from './exclusion.js';
@@ -14,6 +15,7 @@ import { NormBoundAggregator } from './norm-bound.js';
 import { ServerOptAggregator } from './server-opt-aggregator.js';
 import type { ServerOptimizer } from './server-optimizer.js';
 import { TrimmedMeanAggregator } from './trimmed-mean.js';
+import { restoreAggregatorState } from './state.js';
 import type { RoundAggregator } from './types.js';
 
 /** Every aggregator name a job definition may use. */
@@ -29,6 +31,7 @@ export const AGGREGATOR_NAMES = [
   'multi-krum',
   'bulyan',
   'geometric-median',
+  'norm-bound',
 ] as const;
 
 /** A name from {@link AGGREGATOR_NAMES}. */
@@ -38,12 +41,32 @@ const positive = z.number().positive();
 const fraction = z.number().min(0).lt(1);
 const faults = z.int().min(0).max(1_000_000);
 
+/**
+ * Norm bounding in a job definition: a fixed `{ maxNorm }`, or the adaptive bound (`'adaptive'`, or
+ * `{ adaptive: { multiple?, capSteps?, initialMaxNorm? } }`): each update clipped to `multiple` (default 3)
+ * times the median update norm, and (unless `capSteps: false`) its step count to `multiple` times the median.
+ */
+export const NormBoundSpecSchema = z.union([
+  z.strictObject({ maxNorm: positive }),
+  z.literal('adaptive'),
+  z.strictObject({
+    adaptive: z.strictObject({
+      multiple: z.number().min(1).max(1000).optional(),
+      capSteps: z.boolean().optional(),
+      initialMaxNorm: positive.optional(),
+    }),
+  }),
+]);
+
+/** A norm bound spec, as parsed. */
+export type NormBoundSpec = z.infer<typeof NormBoundSpecSchema>;
+
 // Arguments every aggregator takes. Tensor names and patterns come from a job definition: bounded in size.
 const common = {
   kind: z.enum(['diff', 'full']).optional(),
   exclude: z.array(z.string().min(1).max(1024)).max(10_000).optional(),
   excludePattern: z.string().min(1).max(1024).optional(),
-  normBound: z.strictObject({ maxNorm: positive }).optional(),
+  normBound: NormBoundSpecSchema.optional(),
 };
 // Site names are keys of a JSON object from the job: refuse prototype keys outright rather than rely on how
 // the record is rebuilt, and bound the count.
@@ -74,16 +97,7 @@ export type ServerOptimizerSpec = z.infer<typeof ServerOptimizerSpecSchema>;
 
 const then = { serverOptimizer: ServerOptimizerSpecSchema.optional() };
 
-/**
- * The aggregator of a job definition: `{ name, args? }` (and, after a robust or plain FedAvg aggregator, an
- * optional `serverOptimizer`). Unknown names and unknown or out-of-range arguments are refused.
- *
- * @example
- * ```ts
- * AggregatorSpecSchema.parse({ name: 'trimmed-mean', args: { beta: 0.2, f: 2, kind: 'diff' } });
- * ```
- */
-export const AggregatorSpecSchema = z.discriminatedUnion('name', [
+const baseSpecs = [
   z.strictObject({ name: z.literal('fedavg'), args: z.strictObject(fedavg).optional(), ...then }),
   z.strictObject({ name: z.literal('fedavgm'), args: z.strictObject({ ...fedavg, ...fedavgmArgs }).optional() }),
   z.strictObject({ name: z.literal('fedadagrad'), args: z.strictObject({ ...fedavg, ...fedadagradArgs }).optional() }),
@@ -111,7 +125,34 @@ export const AggregatorSpecSchema = z.discriminatedUnion('name', [
       .optional(),
     ...then,
   }),
+] as const;
+
+/** Every spec but `norm-bound`: what `norm-bound` may wrap. */
+const BaseSpecSchema = z.discriminatedUnion('name', [...baseSpecs]);
+
+/**
+ * The aggregator of a job definition: `{ name, args? }` (and, after a robust or plain FedAvg aggregator, an
+ * optional `serverOptimizer`); or `{ name: 'norm-bound', args: <norm bound>, aggregator?: <spec> }`, norm
+ * bounding around any other spec (default fedavg), the same as that spec with `args.normBound`. Unknown names
+ * and unknown or out-of-range arguments are refused.
+ *
+ * @example
+ * ```ts
+ * AggregatorSpecSchema.parse({ name: 'trimmed-mean', args: { beta: 0.2, f: 2, kind: 'diff' } });
+ * AggregatorSpecSchema.parse({ name: 'norm-bound', args: 'adaptive', aggregator: { name: 'krum', args: { f: 1 } } });
+ * ```
+ */
+export const AggregatorSpecSchema = z.discriminatedUnion('name', [
+  ...baseSpecs,
+  z.strictObject({ name: z.literal('norm-bound'), args: NormBoundSpecSchema, aggregator: BaseSpecSchema.optional() }),
 ]);
+
+/**
+ * The aggregator of a job that names none: FedAvg with the adaptive norm bound (each update clipped to 3x the
+ * median update norm, each step count to 3x the median), so that one site can replace neither the model nor
+ * the others' weight. See the README for what it costs.
+ */
+export const DEFAULT_AGGREGATOR_SPEC = { name: 'fedavg', args: { normBound: 'adaptive' } } as const satisfies z.input<typeof AggregatorSpecSchema>;
 
 /** An aggregator spec, as parsed. */
 export type AggregatorSpec = z.infer<typeof AggregatorSpecSchema>;
@@ -129,9 +170,22 @@ export function parseAggregatorSpec(value: unknown): AggregatorSpec {
     const where = issue === undefined || issue.path.length === 0 ? '(root)' : issue.path.map(String).join('.');
     throw new AggregatorError('E_AGG_SPEC', `invalid aggregator spec at ${where}: ${issue?.message ?? 'invalid'}`);
   }
-  const pattern = parsed.data.args?.excludePattern;
+  const base = unwrap(parsed.data);
+  const pattern = base.spec.args?.excludePattern;
   if (pattern !== undefined) compilePattern(pattern);
   return parsed.data;
+}
+
+type BaseSpec = z.infer<typeof BaseSpecSchema>;
+
+/** A spec as the aggregator it names and the norm bound around it (from `norm-bound` or `args.normBound`). */
+function unwrap(spec: AggregatorSpec): { readonly spec: BaseSpec; readonly bound: NormBoundSpec | undefined } {
+  if (spec.name !== 'norm-bound') return { spec, bound: spec.args?.normBound };
+  const inner: BaseSpec = spec.aggregator ?? { name: 'fedavg' };
+  if (inner.args?.normBound !== undefined) {
+    throw new AggregatorError('E_AGG_SPEC', 'invalid aggregator spec at aggregator.args.normBound: norm-bound already bounds the norm; give the bound once');
+  }
+  return { spec: inner, bound: spec.args };
 }
 
 function compilePattern(pattern: string): RegExp {
@@ -152,7 +206,23 @@ export interface AggregatorEnv {
   /** The first round to aggregate. */
   readonly round?: number;
   readonly audit?: AuditHook;
-  /** A server optimizer's saved state (bytes from saveState() or JSON from stateToJSON()), to resume a job. */
+  /**
+   * The tensors contributions must have (core's `manifestOf(global)`): the aggregator refuses others
+   * (E_MODEL_MISMATCH) instead of taking the first contribution's as the template.
+   */
+  readonly manifest?: ModelManifest;
+  /**
+   * A per-site cap on the steps (FedAvg family) a site's contribution counts with, e.g. the sample count the
+   * site declared when it was admitted; on top of the spec's `maxSteps`.
+   */
+  readonly siteMaxSteps?: (site: string) => number | undefined;
+  /**
+   * What {@link saveAggregatorState} saved with the last checkpoint (server optimizer moments, the adaptive
+   * bound's medians), to resume a job bit for bit. A server optimizer's own `saveState()` bytes or
+   * `stateToJSON()` value are accepted too.
+   */
+  readonly state?: Uint8Array | JsonValue;
+  /** @deprecated The same as `state` (kept for callers written before it). */
   readonly optimizerState?: Uint8Array | JsonValue;
 }
 
@@ -171,10 +241,11 @@ function optimizerOf(spec: ServerOptimizerSpec): ServerOptimizer {
 
 /**
  * Builds the streaming aggregator a job definition names. FedOpt names (`fedavgm`, `fedadagrad`, `fedadam`,
- * `fedyogi`) and any `serverOptimizer` give a {@link ServerOptAggregator} (its `optimizer.saveState()` is
- * the checkpoint); `normBound` wraps contributions in {@link normBound}.
+ * `fedyogi`) and any `serverOptimizer` give a {@link ServerOptAggregator}; a fixed `normBound` clips every
+ * contribution ({@link normBound}), the adaptive one wraps the result in an {@link AdaptiveNormBoundAggregator}.
+ * Checkpoint its cross-round state with {@link saveAggregatorState} and pass it back as `env.state`.
  *
- * @throws AggregatorError E_AGG_SPEC for an invalid spec, E_AGG_STATE for a bad optimizer state; TypeError
+ * @throws AggregatorError E_AGG_SPEC for an invalid spec, E_AGG_STATE for a bad saved state; TypeError
  *   when a server optimizer or full-model norm bounding has no `env.global`.
  * @example
  * ```ts
@@ -182,7 +253,7 @@ function optimizerOf(spec: ServerOptimizerSpec): ServerOptimizer {
  * ```
  */
 export function createAggregator(spec: unknown, env: AggregatorEnv = {}): RoundAggregator {
-  const s = parseAggregatorSpec(spec);
+  const { spec: s, bound } = unwrap(parseAggregatorSpec(spec));
   const a = s.args ?? {};
   const exclude: TensorExclusion | undefined =
     a.exclude === undefined && a.excludePattern === undefined
@@ -194,6 +265,7 @@ export function createAggregator(spec: unknown, env: AggregatorEnv = {}): RoundA
     ...(env.round === undefined ? {} : { round: env.round }),
     ...(env.audit === undefined ? {} : { audit: env.audit }),
     ...(exclude === undefined ? {} : { exclude }),
+    ...(env.manifest === undefined ? {} : { manifest: env.manifest }),
   };
   const f = 'f' in a && a.f !== undefined ? { f: a.f } : {};
   const globalNow = (): FLModel | undefined => (typeof env.global === 'function' ? env.global() : env.global);
@@ -211,11 +283,12 @@ export function createAggregator(spec: unknown, env: AggregatorEnv = {}): RoundA
         const { kind: _k, exclude: _e, excludePattern: _p, normBound: _n, useSteps: _u, maxSteps: _m, aggregationWeights: _w, ...hyper } = args;
         optimizer = optimizerOf({ name: s.name, args: hyper } as ServerOptimizerSpec);
       }
-      const template = optimizer === undefined ? undefined : globalNow();
+      const template = optimizer === undefined || env.manifest !== undefined ? undefined : globalNow();
       inner = new FedAvgAggregator({
         ...base,
         ...(args.useSteps === undefined ? {} : { useSteps: args.useSteps }),
         ...(args.maxSteps === undefined ? {} : { maxSteps: args.maxSteps }),
+        ...(env.siteMaxSteps === undefined ? {} : { siteMaxSteps: env.siteMaxSteps }),
         ...(args.aggregationWeights === undefined ? {} : { aggregationWeights: new Map(Object.entries(args.aggregationWeights)) }),
         ...(template === undefined ? {} : { template }),
       });
@@ -250,23 +323,32 @@ export function createAggregator(spec: unknown, env: AggregatorEnv = {}): RoundA
   }
   if (optimizer === undefined && 'serverOptimizer' in s && s.serverOptimizer !== undefined) optimizer = optimizerOf(s.serverOptimizer);
 
-  const bound = a.normBound === undefined ? undefined : { maxNorm: a.normBound.maxNorm, ...(exclude === undefined ? {} : { exclude }) };
+  const fixed = bound !== undefined && typeof bound === 'object' && 'maxNorm' in bound ? { maxNorm: bound.maxNorm, ...(exclude === undefined ? {} : { exclude }) } : undefined;
+  const adaptive = bound === 'adaptive' ? {} : bound !== undefined && typeof bound === 'object' && 'adaptive' in bound ? bound.adaptive : undefined;
+  let out: RoundAggregator = inner;
+  let reference: FLModel | (() => FLModel) | undefined = env.global;
   if (optimizer !== undefined) {
     const global = globalNow();
     if (global === undefined) throw new TypeError(`createAggregator: ${optimizer.name} needs the initial global model as env.global`);
-    if (env.optimizerState !== undefined) optimizer.loadState(env.optimizerState, global);
-    return new ServerOptAggregator({
-      ...base,
-      optimizer,
-      global,
-      inner,
-      ...(bound === undefined ? {} : { normBound: bound }),
+    const opt = new ServerOptAggregator({ ...base, optimizer, global, inner, ...(fixed === undefined ? {} : { normBound: fixed }) });
+    reference = () => opt.currentGlobal;
+    out = opt;
+  } else if (fixed !== undefined) {
+    if (kind === 'full' && env.global === undefined) throw new TypeError('createAggregator: norm bounding of full models needs env.global');
+    out = new NormBoundAggregator(inner, { ...fixed, ...(reference === undefined ? {} : { reference }) });
+  }
+  if (adaptive !== undefined) {
+    if (kind === 'full' && reference === undefined) throw new TypeError('createAggregator: norm bounding of full models needs env.global');
+    out = new AdaptiveNormBoundAggregator(out, {
+      ...(adaptive.multiple === undefined ? {} : { multiple: adaptive.multiple }),
+      ...(adaptive.capSteps === false ? { stepsMultiple: Number.POSITIVE_INFINITY } : {}),
+      ...(adaptive.initialMaxNorm === undefined ? {} : { initialMaxNorm: adaptive.initialMaxNorm }),
+      ...(reference === undefined ? {} : { reference }),
+      ...(exclude === undefined ? {} : { exclude }),
+      ...(env.audit === undefined ? {} : { audit: env.audit }),
     });
   }
-  if (bound !== undefined) {
-    if (kind === 'full' && env.global === undefined) throw new TypeError('createAggregator: norm bounding of full models needs env.global');
-    const reference = env.global;
-    return new NormBoundAggregator(inner, { ...bound, ...(reference === undefined ? {} : { reference }) });
-  }
-  return inner;
+  const state = env.state ?? env.optimizerState;
+  if (state !== undefined) restoreAggregatorState(out, state);
+  return out;
 }

@@ -1,4 +1,4 @@
-import type { Aggregator, AuditHook, FLModel } from '@flare/core';
+import type { Aggregator, AuditHook, FLModel, ModelManifest } from '@flare/core';
 
 /**
  * One contribution to a standalone aggregation function. `weight` defaults to 1; `from` names the site
@@ -12,8 +12,8 @@ export interface WeightedUpdate {
 
 /**
  * The streaming aggregators of this package: core's {@link Aggregator} plus the round they aggregate and
- * the sites they counted. `reset(round)` starts the next round (without an argument: the current round + 1,
- * when a round is known).
+ * the sites they counted. `beginRound(r)` starts round r, and starts it again on a retry; `reset()` without
+ * an argument starts the next round after a result, and the same round again before one.
  */
 export interface RoundAggregator extends Aggregator {
   /** The registered name of the method (`fedavg`, `trimmed-mean`, ...). */
@@ -24,6 +24,16 @@ export interface RoundAggregator extends Aggregator {
   readonly round: number | undefined;
   /** The sites whose contributions were accepted this round, sorted. */
   contributors(): string[];
+  /**
+   * Starts aggregating `round`, forgetting every contribution accepted since the last start: call it at the
+   * start of every attempt of a round; a retry of round r calls `beginRound(r)` again and its contributions
+   * (for round r) are accepted.
+   */
+  beginRound(round: number): void;
+  /**
+   * `reset(r)` is `beginRound(r)`. Without an argument: after `result()`, the next round (current + 1 when a
+   * round is known); before it (the round did not complete), the same round again.
+   */
   reset(round?: number): void;
 }
 
@@ -35,4 +45,9 @@ export interface StreamingOptions {
   readonly round?: number;
   /** Receives `contribution_refused` and `round_aggregated` events (no model data, no secrets). */
   readonly audit?: AuditHook;
+  /**
+   * The tensors (names, dtypes, shapes) contributions may have: core's `manifestOf(global)`. Others are
+   * refused (E_MODEL_MISMATCH). Without it (and without `template`), the first contribution sets them.
+   */
+  readonly manifest?: ModelManifest;
 }

@@ -1,6 +1,6 @@
 // Validation and column access for the aggregators that need every contribution at once (internal).
 
-import { AggregatorError, ModelError, type DType, type FLModel, type FloatArray, type Tensor } from '@flare/core';
+import { AggregatorError, ModelError, type DType, type FLModel, type FloatArray, type ModelManifest, type Tensor } from '@flare/core';
 import { addScaled } from './exact-sum.js';
 import { excluder, type TensorExclusion } from './exclusion.js';
 import { checkSize, firstNonFinite, numericData, sameShape, shapeText, tensorFrom } from './tensors.js';
@@ -30,6 +30,20 @@ export interface UpdateSet {
 
 /** The template the first contribution sets: which tensors, with which dtype and shape. */
 export type Layout = ReadonlyMap<string, { readonly dtype: DType; readonly shape: readonly number[] }>;
+
+/** The layout of a manifest's non-excluded tensors. */
+export function layoutOfManifest(manifest: ModelManifest, excluded: (name: string) => boolean): Layout {
+  if (!(manifest instanceof Map)) throw new TypeError('"manifest" expected a Map of tensor names to { dtype, shape } (core\'s manifestOf)');
+  const out = new Map<string, { dtype: DType; shape: readonly number[] }>();
+  for (const [name, e] of manifest) if (!excluded(name)) out.set(name, { dtype: e.dtype, shape: e.shape });
+  return out;
+}
+
+/** The layout fixed by options: the manifest, else the template model's, else none (the first contribution sets it). */
+export function fixedLayout(options: { readonly manifest?: ModelManifest; readonly template?: FLModel }, excluded: (name: string) => boolean): Layout | undefined {
+  if (options.manifest !== undefined) return layoutOfManifest(options.manifest, excluded);
+  return options.template === undefined ? undefined : layoutOf(options.template, excluded);
+}
 
 /** The layout of a model's non-excluded tensors. */
 export function layoutOf(m: FLModel, excluded: (name: string) => boolean): Map<string, { dtype: DType; shape: readonly number[] }> {

@@ -5,7 +5,19 @@
 // FedAvg is barely moved by it; robust aggregators must still stay within D.
 import type { FLModel } from '@flare/core';
 import { describe, expect, it } from 'vitest';
-import { bulyan, coordinateMedian, fedAvg, geometricMedian, krum, multiKrum, normBound, trimmedMean, type WeightedUpdate } from '../src/index.js';
+import {
+  DEFAULT_AGGREGATOR_SPEC,
+  bulyan,
+  coordinateMedian,
+  createAggregator,
+  fedAvg,
+  geometricMedian,
+  krum,
+  multiKrum,
+  normBound,
+  trimmedMean,
+  type WeightedUpdate,
+} from '../src/index.js';
 import { f32, gaussian, rng } from './fixtures.js';
 
 const N = 20;
@@ -87,7 +99,11 @@ describe(`Byzantine simulation: n = ${N}, f = ${F}, ${DIM_A + DIM_B} parameters`
       }
       const avg = dist(flat(fedAvg(list)), mean);
       const bounded = dist(flat(fedAvg(list.map((u) => ({ ...u, model: normBound(u.model, { maxNorm: clip }) })))), mean);
-      row.push(`fedavg: ${avg.toFixed(2)}`, `fedavg + norm bound: ${bounded.toFixed(2)}`);
+      // The secure default: FedAvg with each update clipped to 3x the round's median update norm.
+      const secure = createAggregator(DEFAULT_AGGREGATOR_SPEC);
+      for (const u of list) secure.accept(u.model, { from: u.from! });
+      const adaptive = dist(flat(secure.result()), mean);
+      row.push(`fedavg: ${avg.toFixed(2)}`, `fedavg + norm bound: ${bounded.toFixed(2)}`, `fedavg + adaptive bound (default): ${adaptive.toFixed(2)}`);
       table.push(row.join(' | '));
       if (attack === 'alie') {
         // ALIE is built to look honest: it moves FedAvg little, and that is the point of the attack.
@@ -101,6 +117,9 @@ describe(`Byzantine simulation: n = ${N}, f = ${F}, ${DIM_A + DIM_B} parameters`
       if (attack === 'scaled' || attack === 'large-gaussian') {
         expect(bounded).toBeLessThanOrEqual((2 * F * clip) / N);
         expect(bounded).toBeLessThan(avg / 10);
+        // The adaptive bound (3x the median norm, no norm given by hand) has at most 3x that error.
+        expect(adaptive).toBeLessThanOrEqual((2 * F * 3 * clip) / N);
+        expect(adaptive).toBeLessThan(avg / 3);
       }
     });
   }

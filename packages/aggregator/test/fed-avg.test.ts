@@ -128,9 +128,32 @@ describe('FedAvgAggregator: refusals', () => {
   it('refuses bad weights and step counts (E_AGG_WEIGHT)', () => {
     const agg = new FedAvgAggregator({ maxSteps: 1000 });
     for (const weight of [0, -1, Number.NaN, Number.POSITIVE_INFINITY]) expect(codeOf(() => agg.accept(vec([1]), { from: 'a', weight }))).toBe('E_AGG_WEIGHT');
-    for (const n of [0, -5, Number.NaN, 1001]) expect(codeOf(() => agg.accept(vec([1], 'diff', steps(n)), { from: 'a' }))).toBe('E_AGG_WEIGHT');
+    for (const n of [0, -5, Number.NaN, Number.POSITIVE_INFINITY]) expect(codeOf(() => agg.accept(vec([1], 'diff', steps(n)), { from: 'a' }))).toBe('E_AGG_WEIGHT');
     expect(codeOf(() => agg.accept(vec([1], 'diff', { [META.NUM_STEPS_CURRENT_ROUND]: '10' }), { from: 'a' }))).toBe('E_AGG_WEIGHT');
     expect(agg.contributors()).toEqual([]);
+  });
+
+  it('counts a step count above maxSteps as maxSteps, and reports it (weight_capped)', () => {
+    const events: AuditEventInput[] = [];
+    const agg = new FedAvgAggregator({ maxSteps: 10, audit: (e) => void events.push(e) });
+    agg.accept(vec([0], 'diff', steps(10)), { from: 'honest' });
+    agg.accept(vec([3], 'diff', steps(1e9)), { from: 'inflated' });
+    expect(values(agg.result())).toEqual([1.5]); // counted as 10 and 10, not 10 and 1e9
+    expect(events.filter((e) => e.action === 'weight_capped')).toEqual([
+      expect.objectContaining({ data: { method: 'fedavg', from: 'inflated', claimed: 1e9, cap: 10 } }),
+    ]);
+  });
+
+  it('caps each site at its own step cap (siteMaxSteps, e.g. fixed at admission) on top of maxSteps', () => {
+    const declared = new Map([['a', 5], ['b', 100]]);
+    const agg = new FedAvgAggregator({ maxSteps: 50, siteMaxSteps: (site) => declared.get(site) });
+    agg.accept(vec([0], 'diff', steps(20)), { from: 'a' }); // counted as 5
+    agg.accept(vec([11], 'diff', steps(80)), { from: 'b' }); // counted as 50 (maxSteps)
+    agg.accept(vec([22], 'diff', steps(5)), { from: 'c' }); // no cap of its own: 5
+    expect(values(agg.result())).toEqual([(0 * 5 + 11 * 50 + 22 * 5) / 60]);
+    expect(codeOf(() => new FedAvgAggregator({ siteMaxSteps: 3 as never }))).toBe('TypeError');
+    const broken = new FedAvgAggregator({ siteMaxSteps: () => -1 });
+    expect(codeOf(() => broken.accept(vec([1], 'diff', steps(2)), { from: 'a' }))).toBe('RangeError');
   });
 
   it('refuses NaN and infinite values (E_AGG_NONFINITE) and leaves no trace of the refused contribution', () => {

@@ -1,6 +1,9 @@
 import { describe, expect, it } from 'vitest';
+import { manifestOf } from '@flare/core';
 import {
   AGGREGATOR_NAMES,
+  AdaptiveNormBoundAggregator,
+  DEFAULT_AGGREGATOR_SPEC,
   BulyanAggregator,
   CoordinateMedianAggregator,
   FedAvgAggregator,
@@ -33,6 +36,10 @@ describe('parseAggregatorSpec / AggregatorSpecSchema', () => {
       { name: 'multi-krum', args: { f: 1, m: 3 } },
       { name: 'bulyan', args: { f: 1, selection: 'multi-krum', normBound: { maxNorm: 10 } } },
       { name: 'geometric-median', args: { maxIterations: 20, tolerance: 1e-8, smoothing: 1e-6 } },
+      { name: 'fedavg', args: { normBound: 'adaptive' } },
+      { name: 'fedavg', args: { normBound: { adaptive: { multiple: 2, capSteps: false, initialMaxNorm: 5 } } } },
+      { name: 'norm-bound', args: 'adaptive', aggregator: { name: 'krum', args: { f: 1 } } },
+      { name: 'norm-bound', args: { maxNorm: 3 } },
     ];
     for (const s of specs) expect(parseAggregatorSpec(s)).toEqual(s);
     expect(new Set(specs.map((s) => (s as { name: string }).name))).toEqual(new Set(AGGREGATOR_NAMES));
@@ -60,6 +67,13 @@ describe('parseAggregatorSpec / AggregatorSpecSchema', () => {
       { name: 'fedavg', args: { aggregationWeights: { a: -1 } } },
       { name: 'fedavg', args: { aggregationWeights: [1, 2] } },
       { name: 'fedavg', args: { exclude: [''] } },
+      { name: 'norm-bound' },
+      { name: 'norm-bound', args: 'adaptive', aggregator: { name: 'norm-bound', args: 'adaptive' } },
+      { name: 'norm-bound', args: { maxNorm: 1 }, aggregator: { name: 'fedavg', args: { normBound: 'adaptive' } } },
+      { name: 'norm-bound', args: 'adaptive', aggregator: { name: 'fedavg', args: { excludePattern: '(' } } },
+      { name: 'fedavg', args: { normBound: { adaptive: { multiple: 0.5 } } } },
+      { name: 'fedavg', args: { normBound: 'fixed' } },
+      { name: 'fedavg', args: { normBound: { maxNorm: 1, adaptive: {} } } },
       'fedavg',
       null,
     ];
@@ -82,6 +96,33 @@ describe('createAggregator', () => {
     expect(createAggregator({ name: 'geometric-median' })).toBeInstanceOf(GeometricMedianAggregator);
     expect(createAggregator({ name: 'fedadam' }, { global: global() })).toBeInstanceOf(ServerOptAggregator);
     expect(createAggregator({ name: 'fedavg', args: { normBound: { maxNorm: 1 } } })).toBeInstanceOf(NormBoundAggregator);
+    expect(createAggregator({ name: 'norm-bound', args: { maxNorm: 1 } })).toBeInstanceOf(NormBoundAggregator);
+    expect(createAggregator(DEFAULT_AGGREGATOR_SPEC)).toBeInstanceOf(AdaptiveNormBoundAggregator);
+    const wrapped = createAggregator({ name: 'norm-bound', args: 'adaptive', aggregator: { name: 'krum', args: { f: 1 } } });
+    expect(wrapped).toBeInstanceOf(AdaptiveNormBoundAggregator);
+    expect((wrapped as AdaptiveNormBoundAggregator).inner).toBeInstanceOf(KrumAggregator);
+    expect(wrapped.method).toBe('krum');
+  });
+
+  it('with a manifest, a wrong first update cannot become the template: it alone is refused (every name)', () => {
+    const g = f32({ w: [0, 0] }, 'full');
+    for (const name of AGGREGATOR_NAMES) {
+      const spec = name === 'trimmed-mean' ? { name, args: { beta: 0.2 } } : name === 'krum' || name === 'bulyan' ? { name, args: { f: 0 } } : name === 'multi-krum' ? { name, args: { f: 0, m: 1 } } : name === 'norm-bound' ? { name, args: 'adaptive' } : { name };
+      const agg = createAggregator(spec, { global: g, manifest: manifestOf(g) });
+      expect(codeOf(() => agg.accept(vec([1, 1]), { from: 'float64-first' })), name).toBe('E_MODEL_MISMATCH');
+      expect(codeOf(() => agg.accept(f32({ w: [1, 1], extra: [1] }), { from: 'extra-tensor' })), name).toBe('E_MODEL_MISMATCH');
+      expect(codeOf(() => agg.accept(f32({ w: [1, 1, 1] }), { from: 'wrong-shape' })), name).toBe('E_MODEL_MISMATCH');
+      for (const site of ['a', 'b', 'c']) agg.accept(f32({ w: [1, 1] }), { from: site });
+      expect(agg.contributors(), name).toEqual(['a', 'b', 'c']);
+      expect(agg.result().params.get('w')!.dtype, name).toBe('float32');
+    }
+  });
+
+  it('passes a per-site step cap (siteMaxSteps) to the FedAvg family', () => {
+    const agg = createAggregator({ name: 'fedavg' }, { siteMaxSteps: (site) => (site === 'a' ? 1 : undefined) });
+    agg.accept(vec([0], 'diff', { NUM_STEPS_CURRENT_ROUND: 1e9 }), { from: 'a' });
+    agg.accept(vec([3], 'diff', { NUM_STEPS_CURRENT_ROUND: 2 }), { from: 'b' });
+    expect(values(agg.result())).toEqual([2]);
   });
 
   it('passes FLARE aggregation_weights through as a Map', () => {

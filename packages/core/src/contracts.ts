@@ -91,6 +91,12 @@ export interface Aggregator {
   accept(update: FLModel, ctx: AcceptContext): void;
   result(): FLModel;
   reset(): void;
+  /**
+   * Starts aggregating `round`, forgetting what was accepted since the last start. Optional; when present,
+   * callers use it at the start of every attempt of a round, so a retry of round r (too few sites the first
+   * time) calls `beginRound(r)` again and its contributions are accepted.
+   */
+  beginRound?(round: number): void;
 }
 
 /** What a learner knows about its task. */

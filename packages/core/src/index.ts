@@ -54,6 +54,8 @@ export type { FLModel } from './model.js';
 export type { JsonValue } from './json.js';
 export { add, allClose, axpy, l2norm, scale, sub } from './algebra.js';
 export type { CloseOptions } from './algebra.js';
+export { checkUpdateAgainst, manifestOf } from './manifest.js';
+export type { ManifestCheckOptions, ManifestEntry, ModelManifest } from './manifest.js';
 export { flatten, unflatten } from './flatten.js';
 export type { FlatEntry, FlatIndex, FlattenOptions } from './flatten.js';
 export { canonicalJson } from './canonical-json.js';

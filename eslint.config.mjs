@@ -4,7 +4,7 @@ import js from '@eslint/js';
 import nx from '@nx/eslint-plugin';
 import tseslint from 'typescript-eslint';
 
-const leaves = ['pki', 'transport', 'policy', 'audit', 'filters-dp', 'filters-he', 'aggregator', 'cc-attest', 'tfjs'];
+const leaves = ['pki', 'transport', 'policy', 'audit', 'filters-dp', 'filters-he', 'aggregator', 'secagg', 'cc-attest', 'tfjs'];
 const tag = (name) => `pkg:${name}`;
 
 export const depConstraints = [

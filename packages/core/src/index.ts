@@ -17,6 +17,7 @@ export {
   ModelError,
   PkiError,
   PolicyError,
+  SecAggError,
   TransportError,
 } from './errors/areas.js';
 export { ERROR_AREAS, errorInfo, isFlareErrorCode } from './errors/codes.js';
@@ -36,6 +37,7 @@ export type {
   PkiErrorCode,
   PolicyErrorCode,
   RuntimeErrorCode,
+  SecAggErrorCode,
   TransportErrorCode,
 } from './errors/codes.js';
 export type { Catalog, ErrorInfo } from './errors/info.js';

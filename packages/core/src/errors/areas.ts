@@ -13,6 +13,7 @@ import type {
   PkiErrorCode,
   PolicyErrorCode,
   RuntimeErrorCode,
+  SecAggErrorCode,
   TransportErrorCode,
 } from './codes.js';
 import { FlareError } from './flare-error.js';
@@ -41,6 +42,8 @@ export class DpError extends FlareError<DpErrorCode> {}
 export class HeError extends FlareError<HeErrorCode> {}
 /** Aggregation. */
 export class AggregatorError extends FlareError<AggregatorErrorCode> {}
+/** Masking secure aggregation and distributed differential privacy. */
+export class SecAggError extends FlareError<SecAggErrorCode> {}
 /** Attestation evidence and policy. */
 export class AttestError extends FlareError<AttestErrorCode> {}
 /** Server, client and admin engines, jobs and workflows. */

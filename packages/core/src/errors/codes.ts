@@ -12,6 +12,7 @@ import { MODEL_CODES } from './catalog/model.js';
 import { PKI_CODES } from './catalog/pki.js';
 import { POLICY_CODES } from './catalog/policy.js';
 import { RUNTIME_CODES } from './catalog/runtime.js';
+import { SECAGG_CODES } from './catalog/secagg.js';
 import { TRANSPORT_CODES } from './catalog/transport.js';
 import type { ErrorInfo } from './info.js';
 
@@ -28,6 +29,7 @@ export const ERROR_AREAS = [
   ['Differential privacy (@flare/filters-dp)', DP_CODES],
   ['Homomorphic encryption (@flare/filters-he)', HE_CODES],
   ['Aggregation (@flare/aggregator)', AGGREGATOR_CODES],
+  ['Secure aggregation (@flare/secagg)', SECAGG_CODES],
   ['Attestation (@flare/cc-attest)', ATTEST_CODES],
   ['Runtime (@flare/runtime)', RUNTIME_CODES],
   ['Machine learning (@flare/tfjs)', ML_CODES],
@@ -45,6 +47,7 @@ export type AuditErrorCode = keyof typeof AUDIT_CODES;
 export type DpErrorCode = keyof typeof DP_CODES;
 export type HeErrorCode = keyof typeof HE_CODES;
 export type AggregatorErrorCode = keyof typeof AGGREGATOR_CODES;
+export type SecAggErrorCode = keyof typeof SECAGG_CODES;
 export type AttestErrorCode = keyof typeof ATTEST_CODES;
 export type RuntimeErrorCode = keyof typeof RUNTIME_CODES;
 export type MlErrorCode = keyof typeof ML_CODES;
@@ -63,6 +66,7 @@ export type FlareErrorCode =
   | DpErrorCode
   | HeErrorCode
   | AggregatorErrorCode
+  | SecAggErrorCode
   | AttestErrorCode
   | RuntimeErrorCode
   | MlErrorCode

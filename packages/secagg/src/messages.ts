@@ -1,4 +1,4 @@
-import { decodeFrame, encodeFrame, SecAggError, type JsonValue } from '@flare/core';
+import { CodecError, decodeFrame, encodeFrame, SecAggError, type JsonValue } from '@flare/core';
 import { z } from 'zod';
 import { fromB64, toB64, equalBytes } from './bytes.js';
 import { sealedBytes } from './crypto.js';
@@ -80,7 +80,9 @@ export function decodeMessage<K extends MessageKind>(
     frame = decodeFrame(bytes, SCHEMAS[kind], { maxHeaderBytes, maxBytes: maxPayloadBytes }) as { header: Header<K>; payload: Uint8Array };
   } catch (cause) {
     const detail = cause instanceof Error ? cause.message : String(cause);
-    throw new SecAggError('E_SECAGG_MALFORMED', `${origin.phase} message ${origin.who} is malformed: ${detail}`, { cause });
+    // The frame's own bounds (header or payload above what the round allows) are a size refusal too.
+    const tooLarge = cause instanceof CodecError && cause.code === 'E_CODEC_TOO_LARGE';
+    throw new SecAggError(tooLarge ? 'E_SECAGG_TOO_LARGE' : 'E_SECAGG_MALFORMED', `${origin.phase} message ${origin.who} ${tooLarge ? 'is too large' : 'is malformed'}: ${detail}`, { cause });
   }
   if (expectedContext !== undefined && 'context' in frame.header) {
     const got = fromB64((frame.header as { context: string }).context, 32);

@@ -1,4 +1,5 @@
 import { generateKeyPairSync, sign, verify, type KeyObject } from 'node:crypto';
+import { SecAggError } from '@flare/core';
 import { SecAggClient } from './client.js';
 import type { RoundConfig } from './config.js';
 import type { SecAggSigner, SecAggVerifier } from './participants.js';
@@ -39,7 +40,12 @@ export interface SimulateRoundOptions {
   /** Identities (default: fresh test identities). */
   readonly identities?: { signers: Map<string, SecAggSigner>; verifier: SecAggVerifier };
   /** Called with every message a site sends to the server, by phase (to count bytes or inspect what the server sees). */
-  readonly onSend?: (site: string, phase: DropPhase | 'unmaskReply', bytes: Uint8Array) => void;
+  readonly onSend?: (site: string, phase: DropPhase, bytes: Uint8Array) => void;
+  /**
+   * What a site's refusal does (a SecAggError from its state machine, e.g. too few neighbours left): `throw`
+   * (default) ends the simulation with it; `drop` treats the site as dropped, as the runtime does.
+   */
+  readonly onRefusal?: 'throw' | 'drop';
 }
 
 /**
@@ -58,30 +64,37 @@ export function simulateRound(options: SimulateRoundOptions): SecAggResult {
     ]),
   );
   const setup = server.setupMessage();
-  const send = (site: string, phase: DropPhase, bytes: Uint8Array, accept: (site: string, bytes: Uint8Array) => void) => {
+  const send = (site: string, phase: DropPhase, make: () => Uint8Array, accept: (site: string, bytes: Uint8Array) => void) => {
+    let bytes: Uint8Array;
+    try {
+      bytes = make();
+    } catch (e) {
+      if (options.onRefusal === 'drop' && e instanceof SecAggError) return;
+      throw e;
+    }
     options.onSend?.(site, phase, bytes);
     accept(site, bytes);
   };
   for (const [site, client] of clients) {
     if (dropped('keys', site)) continue;
-    send(site, 'keys', client.start(setup), (s, b) => server.acceptKeys(s, b));
+    send(site, 'keys', () => client.start(setup), (s, b) => server.acceptKeys(s, b));
   }
   for (const [site, bytes] of server.closeKeys()) {
     if (dropped('shares', site)) continue;
-    send(site, 'shares', clients.get(site)!.receiveKeys(bytes), (s, b) => server.acceptShares(s, b));
+    send(site, 'shares', () => clients.get(site)!.receiveKeys(bytes), (s, b) => server.acceptShares(s, b));
   }
   for (const [site, bytes] of server.closeShares()) {
     const input = inputs.get(site);
     if (dropped('maskedInput', site) || input === undefined) continue;
-    send(site, 'maskedInput', clients.get(site)!.receiveShares(bytes, input), (s, b) => server.acceptMaskedInput(s, b));
+    send(site, 'maskedInput', () => clients.get(site)!.receiveShares(bytes, input), (s, b) => server.acceptMaskedInput(s, b));
   }
   for (const [site, bytes] of server.closeMaskedInputs()) {
     if (dropped('consistency', site)) continue;
-    send(site, 'consistency', clients.get(site)!.receiveSurvivors(bytes), (s, b) => server.acceptConsistency(s, b));
+    send(site, 'consistency', () => clients.get(site)!.receiveSurvivors(bytes), (s, b) => server.acceptConsistency(s, b));
   }
   for (const [site, bytes] of server.closeConsistency()) {
     if (dropped('unmask', site)) continue;
-    send(site, 'unmask', clients.get(site)!.receiveUnmask(bytes), (s, b) => server.acceptUnmask(s, b));
+    send(site, 'unmask', () => clients.get(site)!.receiveUnmask(bytes), (s, b) => server.acceptUnmask(s, b));
   }
   return server.finish();
 }

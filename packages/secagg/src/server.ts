@@ -74,6 +74,8 @@ export class SecAggServer {
   readonly #verifier: SecAggVerifier | undefined;
   #phase: ServerPhase = 'keys';
   readonly #advertised = new Map<number, Advertised>();
+  /** Every advertised public key, base64url: a repeated key is refused in O(1), not by scanning all sites. */
+  readonly #keysSeen = new Set<string>();
   readonly #routes = new Map<number, Map<number, string>>();
   readonly #masked = new Set<number>();
   #sum: Uint32Array;
@@ -127,16 +129,15 @@ export class SecAggServer {
     if (x25519PublicKey(entry.channelKey) === undefined || x25519PublicKey(entry.maskKey) === undefined || equalBytes(entry.channelKey, entry.maskKey)) {
       throw new SecAggError('E_SECAGG_BAD_KEY', `${site} advertised keys that are not two distinct X25519 public keys`);
     }
-    for (const other of this.#advertised.values()) {
-      for (const k of [other.channelKey, other.maskKey]) {
-        if (equalBytes(k, entry.channelKey) || equalBytes(k, entry.maskKey)) throw new SecAggError('E_SECAGG_BAD_KEY', `${site} advertised a key another site already uses`);
-      }
+    if (this.#keysSeen.has(header.channelKey) || this.#keysSeen.has(header.maskKey)) {
+      throw new SecAggError('E_SECAGG_BAD_KEY', `${site} advertised a key another site already uses`);
     }
     const transcript = advertiseTranscript(this.#round.context, site, entry.channelKey, entry.maskKey, entry.commitment);
     if (this.#verifier !== undefined && !this.#verifier.verify(site, transcript, entry.signature)) {
       throw new SecAggError('E_SECAGG_SIGNATURE', `the keys ${site} advertised do not carry its valid signature`);
     }
     this.#advertised.set(i, entry);
+    this.#keysSeen.add(header.channelKey).add(header.maskKey);
   }
 
   /**

@@ -2,7 +2,7 @@ import { encodeFrame, type JsonValue } from '@flare/core';
 import { describe, expect, it } from 'vitest';
 import { toB64 } from '../src/bytes.js';
 import { SecAggClient } from '../src/client.js';
-import { contextDigest } from '../src/config.js';
+import { checkRoundConfig, contextDigest } from '../src/config.js';
 import { advertiseTranscript, survivorsTranscript } from '../src/transcripts.js';
 import { editFrame, flipB64, Harness, randomInputs, readFrame, ringConfig } from './helpers/harness.js';
 
@@ -264,5 +264,23 @@ describe('SecAggClient refuses what it must not accept', () => {
       expect(() => fresh.receiveSurvivors(msg.get('site-00')!)).toThrow(code('E_SECAGG_PHASE'));
       expect(() => fresh.receiveUnmask(encodeFrame({ type: 'secagg/unmask' }))).toThrow(code('E_SECAGG_PHASE'));
     });
+  });
+});
+
+describe('SecAggClient and distributed DP', () => {
+  it('refuses to sign a survivor set smaller than the honest sites the noise counts on (E_SECAGG_DP_TOO_FEW)', () => {
+    const base = ringConfig(6, { threshold: 4, minSurvivors: 4, length: 8 });
+    const config = checkRoundConfig({
+      ...base,
+      encoding: { dimension: 8, clip: 1, granularity: 1e-3, rotation: 'none', beta: 0, noise: { stddev: 100, honestSites: 5 } },
+    });
+    const h = new Harness(config);
+    const inputs = randomInputs(config);
+    const survivors = h.masked(h.shares(h.keys()), inputs);
+    // The server claims only four survivors: the sum would carry the noise of four sites, not five.
+    const fewer = editFrame(survivors.get('site-00')!, (header) => {
+      header.survivors = toB64(Uint8Array.of(0b001111));
+    });
+    expect(() => h.clients.get('site-00')!.receiveSurvivors(fewer)).toThrow(code('E_SECAGG_DP_TOO_FEW'));
   });
 });

@@ -125,3 +125,13 @@ describe('SecAggServer refuses what it must not accept', () => {
     expect(h.server.phase).toBe('failed');
   });
 });
+
+describe('SecAggServer and distributed DP', () => {
+  it('fails the round before unmasking when fewer masked inputs arrive than the noise counts on (E_SECAGG_DP_TOO_FEW)', () => {
+    const base = ringConfig(6, { threshold: 4, minSurvivors: 4, length: 8 });
+    const config = { ...base, encoding: { dimension: 8, clip: 1, granularity: 1e-3, rotation: 'none' as const, beta: 0, noise: { stddev: 100, honestSites: 6 } } };
+    const h = new Harness(config);
+    expect(() => h.masked(h.shares(h.keys()), randomInputs(config), ['site-05'])).toThrow(code('E_SECAGG_DP_TOO_FEW'));
+    expect(h.server.phase).toBe('failed');
+  });
+});

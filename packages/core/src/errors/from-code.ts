@@ -13,6 +13,7 @@ import {
   ModelError,
   PkiError,
   PolicyError,
+  SecAggError,
   TransportError,
 } from './areas.js';
 import { AGGREGATOR_CODES } from './catalog/aggregator.js';
@@ -29,6 +30,7 @@ import { MODEL_CODES } from './catalog/model.js';
 import { PKI_CODES } from './catalog/pki.js';
 import { POLICY_CODES } from './catalog/policy.js';
 import { RUNTIME_CODES } from './catalog/runtime.js';
+import { SECAGG_CODES } from './catalog/secagg.js';
 import { TRANSPORT_CODES } from './catalog/transport.js';
 import { isFlareErrorCode, type FlareErrorCode } from './codes.js';
 import { FlareError, type FlareErrorOptions } from './flare-error.js';
@@ -50,6 +52,7 @@ const CLASS_OF_CATALOG: ReadonlyArray<readonly [Catalog, AreaClass]> = [
   [DP_CODES, DpError],
   [HE_CODES, HeError],
   [AGGREGATOR_CODES, AggregatorError],
+  [SECAGG_CODES, SecAggError],
   [ATTEST_CODES, AttestError],
   [RUNTIME_CODES, FlareRuntimeError],
   [ML_CODES, MlError],

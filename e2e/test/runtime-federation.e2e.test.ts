@@ -209,13 +209,14 @@ describe('runtime with real processes', () => {
     }, 90_000, 'the job to end');
     expect(rec.status).toBe('FINISHED');
     expect(rec.sites.sort()).toEqual(['site-1', 'site-2']);
-    expect(rec.refused['site-3']).toMatch(/^E_RUNTIME_SCOPE_UNKNOWN/);
-    expect(rec.refused['site-4']).toMatch(/^E_RUNTIME_SUBMITTER_REFUSED/);
+    // Each refusal carries the code of @flare/policy, which decided at the site.
+    expect(rec.refused['site-3']).toMatch(/^E_POLICY_SCOPE/);
+    expect(rec.refused['site-4']).toMatch(/^E_POLICY_DENIED/);
     const s4 = (await auditLines(siteWs('site-4'))).find((e) => e.action === 'deploy_refused');
-    expect(s4?.data?.['code']).toBe('E_RUNTIME_SUBMITTER_REFUSED');
-    expect(s4?.msg).toContain("'admin@a.org' is not authorized for 'submit_job'");
+    expect(s4?.data?.['code']).toBe('E_POLICY_DENIED');
+    expect(s4?.msg).toContain('submit_job');
     const s3 = (await auditLines(siteWs('site-3'))).find((e) => e.action === 'deploy_refused');
-    expect(s3?.data?.['code']).toBe('E_RUNTIME_SCOPE_UNKNOWN');
+    expect(s3?.data?.['code']).toBe('E_POLICY_SCOPE');
     // site-1 ran the job's scope filters after its own and audited each with the server's event id as ref.
     const applied = (await auditLines(siteWs('site-1'))).filter((e) => e.action === 'filter_applied');
     expect(applied.length).toBeGreaterThan(0);
@@ -235,7 +236,7 @@ describe('runtime with real processes', () => {
     }, 90_000, 'the job to end');
     expect(rec.status).toBe('FINISHED');
     expect(rec.sites.sort()).toEqual(['site-1', 'site-2']);
-    expect(rec.refused['site-3']).toMatch(/^E_RUNTIME_BYOC_REFUSED/);
+    expect(rec.refused['site-3']).toMatch(/^E_POLICY_BYOC_DISABLED/);
     expect((await auditLines(siteWs('site-1'))).some((e) => e.action === 'byoc_verified')).toBe(true);
   });
 

@@ -22,10 +22,10 @@ import { AuditLog, verifyAuditLog } from '@flare/audit';
 import { TestAttester, attestationPolicyKitBuilder, createTestAuthority, loadAttestationPolicy } from '@flare/cc-attest';
 import { encodeModel } from '@flare/core';
 import { dpFilterFactories } from '@flare/filters-dp';
-import { heDecryptFactory, heEncryptFactory, heKitBuilder, loadHeContextFromKit } from '@flare/filters-he';
+import { heAggregationScheme, heDecryptFactory, heEncryptFactory, heKitBuilder, loadHeContextFromKit } from '@flare/filters-he';
 import { loadKit, parseProject, provision } from '@flare/pki';
 import { loadSitePolicies, parseAuthorizationPolicy } from '@flare/policy';
-import { AdminClient, ClientEngine, ServerEngine, authorizerFromPolicy, connectToServer, createLogger, listenForParticipants, sitePolicyFromFiles } from '@flare/runtime';
+import { AdminClient, ClientEngine, ServerEngine, authorizerFromPolicy, connectToServer, createLogger, linkToServer, listenForParticipants, sitePolicyFromFiles } from '@flare/runtime';
 import { TfjsLearner, denseNetwork, readWeights, selectBackend } from '@flare/tfjs';
 import { z } from 'zod';
 
@@ -69,7 +69,8 @@ const serverKit = await loadKit(kitDir('localhost'));
 const serverAudit = await AuditLog.open(join(ws, 'server-audit.jsonl'), { site: 'localhost', signer: serverKit.privateKey });
 const listener = await listenForParticipants({ kit: serverKit, port: 0 });
 const serverAuthz = parseAuthorizationPolicy(await readFile(join(serverKit.dir, 'local', 'authorization.json.default')));
-// HE: the server's context from its kit has no secret key (loadHeContextFromKit refuses one that has).
+// HE: the server's context from its kit has no secret key (loadHeContextFromKit and the scheme refuse one that has);
+// the runtime routes encrypted rounds to the scheme, which aggregates and advances the model without decrypting.
 const he = values.he ? await loadHeContextFromKit(serverKit.dir, 'server') : undefined;
 const server = await ServerEngine.start({
   name: 'localhost',
@@ -78,7 +79,7 @@ const server = await ServerEngine.start({
   listener,
   authorize: authorizerFromPolicy(() => serverAuthz, 'lab'),
   aggregator: () => new FedAvgAggregator({ kind: 'diff' }),
-  ...(he === undefined ? {} : { he }),
+  ...(he === undefined ? {} : { schemes: [heAggregationScheme(he)] }),
   ...(await attestationOf(serverKit)),
   audit: serverAudit.append,
   logger,
@@ -132,8 +133,8 @@ for (const [i, name] of ['clinic-a', 'clinic-b'].entries()) {
   sites.push(
     await ClientEngine.start({
       site: { name, org: kit.participant.org },
-      connect: () => connectToServer({ kit, targets }),
-      policy: sitePolicyFromFiles(policies, kit.participant.org),
+      link: linkToServer({ kit, targets }), // reconnects with backoff for as long as the site runs
+      policy: sitePolicyFromFiles(policies, { rootCa: kit.rootCaPem }),
       learners: new Map([['blob-learner', { name: 'blob-learner', args: z.strictObject({}), create: () => new TfjsLearner({ build: net, train: data, validation: test, optimizer: { name: 'adam', learningRate: 0.05 } }) }]]),
       filters,
       workspace: siteWs,
@@ -146,11 +147,8 @@ for (const [i, name] of ['clinic-a', 'clinic-b'].entries()) {
 
 // 4. An admin submits the job over its own authenticated channel and follows it.
 const admin = new AdminClient(await connectToServer({ kit: await loadKit(kitDir('ops@lab.org')), targets }));
-const id = await admin.submit({
-  definition: { name: 'blobs', rounds, min_clients: 2, round_timeout_s: 60, deploy: ['clinic-a', 'clinic-b'], learner: { name: 'blob-learner', args: {} }, scope: 'private' },
-  initialModel: encodeModel(readWeights(net())),
-  files: new Map(),
-});
+const meta = { name: 'blobs', rounds, min_clients: 2, round_timeout_s: 60, deploy: ['clinic-a', 'clinic-b'], learner: { name: 'blob-learner', args: {} }, scope: 'private' };
+const id = await admin.submit({ meta: new TextEncoder().encode(JSON.stringify(meta)), model: encodeModel(readWeights(net())), files: new Map() });
 const record = await server.waitForJob(id, 120_000);
 admin.close();
 

@@ -99,6 +99,29 @@ export interface Aggregator {
   beginRound?(round: number): void;
 }
 
+/**
+ * Aggregation of updates that plaintext aggregators cannot read (e.g. CKKS ciphertexts): a scheme recognises
+ * the updates in its form, aggregates them, and advances the global model with their aggregate, all without
+ * reading them. A server routes each round to the scheme that claims its updates (plaintext arithmetic
+ * otherwise), so no workflow needs to know how an encrypted model is built; @flare/filters-he provides the
+ * HE scheme.
+ */
+export interface AggregationScheme {
+  /** A short name for logs and audit lines (e.g. `ckks`). */
+  readonly name: string;
+  /** True when `model` (an update, or a global model this scheme advanced) is in this scheme's form. */
+  claims(model: FLModel): boolean;
+  /** A new streaming aggregator for one job's updates in this form; `dispose` frees what it holds. */
+  createAggregator(): Aggregator & { dispose?(): void };
+  /**
+   * The global model after a round: `global` advanced by `aggregate` (a `diff` is added, a `full` replaces
+   * it), in this scheme's form; `global` may still be the plaintext initial model at the first round.
+   */
+  advance(global: FLModel, aggregate: FLModel): FLModel;
+  /** What an audit line may say about an update in this form, without reading its values (counts, bytes). */
+  describe(update: FLModel): Record<string, JsonValue>;
+}
+
 /** What a learner knows about its task. */
 export interface LearnerContext {
   readonly site: string;

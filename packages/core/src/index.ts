@@ -75,6 +75,7 @@ export { bfloatToFloat, floatToBfloat, floatToHalf, halfToFloat } from './codec/
 export { silentLogger } from './contracts.js';
 export type {
   AcceptContext,
+  AggregationScheme,
   Aggregator,
   AuditEventInput,
   AuditHook,

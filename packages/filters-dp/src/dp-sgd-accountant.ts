@@ -49,6 +49,8 @@ export function dpSgdAccountant(options: DpSgdAccountantOptions): Filter {
 
   async function apply(m: FLModel, ctx: FilterContext): Promise<FLModel> {
     checkAborted(ctx, 'dp-sgd');
+    // A result without tensors carries metrics only (a validation result): no training is released.
+    if (m.params.size === 0) return m;
     const raw = m.meta[DP_SGD_META];
     if (raw === undefined) {
       throw new DpError('E_DP_SGD_MISSING', `dp-sgd: the update of job "${ctx.job}" was not trained with DP-SGD (no ${DP_SGD_META} meta); this site requires it`);

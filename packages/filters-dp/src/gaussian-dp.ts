@@ -115,6 +115,8 @@ export function gaussianDp(options: GaussianDpOptions): Filter {
   const clipByJob = new Map<string, number>();
 
   async function apply(m: FLModel, ctx: FilterContext): Promise<FLModel> {
+    // A result without tensors carries metrics only (a validation result): no weights are released.
+    if (m.params.size === 0) return m;
     if (m.kind !== 'diff') throw new DpError('E_DP_MODEL_KIND', `gaussian-dp: the model is of kind '${m.kind}'; it clips and noises weight differences ('diff')`);
     const tensors = floatTensors(m, 'gaussian-dp');
     checkAborted(ctx, 'gaussian-dp');

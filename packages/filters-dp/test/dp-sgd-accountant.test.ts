@@ -10,6 +10,14 @@ function ctx(events?: AuditEventInput[], round = 0) {
 }
 
 describe('dpSgdAccountant', () => {
+  it('passes a result without tensors (metrics only, e.g. a validation result) through without charging the budget', async () => {
+    const events: AuditEventInput[] = [];
+    const f = dpSgdAccountant({ budget: { maxEpsilon: 10, delta: 1e-5, store: memoryBudgetStore() } });
+    const metricsOnly: FLModel = { ...model(new Map(), 'full'), metrics: { val_accuracy: 0.9 } };
+    expect(await f.apply(metricsOnly, ctx(events))).toBe(metricsOnly);
+    expect(events).toEqual([]);
+  });
+
   it('charges the RDP of the subsampled Gaussian over the reported steps (Opacus convention) and passes the model through', async () => {
     const f = dpSgdAccountant({ budget: { maxEpsilon: 10, delta: 1e-5, store: memoryBudgetStore() } });
     const m = update();

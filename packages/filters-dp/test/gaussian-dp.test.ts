@@ -43,6 +43,13 @@ async function codeOf(p: unknown): Promise<string | undefined> {
   return undefined;
 }
 
+describe('gaussianDp on a result without tensors', () => {
+  it('passes it through unchanged (metrics only, e.g. a validation result): no weights are released', async () => {
+    const metricsOnly = { ...model(new Map(), 'full'), metrics: { val_accuracy: 0.9 } };
+    expect(await gaussianDp({ clipNorm: 2, noiseMultiplier: 1, random: seededRandom('m') }).apply(metricsOnly, ctxOf())).toBe(metricsOnly);
+  });
+});
+
 describe('gaussianDp clipping', () => {
   // With a negligible noise multiplier the output is the clipped update, so clipping is observable exactly.
   const quiet = (extra: Partial<Parameters<typeof gaussianDp>[0]> = {}) =>

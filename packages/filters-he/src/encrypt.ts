@@ -56,6 +56,8 @@ export function heEncrypt(options: HeEncryptOptions): Filter {
   return {
     name: 'he-encrypt',
     async apply(model: FLModel, ctx: FilterContext): Promise<FLModel> {
+      // A result without tensors carries metrics only (a validation result): there is nothing to encrypt.
+      if (model.params.size === 0) return model;
       const started = performance.now();
       const engine = engineOf(context);
       if (isEncryptedModel(model)) throw new HeError('E_HE_ALREADY_ENCRYPTED', 'the model already carries ciphertexts');

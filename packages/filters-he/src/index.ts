@@ -12,6 +12,7 @@ export type { HeAggregatorOptions } from './aggregator.js';
 export { heAddDiff } from './add-diff.js';
 export { HE_META_KEY, HE_TENSOR_PREFIX, HeEnvelopeSchema, isEncryptedModel } from './envelope.js';
 export { heModelStats, heWasmHeapBytes } from './stats.js';
+export { heAggregationScheme } from './scheme.js';
 export type { HeModelStats } from './stats.js';
 export { HE_CLIENT_CONTEXT_FILE, HE_SERVER_CONTEXT_FILE, heAggregatorFromKit, loadHeContextFromKit } from './kit.js';
 export { HE_BUILDER_PATH, HE_STATE_FILE, heKitBuilder } from './kit-builder.js';

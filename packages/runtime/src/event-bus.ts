@@ -1,13 +1,5 @@
-import type { JobDefinition } from './job-definition.js';
-
-/** The identity a participant proved (certificate, then session): never a field of a message. */
-export interface PeerIdentity {
-  readonly name: string;
-  readonly org: string;
-  /** The admin role from the certificate (admins only). */
-  readonly role?: string;
-  readonly kind: 'server' | 'client' | 'admin';
-}
+import type { PeerIdentity } from './protocol/channel.js';
+import type { JobDefinition } from './protocol/job-definition.js';
 
 /**
  * The events plugins can hook, and what each carries. A handler that throws vetoes the step (the error,
@@ -28,8 +20,8 @@ export interface RuntimeEvents {
   'after-result': { readonly site: string; readonly job: string; readonly round: number; readonly accepted: boolean; readonly reason?: string };
   /** A round completed and was checkpointed. */
   'after-round': { readonly job: string; readonly round: number; readonly contributors: readonly string[] };
-  /** A job ended. */
-  'after-job': { readonly job: string; readonly status: string };
+  /** A job ended (server: for the federation; site: here, with why when it did not finish). */
+  'after-job': { readonly job: string; readonly status: string; readonly site?: string };
 }
 
 /** A handler for event `K`. */

@@ -1,26 +1,22 @@
 // Attestation gating of the engines (issue 10's runtime part): evidence from @flare/cc-attest's test attester,
 // signed by a test authority made here, bound to each in-memory session's exported keying material.
 import { randomBytes } from 'node:crypto';
-import { isFlareError } from '@flare/core';
+import { isFlareError, type AuditEventInput } from '@flare/core';
 import { TestAttester, createTestAuthority, parseAttestationPolicy, type AttestationEvidence, type Attester, type TestAuthority } from '@flare/cc-attest';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { AdminClient } from '../src/admin-client.js';
-import type { AttestationOptions } from '../src/attestation.js';
-import type { PeerChannel } from '../src/channel.js';
-import { ClientEngine } from '../src/client-engine.js';
-import { outgoing, parseMessage } from '../src/messages.js';
-import { ServerEngine } from '../src/server-engine.js';
-import { ADMIN, SERVER, auditRecorder, initialModelBytes, jobDefinition, learnerFactory, memoryHub, site, sitePolicy, tempDir, TestFedAvg, until } from './helpers.js';
+import { AdminClient } from '../src/admin/client.js';
+import type { AttestationOptions } from '../src/attestation/gate.js';
+import type { PeerChannel } from '../src/protocol/channel.js';
+import { outgoing, parseMessage } from '../src/protocol/messages.js';
+import { memoryHub, type MemoryHub } from '../src/testing/channels.js';
+import { ADMIN, SERVER, bundle, closeAll, jobDefinition, site, startServer, startSite as helperSite, tempDir, until } from './helpers.js';
 
 let authority: TestAuthority;
 beforeAll(() => {
   authority = createTestAuthority();
 });
 
-const open: Array<{ close(): Promise<void> }> = [];
-afterEach(async () => {
-  for (const x of open.splice(0).reverse()) await x.close();
-});
+afterEach(closeAll);
 
 // The default SNP rules (debug forbidden, VMPL 0, ...) apply once the policy names an snp section.
 const policy = parseAttestationPolicy({ version: 1, require: ['snp'], snp: {} });
@@ -42,71 +38,30 @@ const gate = (attesters: Attester[], over: Over = {}): AttestationOptions =>
 
 async function server(attestation: AttestationOptions | undefined, opts: { sessions?: boolean; deployWaitMs?: number } = {}) {
   const hub = memoryHub(SERVER, { sessions: opts.sessions ?? true });
-  const audit = auditRecorder('srv');
-  const workspace = await tempDir();
-  const engine = await ServerEngine.start({
-    name: 'server',
-    org: 'nvidia',
-    workspace,
-    listener: hub,
-    authorize: () => true,
-    aggregator: () => new TestFedAvg(),
-    audit: audit.hook,
-    deployWaitMs: opts.deployWaitMs ?? 200,
-    ...(attestation === undefined ? {} : { attestation }),
-  });
-  open.push(engine);
-  return { engine, hub, audit, workspace };
+  const s = await startServer(await tempDir(), { hub, ...(attestation === undefined ? {} : { attestation }), limits: { deployWaitMs: opts.deployWaitMs ?? 200, schedulerIntervalMs: 50 } });
+  return { engine: s.server, hub, audit: s.audit };
 }
 
-async function startSite(n: number, hub: ReturnType<typeof memoryHub>, attestation: AttestationOptions | undefined) {
-  const audit = auditRecorder(`s${n}`);
-  const engine = await ClientEngine.start({
-    site: { name: `site-${n}`, org: `org${n}` },
-    connect: () => hub.connect(site(n)),
-    policy: sitePolicy(),
-    learners: new Map([['towards', learnerFactory(n)]]),
-    filters: new Map(),
-    workspace: await tempDir(),
-    audit: audit.hook,
-    heartbeatMs: 200,
-    reconnect: { attempts: 20, delayMs: 50 },
-    ...(attestation === undefined ? {} : { attestation }),
-  });
-  open.push(engine);
-  return { engine, audit };
+async function startSite(n: number, hub: MemoryHub, attestation: AttestationOptions | undefined) {
+  return helperSite(n, hub, attestation === undefined ? {} : { attestation });
 }
 
-async function refusedSite(n: number, hub: ReturnType<typeof memoryHub>, attestation: AttestationOptions | undefined): Promise<{ error: unknown; audit: ReturnType<typeof auditRecorder> }> {
-  const audit = auditRecorder(`s${n}`);
-  const error = await ClientEngine.start({
-    site: { name: `site-${n}`, org: `org${n}` },
-    connect: () => hub.connect(site(n)),
-    policy: sitePolicy(),
-    learners: new Map([['towards', learnerFactory(n)]]),
-    filters: new Map(),
-    workspace: await tempDir(),
-    audit: audit.hook,
-    reconnect: { attempts: 20, delayMs: 50 },
-    ...(attestation === undefined ? {} : { attestation }),
-  }).then(
-    (e) => {
-      open.push(e);
-      return undefined;
-    },
-    (e: unknown) => e,
-  );
-  return { error, audit };
+/** A site the server (or the site itself) refuses: it stops on its own; the error is its stopReason. */
+async function refusedSite(n: number, hub: MemoryHub, attestation: AttestationOptions | undefined) {
+  const s = await startSite(n, hub, attestation);
+  await s.engine.done;
+  return { error: s.engine.stopReason, audit: s.audit, engine: s.engine };
 }
 
-const actions = (a: ReturnType<typeof auditRecorder>, action: string) => a.events.filter((e) => e.action === action);
+const actions = (a: { readonly events: ReadonlyArray<AuditEventInput & { id: string }> }, action: string) => a.events.filter((e) => e.action === action);
 
 describe('attestation gating in the engines', () => {
   it('server and sites attest each other at login and before deploy; the job runs and every check is audited', async () => {
     const srv = await server(gate([goodAttester()]));
     const sites = await Promise.all([1, 2, 3].map((n) => startSite(n, srv.hub, gate([goodAttester()]))));
+    await Promise.all(sites.map((x) => x.engine.registered()));
     const admin = new AdminClient(await srv.hub.connect(ADMIN), { timeoutMs: 5000 });
-    const id = await admin.submit({ definition: jobDefinition(), initialModel: initialModelBytes(), files: new Map() });
+    const id = await admin.submit(bundle());
     const rec = await srv.engine.waitForJob(id, 20_000);
     admin.close();
     expect(rec.status).toBe('FINISHED');
@@ -127,8 +82,8 @@ describe('attestation gating in the engines', () => {
 
   it('refuses a site whose evidence shows a debug guest at login (E_ATTEST_POLICY_DEBUG): audited on both sides, the site stops and the job runs without waiting for it', async () => {
     const srv = await server(gate([goodAttester()]), { deployWaitMs: 60_000 });
-    await startSite(1, srv.hub, gate([goodAttester()]));
-    await startSite(2, srv.hub, gate([goodAttester()]));
+    await (await startSite(1, srv.hub, gate([goodAttester()]))).engine.registered();
+    await (await startSite(2, srv.hub, gate([goodAttester()]))).engine.registered();
     const bad = await refusedSite(3, srv.hub, gate([debugAttester()]));
     expect(isFlareError(bad.error, 'E_ATTEST_POLICY_DEBUG')).toBe(true);
     const refused = actions(srv.audit, 'attestation_refused');
@@ -139,7 +94,7 @@ describe('attestation gating in the engines', () => {
     expect(srv.engine.registry.get('site-3')).toBeUndefined();
     // deployWaitMs is a minute: the job starts with the two attested sites because site-3 will not come back.
     const admin = new AdminClient(await srv.hub.connect(ADMIN), { timeoutMs: 5000 });
-    const id = await admin.submit({ definition: jobDefinition({ rounds: 1 }), initialModel: initialModelBytes(), files: new Map() });
+    const id = await admin.submit(bundle(jobDefinition({ rounds: 1 })));
     const rec = await srv.engine.waitForJob(id, 15_000);
     admin.close();
     expect(rec.status).toBe('FINISHED');
@@ -155,6 +110,8 @@ describe('attestation gating in the engines', () => {
     const left = await until(() => actions(srv.audit, 'client_left')[0]);
     expect(left).toMatchObject({ user: 'site-1', data: { code: 'E_ATTEST_POLICY_DEBUG' } });
     expect(actions(bad.audit, 'registered')).toHaveLength(0);
+    // Refused for good inside the authenticated session: it does not dial again.
+    expect(srv.hub.channels).toHaveLength(1);
   });
 
   it('drops a site whose platform changes after login at the next periodic check, and the site stops with the reason', async () => {
@@ -181,11 +138,12 @@ describe('attestation gating in the engines', () => {
 
   it('refuses to deploy a job to a site whose fresh evidence fails before the deploy, and drops it', async () => {
     const srv = await server(gate([goodAttester()]));
-    await startSite(1, srv.hub, gate([goodAttester()]));
-    await startSite(2, srv.hub, gate([goodAttester()]));
+    await (await startSite(1, srv.hub, gate([goodAttester()]))).engine.registered();
+    await (await startSite(2, srv.hub, gate([goodAttester()]))).engine.registered();
     const s3 = await startSite(3, srv.hub, gate([turningAttester(1)]));
+    await s3.engine.registered();
     const admin = new AdminClient(await srv.hub.connect(ADMIN), { timeoutMs: 5000 });
-    const id = await admin.submit({ definition: jobDefinition({ rounds: 1 }), initialModel: initialModelBytes(), files: new Map() });
+    const id = await admin.submit(bundle(jobDefinition({ rounds: 1 })));
     const rec = await srv.engine.waitForJob(id, 15_000);
     admin.close();
     expect(rec.status).toBe('FINISHED');
@@ -200,8 +158,9 @@ describe('attestation gating in the engines', () => {
   it('a site refuses a job when the server fails its fresh evidence before the deploy, and stops', async () => {
     const srv = await server(gate([turningAttester(1)], { policy: undefined }));
     const s = await startSite(1, srv.hub, gate([goodAttester()]));
+    await s.engine.registered();
     const admin = new AdminClient(await srv.hub.connect(ADMIN), { timeoutMs: 5000 });
-    const id = await admin.submit({ definition: jobDefinition({ rounds: 1, min_clients: 1, deploy: ['site-1'] }), initialModel: initialModelBytes(), files: new Map() });
+    const id = await admin.submit(bundle(jobDefinition({ rounds: 1, min_clients: 1, deploy: ['site-1'] })));
     const rec = await srv.engine.waitForJob(id, 15_000);
     admin.close();
     expect(rec.status).toBe('FAILED');
@@ -216,8 +175,9 @@ describe('attestation gating in the engines', () => {
     const srv = await server(gate([slow()], { intervalMs: 50 }));
     const sites = [];
     for (const n of [1, 2]) sites.push(await startSite(n, srv.hub, gate([slow()], { intervalMs: 50 })));
+    await Promise.all(sites.map((x) => x.engine.registered()));
     const admin = new AdminClient(await srv.hub.connect(ADMIN), { timeoutMs: 5000 });
-    const id = await admin.submit({ definition: jobDefinition({ rounds: 2, deploy: ['site-1', 'site-2'] }), initialModel: initialModelBytes(), files: new Map() });
+    const id = await admin.submit(bundle(jobDefinition({ rounds: 2, deploy: ['site-1', 'site-2'] })));
     const rec = await srv.engine.waitForJob(id, 20_000);
     admin.close();
     expect(rec.status).toBe('FINISHED');
@@ -282,6 +242,7 @@ describe('attestation gating in the engines', () => {
   it('without a policy (or with nothing required) nobody is asked for evidence', async () => {
     const srv = await server(gate([goodAttester()], { policy: parseAttestationPolicy({ version: 1 }) }));
     const s = await startSite(1, srv.hub, undefined);
+    await s.engine.registered();
     expect(s.engine.jobs()).toEqual([]);
     expect(actions(srv.audit, 'attestation_verified')).toHaveLength(0);
     expect(actions(s.audit, 'registered')).toHaveLength(1);

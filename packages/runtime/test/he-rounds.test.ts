@@ -1,15 +1,14 @@
 // Encrypted aggregation in the engines (issue 9's runtime part): real CKKS keys and filters from
 // @flare/filters-he; the server holds only the server context and never decrypts.
-import { decodeModel, isFlareError, model, tensor, type FilterFactory, type FLModel } from '@flare/core';
-import { generateHeKeys, heDecrypt, heDecryptFactory, heEncrypt, heEncryptFactory, isEncryptedModel, type HeContext } from '@flare/filters-he';
+import { decodeModel, model, tensor, type FilterFactory, type FLModel } from '@flare/core';
+import { generateHeKeys, heAggregationScheme, heDecrypt, heDecryptFactory, heEncrypt, heEncryptFactory, isEncryptedModel, type HeContext } from '@flare/filters-he';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { AdminClient } from '../src/admin-client.js';
-import { ClientEngine } from '../src/client-engine.js';
-import { EncryptionAwareAggregator } from '../src/encryption-aware-aggregator.js';
-import { ServerEngine } from '../src/server-engine.js';
-import type { SitePolicy } from '../src/site-policy.js';
-import { ADMIN, SERVER, auditRecorder, initialModelBytes, jobDefinition, learnerFactory, memoryHub, site, sitePolicy, tempDir, TestFedAvg } from './helpers.js';
+import { AdminClient } from '../src/admin/client.js';
+import type { SitePolicy } from '../src/site/policy.js';
+import { JobAggregation } from '../src/workflows/aggregation.js';
+import { FedAvgAggregator } from '@flare/aggregator';
+import { ADMIN, bundle, closeAll, jobDefinition, learnerFactory, sitePolicy, startServer, startSite, tempDir } from './helpers.js';
 
 let client: HeContext;
 let server: HeContext;
@@ -21,18 +20,15 @@ afterAll(() => {
   server.dispose();
 });
 
-const open: Array<{ close(): Promise<void> }> = [];
-afterEach(async () => {
-  for (const x of open.splice(0).reverse()) await x.close();
-});
+afterEach(closeAll);
 
 /** A site policy whose scope demands HE both ways (as `flare poc --he` writes into privacy.json). */
 function hePolicy(extra: { result?: string[] } = {}): SitePolicy {
-  const base = sitePolicy({ allowList: ['towards', 'he-encrypt', 'he-decrypt', 'scale-by'] });
-  return {
-    ...base,
-    scope: (name) => (name === undefined || name === 'public' ? { name: 'public', taskDataFilters: [{ name: 'he-decrypt', args: {} }], taskResultFilters: [{ name: 'he-encrypt', args: {} }, ...(extra.result ?? []).map((n) => ({ name: n, args: {} }))] } : undefined),
-  };
+  return sitePolicy({
+    allowList: ['towards', 'he-encrypt', 'he-decrypt', 'scale-by'],
+    filters: heFilters(),
+    scopes: [{ name: 'public', task_data_filters: [{ name: 'he-decrypt' }], task_result_filters: [{ name: 'he-encrypt' }, ...(extra.result ?? []).map((n) => ({ name: n }))] }],
+  });
 }
 
 /** A plaintext result filter (x2) used to show the order the runtime enforces around encryption. */
@@ -56,36 +52,22 @@ const heFilters = (): Map<string, FilterFactory<unknown>> =>
   ]);
 
 async function federation(opts: { he?: HeContext; sites?: Array<{ encrypt: boolean }>; policy?: () => SitePolicy } = {}) {
-  const hub = memoryHub(SERVER);
-  const audit = auditRecorder('srv');
-  const workspace = await tempDir();
-  const engine = await ServerEngine.start({ name: 'server', org: 'nvidia', workspace, listener: hub, authorize: () => true, aggregator: () => new TestFedAvg(), audit: audit.hook, deployWaitMs: 200, ...(opts.he === undefined ? {} : { he: opts.he }) });
-  open.push(engine);
-  const siteAudits: Array<ReturnType<typeof auditRecorder>> = [];
+  const { server: engine, hub, audit } = await startServer(await tempDir(), opts.he === undefined ? {} : { schemes: [heAggregationScheme(opts.he)] });
+  const siteAudits = [];
   for (const [i, s] of (opts.sites ?? [{ encrypt: true }, { encrypt: true }, { encrypt: true }]).entries()) {
-    const a = auditRecorder(`s${i + 1}`);
+    const { engine: e, audit: a } = await startSite(i + 1, hub, { policy: s.encrypt ? (opts.policy ?? hePolicy)() : sitePolicy(), learner: learnerFactory(i + 1), filters: heFilters() });
+    await e.registered();
     siteAudits.push(a);
-    const e = await ClientEngine.start({
-      site: { name: `site-${i + 1}`, org: `org${i + 1}` },
-      connect: () => hub.connect(site(i + 1)),
-      policy: s.encrypt ? (opts.policy ?? hePolicy)() : sitePolicy(),
-      learners: new Map([['towards', learnerFactory(i + 1)]]),
-      filters: heFilters(),
-      workspace: await tempDir(),
-      audit: a.hook,
-      heartbeatMs: 200,
-    });
-    open.push(e);
   }
   const admin = new AdminClient(await hub.connect(ADMIN), { timeoutMs: 10_000 });
-  return { engine, audit, siteAudits, admin, workspace };
+  return { engine, audit, siteAudits, admin };
 }
 
 describe('encrypted (HE) rounds in the engines', () => {
   it('runs FedAvg on ciphertexts: the server never decrypts, the global model stays encrypted, and sites decrypt the same result as plaintext FedAvg', async () => {
     expect(server.hasSecretKey).toBe(false);
     const f = await federation({ he: server });
-    const id = await f.admin.submit({ definition: jobDefinition(), initialModel: initialModelBytes(), files: new Map() });
+    const id = await f.admin.submit(bundle(jobDefinition()));
     const rec = await f.engine.waitForJob(id, 30_000);
     expect(rec.status).toBe('FINISHED');
     // Sites move w halfway to targets 1, 2, 3: w = 1, 1.5, 1.75 after three rounds (FedAvg of diffs).
@@ -117,7 +99,7 @@ describe('encrypted (HE) rounds in the engines', () => {
 
   it('keeps decryption first and encryption last whatever order the scope and the job list them in', async () => {
     const f = await federation({ he: server, policy: () => hePolicy({ result: ['scale-by'] }) });
-    const id = await f.admin.submit({ definition: jobDefinition({ rounds: 1 }), initialModel: initialModelBytes(), files: new Map() });
+    const id = await f.admin.submit(bundle(jobDefinition({ rounds: 1 })));
     const rec = await f.engine.waitForJob(id, 30_000);
     f.admin.close();
     expect(rec.status).toBe('FINISHED');
@@ -127,7 +109,7 @@ describe('encrypted (HE) rounds in the engines', () => {
 
   it('refuses encrypted updates on a server without an HE context (E_RUNTIME_HE_UNAVAILABLE), rather than averaging ciphertext bytes', async () => {
     const f = await federation();
-    const id = await f.admin.submit({ definition: jobDefinition({ rounds: 1, retries: 0 }), initialModel: initialModelBytes(), files: new Map() });
+    const id = await f.admin.submit(bundle(jobDefinition({ rounds: 1, retries: 0 })));
     const rec = await f.engine.waitForJob(id, 30_000);
     f.admin.close();
     expect(rec.status).toBe('FAILED');
@@ -137,23 +119,22 @@ describe('encrypted (HE) rounds in the engines', () => {
     for (const e of rejected) expect(e.data?.['code']).toBe('E_RUNTIME_HE_UNAVAILABLE');
   });
 
-  it('refuses a server HE context that holds the secret key (E_HE_SECRET_KEY_PRESENT)', async () => {
-    const hub = memoryHub(SERVER);
-    const e = await ServerEngine.start({ name: 'server', org: 'nvidia', workspace: await tempDir(), listener: hub, authorize: () => true, he: client }).catch((x: unknown) => x);
-    expect(isFlareError(e, 'E_HE_SECRET_KEY_PRESENT')).toBe(true);
+  it('refuses a server HE context that holds the secret key (E_HE_SECRET_KEY_PRESENT)', () => {
+    expect(() => heAggregationScheme(client)).toThrow(expect.objectContaining({ code: 'E_HE_SECRET_KEY_PRESENT' }));
   });
 });
 
-describe('EncryptionAwareAggregator', () => {
+describe('JobAggregation with the HE scheme', () => {
   const plainUpdate = (v: number): FLModel => model({ w: tensor(new Float32Array([v, v]), [2]) }, 'diff');
   const encrypted = async (v: number): Promise<FLModel> => heEncrypt({ context: client }).apply(plainUpdate(v), { site: 'x', job: 'j', round: 0 });
 
   it('averages plaintext rounds with the plaintext aggregator and encrypted rounds on the HE context', async () => {
-    const agg = new EncryptionAwareAggregator(new TestFedAvg(), server);
+    const agg = new JobAggregation({ plain: new FedAvgAggregator({ kind: 'diff' }), schemes: [heAggregationScheme(server)] });
+    agg.begin(0, plainUpdate(0));
     agg.accept(plainUpdate(1), { from: 'a' });
     agg.accept(plainUpdate(3), { from: 'b' });
     expect(Array.from(agg.result().params.get('w')!.data as Float32Array)).toEqual([2, 2]);
-    agg.reset();
+    agg.begin(1, plainUpdate(0));
     agg.accept(await encrypted(1), { from: 'a' });
     agg.accept(await encrypted(3), { from: 'b' });
     const mean = await heDecrypt({ context: client }).apply(agg.result(), { site: 'a', job: 'j', round: 0 });
@@ -162,18 +143,20 @@ describe('EncryptionAwareAggregator', () => {
   });
 
   it('refuses a round mixing encrypted and plaintext updates, either way round (E_RUNTIME_ENCRYPTION_MIXED)', async () => {
-    const agg = new EncryptionAwareAggregator(new TestFedAvg(), server);
+    const agg = new JobAggregation({ plain: new FedAvgAggregator({ kind: 'diff' }), schemes: [heAggregationScheme(server)] });
+    agg.begin(0, plainUpdate(0));
     agg.accept(plainUpdate(1), { from: 'a' });
     const enc = await encrypted(1);
     expect(() => agg.accept(enc, { from: 'b' })).toThrow(expect.objectContaining({ code: 'E_RUNTIME_ENCRYPTION_MIXED' }));
-    agg.reset();
+    agg.begin(1, plainUpdate(0));
     agg.accept(enc, { from: 'a' });
     expect(() => agg.accept(plainUpdate(1), { from: 'b' })).toThrow(expect.objectContaining({ code: 'E_RUNTIME_ENCRYPTION_MIXED' }));
     agg.dispose();
   });
 
   it('refuses encrypted updates without an HE context (E_RUNTIME_HE_UNAVAILABLE)', async () => {
-    const agg = new EncryptionAwareAggregator(new TestFedAvg(), undefined);
+    const agg = new JobAggregation({ plain: new FedAvgAggregator({ kind: 'diff' }) });
+    agg.begin(0, plainUpdate(0));
     const enc = await encrypted(1);
     expect(() => agg.accept(enc, { from: 'a' })).toThrow(expect.objectContaining({ code: 'E_RUNTIME_HE_UNAVAILABLE' }));
   });

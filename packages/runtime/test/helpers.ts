@@ -1,98 +1,53 @@
-// Test helpers: an in-memory hub of authenticated channels, a tiny linear learner and a FedAvg aggregator.
-// They stand in for @flare/transport+auth, @flare/tfjs and @flare/aggregator only inside these unit tests;
-// the e2e tests run the real packages.
-import { randomBytes } from 'node:crypto';
+// Test helpers: in-memory federations on the runtime's own testing channels, sites with real @flare/policy
+// policies, a tiny linear learner. The e2e tests run the real transport, kits and learners.
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { META, encodeModel, model, tensor, type Aggregator, type AcceptContext, type AuditEventInput, type FLModel, type JsonValue, type Learner } from '@flare/core';
+import { META, encodeModel, model, tensor, type AuditEventInput, type FilterFactory, type FLModel, type JsonValue, type Learner } from '@flare/core';
+import { ResourceManager, parseAuthorizationPolicy, parseComponentPolicy, parsePrivacyPolicy, parseResourcePolicy } from '@flare/policy';
 import { z } from 'zod';
-import { channelPair, type ChannelServer, type PeerChannel } from '../src/channel.js';
-import type { PeerIdentity } from '../src/event-bus.js';
-import type { LearnerFactory, SitePolicy } from '../src/site-policy.js';
+import { AdminClient } from '../src/admin/client.js';
+import type { JobBundle } from '../src/protocol/bundle.js';
+import type { PeerIdentity } from '../src/protocol/channel.js';
+import { ServerEngine, type ServerEngineOptions } from '../src/server/engine.js';
+import { ClientEngine, type ClientEngineOptions } from '../src/site/engine.js';
+import type { LearnerFactory, SitePolicy } from '../src/site/policy.js';
+import { memoryHub, memoryLink, type MemoryHub } from '../src/testing/channels.js';
 
 export async function tempDir(prefix = 'flare-rt-'): Promise<string> {
   return mkdtemp(join(tmpdir(), prefix));
 }
 
-/**
- * A ChannelServer whose clients connect in memory with a given identity. With `sessions`, each connection
- * exports keying material like an @flare/auth session (a fresh secret per connection), for attestation.
- */
-export function memoryHub(server: PeerIdentity, options: { sessions?: boolean } = {}): ChannelServer & { connect(who: PeerIdentity): Promise<PeerChannel>; channels: PeerChannel[] } {
-  let handler: ((ch: PeerChannel) => void) | undefined;
-  const channels: PeerChannel[] = [];
-  let open = true;
-  return {
-    channels,
-    onChannel: (h) => {
-      handler = h;
-    },
-    close: async () => {
-      open = false;
-      for (const c of channels) c.close();
-    },
-    connect: async (who) => {
-      if (!open || handler === undefined) throw new Error('server not listening');
-      const [clientSide, serverSide] = channelPair(who, server, options.sessions === true ? { keyingMaterial: randomBytes(32) } : {});
-      channels.push(serverSide);
-      handler(serverSide);
-      return clientSide;
-    },
-  };
-}
-
-/** Streaming FedAvg weighted by NUM_STEPS_CURRENT_ROUND, memory O(model). */
-export class TestFedAvg implements Aggregator {
-  #sum: Map<string, Float64Array> | undefined;
-  #w = 0;
-  #seen = new Set<string>();
-  accept(update: FLModel, ctx: AcceptContext): void {
-    if (this.#seen.has(ctx.from)) throw new Error(`duplicate from ${ctx.from}`);
-    this.#seen.add(ctx.from);
-    const w = (ctx.weight ?? 1) * Number(update.meta[META.NUM_STEPS_CURRENT_ROUND] ?? 1);
-    this.#sum ??= new Map([...update.params].map(([k, t]) => [k, new Float64Array(t.data.length)]));
-    for (const [k, t] of update.params) {
-      const s = this.#sum.get(k)!;
-      for (let i = 0; i < s.length; i++) s[i]! += w * Number(t.data[i]);
-    }
-    this.#w += w;
-  }
-  result(): FLModel {
-    const params = new Map([...(this.#sum ?? new Map<string, Float64Array>())].map(([k, s]) => [k, tensor(Float32Array.from(s, (x) => x / this.#w), [s.length])] as const));
-    return model(params, 'diff');
-  }
-  reset(): void {
-    this.#sum = undefined;
-    this.#w = 0;
-    this.#seen.clear();
-  }
-}
-
 /** Learner: moves w towards `target` by half the distance each round; validates |w - target|. */
-export function towardsLearner(target: number, opts: { delayMs?: number; fail?: boolean } = {}): Learner {
+export function towardsLearner(target: number, opts: { delayMs?: number; fail?: boolean | (() => boolean); onClose?: () => void; steps?: number; update?: (w: Float32Array) => FLModel } = {}): Learner & { close(): Promise<void> } {
   return {
     async train(global, ctx) {
-      if (opts.delayMs !== undefined) await new Promise((r, j) => {
-        const t = setTimeout(r, opts.delayMs);
-        ctx.signal?.addEventListener('abort', () => {
-          clearTimeout(t);
-          j(ctx.signal?.reason);
+      if (opts.delayMs !== undefined) {
+        await new Promise((r, j) => {
+          const t = setTimeout(r, opts.delayMs);
+          ctx.signal?.addEventListener('abort', () => {
+            clearTimeout(t);
+            j(ctx.signal?.reason);
+          });
         });
-      });
-      if (opts.fail === true) throw new Error('learner broke');
+      }
+      if (opts.fail === true || (typeof opts.fail === 'function' && opts.fail())) throw new Error('learner broke');
       const w = global.params.get('w')!.data as Float32Array;
+      if (opts.update !== undefined) return opts.update(w);
       const d = Float32Array.from(w, (x) => (target - x) / 2);
-      return model({ w: tensor(d, [d.length]) }, 'diff', { [META.NUM_STEPS_CURRENT_ROUND]: 1 });
+      return model({ w: tensor(d, [d.length]) }, 'diff', { [META.NUM_STEPS_CURRENT_ROUND]: opts.steps ?? 1 });
     },
     async validate(global) {
       const w = global.params.get('w')!.data as Float32Array;
       return { loss: Math.abs(w[0]! - target), accuracy: 1 / (1 + Math.abs(w[0]! - target)), n: 10 };
     },
+    async close() {
+      opts.onClose?.();
+    },
   };
 }
 
-export function learnerFactory(target: number, opts: { delayMs?: number; fail?: boolean } = {}): LearnerFactory<unknown> {
+export function learnerFactory(target: number, opts: Parameters<typeof towardsLearner>[1] = {}): LearnerFactory<unknown> {
   return { name: 'towards', args: z.object({}).passthrough(), create: () => towardsLearner(target, opts) };
 }
 
@@ -101,27 +56,25 @@ export function initialModelBytes(): Uint8Array {
 }
 
 export interface PolicyOptions {
-  allowSubmitter?: (name: string) => boolean;
-  scopes?: string[];
+  /** Rights of project_admin at this site (FLARE authorization.json), default: everything. */
+  permissions?: Record<string, string>;
+  scopes?: Array<{ name: string; task_result_filters?: JsonValue[]; task_data_filters?: JsonValue[] }>;
+  /** A site without privacy.json. */
+  noPrivacy?: boolean;
   allowList?: string[];
   byocConsent?: boolean;
   maxJobs?: number;
-  allowAbort?: boolean;
+  maxWallTimeS?: number;
+  filters?: ReadonlyMap<string, FilterFactory<unknown>>;
 }
 
+/** A site policy from real @flare/policy files (parsed from objects). */
 export function sitePolicy(o: PolicyOptions = {}): SitePolicy {
-  const scopes = o.scopes ?? ['public'];
-  return {
-    authorize: ({ user, right }) => (right === 'submit_job' ? (o.allowSubmitter ?? (() => true))(user.name) : right === 'abort_job' ? (o.allowAbort ?? true) : right === 'byoc'),
-    scope: (name) => {
-      const n = name ?? scopes[0];
-      return n !== undefined && scopes.includes(n) ? { name: n, taskDataFilters: [], taskResultFilters: [] } : undefined;
-    },
-    admitsComponent: (name) => (o.allowList ?? ['towards', 'scale-by']).includes(name),
-    byocConsent: o.byocConsent ?? false,
-    checkResources: (_needs, running) => (running >= (o.maxJobs ?? 2) ? `at most ${o.maxJobs ?? 2} jobs run here at once` : undefined),
-    report: { num_of_gpus: 0, max_jobs: o.maxJobs ?? 2 },
-  };
+  const authorization = parseAuthorizationPolicy({ format_version: '1.0', permissions: { project_admin: o.permissions ?? 'any', lead: 'any', member: 'none' } });
+  const privacy = o.noPrivacy === true ? undefined : parsePrivacyPolicy({ scopes: o.scopes ?? [{ name: 'public' }], default_scope: (o.scopes ?? [{ name: 'public' }])[0]!.name }, { registry: (o.filters ?? new Map()) as ReadonlyMap<string, FilterFactory> });
+  const components = parseComponentPolicy({ allow: o.allowList ?? ['towards', 'scale-by'], byoc: o.byocConsent ?? false });
+  const resources = new ResourceManager(parseResourcePolicy({ limits: { max_concurrent_jobs: o.maxJobs ?? 2, ...(o.maxWallTimeS === undefined ? {} : { max_wall_time_s: o.maxWallTimeS }) } }));
+  return { authorization: () => authorization, privacy: () => privacy, components: () => components, resources, rootCa: '' };
 }
 
 /** An audit hook recording events with ids e1, e2, ... */
@@ -145,13 +98,85 @@ export function jobDefinition(over: Record<string, JsonValue> = {}): { [k: strin
   return { name: 'towards', rounds: 3, min_clients: 2, round_timeout_s: 10, deploy: ['site-1', 'site-2', 'site-3'], learner: { name: 'towards', args: {} }, ...over };
 }
 
+/** A job bundle as `readJobFolder` makes it. */
+export function bundle(definition: JsonValue = jobDefinition(), files: ReadonlyMap<string, Uint8Array> = new Map(), initial = initialModelBytes()): JobBundle {
+  return { meta: new TextEncoder().encode(JSON.stringify(definition)), model: initial, files };
+}
+
 /** Polls `check` until it returns a value, at most `ms` milliseconds. */
-export async function until<T>(check: () => T | undefined | Promise<T | undefined>, ms = 10_000): Promise<T> {
+export async function until<T>(check: () => T | undefined | Promise<T | undefined>, ms = 20_000, what = 'condition'): Promise<T> {
   const end = Date.now() + ms;
   for (;;) {
     const v = await check();
     if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error('condition not met in time');
+    if (Date.now() > end) throw new Error(`${what} not met within ${ms} ms`);
     await new Promise((r) => setTimeout(r, 20));
   }
+}
+
+const open: Array<{ close(): Promise<void> }> = [];
+/** Closes every engine the helpers started (call in afterEach). */
+export async function closeAll(): Promise<void> {
+  for (const x of open.splice(0).reverse()) await x.close();
+}
+
+export async function startServer(workspace: string, o: Partial<ServerEngineOptions> & { hub?: MemoryHub; deny?: string[] } = {}): Promise<{ server: ServerEngine; hub: MemoryHub; audit: ReturnType<typeof auditRecorder> }> {
+  const hub = o.hub ?? memoryHub(SERVER);
+  const audit = auditRecorder('srv');
+  const { deny = [], ...rest } = o;
+  const server = await ServerEngine.start({
+    name: 'server',
+    org: 'nvidia',
+    workspace,
+    listener: hub,
+    authorize: ({ user, right }) => !deny.includes(`${user.name}:${right}`),
+    audit: audit.hook,
+    ...rest,
+    limits: { deployWaitMs: 200, schedulerIntervalMs: 50, ...rest.limits },
+  });
+  open.push(server);
+  return { server, hub, audit };
+}
+
+export interface SiteOptions extends Partial<Omit<ClientEngineOptions, 'site' | 'link'>> {
+  learner?: LearnerFactory<unknown>;
+  giveUpAfterMs?: number;
+}
+
+export async function startSite(n: number, hub: MemoryHub, o: SiteOptions = {}): Promise<{ engine: ClientEngine; audit: ReturnType<typeof auditRecorder> }> {
+  const audit = auditRecorder(`s${n}`);
+  const { learner, giveUpAfterMs, ...rest } = o;
+  const engine = await ClientEngine.start({
+    site: { name: `site-${n}`, org: `org${n}` },
+    link: memoryLink(() => hub.connect(site(n)), { retryMs: 20, ...(giveUpAfterMs === undefined ? {} : { giveUpAfterMs }) }),
+    policy: sitePolicy(),
+    learners: new Map([['towards', learner ?? learnerFactory(n)]]),
+    filters: new Map(),
+    workspace: await tempDir(),
+    audit: audit.hook,
+    ...rest,
+    limits: { heartbeatMs: 200, ...rest.limits },
+  });
+  open.push(engine);
+  return { engine, audit };
+}
+
+export interface Federation {
+  server: ServerEngine;
+  hub: MemoryHub;
+  admin: AdminClient;
+  serverAudit: ReturnType<typeof auditRecorder>;
+  sites: Map<string, { engine: ClientEngine; audit: ReturnType<typeof auditRecorder> }>;
+  workspace: string;
+}
+
+/** A server, sites 1..n (each with its options) registered, and an admin. */
+export async function federation(sites: SiteOptions[] = [{}, {}, {}], o: { admin?: PeerIdentity; server?: Partial<ServerEngineOptions> & { deny?: string[] } } = {}): Promise<Federation> {
+  const workspace = await tempDir();
+  const { server, hub, audit } = await startServer(workspace, o.server);
+  const started = new Map<string, { engine: ClientEngine; audit: ReturnType<typeof auditRecorder> }>();
+  for (const [i, s] of sites.entries()) started.set(`site-${i + 1}`, await startSite(i + 1, hub, s));
+  await Promise.all([...started.values()].map((s) => s.engine.registered(10_000)));
+  const admin = new AdminClient(await hub.connect(o.admin ?? ADMIN), { timeoutMs: 10_000 });
+  return { server, hub, admin, serverAudit: audit, sites: started, workspace };
 }

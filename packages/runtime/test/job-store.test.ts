@@ -2,27 +2,27 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { decodeModel, encodeModel, isFlareError, model, tensor } from '@flare/core';
 import { describe, expect, it } from 'vitest';
-import { JobStore } from '../src/job-store.js';
-import { initialModelBytes, jobDefinition, tempDir } from './helpers.js';
+import { JobStore } from '../src/server/job-store.js';
+import { bundle, jobDefinition, tempDir } from './helpers.js';
 
 const submitter = { name: 'admin@a.org', org: 'a', role: 'lead' };
 
 describe('JobStore', () => {
   it('creates a job (SUBMITTED), lists it, and keeps the definition exactly as submitted', async () => {
     const store = await JobStore.open(await tempDir());
-    const rec = await store.create({ definition: jobDefinition(), submitter, initialModel: initialModelBytes() });
+    const { record: rec } = await store.create({ bundle: bundle(), submitter });
     expect(rec.status).toBe('SUBMITTED');
     expect(rec.id).toMatch(/^[0-9a-f-]{36}$/);
     expect((await store.list()).map((r) => r.id)).toEqual([rec.id]);
-    expect(await store.rawDefinition(rec.id)).toEqual(jobDefinition());
-    expect((await store.definition(rec.id)).round_timeout_s).toBe(10);
+    expect((await store.definition(rec.id)).raw).toEqual(jobDefinition());
+    expect((await store.definition(rec.id)).definition.round_timeout_s).toBe(10);
     expect((await store.initialModel(rec.id)).params.get('w')?.shape).toEqual([2]);
   });
 
   it('checkpoints atomically and loads the last one; the previous model file is removed', async () => {
     const root = await tempDir();
     const store = await JobStore.open(root);
-    const { id } = await store.create({ definition: jobDefinition(), submitter, initialModel: initialModelBytes() });
+    const { id } = (await store.create({ bundle: bundle(), submitter })).record;
     expect(await store.loadCheckpoint(id)).toBeUndefined();
     for (const r of [0, 1]) await store.saveCheckpoint(id, r, model({ w: tensor(new Float32Array([r, r]), [2]) }));
     const cp = await store.loadCheckpoint(id);
@@ -36,7 +36,7 @@ describe('JobStore', () => {
   it('refuses a checkpoint whose model file was swapped or corrupted (E_RUNTIME_CHECKPOINT)', async () => {
     const root = await tempDir();
     const store = await JobStore.open(root);
-    const { id } = await store.create({ definition: jobDefinition(), submitter, initialModel: initialModelBytes() });
+    const { id } = (await store.create({ bundle: bundle(), submitter })).record;
     await store.saveCheckpoint(id, 0, model({ w: tensor(new Float32Array([1, 2]), [2]) }));
     await writeFile(join(root, 'jobs', id, 'checkpoint', 'global-r0.safetensors'), encodeModel(model({ w: tensor(new Float32Array([9, 9]), [2]) })));
     const err = await store.loadCheckpoint(id).catch((e: unknown) => e);
@@ -53,25 +53,47 @@ describe('JobStore', () => {
 
   it('refuses a job whose model is not safetensors, or whose custom files do not match their digests', async () => {
     const store = await JobStore.open(await tempDir());
-    const e1 = await store.create({ definition: jobDefinition(), submitter, initialModel: new Uint8Array([1, 2, 3]) }).catch((e: unknown) => e);
+    const e1 = await store.create({ bundle: bundle(jobDefinition(), new Map(), new Uint8Array([1, 2, 3])), submitter }).catch((e: unknown) => e);
     expect(isFlareError(e1, 'E_RUNTIME_JOB_INVALID')).toBe(true);
     const def = jobDefinition({ byoc: { files: { 'a.js': '0'.repeat(64) }, signature: 'x' } });
-    const e2 = await store.create({ definition: def, submitter, initialModel: initialModelBytes(), files: new Map([['a.js', new Uint8Array([1])]]) }).catch((e: unknown) => e);
+    const e2 = await store.create({ bundle: bundle(def, new Map([['a.js', new Uint8Array([1])]])), submitter }).catch((e: unknown) => e);
     expect(isFlareError(e2, 'E_RUNTIME_BYOC_SIGNATURE')).toBe(true);
+  });
+
+  it('takes the id the admin chose (a UUID), and refuses one already in use (E_RUNTIME_JOB_INVALID)', async () => {
+    const store = await JobStore.open(await tempDir());
+    const id = '0f0e0d0c-0b0a-4908-8706-050403020100';
+    expect((await store.create({ bundle: bundle(), submitter, id })).record.id).toBe(id);
+    expect(isFlareError(await store.create({ bundle: bundle(), submitter, id }).catch((e: unknown) => e), 'E_RUNTIME_JOB_INVALID')).toBe(true);
+    expect(isFlareError(await store.create({ bundle: bundle(), submitter, id: '../x' }).catch((e: unknown) => e), 'E_RUNTIME_JOB_NOT_FOUND')).toBe(true);
+  });
+
+  it('checkpoints the aggregator state and the workflow state with the model, each with its digest', async () => {
+    const root = await tempDir();
+    const store = await JobStore.open(root);
+    const { id } = (await store.create({ bundle: bundle(), submitter })).record;
+    await store.saveCheckpoint(id, 0, model({ w: tensor(new Float32Array([1, 2]), [2]) }), { aggregator: new Uint8Array([1, 2, 3]), workflow: { step: 1 } });
+    await store.saveCheckpoint(id, 1, model({ w: tensor(new Float32Array([1, 2]), [2]) }), { aggregator: new Uint8Array([4, 5]), workflow: { step: 2 } });
+    const cp = await store.loadCheckpoint(id);
+    expect(Array.from(cp!.aggregator!)).toEqual([4, 5]);
+    expect(cp!.workflow).toEqual({ step: 2 });
+    await expect(readFile(join(root, 'jobs', id, 'checkpoint', 'aggregator-r0.bin'))).rejects.toThrow();
+    await writeFile(join(root, 'jobs', id, 'checkpoint', 'aggregator-r1.bin'), new Uint8Array([9]));
+    expect(isFlareError(await store.loadCheckpoint(id).catch((e: unknown) => e), 'E_RUNTIME_CHECKPOINT')).toBe(true);
   });
 
   it('serialises concurrent record updates (no lost update)', async () => {
     const store = await JobStore.open(await tempDir());
-    const { id } = await store.create({ definition: jobDefinition(), submitter, initialModel: initialModelBytes() });
+    const { id } = (await store.create({ bundle: bundle(), submitter })).record;
     await Promise.all(Array.from({ length: 20 }, (_, i) => store.update(id, (r) => void r.sites.push(`s${i}`))));
     expect((await store.get(id)).sites).toHaveLength(20);
   });
 
   it('result() needs a FINISHED job (E_RUNTIME_JOB_STATE)', async () => {
     const store = await JobStore.open(await tempDir());
-    const { id } = await store.create({ definition: jobDefinition(), submitter, initialModel: initialModelBytes() });
+    const { id } = (await store.create({ bundle: bundle(), submitter })).record;
     expect(isFlareError(await store.result(id).catch((e: unknown) => e), 'E_RUNTIME_JOB_STATE')).toBe(true);
-    await store.saveCheckpoint(id, 0, decodeModel(initialModelBytes()));
+    await store.saveCheckpoint(id, 0, decodeModel(bundle().model!));
     await store.update(id, (r) => {
       r.status = 'FINISHED';
     });

@@ -1,16 +1,17 @@
 import { join } from 'node:path';
 import { isFlareError } from '@flare/core';
 import { loadKit, parseProject, provision, type Kit } from '@flare/pki';
-import { signByoc, verifyByocSignature } from '@flare/policy';
+import { signByoc } from '@flare/policy';
 import { createHash } from 'node:crypto';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { AdminClient } from '../src/admin-client.js';
-import type { PeerChannel } from '../src/channel.js';
-import { ClientEngine } from '../src/client-engine.js';
-import { outgoing } from '../src/messages.js';
-import { certificateIdentity, connectToServer, listenForParticipants } from '../src/network.js';
-import { ServerEngine } from '../src/server-engine.js';
-import { initialModelBytes, jobDefinition, learnerFactory, sitePolicy, tempDir, TestFedAvg } from './helpers.js';
+import { AdminClient } from '../src/admin/client.js';
+import type { PeerChannel } from '../src/protocol/channel.js';
+import { outgoing } from '../src/protocol/messages.js';
+import { certificateIdentity, connectToServer, linkToServer, listenForParticipants } from '../src/protocol/network.js';
+import { ServerEngine } from '../src/server/engine.js';
+import { ClientEngine } from '../src/site/engine.js';
+import type { SitePolicy } from '../src/site/policy.js';
+import { bundle, jobDefinition, learnerFactory, sitePolicy, tempDir } from './helpers.js';
 
 const PROJECT = `api_version: 3
 name: rt-net
@@ -46,35 +47,70 @@ beforeAll(async () => {
 
 async function serve(authenticate?: typeof certificateIdentity): Promise<{ server: ServerEngine; port: number }> {
   const listener = await listenForParticipants({ kit: kits.get('localhost')!, port: 0, ...(authenticate === undefined ? {} : { authenticate }) });
-  const server = await ServerEngine.start({ name: 'localhost', org: 'nvidia', workspace: await tempDir(), listener, authorize: () => true, aggregator: () => new TestFedAvg(), deployWaitMs: 100 });
+  const server = await ServerEngine.start({ name: 'localhost', org: 'nvidia', workspace: await tempDir(), listener, authorize: () => true, limits: { deployWaitMs: 100, schedulerIntervalMs: 50 } });
   open.push(server);
   return { server, port: listener.port };
+}
+
+/** A site over the real transport (linkToServer: @flare/transport's reconnecting client + @flare/auth). */
+async function siteOver(n: number, port: number, policy: SitePolicy = sitePolicy()): Promise<ClientEngine> {
+  const kit = kits.get(`site-${n}`)!;
+  const engine = await ClientEngine.start({
+    site: { name: kit.participant.name, org: kit.participant.org },
+    link: linkToServer({ kit, targets: [{ host: '127.0.0.1', port }], backoff: { initialMs: 50, maxMs: 200 } }),
+    policy: { ...policy, rootCa: kit.rootCaPem },
+    learners: new Map([['towards', learnerFactory(n)]]),
+    filters: new Map(),
+    workspace: await tempDir(),
+  });
+  open.push(engine);
+  await engine.registered(20_000);
+  return engine;
 }
 
 describe('runtime over @flare/transport mTLS + @flare/auth sessions', () => {
   it('runs a 2-site job end to end; identities are the authenticated kit names', async () => {
     const { server, port } = await serve();
     const targets = [{ host: '127.0.0.1', port }];
-    for (const n of [1, 2]) {
-      const kit = kits.get(`site-${n}`)!;
-      const engine = await ClientEngine.start({
-        site: { name: kit.participant.name, org: kit.participant.org },
-        connect: () => connectToServer({ kit, targets }),
-        policy: sitePolicy(),
-        learners: new Map([['towards', learnerFactory(n)]]),
-        filters: new Map(),
-        workspace: await tempDir(),
-      });
-      open.push(engine);
-    }
+    for (const n of [1, 2]) await siteOver(n, port);
     const admin = new AdminClient(await connectToServer({ kit: kits.get('admin@nvidia.com')!, targets }));
     open.push({ close: async () => admin.close() });
-    const id = await admin.submit({ definition: jobDefinition({ deploy: ['site-1', 'site-2'], rounds: 2 }), initialModel: initialModelBytes(), files: new Map() });
+    const id = await admin.submit(bundle(jobDefinition({ deploy: ['site-1', 'site-2'], rounds: 2 })));
     const rec = await server.waitForJob(id, 20_000);
     expect(rec.status).toBe('FINISHED');
     expect(rec.submitter).toEqual({ name: 'admin@nvidia.com', org: 'nvidia', role: 'project_admin' });
     expect(rec.history[1]!.contributors).toEqual(['site-1', 'site-2']);
     expect(server.registry.get('site-2')?.org).toBe('org2');
+  });
+
+  it('a site over the real transport waits for a server that is not there yet, and registers when it starts', async () => {
+    const probe = await listenForParticipants({ kit: kits.get('localhost')!, port: 0 });
+    const port = probe.port;
+    await probe.close();
+    const kit = kits.get('site-1')!;
+    const engine = await ClientEngine.start({
+      site: { name: kit.participant.name, org: kit.participant.org },
+      link: linkToServer({ kit, targets: [{ host: '127.0.0.1', port }], backoff: { initialMs: 50, maxMs: 200 } }),
+      policy: sitePolicy(),
+      learners: new Map(),
+      filters: new Map(),
+      workspace: await tempDir(),
+    });
+    open.push(engine);
+    const listener = await listenForParticipants({ kit: kits.get('localhost')!, port });
+    const server = await ServerEngine.start({ name: 'localhost', org: 'nvidia', workspace: await tempDir(), listener, authorize: () => true });
+    open.push(server);
+    await engine.registered(20_000);
+    expect(server.registry.names()).toEqual(['site-1']);
+  });
+
+  it('a link that may not wait longer gives up with E_RUNTIME_SERVER_UNREACHABLE naming the last error', async () => {
+    const kit = kits.get('site-1')!;
+    const link = linkToServer({ kit, targets: [{ host: '127.0.0.1', port: 1 }], backoff: { initialMs: 20, maxMs: 50 }, giveUpAfterMs: 300 });
+    const error = await new Promise<Error>((resolve) => link.onGiveUp(resolve));
+    await link.stop();
+    expect(isFlareError(error, 'E_RUNTIME_SERVER_UNREACHABLE')).toBe(true);
+    expect(error.message).toMatch(/E_TRANSPORT_CONNECT/);
   });
 
   it('certificateIdentity (mTLS only) also works and names the peer from its certificate', async () => {
@@ -94,28 +130,14 @@ describe('runtime over @flare/transport mTLS + @flare/auth sessions', () => {
   });
   for (const [what, signer, expected] of [
     ['signed by the submitter: every site verifies it and runs the job', 'admin@nvidia.com', 'FINISHED'],
-    ["signed by another participant's key: every site refuses it (E_RUNTIME_BYOC_SIGNATURE)", 'site-2', 'FAILED'],
+    ["signed by another participant's key: every site refuses it (E_POLICY_BYOC_SIGNATURE)", 'site-2', 'FAILED'],
   ] as const) {
     it(`BYOC ${what}`, async () => {
       const { server, port } = await serve();
       const targets = [{ host: '127.0.0.1', port }];
-      const sites: ClientEngine[] = [];
-      for (const n of [1, 2]) {
-        const kit = kits.get(`site-${n}`)!;
-        const engine = await ClientEngine.start({
-          site: { name: kit.participant.name, org: kit.participant.org },
-          connect: () => connectToServer({ kit, targets }),
-          policy: sitePolicy({ byocConsent: true }),
-          learners: new Map([['towards', learnerFactory(n)]]),
-          filters: new Map(),
-          workspace: await tempDir(),
-          verifyByoc: (bundle, submitter) => verifyByocSignature(bundle, { submitter, rootCa: kit.rootCaPem }),
-        });
-        open.push(engine);
-        sites.push(engine);
-      }
+      for (const n of [1, 2]) await siteOver(n, port, sitePolicy({ byocConsent: true }));
       const adminKit = kits.get('admin@nvidia.com')!;
-      const files = new Map([['custom/train.py', new TextEncoder().encode('print("hello")\n')]]);
+      const files = new Map([['train.py', new TextEncoder().encode('print("hello")\n')]]);
       const byoc = {
         files: Object.fromEntries([...files].map(([k, v]) => [k, createHash('sha256').update(v).digest('hex')])),
         signature: signByoc(files, kits.get(signer)!.privateKey),
@@ -123,10 +145,10 @@ describe('runtime over @flare/transport mTLS + @flare/auth sessions', () => {
       };
       const admin = new AdminClient(await connectToServer({ kit: adminKit, targets }));
       open.push({ close: async () => admin.close() });
-      const id = await admin.submit({ definition: jobDefinition({ deploy: ['site-1', 'site-2'], rounds: 1, byoc }), initialModel: initialModelBytes(), files });
+      const id = await admin.submit(bundle(jobDefinition({ deploy: ['site-1', 'site-2'], rounds: 1, byoc }), files));
       const rec = await server.waitForJob(id, 20_000);
       expect(rec.status).toBe(expected);
-      if (expected === 'FAILED') expect(rec.refused['site-1']).toMatch(/^E_RUNTIME_BYOC_SIGNATURE/);
+      if (expected === 'FAILED') expect(rec.refused['site-1']).toMatch(/^E_POLICY_BYOC_SIGNATURE/);
     });
   }
 });

@@ -25,6 +25,16 @@ function untilSignal(): AbortSignal {
   return ac.signal;
 }
 
+/** A duration: `90s`, `5m`, `2h`, `1d`, or milliseconds; `never` (or `forever`) is Infinity. */
+export function duration(v: string): number {
+  if (v === 'never' || v === 'forever') return Infinity;
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$/.exec(v.trim());
+  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const;
+  const ms = m === null ? Number.NaN : Math.round(Number(m[1]) * unit[(m[2] ?? 'ms') as keyof typeof unit]);
+  if (!Number.isSafeInteger(ms) || ms <= 0) throw new InvalidArgumentError(`expected a duration such as 90s, 5m, 2h, 1d or never, got ${v}`);
+  return ms;
+}
+
 function int(_name: string, min: number, max: number): (v: string) => number {
   return (v) => {
     const n = Number(v);
@@ -70,7 +80,8 @@ export function register(program: Command): void {
     .option('--server <host:port>', "override the kit's server address")
     .option('--attestation <file>', 'how this site attests and re-checks the server (default <workspace>/attestation.json when present); what it requires is its kit\'s attestation policy')
     .option('--max-message-mib <n>', 'largest message accepted or sent, in MiB (default 2048)', int('--max-message-mib', 1, 4095))
-    .action((o: { kit: string; workspace?: string; server?: string; attestation?: string; maxMessageMib?: number }) =>
+    .option('--give-up-after <duration>', 'stop (exit 1, E_RUNTIME_SERVER_UNREACHABLE) after this long without the server, e.g. 10m, 2h (default: never; the site waits and reconnects with backoff)', duration)
+    .action((o: { kit: string; workspace?: string; server?: string; attestation?: string; maxMessageMib?: number; giveUpAfter?: number }) =>
       run(() =>
         runClient(
           {
@@ -79,6 +90,7 @@ export function register(program: Command): void {
             ...(o.server === undefined ? {} : { server: o.server }),
             ...(o.attestation === undefined ? {} : { attestation: o.attestation }),
             ...(o.maxMessageMib === undefined ? {} : { maxMessageMiB: o.maxMessageMib }),
+            ...(o.giveUpAfter === undefined || o.giveUpAfter === Infinity ? {} : { giveUpAfterMs: o.giveUpAfter }),
             signal: untilSignal(),
           },
           defaultStack(),
@@ -134,6 +146,16 @@ export function register(program: Command): void {
           const file = join(resolve(o.output), `${job}.safetensors`);
           await writeFile(file, await a.download(job));
           stdio.out(file);
+        }),
+      ),
+    );
+  admin
+    .command('sites')
+    .description('the sites the server has seen since it started: connected first, with when each was last seen')
+    .action(() =>
+      run(() =>
+        withAdmin(async (a) => {
+          for (const x of await a.sites()) stdio.out(`${x.name.padEnd(20)}  ${x.org.padEnd(16)}  ${x.connected ? 'connected' : 'gone     '}  last seen ${x.lastSeen}${x.since === undefined ? '' : `  since ${x.since}`}`);
         }),
       ),
     );

@@ -1,16 +1,9 @@
 import { readFile } from 'node:fs/promises';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
-import {
-  ConfigfsTsmAttester,
-  ExternalCommandAttester,
-  TestAttester,
-  createCachingFetcher,
-  loadAttestationPolicy,
-  loadTestAuthority,
-  type Attester,
-} from '@flare/cc-attest';
+import type * as CcAttest from '@flare/cc-attest';
+import type { Attester } from '@flare/cc-attest';
 import { FlareRuntimeError, parseStrictJson, type Logger } from '@flare/core';
-import type { AttestationOptions } from '@flare/runtime';
+import { loadOptionalPeer, type AttestationOptions } from '@flare/runtime';
 import { z } from 'zod';
 
 /** The file a participant's workspace may hold to configure how it attests (`--attestation` names another). */
@@ -90,9 +83,14 @@ export async function readAttestationConfig(file: string): Promise<AttestationCo
  * @throws AttestError E_ATTEST_POLICY (an invalid policy file), FlareRuntimeError E_RUNTIME_WORKSPACE
  */
 export async function attestationFor(kitDir: string, workspace: string, file: string | undefined, logger?: Logger): Promise<AttestationOptions | undefined> {
-  const policy = await loadAttestationPolicy(kitDir);
   const path = file ?? join(workspace, ATTESTATION_CONFIG_FILE);
-  const present = file !== undefined || (await readFile(path).then(() => true, () => false));
+  const exists = (p: string): Promise<boolean> => readFile(p).then(() => true, () => false);
+  const present = file !== undefined || (await exists(path));
+  // @flare/cc-attest (an optional peer) is loaded only when the kit has an attestation policy or attesters are configured.
+  const policyFiles = ['attestation_policy.json', 'attestation_policy.json.default'].map((f) => join(kitDir, 'local', f));
+  if (!present && !(await Promise.all(policyFiles.map(exists))).some(Boolean)) return undefined;
+  const { ConfigfsTsmAttester, ExternalCommandAttester, TestAttester, createCachingFetcher, loadAttestationPolicy, loadTestAuthority } = await loadOptionalPeer<typeof CcAttest>('@flare/cc-attest', `attestation (${present ? path : 'the kit\'s attestation policy'})`);
+  const policy = await loadAttestationPolicy(kitDir);
   const config = present ? await readAttestationConfig(path) : AttestationConfig.parse({});
   const at = (p: string): string => (isAbsolute(p) ? p : resolve(dirname(path), p));
   const authority = config.test_authority === undefined ? undefined : loadTestAuthority(await readFile(at(config.test_authority), 'utf8'));

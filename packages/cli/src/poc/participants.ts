@@ -1,10 +1,10 @@
 import { createHash } from 'node:crypto';
 import { access, mkdir } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
-import { FlareRuntimeError, type Aggregator, type AuditHook, type FilterFactory, type JsonValue } from '@flare/core';
-import { HE_CLIENT_CONTEXT_FILE, HE_SERVER_CONTEXT_FILE, heDecryptFactory, heEncryptFactory, loadHeContextFromKit } from '@flare/filters-he';
+import { FlareRuntimeError, parseStrictJson, type AggregationScheme, type FilterFactory, type JsonValue, type AuditHook } from '@flare/core';
+import type * as FiltersHeModule from '@flare/filters-he';
 import { loadKit, type Kit } from '@flare/pki';
-import { PolicyFile, loadSitePolicies, parseAuthorizationPolicy, signByoc, verifyByocSignature, type AuthorizationPolicy } from '@flare/policy';
+import { PolicyFile, loadSitePolicies, parseAuthorizationPolicy, signByoc, type AuthorizationPolicy } from '@flare/policy';
 import {
   AdminClient,
   ClientEngine,
@@ -12,11 +12,13 @@ import {
   authorizerFromPolicy,
   connectToServer,
   createLogger,
+  linkToServer,
   listenForParticipants,
+  loadOptionalPeer,
   sitePolicyFromFiles,
+  type AggregatorFactory,
   type ClosableLogger,
   type JobBundle,
-  type JobDefinition,
   type LearnerFactory,
   type RoundRecord,
 } from '@flare/runtime';
@@ -26,12 +28,19 @@ import { loadSiteData } from './dataset.js';
 import { readSiteConfig } from './site-config.js';
 import { spamLearnerFactory } from './spam-model.js';
 
+type FiltersHe = typeof FiltersHeModule;
+/** @flare/filters-he, imported only when a kit holds HE keys (an optional peer). */
+const filtersHe = (why: string): Promise<FiltersHe> => loadOptionalPeer<FiltersHe>('@flare/filters-he', why);
+// The kit files @flare/filters-he's HE builder writes (its HE_*_CONTEXT_FILE), looked for without loading it.
+const HE_SERVER_CONTEXT = join('startup', 'server_context.seal');
+const HE_CLIENT_CONTEXT = join('startup', 'client_context.seal');
+
 /** The pieces other packages contribute to a participant: audit log, aggregator, filters. */
 export interface Stack {
   /** Opens this participant's audit log; returns the hook and a way to close it and read its tail. */
   openAudit(dir: string, kit: Kit): Promise<{ hook: AuditHook; tail(lines: number): Promise<string[]>; close(): Promise<void> }>;
-  /** The aggregator of a job; undefined: the runtime's FedAvg. */
-  aggregator?(definition: JobDefinition): Aggregator;
+  /** The aggregator of a job; undefined: the runtime's (meta.json's `aggregator` under the server's policy). */
+  aggregator?: AggregatorFactory;
   /** Filters a site can build by name (privacy.json and jobs name them). */
   filters(): ReadonlyMap<string, FilterFactory<unknown>>;
 }
@@ -44,7 +53,7 @@ export function workspaceOf(kitDir: string, workspace?: string): string {
 async function openKit(dir: string, want: 'server' | 'client' | 'admin'): Promise<Kit> {
   // loadKit verifies every signature first: a tampered or unsigned file stops the process here, named.
   const kit = await loadKit(dir);
-  if (kit.participant.type !== want) throw new FlareRuntimeError('E_RUNTIME_WORKSPACE', `${dir} is a ${kit.participant.type} kit, not a ${want} kit`);
+  if (kit.participant.type !== want) throw new FlareRuntimeError('E_RUNTIME_KIT_TYPE', `${dir} is a ${kit.participant.type} kit, not a ${want} kit`);
   return kit;
 }
 
@@ -93,7 +102,9 @@ export async function runServer(o: ServerRun, stack: Stack): Promise<void> {
   });
   // HE: the server kit's context has the parameters and key-set id only; loadHeContextFromKit refuses one
   // holding a secret key (a client kit copied to the server).
-  const he = (await exists(join(kit.dir, HE_SERVER_CONTEXT_FILE))) ? await loadHeContextFromKit(kit.dir, 'server') : undefined;
+  const heLib = (await exists(join(kit.dir, HE_SERVER_CONTEXT))) ? await filtersHe(`the server kit's ${HE_SERVER_CONTEXT}`) : undefined;
+  const he = heLib === undefined ? undefined : await heLib.loadHeContextFromKit(kit.dir, 'server');
+  const schemes: AggregationScheme[] = heLib === undefined || he === undefined ? [] : [heLib.heAggregationScheme(he)];
   if (he !== undefined) logger.info('encrypted aggregation available: the server HE context holds no secret key', { params: he.fingerprint });
   const attestation = await attestationFor(kit.dir, ws, o.attestation, logger);
   const listener = await listenForParticipants({ kit, ...(o.host === undefined ? {} : { host: o.host }), ...(o.port === undefined ? {} : { port: o.port }), ...messageLimits(o.maxMessageMiB), logger });
@@ -103,11 +114,11 @@ export async function runServer(o: ServerRun, stack: Stack): Promise<void> {
     workspace: ws,
     listener,
     authorize: authorizerFromPolicy(() => authz.current, kit.participant.org),
-    ...(stack.aggregator === undefined ? {} : { aggregator: (d: JobDefinition) => stack.aggregator!(d) }),
+    ...(stack.aggregator === undefined ? {} : { aggregator: stack.aggregator }),
+    schemes,
     audit: audit.hook,
     auditTail: (n) => audit.tail(n),
     logger,
-    ...(he === undefined ? {} : { he }),
     ...(attestation === undefined ? {} : { attestation }),
     ...(o.onRound === undefined ? {} : { onRound: o.onRound }),
   });
@@ -132,6 +143,8 @@ export interface ClientRun {
   readonly attestation?: string;
   /** Largest message in MiB (default: the runtime's 2 GiB). */
   readonly maxMessageMiB?: number;
+  /** Stop after this long without the server (default: never). */
+  readonly giveUpAfterMs?: number;
 }
 
 function target(s: string | undefined): Array<{ host: string; port: number }> | undefined {
@@ -153,10 +166,11 @@ export async function runClient(o: ClientRun, stack: Stack): Promise<void> {
     const filters = new Map(stack.filters());
     // HE: a kit provisioned with the HE step holds the project's client context (secret key, 0600): the site
     // can then name he-encrypt / he-decrypt in its privacy.json. One source object: both share one context.
-    if (await exists(join(kit.dir, HE_CLIENT_CONTEXT_FILE))) {
+    if (await exists(join(kit.dir, HE_CLIENT_CONTEXT))) {
+      const heLib = await filtersHe(`the site kit's ${HE_CLIENT_CONTEXT}`);
       const source = { kitDir: kit.dir };
-      filters.set('he-encrypt', heEncryptFactory(source) as FilterFactory<unknown>);
-      filters.set('he-decrypt', heDecryptFactory(source) as FilterFactory<unknown>);
+      filters.set('he-encrypt', heLib.heEncryptFactory(source) as FilterFactory<unknown>);
+      filters.set('he-decrypt', heLib.heDecryptFactory(source) as FilterFactory<unknown>);
     }
     const policies = await loadSitePolicies({
       localDir: join(kit.dir, 'local'),
@@ -175,21 +189,21 @@ export async function runClient(o: ClientRun, stack: Stack): Promise<void> {
       }
       const targets = target(o.server);
       const attestation = await attestationFor(kit.dir, ws, o.attestation, logger);
+      const link = linkToServer({ kit, ...(targets === undefined ? {} : { targets }), ...messageLimits(o.maxMessageMiB), logger, ...(o.giveUpAfterMs === undefined ? {} : { giveUpAfterMs: o.giveUpAfterMs }) });
       const engine = await ClientEngine.start({
         site: { name: kit.participant.name, org: kit.participant.org },
-        connect: () => connectToServer({ kit, ...(targets === undefined ? {} : { targets }), ...messageLimits(o.maxMessageMiB), logger }),
-        policy: sitePolicyFromFiles(policies, kit.participant.org),
+        link,
+        policy: sitePolicyFromFiles(policies, { rootCa: kit.rootCaPem }),
         learners,
         filters,
         workspace: ws,
         audit: audit.hook,
         logger,
-        verifyByoc: (bundle, submitter) => verifyByocSignature(bundle, { submitter, rootCa: kit.rootCaPem }),
         ...(attestation === undefined ? {} : { attestation }),
       });
       await Promise.race([until(o.signal), engine.done]);
       await engine.close();
-      // A site that stopped by itself (attestation refused, either way) exits 1 with the reason.
+      // A site that stopped by itself (it gave up on the server, or was refused for good) exits 1 with the reason.
       if (engine.stopReason !== undefined) throw engine.stopReason;
     } finally {
       policies.close();
@@ -211,8 +225,8 @@ export async function signJobBundle(kitDir: string, bundle: JobBundle): Promise<
   const kit = await openKit(kitDir, 'admin');
   const files = Object.fromEntries([...bundle.files].map(([k, v]) => [k, createHash('sha256').update(v).digest('hex')]));
   const byoc = { files, signature: signByoc(bundle.files, kit.privateKey), certificate: kit.certPem };
-  const definition = { ...(bundle.definition as { [k: string]: JsonValue }), byoc };
-  return { ...bundle, definition };
+  const definition = { ...(parseStrictJson(new TextDecoder().decode(bundle.meta)) as { [k: string]: JsonValue }), byoc };
+  return { ...bundle, meta: new TextEncoder().encode(JSON.stringify(definition, null, 2)) };
 }
 
 /** Connects an admin kit to its server. */

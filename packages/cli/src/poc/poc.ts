@@ -2,11 +2,11 @@ import { mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { attestationPolicyKitBuilder, createTestAuthority, serializeTestAuthority } from '@flare/cc-attest';
+import type * as CcAttest from '@flare/cc-attest';
+import type * as FiltersHe from '@flare/filters-he';
 import { FlareRuntimeError, encodeModel, parameterCount, type JsonValue, type KitBuilder } from '@flare/core';
-import { heKitBuilder } from '@flare/filters-he';
 import { parseProject, provision } from '@flare/pki';
-import { readJobFolder, type JobRecord } from '@flare/runtime';
+import { loadOptionalPeer, readJobFolder, type JobRecord } from '@flare/runtime';
 import { readWeights, selectBackend } from '@flare/tfjs';
 import { ATTESTATION_CONFIG_FILE } from './attestation-config.js';
 import { spamAssassin } from './dataset.js';
@@ -262,16 +262,19 @@ async function runFederation(o: PocOptions, ws: string, v: Variant): Promise<Fed
   const port = await freePort();
   const attest = o.attest !== undefined;
   o.progress(`${v.label}poc: provisioning a project with a server and ${o.clients} sites in ${ws}${v.he ? ' (HE keys: secret key only in site kits)' : ''}${attest ? ' (attestation policy in server and site kits)' : ''}`);
-  const builders: KitBuilder[] = [...(attest ? [attestationPolicyKitBuilder()] : []), ...(v.he ? [heKitBuilder()] : [])];
+  // HE and attestation are optional peers: loaded only for --he and --attest.
+  const cc = attest ? await loadOptionalPeer<typeof CcAttest>('@flare/cc-attest', 'flare poc --attest') : undefined;
+  const heLib = v.he ? await loadOptionalPeer<typeof FiltersHe>('@flare/filters-he', 'flare poc --he') : undefined;
+  const builders: KitBuilder[] = [...(cc === undefined ? [] : [cc.attestationPolicyKitBuilder()]), ...(heLib === undefined ? [] : [heLib.heKitBuilder()])];
   const prov = await provision(parseProject(projectYaml('flare_poc', port, o.clients, { he: v.he, attest })), { workspace: ws, newRoot: true, builders });
   const kitOf = (name: string) => join(prov.prodDir, name);
   const sites = Array.from({ length: o.clients }, (_, i) => `site-${i + 1}`);
   const participants = ['localhost', ...sites];
-  if (attest) {
+  if (cc !== undefined) {
     // One synthetic vendor hierarchy for every process of this federation (test only: it holds private keys).
     const authorityFile = join(ws, 'attest', 'test-authority.json');
     await mkdir(join(ws, 'attest'), { recursive: true, mode: 0o700 });
-    await writeFile(authorityFile, serializeTestAuthority(createTestAuthority()), { mode: 0o600 });
+    await writeFile(authorityFile, cc.serializeTestAuthority(cc.createTestAuthority()), { mode: 0o600 });
     for (const p of participants) {
       const pws = workspaceOf(kitOf(p));
       await mkdir(pws, { recursive: true, mode: 0o700 });

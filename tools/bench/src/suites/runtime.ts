@@ -8,22 +8,25 @@ import { fileURLToPath } from 'node:url';
 import { AuditLog } from '@flare/audit';
 import { TestAttester, createTestAuthority, parseAttestationPolicy } from '@flare/cc-attest';
 import { META, encodeModel, model, tensor, type FilterFactory, type FLModel, type Learner } from '@flare/core';
-import { generateHeKeys, heDecryptFactory, heEncryptFactory } from '@flare/filters-he';
+import { generateHeKeys, heAggregationScheme, heDecryptFactory, heEncryptFactory } from '@flare/filters-he';
 import { loadKit, parseProject, provision, type Kit } from '@flare/pki';
+import { ResourceManager, parseAuthorizationPolicy, parseComponentPolicy, parsePrivacyPolicy, parseResourcePolicy } from '@flare/policy';
 import {
   AdminClient,
   ClientEngine,
   ServerEngine,
-  channelPair,
   connectToServer,
   connectionChannel,
+  linkToServer,
   listenForParticipants,
   type AttestationOptions,
   type ChannelServer,
+  type JobBundle,
   type PeerChannel,
   type PeerIdentity,
   type SitePolicy,
 } from '@flare/runtime';
+import { channelPair, memoryLink } from '@flare/runtime/testing';
 import { dial, listen } from '@flare/transport';
 import type { Row, Suite } from '../harness.js';
 
@@ -49,14 +52,18 @@ const passLearner: Learner = {
   },
 };
 
-const openPolicy: SitePolicy = {
-  authorize: () => true,
-  scope: (n) => (n === undefined || n === 'public' ? { name: 'public', taskDataFilters: [], taskResultFilters: [] } : undefined),
-  admitsComponent: () => true,
-  byocConsent: false,
-  checkResources: () => undefined,
-  report: {},
-};
+/** A site that admits everything: the figures are the federation's, not the policy's. */
+function openPolicy(filters: ReadonlyMap<string, FilterFactory<unknown>> = new Map(), he = false): SitePolicy {
+  const authorization = parseAuthorizationPolicy({ format_version: '1.0', permissions: { project_admin: 'any' } });
+  const scope = he ? { name: 'public', task_data_filters: [{ name: 'he-decrypt' }], task_result_filters: [{ name: 'he-encrypt' }] } : { name: 'public' };
+  const privacy = parsePrivacyPolicy({ scopes: [scope], default_scope: 'public' }, { registry: filters as ReadonlyMap<string, FilterFactory> });
+  const components = parseComponentPolicy({ allow: ['pass', 'he-encrypt', 'he-decrypt'] });
+  const resources = new ResourceManager(parseResourcePolicy({ limits: { max_concurrent_jobs: 4 } }));
+  return { authorization: () => authorization, privacy: () => privacy, components: () => components, resources, rootCa: '' };
+}
+
+/** A job folder's bundle from a definition and an initial model. */
+const jobBundle = (definition: object, initial: Uint8Array): JobBundle => ({ meta: new TextEncoder().encode(JSON.stringify(definition)), model: initial, files: new Map() });
 
 // Clear baseline: the peer is whoever it says it is (first message), no TLS, no MACs.
 async function clearListener(): Promise<ChannelServer & { port: number }> {
@@ -97,7 +104,7 @@ export async function benchServerMain(config: { secure: boolean; kit?: string; w
     listener,
     authorize: () => true,
     ...(audit === undefined ? {} : { audit: audit.append }),
-    deployWaitMs: 60_000,
+    limits: { deployWaitMs: 60_000 },
   });
   console.log(JSON.stringify({ port: listener.port }));
   process.stdin.resume();
@@ -136,8 +143,8 @@ async function runConfig(secure: boolean, kits: Map<string, Kit> | undefined, ro
     engines.push(
       await ClientEngine.start({
         site: { name, org: 'bench' },
-        connect: () => (kit === undefined ? clearConnect(port!, { name, org: 'bench', kind: 'client' }) : connectToServer({ kit, targets })),
-        policy: openPolicy,
+        link: kit === undefined ? memoryLink(() => clearConnect(port!, { name, org: 'bench', kind: 'client' })) : linkToServer({ kit, targets }),
+        policy: openPolicy(),
         learners: new Map([['pass', { name: 'pass', args: { safeParse: (v: unknown) => ({ success: true, data: v }) } as never, create: () => passLearner }]]),
         filters: new Map(),
         workspace: ws,
@@ -149,7 +156,7 @@ async function runConfig(secure: boolean, kits: Map<string, Kit> | undefined, ro
   const admin = new AdminClient(adminKit === undefined ? await clearConnect(port!, { name: 'admin@bench.org', org: 'bench', role: 'project_admin', kind: 'admin' }) : await connectToServer({ kit: adminKit, targets }));
   const initial = encodeModel(model({ w: tensor(new Float32Array(PARAMS), [1000, 1000]) }));
   const sites = Array.from({ length: SITES }, (_, i) => `site-${i + 1}`);
-  const id = await admin.submit({ definition: { name: 'bench', rounds: ROUNDS, min_clients: SITES, round_timeout_s: 120, deploy: sites, learner: { name: 'pass', args: {} } }, initialModel: initial, files: new Map() });
+  const id = await admin.submit(jobBundle({ name: 'bench', rounds: ROUNDS, min_clients: SITES, round_timeout_s: 120, deploy: sites, learner: { name: 'pass', args: {} } }, initial));
   const end = Date.now() + 300_000;
   let rec = await admin.status(id);
   while (rec.status === 'SUBMITTED' || rec.status === 'RUNNING') {
@@ -213,9 +220,7 @@ async function inMemoryRounds(he: boolean, root: string): Promise<{ roundMs: num
   const keys = he ? await generateHeKeys() : undefined;
   const hub = memoryHub(false);
   const ws = await mkdtemp(join(root, he ? 'he-' : 'plain-'));
-  const server = await ServerEngine.start({ name: 'server', org: 'bench', workspace: ws, listener: hub, authorize: () => true, deployWaitMs: 60_000, ...(keys === undefined ? {} : { he: keys.server }) });
-  const heScope = { name: 'public', taskDataFilters: [{ name: 'he-decrypt', args: {} }], taskResultFilters: [{ name: 'he-encrypt', args: {} }] };
-  const policy: SitePolicy = { ...openPolicy, scope: (n) => (n === undefined || n === 'public' ? (he ? heScope : { name: 'public', taskDataFilters: [], taskResultFilters: [] }) : undefined) };
+  const server = await ServerEngine.start({ name: 'server', org: 'bench', workspace: ws, listener: hub, authorize: () => true, limits: { deployWaitMs: 60_000 }, ...(keys === undefined ? {} : { schemes: [heAggregationScheme(keys.server)] }) });
   const filters = new Map<string, FilterFactory<unknown>>(keys === undefined ? [] : [['he-encrypt', heEncryptFactory({ context: keys.client }) as FilterFactory<unknown>], ['he-decrypt', heDecryptFactory({ context: keys.client }) as FilterFactory<unknown>]]);
   const engines: ClientEngine[] = [];
   const sites = Array.from({ length: HE_SITES }, (_, i) => `site-${i + 1}`);
@@ -223,8 +228,8 @@ async function inMemoryRounds(he: boolean, root: string): Promise<{ roundMs: num
     engines.push(
       await ClientEngine.start({
         site: { name, org: 'bench' },
-        connect: () => hub.connect({ name, org: 'bench', kind: 'client' }),
-        policy,
+        link: memoryLink(() => hub.connect({ name, org: 'bench', kind: 'client' })),
+        policy: openPolicy(filters, he),
         learners: new Map([['pass', { name: 'pass', args: { safeParse: (v: unknown) => ({ success: true, data: v }) } as never, create: () => learnerOf(HE_PARAMS) }]]),
         filters,
         workspace: ws,
@@ -233,7 +238,7 @@ async function inMemoryRounds(he: boolean, root: string): Promise<{ roundMs: num
   }
   const admin = new AdminClient(await hub.connect({ name: 'admin@bench.org', org: 'bench', role: 'project_admin', kind: 'admin' }));
   const initial = encodeModel(model({ w: tensor(new Float32Array(HE_PARAMS), [HE_PARAMS]) }));
-  const id = await admin.submit({ definition: { name: 'bench-he', rounds: HE_ROUNDS, min_clients: HE_SITES, round_timeout_s: 300, deploy: sites, learner: { name: 'pass', args: {} } }, initialModel: initial, files: new Map() });
+  const id = await admin.submit(jobBundle({ name: 'bench-he', rounds: HE_ROUNDS, min_clients: HE_SITES, round_timeout_s: 300, deploy: sites, learner: { name: 'pass', args: {} } }, initial));
   const rec = await server.waitForJob(id, 600_000);
   admin.close();
   if (rec.status !== 'FINISHED') throw new Error(`bench HE job ended ${rec.status}: ${rec.error?.message ?? ''}`);
@@ -263,7 +268,8 @@ async function loginMs(attest: boolean, root: string): Promise<number> {
     const name = `site-${i}`;
     const own = options();
     const t0 = performance.now();
-    const e = await ClientEngine.start({ site: { name, org: 'bench' }, connect: () => hub.connect({ name, org: 'bench', kind: 'client' }), policy: openPolicy, learners: new Map(), filters: new Map(), workspace: ws, ...(own === undefined ? {} : { attestation: own }) });
+    const e = await ClientEngine.start({ site: { name, org: 'bench' }, link: memoryLink(() => hub.connect({ name, org: 'bench', kind: 'client' })), policy: openPolicy(), learners: new Map(), filters: new Map(), workspace: ws, ...(own === undefined ? {} : { attestation: own }) });
+    await e.registered(60_000);
     if (i > 0) times.push(performance.now() - t0); // the first login warms up
     await e.close();
   }

@@ -94,4 +94,28 @@ export const RUNTIME_CODES = {
     meaning: 'Attestation was required on a connection without an authenticated session to bind evidence to (no exported keying material), so no evidence from it can be trusted.',
     action: 'Use the @flare/auth login (the runtime\'s default sessionAuthenticator) on every connection of a federation that requires attestation.',
   },
+  E_RUNTIME_SERVER_UNREACHABLE: {
+    meaning: 'A site could not reach the server for longer than it was told to keep trying (`--give-up-after`), so it stopped.',
+    action: 'Start the server (or fix the network or the address in the kit), then start the site again; without --give-up-after a site keeps trying forever.',
+  },
+  E_RUNTIME_JOB_TOO_LARGE: {
+    meaning: 'A job\'s meta.json, custom/ files or initial model is larger than this participant accepts.',
+    action: 'Make the named part smaller (move data out of custom/, shrink meta.json), or raise the limit (maxMetaBytes, maxJobFilesBytes, maxJobFiles) on the server and the sites.',
+  },
+  E_RUNTIME_OPTIONAL_PEER: {
+    meaning: 'A kit, a policy or the caller asked for homomorphic encryption or attestation, and the package that provides it is not installed.',
+    action: 'Install the package the message names next to @flare/runtime (e.g. `npm install @flare/filters-he` or `npm install @flare/cc-attest`).',
+  },
+  E_RUNTIME_MODEL_MISMATCH: {
+    meaning: 'A site sent an update whose tensors (names, shapes or dtypes) are not those of the job\'s global model, so the server refused that update before aggregating it.',
+    action: 'Make the site\'s learner build the same model as the job\'s model.safetensors; the audit event names the site and the first tensor that differs.',
+  },
+  E_RUNTIME_KIT_TYPE: {
+    meaning: 'The startup kit given is of another participant type than the command needs (e.g. a site kit given to `flare server`).',
+    action: 'Pass the kit made for this participant with --kit: a server kit to `flare server`, a client kit to `flare client`, an admin kit to `flare admin`.',
+  },
+  E_RUNTIME_AGGREGATOR_POLICY: {
+    meaning: 'The server\'s own aggregation policy (local/aggregation.json) refuses the aggregator the job names: it requires a robust aggregator or a norm bound, or does not let jobs opt out of the default.',
+    action: 'Name an aggregator the server\'s policy allows in meta.json (or none, for the server\'s default), or ask the server admin to change local/aggregation.json.',
+  },
 } as const satisfies Catalog;

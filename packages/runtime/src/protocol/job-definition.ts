@@ -1,4 +1,5 @@
-import { FlareRuntimeError, type JsonValue } from '@flare/core';
+import { AggregatorSpecSchema } from '@flare/aggregator';
+import { CodecError, FlareRuntimeError, parseStrictJson, type JsonValue } from '@flare/core';
 import { z } from 'zod';
 
 // Names that reach file paths and audit lines: letters, digits, `_ . -`, no leading dot (FLARE's client-name
@@ -34,12 +35,13 @@ export type ByocSpec = z.output<typeof ByocSpec>;
 
 /**
  * A job definition (the job folder's `meta.json`): which workflow, how many rounds, where it runs, which
- * components and filters, which privacy scope, what resources. Unknown fields are refused, so a typo fails at
- * submit, not at round 3.
+ * components and filters, which aggregator, which privacy scope, what resources. Unknown fields are refused,
+ * so a typo fails at submit, not at round 3.
  */
 export const JobDefinition = z.strictObject({
   name: nameSchema,
-  workflow: z.literal('scatter_and_gather').default('scatter_and_gather'),
+  /** The server's workflow (`scatter_and_gather`); each site must know it too. */
+  workflow: nameSchema.default('scatter_and_gather'),
   rounds: z.int().min(1).max(100_000),
   /** Results needed to close a round (FLARE's min_clients). */
   min_clients: z.int().min(1).max(10_000),
@@ -51,18 +53,27 @@ export const JobDefinition = z.strictObject({
   deploy: z.array(z.union([nameSchema, z.literal('@ALL')])).min(1).max(10_000),
   /** The learner each site builds. */
   learner: ComponentSpec,
+  /**
+   * How the server combines the sites' updates: @flare/aggregator's spec (`{ name, args?, serverOptimizer? }`:
+   * fedavg, fedavgm, fedadam, fedyogi, fedadagrad, median, trimmed-mean, krum, multi-krum, bulyan,
+   * geometric-median; `args.normBound` wraps any). Absent: the server's default (FedAvg with an adaptive norm
+   * bound), which the server's own policy may make compulsory.
+   */
+  aggregator: AggregatorSpecSchema.optional(),
   /** The job's filters on data coming in to a site; they run after the site's scope filters. */
   task_data_filters: z.array(ComponentSpec).max(64).default([]),
   /** The job's filters on results leaving a site; they run after the site's scope filters. */
   task_result_filters: z.array(ComponentSpec).max(64).default([]),
   /** The privacy scope (privacy.json) the job asks for; empty: the site's default scope. */
   scope: nameSchema.optional(),
-  /** What the job needs at each site (checked against the site's resources.json). */
+  /** What the job needs at each site (checked against, and reserved in, the site's resources.json). */
   resources: z
     .strictObject({
       num_of_gpus: z.int().min(0).max(1024).default(0),
       mem_per_gpu_in_GiB: z.number().min(0).max(1 << 20).default(0),
       memory_MiB: z.int().min(0).max(1 << 30).default(0),
+      /** Longest the job may run at a site, seconds (default: the site's maximum). */
+      wall_time_s: z.number().positive().max(365 * 24 * 3600).optional(),
     })
     .default({ num_of_gpus: 0, mem_per_gpu_in_GiB: 0, memory_MiB: 0 }),
   byoc: ByocSpec.optional(),
@@ -83,11 +94,53 @@ export function parseJobDefinition(value: unknown): JobDefinition {
   const r = JobDefinition.safeParse(value);
   if (!r.success) {
     const first = r.error.issues[0];
-    const where = first === undefined || first.path.length === 0 ? 'meta.json' : first.path.join('.');
-    throw new FlareRuntimeError('E_RUNTIME_JOB_INVALID', `${where}: ${first?.message ?? 'invalid'}`, { cause: r.error });
+    const where = first === undefined || first.path.length === 0 ? '(top)' : first.path.join('.');
+    throw new FlareRuntimeError('E_RUNTIME_JOB_INVALID', `meta.json: ${where}: ${first?.message ?? 'invalid'}`, { cause: r.error });
   }
   if (r.data.min_clients > r.data.deploy.length && !r.data.deploy.includes('@ALL')) {
-    throw new FlareRuntimeError('E_RUNTIME_JOB_INVALID', `min_clients ${r.data.min_clients} exceeds the ${r.data.deploy.length} sites in deploy`);
+    throw new FlareRuntimeError('E_RUNTIME_JOB_INVALID', `meta.json: min_clients ${r.data.min_clients} exceeds the ${r.data.deploy.length} sites in deploy`);
   }
   return r.data;
+}
+
+/** Line and column (1-based) of a character offset in `text`. */
+function lineOf(text: string, offset: number): { line: number; column: number } {
+  let line = 1;
+  let start = 0;
+  for (let i = 0; i < offset && i < text.length; i++) {
+    if (text.charCodeAt(i) === 10) {
+      line++;
+      start = i + 1;
+    }
+  }
+  return { line, column: offset - start + 1 };
+}
+
+/**
+ * Parses meta.json's bytes (strict JSON: duplicate and prototype keys refused) into the JSON value and its
+ * validated definition. A syntax error names the file (`file`, default `meta.json`) and its line and column.
+ *
+ * @throws FlareRuntimeError E_RUNTIME_JOB_INVALID.
+ */
+export function parseMetaJson(bytes: Uint8Array, file = 'meta.json'): { readonly raw: JsonValue; readonly definition: JobDefinition } {
+  let text: string;
+  try {
+    text = new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+  } catch (cause) {
+    throw new FlareRuntimeError('E_RUNTIME_JOB_INVALID', `${file} is not UTF-8 text`, { cause });
+  }
+  let raw: JsonValue;
+  try {
+    raw = parseStrictJson(text, { maxDepth: 32 });
+  } catch (e) {
+    const m = e instanceof CodecError ? /at offset (\d+): (.*)$/.exec(e.message) : null;
+    const at = m === null ? '' : (({ line, column }) => ` at line ${line}, column ${column}`)(lineOf(text, Number(m[1])));
+    throw new FlareRuntimeError('E_RUNTIME_JOB_INVALID', `${file} is not valid JSON${at}: ${m?.[2] ?? (e instanceof Error ? e.message : 'invalid')}`, { cause: e });
+  }
+  try {
+    return { raw, definition: parseJobDefinition(raw) };
+  } catch (e) {
+    if (e instanceof FlareRuntimeError && file !== 'meta.json') throw new FlareRuntimeError('E_RUNTIME_JOB_INVALID', e.message.replace(/^meta\.json/, file), { cause: e });
+    throw e;
+  }
 }

@@ -1,9 +1,10 @@
+import type { FlareError} from '@flare/core';
 import { FlareRuntimeError, PkiError, type Logger } from '@flare/core';
 import { createClientAuth, createServerAuth, type ClientAuthOptions, type ServerAuthOptions } from '@flare/auth';
 import { verifyCertificate, type Kit } from '@flare/pki';
-import { clientOptionsFromKit, dial, listen, serverOptionsFromKit, type Connection, type ServerEndpoint, type ServerLimits, type TransportLimits } from '@flare/transport';
-import type { ChannelServer, PeerChannel } from './channel.js';
-import type { PeerIdentity } from './event-bus.js';
+import { clientOptionsFromKit, createClient, dial, listen, serverOptionsFromKit, type Connection, type ServerEndpoint, type ServerLimits, type TransportLimits } from '@flare/transport';
+import { RUNTIME_DEFAULTS } from '../defaults.js';
+import type { ChannelServer, PeerChannel, PeerIdentity, ServerLink } from './channel.js';
 
 /**
  * The identity an authenticator proved, and (when it made a session) the session's keying-material exporter,
@@ -188,4 +189,74 @@ export async function connectToServer(o: ConnectOptions): Promise<PeerChannel> {
     ...(o.logger === undefined ? {} : { logger: o.logger }),
   });
   return connectionChannel(conn);
+}
+
+/** Options of {@link linkToServer}. */
+export interface LinkOptions extends ConnectOptions {
+  /** Reconnect backoff ceilings (exponential, full jitter): first (default 500 ms) and largest (default 30 s). */
+  readonly backoff?: { readonly initialMs?: number; readonly maxMs?: number };
+  /** Stop trying after this long without a connection (default Infinity: never). */
+  readonly giveUpAfterMs?: number;
+}
+
+/**
+ * Failures that retrying cannot fix because they are this participant's own: its kit or its configuration.
+ * Anything the network or the peer produced (refused logins, close codes, certificates presented) is retried:
+ * a close code or an unauthenticated refusal can be forged by anyone in the path (issue #14 item 9), so only
+ * a refusal that arrives inside the authenticated session is ever final, and that is the engines' business.
+ */
+function isOwnFailure(e: FlareError): boolean {
+  return e.code === 'E_TRANSPORT_CONFIG' || e.code.startsWith('E_KIT_');
+}
+
+/**
+ * A site's (or any client's) {@link ServerLink} on @flare/transport's reconnecting client: dials the kit's
+ * server addresses, authenticates (default: @flare/auth's login), and when the connection drops dials again
+ * with exponential backoff and full jitter, for as long as `giveUpAfterMs` allows (default forever).
+ */
+export function linkToServer(o: LinkOptions): ServerLink {
+  const auth = o.authenticate ?? sessionAuthenticator(o.kit);
+  const giveUpAfterMs = o.giveUpAfterMs ?? RUNTIME_DEFAULTS.giveUpAfterMs;
+  let since = Date.now();
+  let onChannel: ((ch: PeerChannel) => void) | undefined;
+  let onGiveUp: ((e: FlareError) => void) | undefined;
+  let onRetry: ((i: { attempt: number; delayMs: number; error: FlareError }) => void) | undefined;
+  const client = createClient<AuthenticatedPeer>({
+    ...clientOptionsFromKit(o.kit),
+    limits: { maxMessageBytes: RUNTIME_MAX_MESSAGE_BYTES, ...o.limits },
+    ...(o.targets === undefined ? {} : { targets: o.targets }),
+    authenticate: (c) => auth(c, o.kit),
+    ...(o.connectTimeoutMs === undefined ? {} : { connectTimeoutMs: o.connectTimeoutMs }),
+    ...(o.logger === undefined ? {} : { logger: o.logger }),
+    backoff: { initialMs: o.backoff?.initialMs ?? RUNTIME_DEFAULTS.reconnectInitialMs, maxMs: o.backoff?.maxMs ?? RUNTIME_DEFAULTS.reconnectMaxMs },
+    maxAttempts: Infinity,
+    retryable: (e) => !isOwnFailure(e) && Date.now() - since < giveUpAfterMs,
+  });
+  client.on('open', (conn) => {
+    const ch = connectionChannel(conn);
+    ch.onClose(() => {
+      since = Date.now();
+    });
+    onChannel?.(ch);
+  });
+  client.on('retry', (i) => onRetry?.(i));
+  client.on('giveup', (e) => {
+    const gaveUp = isOwnFailure(e)
+      ? e
+      : new FlareRuntimeError('E_RUNTIME_SERVER_UNREACHABLE', `no connection to the server for ${Math.round((Date.now() - since) / 1000)} s; the last attempt failed with ${e.code}: ${e.message}`, { cause: e });
+    onGiveUp?.(gaveUp);
+  });
+  return {
+    onChannel: (h) => {
+      onChannel = h;
+      if (client.connection !== undefined) h(connectionChannel(client.connection));
+    },
+    onGiveUp: (h) => {
+      onGiveUp = h;
+    },
+    onRetry: (h) => {
+      onRetry = h;
+    },
+    stop: () => client.stop(),
+  };
 }

@@ -1,21 +1,15 @@
 import { randomUUID } from 'node:crypto';
 import { AttestError, FlareError, FlareRuntimeError, isFlareErrorCode, parseStrictJson, type AuditHook, type FlareErrorCode } from '@flare/core';
-import {
-  ATTESTATION_EXPORTER_LABEL,
-  ATTESTATION_EXPORTER_LENGTH,
-  encodeAttestationEvidence,
-  parseAttestationEvidence,
-  produceSessionEvidence,
-  verifySessionEvidence,
-  type AttestationEvidence,
-  type AttestationPolicy,
-  type Attester,
-  type CollateralFetcher,
-  type TdxCollateral,
-  type TrustAnchors,
-} from '@flare/cc-attest';
-import type { PeerChannel } from './channel.js';
-import { outgoing, type Message } from './messages.js';
+import type * as CcAttestModule from '@flare/cc-attest';
+import type { AttestationEvidence, AttestationPolicy, Attester, CollateralFetcher, TdxCollateral, TrustAnchors } from '@flare/cc-attest';
+import { loadOptionalPeer } from '../optional.js';
+import type { PeerChannel } from '../protocol/channel.js';
+import { outgoing, type Message } from '../protocol/messages.js';
+import { PendingRequests } from '../protocol/pending.js';
+
+type CcAttest = typeof CcAttestModule;
+/** @flare/cc-attest, imported the first time evidence is produced or verified (an optional peer). */
+const ccAttest = (): Promise<CcAttest> => loadOptionalPeer<CcAttest>('@flare/cc-attest', 'attestation (an attestation policy or attesters)');
 
 /**
  * Confidential-computing attestation for a server or a site (@flare/cc-attest), gating its peers: at login
@@ -60,6 +54,13 @@ export interface AttestationOutcome {
   readonly detail: string;
 }
 
+/** An evidence reply as it arrived (verified after). */
+interface EvidenceReply {
+  readonly ok: boolean;
+  readonly error?: { code: string; message: string };
+  readonly payload: Uint8Array;
+}
+
 /** Largest evidence reply accepted (GPU evidence with RIMs is the largest: a few hundred KB per device). */
 const MAX_EVIDENCE_BYTES = 16 * 1024 * 1024;
 const MAX_EVIDENCE_ITEMS = 64;
@@ -74,7 +75,7 @@ export function attestationError(outcome: AttestationOutcome, who: string): Flar
 }
 
 /** Parses an evidence reply's payload: JSON array of @flare/cc-attest's wire form, bounded. */
-function parseEvidence(payload: Uint8Array): AttestationEvidence[] {
+function parseEvidence(cc: CcAttest, payload: Uint8Array): AttestationEvidence[] {
   if (payload.byteLength > MAX_EVIDENCE_BYTES) throw new AttestError('E_ATTEST_MALFORMED', `the evidence reply has ${payload.byteLength} bytes, more than ${MAX_EVIDENCE_BYTES}`);
   let value: unknown;
   try {
@@ -83,7 +84,7 @@ function parseEvidence(payload: Uint8Array): AttestationEvidence[] {
     throw new AttestError('E_ATTEST_MALFORMED', 'the evidence reply is not valid JSON', { cause });
   }
   if (!Array.isArray(value) || value.length > MAX_EVIDENCE_ITEMS) throw new AttestError('E_ATTEST_MALFORMED', `the evidence reply must be a list of at most ${MAX_EVIDENCE_ITEMS} items`);
-  return value.map((v) => parseAttestationEvidence(v));
+  return value.map((v) => cc.parseAttestationEvidence(v));
 }
 
 const reasonOf = (e: unknown): { code: string; message: string } =>
@@ -98,7 +99,7 @@ export class AttestationGate {
   readonly #o: AttestationOptions;
   readonly #self: string;
   readonly #audit: AuditHook | undefined;
-  readonly #pending = new Map<string, { readonly ch: PeerChannel; resolve(r: { ok: boolean; error?: { code: string; message: string }; payload: Uint8Array } | undefined): void }>();
+  readonly #pending = new PendingRequests<EvidenceReply | undefined, PeerChannel>();
   readonly #answering = new WeakMap<PeerChannel, { tail: Promise<void>; waiting: number }>();
   readonly #counters = new WeakMap<PeerChannel, number>();
 
@@ -129,12 +130,8 @@ export class AttestationGate {
   /** Handles `attest_request` (answers with evidence) and `attest_reply` (completes a check); false for other messages. */
   async handle(ch: PeerChannel, msg: Message, payload: Uint8Array): Promise<boolean> {
     if (msg.t === 'attest_reply') {
-      const p = this.#pending.get(msg.id);
       // A reply nobody waits for (late, or for another channel) is dropped: it can only be stale.
-      if (p !== undefined && p.ch === ch) {
-        this.#pending.delete(msg.id);
-        p.resolve({ ok: msg.ok, ...(msg.error === undefined ? {} : { error: msg.error }), payload });
-      }
+      this.#pending.settle(msg.id, ch, { ok: msg.ok, ...(msg.error === undefined ? {} : { error: msg.error }), payload });
       return true;
     }
     if (msg.t !== 'attest_request') return false;
@@ -156,10 +153,11 @@ export class AttestationGate {
         const attesters = this.#o.attesters ?? [];
         if (ch.exportKeyingMaterial === undefined) throw new FlareRuntimeError('E_RUNTIME_ATTESTATION_UNBOUND', 'this connection has no authenticated session to bind evidence to');
         if (request.types.length > 0 && attesters.length === 0) throw new AttestError('E_ATTEST_ATTESTER', `${this.#self} has no attester configured`);
-        const keyingMaterial = ch.exportKeyingMaterial(ATTESTATION_EXPORTER_LABEL, ATTESTATION_EXPORTER_LENGTH);
-        const evidence = await produceSessionEvidence(attesters, { keyingMaterial, purpose: request.purpose, self: this.#self, types: request.types });
+        const cc = await ccAttest();
+        const keyingMaterial = ch.exportKeyingMaterial(cc.ATTESTATION_EXPORTER_LABEL, cc.ATTESTATION_EXPORTER_LENGTH);
+        const evidence = await cc.produceSessionEvidence(attesters, { keyingMaterial, purpose: request.purpose, self: this.#self, types: request.types });
         keyingMaterial.fill(0);
-        await reply(undefined, new TextEncoder().encode(JSON.stringify(evidence.map(encodeAttestationEvidence))));
+        await reply(undefined, new TextEncoder().encode(JSON.stringify(evidence.map((e) => cc.encodeAttestationEvidence(e)))));
         this.#audit?.({ action: 'attestation_evidence_sent', user: ch.peer.name, msg: `${request.types.join('+') || 'no'} evidence sent to ${ch.peer.name} for ${request.purpose}`, data: { purpose: request.purpose, types: [...request.types] } });
       } catch (e) {
         const r = reasonOf(e);
@@ -188,31 +186,22 @@ export class AttestationGate {
     const fail = (code: FlareErrorCode, check: string, detail: string): AttestationOutcome => ({ ok: false, purpose, types, code, check, detail });
     if (policy === undefined || types.length === 0) return { ok: true, purpose, types, detail: 'the policy requires no evidence' };
     if (ch.exportKeyingMaterial === undefined) return fail('E_RUNTIME_ATTESTATION_UNBOUND', 'runtime.session', `the connection of ${ch.peer.name} has no authenticated session to bind evidence to`);
-    const keyingMaterial = ch.exportKeyingMaterial(ATTESTATION_EXPORTER_LABEL, ATTESTATION_EXPORTER_LENGTH);
+    let cc: CcAttest;
+    try {
+      cc = await ccAttest();
+    } catch (e) {
+      return fail('E_RUNTIME_OPTIONAL_PEER', 'runtime.load', e instanceof Error ? e.message : 'cannot load @flare/cc-attest');
+    }
+    const keyingMaterial = ch.exportKeyingMaterial(cc.ATTESTATION_EXPORTER_LABEL, cc.ATTESTATION_EXPORTER_LENGTH);
     const now = this.#o.now ?? (() => new Date());
     const issuedAt = now();
     const id = randomUUID();
     const timeoutMs = this.#o.timeoutMs ?? 30_000;
     try {
-      const reply = await new Promise<{ ok: boolean; error?: { code: string; message: string }; payload: Uint8Array } | undefined>((resolve) => {
-        const timer = setTimeout(() => {
-          this.#pending.delete(id);
-          resolve(undefined);
-        }, timeoutMs);
-        this.#pending.set(id, {
-          ch,
-          resolve: (r) => {
-            clearTimeout(timer);
-            resolve(r);
-          },
-        });
-        ch.send(outgoing({ t: 'attest_request', id, purpose, types: [...types] })).catch(() => {
-          if (this.#pending.delete(id)) {
-            clearTimeout(timer);
-            resolve(undefined);
-          }
-        });
-      });
+      // No evidence in time, a failed send or a closed channel all conclude "no evidence" (undefined).
+      const waiting = this.#pending.open(id, ch, { timeoutMs }).catch(() => undefined);
+      ch.send(outgoing({ t: 'attest_request', id, purpose, types: [...types] })).catch(() => this.#pending.reject(id, undefined));
+      const reply = await waiting;
       if (reply === undefined) return fail('E_ATTEST_MISSING_EVIDENCE', 'runtime.reply', `${ch.peer.name} sent no evidence within ${Math.round(timeoutMs / 1000)} s`);
       if (!reply.ok) {
         const why = reply.error === undefined ? 'no reason given' : `${reply.error.code.slice(0, 64)}: ${reply.error.message.slice(0, 300)}`;
@@ -220,12 +209,12 @@ export class AttestationGate {
       }
       let evidence: AttestationEvidence[];
       try {
-        evidence = parseEvidence(reply.payload);
+        evidence = parseEvidence(cc, reply.payload);
       } catch (e) {
         return fail(e instanceof FlareError && isFlareErrorCode(e.code) ? e.code : 'E_ATTEST_MALFORMED', 'runtime.evidence', e instanceof Error ? e.message.slice(0, 300) : 'malformed evidence');
       }
       const o = this.#o;
-      const verdict = await verifySessionEvidence({
+      const verdict = await cc.verifySessionEvidence({
         keyingMaterial,
         purpose,
         peer: ch.peer.name,
@@ -256,10 +245,6 @@ export class AttestationGate {
 
   /** Ends the waiting checks of a channel that closed (the engines call it): they conclude "no evidence". */
   forget(ch: PeerChannel): void {
-    for (const [id, p] of this.#pending) {
-      if (p.ch !== ch) continue;
-      this.#pending.delete(id);
-      p.resolve(undefined);
-    }
+    this.#pending.rejectOwnedBy(ch, undefined);
   }
 }

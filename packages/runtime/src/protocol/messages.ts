@@ -6,14 +6,18 @@ const reason = z.strictObject({ code: z.string().max(64), message: z.string().ma
 const identity = z.strictObject({ name: z.string().max(256), org: z.string().max(256), role: z.string().max(64).optional() });
 const numbers = z.record(z.string().max(64), z.number());
 const json: z.ZodType<JsonValue> = z.lazy(() => z.union([z.string(), z.number(), z.boolean(), z.null(), z.array(json), z.record(z.string(), json)]));
+/** A workflow's task kind: `train`, `validate`, or a workflow's own (`secagg.share`, ...). */
+const taskKind = z.string().regex(/^[a-z][a-z0-9_.-]{0,63}$/);
+const jobEnd = z.enum(['FINISHED', 'FAILED', 'ABORTED']);
 
 /**
- * Every runtime message header, by type `t` (server <-> client <-> admin). Headers are strict: an unknown
- * field or type is refused before anything acts on it. Model payloads travel as safetensors bytes after
- * the header; identity is never a header field (it is the channel's authenticated peer).
+ * Every runtime message header, by type `t` (server <-> site <-> admin). Headers are strict: an unknown field
+ * or type is refused before anything acts on it. Bulk data travels as the payload after the header, never in
+ * it: models (safetensors), job bundles (meta.json and the job's files, see `encodeJobBundle`), attestation
+ * evidence. Identity is never a header field (it is the channel's authenticated peer).
  */
 export const Message = z.discriminatedUnion('t', [
-  // client -> server
+  // site -> server
   z.strictObject({ t: z.literal('register'), resources: numbers }),
   z.strictObject({ t: z.literal('heartbeat') }),
   z.strictObject({ t: z.literal('deploy_reply'), id, job: id, ok: z.boolean(), ref: id.optional(), error: reason.optional() }),
@@ -22,25 +26,30 @@ export const Message = z.discriminatedUnion('t', [
     job: id,
     round: z.int().min(0),
     task: id,
-    kind: z.enum(['train', 'validate']),
+    kind: taskKind,
     ref: id.optional(),
     ok: z.boolean(),
     error: reason.optional(),
     metrics: numbers.default({}),
+    /** A workflow's own small JSON answer (the payload carries bytes). */
+    data: json.optional(),
   }),
-  // server -> client
+  /** A site stops running a job on its own (its wall time ran out, its budget is spent): the server stops sending it tasks. */
+  z.strictObject({ t: z.literal('leave'), job: id, reason, ref: id.optional() }),
+  // server -> site
   z.strictObject({ t: z.literal('welcome') }),
-  z.strictObject({ t: z.literal('deploy'), id, job: id, definition: json, submitter: identity, ref: id.optional(), files: z.record(z.string().max(256), z.string()).optional() }),
-  z.strictObject({ t: z.literal('task'), job: id, round: z.int().min(0), task: id, kind: z.enum(['train', 'validate']), ref: id.optional() }),
+  /** A job for the site to admit; the payload is the job bundle (meta.json exactly as submitted, custom/ files). */
+  z.strictObject({ t: z.literal('deploy'), id, job: id, submitter: identity, ref: id.optional() }),
+  z.strictObject({ t: z.literal('task'), job: id, round: z.int().min(0), task: id, kind: taskKind, ref: id.optional(), data: json.optional() }),
   z.strictObject({ t: z.literal('abort'), job: id, ref: id.optional(), by: identity.optional() }),
-  // admin -> server
+  /** The job ended at the server: the site releases what it reserved and closes the learner. */
+  z.strictObject({ t: z.literal('job_end'), job: id, status: jobEnd, ref: id.optional(), error: reason.optional() }),
+  // admin -> server; submit carries the job bundle (meta.json, model.safetensors, custom/) as the payload
   z.strictObject({
     t: z.literal('admin'),
     id,
-    cmd: z.enum(['submit', 'list', 'status', 'abort', 'download', 'audit']),
+    cmd: z.enum(['submit', 'list', 'status', 'abort', 'download', 'audit', 'sites']),
     job: id.optional(),
-    definition: json.optional(),
-    files: z.record(z.string().max(256), z.string().max(16 * 1024 * 1024)).optional(),
     lines: z.int().min(1).max(10_000).optional(),
   }),
   // server -> admin
@@ -54,6 +63,10 @@ export const Message = z.discriminatedUnion('t', [
 ]);
 /** A decoded runtime message header. */
 export type Message = z.output<typeof Message>;
+/** The message of type `T`. */
+export type MessageOf<T extends Message['t']> = Extract<Message, { t: T }>;
+/** How a job ended, as the server tells its sites. */
+export type JobEndStatus = z.output<typeof jobEnd>;
 
 /** Validates an untrusted header. @throws FlareRuntimeError E_RUNTIME_PROTOCOL for anything that is not a runtime message. */
 export function parseMessage(header: unknown): Message {
@@ -66,6 +79,6 @@ export function parseMessage(header: unknown): Message {
 }
 
 /** A header ready to send (checked against the schema first: we never send what we would refuse). */
-export function outgoing(header: Message): { readonly [key: string]: JsonValue } {
+export function outgoing(header: z.input<typeof Message>): { readonly [key: string]: JsonValue } {
   return Message.parse(header) as unknown as { readonly [key: string]: JsonValue };
 }

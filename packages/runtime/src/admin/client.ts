@@ -1,0 +1,113 @@
+import { randomUUID } from 'node:crypto';
+import { FlareRuntimeError, type JsonValue } from '@flare/core';
+import { RUNTIME_DEFAULTS } from '../defaults.js';
+import { errorFromReason } from '../errors.js';
+import { encodeJobBundle, type JobBundle } from '../protocol/bundle.js';
+import type { PeerChannel } from '../protocol/channel.js';
+import { outgoing, parseMessage, type MessageOf } from '../protocol/messages.js';
+import { PendingRequests } from '../protocol/pending.js';
+import type { SiteSighting } from '../server/registry.js';
+import { JobRecord, type JobRecord as JobRecordType } from '../server/job-store.js';
+
+/** A job as `list` shows it. */
+export interface JobSummary {
+  readonly id: string;
+  readonly name: string;
+  readonly status: string;
+  readonly submitter: string;
+  readonly rounds_done: number;
+}
+
+type Reply = [MessageOf<'reply'>, Uint8Array];
+
+/**
+ * The admin API over the admin's authenticated channel: every call is authorized by the server (and, for
+ * jobs, by each site when they are deployed). Replies that refuse reject with a FlareError carrying the code
+ * of the component that decided (the server's, or a site's).
+ *
+ * @example
+ * ```ts
+ * const admin = new AdminClient(channel);
+ * const id = await admin.submit(await readJobFolder('jobs/spam'));
+ * console.log((await admin.status(id)).status);
+ * ```
+ */
+export class AdminClient {
+  readonly #ch: PeerChannel;
+  readonly #timeoutMs: number;
+  readonly #pending = new PendingRequests<Reply, PeerChannel>();
+
+  constructor(channel: PeerChannel, options: { readonly timeoutMs?: number } = {}) {
+    this.#ch = channel;
+    this.#timeoutMs = options.timeoutMs ?? RUNTIME_DEFAULTS.adminTimeoutMs;
+    channel.onMessage((h, payload) => {
+      let msg;
+      try {
+        msg = parseMessage(h);
+      } catch {
+        return;
+      }
+      if (msg.t === 'reply') this.#pending.settle(msg.id, channel, [msg, payload]);
+    });
+    channel.onClose(() => this.#pending.rejectAll(new FlareRuntimeError('E_RUNTIME_DISCONNECTED', 'the server closed the admin connection')));
+  }
+
+  async #call(req: Omit<MessageOf<'admin'>, 't' | 'id'>, payload?: Uint8Array): Promise<[JsonValue, Uint8Array]> {
+    const id = randomUUID();
+    const reply = this.#pending.open(id, this.#ch, { timeoutMs: this.#timeoutMs, onTimeout: () => new FlareRuntimeError('E_RUNTIME_TIMEOUT', `no answer to '${req.cmd}' within ${this.#timeoutMs} ms`) });
+    this.#ch.send(outgoing({ t: 'admin', id, ...req }), payload).catch((e: unknown) => this.#pending.reject(id, e));
+    const [msg, body] = await reply;
+    if (!msg.ok) throw errorFromReason(msg.error);
+    return [msg.data ?? null, body];
+  }
+
+  /**
+   * Submits a job (meta.json, the initial model, custom/ files, carried as the message payload); returns its
+   * id. `id` (a UUID) names the job in advance, e.g. in a manifest the admin signs. Needs `submit_job` (and
+   * `byoc` for custom code) at the server.
+   */
+  async submit(bundle: JobBundle, options: { readonly id?: string } = {}): Promise<string> {
+    const [data] = await this.#call({ cmd: 'submit', job: options.id ?? randomUUID() }, encodeJobBundle(bundle));
+    return String((data as { id: string }).id);
+  }
+
+  /** Every job the server knows. */
+  async list(): Promise<JobSummary[]> {
+    const [data] = await this.#call({ cmd: 'list' });
+    return data as unknown as JobSummary[];
+  }
+
+  /** A job's full record (status, rounds, history, refusals). */
+  async status(job: string): Promise<JobRecordType> {
+    const [data] = await this.#call({ cmd: 'status', job });
+    return JobRecord.parse(data);
+  }
+
+  /** Aborts a job. */
+  async abort(job: string): Promise<void> {
+    await this.#call({ cmd: 'abort', job });
+  }
+
+  /** The final global model of a FINISHED job (safetensors bytes). */
+  async download(job: string): Promise<Uint8Array> {
+    const [, body] = await this.#call({ cmd: 'download', job });
+    return body;
+  }
+
+  /** The last lines of the server's audit log. */
+  async audit(lines = 50): Promise<string[]> {
+    const [data] = await this.#call({ cmd: 'audit', lines });
+    return (data as JsonValue[]).map(String);
+  }
+
+  /** The sites the server has seen since it started: connected ones first, with when each was last seen. */
+  async sites(): Promise<SiteSighting[]> {
+    const [data] = await this.#call({ cmd: 'sites' });
+    return data as unknown as SiteSighting[];
+  }
+
+  /** Closes the channel. */
+  close(): void {
+    this.#ch.close();
+  }
+}

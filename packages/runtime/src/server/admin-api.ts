@@ -1,0 +1,130 @@
+import { FlareRuntimeError, type JsonValue, type Logger } from '@flare/core';
+import type { LooseAuditEvent } from '../audit.js';
+import { reasonOf } from '../errors.js';
+import type { ResolvedRuntimeLimits } from '../defaults.js';
+import { decodeJobBundle } from '../protocol/bundle.js';
+import type { PeerChannel } from '../protocol/channel.js';
+import { parseMetaJson, type JobDefinition } from '../protocol/job-definition.js';
+import { outgoing, type MessageOf } from '../protocol/messages.js';
+import type { Principal } from './active-job.js';
+import { isJobId, type JobRecord, type JobStore } from './job-store.js';
+import type { SiteRegistry } from './registry.js';
+
+/** Decides whether `user` may exercise `right` (FLARE right names: submit_job, list_jobs, abort_job, ...). */
+export type Authorizer = (request: { readonly user: Principal; readonly right: string; readonly submitter?: Principal }) => boolean | Promise<boolean>;
+
+/** What the admin API needs from the server. */
+export interface AdminApiOptions {
+  readonly store: JobStore;
+  readonly registry: SiteRegistry;
+  readonly authorize: Authorizer;
+  readonly limits: ResolvedRuntimeLimits;
+  readonly audit: (e: LooseAuditEvent) => string | undefined;
+  readonly logger: Logger;
+  readonly auditTail?: (lines: number) => Promise<string[]>;
+  /** A job was stored: queue it. */
+  readonly submitted: (record: JobRecord, stored: { definition: JobDefinition; raw: JsonValue }) => void;
+  /** Stops a job: aborts it if it runs, drops it from the queue otherwise. */
+  readonly abort: (id: string, by: Principal, ref: string | undefined) => void;
+  /** Checks a definition against what this server runs (workflow, aggregator policy). */
+  readonly admissible: (definition: JobDefinition) => void;
+}
+
+const principal = (ch: PeerChannel): Principal => ({ name: ch.peer.name, org: ch.peer.org, role: ch.peer.role ?? '' });
+const asPrincipal = (s: JobRecord['submitter']): Principal => ({ ...s, role: s.role ?? '' });
+
+/**
+ * The admin commands over an admin's authenticated channel: each is authorized by the server's own policy
+ * (its authorization.json, FLARE right names) before it acts, and every refusal is audited and answered with
+ * its code. Jobs arrive as a bundle in the message payload (meta.json, model.safetensors, custom/), bounded.
+ */
+export class AdminApi {
+  readonly #o: AdminApiOptions;
+
+  constructor(o: AdminApiOptions) {
+    this.#o = o;
+  }
+
+  async #require(user: Principal, right: string, submitter?: Principal): Promise<void> {
+    const ok = await this.#o.authorize(submitter === undefined ? { user, right } : { user, right, submitter });
+    if (!ok) {
+      this.#o.audit({ action: 'admin_refused', user: user.name, msg: `user '${user.name}' is not authorized for '${right}'` });
+      throw new FlareRuntimeError('E_RUNTIME_NOT_AUTHORIZED', `user '${user.name}' is not authorized for '${right}'`);
+    }
+  }
+
+  /** Answers one admin message (never throws: a refusal is the reply). */
+  async handle(ch: PeerChannel, msg: MessageOf<'admin'>, payload: Uint8Array): Promise<void> {
+    const user = principal(ch);
+    let data: JsonValue = null;
+    let out: Uint8Array | undefined;
+    try {
+      [data, out] = await this.#run(user, msg, payload);
+      await ch.send(outgoing({ t: 'reply', id: msg.id, ok: true, data }), out);
+    } catch (e) {
+      await ch.send(outgoing({ t: 'reply', id: msg.id, ok: false, error: reasonOf(e, 'E_RUNTIME_PROTOCOL') }));
+    }
+  }
+
+  async #run(user: Principal, msg: MessageOf<'admin'>, payload: Uint8Array): Promise<[JsonValue, Uint8Array?]> {
+    const { store } = this.#o;
+    const job = async (): Promise<JobRecord> => store.get(msg.job ?? '');
+    switch (msg.cmd) {
+      case 'submit': {
+        await this.#require(user, 'submit_job');
+        if (msg.job !== undefined && !isJobId(msg.job)) throw new FlareRuntimeError('E_RUNTIME_JOB_INVALID', 'a job id must be a lower-case UUID');
+        const bundle = decodeJobBundle(payload, this.#o.limits);
+        const { record, definition, raw } = await this.#store(user, bundle, msg.job);
+        this.#o.audit({ action: 'job_submitted', user: user.name, job: record.id, msg: `job ${record.name} submitted`, data: { rounds: definition.rounds, sites: definition.deploy } });
+        this.#o.logger.info('job submitted', { job: record.id, name: record.name, by: user.name });
+        this.#o.submitted(record, { definition, raw });
+        return [{ id: record.id }];
+      }
+      case 'list': {
+        await this.#require(user, 'list_jobs');
+        return [(await store.list()).map((j) => ({ id: j.id, name: j.name, status: j.status, submitter: j.submitter.name, rounds_done: j.rounds_done }))];
+      }
+      case 'status': {
+        const rec = await job();
+        await this.#require(user, 'get_job_meta', asPrincipal(rec.submitter));
+        return [rec as unknown as JsonValue];
+      }
+      case 'abort': {
+        const rec = await job();
+        await this.#require(user, 'abort_job', asPrincipal(rec.submitter));
+        if (rec.status !== 'SUBMITTED' && rec.status !== 'RUNNING') throw new FlareRuntimeError('E_RUNTIME_JOB_STATE', `job ${rec.id} is ${rec.status}`);
+        const ref = this.#o.audit({ action: 'job_abort', user: user.name, job: rec.id, msg: `job ${rec.name} aborted by ${user.name}` });
+        await store.update(rec.id, (r) => {
+          r.status = 'ABORTED';
+          r.ended_at = new Date().toISOString();
+          r.error = { code: 'E_RUNTIME_ABORTED', message: `aborted by ${user.name}` };
+        });
+        this.#o.abort(rec.id, user, ref);
+        return [{ id: rec.id, status: 'ABORTED' }];
+      }
+      case 'download': {
+        const rec = await job();
+        await this.#require(user, 'download_job', asPrincipal(rec.submitter));
+        const out = await store.result(rec.id);
+        this.#o.audit({ action: 'job_downloaded', user: user.name, job: rec.id, msg: `results of ${rec.name} downloaded by ${user.name}` });
+        return [{ id: rec.id, bytes: out.byteLength }, out];
+      }
+      case 'audit': {
+        await this.#require(user, 'tail');
+        return [this.#o.auditTail === undefined ? [] : await this.#o.auditTail(msg.lines ?? 50)];
+      }
+      case 'sites': {
+        await this.#require(user, 'check_status');
+        return [this.#o.registry.sightings() as unknown as JsonValue];
+      }
+    }
+  }
+
+  /** Parses before storing: a definition this server cannot run is refused at submit, not at deploy. */
+  async #store(user: Principal, bundle: ReturnType<typeof decodeJobBundle>, id: string | undefined): Promise<Awaited<ReturnType<JobStore['create']>>> {
+    const { definition } = parseMetaJson(bundle.meta);
+    if (definition.byoc !== undefined) await this.#require(user, 'byoc');
+    this.#o.admissible(definition);
+    return this.#o.store.create({ bundle, submitter: user, ...(id === undefined ? {} : { id }) });
+  }
+}

@@ -1,0 +1,343 @@
+import { setMaxListeners } from 'node:events';
+import { FlareRuntimeError, silentLogger, type AggregationScheme, type AuditHook, type Logger } from '@flare/core';
+import { AttestationChecks } from '../attestation/checks.js';
+import { AttestationGate, type AttestationOptions, type AttestationOutcome } from '../attestation/gate.js';
+import { auditor } from '../audit.js';
+import { resolveRuntimeLimits, type ResolvedRuntimeLimits, type RuntimeLimits } from '../defaults.js';
+import { reasonOf, type Reason } from '../errors.js';
+import { EventBus } from '../event-bus.js';
+import type { ChannelServer, PeerChannel } from '../protocol/channel.js';
+import { outgoing, parseMessage, type Message } from '../protocol/messages.js';
+import { SCATTER_AND_GATHER, scatterAndGather } from '../workflows/scatter-gather.js';
+import type { Workflow } from '../workflows/workflow.js';
+import type { ActiveJob, Principal } from './active-job.js';
+import { AdminApi, type Authorizer } from './admin-api.js';
+import { defaultAggregator } from './aggregation-policy.js';
+import { Deployer } from './deployer.js';
+import { runJob, type AggregatorFactory } from './job-runner.js';
+import { JobStore, type JobRecord, type RoundRecord } from './job-store.js';
+import { SiteRegistry } from './registry.js';
+import { Scheduler, type QueuedJob } from './scheduler.js';
+import { TaskDispatcher } from './tasks.js';
+
+/** Options of {@link ServerEngine.start}. */
+export interface ServerEngineOptions {
+  /** The server's name (its certificate CN) and org. */
+  readonly name: string;
+  readonly org: string;
+  /** Folder for the job store (`<workspace>/jobs`). */
+  readonly workspace: string;
+  /** Authenticated channels from sites and admins. */
+  readonly listener: ChannelServer;
+  /** The server's own authorization of admin commands (its authorization.json). */
+  readonly authorize: Authorizer;
+  /** Makes a job's plaintext aggregator (default: @flare/aggregator's `createAggregator` on meta.json's `aggregator`). */
+  readonly aggregator?: AggregatorFactory;
+  /** Aggregation of updates the server cannot read (e.g. `heAggregationScheme(serverContext)` of @flare/filters-he). */
+  readonly schemes?: readonly AggregationScheme[];
+  /** Workflows this server runs besides scatter-and-gather (by their `name`). */
+  readonly workflows?: readonly Workflow[];
+  /**
+   * Attestation of sites (and of this server, for sites that ask): the server's policy for sites (from its
+   * kit), its attesters, trust anchors, re-check interval. Sites are checked at login, before each job deploy
+   * and periodically; a failure refuses or drops the site with an `attestation_refused` audit event.
+   */
+  readonly attestation?: AttestationOptions;
+  readonly audit?: AuditHook;
+  /** The last lines of the server's audit log, for `flare admin audit`. */
+  readonly auditTail?: (lines: number) => Promise<string[]>;
+  readonly logger?: Logger;
+  readonly events?: EventBus;
+  /** Timers and limits (see RUNTIME_DEFAULTS). */
+  readonly limits?: RuntimeLimits;
+  /** Called after each completed round (e.g. for a progress display). */
+  readonly onRound?: (job: string, record: RoundRecord) => void;
+}
+
+/**
+ * The federation server, a façade over its parts: the site registry with liveness, the job store, the
+ * scheduler's queue, the deployer (each site decides under its own policy), the job runner (workflow,
+ * aggregation, checkpoints, the end of a job told to every site), the task dispatcher and the admin API. A
+ * restarted server resumes every RUNNING job from its last checkpoint once its sites reconnect; a site that
+ * reconnects while a job runs is offered it again.
+ *
+ * @example
+ * ```ts
+ * const server = await ServerEngine.start({ name: 'server', org: 'nvidia', workspace, listener, authorize, audit: log.append });
+ * ```
+ */
+export class ServerEngine {
+  readonly store: JobStore;
+  readonly registry: SiteRegistry;
+  readonly #o: ServerEngineOptions;
+  readonly #limits: ResolvedRuntimeLimits;
+  readonly #log: Logger;
+  readonly #audit: ReturnType<typeof auditor>;
+  readonly #events: EventBus;
+  readonly #active = new Map<string, ActiveJob>();
+  readonly #running = new Set<Promise<void>>();
+  readonly #tasks: TaskDispatcher;
+  readonly #checks: AttestationChecks;
+  readonly #deployer: Deployer;
+  readonly #scheduler: Scheduler;
+  readonly #admin: AdminApi;
+  readonly #workflows: ReadonlyMap<string, Workflow>;
+  /** Sites refused by attestation (they will not come back by waiting). */
+  readonly #attestRefused = new Map<string, Reason>();
+  #timer: NodeJS.Timeout | undefined;
+  #closed = false;
+
+  private constructor(o: ServerEngineOptions, store: JobStore) {
+    this.#o = o;
+    this.store = store;
+    this.#limits = resolveRuntimeLimits(o.limits);
+    this.#log = o.logger ?? silentLogger;
+    this.#audit = auditor(o.audit);
+    this.#events = o.events ?? new EventBus();
+    this.registry = new SiteRegistry({ timeoutMs: this.#limits.heartbeatTimeoutMs });
+    this.#tasks = new TaskDispatcher(this.registry);
+    this.#workflows = new Map([[SCATTER_AND_GATHER, scatterAndGather], ...(o.workflows ?? []).map((w) => [w.name, w] as const)]);
+    this.#checks = new AttestationChecks(new AttestationGate(o.attestation, o.name, this.#audit), this.#audit, this.#log);
+    const refuseAttestation = (ch: PeerChannel, v: AttestationOutcome, when: string): Promise<void> => this.#refuseAttestation(ch, v, when);
+    this.#deployer = new Deployer({ registry: this.registry, store, attestation: this.#checks, audit: this.#audit, logger: this.#log, events: this.#events, timeoutMs: this.#limits.deployTimeoutMs, refuseAttestation });
+    this.#scheduler = new Scheduler({
+      registry: this.registry,
+      active: this.#active,
+      maxRunning: this.#limits.maxRunningJobs,
+      deployWaitMs: this.#limits.deployWaitMs,
+      refusedForGood: (s) => this.#attestRefused.has(s),
+      start: (job, present) => this.#start(job, present),
+    });
+    this.#admin = new AdminApi({
+      store,
+      registry: this.registry,
+      authorize: o.authorize,
+      limits: this.#limits,
+      audit: this.#audit,
+      logger: this.#log,
+      ...(o.auditTail === undefined ? {} : { auditTail: o.auditTail }),
+      submitted: (record, stored) => {
+        this.#scheduler.add({ id: record.id, ...stored, submitter: { ...record.submitter, role: record.submitter.role ?? '' }, submittedAt: record.submitted_at, resuming: false });
+        this.#tick();
+      },
+      abort: (id, by, ref) => this.#abort(id, by, ref),
+      admissible: (definition) => {
+        if (!this.#workflows.has(definition.workflow)) throw new FlareRuntimeError('E_RUNTIME_JOB_INVALID', `meta.json: workflow '${definition.workflow}' is not one this server runs (${[...this.#workflows.keys()].join(', ')})`);
+      },
+    });
+  }
+
+  /** Opens the job store, queues its open jobs, starts accepting channels and the scheduler. */
+  static async start(o: ServerEngineOptions): Promise<ServerEngine> {
+    const engine = new ServerEngine(o, await JobStore.open(o.workspace));
+    let resumable = 0;
+    for (const r of await engine.store.list()) {
+      if (r.status !== 'SUBMITTED' && r.status !== 'RUNNING') continue;
+      const stored = await engine.store.definition(r.id).catch(() => undefined);
+      if (stored === undefined) continue;
+      engine.#scheduler.add({ id: r.id, ...stored, submitter: { ...r.submitter, role: r.submitter.role ?? '' }, submittedAt: r.submitted_at, resuming: r.status === 'RUNNING' });
+      if (r.status === 'RUNNING') {
+        resumable += 1;
+        engine.#audit({ action: 'job_resume_pending', job: r.id, msg: `job ${r.name} resumes after round ${r.rounds_done - 1} when its sites reconnect` });
+      }
+    }
+    o.listener.onChannel((ch) => engine.#accept(ch));
+    engine.#timer = setInterval(() => engine.#tick(), engine.#limits.schedulerIntervalMs);
+    engine.#timer.unref();
+    engine.#audit({ action: 'server_started', msg: `server ${o.name} started`, data: { resumable, schemes: (o.schemes ?? []).map((s) => s.name), attestation: engine.#checks.active ? [...(o.attestation?.policy?.require ?? [])] : [] } });
+    return engine;
+  }
+
+  /** Stops scheduling, cancels running workflows (they stay RUNNING on disk, to resume) and closes the listener. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    clearInterval(this.#timer);
+    this.#checks.cancelAll();
+    const stop = new FlareRuntimeError('E_RUNTIME_DISCONNECTED', 'server shutting down');
+    for (const a of this.#active.values()) a.abort.abort(stop);
+    this.#tasks.failAll(stop);
+    await Promise.allSettled([...this.#running]);
+    for (const n of this.registry.names()) this.registry.get(n)?.channel.close();
+    await this.#o.listener.close();
+  }
+
+  /** Resolves when the job reaches FINISHED, FAILED or ABORTED (polls the store; bounded by `timeoutMs`). */
+  async waitForJob(id: string, timeoutMs: number): Promise<JobRecord> {
+    const end = Date.now() + timeoutMs;
+    for (;;) {
+      const r = await this.store.get(id);
+      if ((r.status === 'FINISHED' || r.status === 'FAILED' || r.status === 'ABORTED') && !this.#active.has(id)) return r;
+      if (Date.now() > end) throw new FlareRuntimeError('E_RUNTIME_TIMEOUT', `job ${id} still ${r.status} after ${timeoutMs} ms`);
+      await new Promise((r2) => setTimeout(r2, 50));
+    }
+  }
+
+  #tick(): void {
+    if (this.#closed) return;
+    for (const n of this.registry.sweep()) this.#siteGone(n, `site ${n} missed its heartbeats and was dropped`);
+    this.#scheduler.tick();
+    // Sites that came back (or had no room before) are offered the jobs that run now.
+    for (const a of this.#active.values()) for (const s of this.registry.names()) if (this.#names(a).includes(s)) void this.#deployer.deploy(a, s);
+  }
+
+  #names(a: ActiveJob): string[] {
+    return a.definition.deploy.includes('@ALL') ? this.registry.names() : a.definition.deploy;
+  }
+
+  #start(q: QueuedJob, present: readonly string[]): void {
+    const abort = new AbortController();
+    // One listener per task in flight plus the round timer: more than Node's default warning threshold of 10.
+    setMaxListeners(0, abort.signal);
+    let bundle: Promise<Uint8Array> | undefined;
+    const job: ActiveJob = { id: q.id, definition: q.definition, raw: q.raw, bundle: () => (bundle ??= this.store.deployBundle(q.id)), submitter: q.submitter, deployed: new Set(), deploying: new Set(), refused: new Map(), later: new Map(), abort, aborted: false };
+    this.#active.set(q.id, job);
+    const run = runJob(this.#runnerOptions(), job, present)
+      .catch((e: unknown) => this.#log.error('job runner failed', { job: q.id, ...reasonOf(e) }))
+      .finally(() => {
+        this.#active.delete(q.id);
+        this.#running.delete(run);
+        this.#tick();
+      });
+    this.#running.add(run);
+  }
+
+  #runnerOptions(): Parameters<typeof runJob>[0] {
+    return {
+      registry: this.registry,
+      store: this.store,
+      deployer: this.#deployer,
+      tasks: this.#tasks,
+      workflows: this.#workflows,
+      aggregator: this.#o.aggregator ?? defaultAggregator,
+      schemes: this.#o.schemes ?? [],
+      audit: this.#audit,
+      logger: this.#log,
+      events: this.#events,
+      refusedForGood: (s) => (this.registry.get(s) === undefined ? this.#attestRefused.get(s) : undefined),
+      closing: () => this.#closed,
+      ...(this.#o.onRound === undefined ? {} : { onRound: this.#o.onRound }),
+    };
+  }
+
+  #abort(id: string, by: Principal, ref: string | undefined): void {
+    this.#scheduler.remove(id);
+    const a = this.#active.get(id);
+    if (a === undefined) return;
+    a.aborted = true;
+    a.abort.abort(new FlareRuntimeError('E_RUNTIME_ABORTED', `job ${id} aborted by ${by.name}`));
+    const who = by.role === '' ? { name: by.name, org: by.org } : by;
+    for (const site of a.deployed) void this.registry.get(site)?.channel.send(outgoing({ t: 'abort', job: id, by: who, ...(ref === undefined ? {} : { ref }) })).catch(() => undefined);
+  }
+
+  #accept(ch: PeerChannel): void {
+    if (this.#closed) return ch.close();
+    const peer = ch.peer;
+    ch.onMessage((h, payload) => {
+      let msg: Message;
+      try {
+        msg = parseMessage(h);
+      } catch (e) {
+        this.#protocolError(ch, e);
+        return;
+      }
+      const work = peer.kind === 'admin' ? this.#onAdmin(ch, msg, payload) : peer.kind === 'client' ? this.#onSite(ch, msg, payload) : Promise.reject(new FlareRuntimeError('E_RUNTIME_PROTOCOL', `a ${peer.kind} may not connect here`));
+      work.catch((e: unknown) => this.#protocolError(ch, e));
+    });
+    ch.onClose(() => {
+      this.#checks.gate.forget(ch);
+      if (peer.kind === 'client' && this.registry.remove(peer.name, ch)) this.#siteGone(peer.name, `site ${peer.name} disconnected`);
+    });
+  }
+
+  /** A site left: its tasks fail at once, it stops counting in every job; it is offered them again if it returns. */
+  #siteGone(site: string, why: string): void {
+    this.#checks.cancel(site);
+    this.#audit({ action: 'client_lost', user: site, msg: why });
+    this.#log.warn('site disconnected', { site });
+    const e = new FlareRuntimeError('E_RUNTIME_DISCONNECTED', why);
+    for (const a of this.#active.values()) a.deployed.delete(site);
+    this.#tasks.failSite(site, e);
+    this.#deployer.failSite(site, e);
+  }
+
+  #protocolError(ch: PeerChannel, e: unknown): void {
+    const { code, message } = reasonOf(e, 'E_RUNTIME_PROTOCOL');
+    this.#audit({ action: 'protocol_error', user: ch.peer.name, msg: `${code}: ${message}` });
+    this.#log.warn('closing a peer after a protocol error', { peer: ch.peer.name, code });
+    ch.close();
+  }
+
+  /** Refuses a site whose attestation failed: tells it why (bye with the code), closes it, does not wait for it. */
+  async #refuseAttestation(ch: PeerChannel, v: AttestationOutcome, when: string): Promise<void> {
+    const code = v.code ?? 'E_ATTEST_POLICY';
+    this.#attestRefused.set(ch.peer.name, { code, message: v.detail.slice(0, 1000) });
+    this.#checks.cancel(ch.peer.name);
+    await ch.send(outgoing({ t: 'bye', reason: { code, message: `the server refused ${ch.peer.name}'s attestation evidence ${when}: ${v.detail}`.slice(0, 2000) } })).catch(() => undefined);
+    ch.close();
+  }
+
+  async #onAdmin(ch: PeerChannel, msg: Message, payload: Uint8Array): Promise<void> {
+    if (msg.t !== 'admin') throw new FlareRuntimeError('E_RUNTIME_PROTOCOL', `an admin may not send '${msg.t}'`);
+    await this.#admin.handle(ch, msg, payload);
+  }
+
+  async #onSite(ch: PeerChannel, msg: Message, payload: Uint8Array): Promise<void> {
+    const site = ch.peer.name;
+    // Attestation runs before registration too (a site checks the server before it registers).
+    if (await this.#checks.gate.handle(ch, msg, payload)) return;
+    if (msg.t === 'bye') {
+      this.#audit({ action: 'client_left', user: site, msg: `site ${site} left: ${msg.reason?.code ?? 'no reason'}: ${msg.reason?.message ?? ''}`.slice(0, 2000), data: { code: msg.reason?.code ?? null } });
+      this.#log.warn('site left', { site, code: msg.reason?.code, reason: msg.reason?.message });
+      return ch.close();
+    }
+    if (msg.t === 'register') return this.#register(ch, msg.resources);
+    if (this.registry.get(site)?.channel !== ch) throw new FlareRuntimeError('E_RUNTIME_PROTOCOL', `site ${site} sent '${msg.t}' before registering`);
+    this.registry.seen(site, ch);
+    switch (msg.t) {
+      case 'heartbeat':
+        return;
+      case 'deploy_reply':
+        if (!this.#deployer.reply(site, msg)) this.#audit({ action: 'late_reply_ignored', user: site, job: msg.job, msg: `deploy reply of ${site} nobody waits for` });
+        return;
+      case 'result':
+        if (!this.#tasks.result(site, msg, payload)) {
+          // A result for a task nobody waits for (its round closed, or the server restarted).
+          this.#audit({ action: 'late_result_ignored', user: site, job: msg.job, ref: msg.ref, msg: `result of ${site} for round ${msg.round} has no open task`, data: { round: msg.round, site } });
+        }
+        return;
+      case 'leave': {
+        const a = this.#active.get(msg.job);
+        if (a === undefined) return;
+        a.deployed.delete(site);
+        a.refused.set(site, msg.reason);
+        this.#audit({ action: 'site_left_job', user: site, job: msg.job, ref: msg.ref, msg: `${site} left the job: ${msg.reason.code}: ${msg.reason.message}`.slice(0, 2000), data: { site, code: msg.reason.code } });
+        this.#tasks.failSiteJob(site, msg.job, new FlareRuntimeError('E_RUNTIME_DISCONNECTED', `${site} left the job: ${msg.reason.code}`));
+        await this.store.update(msg.job, (r) => {
+          r.refused[site] = `${msg.reason.code}: ${msg.reason.message}`.slice(0, 2000);
+        });
+        return;
+      }
+      default:
+        throw new FlareRuntimeError('E_RUNTIME_PROTOCOL', `a site may not send '${msg.t}'`);
+    }
+  }
+
+  async #register(ch: PeerChannel, resources: Readonly<Record<string, number>>): Promise<void> {
+    const site = ch.peer.name;
+    await this.#events.emit('before-register', { peer: ch.peer, resources });
+    if (this.#checks.active) {
+      const v = await this.#checks.check(ch, 'login', 'at login');
+      if (!v.ok) return this.#refuseAttestation(ch, v, 'at login');
+      this.#attestRefused.delete(site);
+    }
+    const old = this.registry.register(site, ch.peer.org, ch, resources);
+    // A reconnecting site's old connection is gone: what it owed fails now, not at a timeout.
+    if (old !== undefined && old.channel !== ch) this.#siteGone(site, `site ${site} reconnected`);
+    this.#audit({ action: 'client_registered', user: site, msg: `site ${site} (${ch.peer.org}) registered`, data: { resources } });
+    this.#log.info('site registered', { site });
+    await ch.send(outgoing({ t: 'welcome' }));
+    this.#checks.schedule(site, ch, () => !this.#closed && this.registry.get(site)?.channel === ch, (v) => this.#refuseAttestation(ch, v, 'at a periodic check'));
+    this.#tick();
+  }
+}

@@ -1,0 +1,315 @@
+import { createHash, randomUUID } from 'node:crypto';
+import { mkdir, readdir, readFile, unlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import { FlareRuntimeError, decodeModel, encodeModel, parseStrictJson, type FLModel, type JsonValue } from '@flare/core';
+import { z } from 'zod';
+import { writeFileAtomic } from '../atomic.js';
+import { decodeJobBundle, encodeJobBundle, type JobBundle } from '../protocol/bundle.js';
+import { parseMetaJson, type JobDefinition } from '../protocol/job-definition.js';
+
+/** Where a job is in its life. */
+export type JobStatus = 'SUBMITTED' | 'RUNNING' | 'FINISHED' | 'FAILED' | 'ABORTED';
+
+const ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+/** True for a job id (a UUID, lower case): the only strings that become a path in the store. */
+export const isJobId = (id: string): boolean => ID.test(id);
+
+const Identity = z.strictObject({ name: z.string().max(256), org: z.string().max(256), role: z.string().max(64).optional() });
+const numbers = z.record(z.string().max(80), z.number());
+
+/** One completed round, as the server recorded it. */
+export const RoundRecord = z.strictObject({
+  round: z.int().min(0),
+  /** Sites whose update was aggregated. */
+  contributors: z.array(z.string().max(64)),
+  /** Wall-clock seconds from scatter to checkpoint. */
+  seconds: z.number().min(0),
+  /** Model bytes sent and received this round, per site. */
+  bytes: z.record(z.string().max(64), z.int().min(0)),
+  /**
+   * Validation of the model after this round, across sites: bounded weighted means (`accuracy`, `loss`), their
+   * spread (`accuracy_min`, `_max`, `_median`) and `sites` (see the workflow's `siteMetrics`).
+   */
+  metrics: numbers.default({}),
+  /** Each site's validation of the model after this round. */
+  site_validation: z.record(z.string().max(64), numbers).optional(),
+  /** Per-site metrics the sites attached to their update (e.g. epsilon spent, HE encryption time). */
+  site_metrics: z.record(z.string().max(64), numbers).default({}),
+  /** Seconds the server spent aggregating (accepting updates, the result, the new global model). */
+  aggregate_seconds: z.number().min(0).optional(),
+  /** True when the round's updates were CKKS-encrypted (aggregated without decryption). */
+  encrypted: z.boolean().optional(),
+});
+/** A completed round's record. */
+export type RoundRecord = z.output<typeof RoundRecord>;
+
+/** A job's record in the store: who submitted it, where it is, what happened. */
+export const JobRecord = z.strictObject({
+  id: z.string().regex(ID),
+  name: z.string().max(64),
+  submitter: Identity,
+  status: z.enum(['SUBMITTED', 'RUNNING', 'FINISHED', 'FAILED', 'ABORTED']),
+  submitted_at: z.string().max(40),
+  ended_at: z.string().max(40).optional(),
+  /** Rounds completed and checkpointed. */
+  rounds_done: z.int().min(0).default(0),
+  error: z.strictObject({ code: z.string().max(64), message: z.string().max(2048) }).optional(),
+  /** Sites the job was deployed to. */
+  sites: z.array(z.string().max(64)).default([]),
+  /** Sites that refused deployment or left the job, with their own code and reason (`CODE: reason`). */
+  refused: z.record(z.string().max(64), z.string().max(2048)).default({}),
+  history: z.array(RoundRecord).default([]),
+});
+/** A job's record. */
+export type JobRecord = z.output<typeof JobRecord>;
+
+const CheckpointState = z.strictObject({
+  /** The last completed round (0-based); the checkpointed model is the global model after it. */
+  round: z.int().min(0),
+  /** SHA-256 of the model file, so a torn or swapped file is detected on resume. */
+  sha256: z.string().regex(/^[0-9a-f]{64}$/),
+  file: z.string().regex(/^global-r\d+\.safetensors$/),
+  /** The aggregator's own state after the round (a server optimizer's moments), with its SHA-256. */
+  aggregator: z.strictObject({ file: z.string().regex(/^aggregator-r\d+\.bin$/), sha256: z.string().regex(/^[0-9a-f]{64}$/) }).optional(),
+  /** The workflow's own state. */
+  workflow: z.json().optional(),
+});
+
+/** What a job resumes from. */
+export interface Checkpoint {
+  /** The last completed round (0-based). */
+  readonly round: number;
+  readonly model: FLModel;
+  /** The aggregator's saved state (e.g. FedAdam's moments), when it has one. */
+  readonly aggregator?: Uint8Array;
+  /** The workflow's saved state. */
+  readonly workflow?: JsonValue;
+}
+
+/** What {@link JobStore.create} needs. */
+export interface NewJob {
+  /** The job as the admin sent it: meta.json's bytes, the initial model, custom/ files. */
+  readonly bundle: JobBundle;
+  readonly submitter: { readonly name: string; readonly org: string; readonly role?: string };
+  /** The id the admin chose (a UUID; a job manifest it signed names it); default: a new one. */
+  readonly id?: string;
+}
+
+/** A stored job's definition: validated, and exactly as submitted. */
+export interface StoredDefinition {
+  readonly definition: JobDefinition;
+  readonly raw: JsonValue;
+}
+
+const sha256 = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
+
+/**
+ * The server's jobs on disk, one folder per job under `<root>/jobs/<uuid>/`: `meta.json` (as submitted),
+ * `deploy.bundle` (meta.json and custom/ files, as sent to sites), `record.json` (status, history),
+ * `initial.safetensors`, `checkpoint/` (the global model after the last completed round, the aggregator's
+ * state, and a `state.json` naming both with their SHA-256). Every write is atomic (temp + fsync + rename),
+ * and the checkpoint's files are written before the state that names them, so a crash at any point leaves
+ * the previous checkpoint intact. Job ids are UUIDs, checked before they touch a path.
+ */
+export class JobStore {
+  readonly root: string;
+  // Serialises read-modify-write of one record (status changes race with round completions).
+  readonly #locks = new Map<string, Promise<unknown>>();
+
+  private constructor(root: string) {
+    this.root = root;
+  }
+
+  /** Opens (creating when needed) the store under `root`. */
+  static async open(root: string): Promise<JobStore> {
+    try {
+      await mkdir(join(root, 'jobs'), { recursive: true, mode: 0o700 });
+    } catch (e) {
+      throw new FlareRuntimeError('E_RUNTIME_WORKSPACE', `cannot create the job store under ${root}`, { cause: e });
+    }
+    return new JobStore(root);
+  }
+
+  #dir(id: string): string {
+    if (!ID.test(id)) throw new FlareRuntimeError('E_RUNTIME_JOB_NOT_FOUND', `'${id.slice(0, 64)}' is not a job id`);
+    return join(this.root, 'jobs', id);
+  }
+
+  /**
+   * Validates and stores a new job; returns its record (status SUBMITTED) and definition.
+   *
+   * @throws FlareRuntimeError E_RUNTIME_JOB_INVALID (meta.json, the model, an id in use), E_RUNTIME_BYOC_SIGNATURE
+   *   (custom/ files that do not match meta.json's byoc digests).
+   */
+  async create(job: NewJob): Promise<{ record: JobRecord } & StoredDefinition> {
+    const { raw, definition } = parseMetaJson(job.bundle.meta);
+    const initial = job.bundle.model;
+    // Refuse a malformed model now rather than at round 0; the error names the file.
+    try {
+      if (initial === undefined) throw new RangeError('missing');
+      decodeModel(initial);
+    } catch (e) {
+      throw new FlareRuntimeError('E_RUNTIME_JOB_INVALID', `model.safetensors is not a valid safetensors model${e instanceof Error && e.message !== 'missing' ? `: ${e.message}` : ' (the job folder has none)'}`, { cause: e });
+    }
+    const files = job.bundle.files;
+    if (definition.byoc !== undefined || files.size > 0) {
+      const declared = definition.byoc?.files ?? {};
+      if (Object.keys(declared).length !== files.size) throw new FlareRuntimeError('E_RUNTIME_BYOC_SIGNATURE', 'the custom files do not match byoc.files in meta.json');
+      for (const [name, bytes] of files) {
+        if (!Object.hasOwn(declared, name) || declared[name] !== sha256(bytes)) throw new FlareRuntimeError('E_RUNTIME_BYOC_SIGNATURE', `custom/${name.slice(0, 80)} does not match its digest in meta.json`);
+      }
+    }
+    const id = job.id ?? randomUUID();
+    const dir = this.#dir(id);
+    try {
+      await mkdir(dir, { mode: 0o700 });
+    } catch (e) {
+      throw new FlareRuntimeError('E_RUNTIME_JOB_INVALID', `a job with id ${id} already exists`, { cause: e });
+    }
+    await mkdir(join(dir, 'checkpoint'), { mode: 0o700 });
+    const record: JobRecord = {
+      id,
+      name: definition.name,
+      submitter: job.submitter.role === undefined ? { name: job.submitter.name, org: job.submitter.org } : { name: job.submitter.name, org: job.submitter.org, role: job.submitter.role },
+      status: 'SUBMITTED',
+      submitted_at: new Date().toISOString(),
+      rounds_done: 0,
+      sites: [],
+      refused: {},
+      history: [],
+    };
+    await writeFileAtomic(join(dir, 'initial.safetensors'), initial!);
+    await writeFileAtomic(join(dir, 'deploy.bundle'), encodeJobBundle({ meta: job.bundle.meta, files }));
+    await writeFileAtomic(join(dir, 'meta.json'), job.bundle.meta);
+    // The record last: a folder without one is an incomplete submission and is never listed.
+    await writeFileAtomic(join(dir, 'record.json'), JSON.stringify(record, null, 2));
+    return { record, definition, raw };
+  }
+
+  /** The job's record. @throws E_RUNTIME_JOB_NOT_FOUND */
+  async get(id: string): Promise<JobRecord> {
+    const dir = this.#dir(id);
+    let text: string;
+    try {
+      text = await readFile(join(dir, 'record.json'), 'utf8');
+    } catch {
+      throw new FlareRuntimeError('E_RUNTIME_JOB_NOT_FOUND', `no job '${id}'`);
+    }
+    return JobRecord.parse(parseStrictJson(text));
+  }
+
+  /** The job's definition, validated and as submitted. */
+  async definition(id: string): Promise<StoredDefinition> {
+    const bytes = await readFile(join(this.#dir(id), 'meta.json')).catch(() => {
+      throw new FlareRuntimeError('E_RUNTIME_JOB_NOT_FOUND', `no job '${id}'`);
+    });
+    return parseMetaJson(bytes);
+  }
+
+  /** What a site receives at deploy: meta.json as submitted and the custom/ files (an encoded job bundle). */
+  async deployBundle(id: string): Promise<Uint8Array> {
+    return new Uint8Array(await readFile(join(this.#dir(id), 'deploy.bundle')));
+  }
+
+  /** The job's own files (BYOC), by relative name; empty when it brings none. */
+  async customFiles(id: string): Promise<ReadonlyMap<string, Uint8Array>> {
+    return decodeJobBundle(await this.deployBundle(id)).files;
+  }
+
+  /** Every job, oldest first (read once, when the server starts: the scheduler keeps its own index). */
+  async list(): Promise<JobRecord[]> {
+    const names = await readdir(join(this.root, 'jobs'));
+    const out: JobRecord[] = [];
+    for (const n of names) {
+      if (!ID.test(n)) continue;
+      const r = await this.get(n).catch(() => undefined);
+      if (r !== undefined) out.push(r);
+    }
+    return out.sort((a, b) => a.submitted_at.localeCompare(b.submitted_at));
+  }
+
+  /** Applies `change` to the record under a per-job lock and writes it atomically. */
+  async update(id: string, change: (r: JobRecord) => void): Promise<JobRecord> {
+    const prev = this.#locks.get(id) ?? Promise.resolve();
+    const next = prev.then(async () => {
+      const r = await this.get(id);
+      change(r);
+      const checked = JobRecord.parse(r);
+      await writeFileAtomic(join(this.#dir(id), 'record.json'), JSON.stringify(checked, null, 2));
+      return checked;
+    });
+    const settled = next.catch(() => undefined);
+    this.#locks.set(id, settled);
+    // Forget the lock once nothing queued after it: the map holds only jobs with writes in flight.
+    void settled.then(() => {
+      if (this.#locks.get(id) === settled) this.#locks.delete(id);
+    });
+    return next;
+  }
+
+  /** The job's initial global model. */
+  async initialModel(id: string): Promise<FLModel> {
+    return decodeModel(await readFile(join(this.#dir(id), 'initial.safetensors')));
+  }
+
+  /**
+   * Checkpoints the global model after `round` (0-based) with the aggregator's and the workflow's state:
+   * data files first, then the state naming them, all atomic; older files are removed once the new state is
+   * durable.
+   */
+  async saveCheckpoint(id: string, round: number, global: FLModel, extra: { readonly aggregator?: Uint8Array; readonly workflow?: JsonValue } = {}): Promise<void> {
+    const dir = join(this.#dir(id), 'checkpoint');
+    const bytes = encodeModel(global);
+    const file = `global-r${round}.safetensors`;
+    await writeFileAtomic(join(dir, file), bytes);
+    let aggregator: { file: string; sha256: string } | undefined;
+    if (extra.aggregator !== undefined) {
+      aggregator = { file: `aggregator-r${round}.bin`, sha256: sha256(extra.aggregator) };
+      await writeFileAtomic(join(dir, aggregator.file), extra.aggregator);
+    }
+    const state = { round, sha256: sha256(bytes), file, ...(aggregator === undefined ? {} : { aggregator }), ...(extra.workflow === undefined ? {} : { workflow: extra.workflow }) };
+    await writeFileAtomic(join(dir, 'state.json'), JSON.stringify(state));
+    const keep = new Set([file, aggregator?.file]);
+    for (const f of await readdir(dir)) if (/^(global-r\d+\.safetensors|aggregator-r\d+\.bin)$/.test(f) && !keep.has(f)) await unlink(join(dir, f)).catch(() => undefined);
+  }
+
+  /** The last checkpoint, or undefined when no round has completed. @throws E_RUNTIME_CHECKPOINT */
+  async loadCheckpoint(id: string): Promise<Checkpoint | undefined> {
+    const dir = join(this.#dir(id), 'checkpoint');
+    let text: string;
+    try {
+      text = await readFile(join(dir, 'state.json'), 'utf8');
+    } catch {
+      return undefined;
+    }
+    const bad = (what: string): never => {
+      throw new FlareRuntimeError('E_RUNTIME_CHECKPOINT', `job ${id}: ${what}`);
+    };
+    let parsed: unknown;
+    try {
+      parsed = parseStrictJson(text);
+    } catch {
+      bad('checkpoint/state.json is not valid JSON');
+    }
+    const state = CheckpointState.safeParse(parsed);
+    if (!state.success) return bad('checkpoint/state.json is malformed');
+    const read = async (file: string, digest: string): Promise<Uint8Array> => {
+      const b = await readFile(join(dir, file)).catch(() => bad(`checkpoint/${file} is missing`));
+      if (sha256(b) !== digest) bad(`checkpoint/${file} does not match its digest`);
+      return new Uint8Array(b);
+    };
+    const model = decodeModel(await read(state.data.file, state.data.sha256));
+    const aggregator = state.data.aggregator === undefined ? undefined : await read(state.data.aggregator.file, state.data.aggregator.sha256);
+    return { round: state.data.round, model, ...(aggregator === undefined ? {} : { aggregator }), ...(state.data.workflow === undefined ? {} : { workflow: state.data.workflow as JsonValue }) };
+  }
+
+  /** The final global model's bytes (safetensors) of a FINISHED job. @throws E_RUNTIME_JOB_STATE */
+  async result(id: string): Promise<Uint8Array> {
+    const r = await this.get(id);
+    if (r.status !== 'FINISHED') throw new FlareRuntimeError('E_RUNTIME_JOB_STATE', `job ${id} is ${r.status}, results exist once it is FINISHED`);
+    const cp = await this.loadCheckpoint(id);
+    if (cp === undefined) throw new FlareRuntimeError('E_RUNTIME_CHECKPOINT', `job ${id} has no checkpoint`);
+    return encodeModel(cp.model);
+  }
+}

@@ -1,0 +1,103 @@
+import type { PeerChannel } from '../protocol/channel.js';
+
+/** A connected site as the server knows it. */
+export interface RegisteredSite {
+  readonly name: string;
+  readonly org: string;
+  readonly channel: PeerChannel;
+  /** What the site reported it can give jobs (resources.json: num_of_gpus, mem_per_gpu_in_GiB, max_jobs, ...). */
+  readonly resources: Readonly<Record<string, number>>;
+  /** Milliseconds since the epoch when this connection registered. */
+  readonly since: number;
+  /** Milliseconds since the epoch of the last message from the site. */
+  lastSeen: number;
+}
+
+/** A site the server has seen, connected now or not (for `flare admin sites` and job status). */
+export interface SiteSighting {
+  readonly name: string;
+  readonly org: string;
+  readonly connected: boolean;
+  /** ISO time of the last message. */
+  readonly lastSeen: string;
+  /** ISO time the current connection registered (connected sites only). */
+  readonly since?: string;
+}
+
+/**
+ * The server's connected sites, with liveness: every message refreshes `lastSeen`; `sweep` drops sites
+ * silent longer than the timeout (FLARE: heartbeat every 10 s, dropped after 600 s; we default shorter for
+ * a one-machine federation). A site that reconnects replaces its old entry (and the old channel is closed),
+ * so one name is never served by two connections. Sites that left are remembered (name, org, last seen).
+ */
+export class SiteRegistry {
+  readonly #sites = new Map<string, RegisteredSite>();
+  readonly #left = new Map<string, { org: string; lastSeen: number }>();
+  readonly #timeoutMs: number;
+  readonly #now: () => number;
+
+  constructor(options: { readonly timeoutMs: number; readonly now?: () => number }) {
+    this.#timeoutMs = options.timeoutMs;
+    this.#now = options.now ?? Date.now;
+  }
+
+  /** Registers (or replaces) a site; returns the entry it replaced, already closed. */
+  register(name: string, org: string, channel: PeerChannel, resources: Readonly<Record<string, number>>): RegisteredSite | undefined {
+    const old = this.#sites.get(name);
+    if (old !== undefined && old.channel !== channel) old.channel.close();
+    const now = this.#now();
+    this.#sites.set(name, { name, org, channel, resources, since: now, lastSeen: now });
+    this.#left.delete(name);
+    return old;
+  }
+
+  /** Refreshes a site's liveness. */
+  seen(name: string, channel: PeerChannel): void {
+    const c = this.#sites.get(name);
+    if (c !== undefined && c.channel === channel) c.lastSeen = this.#now();
+  }
+
+  /** Removes a site if `channel` is still its channel (a stale close does not remove a reconnected site). */
+  remove(name: string, channel: PeerChannel): boolean {
+    const c = this.#sites.get(name);
+    if (c === undefined || c.channel !== channel) return false;
+    this.#forget(c);
+    return true;
+  }
+
+  #forget(c: RegisteredSite): void {
+    this.#sites.delete(c.name);
+    this.#left.set(c.name, { org: c.org, lastSeen: c.lastSeen });
+  }
+
+  get(name: string): RegisteredSite | undefined {
+    return this.#sites.get(name);
+  }
+
+  /** Names of connected sites, sorted. */
+  names(): string[] {
+    return [...this.#sites.keys()].sort();
+  }
+
+  /** Every site seen since the server started, connected first, by name. */
+  sightings(): SiteSighting[] {
+    const iso = (t: number): string => new Date(t).toISOString();
+    const on = [...this.#sites.values()].map((c) => ({ name: c.name, org: c.org, connected: true, lastSeen: iso(c.lastSeen), since: iso(c.since) }));
+    const off = [...this.#left].map(([name, l]) => ({ name, org: l.org, connected: false, lastSeen: iso(l.lastSeen) }));
+    return [...on.sort((a, b) => a.name.localeCompare(b.name)), ...off.sort((a, b) => a.name.localeCompare(b.name))];
+  }
+
+  /** Drops and closes sites silent longer than the timeout; returns their names. */
+  sweep(): string[] {
+    const dead: string[] = [];
+    const now = this.#now();
+    for (const c of [...this.#sites.values()]) {
+      if (now - c.lastSeen > this.#timeoutMs) {
+        dead.push(c.name);
+        this.#forget(c);
+        c.channel.close();
+      }
+    }
+    return dead;
+  }
+}

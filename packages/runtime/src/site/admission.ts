@@ -1,0 +1,73 @@
+import { PolicyError, type AuditHook, type Filter, type FilterEnv, type FilterFactory } from '@flare/core';
+import { admitJob, composeFilterChain, createFilterChain, parseJobFilters, parseResourceRequest, resolvePrivacyScope, type FilterSpec, type PrivacyScope, type Reservation } from '@flare/policy';
+import type { Principal } from '../protocol/channel.js';
+import type { JobDefinition } from '../protocol/job-definition.js';
+import type { FilterRegistry, SitePolicy } from './policy.js';
+
+/** What a site asks @flare/policy before it builds a job. */
+export interface AdmissionRequest {
+  readonly job: string;
+  readonly definition: JobDefinition;
+  /** The submitter as the server authenticated them; this site re-checks their rights under its own policy. */
+  readonly submitter: Principal;
+  /** The job's own files (custom/), when it brings code. */
+  readonly files: ReadonlyMap<string, Uint8Array>;
+}
+
+/** A job this site admitted: its scope, its filter specs and the resources reserved for it. */
+export interface Admission {
+  /** The privacy scope the job runs in (undefined for a site without privacy.json and a job naming none). */
+  readonly scope: PrivacyScope | undefined;
+  readonly dataFilters: readonly FilterSpec[];
+  readonly resultFilters: readonly FilterSpec[];
+  readonly reservation: Reservation;
+  /** True when the job's own code was admitted (signed by the submitter, consented, authorized). */
+  readonly byoc: boolean;
+}
+
+/** Filters that must run where encryption needs them, whatever order the scope and the job list them in. */
+const DECRYPT_FIRST = 'he-decrypt';
+const ENCRYPT_LAST = 'he-encrypt';
+
+/**
+ * Decides whether this site runs a job, with @flare/policy's own decisions and codes, in this order: the
+ * submitter's `submit_job` right, the component allow-list, BYOC (consent, the `byoc` right, the submitter's
+ * signature over exactly these files) by `admitJob`; the privacy scope (`resolvePrivacyScope`); the job's own
+ * filters against the site's registry (`parseJobFilters`); and a reservation of what the job asks of
+ * resources.json (`ResourceManager.reserve`, which also bounds its wall time).
+ *
+ * @throws PolicyError E_POLICY_DENIED, E_POLICY_COMPONENT, E_POLICY_BYOC_*, E_POLICY_SCOPE,
+ *   E_POLICY_FILTER_UNKNOWN, E_POLICY_FILTER_ARGS, E_POLICY_RESOURCES_EXCEEDED, E_POLICY_RESOURCES_BUSY.
+ */
+export function admit(req: AdmissionRequest, policy: SitePolicy, site: { readonly org: string }, registry: FilterRegistry, audit?: AuditHook): Admission {
+  const def = req.definition;
+  const components = [def.learner.name, ...def.task_data_filters.map((f) => f.name), ...def.task_result_filters.map((f) => f.name)];
+  const byoc = def.byoc === undefined && req.files.size === 0 ? undefined : { files: req.files, signature: def.byoc?.signature ?? '', certificate: def.byoc?.certificate ?? '' };
+  admitJob(
+    { job: req.job, submitter: req.submitter, components, ...(byoc === undefined ? {} : { byoc }) },
+    { authorization: policy.authorization(), components: policy.components(), siteOrg: site.org, rootCa: policy.rootCa, ...(policy.isRevoked === undefined ? {} : { isRevoked: policy.isRevoked }), ...(audit === undefined ? {} : { audit }) },
+  );
+  const privacy = policy.privacy();
+  let scope: PrivacyScope | undefined;
+  if (privacy !== undefined) scope = resolvePrivacyScope(privacy, def.scope);
+  else if (def.scope !== undefined) throw new PolicyError('E_POLICY_SCOPE', `privacy scope ${JSON.stringify(def.scope)} is not defined at this site (it has no privacy.json)`);
+  const reg = registry as ReadonlyMap<string, FilterFactory>;
+  const jobData = parseJobFilters(def.task_data_filters, { registry: reg }, 'task_data');
+  const jobResult = parseJobFilters(def.task_result_filters, { registry: reg }, 'task_result');
+  // HE: decryption is the first thing done to a model that arrives and encryption the last before one
+  // leaves, wherever the site's scope and the job list them: a filter after he-encrypt would work on
+  // ciphertext bytes, and one before he-decrypt on an unreadable model.
+  const data = composeFilterChain(scope, 'task_data', jobData);
+  const result = composeFilterChain(scope, 'task_result', jobResult);
+  const dataFilters = [...data.filter((f) => f.name === DECRYPT_FIRST), ...data.filter((f) => f.name !== DECRYPT_FIRST)];
+  const resultFilters = [...result.filter((f) => f.name !== ENCRYPT_LAST), ...result.filter((f) => f.name === ENCRYPT_LAST)];
+  const r = def.resources;
+  const request = parseResourceRequest({ num_of_gpus: r.num_of_gpus, mem_per_gpu_in_GiB: r.mem_per_gpu_in_GiB, memory_gib: r.memory_MiB / 1024, ...(r.wall_time_s === undefined ? {} : { wall_time_s: r.wall_time_s }) });
+  const reservation = policy.resources.reserve(req.job, request);
+  return { scope, dataFilters, resultFilters, reservation, byoc: byoc !== undefined };
+}
+
+/** The two filter chains of an admitted job, each filter built once for the job (@flare/policy's `createFilterChain`). */
+export function buildChains(a: Admission, env: FilterEnv): { readonly data: Filter; readonly result: Filter } {
+  return { data: createFilterChain(a.dataFilters, env, 'task-data'), result: createFilterChain(a.resultFilters, env, 'task-result') };
+}

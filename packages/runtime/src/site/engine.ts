@@ -1,0 +1,319 @@
+import { AttestError, FlareError, FlareRuntimeError, isFlareErrorCode, silentLogger, type AuditHook, type Logger } from '@flare/core';
+import { authorize } from '@flare/policy';
+import { AttestationChecks } from '../attestation/checks.js';
+import { AttestationGate, attestationError, type AttestationOptions, type AttestationOutcome } from '../attestation/gate.js';
+import { auditor } from '../audit.js';
+import { resolveRuntimeLimits, type ResolvedRuntimeLimits, type RuntimeLimits } from '../defaults.js';
+import { reasonOf, type Reason } from '../errors.js';
+import { EventBus } from '../event-bus.js';
+import type { PeerChannel, ServerLink } from '../protocol/channel.js';
+import { outgoing, parseMessage, type Message, type MessageOf } from '../protocol/messages.js';
+import { scatterAndGatherSite } from '../workflows/scatter-gather.js';
+import type { SiteWorkflow } from '../workflows/workflow.js';
+import { SiteJobs } from './jobs.js';
+import { resourceReport, type FilterRegistry, type LearnerFactory, type SitePolicy } from './policy.js';
+import { runTask } from './task-runner.js';
+
+/** Options of {@link ClientEngine.start}. */
+export interface ClientEngineOptions {
+  /** This site's name and org (from its kit). */
+  readonly site: { readonly name: string; readonly org: string };
+  /** Its way to the server: reconnects by itself (`linkToServer`; `memoryLink` in tests). */
+  readonly link: ServerLink;
+  /** This site's own policy (`sitePolicyFromFiles`): it decides every job itself. */
+  readonly policy: SitePolicy;
+  /** Learners this site can build, by registered name. */
+  readonly learners: ReadonlyMap<string, LearnerFactory<unknown>>;
+  /** Filters this site can build, by registered name (DP, exclude-vars, HE, ...). */
+  readonly filters: FilterRegistry;
+  /** Workflows this site takes part in besides scatter-and-gather. */
+  readonly workflows?: readonly SiteWorkflow[];
+  /** Folder private to this site (filter state such as DP budgets, and one folder per job). */
+  readonly workspace: string;
+  /** Keep each job's folder after the job ends (default false: removed). */
+  readonly keepJobWorkspaces?: boolean;
+  readonly audit?: AuditHook;
+  readonly logger?: Logger;
+  readonly events?: EventBus;
+  /** Timers and limits (see RUNTIME_DEFAULTS): heartbeatMs, welcomeTimeoutMs, job bundle limits. */
+  readonly limits?: RuntimeLimits;
+  /**
+   * Attestation of the server (and of this site, when the server asks): this site's policy for the server
+   * (from its kit), its attesters, trust anchors, re-check interval. The server is checked at login, before
+   * each job is accepted and periodically; a failure stops this site (no reconnect) with an
+   * `attestation_refused` audit event, and `stopReason` says why.
+   */
+  readonly attestation?: AttestationOptions;
+}
+
+/** Codes of a `bye` that end the site for good: the server refused it inside the authenticated session. */
+const isFinalBye = (code: string): boolean => code.startsWith('E_ATTEST_') || code === 'E_RUNTIME_ATTESTATION_UNBOUND';
+
+/**
+ * A site: keeps a connection to the server (reconnecting with backoff, for as long as its link allows),
+ * registers with what its resources.json gives jobs, heartbeats, decides every job under its own policy
+ * (@flare/policy), runs the tasks of the jobs it admitted, and releases each job when the server says it
+ * ended, when its wall time runs out, or when the server goes away (a job is offered again on reconnect). It
+ * stops only when closed, when its link gives up, or when a refusal arrives inside the authenticated session
+ * (attestation): `done` resolves then, and `stopReason` says why.
+ */
+export class ClientEngine {
+  readonly #o: ClientEngineOptions;
+  readonly #limits: ResolvedRuntimeLimits;
+  readonly #log: Logger;
+  readonly #audit: ReturnType<typeof auditor>;
+  readonly #events: EventBus;
+  readonly #jobs: SiteJobs;
+  readonly #checks: AttestationChecks;
+  #channel: PeerChannel | undefined;
+  #heartbeat: NodeJS.Timeout | undefined;
+  #stopReason: FlareError | undefined;
+  #closed = false;
+  #registered: Array<() => void> = [];
+  /** Resolves when the engine stops for good (closed, its link gave up, or a final refusal). */
+  readonly done: Promise<void>;
+  #finish: () => void = () => undefined;
+
+  private constructor(o: ClientEngineOptions) {
+    this.#o = o;
+    this.#limits = resolveRuntimeLimits(o.limits);
+    this.#log = o.logger ?? silentLogger;
+    this.#audit = auditor(o.audit);
+    this.#events = o.events ?? new EventBus();
+    this.#checks = new AttestationChecks(new AttestationGate(o.attestation, o.site.name, this.#audit), this.#audit, this.#log);
+    this.#jobs = new SiteJobs({
+      site: o.site,
+      workspace: o.workspace,
+      policy: o.policy,
+      learners: o.learners,
+      filters: o.filters,
+      workflows: new Map([[scatterAndGatherSite.name, scatterAndGatherSite], ...(o.workflows ?? []).map((w) => [w.name, w] as const)]),
+      limits: this.#limits,
+      keepJobWorkspaces: o.keepJobWorkspaces ?? false,
+      audit: this.#audit,
+      logger: this.#log,
+      events: this.#events,
+      onWallTime: (job, reason) => void this.#leave(job.id, reason),
+    });
+    this.done = new Promise((resolve) => {
+      this.#finish = resolve;
+    });
+  }
+
+  /** Starts the site: it connects (and reconnects) through its link. Resolves at once; see {@link registered}. */
+  static start(o: ClientEngineOptions): Promise<ClientEngine> {
+    const engine = new ClientEngine(o);
+    o.link.onGiveUp((e) => engine.#stopWith(e));
+    o.link.onRetry?.(({ delayMs, error }) => engine.#log.warn('cannot reach the server; retrying', { code: error.code, reason: error.message, retryInMs: delayMs }));
+    o.link.onChannel((ch) => void engine.#attach(ch));
+    return Promise.resolve(engine);
+  }
+
+  /** Resolves when the site is registered with the server (now, or at its next registration), or rejects after `timeoutMs` or when it stops. */
+  registered(timeoutMs = 30_000): Promise<void> {
+    if (this.#channel !== undefined && this.#heartbeat !== undefined) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new FlareRuntimeError('E_RUNTIME_TIMEOUT', `${this.#o.site.name} did not register within ${timeoutMs} ms`)), timeoutMs);
+      void this.done.then(() => reject(this.#stopReason ?? new FlareRuntimeError('E_RUNTIME_DISCONNECTED', 'the site stopped')));
+      this.#registered.push(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  }
+
+  /** Jobs deployed here now. */
+  jobs(): string[] {
+    return this.#jobs.ids();
+  }
+
+  /** Why the site stopped by itself (its link gave up, a final refusal), once `done` resolved for that reason. */
+  get stopReason(): FlareError | undefined {
+    return this.#stopReason;
+  }
+
+  /** Stops the link and heartbeats, ends every job here (releasing what they hold) and closes the channel. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    clearInterval(this.#heartbeat);
+    this.#checks.cancelAll();
+    await this.#o.link.stop();
+    await this.#jobs.endAll({ code: 'E_RUNTIME_DISCONNECTED', message: 'the site is stopping' });
+    this.#channel?.close();
+    this.#finish();
+  }
+
+  /** Ends the site for good (no reconnect), remembering why. */
+  #stopWith(e: FlareError): void {
+    if (this.#closed) return;
+    this.#stopReason = e;
+    this.#audit({ action: 'site_stopped', msg: `${e.code}: ${e.message}`.slice(0, 2000), data: { code: e.code } });
+    this.#log.error('site stopped', { code: e.code, reason: e.message });
+    void this.close();
+  }
+
+  /** This site refuses the server's attestation: tells it why (bye with the code) and stops. */
+  async #refuseServer(ch: PeerChannel, v: AttestationOutcome, when: string): Promise<void> {
+    const e = attestationError({ ...v, detail: `${this.#o.site.name} refused the server's attestation evidence ${when}: ${v.detail}` }, `server ${ch.peer.name}`);
+    await ch.send(outgoing({ t: 'bye', reason: { code: e.code, message: e.message.slice(0, 2000) } })).catch(() => undefined);
+    this.#stopWith(e);
+  }
+
+  /** A `bye` inside the authenticated session: final for an attestation refusal, else the link reconnects. */
+  #bye(reason: Reason | undefined): void {
+    const code = reason?.code ?? '';
+    if (!isFlareErrorCode(code) || !isFinalBye(code)) {
+      this.#log.warn('the server said bye', { code, reason: reason?.message });
+      return;
+    }
+    const message = (reason?.message ?? 'the server refused this site').slice(0, 2000);
+    this.#audit({ action: 'attestation_refused_by_peer', msg: `${code}: ${message}`, data: { code } });
+    this.#stopWith(code.startsWith('E_ATTEST_') ? new AttestError(code as ConstructorParameters<typeof AttestError>[0], message) : new FlareError(code, message));
+  }
+
+  async #attach(ch: PeerChannel): Promise<void> {
+    if (this.#closed) return ch.close();
+    this.#channel = ch;
+    let welcome: () => void = () => undefined;
+    const welcomed = new Promise<void>((resolve) => {
+      welcome = resolve;
+    });
+    ch.onMessage((h, payload) => {
+      let msg: Message;
+      try {
+        msg = parseMessage(h);
+      } catch (e) {
+        this.#audit({ action: 'protocol_error', msg: reasonOf(e).message });
+        return ch.close();
+      }
+      if (msg.t === 'welcome') return welcome();
+      if (msg.t === 'bye') return this.#bye(msg.reason);
+      void this.#onMessage(ch, msg, payload).catch((e: unknown) => this.#log.error('message handling failed', { ...reasonOf(e) }));
+    });
+    ch.onClose(() => {
+      this.#checks.gate.forget(ch);
+      if (this.#channel !== ch) return;
+      this.#channel = undefined;
+      clearInterval(this.#heartbeat);
+      this.#heartbeat = undefined;
+      this.#checks.cancel('server');
+      if (this.#closed) return;
+      this.#audit({ action: 'server_lost', msg: 'connection to the server lost; reconnecting' });
+      this.#log.warn('connection to the server lost; reconnecting');
+      // Nothing can be delivered without the server: jobs end here, and are offered again on reconnect.
+      void this.#jobs.endAll({ code: 'E_RUNTIME_DISCONNECTED', message: 'the connection to the server was lost' });
+    });
+    try {
+      if (this.#checks.active) {
+        const v = await this.#checks.check(ch, 'login', 'at login');
+        if (!v.ok) return await this.#refuseServer(ch, v, 'at login');
+      }
+      await ch.send(outgoing({ t: 'register', resources: resourceReport(this.#o.policy) }));
+      const timeoutMs = this.#limits.welcomeTimeoutMs + this.#checks.gate.checkTimeoutMs;
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise<'late'>((resolve) => {
+        timer = setTimeout(() => resolve('late'), timeoutMs);
+      });
+      const how = await Promise.race([welcomed.then(() => 'welcome' as const), late]);
+      clearTimeout(timer);
+      if (how === 'late') throw new FlareRuntimeError('E_RUNTIME_TIMEOUT', `the server did not welcome ${this.#o.site.name} within ${timeoutMs} ms`);
+    } catch (e) {
+      this.#log.warn('registration failed; reconnecting', { ...reasonOf(e) });
+      // Closing makes the link dial again with backoff.
+      return ch.close();
+    }
+    if (this.#channel !== ch || this.#closed) return;
+    this.#audit({ action: 'registered', msg: `site ${this.#o.site.name} registered with the server` });
+    this.#log.info('registered with the server', { site: this.#o.site.name });
+    clearInterval(this.#heartbeat);
+    this.#heartbeat = setInterval(() => void ch.send(outgoing({ t: 'heartbeat' })).catch(() => undefined), this.#limits.heartbeatMs);
+    this.#heartbeat.unref();
+    this.#checks.schedule('server', ch, () => !this.#closed && this.#channel === ch, (v) => this.#refuseServer(ch, v, 'at a periodic check'));
+    for (const r of this.#registered.splice(0)) r();
+  }
+
+  async #onMessage(ch: PeerChannel, msg: Message, payload: Uint8Array): Promise<void> {
+    if (await this.#checks.gate.handle(ch, msg, payload)) return;
+    switch (msg.t) {
+      case 'deploy':
+        return this.#deploy(ch, msg, payload);
+      case 'task': {
+        const job = this.#jobs.get(msg.job);
+        if (job === undefined) {
+          const ref = this.#audit({ action: 'task_refused', job: msg.job, ref: msg.ref, msg: 'task for a job not deployed here' });
+          await ch.send(outgoing({ t: 'result', job: msg.job, round: msg.round, task: msg.task, kind: msg.kind, ok: false, ...(ref === undefined ? {} : { ref }), error: { code: 'E_RUNTIME_JOB_NOT_FOUND', message: 'job not deployed at this site' }, metrics: {} }));
+          return;
+        }
+        const opts = { site: this.#o.site.name, audit: this.#audit, logger: this.#log, events: this.#events };
+        job.queue = job.queue.then(() => runTask(opts, ch, job, msg, payload));
+        return job.queue;
+      }
+      case 'abort': {
+        const job = this.#jobs.get(msg.job);
+        if (job === undefined) return;
+        // A site-level action: this site re-checks the admin's abort_job right under its own policy.
+        if (msg.by !== undefined) {
+          const by = { name: msg.by.name, org: msg.by.org, role: msg.by.role ?? '' };
+          const d = authorize(this.#o.policy.authorization(), { right: 'abort_job', user: by, submitter: job.submitter, siteOrg: this.#o.site.org });
+          if (!d.allowed) {
+            this.#audit({ action: 'abort_refused', job: msg.job, ref: msg.ref, user: by.name, msg: `user '${by.name}' is not authorized for 'abort_job' at ${this.#o.site.name}`, data: { code: 'E_POLICY_DENIED' } });
+            return;
+          }
+        }
+        this.#audit({ action: 'job_aborted', job: msg.job, ref: msg.ref, msg: 'the server aborted the job' });
+        return this.#jobs.end(msg.job, { code: 'E_RUNTIME_ABORTED', message: `aborted by ${msg.by?.name ?? 'the server'}` }, msg.ref);
+      }
+      case 'job_end':
+        return this.#jobs.end(msg.job, msg.error ?? { code: msg.status, message: `the job ${msg.status.toLowerCase()} at the server` }, msg.ref);
+      default:
+        throw new FlareRuntimeError('E_RUNTIME_PROTOCOL', `the server may not send '${msg.t}'`);
+    }
+  }
+
+  async #deploy(ch: PeerChannel, msg: MessageOf<'deploy'>, payload: Uint8Array): Promise<void> {
+    const submitter = { name: msg.submitter.name, org: msg.submitter.org, role: msg.submitter.role ?? '' };
+    const recv = this.#audit({ action: 'deploy_received', job: msg.job, ref: msg.ref, user: submitter.name, msg: `deploy request for job ${msg.job} from ${submitter.name}` });
+    const answer = (fields: { ok: boolean; ref?: string | undefined; error?: Reason }): Promise<void> =>
+      ch.send(outgoing({ t: 'deploy_reply', id: msg.id, job: msg.job, ok: fields.ok, ...(fields.ref === undefined ? {} : { ref: fields.ref }), ...(fields.error === undefined ? {} : { error: fields.error }) }));
+    try {
+      if (this.#checks.active) {
+        // Fresh evidence from the server before this site gives it a job's updates.
+        const when = `before accepting job ${msg.job}`;
+        const v = await this.#checks.check(ch, `deploy:${msg.job}`, when);
+        if (!v.ok) {
+          const error = { code: v.code ?? 'E_ATTEST_POLICY', message: v.detail.slice(0, 1000) };
+          await answer({ ok: false, ref: this.#refused(msg.job, recv, error, submitter.name), error });
+          return await this.#refuseServer(ch, v, when);
+        }
+      }
+      const job = await this.#jobs.deploy(msg.job, submitter, payload, recv);
+      const ref = this.#audit({
+        action: 'deploy_accepted',
+        job: msg.job,
+        ref: recv,
+        user: submitter.name,
+        scope: job.scope,
+        msg: `job ${job.definition.name} accepted: scope ${job.scope}, learner ${job.definition.learner.name}, ${job.filters.data.length} data and ${job.filters.result.length} result filters`,
+        data: { data_filters: [...job.filters.data], result_filters: [...job.filters.result] },
+      });
+      this.#log.info('job deployed', { job: msg.job, scope: job.scope });
+      await answer({ ok: true, ref });
+    } catch (e) {
+      const error = reasonOf(e, 'E_RUNTIME_DEPLOY_REFUSED');
+      await answer({ ok: false, ref: this.#refused(msg.job, recv, error, submitter.name), error });
+    }
+  }
+
+  #refused(job: string, ref: string | undefined, error: Reason, submitter: string): string | undefined {
+    this.#log.warn('job refused', { job, code: error.code, reason: error.message });
+    return this.#audit({ action: 'deploy_refused', job, ref, user: submitter, msg: `${error.code}: ${error.message}`, data: { code: error.code } });
+  }
+
+  /** This site leaves a job on its own (its wall time ran out): tells the server, then ends it here. */
+  async #leave(job: string, reason: Reason): Promise<void> {
+    const ref = this.#audit({ action: 'job_left', job, msg: `${reason.code}: ${reason.message}`, data: { code: reason.code } });
+    await this.#channel?.send(outgoing({ t: 'leave', job, reason, ...(ref === undefined ? {} : { ref }) })).catch(() => undefined);
+    await this.#jobs.end(job, reason, ref);
+  }
+}

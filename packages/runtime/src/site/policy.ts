@@ -1,0 +1,72 @@
+import type { FilterEnv, FilterFactory, JsonValue, Learner, Logger } from '@flare/core';
+import type { AuthorizationPolicy, ComponentPolicy, PrivacyPolicy, ResourceManager, SitePolicies } from '@flare/policy';
+import type { z } from 'zod';
+import type { JobDefinition } from '../protocol/job-definition.js';
+
+/**
+ * Everything a site decides with before a job runs there, as @flare/policy reads it from the site's own
+ * `local/` folder: authorization.json, privacy.json scopes, the component allow-list with BYOC consent, and
+ * the resource manager that reserves resources.json's limits per job. Each getter returns the current
+ * version, so a reloaded file applies to the next deployment.
+ */
+export interface SitePolicy {
+  readonly authorization: () => AuthorizationPolicy;
+  /** undefined when the site has no privacy.json (then only jobs naming no scope are admitted). */
+  readonly privacy: () => PrivacyPolicy | undefined;
+  readonly components: () => ComponentPolicy;
+  readonly resources: ResourceManager;
+  /** The project's root CA (PEM), to check the certificate a BYOC signature comes with. */
+  readonly rootCa: string;
+  /** Revocation of a signing certificate by serial (upper-case hex), e.g. from the kit's CRL. */
+  readonly isRevoked?: (serialHex: string) => boolean;
+}
+
+/** A {@link SitePolicy} on the files @flare/policy's `loadSitePolicies` keeps loaded (and reloads). */
+export function sitePolicyFromFiles(policies: SitePolicies, trust: { readonly rootCa: string; readonly isRevoked?: (serialHex: string) => boolean }): SitePolicy {
+  return {
+    authorization: () => policies.authorization.current,
+    privacy: () => policies.privacy.current,
+    components: () => policies.components.current,
+    resources: policies.resourceManager,
+    rootCa: trust.rootCa,
+    ...(trust.isRevoked === undefined ? {} : { isRevoked: trust.isRevoked }),
+  };
+}
+
+/** What the site reports to the server when it registers: what its resources.json gives jobs. */
+export function resourceReport(policy: SitePolicy): Record<string, number> {
+  const l = policy.resources.limits;
+  const finite = (x: number): number => (Number.isFinite(x) ? x : -1);
+  return { num_of_gpus: l.gpus, mem_per_gpu_in_GiB: l.memPerGpuGiB, max_jobs: l.maxConcurrentJobs, memory_gib: finite(l.memoryGiB) };
+}
+
+/**
+ * What a site gives the learner it builds for a job: where it runs, the job, a folder for the job's files
+ * (created before the learner is built, removed after the job unless the site keeps it), the job's own
+ * verified code when the site admitted it, and the job's meta.
+ */
+export interface LearnerEnv extends FilterEnv {
+  /** This site's name. */
+  readonly site: string;
+  /** The site's workspace. */
+  readonly workspace: string;
+  /** The job id. */
+  readonly job: string;
+  /** A folder for this job only, inside the site's workspace. */
+  readonly jobWorkspace: string;
+  /** Present when the job brought its own code (BYOC), signed and admitted by this site: its files are here. */
+  readonly customDir?: string;
+  readonly logger?: Logger;
+  /** The job's definition (meta.json), as this site validated it. */
+  readonly definition?: JobDefinition;
+}
+
+/** A learner registered by name at a site (e.g. `tfjs-learner`); `args` validates the job's arguments. */
+export interface LearnerFactory<A = Record<string, JsonValue>> {
+  readonly name: string;
+  readonly args: z.ZodType<A>;
+  create(args: A, env: LearnerEnv): Learner | Promise<Learner>;
+}
+
+/** Filters a site can build by registered name (privacy.json and jobs name them). */
+export type FilterRegistry = ReadonlyMap<string, FilterFactory<unknown>>;

@@ -1,0 +1,124 @@
+import type { FLModel, JsonValue, Learner, Logger } from '@flare/core';
+import type { LooseAuditEvent } from '../audit.js';
+import type { EventBus } from '../event-bus.js';
+import type { JobDefinition } from '../protocol/job-definition.js';
+import type { RoundRecord } from '../server/job-store.js';
+import type { JobAggregation } from './aggregation.js';
+
+/** A task a workflow sends to one site: a kind the site's side of the workflow answers, JSON and bytes. */
+export interface WorkflowTask {
+  /** The task kind (`train`, `validate`, or the workflow's own: `secagg.share`, ...). */
+  readonly kind: string;
+  readonly round: number;
+  /** A model to send: encoded once however many sites receive the same model object. */
+  readonly model?: FLModel;
+  /** Raw bytes to send instead of a model. */
+  readonly payload?: Uint8Array;
+  /** Small JSON for the site (it travels in the header: keep it well under 64 KiB). */
+  readonly data?: JsonValue;
+  /** The server's audit event id this task answers to. */
+  readonly ref?: string | undefined;
+}
+
+/** What a site answered to a {@link WorkflowTask}. */
+export interface TaskResult {
+  readonly site: string;
+  /** The answer's bytes (a model's safetensors, or the workflow's own bytes); empty when none. */
+  readonly payload: Uint8Array;
+  readonly data?: JsonValue;
+  /** Numbers the site released through its result filters (validation of the model it received, epsilon spent, ...). */
+  readonly metrics: Readonly<Record<string, number>>;
+  /** The site's audit event id for the result. */
+  readonly ref?: string;
+  /** Bytes moved for this task, both directions. */
+  readonly bytes: number;
+}
+
+/** Where a job (re)starts: round 0 with the initial model, or after its last checkpoint. */
+export interface WorkflowStart {
+  /** The first round to run. */
+  readonly round: number;
+  readonly global: FLModel;
+  /** What the workflow checkpointed with the model (its own state), when resuming. */
+  readonly state?: JsonValue;
+}
+
+/**
+ * What the server gives a workflow for one job: the sites, a way to send them tasks, the job's aggregation
+ * (aggregator from meta.json under the server's policy, encrypted rounds, checks of every update), durable
+ * checkpoints, audit. A workflow never touches channels, the job store or a package that implements a
+ * scheme (HE, secure aggregation): it composes these.
+ */
+export interface WorkflowContext {
+  readonly job: string;
+  readonly definition: JobDefinition;
+  readonly start: WorkflowStart;
+  /** Sites that take tasks now (deployed, connected, not withdrawn), sorted; a site that rejoins appears again. */
+  sites(): readonly string[];
+  /**
+   * Sends a task and resolves with the site's answer; rejects with a FlareError carrying the site's own code
+   * when it refuses or fails, E_RUNTIME_DISCONNECTED when it goes away, the abort reason when the job ends.
+   */
+  send(site: string, task: WorkflowTask): Promise<TaskResult>;
+  readonly aggregation: JobAggregation;
+  /**
+   * Records round `round` as done, durably: the global model after it, the round's record and the workflow's
+   * own state (resumed as `start.state`). A round counts as done once this resolves.
+   */
+  checkpoint(round: number, global: FLModel, record: RoundRecord, state?: JsonValue): Promise<void>;
+  /** Sets the metrics of an already recorded round (validation of round r's model arrives with round r + 1). */
+  roundMetrics(round: number, metrics: Readonly<Record<string, number>>, perSite: Readonly<Record<string, Readonly<Record<string, number>>>>): Promise<void>;
+  readonly audit: (event: LooseAuditEvent) => string | undefined;
+  readonly logger: Logger;
+  readonly events: EventBus;
+  /** Aborted when the job is aborted or the server shuts down. */
+  readonly signal: AbortSignal;
+}
+
+/** The server side of a workflow (FLARE's controller): runs one job from its start to its last round. */
+export interface Workflow {
+  /** The name meta.json's `workflow` gives. */
+  readonly name: string;
+  /** Runs the job; resolves when it finished, rejects (a FlareError) when it failed. */
+  run(ctx: WorkflowContext): Promise<void>;
+}
+
+/** What a site's task handler gets: the task, the job's learner and its filter chains. */
+export interface SiteTaskContext {
+  readonly site: string;
+  readonly job: string;
+  readonly round: number;
+  readonly kind: string;
+  readonly data?: JsonValue;
+  readonly payload: Uint8Array;
+  /** The job's learner, built at deploy. */
+  readonly learner: Learner;
+  /** The site's scope data filters, then the job's, on a model coming in. */
+  filterIn(model: FLModel): Promise<FLModel>;
+  /**
+   * The site's scope result filters, then the job's, on anything leaving the site: updates, and metrics (as a
+   * model with no tensors when there is no update), so a privacy scope can filter or noise both.
+   */
+  filterOut(model: FLModel): Promise<FLModel>;
+  /** This site's audit log, with the task's event as `ref` by default. */
+  readonly audit: (event: LooseAuditEvent) => string | undefined;
+  readonly signal: AbortSignal;
+  readonly logger: Logger;
+}
+
+/** A site's answer to a task. */
+export interface SiteTaskAnswer {
+  readonly payload?: Uint8Array;
+  readonly data?: JsonValue;
+  /** Numbers to release; they must have come out of `filterOut`. */
+  readonly metrics?: Readonly<Record<string, number>>;
+}
+
+/** Answers one kind of task at a site. Throw a FlareError to refuse (its code reaches the server and the admin). */
+export type SiteTaskHandler = (task: SiteTaskContext) => Promise<SiteTaskAnswer>;
+
+/** The site side of a workflow (FLARE's executor): the task kinds it answers. */
+export interface SiteWorkflow {
+  readonly name: string;
+  readonly tasks: ReadonlyMap<string, SiteTaskHandler>;
+}

@@ -157,7 +157,7 @@ describe('runtime with real processes', () => {
     const [, , s3] = await startSites(['site-1', 'site-2', 'site-3']);
     const id = await submit(await job('kill-client', { learner: { name: 'tfjs-spam', args: { features: FEATURES, hidden: 0, epochs: 25, batch_size: 32 } } }));
     // Kill site-3 as soon as round 1 has been scattered (local training takes seconds).
-    await until(async () => ((await auditLines(ws)).some((e) => e.action === 'task_sent' && e.data?.['round'] === 1 && e.data?.['site'] === 'site-3') ? true : undefined), 90_000, 'round 1');
+    await until(async () => ((await auditLines(ws)).some((e) => e.action === 'task_sent' && e.data?.['round'] === 1 && e.data?.['site'] === 'site-3') ? true : undefined), 300_000, 'round 1');
     s3!.kill('SIGKILL');
     const rec = await until(async () => {
       const r = await record(ws, id);

@@ -1,4 +1,4 @@
-import { FlareError, FlareRuntimeError, isFlareErrorCode, type RuntimeErrorCode } from '@flare/core';
+import { FlareError, FlareRuntimeError, flareErrorFromCode, isFlareErrorCode, type RuntimeErrorCode } from '@flare/core';
 
 /** A refusal as it travels between participants: the code of the component that decided, and why. */
 export interface Reason {
@@ -17,11 +17,11 @@ export function reasonOf(e: unknown, fallback: RuntimeErrorCode = 'E_RUNTIME_TAS
 }
 
 /**
- * The FlareError a peer reported (its code is stable API): re-created with that code when this build knows
- * it, else `E_RUNTIME_PROTOCOL` naming the unknown code.
+ * The FlareError a peer reported (its code is stable API): re-created as that code's area error when this build
+ * knows it (core's `flareErrorFromCode`), else `E_RUNTIME_PROTOCOL` naming the unknown code.
  */
 export function errorFromReason(reason: Reason | undefined, fallback: RuntimeErrorCode = 'E_RUNTIME_PROTOCOL'): FlareError {
   if (reason === undefined) return new FlareRuntimeError(fallback, 'no reason given');
-  if (isFlareErrorCode(reason.code)) return new FlareError(reason.code, reason.message);
+  if (isFlareErrorCode(reason.code)) return flareErrorFromCode(reason.code, reason.message);
   return new FlareRuntimeError('E_RUNTIME_PROTOCOL', `the peer answered with unknown code ${reason.code.slice(0, 64)}: ${reason.message}`);
 }

@@ -46,12 +46,13 @@ describe('a job has a whole lifecycle', () => {
     const id = await fed.admin.submit(bundle(jobDefinition({ rounds: 1, deploy: ['site-1', 'site-2'] })));
     expect((await fed.server.waitForJob(id, 20_000)).status).toBe('FINISHED');
     const s1 = fed.sites.get('site-1')!;
-    await until(() => (s1.engine.jobs().length === 0 ? true : undefined));
+    // job_released is audited once everything is released.
+    const released = await until(() => s1.audit.events.find((e) => e.action === 'job_released'));
+    expect(s1.engine.jobs()).toEqual([]);
     expect(closed).toBe(1);
     expect(policy.resources.reservations.size).toBe(0);
     expect(await readdir(join(ws, 'jobs'))).toEqual([]);
-    const released = s1.audit.events.find((e) => e.action === 'job_released');
-    expect(released?.data?.['code']).toBe('FINISHED');
+    expect(released.data?.['code']).toBe('FINISHED');
   });
 
   it('a failed job is released everywhere too, with the failure code', async () => {

@@ -1,9 +1,8 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { mkdir, readdir, readFile, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { FlareRuntimeError, decodeModel, encodeModel, parseStrictJson, type FLModel, type JsonValue } from '@flare/core';
+import { FlareRuntimeError, decodeModel, encodeModel, parseStrictJson, writeFileAtomic, type FLModel, type JsonValue } from '@flare/core';
 import { z } from 'zod';
-import { writeFileAtomic } from '../atomic.js';
 import { decodeJobBundle, encodeJobBundle, type JobBundle } from '../protocol/bundle.js';
 import { parseMetaJson, type JobDefinition } from '../protocol/job-definition.js';
 

@@ -1,7 +1,7 @@
-import { FlareRuntimeError, add, l2norm, type AcceptContext, type AggregationScheme, type Aggregator, type FLModel, type JsonValue } from '@flare/core';
+import { FlareRuntimeError, add, checkUpdateAgainst, l2norm, manifestOf, type AcceptContext, type AggregationScheme, type Aggregator, type FLModel, type JsonValue, type ModelManifest } from '@flare/core';
 
-/** A plaintext aggregator as @flare/aggregator makes them: `reset(round)` starts exactly that round (a retry stays on it). */
-type Resettable = Aggregator & { reset(round?: number): void; dispose?(): void };
+/** A plaintext aggregator; @flare/aggregator's start a round (again, on a retry) with `beginRound`. */
+type Plain = Aggregator & { dispose?(): void };
 
 /** Options of {@link JobAggregation}. */
 export interface JobAggregationOptions {
@@ -9,12 +9,6 @@ export interface JobAggregationOptions {
   readonly plain: Aggregator;
   /** Schemes for updates plaintext aggregators cannot read (e.g. @flare/filters-he's `heAggregationScheme`). */
   readonly schemes?: readonly AggregationScheme[];
-}
-
-/** One tensor of the global model's manifest. */
-interface Entry {
-  readonly dtype: string;
-  readonly shape: readonly number[];
 }
 
 /**
@@ -25,15 +19,15 @@ interface Entry {
  * global model the same way: the scheme's arithmetic for its aggregates, core's `add` for plaintext diffs.
  */
 export class JobAggregation {
-  readonly #plain: Resettable;
+  readonly #plain: Plain;
   readonly #schemes: readonly AggregationScheme[];
   readonly #scheme = new Map<AggregationScheme, Aggregator & { dispose?(): void }>();
-  #manifest: Map<string, Entry> | undefined;
+  #manifest: ModelManifest | undefined;
   #mode: AggregationScheme | 'plain' | undefined;
   #round = 0;
 
   constructor(o: JobAggregationOptions) {
-    this.#plain = o.plain as Resettable;
+    this.#plain = o.plain;
     this.#schemes = o.schemes ?? [];
   }
 
@@ -46,8 +40,10 @@ export class JobAggregation {
   begin(round: number, global: FLModel): void {
     this.#round = round;
     this.#mode = undefined;
-    this.#manifest = this.#schemeOf(global) === undefined ? new Map([...global.params].map(([n, t]) => [n, { dtype: t.dtype, shape: t.shape }])) : undefined;
-    this.#plain.reset(round);
+    this.#manifest = this.#schemeOf(global) === undefined ? manifestOf(global) : undefined;
+    // A retry of round r starts r again: the aggregator must not move on to r + 1 (issue #14 item 2).
+    if (this.#plain.beginRound !== undefined) this.#plain.beginRound(round);
+    else this.#plain.reset();
     for (const a of this.#scheme.values()) a.reset();
   }
 
@@ -59,9 +55,9 @@ export class JobAggregation {
    * Checks `update` and hands it to its aggregator. Returns what the audit may say about it (its norm, or
    * the scheme's figures for an update it cannot read).
    *
-   * @throws FlareRuntimeError E_RUNTIME_MODEL_MISMATCH (a tensor not in the global model, or another shape or
-   *   dtype), E_RUNTIME_HE_UNAVAILABLE (an encrypted update and no scheme), E_RUNTIME_ENCRYPTION_MIXED; and
-   *   the aggregator's own refusals (E_AGG_*, E_MODEL_*).
+   * @throws ModelError E_MODEL_MISMATCH (a tensor not in the global model, or another shape or dtype: core's
+   *   `checkUpdateAgainst`), FlareRuntimeError E_RUNTIME_HE_UNAVAILABLE (an encrypted update and no scheme),
+   *   E_RUNTIME_ENCRYPTION_MIXED; and the aggregator's own refusals (E_AGG_*).
    */
   accept(update: FLModel, ctx: AcceptContext): Record<string, JsonValue> {
     const scheme = this.#schemeOf(update);
@@ -73,7 +69,9 @@ export class JobAggregation {
       throw new FlareRuntimeError('E_RUNTIME_ENCRYPTION_MIXED', `${ctx.from} sent a ${scheme === undefined ? 'plaintext' : 'encrypted'} update into a round of ${this.#mode === 'plain' ? 'plaintext' : 'encrypted'} updates`);
     }
     if (scheme === undefined) {
-      this.#checkManifest(update, ctx.from);
+      // Before any aggregator sees it: one site's malformed update is refused alone. A missing tensor is allowed
+      // (a site's exclude-vars filter withholds tensors; FedAvg averages each over the sites that sent it).
+      if (this.#manifest !== undefined) checkUpdateAgainst(this.#manifest, update, { from: ctx.from, partial: true });
       this.#plain.accept(update, { ...ctx, round: this.#round });
       this.#mode = mode;
       return { norm: l2norm(update) };
@@ -83,16 +81,6 @@ export class JobAggregation {
     agg.accept(update, ctx);
     this.#mode = mode;
     return scheme.describe(update);
-  }
-
-  #checkManifest(update: FLModel, from: string): void {
-    const manifest = this.#manifest;
-    if (manifest === undefined) return;
-    for (const [name, t] of update.params) {
-      const want = manifest.get(name);
-      const bad = want === undefined ? 'is not in the global model' : want.dtype !== t.dtype ? `is ${t.dtype}, the global model's is ${want.dtype}` : !sameShape(want.shape, t.shape) ? `has shape [${t.shape.join(', ')}], the global model's is [${want.shape.join(', ')}]` : undefined;
-      if (bad !== undefined) throw new FlareRuntimeError('E_RUNTIME_MODEL_MISMATCH', `the update of ${from} does not fit the global model: tensor "${name.slice(0, 128)}" ${bad}`);
-    }
   }
 
   /** True when the round's updates were in a scheme's form (encrypted). */
@@ -130,10 +118,6 @@ export class JobAggregation {
     this.#scheme.clear();
     this.#plain.dispose?.();
   }
-}
-
-function sameShape(a: readonly number[], b: readonly number[]): boolean {
-  return a.length === b.length && a.every((x, i) => x === b[i]);
 }
 
 /** An update that says it is encrypted (the envelope meta key of @flare/filters-he) though no scheme claims it. */

@@ -106,10 +106,6 @@ export const RUNTIME_CODES = {
     meaning: 'A kit, a policy or the caller asked for homomorphic encryption or attestation, and the package that provides it is not installed.',
     action: 'Install the package the message names next to @flare/runtime (e.g. `npm install @flare/filters-he` or `npm install @flare/cc-attest`).',
   },
-  E_RUNTIME_MODEL_MISMATCH: {
-    meaning: 'A site sent an update whose tensors (names, shapes or dtypes) are not those of the job\'s global model, so the server refused that update before aggregating it.',
-    action: 'Make the site\'s learner build the same model as the job\'s model.safetensors; the audit event names the site and the first tensor that differs.',
-  },
   E_RUNTIME_KIT_TYPE: {
     meaning: 'The startup kit given is of another participant type than the command needs (e.g. a site kit given to `flare server`).',
     action: 'Pass the kit made for this participant with --kit: a server kit to `flare server`, a client kit to `flare client`, an admin kit to `flare admin`.',

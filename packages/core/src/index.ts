@@ -61,6 +61,8 @@ export type { ManifestCheckOptions, ManifestEntry, ModelManifest } from './manif
 export { flatten, unflatten } from './flatten.js';
 export type { FlatEntry, FlatIndex, FlattenOptions } from './flatten.js';
 export { canonicalJson } from './canonical-json.js';
+export { compileNamePattern, NAME_PATTERN_LIMITS, toNamePattern } from './name-pattern.js';
+export type { NamePattern } from './name-pattern.js';
 
 export { decodeModel, encodeModel, encodeModelParts } from './codec/safetensors.js';
 export type { EncodedParts } from './codec/safetensors.js';

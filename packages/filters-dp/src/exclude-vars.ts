@@ -1,23 +1,26 @@
-import { type Filter, type FilterContext, type FLModel, type Tensor } from '@flare/core';
+import { NAME_PATTERN_LIMITS, toNamePattern, type Filter, type FilterContext, type FLModel, type NamePattern, type Tensor } from '@flare/core';
 
 /** Options of {@link excludeVars}: exactly one of `names` and `pattern`. */
 export type ExcludeVarsOptions =
   | { readonly names: readonly string[]; readonly pattern?: undefined; readonly kinds?: ReadonlyArray<FLModel['kind']> }
-  | { readonly pattern: string | RegExp; readonly names?: undefined; readonly kinds?: ReadonlyArray<FLModel['kind']> };
+  | { readonly pattern: string | RegExp | NamePattern; readonly names?: undefined; readonly kinds?: ReadonlyArray<FLModel['kind']> };
 
-/** Longest regular expression accepted: patterns come from policy files and job definitions. */
-export const MAX_EXCLUDE_PATTERN = 1024;
+/** Longest pattern accepted: patterns come from policy files and job definitions. */
+export const MAX_EXCLUDE_PATTERN = NAME_PATTERN_LIMITS.maxSource;
 
 /**
- * FLARE's ExcludeVars: removes the tensors named in `names`, or those whose name the regular expression `pattern`
- * matches anywhere (Python's `re.search`; JavaScript syntax, compiled with the `u` flag so malformed escapes are
- * refused). The remaining tensors are passed on as they are (shared with the input, not copied, never mutated).
+ * FLARE's ExcludeVars: removes the tensors named in `names`, or those whose name `pattern` matches anywhere
+ * (Python's `re.search`). Patterns use @flare/core's tensor-name syntax (`compileNamePattern`: JavaScript
+ * regular expressions without backreferences and lookaround), matched in time linear in the name whatever the
+ * pattern, so a pattern from a job cannot stall the site. The remaining tensors are passed on as they are
+ * (shared with the input, not copied, never mutated).
  *
  * NOT A PRIVACY GUARANTEE by itself: it withholds whole tensors (for example an embedding of rare tokens, or
  * integer batch-norm counters that DP filters cannot noise); what is sent is unchanged. Differences from FLARE:
  * an empty configuration is refused instead of silently filtering nothing.
  *
- * @throws RangeError for an empty list, an empty, too long or invalid pattern.
+ * @throws ModelError E_MODEL_NAME_PATTERN for a pattern outside the supported syntax; RangeError for an empty
+ *   list of names or unsupported RegExp flags.
  * @example
  * ```ts
  * const filter = excludeVars({ pattern: '(^|\\.)num_batches_tracked$' });
@@ -33,19 +36,8 @@ export function excludeVars(options: ExcludeVarsOptions): Filter {
     const set = new Set(options.names);
     match = (name) => set.has(name);
   } else if (options.pattern !== undefined) {
-    const source = typeof options.pattern === 'string' ? options.pattern : options.pattern.source;
-    if (source.length === 0 || source.length > MAX_EXCLUDE_PATTERN) {
-      throw new RangeError(`"pattern" expected a regular expression of 1 to ${MAX_EXCLUDE_PATTERN} characters`);
-    }
-    // A fresh RegExp without the g and y flags: RegExp.test is stateful with them.
-    const flags = typeof options.pattern === 'string' ? 'u' : options.pattern.flags.replace(/[gy]/g, '');
-    let re: RegExp;
-    try {
-      re = new RegExp(source, flags);
-    } catch (e) {
-      throw new RangeError(`"pattern" is not a valid regular expression: ${(e as Error).message}`);
-    }
-    match = (name) => re.test(name);
+    const pattern = toNamePattern(options.pattern);
+    match = (name) => pattern.test(name);
   } else {
     throw new RangeError('give exactly one of "names" and "pattern"');
   }

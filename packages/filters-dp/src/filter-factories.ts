@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import type { FilterEnv, FilterFactory, FLModel } from '@flare/core';
+import { compileNamePattern, FlareError, type FilterEnv, type FilterFactory, type FLModel } from '@flare/core';
 import { z } from 'zod';
 import { fileBudgetStore } from './budget-store.js';
 import { dpSgdAccountant } from './dp-sgd-accountant.js';
@@ -138,18 +138,19 @@ export const svtPrivacyFactory: FilterFactory<SvtPrivacyArgs> = Object.freeze({
 });
 
 const tensorName = z.string().min(1).max(1024);
+// Patterns may come from a job: checked here against core's linear-time subset, so an unsupported construct
+// (backreference, lookaround) is refused when the job or policy loads, with the reason.
 const pattern = z
   .string()
   .min(1)
   .max(MAX_EXCLUDE_PATTERN)
-  .refine((p) => {
+  .superRefine((p, ctx) => {
     try {
-      new RegExp(p, 'u');
-      return true;
-    } catch {
-      return false;
+      compileNamePattern(p);
+    } catch (e) {
+      ctx.addIssue({ code: 'custom', message: e instanceof FlareError ? `${e.code}: ${e.message}` : 'not a valid tensor-name pattern' });
     }
-  }, 'not a valid regular expression');
+  });
 
 const excludeArgs = z
   .strictObject({

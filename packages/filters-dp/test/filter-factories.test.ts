@@ -87,6 +87,14 @@ describe('excludeVarsFactory', () => {
       expect([...out.params.keys()]).toEqual(['b']);
     }
     expect(excludeVarsFactory.args.safeParse({}).success).toBe(false);
+    // A job's pattern outside the linear-time subset is refused when the job loads, with the reason.
+    for (const pattern of ['(a)\\1', 'a(?=b)', '(']) {
+      for (const args of [{ pattern }, { exclude_vars: pattern }]) {
+        const r = excludeVarsFactory.args.safeParse(args);
+        expect(r.success).toBe(false);
+        expect(JSON.stringify(r.error?.issues)).toContain('E_MODEL_NAME_PATTERN');
+      }
+    }
     expect(excludeVarsFactory.args.safeParse({ names: ['a'], pattern: 'b' }).success).toBe(false);
     expect(excludeVarsFactory.args.safeParse({ pattern: '(' }).success).toBe(false);
   });

@@ -1,5 +1,5 @@
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
-import { flatten, HeError, tensor, type Filter, type FilterContext, type FLModel, type Tensor } from '@flare/core';
+import { flatten, HeError, tensor, toNamePattern, type Filter, type FilterContext, type FLModel, type NamePattern, type Tensor } from '@flare/core';
 import { engineOf, onContextDispose, type HeContext } from './context.js';
 import { ciphertextName, digest, envelopeJson, HE_META_KEY, isEncryptedModel, type HeEnvelope } from './envelope.js';
 import { EncryptPool } from './seal/encrypt-pool.js';
@@ -9,10 +9,12 @@ export interface HeEncryptOptions {
   /** A client context (it holds the secret key: encryption is symmetric and seeded). */
   readonly context: HeContext;
   /**
-   * Which tensors to encrypt: exact names, or a regular expression tested against each name (FLARE's
-   * `encrypt_layers`). Default: every tensor. Tensors not selected travel in plaintext.
+   * Which tensors to encrypt: exact names, or a pattern tested against each name (FLARE's `encrypt_layers`), in
+   * @flare/core's tensor-name syntax (a string, a RegExp's source, or `compileNamePattern`'s result: JavaScript
+   * regular expressions without backreferences and lookaround, matched in linear time). Default: every tensor.
+   * Tensors not selected travel in plaintext.
    */
-  readonly tensors?: readonly string[] | RegExp;
+  readonly tensors?: readonly string[] | RegExp | NamePattern;
   /**
    * Worker threads to encrypt on (0 to 16, default 0: the calling thread). SEAL's WebAssembly is single-threaded;
    * `workers: 2` on a two-core site roughly halves encryption time. The pool belongs to the context: it starts
@@ -37,7 +39,8 @@ const BATCH = 8;
  * `meta['flare.he']`, other meta and the plaintext tensors unchanged; the input is not modified.
  *
  * @throws HeError E_HE_ALREADY_ENCRYPTED, E_HE_UNKNOWN_TENSOR, E_HE_NOTHING_SELECTED, E_HE_VALUE_RANGE (NaN,
- *   infinity, or |x| above `context.valueLimit`), E_HE_NO_SECRET_KEY for a server context.
+ *   infinity, or |x| above `context.valueLimit`), E_HE_NO_SECRET_KEY for a server context; ModelError
+ *   E_MODEL_NAME_PATTERN for a pattern outside the supported syntax (when the filter is made).
  * @example
  * ```ts
  * const { client } = await generateHeKeys();
@@ -51,8 +54,8 @@ export function heEncrypt(options: HeEncryptOptions): Filter {
   if (!context.hasSecretKey) {
     throw new HeError('E_HE_NO_SECRET_KEY', 'he-encrypt needs a client context: seeded encryption uses the secret key');
   }
-  const pattern = tensors instanceof RegExp ? new RegExp(tensors.source, tensors.flags.replace(/[gy]/g, '')) : undefined;
   const names = Array.isArray(tensors) ? new Set<string>(tensors as readonly string[]) : undefined;
+  const pattern = tensors === undefined || names !== undefined ? undefined : toNamePattern(tensors as RegExp | NamePattern);
   return {
     name: 'he-encrypt',
     async apply(model: FLModel, ctx: FilterContext): Promise<FLModel> {

@@ -1,4 +1,4 @@
-import type { Filter, FilterContext, FilterEnv, FilterFactory, FLModel } from '@flare/core';
+import { compileNamePattern, FlareError, NAME_PATTERN_LIMITS, type Filter, type FilterContext, type FilterEnv, type FilterFactory, type FLModel } from '@flare/core';
 import { z } from 'zod';
 import type { HeContext } from './context.js';
 import { heDecrypt } from './decrypt.js';
@@ -8,24 +8,25 @@ import { loadHeContextFromKit } from './kit.js';
 /** Where registered HE filters get their context: a client kit folder (loaded on first use), or a context. */
 export type HeContextSource = { readonly kitDir: string } | { readonly context: HeContext };
 
-function isRegex(source: string): boolean {
-  try {
-    new RegExp(source);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 const TensorNames = z.array(z.string().min(1).max(4096)).min(1).max(100_000);
-// Job definitions may come from a submitter: a bounded pattern length keeps regular-expression cost small
-// on tensor names (which are short); see docs/threat-model/filters-he.md.
-const TensorPattern = z.string().min(1).max(256).refine(isRegex, 'not a valid regular expression');
+// Job definitions may come from a submitter: patterns use @flare/core's linear-time tensor-name matcher (no
+// backtracking, so no pattern can stall the site), and one outside its syntax is refused when the job loads.
+const TensorPattern = z
+  .string()
+  .min(1)
+  .max(NAME_PATTERN_LIMITS.maxSource)
+  .superRefine((source, ctx) => {
+    try {
+      compileNamePattern(source);
+    } catch (e) {
+      ctx.addIssue({ code: 'custom', message: e instanceof FlareError ? `${e.code}: ${e.message}` : 'not a valid tensor-name pattern' });
+    }
+  });
 const Selection = z.union([TensorNames, TensorPattern]);
 
 /**
  * Args of the registered `he-encrypt` filter (privacy.json or a job): `tensors` is a list of exact names or a
- * regular expression string; `encrypt_layers` is FLARE's name for the same setting. Omit both to encrypt
+ * tensor-name pattern (@flare/core's `compileNamePattern` syntax); `encrypt_layers` is FLARE's name for the same setting. Omit both to encrypt
  * every tensor. `workers` (0 to 16, default 0) encrypts on that many worker threads.
  */
 export const HeEncryptArgs = z
@@ -82,7 +83,7 @@ export function heEncryptFactory(source: HeContextSource): FilterFactory<HeEncry
     args: HeEncryptArgs,
     create(args: HeEncryptArgs, _env: FilterEnv): Filter {
       const selection = args.tensors ?? args.encrypt_layers;
-      const tensors = selection === undefined ? undefined : typeof selection === 'string' ? new RegExp(selection) : selection;
+      const tensors = selection === undefined ? undefined : typeof selection === 'string' ? compileNamePattern(selection) : selection;
       const workers = args.workers ?? 0;
       return deferred('he-encrypt', (context) => heEncrypt({ context, workers, ...(tensors === undefined ? {} : { tensors }) }), source);
     },

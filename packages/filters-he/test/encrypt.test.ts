@@ -105,6 +105,19 @@ describe('heEncrypt', () => {
     expect([bytes[0], bytes[1], bytes[5]]).toEqual([0x5e, 0xa1, 2]); // SEAL header, compr_mode_type::zstd
   });
 
+  it('refuses a tensor pattern that needs backtracking (E_MODEL_NAME_PATTERN), from a string or a RegExp', () => {
+    for (const tensors of ['(fc)\\1', /^(?=fc)/, '(?<!x)fc']) {
+      expect(() => heEncrypt({ context: client, tensors })).toThrow(expect.objectContaining({ code: 'E_MODEL_NAME_PATTERN' }));
+    }
+  });
+
+  it('selects tensors with the linear-time matcher: a ReDoS pattern on a long name answers correctly', async () => {
+    const long = `${'f'.repeat(4000)}!`;
+    const m = model({ [long]: tensor(new Float32Array([1])), ff: tensor(new Float32Array([2])) });
+    const sealed = await heEncrypt({ context: client, tensors: '^(f+)+$' }).apply(m, ctx);
+    expect([...sealed.params.keys()].filter((k) => !k.startsWith('flare.he.'))).toEqual([long]);
+  });
+
   it('refuses a model that is already encrypted (E_HE_ALREADY_ENCRYPTED)', async () => {
     const sealed = await heEncrypt({ context: client }).apply(smallModel(7), ctx);
     await expectCode(heEncrypt({ context: client }).apply(sealed, ctx), 'E_HE_ALREADY_ENCRYPTED');

@@ -47,7 +47,13 @@ describe('he-encrypt / he-decrypt filter factories', () => {
     expect(args.safeParse({ tensors: 'a', encrypt_layers: 'b' }).success).toBe(false);
     expect(args.safeParse({ tensors: '(' }).success).toBe(false);
     expect(args.safeParse({ tensors: [] }).success).toBe(false);
-    expect(args.safeParse({ tensors: 'x'.repeat(300) }).success).toBe(false);
+    expect(args.safeParse({ tensors: 'x'.repeat(1025) }).success).toBe(false);
+    // Job patterns outside core's linear-time subset are refused at load, with the code in the reason.
+    for (const tensors of ['(fc)\\1', '^(?!fc)', '(?<=a)b']) {
+      const r = args.safeParse({ tensors });
+      expect(r.success).toBe(false);
+      expect(JSON.stringify(r.error?.issues)).toContain('E_MODEL_NAME_PATTERN');
+    }
     const dargs = heDecryptFactory({ context: client }).args;
     expect(dargs.parse({ require_encrypted: true })).toEqual({ require_encrypted: true });
     expect(dargs.safeParse({ require: true }).success).toBe(false);

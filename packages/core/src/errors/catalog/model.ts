@@ -10,4 +10,8 @@ export const MODEL_CODES = {
     meaning: 'An operation was asked of a tensor dtype it does not support (for example arithmetic on booleans).',
     action: 'Convert the tensor to a float dtype first, or exclude it from the operation.',
   },
+  E_MODEL_NAME_PATTERN: {
+    meaning: 'A tensor-name pattern (exclude-vars, HE tensor selection) uses syntax outside the safe, linear-time subset: a backreference, lookaround, a quantifier on an assertion or a quantifier, or it is too long or too large.',
+    action: 'Rewrite the pattern with the supported syntax (literals, classes, groups, alternation, anchors, quantifiers; see compileNamePattern in @flare/core), or list the tensor names explicitly.',
+  },
 } as const satisfies Catalog;

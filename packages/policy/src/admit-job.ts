@@ -1,88 +1,137 @@
-import { PolicyError, type AuditHook } from '@flare/core';
+import { isFlareError, PolicyError, type AuditHook, type PolicyErrorCode } from '@flare/core';
 import type { AuthorizationPolicy } from './authorization-policy.js';
 import { authorize, type Person } from './authorize.js';
-import { verifyByocSignature, type ByocBundle } from './byoc-signature.js';
 import type { ComponentPolicy } from './component-policy.js';
+import { verifyAbort, verifyJob, type JobSigner, type SignerCertificateCheck } from './job-signature.js';
 
-/** What a site is asked to run, at deploy time. */
+/** What a site is asked to run, as it arrived: the job id, its files, the signature, the components it names. */
 export interface JobAdmissionRequest {
-  readonly job: string;
-  /** The submitter as authenticated by the server (the site re-checks their rights). */
-  readonly submitter: Person;
+  /** The job id the server deploys under. */
+  readonly jobId: string;
+  /** Every file of the job as received (relative POSIX paths): meta.json, the initial model, custom/ code. */
+  readonly files: ReadonlyMap<string, Uint8Array>;
+  /** The submitting admin's {@link JobSignature} as received (unknown until verified). */
+  readonly signature: unknown;
   /** Every component the job names, by registered name (learner, aggregator, workflow, filters, ...). */
   readonly components: readonly string[];
-  /** Present when the job brings its own code. */
-  readonly byoc?: ByocBundle;
 }
 
-/** This site's policies and trust anchors for {@link admitJob}. */
+/** This site's policies and trust anchors, for {@link admitJob} and {@link admitAbort}. */
 export interface JobAdmissionPolicy {
   readonly authorization: AuthorizationPolicy;
   readonly components: ComponentPolicy;
   /** This site's org (from its kit). */
   readonly siteOrg: string;
-  /** The project's root CA (PEM), to check BYOC signing certificates. */
-  readonly rootCa: string;
-  readonly now?: Date;
-  readonly isRevoked?: (serialHex: string) => boolean;
-  /** Where admissions and refusals are reported (`job_admitted`, `job_refused`). */
+  /** This site's project (from its kit). */
+  readonly projectName: string;
+  /** The project's certificate check for admin signers (with @flare/pki: `verifyCertificate` bound to the root and CRL). */
+  readonly verifyCertificate: SignerCertificateCheck;
+  /** Where admissions and refusals are reported (`job_admitted`, `job_refused`, `abort_admitted`, `abort_refused`). */
   readonly audit?: AuditHook;
 }
 
 /** A successful admission. */
 export interface JobAdmission {
   readonly job: string;
+  /** The submitting admin, from the certificate that signed the job. */
+  readonly submitter: JobSigner;
   readonly components: readonly string[];
-  /** True when the job's own code was admitted (signed, consented, authorized). */
+  /** True when the job's own code (custom/ files) was admitted: signed, consented, authorized. */
   readonly byoc: boolean;
+  /** SHA-256 of the signed manifest, naming the exact job in audit events across sites. */
+  readonly manifestSha256: string;
 }
 
+/** An abort this site will obey. */
+export interface AbortAdmission {
+  readonly job: string;
+  /** Who asked, from the certificate that signed the abort. */
+  readonly signer: JobSigner;
+}
+
+const person = (s: JobSigner): Person => ({ name: s.name, org: s.org, role: s.role });
+
 /**
- * The deploy-time gate a client engine runs before it deploys a job: the site re-checks the submitter's
- * `submit_job` right under its own policy (the server cannot override a site), admits only components on its
- * allow-list, and admits job-supplied code only with the site's consent, the submitter's `byoc` right and a
- * valid signature by the submitter's admin certificate.
+ * The deploy-time gate a site runs before it deploys a job. First the job's signature (see `verifyJob`): signed
+ * for this project and this job id by an admin certificate the project trusts, covering exactly the files
+ * received; the submitter and their role come from that certificate, never from the server. Then the site's
+ * own policy: the submitter's `submit_job` right, only allow-listed components, and job-supplied code (custom/
+ * files) only with the site's consent and the submitter's `byoc` right. Every outcome is an audit event.
  *
- * @throws PolicyError E_POLICY_DENIED, E_POLICY_COMPONENT, E_POLICY_BYOC_DISABLED, E_POLICY_BYOC_RIGHT or
- * E_POLICY_BYOC_SIGNATURE, in that order of checking.
+ * @throws PolicyError E_POLICY_JOB_UNSIGNED, E_POLICY_JOB_BINDING, E_POLICY_JOB_TAMPERED, E_POLICY_JOB_SIGNER,
+ *   E_POLICY_DENIED, E_POLICY_COMPONENT, E_POLICY_BYOC_DISABLED or E_POLICY_BYOC_RIGHT, in that order of checking.
  */
 export function admitJob(request: JobAdmissionRequest, policy: JobAdmissionPolicy): JobAdmission {
-  const { job, submitter } = request;
-  const refuse = (code: 'E_POLICY_DENIED' | 'E_POLICY_COMPONENT' | 'E_POLICY_BYOC_DISABLED' | 'E_POLICY_BYOC_RIGHT', message: string): never => {
-    policy.audit?.({ action: 'job_refused', job, user: submitter.name, msg: message, data: { code } });
+  const job = request.jobId;
+  const refused = (code: PolicyErrorCode, message: string, user?: string, data: Record<string, string> = {}): never => {
+    policy.audit?.({ action: 'job_refused', job, ...(user === undefined ? {} : { user }), msg: message, data: { code, ...data } });
     throw new PolicyError(code, message);
   };
-  const ask = (right: string) => authorize(policy.authorization, { right, user: submitter, submitter, siteOrg: policy.siteOrg });
+  let verified;
+  try {
+    verified = verifyJob(request.signature, request.files, { projectName: policy.projectName, jobId: job, verifyCertificate: policy.verifyCertificate });
+  } catch (e) {
+    if (isFlareError(e)) policy.audit?.({ action: 'job_refused', job, msg: `job '${job}': ${e.message}`, data: { code: e.code } });
+    throw e;
+  }
+  const { submitter } = verified;
+  const where = { manifest: verified.manifestSha256 };
+  const ask = (right: string) => authorize(policy.authorization, { right, user: person(submitter), submitter: person(submitter), siteOrg: policy.siteOrg });
 
   const submit = ask('submit_job');
-  if (!submit.allowed) refuse('E_POLICY_DENIED', `job '${job}': ${submit.reason} at this site (${submit.explanation})`);
+  if (!submit.allowed) refused('E_POLICY_DENIED', `job '${job}': ${submit.reason} at this site (${submit.explanation})`, submitter.name, where);
 
   const unlisted = [...new Set(request.components)].filter((c) => !policy.components.allow.has(c));
-  if (unlisted.length > 0) refuse('E_POLICY_COMPONENT', `job '${job}' uses components this site does not allow: ${unlisted.map((c) => JSON.stringify(c)).join(', ')}`);
+  if (unlisted.length > 0) refused('E_POLICY_COMPONENT', `job '${job}' uses components this site does not allow: ${unlisted.map((c) => JSON.stringify(c)).join(', ')}`, submitter.name, where);
 
-  if (request.byoc !== undefined) {
-    if (!policy.components.byoc) refuse('E_POLICY_BYOC_DISABLED', `job '${job}' brings its own code and this site does not accept job-supplied code`);
+  if (verified.byoc) {
+    if (!policy.components.byoc) refused('E_POLICY_BYOC_DISABLED', `job '${job}' brings its own code and this site does not accept job-supplied code`, submitter.name, where);
     const byoc = ask('byoc');
-    if (!byoc.allowed) refuse('E_POLICY_BYOC_RIGHT', `job '${job}' brings its own code: ${byoc.reason} at this site (${byoc.explanation})`);
-    try {
-      verifyByocSignature(request.byoc, {
-        submitter,
-        rootCa: policy.rootCa,
-        ...(policy.now === undefined ? {} : { now: policy.now }),
-        ...(policy.isRevoked === undefined ? {} : { isRevoked: policy.isRevoked }),
-      });
-    } catch (e) {
-      if (e instanceof PolicyError) policy.audit?.({ action: 'job_refused', job, user: submitter.name, msg: `job '${job}': ${e.message}`, data: { code: e.code } });
-      throw e;
-    }
+    if (!byoc.allowed) refused('E_POLICY_BYOC_RIGHT', `job '${job}' brings its own code: ${byoc.reason} at this site (${byoc.explanation})`, submitter.name, where);
   }
-  const admitted = { job, components: Object.freeze([...request.components]), byoc: request.byoc !== undefined };
+  const admitted: JobAdmission = Object.freeze({
+    job,
+    submitter,
+    components: Object.freeze([...request.components]),
+    byoc: verified.byoc,
+    manifestSha256: verified.manifestSha256,
+  });
   policy.audit?.({
     action: 'job_admitted',
     job,
     user: submitter.name,
-    msg: `admitted job '${job}' submitted by '${submitter.name}'${admitted.byoc ? ' with its own signed code' : ''}`,
-    data: { components: [...admitted.components], byoc: admitted.byoc },
+    msg: `admitted job '${job}' signed by ${submitter.role} '${submitter.name}' (${submitter.org})${admitted.byoc ? ' with its own signed code' : ''}`,
+    data: { components: [...admitted.components], byoc: admitted.byoc, manifest: admitted.manifestSha256, role: submitter.role, org: submitter.org },
   });
-  return Object.freeze(admitted);
+  return admitted;
+}
+
+/**
+ * The gate before a site stops a job on an abort: the abort must be signed for this project and job by an
+ * admin certificate the project trusts, and the site's own policy must grant that admin `abort_job` for a job
+ * of this submitter (FLARE's conditions `o:submitter`, `n:submitter` apply). An unsigned abort is never obeyed.
+ *
+ * @throws PolicyError E_POLICY_JOB_UNSIGNED, E_POLICY_JOB_BINDING, E_POLICY_JOB_SIGNER, E_POLICY_JOB_TAMPERED or
+ *   E_POLICY_DENIED.
+ */
+export function admitAbort(
+  request: { readonly jobId: string; readonly signature: unknown; readonly submitter: JobSigner },
+  policy: Omit<JobAdmissionPolicy, 'components'>,
+): AbortAdmission {
+  const job = request.jobId;
+  let signer: JobSigner;
+  try {
+    signer = verifyAbort(request.signature, { projectName: policy.projectName, jobId: job, verifyCertificate: policy.verifyCertificate }).signer;
+  } catch (e) {
+    if (isFlareError(e)) policy.audit?.({ action: 'abort_refused', job, msg: `abort of job '${job}': ${e.message}`, data: { code: e.code } });
+    throw e;
+  }
+  const decision = authorize(policy.authorization, { right: 'abort_job', user: person(signer), submitter: person(request.submitter), siteOrg: policy.siteOrg });
+  if (!decision.allowed) {
+    const msg = `abort of job '${job}': ${decision.reason} at this site (${decision.explanation})`;
+    policy.audit?.({ action: 'abort_refused', job, user: signer.name, msg, data: { code: 'E_POLICY_DENIED' } });
+    throw new PolicyError('E_POLICY_DENIED', msg);
+  }
+  policy.audit?.({ action: 'abort_admitted', job, user: signer.name, msg: `abort of job '${job}' signed by ${signer.role} '${signer.name}' (${signer.org})`, data: { role: signer.role, org: signer.org } });
+  return Object.freeze({ job, signer });
 }

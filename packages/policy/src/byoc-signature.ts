@@ -1,9 +1,17 @@
-import { createHash, createPrivateKey, sign, verify, X509Certificate, type KeyObject } from 'node:crypto';
+import { X509Certificate, type KeyObject } from 'node:crypto';
 import { canonicalJson, PolicyError } from '@flare/core';
 import type { Person } from './authorize.js';
 import { normalizeName } from './normalize.js';
+import { fileDigests, MAX_JOB_FILES, privateKeyOf, signBytes, unsafePath, verifyBytes } from './signature-scheme.js';
 
-/** Code a job brings (BYOC), signed by its submitter's admin key from the startup kit. */
+// DEPRECATED: a signature over a job's files only, checked against a submitter the server names. Jobs are now
+// signed whole, bound to the project and job id, with the submitter taken from the certificate (job-signature.ts,
+// the same scheme). These exports remain until the runtime and the poc have moved to signJob / verifyJob.
+
+/**
+ * Code a job brings (BYOC), signed by its submitter's admin key from the startup kit.
+ * @deprecated Sign the whole job with `signJob`; sites check it with `verifyJob` / `admitJob`.
+ */
 export interface ByocBundle {
   /** Every file of the job folder as submitted (config and code), by relative POSIX path. */
   readonly files: ReadonlyMap<string, Uint8Array>;
@@ -13,7 +21,10 @@ export interface ByocBundle {
   readonly certificate: string;
 }
 
-/** How a site checks a BYOC signature. */
+/**
+ * How a site checks a BYOC signature.
+ * @deprecated Use `verifyJob`, which takes the submitter from the certificate instead of from the server.
+ */
 export interface ByocVerifyOptions {
   /** The job's submitter as authenticated by the server and re-checked by this site. */
   readonly submitter: Person;
@@ -28,8 +39,6 @@ export interface ByocVerifyOptions {
 // Domain separation: the admin key also signs login transcripts; this prefix makes a BYOC signature useless
 // anywhere else, and any other signature useless here.
 const DOMAIN = 'flare-ts byoc manifest v1\n';
-const MAX_FILES = 10_000;
-const SAFE_SEGMENT = /^[^/\\\0]+$/;
 // TLS Web Client Authentication (RFC 5280 4.2.1.12): admin certificates are client certificates.
 const CLIENT_AUTH = '1.3.6.1.5.5.7.3.2';
 
@@ -37,52 +46,29 @@ const refuse = (message: string, cause?: unknown): never => {
   throw new PolicyError('E_POLICY_BYOC_SIGNATURE', message, cause === undefined ? undefined : { cause });
 };
 
-function checkPath(path: string): void {
-  const segments = path.split('/');
-  if (path.length === 0 || path.length > 1024 || segments.some((s) => !SAFE_SEGMENT.test(s) || s === '.' || s === '..')) {
-    refuse(`job file path ${JSON.stringify(path.slice(0, 100))} is not a safe relative path`);
-  }
-}
-
 /**
  * The bytes a BYOC signature covers: a domain prefix and the canonical JSON (RFC 8785) of every file's
  * relative path and SHA-256. Changing, adding, removing or renaming any file changes them.
  *
  * @throws PolicyError E_POLICY_BYOC_SIGNATURE for an unsafe path (absolute, `..`, backslash) or too many files.
+ * @deprecated The job manifest of `signJob` covers the same files and binds the project and the job id.
  */
 export function byocManifest(files: ReadonlyMap<string, Uint8Array>): Uint8Array {
-  if (files.size === 0 || files.size > MAX_FILES) refuse(`a signed job must hold between 1 and ${MAX_FILES} files, got ${files.size}`);
-  const digests: Record<string, string> = {};
-  for (const [path, bytes] of files) {
-    checkPath(path);
-    digests[path] = createHash('sha256').update(bytes).digest('hex');
+  if (files.size === 0 || files.size > MAX_JOB_FILES) refuse(`a signed job must hold between 1 and ${MAX_JOB_FILES} files, got ${files.size}`);
+  for (const path of files.keys()) {
+    const bad = unsafePath(path);
+    if (bad !== undefined) refuse(bad);
   }
-  return new TextEncoder().encode(DOMAIN + canonicalJson({ v: 1, files: digests }));
-}
-
-/** Signature options per key type: ECDSA P-256 and Ed25519 as they are; RSA as RSA-PSS with SHA-256 and a 32-byte salt. */
-function scheme(key: KeyObject): { alg: string | null; padding?: number; saltLength?: number } {
-  switch (key.asymmetricKeyType) {
-    case 'ec':
-      return { alg: 'sha256' };
-    case 'ed25519':
-      return { alg: null };
-    case 'rsa':
-    case 'rsa-pss':
-      return { alg: 'sha256', padding: 6 /* RSA_PKCS1_PSS_PADDING */, saltLength: 32 };
-    default:
-      throw new TypeError(`unsupported key type ${String(key.asymmetricKeyType)} for a BYOC signature`);
-  }
+  return new TextEncoder().encode(DOMAIN + canonicalJson({ v: 1, files: fileDigests(files) }));
 }
 
 /**
  * Signs a job folder for submission with the submitter's admin private key (KeyObject or PEM): returns the
  * base64 signature to send with the job.
+ * @deprecated Use `signJob`, which binds the signature to the project and the job id.
  */
 export function signByoc(files: ReadonlyMap<string, Uint8Array>, privateKey: KeyObject | string): string {
-  const key = typeof privateKey === 'string' ? createPrivateKey(privateKey) : privateKey;
-  const { alg, ...opts } = scheme(key);
-  return sign(alg, byocManifest(files), { key, ...opts }).toString('base64');
+  return signBytes(byocManifest(files), privateKeyOf(privateKey));
 }
 
 function subjectField(subject: string, field: string): string | undefined {
@@ -99,6 +85,7 @@ function subjectField(subject: string, field: string): string | undefined {
  * its key signed exactly these files.
  *
  * @throws PolicyError E_POLICY_BYOC_SIGNATURE saying which check failed.
+ * @deprecated Use `verifyJob`: the submitter and role come from the certificate, not from the server.
  */
 export function verifyByocSignature(bundle: ByocBundle, options: ByocVerifyOptions): void {
   let cert: X509Certificate;
@@ -127,14 +114,5 @@ export function verifyByocSignature(bundle: ByocBundle, options: ByocVerifyOptio
   if (org !== undefined && normalizeName(org) !== normalizeName(options.submitter.org)) {
     refuse(`the job's signing certificate is of org ${JSON.stringify(org)}, not the submitter's org ${JSON.stringify(options.submitter.org)}`);
   }
-  const manifest = byocManifest(bundle.files);
-  const signature = Buffer.from(bundle.signature, 'base64');
-  let ok = false;
-  try {
-    const { alg, ...opts } = scheme(cert.publicKey);
-    ok = verify(alg, manifest, { key: cert.publicKey, ...opts }, signature);
-  } catch (cause) {
-    refuse('the job\'s code signature could not be checked', cause);
-  }
-  if (!ok) refuse('the job\'s code signature does not match its files (changed after signing, or signed by another key)');
+  if (!verifyBytes(byocManifest(bundle.files), cert.publicKey, bundle.signature)) refuse('the job\'s code signature does not match its files (changed after signing, or signed by another key)');
 }

@@ -22,8 +22,20 @@ export { parseComponentPolicy } from './component-policy.js';
 export type { ComponentPolicy } from './component-policy.js';
 export { byocManifest, signByoc, verifyByocSignature } from './byoc-signature.js';
 export type { ByocBundle, ByocVerifyOptions } from './byoc-signature.js';
-export { admitJob } from './admit-job.js';
-export type { JobAdmission, JobAdmissionPolicy, JobAdmissionRequest } from './admit-job.js';
+export { signAbort, signJob, verifyAbort, verifyJob } from './job-signature.js';
+export type {
+  AbortSignature,
+  AdminSigningKey,
+  CertifiedSigner,
+  JobSignature,
+  JobSigner,
+  JobVerifyOptions,
+  SignerCertificateCheck,
+  VerifiedAbort,
+  VerifiedJob,
+} from './job-signature.js';
+export { admitAbort, admitJob } from './admit-job.js';
+export type { AbortAdmission, JobAdmission, JobAdmissionPolicy, JobAdmissionRequest } from './admit-job.js';
 export { requireSiteAuthentication } from './site-authenticator.js';
 export type { SiteAuthenticator, SiteAuthInput, SiteAuthVerdict } from './site-authenticator.js';
 export { createOidcAuthenticator } from './oidc-authenticator.js';

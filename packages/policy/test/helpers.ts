@@ -1,5 +1,7 @@
 import { expect } from 'vitest';
-import { FlareError, type FlareErrorCode } from '@flare/core';
+import { X509Certificate } from 'node:crypto';
+import { FlareError, PkiError, type FlareErrorCode } from '@flare/core';
+import type { SignerCertificateCheck } from '../src/index.js';
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -67,15 +69,40 @@ export function issue(
   dir: string,
   ca: TestCert,
   file: string,
-  { cn, o, kind = 'ec', ext = ['basicConstraints=critical,CA:FALSE', 'extendedKeyUsage=clientAuth'] }: { cn: string; o?: string; kind?: KeyKind; ext?: string[] },
+  { cn, o, ou, role, kind = 'ec', ext = ['basicConstraints=critical,CA:FALSE', 'extendedKeyUsage=clientAuth'] }: { cn: string; o?: string; ou?: string; role?: string; kind?: KeyKind; ext?: string[] },
 ): TestCert {
   const keyPath = join(dir, `${file}.key`);
   const csrPath = join(dir, `${file}.csr`);
   const certPath = join(dir, `${file}.crt`);
   const extPath = join(dir, `${file}.ext`);
   openssl(dir, ['genpkey', ...keyArgs(kind), '-out', keyPath]);
-  openssl(dir, ['req', '-new', '-key', keyPath, '-subj', `/CN=${cn}${o === undefined ? '' : `/O=${o}`}`, '-out', csrPath]);
+  // FLARE-TS's subject layout (@flare/pki): CN = name, O = org, OU = participant type, unstructuredName = admin role.
+  const subject = `/CN=${cn}${o === undefined ? '' : `/O=${o}`}${ou === undefined ? '' : `/OU=${ou}`}${role === undefined ? '' : `/unstructuredName=${role}`}`;
+  openssl(dir, ['req', '-new', '-key', keyPath, '-subj', subject, '-out', csrPath]);
   writeFileSync(extPath, `${ext.join('\n')}\n`);
   openssl(dir, ['x509', '-req', '-in', csrPath, '-CA', ca.certPath, '-CAkey', ca.keyPath, '-CAcreateserial', '-days', '10', '-extfile', extPath, '-out', certPath]);
   return { cert: readFileSync(certPath, 'utf8'), key: readFileSync(keyPath, 'utf8'), certPath, keyPath };
+}
+
+/**
+ * A test double of @flare/pki's `verifyCertificate` bound to a root (policy may not import pki; the real pair is
+ * tested in packages/cli/test/job-signature.test.ts): chain to `root` by node:crypto, validity, a revoked-serial
+ * set, and the subject read as pki writes it (CN, O, OU = type, unstructuredName = role).
+ */
+export function certificateCheck(root: TestCert, revoked: ReadonlySet<string> = new Set()): SignerCertificateCheck {
+  const ca = new X509Certificate(root.cert);
+  return (pem) => {
+    let cert: X509Certificate;
+    try {
+      cert = new X509Certificate(pem);
+    } catch (cause) {
+      throw new PkiError('E_CERT_MALFORMED', 'not a certificate', { cause });
+    }
+    if (!cert.checkIssued(ca) || !cert.verify(ca.publicKey)) throw new PkiError('E_CERT_UNTRUSTED', 'not issued by the project root');
+    if (Date.now() > Date.parse(cert.validTo)) throw new PkiError('E_CERT_EXPIRED', 'expired');
+    if (revoked.has(cert.serialNumber.toUpperCase())) throw new PkiError('E_CERT_REVOKED', 'revoked');
+    const field = (f: string) => cert.subject.split('\n').find((l) => l.startsWith(`${f}=`))?.slice(f.length + 1);
+    const role = field('unstructuredName');
+    return { name: field('CN') ?? '', org: field('O') ?? '', type: field('OU') ?? '', ...(role === undefined ? {} : { role }), publicKey: cert.publicKey };
+  };
 }

@@ -70,6 +70,22 @@ export const POLICY_CODES = {
     meaning: 'The job\'s code is not signed, or not signed by the submitter\'s admin certificate from this project, or was changed after signing.',
     action: 'Re-sign the job\'s code with the submitter\'s own startup-kit key and resubmit; never deploy code whose signature fails.',
   },
+  E_POLICY_JOB_UNSIGNED: {
+    meaning: 'A job or an abort arrived without the submitting admin\'s signature, or with a malformed one.',
+    action: 'Submit (or abort) the job with a FLARE-TS admin client, which signs it with the admin\'s kit key; a server that strips or rewrites signatures is not to be trusted.',
+  },
+  E_POLICY_JOB_BINDING: {
+    meaning: 'A job or abort signature was made for another project or another job id than the one it arrived as.',
+    action: 'The server must deploy (or abort) a job under the id its submitter signed; treat a mismatch as a server that replays or rewrites jobs.',
+  },
+  E_POLICY_JOB_TAMPERED: {
+    meaning: 'A job\'s files (meta.json, the model, custom/ code) or an abort differ from what the admin signed: changed, added, removed or renamed after signing.',
+    action: 'Do not run the job; resubmit it from the admin\'s own copy. The message names the first file that differs.',
+  },
+  E_POLICY_JOB_SIGNER: {
+    meaning: 'A job or abort is signed with a certificate this project does not trust (not from its root, expired, revoked), that is not an admin certificate, or that names no role.',
+    action: 'Only admins provisioned in this project can submit or abort jobs: sign with the admin\'s own startup kit; check the CRL if the admin was revoked.',
+  },
   E_POLICY_AUTHN_CONFIG: {
     meaning: 'A site authenticator is misconfigured (issuer, audience, JWKS location or claim mapping).',
     action: 'Fix the authenticator settings the message names; JWKS URLs must use https.',

@@ -3,8 +3,9 @@ import { closeSync, fdatasync, fdatasyncSync, fstatSync, ftruncateSync, openSync
 import type { KeyObject } from 'node:crypto';
 import type { FlareError} from '@flare/core';
 import { AuditError, canonicalJson, parseStrictJson, type AuditEventInput, type JsonValue } from '@flare/core';
-import { ACTION, AUDIT_FORMAT_VERSION, CHECKPOINT_ACTION, checkpointSchema, eventSchema, GENESIS, MAX_LINE_BYTES, OPEN_ACTION, recordHash, sha256Hex } from './record.js';
+import { ACTION, ANCHOR_ACTION, ANCHOR_ROLLBACK_ACTION, AUDIT_FORMAT_VERSION, CHECKPOINT_ACTION, checkpointSchema, type CheckpointRecord, eventSchema, GENESIS, MAX_LINE_BYTES, OPEN_ACTION, recordHash, sha256Hex } from './record.js';
 import { checkpointSigner, type CheckpointSigner } from './signer.js';
+import { compareAnchors, verifyAnchor, type AuditAnchor } from './anchor.js';
 
 /** Options of {@link AuditLog.open}. */
 export interface AuditLogOptions {
@@ -23,6 +24,19 @@ export interface AuditLogOptions {
   readonly fsync?: 'always' | 'batch';
   /** Longest time an appended event stays unsynced in `batch` mode, ms (default 100). */
   readonly batchMs?: number;
+  /**
+   * Peers' anchors recorded before (e.g. `(await readAnchors([path])).anchors` of this same log, read before it is
+   * opened), so {@link AuditLog.recordAnchor} notices a peer that rolled back across restarts of this process.
+   */
+  readonly anchors?: Iterable<AuditAnchor>;
+}
+
+/** Options of {@link AuditLog.recordAnchor}. */
+export interface RecordAnchorOptions {
+  /** The peer's certificate (PEM) or public key, from its authenticated session: the anchor must be signed by it. */
+  readonly certificate?: string | KeyObject;
+  /** The peer's authenticated name: the anchor must be its log's. */
+  readonly site?: string;
 }
 
 const MAX_CHECKPOINT_EVERY = 1_000_000;
@@ -183,6 +197,9 @@ export class AuditLog {
   #closing: Promise<void> | undefined;
   #failed: FlareError | undefined;
   #closed = false;
+  #lastCheckpoint: CheckpointRecord | undefined;
+  /** The latest anchor recorded per peer log (site name). */
+  readonly #peers = new Map<string, AuditAnchor>();
 
   private constructor(path: string, fd: number, lockPath: string, site: string, signer: CheckpointSigner, options: AuditLogOptions, tail: Tail | undefined) {
     this.path = path;
@@ -196,6 +213,10 @@ export class AuditLog {
     this.#siteJson = str(site);
     this.#seq = tail === undefined ? 0 : tail.seq + 1;
     this.#prev = tail?.hash ?? GENESIS;
+    for (const a of options.anchors ?? []) {
+      const known = this.#peers.get(a.site);
+      if (known === undefined || a.seq >= known.seq) this.#peers.set(a.site, a);
+    }
   }
 
   /**
@@ -213,6 +234,9 @@ export class AuditLog {
     const batchMs = options.batchMs ?? 100;
     if (!(batchMs >= 1 && batchMs <= 60_000)) throw new RangeError(`batchMs must be in 1..60000, got ${batchMs}`);
     const signer = checkpointSigner(options.signer);
+    // Seeds are checked like any anchor: a seed that does not verify must not suppress a rollback alarm.
+    const anchors = [...(options.anchors ?? [])].map((a) => verifyAnchor(a));
+    options = { ...options, anchors };
     const lockPath = `${path}.lock`;
     takeLock(lockPath);
     let fd: number | undefined;
@@ -327,21 +351,68 @@ export class AuditLog {
 
   #checkpoint(final: boolean): void {
     const body = {
-      action: CHECKPOINT_ACTION,
+      action: CHECKPOINT_ACTION as typeof CHECKPOINT_ACTION,
       cp: { alg: this.#signer.alg, final, key: this.#signer.publicKey },
       id: randomUUID(),
       prev: this.#prev,
       seq: this.#seq,
       site: this.site,
       ts: new Date().toISOString(),
-      v: AUDIT_FORMAT_VERSION,
+      v: AUDIT_FORMAT_VERSION as typeof AUDIT_FORMAT_VERSION,
     };
     const hash = sha256Hex(canonicalJson(body));
     const sig = this.#signer.sign(hash);
-    this.#write(`${canonicalJson({ ...body, hash, sig })}\n`);
+    const record: CheckpointRecord = { ...body, hash, sig };
+    this.#write(`${canonicalJson(record as unknown as JsonValue)}\n`);
+    this.#lastCheckpoint = record;
     this.#prev = hash;
     this.#seq++;
     this.#sinceCheckpoint = 0;
+  }
+
+  /**
+   * This log's anchor for its peers: seals the events appended since the last checkpoint with a new signed
+   * checkpoint (synced to disk before it is returned) and returns that checkpoint line. Send it to the peers
+   * that record anchors (a site to the server at login and periodically; the server to each site); they record
+   * it with {@link AuditLog.recordAnchor}, and `verifyAuditLog(path, { anchors })` later proves this log was not
+   * rolled back or cut below it.
+   *
+   * @throws AuditError E_AUDIT_CLOSED or E_AUDIT_WRITE.
+   */
+  anchor(): AuditAnchor {
+    if (this.#closed) throw new AuditError('E_AUDIT_CLOSED', `the audit log ${this.path} is closed`);
+    if (this.#failed) throw this.#failed;
+    if (this.#sinceCheckpoint > 0 || this.#lastCheckpoint === undefined) this.#checkpoint(false);
+    // A peer will hold this checkpoint as proof of what this log contained: it must be on disk first.
+    this.flush();
+    return Object.freeze({ ...this.#lastCheckpoint!, cp: { ...this.#lastCheckpoint!.cp } });
+  }
+
+  /**
+   * Records a peer's anchor (from {@link AuditLog.anchor} on its side) as an `audit_anchor` event whose
+   * `data.anchor` is the peer's checkpoint line, after checking it: it must verify (hash, signature, and the
+   * peer's certificate and name when given) and must not go back on an anchor this log recorded for the same
+   * peer before. An older anchor, or another checkpoint at the same position, means the peer's log was rolled
+   * back: an `audit_anchor_rollback` event is written and the call throws.
+   *
+   * @returns The event id.
+   * @throws AuditError E_AUDIT_ANCHOR (does not verify), E_AUDIT_ROLLBACK (rolled back or forked),
+   *   E_AUDIT_CERT, E_AUDIT_CLOSED or E_AUDIT_WRITE.
+   */
+  recordAnchor(value: unknown, options: RecordAnchorOptions = {}): string {
+    if (this.#closed) throw new AuditError('E_AUDIT_CLOSED', `the audit log ${this.path} is closed`);
+    const anchor = verifyAnchor(value, options);
+    const previous = this.#peers.get(anchor.site);
+    const order = previous === undefined ? 'advanced' : compareAnchors(previous, anchor);
+    const brief = (a: AuditAnchor) => ({ seq: a.seq, hash: a.hash, ts: a.ts });
+    if (order === 'rolled_back' || order === 'forked') {
+      const msg = `the audit log of ${JSON.stringify(anchor.site)} was ${order === 'forked' ? 'rolled back and rewritten' : 'rolled back'}: it now shows seq ${anchor.seq} after seq ${previous!.seq} was recorded here${order === 'forked' ? ' with another hash' : ''}`;
+      this.#append({ action: ANCHOR_ROLLBACK_ACTION, msg, data: { peer: anchor.site, order, previous: brief(previous!), received: brief(anchor) } }, true);
+      throw new AuditError('E_AUDIT_ROLLBACK', msg);
+    }
+    const id = this.#append({ action: ANCHOR_ACTION, msg: `anchor of ${anchor.site} at seq ${anchor.seq}`, data: { peer: anchor.site, anchor: anchor as unknown as JsonValue } }, true);
+    this.#peers.set(anchor.site, anchor);
+    return id;
   }
 
   /** Syncs everything appended so far to disk now (batch mode), e.g. before acknowledging a peer. */

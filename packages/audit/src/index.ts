@@ -1,8 +1,10 @@
 // @flare/audit: append-only, hash-chained, signed audit log with cross-site tracing and verification.
 // Flat named exports only (house style).
 export { AuditLog } from './audit-log.js';
-export type { AuditLogOptions } from './audit-log.js';
-export { AUDIT_FORMAT_VERSION, CHECKPOINT_ACTION, GENESIS, MAX_LINE_BYTES, OPEN_ACTION } from './record.js';
+export type { AuditLogOptions, RecordAnchorOptions } from './audit-log.js';
+export { compareAnchors, readAnchors, verifyAnchor } from './anchor.js';
+export type { AnchorOrder, AnchorRecords, AuditAnchor, VerifyAnchorOptions } from './anchor.js';
+export { ANCHOR_ACTION, ANCHOR_ROLLBACK_ACTION, AUDIT_FORMAT_VERSION, CHECKPOINT_ACTION, GENESIS, MAX_LINE_BYTES, OPEN_ACTION } from './record.js';
 export type { AuditRecord, CheckpointRecord, SignatureAlg } from './record.js';
 export { verifyAuditLog } from './verify.js';
 export type { AuditProblem, AuditProblemKind, AuditVerification, VerifyAuditLogOptions } from './verify.js';

@@ -10,6 +10,10 @@ export const GENESIS = '0'.repeat(64);
 export const CHECKPOINT_ACTION = 'audit_checkpoint';
 /** The action the log writes when it is opened (new or resumed). */
 export const OPEN_ACTION = 'audit_open';
+/** The action of a peer's anchor recorded by {@link AuditLog.recordAnchor}: `data.anchor` is the peer's checkpoint line. */
+export const ANCHOR_ACTION = 'audit_anchor';
+/** The action written when a peer's anchor is older than (or forks from) one recorded before. */
+export const ANCHOR_ROLLBACK_ACTION = 'audit_anchor_rollback';
 /** Longest line (bytes, with its newline): bounds memory when reading a log from an untrusted place. */
 export const MAX_LINE_BYTES = 64 * 1024;
 

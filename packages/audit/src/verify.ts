@@ -1,11 +1,12 @@
 import { X509Certificate, type KeyObject } from 'node:crypto';
 import { AuditError, canonicalJson, type JsonValue } from '@flare/core';
+import { verifyAnchor, type AuditAnchor } from './anchor.js';
 import { readLines } from './read-lines.js';
 import { CHECKPOINT_ACTION, checkpointSchema, eventSchema, GENESIS, sha256Hex, type SignatureAlg } from './record.js';
 import { fingerprint, publicKeyFromSpki, verifyCheckpoint } from './signer.js';
 
 /** What kind of damage a line shows. */
-export type AuditProblemKind = 'modified' | 'deleted' | 'reordered' | 'inserted' | 'bad_signature' | 'unsigned_tail' | 'truncated';
+export type AuditProblemKind = 'modified' | 'deleted' | 'reordered' | 'inserted' | 'bad_signature' | 'unsigned_tail' | 'truncated' | 'rolled_back' | 'forked';
 
 /** One finding of {@link verifyAuditLog}: the 1-based line, the kind, and a sentence. */
 export interface AuditProblem {
@@ -35,12 +36,31 @@ export interface AuditVerification {
   readonly signer: { readonly alg: SignatureAlg; readonly fingerprint: string; readonly trusted: boolean } | null;
   /** Every problem found, in line order (the first is the first bad line). */
   readonly problems: readonly AuditProblem[];
+  /** With the `anchors` option: how the log compares with the checkpoints its peers recorded. */
+  readonly anchors?: {
+    /** Anchors of this log's site that verified and were compared. */
+    readonly checked: number;
+    /** Of those, found in the log as recorded (same seq, same hash). */
+    readonly matched: number;
+    /** The latest anchor of this log's site, whether or not the log reaches it. */
+    readonly latest: { readonly seq: number; readonly ts: string } | null;
+    /** Anchors of other sites (ignored) and anchors that did not verify (never used). */
+    readonly otherSites: number;
+    readonly invalid: number;
+  };
 }
 
 /** Options of {@link verifyAuditLog}. */
 export interface VerifyAuditLogOptions {
   /** The site certificate (PEM text) whose key must have signed every checkpoint (startup/client.crt or server.crt). */
   readonly certificate?: string;
+  /**
+   * Checkpoints of this log that its peers recorded (`readAnchors` of their logs, or exported anchors). Each must
+   * be in the log at its seq with its hash: a log that ends before one is `rolled_back` (an older copy, or cut
+   * after a valid checkpoint), one with another line there is `forked` (rolled back, then written again).
+   * Anchors of other sites are ignored; anchors that do not verify are counted, never used.
+   */
+  readonly anchors?: readonly unknown[];
 }
 
 interface Entry {
@@ -209,6 +229,7 @@ export async function verifyAuditLog(path: string, options: VerifyAuditLogOption
         : `${tail.length} line${tail.length === 1 ? '' : 's'} after the last checkpoint (line ${lastCheckpoint.line}): still open, a crash, or a truncation`,
     );
   }
+  const anchorSummary = options.anchors === undefined ? undefined : checkAnchors(options.anchors, entries, site, certSpki ?? firstKey, add);
   const sorted = [...problems.values()].sort((a, b) => a.line - b.line);
   return {
     ok: sorted.length === 0,
@@ -219,5 +240,54 @@ export async function verifyAuditLog(path: string, options: VerifyAuditLogOption
     closed: lastCheckpoint !== undefined && lastCheckpoint.final && lastCheckpoint.valid && tail.length === 0,
     signer,
     problems: sorted,
+    ...(anchorSummary === undefined ? {} : { anchors: anchorSummary }),
   };
+}
+
+/** Compares the log with its peers' anchors; adds `rolled_back` and `forked` problems. */
+function checkAnchors(
+  given: readonly unknown[],
+  entries: readonly Entry[],
+  site: string | undefined,
+  logKey: string | undefined,
+  add: (line: number, kind: AuditProblemKind, detail: string) => void,
+): NonNullable<AuditVerification['anchors']> {
+  const mine: AuditAnchor[] = [];
+  let otherSites = 0;
+  let invalid = 0;
+  for (const value of given) {
+    let a: AuditAnchor;
+    try {
+      a = verifyAnchor(value);
+    } catch {
+      invalid++;
+      continue;
+    }
+    if (site === undefined || a.site !== site) otherSites++;
+    else mine.push(a);
+  }
+  const bySeq = new Map<number, Entry>();
+  for (const e of entries) if (e.seq !== undefined && !bySeq.has(e.seq)) bySeq.set(e.seq, e);
+  const last = entries.at(-1);
+  let matched = 0;
+  let latest: AuditAnchor | undefined;
+  let beyond: AuditAnchor | undefined;
+  for (const a of mine) {
+    if (latest === undefined || a.seq > latest.seq) latest = a;
+    if (logKey !== undefined && a.cp.key !== logKey) {
+      add(1, 'forked', `a peer recorded a checkpoint of this log (seq ${a.seq}, ${a.ts}) signed by another key than this log's checkpoints: the log was rewritten`);
+      continue;
+    }
+    const e = bySeq.get(a.seq);
+    if (e === undefined) {
+      if (beyond === undefined || a.seq > beyond.seq) beyond = a;
+    } else if (e.stored !== a.hash) {
+      add(e.line, 'forked', `a peer recorded another checkpoint at seq ${a.seq} (${a.ts}): the log was rolled back and written again from here`);
+    } else matched++;
+  }
+  if (beyond !== undefined) {
+    const lastSeq = [...bySeq.keys()].reduce((m, k) => Math.max(m, k), -1);
+    add(last?.line ?? 1, 'rolled_back', `the log ends at seq ${lastSeq} but a peer recorded its checkpoint at seq ${beyond.seq} (${beyond.ts}): an older copy of the log, or cut after a valid checkpoint`);
+  }
+  return { checked: mine.length, matched, latest: latest === undefined ? null : { seq: latest.seq, ts: latest.ts }, otherSites, invalid };
 }

@@ -116,6 +116,54 @@ describe('flare audit verify', () => {
   });
 });
 
+describe('flare audit verify --anchors / flare audit anchor', () => {
+  // site-2 anchors its log at the server; an attacker later presents an older copy, or rolls back and resumes.
+  const key = () => generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
+  const files = { site: join(dir, 'site-2.jsonl'), early: join(dir, 'site-2.early.jsonl'), server: join(dir, 'server-anchors.jsonl'), anchor: join(dir, 'site-2.anchor') };
+  beforeAll(async () => {
+    const siteKey = key();
+    const serverLog = await AuditLog.open(files.server, { site: 'server', signer: key() });
+    let log = await AuditLog.open(files.site, { site: 'site-2', signer: siteKey });
+    log.append({ action: 'task_received', job: 'j2' });
+    await log.close();
+    writeFileSync(files.early, readFileSync(files.site));
+    log = await AuditLog.open(files.site, { site: 'site-2', signer: siteKey });
+    log.append({ action: 'result_sent', job: 'j2' });
+    serverLog.recordAnchor(log.anchor());
+    await log.close();
+    await serverLog.close();
+  });
+
+  it('exit 0 when the log holds every checkpoint its peers recorded', async () => {
+    const r = await flare(['audit', 'verify', files.site, '--anchors', files.server]);
+    expect(r.code).toBe(0);
+    expect(r.out[1]).toMatch(/^anchors: 1 of 1 recorded checkpoints of site-2 found as recorded \(latest: seq \d+, /);
+  });
+
+  it('exit 1 for an older copy that ends in a valid signed checkpoint (rolled back)', async () => {
+    expect((await flare(['audit', 'verify', files.early])).code).toBe(0);
+    const r = await flare(['audit', 'verify', files.early, '--anchors', files.server]);
+    expect(r.code).toBe(1);
+    expect(r.out[0]).toMatch(/: rolled back \(ends before a checkpoint its peers recorded\): /);
+    expect(r.err.at(-1)).toMatch(/^E_AUDIT_TAMPERED: /);
+  });
+
+  it('anchor prints the latest checkpoint; an exported anchor file works as --anchors', async () => {
+    const r = await flare(['audit', 'anchor', files.site]);
+    expect(r.code).toBe(0);
+    expect(JSON.parse(r.out[0]!)).toMatchObject({ action: 'audit_checkpoint', site: 'site-2', cp: { final: true } });
+    writeFileSync(files.anchor, `${r.out[0]}\n`);
+    expect((await flare(['audit', 'verify', files.early, '--anchors', files.anchor])).code).toBe(1);
+    expect((await flare(['audit', 'verify', files.site, '--anchors', files.anchor])).code).toBe(0);
+  });
+
+  it('anchor refuses a log that does not verify (E_AUDIT_TAMPERED)', async () => {
+    const r = await flare(['audit', 'anchor', tampered('anchor-bad.jsonl', (l) => l.slice(1))]);
+    expect(r.code).toBe(1);
+    expect(r.err[0]).toMatch(/^E_AUDIT_TAMPERED: /);
+  });
+});
+
 describe('flare audit trace', () => {
   it('follows ref links across the server\'s and the site\'s logs and prints the chain', async () => {
     const r = await flare(['audit', 'trace', filterId, logs.server, logs.site]);

@@ -3,7 +3,8 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { Option, type Command } from 'commander';
 import { AuditError } from '@flare/core';
-import { exportFlareFormat, formatTrace, traceAuditEvent, verifyAuditLog, type AuditProblem } from '@flare/audit';
+import { canonicalJson, type JsonValue } from '@flare/core';
+import { exportFlareFormat, formatTrace, readAnchors, traceAuditEvent, verifyAuditLog, type AuditProblem } from '@flare/audit';
 import { EXIT, runCommand, stdio, type Io } from '../run.js';
 
 const KIND_TEXT: Record<AuditProblem['kind'], string> = {
@@ -14,6 +15,8 @@ const KIND_TEXT: Record<AuditProblem['kind'], string> = {
   bad_signature: 'bad signature',
   unsigned_tail: 'unsigned tail after the last checkpoint',
   truncated: 'truncated',
+  rolled_back: 'rolled back (ends before a checkpoint its peers recorded)',
+  forked: 'rolled back and rewritten (differs from a checkpoint its peers recorded)',
 };
 const MAX_LISTED = 20;
 
@@ -37,10 +40,16 @@ export function register(program: Command, io: Io = stdio): void {
     .description('prove an audit log whole: exit 0 when it is, 1 naming the first bad line and what is wrong')
     .argument('<file>', 'the audit log (JSON Lines)')
     .option('--cert <file>', "the site's certificate (startup/server.crt or client.crt): checkpoints must be signed by its key")
+    .option('--anchors <files...>', "peers' audit logs (or exported anchors) that recorded this log's checkpoints: detects an older copy, a truncation or a rollback")
     .option('--json', 'print the full verification result as JSON')
-    .action((file: string, opts: { cert?: string; json?: boolean }) =>
+    .action((file: string, opts: { cert?: string; anchors?: string[]; json?: boolean }) =>
       run(async () => {
-        const r = await verifyAuditLog(file, opts.cert === undefined ? {} : { certificate: await readCert(opts.cert) });
+        const found = opts.anchors === undefined ? undefined : await readAnchors(opts.anchors);
+        for (const bad of found?.invalid ?? []) io.err(`warning: ${bad.file} line ${bad.line}: not used as an anchor (${bad.reason})`);
+        const r = await verifyAuditLog(file, {
+          ...(opts.cert === undefined ? {} : { certificate: await readCert(opts.cert) }),
+          ...(found === undefined ? {} : { anchors: found.anchors }),
+        });
         if (opts.json) {
           io.out(JSON.stringify(r, null, 2));
           return r.ok ? EXIT.ok : EXIT.refused;
@@ -50,12 +59,33 @@ export function register(program: Command, io: Io = stdio): void {
           io.out(`OK ${file}: ${r.events} events in ${r.lines} lines, ${r.closed ? 'closed' : 'not closed'}, ${signer}`);
           if (r.signer !== null && !r.signer.trusted) io.err('note: signatures were not checked against a certificate (pass --cert site.crt)');
           if (!r.closed && r.lines > 0) io.err('note: the log does not end with a final checkpoint: it is still open, or its writer stopped');
+          if (r.anchors !== undefined) {
+            const { checked, matched, latest } = r.anchors;
+            io.out(`anchors: ${matched} of ${checked} recorded checkpoints of ${r.site ?? 'this log'} found as recorded${latest === null ? '' : ` (latest: seq ${latest.seq}, ${latest.ts})`}`);
+            if (checked === 0) io.err('note: the anchor files hold no checkpoint of this log: rollback and truncation were not checked');
+          } else io.err('note: without --anchors, an older copy of the log or one cut after a valid checkpoint cannot be told apart');
           return EXIT.ok;
         }
         for (const p of r.problems.slice(0, MAX_LISTED)) io.out(`line ${p.line}: ${KIND_TEXT[p.kind]}: ${p.detail}`);
         if (r.problems.length > MAX_LISTED) io.out(`... and ${r.problems.length - MAX_LISTED} more problems`);
         const first = r.problems[0]!;
         throw new AuditError('E_AUDIT_TAMPERED', `${file} line ${first.line}: ${KIND_TEXT[first.kind]} (${first.detail}).`);
+      }),
+    );
+
+  audit
+    .command('anchor')
+    .description("print a log's latest signed checkpoint as an anchor line, for a peer or an off-site record (the log must verify)")
+    .argument('<file>', 'the audit log (JSON Lines)')
+    .option('--cert <file>', "the site's certificate: the checkpoint must be signed by its key")
+    .action((file: string, opts: { cert?: string }) =>
+      run(async () => {
+        const r = await verifyAuditLog(file, opts.cert === undefined ? {} : { certificate: await readCert(opts.cert) });
+        if (!r.ok) throw new AuditError('E_AUDIT_TAMPERED', `${file} line ${r.problems[0]!.line}: ${KIND_TEXT[r.problems[0]!.kind]}: no anchor is exported from a log that does not verify.`);
+        const { anchors } = await readAnchors([file]);
+        const own = anchors.filter((a) => a.site === r.site).at(-1);
+        if (own === undefined) throw new AuditError('E_AUDIT_ANCHOR', `${file} has no signed checkpoint yet: close the log or let it reach a checkpoint first.`);
+        io.out(canonicalJson(own as unknown as JsonValue));
       }),
     );
 

@@ -42,6 +42,14 @@ export const AUDIT_CODES = {
     meaning: 'The audit log is not whole: a line was modified, deleted, reordered or inserted, a checkpoint signature is bad, or events follow the last signed checkpoint.',
     action: 'Treat the log as evidence of tampering or of a crash; compare with a backup and with peers\' logs (`flare audit trace`).',
   },
+  E_AUDIT_ANCHOR: {
+    meaning: 'An audit anchor (a participant\'s signed checkpoint, sent to its peers) is malformed, does not match its hash, or is not signed by the participant\'s key.',
+    action: 'Treat the sender as broken or hostile: anchors are produced by AuditLog.anchor() and sent as they are; check that the peer\'s certificate is the one its log is signed with.',
+  },
+  E_AUDIT_ROLLBACK: {
+    meaning: 'A participant\'s audit log was rolled back: its new anchor is older than one its peers recorded, or another checkpoint stands where a recorded one stood.',
+    action: 'Investigate the participant named in the message: its log was restored from an older copy or rewritten. Keep its anchors and the audit_anchor_rollback event; verify its log with `flare audit verify FILE --anchors PEER_LOG`.',
+  },
   E_AUDIT_TRACE: {
     meaning: 'The event to trace was not found in the given audit logs.',
     action: 'Check the event id and pass every site\'s log that may hold it.',

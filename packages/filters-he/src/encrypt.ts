@@ -14,7 +14,7 @@ export interface HeEncryptOptions {
    * regular expressions without backreferences and lookaround, matched in linear time). Default: every tensor.
    * Tensors not selected travel in plaintext.
    */
-  readonly tensors?: readonly string[] | RegExp | NamePattern;
+  readonly tensors?: readonly string[] | string | RegExp | NamePattern;
   /**
    * Worker threads to encrypt on (0 to 16, default 0: the calling thread). SEAL's WebAssembly is single-threaded;
    * `workers: 2` on a two-core site roughly halves encryption time. The pool belongs to the context: it starts
@@ -55,7 +55,7 @@ export function heEncrypt(options: HeEncryptOptions): Filter {
     throw new HeError('E_HE_NO_SECRET_KEY', 'he-encrypt needs a client context: seeded encryption uses the secret key');
   }
   const names = Array.isArray(tensors) ? new Set<string>(tensors as readonly string[]) : undefined;
-  const pattern = tensors === undefined || names !== undefined ? undefined : toNamePattern(tensors as RegExp | NamePattern);
+  const pattern = tensors === undefined || names !== undefined ? undefined : toNamePattern(tensors as string | RegExp | NamePattern);
   return {
     name: 'he-encrypt',
     async apply(model: FLModel, ctx: FilterContext): Promise<FLModel> {

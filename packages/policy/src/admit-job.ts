@@ -62,14 +62,15 @@ const person = (s: JobSigner): Person => ({ name: s.name, org: s.org, role: s.ro
  *   E_POLICY_DENIED, E_POLICY_COMPONENT, E_POLICY_BYOC_DISABLED or E_POLICY_BYOC_RIGHT, in that order of checking.
  */
 export function admitJob(request: JobAdmissionRequest, policy: JobAdmissionPolicy): JobAdmission {
-  const job = request.jobId;
+  // The id comes from the server: bounded before it reaches an audit event (verifyJob refuses a malformed one).
+  const job = String(request.jobId).slice(0, 128);
   const refused = (code: PolicyErrorCode, message: string, user?: string, data: Record<string, string> = {}): never => {
     policy.audit?.({ action: 'job_refused', job, ...(user === undefined ? {} : { user }), msg: message, data: { code, ...data } });
     throw new PolicyError(code, message);
   };
   let verified;
   try {
-    verified = verifyJob(request.signature, request.files, { projectName: policy.projectName, jobId: job, verifyCertificate: policy.verifyCertificate });
+    verified = verifyJob(request.signature, request.files, { projectName: policy.projectName, jobId: request.jobId, verifyCertificate: policy.verifyCertificate });
   } catch (e) {
     if (isFlareError(e)) policy.audit?.({ action: 'job_refused', job, msg: `job '${job}': ${e.message}`, data: { code: e.code } });
     throw e;
@@ -118,10 +119,10 @@ export function admitAbort(
   request: { readonly jobId: string; readonly signature: unknown; readonly submitter: JobSigner },
   policy: Omit<JobAdmissionPolicy, 'components'>,
 ): AbortAdmission {
-  const job = request.jobId;
+  const job = String(request.jobId).slice(0, 128);
   let signer: JobSigner;
   try {
-    signer = verifyAbort(request.signature, { projectName: policy.projectName, jobId: job, verifyCertificate: policy.verifyCertificate }).signer;
+    signer = verifyAbort(request.signature, { projectName: policy.projectName, jobId: request.jobId, verifyCertificate: policy.verifyCertificate }).signer;
   } catch (e) {
     if (isFlareError(e)) policy.audit?.({ action: 'abort_refused', job, msg: `abort of job '${job}': ${e.message}`, data: { code: e.code } });
     throw e;

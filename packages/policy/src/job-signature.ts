@@ -143,6 +143,14 @@ function checkIds(projectName: string, jobId: string): void {
   if (typeof jobId !== 'string' || !JOB_ID.test(jobId)) throw new TypeError(`"jobId" expected 1 to 128 letters, digits, '.', '_' or '-' (a UUID, say), got ${JSON.stringify(String(jobId).slice(0, 40))}`);
 }
 
+/** The job id a job or abort arrived as comes from the server: a malformed one is a coded refusal, not a TypeError. */
+function checkArrivedIds(options: JobVerifyOptions): void {
+  if (typeof options.jobId !== 'string' || !JOB_ID.test(options.jobId)) {
+    refuse('E_POLICY_JOB_BINDING', `the job arrived under the id ${JSON.stringify(String(options.jobId).slice(0, 40))}, which no admin can have signed (1 to 128 letters, digits, '.', '_' or '-')`);
+  }
+  checkIds(options.projectName, options.jobId);
+}
+
 function signed(key: AdminSigningKey, unsigned: Omit<JobSignature, 'certificate' | 'signature'> | Omit<AbortSignature, 'certificate' | 'signature'>): JobSignature | AbortSignature {
   const privateKey = privateKeyOf(key.privateKey);
   const bytes = manifest(unsigned);
@@ -241,7 +249,7 @@ function checkBinding(s: { readonly project: string; readonly job: string }, opt
  * ```
  */
 export function verifyJob(signature: unknown, received: ReadonlyMap<string, Uint8Array>, options: JobVerifyOptions): VerifiedJob {
-  checkIds(options.projectName, options.jobId);
+  checkArrivedIds(options);
   const s = parse(jobSchema, signature, 'job');
   checkBinding(s, options, 'job');
   if (received.size > MAX_JOB_FILES) refuse('E_POLICY_JOB_TAMPERED', `the job arrived with ${received.size} files, more than any signed job holds`);
@@ -278,7 +286,7 @@ export function verifyJob(signature: unknown, received: ReadonlyMap<string, Uint
  * @throws PolicyError E_POLICY_JOB_UNSIGNED, E_POLICY_JOB_BINDING, E_POLICY_JOB_SIGNER or E_POLICY_JOB_TAMPERED.
  */
 export function verifyAbort(signature: unknown, options: JobVerifyOptions): VerifiedAbort {
-  checkIds(options.projectName, options.jobId);
+  checkArrivedIds(options);
   const s = parse(abortSchema, signature, 'abort');
   checkBinding(s, options, 'abort');
   const signer = signerOf(s, manifest(s), options.verifyCertificate, 'abort');

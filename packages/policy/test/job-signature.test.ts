@@ -124,6 +124,11 @@ describe('signJob / verifyJob', () => {
       expectCode(() => verifyJob({ ...sign(lead), job: other }, files(), options({ jobId: other })), 'E_POLICY_JOB_TAMPERED');
     });
 
+    it('cannot deploy under a malformed job id (E_POLICY_JOB_BINDING, not a TypeError)', () => {
+      for (const jobId of ['../x', '', 'a'.repeat(129), 'a b']) expectCode(() => verifyJob(sign(lead), files(), options({ jobId })), 'E_POLICY_JOB_BINDING');
+      expectCode(() => verifyAbort(signAbort(key(lead), { projectName: 'hospitals', jobId: JOB }), options({ jobId: '../x' })), 'E_POLICY_JOB_BINDING');
+    });
+
     it('cannot replay a job of another project (E_POLICY_JOB_BINDING)', () => {
       expectCode(() => verifyJob(signJob(key(lead), { projectName: 'banks', jobId: JOB, files: files() }), files(), options()), 'E_POLICY_JOB_BINDING');
     });

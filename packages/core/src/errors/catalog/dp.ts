@@ -7,8 +7,12 @@ export const DP_CODES = {
     action: 'Nothing is wrong at the site: the job has used its privacy budget here; finish the job without this site, or have the site\'s data owner decide whether a new job with its own budget is acceptable.',
   },
   E_DP_BUDGET_CORRUPT: {
-    meaning: 'The site\'s privacy-budget record for a job cannot be read or fails validation, so the site refuses to contribute rather than assume that nothing was spent.',
+    meaning: 'The site\'s privacy ledger (or a budget record of an earlier version) cannot be read or fails validation (an edited line, a chain whose spending goes down), so the site refuses to contribute rather than assume that nothing was spent.',
     action: 'Restore the record under the site workspace\'s dp-budget folder from a backup, or have the site\'s data owner decide; never delete it to reset the spending.',
+  },
+  E_DP_LEDGER_ROLLBACK: {
+    meaning: 'A privacy ledger (the spending of one of the site\'s datasets, across jobs) is missing, older than, or different from the head the site\'s audit log recorded: it was deleted, restored from an older copy, or rewritten. Nothing is released until it is restored.',
+    action: 'Restore the ledger file named in the message (dp-budget folder of the site workspace) from the latest backup; never delete it to reset the spending. Check the site\'s audit log for who changed it.',
   },
   E_DP_BUDGET_WRITE: {
     meaning: 'The privacy spent could not be recorded in the site\'s budget store, so the update was not released.',

@@ -35,7 +35,15 @@ export type {
   VerifiedJob,
 } from './job-signature.js';
 export { admitAbort, admitJob } from './admit-job.js';
-export type { AbortAdmission, JobAdmission, JobAdmissionPolicy, JobAdmissionRequest } from './admit-job.js';
+export type {
+  AbortAdmission,
+  JobAdmission,
+  JobAdmissionPolicy,
+  JobAdmissionRequest,
+  UnsignedJobAdmission,
+  UnsignedJobAdmissionPolicy,
+  UnsignedJobAdmissionRequest,
+} from './admit-job.js';
 export { requireSiteAuthentication } from './site-authenticator.js';
 export type { SiteAuthenticator, SiteAuthInput, SiteAuthVerdict } from './site-authenticator.js';
 export { createOidcAuthenticator } from './oidc-authenticator.js';

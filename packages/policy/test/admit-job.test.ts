@@ -1,6 +1,6 @@
 import type { AuditEventInput } from '@flare/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { admitAbort, admitJob, parseAuthorizationPolicy, parseComponentPolicy, signAbort, signJob, type JobAdmissionPolicy } from '../src/index.js';
+import { admitAbort, admitJob, parseAuthorizationPolicy, parseComponentPolicy, signAbort, signByoc, signJob, type JobAdmissionPolicy } from '../src/index.js';
 import { certificateCheck, expectCode, issue, makeCa, scratch, type TestCert } from './helpers.js';
 
 const tmp = scratch();
@@ -108,5 +108,18 @@ describe('admitAbort', () => {
     const e = expectCode(() => admitAbort({ jobId: 'j1', signature: abort(carol, 'j1'), submitter }, policy(false)), 'E_POLICY_DENIED');
     expect(e.message).toContain("user 'carol@b.org' is not authorized for 'abort_job'");
     expect(events.at(-1)).toMatchObject({ action: 'abort_refused', user: 'carol@b.org', data: { code: 'E_POLICY_DENIED' } });
+  });
+});
+
+describe('admitJob, the deprecated unsigned form (until the runtime sends signed jobs)', () => {
+  const unsignedPolicy = () => ({ authorization, components: parseComponentPolicy({ allow: ['fedavg'], byoc: true }), siteOrg: 'org_a', rootCa: root.cert });
+  const lead = { name: 'alice@a.org', org: 'org_a', role: 'lead' };
+
+  it('still re-checks the named submitter and the allow-list, and checks BYOC code against the submitter', () => {
+    expect(admitJob({ job: 'u1', submitter: lead, components: ['fedavg'] }, unsignedPolicy())).toEqual({ job: 'u1', components: ['fedavg'], byoc: false });
+    expectCode(() => admitJob({ job: 'u2', submitter: { ...lead, org: 'org_b' }, components: ['fedavg'] }, unsignedPolicy()), 'E_POLICY_DENIED');
+    expectCode(() => admitJob({ job: 'u3', submitter: lead, components: ['shell'] }, unsignedPolicy()), 'E_POLICY_COMPONENT');
+    const files = withCode();
+    expectCode(() => admitJob({ job: 'u4', submitter: lead, components: [], byoc: { files, signature: signByoc(files, carol.key), certificate: carol.cert } }, unsignedPolicy()), 'E_POLICY_BYOC_SIGNATURE');
   });
 });

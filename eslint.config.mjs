@@ -26,7 +26,22 @@ export default tseslint.config(
   { ignores: ['**/dist/**', '**/node_modules/**', '**/out-tsc/**', 'reports/**', '.nx/**', '**/*.d.ts'] },
   js.configs.recommended,
   ...nx.configs['flat/base'],
-  ...tseslint.configs.recommended,
+  ...tseslint.configs.recommendedTypeChecked,
+  {
+    // Type information for every TypeScript file: each file is checked against the tsconfig that includes it
+    // (packages' lib and spec configs, e2e, tools). Files that no tsconfig includes get a default project;
+    // list them here (a glob may not match a file some tsconfig already includes).
+    languageOptions: {
+      parserOptions: {
+        projectService: {
+          allowDefaultProject: ['packages/filters-dp/conformance/*.ts', 'vitest.conformance.config.ts'],
+          defaultProject: 'tsconfig.base.json',
+          maximumDefaultProjectFileMatchCount_THIS_WILL_SLOW_DOWN_LINTING: 32,
+        },
+        tsconfigRootDir: import.meta.dirname,
+      },
+    },
+  },
   {
     files: ['**/*.ts', '**/*.mts', '**/*.mjs', '**/*.js'],
     rules: {
@@ -42,6 +57,21 @@ export default tseslint.config(
       '@typescript-eslint/no-explicit-any': 'error',
       '@typescript-eslint/consistent-type-imports': 'error',
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
+      // A promise nobody awaits is a lost error in a long-running server.
+      '@typescript-eslint/no-floating-promises': 'error',
+      '@typescript-eslint/no-misused-promises': 'error',
+      // recommendedTypeChecked rules that found existing code when type-aware lint landed (hits at eff1d78 in
+      // parentheses). Off until each package's owner has cleaned up; turn one on here, not per file.
+      '@typescript-eslint/no-unnecessary-type-assertion': 'off', // (88) `x!` / `as T` that TS already knows
+      '@typescript-eslint/require-await': 'off', // (47) async functions implementing a Promise-returning contract
+      '@typescript-eslint/no-unsafe-assignment': 'off', // (34) mostly JSON.parse in tests
+      '@typescript-eslint/no-unsafe-member-access': 'off', // (48) idem
+      '@typescript-eslint/no-unsafe-argument': 'off', // (29) idem
+      '@typescript-eslint/no-unsafe-call': 'off', // (2) tests
+      '@typescript-eslint/no-unsafe-return': 'off', // (2) tests
+      '@typescript-eslint/no-base-to-string': 'off', // (12) template strings of `unknown` metadata values
+      '@typescript-eslint/no-redundant-type-constituents': 'off', // (4) `unknown | X` unions
+      '@typescript-eslint/prefer-promise-reject-errors': 'off', // (7) runtime, being rewritten
       'no-restricted-syntax': [
         'error',
         { selector: 'ExportDefaultDeclaration', message: 'Use named exports (house style).' },
@@ -53,6 +83,15 @@ export default tseslint.config(
     },
   },
   {
+    // The runtime and the CLI's runtime/poc commands are being rewritten (issue 13): their lost promises are
+    // warnings until then. The runtime rewrite removes this override.
+    files: ['packages/runtime/**/*.ts', 'packages/cli/src/commands/runtime.ts', 'packages/cli/src/poc/**/*.ts'],
+    rules: {
+      '@typescript-eslint/no-floating-promises': 'warn',
+      '@typescript-eslint/no-misused-promises': 'warn',
+    },
+  },
+  {
     files: ['**/test/**/*.ts', '**/conformance/**/*.ts', 'e2e/**/*.ts', 'tools/**/*.ts'],
     rules: { 'no-restricted-syntax': 'off' },
   },
@@ -60,6 +99,11 @@ export default tseslint.config(
     // Tool configs share the workspace preset by relative path; they are not package code.
     files: ['**/vitest.config.mjs'],
     rules: { '@nx/enforce-module-boundaries': 'off' },
+  },
+  {
+    // Plain JavaScript (tool configs, scripts, docs examples) is linted without type information.
+    files: ['**/*.mjs', '**/*.js'],
+    ...tseslint.configs.disableTypeChecked,
   },
   {
     files: ['**/*.mjs', '**/*.js'],

@@ -108,13 +108,13 @@ export async function benchServerMain(config: { secure: boolean; kit?: string; w
   });
   console.log(JSON.stringify({ port: listener.port }));
   process.stdin.resume();
-  process.stdin.on('data', async () => {
-    // Any input: report peak memory and stop.
+  // Any input: report peak memory and stop (a failed close crashes this child, which the parent sees).
+  process.stdin.on('data', () => void (async () => {
     console.log(JSON.stringify({ maxRssKiB: process.resourceUsage().maxRSS }));
     await server.close();
     await audit?.close();
     process.exit(0);
-  });
+  })());
 }
 
 async function runConfig(secure: boolean, kits: Map<string, Kit> | undefined, root: string): Promise<{ medianMs: number; rounds: number[]; maxRssMiB: number }> {

@@ -2,6 +2,7 @@
 // Named so that @nx/vitest does not infer a unit-test target for this folder.
 import { resolve } from 'node:path';
 import { defineConfig } from 'vitest/config';
+import { SkipReporter } from '../tools/scripts/skip-reporter.mjs';
 
 export default defineConfig({
   test: {
@@ -11,6 +12,10 @@ export default defineConfig({
     testTimeout: 300_000,
     hookTimeout: 300_000,
     fileParallelism: false,
-    reporters: ['default', ['json', { outputFile: resolve(import.meta.dirname, '../reports/vitest/e2e.json') }]],
+    reporters: [
+      'default',
+      ['json', { outputFile: resolve(import.meta.dirname, '../reports/vitest/e2e.json') }],
+      new SkipReporter(resolve(import.meta.dirname, '../reports/vitest/e2e.skips.json'), resolve(import.meta.dirname, '..')),
+    ],
   },
 });

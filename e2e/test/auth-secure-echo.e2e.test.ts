@@ -7,7 +7,7 @@ import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { parseProject, provision } from '@flare/pki';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loopbackProject } from './support.js';
+import { loopbackProject, requireTool } from './support.js';
 
 const EXAMPLE = resolve(import.meta.dirname, '../../docs/examples/secure-echo');
 const project = (name: string): string => loopbackProject(name, { admin: true, extra: 'description: secure-echo e2e\nconnection_security: mtls\n' });
@@ -80,7 +80,8 @@ describe('docs/examples/secure-echo', () => {
     expect(r.stdout).toMatch(/^E_TRANSPORT_TLS: /);
   });
 
-  it('openssl s_client without a client certificate is refused (TLS alert 116, certificate required)', async () => {
+  it('openssl s_client without a client certificate is refused (TLS alert 116, certificate required)', async (ctx) => {
+    requireTool(ctx, 'openssl');
     const startup = join(kits.get('site-1')!, 'startup');
     // TLS 1.3 sends the server's certificate-required alert after the client's Finished: -ign_eof keeps
     // s_client reading until the server closes, so the alert is always seen (without it, a fast stdin EOF
@@ -89,7 +90,8 @@ describe('docs/examples/secure-echo', () => {
     expect(r.stdout + r.stderr).toMatch(/alert certificate required|alert handshake failure/);
   });
 
-  it('openssl s_client with the kit certificate completes the TLS handshake (verify ok, TLSv1.3, no alert)', async () => {
+  it('openssl s_client with the kit certificate completes the TLS handshake (verify ok, TLSv1.3, no alert)', async (ctx) => {
+    requireTool(ctx, 'openssl');
     const startup = join(kits.get('site-1')!, 'startup');
     const r = await run(
       'openssl',

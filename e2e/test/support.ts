@@ -1,10 +1,11 @@
 // What the e2e tests share: the built `flare` binary, a runner for it, and temporary folders removed afterwards.
-import { execFile } from 'node:child_process';
+import { execFile, spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { afterAll } from 'vitest';
+import { afterAll, type TestContext } from 'vitest';
 
 /** The built CLI (nx builds every package before the e2e target runs). */
 export const FLARE_BIN = resolve(import.meta.dirname, '../../packages/cli/dist/bin.js');
@@ -64,4 +65,31 @@ ${o.extra ?? ''}participants:
     fed_learn_port: 8002
     host_names: [localhost, 127.0.0.1]
 ${sites}${admin}`;
+}
+
+/** System tools e2e tests use, each with its Debian package (tools/scripts/system-tools.mjs installs them). */
+const TOOLS = {
+  nginx: { apt: 'nginx', candidates: ['/usr/sbin/nginx', '/usr/bin/nginx', 'nginx'], probe: ['-v'] },
+  openssl: { apt: 'openssl', candidates: ['openssl', '/usr/bin/openssl'], probe: ['version'] },
+} as const;
+
+/**
+ * The command that runs a system tool here, or undefined when it is not installed (or named in
+ * $FLARE_TEST_WITHOUT, comma-separated, to see the suite on a machine without it).
+ */
+export function systemTool(name: keyof typeof TOOLS): string | undefined {
+  if ((process.env['FLARE_TEST_WITHOUT'] ?? '').split(',').includes(name)) return undefined;
+  const t = TOOLS[name];
+  return t.candidates.find((c) => (c.startsWith('/') ? existsSync(c) : spawnSync(c, t.probe, { stdio: 'ignore', timeout: 60_000 }).status === 0));
+}
+
+/**
+ * The command of a system tool the running test needs; when it is missing the test is skipped (never failed) with
+ * a reason saying how to install it, which the test summary lists (and CI, which has every tool, refuses).
+ */
+export function requireTool(ctx: TestContext, name: keyof typeof TOOLS): string {
+  const found = systemTool(name);
+  if (found !== undefined) return found;
+  const apt = TOOLS[name].apt;
+  return ctx.skip(`${name} is not installed: run \`npm test\` as root (its setup installs it) or \`apt-get install -y ${apt}\``);
 }

@@ -5,7 +5,6 @@
 // - an HTTP CONNECT forward proxy (a small node server started here) tunnelling mtls end to end.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer as createHttpServer } from 'node:http';
 import { connect as netConnect, createServer as createNetServer, type Socket } from 'node:net';
@@ -15,9 +14,8 @@ import { createClientAuth, createServerAuth, type Session } from '@flare/auth';
 import { loadKit, parseProject, provision, type Kit } from '@flare/pki';
 import { clientOptionsFromKit, dial, listen, serverOptionsFromKit, type ServerEndpoint } from '@flare/transport';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loopbackProject } from './support.js';
+import { loopbackProject, requireTool, systemTool } from './support.js';
 
-const NGINX = ['/usr/sbin/nginx', '/usr/bin/nginx'].find((p) => existsSync(p));
 const PROJECT = loopbackProject('proxied');
 
 let dir: string;
@@ -32,6 +30,7 @@ beforeAll(async () => {
   const kitDir = (n: string): string => r.kits.find((k) => k.name === n)!.dir;
   [serverKit, clientKit] = await Promise.all([loadKit(kitDir('server1')), loadKit(kitDir('site-1'))]);
   // The proxy's own CA and certificate, unrelated to the project root (what custom_ca_cert points to).
+  if (systemTool('openssl') === undefined) return; // the nginx test skips itself with the reason
   const ossl = (...args: string[]): void => void execFileSync('openssl', args, { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] });
   ossl('req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'proxy-ca.key', '-out', 'proxy-ca.pem', '-days', '2', '-subj', '/CN=proxy-ca',
     '-addext', 'basicConstraints=critical,CA:true', '-addext', 'keyUsage=critical,keyCertSign');
@@ -63,10 +62,9 @@ async function freePort(): Promise<number> {
 }
 
 describe('behind nginx terminating TLS (custom_ca_cert)', () => {
-  it('a tls client trusting the proxy CA logs in to a clear server through nginx and exchanges authenticated messages', async () => {
-    if (NGINX === undefined) {
-      throw new Error('nginx is not installed: this test needs Debian\'s nginx package (apt-get install -y nginx), which .ci/run installs');
-    }
+  it('a tls client trusting the proxy CA logs in to a clear server through nginx and exchanges authenticated messages', async (ctx) => {
+    requireTool(ctx, 'openssl');
+    const NGINX = requireTool(ctx, 'nginx');
     const backend = await authServer('clear');
     const port = await freePort();
     const conf = join(dir, 'nginx.conf');

@@ -3,7 +3,7 @@
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join, posix, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 const root = resolve(import.meta.dirname, '../..');
@@ -23,13 +23,39 @@ beforeAll(() => {
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
 describe('published packages', () => {
-  it.each(packages)('%s: tarball holds dist, README, package.json and no sources, tests or build info', (p) => {
+  it.each(packages)('%s: tarball holds dist, its sources, README, package.json and no tests or build info', (p) => {
     const files = run('tar', ['-tzf', tarballs.get(p)!], work).split('\n').filter(Boolean);
     expect(files).toContain('package/package.json');
     expect(files).toContain('package/README.md');
     expect(files).toContain('package/dist/index.js');
     expect(files).toContain('package/dist/index.d.ts');
-    expect(files.filter((f) => /\/(src|test|conformance)\/|tsbuildinfo$/.test(f))).toEqual([]);
+    expect(files).toContain('package/src/index.ts');
+    expect(files.filter((f) => /\/(test|conformance)\/|tsbuildinfo$/.test(f))).toEqual([]);
+  });
+
+  it.each(packages)('%s: every source map in the tarball points at a file the tarball ships', (p) => {
+    const files = new Set(run('tar', ['-tzf', tarballs.get(p)!], work).split('\n').filter(Boolean));
+    const maps = [...files].filter((f) => f.endsWith('.map'));
+    expect(maps.length).toBeGreaterThan(0);
+    const missing: string[] = [];
+    for (const map of maps) {
+      const { sources } = JSON.parse(run('tar', ['-xzOf', tarballs.get(p)!, map], work)) as { sources: string[] };
+      for (const src of sources) {
+        const target = posix.normalize(posix.join(posix.dirname(map), src));
+        if (!files.has(target)) missing.push(`${map} -> ${src}`);
+      }
+    }
+    expect(missing).toEqual([]);
+  });
+
+  it.each(packages)('%s: package.json is ready to publish (public access, keywords, homepage, bugs, repository)', (p) => {
+    const m = JSON.parse(readFileSync(join(root, 'packages', p, 'package.json'), 'utf8')) as Record<string, unknown>;
+    expect(m['publishConfig']).toMatchObject({ access: 'public' });
+    expect(m['keywords']).toEqual(expect.arrayContaining(['federated-learning']));
+    expect(m['homepage']).toMatch(/^https:\/\//);
+    expect(m['bugs']).toMatchObject({ url: expect.stringMatching(/^https:\/\//) as unknown });
+    expect(m['repository']).toMatchObject({ directory: `packages/${p}` });
+    expect(m['license']).toBe('Apache-2.0');
   });
 
   it.each(packages)('%s: publint finds no problem', (p) => {
@@ -55,5 +81,7 @@ describe('published packages', () => {
     const out = run(process.execPath, ['check.mjs'], app);
     for (const n of names) expect(out).toMatch(new RegExp(`^${n} \\d+$`, 'm'));
     expect(run(join(app, 'node_modules/.bin/flare'), ['--version'], app).trim()).toMatch(/^\d+\.\d+\.\d+$/);
+    // as docs/getting-started.md shows it: npx finds the installed bin
+    expect(run('npx', ['--no-install', 'flare', '--help'], app)).toMatch(/^Usage: flare /);
   });
 });

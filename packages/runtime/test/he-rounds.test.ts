@@ -113,7 +113,7 @@ describe('encrypted (HE) rounds in the engines', () => {
     const rec = await f.engine.waitForJob(id, 30_000);
     f.admin.close();
     expect(rec.status).toBe('FAILED');
-    expect(rec.error?.code).toBe('E_RUNTIME_MIN_CLIENTS');
+    expect(rec.error?.code).toBe('E_RUNTIME_HE_UNAVAILABLE');
     const rejected = f.audit.events.filter((e) => e.action === 'result_rejected');
     expect(rejected).toHaveLength(3);
     for (const e of rejected) expect(e.data?.['code']).toBe('E_RUNTIME_HE_UNAVAILABLE');

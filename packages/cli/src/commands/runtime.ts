@@ -1,5 +1,6 @@
 import { writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
+import type { JsonValue } from '@flare/core';
 import { readJobFolder } from '@flare/runtime';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { runCommand, stdio } from '../run.js';
@@ -174,9 +175,17 @@ export function register(program: Command): void {
     .option('--he', 'sites encrypt their updates (CKKS) and the server aggregates ciphertexts without a secret key; then a plaintext twin runs for the overhead figures', false)
     .addOption(new Option('--attest <mode>', 'attestation at login (both ways), before deploys and every 2 s, with synthetic evidence from a test authority').choices(['test']))
     .option('--attest-debug-site <name>', "with --attest test: this site's evidence shows a debuggable guest, which the default policy refuses (demonstration)")
-    .option('--workspace <dir>', 'where to provision and run (default: a new temporary folder)')
+    .option('--workspace <dir>', 'where to provision and run (default: a new temporary folder, removed at the end)')
+    .option('--keep', 'keep the temporary folder', false)
+    .option('--aggregator <json>', 'the job\'s aggregator as meta.json names it, e.g. \'{"name":"krum","args":{"f":0}}\' or \'{"name":"fedavg"}\' (default: the server\'s, FedAvg with an adaptive norm bound)', (v: string) => {
+      try {
+        return JSON.parse(v) as unknown;
+      } catch {
+        throw new InvalidArgumentError(`expected a JSON object, got ${v}`);
+      }
+    })
     .option('--json', 'print the summary as one JSON object on stdout', false)
-    .action((o: { clients: number; rounds: number; dp: boolean; he: boolean; attest?: 'test'; attestDebugSite?: string; workspace?: string; json: boolean }, cmd: Command) => {
+    .action((o: { clients: number; rounds: number; dp: boolean; he: boolean; attest?: 'test'; attestDebugSite?: string; workspace?: string; keep: boolean; aggregator?: JsonValue; json: boolean }, cmd: Command) => {
       if (o.attestDebugSite !== undefined && o.attest === undefined) cmd.error('error: --attest-debug-site needs --attest test', { exitCode: 2 });
       if (o.attestDebugSite !== undefined && !/^site-\d+$/.test(o.attestDebugSite)) cmd.error(`error: --attest-debug-site expected a site name site-1..site-${o.clients}, got ${o.attestDebugSite}`, { exitCode: 2 });
       return run(async () => {
@@ -189,6 +198,8 @@ export function register(program: Command): void {
           ...(o.attestDebugSite === undefined ? {} : { attestDebugSite: o.attestDebugSite }),
           json: o.json,
           ...(o.workspace === undefined ? {} : { workspace: o.workspace }),
+          keep: o.keep,
+          ...(o.aggregator === undefined ? {} : { aggregator: o.aggregator }),
           progress: (l) => stdio.err(l),
           verifyAudit: verifyAuditLogs,
           ...(o.dp ? { dpScope: dpScope() } : {}),

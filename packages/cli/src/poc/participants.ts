@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { access, mkdir } from 'node:fs/promises';
+import { access, mkdir, readFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { FlareRuntimeError, parseStrictJson, type AggregationScheme, type FilterFactory, type JsonValue, type AuditHook } from '@flare/core';
 import type * as FiltersHeModule from '@flare/filters-he';
@@ -15,6 +15,7 @@ import {
   linkToServer,
   listenForParticipants,
   loadOptionalPeer,
+  parseAggregationPolicy,
   sitePolicyFromFiles,
   type AggregatorFactory,
   type ClosableLogger,
@@ -89,7 +90,8 @@ export async function runServer(o: ServerRun, stack: Stack): Promise<void> {
   const kit = await openKit(o.kit, 'server');
   const ws = workspaceOf(o.kit, o.workspace);
   await mkdir(ws, { recursive: true, mode: 0o700 });
-  const logger = createLogger({ name: kit.participant.name, file: join(ws, 'server.log.jsonl') });
+  // One readable line per event on stderr, terminal or not (services read journald), and JSON Lines in the file.
+  const logger = createLogger({ name: kit.participant.name, file: join(ws, 'server.log.jsonl'), console: true });
   const audit = await stack.openAudit(ws, kit);
   // The server needs only its authorization policy (its resources.json.default is FLARE's server file).
   const local = join(kit.dir, 'local');
@@ -106,6 +108,9 @@ export async function runServer(o: ServerRun, stack: Stack): Promise<void> {
   const he = heLib === undefined ? undefined : await heLib.loadHeContextFromKit(kit.dir, 'server');
   const schemes: AggregationScheme[] = heLib === undefined || he === undefined ? [] : [heLib.heAggregationScheme(he)];
   if (he !== undefined) logger.info('encrypted aggregation available: the server HE context holds no secret key', { params: he.fingerprint });
+  // The server's own aggregation policy (what a job gets by default, what every job's aggregator must do).
+  const aggregationFile = join(local, 'aggregation.json');
+  const aggregation = (await exists(aggregationFile)) ? parseAggregationPolicy(await readFile(aggregationFile), aggregationFile) : undefined;
   const attestation = await attestationFor(kit.dir, ws, o.attestation, logger);
   const listener = await listenForParticipants({ kit, ...(o.host === undefined ? {} : { host: o.host }), ...(o.port === undefined ? {} : { port: o.port }), ...messageLimits(o.maxMessageMiB), logger });
   const server = await ServerEngine.start({
@@ -115,6 +120,7 @@ export async function runServer(o: ServerRun, stack: Stack): Promise<void> {
     listener,
     authorize: authorizerFromPolicy(() => authz.current, kit.participant.org),
     ...(stack.aggregator === undefined ? {} : { aggregator: stack.aggregator }),
+    ...(aggregation === undefined ? {} : { aggregation }),
     schemes,
     audit: audit.hook,
     auditTail: (n) => audit.tail(n),
@@ -159,7 +165,7 @@ export async function runClient(o: ClientRun, stack: Stack): Promise<void> {
   const kit = await openKit(o.kit, 'client');
   const ws = workspaceOf(o.kit, o.workspace);
   await mkdir(ws, { recursive: true, mode: 0o700 });
-  const logger: ClosableLogger = createLogger({ name: kit.participant.name, file: join(ws, 'client.log.jsonl') });
+  const logger: ClosableLogger = createLogger({ name: kit.participant.name, file: join(ws, 'client.log.jsonl'), console: true });
   const config = await readSiteConfig(ws);
   const audit = await stack.openAudit(ws, kit);
   try {

@@ -1,4 +1,4 @@
-import { mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -27,6 +27,10 @@ export interface PocOptions {
   /** With `attest`: this site's evidence shows a debuggable guest (the default policy refuses it). */
   readonly attestDebugSite?: string;
   readonly workspace?: string;
+  /** Keep the temporary workspace (default: removed at the end unless `workspace` was given). */
+  readonly keep?: boolean;
+  /** The job's aggregator (meta.json `aggregator`); the server then lets the job choose any (`require: none`). */
+  readonly aggregator?: JsonValue;
   readonly json: boolean;
   /** Hashed bag-of-words width (default 1024) and hidden units (default 0: logistic regression, the model DP is documented for). */
   readonly features?: number;
@@ -101,6 +105,8 @@ export interface PocSummary {
   readonly status: string;
   readonly rounds: Array<{ round: number; accuracy: number | null; loss: number | null; seconds: number; contributors: string[] }>;
   readonly sites: Array<{ name: string; epsilon: number | null; bytes: number; refused?: string }>;
+  /** Sites that had not registered when the job was submitted (it waits up to 180 s for every site). */
+  readonly late_sites?: string[];
   readonly audit: { verified: boolean; problems: string[] };
   readonly seconds: number;
   /** With --he: the overhead against the plaintext twin. */
@@ -244,12 +250,30 @@ export async function runPoc(o: PocOptions): Promise<PocSummary> {
     throw new RangeError(`"--attest-debug-site" expected one of site-1..site-${o.clients} with --attest, got ${o.attestDebugSite}`);
   }
   const ws = resolve(o.workspace ?? (await mkdtemp(join(tmpdir(), 'flare-poc-'))));
-  const main = await runFederation(o, ws, { he: o.he === true, label: '', bar: o.tty });
-  if (o.he !== true) return { ...main.summary, seconds: Number(((performance.now() - started) / 1000).toFixed(1)) };
-  const twinWs = join(ws, 'plain-twin');
-  o.progress(`poc: plaintext twin: the same federation without HE, for the overhead figures (${twinWs})`);
-  const twin = await runFederation(o, twinWs, { he: false, label: 'twin ', bar: false });
-  return { ...main.summary, he: heOverhead(main, twin, twinWs), seconds: Number(((performance.now() - started) / 1000).toFixed(1)) };
+  // A temporary workspace is removed at the end (however the run ends) unless --keep.
+  const removeAfter = o.workspace === undefined && o.keep !== true;
+  try {
+    const main = await runFederation(o, ws, { he: o.he === true, label: '', bar: o.tty });
+    const kept = removeAfter ? { workspace: `${ws} (removed; --keep keeps it)` } : {};
+    if (o.he !== true) return { ...main.summary, ...kept, seconds: Number(((performance.now() - started) / 1000).toFixed(1)) };
+    const twinWs = join(ws, 'plain-twin');
+    o.progress(`poc: plaintext twin: the same federation without HE, for the overhead figures (${twinWs})`);
+    const twin = await runFederation(o, twinWs, { he: false, label: 'twin ', bar: false });
+    return { ...main.summary, ...kept, he: heOverhead(main, twin, twinWs), seconds: Number(((performance.now() - started) / 1000).toFixed(1)) };
+  } finally {
+    if (removeAfter) await rm(ws, { recursive: true, force: true });
+  }
+}
+
+/** Waits until every site in `sites` is connected to the server (bounded); returns those that are not. */
+async function waitForSites(admin: Awaited<ReturnType<typeof connectAdmin>>, sites: readonly string[], timeoutMs: number): Promise<string[]> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const connected = new Set((await admin.sites()).filter((x) => x.connected).map((x) => x.name));
+    const missing = sites.filter((s) => !connected.has(s));
+    if (missing.length === 0 || Date.now() > end) return missing;
+    await new Promise((r) => setTimeout(r, 200));
+  }
 }
 
 async function runFederation(o: PocOptions, ws: string, v: Variant): Promise<FederationRun> {
@@ -310,10 +334,15 @@ async function runFederation(o: PocOptions, ws: string, v: Variant): Promise<Fed
     const initial = readWeights(spamNetwork(width, hidden));
     const jobDir = join(ws, 'jobs', 'spam');
     await mkdir(jobDir, { recursive: true });
-    const definition = spamJob({ sites, rounds: o.rounds, features: width, hidden, dp: o.dp, ...(o.dpScope === undefined ? {} : { learner: o.dpScope.learner }) });
+    if (o.aggregator !== undefined) await writeFile(join(kitOf('localhost'), 'local', 'aggregation.json'), JSON.stringify({ format_version: '1.0', require: 'none' }));
+    const definition0 = spamJob({ sites, rounds: o.rounds, features: width, hidden, dp: o.dp, ...(o.dpScope === undefined ? {} : { learner: o.dpScope.learner }) });
+    const definition = o.aggregator === undefined ? definition0 : { ...definition0, aggregator: o.aggregator };
     await writeFile(join(jobDir, 'meta.json'), JSON.stringify(definition, null, 2));
     await writeFile(join(jobDir, 'model.safetensors'), encodeModel(initial));
     const admin = await connectAdmin(kitOf('admin@flare.poc'));
+    // Round 1 starts with every site: the job is submitted once all have registered (or the summary says who had not).
+    const missing = await waitForSites(admin, sites, 180_000);
+    if (missing.length > 0) o.progress(`${v.label}poc: ${missing.join(', ')} had not registered after 180 s; the job starts without ${missing.length === 1 ? 'it' : 'them'}`);
     let rec: JobRecord;
     try {
       const id = await admin.submit(await readJobFolder(jobDir));
@@ -364,9 +393,11 @@ async function runFederation(o: PocOptions, ws: string, v: Variant): Promise<Fed
       workspace: ws,
       job: rec.id,
       status: rec.status,
-      rounds: rec.history.map((h) => ({ round: h.round, accuracy: h.metrics['accuracy'] ?? null, loss: h.metrics['loss'] ?? null, seconds: Number(h.seconds.toFixed(3)), contributors: h.contributors })),
+      // Rounds count from 1, as the table and the progress lines do.
+      rounds: rec.history.map((h) => ({ round: h.round + 1, accuracy: h.metrics['accuracy'] ?? null, loss: h.metrics['loss'] ?? null, seconds: Number(h.seconds.toFixed(3)), contributors: h.contributors })),
       sites: sites.map((s) => ({ name: s, epsilon: eps.get(s) ?? null, bytes: bytes.get(s) ?? 0, ...(rec.refused[s] === undefined ? {} : { refused: rec.refused[s] }) })),
       audit,
+      ...(missing.length === 0 ? {} : { late_sites: missing }),
       seconds: Number(((performance.now() - started) / 1000).toFixed(1)),
       ...(attest ? { attestation: await attestationReport(dirs) } : {}),
     };
@@ -380,7 +411,8 @@ async function runFederation(o: PocOptions, ws: string, v: Variant): Promise<Fed
 /** The human summary `flare poc` prints at the end. */
 export function renderSummary(s: PocSummary): string[] {
   const lines = [`FLARE-TS poc: ${s.status} in ${s.seconds} s on ${s.dataset} (workspace ${s.workspace})`, '', 'round  accuracy  loss     seconds  sites'];
-  for (const r of s.rounds) lines.push(`${String(r.round + 1).padStart(5)}  ${r.accuracy === null ? '   -    ' : r.accuracy.toFixed(4).padStart(8)}  ${r.loss === null ? '   -   ' : r.loss.toFixed(4).padStart(7)}  ${r.seconds.toFixed(2).padStart(7)}  ${r.contributors.join(',')}`);
+  for (const r of s.rounds) lines.push(`${String(r.round).padStart(5)}  ${r.accuracy === null ? '   -    ' : r.accuracy.toFixed(4).padStart(8)}  ${r.loss === null ? '   -   ' : r.loss.toFixed(4).padStart(7)}  ${r.seconds.toFixed(2).padStart(7)}  ${r.contributors.join(',')}`);
+  if (s.late_sites !== undefined) lines.push('', `not registered when the job started: ${s.late_sites.join(', ')}`);
   lines.push('', 'site        epsilon   bytes moved');
   for (const x of s.sites) lines.push(`${x.name.padEnd(10)}  ${x.epsilon === null ? '   -    ' : x.epsilon.toFixed(3).padStart(8)}  ${x.bytes}${x.refused === undefined ? '' : `  refused: ${x.refused.slice(0, 160)}`}`);
   const he = s.he;

@@ -12,7 +12,7 @@ import { SCATTER_AND_GATHER, scatterAndGather } from '../workflows/scatter-gathe
 import type { Workflow } from '../workflows/workflow.js';
 import type { ActiveJob, Principal } from './active-job.js';
 import { AdminApi, type Authorizer } from './admin-api.js';
-import { defaultAggregator } from './aggregation-policy.js';
+import { DEFAULT_AGGREGATION_POLICY, aggregatorSpecFor, aggregatorState, policyAggregator, type AggregationPolicy } from './aggregation-policy.js';
 import { Deployer } from './deployer.js';
 import { runJob, type AggregatorFactory } from './job-runner.js';
 import { JobStore, type JobRecord, type RoundRecord } from './job-store.js';
@@ -31,7 +31,13 @@ export interface ServerEngineOptions {
   readonly listener: ChannelServer;
   /** The server's own authorization of admin commands (its authorization.json). */
   readonly authorize: Authorizer;
-  /** Makes a job's plaintext aggregator (default: @flare/aggregator's `createAggregator` on meta.json's `aggregator`). */
+  /**
+   * The server's aggregation policy (its `local/aggregation.json`, `parseAggregationPolicy`): the aggregator of
+   * a job that names none (default FedAvg with the adaptive norm bound), what every job's aggregator must do
+   * (default: a norm bound or a robust aggregator), a cap on the steps one site's update counts with.
+   */
+  readonly aggregation?: AggregationPolicy;
+  /** Makes a job's plaintext aggregator instead (default: @flare/aggregator's `createAggregator` under `aggregation`). */
   readonly aggregator?: AggregatorFactory;
   /** Aggregation of updates the server cannot read (e.g. `heAggregationScheme(serverContext)` of @flare/filters-he). */
   readonly schemes?: readonly AggregationScheme[];
@@ -123,6 +129,7 @@ export class ServerEngine {
       abort: (id, by, ref) => this.#abort(id, by, ref),
       admissible: (definition) => {
         if (!this.#workflows.has(definition.workflow)) throw new FlareRuntimeError('E_RUNTIME_JOB_INVALID', `meta.json: workflow '${definition.workflow}' is not one this server runs (${[...this.#workflows.keys()].join(', ')})`);
+        if (o.aggregator === undefined) aggregatorSpecFor(definition, o.aggregation ?? DEFAULT_AGGREGATION_POLICY);
       },
     });
   }
@@ -209,7 +216,8 @@ export class ServerEngine {
       deployer: this.#deployer,
       tasks: this.#tasks,
       workflows: this.#workflows,
-      aggregator: this.#o.aggregator ?? defaultAggregator,
+      aggregator: this.#o.aggregator ?? policyAggregator(this.#o.aggregation),
+      aggregatorState,
       schemes: this.#o.schemes ?? [],
       audit: this.#audit,
       logger: this.#log,

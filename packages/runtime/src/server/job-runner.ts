@@ -1,4 +1,4 @@
-import { FlareRuntimeError, type AggregationScheme, type Aggregator, type FLModel, type Logger } from '@flare/core';
+import { FlareRuntimeError, type AggregationScheme, type Aggregator, type AuditHook, type FLModel, type Logger } from '@flare/core';
 import type { LooseAuditEvent } from '../audit.js';
 import { reasonOf, type Reason } from '../errors.js';
 import type { EventBus } from '../event-bus.js';
@@ -13,7 +13,7 @@ import type { SiteRegistry } from './registry.js';
 import type { TaskDispatcher } from './tasks.js';
 
 /** The job's plaintext aggregator, made when the job (re)starts. */
-export type AggregatorFactory = (definition: JobDefinition, env: { readonly global: FLModel; readonly round: number; readonly state?: Uint8Array }) => Aggregator;
+export type AggregatorFactory = (definition: JobDefinition, env: { readonly global: FLModel; readonly round: number; readonly state?: Uint8Array; readonly audit?: AuditHook }) => Aggregator;
 
 /** What running a job needs from the server. */
 export interface JobRunnerOptions {
@@ -69,7 +69,9 @@ export async function runJob(o: JobRunnerOptions, job: ActiveJob, present: reado
     const cp = await o.store.loadCheckpoint(job.id);
     const start = cp === undefined ? 0 : cp.round + 1;
     const global = cp === undefined ? await o.store.initialModel(job.id) : cp.model;
-    const plain = o.aggregator(def, { global, round: start, ...(cp?.aggregator === undefined ? {} : { state: cp.aggregator }) });
+    // What the aggregator clips, caps or refuses is audited under this job.
+    const audit: AuditHook = (e) => o.audit({ ...e, job: job.id });
+    const plain = o.aggregator(def, { global, round: start, audit, ...(cp?.aggregator === undefined ? {} : { state: cp.aggregator }) });
     aggregation = new JobAggregation({ plain, schemes: o.schemes });
     await o.store.update(job.id, (r) => {
       r.status = 'RUNNING';

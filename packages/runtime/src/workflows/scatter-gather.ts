@@ -1,4 +1,4 @@
-import { FlareError, FlareRuntimeError, META, decodeModel, encodeModel, model, type FLModel, type JsonValue } from '@flare/core';
+import { FlareError, FlareRuntimeError, META, decodeModel, encodeModel, flareErrorFromCode, isFlareErrorCode, model, type FLModel, type JsonValue } from '@flare/core';
 import type { RoundRecord } from '../server/job-store.js';
 import { siteMetrics } from './metrics.js';
 import type { SiteTaskContext, SiteTaskHandler, SiteWorkflow, TaskResult, Workflow, WorkflowContext } from './workflow.js';
@@ -159,6 +159,13 @@ export const scatterAndGather: Workflow = {
         ctx.audit({ action: 'round_below_min_clients', job: ctx.job, ref: roundRef, msg: `round ${round} got ${contributors.length} of min ${def.min_clients} results (attempt ${attempt})`, data: { round, attempt, received: contributors.length, failures } });
         if (attempt > def.retries) {
           const why = Object.entries(failures).map(([s, c]) => `${s}: ${c}`).join(', ');
+          const codes = new Set(Object.values(failures));
+          const [only] = codes;
+          // Every site failed the same way (a model the learners cannot load, a budget spent everywhere): that
+          // cause, with the sites' own code, is why the job failed.
+          if (contributors.length === 0 && codes.size === 1 && only !== undefined && isFlareErrorCode(only) && only !== 'E_RUNTIME_DISCONNECTED') {
+            throw flareErrorFromCode(only, `round ${round}: every site failed with ${only} (${why}), after ${attempt} attempts`);
+          }
           throw new FlareRuntimeError('E_RUNTIME_MIN_CLIENTS', `round ${round} got ${contributors.length} results, min_clients is ${def.min_clients}, after ${attempt} attempts${why === '' ? '' : ` (${why})`}`);
         }
       }

@@ -1,0 +1,228 @@
+// Hostile sites and aggregation chosen per job (issue #14 items 1-4, issue #13 item 4) with real processes: three
+// honest `flare client` sites, and a fourth built from the project's own packages with a valid kit
+// (e2e/fixtures/scripted-site.mjs) that answers first with a malformed or boosted update.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { createInterface } from 'node:readline';
+import { decodeModel, encodeModel } from '@flare/core';
+import { parseProject, provision } from '@flare/pki';
+import { denseNetwork, readWeights, selectBackend } from '@flare/tfjs';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { FLARE_BIN as BIN, flare, freePort, tempDir } from './support.js';
+
+const FEATURES = 64;
+const SCRIPTED = resolve(import.meta.dirname, '../fixtures/scripted-site.mjs');
+let root: string;
+let port: number;
+const kits = new Map<string, string>();
+const procs: ChildProcess[] = [];
+
+function start(cmd: string[], ready?: RegExp): Promise<ChildProcess> {
+  const child = spawn(process.execPath, cmd, { stdio: ['ignore', 'pipe', 'pipe'] });
+  procs.push(child);
+  let err = '';
+  child.stderr!.on('data', (d: Buffer) => {
+    err += d.toString();
+  });
+  if (ready === undefined) return Promise.resolve(child);
+  return new Promise((done, fail) => {
+    const timer = setTimeout(() => fail(new Error(`no ${ready.source} within 120 s: ${err}`)), 120_000);
+    child.once('exit', (code) => fail(new Error(`exited ${code}: ${err}`)));
+    createInterface({ input: child.stdout! }).on('line', (l) => {
+      if (ready.test(l)) {
+        clearTimeout(timer);
+        done(child);
+      }
+    });
+  });
+}
+
+async function stop(child: ChildProcess, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((r) => child.once('exit', r));
+  child.kill(signal);
+  const t = setTimeout(() => child.kill('SIGKILL'), 10_000);
+  await exited;
+  clearTimeout(t);
+}
+
+async function until<T>(check: () => Promise<T | undefined>, ms: number, what: string): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await check().catch(() => undefined);
+    if (v !== undefined) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+interface JobRecord {
+  status: string;
+  rounds_done: number;
+  history: Array<{ round: number; contributors: string[]; metrics: { [k: string]: number }; site_validation?: { [s: string]: { [k: string]: number } } }>;
+  error?: { code: string; message: string };
+}
+type AuditLine = { action: string; user?: string; job?: string; data?: { [k: string]: unknown } };
+const record = async (ws: string, id: string): Promise<JobRecord> => JSON.parse(await readFile(join(ws, 'jobs', id, 'record.json'), 'utf8')) as JobRecord;
+const ended = (ws: string, id: string): Promise<JobRecord> =>
+  until(async () => {
+    const r = await record(ws, id);
+    return r.status === 'RUNNING' || r.status === 'SUBMITTED' ? undefined : r;
+  }, 600_000, `job ${id} to end`);
+const auditLines = async (ws: string): Promise<AuditLine[]> =>
+  (await readFile(join(ws, 'audit.jsonl'), 'utf8'))
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as AuditLine);
+const siteWs = (site: string): string => join(root, `${site}-ws`);
+const ALL = ['site-1', 'site-2', 'site-3', 'site-4'];
+
+async function job(name: string, over: { [k: string]: unknown } = {}): Promise<string> {
+  const dir = join(root, 'jobs', name);
+  await mkdir(dir, { recursive: true });
+  const definition = { name, rounds: 2, min_clients: 3, round_timeout_s: 300, deploy: ALL, learner: { name: 'tfjs-spam', args: { features: FEATURES, hidden: 0, epochs: 2, batch_size: 32 } }, ...over };
+  await writeFile(join(dir, 'meta.json'), JSON.stringify(definition));
+  await writeFile(join(dir, 'model.safetensors'), encodeModel(readWeights(denseNetwork(FEATURES, [{ name: 'out', units: 1, activation: 'sigmoid' }]))));
+  return dir;
+}
+
+async function submit(dir: string): Promise<string> {
+  const r = await flare(['admin', '--kit', kits.get('admin@a.org')!, 'submit', dir], 120_000);
+  expect(r.code, r.stderr).toBe(0);
+  return r.stdout.trim();
+}
+
+/** A server, three honest sites and the hostile site-4 in `mode`. */
+async function federation(ws: string, mode: string, honest = ['site-1', 'site-2', 'site-3']): Promise<void> {
+  await start([BIN, 'server', '--kit', kits.get('localhost')!, '--workspace', ws], /listening on port/);
+  for (const s of honest) await start([BIN, 'client', '--kit', kits.get(s)!, '--workspace', siteWs(s)]);
+  await start([SCRIPTED, '--kit', kits.get('site-4')!, '--workspace', siteWs('site-4'), '--server', `127.0.0.1:${port}`, '--mode', mode], /registered/);
+}
+
+const maxAbs = (bytes: Uint8Array): number => {
+  let m = 0;
+  for (const t of decodeModel(bytes).params.values()) for (const x of t.data as Float32Array) m = Math.max(m, Math.abs(x));
+  return m;
+};
+
+beforeAll(async () => {
+  root = await tempDir('flare-rt-hostile-e2e-');
+  port = await freePort();
+  const yaml = `api_version: 3
+name: rt_hostile
+participants:
+  - name: localhost
+    type: server
+    org: org_a
+    fed_learn_port: ${port}
+${[1, 2, 3, 4].map((i) => `  - name: site-${i}\n    type: client\n    org: org_${i}\n`).join('')}  - name: admin@a.org
+    type: admin
+    org: org_a
+    role: project_admin
+`;
+  const r = await provision(parseProject(yaml), { workspace: root });
+  for (const k of r.kits) kits.set(k.name, k.dir);
+  for (const [i, s] of ALL.entries()) {
+    await mkdir(siteWs(s), { recursive: true });
+    await writeFile(join(siteWs(s), 'site.json'), JSON.stringify({ data: { site: i % 3, sites: 3, features: FEATURES }, components: { allow: ['tfjs-spam'], byoc: false } }));
+    await writeFile(join(kits.get(s)!, 'local', 'components.json'), JSON.stringify({ format_version: '1.0', allow: ['tfjs-spam'], byoc: false }));
+  }
+  await selectBackend({ prefer: 'cpu' });
+});
+
+afterEach(async () => {
+  await Promise.all(procs.splice(0).map((p) => stop(p)));
+});
+
+describe('a hostile site with a valid kit (real processes)', () => {
+  it('answering first with a wrong shape: only its update is refused (E_MODEL_MISMATCH, audited with the site) and the job FINISHES', async () => {
+    const ws = join(root, 'srv-shape');
+    await federation(ws, 'shape');
+    const id = await submit(await job('shape'));
+    const rec = await ended(ws, id);
+    expect(rec.status, JSON.stringify(rec.error)).toBe('FINISHED');
+    for (const h of rec.history) expect(h.contributors).toEqual(['site-1', 'site-2', 'site-3']);
+    const refused = (await auditLines(ws)).filter((e) => e.action === 'result_rejected');
+    expect(refused).toHaveLength(2);
+    for (const e of refused) expect(e).toMatchObject({ user: 'site-4', data: { site: 'site-4', code: 'E_MODEL_MISMATCH' } });
+  });
+
+  it('NUM_STEPS_CURRENT_ROUND = 1e9 with a +3.0 update does not replace the model under the default aggregator (its weight is capped and audited)', async () => {
+    const ws = join(root, 'srv-steps');
+    await federation(ws, 'steps');
+    const id = await submit(await job('steps', { rounds: 2 }));
+    const rec = await ended(ws, id);
+    expect(rec.status, JSON.stringify(rec.error)).toBe('FINISHED');
+    const dl = join(root, 'dl-steps');
+    await mkdir(dl, { recursive: true });
+    const r = await flare(['admin', '--kit', kits.get('admin@a.org')!, 'download', id, '-o', dl], 120_000);
+    expect(r.code, r.stderr).toBe(0);
+    // The attack unchecked makes every weight 6.0 (FedAvg weighted by 1e9 steps); honest updates are small.
+    expect(maxAbs(new Uint8Array(await readFile(join(dl, `${id}.safetensors`))))).toBeLessThan(3);
+    expect((await auditLines(ws)).some((e) => e.action === 'weight_capped' && e.data?.['from'] === 'site-4')).toBe(true);
+  });
+
+  it('a validation count of 1e9 does not set the job\'s metric (bounded weights, the spread shown)', async () => {
+    const ws = join(root, 'srv-valn');
+    await federation(ws, 'valn');
+    const id = await submit(await job('valn', { rounds: 2 }));
+    const rec = await ended(ws, id);
+    expect(rec.status, JSON.stringify(rec.error)).toBe('FINISHED');
+    const last = rec.history.at(-1)!;
+    expect(last.site_validation?.['site-4']?.['accuracy']).toBeCloseTo(0.999, 6);
+    expect(last.metrics['accuracy_max']).toBeCloseTo(0.999, 6);
+    expect(last.metrics['accuracy']).toBeLessThan(0.99);
+    expect(Math.abs(last.metrics['accuracy']! - last.metrics['accuracy_median']!)).toBeLessThan(0.2);
+  });
+});
+
+describe('aggregation chosen per job (real processes)', () => {
+  it('a krum job and a norm-bound job run from meta.json', async () => {
+    const ws = join(root, 'srv-krum');
+    await start([BIN, 'server', '--kit', kits.get('localhost')!, '--workspace', ws], /listening on port/);
+    for (const s of ['site-1', 'site-2', 'site-3']) await start([BIN, 'client', '--kit', kits.get(s)!, '--workspace', siteWs(s)]);
+    const three = { deploy: ['site-1', 'site-2', 'site-3'], min_clients: 3 };
+    const krum = await submit(await job('krum', { ...three, aggregator: { name: 'krum', args: { f: 0 } } }));
+    const bound = await submit(await job('bound', { ...three, aggregator: { name: 'norm-bound', args: { maxNorm: 0.5 } } }));
+    for (const id of [krum, bound]) expect((await ended(ws, id)).status).toBe('FINISHED');
+  });
+
+  it('FedAdam killed mid-way (server SIGKILL) and resumed ends bit for bit equal to an uninterrupted run (optimizer and norm-bound state checkpointed)', async () => {
+    const three = { deploy: ['site-1', 'site-2', 'site-3'], min_clients: 3, rounds: 4, aggregator: { name: 'fedadam', args: { eta: 0.05, normBound: 'adaptive' } } };
+    const download = async (id: string, name: string): Promise<Buffer> => {
+      const dl = join(root, `dl-${name}`);
+      await mkdir(dl, { recursive: true });
+      const r = await flare(['admin', '--kit', kits.get('admin@a.org')!, 'download', id, '-o', dl], 120_000);
+      expect(r.code, r.stderr).toBe(0);
+      return readFile(join(dl, `${id}.safetensors`));
+    };
+    // Sites whose updates are exactly reproducible (tfjs shuffles each epoch at random): real processes with valid
+    // kits, each moving the weights halfway to its own target.
+    const runSites = async (): Promise<void> => {
+      for (const [i, s] of ['site-1', 'site-2', 'site-3'].entries()) {
+        await start([SCRIPTED, '--kit', kits.get(s)!, '--workspace', siteWs(s), '--server', `127.0.0.1:${port}`, '--mode', 'towards', '--target', String(i + 1)], /registered/);
+      }
+    };
+    // Uninterrupted.
+    const wsA = join(root, 'srv-adam-a');
+    await start([BIN, 'server', '--kit', kits.get('localhost')!, '--workspace', wsA], /listening on port/);
+    await runSites();
+    const a = await submit(await job('adam-a', three));
+    expect((await ended(wsA, a)).status).toBe('FINISHED');
+    const expected = await download(a, 'adam-a');
+    await Promise.all(procs.splice(0).map((p) => stop(p)));
+    // Killed after round 2 and restarted on the same workspace.
+    const wsB = join(root, 'srv-adam-b');
+    const server = await start([BIN, 'server', '--kit', kits.get('localhost')!, '--workspace', wsB], /listening on port/);
+    await runSites();
+    const b = await submit(await job('adam-b', three));
+    await until(async () => ((await record(wsB, b)).rounds_done >= 2 ? true : undefined), 600_000, 'two rounds');
+    await stop(server, 'SIGKILL');
+    expect((await record(wsB, b)).status).toBe('RUNNING');
+    await start([BIN, 'server', '--kit', kits.get('localhost')!, '--workspace', wsB], /listening on port/);
+    expect((await ended(wsB, b)).status).toBe('FINISHED');
+    expect((await auditLines(wsB)).some((e) => e.action === 'job_resumed')).toBe(true);
+    expect((await download(b, 'adam-b')).equals(expected)).toBe(true);
+  });
+});

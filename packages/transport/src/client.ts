@@ -1,11 +1,11 @@
 import { EventEmitter } from 'node:events';
 import { connect as netConnect, isIP, type Socket } from 'node:net';
-import { connect as tlsConnect, createSecureContext, type SecureContext } from 'node:tls';
+import { connect as tlsConnect, createSecureContext, TLSSocket, type SecureContext } from 'node:tls';
 import { createHash, type KeyObject } from 'node:crypto';
 import { FlareError, PkiError, silentLogger, TransportError, type Logger } from '@flare/core';
 import WebSocket from 'ws';
 import { backoffDelay, cryptoRandom } from './backoff.js';
-import type { CloseInfo } from './close.js';
+import { refusalOf, type CloseInfo } from './close.js';
 import { WsConnection, type Connection } from './connection.js';
 import { resolveLimits, type TransportLimits } from './limits.js';
 import { authority, connectTunnel, type HttpProxy } from './proxy.js';
@@ -29,8 +29,13 @@ export interface ClientOptions<A> {
    * TLS trust and identity: `caPem` verifies the server (the project root CA, or a proxy's custom_ca_cert);
    * `certPem` and `privateKey` are presented with mtls. Server identity is checked by the login handshake
    * against the kit, not by TLS host name (FLARE's behaviour), so any listed address works.
+   *
+   * `peerName` is the common name the server's certificate carries when TLS is end to end (the kit's server
+   * name; leave it out behind a TLS-terminating proxy). It refuses nothing: when the TLS peer's verified
+   * certificate has this name, a refusal that arrives before the login completed is known to come from the
+   * server ({@link CloseInfo.authenticated}), so it may be final.
    */
-  readonly tls?: { readonly caPem: string; readonly certPem?: string; readonly privateKey?: PrivateKeyInput };
+  readonly tls?: { readonly caPem: string; readonly certPem?: string; readonly privateKey?: PrivateKeyInput; readonly peerName?: string };
   /** Reach the server through an HTTP CONNECT proxy. */
   readonly proxy?: HttpProxy;
   /** Time to open TCP, TLS and the WebSocket upgrade, per address (default 10 s). */
@@ -160,7 +165,8 @@ async function dialOne<A>(options: ClientOptions<A>, target: Target): Promise<Co
       );
     });
   });
-  const conn = new WsConnection<A>(ws, socket, 'client', security, limits);
+  const peerName = options.tls?.peerName;
+  const conn = new WsConnection<A>(ws, socket, 'client', security, limits, peerName !== undefined && tlsPeerIs(socket, peerName));
   if (options.authenticate === undefined) {
     conn.promote(undefined as A);
     return conn;
@@ -181,13 +187,25 @@ async function dialOne<A>(options: ClientOptions<A>, target: Target): Promise<Co
   }
 }
 
+/** True when `socket` is TLS, its peer's chain verified against the CA, and the certificate's CN is `name`. */
+function tlsPeerIs(socket: Socket, name: string): boolean {
+  if (!(socket instanceof TLSSocket) || !socket.authorized) return false;
+  const cn = socket.getPeerCertificate(false)?.subject?.CN as string | string[] | undefined;
+  return cn === name;
+}
+
 /** Options of {@link createClient}: dial options plus reconnect behaviour. */
 export interface ReconnectingClientOptions<A> extends ClientOptions<A> {
   /** Backoff between attempts (exponential with full jitter). */
   readonly backoff?: { readonly initialMs?: number; readonly maxMs?: number; readonly factor?: number };
   /** Attempts in a row without success before the client gives up (default 10,000). */
   readonly maxAttempts?: number;
-  /** Whether to retry after `error` (default: everything except certificate problems (PkiError) and E_AUTH_REFUSED). */
+  /**
+   * Whether to retry after `error`. The default ({@link isFinalRefusal} negated) retries everything except an
+   * authenticated refusal that cannot change by retrying (a revoked, expired or unknown certificate, a login
+   * the site refused, a revoked or replaced session) and this side's own configuration errors: a refusal that
+   * may have been forged on the path is never final.
+   */
   readonly retryable?: (error: FlareError) => boolean;
   /** Random source in [0, 1) for jitter (default: node:crypto). */
   readonly random?: () => number;
@@ -201,8 +219,8 @@ export interface ClientEvents<A> {
   close: [CloseInfo];
   /** An attempt failed; the next one starts after `delayMs`. */
   retry: [{ readonly attempt: number; readonly delayMs: number; readonly error: FlareError }];
-  /** The client stopped trying (not retryable, or maxAttempts reached). */
-  giveup: [FlareError];
+  /** The client stopped trying: `final` for a refusal it may not retry (see `retryable`), else maxAttempts was reached. */
+  giveup: [FlareError, { readonly final: boolean }];
 }
 
 /** A client that keeps one authenticated connection open, reconnecting with backoff. */
@@ -217,8 +235,28 @@ export interface Client<A = unknown> {
   off<E extends keyof ClientEvents<A>>(event: E, listener: (...args: ClientEvents<A>[E]) => void): this;
 }
 
-// Certificate problems (PkiError: untrusted, expired, revoked, wrong name) do not fix themselves by retrying.
-const defaultRetryable = (e: FlareError): boolean => !(e instanceof PkiError) && e.code !== 'E_AUTH_REFUSED';
+// Refusals that retrying cannot change, when they provably come from the server: its certificate checks of this
+// participant (PkiError: untrusted, expired, revoked, wrong name or type), its login policy, a revocation, and a
+// newer login of the same participant elsewhere.
+const FINAL_CODES: ReadonlySet<string> = new Set(['E_AUTH_REFUSED', 'E_AUTH_SESSION_REVOKED', 'E_AUTH_SESSION_REPLACED']);
+// This side's own configuration: no peer is involved, so nothing on the path can cause it.
+const LOCAL_FINAL_CODES: ReadonlySet<string> = new Set(['E_TRANSPORT_CONFIG', 'E_AUTH_KEY']);
+
+/**
+ * Whether `error` should stop a reconnecting client for good: an authenticated refusal by the server
+ * ({@link refusalOf}) of a kind retrying cannot change (a PkiError about this participant's certificate,
+ * E_AUTH_REFUSED, E_AUTH_SESSION_REVOKED, E_AUTH_SESSION_REPLACED), or a configuration error of this side
+ * (E_TRANSPORT_CONFIG, E_AUTH_KEY). A refusal that is not authenticated (a close frame on a clear connection,
+ * behind a TLS-terminating proxy, or from a TLS peer that is not the pinned server) is never final: anyone on
+ * the path could have sent it.
+ */
+export function isFinalRefusal(error: FlareError): boolean {
+  const refusal = refusalOf(error);
+  if (refusal === undefined) return LOCAL_FINAL_CODES.has(error.code);
+  return refusal.authenticated && (error instanceof PkiError || FINAL_CODES.has(error.code));
+}
+
+const defaultRetryable = (e: FlareError): boolean => !isFinalRefusal(e);
 
 class ReconnectingClient<A> extends EventEmitter implements Client<A> {
   connection: Connection<A> | undefined;
@@ -256,9 +294,10 @@ class ReconnectingClient<A> extends EventEmitter implements Client<A> {
         error = e instanceof FlareError ? e : new TransportError('E_TRANSPORT_CONNECT', 'connection attempt failed', { cause: e });
       }
       if (this.#stopped) return;
-      if (!retryable(error) || attempt + 1 >= maxAttempts) {
+      const final = !retryable(error);
+      if (final || attempt + 1 >= maxAttempts) {
         this.#gaveUp = error;
-        this.emit('giveup', error);
+        this.emit('giveup', error, { final });
         return;
       }
       const delayMs = backoffDelay(attempt, this.options.backoff, this.options.random ?? cryptoRandom);

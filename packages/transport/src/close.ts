@@ -24,6 +24,21 @@ export interface CloseInfo {
   /** Which side decided to close: this endpoint ('local') or the peer / the network ('remote'). */
   readonly by: 'local' | 'remote';
   readonly error?: FlareError;
+  /**
+   * True when the peer refused and the refusal provably comes from the peer this connection authenticated: it arrived sealed by the
+   * session guard (an authenticated goodbye), or, before a session exists, over TLS from the pinned server
+   * (`tls.peerName`). Close frames themselves are not authenticated (RFC 6455): on a clear connection, or
+   * behind a TLS-terminating proxy, anyone on the path can forge one. Only an authenticated refusal may stop a
+   * client for good; everything else is retried. False when this side closed (`by: 'local'`).
+   */
+  readonly authenticated: boolean;
+}
+
+/** What the peer said when it refused: its code, and whether the refusal was authenticated ({@link refusalOf}). */
+export interface PeerRefusal {
+  readonly code: string;
+  /** See {@link CloseInfo.authenticated}. */
+  readonly authenticated: boolean;
 }
 
 /** RFC 6455 7.4.2: 4000-4999 are for applications. We use one: the reason then carries a FlareError code. */
@@ -45,6 +60,29 @@ const AREAS: ReadonlyArray<readonly [string, Ctor]> = [
   ['E_ATTEST_', AttestError],
   ['E_RUNTIME_', FlareRuntimeError],
 ];
+
+// Errors this transport re-created from what a peer sent (a close frame or a goodbye), with how it arrived.
+const refusals = new WeakMap<FlareError, PeerRefusal>();
+
+/**
+ * Whether `error` is a refusal the peer sent (re-created from its close frame or goodbye), and if so whether
+ * it was authenticated; undefined for errors this side decided (a local check, a timeout, a lost connection).
+ * A client decides from this whether a refusal may be final: see {@link CloseInfo.authenticated}.
+ *
+ * @example
+ * ```ts
+ * client.on('retry', ({ error }) => log.warn('refused', { code: error.code, authenticated: refusalOf(error)?.authenticated }));
+ * ```
+ */
+export function refusalOf(error: unknown): PeerRefusal | undefined {
+  return error instanceof FlareError ? refusals.get(error) : undefined;
+}
+
+/** @internal Records that `error` is the peer's refusal, authenticated or not. */
+export function markRefusal(error: FlareError, authenticated: boolean): FlareError {
+  refusals.set(error, { code: error.code, authenticated });
+  return error;
+}
 
 /** Re-creates the FlareError a peer reported in its close reason (an unknown code becomes E_TRANSPORT_REFUSED). */
 export function errorFromClose(code: number, reason: string): FlareError | undefined {

@@ -5,10 +5,10 @@ import type { Socket } from 'node:net';
 import { TLSSocket } from 'node:tls';
 import { CodecError, decodeFrame, encodeFrame, FlareError, TransportError, type JsonValue } from '@flare/core';
 import type WebSocket from 'ws';
-import { CLOSE_NORMAL, CLOSE_REFUSED, errorFromClose, type CloseInfo } from './close.js';
+import { CLOSE_NORMAL, CLOSE_REFUSED, errorFromClose, markRefusal, type CloseInfo } from './close.js';
 import type { ResolvedLimits } from './limits.js';
 import { inlineSha256, workerHash, type WorkerHash } from './hash-worker.js';
-import { CHUNK_HEADER, CHUNK_PREFIX, chunkFrame, FRAME_HEADER, isChunkFrame, messageHeader, returnChunkBuffer, takeChunkBuffer, type FrameHeader } from './wire.js';
+import { CHUNK_HEADER, CHUNK_PREFIX, chunkFrame, FRAME_HEADER, GOODBYE_KEY, isChunkFrame, messageHeader, returnChunkBuffer, takeChunkBuffer, type FrameHeader } from './wire.js';
 
 /** A JSON object header, as sent and as received (received headers are null-prototype objects). */
 export type Header = { readonly [key: string]: JsonValue };
@@ -96,14 +96,19 @@ export interface Connection<A = unknown> {
    * chunks, at most `maxChunksInFlight` ahead of the socket (backpressure), each chunk copied once.
    *
    * @throws TransportError E_TRANSPORT_CLOSED when the connection closes first, E_TRANSPORT_MESSAGE_TOO_LARGE
-   *   above maxMessageBytes; a FlareError from the guard (e.g. an expired session).
+   *   above maxMessageBytes; a FlareError from the guard (e.g. an expired session); TypeError for a header
+   *   that uses the reserved key `$close`.
    */
   send(header: Header, payload?: Payload): Promise<void>;
   /** The next message not yet delivered to a listener (for handshakes). Rejects when the connection closes. */
   receive(): Promise<Message>;
   /** Installs the guard that seals and opens every later message (done by the auth handshake). */
   setGuard(guard: MessageGuard): void;
-  /** Closes the connection: normally, or as a refusal carrying `error`'s code to the peer. */
+  /**
+   * Closes the connection: normally, or as a refusal carrying `error`'s code to the peer. With a guard
+   * installed, a refusal is first sent as a goodbye sealed by the guard, so the peer knows it is authentic
+   * (see {@link CloseInfo.authenticated}).
+   */
   close(error?: FlareError): Promise<CloseInfo>;
   on<E extends keyof ConnectionEvents>(event: E, listener: (...args: ConnectionEvents[E]) => void): this;
   once<E extends keyof ConnectionEvents>(event: E, listener: (...args: ConnectionEvents[E]) => void): this;
@@ -111,6 +116,7 @@ export interface Connection<A = unknown> {
 }
 
 const EMPTY = new Uint8Array(0);
+const EMPTY_SHA256 = createHash('sha256').digest();
 // crypto.hash (Node >= 20.12) is a one-shot digest without a Hash object: ~35% cheaper for small messages.
 const oneShot = (crypto as { hash?: (alg: string, data: Uint8Array, enc: 'buffer') => Buffer }).hash;
 const sha256 = (bytes: Uint8Array): Uint8Array => (oneShot ? oneShot('sha256', bytes, 'buffer') : createHash('sha256').update(bytes).digest());
@@ -152,6 +158,8 @@ export class WsConnection<A = unknown> extends EventEmitter implements Connectio
   #localClose: FlareError | null | undefined;
   #resolveClosed!: (info: CloseInfo) => void;
   #lastSeen = Date.now();
+  /** The refusal code of the peer's goodbye, once the guard verified it. */
+  #peerGoodbye: string | undefined;
   #timers: NodeJS.Timeout[] = [];
   #preLoginBytes = 0;
   readonly #onData = (chunk: Buffer): void => {
@@ -161,12 +169,17 @@ export class WsConnection<A = unknown> extends EventEmitter implements Connectio
     }
   };
 
+  /**
+   * @param peerVerified the TLS peer is the pinned server (client side): a refusal that arrives before a
+   *   session exists is then authentic too.
+   */
   constructor(
     private readonly ws: WebSocket,
     private readonly socket: Socket,
     readonly side: 'server' | 'client',
     readonly security: 'clear' | 'tls' | 'mtls',
     private readonly limits: ResolvedLimits,
+    private readonly peerVerified = false,
   ) {
     super();
     this.remote = { address: socket.remoteAddress ?? '', port: socket.remotePort ?? 0 };
@@ -232,6 +245,7 @@ export class WsConnection<A = unknown> extends EventEmitter implements Connectio
   }
 
   send(header: Header, payload: Payload = EMPTY): Promise<void> {
+    if (Object.hasOwn(header, GOODBYE_KEY)) return Promise.reject(new TypeError(`the header key "${GOODBYE_KEY}" is reserved by the transport`));
     const run = this.#sendChain.then(() => this.#send(header, payload));
     this.#sendChain = run.catch(() => undefined);
     return run;
@@ -247,6 +261,7 @@ export class WsConnection<A = unknown> extends EventEmitter implements Connectio
   close(error?: FlareError): Promise<CloseInfo> {
     if (this.#closeInfo === undefined && this.#localClose === undefined) {
       this.#localClose = error ?? null;
+      if (error !== undefined) this.#goodbye(error);
       if (this.ws.readyState === this.ws.CONNECTING || this.ws.readyState === this.ws.OPEN) {
         this.ws.close(error === undefined ? CLOSE_NORMAL : CLOSE_REFUSED, error?.code);
       }
@@ -266,6 +281,23 @@ export class WsConnection<A = unknown> extends EventEmitter implements Connectio
     this.socket.pause();
     this.socket.once('finish', () => this.socket.destroy());
     this.socket.end();
+  }
+
+  /**
+   * Sends the refusal's code sealed by the guard, ahead of anything still queued: the close frame that follows
+   * can be forged by anyone on the path, this cannot. Sealed and written at once, so the guard's sequence
+   * numbers follow the order of the wire. Without a guard, or when it refuses to seal (an expired session),
+   * the close goes out unauthenticated.
+   */
+  #goodbye(error: FlareError): void {
+    const guard = this.#guard;
+    if (guard === undefined || this.ws.readyState !== this.ws.OPEN) return;
+    try {
+      const trailer = guard.seal({ [GOODBYE_KEY]: error.code }, 0, EMPTY_SHA256);
+      this.ws.send(encodeFrame({ t: 'x', c: error.code, a: trailer }), { binary: true, compress: false });
+    } catch {
+      // The close frame still carries the code, unauthenticated.
+    }
   }
 
   async #send(header: Header, payload: Payload): Promise<void> {
@@ -342,6 +374,22 @@ export class WsConnection<A = unknown> extends EventEmitter implements Connectio
 
   #onFrame(frame: FrameHeader, payload: Uint8Array, preLogin: boolean, owned: boolean): void {
     const incoming = this.#incoming;
+    if (frame.t === 'x') {
+      if (payload.length !== 0) throw new TransportError('E_TRANSPORT_PROTOCOL', 'a goodbye carries a payload');
+      // Without a guard there is nothing to verify it with: the close frame that follows counts as it is.
+      const guard = this.#guard;
+      if (guard === undefined) return;
+      const goodbye = { [GOODBYE_KEY]: frame.c };
+      const verify = (): void => {
+        // Throws (E_AUTH_MAC, E_AUTH_REPLAY...) for a goodbye the session did not seal: that closes the connection.
+        guard.open(goodbye, 0, EMPTY_SHA256, frame.a);
+        this.#peerGoodbye = frame.c;
+      };
+      // In sequence with the messages still waiting for their digest.
+      if (this.#pending === undefined) verify();
+      else this.#later(verify);
+      return;
+    }
     if (frame.t === 'm') {
       if (incoming !== undefined) throw new TransportError('E_TRANSPORT_PROTOCOL', 'a message started before the previous one ended');
       if (frame.n > this.limits.maxMessageBytes) {
@@ -467,10 +515,21 @@ export class WsConnection<A = unknown> extends EventEmitter implements Connectio
     const local = this.#localClose;
     let info: CloseInfo;
     if (local !== undefined) {
-      info = local === null ? { code: CLOSE_NORMAL, reason: '', by: 'local' } : { code: CLOSE_REFUSED, reason: local.code, by: 'local', error: local };
+      info =
+        local === null
+          ? { code: CLOSE_NORMAL, reason: '', by: 'local', authenticated: false }
+          : { code: CLOSE_REFUSED, reason: local.code, by: 'local', error: local, authenticated: false };
+    } else if (this.#peerGoodbye !== undefined) {
+      // The sealed goodbye decides, whatever the (unauthenticated) close frame says or whether it arrived.
+      const goodbye = this.#peerGoodbye;
+      info = { code: CLOSE_REFUSED, reason: goodbye, by: 'remote', error: markRefusal(errorFromClose(CLOSE_REFUSED, goodbye)!, true), authenticated: true };
     } else {
       const error = errorFromClose(code, reason);
-      info = error === undefined ? { code, reason, by: 'remote' } : { code, reason, by: 'remote', error };
+      // A lost connection is no one's refusal; anything else is the peer's word, authentic only from a verified TLS peer.
+      const refusal = error !== undefined && code !== 1005 && code !== 1006;
+      const authenticated = refusal && this.peerVerified;
+      if (refusal) markRefusal(error, authenticated);
+      info = error === undefined ? { code, reason, by: 'remote', authenticated: false } : { code, reason, by: 'remote', error, authenticated };
     }
     this.#closeInfo = info;
     const err = this.#closedError();

@@ -37,7 +37,8 @@ export function serverOptionsFromKit(kit: TransportKit): Pick<ServerOptions<unkn
 /**
  * Client endpoint options from a client or admin kit: every server address (the kit's server hosts, which
  * hold default_host, host_names or the participant's connect_to) on the federated-learning port (admin kits:
- * the admin port), trust in the root CA or in custom_ca_cert, and the kit certificate for mtls.
+ * the admin port), trust in the root CA or in custom_ca_cert, the kit certificate for mtls, and (TLS end to
+ * end) the server's name as the TLS peer whose refusals are authentic.
  *
  * @throws TransportError E_TRANSPORT_CONFIG when the kit names no server address.
  */
@@ -49,6 +50,10 @@ export function clientOptionsFromKit(kit: TransportKit): Pick<ClientOptions<unkn
   return {
     security: kit.connectionSecurity,
     targets,
-    tls: { caPem: kit.customCaPem ?? kit.rootCaPem, certPem: kit.certPem, privateKey: kit.privateKey },
+    // End to end, the TLS peer must be the kit's server; behind a TLS-terminating proxy it is the proxy.
+    tls:
+      kit.customCaPem === undefined
+        ? { caPem: kit.rootCaPem, certPem: kit.certPem, privateKey: kit.privateKey, peerName: kit.server.name }
+        : { caPem: kit.customCaPem, certPem: kit.certPem, privateKey: kit.privateKey },
   };
 }

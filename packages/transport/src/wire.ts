@@ -7,7 +7,10 @@ import { z } from 'zod';
 //   {t:'m', h, n}                 the start of a streamed message of n bytes (n > chunk size)
 //   {t:'c'} + bytes               the next chunk of the streamed message, in order
 //   {t:'e', a?}                   the end of the streamed message, with the guard trailer
-// Only one message streams at a time per direction (sends are serialised), so chunks need no ids.
+//   {t:'x', c, a}                 goodbye: the code of a refusal, sealed by the guard, just before the close
+//                                 frame (close frames are not authenticated; this proves who refused)
+// Only one message streams at a time per direction (sends are serialised), so chunks need no ids. A goodbye may
+// arrive between the chunks of a message (the sender stops streaming to refuse).
 
 /** Names must be JSON object keys; the strict parser in core already refused __proto__ & co. */
 const header = z.record(z.string().max(256), z.json());
@@ -20,7 +23,14 @@ export const FRAME_HEADER = z.discriminatedUnion('t', [
   z.strictObject({ t: z.literal('m'), h: header, n: z.int().min(0).max(MAX_DECLARED), a: trailer.optional() }),
   z.strictObject({ t: z.literal('c') }),
   z.strictObject({ t: z.literal('e'), a: trailer.optional() }),
+  z.strictObject({ t: z.literal('x'), c: z.string().max(64), a: trailer }),
 ]);
+
+/**
+ * The header key of a goodbye as the guard seals and opens it (`{ $close: code }`). Applications may not use
+ * it, so no application message can be passed off as a goodbye.
+ */
+export const GOODBYE_KEY = '$close';
 export type FrameHeader = z.infer<typeof FRAME_HEADER>;
 
 /** The bytes of a `{t:'c'}` frame without its payload: prefix + header, computed once. */

@@ -2,9 +2,9 @@ import { once } from 'node:events';
 import { createServer as createHttpServer, type Server } from 'node:http';
 import { createServer as createNetServer, connect as netConnect, type Socket } from 'node:net';
 import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
-import { PkiError, type FlareError } from '@flare/core';
+import { PkiError, TransportError, type FlareError } from '@flare/core';
 import { afterEach, describe, expect, it } from 'vitest';
-import { createClient, dial, listen, type Client, type Connection, type ServerEndpoint } from '../src/index.js';
+import { createClient, dial, isFinalRefusal, listen, refusalOf, type Client, type Connection, type ServerEndpoint } from '../src/index.js';
 import { testPki, within } from './certs.js';
 
 const pki = testPki();
@@ -127,7 +127,7 @@ describe('createClient (reconnect)', () => {
     expect(client.connection).toBe(second);
   });
 
-  it('gives up after maxAttempts and on errors that are not retryable', async () => {
+  it('gives up after maxAttempts', async () => {
     const dead = await listen({ security: 'clear', port: 0 });
     const port = dead.port;
     await dead.close();
@@ -138,22 +138,57 @@ describe('createClient (reconnect)', () => {
     const error = await client.ready(5000).catch((e: unknown) => e);
     expect((error as FlareError).code).toBe('E_TRANSPORT_CONNECT');
     expect(retries).toEqual([0, 1]);
+  });
 
-    const refusing = await echo({
-      security: 'clear',
+  // A login refused with E_CERT_REVOKED: final only when the refusal provably comes from the server (#14.9).
+  const revoking = (security: 'clear' | 'tls'): Promise<ServerEndpoint> =>
+    echo({
+      security,
+      ...(security === 'tls' ? { tls: { certPem: pki.serverCertPem, privateKey: pki.serverKeyPem } } : {}),
       authenticate: () => Promise.reject(new PkiError('E_CERT_REVOKED', 'revoked')),
     });
-    const c2 = createClient({
-      security: 'clear',
-      targets: [{ host: '127.0.0.1', port: refusing.port }],
-      authenticate: async (c) => {
-        await c.send({ hello: 1 });
-        await c.receive();
-        return undefined;
-      },
-    });
-    cleanup.push(() => c2.stop());
-    expect(((await c2.ready(5000).catch((e: unknown) => e)) as FlareError).code).toBe('E_CERT_REVOKED');
+  const loginHook = async (c: Connection<undefined>): Promise<undefined> => {
+    await c.send({ hello: 1 });
+    await c.receive();
+    return undefined;
+  };
+  async function outcome(options: Parameters<typeof createClient<undefined>>[0]): Promise<{ error: FlareError; retries: number; gaveUp: unknown[] }> {
+    const client = createClient<undefined>({ maxAttempts: 3, backoff: { initialMs: 1, maxMs: 2 }, authenticate: loginHook, ...options });
+    cleanup.push(() => client.stop());
+    let retries = 0;
+    client.on('retry', () => retries++);
+    const gaveUp = new Promise<unknown[]>((resolve) => client.on('giveup', (...args) => resolve(args)));
+    const error = (await client.ready(10_000).catch((e: unknown) => e)) as FlareError;
+    return { error, retries, gaveUp: await within(gaveUp) };
+  }
+
+  it('retries a refusal that arrived in a forgeable close frame (clear connection): never final', async () => {
+    const server = await revoking('clear');
+    const { error, retries, gaveUp } = await outcome({ security: 'clear', targets: [{ host: '127.0.0.1', port: server.port }] });
+    expect(error.code).toBe('E_CERT_REVOKED');
+    expect(refusalOf(error)).toEqual({ code: 'E_CERT_REVOKED', authenticated: false });
+    expect(isFinalRefusal(error)).toBe(false);
+    expect(retries).toBe(2);
+    expect(gaveUp[1]).toEqual({ final: false });
+  });
+
+  it('stops at once on the same refusal from the pinned TLS server (authenticated), and retries it from another TLS peer', async () => {
+    const server = await revoking('tls');
+    const target = [{ host: '127.0.0.1', port: server.port }];
+    const pinned = await outcome({ security: 'tls', targets: target, tls: { caPem: pki.caPem, peerName: 'server' } });
+    expect(pinned.error.code).toBe('E_CERT_REVOKED');
+    expect(refusalOf(pinned.error)).toEqual({ code: 'E_CERT_REVOKED', authenticated: true });
+    expect([pinned.retries, pinned.gaveUp[1]]).toEqual([0, { final: true }]);
+    // A verified chain is not enough: the TLS peer must be the server the kit names.
+    const other = await outcome({ security: 'tls', targets: target, tls: { caPem: pki.caPem, peerName: 'server1' } });
+    expect([other.error.code, refusalOf(other.error)?.authenticated, other.retries]).toEqual(['E_CERT_REVOKED', false, 2]);
+  });
+
+  it('a configuration error of this side is final; a lost connection or a local timeout is not a refusal', () => {
+    expect(isFinalRefusal(new TransportError('E_TRANSPORT_CONFIG', 'no address'))).toBe(true);
+    expect(isFinalRefusal(new TransportError('E_TRANSPORT_CLOSED', 'lost'))).toBe(false);
+    expect(isFinalRefusal(new PkiError('E_CERT_REVOKED', 'a certificate this side checked'))).toBe(false);
+    expect(refusalOf(new TransportError('E_TRANSPORT_CLOSED', 'lost'))).toBeUndefined();
   });
 });
 

@@ -21,13 +21,16 @@ describe('options from a kit', () => {
   it('a client kit targets every server host (DNS, IPv4, IPv6) on the FL port and trusts the root', () => {
     const o = clientOptionsFromKit(kit('client'));
     expect(o.targets).toEqual([{ host: 'server1.example.com', port: 8002 }, { host: '10.0.0.5', port: 8002 }, { host: '::1', port: 8002 }]);
-    expect(o.tls).toEqual({ caPem: 'ROOT', certPem: 'CERT', privateKey });
+    // TLS is end to end: the TLS peer must be the kit's server for its refusals to be authentic.
+    expect(o.tls).toEqual({ caPem: 'ROOT', certPem: 'CERT', privateKey, peerName: 'server1' });
   });
 
   it('an admin kit uses the admin port; custom_ca_cert replaces the root for a TLS-terminating proxy', () => {
     const o = clientOptionsFromKit(kit('admin', { customCaPem: 'PROXY-CA', connectionSecurity: 'tls' }));
     expect(o.targets.every((t) => t.port === 8003)).toBe(true);
     expect(o.tls?.caPem).toBe('PROXY-CA');
+    // Behind the proxy the TLS peer is the proxy: no refusal before login is authentic.
+    expect(o.tls?.peerName).toBeUndefined();
     expect(o.security).toBe('tls');
   });
 

@@ -291,6 +291,6 @@ describe('liveness and closing', () => {
     const server = await echoServer({ security: 'clear' });
     const conn = await client(server.port);
     const info = await conn.close();
-    expect(info).toEqual({ code: 1000, reason: '', by: 'local' });
+    expect(info).toEqual({ code: 1000, reason: '', by: 'local', authenticated: false });
   });
 });

@@ -135,7 +135,8 @@ describe('attacks over real connections', () => {
   it('a session id reused on another connection is refused (E_AUTH_SESSION_BINDING)', async () => {
     const { server } = await startServer('mtls');
     const a = await login(clientKit, 'mtls', server.port);
-    const b = await login(clientKit, 'mtls', server.port);
+    // Another participant (one site holds one session: a second login of site-1 would replace A).
+    const b = await login(adminKit, 'mtls', server.port);
     // Record A's next trailer, then make B send it (an attacker replaying A's session on its own connection).
     let stolen: ReturnType<Session['seal']> | undefined;
     const original = a.auth;

@@ -18,9 +18,20 @@ export interface AuthChannel {
   readonly tls:
     | { readonly peerCertificatePem: string | undefined; exportKeyingMaterial(length: number, label: string): Uint8Array }
     | undefined;
-  readonly closed: Promise<{ readonly error?: FlareError | undefined }>;
+  /**
+   * Resolves when the channel closed. `by` and `authenticated` (the peer's refusal provably came from it, e.g.
+   * in a goodbye sealed by this session: @flare/transport's CloseInfo) let the session report a peer's
+   * refusal; channels that cannot tell leave them out.
+   */
+  readonly closed: Promise<{ readonly error?: FlareError | undefined; readonly by?: 'local' | 'remote'; readonly authenticated?: boolean }>;
   send(header: AuthHeader, payload?: Uint8Array): Promise<void>;
   receive(): Promise<{ readonly header: AuthHeader; readonly payload: Uint8Array; readonly trailer?: AuthHeader | undefined }>;
   setGuard(guard: AuthGuard): void;
   close(error?: FlareError): Promise<unknown>;
+  /**
+   * Told by the server's login once the peer proved who it is (certificate and signature verified), before the
+   * login completes. @flare/transport uses it to keep such a connection apart from anonymous ones (which a
+   * flood may displace) and to bound logins in progress per participant. Optional.
+   */
+  identified?(name: string): void;
 }

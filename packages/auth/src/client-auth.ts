@@ -1,8 +1,9 @@
 import { randomBytes } from 'node:crypto';
-import { AuthError } from '@flare/core';
+import { AuthError, silentLogger, type Logger } from '@flare/core';
 import { verifyCertificate } from '@flare/pki';
 import type { AuthChannel, AuthHeader } from './channel.js';
 import { EXPORTER_LABEL } from './channel-binding.js';
+import { AuthEmitter, type AuthEventSource } from './events.js';
 import type { AuthKit } from './kit.js';
 import { deriveEpochKeys } from './key-schedule.js';
 import { b64u, CONTROL, helloSigningInput, parseMessage, transcriptHash, WELCOME, welcomeSigningInput } from './protocol.js';
@@ -26,11 +27,13 @@ export interface ClientAuthOptions {
   readonly renewAt?: number | false;
   /** Largest accepted clock difference (default 120 s). */
   readonly maxSkewMs?: number;
+  /** Where refused messages are logged (default: nowhere; they are also `refused` events). */
+  readonly logger?: Logger;
   readonly now?: () => number;
 }
 
-/** The client side of the login. */
-export interface ClientAuth {
+/** The client side of the login. Events: `refused` (a message of an established session refused, by either side). */
+export interface ClientAuth extends AuthEventSource {
   /**
    * Logs in on a new connection (pass it as the transport's `authenticate` hook) and returns the session.
    *
@@ -59,6 +62,8 @@ export function createClientAuth(options: ClientAuthOptions): ClientAuth {
   const maxSkewMs = options.maxSkewMs ?? 120_000;
   const renewAt = options.renewAt === false ? undefined : (options.renewAt ?? 0.8);
   if (renewAt !== undefined && !(renewAt > 0 && renewAt < 1)) throw new RangeError(`"renewAt" expected a fraction in (0, 1), got ${renewAt}`);
+  const logger = options.logger ?? silentLogger;
+  const events = new AuthEmitter(logger);
 
   async function login(channel: AuthChannel): Promise<Session> {
     const bind = (options.channelBinding ?? 'auto') === 'auto' && channel.tls !== undefined && kit.customCaPem === undefined;
@@ -90,7 +95,7 @@ export function createClientAuth(options: ClientAuthOptions): ClientAuth {
     const binding = bind ? channel.tls!.exportKeyingMaterial(32, EXPORTER_LABEL) : undefined;
     const keys = deriveEpochKeys(sharedSecret(eph.privateKey, welcome.eph), th, binding);
     const session = new AuthSession({
-      id: welcome.sid, side: 'client', peer, transcriptHash: th, keys, expiresAt: welcome.exp, channelBinding: binding, channel, maxSkewMs, now, renewAt,
+      id: welcome.sid, side: 'client', peer, transcriptHash: th, keys, expiresAt: welcome.exp, channelBinding: binding, channel, maxSkewMs, now, renewAt, events, logger,
     });
     channel.setGuard(session);
     await channel.send({ [CONTROL]: 'finished' });
@@ -103,5 +108,16 @@ export function createClientAuth(options: ClientAuthOptions): ClientAuth {
     return session;
   }
 
-  return { login };
+  const auth: ClientAuth = {
+    login,
+    on(event, listener) {
+      events.on(event, listener as (...args: unknown[]) => void);
+      return auth;
+    },
+    off(event, listener) {
+      events.off(event, listener as (...args: unknown[]) => void);
+      return auth;
+    },
+  };
+  return auth;
 }

@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { AuthError, FlareError, PkiError, type JsonValue } from '@flare/core';
+import { AuthError, FlareError, PkiError, silentLogger, type JsonValue, type Logger } from '@flare/core';
 import { verifyCertificate } from '@flare/pki';
 import type { AuthChannel, AuthHeader } from './channel.js';
 import type { AuthKit } from './kit.js';
@@ -10,6 +10,7 @@ import { AuthSession, type Peer, type Session } from './session.js';
 import { SessionStore } from './session-store.js';
 import { checkKeyPair, derFingerprint, signWithKit, verifyWithKey } from './signature.js';
 import { EXPORTER_LABEL } from './channel-binding.js';
+import { AuthEmitter, type AuthEventSource } from './events.js';
 import { ephemeral, sharedSecret } from './x25519.js';
 
 /** Site credentials a client sent with its login (e.g. `{ oidc: '<JWT>' }`), covered by the login signature. */
@@ -39,12 +40,25 @@ export interface ServerAuthOptions {
    */
   readonly channelBinding?: 'auto' | 'require' | 'off';
   readonly authorizeLogin?: AuthorizeLogin;
+  /**
+   * Live sessions one participant may hold (default: 1 for sites, relays and servers, 4 for admins, whose
+   * tools may run side by side). A newer login replaces the oldest session beyond it, which closes with
+   * E_AUTH_SESSION_REPLACED (a `replaced` event): one stolen or duplicated kit cannot pile up sessions, and a
+   * site that reconnects before the server noticed its old connection died is not refused. A number applies
+   * to every type.
+   */
+  readonly maxSessionsPerParticipant?: number | { readonly [T in Peer['type']]?: number };
+  /** Where refusals and replacements are logged (default: nowhere; they are also events). */
+  readonly logger?: Logger;
   /** Clock (default Date.now); inject in tests. */
   readonly now?: () => number;
 }
 
-/** The server side of the login: accepts connections into sessions. */
-export interface ServerAuth {
+/** Sessions per participant when not configured (see {@link ServerAuthOptions.maxSessionsPerParticipant}). */
+export const DEFAULT_SESSIONS_PER_PARTICIPANT: { readonly [T in Peer['type']]: number } = { client: 1, relay: 1, server: 1, admin: 4 };
+
+/** The server side of the login: accepts connections into sessions. Events: `refused`, `replaced`. */
+export interface ServerAuth extends AuthEventSource {
   /**
    * Runs the login on a new connection (pass it as the transport's `authenticate` hook) and returns the
    * session, which is then installed as the connection's guard.
@@ -79,6 +93,9 @@ export function createServerAuth(options: ServerAuthOptions): ServerAuth {
   const cbMode = options.channelBinding ?? 'auto';
   const nonces = new NonceCache(2 * maxSkewMs);
   const sessions = new SessionStore();
+  const logger = options.logger ?? silentLogger;
+  const events = new AuthEmitter(logger);
+  const limit = sessionLimits(options.maxSessionsPerParticipant);
 
   async function accept(channel: AuthChannel): Promise<Session> {
     const first = await channel.receive();
@@ -96,6 +113,8 @@ export function createServerAuth(options: ServerAuthOptions): ServerAuth {
       throw new AuthError('E_AUTH_SIGNATURE', `the login of '${cert.name}' is not signed by its certificate's key`);
     }
     if (!nonces.add(hello.nonce, t)) throw new AuthError('E_AUTH_REPLAY', `a login of '${cert.name}' was replayed`);
+    // Proven by a signature over a fresh nonce: no longer an anonymous connection.
+    channel.identified?.(cert.name);
     // cert.fingerprint is the SHA-256 of exactly the certificate verifyCertificate checked.
     if (channel.tls?.peerCertificatePem !== undefined && derFingerprint(channel.tls.peerCertificatePem) !== cert.fingerprint) {
       throw new AuthError('E_AUTH_TLS_IDENTITY', `'${cert.name}' logged in with a certificate other than its TLS certificate`);
@@ -126,7 +145,7 @@ export function createServerAuth(options: ServerAuthOptions): ServerAuth {
     const th = transcriptHash(first.header, welcome);
     const binding = bind ? channel.tls!.exportKeyingMaterial(32, EXPORTER_LABEL) : undefined;
     const keys = deriveEpochKeys(sharedSecret(eph.privateKey, hello.eph), th, binding);
-    const session = new AuthSession({ id: sid, side: 'server', peer, transcriptHash: th, keys, expiresAt, channelBinding: binding, channel, maxSkewMs, now, ttlMs });
+    const session = new AuthSession({ id: sid, side: 'server', peer, transcriptHash: th, keys, expiresAt, channelBinding: binding, channel, maxSkewMs, now, ttlMs, events, logger });
     await channel.send(welcome);
 
     // Key confirmation: the client's first sealed message must open under the keys both sides derived.
@@ -143,10 +162,40 @@ export function createServerAuth(options: ServerAuthOptions): ServerAuth {
       throw e;
     }
     channel.setGuard(session);
+    session.established();
+    // The newest login wins: older sessions of this participant beyond its limit close (oldest first).
+    const live = sessions.sessionsOf(peer.name);
+    for (const old of live.slice(0, Math.max(0, live.length + 1 - limit(peer.type)))) {
+      if (!(old instanceof AuthSession)) continue;
+      logger.warn('a newer login replaced a session', { peer: peer.name, session: old.id, by: sid });
+      sessions.delete(old.id);
+      old.end(new AuthError('E_AUTH_SESSION_REPLACED', `a newer login of '${peer.name}' replaced this session`));
+      events.emit('replaced', { peer, sessionId: old.id, replacedBy: sid });
+    }
     sessions.add(session, channel.closed);
     await channel.send({ [CONTROL]: 'ready' });
     return session;
   }
 
-  return { accept, sessions };
+  const auth: ServerAuth = {
+    accept,
+    sessions,
+    on(event, listener) {
+      events.on(event, listener as (...args: unknown[]) => void);
+      return auth;
+    },
+    off(event, listener) {
+      events.off(event, listener as (...args: unknown[]) => void);
+      return auth;
+    },
+  };
+  return auth;
+}
+
+function sessionLimits(option: ServerAuthOptions['maxSessionsPerParticipant']): (type: Peer['type']) => number {
+  const table = typeof option === 'number' ? { client: option, relay: option, server: option, admin: option } : { ...DEFAULT_SESSIONS_PER_PARTICIPANT, ...option };
+  for (const [type, n] of Object.entries(table)) {
+    if (!Number.isSafeInteger(n) || n < 1) throw new RangeError(`"maxSessionsPerParticipant.${type}" expected a positive integer, got ${n}`);
+  }
+  return (type) => table[type];
 }

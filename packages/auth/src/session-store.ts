@@ -12,20 +12,27 @@ export class SessionStore {
   /** @internal Registers a session until its connection closes. */
   add(session: Session, closed: Promise<unknown>): void {
     this.#sessions.set(session.id, session);
-    void closed.then(() => this.#sessions.delete(session.id));
+    void closed.then(() => {
+      if (this.#sessions.get(session.id) === session) this.#sessions.delete(session.id);
+    });
   }
 
   get(id: string): Session | undefined {
     return this.#sessions.get(id);
   }
 
-  /** Live sessions of a participant (several connections may share a name, e.g. an admin's tools). */
+  /** Live sessions of a participant, oldest first (an admin's tools may hold several at once). */
   sessionsOf(name: string): Session[] {
     return [...this.#sessions.values()].filter((s) => s.peer.name === name);
   }
 
   get size(): number {
     return this.#sessions.size;
+  }
+
+  /** @internal Forgets a session (it was replaced). */
+  delete(id: string): void {
+    this.#sessions.delete(id);
   }
 
   /** Revokes one session (its connection closes with E_AUTH_SESSION_REVOKED); false when it is unknown. */

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
-import { AuthError, type FlareError } from '@flare/core';
+import { AuthError, silentLogger, type FlareError, type Logger } from '@flare/core';
 import type { AuthChannel, AuthGuard, AuthHeader } from './channel.js';
+import type { AuthEventSink } from './events.js';
 import { deriveEpochKeys, exportKeyingMaterial, type EpochKeys } from './key-schedule.js';
 import { macEquals, messageMac } from './mac.js';
 import { b64u, CONTROL, fromB64u, parseMessage, renewalHash, RENEW, RENEWED, TRAILER, type Trailer } from './protocol.js';
@@ -66,7 +67,15 @@ export interface SessionInit {
   readonly ttlMs?: number;
   /** Client: renew automatically at this fraction of the lifetime (undefined: never). */
   readonly renewAt?: number | undefined;
+  /** Where refusals of messages in the established session are reported. */
+  readonly events?: AuthEventSink;
+  readonly logger?: Logger;
 }
+
+// The refusals open() makes inside an established session, which a peer may report in its goodbye.
+const MESSAGE_REFUSALS: ReadonlySet<string> = new Set([
+  'E_AUTH_MAC', 'E_AUTH_REPLAY', 'E_AUTH_OUT_OF_ORDER', 'E_AUTH_SESSION_BINDING', 'E_AUTH_STALE', 'E_AUTH_SESSION_EXPIRED', 'E_AUTH_HANDSHAKE', 'E_AUTH_RENEWAL',
+]);
 
 interface Epoch {
   readonly keys: EpochKeys;
@@ -88,6 +97,8 @@ export class AuthSession implements Session, AuthGuard {
   #sendSeq = 0;
   #recvSeq = 0;
   #revoked = false;
+  /** True once the login completed: refusals after that are reported as events. */
+  #established = false;
   #renewing: { eph: Ephemeral; header: AuthHeader; resolve: () => void; reject: (e: FlareError) => void; promise: Promise<void> } | undefined;
   /** Server: the epoch to switch to once the `renewed` message has been sealed. */
   #switchAfterSeal: number | undefined;
@@ -105,7 +116,27 @@ export class AuthSession implements Session, AuthGuard {
     const promise = new Promise<void>((r) => (resolve = r));
     this.#ready = { resolve, promise };
     this.#scheduleRenewal();
-    void init.channel.closed.then(() => this.#stopTimers());
+    void init.channel.closed.then((info) => {
+      this.#stopTimers();
+      // The peer refused one of our messages and said so in a goodbye this session verified.
+      const error = info.error;
+      if (this.#established && info.by === 'remote' && info.authenticated === true && error !== undefined && MESSAGE_REFUSALS.has(error.code)) {
+        this.#report(error, 'peer');
+      }
+    });
+  }
+
+  /** @internal The login completed (server: the confirmation opened; client: `ready` arrived). */
+  established(): void {
+    this.#established = true;
+  }
+
+  #report(error: FlareError, by: 'local' | 'peer'): void {
+    const { peer, id } = this;
+    (this.init.logger ?? silentLogger).warn(by === 'local' ? 'refused a message from the peer' : 'the peer refused a message from this side', {
+      peer: peer.name, session: id, code: error.code, reason: error.message,
+    });
+    this.init.events?.emit('refused', { peer, sessionId: id, code: error.code, message: error.message, by });
   }
 
   get expiresAt(): Date {
@@ -134,10 +165,18 @@ export class AuthSession implements Session, AuthGuard {
   }
 
   revoke(): void {
+    this.end(new AuthError('E_AUTH_SESSION_REVOKED', 'the session was revoked'));
+  }
+
+  /**
+   * @internal Ends the session with `error`'s code: the channel closes first (a transport seals the refusal in
+   * a goodbye with this session's keys, so the peer knows it is authentic), then nothing more is sealed.
+   */
+  end(error: AuthError): void {
     if (this.#revoked) return;
-    this.#revoked = true;
     this.#stopTimers();
-    void this.init.channel.close(new AuthError('E_AUTH_SESSION_REVOKED', 'the session was revoked'));
+    void this.init.channel.close(error);
+    this.#revoked = true;
   }
 
   seal(header: AuthHeader, payloadLength: number, payloadSha256: Uint8Array): AuthHeader {
@@ -158,6 +197,16 @@ export class AuthSession implements Session, AuthGuard {
   }
 
   open(header: AuthHeader, payloadLength: number, payloadSha256: Uint8Array, trailerRaw: AuthHeader | undefined): boolean {
+    try {
+      return this.#open(header, payloadLength, payloadSha256, trailerRaw);
+    } catch (error) {
+      // Before the login completed, a refusal is the login's failure (reported by the login); after it, tampering.
+      if (this.#established && error instanceof AuthError) this.#report(error, 'local');
+      throw error;
+    }
+  }
+
+  #open(header: AuthHeader, payloadLength: number, payloadSha256: Uint8Array, trailerRaw: AuthHeader | undefined): boolean {
     const parsed = TRAILER.safeParse(trailerRaw);
     if (!parsed.success) {
       throw new AuthError('E_AUTH_MAC', trailerRaw === undefined ? 'a message arrived without authentication' : 'a message carries a malformed authentication trailer');
@@ -215,7 +264,10 @@ export class AuthSession implements Session, AuthGuard {
   }
 
   #control(control: unknown, header: AuthHeader): void {
-    if (control === 'ready' && this.side === 'client') return this.#ready.resolve();
+    if (control === 'ready' && this.side === 'client' && !this.#established) {
+      this.#established = true;
+      return this.#ready.resolve();
+    }
     // The login's key confirmation, opened once by the server before the session is installed.
     if (control === 'finished' && this.side === 'server' && this.#recvSeq === 1) return;
     if (control === 'renew' && this.side === 'server') return this.#onRenew(header);

@@ -17,6 +17,7 @@ export interface Frame {
 }
 
 type Received = { header: AuthHeader; payload: Uint8Array; trailer?: AuthHeader };
+type CloseInfo = { error?: FlareError | undefined; by: 'local' | 'remote'; authenticated: boolean };
 
 /** One end of an in-memory channel. `wire` sees (and may rewrite or drop) every frame this end sends. */
 export class MemoryChannel implements AuthChannel {
@@ -29,8 +30,9 @@ export class MemoryChannel implements AuthChannel {
   wire: ((f: Frame) => Frame | undefined) | undefined;
   closeError: FlareError | undefined;
   isClosed = false;
-  readonly closed: Promise<{ error?: FlareError | undefined }>;
-  #resolveClosed!: (v: { error?: FlareError | undefined }) => void;
+  identifiedAs: string | undefined;
+  readonly closed: Promise<CloseInfo>;
+  #resolveClosed!: (v: CloseInfo) => void;
 
   constructor(public tls: AuthChannel['tls'] = undefined) {
     this.closed = new Promise((r) => (this.#resolveClosed = r));
@@ -38,6 +40,10 @@ export class MemoryChannel implements AuthChannel {
 
   setGuard(guard: AuthGuard): void {
     this.guard = guard;
+  }
+
+  identified(name: string): void {
+    this.identifiedAs = name;
   }
 
   async send(header: AuthHeader, payload: Uint8Array = new Uint8Array(0)): Promise<void> {
@@ -82,19 +88,24 @@ export class MemoryChannel implements AuthChannel {
     return new Promise((resolve, reject) => this.waiters.push({ resolve, reject }));
   }
 
-  /** Closes both ends; the peer sees the same error (a close frame carrying the code). */
+  /**
+   * Closes both ends; the peer sees the same error, as the transport delivers it: authenticated when this end
+   * had a guard (the transport's sealed goodbye), by 'remote'.
+   */
   async close(error?: FlareError): Promise<unknown> {
-    this.#end(error);
-    this.peer.#end(error);
+    if (this.isClosed) return undefined;
+    const authenticated = error !== undefined && this.guard !== undefined;
+    this.#end(error, 'local', false);
+    this.peer.#end(error, 'remote', authenticated);
     return undefined;
   }
 
-  #end(error: FlareError | undefined): void {
+  #end(error: FlareError | undefined, by: 'local' | 'remote', authenticated: boolean): void {
     if (this.isClosed) return;
     this.isClosed = true;
     this.closeError = error;
     for (const w of this.waiters.splice(0)) w.reject(error ?? new TransportError('E_TRANSPORT_CLOSED', 'closed'));
-    this.#resolveClosed(error === undefined ? {} : { error });
+    this.#resolveClosed(error === undefined ? { by, authenticated } : { error, by, authenticated });
   }
 }
 

@@ -117,7 +117,7 @@ describe('sealed messages', () => {
   it('refuses a session id reused on another connection (E_AUTH_SESSION_BINDING)', async () => {
     const auth = createServerAuth({ kit: kits.server });
     const a = await connect({}, {}, auth);
-    const b = await connect({}, {}, auth);
+    const b = await connect({}, { kit: kits.client2 }, auth);
     await a.pair.client.send({ type: 'result' }, bytes(1));
     b.pair.server.inject(a.pair.client.sent.at(-1)!);
     expect(await closedCode(b.pair.server)).toBe('E_AUTH_SESSION_BINDING');
@@ -164,7 +164,7 @@ describe('renewal and revocation', () => {
   it('revokes one session: its connection closes with E_AUTH_SESSION_REVOKED and the other session lives', async () => {
     const auth = createServerAuth({ kit: kits.server });
     const a = await connect({}, {}, auth);
-    const b = await connect({}, {}, auth);
+    const b = await connect({}, { kit: kits.client2 }, auth);
     expect(auth.sessions.size).toBe(2);
     expect(auth.sessions.revokeSession(a.server.id)).toBe(true);
     expect(await closedCode(a.pair.client)).toBe('E_AUTH_SESSION_REVOKED');
@@ -174,7 +174,7 @@ describe('renewal and revocation', () => {
   });
 
   it('revokes a participant: every session of it closes (E_AUTH_SESSION_REVOKED)', async () => {
-    const auth = createServerAuth({ kit: kits.server });
+    const auth = createServerAuth({ kit: kits.server, maxSessionsPerParticipant: { client: 2 } });
     const a = await connect({}, {}, auth);
     const b = await connect({}, {}, auth);
     const admin = await connect({}, { kit: kits.admin }, auth);

@@ -38,6 +38,10 @@ export const AUTH_CODES = {
     meaning: 'The server revoked this session or every session of this participant.',
     action: 'Ask the project admin why the participant was disconnected; log in again only if it is allowed to.',
   },
+  E_AUTH_SESSION_REPLACED: {
+    meaning: 'A newer login of the same participant replaced this session (one live session per participant; admins may hold a few).',
+    action: 'Make sure only one process runs with this kit; if you did not start the other one, the kit may be stolen: revoke it and re-provision.',
+  },
   E_AUTH_SESSION_BINDING: {
     meaning: 'A message names a session that is not the one established on this connection.',
     action: 'Nothing to do for a FLARE-TS peer; a session can only be used on the connection that logged in, so someone is reusing captured messages.',

@@ -97,7 +97,7 @@ export default tseslint.config(
   },
   {
     // Tool configs share the workspace preset by relative path; they are not package code.
-    files: ['**/vitest.config.mjs'],
+    files: ['**/vitest.config.mjs', '**/vitest.e2e.config.mjs'],
     rules: { '@nx/enforce-module-boundaries': 'off' },
   },
   {

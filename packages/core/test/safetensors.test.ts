@@ -141,6 +141,9 @@ describe('refuses malformed input before allocating (E_CODEC_*)', () => {
     ['flare.meta with a __proto__ key', () => safetensorsFile({ __metadata__: { 'flare.meta': '{"__proto__":{"x":1}}' }, ...ok }, eight), 'E_CODEC_FORBIDDEN_KEY'],
     ['flare.metrics not numbers', () => safetensorsFile({ __metadata__: { 'flare.metrics': '{"a":"b"}' }, ...ok }, eight), 'E_CODEC_METADATA'],
     ['nesting deeper than 8 in the header', () => safetensorsFile({ w: { ...ok.w, shape: JSON.parse('['.repeat(20) + ']'.repeat(20)) } }, eight), 'E_CODEC_HEADER_JSON'],
+    ['more __metadata__ entries than maxMetadataEntries', () => safetensorsFile({ __metadata__: { a: '1', b: '2', c: '3' }, ...ok }, eight), 'E_CODEC_TOO_LARGE', { maxMetadataEntries: 2 }],
+    ['more members than the limits allow (4 per tensor + the metadata entries)', () => safetensorsFile({ __metadata__: Object.fromEntries(Array.from({ length: 20 }, (_, i) => [`k${i}`, 'v'])), ...ok }, eight), 'E_CODEC_TOO_LARGE', { maxTensors: 1, maxMetadataEntries: 4 }],
+    ['a header above the 2 MiB default (a flood of metadata keys)', () => safetensorsFile({ __metadata__: Object.fromEntries(Array.from({ length: 200_000 }, (_, i) => [`k${i}`, `${i}`])), ...ok }, eight), 'E_CODEC_TOO_LARGE'],
   ];
   it.each(cases)('%s', (_title, bytes, code, limits) => {
     expect(codeOf(() => decodeModel(bytes(), limits))).toBe(code);
@@ -156,6 +159,55 @@ describe('refuses malformed input before allocating (E_CODEC_*)', () => {
     const m = decodeModel(safetensorsFile({ __metadata__: { 'flare.meta': '{"a":{"b":1}}' }, ...ok }, eight));
     expect(({} as Record<string, unknown>)['b']).toBeUndefined();
     expect(m.params instanceof Map).toBe(true);
+  });
+});
+
+describe('hostile sizes: only CodecError, never RangeError (issue 14 item 7)', () => {
+  const big = { maxHeaderBytes: 64 * 2 ** 20 };
+  const ok = { dtype: 'F32', shape: [1], data_offsets: [0, 4] };
+  const four = new Uint8Array(4);
+  /** A file whose header is `text` exactly (not necessarily JSON), followed by `data` zero bytes. */
+  const raw = (text: string, data = 0): Uint8Array => {
+    const json = new TextEncoder().encode(text);
+    const out = new Uint8Array(8 + json.length + data);
+    new DataView(out.buffer).setBigUint64(0, BigInt(json.length), true);
+    out.set(json, 8);
+    return out;
+  };
+  it.each([
+    ['a 10 M-character dtype', () => safetensorsFile({ w: { ...ok, dtype: 'F'.repeat(10_000_000) } }, four), 'E_CODEC_DTYPE'],
+    ['a 10 M-character tensor name, twice', () => {
+      const name = 'n'.repeat(10_000_000);
+      return raw(`{"${name}":${JSON.stringify(ok)},"${name}":${JSON.stringify(ok)}}`, 4);
+    }, 'E_CODEC_DUPLICATE'],
+    ['a 10 M-character metadata string holding 5 M nested arrays', () => safetensorsFile({ __metadata__: { 'flare.meta': '['.repeat(5_000_000) + ']'.repeat(5_000_000) }, w: ok }, four), 'E_CODEC_METADATA'],
+    ['10 M-character string left open', () => raw(`{"w":"${'x'.repeat(10_000_000)}`), 'E_CODEC_HEADER_JSON'],
+  ] as Array<[string, () => Uint8Array, string]>)('%s', (_title, bytes, code) => {
+    expect(codeOf(() => decodeModel(bytes(), big))).toBe(code);
+  });
+
+  it('fuzz: headers of long strings and deep nesting in every field only ever throw CodecError', () => {
+    const hostile = fc.oneof(
+      fc.nat(12).map((k) => 'x'.repeat(10 ** (k % 7))),
+      fc.nat(2000).map((d) => JSON.parse('['.repeat(d) + ']'.repeat(d)) as unknown),
+      fc.nat(2000).map((d) => '['.repeat(d)),
+      fc.jsonValue({ maxDepth: 3 }),
+    );
+    fc.assert(
+      fc.property(fc.constantFrom('dtype', 'shape', 'data_offsets', 'meta', 'metrics', 'kind', 'name'), hostile, (field, v) => {
+        const entry: Record<string, unknown> = { ...ok };
+        let header: Record<string, unknown> = { w: entry };
+        if (field === 'dtype' || field === 'shape' || field === 'data_offsets') entry[field] = v;
+        else if (field === 'name') header = { [typeof v === 'string' ? v : JSON.stringify(v)]: entry };
+        else header = { __metadata__: { [`flare.${field}`]: typeof v === 'string' ? v : JSON.stringify(v) }, w: entry };
+        try {
+          decodeModel(safetensorsFile(header, four), big);
+        } catch (e) {
+          expect(e).toBeInstanceOf(CodecError);
+        }
+      }),
+      { numRuns: 300 },
+    );
   });
 });
 

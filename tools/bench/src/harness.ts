@@ -1,5 +1,5 @@
 // The benchmark harness: timing helpers and the report format every suite uses.
-import { cpus, totalmem } from 'node:os';
+import { cpus, loadavg, totalmem } from 'node:os';
 
 /** One figure: a subject measured against a baseline in the same run, or an absolute measurement. */
 export interface Row {
@@ -50,6 +50,37 @@ export async function time(
   return { median: times[Math.floor(times.length / 2)]!, min: times[0]!, runs: times.length };
 }
 
+/** What {@link paired} measured: each side's timing and the median of the per-pair time ratios. */
+export interface PairedTiming {
+  readonly baseline: Timing;
+  readonly subject: Timing;
+  /** Median over the pairs of (baseline time / subject time): > 1 means the subject is faster. */
+  readonly ratio: number;
+}
+
+/**
+ * Times `baseline` and `subject` alternately, `runs` times each after one warm-up each, so that load from other
+ * processes on a shared machine falls on both alike. The median of per-pair ratios is steadier than the ratio
+ * of medians when the load drifts.
+ */
+export async function paired(baseline: () => unknown, subject: () => unknown, { runs = 9 }: { runs?: number } = {}): Promise<PairedTiming> {
+  await baseline();
+  await subject();
+  const b: number[] = [];
+  const s: number[] = [];
+  for (let i = 0; i < runs; i++) {
+    let t0 = performance.now();
+    await baseline();
+    b.push(performance.now() - t0);
+    t0 = performance.now();
+    await subject();
+    s.push(performance.now() - t0);
+  }
+  const med = (a: readonly number[]) => [...a].sort((x, y) => x - y)[a.length >> 1]!;
+  const stats = (a: readonly number[]): Timing => ({ median: med(a), min: Math.min(...a), runs: a.length });
+  return { baseline: stats(b), subject: stats(s), ratio: med(b.map((x, i) => x / s[i]!)) };
+}
+
 /** Ratio of subject to baseline, oriented so that > 1 means the subject is better. */
 export function ratio(row: Row): number | undefined {
   if (!row.baseline) return undefined;
@@ -58,7 +89,8 @@ export function ratio(row: Row): number | undefined {
 
 export function machine(): string {
   const cpu = cpus()[0]?.model ?? 'unknown CPU';
-  return `${cpu.trim()}, ${cpus().length} cores, ${(totalmem() / 2 ** 30).toFixed(1)} GiB, Node ${process.version}, ${process.platform}-${process.arch}`;
+  const [one, five] = loadavg();
+  return `${cpu.trim()}, ${cpus().length} cores, ${(totalmem() / 2 ** 30).toFixed(1)} GiB, Node ${process.version}, ${process.platform}-${process.arch}, load average ${one!.toFixed(1)} (1 min) ${five!.toFixed(1)} (5 min)`;
 }
 
 const fmt = (v: number) => (Math.abs(v) >= 100 ? v.toFixed(0) : Math.abs(v) >= 1 ? v.toFixed(2) : v.toPrecision(3));

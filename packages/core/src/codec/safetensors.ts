@@ -176,10 +176,13 @@ function readTensor(bytes: Uint8Array, base: number, e: Entry): Tensor {
   }
 }
 
-function readMetadata(v: JsonValue | undefined): Pick<FLModel, 'kind' | 'meta' | 'metrics'> {
+function readMetadata(v: JsonValue | undefined, maxEntries: number): Pick<FLModel, 'kind' | 'meta' | 'metrics'> {
   const out: Pick<FLModel, 'kind' | 'meta' | 'metrics'> = { kind: 'full', meta: {} };
   if (v === undefined) return out;
-  if (!isRecord(v) || !Object.values(v).every((x) => typeof x === 'string')) {
+  if (!isRecord(v)) throw new CodecError('E_CODEC_METADATA', '__metadata__ must map strings to strings');
+  const entries = Object.keys(v).length;
+  if (entries > maxEntries) throw new CodecError('E_CODEC_TOO_LARGE', `__metadata__ has ${entries} entries, above the limit of ${maxEntries}`);
+  if (!Object.values(v).every((x) => typeof x === 'string')) {
     throw new CodecError('E_CODEC_METADATA', '__metadata__ must map strings to strings');
   }
   const strings = v as Record<string, string>;
@@ -224,7 +227,7 @@ const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
  * @throws CodecError (E_CODEC_*) for every malformed input; nothing else for any byte string.
  */
 export function decodeModel(bytes: Uint8Array, limits: DecodeLimits = {}): FLModel {
-  const { maxHeaderBytes, maxBytes, maxTensors, maxDims } = { ...MODEL_LIMITS, ...limits };
+  const { maxHeaderBytes, maxBytes, maxTensors, maxDims, maxMetadataEntries } = { ...MODEL_LIMITS, ...limits };
   if (bytes.length < 8) throw new CodecError('E_CODEC_TRUNCATED', `${bytes.length} bytes is shorter than the 8-byte header length`);
   const declared = new DataView(bytes.buffer, bytes.byteOffset, 8).getBigUint64(0, true);
   if (declared > BigInt(maxHeaderBytes)) {
@@ -243,7 +246,9 @@ export function decodeModel(bytes: Uint8Array, limits: DecodeLimits = {}): FLMod
     throw new CodecError('E_CODEC_HEADER_JSON', 'header is not valid UTF-8', { cause });
   }
   if (!text.startsWith('{')) throw new CodecError('E_CODEC_HEADER_JSON', 'header must be a JSON object');
-  const header = parseStrictJson(text, { maxDepth: 8 });
+  // Every member the limits allow: 4 per tensor (its name and dtype, shape, data_offsets), the metadata's.
+  // Counted by the parser's scan before anything is built, so a header of a million keys costs one scan.
+  const header = parseStrictJson(text, { maxDepth: 8, maxMembers: 4 * maxTensors + 1 + maxMetadataEntries });
   if (!isRecord(header)) throw new CodecError('E_CODEC_HEADER_JSON', 'header must be a JSON object');
   const names = Object.keys(header).filter((k) => k !== METADATA);
   if (names.length > maxTensors) {
@@ -261,7 +266,7 @@ export function decodeModel(bytes: Uint8Array, limits: DecodeLimits = {}): FLMod
   if (covered !== dataLength) {
     throw new CodecError('E_CODEC_LAYOUT', `tensors cover ${covered} of ${dataLength} data bytes`);
   }
-  const { kind, meta, metrics } = readMetadata(header[METADATA]);
+  const { kind, meta, metrics } = readMetadata(header[METADATA], maxMetadataEntries);
   const base = 8 + headerLength;
   const params = new Map<string, Tensor>();
   for (const e of entries) params.set(e.name, readTensor(bytes, base, e));

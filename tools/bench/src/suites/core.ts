@@ -1,36 +1,151 @@
-import { decodeModel, encodeModel, model, tensor } from '@flare/core';
-import { time, type Suite } from '../harness.js';
+import { decodeModel, encodeModel, model, parseStrictJson, tensor, MODEL_LIMITS } from '@flare/core';
+import { paired, time, type Row, type Suite } from '../harness.js';
 
-// A 100 MB float32 model in 50 tensors of 2 MB (sizes of a mid-sized CNN's layers), encoded and decoded,
-// against a plain Buffer copy of the same bytes in the same run.
+// Two parts. The codec: a 100 MB float32 model in 50 tensors of 2 MB (sizes of a mid-sized CNN's layers),
+// encoded and decoded, against a plain Buffer copy of the same bytes in the same run. Strict JSON under
+// attack (issue 14 item 7): parseStrictJson against JSON.parse on the same text, run by run alternately,
+// on a 15 MiB safetensors header with 1.1 M metadata keys, a 64 KiB frame header and a 20,000-tensor index;
+// and how long decodeModel blocks the event loop on the worst header its default limits let through.
+
+const utf8 = new TextEncoder();
+
+/** A safetensors file: 8-byte little-endian header length, the header text, then `data` zero bytes. */
+function safetensors(header: string, data = 0): Uint8Array {
+  const json = utf8.encode(header);
+  const out = new Uint8Array(8 + json.length + data);
+  new DataView(out.buffer).setBigUint64(0, BigInt(json.length), true);
+  out.set(json, 8);
+  return out;
+}
+
+/** The attack of issue 14 item 7: one `__metadata__` map of 1.1 M short entries, about 15 MiB. */
+function metadataFlood(): string {
+  const parts: string[] = [];
+  for (let i = 0; i < 1_100_000; i++) parts.push(`"k${i}":"${i % 10}"`);
+  return `{"__metadata__":{${parts.join(',')}},"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}`;
+}
+
+/** A 64 KiB frame header: a login-sized object with a list of small records. */
+function frameHeader(): string {
+  const items: string[] = [];
+  let length = 0;
+  for (let i = 0; length < 64 * 1024 - 200; i++) {
+    const item = `{"id":${i},"name":"site-${i}","ok":true,"v":1.5e-3}`;
+    items.push(item);
+    length += item.length + 1;
+  }
+  return `{"type":"login","nonce":"${'a'.repeat(64)}","list":[${items.join(',')}]}`;
+}
+
+/** The index of `n` tensors as a real model has it. */
+function tensorIndex(n: number): string {
+  const parts = ['"__metadata__":{"format":"pt"}'];
+  for (let i = 0, off = 0; i < n; i++, off += 8192) parts.push(`"layer.${i}.weight":{"dtype":"F32","shape":[64,32],"data_offsets":[${off},${off + 8192}]}`);
+  return `{${parts.join(',')}}`;
+}
+
+/** The worst header the default limits let through to JSON.parse: one object of as many keys as fit in maxHeaderBytes and maxMembers. */
+function worstHeader(): string {
+  const members = 4 * MODEL_LIMITS.maxTensors + MODEL_LIMITS.maxMetadataEntries;
+  const parts: string[] = [];
+  let length = 20;
+  for (let i = 0; i < members && length < MODEL_LIMITS.maxHeaderBytes - 64; i++) {
+    const p = `"${i}":${i % 10}`;
+    parts.push(p);
+    length += p.length + 1;
+  }
+  return `{"w":{${parts.join(',')}}}`;
+}
+
+const refusedOrThrow = (fn: () => unknown): void => {
+  try {
+    fn();
+  } catch (e) {
+    if (!(e instanceof Error && 'code' in e)) throw e;
+    return;
+  }
+  throw new Error('expected a refusal');
+};
+
+async function strictJsonRows(): Promise<Row[]> {
+  const rows: Row[] = [];
+  const vs = (label: string, text: string, runs: number, inner = 1): Promise<void> =>
+    paired(
+      () => {
+        for (let i = 0; i < inner; i++) JSON.parse(text);
+      },
+      () => {
+        for (let i = 0; i < inner; i++) parseStrictJson(text, { maxDepth: 32 });
+      },
+      { runs },
+    ).then((p) => {
+      rows.push({
+        label: `parseStrictJson, ${label}`,
+        value: p.subject.median / inner,
+        unit: 'ms',
+        baseline: { label: 'JSON.parse on the same text', value: p.baseline.median / inner },
+        higherIsBetter: false,
+        aim: '>= 0.33x (within 3x)',
+      });
+      rows.push({ label: `  the same, median of ${runs} paired runs (JSON.parse time / strict time)`, value: p.ratio, unit: 'x', aim: '>= 0.33' });
+    });
+
+  const flood = metadataFlood();
+  await vs(`${(flood.length / 2 ** 20).toFixed(1)} MiB header with 1.1 M metadata keys`, flood, 3);
+  const frame = frameHeader();
+  await vs(`${(frame.length / 1024).toFixed(0)} KiB frame header`, frame, 15, 20);
+  const index = tensorIndex(20_000);
+  await vs(`${(index.length / 2 ** 20).toFixed(1)} MiB index of 20,000 tensors`, index, 7);
+
+  const floodFile = safetensors(flood, 4);
+  const refuse = await time(() => refusedOrThrow(() => decodeModel(floodFile)), { minRuns: 3, minMs: 0 });
+  rows.push({ label: 'decodeModel refuses the 1.1 M-key header (above maxHeaderBytes, 2 MiB: refused before decoding)', value: refuse.median, unit: 'ms' });
+  const floodUnder16 = await time(() => refusedOrThrow(() => decodeModel(floodFile, { maxHeaderBytes: 16 * 2 ** 20 })), { minRuns: 3, minMs: 0 });
+  rows.push({ label: '  the same with maxHeaderBytes raised to 16 MiB (refused at the member limit, 4 x maxTensors + maxMetadataEntries)', value: floodUnder16.median, unit: 'ms' });
+  const worst = worstHeader();
+  const worstFile = safetensors(worst, 4);
+  const block = await time(() => refusedOrThrow(() => decodeModel(worstFile)), { minRuns: 5, minMs: 0 });
+  rows.push({
+    label: `decodeModel on the worst header the default limits admit (${(worst.length / 2 ** 20).toFixed(1)} MiB, ${(worst.match(/:/g) ?? []).length} keys in one object): event loop blocked`,
+    value: block.median,
+    unit: 'ms',
+  });
+  return rows;
+}
+
+async function codecRows(): Promise<Row[]> {
+  const tensors = 50;
+  const per = (100 * 2 ** 20) / 4 / tensors;
+  const m = model(
+    Array.from({ length: tensors }, (_, i) => [`layer${i}.weight`, tensor(new Float32Array(per).map((_, j) => (j % 97) / 97), [per / 256, 256])] as const),
+  );
+  const bytes = encodeModel(m);
+  const mb = bytes.length / 1e6;
+  const source = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length);
+  const copy = await time(() => Buffer.from(source), { minRuns: 10 });
+  const encode = await time(() => encodeModel(m), { minRuns: 10 });
+  const decode = await time(() => decodeModel(bytes), { minRuns: 10 });
+  const both = await time(() => decodeModel(encodeModel(m)), { minRuns: 10 });
+  // The same file one byte into a buffer: no tensor is aligned, so decoding must copy every byte.
+  const shifted = new Uint8Array(bytes.length + 1);
+  shifted.set(bytes, 1);
+  const misaligned = shifted.subarray(1);
+  const decodeCopy = await time(() => decodeModel(misaligned), { minRuns: 10 });
+  const rate = (ms: number) => mb / (ms / 1000);
+  const baseline = { label: 'Buffer copy', value: rate(copy.median) };
+  return [
+    { label: `encode+decode ${mb.toFixed(0)} MB`, value: rate(both.median), unit: 'MB/s', baseline, higherIsBetter: true },
+    { label: 'encode (one copy into a single buffer)', value: rate(encode.median), unit: 'MB/s', baseline, higherIsBetter: true },
+    { label: 'decode, aligned input (zero-copy views)', value: rate(decode.median), unit: 'MB/s', baseline, higherIsBetter: true, aim: '>= 0.5x' },
+    { label: 'decode, misaligned input (copies every tensor)', value: rate(decodeCopy.median), unit: 'MB/s', baseline, higherIsBetter: true, aim: '>= 0.5x' },
+  ];
+}
+
 export const suite: Suite = {
   name: 'core',
-  description: 'safetensors codec: encode+decode of a 100 MB model vs a plain Buffer copy of the same bytes',
+  description: 'safetensors codec (100 MB model) vs a Buffer copy; strict JSON vs JSON.parse on hostile and ordinary headers',
   async run() {
-    const tensors = 50;
-    const per = (100 * 2 ** 20) / 4 / tensors;
-    const m = model(
-      Array.from({ length: tensors }, (_, i) => [`layer${i}.weight`, tensor(new Float32Array(per).map((_, j) => (j % 97) / 97), [per / 256, 256])] as const),
-    );
-    const bytes = encodeModel(m);
-    const mb = bytes.length / 1e6;
-    const source = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length);
-    const copy = await time(() => Buffer.from(source), { minRuns: 10 });
-    const encode = await time(() => encodeModel(m), { minRuns: 10 });
-    const decode = await time(() => decodeModel(bytes), { minRuns: 10 });
-    const both = await time(() => decodeModel(encodeModel(m)), { minRuns: 10 });
-    // The same file one byte into a buffer: no tensor is aligned, so decoding must copy every byte.
-    const shifted = new Uint8Array(bytes.length + 1);
-    shifted.set(bytes, 1);
-    const misaligned = shifted.subarray(1);
-    const decodeCopy = await time(() => decodeModel(misaligned), { minRuns: 10 });
-    const rate = (ms: number) => mb / (ms / 1000);
-    const baseline = { label: 'Buffer copy', value: rate(copy.median) };
-    return [
-      { label: `encode+decode ${mb.toFixed(0)} MB`, value: rate(both.median), unit: 'MB/s', baseline, higherIsBetter: true },
-      { label: 'encode (one copy into a single buffer)', value: rate(encode.median), unit: 'MB/s', baseline, higherIsBetter: true },
-      { label: 'decode, aligned input (zero-copy views)', value: rate(decode.median), unit: 'MB/s', baseline, higherIsBetter: true, aim: '>= 0.5x' },
-      { label: 'decode, misaligned input (copies every tensor)', value: rate(decodeCopy.median), unit: 'MB/s', baseline, higherIsBetter: true, aim: '>= 0.5x' },
-    ];
+    const wanted = process.env['FLARE_BENCH_CORE'];
+    return [...(wanted === 'json' ? [] : await codecRows()), ...(wanted === 'codec' ? [] : await strictJsonRows())];
   },
 };

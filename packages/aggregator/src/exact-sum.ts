@@ -6,6 +6,9 @@
 // which the addends arrive. lo's additions are exact unless, in one coordinate, the addends span more than
 // about 2^(106 - log2 n) in magnitude (for example 1 next to 1e-32); even then the error is below 2^-104 of
 // the sum, far under float32 and float64 output precision.
+//
+// FedAvg runs these kernels in WebAssembly with SIMD (accumulators.ts, wasm/exact-sum.wat), where they give
+// the same bits at about 3x the speed; the functions here are the reference and the fallback.
 
 import type { FloatArray } from '@flare/core';
 

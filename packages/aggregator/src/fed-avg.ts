@@ -10,7 +10,8 @@ import {
   type Tensor,
 } from '@flare/core';
 import { reportAggregated, reportCapped, reportRefusal } from './audit.js';
-import { ExactSum, addScaled } from './exact-sum.js';
+import { ExactAccumulators, type AccumulatorSlot } from './accumulators.js';
+import { ExactSum } from './exact-sum.js';
 import { excluder, type TensorExclusion } from './exclusion.js';
 import { RoundGuard } from './round-guard.js';
 import { checkSize, fromFloat64, numericData, sameShape, shapeText } from './tensors.js';
@@ -51,8 +52,7 @@ export interface FedAvgOptions extends StreamingOptions {
 interface Slot {
   readonly dtype: DType;
   readonly shape: readonly number[];
-  readonly hi: Float64Array;
-  readonly lo: Float64Array;
+  readonly sums: AccumulatorSlot;
   readonly weight: ExactSum;
 }
 
@@ -99,6 +99,7 @@ export class FedAvgAggregator implements RoundAggregator {
   readonly #siteWeights: ReadonlyMap<string, number> | undefined;
   readonly #template: Layout | undefined;
   readonly #slots = new Map<string, Slot>();
+  readonly #acc = new ExactAccumulators();
   readonly #metrics = new Map<string, { readonly sum: ExactSum; readonly weight: ExactSum }>();
 
   constructor(options: FedAvgOptions = {}) {
@@ -129,11 +130,16 @@ export class FedAvgAggregator implements RoundAggregator {
     return this.#guard.contributors();
   }
 
-  /** Bytes held by the accumulators (for memory reports): 16 per accumulated parameter. */
+  /** Bytes of this round's accumulators (for memory reports): 16 per accumulated parameter. */
   get accumulatorBytes(): number {
     let n = 0;
-    for (const s of this.#slots.values()) n += s.hi.byteLength + s.lo.byteLength;
+    for (const s of this.#slots.values()) n += 16 * s.sums.length;
     return n;
+  }
+
+  /** Bytes the accumulators hold across rounds (their memory is reused, never given back): at least `accumulatorBytes`. */
+  get reservedBytes(): number {
+    return this.#acc.byteLength;
   }
 
   accept(update: FLModel, ctx: AcceptContext): void {
@@ -146,45 +152,52 @@ export class FedAvgAggregator implements RoundAggregator {
     const { weight: w, capped } = contributionWeight(update, ctx.weight ?? this.#siteWeights?.get(from), from, this.#rules);
     if (!(update.params instanceof Map)) throw new TypeError('"update.params" expected a Map of tensors');
 
-    // Validate everything before writing anything: a refused contribution must leave the sums untouched.
-    const plan: Planned[] = [];
-    for (const [name, t] of update.params) {
-      if (this.#excluded(name)) continue;
-      checkSize(name, t);
-      const existing = this.#slots.get(name);
-      if (this.#template !== undefined && !this.#template.has(name)) {
-        throw new ModelError('E_MODEL_MISMATCH', `tensor "${name}" from "${from}" is not in the model`);
-      }
-      const want = existing ?? this.#template?.get(name);
-      if (want !== undefined && (want.dtype !== t.dtype || !sameShape(want.shape, t.shape))) {
-        throw new ModelError(
-          'E_MODEL_MISMATCH',
-          `tensor "${name}" from "${from}" is ${t.dtype} ${shapeText(t.shape)}; expected ${want.dtype} ${shapeText(want.shape)}`,
-        );
-      }
-      const data = numericData(name, t);
-      const slot = existing ?? newSlot(t);
-      if (!Number.isFinite(slot.weight.value + w)) throw new AggregatorError('E_AGG_WEIGHT', `total weight of tensor "${name}" overflows`);
-      plan.push({ name, slot, data, fresh: existing === undefined });
-    }
-
-    for (let k = 0; k < plan.length; k++) {
-      const { name, slot, data } = plan[k]!;
-      const bad = addScaled(slot.hi, slot.lo, data, w);
-      if (bad >= 0) {
-        // Subtracting what was added restores the exact sums (TwoSum is error-free both ways).
-        addScaled(slot.hi, slot.lo, data, -w, bad);
-        for (let j = k - 1; j >= 0; j--) {
-          const p = plan[j]!;
-          if (!p.fresh) addScaled(p.slot.hi, p.slot.lo, p.data, -w);
+    // Validate everything before writing anything: a refused contribution must leave the sums untouched, and
+    // give back the accumulators it reserved for tensors new this round.
+    const mark = this.#acc.mark();
+    try {
+      const plan: Planned[] = [];
+      for (const [name, t] of update.params) {
+        if (this.#excluded(name)) continue;
+        checkSize(name, t);
+        const existing = this.#slots.get(name);
+        if (this.#template !== undefined && !this.#template.has(name)) {
+          throw new ModelError('E_MODEL_MISMATCH', `tensor "${name}" from "${from}" is not in the model`);
         }
-        throw new AggregatorError('E_AGG_NONFINITE', `tensor "${name}" from "${from}" has a non-finite value near index ${bad} (or overflows when weighted)`);
+        const want = existing ?? this.#template?.get(name);
+        if (want !== undefined && (want.dtype !== t.dtype || !sameShape(want.shape, t.shape))) {
+          throw new ModelError(
+            'E_MODEL_MISMATCH',
+            `tensor "${name}" from "${from}" is ${t.dtype} ${shapeText(t.shape)}; expected ${want.dtype} ${shapeText(want.shape)}`,
+          );
+        }
+        const data = numericData(name, t);
+        const slot = existing ?? this.#newSlot(t);
+        if (!Number.isFinite(slot.weight.value + w)) throw new AggregatorError('E_AGG_WEIGHT', `total weight of tensor "${name}" overflows`);
+        plan.push({ name, slot, data, fresh: existing === undefined });
       }
-    }
 
-    for (const { name, slot, fresh } of plan) {
-      if (fresh) this.#slots.set(name, slot);
-      slot.weight.add(w);
+      for (let k = 0; k < plan.length; k++) {
+        const { name, slot, data } = plan[k]!;
+        const bad = this.#acc.add(slot.sums, data, w);
+        if (bad >= 0) {
+          // Subtracting what was added restores the exact sums (TwoSum is error-free both ways).
+          this.#acc.add(slot.sums, data, -w, bad);
+          for (let j = k - 1; j >= 0; j--) {
+            const p = plan[j]!;
+            if (!p.fresh) this.#acc.add(p.slot.sums, p.data, -w);
+          }
+          throw new AggregatorError('E_AGG_NONFINITE', `tensor "${name}" from "${from}" has a non-finite value near index ${bad} (or overflows when weighted)`);
+        }
+      }
+
+      for (const { name, slot, fresh } of plan) {
+        if (fresh) this.#slots.set(name, slot);
+        slot.weight.add(w);
+      }
+    } catch (e) {
+      this.#acc.release(mark);
+      throw e;
     }
     const metrics = update.metrics;
     if (metrics !== undefined && metrics !== null && typeof metrics === 'object') {
@@ -201,6 +214,10 @@ export class FedAvgAggregator implements RoundAggregator {
     if (capped !== undefined) reportCapped(this.#audit, this.method, from, capped.claimed, capped.cap);
   }
 
+  #newSlot(t: Tensor): Slot {
+    return { dtype: t.dtype, shape: Object.freeze([...t.shape]), sums: this.#acc.slot(t.data.length), weight: new ExactSum() };
+  }
+
   /**
    * The weighted average of the round's contributions (kind as configured), tensors sorted by name, meta
    * `current_round` when known, metrics averaged with the same weights. Closes the round: later
@@ -214,41 +231,77 @@ export class FedAvgAggregator implements RoundAggregator {
     const params = new Map<string, Tensor>();
     for (const name of [...this.#slots.keys()].sort()) {
       const slot = this.#slots.get(name)!;
-      params.set(name, averageOf(slot));
+      params.set(name, averageOf(slot, this.#acc));
     }
-    const meta: Record<string, JsonValue> = {};
-    if (this.round !== undefined) meta[META.CURRENT_ROUND] = this.round;
+    const { meta, metrics } = this.#summary();
     const out: FLModel = { params, kind: this.#guard.kind, meta };
-    if (this.#metrics.size > 0) {
-      out.metrics = Object.fromEntries([...this.#metrics].sort(([a], [b]) => (a < b ? -1 : 1)).map(([k, m]) => [k, m.sum.value / m.weight.value]));
-    }
+    if (metrics !== undefined) out.metrics = metrics;
     reportAggregated(this.#audit, this.method, this.round, this.#guard.count);
     return out;
   }
 
-  /** Drops the sums and starts `round` (again, on a retry: its contributions are accepted anew). */
+  /**
+   * The round's average written into `out` instead of new tensors: `out`'s tensor of each aggregated name
+   * (float32 or float64 data of the same length) is set to the average, or, with `add`, has the average added
+   * (`global += average diff`, rounded once). Tensors the round did not aggregate are left as they are. With
+   * `out` the global model (or a buffer reused round after round), a round allocates nothing model-sized.
+   * Closes the round as `result()` does. Returns the result's meta and metrics.
+   *
+   * @throws AggregatorError E_AGG_EMPTY when no contribution was accepted; ModelError E_MODEL_MISMATCH when
+   *   `out` lacks an aggregated tensor or its length differs, E_MODEL_DTYPE when that tensor is not float
+   *   (use `result()` for integer tensors). Nothing is written when it throws.
+   */
+  resultInto(out: FLModel, { add = false }: { readonly add?: boolean } = {}): Pick<FLModel, 'meta' | 'metrics'> {
+    if (this.#guard.count === 0) throw new AggregatorError('E_AGG_EMPTY', `no contribution was accepted for round ${this.round ?? '(unnumbered)'}`);
+    const targets: Array<[Slot, FloatArray]> = [];
+    for (const [name, slot] of this.#slots) {
+      const t = out.params.get(name);
+      if (t === undefined || t.data.length !== slot.sums.length) throw new ModelError('E_MODEL_MISMATCH', `resultInto: the target has no tensor "${name}" of ${slot.sums.length} values`);
+      if (!(t.data instanceof Float32Array || t.data instanceof Float64Array)) throw new ModelError('E_MODEL_DTYPE', `resultInto: tensor "${name}" of the target is ${t.dtype}; use result() for non-float tensors`);
+      targets.push([slot, t.data]);
+    }
+    this.#guard.close();
+    for (const [slot, y] of targets) {
+      const { hi, lo } = this.#acc.sums(slot.sums);
+      const total = slot.weight.value;
+      if (add) for (let i = 0; i < y.length; i++) y[i] = y[i]! + (hi[i]! + lo[i]!) / total;
+      else for (let i = 0; i < y.length; i++) y[i] = (hi[i]! + lo[i]!) / total;
+    }
+    const { meta, metrics } = this.#summary();
+    reportAggregated(this.#audit, this.method, this.round, this.#guard.count);
+    return metrics === undefined ? { meta } : { meta, metrics };
+  }
+
+  #summary(): Pick<FLModel, 'meta' | 'metrics'> {
+    const meta: Record<string, JsonValue> = {};
+    if (this.round !== undefined) meta[META.CURRENT_ROUND] = this.round;
+    if (this.#metrics.size === 0) return { meta };
+    return { meta, metrics: Object.fromEntries([...this.#metrics].sort(([a], [b]) => (a < b ? -1 : 1)).map(([k, m]) => [k, m.sum.value / m.weight.value])) };
+  }
+
+  /** Drops the sums and starts `round` (again, on a retry: its contributions are accepted anew). The accumulators' memory is reused. */
   beginRound(round: number): void {
     this.#guard.begin(round);
-    this.#slots.clear();
-    this.#metrics.clear();
+    this.#clear();
   }
 
   /** Drops the sums and starts `round`; without it, the next round after `result()`, else the same round again (a retry). */
   reset(round?: number): void {
     this.#guard.reset(round);
+    this.#clear();
+  }
+
+  #clear(): void {
     this.#slots.clear();
     this.#metrics.clear();
+    this.#acc.reset();
   }
 }
 
-function newSlot(t: Tensor): Slot {
-  const n = t.data.length;
-  return { dtype: t.dtype, shape: Object.freeze([...t.shape]), hi: new Float64Array(n), lo: new Float64Array(n), weight: new ExactSum() };
-}
-
 /** fl(hi + lo) is the correctly rounded exact sum whatever the split between hi and lo; divided once by the weight. */
-function averageOf(slot: Slot): Tensor {
-  const { hi, lo, dtype, shape } = slot;
+function averageOf(slot: Slot, acc: ExactAccumulators): Tensor {
+  const { hi, lo } = acc.sums(slot.sums);
+  const { dtype, shape } = slot;
   const total = slot.weight.value;
   const n = hi.length;
   if (dtype === 'float32' || dtype === 'float16' || dtype === 'bfloat16') {

@@ -64,8 +64,10 @@ export { canonicalJson } from './canonical-json.js';
 export { compileNamePattern, NAME_PATTERN_LIMITS, toNamePattern } from './name-pattern.js';
 export type { NamePattern } from './name-pattern.js';
 
-export { decodeModel, encodeModel, encodeModelParts } from './codec/safetensors.js';
-export type { EncodedParts } from './codec/safetensors.js';
+export { decodeModel, encodedByteLength, encodeModel, encodeModelInto, encodeModelParts } from './codec/safetensors.js';
+export type { DecodeOptions, EncodedParts } from './codec/safetensors.js';
+export { BufferArena } from './buffer-arena.js';
+export type { BufferArenaOptions } from './buffer-arena.js';
 export { FRAME_MAGIC, FRAME_PREFIX_BYTES, FRAME_VERSION, decodeFrame, encodeFrame } from './codec/frame.js';
 export type { Frame } from './codec/frame.js';
 export { FRAME_LIMITS, MODEL_LIMITS } from './codec/limits.js';

@@ -3,6 +3,7 @@ import type { JsonValue } from '../json.js';
 import type { FLModel } from '../model.js';
 import { WIRE_BYTES, type DType, type Tensor } from '../tensor.js';
 import { bfloatToFloat, floatToBfloat, floatToHalf, halfToFloat } from './half.js';
+import type { BufferArena } from '../buffer-arena.js';
 import { MODEL_LIMITS, type DecodeLimits } from './limits.js';
 import { parseStrictJson } from './strict-json.js';
 
@@ -89,16 +90,47 @@ export function encodeModelParts(m: FLModel): EncodedParts {
   return { byteLength: head.length + offset, parts: [head, ...data] };
 }
 
-/** Encodes a model as one safetensors byte array (one copy of the tensor data). */
+/** Encodes a model as one safetensors byte array (one copy of the tensor data, into a new buffer). */
 export function encodeModel(m: FLModel): Uint8Array {
-  const { byteLength, parts } = encodeModelParts(m);
-  const out = new Uint8Array(byteLength);
-  let at = 0;
+  const encoded = encodeModelParts(m);
+  const out = new Uint8Array(encoded.byteLength);
+  writeParts(encoded, out, 0);
+  return out;
+}
+
+/** The number of bytes {@link encodeModel} and {@link encodeModelInto} produce for `m`. */
+export function encodedByteLength(m: FLModel): number {
+  return encodeModelParts(m).byteLength;
+}
+
+/**
+ * Encodes a model as safetensors into caller-provided memory (e.g. a {@link BufferArena}, or a buffer reused
+ * round after round), at `offset`: the tensor data is copied once and nothing model-sized is allocated.
+ * Returns the number of bytes written ({@link encodedByteLength}).
+ *
+ * @throws RangeError when `out` has fewer than `encodedByteLength(m)` bytes after `offset`; the
+ *   CodecErrors of {@link encodeModelParts}.
+ * @example
+ * ```ts
+ * const out = arena.alloc(encodedByteLength(m));
+ * encodeModelInto(m, out);
+ * ```
+ */
+export function encodeModelInto(m: FLModel, out: Uint8Array, offset = 0): number {
+  const encoded = encodeModelParts(m);
+  if (!Number.isSafeInteger(offset) || offset < 0 || offset + encoded.byteLength > out.length) {
+    throw new RangeError(`encodeModelInto: the model needs ${encoded.byteLength} bytes at offset ${offset}; the buffer has ${out.length}`);
+  }
+  writeParts(encoded, out, offset);
+  return encoded.byteLength;
+}
+
+function writeParts({ parts }: EncodedParts, out: Uint8Array, offset: number): void {
+  let at = offset;
   for (const p of parts) {
     out.set(p, at);
     at += p.length;
   }
-  return out;
 }
 
 function isRecord(v: JsonValue | undefined): v is Record<string, JsonValue> {
@@ -149,12 +181,19 @@ function parseEntry(name: string, v: JsonValue, dataLength: number, maxDims: num
   return { name, dtype, shape: shape as number[], begin, end };
 }
 
-function readTensor(bytes: Uint8Array, base: number, e: Entry): Tensor {
+function readTensor(bytes: Uint8Array, base: number, e: Entry, arena: BufferArena | undefined): Tensor {
   const at = bytes.byteOffset + base + e.begin;
   const n = (e.end - e.begin) / WIRE_BYTES[e.dtype];
-  // A copy that is always a plain Uint8Array: on a Node Buffer (which is what sockets hand over), .slice() is a
-  // view, not a copy, and a misaligned tensor would then be read from the wrong bytes.
-  const slice = () => new Uint8Array(bytes.subarray(base + e.begin, base + e.end));
+  // A copy that is always a plain Uint8Array at an 8-byte-aligned offset: from the arena when there is one,
+  // else new. (On a Node Buffer, which is what sockets hand over, .slice() is a view, not a copy, and a
+  // misaligned tensor would then be read from the wrong bytes.)
+  const copy = (): Uint8Array => {
+    const source = bytes.subarray(base + e.begin, base + e.end);
+    if (arena === undefined) return new Uint8Array(source);
+    const out = arena.alloc(source.length);
+    out.set(source);
+    return out;
+  };
   const shape = Object.freeze(e.shape);
   switch (e.dtype) {
     case 'uint8':
@@ -163,15 +202,17 @@ function readTensor(bytes: Uint8Array, base: number, e: Entry): Tensor {
       return { dtype: e.dtype, shape, data: new Uint8Array(bytes.buffer, bytes.byteOffset + base + e.begin, e.end - e.begin) };
     case 'float16':
     case 'bfloat16': {
-      const raw = toLittleEndian(slice(), 2);
-      const halves = new Uint16Array(raw.buffer, 0, n);
-      return { dtype: e.dtype, shape, data: (e.dtype === 'float16' ? halfToFloat : bfloatToFloat)(halves) };
+      const raw = toLittleEndian(copy(), 2);
+      const halves = new Uint16Array(raw.buffer, raw.byteOffset, n);
+      const memory = arena?.alloc(4 * n);
+      const dst = memory === undefined ? new Float32Array(n) : new Float32Array(memory.buffer, memory.byteOffset, n);
+      return { dtype: e.dtype, shape, data: (e.dtype === 'float16' ? halfToFloat : bfloatToFloat)(halves, dst) };
     }
     default: {
       const Data = { float32: Float32Array, float64: Float64Array, int32: Int32Array, int64: BigInt64Array }[e.dtype];
-      const aligned = LITTLE_ENDIAN && at % Data.BYTES_PER_ELEMENT === 0;
-      const source = aligned ? (bytes.buffer as ArrayBuffer) : (toLittleEndian(slice(), Data.BYTES_PER_ELEMENT).buffer as ArrayBuffer);
-      return { dtype: e.dtype, shape, data: new Data(source, aligned ? at : 0, n) };
+      if (LITTLE_ENDIAN && at % Data.BYTES_PER_ELEMENT === 0) return { dtype: e.dtype, shape, data: new Data(bytes.buffer as ArrayBuffer, at, n) };
+      const copied = toLittleEndian(copy(), Data.BYTES_PER_ELEMENT);
+      return { dtype: e.dtype, shape, data: new Data(copied.buffer as ArrayBuffer, copied.byteOffset, n) };
     }
   }
 }
@@ -218,15 +259,26 @@ function parseStrictJsonField(field: string, text: string): JsonValue {
 
 const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
+/** Options of {@link decodeModel} besides its limits. */
+export interface DecodeOptions {
+  /**
+   * Where to put the tensors that must be copied (misaligned in `bytes`, 16-bit floats, big-endian hosts),
+   * instead of new buffers: with an arena reset after each model is used, decoding allocates nothing
+   * model-sized after the first round. The model's tensors then live until the arena's next `reset()`.
+   */
+  readonly arena?: BufferArena;
+}
+
 /**
  * Decodes a safetensors byte array into a model, validating everything before allocating anything sized by
  * the input. Tensors of 4- and 8-byte dtypes are zero-copy views of `bytes` when aligned (always, for data we
- * encoded): they share memory with `bytes`, so copy with `cloneModel` before reusing the buffer.
+ * encoded, when `bytes` starts 8-byte aligned): they share memory with `bytes`, so copy with `cloneModel`
+ * before reusing the buffer. Tensors that must be copied go to `options.arena` when given.
  * Files from other writers decode too; their `__metadata__` strings land in `meta`.
  *
  * @throws CodecError (E_CODEC_*) for every malformed input; nothing else for any byte string.
  */
-export function decodeModel(bytes: Uint8Array, limits: DecodeLimits = {}): FLModel {
+export function decodeModel(bytes: Uint8Array, limits: DecodeLimits = {}, options: DecodeOptions = {}): FLModel {
   const { maxHeaderBytes, maxBytes, maxTensors, maxDims, maxMetadataEntries } = { ...MODEL_LIMITS, ...limits };
   if (bytes.length < 8) throw new CodecError('E_CODEC_TRUNCATED', `${bytes.length} bytes is shorter than the 8-byte header length`);
   const declared = new DataView(bytes.buffer, bytes.byteOffset, 8).getBigUint64(0, true);
@@ -269,7 +321,7 @@ export function decodeModel(bytes: Uint8Array, limits: DecodeLimits = {}): FLMod
   const { kind, meta, metrics } = readMetadata(header[METADATA], maxMetadataEntries);
   const base = 8 + headerLength;
   const params = new Map<string, Tensor>();
-  for (const e of entries) params.set(e.name, readTensor(bytes, base, e));
+  for (const e of entries) params.set(e.name, readTensor(bytes, base, e, options.arena));
   const out: FLModel = { params, kind, meta };
   if (metrics !== undefined) out.metrics = metrics;
   return out;

@@ -1,4 +1,4 @@
-import { AggregatorError, type AuditHook, type FLModel, type JsonValue, type ModelManifest } from '@flare/core';
+import { AggregatorError, compileNamePattern, type AuditHook, type FLModel, type JsonValue, type ModelManifest, type NamePattern } from '@flare/core';
 import { z } from 'zod';
 import { AdaptiveNormBoundAggregator } from './adaptive-norm-bound.js';
 import { BulyanAggregator } from './bulyan.js';
@@ -188,11 +188,13 @@ function unwrap(spec: AggregatorSpec): { readonly spec: BaseSpec; readonly bound
   return { spec: inner, bound: spec.args };
 }
 
-function compilePattern(pattern: string): RegExp {
+/** A job's exclusion pattern, compiled for linear-time matching (backreferences and lookaround refused). */
+function compilePattern(pattern: string): NamePattern {
   try {
-    return new RegExp(pattern, 'u');
+    return compileNamePattern(pattern);
   } catch (e) {
-    throw new AggregatorError('E_AGG_SPEC', 'invalid aggregator spec at args.excludePattern: not a valid regular expression', { cause: e });
+    const why = e instanceof Error ? e.message.slice(0, 200) : 'not a valid pattern';
+    throw new AggregatorError('E_AGG_SPEC', `invalid aggregator spec at args.excludePattern: ${why}`, { cause: e });
   }
 }
 

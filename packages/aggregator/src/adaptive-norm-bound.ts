@@ -3,6 +3,7 @@ import { reportRefusal } from './audit.js';
 import { excluder, type TensorExclusion } from './exclusion.js';
 import { clipUpdate, measureUpdate } from './norm-bound.js';
 import type { RoundAggregator } from './types.js';
+import { WrappingAggregator } from './wrapper.js';
 
 /** The multiple of the median update norm (and step count) the secure default allows. */
 export const DEFAULT_NORM_MULTIPLE = 3;
@@ -83,8 +84,7 @@ interface Held {
  * const agg = new AdaptiveNormBoundAggregator(new FedAvgAggregator({ kind: 'diff' }), { multiple: 3 });
  * ```
  */
-export class AdaptiveNormBoundAggregator implements RoundAggregator {
-  readonly inner: RoundAggregator;
+export class AdaptiveNormBoundAggregator extends WrappingAggregator {
   readonly multiple: number;
   readonly stepsMultiple: number;
   readonly #initial: number | undefined;
@@ -103,7 +103,7 @@ export class AdaptiveNormBoundAggregator implements RoundAggregator {
   #firstBound: number | undefined;
 
   constructor(inner: RoundAggregator, options: AdaptiveNormBoundOptions = {}) {
-    this.inner = inner;
+    super(inner);
     this.multiple = positiveMultiple('multiple', options.multiple, DEFAULT_NORM_MULTIPLE);
     this.stepsMultiple = positiveMultiple('stepsMultiple', options.stepsMultiple, this.multiple);
     if (options.initialMaxNorm !== undefined && !(options.initialMaxNorm > 0 && Number.isFinite(options.initialMaxNorm))) {
@@ -114,22 +114,6 @@ export class AdaptiveNormBoundAggregator implements RoundAggregator {
     this.#reference = options.reference;
     this.#excluded = excluder(options.exclude);
     this.#audit = options.audit;
-  }
-
-  get kind(): FLModel['kind'] {
-    return this.inner.kind;
-  }
-
-  get method(): string {
-    return this.inner.method;
-  }
-
-  get round(): number | undefined {
-    return this.inner.round;
-  }
-
-  contributors(): string[] {
-    return this.inner.contributors();
   }
 
   /** The medians the current round's bounds come from (those of the last completed round), if any. */
@@ -181,7 +165,7 @@ export class AdaptiveNormBoundAggregator implements RoundAggregator {
    * The inner aggregator's result, over clipped contributions. In a buffered first round, this is where the
    * round's medians are taken and the copies replayed clipped. Records this round's medians for the next.
    */
-  result(): FLModel {
+  override result(): FLModel {
     if (!this.#done) {
       const held = this.#held;
       if (held !== undefined && held.length > 0) this.#replay(held);
@@ -202,14 +186,14 @@ export class AdaptiveNormBoundAggregator implements RoundAggregator {
     return out;
   }
 
-  beginRound(round: number): void {
+  override beginRound(round: number): void {
     this.#clear();
-    this.inner.beginRound(round);
+    super.beginRound(round);
   }
 
-  reset(round?: number): void {
+  override reset(round?: number): void {
     this.#clear();
-    this.inner.reset(round);
+    super.reset(round);
   }
 
   #clear(): void {

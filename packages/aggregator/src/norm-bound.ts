@@ -2,6 +2,7 @@ import { AggregatorError, ModelError, type AcceptContext, type FLModel, type Flo
 import { excluder, type TensorExclusion } from './exclusion.js';
 import { checkSize, sameShape, shapeText } from './tensors.js';
 import type { RoundAggregator } from './types.js';
+import { WrappingAggregator } from './wrapper.js';
 
 /** Options of {@link normBound}. */
 export interface NormBoundOptions {
@@ -136,31 +137,14 @@ export interface NormBoundAggregatorOptions {
  * const agg = new NormBoundAggregator(new FedAvgAggregator({ kind: 'diff' }), { maxNorm: 10 });
  * ```
  */
-export class NormBoundAggregator implements RoundAggregator {
-  readonly inner: RoundAggregator;
+export class NormBoundAggregator extends WrappingAggregator {
   readonly #opts: NormBoundAggregatorOptions;
 
   constructor(inner: RoundAggregator, opts: NormBoundAggregatorOptions) {
     if (!(opts.maxNorm > 0) || !Number.isFinite(opts.maxNorm)) throw new RangeError(`NormBoundAggregator: "maxNorm" expected a finite number > 0, got ${String(opts.maxNorm)}`);
     if (inner.kind === 'full' && opts.reference === undefined) throw new TypeError('NormBoundAggregator: full contributions need the global model as "reference"');
-    this.inner = inner;
+    super(inner);
     this.#opts = opts;
-  }
-
-  get kind(): FLModel['kind'] {
-    return this.inner.kind;
-  }
-
-  get method(): string {
-    return this.inner.method;
-  }
-
-  get round(): number | undefined {
-    return this.inner.round;
-  }
-
-  contributors(): string[] {
-    return this.inner.contributors();
   }
 
   accept(update: FLModel, ctx: AcceptContext): void {
@@ -177,17 +161,5 @@ export class NormBoundAggregator implements RoundAggregator {
       }),
       ctx,
     );
-  }
-
-  result(): FLModel {
-    return this.inner.result();
-  }
-
-  beginRound(round: number): void {
-    this.inner.beginRound(round);
-  }
-
-  reset(round?: number): void {
-    this.inner.reset(round);
   }
 }

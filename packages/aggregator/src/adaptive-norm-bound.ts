@@ -2,8 +2,8 @@ import { META, cloneModel, type AcceptContext, type AuditHook, type FLModel } fr
 import { reportRefusal } from './audit.js';
 import { excluder, type TensorExclusion } from './exclusion.js';
 import { clipUpdate, measureUpdate } from './norm-bound.js';
-import type { RoundAggregator } from './types.js';
-import { WrappingAggregator } from './wrapper.js';
+import type { ResultIntoOptions, RoundAggregator } from './types.js';
+import { WrappingAggregator, resultIntoOf } from './wrapper.js';
 
 /** The multiple of the median update norm (and step count) the secure default allows. */
 export const DEFAULT_NORM_MULTIPLE = 3;
@@ -166,12 +166,22 @@ export class AdaptiveNormBoundAggregator extends WrappingAggregator {
    * round's medians are taken and the copies replayed clipped. Records this round's medians for the next.
    */
   override result(): FLModel {
+    return this.#finish(() => this.inner.result());
+  }
+
+  /** {@link AdaptiveNormBoundAggregator.result} written into `out` (see RoundAggregator.resultInto). */
+  override resultInto(out: FLModel, options: ResultIntoOptions = {}): Pick<FLModel, 'meta' | 'metrics'> {
+    return this.#finish(() => resultIntoOf(this.inner, out, options));
+  }
+
+  /** Around taking the inner result: the first round's replay before, this round's medians after (once per round). */
+  #finish<T>(take: () => T): T {
     if (!this.#done) {
       const held = this.#held;
       if (held !== undefined && held.length > 0) this.#replay(held);
       this.#held = undefined;
     }
-    const out = this.inner.result();
+    const out = take();
     if (!this.#done) {
       this.#done = true;
       const medianSteps = this.#steps.length === 0 ? undefined : lowerMedian(this.#steps);

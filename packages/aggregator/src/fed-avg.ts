@@ -15,7 +15,7 @@ import { ExactSum } from './exact-sum.js';
 import { excluder, type TensorExclusion } from './exclusion.js';
 import { RoundGuard } from './round-guard.js';
 import { checkSize, fromFloat64, numericData, sameShape, shapeText } from './tensors.js';
-import type { RoundAggregator, StreamingOptions, WeightedUpdate } from './types.js';
+import type { ResultIntoOptions, RoundAggregator, StreamingOptions, WeightedUpdate } from './types.js';
 import { fixedLayout, type Layout } from './update-set.js';
 import { contextOf, contributionWeight, type WeightRules } from './weights.js';
 
@@ -251,7 +251,8 @@ export class FedAvgAggregator implements RoundAggregator {
    *   `out` lacks an aggregated tensor or its length differs, E_MODEL_DTYPE when that tensor is not float
    *   (use `result()` for integer tensors). Nothing is written when it throws.
    */
-  resultInto(out: FLModel, { add = false }: { readonly add?: boolean } = {}): Pick<FLModel, 'meta' | 'metrics'> {
+  resultInto(out: FLModel, { add = false }: ResultIntoOptions = {}): Pick<FLModel, 'meta' | 'metrics'> {
+    if (add && this.kind !== 'diff') throw new TypeError('resultInto: only a diff average can be added to a model');
     if (this.#guard.count === 0) throw new AggregatorError('E_AGG_EMPTY', `no contribution was accepted for round ${this.round ?? '(unnumbered)'}`);
     const targets: Array<[Slot, FloatArray]> = [];
     for (const [name, slot] of this.#slots) {

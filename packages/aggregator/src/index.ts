@@ -1,7 +1,7 @@
 // @flare/aggregator: streaming FedAvg with FLARE's semantics, the FedOpt family of server optimizers, and
 // Byzantine-robust aggregation, all on @flare/core's FLModel and Aggregator contracts.
 
-export type { RoundAggregator, StreamingOptions, WeightedUpdate } from './types.js';
+export type { ResultIntoOptions, RoundAggregator, StreamingOptions, WeightedUpdate } from './types.js';
 export type { TensorExclusion } from './exclusion.js';
 export type { BufferedOptions } from './buffered.js';
 

@@ -35,6 +35,18 @@ export interface RoundAggregator extends Aggregator {
    * round is known); before it (the round did not complete), the same round again.
    */
   reset(round?: number): void;
+  /**
+   * The round's result written into `out`'s tensors instead of new ones (with `add`, added to them: for
+   * `'diff'` results, `global += average`), closing the round as `result()` does; returns the result's meta
+   * and metrics. Present on FedAvg and the norm-bound wrappers; with it, a round allocates nothing model-sized.
+   */
+  resultInto?(out: FLModel, options?: ResultIntoOptions): Pick<FLModel, 'meta' | 'metrics'>;
+}
+
+/** Options of {@link RoundAggregator.resultInto}. */
+export interface ResultIntoOptions {
+  /** Add the result to `out` instead of replacing `out`'s values (only for `'diff'` results). */
+  readonly add?: boolean;
 }
 
 /** Options every streaming aggregator accepts. */

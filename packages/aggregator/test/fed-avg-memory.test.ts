@@ -1,6 +1,6 @@
 import { META, add, cloneModel, type FLModel } from '@flare/core';
 import { describe, expect, it } from 'vitest';
-import { FedAvgAggregator } from '../src/index.js';
+import { DEFAULT_AGGREGATOR_SPEC, FedAvgAggregator, createAggregator, saveAggregatorState } from '../src/index.js';
 import { codeOf, f32, gaussian, rng, sameBits, values, vec } from './fixtures.js';
 
 function update(seed: number): FLModel {
@@ -68,5 +68,39 @@ describe('FedAvgAggregator: memory across rounds', () => {
     agg.resultInto(ok);
     expect(values(ok)).toEqual([1, 2]);
     expect(codeOf(() => agg.accept(f32({ w: [1, 2] }), { from: 'b' }))).toBe('E_AGG_LATE');
+  });
+});
+
+describe('resultInto through the wrappers (the default spec) and for aggregators without an in-place form', () => {
+  it('the default spec (adaptive bound around FedAvg) writes the same result in place, first round (replayed) and later', () => {
+    const rounds = [0, 1].map((r) => [0, 1, 2, 3].map((s) => (s === 3 ? f32({ a: Array(1001).fill(50), b: Array(7).fill(50) }) : update(r * 10 + s))));
+    const viaResult = createAggregator(DEFAULT_AGGREGATOR_SPEC);
+    const inPlace = createAggregator(DEFAULT_AGGREGATOR_SPEC);
+    expect(typeof inPlace.resultInto).toBe('function');
+    for (const [r, updates] of rounds.entries()) {
+      viaResult.beginRound(r);
+      inPlace.beginRound(r);
+      updates.forEach((u, s) => {
+        viaResult.accept(u, { from: `s${s}`, round: r });
+        inPlace.accept(u, { from: `s${s}`, round: r });
+      });
+      const reference = viaResult.result();
+      const target = cloneModel(reference);
+      for (const t of target.params.values()) (t.data as Float32Array).fill(0);
+      inPlace.resultInto!(target);
+      expect(sameBits(target, reference)).toBe(true);
+    }
+    expect(saveAggregatorState(inPlace)).toEqual(saveAggregatorState(viaResult));
+  });
+
+  it('an aggregator without an in-place form: its result copied in; add only for diff results', () => {
+    const agg = createAggregator({ name: 'norm-bound', args: { maxNorm: 100 }, aggregator: { name: 'median' } });
+    for (const [s, v] of [1, 2, 30].entries()) agg.accept(vec([v]), { from: `s${s}` });
+    const target = vec([10]);
+    agg.resultInto!(target, { add: true });
+    expect(values(target)).toEqual([12]);
+    const full = createAggregator({ name: 'fedavg', args: { kind: 'full', normBound: { maxNorm: 1 } } }, { global: vec([0], 'full') });
+    full.accept(vec([0.5], 'full'), { from: 'a' });
+    expect(codeOf(() => full.resultInto!(vec([0], 'full'), { add: true }))).toBe('TypeError');
   });
 });

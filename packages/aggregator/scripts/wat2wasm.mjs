@@ -5,6 +5,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 
 const dir = new URL('../src/wasm/', import.meta.url);
+// eslint-disable-next-line @nx/enforce-module-boundaries -- a dev-only tool: wabt is installed by hand (see above), never a dependency
 const wabt = await (await import('wabt')).default();
 const source = readFileSync(new URL('exact-sum.wat', dir), 'utf8');
 const module = wabt.parseWat('exact-sum.wat', source, { simd: true });

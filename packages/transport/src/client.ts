@@ -3,14 +3,13 @@ import { connect as netConnect, isIP, type Socket } from 'node:net';
 import { connect as tlsConnect, createSecureContext, TLSSocket, type SecureContext } from 'node:tls';
 import { createHash, type KeyObject } from 'node:crypto';
 import { FlareError, PkiError, silentLogger, TransportError, type Logger } from '@flare/core';
-import WebSocket from 'ws';
 import { backoffDelay, cryptoRandom } from './backoff.js';
 import { refusalOf, type CloseInfo } from './close.js';
-import { WsConnection, type Connection } from './connection.js';
+import { WsConnection, type Connection, type ReceiveBuffer } from './connection.js';
 import { resolveLimits, type TransportLimits } from './limits.js';
 import { authority, connectTunnel, type HttpProxy } from './proxy.js';
 import { keyPem, MIN_TLS, requireTls, type ConnectionSecurity, type PrivateKeyInput } from './tls-options.js';
-import { FRAME_OVERHEAD } from './wire.js';
+import { clientUpgrade, type UpgradeRefused } from './websocket.js';
 
 /** One server address: a DNS name, an IPv4 or an IPv6 literal, and a port. */
 export interface Target {
@@ -43,6 +42,10 @@ export interface ClientOptions<A> {
   readonly limits?: TransportLimits;
   /** The login handshake, run on every new connection before it is handed out; its result is `connection.auth`. */
   readonly authenticate?: (connection: Connection<A>) => Promise<A>;
+  /** Supplies the buffers streamed messages are received into (default: a fresh allocation each). */
+  readonly receiveBuffer?: ReceiveBuffer;
+  /** The local address to connect from (default: the system's choice). */
+  readonly localAddress?: string;
   readonly logger?: Logger;
 }
 
@@ -100,10 +103,9 @@ function clientContext(caPem: string, certPem: string | undefined, privateKey: P
 // RFC 6455 5.3 masks client frames with a random key so that bytes chosen by a script cannot look like HTTP
 // to an intermediary that does not speak WebSocket (section 10.3). Over TLS no such intermediary sees the
 // frames: only ciphertext crosses the network, and a TLS-terminating proxy is the server's own WebSocket-aware
-// front end. There the all-zero key keeps the MASK bit servers require, while ws skips its masking copy of each
-// chunk (a fresh 1 MiB buffer per chunk, the largest cost of a client upload: see README "Performance").
-// Clear connections keep ws's random keys.
-const zeroMask = (mask: Buffer): void => void mask.fill(0);
+// front end. There the all-zero key keeps the MASK bit servers require and leaves each chunk as it is (masking
+// is a pass over every byte of a client upload: see README "Performance").
+// Clear connections use random keys.
 
 async function dialOne<A>(options: ClientOptions<A>, target: Target): Promise<Connection<A>> {
   const { security } = options;
@@ -113,14 +115,16 @@ async function dialOne<A>(options: ClientOptions<A>, target: Target): Promise<Co
   const tunnel = options.proxy === undefined ? undefined : await connectTunnel(options.proxy, target.host, target.port, timeoutMs);
   let socket: Socket;
   if (security === 'clear') {
-    socket = tunnel ?? netConnect({ host: target.host, port: target.port });
+    socket = tunnel ?? netConnect({ host: target.host, port: target.port, ...(options.localAddress === undefined ? {} : { localAddress: options.localAddress }) });
   } else {
     const tls = requireTls(security, options.tls, 'the CA certificate that verifies the server');
     if (security === 'mtls' && (tls.certPem === undefined || tls.privateKey === undefined)) {
       throw new TransportError('E_TRANSPORT_CONFIG', 'connection security "mtls" needs a client certificate and key');
     }
     socket = tlsConnect({
-      ...(tunnel === undefined ? { host: target.host, port: target.port } : { socket: tunnel }),
+      ...(tunnel === undefined
+        ? { host: target.host, port: target.port, ...(options.localAddress === undefined ? {} : { localAddress: options.localAddress }) }
+        : { socket: tunnel }),
       ...(isIP(target.host) === 0 ? { servername: target.host } : {}),
       secureContext: clientContext(tls.caPem, tls.certPem, tls.privateKey),
       minVersion: MIN_TLS,
@@ -128,45 +132,33 @@ async function dialOne<A>(options: ClientOptions<A>, target: Target): Promise<Co
       checkServerIdentity: () => undefined,
     });
   }
-  const scheme = security === 'clear' ? 'ws' : 'wss';
-  const ws = new WebSocket(`${scheme}://${where}${options.path ?? '/flare'}`, {
-    createConnection: () => socket,
-    maxPayload: limits.chunkBytes + FRAME_OVERHEAD,
-    perMessageDeflate: false,
-    handshakeTimeout: timeoutMs,
-    ...(security === 'clear' ? {} : { generateMask: zeroMask }),
-  });
-  await new Promise<void>((resolve, reject) => {
-    const fail = (error: FlareError): void => {
-      ws.removeAllListeners('open');
-      ws.on('error', () => undefined);
-      ws.terminate();
-      reject(error);
-    };
-    ws.once('open', () => {
-      ws.removeAllListeners('error');
-      ws.removeAllListeners('unexpected-response');
-      resolve();
-    });
-    ws.once('unexpected-response', (_req, res) => {
-      const code = res.headers['x-flare-error'];
-      fail(
-        code === 'E_TRANSPORT_CONNECTION_LIMIT'
-          ? new TransportError('E_TRANSPORT_CONNECTION_LIMIT', `${where} is at its connection limit`)
-          : new TransportError('E_TRANSPORT_CONNECT', `${where} answered HTTP ${res.statusCode ?? '?'} instead of a WebSocket upgrade`),
-      );
-    });
-    ws.once('error', (cause: Error & { code?: string }) => {
-      const tlsFailure = security !== 'clear' && (/^ERR_SSL|CERT|UNABLE_TO|SELF_SIGNED/.test(cause.code ?? '') || cause.code === 'ECONNRESET' || /alert|certificate/i.test(cause.message));
-      fail(
-        tlsFailure
-          ? new TransportError('E_TRANSPORT_TLS', `TLS with ${where} failed (${cause.code ?? 'error'})`, { cause })
-          : new TransportError('E_TRANSPORT_CONNECT', `cannot connect to ${where} (${cause.code ?? 'error'})`, { cause }),
-      );
-    });
-  });
+  // TCP, TLS and the WebSocket upgrade, within the connect timeout.
+  let timedOut = false;
+  const deadline = setTimeout(() => {
+    timedOut = true;
+    socket.destroy();
+  }, timeoutMs);
+  deadline.unref();
+  let head: Uint8Array;
+  try {
+    head = await clientUpgrade(socket, where, options.path ?? '/flare');
+  } catch (cause) {
+    socket.destroy();
+    throw upgradeFailure(cause, where, security, timedOut, timeoutMs);
+  } finally {
+    clearTimeout(deadline);
+  }
   const peerName = options.tls?.peerName;
-  const conn = new WsConnection<A>(ws, socket, 'client', security, limits, peerName !== undefined && tlsPeerIs(socket, peerName));
+  const conn = new WsConnection<A>(socket, {
+    side: 'client',
+    security,
+    limits,
+    // See zero masking above.
+    masking: security === 'clear' ? 'random' : 'zero',
+    head,
+    peerVerified: peerName !== undefined && tlsPeerIs(socket, peerName),
+    receiveBuffer: options.receiveBuffer,
+  });
   if (options.authenticate === undefined) {
     conn.promote(undefined as A);
     return conn;
@@ -186,6 +178,23 @@ async function dialOne<A>(options: ClientOptions<A>, target: Target): Promise<Co
     clearTimeout(timer);
   }
 }
+
+/** The FlareError for a failed connect: refused by the server, TLS, the network, or the timeout. */
+function upgradeFailure(cause: unknown, where: string, security: ConnectionSecurity, timedOut: boolean, timeoutMs: number): FlareError {
+  if (timedOut) return new TransportError('E_TRANSPORT_CONNECT', `${where} did not complete TLS and the WebSocket upgrade within ${timeoutMs} ms`);
+  if (isUpgradeRefused(cause)) {
+    return cause.code === 'E_TRANSPORT_CONNECTION_LIMIT'
+      ? new TransportError('E_TRANSPORT_CONNECTION_LIMIT', `${where} is at its connection limit`)
+      : new TransportError('E_TRANSPORT_CONNECT', `${where} answered HTTP ${cause.status} instead of a WebSocket upgrade`);
+  }
+  const error = cause as Error & { code?: string };
+  const tlsFailure = security !== 'clear' && (/^ERR_SSL|CERT|UNABLE_TO|SELF_SIGNED/.test(error.code ?? '') || error.code === 'ECONNRESET' || /alert|certificate/i.test(error.message ?? ''));
+  return tlsFailure
+    ? new TransportError('E_TRANSPORT_TLS', `TLS with ${where} failed (${error.code ?? 'error'})`, { cause })
+    : new TransportError('E_TRANSPORT_CONNECT', `cannot connect to ${where} (${error.code ?? 'error'})`, { cause });
+}
+
+const isUpgradeRefused = (v: unknown): v is UpgradeRefused => typeof v === 'object' && v !== null && 'status' in v && !(v instanceof Error);
 
 /** True when `socket` is TLS, its peer's chain verified against the CA, and the certificate's CN is `name`. */
 function tlsPeerIs(socket: Socket, name: string): boolean {

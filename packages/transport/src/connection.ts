@@ -1,14 +1,14 @@
-import * as crypto from 'node:crypto';
-import { createHash, randomBytes, type Hash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type { Socket } from 'node:net';
 import { TLSSocket } from 'node:tls';
 import { CodecError, decodeFrame, encodeFrame, FlareError, TransportError, type JsonValue } from '@flare/core';
-import type WebSocket from 'ws';
+import type { ReceiveBudget } from './budget.js';
 import { CLOSE_NORMAL, CLOSE_REFUSED, errorFromClose, markRefusal, type CloseInfo } from './close.js';
+import type { FrameError } from './frames.js';
 import type { ResolvedLimits } from './limits.js';
-import { inlineSha256, workerHash, type WorkerHash } from './hash-worker.js';
-import { CHUNK_HEADER, CHUNK_PREFIX, chunkFrame, FRAME_HEADER, GOODBYE_KEY, isChunkFrame, messageHeader, returnChunkBuffer, takeChunkBuffer, type FrameHeader } from './wire.js';
+import { HEADROOM, WebSocketWire, type Masking, type WireOwner } from './websocket.js';
+import { CHUNK_HEADER, CHUNK_PREFIX, chunkFrame, FRAME_HEADER, FRAME_OVERHEAD, GOODBYE_KEY, isChunkFrame, messageHeader, returnChunkBuffer, takeChunkBuffer, type FrameHeader } from './wire.js';
 
 /** A JSON object header, as sent and as received (received headers are null-prototype objects). */
 export type Header = { readonly [key: string]: JsonValue };
@@ -25,8 +25,8 @@ export interface Message {
   /**
    * The payload: a plain `Uint8Array`, never a Node `Buffer` (whose `slice()` returns a view instead of a copy,
    * so code written for Uint8Array, such as @flare/core's decodeModel, would alias memory it meant to copy).
-   * Small messages are views of the bytes read from the socket, large ones their own allocation; nothing
-   * below writes to them after delivery.
+   * A small message is its own allocation; a streamed one is the buffer `receiveBuffer` supplied (or a fresh
+   * one). Nothing below writes to it after delivery.
    */
   readonly payload: Uint8Array;
   /**
@@ -36,16 +36,37 @@ export interface Message {
   readonly trailer?: Header;
 }
 
+/** An incremental digest of one payload, as a {@link MessageGuard} wants it. */
+export interface PayloadDigest {
+  update(bytes: Uint8Array): void;
+  /** The digest of everything updated; called once. */
+  digest(): Uint8Array;
+}
+
 /**
  * Authenticates messages on a connection; @flare/auth's session implements it. `seal` runs on the sender when
- * a message's payload has been hashed and returns a trailer to send with it; `open` runs on the receiver
+ * a message's payload has been digested and returns a trailer to send with it; `open` runs on the receiver
  * before the message is delivered and throws (a FlareError) to refuse it, which closes the connection. `open`
  * returns false for a control message the guard consumed itself (e.g. a session renewal): it is not delivered.
+ *
+ * The payload digest is SHA-256 unless the guard supplies its own with `payloadDigest` (auth's is keyed and
+ * several times faster for large payloads), created when a message of `length` bytes starts, in the order
+ * messages leave (`sending`) or arrive.
  */
 export interface MessageGuard {
-  seal(header: Header, payloadLength: number, payloadSha256: Uint8Array): Header;
-  open(header: Header, payloadLength: number, payloadSha256: Uint8Array, trailer: Header | undefined): boolean;
+  payloadDigest?(length: number, sending: boolean): PayloadDigest;
+  seal(header: Header, payloadLength: number, payloadDigest: Uint8Array): Header;
+  open(header: Header, payloadLength: number, payloadDigest: Uint8Array, trailer: Header | undefined): boolean;
 }
+
+/**
+ * Supplies the buffer a streamed message is received into, when it starts (its length already checked
+ * against `maxMessageBytes` and the memory budget): exactly `length` bytes, which the payload then is, or
+ * undefined for a fresh allocation. Hand out memory you reuse (the same model size every round): filling
+ * fresh memory costs page faults, several times the copy itself on this VM (README "Performance"). Supply
+ * each buffer to one message at a time, and only once nothing reads the previous payload held in it.
+ */
+export type ReceiveBuffer = (length: number, header: Header) => Uint8Array | undefined;
 
 /** The TLS layer of a connection, when this hop is TLS. */
 export interface TlsInfo {
@@ -93,7 +114,8 @@ export interface Connection<A = unknown> {
   readonly closed: Promise<CloseInfo>;
   /**
    * Sends a message and resolves once its last byte has been handed to the socket. Large payloads go out in
-   * chunks, at most `maxChunksInFlight` ahead of the socket (backpressure), each chunk copied once.
+   * chunks, at most `maxChunksInFlight` ahead of the socket (backpressure), each chunk copied once into a
+   * pooled frame buffer.
    *
    * @throws TransportError E_TRANSPORT_CLOSED when the connection closes first, E_TRANSPORT_MESSAGE_TOO_LARGE
    *   above maxMessageBytes; a FlareError from the guard (e.g. an expired session); TypeError for a header
@@ -104,6 +126,13 @@ export interface Connection<A = unknown> {
   receive(): Promise<Message>;
   /** Installs the guard that seals and opens every later message (done by the auth handshake). */
   setGuard(guard: MessageGuard): void;
+  /**
+   * Called by the server's login once the peer proved who it is (a verified signature), before the login
+   * completes: the connection then no longer counts as anonymous (a flood of anonymous connections cannot
+   * displace it) and logins in progress are bounded per participant (`maxPendingLoginsPerIdentity`). No effect
+   * on a client or after the login.
+   */
+  identified(name: string): void;
   /**
    * Closes the connection: normally, or as a refusal carrying `error`'s code to the peer. With a guard
    * installed, a refusal is first sent as a goodbye sealed by the guard, so the peer knows it is authentic
@@ -116,92 +145,112 @@ export interface Connection<A = unknown> {
 }
 
 const EMPTY = new Uint8Array(0);
-const EMPTY_SHA256 = createHash('sha256').digest();
-// crypto.hash (Node >= 20.12) is a one-shot digest without a Hash object: ~35% cheaper for small messages.
-const oneShot = (crypto as { hash?: (alg: string, data: Uint8Array, enc: 'buffer') => Buffer }).hash;
-const sha256 = (bytes: Uint8Array): Uint8Array => (oneShot ? oneShot('sha256', bytes, 'buffer') : createHash('sha256').update(bytes).digest());
+const sha256Digest = (): PayloadDigest => {
+  const h = createHash('sha256');
+  return { update: (b) => void h.update(b), digest: () => h.digest() };
+};
+const digestOf = (guard: MessageGuard, length: number, sending: boolean, bytes: Uint8Array): Uint8Array => {
+  const d = guard.payloadDigest?.(length, sending) ?? sha256Digest();
+  d.update(bytes);
+  return d.digest();
+};
 
 interface Incoming {
   readonly header: Header;
   readonly length: number;
   readonly buffer: Uint8Array;
   offset: number;
-  /** The payload's SHA-256, on this thread ... */
-  readonly hash: Hash | undefined;
-  /** ... or on the hashing worker (large messages). */
-  readonly worker: WorkerHash | undefined;
+  /** Start of the chunk being received (digested whole once it is complete). */
+  chunkStart: number;
+  readonly digest: PayloadDigest | undefined;
+  /** Bytes of the budget this message holds. */
+  readonly reserved: number;
+  /** For the minimum rate: when the current window started and what arrived in it. */
+  windowStart: number;
+  windowBytes: number;
 }
 
-// Streamed messages this large are hashed on the worker thread (smaller ones are not worth the thread hop).
-const WORKER_MIN_BYTES = 8 * 1024 * 1024;
-// Chunks handed to the worker and not yet hashed, beyond which the socket is paused (backpressure: memory
-// stays bounded by a few chunks however far the worker falls behind).
-const HASH_BACKLOG_BYTES = 8 * 1024 * 1024;
+/** What an endpoint hands a connection besides its socket. */
+export interface ConnectionSetup {
+  readonly side: 'server' | 'client';
+  readonly security: 'clear' | 'tls' | 'mtls';
+  readonly limits: ResolvedLimits;
+  readonly masking: Masking;
+  /** Bytes the peer sent after the upgrade response, already read. */
+  readonly head?: Uint8Array;
+  /** The TLS peer is the pinned server (client side): a refusal before a session exists is authentic too. */
+  readonly peerVerified?: boolean;
+  readonly receiveBuffer?: ReceiveBuffer | undefined;
+  /** Memory for messages in progress, shared by the endpoint's connections. */
+  readonly budget?: ReceiveBudget | undefined;
+}
 
 /** @internal The one implementation of {@link Connection}, used by both endpoints. */
 export class WsConnection<A = unknown> extends EventEmitter implements Connection<A> {
   readonly id = randomBytes(8).toString('hex');
+  readonly side: 'server' | 'client';
+  readonly security: 'clear' | 'tls' | 'mtls';
   readonly tls: TlsInfo | undefined;
   readonly remote: { readonly address: string; readonly port: number };
   readonly closed: Promise<CloseInfo>;
+  /** Set by the server endpoint: the login proved who the peer is. */
+  onIdentified: ((name: string) => void) | undefined;
+  readonly #wire: WebSocketWire;
+  readonly #limits: ResolvedLimits;
+  readonly #setup: ConnectionSetup;
   #auth: { value: A } | undefined;
   #guard: MessageGuard | undefined;
   #queue: Message[] = [];
   #waiters: Array<{ resolve: (m: Message) => void; reject: (e: Error) => void }> = [];
   #incoming: Incoming | undefined;
-  /** Deliveries waiting for a worker digest; later messages queue behind them, in order. */
-  #pending: Promise<void> | undefined;
-  #hashBacklog = 0;
-  #pausedForHash = false;
+  /** A streamed message waiting for budget: reading is paused until it gets it. */
+  #waitingForBudget: (() => void) | undefined;
   #sendChain: Promise<void> = Promise.resolve();
   #closeInfo: CloseInfo | undefined;
   #localClose: FlareError | null | undefined;
   #resolveClosed!: (info: CloseInfo) => void;
   #lastSeen = Date.now();
+  #timers: NodeJS.Timeout[] = [];
+  /** The minimum-rate check and the deadline of the message in progress. */
+  #rateTimers: NodeJS.Timeout[] = [];
+  #preLoginBytes = 0;
   /** The refusal code of the peer's goodbye, once the guard verified it. */
   #peerGoodbye: string | undefined;
-  #timers: NodeJS.Timeout[] = [];
-  #preLoginBytes = 0;
   readonly #onData = (chunk: Buffer): void => {
     this.#preLoginBytes += chunk.length;
-    if (this.#preLoginBytes > this.limits.preLoginMaxBytes) {
-      this.abort(new TransportError('E_TRANSPORT_PRELOGIN_LIMIT', `an unauthenticated peer sent more than ${this.limits.preLoginMaxBytes} bytes`));
+    if (this.#preLoginBytes > this.#limits.preLoginMaxBytes) {
+      this.abort(new TransportError('E_TRANSPORT_PRELOGIN_LIMIT', `an unauthenticated peer sent more than ${this.#limits.preLoginMaxBytes} bytes`));
     }
   };
 
-  /**
-   * @param peerVerified the TLS peer is the pinned server (client side): a refusal that arrives before a
-   *   session exists is then authentic too.
-   */
   constructor(
-    private readonly ws: WebSocket,
     private readonly socket: Socket,
-    readonly side: 'server' | 'client',
-    readonly security: 'clear' | 'tls' | 'mtls',
-    private readonly limits: ResolvedLimits,
-    private readonly peerVerified = false,
+    setup: ConnectionSetup,
   ) {
     super();
+    this.side = setup.side;
+    this.security = setup.security;
+    this.#limits = setup.limits;
+    this.#setup = setup;
     this.remote = { address: socket.remoteAddress ?? '', port: socket.remotePort ?? 0 };
-    this.tls = socket instanceof TLSSocket ? tlsInfo(socket, side === 'server') : undefined;
+    this.tls = socket instanceof TLSSocket ? tlsInfo(socket, setup.side === 'server') : undefined;
     this.closed = new Promise((resolve) => (this.#resolveClosed = resolve));
-    // Pre-login bytes are counted on the socket, below ws: a peer cannot make us buffer a large frame first.
-    if (side === 'server') socket.on('data', this.#onData);
-    ws.on('message', (data, isBinary) => this.#onMessage(data as Buffer, isBinary));
-    ws.on('pong', () => (this.#lastSeen = Date.now()));
-    ws.on('ping', () => (this.#lastSeen = Date.now()));
-    ws.on('error', () => {
-      // ws follows every 'error' with 'close'; the close handler reports it.
-    });
-    ws.on('close', (code, reason) => this.#onClose(code, reason.toString('utf8')));
+    // Pre-login bytes are counted on the socket, before any framing: a peer cannot make us buffer a large frame first.
+    if (setup.side === 'server') {
+      socket.on('data', this.#onData);
+      if (setup.head !== undefined) this.#onData(Buffer.from(setup.head));
+    }
+    this.#wire = new WebSocketWire(socket, setup.masking, this.#owner(), setup.head ?? EMPTY);
     this.on('newListener', (event) => {
       if (event === 'message') queueMicrotask(() => this.#flush());
     });
     const heartbeat = setInterval(() => {
-      if (Date.now() - this.#lastSeen > limits.idleTimeoutMs) {
-        this.abort(new TransportError('E_TRANSPORT_IDLE', `nothing received from the peer for ${limits.idleTimeoutMs} ms`));
-      } else if (ws.readyState === ws.OPEN) ws.ping();
-    }, limits.heartbeatMs);
+      // Reading paused by this side (waiting for memory) is no silence of the peer.
+      if (this.#waitingForBudget !== undefined) this.#lastSeen = Date.now();
+      if (Date.now() - this.#lastSeen > this.#limits.idleTimeoutMs) {
+        this.abort(new TransportError('E_TRANSPORT_IDLE', `nothing received from the peer for ${this.#limits.idleTimeoutMs} ms`));
+      } else if (this.#wire.isOpen) this.#wire.ping();
+    }, this.#limits.heartbeatMs);
     heartbeat.unref();
     this.#timers.push(heartbeat);
   }
@@ -244,6 +293,10 @@ export class WsConnection<A = unknown> extends EventEmitter implements Connectio
     this.#guard = guard;
   }
 
+  identified(name: string): void {
+    if (this.side === 'server' && this.#auth === undefined && this.isOpen) this.onIdentified?.(name);
+  }
+
   send(header: Header, payload: Payload = EMPTY): Promise<void> {
     if (Object.hasOwn(header, GOODBYE_KEY)) return Promise.reject(new TypeError(`the header key "${GOODBYE_KEY}" is reserved by the transport`));
     const run = this.#sendChain.then(() => this.#send(header, payload));
@@ -262,11 +315,10 @@ export class WsConnection<A = unknown> extends EventEmitter implements Connectio
     if (this.#closeInfo === undefined && this.#localClose === undefined) {
       this.#localClose = error ?? null;
       if (error !== undefined) this.#goodbye(error);
-      if (this.ws.readyState === this.ws.CONNECTING || this.ws.readyState === this.ws.OPEN) {
-        this.ws.close(error === undefined ? CLOSE_NORMAL : CLOSE_REFUSED, error?.code);
-      }
-      // A peer that never answers the close frame is cut after 2 s (ws itself waits 30 s).
-      const timer = setTimeout(() => this.ws.terminate(), 2000);
+      this.#wire.close(error === undefined ? CLOSE_NORMAL : CLOSE_REFUSED, error?.code ?? '');
+      this.#release();
+      // A peer that never answers the close frame is cut after 2 s.
+      const timer = setTimeout(() => this.#wire.terminate(), 2000);
       timer.unref();
       this.#timers.push(timer);
     }
@@ -278,7 +330,7 @@ export class WsConnection<A = unknown> extends EventEmitter implements Connectio
     if (this.#closeInfo !== undefined || this.#localClose !== undefined) return;
     void this.close(error);
     // Stop reading what the peer sends; flush our close frame, then drop the socket.
-    this.socket.pause();
+    this.#wire.stopReading();
     this.socket.once('finish', () => this.socket.destroy());
     this.socket.end();
   }
@@ -291,10 +343,10 @@ export class WsConnection<A = unknown> extends EventEmitter implements Connectio
    */
   #goodbye(error: FlareError): void {
     const guard = this.#guard;
-    if (guard === undefined || this.ws.readyState !== this.ws.OPEN) return;
+    if (guard === undefined || !this.#wire.isOpen) return;
     try {
-      const trailer = guard.seal({ [GOODBYE_KEY]: error.code }, 0, EMPTY_SHA256);
-      this.ws.send(encodeFrame({ t: 'x', c: error.code, a: trailer }), { binary: true, compress: false });
+      const trailer = guard.seal({ [GOODBYE_KEY]: error.code }, 0, digestOf(guard, 0, true, EMPTY));
+      void this.#wire.send(withHeadroom(encodeFrame({ t: 'x', c: error.code, a: trailer })), HEADROOM).catch(() => undefined);
     } catch {
       // The close frame still carries the code, unauthenticated.
     }
@@ -304,189 +356,271 @@ export class WsConnection<A = unknown> extends EventEmitter implements Connectio
     if (this.#closeInfo !== undefined || this.#localClose !== undefined) throw this.#closedError();
     const parts = payload instanceof Uint8Array ? [payload] : payload.parts;
     const length = payload.byteLength;
-    if (length > this.limits.maxMessageBytes) {
-      throw new TransportError('E_TRANSPORT_MESSAGE_TOO_LARGE', `a message of ${length} bytes exceeds this endpoint's ${this.limits.maxMessageBytes}-byte limit`);
+    if (length > this.#limits.maxMessageBytes) {
+      throw new TransportError('E_TRANSPORT_MESSAGE_TOO_LARGE', `a message of ${length} bytes exceeds this endpoint's ${this.#limits.maxMessageBytes}-byte limit`);
     }
     const guard = this.#guard;
-    if (length <= this.limits.chunkBytes) {
+    if (length <= this.#limits.chunkBytes) {
       const bytes = parts.length === 1 ? parts[0]! : concat(parts, length);
-      const trailer = guard?.seal(header, length, sha256(bytes));
-      await this.#write(encodeFrame(messageHeader(header, length, trailer), bytes));
+      const trailer = guard?.seal(header, length, digestOf(guard, length, true, bytes));
+      await this.#write(frameWithHeadroom(messageHeader(header, length, trailer), bytes));
       return;
     }
-    await this.#write(encodeFrame(messageHeader(header, length)));
-    const hash = guard === undefined ? undefined : createHash('sha256');
+    // The digest starts with the message, in send order (sends are serialised).
+    const digest = guard === undefined ? undefined : (guard.payloadDigest?.(length, true) ?? sha256Digest());
+    await this.#write(frameWithHeadroom(messageHeader(header, length)));
     const inFlight: Array<Promise<void>> = [];
     const cursor = { part: 0, offset: 0 };
-    const chunkBytes = this.limits.chunkBytes;
+    const chunkBytes = this.#limits.chunkBytes;
     try {
       for (let sent = 0; sent < length; ) {
         const size = Math.min(chunkBytes, length - sent);
-        const buffer = takeChunkBuffer(chunkBytes);
-        const frame = chunkFrame(buffer, parts, cursor, size);
-        hash?.update(frame.subarray(frame.length - size));
-        // The buffer goes back to the pool only once ws has handed it to the socket.
-        inFlight.push(this.#write(frame).then(() => returnChunkBuffer(chunkBytes, buffer)));
+        // [room for the WebSocket header][chunk prefix][payload]: one buffer, one write (TLS encrypts it
+        // without a copy; several buffers in one write are first joined into a fresh one by Node's TLS).
+        const buffer = takeChunkBuffer(chunkBytes, HEADROOM);
+        const frame = chunkFrame(buffer, HEADROOM, parts, cursor, size);
+        digest?.update(frame.subarray(frame.length - size));
+        // The buffer goes back to the pool only once the socket has taken it.
+        inFlight.push(this.#write(frame).then(() => returnChunkBuffer(buffer)));
         sent += size;
         // Backpressure: never more than maxChunksInFlight chunks between us and the kernel.
-        if (inFlight.length >= this.limits.maxChunksInFlight) await inFlight.shift();
+        if (inFlight.length >= this.#limits.maxChunksInFlight) await inFlight.shift();
       }
     } finally {
       await Promise.allSettled(inFlight);
     }
     await Promise.all(inFlight);
-    const trailer = guard?.seal(header, length, hash!.digest());
-    await this.#write(encodeFrame(trailer === undefined ? { t: 'e' } : { t: 'e', a: trailer }));
+    const trailer = guard?.seal(header, length, digest!.digest());
+    await this.#write(frameWithHeadroom(trailer === undefined ? { t: 'e' } : { t: 'e', a: trailer }));
   }
 
+  /** Writes one frame that starts with {@link HEADROOM} spare bytes. */
   #write(frame: Uint8Array): Promise<void> {
     // A write that fails because the connection is closing reports why it closed (the peer's code), once known.
-    const failed = (reject: (e: FlareError) => void): void => void this.closed.then(() => reject(this.#closedError()));
-    return new Promise((resolve, reject) => {
-      if (this.ws.readyState !== this.ws.OPEN) return failed(reject);
-      this.ws.send(frame, { binary: true, compress: false }, (err) => (err ? failed(reject) : resolve()));
-    });
+    const failed = async (): Promise<never> => {
+      await this.closed;
+      throw this.#closedError();
+    };
+    if (!this.#wire.isOpen) return failed();
+    return this.#wire.send(frame, HEADROOM).catch(failed);
   }
 
-  #onMessage(data: Buffer, isBinary: boolean): void {
-    this.#lastSeen = Date.now();
-    if (this.#closeInfo !== undefined || this.#localClose !== undefined) return;
+  /** The wire's view of this connection: where frames go, and what to do when it ends. */
+  #owner(): WireOwner {
+    // Chunk frames are recognised by their first bytes and stream into the message they belong to; anything
+    // else is collected whole and goes through the strict decoder and schema.
+    return {
+      peek: CHUNK_PREFIX.length,
+      maxFrame: () => (this.side === 'server' && this.#auth === undefined ? this.#limits.preLoginMaxBytes : this.#limits.chunkBytes + FRAME_OVERHEAD),
+      start: (head, length) => this.#guarded(() => this.#chunkInto(head, length)),
+      progress: (bytes) => this.#guarded(() => this.#chunkProgress(bytes.length)),
+      end: () => this.#guarded(() => this.#chunkEnd()),
+      frame: (payload) => this.#guarded(() => this.#onMessage(payload)),
+      alive: () => (this.#lastSeen = Date.now()),
+      closed: (code, reason) => this.#onClose(code, reason),
+      failed: (error) => this.#failed(error),
+    };
+  }
+
+  /** Runs a frame handler: a refusal it throws closes the connection with its code. */
+  #guarded<T>(step: () => T): T | undefined {
+    if (!this.isOpen) return undefined;
     try {
-      if (!isBinary) throw new TransportError('E_TRANSPORT_PROTOCOL', 'the peer sent a text frame');
-      const preLogin = this.side === 'server' && this.#auth === undefined;
-      const maxBytes = preLogin ? this.limits.preLoginMaxBytes : this.limits.chunkBytes;
-      // A chunk frame is byte for byte the prefix we encode for {t:'c'}: recognise it without decoding JSON
-      // (the one frame type of a large transfer); anything else goes through the strict decoder and schema.
-      // ws gives each frame that spanned several socket reads its own buffer; only then may it be handed on.
-      const owned = data.byteOffset === 0 && data.byteLength === data.buffer.byteLength;
-      if (isChunkFrame(data)) {
-        const payload = data.subarray(CHUNK_PREFIX.length);
-        if (payload.length > maxBytes) throw new CodecError('E_CODEC_TOO_LARGE', `frame payload of ${payload.length} bytes exceeds the ${maxBytes}-byte limit`);
-        this.#onFrame(CHUNK_HEADER, payload, preLogin, owned);
-        return;
-      }
-      const { header, payload } = decodeFrame(data, FRAME_HEADER, { maxBytes });
-      this.#onFrame(header, payload, preLogin, owned);
+      return step();
     } catch (error) {
       this.abort(error instanceof FlareError ? error : new TransportError('E_TRANSPORT_PROTOCOL', 'the peer sent a frame that could not be processed', { cause: error }));
+      return undefined;
     }
   }
 
-  #onFrame(frame: FrameHeader, payload: Uint8Array, preLogin: boolean, owned: boolean): void {
+  #failed(error: FrameError): void {
+    this.#lastSeen = Date.now();
+    const preLogin = this.side === 'server' && this.#auth === undefined;
+    if (error.tooLarge) {
+      this.abort(
+        preLogin
+          ? new TransportError('E_TRANSPORT_PRELOGIN_LIMIT', `an unauthenticated peer sent a frame larger than ${this.#limits.preLoginMaxBytes} bytes`)
+          : new CodecError('E_CODEC_TOO_LARGE', error.message),
+      );
+    } else this.abort(new TransportError('E_TRANSPORT_PROTOCOL', error.message));
+  }
+
+  /** Where the rest of a frame that starts with `head` goes: into the message in progress, if it is its next chunk. */
+  #chunkInto(head: Uint8Array, length: number): Uint8Array | undefined {
+    this.#lastSeen = Date.now();
+    const incoming = this.#incoming;
+    if (incoming === undefined || this.#waitingForBudget !== undefined || !isChunkFrame(head)) return undefined;
+    const size = length - CHUNK_PREFIX.length;
+    // Sizes that do not fit go the slow way, which refuses them with their code.
+    if (size > this.#limits.chunkBytes || incoming.offset + size > incoming.length) return undefined;
+    incoming.chunkStart = incoming.offset;
+    return incoming.buffer.subarray(incoming.offset, incoming.offset + size);
+  }
+
+  #chunkProgress(bytes: number): void {
+    const incoming = this.#incoming!;
+    incoming.offset += bytes;
+    incoming.windowBytes += bytes;
+  }
+
+  #chunkEnd(): void {
+    const incoming = this.#incoming!;
+    incoming.digest?.update(incoming.buffer.subarray(incoming.chunkStart, incoming.offset));
+  }
+
+  #onMessage(data: Uint8Array): void {
+    this.#lastSeen = Date.now();
+    const preLogin = this.side === 'server' && this.#auth === undefined;
+    const maxBytes = preLogin ? this.#limits.preLoginMaxBytes : this.#limits.chunkBytes;
+    if (isChunkFrame(data)) {
+      const payload = data.subarray(CHUNK_PREFIX.length);
+      if (payload.length > maxBytes) throw new CodecError('E_CODEC_TOO_LARGE', `frame payload of ${payload.length} bytes exceeds the ${maxBytes}-byte limit`);
+      this.#onFrame(CHUNK_HEADER, payload, preLogin);
+      return;
+    }
+    const { header, payload } = decodeFrame(data, FRAME_HEADER, { maxBytes });
+    this.#onFrame(header, payload, preLogin);
+  }
+
+  #onFrame(frame: FrameHeader, payload: Uint8Array, preLogin: boolean): void {
     const incoming = this.#incoming;
     if (frame.t === 'x') {
       if (payload.length !== 0) throw new TransportError('E_TRANSPORT_PROTOCOL', 'a goodbye carries a payload');
       // Without a guard there is nothing to verify it with: the close frame that follows counts as it is.
       const guard = this.#guard;
       if (guard === undefined) return;
-      const goodbye = { [GOODBYE_KEY]: frame.c };
-      const verify = (): void => {
-        // Throws (E_AUTH_MAC, E_AUTH_REPLAY...) for a goodbye the session did not seal: that closes the connection.
-        guard.open(goodbye, 0, EMPTY_SHA256, frame.a);
-        this.#peerGoodbye = frame.c;
-      };
-      // In sequence with the messages still waiting for their digest.
-      if (this.#pending === undefined) verify();
-      else this.#later(verify);
+      // Throws (E_AUTH_MAC, E_AUTH_REPLAY...) for a goodbye the session did not seal: that closes the connection.
+      guard.open({ [GOODBYE_KEY]: frame.c }, 0, digestOf(guard, 0, false, EMPTY), frame.a);
+      this.#peerGoodbye = frame.c;
       return;
     }
     if (frame.t === 'm') {
-      if (incoming !== undefined) throw new TransportError('E_TRANSPORT_PROTOCOL', 'a message started before the previous one ended');
-      if (frame.n > this.limits.maxMessageBytes) {
-        throw new TransportError('E_TRANSPORT_MESSAGE_TOO_LARGE', `the peer announced a ${frame.n}-byte message; the limit is ${this.limits.maxMessageBytes}`);
+      if (incoming !== undefined || this.#waitingForBudget !== undefined) throw new TransportError('E_TRANSPORT_PROTOCOL', 'a message started before the previous one ended');
+      if (frame.n > this.#limits.maxMessageBytes) {
+        throw new TransportError('E_TRANSPORT_MESSAGE_TOO_LARGE', `the peer announced a ${frame.n}-byte message; the limit is ${this.#limits.maxMessageBytes}`);
       }
-      if (frame.n <= this.limits.chunkBytes || payload.length > 0) {
+      if (frame.n <= this.#limits.chunkBytes || payload.length > 0) {
         if (payload.length !== frame.n) throw new TransportError('E_TRANSPORT_PROTOCOL', `a message declares ${frame.n} bytes but carries ${payload.length}`);
-        this.#deliverInOrder(frame.h, payload, frame.a);
+        this.#deliver(frame.h, payload, frame.a, this.#guard === undefined ? undefined : digestOf(this.#guard, payload.length, false, payload));
         return;
       }
       if (preLogin) throw new TransportError('E_TRANSPORT_PRELOGIN_LIMIT', 'an unauthenticated peer tried to stream a large message');
-      const guarded = this.#guard !== undefined;
-      // A failed worker acknowledges nothing more: release whatever it held (reading resumes).
-      const worker = guarded && frame.n >= WORKER_MIN_BYTES ? workerHash((bytes) => this.#hashed(bytes), () => this.#hashed(this.#hashBacklog)) : undefined;
-      // The one allocation of the message: declared length, already bounded by maxMessageBytes.
-      this.#incoming = {
-        header: frame.h,
-        length: frame.n,
-        buffer: Buffer.allocUnsafe(frame.n),
-        offset: 0,
-        hash: guarded && worker === undefined ? createHash('sha256') : undefined,
-        worker,
-      };
+      this.#begin(frame.h, frame.n);
       return;
     }
     if (incoming === undefined) throw new TransportError('E_TRANSPORT_PROTOCOL', `a '${frame.t}' frame arrived outside a message`);
     if (frame.t === 'c') {
+      // A chunk that was not streamed into place (the fast path declines only what must be checked here).
+      if (payload.length > this.#limits.chunkBytes) throw new CodecError('E_CODEC_TOO_LARGE', `a chunk of ${payload.length} bytes exceeds the ${this.#limits.chunkBytes}-byte limit`);
       if (incoming.offset + payload.length > incoming.length) throw new TransportError('E_TRANSPORT_PROTOCOL', 'chunks exceed the declared message length');
       incoming.buffer.set(payload, incoming.offset);
-      incoming.offset += payload.length;
-      incoming.hash?.update(payload);
-      if (incoming.worker !== undefined) {
-        // The worker hashes the very bytes just copied: ws's own buffer for this frame, given away (no copy)
-        // when this frame owns it, else a copy. Nothing on this thread can change them after this point.
-        // Counted before handing over: the worker may acknowledge (or fail) before update() returns.
-        this.#hashBacklog += payload.length;
-        if (!incoming.worker.update(payload, owned ? 'transfer' : 'copy')) this.#hashBacklog -= payload.length;
-        if (this.#hashBacklog > HASH_BACKLOG_BYTES && !this.#pausedForHash) {
-          this.#pausedForHash = true;
-          this.ws.pause();
-        }
-      }
+      incoming.chunkStart = incoming.offset;
+      this.#chunkProgress(payload.length);
+      this.#chunkEnd();
       return;
     }
     if (payload.length !== 0 || incoming.offset !== incoming.length) {
       throw new TransportError('E_TRANSPORT_PROTOCOL', `a message ended after ${incoming.offset} of ${incoming.length} bytes`);
     }
     this.#incoming = undefined;
-    if (incoming.worker === undefined) {
-      this.#deliverInOrder(incoming.header, incoming.buffer, frame.a, incoming.hash?.digest());
-      return;
+    this.#stopRateTimer();
+    this.#setup.budget?.give(incoming.reserved);
+    this.#deliver(incoming.header, incoming.buffer, frame.a, incoming.digest?.digest());
+  }
+
+  /**
+   * A streamed message of `length` bytes starts: reserve its memory from the endpoint's budget (pausing reading
+   * until there is enough), take its buffer, and watch its rate.
+   */
+  #begin(header: Header, length: number): void {
+    const budget = this.#setup.budget;
+    if (budget !== undefined && length > budget.total) {
+      throw new TransportError('E_TRANSPORT_MESSAGE_TOO_LARGE', `the peer announced a ${length}-byte message; this endpoint receives at most ${budget.total} bytes at once`);
     }
-    // If the worker fails, the same bytes are in the message buffer: hash them here instead.
-    const digest = incoming.worker.digest().catch(() => inlineSha256(incoming.buffer));
-    this.#later(async () => this.#deliver(incoming.header, incoming.buffer, frame.a, await digest));
+    const start = (): void => {
+      this.#waitingForBudget = undefined;
+      const supplied = this.#setup.receiveBuffer?.(length, header);
+      if (supplied !== undefined && supplied.length !== length) {
+        budget?.give(length);
+        throw new RangeError(`receiveBuffer returned ${supplied.length} bytes for a ${length}-byte message`);
+      }
+      const now = Date.now();
+      this.#incoming = {
+        header,
+        length,
+        // The one allocation of the message: declared length, already bounded by maxMessageBytes.
+        buffer: supplied ?? new Uint8Array(length),
+        offset: 0,
+        chunkStart: 0,
+        digest: this.#guard === undefined ? undefined : (this.#guard.payloadDigest?.(length, false) ?? sha256Digest()),
+        reserved: budget === undefined ? 0 : length,
+        windowStart: now,
+        windowBytes: 0,
+      };
+      this.#startRateTimer();
+    };
+    if (budget === undefined || budget.take(length)) return start();
+    // Wait for memory: stop reading (the peer's TCP window fills and its send waits); nothing is buffered here.
+    this.#wire.pause();
+    this.#waitingForBudget = budget.wait(length, () => {
+      if (!this.isOpen) return budget.give(length);
+      this.#guarded(start);
+      this.#wire.resume();
+    });
   }
 
-  /** The worker hashed `bytes` more: resume reading once its backlog is half gone. */
-  #hashed(bytes: number): void {
-    this.#hashBacklog -= bytes;
-    if (this.#pausedForHash && this.#hashBacklog <= HASH_BACKLOG_BYTES / 2) {
-      this.#pausedForHash = false;
-      if (this.isOpen) this.ws.resume();
-    }
+  /**
+   * A message in progress must keep a minimum rate over every window and finish by its deadline: a peer that
+   * announces a large message, streams part of it and stalls (answering pings) would otherwise hold its memory
+   * for ever.
+   */
+  #startRateTimer(): void {
+    const { stallWindowMs, minBytesPerSecond, messageTimeoutMs } = this.#limits;
+    const rate = setInterval(() => {
+      const incoming = this.#incoming;
+      if (incoming === undefined) return this.#stopRateTimer();
+      const now = Date.now();
+      const elapsed = now - incoming.windowStart;
+      // A check that fired far too late means this side's event loop was blocked, not the peer slow: judge
+      // the next window instead.
+      const needed = elapsed > 2 * stallWindowMs ? 0 : (minBytesPerSecond * elapsed) / 1000;
+      if (incoming.windowBytes < needed) {
+        return this.abort(
+          new TransportError('E_TRANSPORT_STALLED', `a message in progress received ${incoming.windowBytes} bytes in ${now - incoming.windowStart} ms, below the minimum of ${minBytesPerSecond} bytes/s`),
+        );
+      }
+      incoming.windowStart = now;
+      incoming.windowBytes = 0;
+    }, stallWindowMs);
+    const deadline = setTimeout(() => {
+      const incoming = this.#incoming;
+      if (incoming === undefined) return;
+      this.abort(new TransportError('E_TRANSPORT_STALLED', `a ${incoming.length}-byte message did not complete within ${messageTimeoutMs} ms (${incoming.offset} bytes arrived)`));
+    }, Math.min(messageTimeoutMs, 2 ** 31 - 1));
+    rate.unref();
+    deadline.unref();
+    this.#rateTimers = [rate, deadline];
   }
 
-  /** Delivers now, or after the deliveries still waiting for a digest (messages keep their order). */
-  #deliverInOrder(header: Header, received: Uint8Array, trailer: Header | undefined, digest?: Uint8Array): void {
-    if (this.#pending === undefined) this.#deliver(header, received, trailer, digest);
-    else this.#later(() => this.#deliver(header, received, trailer, digest));
+  #stopRateTimer(): void {
+    for (const t of this.#rateTimers) clearTimeout(t);
+    this.#rateTimers = [];
   }
 
-  #later(step: () => void | Promise<void>): void {
-    const run = (this.#pending ?? Promise.resolve())
-      .then(() => {
-        // A connection that closed meanwhile delivers nothing more.
-        if (this.#closeInfo === undefined && this.#localClose === undefined) return step();
-        return undefined;
-      })
-      .catch((error: unknown) => {
-        this.abort(error instanceof FlareError ? error : new TransportError('E_TRANSPORT_PROTOCOL', 'a message could not be delivered', { cause: error }));
-      })
-      .finally(() => {
-        if (this.#pending === run) this.#pending = undefined;
-      });
-    this.#pending = run;
+  /** Gives back what a message in progress holds (the connection is closing). */
+  #release(): void {
+    this.#stopRateTimer();
+    const incoming = this.#incoming;
+    this.#incoming = undefined;
+    if (incoming !== undefined) this.#setup.budget?.give(incoming.reserved);
+    this.#waitingForBudget?.();
+    this.#waitingForBudget = undefined;
   }
 
-  #deliver(header: Header, received: Uint8Array, trailer: Header | undefined, digest?: Uint8Array): void {
-    // ws hands out Buffers; Buffer#slice is a view where Uint8Array#slice copies. A decoder that slices to copy
-    // an unaligned tensor (@flare/core's decodeModel does) then builds its typed array on the whole underlying
-    // ArrayBuffer from offset 0: the socket's read buffer, other frames' bytes. Deliver the same bytes as a
-    // plain Uint8Array view (no copy), whose slice() copies as the type promises.
-    const payload = Buffer.isBuffer(received) ? new Uint8Array(received.buffer, received.byteOffset, received.byteLength) : received;
+  #deliver(header: Header, payload: Uint8Array, trailer: Header | undefined, digest: Uint8Array | undefined): void {
     let message: Message;
     if (this.#guard !== undefined) {
-      if (!this.#guard.open(header, payload.length, digest ?? sha256(payload), trailer)) return;
+      if (!this.#guard.open(header, payload.length, digest!, trailer)) return;
       message = { header, payload };
     } else {
       message = trailer === undefined ? { header, payload } : { header, payload, trailer };
@@ -510,7 +644,7 @@ export class WsConnection<A = unknown> extends EventEmitter implements Connectio
 
   #onClose(code: number, reason: string): void {
     for (const t of this.#timers) clearTimeout(t);
-    this.#incoming?.worker?.drop();
+    this.#release();
     this.socket.off('data', this.#onData);
     const local = this.#localClose;
     let info: CloseInfo;
@@ -527,7 +661,7 @@ export class WsConnection<A = unknown> extends EventEmitter implements Connectio
       const error = errorFromClose(code, reason);
       // A lost connection is no one's refusal; anything else is the peer's word, authentic only from a verified TLS peer.
       const refusal = error !== undefined && code !== 1005 && code !== 1006;
-      const authenticated = refusal && this.peerVerified;
+      const authenticated = refusal && this.#setup.peerVerified === true;
       if (refusal) markRefusal(error, authenticated);
       info = error === undefined ? { code, reason, by: 'remote', authenticated: false } : { code, reason, by: 'remote', error, authenticated };
     }
@@ -537,6 +671,22 @@ export class WsConnection<A = unknown> extends EventEmitter implements Connectio
     this.#resolveClosed(info);
     this.emit('close', info);
   }
+}
+
+/** `bytes` with {@link HEADROOM} spare bytes in front, for the WebSocket header. */
+function withHeadroom(bytes: Uint8Array): Uint8Array {
+  const out = new Uint8Array(HEADROOM + bytes.length);
+  out.set(bytes, HEADROOM);
+  return out;
+}
+
+/** A core frame (header, payload) encoded after {@link HEADROOM} spare bytes: the payload is copied once. */
+function frameWithHeadroom(header: { readonly [key: string]: JsonValue }, payload: Uint8Array = EMPTY): Uint8Array {
+  const prefix = encodeFrame(header);
+  const out = new Uint8Array(HEADROOM + prefix.length + payload.length);
+  out.set(prefix, HEADROOM);
+  out.set(payload, HEADROOM + prefix.length);
+  return out;
 }
 
 function concat(parts: readonly Uint8Array[], length: number): Uint8Array {

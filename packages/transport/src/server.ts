@@ -3,11 +3,12 @@ import { createServer as createHttpServer, type IncomingMessage, type Server as 
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import { FlareError, silentLogger, TransportError, type Logger } from '@flare/core';
-import { WebSocketServer } from 'ws';
-import { WsConnection, type Connection } from './connection.js';
+import { Pool } from './admission.js';
+import { ReceiveBudget } from './budget.js';
+import { WsConnection, type Connection, type ReceiveBuffer } from './connection.js';
 import { resolveLimits, type ServerLimits } from './limits.js';
 import { keyPem, MIN_TLS, requireTls, type ConnectionSecurity, type PrivateKeyInput } from './tls-options.js';
-import { FRAME_OVERHEAD } from './wire.js';
+import { switchingProtocols, upgradeKey } from './websocket.js';
 
 /** Options of {@link listen}. */
 export interface ServerOptions<A> {
@@ -27,6 +28,8 @@ export interface ServerOptions<A> {
    * login deadline and the pre-login size limit.
    */
   readonly authenticate?: (connection: Connection<A>) => Promise<A>;
+  /** Supplies the buffers streamed messages are received into (default: a fresh allocation each). */
+  readonly receiveBuffer?: ReceiveBuffer;
   readonly logger?: Logger;
 }
 
@@ -48,8 +51,12 @@ export interface ServerEvents<A> {
 export interface ServerEndpoint<A = unknown> {
   /** The port it listens on (useful with port 0). */
   readonly port: number;
-  /** Connections currently open, logged in or not. */
+  /** Upgraded connections currently open, logged in or not. */
   readonly connectionCount: number;
+  /** Upgraded connections that have not completed their login. */
+  readonly pendingLoginCount: number;
+  /** Sockets in the TLS handshake or the WebSocket upgrade. */
+  readonly handshakeCount: number;
   on<E extends keyof ServerEvents<A>>(event: E, listener: (...args: ServerEvents<A>[E]) => void): this;
   off<E extends keyof ServerEvents<A>>(event: E, listener: (...args: ServerEvents<A>[E]) => void): this;
   /** Stops listening and closes every connection with E_TRANSPORT_SHUTDOWN. */
@@ -59,11 +66,25 @@ export interface ServerEndpoint<A = unknown> {
 class Endpoint<A> extends EventEmitter implements ServerEndpoint<A> {
   readonly servers: HttpServer[] = [];
   readonly open = new Set<WsConnection<A>>();
-  pending = 0;
   port = 0;
+
+  constructor(
+    readonly handshakes: Pool<Socket>,
+    readonly pending: Pool<WsConnection<A>>,
+  ) {
+    super();
+  }
 
   get connectionCount(): number {
     return this.open.size;
+  }
+
+  get pendingLoginCount(): number {
+    return this.pending.size;
+  }
+
+  get handshakeCount(): number {
+    return this.handshakes.size;
   }
 
   async close(): Promise<void> {
@@ -78,10 +99,13 @@ class Endpoint<A> extends EventEmitter implements ServerEndpoint<A> {
 /**
  * Starts a WebSocket server endpoint: clear, TLS or mutual TLS (TLS 1.2 minimum, 1.3 preferred).
  *
- * With mtls, TLS itself refuses a client without a certificate from `tls.caPem`. Each connection then runs
- * `authenticate` (the login) under a short deadline and a small byte budget, so a flood of sockets that never
- * log in cannot exhaust the server; only then is it emitted as `connection`. WebSocket frames are capped at one
- * chunk (ws maxPayload = chunkBytes + frame overhead): large messages always stream.
+ * With mtls, TLS itself refuses a client without a certificate from `tls.caPem`. A socket must complete TLS
+ * and the WebSocket upgrade within `handshakeTimeoutMs`; each connection then runs `authenticate` (the login)
+ * under a short deadline and a small byte budget; only then is it emitted as `connection`. Until a peer has
+ * proven who it is it sits in small pools with per-address caps where the oldest anonymous entry makes room
+ * for a newcomer (see {@link ServerLimits}), so a flood of sockets that never finish TLS or never log in
+ * cannot keep anyone else out. WebSocket frames are capped at one chunk: large messages always stream, into
+ * memory reserved from `receiveBudgetBytes`, at no less than `minBytesPerSecond`.
  *
  * @example
  * ```ts
@@ -98,30 +122,79 @@ export async function listen<A = undefined>(options: ServerOptions<A>): Promise<
   const path = options.path ?? '/flare';
   const hosts = typeof options.host === 'string' ? [options.host] : (options.host ?? ['127.0.0.1']);
   if (hosts.length === 0) throw new TransportError('E_TRANSPORT_CONFIG', 'no address to listen on');
-  const endpoint = new Endpoint<A>();
-  const wss = new WebSocketServer({ noServer: true, maxPayload: limits.chunkBytes + FRAME_OVERHEAD, perMessageDeflate: false, clientTracking: false });
-
   const refuse = (socket: { remoteAddress?: string | undefined; remotePort?: number | undefined }, error: FlareError): void => {
     logger.warn('connection refused', { code: error.code, address: socket.remoteAddress });
     endpoint.emit('refused', { remote: { address: socket.remoteAddress ?? '', port: socket.remotePort ?? 0 }, error });
   };
+  const handshakes = new Pool<Socket>('sockets in the TLS handshake or upgrade', limits.maxHandshakes, limits.maxHandshakesPerAddress, Infinity, (socket, error) => {
+    refuse(socket, error);
+    socket.destroy();
+  });
+  // A displaced login is reported by admit(), where its authenticate hook ends.
+  const pending = new Pool<WsConnection<A>>('connections logging in', limits.maxPendingLogins, limits.maxPendingLoginsPerAddress, limits.maxPendingLoginsPerIdentity, (conn, error) => conn.abort(error));
+  const endpoint = new Endpoint<A>(handshakes, pending);
+  // Sockets between TCP accept and the upgrade, by remote address and port (the TLS socket of an https server
+  // is another object than the TCP socket it wraps, with the same address and port).
+  const handshaking = new Map<string, { socket: Socket; timer: NodeJS.Timeout }>();
+  const peerKey = (s: { remoteAddress?: string | undefined; remotePort?: number | undefined }): string => `${s.remoteAddress ?? ''}|${s.remotePort ?? 0}`;
+  const onTcp = (socket: Socket): void => {
+    const key = peerKey(socket);
+    const address = socket.remoteAddress ?? '';
+    handshakes.makeRoom(address);
+    handshakes.add(socket, address);
+    const timer = setTimeout(() => {
+      handshaking.delete(key);
+      handshakes.remove(socket);
+      refuse(socket, new TransportError('E_TRANSPORT_HANDSHAKE_TIMEOUT', `the peer did not complete TLS and the WebSocket upgrade within ${limits.handshakeTimeoutMs} ms`));
+      socket.destroy();
+    }, limits.handshakeTimeoutMs);
+    timer.unref();
+    handshaking.set(key, { socket, timer });
+    socket.once('close', () => upgraded(key));
+  };
+  /** The socket of `key` upgraded, or closed: it no longer counts as in the handshake. */
+  const upgraded = (key: string): void => {
+    const h = handshaking.get(key);
+    if (h === undefined) return;
+    handshaking.delete(key);
+    clearTimeout(h.timer);
+    handshakes.remove(h.socket);
+  };
+  const budget = new ReceiveBudget(limits.receiveBudgetBytes);
 
   const onUpgrade = (req: IncomingMessage, socket: Socket, head: Buffer): void => {
     socket.on('error', () => socket.destroy());
+    upgraded(peerKey(socket));
     const url = new URL(req.url ?? '/', 'http://x');
     if (url.pathname !== path) return reject(socket, 404, 'Not Found');
-    if (endpoint.open.size >= limits.maxConnections || endpoint.pending >= limits.maxPendingLogins) {
-      refuse(socket, new TransportError('E_TRANSPORT_CONNECTION_LIMIT', 'connection or pending-login limit reached'));
+    const request = upgradeKey(req.method, req.headers);
+    if ('error' in request) {
+      refuse(socket, new TransportError('E_TRANSPORT_PROTOCOL', `not a WebSocket upgrade: ${request.error}`));
+      return reject(socket, 400, 'Bad Request');
+    }
+    const address = socket.remoteAddress ?? '';
+    // Logged-in connections are never displaced (they are bounded per participant by the login); anonymous
+    // logins in progress make room for newcomers.
+    const full = endpoint.open.size - pending.size >= limits.maxConnections;
+    if (full || (endpoint.open.size >= limits.maxConnections && !pending.displaceOldest(`more than ${limits.maxConnections} connections`)) || !pending.makeRoom(address)) {
+      refuse(socket, new TransportError('E_TRANSPORT_CONNECTION_LIMIT', full ? 'the server holds its largest number of logged-in connections' : 'every login slot is taken by logins in progress'));
       return reject(socket, 503, 'Service Unavailable', 'E_TRANSPORT_CONNECTION_LIMIT');
     }
-    endpoint.pending++;
-    wss.handleUpgrade(req, socket, head, (ws) => {
-      const conn = new WsConnection<A>(ws, socket, 'server', security, limits);
-      endpoint.open.add(conn);
-      void conn.closed.then(() => endpoint.open.delete(conn));
-      conn.deadline(limits.loginTimeoutMs);
-      void admit(conn);
+    // The HTTP server's timeouts no longer apply: the connection's own heartbeat and deadlines do.
+    socket.setTimeout(0);
+    socket.write(switchingProtocols(request.key));
+    const conn = new WsConnection<A>(socket, {
+      side: 'server', security, limits, masking: 'none', head, budget, receiveBuffer: options.receiveBuffer,
     });
+    endpoint.open.add(conn);
+    pending.add(conn, address);
+    conn.onIdentified = (name) => pending.identify(conn, name);
+    void conn.closed.then(() => {
+      endpoint.open.delete(conn);
+      pending.remove(conn);
+    });
+    conn.deadline(limits.loginTimeoutMs);
+    void admit(conn);
   };
 
   const admit = async (conn: WsConnection<A>): Promise<void> => {
@@ -138,10 +211,10 @@ export async function listen<A = undefined>(options: ServerOptions<A>): Promise<
             ]);
       if (!conn.isOpen) throw conn.closeError();
       conn.promote(value);
-      endpoint.pending--;
+      pending.remove(conn);
       endpoint.emit('connection', conn);
     } catch (cause) {
-      endpoint.pending--;
+      pending.remove(conn);
       const error = cause instanceof FlareError ? cause : new TransportError('E_TRANSPORT_REFUSED', 'the login hook failed', { cause });
       if (!(cause instanceof FlareError)) logger.error('authenticate hook threw a non-FLARE error', { error: String(cause) });
       refuse({ remoteAddress: conn.remote.address, remotePort: conn.remote.port }, error);
@@ -157,6 +230,7 @@ export async function listen<A = undefined>(options: ServerOptions<A>): Promise<
             cert: requireTls(security, options.tls, 'a server certificate and key').certPem,
             key: keyPem(options.tls!.privateKey),
             minVersion: MIN_TLS,
+            handshakeTimeout: limits.handshakeTimeoutMs,
             ...(security === 'mtls'
               ? { ca: requireTls(security, options.tls!.caPem, 'the CA that issues client certificates'), requestCert: true, rejectUnauthorized: true }
               : {}),
@@ -164,6 +238,7 @@ export async function listen<A = undefined>(options: ServerOptions<A>): Promise<
     server.on('request', (_req, res) => {
       res.writeHead(426, { connection: 'close', upgrade: 'websocket' }).end();
     });
+    server.on('connection', onTcp);
     server.on('upgrade', onUpgrade);
     server.on('tlsClientError', (err: Error & { code?: string }, socket) => {
       refuse(socket, new TransportError('E_TRANSPORT_TLS', `TLS handshake failed (${err.code ?? 'error'})`, { cause: err }));

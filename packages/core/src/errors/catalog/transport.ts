@@ -38,13 +38,21 @@ export const TRANSPORT_CODES = {
     meaning: 'The peer did not complete the login within the login deadline, so the connection was closed.',
     action: 'Check that the client uses a FLARE-TS kit of this project and that the network is not stalling; raise loginTimeoutMs for very slow links.',
   },
+  E_TRANSPORT_HANDSHAKE_TIMEOUT: {
+    meaning: 'A socket did not complete the TLS handshake and the WebSocket upgrade within the handshake deadline, so it was cut.',
+    action: 'Check that the client speaks TLS with this server\'s settings and that the network is not stalling; raise handshakeTimeoutMs for very slow links.',
+  },
+  E_TRANSPORT_STALLED: {
+    meaning: 'A message in progress arrived slower than the minimum rate, or did not complete within the message deadline, so the connection was cut.',
+    action: 'Check the link between the peers; for very slow links lower minBytesPerSecond or raise stallWindowMs / messageTimeoutMs on the receiver. A peer that stalls on purpose is holding memory: investigate it.',
+  },
   E_TRANSPORT_IDLE: {
     meaning: 'Nothing was received from the peer (not even a heartbeat) within the idle timeout.',
     action: 'Check the network between the peers; the client reconnects by itself.',
   },
   E_TRANSPORT_CONNECTION_LIMIT: {
-    meaning: 'The server refused the connection because it has reached its connection or pending-login limit.',
-    action: 'Retry later (the client backs off by itself), or raise maxConnections / maxPendingLogins on the server.',
+    meaning: 'The server refused or displaced a connection that had not logged in, because a connection, handshake or pending-login limit was reached (in all, from one address, or for one participant).',
+    action: 'Retry (the client backs off by itself); if it persists, someone may be flooding the server from your address, or raise the limits (maxConnections, maxPendingLogins, maxPendingLoginsPerAddress) on the server.',
   },
   E_TRANSPORT_SHUTDOWN: {
     meaning: 'The peer closed the connection because it is shutting down.',

@@ -1,12 +1,18 @@
 import type { FlareError, JsonValue } from '@flare/core';
+import type { PayloadDigest } from './payload-digest.js';
 
 /** A JSON object header. */
 export type AuthHeader = { readonly [key: string]: JsonValue };
 
-/** What the session installs on a channel to seal outgoing and open incoming messages. */
+/**
+ * What the session installs on a channel to seal outgoing and open incoming messages. The channel digests each
+ * payload with `payloadDigest(length, sending)`, created when the message starts, in the order messages leave
+ * or arrive, and passes the digest to `seal` / `open`.
+ */
 export interface AuthGuard {
-  seal(header: AuthHeader, payloadLength: number, payloadSha256: Uint8Array): AuthHeader;
-  open(header: AuthHeader, payloadLength: number, payloadSha256: Uint8Array, trailer: AuthHeader | undefined): boolean;
+  payloadDigest(length: number, sending: boolean): PayloadDigest;
+  seal(header: AuthHeader, payloadLength: number, payloadDigest: Uint8Array): AuthHeader;
+  open(header: AuthHeader, payloadLength: number, payloadDigest: Uint8Array, trailer: AuthHeader | undefined): boolean;
 }
 
 /**

@@ -70,7 +70,7 @@ export function createClientAuth(options: ClientAuthOptions): ClientAuth {
     const eph = ephemeral();
     const cred = await options.credentials?.();
     const unsigned: AuthHeader = {
-      [CONTROL]: 'hello', v: 1, name: kit.participant.name, cert: kit.certPem, nonce: b64u(randomBytes(32)), eph: eph.publicB64u,
+      [CONTROL]: 'hello', v: 2, name: kit.participant.name, cert: kit.certPem, nonce: b64u(randomBytes(32)), eph: eph.publicB64u,
       ts: now(), cb: bind, ...(cred !== undefined ? { cred } : {}), sig: '',
     };
     const hello: AuthHeader = { ...unsigned, sig: b64u(signWithKit(kit.privateKey, helloSigningInput(unsigned))) };

@@ -14,5 +14,7 @@ export { deriveEpochKeys, exportKeyingMaterial, PROTOCOL } from './key-schedule.
 export type { EpochKeys } from './key-schedule.js';
 export { hkdfSha256 } from './hkdf.js';
 export { macEquals, messageMac } from './mac.js';
+export { KEYED_DIGEST_MIN_BYTES, payloadDigest } from './payload-digest.js';
+export type { PayloadDigest } from './payload-digest.js';
 export type { MacInput } from './mac.js';
 export { NonceCache } from './nonce-cache.js';

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { hkdfSha256 } from './hkdf.js';
 
 /** Domain-separation prefix of every label the protocol derives or signs (bump on any wire change). */
-export const PROTOCOL = 'flare-ts/auth/v1';
+export const PROTOCOL = 'flare-ts/auth/v2';
 
 /** The keys one session epoch uses. Directions are named from the client's point of view. */
 export interface EpochKeys {
@@ -15,11 +15,17 @@ export interface EpochKeys {
   readonly confirmServer: Uint8Array;
   /** Root of `exportKeyingMaterial` for this epoch. */
   readonly exporter: Uint8Array;
+  /**
+   * Keys of the payload digest of large messages, per direction (a session keeps those of its login for its
+   * lifetime: a message that streams across a renewal is digested under one key on both ends).
+   */
+  readonly payloadC2s: Uint8Array;
+  readonly payloadS2c: Uint8Array;
 }
 
 /**
  * The session key schedule. PRK = HKDF-Extract(salt = SHA-256(transcriptHash || channelBinding), IKM = X25519
- * shared secret); each key is HKDF-Expand(PRK, "flare-ts/auth/v1 <purpose>", 32). The transcript hash binds the
+ * shared secret); each key is HKDF-Expand(PRK, "flare-ts/auth/v2 <purpose>", 32). The transcript hash binds the
  * keys to both signed login messages (so to both certificates and nonces), and the TLS exporter value, when TLS
  * is end-to-end, binds them to this TLS connection (RFC 9266's idea, with the RFC 8446 section 7.5 exporter).
  */
@@ -32,6 +38,8 @@ export function deriveEpochKeys(sharedSecret: Uint8Array, transcriptHash: Uint8A
     confirmClient: key('client finished'),
     confirmServer: key('server finished'),
     exporter: key('exporter'),
+    payloadC2s: key('c2s payload'),
+    payloadS2c: key('s2c payload'),
   };
 }
 

@@ -22,7 +22,7 @@ const ts = z.int().min(0).max(2 ** 53 - 1);
 
 export const HELLO = z.strictObject({
   [CONTROL]: z.literal('hello'),
-  v: z.literal(1),
+  v: z.literal(2),
   name,
   cert: pem,
   nonce: b64u32,
@@ -36,7 +36,7 @@ export type Hello = z.infer<typeof HELLO>;
 
 export const WELCOME = z.strictObject({
   [CONTROL]: z.literal('welcome'),
-  v: z.literal(1),
+  v: z.literal(2),
   name,
   cert: pem,
   nonce: b64u32,

@@ -1,4 +1,4 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { AuthError, FlareError, PkiError, silentLogger, type JsonValue, type Logger } from '@flare/core';
 import { verifyCertificate } from '@flare/pki';
 import type { AuthChannel, AuthHeader } from './channel.js';
@@ -138,7 +138,7 @@ export function createServerAuth(options: ServerAuthOptions): ServerAuth {
     const eph = ephemeral();
     const expiresAt = t + ttlMs;
     const unsigned: AuthHeader = {
-      [CONTROL]: 'welcome', v: 1, name: kit.participant.name, cert: kit.certPem, nonce: b64u(randomBytes(32)), eph: eph.publicB64u,
+      [CONTROL]: 'welcome', v: 2, name: kit.participant.name, cert: kit.certPem, nonce: b64u(randomBytes(32)), eph: eph.publicB64u,
       sid, exp: expiresAt, ts: t, cb: bind, sig: '',
     };
     const welcome: AuthHeader = { ...unsigned, sig: b64u(signWithKit(kit.privateKey, welcomeSigningInput(first.header, unsigned))) };
@@ -154,7 +154,7 @@ export function createServerAuth(options: ServerAuthOptions): ServerAuth {
       throw new AuthError('E_AUTH_HANDSHAKE', 'expected the login confirmation');
     }
     try {
-      session.open(finished.header, 0, createHash('sha256').digest(), finished.trailer);
+      session.open(finished.header, 0, session.payloadDigest(0, false).digest(), finished.trailer);
     } catch (e) {
       if (bind && e instanceof AuthError && e.code === 'E_AUTH_MAC') {
         throw new AuthError('E_AUTH_CHANNEL_BINDING', 'the client derived different keys over this TLS connection: TLS is not end-to-end', { cause: e });

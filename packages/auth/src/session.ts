@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { AuthError, silentLogger, type FlareError, type Logger } from '@flare/core';
 import type { AuthChannel, AuthGuard, AuthHeader } from './channel.js';
 import type { AuthEventSink } from './events.js';
+import { payloadDigest as digestFor, type PayloadDigest } from './payload-digest.js';
 import { deriveEpochKeys, exportKeyingMaterial, type EpochKeys } from './key-schedule.js';
 import { macEquals, messageMac } from './mac.js';
 import { b64u, CONTROL, fromB64u, parseMessage, renewalHash, RENEW, RENEWED, TRAILER, type Trailer } from './protocol.js';
@@ -90,6 +91,7 @@ export class AuthSession implements Session, AuthGuard {
   readonly peer: Peer;
   readonly transcriptHash: Uint8Array;
   readonly #exporter: Uint8Array;
+  readonly #payloadKeys: { readonly c2s: Uint8Array; readonly s2c: Uint8Array };
   readonly #epochs = new Map<number, Epoch>();
   #sendEpoch = 0;
   /** Epochs the receiver still accepts: the current one, and during a renewal the next. */
@@ -111,6 +113,7 @@ export class AuthSession implements Session, AuthGuard {
     this.peer = init.peer;
     this.transcriptHash = init.transcriptHash;
     this.#exporter = init.keys.exporter;
+    this.#payloadKeys = { c2s: init.keys.payloadC2s, s2c: init.keys.payloadS2c };
     this.#epochs.set(0, { keys: init.keys, expiresAt: init.expiresAt, transcript: init.transcriptHash });
     let resolve!: () => void;
     const promise = new Promise<void>((r) => (resolve = r));
@@ -179,14 +182,19 @@ export class AuthSession implements Session, AuthGuard {
     this.#revoked = true;
   }
 
-  seal(header: AuthHeader, payloadLength: number, payloadSha256: Uint8Array): AuthHeader {
+  payloadDigest(length: number, sending: boolean): PayloadDigest {
+    const clientToServer = (this.side === 'client') === sending;
+    return digestFor(clientToServer ? this.#payloadKeys.c2s : this.#payloadKeys.s2c, length);
+  }
+
+  seal(header: AuthHeader, payloadLength: number, payloadDigest: Uint8Array): AuthHeader {
     if (this.#revoked) throw new AuthError('E_AUTH_SESSION_REVOKED', 'the session was revoked');
     const now = this.init.now();
     const epoch = this.#epochs.get(this.#sendEpoch)!;
     if (now > epoch.expiresAt) throw new AuthError('E_AUTH_SESSION_EXPIRED', `the session expired at ${new Date(epoch.expiresAt).toISOString()}`);
     const key = this.side === 'client' ? epoch.keys.c2s : epoch.keys.s2c;
     const trailer: Trailer = { sid: this.id, seq: this.#sendSeq, ts: now, e: this.#sendEpoch, mac: '' };
-    const mac = messageMac(key, { sid: this.id, seq: trailer.seq, ts: now, epoch: trailer.e, header, payloadLength, payloadSha256 });
+    const mac = messageMac(key, { sid: this.id, seq: trailer.seq, ts: now, epoch: trailer.e, header, payloadLength, payloadDigest });
     this.#sendSeq++;
     // The server switches its sending keys right after the message that announces them (renewed), in send order.
     if (this.#switchAfterSeal !== undefined && header[CONTROL] === 'renewed') {
@@ -196,9 +204,9 @@ export class AuthSession implements Session, AuthGuard {
     return { ...trailer, mac: b64u(mac) };
   }
 
-  open(header: AuthHeader, payloadLength: number, payloadSha256: Uint8Array, trailerRaw: AuthHeader | undefined): boolean {
+  open(header: AuthHeader, payloadLength: number, payloadDigest: Uint8Array, trailerRaw: AuthHeader | undefined): boolean {
     try {
-      return this.#open(header, payloadLength, payloadSha256, trailerRaw);
+      return this.#open(header, payloadLength, payloadDigest, trailerRaw);
     } catch (error) {
       // Before the login completed, a refusal is the login's failure (reported by the login); after it, tampering.
       if (this.#established && error instanceof AuthError) this.#report(error, 'local');
@@ -206,7 +214,7 @@ export class AuthSession implements Session, AuthGuard {
     }
   }
 
-  #open(header: AuthHeader, payloadLength: number, payloadSha256: Uint8Array, trailerRaw: AuthHeader | undefined): boolean {
+  #open(header: AuthHeader, payloadLength: number, payloadDigest: Uint8Array, trailerRaw: AuthHeader | undefined): boolean {
     const parsed = TRAILER.safeParse(trailerRaw);
     if (!parsed.success) {
       throw new AuthError('E_AUTH_MAC', trailerRaw === undefined ? 'a message arrived without authentication' : 'a message carries a malformed authentication trailer');
@@ -218,7 +226,7 @@ export class AuthSession implements Session, AuthGuard {
     const epoch = this.#recvEpochs.includes(t.e) ? this.#epochs.get(t.e) : undefined;
     if (epoch === undefined) throw new AuthError('E_AUTH_MAC', `a message uses key epoch ${t.e}, which this session does not accept`);
     const key = this.side === 'client' ? epoch.keys.s2c : epoch.keys.c2s;
-    const expected = messageMac(key, { sid: t.sid, seq: t.seq, ts: t.ts, epoch: t.e, header, payloadLength, payloadSha256 });
+    const expected = messageMac(key, { sid: t.sid, seq: t.seq, ts: t.ts, epoch: t.e, header, payloadLength, payloadDigest });
     if (!macEquals(expected, fromB64u(t.mac))) throw new AuthError('E_AUTH_MAC', 'a message does not match its authentication code (altered header or payload)');
     if (t.seq < this.#recvSeq) throw new AuthError('E_AUTH_REPLAY', `message ${t.seq} was already received (next expected ${this.#recvSeq})`);
     if (t.seq > this.#recvSeq) throw new AuthError('E_AUTH_OUT_OF_ORDER', `message ${t.seq} arrived where ${this.#recvSeq} was expected`);

@@ -74,7 +74,7 @@ describe('key schedule', () => {
 
 describe('messageMac', () => {
   const key = new Uint8Array(32).fill(9);
-  const base = { sid: 's', seq: 3, ts: 1000, epoch: 0, header: { type: 'task', round: 1 }, payloadLength: 3, payloadSha256: new Uint8Array(32) };
+  const base = { sid: 's', seq: 3, ts: 1000, epoch: 0, header: { type: 'task', round: 1 }, payloadLength: 3, payloadDigest: new Uint8Array(32) };
 
   it('does not depend on header key order (RFC 8785 canonical JSON)', () => {
     const a = messageMac(key, base);
@@ -91,7 +91,7 @@ describe('messageMac', () => {
       { ...base, epoch: 1 },
       { ...base, header: { type: 'task', round: 2 } },
       { ...base, payloadLength: 4 },
-      { ...base, payloadSha256: new Uint8Array(32).fill(1) },
+      { ...base, payloadDigest: new Uint8Array(32).fill(1) },
     ];
     for (const v of variants) expect(macEquals(ref, messageMac(key, v))).toBe(false);
     expect(macEquals(ref, messageMac(new Uint8Array(32).fill(8), base))).toBe(false);

@@ -1,7 +1,6 @@
 // Test helpers: real kits from @flare/pki's provision(), and an in-memory channel pair with the transport's
 // semantics (ordered delivery, guard seal/open, close with a code), so auth is tested without sockets. The
 // real-socket tests live in e2e/test/auth-*.e2e.test.ts (auth may not import @flare/transport).
-import { createHash } from 'node:crypto';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -18,6 +17,16 @@ export interface Frame {
 
 type Received = { header: AuthHeader; payload: Uint8Array; trailer?: AuthHeader };
 type CloseInfo = { error?: FlareError | undefined; by: 'local' | 'remote'; authenticated: boolean };
+
+/** The payload digest a guard asks for, as the transport computes it (in pieces, as chunks arrive). */
+function digest(guard: AuthGuard, payload: Uint8Array, sending: boolean): Uint8Array {
+  const d = guard.payloadDigest(payload.length, sending);
+  for (let at = 0; at < payload.length || at === 0; at += 65_536) {
+    d.update(payload.subarray(at, at + 65_536));
+    if (payload.length === 0) break;
+  }
+  return d.digest();
+}
 
 /** One end of an in-memory channel. `wire` sees (and may rewrite or drop) every frame this end sends. */
 export class MemoryChannel implements AuthChannel {
@@ -49,8 +58,7 @@ export class MemoryChannel implements AuthChannel {
   async send(header: AuthHeader, payload: Uint8Array = new Uint8Array(0)): Promise<void> {
     await Promise.resolve();
     if (this.isClosed) throw this.closeError ?? new TransportError('E_TRANSPORT_CLOSED', 'closed');
-    const sha = createHash('sha256').update(payload).digest();
-    const trailer = this.guard?.seal(header, payload.length, sha);
+    const trailer = this.guard?.seal(header, payload.length, digest(this.guard, payload, true));
     const frame: Frame = { header, payload, trailer };
     this.sent.push(frame);
     const out = this.wire ? this.wire(frame) : frame;
@@ -65,7 +73,7 @@ export class MemoryChannel implements AuthChannel {
     const trailer = f.trailer === undefined ? undefined : (JSON.parse(JSON.stringify(f.trailer)) as AuthHeader);
     try {
       if (this.guard !== undefined) {
-        if (!this.guard.open(header, f.payload.length, createHash('sha256').update(f.payload).digest(), trailer)) return;
+        if (!this.guard.open(header, f.payload.length, digest(this.guard, f.payload, false), trailer)) return;
         this.#deliver({ header, payload: f.payload });
       } else this.#deliver(trailer === undefined ? { header, payload: f.payload } : { header, payload: f.payload, trailer });
     } catch (e) {

@@ -38,6 +38,7 @@ export interface Message {
 
 /** An incremental digest of one payload, as a {@link MessageGuard} wants it. */
 export interface PayloadDigest {
+  /** Adds `bytes`, which must not change until the next `update` or `digest` call (they may be read then). */
   update(bytes: Uint8Array): void;
   /** The digest of everything updated; called once. */
   digest(): Uint8Array;

@@ -134,14 +134,23 @@ describe('pre-login exhaustion from one address (#14.6)', () => {
   it('sockets that never start TLS count against a cap and are cut at the handshake deadline (E_TRANSPORT_HANDSHAKE_TIMEOUT)', async () => {
     const { server, refusals } = await startServer({ handshakeTimeoutMs: 1500 });
     const silent: Socket[] = [];
-    for (let i = 0; i < 300; i++) silent.push(await silentSocket(server.port));
-    // At most 64 from one address are held; older ones were displaced.
-    expect(server.handshakeCount).toBeLessThanOrEqual(64);
+    for (let i = 0; i < 300; i++) {
+      silent.push(await silentSocket(server.port));
+      // At most 64 from one address are held at once; older ones make room.
+      expect(server.handshakeCount).toBeLessThanOrEqual(64);
+    }
     const admin = await adminLogin(server.port);
     expect(admin.authenticated).toBe(true);
-    await Promise.all(silent.map((s) => (s.destroyed ? undefined : once(s, 'close'))));
-    await refusalsReach(server, refusals, 'E_TRANSPORT_CONNECTION_LIMIT', 300 - 64);
-    expect(refusals.filter((r) => r.error.code === 'E_TRANSPORT_HANDSHAKE_TIMEOUT').length).toBeGreaterThan(0);
+    await Promise.all(silent.filter((s) => !s.closed).map((s) => once(s, 'close')));
+    // Every one was refused: displaced by a newer one, or (the last ones held) cut at the deadline.
+    const cut = (): number => refusals.filter((r) => r.error.code === 'E_TRANSPORT_HANDSHAKE_TIMEOUT' || r.error.code === 'E_TRANSPORT_CONNECTION_LIMIT').length;
+    await new Promise<void>((resolve) => {
+      const check = (): void => void (cut() >= 300 && (server.off('refused', check), resolve()));
+      server.on('refused', check);
+      check();
+    });
+    // The last 64 held reach the deadline, but for the one the admin's own connection displaced.
+    expect(refusals.filter((r) => r.error.code === 'E_TRANSPORT_HANDSHAKE_TIMEOUT').length).toBeGreaterThanOrEqual(63);
     expect(server.handshakeCount).toBe(0);
   });
 });

@@ -230,7 +230,8 @@ export async function listen<A = undefined>(options: ServerOptions<A>): Promise<
             cert: requireTls(security, options.tls, 'a server certificate and key').certPem,
             key: keyPem(options.tls!.privateKey),
             minVersion: MIN_TLS,
-            handshakeTimeout: limits.handshakeTimeoutMs,
+            // Node's own TLS deadline is only a backstop: ours (from TCP accept to the upgrade) decides first.
+            handshakeTimeout: limits.handshakeTimeoutMs + 1000,
             ...(security === 'mtls'
               ? { ca: requireTls(security, options.tls!.caPem, 'the CA that issues client certificates'), requestCert: true, rejectUnauthorized: true }
               : {}),
@@ -241,7 +242,12 @@ export async function listen<A = undefined>(options: ServerOptions<A>): Promise<
     server.on('connection', onTcp);
     server.on('upgrade', onUpgrade);
     server.on('tlsClientError', (err: Error & { code?: string }, socket) => {
-      refuse(socket, new TransportError('E_TRANSPORT_TLS', `TLS handshake failed (${err.code ?? 'error'})`, { cause: err }));
+      refuse(
+        socket,
+        err.code === 'ERR_TLS_HANDSHAKE_TIMEOUT'
+          ? new TransportError('E_TRANSPORT_HANDSHAKE_TIMEOUT', `the peer did not complete TLS within ${limits.handshakeTimeoutMs} ms`, { cause: err })
+          : new TransportError('E_TRANSPORT_TLS', `TLS handshake failed (${err.code ?? 'error'})`, { cause: err }),
+      );
     });
     server.on('clientError', (_err, socket) => socket.destroy());
     await new Promise<void>((resolve, reject) => {

@@ -105,11 +105,11 @@ const connect = (port: number, localAddress = '127.0.0.1'): Promise<Connection<u
 
 const codes = (refusals: readonly Refusal[], code: string): number => refusals.filter((r) => r.error.code === code).length;
 
-/** Resolves once `endpoint` has reported `n` refusals with `code` (counting those already in `refusals`). */
+/** Resolves once `endpoint` has reported `n` refusals with `code` ('any': of any code), those in `refusals` included. */
 function refusalsReach(endpoint: ServerEndpoint<string>, refusals: readonly Refusal[], code: string, n: number): Promise<void> {
   return new Promise((resolve) => {
     const check = (): void => {
-      if (codes(refusals, code) < n) return;
+      if ((code === 'any' ? refusals.length : codes(refusals, code)) < n) return;
       endpoint.off('refused', check);
       resolve();
     };
@@ -120,7 +120,8 @@ function refusalsReach(endpoint: ServerEndpoint<string>, refusals: readonly Refu
 
 describe('the server before login (#14.6)', () => {
   it('connections that never log in from one address displace each other; a prompt login from the same address gets in', async () => {
-    const { endpoint, refusals } = await server({ security: 'clear', authenticate: namedLogin, limits: { maxPendingLoginsPerAddress: 4 } });
+    // A long login deadline: every idle connection here is displaced, none times out, however slow the machine.
+    const { endpoint, refusals } = await server({ security: 'clear', authenticate: namedLogin, limits: { maxPendingLoginsPerAddress: 4, loginTimeoutMs: 120_000 } });
     const idle: Array<Connection<undefined>> = [];
     for (let i = 0; i < 20; i++) idle.push(await connect(endpoint.port));
     await within(refusalsReach(endpoint, refusals, 'E_TRANSPORT_CONNECTION_LIMIT', 16));
@@ -170,10 +171,16 @@ describe('the server before login (#14.6)', () => {
       cleanup.push(() => s.destroy());
       await once(s, 'connect');
       sockets.push(s);
+      // Never more than 5 from one address in the handshake at once.
+      expect(endpoint.handshakeCount).toBeLessThanOrEqual(5);
     }
-    await within(Promise.all(sockets.map((s) => (s.closed ? undefined : once(s, 'close')))), 10_000);
-    expect(codes(refusals, 'E_TRANSPORT_CONNECTION_LIMIT')).toBe(7);
-    expect(codes(refusals, 'E_TRANSPORT_HANDSHAKE_TIMEOUT')).toBe(5);
+    await within(Promise.all(sockets.filter((s) => !s.closed).map((s) => once(s, 'close'))), 10_000);
+    await within(refusalsReach(endpoint, refusals, 'any', 12));
+    // The last 5 are never displaced (nothing comes after them): they reach the deadline; earlier ones were
+    // displaced, or timed out first on a slow machine.
+    const timedOut = codes(refusals, 'E_TRANSPORT_HANDSHAKE_TIMEOUT');
+    expect(timedOut).toBeGreaterThanOrEqual(5);
+    expect(timedOut + codes(refusals, 'E_TRANSPORT_CONNECTION_LIMIT')).toBe(12);
     expect(endpoint.handshakeCount).toBe(0);
     // A client that completes TLS and the upgrade in time is not affected.
     const ok = await dial({ security: 'mtls', targets: [{ host: '127.0.0.1', port: endpoint.port }], tls: { caPem: pki.caPem, certPem: pki.clientCertPem, privateKey: pki.clientKeyPem } });

@@ -1,10 +1,11 @@
 // The project's CA state in <workspace>/<project>/state/: root certificate, root key (encrypted at rest when a
 // passphrase is given), the register of issued certificates, revocations and the current CRL. Internal.
-import { createPublicKey, randomBytes, type KeyObject } from 'node:crypto';
-import { chmod, mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
+import { createPublicKey, type KeyObject } from 'node:crypto';
+import { chmod, mkdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PkiError } from '@flare/core';
 import { z } from 'zod';
+import { writeAtomic } from './atomic-write.js';
 import type { CertificateAuthority } from './certificate.js';
 import { createCrl } from './crl.js';
 import { encryptedPrivateKeyPem, keysMatch, loadPrivateKey, privateKeyPem, type KeyType } from './keys.js';
@@ -66,14 +67,6 @@ async function exists(path: string): Promise<boolean> {
 /** True when `<projectDir>/state/ca.json` exists. */
 export function hasCaState(projectDir: string): Promise<boolean> {
   return exists(join(projectDir, STATE_DIR, STATE_FILE));
-}
-
-/** Writes a file atomically (temporary file + rename in the same folder) with the given mode. */
-export async function writeAtomic(path: string, data: string | Uint8Array, mode: number): Promise<void> {
-  const tmp = `${path}.${randomBytes(6).toString('hex')}.tmp`;
-  await writeFile(tmp, data, { mode });
-  await chmod(tmp, mode);
-  await rename(tmp, path);
 }
 
 /**

@@ -23,6 +23,11 @@ export interface Crl {
   readonly issuer: string;
   readonly thisUpdate: Date;
   readonly nextUpdate?: Date;
+  /**
+   * RFC 5280 5.2.3 CRL number: grows with every CRL the root issues, so a participant can refuse an older CRL
+   * (see {@link acceptNewerCrl}). Undefined when the CRL carries none (every CRL FLARE-TS issues does).
+   */
+  readonly crlNumber?: bigint;
   /** Revoked serials (normalized: lowercase hex, no leading zeros). */
   readonly revoked: ReadonlyMap<string, RevokedEntry>;
   /** True when loadCrl checked the signature against a root CA (the `rootCaPem` option). */
@@ -75,7 +80,16 @@ export function loadCrl(pemOrDer: string | Uint8Array, options: LoadCrlOptions =
   }
   const pem = typeof pemOrDer === 'string' ? pemOrDer : x509.PemConverter.encode(parsed.rawData, 'X509 CRL') + '\n';
   const nextUpdate = parsed.nextUpdate;
-  const crl: Crl = { pem, issuer: parsed.issuer, thisUpdate: parsed.thisUpdate, ...(nextUpdate === undefined ? {} : { nextUpdate }), revoked, verified };
+  const crlNumber = crlNumberOf(parsed);
+  const crl: Crl = {
+    pem,
+    issuer: parsed.issuer,
+    thisUpdate: parsed.thisUpdate,
+    ...(nextUpdate === undefined ? {} : { nextUpdate }),
+    ...(crlNumber === undefined ? {} : { crlNumber }),
+    revoked,
+    verified,
+  };
   if (verified) verifiedAgainst.set(crl, options.rootCaPem!);
   try {
     issuerNames.set(crl, Buffer.from(crlIssuerDer(der)));
@@ -83,6 +97,30 @@ export function loadCrl(pemOrDer: string | Uint8Array, options: LoadCrlOptions =
     // Parsed by @peculiar/x509 but not by the DER reader: isRevoked compares issuers the slower way.
   }
   return crl;
+}
+
+/** RFC 5280 5.2.3 id-ce-cRLNumber. */
+const CRL_NUMBER_OID = '2.5.29.20';
+
+// RFC 5280 5.2.3: CRLNumber ::= INTEGER (0..MAX), at most 20 octets; non-critical; at most once.
+function crlNumberOf(parsed: x509.X509Crl): bigint | undefined {
+  const found = parsed.extensions.filter((e) => e.type === CRL_NUMBER_OID);
+  if (found.length === 0) return undefined;
+  const invalid = (why: string): never => {
+    throw new PkiError('E_CRL_INVALID', `the CRL's CRL number ${why}`);
+  };
+  if (found.length > 1) invalid('extension appears twice');
+  let content: Uint8Array;
+  try {
+    const el = readElement(new Uint8Array(found[0]!.value));
+    if (el.tag !== 0x02 || el.raw.length !== found[0]!.value.byteLength) return invalid('is not one DER INTEGER');
+    content = el.content;
+  } catch (e) {
+    throw new PkiError('E_CRL_INVALID', "the CRL's CRL number is not DER", { cause: e });
+  }
+  if (content.length === 0 || content.length > 21 || (content[0]! & 0x80) !== 0) invalid('is empty, negative or longer than 20 octets');
+  if (content.length > 1 && content[0] === 0 && (content[1]! & 0x80) === 0) invalid('is not minimally encoded');
+  return BigInt(`0x${Buffer.from(content).toString('hex')}`);
 }
 
 // RFC 5280 5.1: CertificateList ::= SEQUENCE { tbsCertList, signatureAlgorithm, signatureValue BIT STRING }.

@@ -25,3 +25,5 @@ export { packageKit } from './package-kit.js';
 export type { PackageKitOptions } from './package-kit.js';
 export { loadKit } from './load-kit.js';
 export type { FedAdminConfig, FedClientConfig, FedServerConfig, Kit, LoadKitOptions } from './load-kit.js';
+export { acceptNewerCrl, CRL_STATE_FILE, CrlStore } from './crl-store.js';
+export type { CrlAcceptance, CrlStoreOptions } from './crl-store.js';

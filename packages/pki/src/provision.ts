@@ -2,7 +2,8 @@ import { randomBytes, X509Certificate as NodeX509, type KeyObject } from 'node:c
 import { chmod, mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { PkiError, type JsonValue, type KitBuildContext, type KitBuilder, type KitParticipant } from '@flare/core';
-import { createCaState, hasCaState, openCa, refreshCrl, saveCa, STATE_DIR, storedParticipants, storeParticipants, writeAtomic, type IssuedRecord, type OpenCa } from './ca-state.js';
+import { writeAtomic } from './atomic-write.js';
+import { createCaState, hasCaState, openCa, refreshCrl, saveCa, STATE_DIR, storedParticipants, storeParticipants, type IssuedRecord, type OpenCa } from './ca-state.js';
 import { createRootCa, DEFAULT_VALID_DAYS, issueWithNewKey } from './certificate.js';
 import { mapLimit } from './concurrency.js';
 import { fingerprintOf, normalizeSerial, parseCertificate } from './identity.js';

@@ -50,6 +50,14 @@ export const PKI_CODES = {
     meaning: 'The certificate revocation list is malformed, not signed by this project\'s root CA, or from another CA.',
     action: 'Use the crl.pem written by `flare cert revoke` or delivered in a re-provisioned kit of this project.',
   },
+  E_CRL_ROLLBACK: {
+    meaning: 'A CRL older than one this participant already accepted (a lower CRL number, or another CRL under the same number) was offered: using it would re-admit participants revoked since.',
+    action: 'Find out who supplied the older crl.pem (a rolled-back kit file, a stale or hostile peer); use the newest CRL from `flare cert revoke` or a freshly provisioned kit.',
+  },
+  E_CRL_STATE: {
+    meaning: 'The file where a participant remembers the newest CRL it accepted is damaged, too large, or not signed by this project\'s root.',
+    action: 'Find out who changed the named file; delete it only if the project really got a new root (the participant then starts again from its kit\'s CRL and learns newer ones at login).',
+  },
   E_CSR_INVALID: {
     meaning: 'The certificate signing request is malformed, its signature does not verify, or its subject breaks the naming rules.',
     action: 'Create the request again with `flare cert request` and send the .csr file unchanged.',

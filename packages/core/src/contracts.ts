@@ -189,5 +189,27 @@ export interface KitBuildContext {
 export interface KitBuilder {
   readonly name: string;
   readonly matches: readonly string[];
+  /**
+   * The project.yml participant keys this builder reads from `props` (e.g. `attestation_policy`). @flare/pki
+   * refuses participant keys nobody reads (a typo is an error, not a silently ignored setting), so a builder
+   * names its own here and the CLI passes them to `loadProject`.
+   */
+  readonly participantKeys?: readonly string[];
   build(ctx: KitBuildContext): void | Promise<void>;
+}
+
+/**
+ * A site's own version of a signed kit file, allowed only when it is at least as strict as the signed
+ * default: the site keeps `local/<file>` beside the signed `local/<file>.default`, and the package that owns
+ * the file decides (cc-attest for attestation_policy.json). @flare/pki's `loadKit` and `verifyKit` run the
+ * rules they are given and refuse such a file for which no rule is given.
+ */
+export interface KitLocalOverride {
+  /** The override's file name in local/, e.g. `attestation_policy.json`. */
+  readonly file: string;
+  /**
+   * Throws a FlareError naming the field when `local` is invalid or accepts more than `signedDefault` (the
+   * verified bytes of `local/<file>.default`; undefined when the kit has none).
+   */
+  check(local: Uint8Array, signedDefault: Uint8Array | undefined): void;
 }

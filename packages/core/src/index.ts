@@ -63,6 +63,34 @@ export type { FlatEntry, FlatIndex, FlattenOptions } from './flatten.js';
 export { canonicalJson } from './canonical-json.js';
 export { compileNamePattern, NAME_PATTERN_LIMITS, toNamePattern } from './name-pattern.js';
 export type { NamePattern } from './name-pattern.js';
+export {
+  DER_TAG,
+  derBitString,
+  derBoolean,
+  derBooleanEncode,
+  derChildren,
+  derContent,
+  derContext,
+  derEncode,
+  derExpect,
+  derIa5String,
+  derInteger,
+  derNull,
+  derOctetString,
+  derOid,
+  derOidEncode,
+  derRaw,
+  derRead,
+  derReadAll,
+  derSafeInteger,
+  derSequence,
+  derSet,
+  derTime,
+  derTimeEncode,
+  derUnsigned,
+  derUtf8String,
+} from './der.js';
+export type { DerNode } from './der.js';
 
 export { decodeModel, encodedByteLength, encodeModel, encodeModelInto, encodeModelParts } from './codec/safetensors.js';
 export type { DecodeOptions, EncodedParts } from './codec/safetensors.js';
@@ -89,6 +117,7 @@ export type {
   FilterFactory,
   KitBuildContext,
   KitBuilder,
+  KitLocalOverride,
   KitParticipant,
   Learner,
   LearnerContext,

@@ -38,6 +38,10 @@ export const ATTEST_CODES = {
     meaning: 'The signing-key type declared in the evidence does not match the certificate that verifies it, or is not allowed.',
     action: 'Supply the certificate of the key the report declares (VCEK or VLEK) and check the policy lists that key type.',
   },
+  E_ATTEST_POLICY_WEAKER: {
+    meaning: 'A site\'s own local/attestation_policy.json accepts evidence that the signed local/attestation_policy.json.default refuses (the field is named).',
+    action: 'Make the named field at least as strict as the signed default (narrower lists, higher minimums, no extra allow-flags), or remove the file to use the default.',
+  },
   E_ATTEST_TCB_MISMATCH: {
     meaning: 'The TCB version certified by the attesting key certificate differs from the TCB the evidence reports.',
     action: 'Fetch the VCEK for the reported TCB from AMD KDS; a mismatch means the certificate belongs to another firmware level.',

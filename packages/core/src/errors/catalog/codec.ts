@@ -2,6 +2,10 @@ import type { Catalog } from '../info.js';
 
 /** Error codes of the wire codec (safetensors models and frames). Add a code here with its meaning and action, then run `npm run errors:doc`. */
 export const CODEC_CODES = {
+  E_CODEC_DER: {
+    meaning: 'Bytes meant to be DER (a certificate, CRL or vendor structure) break X.690\'s distinguished rules: truncated, indefinite or non-minimal lengths, multi-byte tags, trailing bytes, or a malformed OID, INTEGER, BOOLEAN or time.',
+    action: 'The certificate or evidence is damaged or was re-encoded by a tool that does not write DER: use the original bytes as issued.',
+  },
   E_CODEC_TRUNCATED: {
     meaning: 'The data ended before the length it declares.',
     action: 'The sender or the file is broken or was cut short: resend or re-create it; do not retry with the same bytes.',

@@ -86,6 +86,10 @@ export const PKI_CODES = {
     meaning: 'A signature.json in the kit is not a valid signature map (bad JSON, bad names or non-base64 values).',
     action: 'Get a fresh kit from the project admin: signature.json is written only by provisioning.',
   },
+  E_KIT_MIXED: {
+    meaning: 'A file of the startup kit is signed by the project but was made for another kit (another participant, or an older kit of this one), or the kit\'s certificate is not the participant its manifest names.',
+    action: 'Do not start with this kit: someone assembled it from pieces of other kits (e.g. an older crl.pem or another site\'s policy). Get a fresh kit from the project admin.',
+  },
   E_KIT_INVALID: {
     meaning: 'The kit is signed but inconsistent: a configuration file is missing or malformed, or the key does not match the certificate.',
     action: 'Re-provision the participant; a kit assembled by hand must follow the layout `flare provision` writes.',
@@ -109,6 +113,10 @@ export const PKI_CODES = {
   E_PROVISION_CONFLICT: {
     meaning: 'Participants to add collide with existing ones (same name, or a second server).',
     action: 'Give each added participant a new unique name; a project has exactly one server.',
+  },
+  E_PROVISION_REVOKED: {
+    meaning: 'A participant whose certificates were all revoked is still in project.yml: provisioning would silently give it a new certificate.',
+    action: 'Remove the participant from project.yml to keep it out, or provision again with --reissue-revoked if it should really be re-admitted.',
   },
   E_PROVISION_BUILDER: {
     meaning: 'A kit builder contributed by another package failed while provisioning.',

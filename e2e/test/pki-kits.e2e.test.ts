@@ -1,7 +1,7 @@
 // e2e: real `flare` processes provision, verify and revoke; a TLS server process and client processes started
 // from the kits complete mTLS, while a kit of another project and a revoked kit are refused.
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -179,8 +179,12 @@ describe('pki e2e: kits from `flare provision` secure real processes', () => {
 
   it('after `flare cert revoke` and re-provisioning, the server (with the new kit\'s CRL) refuses the revoked kit', async () => {
     expect((await flare(['cert', 'revoke', 'site-2', '-w', join(dir, 'ws')])).code).toBe(0);
-    const again = await flare(['provision', '-p', join(dir, 'project.yml'), '-w', join(dir, 'ws')]);
-    expect(again.code).toBe(0);
+    // site-2 is still in project.yml: re-admitting it takes a decision, not a plain re-provision.
+    const refused = await flare(['provision', '-p', join(dir, 'project.yml'), '-w', join(dir, 'ws')]);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(/^E_PROVISION_REVOKED: 'site-2' was revoked/);
+    const again = await flare(['provision', '-p', join(dir, 'project.yml'), '-w', join(dir, 'ws'), '--reissue-revoked']);
+    expect(again.code, again.stderr).toBe(0);
     const prod1 = join(dir, 'ws', 'hospitals', 'prod_01');
     const { child, port } = await startServer(join(prod1, 'localhost'));
     const revoked = await runClient(join(prod, 'site-2'), port);
@@ -191,5 +195,22 @@ describe('pki e2e: kits from `flare provision` secure real processes', () => {
     const oldSite1 = await runClient(join(prod, 'site-1'), port);
     expect(oldSite1.stdout).toContain('GOT welcome');
     child.kill('SIGTERM');
+  });
+
+  it('an older crl.pem with its signature entry put into the newer server kit stops the server at start (E_KIT_MIXED)', async () => {
+    // The attack of #14.10: the prod_00 CRL (site-2 not yet revoked) is root-signed, and so is its entry.
+    const server = join(dir, 'rolled-back-server');
+    await cp(join(dir, 'ws', 'hospitals', 'prod_01', 'localhost'), server, { recursive: true });
+    await cp(join(prod, 'localhost', 'startup', 'crl.pem'), join(server, 'startup', 'crl.pem'));
+    const oldSigs = JSON.parse(await readFile(join(prod, 'localhost', 'startup', 'signature.json'), 'utf8')) as Record<string, string>;
+    const sigs = JSON.parse(await readFile(join(server, 'startup', 'signature.json'), 'utf8')) as Record<string, string>;
+    await writeFile(join(server, 'startup', 'signature.json'), JSON.stringify({ ...sigs, 'crl.pem': oldSigs['crl.pem'] }));
+    const verify = await flare(['kit', 'verify', server]);
+    expect(verify.code).toBe(1);
+    expect(verify.stderr).toMatch(/^E_KIT_MIXED: startup\/crl\.pem/);
+    const started = await finish(node(['--input-type=module', '-e', SERVER, server]));
+    expect(started.code).not.toBe(0);
+    expect(started.stderr).toContain('E_KIT_MIXED');
+    expect(started.stdout).not.toContain('LISTENING');
   });
 });

@@ -62,7 +62,7 @@ export type { Rim, RimMeasurement, RimOutcome } from './gpu/rim.js';
 
 // Network access (only when asked).
 export { createCachingFetcher, VENDOR_HOSTS } from './fetcher.js';
-export type { CachingFetcherOptions, CollateralFetcher, FetchedDocument } from './fetcher.js';
+export type { CachingFetcherOptions, CollateralFetcher, FetchedDocument, FetchResponse } from './fetcher.js';
 
 // Attesters.
 export { AttestationEvidenceWire, encodeAttestationEvidence, parseAttestationEvidence } from './attesters/attester.js';
@@ -71,20 +71,9 @@ export { ConfigfsTsmAttester, parseSnpCertTable } from './attesters/configfs-tsm
 export type { ConfigfsTsmOptions, TsmFileSystem } from './attesters/configfs-tsm.js';
 export { ExternalCommandAttester } from './attesters/external-command.js';
 export type { ExternalCommandOptions } from './attesters/external-command.js';
-export { TestAttester, testMeasurement } from './attesters/test-attester.js';
-export type { TestAttesterOptions } from './attesters/test-attester.js';
-
-// Synthetic evidence (tests, `flare poc --attest test`).
-export { createTestAuthority, loadTestAuthority, serializeTestAuthority } from './synthetic/authority.js';
-export type { Issued, TestAuthority, TestAuthorityOptions } from './synthetic/authority.js';
-export type { SigningKey } from './synthetic/certs.js';
-export { synthesizeSnpEvidence } from './synthetic/snp.js';
-export type { SnpSynthesisOptions, SyntheticSnpEvidence, SyntheticTcb } from './synthetic/snp.js';
-export { synthesizeTdxCollateral, synthesizeTdxEvidence, SYNTHETIC_QE_MRSIGNER } from './synthetic/tdx.js';
-export type { TdxCollateralSynthesisOptions, TdxSynthesisOptions } from './synthetic/tdx.js';
-export { defaultGpuMeasurements, synthesizeGpuEvidence, synthesizeRim } from './synthetic/gpu.js';
-export type { GpuSynthesisOptions, RimSynthesisOptions } from './synthetic/gpu.js';
+// Test attester and synthetic evidence: the `@flare/cc-attest/testing` subpath.
 
 // Provisioning.
 export { ATTESTATION_POLICY_KIT_PATH, attestationPolicyKitBuilder, CC_BUILDER_PATHS } from './kit-builder.js';
-export { loadAttestationPolicy } from './policy-file.js';
+export { attestationPolicyOverride, loadAttestationPolicy, resolveAttestationPolicy } from './policy-file.js';
+export { assertAtLeastAsStrict, STRICTNESS_RULES } from './strictness.js';

@@ -29,6 +29,7 @@ export function attestationPolicyKitBuilder(): KitBuilder {
   return {
     name: 'cc-attest-policy',
     matches: CC_BUILDER_PATHS,
+    participantKeys: ['attestation_policy'],
     build(ctx: KitBuildContext): void {
       const projectDefault = ctx.args?.['policy'];
       for (const p of ctx.project.participants) {

@@ -2,18 +2,8 @@ import { mkdtempSync, writeFileSync, chmodSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import {
-  ConfigfsTsmAttester,
-  encodeAttestationEvidence,
-  ExternalCommandAttester,
-  parseAttestationEvidence,
-  parseSnpCertTable,
-  synthesizeGpuEvidence,
-  synthesizeSnpEvidence,
-  TestAttester,
-  verifyEvidence,
-  type TsmFileSystem,
-} from '../src/index.js';
+import { ConfigfsTsmAttester, encodeAttestationEvidence, ExternalCommandAttester, parseAttestationEvidence, parseSnpCertTable, verifyEvidence, type TsmFileSystem } from '../src/index.js';
+import { synthesizeGpuEvidence, synthesizeSnpEvidence, TestAttester } from '../src/testing/index.js';
 import { AT, authority, nonce32, nonce64 } from './helpers.js';
 
 const auth = authority();

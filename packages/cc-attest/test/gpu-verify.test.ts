@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { defaultGpuMeasurements, formatVbiosVersion, parseGpuEvidenceBundle, parseSpdmEvidence, synthesizeGpuEvidence, synthesizeRim, verifyGpuEvidence } from '../src/index.js';
+import { formatVbiosVersion, parseGpuEvidenceBundle, parseSpdmEvidence, verifyGpuEvidence } from '../src/index.js';
+import { defaultGpuMeasurements, synthesizeGpuEvidence, synthesizeRim } from '../src/testing/index.js';
 import { AT, authority, failures, nonce32 } from './helpers.js';
 
 const auth = authority();

@@ -1,4 +1,4 @@
-import { createTestAuthority, type TestAuthority } from '../src/index.js';
+import { createTestAuthority, type TestAuthority } from '../src/testing/index.js';
 
 // Shared fixtures for the unit tests: one synthetic authority per test file (about a second to make).
 let cached: TestAuthority | undefined;

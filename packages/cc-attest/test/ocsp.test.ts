@@ -1,10 +1,12 @@
 import { createHash, sign } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { defaultGpuMeasurements, synthesizeGpuEvidence, synthesizeRim, verifyGpuEvidence, type CollateralFetcher, type Issued, type TestAuthority } from '../src/index.js';
+import { verifyGpuEvidence, type CollateralFetcher } from '../src/index.js';
+import { defaultGpuMeasurements, synthesizeGpuEvidence, synthesizeRim, type Issued, type TestAuthority } from '../src/testing/index.js';
 import { parseCertificates, type ParsedCertificate } from '../src/cert.js';
 import { children, readTlv } from '../src/der.js';
 import { checkOcspResponse, buildOcspRequest } from '../src/gpu/ocsp.js';
-import { bits, ctx, name, octets, oid, seq, tlv, time } from '../src/synthetic/der-encode.js';
+import { derBitString as bits, derContext as ctx, derOctetString as octets, derOidEncode as oid, derSequence as seq, derTimeEncode as time, derEncode as tlv } from '@flare/core';
+import { name } from '../src/synthetic/certs.js';
 import { AT, authority, failures } from './helpers.js';
 
 // A synthetic OCSP responder (RFC 6960) answering for the test authority's certificates.

@@ -12,9 +12,14 @@ async function kit(files: Record<string, string>): Promise<string> {
 }
 
 describe('loadAttestationPolicy', () => {
-  it('reads local/attestation_policy.json over the provisioned .default', async () => {
+  it('reads local/attestation_policy.json over the provisioned .default when it is at least as strict', async () => {
+    const dir = await kit({ 'attestation_policy.json.default': '{"version":1,"require":["snp"]}', 'attestation_policy.json': '{"version":1,"require":["snp","tdx"]}' });
+    expect((await loadAttestationPolicy(dir))?.require).toEqual(['snp', 'tdx']);
+  });
+
+  it("refuses the site's own policy when it is weaker than the signed default (E_ATTEST_POLICY_WEAKER)", async () => {
     const dir = await kit({ 'attestation_policy.json.default': '{"version":1,"require":["snp"]}', 'attestation_policy.json': '{"version":1,"require":["tdx"]}' });
-    expect((await loadAttestationPolicy(dir))?.require).toEqual(['tdx']);
+    await expect(loadAttestationPolicy(dir)).rejects.toMatchObject({ code: 'E_ATTEST_POLICY_WEAKER', message: expect.stringMatching(/"require" lacks snp/) });
   });
 
   it('falls back to the .default, and returns undefined when the site has no policy', async () => {

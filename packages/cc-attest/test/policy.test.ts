@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { evaluatePolicy, parseAttestationPolicy, synthesizeSnpEvidence, synthesizeTdxCollateral, synthesizeTdxEvidence, testMeasurement, verifyEvidence, verifyGpuEvidence, synthesizeGpuEvidence, type VerificationResult } from '../src/index.js';
+import { evaluatePolicy, parseAttestationPolicy, verifyEvidence, verifyGpuEvidence, type VerificationResult } from '../src/index.js';
+import { synthesizeSnpEvidence, synthesizeTdxCollateral, synthesizeTdxEvidence, testMeasurement, synthesizeGpuEvidence } from '../src/testing/index.js';
 import { AT, authority, failures, nonce64 } from './helpers.js';
 
 const auth = authority();

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { defaultGpuMeasurements, synthesizeRim, verifyRim } from '../src/index.js';
+import { verifyRim } from '../src/index.js';
+import { defaultGpuMeasurements, synthesizeRim } from '../src/testing/index.js';
 import { AT, authority } from './helpers.js';
 
 const auth = authority();

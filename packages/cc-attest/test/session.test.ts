@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { encodeAttestationEvidence, parseAttestationEvidence, parseAttestationPolicy, produceSessionEvidence, synthesizeTdxCollateral, TestAttester, verifySessionEvidence } from '../src/index.js';
+import { encodeAttestationEvidence, parseAttestationEvidence, parseAttestationPolicy, produceSessionEvidence, verifySessionEvidence } from '../src/index.js';
+import { synthesizeTdxCollateral, TestAttester } from '../src/testing/index.js';
 import { AT, authority } from './helpers.js';
 
 const auth = authority();

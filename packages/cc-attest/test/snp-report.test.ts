@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { decodeSnpTcb, parseSnpReport, SNP_REPORT_SIZE, synthesizeSnpEvidence } from '../src/index.js';
+import { decodeSnpTcb, parseSnpReport, SNP_REPORT_SIZE } from '../src/index.js';
+import { synthesizeSnpEvidence } from '../src/testing/index.js';
 import { authority } from './helpers.js';
 
 const report = (mut: (v: DataView, b: Uint8Array) => void = () => {}) => {

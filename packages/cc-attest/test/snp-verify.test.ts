@@ -2,8 +2,12 @@ import { createHash } from 'node:crypto';
 import fc from 'fast-check';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { AttestError } from '@flare/core';
-import { synthesizeSnpEvidence, verifySnpEvidence, type TestAuthority } from '../src/index.js';
-import { bits, concat, ctx, int, name, oid, seq, time } from '../src/synthetic/der-encode.js';
+import { verifySnpEvidence } from '../src/index.js';
+import { synthesizeSnpEvidence, type TestAuthority } from '../src/testing/index.js';
+import { derBitString as bits, derContext as ctx, derInteger as int, derOidEncode as oid, derSequence as seq, derTimeEncode as time } from '@flare/core';
+import { name } from '../src/synthetic/certs.js';
+
+const concat = (...parts: Uint8Array[]): Uint8Array => new Uint8Array(Buffer.concat(parts));
 import { sign, constants } from 'node:crypto';
 import { AT, authority, failures, nonce64 } from './helpers.js';
 

@@ -3,7 +3,8 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { synthesizeSnpEvidence, synthesizeTdxEvidence, parseTdxQuote } from '../src/index.js';
+import { parseTdxQuote } from '../src/index.js';
+import { synthesizeSnpEvidence, synthesizeTdxEvidence } from '../src/testing/index.js';
 import { authority } from './helpers.js';
 
 // The synthetic certificates are built by our own DER encoder; openssl checking them shows the encoder
@@ -40,7 +41,8 @@ describe('createTestAuthority (checked with openssl)', () => {
 
 describe('serializeTestAuthority / loadTestAuthority', () => {
   it('a loaded authority signs evidence that verifies with the original trust anchors (POC processes share one)', async () => {
-    const { loadTestAuthority, serializeTestAuthority, synthesizeGpuEvidence, verifyEvidence } = await import('../src/index.js');
+    const { loadTestAuthority, serializeTestAuthority, synthesizeGpuEvidence } = await import('../src/testing/index.js');
+    const { verifyEvidence } = await import('../src/index.js');
     const copy = loadTestAuthority(serializeTestAuthority(auth));
     const at = new Date('2030-01-01Z');
     const snp = synthesizeSnpEvidence(copy);

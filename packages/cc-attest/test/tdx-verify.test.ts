@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { parseTdxQuote, synthesizeTdxCollateral, synthesizeTdxEvidence, verifyTdxEvidence, type TdxCollateral } from '../src/index.js';
+import { parseTdxQuote, verifyTdxEvidence, type TdxCollateral } from '../src/index.js';
+import { synthesizeTdxCollateral, synthesizeTdxEvidence } from '../src/testing/index.js';
 import { AT, authority, failures, nonce64 } from './helpers.js';
 
 const auth = authority();

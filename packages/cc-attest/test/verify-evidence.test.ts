@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { deriveAttestationNonce, parseAttestationPolicy, synthesizeSnpEvidence, TestAttester, verifyEvidence } from '../src/index.js';
+import { deriveAttestationNonce, parseAttestationPolicy, verifyEvidence } from '../src/index.js';
+import { synthesizeSnpEvidence, TestAttester } from '../src/testing/index.js';
 import { AT, authority, failures } from './helpers.js';
 
 const auth = authority();

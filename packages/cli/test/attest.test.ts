@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { Command, CommanderError } from 'commander';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { register } from '../src/commands/attest.js';
-import { createTestAuthority, synthesizeGpuEvidence, synthesizeSnpEvidence, synthesizeTdxCollateral, synthesizeTdxEvidence } from '@flare/cc-attest';
+import { createTestAuthority, synthesizeGpuEvidence, synthesizeSnpEvidence, synthesizeTdxCollateral, synthesizeTdxEvidence } from '@flare/cc-attest/testing';
 
 const bin = fileURLToPath(new URL('../dist/bin.js', import.meta.url));
 

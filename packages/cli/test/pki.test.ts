@@ -1,10 +1,12 @@
 import { spawn } from 'node:child_process';
 import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadAttestationPolicy } from '@flare/cc-attest';
+import { dpFilterFactories } from '@flare/filters-dp';
 import { loadHeContextFromKit } from '@flare/filters-he';
+import { parsePrivacyPolicy } from '@flare/policy';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 const bin = fileURLToPath(new URL('../dist/bin.js', import.meta.url));
@@ -20,9 +22,10 @@ interface Run {
   stdout: string;
   stderr: string;
 }
-function flare(args: readonly string[], env: Record<string, string> = {}): Promise<Run> {
+/** Runs a process to its end (bounded), collecting its output. */
+function runProcess(command: string, args: readonly string[], env: NodeJS.ProcessEnv): Promise<Run> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [bin, ...args], { env: { ...process.env, FLARE_CA_PASSPHRASE: '', ...env } });
+    const child = spawn(command, args, { env });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -36,6 +39,7 @@ function flare(args: readonly string[], env: Record<string, string> = {}): Promi
     });
   });
 }
+const flare = (args: readonly string[], env: Record<string, string> = {}): Promise<Run> => runProcess(process.execPath, [bin, ...args], { ...process.env, FLARE_CA_PASSPHRASE: '', ...env });
 
 let dir: string;
 beforeAll(async () => {
@@ -81,7 +85,7 @@ describe('flare provision / kit verify', SLOW, () => {
     expect(strict.stderr).toMatch(/^E_KIT_UNSIGNED: local\/authorization\.json/);
     const lenient = await flare(['kit', 'verify', kit, '--local-overrides']);
     expect(lenient.code).toBe(0);
-    expect(lenient.stdout).toContain("kit of 'site-2' in project 'example_project'");
+    expect(lenient.stdout).toContain("kit of client 'site-2' in project 'example_project'");
     expect(lenient.stdout).toContain('site override (unsigned, accepted): local/authorization.json');
   });
 
@@ -121,6 +125,44 @@ describe('flare provision / kit verify', SLOW, () => {
     expect((await flare(['provision', '-p', dummy, '-w', ws, '--new-root'])).code).toBe(0);
   });
 
+  it("refuses a typo'd participant key with its line and a did-you-mean (exit 1, E_PROJECT_INVALID)", async () => {
+    const typo = join(dir, 'typo.yml');
+    await writeFile(typo, (await readFile(dummy, 'utf8')).replace('fed_learn_port: 8002', 'fed_learn_prot: 8002'));
+    const r = await flare(['provision', '-p', typo, '-w', join(dir, 'ws-typo')]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(new RegExp(`^E_PROJECT_INVALID: ${typo.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:\\d+: participant 'server1' \\(server\\), field 'fed_learn_prot': unknown key \\(did you mean 'fed_learn_port'\\?\\)`));
+  });
+
+  it("the kit's privacy.json.sample names this project's filters and loads as is when copied", async () => {
+    const ws = join(dir, 'ws-privacy');
+    expect((await flare(['provision', '-p', dummy, '-w', ws])).code).toBe(0);
+    const sample = await readFile(join(ws, 'example_project', 'prod_00', 'site-1', 'local', 'privacy.json.sample'), 'utf8');
+    const registry = new Map(dpFilterFactories.map((f) => [f.name, f]));
+    const policy = parsePrivacyPolicy(sample, { registry });
+    expect([...policy.scopes.keys()]).toEqual(['public', 'private']);
+    expect(policy.defaultScope).toBe('public');
+    expect(sample).not.toContain('BadModelDetector');
+  });
+
+  it("the kit's start.sh finds the flare command (FLARE_CLI, PATH, the provisioning CLI), else exits 127 with E_CLI_NOT_FOUND", async () => {
+    const ws = join(dir, 'ws-start');
+    expect((await flare(['provision', '-p', dummy, '-w', ws])).code).toBe(0);
+    const kit = join(ws, 'example_project', 'prod_00', 'site-1');
+    const sh = (env: Record<string, string>): Promise<Run> => runProcess('/bin/sh', [join(kit, 'startup', 'start.sh'), '--help'], env);
+    // Without flare on PATH, the CLI that provisioned the kit runs it (node from PATH).
+    const viaPath = await sh({ PATH: `${dirname(process.execPath)}:/usr/bin:/bin` });
+    expect(viaPath.code, viaPath.stderr).toBe(0);
+    expect(viaPath.stdout).toContain('--kit');
+    // FLARE_CLI names the command explicitly.
+    const viaEnv = await sh({ PATH: '/nonexistent', FLARE_CLI: `${process.execPath} ${bin}` });
+    expect(viaEnv.code, viaEnv.stderr).toBe(0);
+    // Nothing found: a coded message saying what to install, and 127 as a shell would.
+    const none = await sh({ PATH: '/nonexistent' });
+    expect(none.code).toBe(127);
+    expect(none.stderr).toMatch(/^E_CLI_NOT_FOUND: /);
+    expect(none.stderr).toContain('npm install -g @flare/cli');
+  });
+
   it('refuses an invalid project file with file, participant, field and line (exit 1)', async () => {
     const bad = join(dir, 'bad.yml');
     await writeFile(bad, 'api_version: 3\nname: p\nparticipants:\n  - name: server1\n    type: server\n    org: org-a\n');
@@ -138,6 +180,13 @@ describe('flare cert revoke | request | approve, flare package', SLOW, () => {
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/revoked 1 certificate\(s\) of 'site-2'/);
     expect((await readFile(join(ws, 'example_project', 'state', 'crl.pem'), 'utf8'))).toContain('BEGIN X509 CRL');
+    // site-2 is still in project.yml: provisioning again refuses to re-admit it silently.
+    const again = await flare(['provision', '-p', dummy, '-w', ws]);
+    expect(again.code).toBe(1);
+    expect(again.stderr).toMatch(/^E_PROVISION_REVOKED: 'site-2' was revoked/);
+    const readmit = await flare(['provision', '-p', dummy, '-w', ws, '--reissue-revoked']);
+    expect(readmit.code, readmit.stderr).toBe(0);
+    expect(readmit.stderr).toContain("notice: 'site-2' was revoked and got a new certificate");
     const unknown = await flare(['cert', 'revoke', 'nobody', '-w', ws]);
     expect(unknown.code).toBe(1);
     expect(unknown.stderr).toMatch(/^E_REVOKE_UNKNOWN: /);
@@ -229,6 +278,17 @@ describe('flare provision with the HE and attestation kit builders', SLOW, () =>
     expect((await loadAttestationPolicy(join(prod, 'site-1')))?.require).toEqual(['snp', 'gpu']);
     expect(await exists(join(prod, 'admin@nvidia.com', 'local', 'attestation_policy.json.default'))).toBe(false);
     for (const who of ['server1', 'site-1', 'admin@nvidia.com']) expect((await flare(['kit', 'verify', join(prod, who)])).code).toBe(0);
+    // A site may add its own policy when it is at least as strict as the signed one (cc-attest decides) ...
+    await writeFile(join(prod, 'site-2', 'local', 'attestation_policy.json'), '{"version":1,"require":["snp","gpu"],"snp":{"vmpls":[0]}}\n');
+    const stricter = await flare(['kit', 'verify', join(prod, 'site-2')]);
+    expect(stricter.code, stricter.stderr).toBe(0);
+    expect(stricter.stdout).toContain('site override (unsigned, accepted): local/attestation_policy.json');
+    // ... and not a weaker one.
+    await writeFile(join(prod, 'site-2', 'local', 'attestation_policy.json'), '{"version":1}\n');
+    const weaker = await flare(['kit', 'verify', join(prod, 'site-2')]);
+    expect(weaker.code).toBe(1);
+    expect(weaker.stderr).toMatch(/^E_ATTEST_POLICY_WEAKER: local\/attestation_policy\.json is refused: .*"require" lacks snp/);
+    await rm(join(prod, 'site-2', 'local', 'attestation_policy.json'));
     // A site that edits its signed default policy is caught like any other tampered kit file.
     await writeFile(join(prod, 'site-2', 'local', 'attestation_policy.json.default'), '{"version":1}\n');
     const v = await flare(['kit', 'verify', join(prod, 'site-2')]);

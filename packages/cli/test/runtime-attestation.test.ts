@@ -3,7 +3,8 @@
 import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createTestAuthority, serializeTestAuthority, type Attester } from '@flare/cc-attest';
+import { type Attester } from '@flare/cc-attest';
+import { createTestAuthority, serializeTestAuthority } from '@flare/cc-attest/testing';
 import { isFlareError } from '@flare/core';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { ATTESTATION_CONFIG_FILE, AttestationConfig, attestationFor, readAttestationConfig } from '../src/poc/attestation-config.js';

@@ -3,9 +3,8 @@
 import { createPublicKey, type KeyObject } from 'node:crypto';
 import { chmod, mkdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { PkiError } from '@flare/core';
+import { PkiError, writeFileAtomic } from '@flare/core';
 import { z } from 'zod';
-import { writeAtomic } from './atomic-write.js';
 import type { CertificateAuthority } from './certificate.js';
 import { createCrl } from './crl.js';
 import { encryptedPrivateKeyPem, keysMatch, loadPrivateKey, privateKeyPem, type KeyType } from './keys.js';
@@ -127,7 +126,7 @@ export async function createCaState(projectDir: string, project: string, keyType
     issued: [],
   };
   const ca: OpenCa = { dir, data, root, passphrase: passphrase === '' ? undefined : passphrase };
-  await writeAtomic(join(dir, ROOT_CERT), root.certPem, 0o644);
+  await writeFileAtomic(join(dir, ROOT_CERT), root.certPem, { mode: 0o644 });
   await writeRootKey(ca);
   await saveCa(ca);
   return ca;
@@ -137,7 +136,7 @@ async function writeRootKey(ca: OpenCa): Promise<void> {
   // Encrypted PKCS#8 (PBES2, PBKDF2-SHA256 600k, AES-256-CBC) when a passphrase is set; otherwise plaintext,
   // mode 0600, alone in state/ (issued participants' keys are never stored here: they live only in their kits).
   const pem = ca.passphrase === undefined ? privateKeyPem(ca.root.privateKey) : await encryptedPrivateKeyPem(ca.root.privateKey, ca.passphrase);
-  await writeAtomic(join(ca.dir, ROOT_KEY), pem, 0o600);
+  await writeFileAtomic(join(ca.dir, ROOT_KEY), pem, { mode: 0o600 });
 }
 
 /** Saves ca.json; re-encrypts the root key if a passphrase was given for a plaintext key. */
@@ -147,7 +146,7 @@ export async function saveCa(ca: OpenCa): Promise<void> {
     ca.data.encrypted = encrypted;
     await writeRootKey(ca);
   }
-  await writeAtomic(join(ca.dir, STATE_FILE), JSON.stringify(ca.data, null, 2) + '\n', 0o600);
+  await writeFileAtomic(join(ca.dir, STATE_FILE), JSON.stringify(ca.data, null, 2) + '\n', { mode: 0o600 });
 }
 
 /** Issues a new CRL from the register (incrementing the CRL number), stores it as state/crl.pem, returns PEM. */
@@ -157,7 +156,7 @@ export async function refreshCrl(ca: OpenCa, now: Date): Promise<string> {
     .filter((r) => r.revoked !== undefined)
     .map((r) => ({ serial: r.serial, date: new Date(r.revoked!.date), ...(r.revoked!.reason === undefined ? {} : { reason: r.revoked!.reason }) }));
   const pem = await createCrl({ issuer: ca.root, entries, crlNumber: ca.data.crlNumber, now });
-  await writeAtomic(join(ca.dir, CRL_FILE), pem, 0o644);
+  await writeFileAtomic(join(ca.dir, CRL_FILE), pem, { mode: 0o644 });
   return pem;
 }
 

@@ -3,9 +3,8 @@
 // CRL number it accepted and refuses a lower one. Without this, putting an older crl.pem back re-admits
 // everyone revoked since (issue #14.10).
 import { readFile } from 'node:fs/promises';
-import { PkiError, parseStrictJson } from '@flare/core';
+import { PkiError, parseStrictJson, writeFileAtomic } from '@flare/core';
 import { z } from 'zod';
-import { writeAtomic } from './atomic-write.js';
 import { crlVerifiedRoot, isRevoked, loadCrl, type Crl } from './crl.js';
 import { x509 } from './x509.js';
 
@@ -158,7 +157,7 @@ export class CrlStore {
       if (result.changed) {
         if (this.#file !== undefined) {
           const state = { format: FORMAT, crlNumber: numberOf(result.crl, 'offered').toString(), crlPem: result.crl.pem };
-          await writeAtomic(this.#file, JSON.stringify(state, null, 2) + '\n', 0o600);
+          await writeFileAtomic(this.#file, JSON.stringify(state, null, 2) + '\n', { mode: 0o600 });
         }
         this.#current = result.crl;
       }

@@ -1,8 +1,7 @@
 import { constants, verify, webcrypto, X509Certificate as NodeX509 } from 'node:crypto';
-import { PkiError } from '@flare/core';
+import { derChildren, derContent, derExpect, derInteger, derOid, derRaw, derReadAll, derUnsigned, DER_TAG, PkiError } from '@flare/core';
 import type { CertificateAuthority } from './certificate.js';
 import { crlIssuerDer, readCertificateFields } from './certificate-fields.js';
-import { children, derInteger, readElement } from './der.js';
 import { normalizeSerial, parseCertificate } from './identity.js';
 import { keyTypeOf, toSigningCryptoKey, webAlgorithm } from './keys.js';
 import { x509 } from './x509.js';
@@ -102,59 +101,39 @@ export function loadCrl(pemOrDer: string | Uint8Array, options: LoadCrlOptions =
 /** RFC 5280 5.2.3 id-ce-cRLNumber. */
 const CRL_NUMBER_OID = '2.5.29.20';
 
-// RFC 5280 5.2.3: CRLNumber ::= INTEGER (0..MAX), at most 20 octets; non-critical; at most once.
+// RFC 5280 5.2.3: CRLNumber ::= INTEGER (0..MAX), at most 20 octets; at most once.
 function crlNumberOf(parsed: x509.X509Crl): bigint | undefined {
   const found = parsed.extensions.filter((e) => e.type === CRL_NUMBER_OID);
   if (found.length === 0) return undefined;
-  const invalid = (why: string): never => {
-    throw new PkiError('E_CRL_INVALID', `the CRL's CRL number ${why}`);
-  };
-  if (found.length > 1) invalid('extension appears twice');
-  let content: Uint8Array;
+  if (found.length > 1) throw new PkiError('E_CRL_INVALID', "the CRL's CRL number extension appears twice");
+  const value = new Uint8Array(found[0]!.value);
+  let n: bigint;
   try {
-    const el = readElement(new Uint8Array(found[0]!.value));
-    if (el.tag !== 0x02 || el.raw.length !== found[0]!.value.byteLength) return invalid('is not one DER INTEGER');
-    content = el.content;
+    n = derUnsigned(value, derExpect(derReadAll(value), DER_TAG.INTEGER, 'a CRL number (INTEGER)'));
   } catch (e) {
-    throw new PkiError('E_CRL_INVALID', "the CRL's CRL number is not DER", { cause: e });
+    throw new PkiError('E_CRL_INVALID', "the CRL's CRL number is not a non-negative DER INTEGER", { cause: e });
   }
-  if (content.length === 0 || content.length > 21 || (content[0]! & 0x80) !== 0) invalid('is empty, negative or longer than 20 octets');
-  if (content.length > 1 && content[0] === 0 && (content[1]! & 0x80) === 0) invalid('is not minimally encoded');
-  return BigInt(`0x${Buffer.from(content).toString('hex')}`);
+  if (value.length > 2 + 21) throw new PkiError('E_CRL_INVALID', "the CRL's CRL number is longer than 20 octets");
+  return n;
 }
 
 // RFC 5280 5.1: CertificateList ::= SEQUENCE { tbsCertList, signatureAlgorithm, signatureValue BIT STRING }.
 function verifyCrlSignature(der: Uint8Array, root: NodeX509): boolean {
   try {
-    const [tbs, alg, sig] = children(readElement(der));
-    if (!tbs || !alg || !sig || sig.tag !== 0x03) return false;
-    const oidEl = children(alg)[0];
-    if (!oidEl || oidEl.tag !== 0x06) return false;
-    const oid = decodeOid(oidEl.content);
+    const [tbs, alg, sig] = derChildren(der, derExpect(derReadAll(der), DER_TAG.SEQUENCE, 'a CertificateList'));
+    if (!tbs || !alg || !sig || sig.tag !== DER_TAG.BIT_STRING) return false;
+    const oid = derOid(der, derExpect(derChildren(der, alg)[0], DER_TAG.OID, 'the signature algorithm'));
     if (!SHA256_SIGNATURES.has(oid)) return false;
-    if (sig.content[0] !== 0) return false; // unused bits must be 0 for a signature
-    const signature = sig.content.subarray(1);
+    const bits = derContent(der, sig);
+    if (bits[0] !== 0) return false; // unused bits must be 0 for a signature
+    const signature = bits.subarray(1);
+    const signed = derRaw(der, tbs);
     const key = root.publicKey;
-    if (key.asymmetricKeyType === 'rsa') return verify('sha256', tbs.raw, { key, padding: constants.RSA_PKCS1_PADDING }, signature);
-    return verify('sha256', tbs.raw, key, signature);
+    if (key.asymmetricKeyType === 'rsa') return verify('sha256', signed, { key, padding: constants.RSA_PKCS1_PADDING }, signature);
+    return verify('sha256', signed, key, signature);
   } catch {
     return false;
   }
-}
-
-function decodeOid(bytes: Uint8Array): string {
-  const parts: number[] = [];
-  let v = 0;
-  for (const b of bytes) {
-    v = v * 128 + (b & 0x7f);
-    if (!(b & 0x80)) {
-      parts.push(v);
-      v = 0;
-    }
-  }
-  const first = parts.shift() ?? 0;
-  const a = first < 80 ? Math.floor(first / 40) : 2;
-  return [a, first - a * 40, ...parts].join('.');
 }
 
 /**

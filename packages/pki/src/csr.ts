@@ -70,6 +70,8 @@ export interface ApproveCsrOptions {
   readonly passphrase?: string;
   readonly validDays?: number;
   readonly now?: Date;
+  /** Issue a certificate to a name whose certificates were all revoked (default false: E_PROVISION_REVOKED). */
+  readonly reissueRevoked?: boolean;
 }
 
 /** A certificate issued from a request. */
@@ -83,9 +85,10 @@ export interface ApprovedCertificate {
 /**
  * Issues a certificate for a site's request (distributed provisioning, step 2: at the CA). Checks the request's
  * signature (proof the site holds the key) and naming rules, refuses a name already held by a valid certificate
- * of another type or org, records the certificate in the CA state.
+ * of another type or org, and a revoked name unless `reissueRevoked`, records the certificate in the CA state.
  *
- * @throws PkiError E_CSR_INVALID, E_CSR_NAME_TAKEN, E_CA_STATE_MISSING, E_CA_STATE_UNREADABLE, E_CA_PASSPHRASE.
+ * @throws PkiError E_CSR_INVALID, E_CSR_NAME_TAKEN, E_PROVISION_REVOKED, E_CA_STATE_MISSING,
+ *   E_CA_STATE_UNREADABLE, E_CA_PASSPHRASE.
  */
 export async function approveCsr(options: ApproveCsrOptions): Promise<ApprovedCertificate> {
   let csr: x509.Pkcs10CertificateRequest;
@@ -120,6 +123,10 @@ export async function approveCsr(options: ApproveCsrOptions): Promise<ApprovedCe
   const ca = await openCa(resolve(options.projectDir), options.passphrase);
   const taken = ca.data.issued.find((r) => r.name === identity.name && r.revoked === undefined && new Date(r.notAfter) > now && (r.type !== identity.type || r.org !== identity.org));
   if (taken) throw new PkiError('E_CSR_NAME_TAKEN', `'${identity.name}' already holds a valid ${taken.type} certificate of org ${taken.org}`);
+  const earlier = ca.data.issued.filter((r) => r.name === identity.name);
+  if (earlier.length > 0 && earlier.every((r) => r.revoked !== undefined) && options.reissueRevoked !== true) {
+    throw new PkiError('E_PROVISION_REVOKED', `'${identity.name}' was revoked: approve its request only to re-admit it on purpose (--reissue-revoked)`);
+  }
   const certPem = await issueCertificate({ issuer: ca.root, subject: identity, publicKey, hosts, validDays: options.validDays ?? DEFAULT_VALID_DAYS, now });
   const { node } = parseCertificate(certPem);
   const fingerprint = fingerprintOf(node);

@@ -18,6 +18,7 @@ export { approveCsr, createCsr } from './csr.js';
 export type { ApproveCsrOptions, ApprovedCertificate, CreateCsrOptions, CsrResult } from './csr.js';
 export { LOCAL_OVERRIDE_FILES, SIGNATURE_FILE, verifyKit } from './kit-signature.js';
 export type { KitVerification, VerifyKitOptions } from './kit-signature.js';
+export { FLARE_PARTICIPANT_KEYS } from './project-keys.js';
 export { provision } from './provision.js';
 export type { ProvisionedKit, ProvisionOptions, ProvisionResult } from './provision.js';
 export type { ComponentAllowList } from './kit-templates.js';

@@ -11,7 +11,7 @@ import {
   webcrypto,
   type KeyObject,
 } from 'node:crypto';
-import { derInteger, derOid, derSequence, derTlv } from './der.js';
+import { derInteger, derNull, derOctetString, derOidEncode, derSequence } from '@flare/core';
 
 /**
  * The key types FLARE-TS issues. `ecdsa-p256` (the default: see docs/key-types.md for the measurements that
@@ -85,9 +85,9 @@ export async function encryptedPrivateKeyPem(key: KeyObject, passphrase: string,
   const derived = await new Promise<Buffer>((resolve, reject) => pbkdf2(passphrase, salt, iterations, 32, 'sha256', (err, k) => (err ? reject(err) : resolve(k))));
   const cipher = createCipheriv('aes-256-cbc', derived, iv);
   const encrypted = Buffer.concat([cipher.update(key.export({ type: 'pkcs8', format: 'der' })), cipher.final()]);
-  const pbkdf2Params = derSequence(derTlv(0x04, salt), derInteger(iterations), derSequence(derOid(OID_HMAC_SHA256), derTlv(0x05, new Uint8Array(0))));
-  const pbes2Params = derSequence(derSequence(derOid(OID_PBKDF2), pbkdf2Params), derSequence(derOid(OID_AES256_CBC), derTlv(0x04, iv)));
-  const der = derSequence(derSequence(derOid(OID_PBES2), pbes2Params), derTlv(0x04, encrypted));
+  const pbkdf2Params = derSequence(derOctetString(salt), derInteger(iterations), derSequence(derOidEncode(OID_HMAC_SHA256), derNull()));
+  const pbes2Params = derSequence(derSequence(derOidEncode(OID_PBKDF2), pbkdf2Params), derSequence(derOidEncode(OID_AES256_CBC), derOctetString(iv)));
+  const der = derSequence(derSequence(derOidEncode(OID_PBES2), pbes2Params), derOctetString(encrypted));
   const b64 = Buffer.from(der).toString('base64').replace(/.{64}/g, '$&\n').replace(/\n$/, '');
   return `-----BEGIN ENCRYPTED PRIVATE KEY-----\n${b64}\n-----END ENCRYPTED PRIVATE KEY-----\n`;
 }

@@ -29,6 +29,8 @@ export interface KitMaterial {
   readonly customCaPem?: string;
   /** The content of local/components.json.default (default: an empty allow-list). */
   readonly components?: ComponentAllowList;
+  /** The CLI entry script start.sh tries after PATH (see ProvisionOptions.cliPath). */
+  readonly cliPath?: string;
 }
 
 /** Where a client, relay or admin connects: host list (first is used), port, identity and security. */
@@ -147,7 +149,7 @@ export function kitFiles(project: Project, p: Participant, m: KitMaterial): { fi
   add('startup/rootCA.pem', m.rootCaPem);
   if (m.crlPem !== undefined) add(`startup/${CRL_FILE}`, m.crlPem);
   if (m.customCaPem !== undefined) add(`startup/${CUSTOM_CA_FILE}`, m.customCaPem);
-  add(p.type === 'admin' ? 'startup/fl_admin.sh' : 'startup/start.sh', startScript(p), 0o755);
+  add(p.type === 'admin' ? 'startup/fl_admin.sh' : 'startup/start.sh', startScript(p, m.cliPath), 0o755);
   const folders = ['startup', 'transfer'];
   if (p.type === 'server' || p.type === 'client') {
     folders.push('local');

@@ -1,10 +1,12 @@
-import { createPublicKey, type KeyObject } from 'node:crypto';
+import { createHash, createPublicKey, randomBytes, type KeyObject } from 'node:crypto';
 import { lstat, readdir, readFile } from 'node:fs/promises';
-import { join, relative, resolve } from 'node:path';
-import { FlareError, PkiError, parseStrictJson } from '@flare/core';
+import { join, relative, resolve, sep } from 'node:path';
+import { FlareError, PkiError, parseStrictJson, type KitLocalOverride } from '@flare/core';
 import { z } from 'zod';
-import { parseCertificate } from './identity.js';
+import { readCertificateFields } from './certificate-fields.js';
+import { identityOfAttributes, parseCertificate } from './identity.js';
 import { signBytes, verifyBytes } from './keys.js';
+import type { ParticipantType } from './project.js';
 import { verifyCertificate } from './verify-certificate.js';
 
 /** The file in every kit folder that maps each entry to its signature (FLARE's SignatureBuilder format). */
@@ -21,30 +23,45 @@ export interface KitFile {
   readonly mode: number;
 }
 
-/** The kit's signed list of every file and folder (ours, not FLARE's): makes deleting a signed file detectable. */
+/**
+ * The kit's signed manifest (ours, not FLARE's): whose kit it is and the SHA-256 of every file. It makes a
+ * deleted file detectable (signature.json itself is unsigned) and binds each file to this one kit: a file
+ * signed by the same root for another participant, or for an older kit of this one (an older crl.pem), has
+ * a valid FLARE signature but not this kit's hash.
+ */
 export const MANIFEST_FILE = 'manifest.json';
-const MANIFEST_FORMAT = 'flare-ts-kit/1';
+const MANIFEST_FORMAT = 'flare-ts-kit/2';
+const SHA256_HEX = /^[0-9a-f]{64}$/;
 const manifestSchema = z.strictObject({
   format: z.literal(MANIFEST_FORMAT),
   project: z.string().min(1),
   participant: z.string().min(1),
+  type: z.enum(['server', 'client', 'admin', 'relay']),
+  kitSerial: z.string().regex(/^[0-9a-f]{32}$/),
+  signedAt: z.iso.datetime(),
   folders: z.array(z.string()),
-  files: z.array(z.string()),
+  files: z.record(z.string(), z.string().regex(SHA256_HEX)),
 });
 
 /** Whose kit it is, recorded in the manifest. */
 export interface KitIdentity {
   readonly project: string;
   readonly participant: string;
+  readonly type: ParticipantType;
+  /** Unique per kit (default: 16 random bytes as hex); a file carried over from another kit is refused. */
+  readonly kitSerial?: string;
+  readonly now?: Date;
 }
+
+const sha256 = (bytes: Uint8Array): string => createHash('sha256').update(bytes).digest('hex');
 
 /**
  * Signs a kit held in memory the way FLARE's SignatureBuilder signs a folder tree: every folder gets a
  * signature.json mapping each file to base64(signature over its bytes) and each subfolder to a signature over
  * its name. `files` maps kit-relative paths (`startup/client.crt`) to contents; `folders` lists every folder
- * (`transfer` for an empty one). FLARE's format cannot show that a signed file was deleted together with its
- * signature.json entry (signature.json itself is unsigned), so a signed `manifest.json` at the top lists every
- * file and folder; verifyKit requires it. Returns the files to add: the manifest and the signature.json files.
+ * (`transfer` for an empty one). A signed `manifest.json` at the top names the project, participant, type and
+ * a fresh kit serial and lists every folder and the SHA-256 of every file; verifyKit requires it. Returns the
+ * files to add: the manifest and the signature.json files.
  */
 export function signKitFiles(files: ReadonlyMap<string, KitFile>, folders: Iterable<string>, privateKey: KeyObject, identity: KitIdentity): Map<string, KitFile> {
   const maps = new Map<string, Record<string, string>>();
@@ -53,21 +70,21 @@ export function signKitFiles(files: ReadonlyMap<string, KitFile>, folders: Itera
     if (!m) maps.set(folder, (m = {}));
     return m;
   };
-  const split = (path: string): [string, string] => {
-    const i = path.lastIndexOf('/');
-    return i < 0 ? ['', path] : [path.slice(0, i), path.slice(i + 1)];
-  };
   const allFolders = new Set<string>(['']);
   for (const f of folders) for (let d = f; d !== ''; d = split(d)[0]) allFolders.add(d);
   const all = new Map([...files].filter(([path]) => path !== MANIFEST_FILE && split(path)[1] !== SIGNATURE_FILE));
   for (const path of all.keys()) for (let d = split(path)[0]; d !== ''; d = split(d)[0]) allFolders.add(d);
-  const manifest = {
+  const manifest: z.infer<typeof manifestSchema> = {
     format: MANIFEST_FORMAT,
     project: identity.project,
     participant: identity.participant,
+    type: identity.type,
+    kitSerial: identity.kitSerial ?? randomBytes(16).toString('hex'),
+    signedAt: (identity.now ?? new Date()).toISOString(),
     folders: [...allFolders].filter((f) => f !== '').sort(),
-    files: [...all.keys()].sort(),
+    files: Object.fromEntries([...all].sort(([a], [b]) => (a < b ? -1 : 1)).map(([path, file]) => [path, sha256(file.bytes)])),
   };
+  manifestSchema.parse(manifest); // a malformed identity (kit serial) is a programming error: fail before signing
   const manifestFile: KitFile = { bytes: encoder.encode(JSON.stringify(manifest, null, 2) + '\n'), mode: 0o644 };
   all.set(MANIFEST_FILE, manifestFile);
   for (const folder of allFolders) {
@@ -88,6 +105,11 @@ export function signKitFiles(files: ReadonlyMap<string, KitFile>, folders: Itera
   return out;
 }
 
+function split(path: string): [string, string] {
+  const i = path.lastIndexOf('/');
+  return i < 0 ? ['', path] : [path.slice(0, i), path.slice(i + 1)];
+}
+
 /** Options of {@link verifyKit}. */
 export interface VerifyKitOptions {
   /**
@@ -103,6 +125,12 @@ export interface VerifyKitOptions {
    * false: `flare kit verify` reports them as unsigned; `loadKit` accepts them, because the site decides.
    */
   readonly localOverrides?: boolean;
+  /**
+   * Site overrides of signed files that are allowed only when at least as strict as the signed default
+   * (e.g. @flare/cc-attest's `attestationPolicyOverride` for local/attestation_policy.json). The package that
+   * owns the file decides; without a rule such a file is unsigned (E_KIT_UNSIGNED).
+   */
+  readonly strictOverrides?: readonly KitLocalOverride[];
 }
 
 /**
@@ -122,11 +150,19 @@ export interface KitVerification {
    * key, whose certificate in the kit chains to the root (distributed provisioning: the site packaged its kit).
    */
   readonly signer: 'root' | 'participant';
-  /** Unsigned site overrides accepted in local/ (only with `localOverrides`). */
+  /** Unsigned site overrides accepted in local/ (with `localOverrides`, or allowed by a `strictOverrides` rule). */
   readonly localOverrides: readonly string[];
-  /** Project and participant named in the kit's signed manifest. */
+  /** Project, participant, participant type and kit serial named in the kit's signed manifest. */
   readonly project: string;
   readonly participant: string;
+  readonly type: ParticipantType;
+  readonly kitSerial: string;
+}
+
+/** A verified kit and the exact bytes that were verified, by kit-relative path (signature.json files excluded). */
+export interface VerifiedKitContents {
+  readonly verification: KitVerification;
+  readonly files: ReadonlyMap<string, Uint8Array>;
 }
 
 interface Walk {
@@ -134,18 +170,21 @@ interface Walk {
   readonly keys: { root: KeyObject; participant?: () => Promise<KeyObject | undefined> };
   signer?: 'root' | 'participant';
   readonly allowLocal: boolean;
+  readonly strict: ReadonlyMap<string, KitLocalOverride>;
   readonly local: string[];
-  readonly seenFiles: string[];
   readonly seenFolders: string[];
-  files: number;
+  /** Every file read, signed or an accepted override, by kit-relative path: each is read exactly once. */
+  readonly contents: Map<string, Uint8Array>;
+  readonly signed: Set<string>;
   folders: number;
 }
 
 /**
- * Checks every file and folder of a startup kit against its signature.json files and reports the first problem
- * by file name: a changed byte (E_KIT_TAMPERED), a listed file that is missing (E_KIT_FILE_MISSING), a file or
- * folder nobody signed (E_KIT_UNSIGNED), a symlink (E_KIT_SYMLINK), a broken signature.json
- * (E_KIT_SIGNATURE_FILE).
+ * Checks every file and folder of a startup kit against its signature.json files and its signed manifest, and
+ * reports the first problem by file name: a changed byte (E_KIT_TAMPERED), a listed file that is missing
+ * (E_KIT_FILE_MISSING), a file or folder nobody signed (E_KIT_UNSIGNED), a symlink (E_KIT_SYMLINK), a broken
+ * signature.json or manifest (E_KIT_SIGNATURE_FILE), a signed file of another kit or a certificate of another
+ * participant (E_KIT_MIXED).
  *
  * @example
  * ```ts
@@ -153,31 +192,43 @@ interface Walk {
  * ```
  */
 export async function verifyKit(dir: string, options: VerifyKitOptions = {}): Promise<KitVerification> {
+  return (await verifyKitContents(dir, options)).verification;
+}
+
+/**
+ * {@link verifyKit}, returning also the bytes it verified, so that a caller uses exactly what was checked and
+ * never reads a kit file a second time (a file swapped between the check and the use would go unnoticed).
+ * @internal loadKit's reader; its `Kit.files` is the public form.
+ */
+export async function verifyKitContents(dir: string, options: VerifyKitOptions = {}): Promise<VerifiedKitContents> {
   const top = resolve(dir);
   const info = await lstat(top).catch((e: unknown) => {
     throw new PkiError('E_KIT_FILE_MISSING', `kit folder ${top} does not exist`, { cause: e });
   });
   if (info.isSymbolicLink()) throw new PkiError('E_KIT_SYMLINK', `kit folder ${top} is a symbolic link`);
   if (!info.isDirectory()) throw new PkiError('E_KIT_FILE_MISSING', `${top} is not a kit folder`);
-  const rootPem = options.rootCaPem ?? (await readKitText(top, 'startup/rootCA.pem'));
+  const contents = new Map<string, Uint8Array>();
+  // The kit's own root is read once, here; the walk checks these same bytes against their signature.
+  const rootPem = options.rootCaPem ?? decoder.decode(await readKitFile(top, ROOT_CA_FILE, contents, true));
   let root: KeyObject;
   try {
     root = parseCertificate(rootPem, 'root CA certificate').node.publicKey;
   } catch (e) {
     // The kit's own root no longer parses: it was changed after signing (a pinned root is the caller's input).
     if (options.rootCaPem !== undefined) throw e;
-    throw new PkiError('E_KIT_TAMPERED', 'startup/rootCA.pem is not a parsable certificate: it changed after the kit was signed', { cause: e });
+    throw new PkiError('E_KIT_TAMPERED', `${ROOT_CA_FILE} is not a parsable certificate: it changed after the kit was signed`, { cause: e });
   }
   let participantKey: KeyObject | undefined | null = null;
   const participant = async (): Promise<KeyObject | undefined> => {
     if (participantKey !== null) return participantKey;
     participantKey = undefined;
-    for (const name of ['server.crt', 'client.crt']) {
-      const pem = await readFile(join(top, 'startup', name), 'utf8').catch(() => undefined);
-      if (pem === undefined) continue;
+    for (const file of LEAF_FILES) {
+      const bytes = await readKitFile(top, file, contents).catch(() => undefined);
+      if (bytes === undefined) continue;
       // A participant-signed kit is only as good as the certificate that signs it: it must chain to the root.
       // If it does not, there is no participant signer, and the signature that failed is reported as tampered.
       try {
+        const pem = decoder.decode(bytes);
         verifyCertificate(pem, { rootCaPem: rootPem, ...(options.at === undefined ? {} : { at: options.at }) });
         participantKey = createPublicKey(pem);
       } catch {
@@ -187,36 +238,116 @@ export async function verifyKit(dir: string, options: VerifyKitOptions = {}): Pr
     }
     return participantKey;
   };
-  const walk: Walk = { top, keys: { root, participant }, allowLocal: options.localOverrides === true, local: [], seenFiles: [], seenFolders: [], files: 0, folders: 0 };
+  const walk: Walk = {
+    top,
+    keys: { root, participant },
+    allowLocal: options.localOverrides === true,
+    strict: new Map((options.strictOverrides ?? []).map((r) => [r.file, r] as const)),
+    local: [],
+    seenFolders: [],
+    contents,
+    signed: new Set(),
+    folders: 0,
+  };
   await verifyFolder(walk, top);
-  const manifest = await checkManifest(walk);
-  return { dir: top, files: walk.files, folders: walk.folders, signer: walk.signer ?? 'root', localOverrides: walk.local, project: manifest.project, participant: manifest.participant };
+  const manifest = checkManifest(walk);
+  checkLeafIdentity(walk, manifest);
+  checkStrictOverrides(walk);
+  const verification: KitVerification = {
+    dir: top,
+    files: walk.signed.size,
+    folders: walk.folders,
+    signer: walk.signer ?? 'root',
+    localOverrides: walk.local,
+    project: manifest.project,
+    participant: manifest.participant,
+    type: manifest.type,
+    kitSerial: manifest.kitSerial,
+  };
+  return { verification, files: contents };
 }
 
-async function checkManifest(walk: Walk): Promise<z.infer<typeof manifestSchema>> {
-  // Every file and folder the walk saw was signed; the manifest (signed too, and required) says nothing was removed.
-  if (!walk.seenFiles.includes(MANIFEST_FILE)) throw new PkiError('E_KIT_FILE_MISSING', `${MANIFEST_FILE} is missing: the kit's list of signed files cannot be checked`);
+const ROOT_CA_FILE = 'startup/rootCA.pem';
+const LEAF_FILES = ['startup/server.crt', 'startup/client.crt'];
+const decoder = new TextDecoder();
+
+function checkManifest(walk: Walk): z.infer<typeof manifestSchema> {
+  // Every file and folder the walk saw was signed; the manifest (signed too, and required) says nothing was
+  // removed, and its hashes say every signed file was made for this kit.
+  const bytes = walk.signed.has(MANIFEST_FILE) ? walk.contents.get(MANIFEST_FILE) : undefined;
+  if (bytes === undefined) throw new PkiError('E_KIT_FILE_MISSING', `${MANIFEST_FILE} is missing: the kit's list of signed files cannot be checked`);
   let manifest: z.infer<typeof manifestSchema>;
   try {
-    manifest = manifestSchema.parse(parseStrictJson(await readFile(join(walk.top, MANIFEST_FILE), 'utf8'), { maxDepth: 3 }));
+    const json = parseStrictJson(decoder.decode(bytes), { maxDepth: 3 });
+    const format = (json as { format?: unknown } | null)?.format;
+    if (typeof format === 'string' && format !== MANIFEST_FORMAT && format.startsWith('flare-ts-kit/')) {
+      throw new PkiError('E_KIT_SIGNATURE_FILE', `${MANIFEST_FILE} is in format ${format}, which does not bind each file to this kit: provision the kit again`);
+    }
+    manifest = manifestSchema.parse(json);
   } catch (e) {
+    if (e instanceof PkiError) throw e;
     throw new PkiError('E_KIT_SIGNATURE_FILE', `${MANIFEST_FILE} is not a valid kit manifest`, { cause: e });
   }
-  const files = new Set(walk.seenFiles);
   const folders = new Set(walk.seenFolders);
   for (const f of manifest.folders) if (!folders.has(f)) throw new PkiError('E_KIT_FILE_MISSING', `folder ${f} is listed in ${MANIFEST_FILE} but missing`);
-  for (const f of manifest.files) if (!files.has(f)) throw new PkiError('E_KIT_FILE_MISSING', `${f} is listed in ${MANIFEST_FILE} but missing`);
-  const listed = new Set([...manifest.files, ...manifest.folders, MANIFEST_FILE]);
-  for (const f of [...walk.seenFolders, ...walk.seenFiles]) if (!listed.has(f)) throw new PkiError('E_KIT_UNSIGNED', `${f} is signed but not in ${MANIFEST_FILE}: it does not belong to this kit`);
+  for (const f of Object.keys(manifest.files)) if (!walk.signed.has(f)) throw new PkiError('E_KIT_FILE_MISSING', `${f} is listed in ${MANIFEST_FILE} but missing`);
+  const listedFolders = new Set(manifest.folders);
+  for (const f of walk.seenFolders) if (!listedFolders.has(f)) throw new PkiError('E_KIT_MIXED', `folder ${f} is signed but not in ${MANIFEST_FILE}: it belongs to another kit`);
+  for (const f of walk.signed) {
+    if (f === MANIFEST_FILE) continue;
+    const want = manifest.files[f];
+    if (want === undefined) throw new PkiError('E_KIT_MIXED', `${f} is signed but not in ${MANIFEST_FILE}: it belongs to another kit`);
+    if (sha256(walk.contents.get(f)!) !== want) {
+      throw new PkiError('E_KIT_MIXED', `${f} is signed by the project but is not the file of this kit (${manifest.type} '${manifest.participant}', kit ${manifest.kitSerial}): it was taken from another kit`);
+    }
+  }
   return manifest;
 }
 
-async function readKitText(top: string, rel: string): Promise<string> {
+/** The kit's certificate must be the manifest's participant, of the manifest's type. */
+function checkLeafIdentity(walk: Walk, manifest: z.infer<typeof manifestSchema>): void {
+  const file = LEAF_FILES.find((f) => walk.contents.has(f));
+  if (file === undefined) return; // loadKit reports a kit without a certificate (E_KIT_INVALID)
+  let id: { name: string; type: string };
   try {
-    return await readFile(join(top, rel), 'utf8');
+    const der = parseCertificate(decoder.decode(walk.contents.get(file))).node.raw;
+    id = identityOfAttributes(readCertificateFields(der).subject);
   } catch (e) {
-    throw new PkiError('E_KIT_FILE_MISSING', `${join(top, rel)} is missing: a kit needs its root CA to be verified`, { cause: e });
+    throw new PkiError('E_KIT_INVALID', `${file} is not a FLARE-TS participant certificate`, { cause: e });
   }
+  if (id.name !== manifest.participant || id.type !== manifest.type) {
+    throw new PkiError('E_KIT_MIXED', `${file} is for ${id.type} '${id.name}' but the kit's manifest names ${manifest.type} '${manifest.participant}': it was taken from another kit`);
+  }
+}
+
+/** Each override a rule allowed during the walk, checked against the signed default now that both are read. */
+function checkStrictOverrides(walk: Walk): void {
+  for (const [file, rule] of walk.strict) {
+    const local = walk.contents.get(`local/${file}`);
+    if (local === undefined || walk.signed.has(`local/${file}`)) continue;
+    const defaultPath = `local/${file}.default`;
+    rule.check(local, walk.signed.has(defaultPath) ? walk.contents.get(defaultPath) : undefined);
+  }
+}
+
+async function readKitFile(top: string, rel: string, contents: Map<string, Uint8Array>, required = false): Promise<Uint8Array> {
+  const had = contents.get(rel);
+  if (had !== undefined) return had;
+  const path = join(top, rel);
+  let bytes: Uint8Array;
+  try {
+    const info = await lstat(path);
+    if (info.isSymbolicLink()) throw new PkiError('E_KIT_SYMLINK', `${rel} is a symbolic link: a signed kit holds regular files only`);
+    if (!info.isFile()) throw new PkiError('E_KIT_SYMLINK', `${rel} is not a regular file`);
+    if (info.size > MAX_KIT_FILE) throw new PkiError('E_KIT_TAMPERED', `${rel} is larger than ${MAX_KIT_FILE} bytes: no signed kit file is`);
+    bytes = new Uint8Array(await readFile(path));
+  } catch (e) {
+    if (e instanceof PkiError) throw e;
+    throw new PkiError('E_KIT_FILE_MISSING', required ? `${path} is missing: a kit needs its root CA to be verified` : `${rel} cannot be read`, { cause: e });
+  }
+  if (bytes.length > MAX_KIT_FILE) throw new PkiError('E_KIT_TAMPERED', `${rel} is larger than ${MAX_KIT_FILE} bytes: no signed kit file is`);
+  contents.set(rel, bytes);
+  return bytes;
 }
 
 async function checkSignature(walk: Walk, data: Uint8Array, signature: Buffer): Promise<boolean> {
@@ -239,10 +370,11 @@ async function checkSignature(walk: Walk, data: Uint8Array, signature: Buffer): 
 
 async function verifyFolder(walk: Walk, dir: string): Promise<void> {
   walk.folders++;
-  const rel = (name: string): string => relative(walk.top, join(dir, name)) || '.';
+  const relDir = relative(walk.top, dir).split(sep).join('/');
+  const rel = (name: string): string => (relDir === '' ? name : `${relDir}/${name}`);
   const sigPath = join(dir, SIGNATURE_FILE);
   const sigInfo = await lstat(sigPath).catch(() => undefined);
-  if (!sigInfo) throw new PkiError('E_KIT_UNSIGNED', `folder ${rel('.') === '.' ? '(kit root)' : rel('')} has no ${SIGNATURE_FILE}: nothing in it is signed`);
+  if (!sigInfo) throw new PkiError('E_KIT_UNSIGNED', `folder ${relDir === '' ? '(kit root)' : relDir} has no ${SIGNATURE_FILE}: nothing in it is signed`);
   if (sigInfo.isSymbolicLink()) throw new PkiError('E_KIT_SYMLINK', `${rel(SIGNATURE_FILE)} is a symbolic link`);
   if (!sigInfo.isFile() || sigInfo.size > MAX_SIGNATURE_FILE) throw new PkiError('E_KIT_SIGNATURE_FILE', `${rel(SIGNATURE_FILE)} is not a regular file of at most ${MAX_SIGNATURE_FILE} bytes`);
   const signatures = parseSignatureFile(await readFile(sigPath, 'utf8'), rel(SIGNATURE_FILE));
@@ -255,15 +387,13 @@ async function verifyFolder(walk: Walk, dir: string): Promise<void> {
     if (!entry) throw new PkiError('E_KIT_FILE_MISSING', `${rel(name)} is listed in ${rel(SIGNATURE_FILE)} but missing`);
     if (entry.isSymbolicLink()) throw new PkiError('E_KIT_SYMLINK', `${rel(name)} is a symbolic link: a signed kit holds regular files only`);
     if (!entry.isFile() && !entry.isDirectory()) throw new PkiError('E_KIT_SYMLINK', `${rel(name)} is not a regular file or folder`);
-    if (sig === undefined && walk.allowLocal && entry.isFile() && relative(walk.top, dir) === 'local' && LOCAL_OVERRIDE_FILES.has(name)) {
+    if (sig === undefined && entry.isFile() && relDir === 'local' && ((walk.allowLocal && LOCAL_OVERRIDE_FILES.has(name)) || walk.strict.has(name))) {
+      await readKitFile(walk.top, rel(name), walk.contents);
       walk.local.push(rel(name));
       continue;
     }
     if (sig === undefined) throw new PkiError('E_KIT_UNSIGNED', `${rel(name)} is present but not signed (not in ${rel(SIGNATURE_FILE)})`);
-    if (entry.isFile() && (await lstat(join(dir, name))).size > MAX_KIT_FILE) {
-      throw new PkiError('E_KIT_TAMPERED', `${rel(name)} is larger than ${MAX_KIT_FILE} bytes: no signed kit file is`);
-    }
-    const data = entry.isDirectory() ? encoder.encode(name) : await readFile(join(dir, name));
+    const data = entry.isDirectory() ? encoder.encode(name) : await readKitFile(walk.top, rel(name), walk.contents);
     if (!(await checkSignature(walk, data, sig))) {
       throw new PkiError('E_KIT_TAMPERED', `${rel(name)} does not match its signature: it changed after the kit was signed`);
     }
@@ -271,8 +401,7 @@ async function verifyFolder(walk: Walk, dir: string): Promise<void> {
       walk.seenFolders.push(rel(name));
       await verifyFolder(walk, join(dir, name));
     } else {
-      walk.seenFiles.push(rel(name));
-      walk.files++;
+      walk.signed.add(rel(name));
     }
   }
 }

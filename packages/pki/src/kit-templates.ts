@@ -32,25 +32,29 @@ export const DEFAULT_AUTHORIZATION: JsonValue = {
   },
 };
 
-/** FLARE's privacy.json sample (templates/sample_privacy.j2): two scopes, public and private. */
+/**
+ * local/privacy.json.sample: FLARE's sample layout (templates/sample_privacy.j2: scopes `public` and
+ * `private`, `default_scope`), naming the filters FLARE-TS sites register (@flare/filters-dp), so that
+ * copying it to local/privacy.json loads as is. FLARE's own sample names AddNoiseToMinMax and
+ * BadModelDetector, which FLARE-TS does not have; its PercentilePrivacy and SVTPrivacy are here under their
+ * FLARE-TS names with FLARE's arguments.
+ */
 export const SAMPLE_PRIVACY: JsonValue = {
   scopes: [
     {
       name: 'public',
       properties: { train_dataset: '/data/public/train', val_dataset: '/data/public/val' },
-      task_result_filters: [
-        { name: 'AddNoiseToMinMax', args: { min_noise_level: 0.2, max_noise_level: 0.2 } },
-        { name: 'PercentilePrivacy', args: { percentile: 10, gamma: 0.02 } },
-      ],
-      task_data_filters: [{ name: 'BadModelDetector' }],
+      task_result_filters: [{ name: 'percentile-privacy', args: { percentile: 10, gamma: 0.02 } }],
+      task_data_filters: [],
     },
     {
       name: 'private',
       properties: { train_dataset: '/data/private/train', val_dataset: '/data/private/val' },
       task_result_filters: [
-        { name: 'AddNoiseToMinMax', args: { min_noise_level: 0.1, max_noise_level: 0.1 } },
-        { name: 'SVTPrivacy', args: { fraction: 0.1, epsilon: 0.2 } },
+        { name: 'gaussian-dp', args: { clipNorm: 1, noiseMultiplier: 1.1, budget: { maxEpsilon: 8, delta: 1e-5 } } },
+        { name: 'svt-privacy', args: { fraction: 0.1, epsilon: 0.2 } },
       ],
+      task_data_filters: [],
     },
   ],
   default_scope: 'public',
@@ -122,15 +126,32 @@ export function componentAllowList(list: ComponentAllowList | undefined): JsonVa
   return { format_version: '1.0', allow, byoc: list?.byoc ?? false };
 }
 
-/** startup/start.sh (fl_admin.sh for admins): runs our CLI on this kit; the CLI verifies the kit first. */
-export function startScript(p: Participant): string {
+/**
+ * startup/start.sh (fl_admin.sh for admins): runs our CLI on this kit; the CLI verifies the kit first. It
+ * looks for the CLI in this order: `$FLARE_CLI` (a command), `flare` on PATH, the CLI that provisioned the
+ * kit (`cliPath`, when it still exists on this machine), `npx --no-install flare` (a project that has
+ * @flare/cli installed); else it prints what to install and exits 127 with E_CLI_NOT_FOUND.
+ */
+export function startScript(p: Participant, cliPath?: string): string {
   const command = p.type === 'admin' ? 'admin' : p.type === 'server' ? 'server' : p.type === 'relay' ? 'relay' : 'client';
+  const quote = (s: string): string => `'${s.replace(/'/g, `'\\''`)}'`;
   return [
     '#!/usr/bin/env sh',
     `# Starts ${p.type} '${p.name}' of this FLARE-TS project. The flare command verifies every signed file of`,
     '# this kit before it starts and stops with the name of any file that was changed.',
-    'DIR="$(cd "$(dirname "$0")/.." && pwd)"',
-    `exec flare ${command} --kit "$DIR" "$@"`,
+    '# The kit folder, with shell builtins only (this script must run even where PATH finds nothing).',
+    'case "$0" in */*) HERE="${0%/*}" ;; *) HERE=. ;; esac',
+    'DIR="$(cd "$HERE/.." && pwd)"',
+    `set -- ${command} --kit "$DIR" "$@"`,
+    '# FLARE_CLI: the command to run flare with, e.g. FLARE_CLI="node /opt/flare-ts/packages/cli/dist/bin.js".',
+    'if [ -n "$FLARE_CLI" ]; then exec $FLARE_CLI "$@"; fi',
+    'if command -v flare >/dev/null 2>&1; then exec flare "$@"; fi',
+    ...(cliPath === undefined ? [] : [`CLI=${quote(cliPath)}`, 'if [ -f "$CLI" ] && command -v node >/dev/null 2>&1; then exec node "$CLI" "$@"; fi']),
+    'if command -v npx >/dev/null 2>&1 && npx --no-install flare --version >/dev/null 2>&1; then exec npx --no-install flare "$@"; fi',
+    'echo "E_CLI_NOT_FOUND: the flare command was not found (not on PATH, not in FLARE_CLI, not installed for npx)." >&2',
+    'echo "Install it with: npm install -g @flare/cli   (from a FLARE-TS checkout: npm ci && npm run build && npm link -w @flare/cli)" >&2',
+    "echo 'or set FLARE_CLI to the command that runs it, e.g. FLARE_CLI=\"node /path/to/flare-ts/packages/cli/dist/bin.js\"' >&2",
+    'exit 127',
     '',
   ].join('\n');
 }

@@ -1,10 +1,9 @@
 import { createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto';
-import { readFile, stat } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
-import { FlareError, PkiError, parseStrictJson } from '@flare/core';
+import { resolve } from 'node:path';
+import { FlareError, PkiError, parseStrictJson, type KitLocalOverride } from '@flare/core';
 import { z } from 'zod';
 import { CRL_FILE, CUSTOM_CA_FILE, certFileNames } from './kit-content.js';
-import { verifyKit, type KitVerification } from './kit-signature.js';
+import { verifyKitContents, type KitVerification } from './kit-signature.js';
 import { keysMatch } from './keys.js';
 import type { ConnectionSecurity, ParticipantType } from './project.js';
 import { verifyCertificate } from './verify-certificate.js';
@@ -94,6 +93,12 @@ export interface Kit {
   readonly config: FedServerConfig | FedClientConfig | FedAdminConfig;
   /** How the kit's signatures were checked. */
   readonly verification: KitVerification;
+  /**
+   * The bytes of every kit file as verified (kit-relative paths such as `local/privacy.json.sample`), signed
+   * files and accepted local overrides alike. Read kit files from here, never from disk again: a file changed
+   * after loadKit checked it would otherwise be used unchecked.
+   */
+  readonly files: ReadonlyMap<string, Uint8Array>;
 }
 
 /** Options of {@link loadKit}. */
@@ -102,9 +107,15 @@ export interface LoadKitOptions {
   readonly rootCaPem?: string;
   /** Time for certificate validity (default: now). */
   readonly at?: Date;
+  /**
+   * Site overrides allowed only when at least as strict as the signed default, each decided by the package
+   * that owns the file (e.g. @flare/cc-attest's `attestationPolicyOverride`). Without a rule for it, such a
+   * file in local/ is refused (E_KIT_UNSIGNED).
+   */
+  readonly strictOverrides?: readonly KitLocalOverride[];
 }
 
-const CONFIGS: readonly [string, ParticipantType][] = [
+const CONFIGS: ReadonlyArray<readonly [string, ParticipantType]> = [
   ['fed_server.json', 'server'],
   ['fed_client.json', 'client'],
   ['fed_admin.json', 'admin'],
@@ -125,23 +136,28 @@ const CONFIGS: readonly [string, ParticipantType][] = [
  */
 export async function loadKit(dir: string, options: LoadKitOptions = {}): Promise<Kit> {
   const top = resolve(dir);
-  const verification = await verifyKit(top, { ...options, localOverrides: true });
-  const startup = join(top, 'startup');
-  const present: [string, ParticipantType][] = [];
-  for (const [file, type] of CONFIGS) if (await stat(join(startup, file)).then((s) => s.isFile(), () => false)) present.push([file, type]);
-  if (present.length !== 1) throw new PkiError('E_KIT_INVALID', `${startup} must hold exactly one of ${CONFIGS.map((c) => c[0]).join(', ')} (found ${present.length})`);
+  const { verification, files } = await verifyKitContents(top, { ...options, localOverrides: true });
+  // Everything below reads the verified bytes: nothing is read from disk a second time.
+  const present = CONFIGS.filter(([file]) => files.has(`startup/${file}`));
+  if (present.length !== 1) throw new PkiError('E_KIT_INVALID', `${top}/startup must hold exactly one of ${CONFIGS.map((c) => c[0]).join(', ')} (found ${present.length})`);
   const [configFile, type] = present[0]!;
+  if (verification.type !== type) throw new PkiError('E_KIT_MIXED', `startup/${configFile} is a ${type} configuration but the kit's manifest names ${verification.type} '${verification.participant}'`);
   const names = certFileNames(type);
-  const read = (file: string): Promise<string> =>
-    readFile(join(startup, file), 'utf8').catch((e: unknown) => {
-      throw new PkiError('E_KIT_INVALID', `startup/${file} is missing from ${top}`, { cause: e });
-    });
-  const optional = (file: string): Promise<string | undefined> => readFile(join(startup, file), 'utf8').catch(() => undefined);
-  const rootCaPem = options.rootCaPem ?? (await read('rootCA.pem'));
-  const certPem = await read(names.cert);
-  const keyPem = await read(names.key);
-  const crlPem = await optional(CRL_FILE);
-  const customCaPem = await optional(CUSTOM_CA_FILE);
+  const decoder = new TextDecoder();
+  const optional = (file: string): string | undefined => {
+    const bytes = files.get(`startup/${file}`);
+    return bytes === undefined ? undefined : decoder.decode(bytes);
+  };
+  const read = (file: string): string => {
+    const text = optional(file);
+    if (text === undefined) throw new PkiError('E_KIT_INVALID', `startup/${file} is missing from ${top}`);
+    return text;
+  };
+  const rootCaPem = options.rootCaPem ?? read('rootCA.pem');
+  const certPem = read(names.cert);
+  const keyPem = read(names.key);
+  const crlPem = optional(CRL_FILE);
+  const customCaPem = optional(CUSTOM_CA_FILE);
 
   const id = verifyCertificate(certPem, {
     rootCaPem,
@@ -157,7 +173,7 @@ export async function loadKit(dir: string, options: LoadKitOptions = {}): Promis
   }
   if (!keysMatch(privateKey, createPublicKey(certPem))) throw new PkiError('E_KIT_INVALID', `startup/${names.key} is not the key of startup/${names.cert}`);
 
-  const raw = await read(configFile);
+  const raw = read(configFile);
   let json: unknown;
   try {
     json = parseStrictJson(raw);
@@ -187,6 +203,7 @@ export async function loadKit(dir: string, options: LoadKitOptions = {}): Promis
     ...(crlPem === undefined ? {} : { crlPem }),
     ...(customCaPem === undefined ? {} : { customCaPem }),
     verification,
+    files,
   };
   if (type === 'server') {
     const r = serverConfigSchema.safeParse(json);

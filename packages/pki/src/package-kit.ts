@@ -105,7 +105,7 @@ export async function packageKit(options: PackageKitOptions): Promise<{ dir: str
     ...(options.customCaPem === undefined ? {} : { customCaPem: options.customCaPem }),
     ...(options.components === undefined ? {} : { components: options.components }),
   });
-  const signatures = signKitFiles(files, folders, key, { project: project.name, participant: participant.name });
+  const signatures = signKitFiles(files, folders, key, { project: project.name, participant: participant.name, type: participant.type, ...(options.now === undefined ? {} : { now: options.now }) });
   await mkdir(outDir, { recursive: true, mode: 0o755 });
   for (const f of folders) await mkdir(join(outDir, f), { recursive: true });
   for (const [rel, file] of [...files, ...signatures]) {

@@ -4,6 +4,7 @@ import { dirname, resolve } from 'node:path';
 import { PkiError, type JsonValue } from '@flare/core';
 import { LineCounter, parseDocument, type Document, type Node as YamlNode } from 'yaml';
 import { z } from 'zod';
+import { didYouMean, FLARE_PARTICIPANT_KEYS } from './project-keys.js';
 
 /** The four kinds of participant a project has (FLARE's `type`). */
 export type ParticipantType = 'server' | 'client' | 'admin' | 'relay';
@@ -101,6 +102,11 @@ export interface ParseProjectOptions {
   readonly source?: string;
   /** Folder that relative `custom_ca_cert` paths are resolved against (default: the current directory). */
   readonly baseDir?: string;
+  /**
+   * Participant keys read by kit builders (their `participantKeys`, e.g. `attestation_policy`), accepted in
+   * addition to FLARE's. Any other key is refused with E_PROJECT_INVALID, its line and the nearest known key.
+   */
+  readonly participantKeys?: readonly string[];
 }
 
 /** Files larger than this are refused before parsing (FLARE project files are a few KiB). */
@@ -199,6 +205,7 @@ export async function readProjectFile(file: string): Promise<{ path: string; tex
 interface Ctx {
   readonly source: string;
   readonly baseDir: string;
+  readonly knownKeys: ReadonlySet<string>;
   readonly doc: Document;
   readonly lines: LineCounter;
   readonly notices: string[];
@@ -228,7 +235,7 @@ function fail(ctx: Ctx, path: readonly (string | number)[], who: string | undefi
 export function parseProject(text: string, options: ParseProjectOptions = {}): Project {
   const source = options.source ?? '<text>';
   if (Buffer.byteLength(text) > MAX_PROJECT_BYTES) throw new PkiError('E_PROJECT_READ', `${source} is larger than ${MAX_PROJECT_BYTES} bytes`);
-  const ctx = parseYaml(text, source, options.baseDir ?? process.cwd());
+  const ctx = parseYaml(text, source, options.baseDir ?? process.cwd(), options.participantKeys);
   const data: unknown = ctx.doc.toJS({ maxAliasCount: 100 });
   if (data === null || typeof data !== 'object' || Array.isArray(data)) fail(ctx, [], undefined, '(top level)', 'the file is not a mapping', 'a YAML mapping with api_version, name and participants');
   const top = data as Record<string, unknown>;
@@ -299,7 +306,7 @@ export async function loadParticipants(yamlTextOrPath: string, project: Project,
     source = options.source ?? file.path;
     baseDir = options.baseDir ?? dirname(file.path);
   }
-  const ctx = parseYaml(text, source, baseDir);
+  const ctx = parseYaml(text, source, baseDir, options.participantKeys);
   const data: unknown = ctx.doc.toJS({ maxAliasCount: 100 });
   const list = data !== null && typeof data === 'object' && !Array.isArray(data) ? (data as Record<string, unknown>)['participants'] : undefined;
   if (!Array.isArray(list) || list.length === 0) fail(ctx, ['participants'], undefined, 'participants', 'missing or empty', 'a mapping with a participants list');
@@ -311,7 +318,7 @@ export async function loadParticipants(yamlTextOrPath: string, project: Project,
   return added;
 }
 
-function parseYaml(text: string, source: string, baseDir: string): Ctx {
+function parseYaml(text: string, source: string, baseDir: string, participantKeys: readonly string[] = []): Ctx {
   const lines = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lines, uniqueKeys: true, prettyErrors: false, strict: true });
   const error = doc.errors[0];
@@ -319,7 +326,7 @@ function parseYaml(text: string, source: string, baseDir: string): Ctx {
     const line = error.linePos?.[0]?.line ?? lines.linePos(error.pos[0]).line;
     throw new PkiError('E_PROJECT_YAML', `${source}:${line}: ${error.message.split('\n')[0]}`);
   }
-  return { source, baseDir, doc, lines, notices: [] };
+  return { source, baseDir, knownKeys: new Set([...FLARE_PARTICIPANT_KEYS, ...participantKeys]), doc, lines, notices: [] };
 }
 
 function describePath(value: unknown): string {
@@ -380,6 +387,11 @@ function parseParticipants(
     if (typeof org !== 'string' || !ORG_PATTERN.test(org)) fail(ctx, [...path, 'org'], who, 'org', `got ${JSON.stringify(org ?? null)}`, 'letters, digits and "_" only (no hyphen), e.g. nvidia');
     if (seen.has(rawName)) fail(ctx, [...path, 'name'], who, 'name', `the name '${rawName}' is used by another participant`, 'names unique across all participants');
     seen.add(rawName);
+    for (const key of Object.keys(e)) {
+      if (ctx.knownKeys.has(key)) continue;
+      const near = didYouMean(key, ctx.knownKeys);
+      fail(ctx, [...path, key], who, key, `unknown key${near === undefined ? '' : ` (did you mean '${near}'?)`}`, `one of FLARE's participant keys (${[...FLARE_PARTICIPANT_KEYS].slice(0, 14).join(', ')}) or a key a registered kit builder reads`);
+    }
 
     const props: Record<string, JsonValue> = Object.create(null) as Record<string, JsonValue>;
     for (const [k, v] of Object.entries(e)) if (k !== 'name' && k !== 'type' && k !== 'org') props[k] = v as JsonValue;

@@ -1,8 +1,7 @@
 import { randomBytes, X509Certificate as NodeX509, type KeyObject } from 'node:crypto';
 import { chmod, mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
-import { PkiError, type JsonValue, type KitBuildContext, type KitBuilder, type KitParticipant } from '@flare/core';
-import { writeAtomic } from './atomic-write.js';
+import { PkiError, writeFileAtomic, type JsonValue, type KitBuildContext, type KitBuilder, type KitParticipant } from '@flare/core';
 import { createCaState, hasCaState, openCa, refreshCrl, saveCa, STATE_DIR, storedParticipants, storeParticipants, type IssuedRecord, type OpenCa } from './ca-state.js';
 import { createRootCa, DEFAULT_VALID_DAYS, issueWithNewKey } from './certificate.js';
 import { mapLimit } from './concurrency.js';
@@ -36,6 +35,18 @@ export interface ProvisionOptions {
    * (@flare/policy's format). Default: empty (no component admitted until the site lists some).
    */
   readonly components?: ComponentAllowList;
+  /**
+   * Give a new certificate to a participant whose certificates were all revoked but which is still in the
+   * project file (default false: refused with E_PROVISION_REVOKED, since re-admitting a revoked participant
+   * must be a decision, not a side effect of re-provisioning). Remove it from project.yml to keep it out.
+   */
+  readonly reissueRevoked?: boolean;
+  /**
+   * The `flare` command's entry script (an absolute path to the CLI's bin.js) that the kits' start.sh and
+   * fl_admin.sh try after `flare` on PATH, so kits made by a CLI run from a repository checkout start without
+   * a global install. The CLI passes its own; omitted, the scripts look on PATH and through npx only.
+   */
+  readonly cliPath?: string;
 }
 
 /** One kit written by {@link provision}. */
@@ -72,7 +83,7 @@ const REUSE_MARGIN_MS = 86_400_000;
  * failure).
  *
  * @throws PkiError E_CA_STATE_MISSING, E_CA_STATE_UNREADABLE, E_CA_PASSPHRASE, E_PROVISION_CONFLICT,
- *   E_PROVISION_BUILDER, E_PROJECT_INVALID (custom_ca_cert unreadable).
+ *   E_PROVISION_REVOKED, E_PROVISION_BUILDER, E_PROJECT_INVALID (custom_ca_cert unreadable).
  * @example
  * ```ts
  * const result = await provision(await loadProject('project.yml'), { workspace: 'workspace' });
@@ -120,6 +131,14 @@ export async function provision(project: Project, options: ProvisionOptions): Pr
   // 2. Who gets a kit: the project file, plus participants added earlier with --add, plus this run's --add.
   const participants = mergeParticipants(project, ca, options.add ?? []);
   const full: Project = { ...project, participants };
+  const revokedAgain = participants.filter((p) => {
+    const earlier = ca!.data.issued.filter((r) => r.name === p.name);
+    return earlier.length > 0 && earlier.every((r) => r.revoked !== undefined);
+  });
+  if (revokedAgain.length > 0 && options.reissueRevoked !== true) {
+    const names = revokedAgain.map((p) => `'${p.name}'`).join(', ');
+    throw new PkiError('E_PROVISION_REVOKED', `${names} ${revokedAgain.length === 1 ? 'was' : 'were'} revoked and ${revokedAgain.length === 1 ? 'is' : 'are'} still in ${project.source}: remove ${revokedAgain.length === 1 ? 'it' : 'them'} from the project file to keep ${revokedAgain.length === 1 ? 'it' : 'them'} out, or run with --reissue-revoked to issue new certificates`);
+  }
 
   // 3. Certificates: carry over what is still good, issue the rest.
   const rootPem = ca.root.certPem;
@@ -153,7 +172,7 @@ export async function provision(project: Project, options: ProvisionOptions): Pr
     if (earlier.some((r) => r.revoked === undefined) && prods.length > 0) {
       notices.push(`issued a new certificate for '${m.p.name}' (its previous certificate or key could not be carried over; the old certificate stays valid until revoked)`);
     } else if (earlier.length > 0 && earlier.every((r) => r.revoked !== undefined)) {
-      notices.push(`'${m.p.name}' was revoked and is still in the project file: it got a new certificate; remove it from the project file to expel it instead`);
+      notices.push(`'${m.p.name}' was revoked and got a new certificate, as --reissue-revoked asked: it can log in again`);
     }
   }
 
@@ -178,6 +197,7 @@ export async function provision(project: Project, options: ProvisionOptions): Pr
         crlPem,
         ...(customCaPem === undefined ? {} : { customCaPem }),
         ...(options.components === undefined ? {} : { components: options.components }),
+        ...(options.cliPath === undefined ? {} : { cliPath: options.cliPath }),
       }),
     );
   }
@@ -192,7 +212,8 @@ export async function provision(project: Project, options: ProvisionOptions): Pr
     await mkdir(staging, { mode: 0o700 });
     await chmod(staging, 0o700);
     await mapLimit([...kits], 16, async ([name, kit]) => {
-      const signatures = signKitFiles(kit.files, kit.folders, ca!.root.privateKey, { project: project.name, participant: name });
+      const type = participants.find((p) => p.name === name)!.type;
+      const signatures = signKitFiles(kit.files, kit.folders, ca!.root.privateKey, { project: project.name, participant: name, type, now });
       await writeKit(join(staging, name), kit.folders, new Map([...kit.files, ...signatures]));
     });
     for (const m of material) if (!m.reused) ca.data.issued.push(m.record);
@@ -311,7 +332,7 @@ async function runBuilders(project: Project, builders: readonly KitBuilder[], ki
         },
         async write(file: string, bytes: Uint8Array, opts?: { readonly mode?: number }): Promise<void> {
           await mkdir(base, { recursive: true, mode: 0o700 });
-          await writeAtomic(join(base, checkSegment(file, 'state file name')), bytes, opts?.mode ?? 0o600);
+          await writeFileAtomic(join(base, checkSegment(file, 'state file name')), bytes, { mode: opts?.mode ?? 0o600 });
         },
       },
       addFile(participant: string, relPath: string, bytes: Uint8Array, opts?: { readonly mode?: number }): void {

@@ -26,9 +26,10 @@ export interface RevokeResult {
 
 /**
  * Revokes a participant's certificates and writes a new CRL signed by the root (FLARE has no revocation). The
- * CRL reaches participants in their kits on the next provisioning run, and through the runtime. A participant
- * added with `--add` is also dropped from later runs; one named in project.yml gets a new certificate on the
- * next run (with a notice) until it is removed from the file.
+ * CRL reaches participants in their kits on the next provisioning run, and through the runtime (the server
+ * hands its newest CRL to every participant at login; each keeps the highest CRL number it saw, see
+ * `CrlStore`). A participant added with `--add` is also dropped from later runs; provisioning refuses to
+ * re-issue one still named in project.yml (E_PROVISION_REVOKED) unless told to with `reissueRevoked`.
  *
  * @throws PkiError E_REVOKE_UNKNOWN, E_CA_STATE_MISSING, E_CA_STATE_UNREADABLE, E_CA_PASSPHRASE.
  * @example
@@ -51,7 +52,7 @@ export async function revoke(options: RevokeOptions): Promise<RevokeResult> {
     serials.push(r.serial);
   }
   // A participant added with --add is remembered by the state; revoking it expels it from later provisioning
-  // runs too (one named in project.yml is re-issued there, with a notice, until it is removed from the file).
+  // runs too (one named in project.yml makes them refuse until it is removed from the file or re-admitted).
   ca.data.participants = ca.data.participants.filter((p) => p.name !== options.name);
   const crlPem = await refreshCrl(ca, now);
   await saveCa(ca);

@@ -2,7 +2,7 @@ import { createPrivateKey } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { approveCsr, createCsr, loadKit, packageKit, parseProject, provision, verifyCertificate, verifyKit, type ProvisionResult } from '../src/index.js';
+import { approveCsr, createCsr, loadKit, packageKit, parseProject, provision, revoke, verifyCertificate, verifyKit, type ProvisionResult } from '../src/index.js';
 import { expectCode, projectYaml, run, tempDir } from './helpers.js';
 
 describe('distributed provisioning: createCsr, approveCsr, packageKit', () => {
@@ -68,6 +68,15 @@ describe('distributed provisioning: createCsr, approveCsr, packageKit', () => {
     await expectCode(() => approveCsr({ projectDir: r.projectDir, csrPem }), 'E_CSR_NAME_TAKEN');
     const asServer = await createCsr({ name: 'site-1', org: 'nvidia', type: 'server' });
     await expectCode(() => approveCsr({ projectDir: r.projectDir, csrPem: asServer.csrPem }), 'E_CSR_NAME_TAKEN');
+  });
+
+  it('refuses a request for a revoked name unless re-admitting it on purpose (E_PROVISION_REVOKED)', async () => {
+    const first = await createCsr({ name: 'site-5', org: 'o', type: 'client' });
+    await approveCsr({ projectDir: r.projectDir, csrPem: first.csrPem });
+    await revoke({ projectDir: r.projectDir, name: 'site-5' });
+    const again = await createCsr({ name: 'site-5', org: 'o', type: 'client' });
+    await expectCode(() => approveCsr({ projectDir: r.projectDir, csrPem: again.csrPem }), 'E_PROVISION_REVOKED');
+    expect((await approveCsr({ projectDir: r.projectDir, csrPem: again.csrPem, reissueRevoked: true })).identity.name).toBe('site-5');
   });
 
   it('packageKit refuses a key that is not the certificate\'s, a foreign root and a non-empty folder', async () => {

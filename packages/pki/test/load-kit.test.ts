@@ -102,7 +102,7 @@ describe('loadKit', () => {
     for (const e of await readdir(dir, { withFileTypes: true, recursive: true })) {
       if (e.isFile() && e.name !== 'signature.json') files.set(relative(dir, join(e.parentPath, e.name)), { bytes: await readFile(join(e.parentPath, e.name)), mode: 0o644 });
     }
-    for (const [rel, f] of signKitFiles(files, ['startup', 'local', 'transfer'], rootKey, { project: 'example_project', participant: 'site-1' })) await writeFile(join(dir, rel), f.bytes);
+    for (const [rel, f] of signKitFiles(files, ['startup', 'local', 'transfer'], rootKey, { project: 'example_project', participant: 'site-1', type: 'client' })) await writeFile(join(dir, rel), f.bytes);
     const e = await expectCode(() => loadKit(dir), 'E_KIT_INVALID');
     expect(e.message).toContain('client.key');
   });

@@ -5,6 +5,26 @@ import { describe, expect, it } from 'vitest';
 import { loadParticipants, loadProject, parseProject } from '../src/index.js';
 import { expectCode, FIXTURE, projectYaml, tempDir } from './helpers.js';
 
+describe('loadProject: unknown participant keys', () => {
+  it("refuses a typo'd key with file:line and a did-you-mean (E_PROJECT_INVALID)", async () => {
+    const text = projectYaml().replace('    fed_learn_port: 8002', '    fed_learn_prot: 8002');
+    const e = await expectCode(() => parseProject(text, { source: 'project.yml' }), 'E_PROJECT_INVALID');
+    expect(e.message).toContain('project.yml:8:');
+    expect(e.message).toContain("field 'fed_learn_prot'");
+    expect(e.message).toContain("did you mean 'fed_learn_port'?");
+    const e2 = await expectCode(() => parseProject(projectYaml('    conection_security: tls\n')), 'E_PROJECT_INVALID');
+    expect(e2.message).toContain("did you mean 'connection_security'?");
+    const e3 = await expectCode(() => parseProject(projectYaml('    favourite_colour: blue\n')), 'E_PROJECT_INVALID');
+    expect(e3.message).not.toContain('did you mean');
+  });
+  it("accepts FLARE's own keys it does not use (cc_config) and keys a kit builder declares", () => {
+    expect(() => parseProject(projectYaml('    cc_config: cc_site.yml\n'))).not.toThrow();
+    const extra = projectYaml('    attestation_policy: { version: 1 }\n');
+    expect(() => parseProject(extra)).toThrow(/attestation_policy/);
+    expect(parseProject(extra, { participantKeys: ['attestation_policy'] }).participants.at(-1)?.props['attestation_policy']).toEqual({ version: 1 });
+  });
+});
+
 describe('loadProject: FLARE project files', () => {
   it("parses FLARE's dummy_project.yml unchanged (nvflare/lighter/dummy_project.yml)", async () => {
     const p = await loadProject(FIXTURE);

@@ -48,9 +48,10 @@ describe("provision: FLARE's dummy project (test/fixtures/dummy_project.yml)", (
     // Our component allow-list: empty, in @flare/policy's format, in every server and client kit, signed.
     for (const k of ['server1', 'site-1', 'site-2']) expect(await json(join(r.prodDir, k, 'local', 'components.json.default'))).toEqual({ format_version: '1.0', allow: [], byoc: false });
     expect(JSON.parse(await readFile(join(server, 'local', 'signature.json'), 'utf8'))).toHaveProperty(['components.json.default']);
-    expect(await readFile(join(r.prodDir, 'site-1', 'startup', 'start.sh'), 'utf8')).toContain('exec flare client --kit "$DIR"');
-    expect(await readFile(join(server, 'startup', 'start.sh'), 'utf8')).toContain('exec flare server --kit "$DIR"');
-    expect(await readFile(join(r.prodDir, 'lead@nvidia.com', 'startup', 'fl_admin.sh'), 'utf8')).toContain('exec flare admin --kit "$DIR"');
+    expect(await readFile(join(r.prodDir, 'site-1', 'startup', 'start.sh'), 'utf8')).toContain('set -- client --kit "$DIR" "$@"');
+    expect(await readFile(join(server, 'startup', 'start.sh'), 'utf8')).toContain('set -- server --kit "$DIR" "$@"');
+    expect(await readFile(join(r.prodDir, 'lead@nvidia.com', 'startup', 'fl_admin.sh'), 'utf8')).toContain('set -- admin --kit "$DIR" "$@"');
+    expect(await readFile(join(server, 'startup', 'start.sh'), 'utf8')).toContain('if command -v flare >/dev/null 2>&1; then exec flare "$@"; fi');
 
     for (const k of r.kits) expect((await verifyKit(k.dir)).signer).toBe('root');
     // openssl verify -CAfile rootCA.pem accepts every leaf.
@@ -209,9 +210,9 @@ describe('provision: revocation travels in re-provisioned kits', () => {
     const old = await loadKit(join(first.prodDir, 'site-2'));
     const { serials, crlPem } = await revoke({ projectDir: first.projectDir, name: 'site-2' });
     expect(serials).toHaveLength(1);
-    const second = await provision(project, { workspace: ws });
+    const second = await provision(project, { workspace: ws, reissueRevoked: true });
     expect(second.kits.find((k) => k.name === 'site-2')?.reused).toBe(false);
-    expect(second.notices.join('\n')).toContain("'site-2' was revoked and is still in the project file");
+    expect(second.notices.join('\n')).toContain("'site-2' was revoked and got a new certificate");
     expect(second.kits.find((k) => k.name === 'site-1')?.reused).toBe(true);
     const kit = await loadKit(join(second.prodDir, 'site-1'));
     expect(loadCrl(kit.crlPem!, { rootCaPem: kit.rootCaPem }).revoked.has(serials[0]!)).toBe(true);

@@ -1,7 +1,7 @@
 import { FlareRuntimeError } from '@flare/core';
 
 /** The heavy parts the runtime loads only when a kit, a policy or a caller asks for them (optional peers). */
-export type OptionalPeer = '@flare/cc-attest' | '@flare/filters-he';
+export type OptionalPeer = '@flare/cc-attest' | '@flare/cc-attest/testing' | '@flare/filters-he';
 
 const loaded = new Map<OptionalPeer, Promise<unknown>>();
 

@@ -2,7 +2,8 @@
 // signed by a test authority made here, bound to each in-memory session's exported keying material.
 import { randomBytes } from 'node:crypto';
 import { isFlareError, type AuditEventInput } from '@flare/core';
-import { TestAttester, createTestAuthority, parseAttestationPolicy, type AttestationEvidence, type Attester, type TestAuthority } from '@flare/cc-attest';
+import { parseAttestationPolicy, type AttestationEvidence, type Attester } from '@flare/cc-attest';
+import { TestAttester, createTestAuthority, type TestAuthority } from '@flare/cc-attest/testing';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { AdminClient } from '../src/admin/client.js';
 import type { AttestationOptions } from '../src/attestation/gate.js';

@@ -1,9 +1,14 @@
 import { constants, createHash, generateKeyPairSync, sign, type KeyObject } from 'node:crypto';
-import { bits, bool, concat, ctx, int, name, nul, octets, oid, seq, time } from './der-encode.js';
+import { derBitString as bits, derBooleanEncode as bool, derContext as ctx, derInteger as int, derNull as nul, derOctetString as octets, derOidEncode as oid, derSequence as seq, derSet, derTimeEncode as time, derUtf8String } from '@flare/core';
 
 // Synthetic X.509 certificates for the test authority (internal): the same profiles the vendors use
 // (RSASSA-PSS SHA-384 for AMD, ECDSA P-256 for Intel, ECDSA P-384 for NVIDIA), signed with node:crypto, so
 // synthetic evidence exercises exactly the code paths real evidence does.
+
+/** A Name from RDNs in order, each a [attribute OID, value] pair (UTF8String). */
+export function name(rdns: ReadonlyArray<readonly [string, string]>): Uint8Array {
+  return seq(...rdns.map(([type, value]) => derSet(seq(oid(type), derUtf8String(value)))));
+}
 
 export const AT = { CN: '2.5.4.3', O: '2.5.4.10', OU: '2.5.4.11', C: '2.5.4.6', L: '2.5.4.7', ST: '2.5.4.8' } as const;
 
@@ -74,4 +79,3 @@ export function toPem(der: Uint8Array): string {
   return `-----BEGIN CERTIFICATE-----\n${b64}\n-----END CERTIFICATE-----\n`;
 }
 
-export { concat };

@@ -2,7 +2,7 @@ import { createHash, randomBytes, sign } from 'node:crypto';
 import { DOMParser, XMLSerializer } from '@xmldom/xmldom';
 import { C14nCanonicalization } from 'xml-crypto';
 import { AT, newKey } from './certs.js';
-import { ctx, octets, oid, seq, utf8 } from './der-encode.js';
+import { derContext as ctx, derOctetString as octets, derOidEncode as oid, derSequence as seq, derUtf8String as utf8 } from '@flare/core';
 import { issue, type Issued, type TestAuthority } from './authority.js';
 
 /** Options of {@link synthesizeGpuEvidence}. */

@@ -2,7 +2,7 @@ import { randomBytes, sign } from 'node:crypto';
 import type { SnpProduct } from '../snp/tcb.js';
 import { SNP_REPORT_SIZE, SNP_SIGNED_END } from '../snp/report.js';
 import { AT, newKey } from './certs.js';
-import { int, ia5 } from './der-encode.js';
+import { derIa5String as ia5, derInteger as int } from '@flare/core';
 import { issue, type TestAuthority } from './authority.js';
 
 /** A TCB for synthetic reports (fmc only on Turin). */

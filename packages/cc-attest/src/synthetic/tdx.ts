@@ -2,7 +2,7 @@ import { createHash, randomBytes, sign } from 'node:crypto';
 import { INTEL_QE_VENDOR_ID } from '../tdx/quote.js';
 import type { TdxTcbStatus } from '../tdx/collateral.js';
 import { AT, newKey } from './certs.js';
-import { int, octets, oid, seq } from './der-encode.js';
+import { derInteger as int, derOctetString as octets, derOidEncode as oid, derSequence as seq } from '@flare/core';
 import { issue, type TestAuthority } from './authority.js';
 
 /** Options of {@link synthesizeTdxEvidence}. */

@@ -1,8 +1,9 @@
 // flare provision | kit verify | cert revoke|request|approve | package: the @flare/pki commands.
 import { readFile, writeFile, mkdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { Option, type Command } from 'commander';
-import { attestationPolicyKitBuilder } from '@flare/cc-attest';
+import { attestationPolicyKitBuilder, attestationPolicyOverride } from '@flare/cc-attest';
 import type { KitBuilder } from '@flare/core';
 import { HE_BUILDER_PATH, heKitBuilder } from '@flare/filters-he';
 import {
@@ -48,6 +49,15 @@ export function provisionBuilders(project: Pick<Project, 'builders'>, options: {
   return [attestationPolicyKitBuilder(), ...(he ? [heKitBuilder()] : [])];
 }
 
+/**
+ * The participant keys the registered builders read (cc-attest's `attestation_policy`): @flare/pki refuses
+ * any other key it does not know, so a typo in project.yml is an error with its line.
+ */
+export const BUILDER_PARTICIPANT_KEYS: readonly string[] = attestationPolicyKitBuilder().participantKeys ?? [];
+
+/** This CLI's entry script, which provisioned kits' start.sh runs when `flare` is not on PATH. */
+const CLI_PATH = fileURLToPath(new URL('../bin.js', import.meta.url));
+
 /** Writes a file that must not exist yet (a key must never be overwritten silently). */
 async function writeNew(path: string, data: string, mode: number): Promise<void> {
   await writeFile(path, data, { mode, flag: 'wx' });
@@ -68,10 +78,12 @@ export function register(program: Command, io: Io = stdio): void {
     .option('--new-root', 'create a new root CA even though the project has kits or a CA state (invalidates every existing kit)')
     .option('--valid-days <n>', 'validity of newly issued certificates in days (default 360)', positiveInt('--valid-days'))
     .option('--he', "add the HE key step (CKKS; FLARE's HEBuilder) even when project.yml does not name HEBuilder")
-    .action((opts: { project: string; workspace: string; add?: string; keyType?: KeyType; newRoot?: boolean; validDays?: number; he?: boolean }) =>
+    .option('--reissue-revoked', 'give new certificates to revoked participants that are still in project.yml (refused without it)')
+    .action((opts: { project: string; workspace: string; add?: string; keyType?: KeyType; newRoot?: boolean; validDays?: number; he?: boolean; reissueRevoked?: boolean }) =>
       run(async () => {
-        const project = await loadProject(opts.project);
-        const add = opts.add === undefined ? undefined : await loadParticipants(opts.add, project);
+        const keys = { participantKeys: BUILDER_PARTICIPANT_KEYS };
+        const project = await loadProject(opts.project, keys);
+        const add = opts.add === undefined ? undefined : await loadParticipants(opts.add, project, keys);
         const pass = passphrase();
         const builders = provisionBuilders(project, { he: opts.he === true });
         const result = await provision(project, {
@@ -82,6 +94,8 @@ export function register(program: Command, io: Io = stdio): void {
           ...(pass === undefined ? {} : { passphrase: pass }),
           ...(opts.newRoot ? { newRoot: true } : {}),
           ...(opts.validDays === undefined ? {} : { validDays: opts.validDays }),
+          ...(opts.reissueRevoked ? { reissueRevoked: true } : {}),
+          cliPath: CLI_PATH,
         });
         for (const notice of result.notices) io.err(`notice: ${notice}`);
         io.out(`${result.rootCreated ? 'created a new root CA' : 'reused the root CA'} (${result.keyType}); CA state in ${result.stateDir}`);
@@ -102,8 +116,9 @@ export function register(program: Command, io: Io = stdio): void {
     .action((dir: string, opts: { rootCa?: string; localOverrides?: boolean }) =>
       run(async () => {
         const rootCaPem = opts.rootCa === undefined ? undefined : await readFile(opts.rootCa, 'utf8');
-        const v = await verifyKit(dir, { ...(rootCaPem === undefined ? {} : { rootCaPem }), localOverrides: opts.localOverrides === true });
-        io.out(`OK ${v.dir}: kit of '${v.participant}' in project '${v.project}': ${v.files} files in ${v.folders} folders, every one signed by the ${v.signer === 'root' ? 'project root CA' : 'participant (its certificate chains to the root)'}`);
+        // A site's own attestation policy is accepted when cc-attest finds it at least as strict as the signed one.
+        const v = await verifyKit(dir, { ...(rootCaPem === undefined ? {} : { rootCaPem }), localOverrides: opts.localOverrides === true, strictOverrides: [attestationPolicyOverride] });
+        io.out(`OK ${v.dir}: kit of ${v.type} '${v.participant}' in project '${v.project}' (kit ${v.kitSerial}): ${v.files} files in ${v.folders} folders, every one signed by the ${v.signer === 'root' ? 'project root CA' : 'participant (its certificate chains to the root)'}`);
         for (const f of v.localOverrides) io.out(`  site override (unsigned, accepted): ${f}`);
       }),
     );
@@ -160,7 +175,8 @@ export function register(program: Command, io: Io = stdio): void {
     .requiredOption('--ca <dir>', 'the project folder with the CA state (<workspace>/<project>)')
     .requiredOption('-o, --out <dir>', 'where to write <name>.crt and rootCA.pem')
     .option('--valid-days <n>', 'validity in days (default 360)', positiveInt('--valid-days'))
-    .action((csr: string, opts: { ca: string; out: string; validDays?: number }) =>
+    .option('--reissue-revoked', 'approve a request for a name whose certificates were revoked (refused without it)')
+    .action((csr: string, opts: { ca: string; out: string; validDays?: number; reissueRevoked?: boolean }) =>
       run(async () => {
         const pass = passphrase();
         const a = await approveCsr({
@@ -168,6 +184,7 @@ export function register(program: Command, io: Io = stdio): void {
           csrPem: await readFile(csr, 'utf8'),
           ...(pass === undefined ? {} : { passphrase: pass }),
           ...(opts.validDays === undefined ? {} : { validDays: opts.validDays }),
+          ...(opts.reissueRevoked ? { reissueRevoked: true } : {}),
         });
         await mkdir(opts.out, { recursive: true });
         const certPath = join(resolve(opts.out), `${a.identity.name}.crt`);

@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import type * as CcAttest from '@flare/cc-attest';
 import type { Attester } from '@flare/cc-attest';
+import type * as CcAttestTesting from '@flare/cc-attest/testing';
 import { FlareRuntimeError, parseStrictJson, type Logger } from '@flare/core';
 import { loadOptionalPeer, type AttestationOptions } from '@flare/runtime';
 import { z } from 'zod';
@@ -89,15 +90,18 @@ export async function attestationFor(kitDir: string, workspace: string, file: st
   // @flare/cc-attest (an optional peer) is loaded only when the kit has an attestation policy or attesters are configured.
   const policyFiles = ['attestation_policy.json', 'attestation_policy.json.default'].map((f) => join(kitDir, 'local', f));
   if (!present && !(await Promise.all(policyFiles.map(exists))).some(Boolean)) return undefined;
-  const { ConfigfsTsmAttester, ExternalCommandAttester, TestAttester, createCachingFetcher, loadAttestationPolicy, loadTestAuthority } = await loadOptionalPeer<typeof CcAttest>('@flare/cc-attest', `attestation (${present ? path : 'the kit\'s attestation policy'})`);
+  const { ConfigfsTsmAttester, ExternalCommandAttester, createCachingFetcher, loadAttestationPolicy } = await loadOptionalPeer<typeof CcAttest>('@flare/cc-attest', `attestation (${present ? path : 'the kit\'s attestation policy'})`);
   const policy = await loadAttestationPolicy(kitDir);
   const config = present ? await readAttestationConfig(path) : AttestationConfig.parse({});
   const at = (p: string): string => (isAbsolute(p) ? p : resolve(dirname(path), p));
-  const authority = config.test_authority === undefined ? undefined : loadTestAuthority(await readFile(at(config.test_authority), 'utf8'));
+  // The test authority and TestAttester live in cc-attest's testing subpath (flare poc --attest test only).
+  const testing = config.test_authority === undefined ? undefined : await loadOptionalPeer<typeof CcAttestTesting>('@flare/cc-attest/testing', `the test attester of ${path}`);
+  const authority = config.test_authority === undefined || testing === undefined ? undefined : testing.loadTestAuthority(await readFile(at(config.test_authority), 'utf8'));
+  const TestAttester = testing?.TestAttester;
   const attesters: Attester[] = config.attesters.map((a) => {
     if (a.kind === 'configfs-tsm') return new ConfigfsTsmAttester({ ...(a.root === undefined ? {} : { root: a.root }), ...(a.privlevel === undefined ? {} : { privlevel: a.privlevel }) });
     if (a.kind === 'command') return new ExternalCommandAttester({ type: a.type, command: a.command, args: a.args, ...(a.timeout_s === undefined ? {} : { timeoutMs: a.timeout_s * 1000 }) });
-    if (authority === undefined) throw new FlareRuntimeError('E_RUNTIME_WORKSPACE', `${path}: a "test" attester needs "test_authority"`);
+    if (authority === undefined || TestAttester === undefined) throw new FlareRuntimeError('E_RUNTIME_WORKSPACE', `${path}: a "test" attester needs "test_authority"`);
     return a.type === 'gpu' ? new TestAttester(authority, { type: 'gpu' }) : new TestAttester(authority, { type: 'snp', ...(a.debug ? { snp: { policy: DEBUG_GUEST_POLICY } } : {}) });
   });
   if (policy === undefined && attesters.length === 0) return undefined;

@@ -3,6 +3,7 @@ import { access, mkdir, readFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { FlareRuntimeError, parseStrictJson, type AggregationScheme, type FilterFactory, type JsonValue, type AuditHook } from '@flare/core';
 import type * as FiltersHeModule from '@flare/filters-he';
+import type * as CcAttest from '@flare/cc-attest';
 import { loadKit, type Kit } from '@flare/pki';
 import { PolicyFile, loadSitePolicies, parseAuthorizationPolicy, signByoc, type AuthorizationPolicy } from '@flare/policy';
 import {
@@ -52,8 +53,12 @@ export function workspaceOf(kitDir: string, workspace?: string): string {
 }
 
 async function openKit(dir: string, want: 'server' | 'client' | 'admin'): Promise<Kit> {
-  // loadKit verifies every signature first: a tampered or unsigned file stops the process here, named.
-  const kit = await loadKit(dir);
+  // loadKit verifies every signature first: a tampered or unsigned file stops the process here, named. A
+  // site's own local/attestation_policy.json is accepted only when @flare/cc-attest (an optional peer, loaded
+  // only then) finds it at least as strict as the signed default.
+  const own = await exists(join(dir, 'local', 'attestation_policy.json'));
+  const strictOverrides = own ? [(await loadOptionalPeer<typeof CcAttest>('@flare/cc-attest', "the site's own local/attestation_policy.json")).attestationPolicyOverride] : [];
+  const kit = await loadKit(dir, { strictOverrides });
   if (kit.participant.type !== want) throw new FlareRuntimeError('E_RUNTIME_KIT_TYPE', `${dir} is a ${kit.participant.type} kit, not a ${want} kit`);
   return kit;
 }

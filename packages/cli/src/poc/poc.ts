@@ -3,6 +3,7 @@ import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type * as CcAttest from '@flare/cc-attest';
+import type * as CcAttestTesting from '@flare/cc-attest/testing';
 import type * as FiltersHe from '@flare/filters-he';
 import { FlareRuntimeError, encodeModel, parameterCount, type JsonValue, type KitBuilder } from '@flare/core';
 import { parseProject, provision } from '@flare/pki';
@@ -298,7 +299,8 @@ async function runFederation(o: PocOptions, ws: string, v: Variant): Promise<Fed
     // One synthetic vendor hierarchy for every process of this federation (test only: it holds private keys).
     const authorityFile = join(ws, 'attest', 'test-authority.json');
     await mkdir(join(ws, 'attest'), { recursive: true, mode: 0o700 });
-    await writeFile(authorityFile, cc.serializeTestAuthority(cc.createTestAuthority()), { mode: 0o600 });
+    const testing = await loadOptionalPeer<typeof CcAttestTesting>('@flare/cc-attest/testing', 'flare poc --attest');
+    await writeFile(authorityFile, testing.serializeTestAuthority(testing.createTestAuthority()), { mode: 0o600 });
     for (const p of participants) {
       const pws = workspaceOf(kitOf(p));
       await mkdir(pws, { recursive: true, mode: 0o700 });

@@ -1,18 +1,6 @@
 import { createPublicKey, verify, X509Certificate } from 'node:crypto';
-import {
-  clearCertificateCache,
-  createTestAuthority,
-  defaultGpuMeasurements,
-  parseSnpReport,
-  parseSpdmEvidence,
-  parseTdxQuote,
-  synthesizeGpuEvidence,
-  synthesizeRim,
-  synthesizeSnpEvidence,
-  synthesizeTdxCollateral,
-  synthesizeTdxEvidence,
-  verifyEvidence,
-} from '@flare/cc-attest';
+import { clearCertificateCache, parseSnpReport, parseSpdmEvidence, parseTdxQuote, verifyEvidence } from '@flare/cc-attest';
+import { createTestAuthority, defaultGpuMeasurements, synthesizeGpuEvidence, synthesizeRim, synthesizeSnpEvidence, synthesizeTdxCollateral, synthesizeTdxEvidence } from '@flare/cc-attest/testing';
 import { time, type Row, type Suite } from '../harness.js';
 
 // Attestation verification throughput per evidence type, with a warm certificate cache (parsed certificates

@@ -1,7 +1,7 @@
 import { DpError, parameterCount, type Filter, type FilterContext, type FLModel, type JsonValue } from '@flare/core';
 import { z } from 'zod';
 import { SAMPLER_EPSILON_PER_COORDINATE, SAMPLER_TV_PER_COORDINATE } from './discrete-gaussian.js';
-import { chargeRelease, DP_SPENT_META, spentJson, type PrivacyBudget } from './privacy-ledger.js';
+import { chargeRelease, DP_SPENT_META, spentJson, type PrivacyBudget } from './budget.js';
 import { rdp } from './rdp.js';
 import { checkAborted } from './update-checks.js';
 
@@ -66,7 +66,7 @@ export function dpSgdAccountant(options: DpSgdAccountantOptions): Filter {
     }
     // Each step noises every parameter once with the discrete Gaussian: count the sampler's documented error.
     const noised = report.steps * parameterCount(m);
-    const { spent } = await chargeRelease(
+    const { spent, dataset } = await chargeRelease(
       budget,
       { site: ctx.site, job: ctx.job, filter: 'dp-sgd', audit: ctx.audit },
       {
@@ -80,9 +80,9 @@ export function dpSgdAccountant(options: DpSgdAccountantOptions): Filter {
       action: 'dp_sgd_accounted',
       job: ctx.job,
       msg: `dp-sgd: ${report.steps} steps at noise multiplier ${report.noise_multiplier}, sampling rate ${report.sampling_rate}; epsilon spent ${spent.epsilon.toPrecision(4)} of ${spent.maxEpsilon}`,
-      data: { filter: 'dp-sgd', round: ctx.round, ...report, ...spentJson(spent) },
+      data: { filter: 'dp-sgd', round: ctx.round, ...report, ...spentJson(spent, dataset) },
     });
-    const meta: Record<string, JsonValue> = { ...structuredClone(m.meta), [DP_SPENT_META]: spentJson(spent) };
+    const meta: Record<string, JsonValue> = { ...structuredClone(m.meta), [DP_SPENT_META]: spentJson(spent, dataset) };
     const out: FLModel = { params: m.params, kind: m.kind, meta };
     if (m.metrics !== undefined) out.metrics = { ...m.metrics };
     return out;

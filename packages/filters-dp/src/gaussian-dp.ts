@@ -1,8 +1,9 @@
 import { DpError, tensor, type Filter, type FilterContext, type FLModel, type FloatArray, type JsonValue, type Tensor } from '@flare/core';
 import { effectiveNoiseMultiplier, nextClipNorm, type AdaptiveClipping } from './adaptive-clipping.js';
 import { discreteGaussianInto, GAUSSIAN_GRID_STEPS, SAMPLER_EPSILON_PER_COORDINATE, SAMPLER_TV_PER_COORDINATE } from './discrete-gaussian.js';
-import { chargeRelease, DP_SPENT_META, spentJson, type PrivacyBudget, type PrivacySpent } from './privacy-ledger.js';
-import { cryptoRandomSource, WordStream, type RandomSource } from './random-source.js';
+import { chargeRelease, DP_SPENT_META, spentJson, type PrivacyBudget, type PrivacySpent } from './budget.js';
+import { DEFAULT_DATASET } from './privacy-ledger.js';
+import { cryptoRandomSource, WordStream, type DpRandomSource } from './random-source.js';
 import { rdp } from './rdp.js';
 import { checkAborted, floatTensors, sameKind, sumOfSquares } from './update-checks.js';
 
@@ -42,7 +43,7 @@ export interface GaussianDpOptions {
   /** Enforce a per-job privacy budget at this site. Without it nothing is accounted or refused. */
   readonly budget?: GaussianDpBudget;
   /** Tests only: a deterministic random source. Leave unset (the default is the OS CSPRNG). */
-  readonly random?: RandomSource;
+  readonly random?: DpRandomSource;
 }
 
 // Clipping margin: the norm is computed in float64 with blocked summation (relative error < 1e-12 for any
@@ -71,7 +72,7 @@ function checkPositive(name: string, v: unknown): number {
  * ```ts
  * const filter = gaussianDp({
  *   clipNorm: 1, noiseMultiplier: 1.1,
- *   budget: { maxEpsilon: 8, delta: 1e-5, store: fileBudgetStore(join(workspace, 'dp-budget')) },
+ *   budget: { maxEpsilon: 8, delta: 1e-5, ledger: openPrivacyLedger(join(workspace, BUDGET_FOLDER), { site, audit: siteLog.append }) },
  * });
  * const released = await filter.apply(update, { site: 'hospital-a', job, round });
  * ```
@@ -96,7 +97,7 @@ export function gaussianDp(options: GaussianDpOptions): Filter {
     if (!(budget.delta > 0 && budget.delta < 1)) throw new RangeError(`"budget.delta" expected a number in (0, 1), got ${budget.delta}`);
     if (!(samplingRate > 0 && samplingRate <= 1)) throw new RangeError(`"budget.samplingRate" expected a number in (0, 1], got ${samplingRate}`);
     if (adjacency !== 'add-remove' && adjacency !== 'replace') throw new RangeError(`"budget.adjacency" expected 'add-remove' or 'replace', got ${String(adjacency)}`);
-    if (typeof budget.store?.update !== 'function') throw new TypeError('"budget.store" expected a BudgetStore');
+    if (typeof budget.ledger?.update !== 'function') throw new TypeError('"budget.ledger" expected a PrivacyLedger');
   }
   const zEff = effectiveNoiseMultiplier(z, adjacency, adaptive?.bitNoise);
   // One round's RDP, by order grid (records read from disk bring their own arrays: key by content).
@@ -111,7 +112,7 @@ export function gaussianDp(options: GaussianDpOptions): Filter {
     return v;
   };
   const stream = new WordStream(options.random ?? cryptoRandomSource);
-  // Adaptive clipping state per job when there is no store to keep it.
+  // Adaptive clipping state per job when there is no ledger to keep it.
   const clipByJob = new Map<string, number>();
 
   async function apply(m: FLModel, ctx: FilterContext): Promise<FLModel> {
@@ -123,7 +124,7 @@ export function gaussianDp(options: GaussianDpOptions): Filter {
 
     let c = clipNorm;
     if (adaptive !== undefined) {
-      const stored = budget === undefined ? clipByJob.get(ctx.job) : (await budget.store.read(ctx.site, ctx.job))?.clipNorm;
+      const stored = budget === undefined ? clipByJob.get(ctx.job) : (await budget.ledger.read(budget.dataset ?? DEFAULT_DATASET, ctx.job)).job.clipNorm;
       c = stored ?? clipNorm;
     }
 
@@ -158,6 +159,7 @@ export function gaussianDp(options: GaussianDpOptions): Filter {
     }
 
     let spent: PrivacySpent | undefined;
+    let dataset: string | undefined;
     const noised = coordinates + (adaptive === undefined ? 0 : 1);
     if (budget !== undefined) {
       const charged = await chargeRelease(
@@ -172,6 +174,7 @@ export function gaussianDp(options: GaussianDpOptions): Filter {
         nextClip === undefined ? undefined : () => nextClip!,
       );
       spent = charged.spent;
+      dataset = charged.dataset;
     } else if (nextClip !== undefined) {
       clipByJob.set(ctx.job, nextClip);
     }
@@ -195,12 +198,12 @@ export function gaussianDp(options: GaussianDpOptions): Filter {
       info['adaptive'] = { noisy_unclipped: noisyBit!, next_clip_norm: nextClip!, target_quantile: adaptive.targetQuantile, learning_rate: adaptive.learningRate, bit_noise: adaptive.bitNoise };
     }
     const meta: Record<string, JsonValue> = { ...structuredClone(m.meta), [GAUSSIAN_DP_META]: info };
-    if (spent !== undefined) meta[DP_SPENT_META] = spentJson(spent);
+    if (spent !== undefined) meta[DP_SPENT_META] = spentJson(spent, dataset);
     ctx.audit?.({
       action: 'dp_noise_added',
       job: ctx.job,
       msg: `gaussian-dp: clipped to ${c.toPrecision(4)} and noised ${coordinates} coordinates with std ${sigma.toPrecision(4)}${spent === undefined ? '' : `; epsilon spent ${spent.epsilon.toPrecision(4)} of ${spent.maxEpsilon}`}`,
-      data: { filter: 'gaussian-dp', round: ctx.round, clip_norm: c, noise_multiplier: z, ...(spent === undefined ? {} : spentJson(spent)) },
+      data: { filter: 'gaussian-dp', round: ctx.round, clip_norm: c, noise_multiplier: z, ...(spent === undefined ? {} : spentJson(spent, dataset)) },
     });
     const result: FLModel = { params, kind: 'diff', meta };
     if (m.metrics !== undefined) result.metrics = { ...m.metrics };

@@ -1,9 +1,9 @@
 import { DpError, type FloatArray } from '@flare/core';
 import { discreteGaussianInto, GAUSSIAN_GRID_STEPS } from './discrete-gaussian.js';
-import { cryptoRandomSource, WordStream, type RandomSource } from './random-source.js';
+import { cryptoRandomSource, WordStream, type DpRandomSource } from './random-source.js';
 
 /** Adds N(0, sigma^2) noise to every value in place (see {@link gaussianMechanism}). */
-export type GaussianMechanism = (values: FloatArray, sigma: number) => void;
+export type GaussianNoise = (values: FloatArray, sigma: number) => void;
 
 /**
  * The Gaussian mechanism for code that computes its own sums, such as a DP-SGD learner: each value x is replaced
@@ -21,7 +21,7 @@ export type GaussianMechanism = (values: FloatArray, sigma: number) => void;
  * const learner = new TfjsLearner({ ..., dpSgd: { clipNorm: 1, noiseMultiplier: 1.1, samplingRate: 0.02, noise: gaussianMechanism() } });
  * ```
  */
-export function gaussianMechanism(random: RandomSource = cryptoRandomSource): GaussianMechanism {
+export function gaussianMechanism(random: DpRandomSource = cryptoRandomSource): GaussianNoise {
   const stream = new WordStream(random);
   return (values, sigma) => {
     if (!(typeof sigma === 'number' && sigma > 0 && Number.isFinite(sigma))) throw new RangeError(`"sigma" expected a finite number > 0, got ${sigma}`);

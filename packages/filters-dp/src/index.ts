@@ -13,7 +13,7 @@ export { excludeVars, MAX_EXCLUDE_PATTERN } from './exclude-vars.js';
 export { dpSgdAccountant, DP_SGD_META } from './dp-sgd-accountant.js';
 export type { DpSgdAccountantOptions } from './dp-sgd-accountant.js';
 export { gaussianMechanism } from './gaussian-mechanism.js';
-export type { GaussianMechanism } from './gaussian-mechanism.js';
+export type { GaussianNoise } from './gaussian-mechanism.js';
 export type { ExcludeVarsOptions } from './exclude-vars.js';
 
 export { DEFAULT_ORDERS, epsilonFromRdp, noiseMultiplierFor, rdp, rdpEpsilon } from './rdp.js';
@@ -21,21 +21,25 @@ export type { EpsilonAtOrder, NoiseCalibration, RdpConversion, RdpEpsilonOptions
 export { prvEpsilon } from './prv.js';
 export type { PrvEpsilon, PrvOptions } from './prv.js';
 
-export { BUDGET_ORDERS, DP_SPENT_META, privacySpent } from './privacy-ledger.js';
-export type { PrivacyBudget, PrivacySpent } from './privacy-ledger.js';
-export { fileBudgetStore, memoryBudgetStore } from './budget-store.js';
-export type { BudgetRecord, BudgetStore } from './budget-store.js';
+export { BUDGET_ORDERS, DP_SPENT_META, privacySpent } from './budget.js';
+export type { PrivacyBudget, PrivacySpent } from './budget.js';
+export { DEFAULT_DATASET, LEDGER_HEAD_ACTION, ledgerHeadsFromAudit, openPrivacyLedger } from './privacy-ledger.js';
+export type { LedgerEntry, LedgerHead, LedgerJobState, LedgerTotals, LedgerView, PrivacyLedger, PrivacyLedgerOptions } from './privacy-ledger.js';
+export { metricsPrivacy, METRICS_PRIVACY_META } from './metrics-privacy.js';
+export type { MetricNoise, MetricsPrivacyOptions } from './metrics-privacy.js';
 export { cryptoRandomSource } from './random-source.js';
-export type { RandomSource } from './random-source.js';
+export type { DpRandomSource } from './random-source.js';
 
 export {
   BUDGET_FOLDER,
+  createDpFilterFactories,
   dpFilterFactories,
   dpSgdFactory,
   excludeVarsFactory,
   FLARE_FILTER_ALIASES,
   gaussianDpFactory,
+  metricsPrivacyFactory,
   percentilePrivacyFactory,
   svtPrivacyFactory,
 } from './filter-factories.js';
-export type { DpSgdArgs, ExcludeVarsArgs, GaussianDpArgs, PercentilePrivacyArgs, SvtPrivacyArgs } from './filter-factories.js';
+export type { DpFilterFactoriesOptions, DpSgdArgs, ExcludeVarsArgs, GaussianDpArgs, MetricsPrivacyArgs, PercentilePrivacyArgs, SvtPrivacyArgs } from './filter-factories.js';

@@ -6,13 +6,13 @@ import { randomFillSync } from 'node:crypto';
  * Production code must leave the filters' `random` option unset: noise drawn from a predictable source
  * protects nothing.
  */
-export interface RandomSource {
+export interface DpRandomSource {
   /** Fills every element of `words` with independent uniform 32-bit values. */
   fill(words: Uint32Array): void;
 }
 
-/** The default {@link RandomSource}: `crypto.randomFillSync` (OpenSSL's CTR-DRBG, seeded by the OS). */
-export const cryptoRandomSource: RandomSource = Object.freeze({
+/** The default {@link DpRandomSource}: `crypto.randomFillSync` (OpenSSL's CTR-DRBG, seeded by the OS). */
+export const cryptoRandomSource: DpRandomSource = Object.freeze({
   fill(words: Uint32Array): void {
     randomFillSync(words);
   },
@@ -22,13 +22,13 @@ export const cryptoRandomSource: RandomSource = Object.freeze({
 // calls (see the dp benchmark), and the buffer stays in L2.
 const WORDS = 16_384;
 
-/** A buffered stream of random 32-bit words over a {@link RandomSource}. Internal. */
+/** A buffered stream of random 32-bit words over a {@link DpRandomSource}. Internal. */
 export class WordStream {
   readonly buf: Uint32Array = new Uint32Array(WORDS);
   pos: number = WORDS;
-  readonly source: RandomSource;
+  readonly source: DpRandomSource;
 
-  constructor(source: RandomSource) {
+  constructor(source: DpRandomSource) {
     this.source = source;
   }
 

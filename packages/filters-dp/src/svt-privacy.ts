@@ -1,7 +1,7 @@
 import { DpError, META, tensor, type Filter, type FilterContext, type FLModel, type JsonValue, type Tensor } from '@flare/core';
 import { discreteLaplace } from './discrete-laplace.js';
-import { chargeRelease, DP_SPENT_META, spentJson, type PrivacyBudget, type PrivacySpent } from './privacy-ledger.js';
-import { cryptoRandomSource, WordStream, type RandomSource } from './random-source.js';
+import { chargeRelease, DP_SPENT_META, spentJson, type PrivacyBudget, type PrivacySpent } from './budget.js';
+import { cryptoRandomSource, WordStream, type DpRandomSource } from './random-source.js';
 import { checkAborted, floatTensors, numSteps, sameKind } from './update-checks.js';
 
 /**
@@ -32,7 +32,7 @@ export interface SvtPrivacyOptions {
   /** Enforce a per-job privacy budget at this site (pure-DP releases composed by RDP and by summation). */
   readonly budget?: PrivacyBudget;
   /** Tests only: a deterministic random source. Leave unset (the default is the OS CSPRNG). */
-  readonly random?: RandomSource;
+  readonly random?: DpRandomSource;
 }
 
 /** FLARE's meta key for the per-call SVT ledger entry. */
@@ -300,17 +300,16 @@ export function svtPrivacy(options: SvtPrivacyOptions = {}): Filter {
     if (r.nUpload > 0) {
       const eTotal = r.epsilonThreshold + r.epsilonQuery + r.epsilonRelease;
       let spent: PrivacySpent | undefined;
+      let dataset: string | undefined;
       if (budget !== undefined) {
         const slack = LAPLACE_SLACK * (1 + r.nUpload) + QUERY_SLACK * SVT_MAX_PASSES * total;
-        spent = (
-          await chargeRelease(budget, { site: ctx.site, job: ctx.job, filter: 'svt-privacy', audit: ctx.audit }, {
+        ({ spent, dataset } = await chargeRelease(budget, { site: ctx.site, job: ctx.job, filter: 'svt-privacy', audit: ctx.audit }, {
             // ε-DP implies (α, min(ε, αε²/2))-RDP (Bun & Steinke 2016, Proposition 3.3).
             rdp: (orders) => orders.map((a) => Math.min(eTotal, (a * eTotal * eTotal) / 2)),
             pureEpsilon: eTotal,
             samplerEpsilon: slack,
             samplerTv: 0,
-          })
-        ).spent;
+          }));
       }
       const ledger = ledgers.get(ctx.job) ?? { epsilon: 0, calls: 0 };
       ledger.epsilon += eTotal;
@@ -337,12 +336,12 @@ export function svtPrivacy(options: SvtPrivacyOptions = {}): Filter {
       }
       meta[SVT_BUDGET_META] = perCall;
       meta[SVT_ACCOUNTANT_META] = cumulative;
-      if (spent !== undefined) meta[DP_SPENT_META] = spentJson(spent);
+      if (spent !== undefined) meta[DP_SPENT_META] = spentJson(spent, dataset);
       ctx.audit?.({
         action: 'dp_svt_applied',
         job: ctx.job,
         msg: `svt-privacy: released ${r.nUpload} of ${total} values in ${r.passes} passes; call epsilon ${eTotal.toPrecision(4)}, cumulative ${ledger.epsilon.toPrecision(4)} (pure DP)`,
-        data: { filter: 'svt-privacy', round: ctx.round, epsilon_total: ledger.epsilon, epsilon_call: eTotal, ...(spent === undefined ? {} : spentJson(spent)) },
+        data: { filter: 'svt-privacy', round: ctx.round, epsilon_total: ledger.epsilon, epsilon_call: eTotal, ...(spent === undefined ? {} : spentJson(spent, dataset)) },
       });
     }
     const result: FLModel = { params, kind: m.kind, meta };

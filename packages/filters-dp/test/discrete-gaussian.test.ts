@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { discreteGaussianInto, drawColumn, GAUSSIAN_GRID_STEPS } from '../src/discrete-gaussian.js';
-import { WordStream, type RandomSource } from '../src/random-source.js';
+import { WordStream, type DpRandomSource } from '../src/random-source.js';
 import { replayRandom, seededRandom } from './helpers/seeded-random.js';
 
 // Statistical tests use fixed seeds (AES-256-CTR keystreams), so they are deterministic; the bounds are 5
@@ -34,7 +34,7 @@ function firstDifference(a: ArrayLike<number>, b: ArrayLike<number>): number {
 }
 
 /** Counts the words a source hands out. */
-function counting(source: RandomSource): RandomSource & { words: number } {
+function counting(source: DpRandomSource): DpRandomSource & { words: number } {
   const counter = {
     words: 0,
     fill(w: Uint32Array): void {

@@ -5,6 +5,7 @@ import { model, tensor, type FilterEnv } from '@flare/core';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
   BUDGET_FOLDER,
+  createDpFilterFactories,
   dpFilterFactories,
   DP_SPENT_META,
   excludeVarsFactory,
@@ -13,6 +14,7 @@ import {
   percentilePrivacyFactory,
   svtPrivacyFactory,
 } from '../src/index.js';
+import { memoryPrivacyLedger } from '../src/testing.js';
 
 const dirs: string[] = [];
 const envOf = (): FilterEnv => {
@@ -25,8 +27,20 @@ afterEach(() => {
 });
 
 describe('dpFilterFactories', () => {
-  it('registers gaussian-dp, percentile-privacy, svt-privacy, exclude-vars and dp-sgd', () => {
-    expect(dpFilterFactories.map((f) => f.name)).toEqual(['gaussian-dp', 'percentile-privacy', 'svt-privacy', 'exclude-vars', 'dp-sgd']);
+  it('registers gaussian-dp, percentile-privacy, svt-privacy, exclude-vars, dp-sgd and metrics-privacy', () => {
+    expect(dpFilterFactories.map((f) => f.name)).toEqual(['gaussian-dp', 'percentile-privacy', 'svt-privacy', 'exclude-vars', 'dp-sgd', 'metrics-privacy']);
+  });
+
+  it('createDpFilterFactories({ ledger }) charges the given ledger (one per site, opened with the audit log\'s heads) and refuses another site', async () => {
+    const ledger = memoryPrivacyLedger({ site: 'site-a' });
+    const factories = new Map(createDpFilterFactories({ ledger }).map((f) => [f.name, f]));
+    const g = factories.get('gaussian-dp')!;
+    const env = envOf();
+    await g.create(g.args.parse({ clipNorm: 1, noiseMultiplier: 2, budget: { maxEpsilon: 20, delta: 1e-5, dataset: 'spam' } }), env).apply(model({ w: tensor(new Float32Array([1])) }, 'diff'), { site: 'site-a', job: 'j', round: 0 });
+    expect((await ledger.read('spam', 'j')).totals?.releases).toBe(1);
+    expect(readdirSync(env.workspace)).toEqual([]); // nothing under the workspace: the given ledger was used
+    expect(() => g.create(g.args.parse({ clipNorm: 1, noiseMultiplier: 2, budget: { maxEpsilon: 20, delta: 1e-5 } }), { ...env, site: 'site-b' })).toThrow(TypeError);
+    expect(g.args.safeParse({ clipNorm: 1, noiseMultiplier: 2, budget: { maxEpsilon: 20, delta: 1e-5, dataset: '../x' } }).success).toBe(false);
   });
 
   it("maps FLARE's class names and paths to the registered names", () => {

@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import { isFlareError, l2norm, model, tensor, type AuditEventInput, type FilterContext, type FLModel } from '@flare/core';
 import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
-import { DP_SPENT_META, fileBudgetStore, GAUSSIAN_DP_META, gaussianDp, memoryBudgetStore, rdpEpsilon, BUDGET_ORDERS } from '../src/index.js';
+import { DP_SPENT_META, GAUSSIAN_DP_META, gaussianDp, openPrivacyLedger, rdpEpsilon, BUDGET_ORDERS } from '../src/index.js';
+import { memoryPrivacyLedger } from '../src/testing.js';
 import { seededRandom } from './helpers/seeded-random.js';
 
 const dirs: string[] = [];
@@ -159,14 +160,14 @@ describe('gaussianDp refusals', () => {
   it('rejects bad options with RangeError', () => {
     expect(() => gaussianDp({ clipNorm: 0, noiseMultiplier: 1 })).toThrow(RangeError);
     expect(() => gaussianDp({ clipNorm: 1, noiseMultiplier: -1 })).toThrow(RangeError);
-    expect(() => gaussianDp({ clipNorm: 1, noiseMultiplier: 1, budget: { maxEpsilon: 1, delta: 2, store: memoryBudgetStore() } })).toThrow(RangeError);
+    expect(() => gaussianDp({ clipNorm: 1, noiseMultiplier: 1, budget: { maxEpsilon: 1, delta: 2, ledger: memoryPrivacyLedger({ site: 'site-a' }) } })).toThrow(RangeError);
     expect(() => gaussianDp({ clipNorm: 1, noiseMultiplier: 1, adaptive: { bitNoise: 1, targetQuantile: 1 } })).toThrow(RangeError);
   });
 });
 
 describe('gaussianDp budget', () => {
   it('reports the spent (epsilon, delta) in the meta, equal to the RDP accountant over the releases so far', async () => {
-    const f = gaussianDp({ clipNorm: 1, noiseMultiplier: 1.1, budget: { maxEpsilon: 50, delta: 1e-5, store: memoryBudgetStore() } });
+    const f = gaussianDp({ clipNorm: 1, noiseMultiplier: 1.1, budget: { maxEpsilon: 50, delta: 1e-5, ledger: memoryPrivacyLedger({ site: 'site-a' }) } });
     let out: FLModel | undefined;
     for (let round = 0; round < 3; round++) out = await f.apply(update(), ctxOf('job-1', round));
     const spent = out!.meta[DP_SPENT_META] as Record<string, number>;
@@ -183,7 +184,7 @@ describe('gaussianDp budget', () => {
   it('refuses the release that would exceed the budget (E_DP_BUDGET_EXHAUSTED), audits it, and stays refused', async () => {
     const events: AuditEventInput[] = [];
     // One round of z = 1.1 at delta 1e-5 costs about 4.3; two cost about 6.5.
-    const f = gaussianDp({ clipNorm: 1, noiseMultiplier: 1.1, budget: { maxEpsilon: 5, delta: 1e-5, store: memoryBudgetStore() } });
+    const f = gaussianDp({ clipNorm: 1, noiseMultiplier: 1.1, budget: { maxEpsilon: 5, delta: 1e-5, ledger: memoryPrivacyLedger({ site: 'site-a' }) } });
     await f.apply(update(), ctxOf('job-1', 0, events));
     expect(await codeOf(f.apply(update(), ctxOf('job-1', 1, events)))).toBe('E_DP_BUDGET_EXHAUSTED');
     const refusal = events.find((e) => e.action === 'dp_budget_exhausted');
@@ -192,39 +193,38 @@ describe('gaussianDp budget', () => {
     expect(refusal?.data?.['would_be_epsilon'] as number).toBeGreaterThan(5);
     // A later round of the same job is refused too, even though nothing more was spent.
     expect(await codeOf(f.apply(update(), ctxOf('job-1', 2, events)))).toBe('E_DP_BUDGET_EXHAUSTED');
-    // Another job has its own budget.
-    await f.apply(update(), ctxOf('job-2', 0, events));
+    // Another job on the same data shares the budget: refused as well (the data is spent, not the job).
+    expect(await codeOf(f.apply(update(), ctxOf('job-2', 0, events)))).toBe('E_DP_BUDGET_EXHAUSTED');
   });
 
-  it('keeps the spending across a restart (a new filter over the same workspace folder)', async () => {
+  it('keeps the spending in the ledger on disk (a new filter over the same workspace folder)', async () => {
     const dir = tmp();
-    const make = () => gaussianDp({ clipNorm: 1, noiseMultiplier: 1.1, budget: { maxEpsilon: 5, delta: 1e-5, store: fileBudgetStore(dir) } });
+    const make = () => gaussianDp({ clipNorm: 1, noiseMultiplier: 1.1, budget: { maxEpsilon: 5, delta: 1e-5, ledger: openPrivacyLedger(dir, { site: 'site-a' }) } });
     const first = await make().apply(update(), ctxOf());
     const firstSpent = (first.meta[DP_SPENT_META] as Record<string, number>)['epsilon']!;
-    expect(readdirSync(dir).filter((f) => f.endsWith('.json'))).toHaveLength(1);
-    // "Restart": a new filter and a new store object over the same folder.
+    expect(readdirSync(dir).filter((f) => f.endsWith('.jsonl'))).toHaveLength(1);
     expect(await codeOf(make().apply(update(), ctxOf()))).toBe('E_DP_BUDGET_EXHAUSTED');
-    const record = JSON.parse(readFileSync(join(dir, readdirSync(dir)[0]!), 'utf8'));
-    expect(record.exhausted).toBe(true);
-    expect(record.releases).toBe(1);
+    const lines = readFileSync(join(dir, readdirSync(dir)[0]!), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { kind: string; totals: { releases: number } });
+    expect(lines.map((l) => l.kind)).toEqual(['release', 'exhausted']);
+    expect(lines.at(-1)!.totals.releases).toBe(1);
     expect(firstSpent).toBeGreaterThan(4);
   });
 
-  it('refuses to contribute when the budget record was tampered with (E_DP_BUDGET_CORRUPT)', async () => {
+  it('refuses to contribute when the ledger was tampered with (E_DP_BUDGET_CORRUPT)', async () => {
     const dir = tmp();
-    const f = gaussianDp({ clipNorm: 1, noiseMultiplier: 1.1, budget: { maxEpsilon: 50, delta: 1e-5, store: fileBudgetStore(dir) } });
+    const f = gaussianDp({ clipNorm: 1, noiseMultiplier: 1.1, budget: { maxEpsilon: 50, delta: 1e-5, ledger: openPrivacyLedger(dir, { site: 'site-a' }) } });
     await f.apply(update(), ctxOf());
     const file = join(dir, readdirSync(dir)[0]!);
-    const record = JSON.parse(readFileSync(file, 'utf8'));
-    writeFileSync(file, JSON.stringify({ ...record, rdp: record.rdp.map(() => -1) }));
+    const line = JSON.parse(readFileSync(file, 'utf8')) as { totals: { rdp: number[] } };
+    writeFileSync(file, `${JSON.stringify({ ...line, totals: { ...line.totals, rdp: line.totals.rdp.map(() => -1) } })}\n`);
     expect(await codeOf(f.apply(update(), ctxOf()))).toBe('E_DP_BUDGET_CORRUPT');
-    writeFileSync(file, '{"version": 1,');
+    writeFileSync(file, '{"v": 1,\n');
     expect(await codeOf(f.apply(update(), ctxOf()))).toBe('E_DP_BUDGET_CORRUPT');
   });
 
   it('accounts sampling rate and adjacency: replace doubles the sensitivity, sampling lowers epsilon', async () => {
     const spentWith = async (budget: Record<string, unknown>) => {
-      const f = gaussianDp({ clipNorm: 1, noiseMultiplier: 2, budget: { maxEpsilon: 20, delta: 1e-5, store: memoryBudgetStore(), ...budget } });
+      const f = gaussianDp({ clipNorm: 1, noiseMultiplier: 2, budget: { maxEpsilon: 20, delta: 1e-5, ledger: memoryPrivacyLedger({ site: 'site-a' }), ...budget } });
       const out = await f.apply(update(), ctxOf());
       return (out.meta[DP_SPENT_META] as Record<string, number>)['epsilon']!;
     };
@@ -252,10 +252,10 @@ describe('gaussianDp adaptive clipping (Andrew et al. 2021)', () => {
     expect(b / a).toBeCloseTo(Math.exp(-0.1), 5);
   });
 
-  it('keeps the clip norm in the budget record (survives restarts) and accounts the noisy bit', async () => {
+  it('keeps the clip norm in the ledger (survives restarts) and accounts the noisy bit', async () => {
     const dir = tmp();
     const make = () =>
-      gaussianDp({ clipNorm: 0.01, noiseMultiplier: 1, adaptive: { bitNoise: 2 }, budget: { maxEpsilon: 30, delta: 1e-5, store: fileBudgetStore(dir) } });
+      gaussianDp({ clipNorm: 0.01, noiseMultiplier: 1, adaptive: { bitNoise: 2 }, budget: { maxEpsilon: 30, delta: 1e-5, ledger: openPrivacyLedger(dir, { site: 'site-a' }) } });
     const first = await make().apply(update(1), ctxOf());
     const info = first.meta[GAUSSIAN_DP_META] as { adaptive: { next_clip_norm: number } };
     const second = await make().apply(update(1), ctxOf('job-1', 1));

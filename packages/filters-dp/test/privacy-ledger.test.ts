@@ -1,65 +1,220 @@
-import { describe, expect, it } from 'vitest';
-import { BUDGET_ORDERS, DEFAULT_ORDERS, epsilonFromRdp, privacySpent, rdp, type BudgetRecord } from '../src/index.js';
+import { copyFileSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { model, tensor, type AuditEventInput, type FilterContext } from '@flare/core';
+import { afterEach, describe, expect, it } from 'vitest';
+import { BUDGET_ORDERS, dpSgdAccountant, gaussianDp, LEDGER_HEAD_ACTION, ledgerHeadsFromAudit, openPrivacyLedger, privacySpent, type LedgerHead, type PrivacyLedger } from '../src/index.js';
 
-const base: BudgetRecord = {
-  version: 1,
-  site: 's',
-  job: 'j',
-  orders: BUDGET_ORDERS,
-  rdp: rdp({ noiseMultiplier: 1.1, samplingRate: 1, orders: BUDGET_ORDERS }).map((v) => v * 3),
-  pureEpsilon: null,
-  samplerEpsilon: 0,
-  samplerTv: 0,
-  releases: 3,
-  exhausted: false,
-  updatedAt: '1970-01-01T00:00:00.000Z',
+const dirs: string[] = [];
+const tmp = () => {
+  const d = mkdtempSync(join(tmpdir(), 'flare-ledger-'));
+  dirs.push(d);
+  return d;
 };
+afterEach(() => {
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
 
-describe('BUDGET_ORDERS', () => {
-  it('are Opacus defaults plus dp_accounting large orders 128, 256, 512, 1024', () => {
-    expect(BUDGET_ORDERS).toEqual([...DEFAULT_ORDERS, 128, 256, 512, 1024]);
+/** The site's audit log as the ledger sees it: a hook that keeps events (the real one is @flare/audit's append). */
+const auditLog = () => {
+  const events: AuditEventInput[] = [];
+  return { events, append: (e: AuditEventInput) => (events.push(e), `id-${events.length}`) };
+};
+const update = (values = [0.3, -0.4]) => model({ w: tensor(Float32Array.from(values)) }, 'diff');
+const ctx = (job: string, audit?: (e: AuditEventInput) => string): FilterContext => ({ site: 'site-1', job, round: 0, ...(audit ? { audit } : {}) });
+const dpSgdUpdate = () => ({ ...update(), meta: { dp_sgd: { noise_multiplier: 1, sampling_rate: 0.02, steps: 500, clip_norm: 1, examples: 5000 } } });
+const ledgerFile = (dir: string) => join(dir, readdirSync(dir).find((n) => n.startsWith('ledger-'))!);
+async function codeOf(p: unknown): Promise<string | undefined> {
+  try {
+    await p;
+  } catch (e) {
+    return (e as { code?: string }).code ?? `not a FlareError: ${String(e)}`;
+  }
+  return undefined;
+}
+
+describe('one privacy ledger per dataset, across jobs', () => {
+  it('two concurrent jobs on the same data share one budget: the second job is refused once the data is spent (E_DP_BUDGET_EXHAUSTED)', async () => {
+    const log = auditLog();
+    const ledger = openPrivacyLedger(tmp(), { site: 'site-1', audit: log.append });
+    // One release at z = 1.1 costs ε ≈ 3.7 at δ = 1e-5; the budget allows two, not three.
+    const budget = { maxEpsilon: 8, delta: 1e-5, ledger };
+    const jobA = gaussianDp({ clipNorm: 1, noiseMultiplier: 1.1, budget });
+    const jobB = gaussianDp({ clipNorm: 1, noiseMultiplier: 1.1, budget });
+    const [a, b] = await Promise.all([jobA.apply(update(), ctx('job-a')), jobB.apply(update(), ctx('job-b'))]);
+    expect((a.meta['dp_privacy_spent'] as { releases: number }).releases + (b.meta['dp_privacy_spent'] as { releases: number }).releases).toBe(3);
+    expect(await codeOf(jobA.apply(update(), ctx('job-a')))).toBe('E_DP_BUDGET_EXHAUSTED');
+    expect(await codeOf(jobB.apply(update(), ctx('job-b')))).toBe('E_DP_BUDGET_EXHAUSTED');
+    const { totals } = await ledger.read('default', 'job-a');
+    expect(totals?.releases).toBe(2);
+    expect(privacySpent(totals, { delta: 1e-5, maxEpsilon: 8 }).epsilon).toBeLessThanOrEqual(8);
+    // Every appended line reported its head to the audit log, in order.
+    const heads = log.events.filter((e) => e.action === LEDGER_HEAD_ACTION).map((e) => e.data?.['seq']);
+    expect(heads).toEqual([0, 1, 2, 3]);
+  });
+
+  it('record-level (dp-sgd) and site-level (gaussian-dp) releases of two jobs compose into the same dataset ledger', async () => {
+    const ledger = openPrivacyLedger(tmp(), { site: 'site-1' });
+    await dpSgdAccountant({ budget: { maxEpsilon: 50, delta: 1e-5, ledger } }).apply(dpSgdUpdate(), ctx('job-a'));
+    await gaussianDp({ clipNorm: 1, noiseMultiplier: 2, budget: { maxEpsilon: 50, delta: 1e-5, ledger } }).apply(update(), ctx('job-b'));
+    const view = await ledger.read('default', 'job-b');
+    expect(view.totals?.releases).toBe(2);
+    expect(view.job.releases).toBe(1);
+  });
+
+  it('different datasets keep different ledgers (a site names them in its scopes)', async () => {
+    const ledger = openPrivacyLedger(tmp(), { site: 'site-1' });
+    const f = (dataset: string) => gaussianDp({ clipNorm: 1, noiseMultiplier: 1.1, budget: { maxEpsilon: 5, delta: 1e-5, ledger, dataset } });
+    await f('spam').apply(update(), ctx('j'));
+    await f('iris').apply(update(), ctx('j'));
+    expect((await ledger.read('spam', 'j')).totals?.releases).toBe(1);
+    expect((await ledger.read('iris', 'j')).totals?.releases).toBe(1);
+    expect(ledger.heads().map((h) => h.dataset).sort()).toEqual(['iris', 'spam']);
+    await expect(ledger.read('../etc', 'j')).rejects.toThrow(TypeError);
+  });
+
+  it('the spending survives a restart (a new process: the ledger is read back and verified)', async () => {
+    const dir = tmp();
+    const first = openPrivacyLedger(dir, { site: 'site-1' });
+    await gaussianDp({ clipNorm: 1, noiseMultiplier: 1.1, budget: { maxEpsilon: 8, delta: 1e-5, ledger: first } }).apply(update(), ctx('j'));
+    const text = readFileSync(ledgerFile(dir), 'utf8');
+    expect(statSync(ledgerFile(dir)).mode & 0o777).toBe(0o600);
+    const restarted = await freshProcessView(dir, text);
+    expect(restarted.totals?.releases).toBe(1);
   });
 });
 
-describe('privacySpent', () => {
-  it('is 0 before any release', () => {
-    expect(privacySpent(undefined, { delta: 1e-5, maxEpsilon: 1 })).toEqual({ epsilon: 0, delta: 1e-5, maxEpsilon: 1, releases: 0, accountant: 'rdp' });
+/** What a new process sees: the same bytes in a new folder (one ledger object per folder per process). */
+async function freshProcessView(dir: string, text: string, heads: readonly LedgerHead[] = []) {
+  const copy = tmp();
+  writeFileSync(join(copy, ledgerFile(dir).split('/').at(-1)!), text);
+  return openPrivacyLedger(copy, { site: 'site-1', trustedHeads: heads }).read('default', 'j');
+}
+
+describe('rollback and deletion of the ledger are detected (E_DP_LEDGER_ROLLBACK)', () => {
+  /** Three releases, the heads as the site's audit log recorded them, and the ledger's text after one release. */
+  async function history() {
+    const dir = tmp();
+    const log = auditLog();
+    const ledger = openPrivacyLedger(dir, { site: 'site-1', audit: log.append });
+    const f = gaussianDp({ clipNorm: 1, noiseMultiplier: 3, budget: { maxEpsilon: 20, delta: 1e-5, ledger } });
+    await f.apply(update(), ctx('j'));
+    const afterOne = readFileSync(ledgerFile(dir), 'utf8');
+    await f.apply(update(), ctx('j'));
+    await f.apply(update(), ctx('j'));
+    const heads = await ledgerHeadsFromAudit(log.events);
+    return { dir, ledger, f, afterOne, heads, full: readFileSync(ledgerFile(dir), 'utf8') };
+  }
+
+  it('the heads the audit log recorded verify the whole ledger after a restart', async () => {
+    const { dir, heads, full } = await history();
+    expect(heads).toEqual([{ dataset: 'default', seq: 2, hash: expect.stringMatching(/^[0-9a-f]{64}$/) as string }]);
+    expect((await freshProcessView(dir, full, heads)).totals?.releases).toBe(3);
   });
 
-  it('converts the composed RDP at delta', () => {
-    const spent = privacySpent(base, { delta: 1e-5, maxEpsilon: 10 });
-    expect(spent.epsilon).toBe(epsilonFromRdp({ orders: base.orders, rdp: base.rdp, delta: 1e-5 }).epsilon);
-    expect(spent.releases).toBe(3);
+  it('a deleted ledger is refused at restart, not started from zero', async () => {
+    const { heads } = await history();
+    const empty = tmp();
+    const code = await codeOf(openPrivacyLedger(empty, { site: 'site-1', trustedHeads: heads }).read('default', 'j'));
+    expect(code).toBe('E_DP_LEDGER_ROLLBACK');
+    const f = gaussianDp({ clipNorm: 1, noiseMultiplier: 3, budget: { maxEpsilon: 20, delta: 1e-5, ledger: openPrivacyLedger(empty, { site: 'site-1' }) } });
+    expect(await codeOf(f.apply(update(), ctx('j')))).toBe('E_DP_LEDGER_ROLLBACK');
   });
 
-  it('takes the smaller of basic composition and RDP for pure-DP releases', () => {
-    const pure = { ...base, pureEpsilon: 0.5, rdp: BUDGET_ORDERS.map((a) => Math.min(0.5, (a * 0.25) / 2)) };
-    expect(privacySpent(pure, { delta: 1e-5, maxEpsilon: 10 })).toMatchObject({ epsilon: 0.5, accountant: 'pure_dp_sum' });
-    const many = { ...base, pureEpsilon: 100 * 0.1, rdp: BUDGET_ORDERS.map((a) => 100 * Math.min(0.1, (a * 0.01) / 2)) };
-    expect(privacySpent(many, { delta: 1e-5, maxEpsilon: 20 }).epsilon).toBeLessThan(10);
-    expect(privacySpent(many, { delta: 1e-5, maxEpsilon: 20 }).accountant).toBe('rdp');
+  it('an older copy of the ledger (rolled back) is refused at restart', async () => {
+    const { dir, heads, afterOne } = await history();
+    expect(await codeOf(freshProcessView(dir, afterOne, heads))).toBe('E_DP_LEDGER_ROLLBACK');
   });
 
-  it('adds the sampler error: epsilon directly, total variation out of delta at the epsilon reached (fixed point)', () => {
-    const withSlack = { ...base, samplerEpsilon: 1e-3, samplerTv: 1e-9 };
-    const spent = privacySpent(withSlack, { delta: 1e-5, maxEpsilon: 5 });
-    const eps = spent.epsilon - 1e-3;
-    const deltaLeft = 1e-5 - 1e-9 * (1 + Math.exp(eps));
-    // eps is the fixed point ε = ε_rdp(δ − τ(1 + e^ε)): above the bound that ignores τ, and below one charged
-    // at e^9 for a budget of 9 (the earlier rule, which made large budgets unusable)
-    expect(eps).toBeCloseTo(epsilonFromRdp({ orders: base.orders, rdp: base.rdp, delta: deltaLeft }).epsilon, 9);
-    expect(eps).toBeGreaterThan(epsilonFromRdp({ orders: base.orders, rdp: base.rdp, delta: 1e-5 }).epsilon);
-    expect(eps).toBeLessThanOrEqual(epsilonFromRdp({ orders: base.orders, rdp: base.rdp, delta: 1e-5 - 1e-9 * (1 + Math.exp(9)) }).epsilon);
-    expect(privacySpent({ ...base, samplerTv: 1 }, { delta: 1e-5, maxEpsilon: 5 }).epsilon).toBe(Infinity);
+  it('a rolled-back ledger written again past the head (another history) is refused at restart', async () => {
+    const { dir, heads, afterOne } = await history();
+    // Roll back, then spend again from the older state: the chain reaches seq 2 with other hashes.
+    const forkDir = tmp();
+    writeFileSync(join(forkDir, ledgerFile(dir).split('/').at(-1)!), afterOne);
+    const fork = openPrivacyLedger(forkDir, { site: 'site-1' });
+    const g = gaussianDp({ clipNorm: 1, noiseMultiplier: 3, budget: { maxEpsilon: 20, delta: 1e-5, ledger: fork } });
+    await g.apply(update(), ctx('j'));
+    await g.apply(update(), ctx('j'));
+    expect(await codeOf(freshProcessView(forkDir, readFileSync(ledgerFile(forkDir), 'utf8'), heads))).toBe('E_DP_LEDGER_ROLLBACK');
   });
 
-  it('keeps large budgets usable: the Gaussian sampler\'s 2^-180 per coordinate costs nothing measurable at maxEpsilon 1000', () => {
-    const realistic = { ...base, samplerTv: 1025 * 2 ** -180 };
-    const plain = epsilonFromRdp({ orders: base.orders, rdp: base.rdp, delta: 1e-5 }).epsilon;
-    expect(privacySpent(realistic, { delta: 1e-5, maxEpsilon: 1000 }).epsilon).toBeCloseTo(plain, 9);
+  it('deleting or rolling back the ledger while the site runs is refused at the next release', async () => {
+    const { dir, f, afterOne } = await history();
+    const file = ledgerFile(dir);
+    copyFileSync(file, `${file}.bak`);
+    writeFileSync(file, afterOne);
+    expect(await codeOf(f.apply(update(), ctx('j')))).toBe('E_DP_LEDGER_ROLLBACK');
+    unlinkSync(file);
+    expect(await codeOf(f.apply(update(), ctx('j')))).toBe('E_DP_LEDGER_ROLLBACK');
+    copyFileSync(`${file}.bak`, file); // restored: spending continues
+    await f.apply(update(), ctx('j'));
   });
 
-  it('rejects a delta outside (0, 1)', () => {
-    expect(() => privacySpent(base, { delta: 0, maxEpsilon: 1 })).toThrow(RangeError);
+  it('an edited line (lower spending with its hash recomputed, or not) is refused (E_DP_BUDGET_CORRUPT)', async () => {
+    const { dir, full } = await history();
+    const lines = full.trim().split('\n');
+    const edited = lines.map((l, i) => (i === 2 ? l.replace(/"releases":3/, '"releases":2') : l)).join('\n') + '\n';
+    expect(await codeOf(freshProcessView(dir, edited))).toBe('E_DP_BUDGET_CORRUPT');
+    // A forger who recomputes hashes still cannot lower the totals along the chain.
+    const { createHash } = await import('node:crypto');
+    const { canonicalJson } = await import('@flare/core');
+    let prev = '0'.repeat(64);
+    const forged = lines.map((l, i) => {
+      const v = JSON.parse(l) as Record<string, unknown> & { totals: { rdp: number[] } };
+      if (i === 2) v.totals.rdp = v.totals.rdp.map(() => 0);
+      v['prev'] = prev;
+      delete v['hash'];
+      v['hash'] = createHash('sha256').update(canonicalJson(v as never)).digest('hex');
+      prev = v['hash'] as string;
+      return JSON.stringify(v);
+    });
+    expect(await codeOf(freshProcessView(dir, `${forged.join('\n')}\n`))).toBe('E_DP_BUDGET_CORRUPT');
+  });
+
+  it('a torn last line (a crash mid-write, never released) is ignored', async () => {
+    const { dir, full, heads } = await history();
+    expect((await freshProcessView(dir, `${full}{"v":1,"seq":3,"si`, heads)).totals?.releases).toBe(3);
+  });
+});
+
+describe('ledgerHeadsFromAudit', () => {
+  it('keeps the latest head per dataset and skips other and malformed events', async () => {
+    const h = (dataset: string, seq: number) => ({ action: LEDGER_HEAD_ACTION, data: { dataset, seq, head: String(seq).padStart(64, '0') } });
+    async function* events() {
+      yield h('default', 0);
+      yield { action: 'task_done' };
+      yield h('default', 4);
+      yield h('spam', 1);
+      yield { action: LEDGER_HEAD_ACTION, data: { dataset: 'default', seq: 'x' } };
+      yield h('default', 2);
+    }
+    expect(await ledgerHeadsFromAudit(events())).toEqual([
+      { dataset: 'default', seq: 4, hash: '4'.padStart(64, '0') },
+      { dataset: 'spam', seq: 1, hash: '1'.padStart(64, '0') },
+    ]);
+  });
+});
+
+describe('openPrivacyLedger', () => {
+  it('returns one object per folder (two would see each other as tampering) and refuses another site on it', () => {
+    const dir = tmp();
+    const a: PrivacyLedger = openPrivacyLedger(dir, { site: 'site-1' });
+    expect(openPrivacyLedger(join(dir, '.'), { site: 'site-1' })).toBe(a);
+    expect(() => openPrivacyLedger(dir, { site: 'site-2' })).toThrow(TypeError);
+  });
+
+  it('folds the per-job budget files of an earlier version into the default ledger: an upgrade forgets nothing', async () => {
+    const dir = tmp();
+    const old = (job: string, releases: number) => ({
+      version: 1, site: 'site-1', job, orders: BUDGET_ORDERS, rdp: BUDGET_ORDERS.map((a) => a * 0.05 * releases), pureEpsilon: null,
+      samplerEpsilon: 0, samplerTv: 0, releases, exhausted: job === 'b', updatedAt: new Date(0).toISOString(),
+    });
+    writeFileSync(join(dir, `${'a'.repeat(64)}.json`), JSON.stringify(old('a', 2)));
+    writeFileSync(join(dir, `${'b'.repeat(64)}.json`), JSON.stringify(old('b', 3)));
+    const ledger = openPrivacyLedger(dir, { site: 'site-1' });
+    const view = await ledger.read('default', 'b');
+    expect(view.totals?.releases).toBe(5);
+    expect(view.job).toEqual({ releases: 3, exhausted: true });
+    expect(view.totals?.rdp[0]).toBeCloseTo(BUDGET_ORDERS[0]! * 0.05 * 5, 12);
   });
 });

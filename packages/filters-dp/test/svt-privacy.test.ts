@@ -1,6 +1,7 @@
 import { isFlareError, model, tensor, type FilterContext } from '@flare/core';
 import { describe, expect, it } from 'vitest';
-import { DP_SPENT_META, memoryBudgetStore, SVT_ACCOUNTANT_META, SVT_BUDGET_META, svtPrivacy } from '../src/index.js';
+import { DP_SPENT_META, SVT_ACCOUNTANT_META, SVT_BUDGET_META, svtPrivacy } from '../src/index.js';
+import { memoryPrivacyLedger } from '../src/testing.js';
 import { epsilonSplit, releaseEpsilon, runSvt, type SvtNoise, type SvtParams } from '../src/svt-privacy.js';
 import { seededRandom } from './helpers/seeded-random.js';
 
@@ -158,7 +159,7 @@ describe('svtPrivacy', () => {
   });
 
   it('enforces a budget: pure-DP releases compose, and the one that would pass maxEpsilon is refused (E_DP_BUDGET_EXHAUSTED)', async () => {
-    const f = svtPrivacy({ fraction: 0.5, epsilon: 2, noiseVar: 1, gamma: 1, tau: -1, replace: false, epsilonThreshold: 0.5, epsilonQuery: 1.5, epsilonRelease: 3, budget: { maxEpsilon: 12, delta: 1e-5, store: memoryBudgetStore() } });
+    const f = svtPrivacy({ fraction: 0.5, epsilon: 2, noiseVar: 1, gamma: 1, tau: -1, replace: false, epsilonThreshold: 0.5, epsilonQuery: 1.5, epsilonRelease: 3, budget: { maxEpsilon: 12, delta: 1e-5, ledger: memoryPrivacyLedger({ site: 's' }) } });
     const m = () => model({ layer: tensor(Float32Array.from([0.2, -0.3, 0.4, -0.5])) }, 'diff');
     const one = await f.apply(m(), ctx(0));
     expect((one.meta[DP_SPENT_META] as Record<string, number>)['epsilon']).toBeCloseTo(5, 4);

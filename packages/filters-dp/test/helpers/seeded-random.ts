@@ -1,11 +1,11 @@
 import { createCipheriv, createHash } from 'node:crypto';
-import type { RandomSource } from '../../src/random-source.js';
+import type { DpRandomSource } from '../../src/random-source.js';
 
 /**
- * A deterministic RandomSource for tests only: the AES-256-CTR keystream under a key derived from `seed`.
+ * A deterministic DpRandomSource for tests only: the AES-256-CTR keystream under a key derived from `seed`.
  * Fixed seeds make the statistical tests reproducible; the filters never use this outside tests.
  */
-export function seededRandom(seed: string): RandomSource {
+export function seededRandom(seed: string): DpRandomSource {
   const key = createHash('sha256').update(`flare-ts test seed ${seed}`).digest();
   const cipher = createCipheriv('aes-256-ctr', key, Buffer.alloc(16));
   return {
@@ -17,8 +17,8 @@ export function seededRandom(seed: string): RandomSource {
   };
 }
 
-/** A RandomSource that replays fixed 32-bit words, then `filler` forever: for exact-path tests. */
-export function replayRandom(words: readonly number[], filler = 0): RandomSource {
+/** A DpRandomSource that replays fixed 32-bit words, then `filler` forever: for exact-path tests. */
+export function replayRandom(words: readonly number[], filler = 0): DpRandomSource {
   let i = 0;
   return {
     fill(out: Uint32Array): void {

@@ -1,9 +1,10 @@
 import { randomFillSync } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { model, tensor, type FLModel } from '@flare/core';
-import { cryptoRandomSource, fileBudgetStore, gaussianDp, memoryBudgetStore, noiseMultiplierFor, rdpEpsilon, type RandomSource } from '@flare/filters-dp';
+import { compileNamePattern, model, tensor, type FLModel } from '@flare/core';
+import { cryptoRandomSource, excludeVars, gaussianDp, noiseMultiplierFor, openPrivacyLedger, rdpEpsilon, type DpRandomSource } from '@flare/filters-dp';
+import { memoryPrivacyLedger } from '@flare/filters-dp/testing';
 import { time, type Row, type Suite } from '../harness.js';
 
 // gaussian-dp on a 10M-parameter float32 update (10 tensors of 1M, a mid-sized CNN's layers), against a plain
@@ -79,7 +80,7 @@ export const suite: Suite = {
     const baseline = { label: 'plain Float32Array add of pre-generated noise', value: rate(add!.wall) };
     const baselineCpu = { label: 'the same add, run alone', value: rate(addAlone!.cpu) };
     let words = 0;
-    const counting: RandomSource = {
+    const counting: DpRandomSource = {
       fill(w) {
         words += w.length;
         cryptoRandomSource.fill(w);
@@ -95,15 +96,47 @@ export const suite: Suite = {
       { minRuns: 10 },
     );
 
-    const budgeted = gaussianDp({ clipNorm: 1, noiseMultiplier: 1.1, budget: { maxEpsilon: 20, delta: 1e-5, store: memoryBudgetStore() } });
-    // A new job each run, so the budget never runs out during the measurement.
+    // Budgets are per dataset across jobs: a budget far above what the runs spend, so it never runs out here.
+    const huge = { maxEpsilon: 1e9, delta: 1e-5 };
+    const budgeted = gaussianDp({ clipNorm: 1, noiseMultiplier: 1.1, budget: { ...huge, ledger: memoryPrivacyLedger({ site: ctx.site }) } });
     let round = 0;
     const withBudget = await time(() => budgeted.apply(m, { ...ctx, job: `bench-${round++}` }), { minRuns: 5, warmup: 3 });
     const dir = mkdtempSync(join(tmpdir(), 'flare-bench-dp-'));
     const small = model({ w: tensor(new Float32Array(1000)) }, 'diff');
-    const onDisk = gaussianDp({ clipNorm: 1, noiseMultiplier: 1.1, budget: { maxEpsilon: 20, delta: 1e-5, store: fileBudgetStore(dir) } });
+    const ledger = openPrivacyLedger(dir, { site: ctx.site });
+    const onDisk = gaussianDp({ clipNorm: 1, noiseMultiplier: 1.1, budget: { ...huge, ledger } });
     const fileCharge = await time(() => onDisk.apply(small, { ...ctx, job: `bench-${round++}` }), { minRuns: 20 });
+    // What a restart costs: reading and verifying a ledger of 1,000 releases (chain, totals) in a new folder.
+    for (let i = 0; i < 1000 - fileCharge.runs - 1; i++) await onDisk.apply(small, { ...ctx, job: 'fill' });
+    const lines = readdirSync(dir).find((n) => n.startsWith('ledger-'))!;
+    const text = readFileSync(join(dir, lines), 'utf8');
+    let copies = 0;
+    const load = await time(
+      async () => {
+        const copy = join(dir, `copy-${copies++}`);
+        mkdirSync(copy);
+        writeFileSync(join(copy, lines), text);
+        await openPrivacyLedger(copy, { site: ctx.site }).read('default', 'x');
+      },
+      { minRuns: 10 },
+    );
+    const ledgerLines = text.split('\n').length - 1;
     rmSync(dir, { recursive: true, force: true });
+
+    // Job-supplied tensor-name patterns: core's linear-time matcher against RegExp on 10,000 names of a model.
+    const names = Array.from({ length: 10_000 }, (_, i) => `encoder.layer.${i % 48}.attention.${i % 3 === 0 ? 'num_batches_tracked' : 'weight'}`);
+    const source = '(^|\\.)num_batches_tracked$';
+    const linear = compileNamePattern(source);
+    const regexp = new RegExp(source, 'u');
+    let hits = 0;
+    const matchLinear = await time(() => {
+      for (const n of names) if (linear.test(n)) hits++;
+    }, { minRuns: 10 });
+    const matchRegexp = await time(() => {
+      for (const n of names) if (regexp.test(n)) hits--;
+    }, { minRuns: 10 });
+    if (hits !== 0) throw new Error('the two matchers disagree');
+    const excluded = await time(() => excludeVars({ pattern: source }).apply(model(Object.fromEntries(names.slice(0, 1000).map((n) => [n, tensor(new Float32Array(1))]))), ctx), { minRuns: 10 });
 
     const eps = await time(() => rdpEpsilon({ noiseMultiplier: 1.5, samplingRate: 0.04, steps: 2250, delta: 1e-5 }), { minRuns: 20 });
     const calib = await time(() => noiseMultiplierFor({ epsilon: 8, delta: 1e-5, samplingRate: 0.04, steps: 2000 }), { minRuns: 5 });
@@ -113,8 +146,11 @@ export const suite: Suite = {
       { label: '  the same in CPU time', value: rate(dp!.cpu), unit: 'M params/s', baseline: baselineCpu, higherIsBetter: true, aim: '>= 0.3x' },
       { label: `  one tensor of ${PARAMS / 1e6}M parameters (wall)`, value: rate(dpSingle!.wall), unit: 'M params/s', baseline, higherIsBetter: true },
       { label: `  CSPRNG share: randomFillSync of the ${(wordsPerRun / PARAMS).toFixed(3)} words/param it consumed`, value: (100 * rng.median) / dp!.wall, unit: '% of filter time' },
-      { label: '  gaussian-dp with a budget (memory store, RDP charge per round)', value: rate(withBudget.median), unit: 'M params/s', baseline, higherIsBetter: true },
-      { label: '  budget charge on disk (1k-param update: fsynced atomic write)', value: fileCharge.median, unit: 'ms' },
+      { label: '  gaussian-dp with a budget (memory ledger, RDP charge per round)', value: rate(withBudget.median), unit: 'M params/s', baseline, higherIsBetter: true },
+      { label: '  budget charge on disk (1k-param update: one ledger line appended and fdatasync\'ed)', value: fileCharge.median, unit: 'ms' },
+      { label: `  ledger read and verified at start (${ledgerLines} lines)`, value: load.median, unit: 'ms' },
+      { label: 'tensor-name pattern, 10,000 names: linear-time matcher (core)', value: (names.length / matchLinear.median) * 1e-3, unit: 'M names/s', baseline: { label: "JavaScript's RegExp (backtracking)", value: (names.length / matchRegexp.median) * 1e-3 }, higherIsBetter: true },
+      { label: '  exclude-vars with that pattern on a 1,000-tensor model', value: excluded.median, unit: 'ms' },
       { label: 'rdpEpsilon, Opacus standard case (151 orders)', value: eps.median, unit: 'ms' },
       { label: 'noiseMultiplierFor, epsilon 8, q 0.04, 2000 steps', value: calib.median, unit: 'ms' },
     ];

@@ -1,8 +1,9 @@
+import { expectFlareCode } from '@flare/core/testing';
 import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AuditLog, compareAnchors, readAnchors, verifyAnchor, verifyAuditLog, type AuditAnchor } from '../src/index.js';
-import { expectCode, scratch, siteKey, type SiteKey } from './helpers.js';
+import { scratch, siteKey, type SiteKey } from './helpers.js';
 
 // The exchange the runtime does: the site's log hands its anchor to the server, whose log records it (and the
 // other way round); later a copy of the site's log is verified against the server's log.
@@ -49,12 +50,12 @@ describe('AuditLog.anchor and recordAnchor', () => {
     const siteLog = await AuditLog.open(fresh('site'), { site: 'site-1', signer: site.pem });
     const serverLog = await AuditLog.open(fresh('server'), { site: 'server', signer: server.pem });
     const a = siteLog.anchor();
-    expectCode(() => serverLog.recordAnchor({ ...a, seq: a.seq + 10 }), 'E_AUDIT_ANCHOR');
-    expectCode(() => serverLog.recordAnchor({ ...a, sig: Buffer.alloc(64).toString('base64') }), 'E_AUDIT_ANCHOR');
-    expectCode(() => serverLog.recordAnchor({ ...a, extra: 1 }), 'E_AUDIT_ANCHOR');
-    expectCode(() => serverLog.recordAnchor(a, { certificate: other.cert }), 'E_AUDIT_ANCHOR');
-    expectCode(() => serverLog.recordAnchor(a, { site: 'site-2' }), 'E_AUDIT_ANCHOR');
-    expectCode(() => serverLog.recordAnchor('not an anchor'), 'E_AUDIT_ANCHOR');
+    expectFlareCode(() => serverLog.recordAnchor({ ...a, seq: a.seq + 10 }), 'E_AUDIT_ANCHOR');
+    expectFlareCode(() => serverLog.recordAnchor({ ...a, sig: Buffer.alloc(64).toString('base64') }), 'E_AUDIT_ANCHOR');
+    expectFlareCode(() => serverLog.recordAnchor({ ...a, extra: 1 }), 'E_AUDIT_ANCHOR');
+    expectFlareCode(() => serverLog.recordAnchor(a, { certificate: other.cert }), 'E_AUDIT_ANCHOR');
+    expectFlareCode(() => serverLog.recordAnchor(a, { site: 'site-2' }), 'E_AUDIT_ANCHOR');
+    expectFlareCode(() => serverLog.recordAnchor('not an anchor'), 'E_AUDIT_ANCHOR');
     await siteLog.close();
     await serverLog.close();
   });
@@ -75,7 +76,7 @@ describe('AuditLog.anchor and recordAnchor', () => {
     copyFileSync(backup, path);
     siteLog = await AuditLog.open(path, { site: 'site-1', signer: site.pem });
     const older = siteLog.anchor();
-    expect(expectCode(() => serverLog.recordAnchor(older), 'E_AUDIT_ROLLBACK').message).toMatch(/"site-1" was rolled back/);
+    expect(expectFlareCode(() => serverLog.recordAnchor(older), 'E_AUDIT_ROLLBACK').message).toMatch(/"site-1" was rolled back/);
     events(siteLog, 10, 'c');
     const forked = siteLog.anchor();
     // Past the recorded seq again, but the recorded checkpoint is no longer in this history: compare the logs.
@@ -96,7 +97,7 @@ describe('AuditLog.anchor and recordAnchor', () => {
     serverLog.recordAnchor(siteLog.anchor());
     await serverLog.close();
     serverLog = await AuditLog.open(serverPath, { site: 'server', signer: server.pem, anchors: (await readAnchors([serverPath])).anchors });
-    expectCode(() => serverLog.recordAnchor(early), 'E_AUDIT_ROLLBACK');
+    expectFlareCode(() => serverLog.recordAnchor(early), 'E_AUDIT_ROLLBACK');
     await serverLog.close();
     await siteLog.close();
     // A seed that does not verify is refused at open rather than trusted.

@@ -1,3 +1,4 @@
+import { expectFlareCode, expectFlareCodeAsync } from '@flare/core/testing';
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash, generateKeyPairSync } from 'node:crypto';
 import { appendFileSync, existsSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
@@ -7,7 +8,7 @@ import fc from 'fast-check';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { canonicalJson, type AuditHook, type JsonValue } from '@flare/core';
 import { AuditLog, GENESIS, verifyAuditLog } from '../src/index.js';
-import { expectCode, expectCodeAsync, linesOf, scratch, siteKey, type SiteKey } from './helpers.js';
+import { linesOf, scratch, siteKey, type SiteKey } from './helpers.js';
 
 let tmp: ReturnType<typeof scratch>;
 let key: SiteKey;
@@ -125,17 +126,17 @@ describe('AuditLog', () => {
     it('refuses invalid events (E_AUDIT_EVENT) without writing anything', async () => {
       const log = await AuditLog.open(path, { site: 'site-1', signer: key.pem });
       const before = readFileSync(path, 'utf8');
-      expectCode(() => log.append({ action: 'audit_checkpoint' }), 'E_AUDIT_EVENT');
-      expectCode(() => log.append({ action: 'audit_open' }), 'E_AUDIT_EVENT');
-      expectCode(() => log.append({ action: 'Submit Job' }), 'E_AUDIT_EVENT');
-      expectCode(() => log.append({ action: '' }), 'E_AUDIT_EVENT');
-      expectCode(() => log.append({ action: 'x', data: { eps: Number.NaN } }), 'E_AUDIT_EVENT');
-      expectCode(() => log.append({ action: 'x', data: { n: 1n } as unknown as Record<string, JsonValue> }), 'E_AUDIT_EVENT');
-      expectCode(() => log.append({ action: 'x', data: { f: () => 1 } as unknown as Record<string, JsonValue> }), 'E_AUDIT_EVENT');
-      expectCode(() => log.append({ action: 'x', data: { deep: { eps: Infinity } } }), 'E_AUDIT_EVENT');
-      expectCode(() => log.append({ action: 'x', msg: 'm'.repeat(9000) }), 'E_AUDIT_EVENT');
-      expectCode(() => log.append({ action: 'x', user: 7 as unknown as string }), 'E_AUDIT_EVENT');
-      expectCode(() => log.append({ action: 'x', data: { blob: 'b'.repeat(70_000) } }), 'E_AUDIT_EVENT');
+      expectFlareCode(() => log.append({ action: 'audit_checkpoint' }), 'E_AUDIT_EVENT');
+      expectFlareCode(() => log.append({ action: 'audit_open' }), 'E_AUDIT_EVENT');
+      expectFlareCode(() => log.append({ action: 'Submit Job' }), 'E_AUDIT_EVENT');
+      expectFlareCode(() => log.append({ action: '' }), 'E_AUDIT_EVENT');
+      expectFlareCode(() => log.append({ action: 'x', data: { eps: Number.NaN } }), 'E_AUDIT_EVENT');
+      expectFlareCode(() => log.append({ action: 'x', data: { n: 1n } as unknown as Record<string, JsonValue> }), 'E_AUDIT_EVENT');
+      expectFlareCode(() => log.append({ action: 'x', data: { f: () => 1 } as unknown as Record<string, JsonValue> }), 'E_AUDIT_EVENT');
+      expectFlareCode(() => log.append({ action: 'x', data: { deep: { eps: Infinity } } }), 'E_AUDIT_EVENT');
+      expectFlareCode(() => log.append({ action: 'x', msg: 'm'.repeat(9000) }), 'E_AUDIT_EVENT');
+      expectFlareCode(() => log.append({ action: 'x', user: 7 as unknown as string }), 'E_AUDIT_EVENT');
+      expectFlareCode(() => log.append({ action: 'x', data: { blob: 'b'.repeat(70_000) } }), 'E_AUDIT_EVENT');
       expect(readFileSync(path, 'utf8')).toBe(before);
       await log.close();
     });
@@ -148,12 +149,12 @@ describe('AuditLog', () => {
       await log.close();
       expect(linesOf(path).filter((l) => l.includes('"final":true'))).toHaveLength(1);
       expect((await verifyAuditLog(path, { certificate: key.cert })).ok).toBe(true);
-      expectCode(() => log.append({ action: 'late' }), 'E_AUDIT_CLOSED');
+      expectFlareCode(() => log.append({ action: 'late' }), 'E_AUDIT_CLOSED');
     });
 
     it('refuses a second writer (E_AUDIT_LOCKED) and takes over the lock of a dead one', async () => {
       const log = await AuditLog.open(path, { site: 'site-1', signer: key.pem });
-      await expectCodeAsync(() => AuditLog.open(path, { site: 'site-1', signer: key.pem }), 'E_AUDIT_LOCKED');
+      await expectFlareCodeAsync(() => AuditLog.open(path, { site: 'site-1', signer: key.pem }), 'E_AUDIT_LOCKED');
       await log.close();
       expect(existsSync(`${path}.lock`)).toBe(false);
       const dead = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' });
@@ -164,7 +165,7 @@ describe('AuditLog', () => {
 
     it('refuses to continue another site\'s log (E_AUDIT_SITE_MISMATCH)', async () => {
       await (await AuditLog.open(path, { site: 'site-1', signer: key.pem })).close();
-      await expectCodeAsync(() => AuditLog.open(path, { site: 'site-2', signer: key.pem }), 'E_AUDIT_SITE_MISMATCH');
+      await expectFlareCodeAsync(() => AuditLog.open(path, { site: 'site-2', signer: key.pem }), 'E_AUDIT_SITE_MISMATCH');
       expect(existsSync(`${path}.lock`)).toBe(false);
     });
 
@@ -172,9 +173,9 @@ describe('AuditLog', () => {
       await (await AuditLog.open(path, { site: 'site-1', signer: key.pem })).close();
       const lines = linesOf(path);
       writeFileSync(path, `${lines[0]}\n${lines[1]!.replace('"final":true', '"final":false')}\n`);
-      await expectCodeAsync(() => AuditLog.open(path, { site: 'site-1', signer: key.pem }), 'E_AUDIT_CORRUPT');
+      await expectFlareCodeAsync(() => AuditLog.open(path, { site: 'site-1', signer: key.pem }), 'E_AUDIT_CORRUPT');
       writeFileSync(path, 'hello world, not an audit log');
-      await expectCodeAsync(() => AuditLog.open(path, { site: 'site-1', signer: key.pem }), 'E_AUDIT_CORRUPT');
+      await expectFlareCodeAsync(() => AuditLog.open(path, { site: 'site-1', signer: key.pem }), 'E_AUDIT_CORRUPT');
     });
 
     it('cuts a torn final fragment (a crash mid-write) and records its size and hash', async () => {
@@ -200,14 +201,14 @@ describe('AuditLog', () => {
         generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey,
         'not a key',
       ];
-      for (const signer of bad) await expectCodeAsync(() => AuditLog.open(path, { site: 'site-1', signer }), 'E_AUDIT_SIGNER');
+      for (const signer of bad) await expectFlareCodeAsync(() => AuditLog.open(path, { site: 'site-1', signer }), 'E_AUDIT_SIGNER');
       expect(existsSync(path)).toBe(false);
     });
 
     it('reports a failing disk (E_AUDIT_WRITE) and stays failed rather than writing a broken chain', async () => {
       const full = join(tmp.dir, 'full.jsonl');
       symlinkSync('/dev/full', full);
-      await expectCodeAsync(() => AuditLog.open(full, { site: 'site-1', signer: key.pem }), 'E_AUDIT_WRITE');
+      await expectFlareCodeAsync(() => AuditLog.open(full, { site: 'site-1', signer: key.pem }), 'E_AUDIT_WRITE');
       expect(existsSync(`${full}.lock`)).toBe(false);
     });
 

@@ -3,8 +3,6 @@ import { generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { expect } from 'vitest';
-import { FlareError, type FlareErrorCode } from '@flare/core';
 
 /** A scratch folder and its cleanup. */
 export function scratch(prefix = 'flare-audit-'): { dir: string; cleanup: () => void } {
@@ -30,29 +28,7 @@ export function siteKey(dir: string, name: string, kind: 'ec' | 'rsa' | 'ed25519
   return { privateKey, pem, cert: readFileSync(certPath, 'utf8') };
 }
 
-export async function expectCodeAsync(fn: () => Promise<unknown>, code: FlareErrorCode): Promise<FlareError> {
-  let thrown: unknown;
-  try {
-    await fn();
-  } catch (e) {
-    thrown = e;
-  }
-  expect(thrown, `expected ${code}`).toBeInstanceOf(FlareError);
-  expect((thrown as FlareError).code).toBe(code);
-  return thrown as FlareError;
-}
 
-export function expectCode(fn: () => unknown, code: FlareErrorCode): FlareError {
-  let thrown: unknown;
-  try {
-    fn();
-  } catch (e) {
-    thrown = e;
-  }
-  expect(thrown, `expected ${code}`).toBeInstanceOf(FlareError);
-  expect((thrown as FlareError).code).toBe(code);
-  return thrown as FlareError;
-}
 
 /** The lines of a log file (without the trailing empty string). */
 export const linesOf = (path: string): string[] => readFileSync(path, 'utf8').split('\n').slice(0, -1);

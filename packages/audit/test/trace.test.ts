@@ -1,7 +1,8 @@
+import { expectFlareCodeAsync } from '@flare/core/testing';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AuditLog, formatTrace, traceAuditEvent } from '../src/index.js';
-import { expectCodeAsync, linesOf, scratch, siteKey, writeLines } from './helpers.js';
+import { linesOf, scratch, siteKey, writeLines } from './helpers.js';
 
 // A round across three sites, correlated as FLARE does: the server puts its event id into the task; each
 // client logs receipt with ref = that id, each filter it applies, and the result it sends; the server logs
@@ -69,6 +70,6 @@ describe('traceAuditEvent', () => {
   });
 
   it('refuses an event id no log holds (E_AUDIT_TRACE)', async () => {
-    await expectCodeAsync(() => traceAuditEvent('00000000-0000-4000-8000-000000000000', [paths.server]), 'E_AUDIT_TRACE');
+    await expectFlareCodeAsync(() => traceAuditEvent('00000000-0000-4000-8000-000000000000', [paths.server]), 'E_AUDIT_TRACE');
   });
 });

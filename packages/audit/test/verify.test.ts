@@ -1,10 +1,11 @@
+import { expectFlareCodeAsync } from '@flare/core/testing';
 import { createHash, generateKeyPairSync, randomUUID, sign } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { canonicalJson, type JsonValue } from '@flare/core';
 import { AuditLog, verifyAuditLog, type AuditProblemKind } from '../src/index.js';
-import { expectCodeAsync, linesOf, scratch, siteKey, writeLines, type SiteKey } from './helpers.js';
+import { linesOf, scratch, siteKey, writeLines, type SiteKey } from './helpers.js';
 
 // One closed log of 1 audit_open + 12 events with a checkpoint every 5 events:
 // lines 1-5 events, 6 checkpoint, 7-11 events, 12 checkpoint, 13-15 events, 16 final checkpoint.
@@ -185,8 +186,8 @@ describe('verifyAuditLog', () => {
   });
 
   it('refuses an unreadable certificate (E_AUDIT_CERT) and a missing file (E_AUDIT_FILE)', async () => {
-    await expectCodeAsync(() => verifyAuditLog(join(tmp.dir, 'original.jsonl'), { certificate: 'not a certificate' }), 'E_AUDIT_CERT');
-    await expectCodeAsync(() => verifyAuditLog(join(tmp.dir, 'missing.jsonl')), 'E_AUDIT_FILE');
+    await expectFlareCodeAsync(() => verifyAuditLog(join(tmp.dir, 'original.jsonl'), { certificate: 'not a certificate' }), 'E_AUDIT_CERT');
+    await expectFlareCodeAsync(() => verifyAuditLog(join(tmp.dir, 'missing.jsonl')), 'E_AUDIT_FILE');
   });
 
   it('an empty file is whole but unsealed', async () => {

@@ -1,7 +1,8 @@
+import { expectFlareCodeAsync } from '@flare/core/testing';
 import { model, tensor, type FLModel } from '@flare/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateHeKeys, heAddDiff, HeAggregator, heDecrypt, heEncrypt, isEncryptedModel, type HeContext } from '../src/index.js';
-import { expectCode, filterContext, maxAbsDiff, rng, uniform } from './helpers.js';
+import { filterContext, maxAbsDiff, rng, uniform } from './helpers.js';
 
 let client: HeContext;
 let server: HeContext;
@@ -57,24 +58,24 @@ describe('heAddDiff', () => {
 
   it('refuses a plain diff (E_HE_NOT_ENCRYPTED) and a base with other tensors (E_HE_LAYOUT_MISMATCH)', async () => {
     const diff = await encryptedMean({ client, server }, [layer(6)], [1]);
-    await expectCode(() => heAddDiff(server, layer(6), layer(6)), 'E_HE_NOT_ENCRYPTED');
-    await expectCode(() => heAddDiff(server, model({ w: tensor(new Float32Array(10)) }), diff), 'E_HE_LAYOUT_MISMATCH');
+    await expectFlareCodeAsync(() => heAddDiff(server, layer(6), layer(6)), 'E_HE_NOT_ENCRYPTED');
+    await expectFlareCodeAsync(() => heAddDiff(server, model({ w: tensor(new Float32Array(10)) }), diff), 'E_HE_LAYOUT_MISMATCH');
     const global = heAddDiff(server, model({ w: tensor(new Float32Array(6000)), b: tensor(new Float32Array(3)) }), diff);
     const partial = await encryptedMean({ client, server }, [layer(7)], [1], ['w']);
-    await expectCode(() => heAddDiff(server, global, partial), 'E_HE_LAYOUT_MISMATCH');
+    await expectFlareCodeAsync(() => heAddDiff(server, global, partial), 'E_HE_LAYOUT_MISMATCH');
   });
 
   it('refuses a plain base beyond the value limit (E_HE_VALUE_RANGE)', async () => {
     const diff = await encryptedMean({ client, server }, [layer(8)], [1]);
     const base = model({ w: tensor(new Float32Array(6000).fill(2 ** 20)), b: tensor(new Float32Array(3)) });
-    await expectCode(() => heAddDiff(server, base, diff), 'E_HE_VALUE_RANGE');
+    await expectFlareCodeAsync(() => heAddDiff(server, base, diff), 'E_HE_VALUE_RANGE');
   });
 
   it('refuses encrypted models whose scales differ (E_HE_SCALE_MISMATCH, one rescaling prime)', async () => {
     const base = model({ w: tensor(new Float32Array(6000)), b: tensor(new Float32Array(3)) });
     const g1 = heAddDiff(flare.server, base, await encryptedMean(flare, [layer(9)], [1]));
     const diff2 = await encryptedMean(flare, [layer(10), layer(11)], [1, 1]);
-    await expectCode(() => heAddDiff(flare.server, g1, diff2), 'E_HE_SCALE_MISMATCH');
+    await expectFlareCodeAsync(() => heAddDiff(flare.server, g1, diff2), 'E_HE_SCALE_MISMATCH');
     // Same total weight, same scale: the addition is allowed.
     const g2 = heAddDiff(flare.server, g1, await encryptedMean(flare, [layer(12)], [1]));
     const plain = await heDecrypt({ context: flare.client }).apply(g2, ctx);

@@ -1,10 +1,11 @@
+import { expectFlareCodeAsync } from '@flare/core/testing';
 import fc from 'fast-check';
 import { model, tensor, type FLModel } from '@flare/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateHeKeys, HeAggregator, heDecrypt, heEncrypt, heModelStats, type HeContext } from '../src/index.js';
 import { engineOf } from '../src/context.js';
 import { checkCiphertext } from '../src/seal/wire.js';
-import { ciphertext, expectCode, filterContext, maxAbsDiff, rng, smallModel, uniform, withCiphertext } from './helpers.js';
+import { ciphertext, filterContext, maxAbsDiff, rng, smallModel, uniform, withCiphertext } from './helpers.js';
 
 let client: HeContext;
 let server: HeContext;
@@ -111,8 +112,8 @@ describe('HeAggregator', () => {
     const sealedB = await enc.apply(b, ctx);
     const bad = ciphertext(sealedB, 1).slice();
     bad[bad.length - 3] = bad[bad.length - 3]! ^ 0xff;
-    await expectCode(() => agg.accept(withCiphertext(sealedB, 1, bad, false), { from: 'b', weight: 5 }), 'E_HE_CIPHERTEXT_TAMPERED');
-    await expectCode(() => agg.accept(withCiphertext(sealedB, 1, bad.subarray(0, 999), true), { from: 'b', weight: 5 }), 'E_HE_CIPHERTEXT_INVALID');
+    await expectFlareCodeAsync(() => agg.accept(withCiphertext(sealedB, 1, bad, false), { from: 'b', weight: 5 }), 'E_HE_CIPHERTEXT_TAMPERED');
+    await expectFlareCodeAsync(() => agg.accept(withCiphertext(sealedB, 1, bad.subarray(0, 999), true), { from: 'b', weight: 5 }), 'E_HE_CIPHERTEXT_INVALID');
     agg.accept(await enc.apply(c, ctx), { from: 'c', weight: 3 });
     expect(agg.count).toBe(2);
     const mean = await heDecrypt({ context: client }).apply(agg.result(), ctx);
@@ -128,7 +129,7 @@ describe('HeAggregator', () => {
     expect(maxAbsDiff(first.params.get('fc.weight')!.data as Float32Array, second.params.get('fc.weight')!.data as Float32Array)).toBeLessThan(1e-9);
     agg.reset();
     expect(agg.count).toBe(0);
-    await expectCode(() => agg.result(), 'E_HE_NO_UPDATES');
+    await expectFlareCodeAsync(() => agg.result(), 'E_HE_NO_UPDATES');
     agg.accept(await heEncrypt({ context: client }).apply(smallModel(42), ctx), { from: 'a' });
     expect(agg.count).toBe(1);
     agg.dispose();
@@ -138,14 +139,14 @@ describe('HeAggregator', () => {
   it('refuses a plain update in encrypted aggregation (E_HE_NOT_ENCRYPTED)', async () => {
     const agg = new HeAggregator({ context: server });
     agg.accept(await heEncrypt({ context: client }).apply(smallModel(51), ctx), { from: 'a' });
-    await expectCode(() => agg.accept(smallModel(52), { from: 'b' }), 'E_HE_NOT_ENCRYPTED');
+    await expectFlareCodeAsync(() => agg.accept(smallModel(52), { from: 'b' }), 'E_HE_NOT_ENCRYPTED');
     agg.dispose();
   });
 
   it('refuses updates of another key set (E_HE_CONTEXT_MISMATCH) or other parameters (E_HE_PARAMS_MISMATCH)', async () => {
     const agg = new HeAggregator({ context: server });
-    await expectCode(async () => agg.accept(await heEncrypt({ context: other.client }).apply(smallModel(53), ctx), { from: 'x' }), 'E_HE_CONTEXT_MISMATCH');
-    await expectCode(async () => agg.accept(await heEncrypt({ context: flare.client }).apply(smallModel(53), ctx), { from: 'x' }), 'E_HE_PARAMS_MISMATCH');
+    await expectFlareCodeAsync(async () => agg.accept(await heEncrypt({ context: other.client }).apply(smallModel(53), ctx), { from: 'x' }), 'E_HE_CONTEXT_MISMATCH');
+    await expectFlareCodeAsync(async () => agg.accept(await heEncrypt({ context: flare.client }).apply(smallModel(53), ctx), { from: 'x' }), 'E_HE_PARAMS_MISMATCH');
     agg.dispose();
   });
 
@@ -153,11 +154,11 @@ describe('HeAggregator', () => {
     const agg = new HeAggregator({ context: server });
     agg.accept(await heEncrypt({ context: client }).apply(smallModel(54), ctx), { from: 'a' });
     const enc = heEncrypt({ context: client });
-    await expectCode(async () => agg.accept(await enc.apply(smallModel(55, 'full'), ctx), { from: 'b' }), 'E_HE_LAYOUT_MISMATCH');
-    await expectCode(async () => agg.accept(await heEncrypt({ context: client, tensors: ['fc.weight'] }).apply(smallModel(55), ctx), { from: 'b' }), 'E_HE_LAYOUT_MISMATCH');
+    await expectFlareCodeAsync(async () => agg.accept(await enc.apply(smallModel(55, 'full'), ctx), { from: 'b' }), 'E_HE_LAYOUT_MISMATCH');
+    await expectFlareCodeAsync(async () => agg.accept(await heEncrypt({ context: client, tensors: ['fc.weight'] }).apply(smallModel(55), ctx), { from: 'b' }), 'E_HE_LAYOUT_MISMATCH');
     const reshaped = smallModel(55);
     reshaped.params.set('fc.weight', tensor(reshaped.params.get('fc.weight')!.data, [100, 50]));
-    await expectCode(async () => agg.accept(await enc.apply(reshaped, ctx), { from: 'b' }), 'E_HE_LAYOUT_MISMATCH');
+    await expectFlareCodeAsync(async () => agg.accept(await enc.apply(reshaped, ctx), { from: 'b' }), 'E_HE_LAYOUT_MISMATCH');
     expect(agg.count).toBe(1);
     agg.dispose();
   });
@@ -166,8 +167,8 @@ describe('HeAggregator', () => {
     const agg = new HeAggregator({ context: server });
     const update = await heEncrypt({ context: client }).apply(smallModel(56), ctx);
     agg.accept(update, { from: 'a', round: 4 });
-    await expectCode(() => agg.accept(update, { from: 'a', round: 4 }), 'E_HE_DUPLICATE_UPDATE');
-    await expectCode(() => agg.accept(update, { from: 'b', round: 5 }), 'E_HE_ROUND_MISMATCH');
+    await expectFlareCodeAsync(() => agg.accept(update, { from: 'a', round: 4 }), 'E_HE_DUPLICATE_UPDATE');
+    await expectFlareCodeAsync(() => agg.accept(update, { from: 'b', round: 5 }), 'E_HE_ROUND_MISMATCH');
     agg.dispose();
   });
 
@@ -199,16 +200,16 @@ describe('HeAggregator', () => {
     m.meta['NUM_STEPS_CURRENT_ROUND'] = 500;
     const sealed = await heEncrypt({ context: client }).apply(m, ctx);
     const capped = new HeAggregator({ context: server, maxSteps: 100 });
-    await expectCode(() => capped.accept(sealed, { from: 'a' }), 'E_HE_WEIGHT');
+    await expectFlareCodeAsync(() => capped.accept(sealed, { from: 'a' }), 'E_HE_WEIGHT');
     m.meta['NUM_STEPS_CURRENT_ROUND'] = -1;
-    await expectCode(async () => capped.accept(await heEncrypt({ context: client }).apply(m, ctx), { from: 'a' }), 'E_HE_WEIGHT');
+    await expectFlareCodeAsync(async () => capped.accept(await heEncrypt({ context: client }).apply(m, ctx), { from: 'a' }), 'E_HE_WEIGHT');
     capped.dispose();
     expect(() => new HeAggregator({ context: server, maxSteps: 0 })).toThrow(RangeError);
   });
 
   it.each([0, -1, Number.NaN, Number.POSITIVE_INFINITY])('refuses weight %s (E_HE_WEIGHT)', async (weight) => {
     const agg = new HeAggregator({ context: server });
-    await expectCode(async () => agg.accept(await heEncrypt({ context: client }).apply(smallModel(57), ctx), { from: 'a', weight }), 'E_HE_WEIGHT');
+    await expectFlareCodeAsync(async () => agg.accept(await heEncrypt({ context: client }).apply(smallModel(57), ctx), { from: 'a', weight }), 'E_HE_WEIGHT');
     agg.dispose();
   });
 
@@ -216,16 +217,16 @@ describe('HeAggregator', () => {
     const agg = new HeAggregator({ context: flare.server });
     const update = await heEncrypt({ context: flare.client }).apply(model({ w: tensor(new Float32Array(8)) }), ctx);
     agg.accept(update, { from: 'a', weight: 1 });
-    await expectCode(() => agg.accept(update, { from: 'b', weight: 5000 }), 'E_HE_CAPACITY');
+    await expectFlareCodeAsync(() => agg.accept(update, { from: 'b', weight: 5000 }), 'E_HE_CAPACITY');
     agg.dispose();
   });
 
   it('refuses a result before any update (E_HE_NO_UPDATES), and an aggregate offered as an update (E_HE_ENVELOPE)', async () => {
     const agg = new HeAggregator({ context: server });
-    await expectCode(() => agg.result(), 'E_HE_NO_UPDATES');
+    await expectFlareCodeAsync(() => agg.result(), 'E_HE_NO_UPDATES');
     agg.accept(await heEncrypt({ context: client }).apply(smallModel(58), ctx), { from: 'a' });
     const result = agg.result();
-    await expectCode(() => agg.accept(result, { from: 'b' }), 'E_HE_ENVELOPE');
+    await expectFlareCodeAsync(() => agg.accept(result, { from: 'b' }), 'E_HE_ENVELOPE');
     agg.dispose();
   });
 
@@ -234,12 +235,12 @@ describe('HeAggregator', () => {
     const update = await heEncrypt({ context: client }).apply(smallModel(59), ctx);
     agg.accept(update, { from: 'a' });
     const lastLevel = ciphertext(agg.result(), 0);
-    await expectCode(() => agg.accept(withCiphertext(update, 0, lastLevel, true), { from: 'b' }), 'E_HE_CIPHERTEXT_INVALID');
+    await expectFlareCodeAsync(() => agg.accept(withCiphertext(update, 0, lastLevel, true), { from: 'b' }), 'E_HE_CIPHERTEXT_INVALID');
     agg.dispose();
   });
 
   it('refuses a context holding the secret key on the server side (E_HE_SECRET_KEY_PRESENT) unless allowed', async () => {
-    await expectCode(() => new HeAggregator({ context: client }), 'E_HE_SECRET_KEY_PRESENT');
+    await expectFlareCodeAsync(() => new HeAggregator({ context: client }), 'E_HE_SECRET_KEY_PRESENT');
     new HeAggregator({ context: client, allowSecretKey: true }).dispose();
   });
 });

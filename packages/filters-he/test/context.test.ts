@@ -1,7 +1,8 @@
+import { expectFlareCodeAsync } from '@flare/core/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateHeKeys, heDecrypt, loadHeContext, type HeContext } from '../src/index.js';
 import { engineOf } from '../src/context.js';
-import { expectCode } from './helpers.js';
+
 
 let client: HeContext;
 let server: HeContext;
@@ -42,10 +43,10 @@ describe('generateHeKeys / loadHeContext', () => {
     expect(indexOf(serverBytes, secretKey.subarray(100, 164))).toBe(-1);
     const loaded = await loadHeContext(serverBytes);
     expect(loaded.hasSecretKey).toBe(false);
-    await expectCode(() => heDecrypt({ context: loaded }), 'E_HE_NO_SECRET_KEY');
-    await expectCode(() => engineOf(loaded).decrypt(undefined as never), 'E_HE_NO_SECRET_KEY');
-    await expectCode(() => engineOf(loaded).exportSecretKey(), 'E_HE_NO_SECRET_KEY');
-    await expectCode(() => engineOf(loaded).encrypt(new Float64Array(1)), 'E_HE_NO_SECRET_KEY');
+    await expectFlareCodeAsync(() => heDecrypt({ context: loaded }), 'E_HE_NO_SECRET_KEY');
+    await expectFlareCodeAsync(() => engineOf(loaded).decrypt(undefined as never), 'E_HE_NO_SECRET_KEY');
+    await expectFlareCodeAsync(() => engineOf(loaded).exportSecretKey(), 'E_HE_NO_SECRET_KEY');
+    await expectFlareCodeAsync(() => engineOf(loaded).encrypt(new Float64Array(1)), 'E_HE_NO_SECRET_KEY');
     loaded.dispose();
   });
 
@@ -90,7 +91,7 @@ describe('generateHeKeys / loadHeContext', () => {
     ['trailing bytes', (b: Uint8Array) => Uint8Array.from([...b, 0])],
     ['a secret key that differs from its digest', (b: Uint8Array) => Uint8Array.from(b, (x, i) => (i === b.length - 10 ? x ^ 1 : x))],
   ])('refuses %s (E_HE_CONTEXT_FORMAT)', async (_label, mutate) => {
-    await expectCode(loadHeContext(mutate(client.serialize())), 'E_HE_CONTEXT_FORMAT');
+    await expectFlareCodeAsync(() => loadHeContext(mutate(client.serialize())), 'E_HE_CONTEXT_FORMAT');
   });
 
   it('refuses a header with unknown fields or bad JSON (E_HE_CONTEXT_FORMAT) and bad parameters (E_HE_INSECURE_PARAMS)', async () => {
@@ -104,15 +105,15 @@ describe('generateHeKeys / loadHeContext', () => {
       return out;
     };
     const good = header(server.serialize());
-    await expectCode(loadHeContext(rebuild(JSON.stringify({ ...good, extra: 1 }))), 'E_HE_CONTEXT_FORMAT');
-    await expectCode(loadHeContext(rebuild('{"format":')), 'E_HE_CONTEXT_FORMAT');
-    await expectCode(loadHeContext(rebuild(JSON.stringify({ ...good, coeffModBits: [60, 60, 60, 60] }))), 'E_HE_INSECURE_PARAMS');
+    await expectFlareCodeAsync(() => loadHeContext(rebuild(JSON.stringify({ ...good, extra: 1 }))), 'E_HE_CONTEXT_FORMAT');
+    await expectFlareCodeAsync(() => loadHeContext(rebuild('{"format":')), 'E_HE_CONTEXT_FORMAT');
+    await expectFlareCodeAsync(() => loadHeContext(rebuild(JSON.stringify({ ...good, coeffModBits: [60, 60, 60, 60] }))), 'E_HE_INSECURE_PARAMS');
     // A secret key made for other parameters is refused by the layout check, before SEAL reads it.
     const flare = await generateHeKeys({ coeffModBits: [60, 40, 40] });
     const key = engineOf(flare.client).exportSecretKey();
     const { createHash } = await import('node:crypto');
     const forged = rebuild(JSON.stringify({ ...good, secretKey: { bytes: key.length, sha256: createHash('sha256').update(key).digest('hex') } }), key);
-    await expectCode(loadHeContext(forged), 'E_HE_CONTEXT_FORMAT');
+    await expectFlareCodeAsync(() => loadHeContext(forged), 'E_HE_CONTEXT_FORMAT');
     flare.client.dispose();
     flare.server.dispose();
   });

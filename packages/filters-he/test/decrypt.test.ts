@@ -1,7 +1,8 @@
+import { expectFlareCodeAsync } from '@flare/core/testing';
 import { model, tensor, type FLModel } from '@flare/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateHeKeys, heDecrypt, heEncrypt, type HeContext } from '../src/index.js';
-import { ciphertext, expectCode, filterContext, smallModel, withCiphertext, withEnvelope } from './helpers.js';
+import { ciphertext, filterContext, smallModel, withCiphertext, withEnvelope } from './helpers.js';
 
 let client: HeContext;
 let server: HeContext;
@@ -29,37 +30,37 @@ describe('heDecrypt', () => {
   });
 
   it('refuses a plain model when told to require encryption (E_HE_NOT_ENCRYPTED)', async () => {
-    await expectCode(heDecrypt({ context: client, requireEncrypted: true }).apply(smallModel(12), ctx), 'E_HE_NOT_ENCRYPTED');
+    await expectFlareCodeAsync(() => heDecrypt({ context: client, requireEncrypted: true }).apply(smallModel(12), ctx), 'E_HE_NOT_ENCRYPTED');
   });
 
   it('refuses a model encrypted under another key set (E_HE_CONTEXT_MISMATCH)', async () => {
-    await expectCode(heDecrypt({ context: other.client }).apply(sealed, ctx), 'E_HE_CONTEXT_MISMATCH');
+    await expectFlareCodeAsync(() => heDecrypt({ context: other.client }).apply(sealed, ctx), 'E_HE_CONTEXT_MISMATCH');
   });
 
   it('refuses a model encrypted with another parameter set (E_HE_PARAMS_MISMATCH)', async () => {
-    await expectCode(heDecrypt({ context: flare.client }).apply(sealed, ctx), 'E_HE_PARAMS_MISMATCH');
+    await expectFlareCodeAsync(() => heDecrypt({ context: flare.client }).apply(sealed, ctx), 'E_HE_PARAMS_MISMATCH');
   });
 
   it('refuses ciphertext bytes changed after encryption (E_HE_CIPHERTEXT_TAMPERED)', async () => {
     const bytes = ciphertext(sealed, 1).slice();
     bytes[5000] = bytes[5000]! ^ 0x01;
-    await expectCode(heDecrypt({ context: client }).apply(withCiphertext(sealed, 1, bytes, false), ctx), 'E_HE_CIPHERTEXT_TAMPERED');
+    await expectFlareCodeAsync(() => heDecrypt({ context: client }).apply(withCiphertext(sealed, 1, bytes, false), ctx), 'E_HE_CIPHERTEXT_TAMPERED');
   });
 
   it('refuses a truncated ciphertext even when its digest was forged to match (E_HE_CIPHERTEXT_INVALID)', async () => {
     const bytes = ciphertext(sealed, 0);
     const cut = bytes.slice(0, bytes.length - 1000);
-    await expectCode(heDecrypt({ context: client }).apply(withCiphertext(sealed, 0, cut, true), ctx), 'E_HE_CIPHERTEXT_INVALID');
+    await expectFlareCodeAsync(() => heDecrypt({ context: client }).apply(withCiphertext(sealed, 0, cut, true), ctx), 'E_HE_CIPHERTEXT_INVALID');
     // The same with SEAL's size field patched to the new length: SEAL 4.1 would abort on this; we refuse it first.
     new DataView(cut.buffer).setBigUint64(8, BigInt(cut.length), true);
-    await expectCode(heDecrypt({ context: client }).apply(withCiphertext(sealed, 0, cut, true), ctx), 'E_HE_CIPHERTEXT_INVALID');
+    await expectFlareCodeAsync(() => heDecrypt({ context: client }).apply(withCiphertext(sealed, 0, cut, true), ctx), 'E_HE_CIPHERTEXT_INVALID');
   });
 
   it('refuses a ciphertext of another key passed off under this context id (E_HE_DECRYPT_FAILED)', async () => {
     // A forger who knows the context id and parameters but not the key: structure is valid, values are noise.
     const foreign = await heEncrypt({ context: other.client }).apply(smallModel(11), ctx);
     const forged = withCiphertext(sealed, 0, ciphertext(foreign, 0), true);
-    await expectCode(heDecrypt({ context: client }).apply(forged, ctx), 'E_HE_DECRYPT_FAILED');
+    await expectFlareCodeAsync(() => heDecrypt({ context: client }).apply(forged, ctx), 'E_HE_DECRYPT_FAILED');
   });
 
   it.each([
@@ -74,11 +75,11 @@ describe('heDecrypt', () => {
     ['an encrypted name also in plaintext', (m: FLModel) => ({ ...m, params: new Map([...m.params, ['fc.bias', tensor(new Float32Array(50))]]) })],
     ['an envelope that is not an object', (m: FLModel) => withEnvelope({ ...m, meta: { 'flare.he': 'x' } }, () => undefined)],
   ])('refuses %s (E_HE_ENVELOPE)', async (_label, mutate) => {
-    await expectCode(heDecrypt({ context: client }).apply(mutate(sealed), ctx), 'E_HE_ENVELOPE');
+    await expectFlareCodeAsync(() => heDecrypt({ context: client }).apply(mutate(sealed), ctx), 'E_HE_ENVELOPE');
   });
 
   it('refuses a server context at creation (E_HE_NO_SECRET_KEY)', async () => {
-    await expectCode(() => heDecrypt({ context: server }), 'E_HE_NO_SECRET_KEY');
+    await expectFlareCodeAsync(() => heDecrypt({ context: server }), 'E_HE_NO_SECRET_KEY');
   });
 
   it('does not modify its input', async () => {

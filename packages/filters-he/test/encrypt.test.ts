@@ -1,10 +1,11 @@
+import { expectFlareCodeAsync } from '@flare/core/testing';
 import fc from 'fast-check';
 import { cloneModel, decodeModel, encodeModel, model, tensor, type DType, type FLModel, type Tensor } from '@flare/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateHeKeys, HE_META_KEY, heDecrypt, heEncrypt, heModelStats, isEncryptedModel, type HeContext } from '../src/index.js';
 import { engineOf } from '../src/context.js';
 import { checkCiphertext } from '../src/seal/wire.js';
-import { ciphertext, expectCode, filterContext, maxAbsDiff, rng, smallModel, uniform } from './helpers.js';
+import { ciphertext, filterContext, maxAbsDiff, rng, smallModel, uniform } from './helpers.js';
 
 let client: HeContext;
 let server: HeContext;
@@ -120,15 +121,15 @@ describe('heEncrypt', () => {
 
   it('refuses a model that is already encrypted (E_HE_ALREADY_ENCRYPTED)', async () => {
     const sealed = await heEncrypt({ context: client }).apply(smallModel(7), ctx);
-    await expectCode(heEncrypt({ context: client }).apply(sealed, ctx), 'E_HE_ALREADY_ENCRYPTED');
+    await expectFlareCodeAsync(() => heEncrypt({ context: client }).apply(sealed, ctx), 'E_HE_ALREADY_ENCRYPTED');
     const sneaky = model({ 'flare.he.ct.0': tensor(new Uint8Array(4)) });
-    await expectCode(heEncrypt({ context: client }).apply(sneaky, ctx), 'E_HE_ALREADY_ENCRYPTED');
+    await expectFlareCodeAsync(() => heEncrypt({ context: client }).apply(sneaky, ctx), 'E_HE_ALREADY_ENCRYPTED');
   });
 
   it('refuses a selection naming a missing tensor (E_HE_UNKNOWN_TENSOR) or matching none (E_HE_NOTHING_SELECTED)', async () => {
-    await expectCode(heEncrypt({ context: client, tensors: ['fc.weight', 'fc.wieght'] }).apply(smallModel(8), ctx), 'E_HE_UNKNOWN_TENSOR');
-    await expectCode(heEncrypt({ context: client, tensors: /^conv/ }).apply(smallModel(8), ctx), 'E_HE_NOTHING_SELECTED');
-    await expectCode(heEncrypt({ context: client }).apply(model({ e: tensor(new Float32Array(0)) }), ctx), 'E_HE_NOTHING_SELECTED');
+    await expectFlareCodeAsync(() => heEncrypt({ context: client, tensors: ['fc.weight', 'fc.wieght'] }).apply(smallModel(8), ctx), 'E_HE_UNKNOWN_TENSOR');
+    await expectFlareCodeAsync(() => heEncrypt({ context: client, tensors: /^conv/ }).apply(smallModel(8), ctx), 'E_HE_NOTHING_SELECTED');
+    await expectFlareCodeAsync(() => heEncrypt({ context: client }).apply(model({ e: tensor(new Float32Array(0)) }), ctx), 'E_HE_NOTHING_SELECTED');
   });
 
   it.each([
@@ -139,7 +140,7 @@ describe('heEncrypt', () => {
   ])('refuses %s (E_HE_VALUE_RANGE)', async (_label, bad) => {
     const data = new Float64Array(10);
     data[7] = bad;
-    await expectCode(heEncrypt({ context: client }).apply(model({ w: tensor(data) }), ctx), 'E_HE_VALUE_RANGE');
+    await expectFlareCodeAsync(() => heEncrypt({ context: client }).apply(model({ w: tensor(data) }), ctx), 'E_HE_VALUE_RANGE');
   });
 
   it('accepts values up to the limit exactly and decrypts them', async () => {
@@ -168,7 +169,7 @@ describe('heEncrypt', () => {
   });
 
   it('needs the secret key (E_HE_NO_SECRET_KEY for a server context)', async () => {
-    await expectCode(() => heEncrypt({ context: server }), 'E_HE_NO_SECRET_KEY');
+    await expectFlareCodeAsync(() => heEncrypt({ context: server }), 'E_HE_NO_SECRET_KEY');
   });
 
   it('stops between ciphertexts when the task is aborted', async () => {

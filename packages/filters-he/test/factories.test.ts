@@ -1,3 +1,4 @@
+import { expectFlareCodeAsync } from '@flare/core/testing';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -10,7 +11,7 @@ import {
   heModelStats,
   type HeContext,
 } from '../src/index.js';
-import { expectCode, filterContext, maxAbsDiff, smallModel } from './helpers.js';
+import { filterContext, maxAbsDiff, smallModel } from './helpers.js';
 
 let dir: string;
 let client: HeContext;
@@ -69,14 +70,14 @@ describe('he-encrypt / he-decrypt filter factories', () => {
     const back = await dec.create(dec.args.parse({}), env).apply(sealed, ctx);
     expect(maxAbsDiff(back.params.get('fc.weight')!.data as Float32Array, m.params.get('fc.weight')!.data as Float32Array)).toBeLessThan(1e-6);
     const required = dec.create(dec.args.parse({ require_encrypted: true }), env);
-    await expectCode(required.apply(m, ctx), 'E_HE_NOT_ENCRYPTED');
+    await expectFlareCodeAsync(() => required.apply(m, ctx), 'E_HE_NOT_ENCRYPTED');
   });
 
   it('report a kit without a client context when the filter first runs (E_HE_KIT_MISSING), and retry later', async () => {
     const missing = join(dir, 'nowhere');
     const f = heEncryptFactory({ kitDir: missing });
     const filter = f.create({}, env);
-    await expectCode(filter.apply(smallModel(4), ctx), 'E_HE_KIT_MISSING');
+    await expectFlareCodeAsync(() => filter.apply(smallModel(4), ctx), 'E_HE_KIT_MISSING');
     await mkdir(join(missing, 'startup'), { recursive: true });
     await writeFile(join(missing, HE_CLIENT_CONTEXT_FILE), client.serialize());
     expect(heModelStats(await filter.apply(smallModel(4), ctx))?.ciphertexts).toBe(2);
@@ -84,6 +85,6 @@ describe('he-encrypt / he-decrypt filter factories', () => {
 
   it('refuse a server context when the filter first runs (E_HE_NO_SECRET_KEY)', async () => {
     const f = heDecryptFactory({ context: server });
-    await expectCode(f.create({}, env).apply(smallModel(5), ctx), 'E_HE_NO_SECRET_KEY');
+    await expectFlareCodeAsync(() => f.create({}, env).apply(smallModel(5), ctx), 'E_HE_NO_SECRET_KEY');
   });
 });

@@ -62,17 +62,6 @@ export function withEnvelope(m: FLModel, edit: (he: Record<string, JsonValue>) =
   return { params: new Map(m.params), kind: m.kind, meta };
 }
 
-/** Runs or awaits `p` (a function, a promise, or a filter result) and expects a FlareError with `code`. */
-export async function expectCode(p: unknown, code: string): Promise<void> {
-  let caught: unknown;
-  try {
-    await (typeof p === 'function' ? (p as () => unknown)() : p);
-  } catch (e) {
-    caught = e;
-  }
-  expect(caught, `expected ${code}`).toBeDefined();
-  expect((caught as { code?: string }).code, String(caught)).toBe(code);
-}
 
 /** Largest |a - b| over two float arrays. */
 export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {

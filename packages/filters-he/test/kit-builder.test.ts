@@ -1,7 +1,8 @@
+import { expectFlareCodeAsync } from '@flare/core/testing';
 import type { JsonValue, KitBuildContext, KitParticipant } from '@flare/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateHeKeys, HE_BUILDER_PATH, HE_CLIENT_CONTEXT_FILE, HE_SERVER_CONTEXT_FILE, HE_STATE_FILE, heKitBuilder, loadHeContext, type HeContext } from '../src/index.js';
-import { expectCode } from './helpers.js';
+
 
 // A KitBuildContext as @flare/pki hands it to builders: an in-memory CA state folder and kit files.
 const participants: KitParticipant[] = [
@@ -87,12 +88,12 @@ describe('heKitBuilder', () => {
   it('refuses to re-provision with other parameters than the stored keys (E_HE_STATE_MISMATCH)', async () => {
     const state = new Map<string, { bytes: Uint8Array; mode?: number }>();
     await heKitBuilder().build(buildContext(state, flareArgs).ctx);
-    await expectCode(heKitBuilder().build(buildContext(state, { ...flareArgs, coeff_mod_bit_sizes: [60, 40, 40, 60] }).ctx), 'E_HE_STATE_MISMATCH');
+    await expectFlareCodeAsync(() => heKitBuilder().build(buildContext(state, { ...flareArgs, coeff_mod_bit_sizes: [60, 40, 40, 60] }).ctx), 'E_HE_STATE_MISMATCH');
   });
 
   it('refuses bad or insecure HEBuilder args (E_HE_INVALID_PARAMS, E_HE_INSECURE_PARAMS)', async () => {
-    await expectCode(heKitBuilder().build(buildContext(new Map(), { ...flareArgs, scheme: 'BFV' }).ctx), 'E_HE_INVALID_PARAMS');
-    await expectCode(heKitBuilder().build(buildContext(new Map(), { ...flareArgs, poly_modulus_degree: 4096 }).ctx), 'E_HE_INSECURE_PARAMS');
-    await expectCode(() => heKitBuilder({ polyModulusDegree: 1000 }), 'E_HE_INVALID_PARAMS');
+    await expectFlareCodeAsync(() => heKitBuilder().build(buildContext(new Map(), { ...flareArgs, scheme: 'BFV' }).ctx), 'E_HE_INVALID_PARAMS');
+    await expectFlareCodeAsync(() => heKitBuilder().build(buildContext(new Map(), { ...flareArgs, poly_modulus_degree: 4096 }).ctx), 'E_HE_INSECURE_PARAMS');
+    await expectFlareCodeAsync(() => heKitBuilder({ polyModulusDegree: 1000 }), 'E_HE_INVALID_PARAMS');
   });
 });

@@ -1,3 +1,4 @@
+import { expectFlareCodeAsync } from '@flare/core/testing';
 import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,7 +12,7 @@ import {
   loadHeContextFromKit,
   type HeContext,
 } from '../src/index.js';
-import { expectCode, filterContext, smallModel } from './helpers.js';
+import { filterContext, smallModel } from './helpers.js';
 
 let dir: string;
 let client: HeContext;
@@ -47,22 +48,22 @@ describe('HE contexts in startup kits', () => {
 
   it('refuses a kit without its context file (E_HE_KIT_MISSING)', async () => {
     const empty = await kit('empty', {});
-    await expectCode(loadHeContextFromKit(empty, 'client'), 'E_HE_KIT_MISSING');
-    await expectCode(heAggregatorFromKit(empty), 'E_HE_KIT_MISSING');
+    await expectFlareCodeAsync(() => loadHeContextFromKit(empty, 'client'), 'E_HE_KIT_MISSING');
+    await expectFlareCodeAsync(() => heAggregatorFromKit(empty), 'E_HE_KIT_MISSING');
     const unreadable = await kit('unreadable', { [HE_SERVER_CONTEXT_FILE]: server.serialize() });
     await chmod(join(unreadable, HE_SERVER_CONTEXT_FILE), 0o000);
-    if (process.getuid?.() !== 0) await expectCode(loadHeContextFromKit(unreadable, 'server'), 'E_HE_KIT_MISSING');
+    if (process.getuid?.() !== 0) await expectFlareCodeAsync(() => loadHeContextFromKit(unreadable, 'server'), 'E_HE_KIT_MISSING');
   });
 
   it('refuses a server kit whose context holds the secret key (E_HE_SECRET_KEY_PRESENT)', async () => {
     const leaked = await kit('leaked', { [HE_SERVER_CONTEXT_FILE]: client.serialize() });
-    await expectCode(loadHeContextFromKit(leaked, 'server'), 'E_HE_SECRET_KEY_PRESENT');
-    await expectCode(heAggregatorFromKit(leaked), 'E_HE_SECRET_KEY_PRESENT');
+    await expectFlareCodeAsync(() => loadHeContextFromKit(leaked, 'server'), 'E_HE_SECRET_KEY_PRESENT');
+    await expectFlareCodeAsync(() => heAggregatorFromKit(leaked), 'E_HE_SECRET_KEY_PRESENT');
   });
 
   it('refuses a client kit whose context has no secret key (E_HE_NO_SECRET_KEY)', async () => {
     const wrong = await kit('wrong', { [HE_CLIENT_CONTEXT_FILE]: server.serialize() });
-    await expectCode(loadHeContextFromKit(wrong, 'client'), 'E_HE_NO_SECRET_KEY');
+    await expectFlareCodeAsync(() => loadHeContextFromKit(wrong, 'client'), 'E_HE_NO_SECRET_KEY');
   });
 
   it('builds the server aggregator from the server kit and disposes its context with it', async () => {

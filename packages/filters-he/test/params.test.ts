@@ -1,3 +1,4 @@
+import { expectFlareCodeAsync } from '@flare/core/testing';
 import fc from 'fast-check';
 import { HeError } from '@flare/core';
 import { describe, expect, it } from 'vitest';
@@ -9,7 +10,7 @@ import {
   resolveHeParams,
 } from '../src/index.js';
 import { loadSeal } from '../src/seal/library.js';
-import { expectCode } from './helpers.js';
+
 
 describe('CKKS parameters', () => {
   it('defaults to N = 8192, primes [60, 40, 40, 60], scale 2^40', () => {
@@ -29,16 +30,16 @@ describe('CKKS parameters', () => {
   });
 
   it('refuses a scheme other than CKKS, unknown args and wrong types (E_HE_INVALID_PARAMS)', async () => {
-    await expectCode(() => heParamsFromBuilderArgs({ scheme: 'BFV' }), 'E_HE_INVALID_PARAMS');
-    await expectCode(() => heParamsFromBuilderArgs({ poly_modulus_degre: 8192 }), 'E_HE_INVALID_PARAMS');
-    await expectCode(() => heParamsFromBuilderArgs({ coeff_mod_bit_sizes: '60,40' }), 'E_HE_INVALID_PARAMS');
+    await expectFlareCodeAsync(() => heParamsFromBuilderArgs({ scheme: 'BFV' }), 'E_HE_INVALID_PARAMS');
+    await expectFlareCodeAsync(() => heParamsFromBuilderArgs({ poly_modulus_degre: 8192 }), 'E_HE_INVALID_PARAMS');
+    await expectFlareCodeAsync(() => heParamsFromBuilderArgs({ coeff_mod_bit_sizes: '60,40' }), 'E_HE_INVALID_PARAMS');
     expect(heParamsFromBuilderArgs({ scheme: 'ckks' }).coeffModBits).toEqual([60, 40, 40, 60]);
   });
 
   it('refuses parameters beyond the 128-bit security table (E_HE_INSECURE_PARAMS)', async () => {
-    await expectCode(() => resolveHeParams({ coeffModBits: [60, 60, 60, 60] }), 'E_HE_INSECURE_PARAMS'); // 240 > 218
-    await expectCode(() => resolveHeParams({ polyModulusDegree: 4096 }), 'E_HE_INSECURE_PARAMS'); // 200 > 109
-    await expectCode(() => resolveHeParams({ polyModulusDegree: 2048, coeffModBits: [40, 30, 30] }), 'E_HE_INSECURE_PARAMS');
+    await expectFlareCodeAsync(() => resolveHeParams({ coeffModBits: [60, 60, 60, 60] }), 'E_HE_INSECURE_PARAMS'); // 240 > 218
+    await expectFlareCodeAsync(() => resolveHeParams({ polyModulusDegree: 4096 }), 'E_HE_INSECURE_PARAMS'); // 200 > 109
+    await expectFlareCodeAsync(() => resolveHeParams({ polyModulusDegree: 2048, coeffModBits: [40, 30, 30] }), 'E_HE_INSECURE_PARAMS');
     expect(resolveHeParams({ coeffModBits: [60, 40, 40, 40, 38] }).coeffModBits.reduce((a, b) => a + b)).toBe(218);
   });
 
@@ -53,7 +54,7 @@ describe('CKKS parameters', () => {
     ['a scale leaving no room for values', { coeffModBits: [45, 40, 45] }],
     ['a scale below 20 bits', { scaleBits: 10 }],
   ])('refuses %s (E_HE_INVALID_PARAMS)', async (_label, input) => {
-    await expectCode(() => resolveHeParams(input), 'E_HE_INVALID_PARAMS');
+    await expectFlareCodeAsync(() => resolveHeParams(input), 'E_HE_INVALID_PARAMS');
   });
 
   it('uses the same 128-bit table as SEAL (CoeffModulus.MaxBitCount, sec_level_type::tc128)', async () => {

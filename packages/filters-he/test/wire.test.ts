@@ -1,3 +1,4 @@
+import { expectFlareCodeAsync } from '@flare/core/testing';
 import { HeError } from '@flare/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateHeKeys, type HeContext } from '../src/index.js';
@@ -5,7 +6,7 @@ import { engineOf } from '../src/context.js';
 import type { CkksEngine } from '../src/seal/engine.js';
 import { loadSeal } from '../src/seal/library.js';
 import { checkCiphertext, checkSecretKey } from '../src/seal/wire.js';
-import { expectCode, rng } from './helpers.js';
+import { rng } from './helpers.js';
 
 // The validator between the wire and SEAL (src/seal/wire.ts). SEAL 4.1's WebAssembly loader aborts the module
 // on streams that end early and reads out of bounds on some corrupted zstd data; these tests show that no
@@ -72,7 +73,7 @@ describe('SEAL ciphertext validator', () => {
     ['a truncated zstd frame (size patched)', () => truncated(seeded, 5000)],
     ['a truncated uncompressed ciphertext (size patched)', () => truncated(expandedNone, 5000)],
   ])('refuses %s (E_HE_CIPHERTEXT_INVALID)', async (_label, make) => {
-    await expectCode(() => checkCiphertext(make(), engine.shape), 'E_HE_CIPHERTEXT_INVALID');
+    await expectFlareCodeAsync(() => checkCiphertext(make(), engine.shape), 'E_HE_CIPHERTEXT_INVALID');
   });
 
   it('fuzz: 1,500 mutated ciphertexts are refused or load cleanly; SEAL never sees a short stream and keeps working', () => {
@@ -107,11 +108,11 @@ describe('SEAL ciphertext validator', () => {
   it('checks secret keys the same way before SEAL reads them (E_HE_CONTEXT_FORMAT)', async () => {
     const key = engine.exportSecretKey();
     expect(checkSecretKey(key, 8192, engine.keyLevel)).toBe(key);
-    await expectCode(() => checkSecretKey(key.subarray(0, key.length - 8), 8192, engine.keyLevel), 'E_HE_CONTEXT_FORMAT');
-    await expectCode(() => checkSecretKey(patch(key, 16, (d) => d.setUint8(0, d.getUint8(0) ^ 1)), 8192, engine.keyLevel), 'E_HE_CONTEXT_FORMAT');
-    await expectCode(() => checkSecretKey(patch(key, 16 + 40, (d) => d.setFloat64(0, 2, true)), 8192, engine.keyLevel), 'E_HE_CONTEXT_FORMAT');
-    await expectCode(() => checkSecretKey(patch(key, key.length - 8, (d) => d.setBigUint64(0, 2n ** 63n, true)), 8192, engine.keyLevel), 'E_HE_CONTEXT_FORMAT');
-    await expectCode(() => checkSecretKey(patch(key, 0, (d) => d.setUint8(0, 0)), 8192, engine.keyLevel), 'E_HE_CONTEXT_FORMAT');
+    await expectFlareCodeAsync(() => checkSecretKey(key.subarray(0, key.length - 8), 8192, engine.keyLevel), 'E_HE_CONTEXT_FORMAT');
+    await expectFlareCodeAsync(() => checkSecretKey(patch(key, 16, (d) => d.setUint8(0, d.getUint8(0) ^ 1)), 8192, engine.keyLevel), 'E_HE_CONTEXT_FORMAT');
+    await expectFlareCodeAsync(() => checkSecretKey(patch(key, 16 + 40, (d) => d.setFloat64(0, 2, true)), 8192, engine.keyLevel), 'E_HE_CONTEXT_FORMAT');
+    await expectFlareCodeAsync(() => checkSecretKey(patch(key, key.length - 8, (d) => d.setBigUint64(0, 2n ** 63n, true)), 8192, engine.keyLevel), 'E_HE_CONTEXT_FORMAT');
+    await expectFlareCodeAsync(() => checkSecretKey(patch(key, 0, (d) => d.setUint8(0, 0)), 8192, engine.keyLevel), 'E_HE_CONTEXT_FORMAT');
   });
 });
 

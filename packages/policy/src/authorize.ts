@@ -1,13 +1,12 @@
-import { PolicyError } from '@flare/core';
+import { PolicyError, type Identity } from '@flare/core';
 import { ANY_RIGHT, type AuthorizationCondition, type AuthorizationPolicy, type AuthorizationRule } from './authorization-policy.js';
 import { normalizeName } from './normalize.js';
 
-/** A person as authorization sees them: taken from what was authenticated (certificate, session), never from a message field. */
-export interface Person {
-  readonly name: string;
-  readonly org: string;
-  readonly role: string;
-}
+/**
+ * A person as authorization sees them: the name, org and role of an authenticated admin {@link Identity} (from the
+ * certificate or session, never from a message field). The participant type does not take part in the decision.
+ */
+export type Person = Pick<Identity, 'name' | 'org'> & { readonly role: string };
 
 /** What is being asked: may `user` exercise `right` at a site whose org is `siteOrg`? */
 export interface AuthorizationRequest {

@@ -1,5 +1,5 @@
 import { X509Certificate, type KeyObject } from 'node:crypto';
-import { canonicalJson, isFlareError, PolicyError, type PolicyErrorCode } from '@flare/core';
+import { canonicalJson, isFlareError, PolicyError, type Identity, type PolicyErrorCode } from '@flare/core';
 import { z } from 'zod';
 import { fileDigests, MAX_JOB_FILES, MAX_JOB_PATH, privateKeyOf, sha256Hex, signBytes, unsafePath, verifyBytes } from './signature-scheme.js';
 
@@ -71,13 +71,8 @@ export interface CertifiedSigner {
  */
 export type SignerCertificateCheck = (certificatePem: string) => CertifiedSigner;
 
-/** Who signed, as the certificate says (never a message field). */
-export interface JobSigner {
-  readonly name: string;
-  readonly org: string;
-  readonly type: 'admin';
-  readonly role: string;
-}
+/** Who signed, as the certificate says (never a message field): an admin {@link Identity} with its role. */
+export type JobSigner = Identity & { readonly type: 'admin'; readonly role: string };
 
 /** How a site (or the server) checks a signature. */
 export interface JobVerifyOptions {

@@ -1,7 +1,8 @@
+import { expectFlareCode } from '@flare/core/testing';
 import type { AuditEventInput } from '@flare/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { admitAbort, admitJob, parseAuthorizationPolicy, parseComponentPolicy, signAbort, signByoc, signJob, type JobAdmissionPolicy } from '../src/index.js';
-import { certificateCheck, expectCode, issue, makeCa, scratch, type TestCert } from './helpers.js';
+import { certificateCheck, issue, makeCa, scratch, type TestCert } from './helpers.js';
 
 const tmp = scratch();
 let root: TestCert, alice: TestCert, carol: TestCert, admin: TestCert, bob: TestCert, server: TestCert;
@@ -53,23 +54,23 @@ describe('admitJob', () => {
   });
 
   it('verifies the signature before anything else, and audits the refusal (E_POLICY_JOB_UNSIGNED, E_POLICY_JOB_SIGNER, E_POLICY_JOB_TAMPERED)', () => {
-    expectCode(() => admitJob({ ...request(alice, 'j2'), signature: undefined }, policy(false)), 'E_POLICY_JOB_UNSIGNED');
+    expectFlareCode(() => admitJob({ ...request(alice, 'j2'), signature: undefined }, policy(false)), 'E_POLICY_JOB_UNSIGNED');
     expect(events.at(-1)).toMatchObject({ action: 'job_refused', job: 'j2', data: { code: 'E_POLICY_JOB_UNSIGNED' } });
-    expectCode(() => admitJob(request(server, 'j2'), policy(false)), 'E_POLICY_JOB_SIGNER');
+    expectFlareCode(() => admitJob(request(server, 'j2'), policy(false)), 'E_POLICY_JOB_SIGNER');
     const changed = request(alice, 'j2');
     changed.files.set('meta.json', enc('{"name":"other"}'));
-    expectCode(() => admitJob(changed, policy(false)), 'E_POLICY_JOB_TAMPERED');
+    expectFlareCode(() => admitJob(changed, policy(false)), 'E_POLICY_JOB_TAMPERED');
     expect(events.at(-1)).toMatchObject({ action: 'job_refused', data: { code: 'E_POLICY_JOB_TAMPERED' } });
   });
 
   it("re-checks submit_job under the site's own policy for the certificate's submitter (E_POLICY_DENIED)", () => {
-    const e = expectCode(() => admitJob(request(carol, 'j3'), policy(false)), 'E_POLICY_DENIED');
+    const e = expectFlareCode(() => admitJob(request(carol, 'j3'), policy(false)), 'E_POLICY_DENIED');
     expect(e.message).toContain("user 'carol@b.org' is not authorized for 'submit_job'");
     expect(events.at(-1)).toMatchObject({ action: 'job_refused', user: 'carol@b.org', data: { code: 'E_POLICY_DENIED' } });
   });
 
   it('refuses components not on the allow-list, naming each (E_POLICY_COMPONENT)', () => {
-    const e = expectCode(() => admitJob(request(alice, 'j4', plain(), ['fedavg', 'pickle-loader', 'shell']), policy(false)), 'E_POLICY_COMPONENT');
+    const e = expectFlareCode(() => admitJob(request(alice, 'j4', plain(), ['fedavg', 'pickle-loader', 'shell']), policy(false)), 'E_POLICY_COMPONENT');
     expect(e.message).toBe('job \'j4\' uses components this site does not allow: "pickle-loader", "shell"');
   });
 
@@ -78,12 +79,12 @@ describe('admitJob', () => {
   });
 
   it('refuses custom/ code when the site does not consent (E_POLICY_BYOC_DISABLED)', () => {
-    expectCode(() => admitJob(request(alice, 'j6', withCode()), policy(false)), 'E_POLICY_BYOC_DISABLED');
+    expectFlareCode(() => admitJob(request(alice, 'j6', withCode()), policy(false)), 'E_POLICY_BYOC_DISABLED');
   });
 
   it('refuses custom/ code from a submitter without the byoc right (E_POLICY_BYOC_RIGHT)', () => {
     const noByoc = { ...policy(true), authorization: parseAuthorizationPolicy({ format_version: '1.0', permissions: { lead: { submit_job: 'any', byoc: 'none' } } }) };
-    expectCode(() => admitJob(request(alice, 'j7', withCode()), noByoc), 'E_POLICY_BYOC_RIGHT');
+    expectFlareCode(() => admitJob(request(alice, 'j7', withCode()), noByoc), 'E_POLICY_BYOC_RIGHT');
   });
 });
 
@@ -98,14 +99,14 @@ describe('admitAbort', () => {
   });
 
   it('never obeys an unsigned abort (E_POLICY_JOB_UNSIGNED) or one the server signed (E_POLICY_JOB_SIGNER)', () => {
-    expectCode(() => admitAbort({ jobId: 'j1', signature: undefined, submitter }, policy(false)), 'E_POLICY_JOB_UNSIGNED');
+    expectFlareCode(() => admitAbort({ jobId: 'j1', signature: undefined, submitter }, policy(false)), 'E_POLICY_JOB_UNSIGNED');
     expect(events.at(-1)).toMatchObject({ action: 'abort_refused', data: { code: 'E_POLICY_JOB_UNSIGNED' } });
-    expectCode(() => admitAbort({ jobId: 'j1', signature: abort(server, 'j1'), submitter }, policy(false)), 'E_POLICY_JOB_SIGNER');
+    expectFlareCode(() => admitAbort({ jobId: 'j1', signature: abort(server, 'j1'), submitter }, policy(false)), 'E_POLICY_JOB_SIGNER');
   });
 
   it('refuses an abort of another job (E_POLICY_JOB_BINDING) and an admin the site does not authorize (E_POLICY_DENIED)', () => {
-    expectCode(() => admitAbort({ jobId: 'j1', signature: abort(bob, 'j9'), submitter }, policy(false)), 'E_POLICY_JOB_BINDING');
-    const e = expectCode(() => admitAbort({ jobId: 'j1', signature: abort(carol, 'j1'), submitter }, policy(false)), 'E_POLICY_DENIED');
+    expectFlareCode(() => admitAbort({ jobId: 'j1', signature: abort(bob, 'j9'), submitter }, policy(false)), 'E_POLICY_JOB_BINDING');
+    const e = expectFlareCode(() => admitAbort({ jobId: 'j1', signature: abort(carol, 'j1'), submitter }, policy(false)), 'E_POLICY_DENIED');
     expect(e.message).toContain("user 'carol@b.org' is not authorized for 'abort_job'");
     expect(events.at(-1)).toMatchObject({ action: 'abort_refused', user: 'carol@b.org', data: { code: 'E_POLICY_DENIED' } });
   });
@@ -117,9 +118,9 @@ describe('admitJob, the deprecated unsigned form (until the runtime sends signed
 
   it('still re-checks the named submitter and the allow-list, and checks BYOC code against the submitter', () => {
     expect(admitJob({ job: 'u1', submitter: lead, components: ['fedavg'] }, unsignedPolicy())).toEqual({ job: 'u1', components: ['fedavg'], byoc: false });
-    expectCode(() => admitJob({ job: 'u2', submitter: { ...lead, org: 'org_b' }, components: ['fedavg'] }, unsignedPolicy()), 'E_POLICY_DENIED');
-    expectCode(() => admitJob({ job: 'u3', submitter: lead, components: ['shell'] }, unsignedPolicy()), 'E_POLICY_COMPONENT');
+    expectFlareCode(() => admitJob({ job: 'u2', submitter: { ...lead, org: 'org_b' }, components: ['fedavg'] }, unsignedPolicy()), 'E_POLICY_DENIED');
+    expectFlareCode(() => admitJob({ job: 'u3', submitter: lead, components: ['shell'] }, unsignedPolicy()), 'E_POLICY_COMPONENT');
     const files = withCode();
-    expectCode(() => admitJob({ job: 'u4', submitter: lead, components: [], byoc: { files, signature: signByoc(files, carol.key), certificate: carol.cert } }, unsignedPolicy()), 'E_POLICY_BYOC_SIGNATURE');
+    expectFlareCode(() => admitJob({ job: 'u4', submitter: lead, components: [], byoc: { files, signature: signByoc(files, carol.key), certificate: carol.cert } }, unsignedPolicy()), 'E_POLICY_BYOC_SIGNATURE');
   });
 });

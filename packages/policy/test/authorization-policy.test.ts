@@ -1,6 +1,7 @@
+import { expectFlareCode } from '@flare/core/testing';
 import { describe, expect, it } from 'vitest';
 import { ANY_RIGHT, FLARE_COMMAND_CATEGORIES, parseAuthorizationPolicy } from '../src/index.js';
-import { expectCode } from './helpers.js';
+
 
 const policy = (permissions: unknown) => ({ format_version: '1.0', permissions });
 
@@ -92,14 +93,14 @@ describe('parseAuthorizationPolicy', () => {
     ];
     for (const [title, value, message] of cases) {
       it(`refuses ${title}`, () => {
-        expect(expectCode(() => parseAuthorizationPolicy(value), 'E_POLICY_AUTHZ_PARSE').message).toMatch(message);
+        expect(expectFlareCode(() => parseAuthorizationPolicy(value), 'E_POLICY_AUTHZ_PARSE').message).toMatch(message);
       });
     }
     it('refuses text that is not JSON, and duplicate keys that JSON.parse would silently merge', () => {
-      expectCode(() => parseAuthorizationPolicy('{"format_version": "1.0",'), 'E_POLICY_AUTHZ_PARSE');
+      expectFlareCode(() => parseAuthorizationPolicy('{"format_version": "1.0",'), 'E_POLICY_AUTHZ_PARSE');
       const dup = '{"format_version":"1.0","permissions":{"lead":"none","lead":"any"}}';
-      expect(expectCode(() => parseAuthorizationPolicy(dup), 'E_POLICY_AUTHZ_PARSE').message).toMatch(/duplicate key "lead"/);
-      expectCode(() => parseAuthorizationPolicy(new Uint8Array([0xff, 0xfe])), 'E_POLICY_AUTHZ_PARSE');
+      expect(expectFlareCode(() => parseAuthorizationPolicy(dup), 'E_POLICY_AUTHZ_PARSE').message).toMatch(/duplicate key "lead"/);
+      expectFlareCode(() => parseAuthorizationPolicy(new Uint8Array([0xff, 0xfe])), 'E_POLICY_AUTHZ_PARSE');
     });
     it('refuses a misshapen category table as programmer misuse (TypeError)', () => {
       expect(() => parseAuthorizationPolicy(policy({ lead: 'any' }), { commandCategories: { ls: 3 } as unknown as Record<string, string> })).toThrow(TypeError);

@@ -1,7 +1,8 @@
+import { expectFlareCode } from '@flare/core/testing';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { assertAuthorized, authorize, FLARE_COMMAND_CATEGORIES, parseAuthorizationPolicy, type Person } from '../src/index.js';
-import { expectCode } from './helpers.js';
+
 
 const parse = (permissions: unknown) => parseAuthorizationPolicy({ format_version: '1.0', permissions });
 const alice: Person = { name: 'alice@a.org', org: 'org_a', role: 'lead' };
@@ -175,7 +176,7 @@ describe('authorize', () => {
     it('assertAuthorized throws E_POLICY_DENIED when denied and returns the decision when allowed', () => {
       const p = parse({ lead: { submit_job: 'o:site' } });
       expect(assertAuthorized(p, { right: 'submit_job', user: alice, siteOrg: 'org_a' }).allowed).toBe(true);
-      const e = expectCode(() => assertAuthorized(p, { right: 'submit_job', user: carol, siteOrg: 'org_a' }), 'E_POLICY_DENIED');
+      const e = expectFlareCode(() => assertAuthorized(p, { right: 'submit_job', user: carol, siteOrg: 'org_a' }), 'E_POLICY_DENIED');
       expect(e.message).toContain("user 'carol@b.org' is not authorized for 'submit_job'");
     });
     it('refuses a misshapen request as programmer misuse (TypeError)', () => {

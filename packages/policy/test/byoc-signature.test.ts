@@ -1,6 +1,7 @@
+import { expectFlareCode } from '@flare/core/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { byocManifest, signByoc, verifyByocSignature, type ByocBundle } from '../src/index.js';
-import { expectCode, issue, makeCa, scratch, type TestCert } from './helpers.js';
+import { issue, makeCa, scratch, type TestCert } from './helpers.js';
 
 // Certificates made by the real openssl CLI: a project root CA, the submitter's admin certificate, and
 // certificates that must be refused (another person, another org, another CA, a server certificate, a CA).
@@ -60,7 +61,7 @@ describe('BYOC signatures', () => {
   ];
   for (const [title, run, message] of refusals) {
     it(`refuses ${title} (E_POLICY_BYOC_SIGNATURE)`, () => {
-      expect(expectCode(run, 'E_POLICY_BYOC_SIGNATURE').message).toMatch(message);
+      expect(expectFlareCode(run, 'E_POLICY_BYOC_SIGNATURE').message).toMatch(message);
     });
   }
 });

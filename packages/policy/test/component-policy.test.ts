@@ -1,6 +1,7 @@
+import { expectFlareCode } from '@flare/core/testing';
 import { describe, expect, it } from 'vitest';
 import { parseComponentPolicy } from '../src/index.js';
-import { expectCode } from './helpers.js';
+
 
 describe('parseComponentPolicy', () => {
   it('reads the allow-list and the BYOC consent (off unless stated)', () => {
@@ -18,7 +19,7 @@ describe('parseComponentPolicy', () => {
   ];
   for (const [title, value] of bad) {
     it(`refuses ${title} (E_POLICY_COMPONENTS_PARSE)`, () => {
-      expectCode(() => parseComponentPolicy(value), 'E_POLICY_COMPONENTS_PARSE');
+      expectFlareCode(() => parseComponentPolicy(value), 'E_POLICY_COMPONENTS_PARSE');
     });
   }
 });

@@ -1,8 +1,9 @@
+import { expectFlareCode } from '@flare/core/testing';
 import type { AuditEventInput, FilterContext } from '@flare/core';
 import { describe, expect, it } from 'vitest';
 import { composeFilterChain, createFilterChain, parseJobFilters, parsePrivacyPolicy, resolvePrivacyScope, type FilterSpec } from '../src/index.js';
 import { registry, tiny } from './fakes.js';
-import { expectCode } from './helpers.js';
+
 
 const policy = parsePrivacyPolicy(
   {
@@ -54,9 +55,9 @@ describe('filter chains', () => {
   });
 
   it('validates job filters like site filters: unknown names and bad args fail at load', () => {
-    expectCode(() => parseJobFilters([{ name: 'nope' }], { registry }), 'E_POLICY_FILTER_UNKNOWN');
-    expectCode(() => parseJobFilters([{ name: 'exclude-vars', args: { names: [] } }], { registry }), 'E_POLICY_FILTER_ARGS');
-    expectCode(() => parseJobFilters({ name: 'exclude-vars' }, { registry }), 'E_POLICY_PRIVACY_PARSE');
+    expectFlareCode(() => parseJobFilters([{ name: 'nope' }], { registry }), 'E_POLICY_FILTER_UNKNOWN');
+    expectFlareCode(() => parseJobFilters([{ name: 'exclude-vars', args: { names: [] } }], { registry }), 'E_POLICY_FILTER_ARGS');
+    expectFlareCode(() => parseJobFilters({ name: 'exclude-vars' }, { registry }), 'E_POLICY_PRIVACY_PARSE');
   });
 
   it('stops between filters when the task is aborted', async () => {

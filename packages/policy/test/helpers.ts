@@ -1,37 +1,12 @@
-import { expect } from 'vitest';
 import { X509Certificate } from 'node:crypto';
-import { FlareError, PkiError, type FlareErrorCode } from '@flare/core';
+import { PkiError } from '@flare/core';
 import type { SignerCertificateCheck } from '../src/index.js';
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-/** Runs `fn` and asserts it throws a FlareError with `code`; returns the error for further checks. */
-export function expectCode(fn: () => unknown, code: FlareErrorCode): FlareError {
-  let thrown: unknown;
-  try {
-    fn();
-  } catch (e) {
-    thrown = e;
-  }
-  expect(thrown, `expected ${code}`).toBeInstanceOf(FlareError);
-  expect((thrown as FlareError).code).toBe(code);
-  return thrown as FlareError;
-}
 
-/** Async variant of {@link expectCode}. */
-export async function expectCodeAsync(fn: () => Promise<unknown>, code: FlareErrorCode): Promise<FlareError> {
-  let thrown: unknown;
-  try {
-    await fn();
-  } catch (e) {
-    thrown = e;
-  }
-  expect(thrown, `expected ${code}`).toBeInstanceOf(FlareError);
-  expect((thrown as FlareError).code).toBe(code);
-  return thrown as FlareError;
-}
 
 /** A scratch folder removed by the returned cleanup. */
 export function scratch(prefix = 'flare-policy-'): { dir: string; cleanup: () => void } {

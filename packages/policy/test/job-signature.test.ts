@@ -1,7 +1,8 @@
+import { expectFlareCode } from '@flare/core/testing';
 import { X509Certificate } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { signAbort, signJob, verifyAbort, verifyJob, type JobSignature, type JobVerifyOptions } from '../src/index.js';
-import { certificateCheck, expectCode, issue, makeCa, scratch, type TestCert } from './helpers.js';
+import { certificateCheck, issue, makeCa, scratch, type TestCert } from './helpers.js';
 
 // Certificates made by the real openssl CLI in @flare/pki's subject layout: a project root, admins of each
 // role, the server, an admin of a rogue CA (a "project_admin" the project never provisioned), an admin
@@ -59,35 +60,35 @@ describe('signJob / verifyJob', () => {
 
   describe('a hostile server (each refusal with its code)', () => {
     it('cannot invent a submitter: a job signed with the server\'s own certificate (E_POLICY_JOB_SIGNER)', () => {
-      const e = expectCode(() => verifyJob(sign(server), files(), options()), 'E_POLICY_JOB_SIGNER');
+      const e = expectFlareCode(() => verifyJob(sign(server), files(), options()), 'E_POLICY_JOB_SIGNER');
       expect(e.message).toMatch(/"server" certificate: only admins sign/);
     });
 
     it('cannot name a project_admin that does not exist: a certificate from another root (E_POLICY_JOB_SIGNER)', () => {
-      const e = expectCode(() => verifyJob(sign(rogueAdmin), files(), options()), 'E_POLICY_JOB_SIGNER');
+      const e = expectFlareCode(() => verifyJob(sign(rogueAdmin), files(), options()), 'E_POLICY_JOB_SIGNER');
       expect(e.message).toMatch(/E_CERT_UNTRUSTED/);
     });
 
     it('cannot claim a real lead who never submitted: the lead\'s certificate on someone else\'s signature (E_POLICY_JOB_TAMPERED)', () => {
       const forged: JobSignature = { ...sign(member), certificate: lead.cert };
-      const e = expectCode(() => verifyJob(forged, files(), options()), 'E_POLICY_JOB_TAMPERED');
+      const e = expectFlareCode(() => verifyJob(forged, files(), options()), 'E_POLICY_JOB_TAMPERED');
       expect(e.message).toMatch(/does not verify with "lead@a.org"'s certificate/);
     });
 
     it('cannot send a job without a signature, or with a malformed one (E_POLICY_JOB_UNSIGNED)', () => {
-      expectCode(() => verifyJob(undefined, files(), options()), 'E_POLICY_JOB_UNSIGNED');
-      expectCode(() => verifyJob(null, files(), options()), 'E_POLICY_JOB_UNSIGNED');
+      expectFlareCode(() => verifyJob(undefined, files(), options()), 'E_POLICY_JOB_UNSIGNED');
+      expectFlareCode(() => verifyJob(null, files(), options()), 'E_POLICY_JOB_UNSIGNED');
       const { signature: _s, ...unsigned } = sign(lead);
-      expectCode(() => verifyJob(unsigned, files(), options()), 'E_POLICY_JOB_UNSIGNED');
-      expectCode(() => verifyJob({ ...sign(lead), submitter: 'admin@a.org' }, files(), options()), 'E_POLICY_JOB_UNSIGNED');
-      expectCode(() => verifyJob({ ...sign(lead), kind: 'abort' }, files(), options()), 'E_POLICY_JOB_UNSIGNED');
-      expectCode(() => verifyJob('a string', files(), options()), 'E_POLICY_JOB_UNSIGNED');
+      expectFlareCode(() => verifyJob(unsigned, files(), options()), 'E_POLICY_JOB_UNSIGNED');
+      expectFlareCode(() => verifyJob({ ...sign(lead), submitter: 'admin@a.org' }, files(), options()), 'E_POLICY_JOB_UNSIGNED');
+      expectFlareCode(() => verifyJob({ ...sign(lead), kind: 'abort' }, files(), options()), 'E_POLICY_JOB_UNSIGNED');
+      expectFlareCode(() => verifyJob('a string', files(), options()), 'E_POLICY_JOB_UNSIGNED');
     });
 
     it('cannot change meta.json (E_POLICY_JOB_TAMPERED, naming the file)', () => {
       const f = files();
       f.set('meta.json', enc('{"name":"spam","min_clients":1,"deploy_map":{"app":["@ALL"]}}'));
-      expect(expectCode(() => verifyJob(sign(lead), f, options()), 'E_POLICY_JOB_TAMPERED').message).toBe('job file "meta.json" differs from what the submitter signed');
+      expect(expectFlareCode(() => verifyJob(sign(lead), f, options()), 'E_POLICY_JOB_TAMPERED').message).toBe('job file "meta.json" differs from what the submitter signed');
     });
 
     it('cannot change the initial model (E_POLICY_JOB_TAMPERED)', () => {
@@ -95,19 +96,19 @@ describe('signJob / verifyJob', () => {
       const model = f.get('app/model.safetensors')!.slice();
       model[model.length - 1] = 0x40;
       f.set('app/model.safetensors', model);
-      expect(expectCode(() => verifyJob(sign(lead), f, options()), 'E_POLICY_JOB_TAMPERED').message).toMatch(/"app\/model.safetensors" differs/);
+      expect(expectFlareCode(() => verifyJob(sign(lead), f, options()), 'E_POLICY_JOB_TAMPERED').message).toMatch(/"app\/model.safetensors" differs/);
     });
 
     it('cannot add, remove or rename a file (E_POLICY_JOB_TAMPERED)', () => {
       const s = sign(lead);
       const added = files();
       added.set('app/custom/evil.py', enc('import os\n'));
-      expect(expectCode(() => verifyJob(s, added, options()), 'E_POLICY_JOB_TAMPERED').message).toMatch(/"app\/custom\/evil.py" arrived but was not signed/);
+      expect(expectFlareCode(() => verifyJob(s, added, options()), 'E_POLICY_JOB_TAMPERED').message).toMatch(/"app\/custom\/evil.py" arrived but was not signed/);
       const removed = files();
       removed.delete('app/config/config_fed_client.json');
-      expect(expectCode(() => verifyJob(s, removed, options()), 'E_POLICY_JOB_TAMPERED').message).toMatch(/was signed but did not arrive/);
+      expect(expectFlareCode(() => verifyJob(s, removed, options()), 'E_POLICY_JOB_TAMPERED').message).toMatch(/was signed but did not arrive/);
       const renamed = new Map([...files()].map(([p, b]) => [p === 'meta.json' ? 'meta2.json' : p, b]));
-      expectCode(() => verifyJob(s, renamed, options()), 'E_POLICY_JOB_TAMPERED');
+      expectFlareCode(() => verifyJob(s, renamed, options()), 'E_POLICY_JOB_TAMPERED');
     });
 
     it('cannot rewrite the signed file list to match its changes (E_POLICY_JOB_TAMPERED: the signature breaks)', () => {
@@ -115,32 +116,32 @@ describe('signJob / verifyJob', () => {
       f.set('meta.json', enc('{"name":"other"}'));
       const s = sign(lead);
       const rewritten = { ...s, files: { ...s.files, 'meta.json': sign(lead, f).files['meta.json']! } };
-      expect(expectCode(() => verifyJob(rewritten, f, options()), 'E_POLICY_JOB_TAMPERED').message).toMatch(/signature does not verify/);
+      expect(expectFlareCode(() => verifyJob(rewritten, f, options()), 'E_POLICY_JOB_TAMPERED').message).toMatch(/signature does not verify/);
     });
 
     it('cannot deploy a signed job under another job id, or change the signed id (E_POLICY_JOB_BINDING / TAMPERED)', () => {
       const other = '9a1c5e9e-6a54-4c3b-9d3e-000000000000';
-      expect(expectCode(() => verifyJob(sign(lead), files(), options({ jobId: other })), 'E_POLICY_JOB_BINDING').message).toMatch(/signed for job "3b241101/);
-      expectCode(() => verifyJob({ ...sign(lead), job: other }, files(), options({ jobId: other })), 'E_POLICY_JOB_TAMPERED');
+      expect(expectFlareCode(() => verifyJob(sign(lead), files(), options({ jobId: other })), 'E_POLICY_JOB_BINDING').message).toMatch(/signed for job "3b241101/);
+      expectFlareCode(() => verifyJob({ ...sign(lead), job: other }, files(), options({ jobId: other })), 'E_POLICY_JOB_TAMPERED');
     });
 
     it('cannot deploy under a malformed job id (E_POLICY_JOB_BINDING, not a TypeError)', () => {
-      for (const jobId of ['../x', '', 'a'.repeat(129), 'a b']) expectCode(() => verifyJob(sign(lead), files(), options({ jobId })), 'E_POLICY_JOB_BINDING');
-      expectCode(() => verifyAbort(signAbort(key(lead), { projectName: 'hospitals', jobId: JOB }), options({ jobId: '../x' })), 'E_POLICY_JOB_BINDING');
+      for (const jobId of ['../x', '', 'a'.repeat(129), 'a b']) expectFlareCode(() => verifyJob(sign(lead), files(), options({ jobId })), 'E_POLICY_JOB_BINDING');
+      expectFlareCode(() => verifyAbort(signAbort(key(lead), { projectName: 'hospitals', jobId: JOB }), options({ jobId: '../x' })), 'E_POLICY_JOB_BINDING');
     });
 
     it('cannot replay a job of another project (E_POLICY_JOB_BINDING)', () => {
-      expectCode(() => verifyJob(signJob(key(lead), { projectName: 'banks', jobId: JOB, files: files() }), files(), options()), 'E_POLICY_JOB_BINDING');
+      expectFlareCode(() => verifyJob(signJob(key(lead), { projectName: 'banks', jobId: JOB, files: files() }), files(), options()), 'E_POLICY_JOB_BINDING');
     });
 
     it('cannot change the signing time (E_POLICY_JOB_TAMPERED)', () => {
-      expectCode(() => verifyJob({ ...sign(lead), signedAt: '2020-01-01T00:00:00.000Z' }, files(), options()), 'E_POLICY_JOB_TAMPERED');
+      expectFlareCode(() => verifyJob({ ...sign(lead), signedAt: '2020-01-01T00:00:00.000Z' }, files(), options()), 'E_POLICY_JOB_TAMPERED');
     });
 
     it('cannot use a revoked admin, or an admin certificate without a role (E_POLICY_JOB_SIGNER)', () => {
       const serial = new X509Certificate(lead.cert).serialNumber.toUpperCase();
-      expect(expectCode(() => verifyJob(sign(lead), files(), options({ verifyCertificate: certificateCheck(root, new Set([serial])) })), 'E_POLICY_JOB_SIGNER').message).toMatch(/E_CERT_REVOKED/);
-      expect(expectCode(() => verifyJob(sign(noRole), files(), options()), 'E_POLICY_JOB_SIGNER').message).toMatch(/names no role/);
+      expect(expectFlareCode(() => verifyJob(sign(lead), files(), options({ verifyCertificate: certificateCheck(root, new Set([serial])) })), 'E_POLICY_JOB_SIGNER').message).toMatch(/E_CERT_REVOKED/);
+      expect(expectFlareCode(() => verifyJob(sign(noRole), files(), options()), 'E_POLICY_JOB_SIGNER').message).toMatch(/names no role/);
     });
 
     it('cannot smuggle an unsafe path through a signed job (E_POLICY_JOB_TAMPERED)', () => {
@@ -148,12 +149,12 @@ describe('signJob / verifyJob', () => {
       const evil = { ...s, files: { ...s.files, '../../etc/cron.d/x': 'a'.repeat(64) } };
       const received = files();
       received.set('../../etc/cron.d/x', new Uint8Array());
-      expectCode(() => verifyJob(evil, received, options()), 'E_POLICY_JOB_TAMPERED');
+      expectFlareCode(() => verifyJob(evil, received, options()), 'E_POLICY_JOB_TAMPERED');
     });
   });
 
   it('refuses to sign with a key that is not the certificate\'s (E_POLICY_JOB_SIGNER), unsafe paths and bad ids', () => {
-    expectCode(() => signJob({ certPem: lead.cert, privateKey: member.key }, { projectName: 'hospitals', jobId: JOB, files: files() }), 'E_POLICY_JOB_SIGNER');
+    expectFlareCode(() => signJob({ certPem: lead.cert, privateKey: member.key }, { projectName: 'hospitals', jobId: JOB, files: files() }), 'E_POLICY_JOB_SIGNER');
     expect(() => signJob(key(lead), { projectName: 'hospitals', jobId: JOB, files: new Map([['/etc/passwd', new Uint8Array()]]) })).toThrow(RangeError);
     expect(() => signJob(key(lead), { projectName: 'hospitals', jobId: JOB, files: new Map() })).toThrow(RangeError);
     expect(() => signJob(key(lead), { projectName: 'hospitals', jobId: '../x', files: files() })).toThrow(TypeError);
@@ -168,19 +169,19 @@ describe('signAbort / verifyAbort', () => {
   });
 
   it('refuses an unsigned abort (E_POLICY_JOB_UNSIGNED)', () => {
-    expectCode(() => verifyAbort(undefined, options()), 'E_POLICY_JOB_UNSIGNED');
-    expectCode(() => verifyAbort({ v: 1, kind: 'abort', project: 'hospitals', job: JOB }, options()), 'E_POLICY_JOB_UNSIGNED');
+    expectFlareCode(() => verifyAbort(undefined, options()), 'E_POLICY_JOB_UNSIGNED');
+    expectFlareCode(() => verifyAbort({ v: 1, kind: 'abort', project: 'hospitals', job: JOB }, options()), 'E_POLICY_JOB_UNSIGNED');
   });
 
   it('refuses an abort of another job or project (E_POLICY_JOB_BINDING), from the server (E_POLICY_JOB_SIGNER), or altered (E_POLICY_JOB_TAMPERED)', () => {
-    expectCode(() => verifyAbort(abort(lead, 'another-job'), options()), 'E_POLICY_JOB_BINDING');
-    expectCode(() => verifyAbort(abort(server), options()), 'E_POLICY_JOB_SIGNER');
-    expectCode(() => verifyAbort({ ...abort(member), certificate: lead.cert }, options()), 'E_POLICY_JOB_TAMPERED');
+    expectFlareCode(() => verifyAbort(abort(lead, 'another-job'), options()), 'E_POLICY_JOB_BINDING');
+    expectFlareCode(() => verifyAbort(abort(server), options()), 'E_POLICY_JOB_SIGNER');
+    expectFlareCode(() => verifyAbort({ ...abort(member), certificate: lead.cert }, options()), 'E_POLICY_JOB_TAMPERED');
   });
 
   it('a job signature is not an abort, and an abort is not a job (domain separation)', () => {
     const j = sign(lead);
     const asAbort = { v: 1, kind: 'abort', project: j.project, job: j.job, signedAt: j.signedAt, certificate: j.certificate, signature: j.signature };
-    expectCode(() => verifyAbort(asAbort, options()), 'E_POLICY_JOB_TAMPERED');
+    expectFlareCode(() => verifyAbort(asAbort, options()), 'E_POLICY_JOB_TAMPERED');
   });
 });

@@ -1,3 +1,4 @@
+import { expectFlareCodeAsync } from '@flare/core/testing';
 import { generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:https';
@@ -6,7 +7,7 @@ import { join } from 'node:path';
 import { exportJWK, SignJWT, type JWK } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createOidcAuthenticator, requireSiteAuthentication, type OidcAuthenticatorOptions, type SiteAuthVerdict } from '../src/index.js';
-import { expectCodeAsync, issue, makeCa, scratch, type TestCert } from './helpers.js';
+import { issue, makeCa, scratch, type TestCert } from './helpers.js';
 
 // A KeyCloak-like identity provider: a JWKS served over real HTTPS by this test, with a TLS certificate issued
 // by a private CA made with the openssl CLI (so the site must be told to trust that CA).
@@ -159,18 +160,18 @@ describe('OIDC site authenticator', () => {
   });
 
   it('refuses bad configuration at creation (E_POLICY_AUTHN_CONFIG / E_POLICY_AUTHN_JWKS)', async () => {
-    await expectCodeAsync(() => createOidcAuthenticator(options({ jwks: { url: jwksUrl.replace('https:', 'http:') } })), 'E_POLICY_AUTHN_CONFIG');
-    await expectCodeAsync(() => createOidcAuthenticator(options({ jwks: { url: 'not a url' } })), 'E_POLICY_AUTHN_CONFIG');
-    await expectCodeAsync(() => createOidcAuthenticator(options({ algorithms: ['RS256', 'HS256'] })), 'E_POLICY_AUTHN_CONFIG');
-    await expectCodeAsync(() => createOidcAuthenticator(options({ claims: { role: 'a..b' } })), 'E_POLICY_AUTHN_CONFIG');
-    await expectCodeAsync(() => createOidcAuthenticator(options({ issuer: '' })), 'E_POLICY_AUTHN_CONFIG');
-    await expectCodeAsync(() => createOidcAuthenticator(options({ jwks: { file: join(tmp.dir, 'missing.json') } })), 'E_POLICY_AUTHN_JWKS');
-    await expectCodeAsync(() => createOidcAuthenticator(options({ jwks: { keys: { keys: [] } } })), 'E_POLICY_AUTHN_JWKS');
+    await expectFlareCodeAsync(() => createOidcAuthenticator(options({ jwks: { url: jwksUrl.replace('https:', 'http:') } })), 'E_POLICY_AUTHN_CONFIG');
+    await expectFlareCodeAsync(() => createOidcAuthenticator(options({ jwks: { url: 'not a url' } })), 'E_POLICY_AUTHN_CONFIG');
+    await expectFlareCodeAsync(() => createOidcAuthenticator(options({ algorithms: ['RS256', 'HS256'] })), 'E_POLICY_AUTHN_CONFIG');
+    await expectFlareCodeAsync(() => createOidcAuthenticator(options({ claims: { role: 'a..b' } })), 'E_POLICY_AUTHN_CONFIG');
+    await expectFlareCodeAsync(() => createOidcAuthenticator(options({ issuer: '' })), 'E_POLICY_AUTHN_CONFIG');
+    await expectFlareCodeAsync(() => createOidcAuthenticator(options({ jwks: { file: join(tmp.dir, 'missing.json') } })), 'E_POLICY_AUTHN_JWKS');
+    await expectFlareCodeAsync(() => createOidcAuthenticator(options({ jwks: { keys: { keys: [] } } })), 'E_POLICY_AUTHN_JWKS');
   });
 
   it('requireSiteAuthentication returns the accepting verdict or throws the refusal\'s code', async () => {
     const auth = await createOidcAuthenticator(options());
     expect((await requireSiteAuthentication(auth, { credential: await token(keycloakClaims), user: cert })).role).toBe('lead');
-    await expectCodeAsync(async () => requireSiteAuthentication(auth, { credential: await token({ ...keycloakClaims, email: 'x@a.org' }), user: cert }), 'E_POLICY_AUTHN_MISMATCH');
+    await expectFlareCodeAsync(async () => requireSiteAuthentication(auth, { credential: await token({ ...keycloakClaims, email: 'x@a.org' }), user: cert }), 'E_POLICY_AUTHN_MISMATCH');
   });
 });

@@ -1,9 +1,10 @@
+import { expectFlareCodeAsync } from '@flare/core/testing';
 import type { AuditEventInput } from '@flare/core';
 import { renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { authorize, parseAuthorizationPolicy, PolicyFile, type AuthorizationPolicy, type PolicyReloadResult } from '../src/index.js';
-import { expectCodeAsync, scratch } from './helpers.js';
+import { scratch } from './helpers.js';
 
 const v1 = JSON.stringify({ format_version: '1.0', permissions: { lead: { submit_job: 'any' } } });
 const v2 = JSON.stringify({ format_version: '1.0', permissions: { lead: { submit_job: 'none' } } });
@@ -54,9 +55,9 @@ describe('PolicyFile', () => {
   });
 
   it('refuses to start without a policy or with a broken one', async () => {
-    await expectCodeAsync(() => open(), 'E_POLICY_FILE');
+    await expectFlareCodeAsync(() => open(), 'E_POLICY_FILE');
     writeFileSync(join(tmp.dir, 'authorization.json'), broken);
-    await expectCodeAsync(() => open(), 'E_POLICY_AUTHZ_PARSE');
+    await expectFlareCodeAsync(() => open(), 'E_POLICY_AUTHZ_PARSE');
   });
 
   it('reload replaces the policy with a valid new file and audits the change', async () => {

@@ -1,7 +1,8 @@
+import { expectFlareCode } from '@flare/core/testing';
 import { describe, expect, it } from 'vitest';
 import { parsePrivacyPolicy, resolvePrivacyScope } from '../src/index.js';
 import { registry } from './fakes.js';
-import { expectCode } from './helpers.js';
+
 
 const sample = {
   scopes: [
@@ -39,19 +40,19 @@ describe('parsePrivacyPolicy', () => {
 
   it('refuses an unknown filter name at load, listing the registered ones (E_POLICY_FILTER_UNKNOWN)', () => {
     const bad = { scopes: [{ name: 'x', task_result_filters: [{ name: 'gausian-dp', args: { epsilon: 1, delta: 1e-5 } }] }] };
-    const e = expectCode(() => parsePrivacyPolicy(bad, { registry }), 'E_POLICY_FILTER_UNKNOWN');
+    const e = expectFlareCode(() => parsePrivacyPolicy(bad, { registry }), 'E_POLICY_FILTER_UNKNOWN');
     expect(e.message).toContain('scope "x" task_result_filters[0]: no filter named "gausian-dp"');
     expect(e.message).toContain('exclude-vars, gaussian-dp, percentile-privacy');
   });
 
   it('refuses args that fail the filter\'s schema, naming the path but not the value (E_POLICY_FILTER_ARGS)', () => {
     const typo = { scopes: [{ name: 'x', task_data_filters: [{ name: 'gaussian-dp', args: { epsilon: 1, delt: 1e-5 } }] }] };
-    const e = expectCode(() => parsePrivacyPolicy(typo, { registry }), 'E_POLICY_FILTER_ARGS');
+    const e = expectFlareCode(() => parsePrivacyPolicy(typo, { registry }), 'E_POLICY_FILTER_ARGS');
     expect(e.message).toMatch(/scope "x" task_data_filters\[0\] "gaussian-dp": invalid args: .*delt/);
     const range = { scopes: [{ name: 'x', task_result_filters: [{ name: 'percentile-privacy', args: { percentile: 130 } }] }] };
-    expectCode(() => parsePrivacyPolicy(range, { registry }), 'E_POLICY_FILTER_ARGS');
+    expectFlareCode(() => parsePrivacyPolicy(range, { registry }), 'E_POLICY_FILTER_ARGS');
     const secret = { scopes: [{ name: 'x', task_result_filters: [{ name: 'gaussian-dp', args: { epsilon: 'hunter2', delta: 0.1 } }] }] };
-    expect(expectCode(() => parsePrivacyPolicy(secret, { registry }), 'E_POLICY_FILTER_ARGS').message).not.toContain('hunter2');
+    expect(expectFlareCode(() => parsePrivacyPolicy(secret, { registry }), 'E_POLICY_FILTER_ARGS').message).not.toContain('hunter2');
   });
 
   const malformed: Array<[string, unknown]> = [
@@ -68,7 +69,7 @@ describe('parsePrivacyPolicy', () => {
   ];
   for (const [title, value] of malformed) {
     it(`refuses ${title} (E_POLICY_PRIVACY_PARSE)`, () => {
-      expectCode(() => parsePrivacyPolicy(value, { registry }), 'E_POLICY_PRIVACY_PARSE');
+      expectFlareCode(() => parsePrivacyPolicy(value, { registry }), 'E_POLICY_PRIVACY_PARSE');
     });
   }
 
@@ -86,10 +87,10 @@ describe('resolvePrivacyScope', () => {
     expect(resolvePrivacyScope(p, null).name).toBe('public');
   });
   it('refuses a scope the site does not define (E_POLICY_SCOPE)', () => {
-    expect(expectCode(() => resolvePrivacyScope(p, 'foo'), 'E_POLICY_SCOPE').message).toBe('privacy scope "foo" is not defined at this site (scopes: public, private)');
+    expect(expectFlareCode(() => resolvePrivacyScope(p, 'foo'), 'E_POLICY_SCOPE').message).toBe('privacy scope "foo" is not defined at this site (scopes: public, private)');
   });
   it('refuses a job with no scope when the site has no default (E_POLICY_SCOPE)', () => {
     const noDefault = parsePrivacyPolicy({ scopes: [{ name: 'a' }] }, { registry });
-    expectCode(() => resolvePrivacyScope(noDefault), 'E_POLICY_SCOPE');
+    expectFlareCode(() => resolvePrivacyScope(noDefault), 'E_POLICY_SCOPE');
   });
 });

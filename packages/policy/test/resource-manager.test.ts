@@ -1,9 +1,10 @@
+import { expectFlareCode } from '@flare/core/testing';
 import type { AuditEventInput } from '@flare/core';
 import { FlareError } from '@flare/core';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { parseResourcePolicy, parseResourceRequest, ResourceManager } from '../src/index.js';
-import { expectCode } from './helpers.js';
+
 
 const limits = parseResourcePolicy({ limits: { max_concurrent_jobs: 3, memory_gib: 64, num_of_gpus: 2, mem_per_gpu_in_GiB: 16, max_wall_time_s: 3600 } });
 const req = (spec: Record<string, number>) => parseResourceRequest(spec);
@@ -32,13 +33,13 @@ describe('ResourceManager', () => {
   it('refuses over-commit with a reason naming what is held (E_POLICY_RESOURCES_BUSY)', () => {
     const rm = new ResourceManager(limits);
     rm.reserve('a', req({ num_of_gpus: 2, mem_per_gpu_in_GiB: 12, memory_gib: 40 }));
-    const gpu = expectCode(() => rm.reserve('b', req({ num_of_gpus: 1, mem_per_gpu_in_GiB: 8 })), 'E_POLICY_RESOURCES_BUSY');
+    const gpu = expectFlareCode(() => rm.reserve('b', req({ num_of_gpus: 1, mem_per_gpu_in_GiB: 8 })), 'E_POLICY_RESOURCES_BUSY');
     expect(gpu.message).toBe("job 'b': asks 1 GPU with 8 GiB free each; 0 of 2 have that much free (held by a: GPU 0, 1)");
-    const mem = expectCode(() => rm.reserve('b', req({ memory_gib: 30 })), 'E_POLICY_RESOURCES_BUSY');
+    const mem = expectFlareCode(() => rm.reserve('b', req({ memory_gib: 30 })), 'E_POLICY_RESOURCES_BUSY');
     expect(mem.message).toBe("job 'b': asks 30 GiB memory; 24 of 64 GiB free (held by a: 40)");
     rm.reserve('b', req({}));
     rm.reserve('c', req({}));
-    expect(expectCode(() => rm.reserve('d', req({})), 'E_POLICY_RESOURCES_BUSY').message).toBe("job 'd': 3 of 3 concurrent jobs are running (a, b, c)");
+    expect(expectFlareCode(() => rm.reserve('d', req({})), 'E_POLICY_RESOURCES_BUSY').message).toBe("job 'd': 3 of 3 concurrent jobs are running (a, b, c)");
     expect(rm.check('d', req({}))).toMatchObject({ ok: false, code: 'E_POLICY_RESOURCES_BUSY' });
   });
 
@@ -50,7 +51,7 @@ describe('ResourceManager', () => {
       [{ memory_gib: 65 }, "job 'x': asks 65 GiB memory; this site has 64 GiB"],
       [{ wall_time_s: 7200 }, "job 'x': asks wall time 7200 s; this site allows at most 3600 s"],
     ];
-    for (const [spec, message] of cases) expect(expectCode(() => rm.reserve('x', req(spec)), 'E_POLICY_RESOURCES_EXCEEDED').message).toBe(message);
+    for (const [spec, message] of cases) expect(expectFlareCode(() => rm.reserve('x', req(spec)), 'E_POLICY_RESOURCES_EXCEEDED').message).toBe(message);
     expect(rm.check('x', req({ num_of_gpus: 3 }))).toMatchObject({ ok: false, code: 'E_POLICY_RESOURCES_EXCEEDED' });
     expect(rm.check('x', req({ num_of_gpus: 2 })).ok).toBe(true);
   });
@@ -59,7 +60,7 @@ describe('ResourceManager', () => {
     const events: AuditEventInput[] = [];
     const rm = new ResourceManager(limits, { audit: (e) => (events.push(e), undefined) });
     rm.reserve('a', req({}));
-    expectCode(() => rm.reserve('a', req({})), 'E_POLICY_JOB_RESERVED');
+    expectFlareCode(() => rm.reserve('a', req({})), 'E_POLICY_JOB_RESERVED');
     expect(events.at(-1)).toMatchObject({ action: 'resources_refused', job: 'a', data: { code: 'E_POLICY_JOB_RESERVED' } });
   });
 
@@ -96,7 +97,7 @@ describe('ResourceManager', () => {
     rm.setLimits(parseResourcePolicy({ limits: { memory_gib: 32 } }));
     expect(rm.limits.memoryGiB).toBe(32);
     expect(rm.reservations.has('a')).toBe(true);
-    expectCode(() => rm.reserve('b', req({ memory_gib: 1 })), 'E_POLICY_RESOURCES_BUSY');
+    expectFlareCode(() => rm.reserve('b', req({ memory_gib: 1 })), 'E_POLICY_RESOURCES_BUSY');
     rm.release('a');
     expect(rm.reserve('b', req({ memory_gib: 1 })).memoryGiB).toBe(1);
   });

@@ -1,7 +1,8 @@
+import { expectFlareCode } from '@flare/core/testing';
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { DEFAULT_MAX_CONCURRENT_JOBS, parseComponentPolicy, parseResourcePolicy, parseResourceRequest } from '../src/index.js';
-import { expectCode } from './helpers.js';
+
 
 /** A file @flare/pki provisions, copied into test/fixtures/provisioned/ (see the README there). */
 const provisioned = (name: string): Uint8Array => readFileSync(new URL(`./fixtures/provisioned/${name}`, import.meta.url));
@@ -67,12 +68,12 @@ describe('parseResourcePolicy', () => {
     });
     expect(parseResourcePolicy(server(2)).maxConcurrentJobs).toBe(2);
     expect(parseResourcePolicy({ ...server(2), limits: { max_concurrent_jobs: 2 } }).maxConcurrentJobs).toBe(2);
-    expect(expectCode(() => parseResourcePolicy({ ...server(2), limits: { max_concurrent_jobs: 3 } }), 'E_POLICY_RESOURCES_PARSE').message).toMatch(/max_jobs \(2\) disagree/);
-    for (const bad of [0, 1.5, '4', -1]) expectCode(() => parseResourcePolicy(server(bad)), 'E_POLICY_RESOURCES_PARSE');
+    expect(expectFlareCode(() => parseResourcePolicy({ ...server(2), limits: { max_concurrent_jobs: 3 } }), 'E_POLICY_RESOURCES_PARSE').message).toMatch(/max_jobs \(2\) disagree/);
+    for (const bad of [0, 1.5, '4', -1]) expectFlareCode(() => parseResourcePolicy(server(bad)), 'E_POLICY_RESOURCES_PARSE');
   });
   it('accepts limits and FLARE component args that agree, refuses ones that disagree', () => {
     expect(parseResourcePolicy({ ...flareClientDefault, limits: { num_of_gpus: 2 } }).gpus).toBe(2);
-    expect(expectCode(() => parseResourcePolicy({ ...flareClientDefault, limits: { num_of_gpus: 4 } }), 'E_POLICY_RESOURCES_PARSE').message).toMatch(/disagree/);
+    expect(expectFlareCode(() => parseResourcePolicy({ ...flareClientDefault, limits: { num_of_gpus: 4 } }), 'E_POLICY_RESOURCES_PARSE').message).toMatch(/disagree/);
   });
   const bad: Array<[string, unknown]> = [
     ['a negative memory', { limits: { memory_gib: -1 } }],
@@ -88,7 +89,7 @@ describe('parseResourcePolicy', () => {
   ];
   for (const [title, value] of bad) {
     it(`refuses ${title} (E_POLICY_RESOURCES_PARSE)`, () => {
-      expectCode(() => parseResourcePolicy(value), 'E_POLICY_RESOURCES_PARSE');
+      expectFlareCode(() => parseResourcePolicy(value), 'E_POLICY_RESOURCES_PARSE');
     });
   }
 });
@@ -100,8 +101,8 @@ describe('parseResourceRequest', () => {
     expect(parseResourceRequest(undefined)).toEqual({ gpus: 0, memPerGpuGiB: 0, memoryGiB: 0 });
   });
   it('refuses a spec that is not an object of such numbers (FLARE: "expecting a dictionary")', () => {
-    expectCode(() => parseResourceRequest(3), 'E_POLICY_RESOURCES_PARSE');
-    expectCode(() => parseResourceRequest({ num_of_gpus: 'one' }), 'E_POLICY_RESOURCES_PARSE');
-    expectCode(() => parseResourceRequest({ gpus: 1 }), 'E_POLICY_RESOURCES_PARSE');
+    expectFlareCode(() => parseResourceRequest(3), 'E_POLICY_RESOURCES_PARSE');
+    expectFlareCode(() => parseResourceRequest({ num_of_gpus: 'one' }), 'E_POLICY_RESOURCES_PARSE');
+    expectFlareCode(() => parseResourceRequest({ gpus: 1 }), 'E_POLICY_RESOURCES_PARSE');
   });
 });

@@ -1,10 +1,11 @@
+import { expectFlareCode, expectFlareCodeAsync } from '@flare/core/testing';
 import type { AuditEventInput } from '@flare/core';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { authorize, loadSitePolicies, parseComponentPolicy, parseResourceRequest, resolvePrivacyScope } from '../src/index.js';
 import { registry } from './fakes.js';
-import { expectCode, expectCodeAsync, scratch } from './helpers.js';
+import { scratch } from './helpers.js';
 
 let tmp: ReturnType<typeof scratch>;
 let local: string;
@@ -42,13 +43,13 @@ describe('loadSitePolicies', () => {
 
   it('does not start with an invalid file (a typo in privacy.json fails at start, not mid-job)', async () => {
     writeFileSync(join(local, 'privacy.json'), JSON.stringify({ scopes: [{ name: 'p', task_result_filters: [{ name: 'gaussian-dp', args: { epsilon: 1, delt: 1e-5 } }] }] }));
-    await expectCodeAsync(() => loadSitePolicies({ localDir: local, registry }), 'E_POLICY_FILTER_ARGS');
+    await expectFlareCodeAsync(() => loadSitePolicies({ localDir: local, registry }), 'E_POLICY_FILTER_ARGS');
   });
 
   it('reloads all files; the resource manager follows an accepted resources.json and ignores a refused one', async () => {
     const site = await loadSitePolicies({ localDir: local, registry });
     const rm = site.resourceManager;
-    expectCode(() => rm.reserve('j1', parseResourceRequest({ num_of_gpus: 2 })), 'E_POLICY_RESOURCES_EXCEEDED');
+    expectFlareCode(() => rm.reserve('j1', parseResourceRequest({ num_of_gpus: 2 })), 'E_POLICY_RESOURCES_EXCEEDED');
     writeFileSync(join(local, 'resources.json'), JSON.stringify({ limits: { num_of_gpus: 2, mem_per_gpu_in_GiB: 8 } }));
     const results = await site.reload();
     expect(results.map((r) => [r.name, r.changed])).toEqual([['authorization', false], ['privacy', false], ['resources', true], ['components', false]]);

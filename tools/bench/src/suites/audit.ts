@@ -4,7 +4,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { AuditLog, verifyAuditLog } from '@flare/audit';
+import { AuditLog, readAnchors, verifyAuditLog } from '@flare/audit';
 import type { Row, Suite } from '../harness.js';
 
 // AuditLog.append of a typical event (action, user, job, msg, small data: ~420-byte lines) with fsync 'batch'
@@ -52,7 +52,7 @@ function rawCpu(path: string, line: string, count: number): number {
 
 export const suite: Suite = {
   name: 'audit',
-  description: 'audit appends/s (fsync batch and always) vs bare writeSync of the same bytes; verification vs readline',
+  description: 'audit appends/s (fsync batch and always) vs bare writeSync of the same bytes; verification vs readline; with peer anchors',
   async run(): Promise<Row[]> {
     const dir = await mkdtemp(join(tmpdir(), 'flare-bench-audit-'));
     try {
@@ -79,6 +79,33 @@ export const suite: Suite = {
       let lines = 0;
       for await (const _ of createInterface({ input: createReadStream(batchPath), crlfDelay: Infinity })) lines++;
       const readMs = performance.now() - t0;
+
+      // Anchors: the same log verified against 200 anchors a peer recorded (one every 1,000 events), and the cost
+      // of producing and recording one anchor (a checkpoint signed and synced, then verified and appended).
+      const anchored = join(dir, 'anchored.jsonl');
+      const peerPath = join(dir, 'peer.jsonl');
+      const site = await AuditLog.open(anchored, { site: 'site-1', signer, checkpointEvery: 100_000 });
+      const peer = await AuditLog.open(peerPath, { site: 'server', signer });
+      const exchange: number[] = [];
+      for (let i = 0; i < BATCH_EVENTS; i++) {
+        site.append(event(i));
+        if (i % 1000 === 999) {
+          const a0 = performance.now();
+          peer.recordAnchor(site.anchor());
+          exchange.push(performance.now() - a0);
+        }
+      }
+      await site.close();
+      await peer.close();
+      exchange.sort((a, b) => a - b);
+      const { anchors } = await readAnchors([peerPath]);
+      t0 = performance.now();
+      const withAnchors = await verifyAuditLog(anchored, { anchors });
+      const anchoredMs = performance.now() - t0;
+      t0 = performance.now();
+      const without = await verifyAuditLog(anchored);
+      const plainMs = performance.now() - t0;
+      if (!withAnchors.ok || !without.ok || withAnchors.anchors?.matched !== BATCH_EVENTS / 1000) throw new Error('anchored bench log does not verify');
       return [
         {
           label: `append, fsync batch (${BATCH_EVENTS} events, ${line.length}-byte lines, checkpoint every 1,000)`,
@@ -108,6 +135,18 @@ export const suite: Suite = {
           unit: 'lines/s',
           baseline: { label: 'readline over the same file', value: lines / (readMs / 1000) },
           higherIsBetter: true,
+        },
+        {
+          label: `verifyAuditLog with ${withAnchors.anchors!.checked} peer anchors (${withAnchors.lines} lines)`,
+          value: withAnchors.lines / (anchoredMs / 1000),
+          unit: 'lines/s',
+          baseline: { label: 'the same log without anchors', value: without.lines / (plainMs / 1000) },
+          higherIsBetter: true,
+        },
+        {
+          label: 'anchor exchange: log.anchor() (sign + fdatasync) then peer.recordAnchor() (verify + append), median',
+          value: exchange[Math.floor(exchange.length / 2)]!,
+          unit: 'ms',
         },
       ];
     } finally {

@@ -1,4 +1,9 @@
-import { authorize, parseAuthorizationPolicy, type AuthorizationRequest } from '@flare/policy';
+import { createHash, generateKeyPairSync, randomFillSync, sign, verify, X509Certificate } from 'node:crypto';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { authorize, parseAuthorizationPolicy, signJob, verifyJob, type AuthorizationRequest } from '@flare/policy';
 import { time, type Row, type Suite } from '../harness.js';
 
 // authorize() on FLARE's default authorization.json over a realistic mix of 4 roles x 16 rights x 8
@@ -49,7 +54,7 @@ function handWritten(r: AuthorizationRequest): boolean {
 
 export const suite: Suite = {
   name: 'policy',
-  description: "authorize() on FLARE's default policy (512 mixed requests) vs a hand-written decision table; parsing vs JSON.parse",
+  description: "authorize() on FLARE's default policy (512 mixed requests) vs a hand-written decision table; parsing vs JSON.parse; verifyJob vs hashing the job's bytes",
   async run(): Promise<Row[]> {
     const policy = parseAuthorizationPolicy(DEFAULT_POLICY);
     const requests: AuthorizationRequest[] = [];
@@ -69,6 +74,40 @@ export const suite: Suite = {
     const jsonParse = await time(() => JSON.parse(text), { minRuns: 200, minMs: 1000, maxRuns: 100_000 });
     if (sink < 0) console.log(sink);
     const perSec = (ms: number, count: number) => count / (ms / 1000);
+
+    // Signed jobs: verifyJob on a job of meta.json, a 64 MiB model and 20 custom/ files, against its floor in the
+    // same run: SHA-256 of the same bytes plus one ECDSA P-256 verification (what any signature over the files
+    // costs). The certificate check is the caller's (pki's verifyCertificate); here a fixed key stands in.
+    const dir = mkdtempSync(join(tmpdir(), 'flare-bench-policy-'));
+    let jobRows: Row[] = [];
+    try {
+      const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+      writeFileSync(join(dir, 'k.pem'), privateKey.export({ type: 'pkcs8', format: 'pem' }));
+      execFileSync('/usr/bin/openssl', ['req', '-x509', '-new', '-key', join(dir, 'k.pem'), '-subj', '/CN=lead@a.org/O=org_a/OU=admin/unstructuredName=lead', '-days', '2', '-out', join(dir, 'c.pem')], { stdio: 'ignore' });
+      const certPem = readFileSync(join(dir, 'c.pem'), 'utf8');
+      const publicKey = new X509Certificate(certPem).publicKey;
+      const files = new Map<string, Uint8Array>([['meta.json', Buffer.from('{"name":"bench","min_clients":3}')], ['app/model.safetensors', randomFillSync(new Uint8Array(64 * 2 ** 20))]]);
+      for (let i = 0; i < 20; i++) files.set(`app/custom/module_${i}.py`, randomFillSync(new Uint8Array(8192)));
+      const jobId = '0b8e6c1e-0000-4000-8000-000000000000';
+      const signature = signJob({ certPem, privateKey }, { projectName: 'bench', jobId, files });
+      const check = () => ({ name: 'lead@a.org', org: 'org_a', type: 'admin', role: 'lead', publicKey });
+      const bytes = [...files.values()].reduce((n, b) => n + b.length, 0);
+      const verifyMs = await time(() => verifyJob(signature, files, { projectName: 'bench', jobId, verifyCertificate: check }), { minRuns: 10 });
+      const digest = Buffer.from('x');
+      const sig = sign('sha256', digest, privateKey);
+      const floor = await time(() => {
+        for (const b of files.values()) createHash('sha256').update(b).digest();
+        verify('sha256', digest, publicKey, sig);
+      }, { minRuns: 10 });
+      const signMs = await time(() => signJob({ certPem, privateKey }, { projectName: 'bench', jobId, files }), { minRuns: 10 });
+      const mib = bytes / 2 ** 20;
+      jobRows = [
+        { label: `verifyJob, ${files.size} files, ${mib.toFixed(1)} MiB (hashes, manifest, ECDSA P-256)`, value: mib / (verifyMs.median / 1000), unit: 'MiB/s', baseline: { label: 'SHA-256 of the same bytes + one ECDSA verify', value: mib / (floor.median / 1000) }, higherIsBetter: true },
+        { label: '  signJob of the same job (admin side)', value: signMs.median, unit: 'ms' },
+      ];
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
     return [
       {
         label: `authorize(), ${n} mixed requests`,
@@ -85,6 +124,7 @@ export const suite: Suite = {
         baseline: { label: 'JSON.parse of the same text', value: perSec(jsonParse.median, 1) },
         higherIsBetter: true,
       },
+      ...jobRows,
     ];
   },
 };

@@ -14,6 +14,8 @@ import { z } from 'zod';
 
 /** The audit action that carries a ledger's head (`data: { dataset, seq, head }`). */
 export const LEDGER_HEAD_ACTION = 'dp_ledger_head';
+/** The audit action written when a ledger is found deleted, rolled back or rewritten (`data: { dataset, code }`). */
+export const LEDGER_ROLLBACK_ACTION = 'dp_ledger_rollback';
 /** The dataset a budget charges when it names none: one ledger for all of the site's data (the safe default). */
 export const DEFAULT_DATASET = 'default';
 
@@ -415,8 +417,14 @@ export class Ledger implements PrivacyLedger {
     return `ledger-${sha256Hex(`${this.site}\u0000${dataset}`)}.jsonl`;
   }
 
+  /** Refuses with E_DP_LEDGER_ROLLBACK, after reporting it to the audit log (the site's, or the caller's). */
+  #rollback(dataset: string, message: string, audit: AuditHook | undefined): never {
+    (this.#audit ?? audit)?.({ action: LEDGER_ROLLBACK_ACTION, msg: message, data: { dataset, code: 'E_DP_LEDGER_ROLLBACK' } });
+    throw new DpError('E_DP_LEDGER_ROLLBACK', message);
+  }
+
   /** The dataset's ledger, checked against what this object wrote and what the audit log recorded. */
-  async #state(dataset: string): Promise<Loaded> {
+  async #state(dataset: string, audit?: AuditHook): Promise<Loaded> {
     const name = this.nameOf(dataset);
     const where = `privacy ledger of dataset "${dataset}" (${this.#storage.describe(name)})`;
     const known = this.#loaded.get(dataset);
@@ -435,7 +443,7 @@ export class Ledger implements PrivacyLedger {
       const now = await this.#storage.read(name);
       const reached = now === undefined ? undefined : parseLedger(now, this.site, dataset, where).lines[known.seq];
       if (reached?.hash !== known.hash) {
-        throw new DpError('E_DP_LEDGER_ROLLBACK', `${where} was deleted, rolled back or rewritten while in use: it no longer holds seq ${known.seq} as written; no release until it is restored`);
+        this.#rollback(dataset, `${where} was deleted, rolled back or rewritten while in use: it no longer holds seq ${known.seq} as written; no release until it is restored`, audit);
       }
       throw new DpError('E_DP_BUDGET_CORRUPT', `${where} was appended to by another writer: run one site process per workspace`);
     }
@@ -446,13 +454,14 @@ export class Ledger implements PrivacyLedger {
     const head = this.#trusted.get(dataset);
     if (head !== undefined) {
       if (state.seq < head.seq) {
-        throw new DpError(
-          'E_DP_LEDGER_ROLLBACK',
+        this.#rollback(
+          dataset,
           `${where} ${state.seq < 0 ? 'is missing' : `ends at seq ${state.seq}`} but the audit log recorded its head at seq ${head.seq}: it was deleted or restored from an older copy; no release until it is restored`,
+          audit,
         );
       }
       if (lines[head.seq]?.hash !== head.hash) {
-        throw new DpError('E_DP_LEDGER_ROLLBACK', `${where} differs from the head the audit log recorded at seq ${head.seq}: it was rolled back and rewritten; no release until it is restored`);
+        this.#rollback(dataset, `${where} differs from the head the audit log recorded at seq ${head.seq}: it was rolled back and rewritten; no release until it is restored`, audit);
       }
     }
     if (state.seq < 0 && dataset === DEFAULT_DATASET) state = await this.#migrate(name, state);
@@ -502,7 +511,7 @@ export class Ledger implements PrivacyLedger {
     checkDataset(dataset);
     const name = this.nameOf(dataset);
     return await withLock(this.#lockPrefix + name, async () => {
-      const state = await this.#state(dataset);
+      const state = await this.#state(dataset, audit);
       const decided = change({ totals: state.totals, job: state.jobs.get(job) ?? { releases: 0, exhausted: false } });
       const entry = decided.entry;
       if (entry === undefined) return decided.result;

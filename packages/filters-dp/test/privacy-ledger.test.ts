@@ -112,11 +112,15 @@ describe('rollback and deletion of the ledger are detected (E_DP_LEDGER_ROLLBACK
     expect((await freshProcessView(dir, full, heads)).totals?.releases).toBe(3);
   });
 
-  it('a deleted ledger is refused at restart, not started from zero', async () => {
+  it('a deleted ledger is refused at restart, not started from zero, and the refusal is audited', async () => {
     const { heads } = await history();
     const empty = tmp();
     const code = await codeOf(openPrivacyLedger(empty, { site: 'site-1', trustedHeads: heads }).read('default', 'j'));
     expect(code).toBe('E_DP_LEDGER_ROLLBACK');
+    const log = auditLog();
+    const watched = openPrivacyLedger(tmp(), { site: 'site-1', trustedHeads: heads, audit: log.append });
+    expect(await codeOf(gaussianDp({ clipNorm: 1, noiseMultiplier: 3, budget: { maxEpsilon: 20, delta: 1e-5, ledger: watched } }).apply(update(), ctx('j')))).toBe('E_DP_LEDGER_ROLLBACK');
+    expect(log.events.map((e) => e.action)).toEqual(['dp_ledger_rollback']);
     const f = gaussianDp({ clipNorm: 1, noiseMultiplier: 3, budget: { maxEpsilon: 20, delta: 1e-5, ledger: openPrivacyLedger(empty, { site: 'site-1' }) } });
     expect(await codeOf(f.apply(update(), ctx('j')))).toBe('E_DP_LEDGER_ROLLBACK');
   });

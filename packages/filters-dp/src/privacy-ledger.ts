@@ -400,7 +400,8 @@ export class Ledger implements PrivacyLedger {
 
   configure(options: PrivacyLedgerOptions): this {
     if (options.site !== this.site) throw new TypeError(`this privacy ledger is open for site "${this.site}", not "${options.site}"`);
-    this.#audit ??= options.audit;
+    // The newest hook wins: a process that reopens its audit log hands the ledger the new one.
+    if (options.audit !== undefined) this.#audit = options.audit;
     for (const h of options.trustedHeads ?? []) {
       const known = this.#trusted.get(h.dataset);
       if (known === undefined || h.seq > known.seq) {
@@ -603,9 +604,9 @@ const byFolder = new Map<string, Ledger>();
 
 /**
  * Opens the site's privacy ledgers in a folder (created with mode 0700; one `ledger-<sha256>.jsonl` per dataset,
- * mode 0600). One object per folder per process: opening the same folder again returns it, with the heads and
- * the hook given added. Run one site process per workspace. Per-job budget files of earlier versions in the
- * folder are folded into the default dataset's ledger the first time it is used.
+ * mode 0600). One object per folder per process: opening the same folder again returns it, with the heads given
+ * added and the hook given (if any) in place of the previous one. Run one site process per workspace. Per-job
+ * budget files of earlier versions in the folder are folded into the default dataset's ledger on first use.
  *
  * @throws TypeError for an empty folder or site, or a folder already open for another site.
  * @example

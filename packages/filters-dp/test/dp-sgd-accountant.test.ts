@@ -13,7 +13,7 @@ function ctx(events?: AuditEventInput[], round = 0) {
 describe('dpSgdAccountant', () => {
   it('passes a result without tensors (metrics only, e.g. a validation result) through without charging the budget', async () => {
     const events: AuditEventInput[] = [];
-    const f = dpSgdAccountant({ budget: { maxEpsilon: 10, delta: 1e-5, store: memoryBudgetStore() } });
+    const f = dpSgdAccountant({ budget: { maxEpsilon: 10, delta: 1e-5, ledger: memoryPrivacyLedger({ site: 'site-1' }) } });
     const metricsOnly: FLModel = { ...model(new Map(), 'full'), metrics: { val_accuracy: 0.9 } };
     expect(await f.apply(metricsOnly, ctx(events))).toBe(metricsOnly);
     expect(events).toEqual([]);

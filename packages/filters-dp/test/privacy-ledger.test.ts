@@ -1,7 +1,8 @@
 import { copyFileSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { model, tensor, type AuditEventInput, type FilterContext } from '@flare/core';
+import { createHash } from 'node:crypto';
+import { canonicalJson, model, tensor, type AuditEventInput, type FilterContext } from '@flare/core';
 import { afterEach, describe, expect, it } from 'vitest';
 import { BUDGET_ORDERS, dpSgdAccountant, gaussianDp, LEDGER_HEAD_ACTION, ledgerHeadsFromAudit, openPrivacyLedger, privacySpent, type LedgerHead, type PrivacyLedger } from '../src/index.js';
 
@@ -160,8 +161,6 @@ describe('rollback and deletion of the ledger are detected (E_DP_LEDGER_ROLLBACK
     const edited = lines.map((l, i) => (i === 2 ? l.replace(/"releases":3/, '"releases":2') : l)).join('\n') + '\n';
     expect(await codeOf(freshProcessView(dir, edited))).toBe('E_DP_BUDGET_CORRUPT');
     // A forger who recomputes hashes still cannot lower the totals along the chain.
-    const { createHash } = await import('node:crypto');
-    const { canonicalJson } = await import('@flare/core');
     let prev = '0'.repeat(64);
     const forged = lines.map((l, i) => {
       const v = JSON.parse(l) as Record<string, unknown> & { totals: { rdp: number[] } };

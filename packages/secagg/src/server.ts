@@ -7,7 +7,7 @@ import { headerLimits } from './limits.js';
 import { binary, decodeMessage, encodeMessage, SEALED_SHARE_BYTES, type Origin } from './messages.js';
 import type { SecAggVerifier } from './participants.js';
 import { addMask } from './prg.js';
-import { packedBytes, ringMask, unpack } from './ring.js';
+import { addPacked, packedBytes, ringMask } from './ring.js';
 import { combine, consistent, FIELD_BYTES, fieldFromBytes, fieldToBytes, type Share } from './shamir.js';
 import { writeBitmap } from './survivors.js';
 import { advertiseTranscript, pairMaskKey, selfMaskCommitment, selfMaskKey, survivorsTranscript } from './transcripts.js';
@@ -224,10 +224,10 @@ export class SecAggServer {
     const origin = this.#origin(site, 'masked input');
     const bytes = packedBytes(config.length, config.bits);
     const { payload } = decodeMessage('masked', masked, { maxHeaderBytes: headerLimits(config).masked, maxPayloadBytes: bytes, expectedContext: context, origin });
-    const values = unpack(payload, config.bits, config.length);
-    if (values === undefined) throw new SecAggError('E_SECAGG_MALFORMED', `the masked input ${origin.who} has ${payload.length} bytes; the round's is ${bytes} bytes of ${config.bits}-bit elements`);
-    const sum = this.#sum;
-    for (let k = 0; k < sum.length; k++) sum[k] = sum[k]! + values[k]!;
+    // addPacked checks the length and the padding before it adds anything: a refused input leaves the sum as it was.
+    if (!addPacked(this.#sum, payload, config.bits)) {
+      throw new SecAggError('E_SECAGG_MALFORMED', `the masked input ${origin.who} has ${payload.length} bytes; the round's is ${bytes} bytes of ${config.bits}-bit elements with zero padding`);
+    }
     this.#masked.add(i);
   }
 

@@ -8,7 +8,7 @@ import { binary, decodeMessage, encodeMessage, SEALED_SHARE_BYTES, type Origin }
 import type { SecAggVerifier } from './participants.js';
 import { addMask } from './prg.js';
 import { addPacked, packedBytes, ringMask } from './ring.js';
-import { combine, consistent, FIELD_BYTES, fieldFromBytes, fieldToBytes, type Share } from './shamir.js';
+import { combine, FIELD_BYTES, fieldFromBytes, fieldToBytes, type Share } from './shamir.js';
 import { writeBitmap } from './survivors.js';
 import { advertiseTranscript, pairMaskKey, selfMaskCommitment, selfMaskKey, survivorsTranscript } from './transcripts.js';
 
@@ -342,20 +342,18 @@ export class SecAggServer {
     const sum = this.#sum;
     for (const u of this.#masked) {
       const name = config.sites[u]!;
-      const seed = this.#rebuild(this.#selfShares.get(u) ?? [], name, 'self-mask seed');
-      if (!equalBytes(selfMaskCommitment(seed, context, name), this.#advertised.get(u)!.commitment)) {
-        throw new SecAggError('E_SECAGG_SHARE_INVALID', `the self-mask seed rebuilt for ${name} does not match its commitment: a revealed share was false`);
-      }
+      const commitment = this.#advertised.get(u)!.commitment;
+      const seed = this.#rebuild(this.#selfShares.get(u) ?? [], name, 'self-mask seed', (v) => equalBytes(selfMaskCommitment(v, context, name), commitment));
       addMask(sum, selfMaskKey(seed, context, name), -1);
     }
     for (const u of this.#routes.keys()) {
       if (this.#masked.has(u)) continue;
       const name = config.sites[u]!;
-      const seed = this.#rebuild(this.#keyShares.get(u) ?? [], name, 'mask-key seed');
+      const advertised = this.#advertised.get(u)!.maskKey;
+      const seed = this.#rebuild(this.#keyShares.get(u) ?? [], name, 'mask-key seed', (v) =>
+        equalBytes(x25519FromSeed(fieldToBytes(v), context, name, 'mask').publicKey, advertised),
+      );
       const key = x25519FromSeed(fieldToBytes(seed), context, name, 'mask');
-      if (!equalBytes(key.publicKey, this.#advertised.get(u)!.maskKey)) {
-        throw new SecAggError('E_SECAGG_SHARE_INVALID', `the mask key rebuilt for ${name} does not match the key it advertised: a revealed share was false`);
-      }
       // Every summed neighbour w of u received u's shares (u shared with all its neighbours that advertised), so
       // w added its pairwise mask with u: remove it.
       for (const w of neighboursOf(graph, u)) {
@@ -387,15 +385,26 @@ export class SecAggServer {
     return result;
   }
 
-  #rebuild(shares: readonly Share[], site: string, what: string): bigint {
+  /**
+   * The secret behind `shares`, checked against what the site committed to (`valid`): from the first t shares;
+   * if that fails and more than t arrived, from each set that leaves one share out, so one false share among
+   * them is outvoted (a false share beyond the first t is never used). Shares beyond t are not otherwise
+   * checked: the commitment decides, at one field inversion per attempt.
+   */
+  #rebuild(shares: readonly Share[], site: string, what: string, valid: (secret: bigint) => boolean): bigint {
     const t = this.#round.config.threshold;
     if (shares.length < t) {
       throw new SecAggError('E_SECAGG_BELOW_THRESHOLD', `${shares.length} shares of ${site}'s ${what} arrived; ${t} are needed`);
     }
-    if (!consistent(shares, t)) {
-      throw new SecAggError('E_SECAGG_SHARE_INVALID', `the shares of ${site}'s ${what} do not lie on one polynomial: a revealed share was false`);
+    const first = combine(shares.slice(0, t));
+    if (valid(first)) return first;
+    if (shares.length > t) {
+      for (let skip = 0; skip < t; skip++) {
+        const secret = combine([...shares.slice(0, skip), ...shares.slice(skip + 1, t + 1)]);
+        if (valid(secret)) return secret;
+      }
     }
-    return combine(shares.slice(0, t));
+    throw new SecAggError('E_SECAGG_SHARE_INVALID', `the ${what} rebuilt for ${site} does not match what it committed to: a revealed share was false`);
   }
 
   #expect(phase: ServerPhase, site: string, what: string): number {

@@ -72,8 +72,8 @@ export function split(secret: bigint, threshold: number, xs: readonly number[], 
 
 /**
  * The secret f(0) from `shares` by Lagrange interpolation at 0, with one field inversion for all of them
- * (Montgomery's trick). Uses every share given: pass exactly the threshold, or more to interpolate through all
- * (then all must lie on one polynomial of degree < threshold for the result to be the secret; see consistent()).
+ * (Montgomery's trick). Uses every share given: pass exactly the threshold (more interpolate a polynomial of
+ * higher degree, which gives the secret only if all of them lie on the sharing polynomial).
  */
 export function combine(shares: readonly Share[], p: bigint = SHARE_PRIME): bigint {
   if (shares.length === 0) throw new RangeError('no shares to combine');
@@ -97,33 +97,6 @@ export function combine(shares: readonly Share[], p: bigint = SHARE_PRIME): bigi
   let secret = 0n;
   for (let i = 0; i < xs.length; i++) secret = (secret + shares[i]!.y * num[i]! % p * inv[i]!) % p;
   return secret;
-}
-
-/** True when every share lies on the polynomial through the first `threshold` of them. */
-export function consistent(shares: readonly Share[], threshold: number, p: bigint = SHARE_PRIME): boolean {
-  if (shares.length <= threshold) return true;
-  const base = shares.slice(0, threshold);
-  for (const s of shares.slice(threshold)) {
-    if (interpolateAt(base, BigInt(s.x), p) !== s.y) return false;
-  }
-  return true;
-}
-
-function interpolateAt(shares: readonly Share[], x: bigint, p: bigint): bigint {
-  let acc = 0n;
-  for (let i = 0; i < shares.length; i++) {
-    let n = 1n;
-    let d = 1n;
-    const xi = BigInt(shares[i]!.x);
-    for (let j = 0; j < shares.length; j++) {
-      if (j === i) continue;
-      const xj = BigInt(shares[j]!.x);
-      n = (n * mod(x - xj, p)) % p;
-      d = (d * mod(xi - xj, p)) % p;
-    }
-    acc = (acc + shares[i]!.y * n % p * invert(d, p)) % p;
-  }
-  return acc;
 }
 
 function invertAll(values: readonly bigint[], p: bigint): bigint[] {

@@ -97,24 +97,26 @@ describe('SecAggServer refuses what it must not accept', () => {
     expect(() => h.server.acceptUnmask('site-00', reveal)).toThrow(code('E_SECAGG_REPLAY'));
   });
 
-  it('detects a false share instead of producing a wrong sum (E_SECAGG_SHARE_INVALID): by the commitment with t shares, by consistency with more', () => {
-    for (const liars of [1, 2]) {
+  it('outvotes one false share when more than t arrive, and fails on a false share it cannot outvote (E_SECAGG_SHARE_INVALID) instead of producing a wrong sum', () => {
+    for (const holders of [5, 3]) {
       const config = ringConfig(5, { threshold: 3, minSurvivors: 3 });
       const h = new Harness(config);
-      const requests = h.consistency(h.masked(h.shares(h.keys()), randomInputs(config)));
+      const inputs = randomInputs(config);
+      const requests = h.consistency(h.masked(h.shares(h.keys()), inputs));
       for (const [site, bytes] of requests) {
         let reveal = h.clients.get(site)!.receiveUnmask(bytes);
-        // With liars = 1 only site-00 lies and all 5 shares arrive (consistency check); with 2, only 3 shares of
-        // each secret arrive, one false (the commitment check).
+        // site-00 lies about the first share the server uses (its own self-mask share, x = 1). With all five
+        // holders revealing, the other four outvote it; with only three, the lie cannot be outvoted.
         if (site === 'site-00') {
           reveal = editFrame(reveal, (header) => {
             (header.selfMask as Array<{ share: string }>)[0]!.share = toB64(fieldToBytes(SHARE_PRIME - 5n));
           });
         }
-        if (liars === 2 && (site === 'site-03' || site === 'site-04')) continue;
+        if (holders === 3 && (site === 'site-03' || site === 'site-04')) continue;
         h.server.acceptUnmask(site, reveal);
       }
-      expect(() => h.server.finish()).toThrow(code('E_SECAGG_SHARE_INVALID'));
+      if (holders === 5) expect(h.server.finish().sum).toEqual(plainSum(config, inputs, config.sites));
+      else expect(() => h.server.finish()).toThrow(code('E_SECAGG_SHARE_INVALID'));
     }
   });
 

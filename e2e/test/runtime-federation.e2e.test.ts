@@ -217,6 +217,11 @@ describe('runtime with real processes', () => {
     expect(s4?.msg).toContain('submit_job');
     const s3 = (await auditLines(siteWs('site-3'))).find((e) => e.action === 'deploy_refused');
     expect(s3?.data?.['code']).toBe('E_POLICY_SCOPE');
+    // Downloading into a folder that does not exist is a coded error naming it, not a bare ENOENT.
+    const missing = join(root, 'no', 'such', 'dir');
+    const dl = await flare(['admin', '--kit', kits.get('admin@a.org')!, 'download', id, '-o', missing], 120_000);
+    expect(dl.code).toBe(1);
+    expect(dl.stderr).toMatch(/^E_FILE_WRITE: could not write .*no\/such\/dir/);
     // site-1 ran the job's scope filters after its own and audited each with the server's event id as ref.
     const applied = (await auditLines(siteWs('site-1'))).filter((e) => e.action === 'filter_applied');
     expect(applied.length).toBeGreaterThan(0);
@@ -238,6 +243,35 @@ describe('runtime with real processes', () => {
     expect(rec.sites.sort()).toEqual(['site-1', 'site-2']);
     expect(rec.refused['site-3']).toMatch(/^E_POLICY_BYOC_DISABLED/);
     expect((await auditLines(siteWs('site-1'))).some((e) => e.action === 'byoc_verified')).toBe(true);
+  });
+
+  it("the admin sees why a job failed with the sites' own code (a model the learner cannot load: E_ML_WEIGHTS_MISMATCH), each site's state, the connected sites and readable audit lines", async () => {
+    const ws = join(root, 'srv-why');
+    await startServer(ws);
+    await startSites(['site-1', 'site-2', 'site-3']);
+    const dir = await job('mismatch', { rounds: 2, retries: 0 });
+    // A model of another width than the learner builds: every site's learner refuses it.
+    await writeFile(join(dir, 'model.safetensors'), encodeModel(readWeights(denseNetwork(FEATURES + 1, [{ name: 'out', units: 1, activation: 'sigmoid' }]))));
+    const id = await submit(dir);
+    const rec = await until(async () => {
+      const r = await record(ws, id);
+      return r.status === 'RUNNING' || r.status === 'SUBMITTED' ? undefined : r;
+    }, 300_000, 'the job to end');
+    expect(rec.status).toBe('FAILED');
+    expect(rec.error?.code).toBe('E_ML_WEIGHTS_MISMATCH');
+    const admin = ['admin', '--kit', kits.get('admin@a.org')!];
+    const status = await flare([...admin, 'status', id], 120_000);
+    expect(status.code, status.stderr).toBe(0);
+    expect(status.stdout).toMatch(/^why: E_ML_WEIGHTS_MISMATCH: /m);
+    expect(status.stdout).toMatch(/^site-1 +connected /m);
+    const sites = await flare([...admin, 'sites'], 120_000);
+    expect(sites.stdout.split('\n').filter((l) => /connected/.test(l))).toHaveLength(3);
+    const audit = await flare([...admin, 'audit', '-n', '5'], 120_000);
+    expect(audit.code, audit.stderr).toBe(0);
+    expect(audit.stdout.trim().split('\n')[0]).toMatch(/^\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ {2}localhost {2}[a-z_]+/);
+    const dl = await flare([...admin, 'download', id, '-o', root], 120_000);
+    expect(dl.code).toBe(1);
+    expect(dl.stderr).toMatch(/^E_RUNTIME_JOB_STATE: /);
   });
 
   it('an admin without submit_job is refused by the server (exit 1, E_RUNTIME_NOT_AUTHORIZED)', async () => {

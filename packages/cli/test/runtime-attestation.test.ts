@@ -32,15 +32,15 @@ describe('attestation.json', () => {
     expect(AttestationConfig.parse({})).toEqual({ attesters: [], interval_s: 600, timeout_s: 30 });
   });
 
-  it('refuses unknown fields and attester kinds (E_RUNTIME_WORKSPACE names the field)', async () => {
+  it('refuses unknown fields and attester kinds (E_RUNTIME_CONFIG names the field)', async () => {
     for (const bad of [{ attesters: [{ kind: 'sgx' }] }, { interval: 5 }, { attesters: [{ kind: 'command', type: 'gpu' }] }]) {
       const f = join(dir, `bad-${JSON.stringify(bad).length}.json`);
       await writeFile(f, JSON.stringify(bad));
-      await expect(readAttestationConfig(f)).rejects.toMatchObject({ code: 'E_RUNTIME_WORKSPACE' });
+      await expect(readAttestationConfig(f)).rejects.toMatchObject({ code: 'E_RUNTIME_CONFIG' });
     }
     const dup = join(dir, 'dup.json');
     await writeFile(dup, '{"interval_s": 1, "interval_s": 2}');
-    await expect(readAttestationConfig(dup)).rejects.toMatchObject({ code: 'E_RUNTIME_WORKSPACE' });
+    await expect(readAttestationConfig(dup)).rejects.toMatchObject({ code: 'E_RUNTIME_CONFIG' });
   });
 
   it('no policy in the kit and no attester: the participant neither asks for nor gives evidence', async () => {
@@ -70,11 +70,11 @@ describe('attestation.json', () => {
     expect(o.attesters!.map((a: Attester) => a.name)).toEqual(['configfs-tsm', 'external:gpu']);
   });
 
-  it('a test attester without a test authority is refused (E_RUNTIME_WORKSPACE)', async () => {
+  it('a test attester without a test authority is refused (E_RUNTIME_CONFIG)', async () => {
     const k = await kit('noauth');
     await writeFile(join(k.ws, ATTESTATION_CONFIG_FILE), JSON.stringify({ attesters: [{ kind: 'test' }] }));
     const e = await attestationFor(k.kit, k.ws, undefined).catch((x: unknown) => x);
-    expect(isFlareError(e, 'E_RUNTIME_WORKSPACE')).toBe(true);
+    expect(isFlareError(e, 'E_RUNTIME_CONFIG')).toBe(true);
   });
 
   it('an invalid policy in the kit stops the participant (E_ATTEST_POLICY), never falls back to no attestation', async () => {
@@ -86,6 +86,6 @@ describe('attestation.json', () => {
   it('a named --attestation file that does not exist is an error, not silence', async () => {
     const k = await kit('missing');
     const e = await attestationFor(k.kit, k.ws, join(dir, 'nope.json')).catch((x: unknown) => x);
-    expect(isFlareError(e, 'E_RUNTIME_WORKSPACE')).toBe(true);
+    expect(isFlareError(e, 'E_RUNTIME_CONFIG')).toBe(true);
   });
 });

@@ -1,11 +1,12 @@
 import { execFile } from 'node:child_process';
-import { mkdtemp } from 'node:fs/promises';
+import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { readSiteConfig } from '../src/poc/site-config.js';
 import { dpScope, pocDpSettings } from '../src/poc/dp-config.js';
 import { renderSummary } from '../src/poc/poc.js';
+import { auditLine, renderJobStatus } from '../src/commands/runtime.js';
 
 const BIN = resolve(import.meta.dirname, '../dist/bin.js');
 const flare = (args: string[]): Promise<{ code: number; stdout: string; stderr: string }> =>
@@ -53,6 +54,14 @@ describe('site.json', () => {
     const c = await readSiteConfig(await mkdtemp(join(tmpdir(), 'flare-site-')));
     expect(c).toEqual({ components: { allow: [], byoc: false } });
   });
+
+  it('a bad file is refused naming the file and the field (E_RUNTIME_CONFIG, not a --workspace hint)', async () => {
+    const ws = await mkdtemp(join(tmpdir(), 'flare-site-'));
+    await writeFile(join(ws, 'site.json'), '{ "data": { "site": 0, "sites": 3 }, "colour": 1 }');
+    await expect(readSiteConfig(ws)).rejects.toMatchObject({ code: 'E_RUNTIME_CONFIG', message: expect.stringContaining(join(ws, 'site.json')) as unknown });
+    await writeFile(join(ws, 'site.json'), '{ "data": ');
+    await expect(readSiteConfig(ws)).rejects.toMatchObject({ code: 'E_RUNTIME_CONFIG', message: expect.stringContaining('is not valid JSON') as unknown });
+  });
 });
 
 describe('poc --dp scope', () => {
@@ -69,6 +78,42 @@ describe('poc --dp scope', () => {
   });
 });
 
+describe('admin status and audit, readable', () => {
+  it('renders the job, why it failed, each site with its own code and the rounds counted from 1', () => {
+    const record = {
+      id: '0f0e0d0c-0b0a-4908-8706-050403020100',
+      name: 'spam',
+      submitter: { name: 'admin@a.org', org: 'a' },
+      status: 'FAILED' as const,
+      submitted_at: '2026-01-01T10:00:00.000Z',
+      rounds_done: 1,
+      error: { code: 'E_ML_WEIGHTS_MISMATCH', message: 'round 1: every site failed with E_ML_WEIGHTS_MISMATCH' },
+      sites: ['site-1'],
+      refused: { 'site-2': 'E_POLICY_SCOPE: privacy scope "x" is not defined at this site' },
+      history: [{ round: 0, contributors: ['site-1'], seconds: 1.5, bytes: {}, metrics: { accuracy: 0.9, accuracy_min: 0.8, accuracy_max: 0.95, loss: 0.3 }, site_metrics: {} }],
+    };
+    const lines = renderJobStatus({
+      record,
+      sites: [
+        { name: 'site-1', connected: true, last_seen: '2026-01-01T10:01:00.000Z', running: false, deployed: true, contributions: [0] },
+        { name: 'site-2', connected: false, running: false, deployed: false, refused: record.refused['site-2'], contributions: [] },
+      ],
+    });
+    expect(lines[0]).toMatch(/FAILED/);
+    expect(lines[1]).toBe('why: E_ML_WEIGHTS_MISMATCH: round 1: every site failed with E_ML_WEIGHTS_MISMATCH');
+    expect(lines.find((l) => l.startsWith('site-1'))).toMatch(/connected .* deployed +1$/);
+    expect(lines.find((l) => l.startsWith('site-2'))).toMatch(/gone .* refused\/left/);
+    expect(lines.some((l) => l.includes('E_POLICY_SCOPE: privacy scope'))).toBe(true);
+    expect(lines.find((l) => l.trimStart().startsWith('1  0.9000'))).toContain('(0.8000..0.9500)');
+  });
+
+  it('prints an audit event as one readable line (time, who, action, user, job, message)', () => {
+    const l = auditLine(JSON.stringify({ ts: '2026-01-01T10:00:00.123Z', site: 'server', action: 'deploy_refused', user: 'admin@a.org', job: '0f0e0d0c-0b0a', msg: 'site-2 refused the job' }));
+    expect(l).toBe('2026-01-01 10:00:00Z  server  deploy_refused  user=admin@a.org  job=0f0e0d0c  site-2 refused the job');
+    expect(auditLine('not json')).toBe('not json');
+  });
+});
+
 describe('poc summary', () => {
   it('renders rounds, sites and the audit verdict', () => {
     const lines = renderSummary({
@@ -77,7 +122,7 @@ describe('poc summary', () => {
       job: 'j',
       status: 'FINISHED',
       seconds: 12.5,
-      rounds: [{ round: 0, accuracy: 0.9, loss: 0.3, seconds: 1.5, contributors: ['site-1'] }],
+      rounds: [{ round: 1, accuracy: 0.9, loss: 0.3, seconds: 1.5, contributors: ['site-1'] }],
       sites: [{ name: 'site-1', epsilon: 3.2, bytes: 1000 }],
       audit: { verified: false, problems: ['site-1: line 3: hash'] },
     });
@@ -94,7 +139,7 @@ describe('poc summary', () => {
       job: 'j',
       status: 'FINISHED',
       seconds: 30,
-      rounds: [{ round: 0, accuracy: 0.9, loss: 0.3, seconds: 1.5, contributors: ['site-1', 'site-2'] }],
+      rounds: [{ round: 1, accuracy: 0.9, loss: 0.3, seconds: 1.5, contributors: ['site-1', 'site-2'] }],
       sites: [
         { name: 'site-1', epsilon: null, bytes: 1000 },
         { name: 'site-3', epsilon: null, bytes: 0, refused: 'E_ATTEST_POLICY_DEBUG: the guest policy allows DEBUG' },

@@ -135,9 +135,10 @@ export interface VerifyKitOptions {
 
 /**
  * The site-local override files read from local/ instead of their signed `.default` versions: FLARE's four,
- * and components.json (the component allow-list of @flare/policy, FLARE-TS's own).
+ * components.json (the component allow-list of @flare/policy, FLARE-TS's own), and aggregation.json (the
+ * server's own aggregation policy, @flare/runtime's: what a job's aggregator must do).
  */
-export const LOCAL_OVERRIDE_FILES: ReadonlySet<string> = new Set(['authorization.json', 'privacy.json', 'resources.json', 'components.json', 'log_config.json']);
+export const LOCAL_OVERRIDE_FILES: ReadonlySet<string> = new Set(['authorization.json', 'privacy.json', 'resources.json', 'components.json', 'log_config.json', 'aggregation.json']);
 
 /** The outcome of a successful {@link verifyKit}. */
 export interface KitVerification {

@@ -152,6 +152,10 @@ describe('verifyKit', () => {
     await writeFile(join(kit, 'local', 'components.json'), '{"allow": []}');
     await expectCode(() => verifyKit(kit), 'E_KIT_UNSIGNED');
     expect((await verifyKit(kit, { localOverrides: true })).localOverrides).toEqual(['local/authorization.json', 'local/components.json']);
+    // A server's own aggregation policy (@flare/runtime) is a local override too.
+    await writeFile(join(kit, 'local', 'aggregation.json'), '{"require": "robust"}');
+    expect((await verifyKit(kit, { localOverrides: true })).localOverrides).toEqual(['local/aggregation.json', 'local/authorization.json', 'local/components.json']);
+    await rm(join(kit, 'local', 'aggregation.json'));
     // Only in local/: the same name elsewhere is an unsigned file.
     await writeFile(join(kit, 'startup', 'components.json'), '{"allow": []}');
     await expectCode(() => verifyKit(kit, { localOverrides: true }), 'E_KIT_UNSIGNED');

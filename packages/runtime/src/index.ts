@@ -1,7 +1,8 @@
 // @flare/runtime: server, site and admin engines wiring the FLARE-TS packages into a federation.
 export { ServerEngine } from './server/engine.js';
 export type { ServerEngineOptions } from './server/engine.js';
-export type { Authorizer } from './server/admin-api.js';
+export { siteStates } from './server/admin-api.js';
+export type { Authorizer, SiteState } from './server/admin-api.js';
 export { authorizerFromPolicy } from './server/authorizer.js';
 export type { AggregatorFactory } from './server/job-runner.js';
 export { AggregationPolicySchema, DEFAULT_AGGREGATION_POLICY, aggregatorSpecFor, parseAggregationPolicy, policyAggregator } from './server/aggregation-policy.js';

@@ -223,6 +223,21 @@ describe('ServerEngine + ClientEngine + AdminClient (in-memory channels)', () =>
     expect(audit.events.find((e) => e.action === 'deploy_refused')?.data?.['code']).toBe('E_POLICY_RESOURCES_EXCEEDED');
   });
 
+  it("`status` shows each site's state: running, last seen, refused with its own code, the rounds it contributed to", async () => {
+    const fed = await federation([{}, {}, { policy: sitePolicy({ permissions: { submit_job: 'none' } }) }]);
+    const id = await fed.admin.submit(bundle(jobDefinition({ rounds: 2 })));
+    await fed.server.waitForJob(id, 20_000);
+    const { record, sites } = await fed.admin.jobStatus(id);
+    expect(record.status).toBe('FINISHED');
+    expect(sites.map((s) => [s.name, s.connected, s.deployed, s.contributions])).toEqual([
+      ['site-1', true, true, [0, 1]],
+      ['site-2', true, true, [0, 1]],
+      ['site-3', true, false, []],
+    ]);
+    expect(sites[2]!.refused).toMatch(/^E_POLICY_DENIED: /);
+    expect(sites[0]!.last_seen).toMatch(/^\d{4}-\d\d-\d\dT/);
+  });
+
   it('`sites` lists the connected participants and those seen before', async () => {
     const fed = await federation([{}, {}]);
     await fed.sites.get('site-2')!.engine.close();

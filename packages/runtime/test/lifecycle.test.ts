@@ -51,7 +51,7 @@ describe('a job has a whole lifecycle', () => {
     expect(s1.engine.jobs()).toEqual([]);
     expect(closed).toBe(1);
     expect(policy.resources.reservations.size).toBe(0);
-    expect(await readdir(join(ws, 'jobs'))).toEqual([]);
+    expect(await readdir(join(ws, 'runs'))).toEqual([]);
     expect(released.data?.['code']).toBe('FINISHED');
   });
 

@@ -1,7 +1,6 @@
-import { writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import type { JsonValue } from '@flare/core';
-import { readJobFolder } from '@flare/runtime';
+import { writeFileAtomic, type JsonValue } from '@flare/core';
+import { readJobFolder, type JobRecord, type SiteState } from '@flare/runtime';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { runCommand, stdio } from '../run.js';
 import { connectAdmin, runClient, runServer, signJobBundle } from '../poc/participants.js';
@@ -42,6 +41,45 @@ function int(_name: string, min: number, max: number): (v: string) => number {
     if (!Number.isInteger(n) || n < min || n > max) throw new InvalidArgumentError(`expected an integer ${min}..${max}, got ${v}`);
     return n;
   };
+}
+
+const hhmmss = (iso: string | undefined): string => (iso === undefined ? '-' : iso.replace('T', ' ').replace(/\.\d+Z$/, 'Z'));
+const num = (x: number | undefined, digits = 4): string => (x === undefined ? '-' : x.toFixed(digits));
+
+/** `flare admin status JOB` as lines: the job, why it failed, each site, each round (rounds from 1). */
+export function renderJobStatus(v: { readonly record: JobRecord; readonly sites: readonly SiteState[] }): string[] {
+  const r = v.record;
+  const lines = [`job ${r.id}  ${r.name}  ${r.status}  rounds done ${r.rounds_done}  submitted by ${r.submitter.name} at ${hhmmss(r.submitted_at)}${r.ended_at === undefined ? '' : `  ended ${hhmmss(r.ended_at)}`}`];
+  if (r.error !== undefined) lines.push(`why: ${r.error.code}: ${r.error.message}`);
+  lines.push('', 'site                  connection  last seen             job          rounds contributed');
+  for (const s of v.sites) {
+    const job = s.running ? 'running' : s.refused !== undefined ? 'refused/left' : s.deployed ? 'deployed' : 'not deployed';
+    const rounds = s.contributions.length === 0 ? '-' : s.contributions.map((x) => x + 1).join(',');
+    lines.push(`${s.name.padEnd(20)}  ${(s.connected ? 'connected' : 'gone').padEnd(10)}  ${hhmmss(s.last_seen).padEnd(20)}  ${job.padEnd(12)}  ${rounds}`);
+    if (s.refused !== undefined) lines.push(`${''.padEnd(22)}${s.refused.slice(0, 300)}`);
+  }
+  if (r.history.length > 0) {
+    lines.push('', 'round  accuracy (min..max)        loss     seconds  contributors');
+    for (const h of r.history) {
+      const m = h.metrics;
+      const acc = m['accuracy'] === undefined ? '-' : `${num(m['accuracy'])} (${num(m['accuracy_min'])}..${num(m['accuracy_max'])})`;
+      lines.push(`${String(h.round + 1).padStart(5)}  ${acc.padEnd(25)}  ${num(m['loss']).padStart(7)}  ${h.seconds.toFixed(2).padStart(7)}  ${h.contributors.join(',')}`);
+    }
+  }
+  return lines;
+}
+
+/** One audit event (a JSON line) as a readable line: time, who logged it, action, user, job, message. */
+export function auditLine(line: string): string {
+  let e: { ts?: unknown; site?: unknown; action?: unknown; user?: unknown; job?: unknown; msg?: unknown };
+  try {
+    e = JSON.parse(line) as typeof e;
+  } catch {
+    return line;
+  }
+  const str = (x: unknown): string => (typeof x === 'string' ? x : '');
+  const job = str(e.job);
+  return [hhmmss(str(e.ts) || undefined), str(e.site), str(e.action), str(e.user) === '' ? '' : `user=${str(e.user)}`, job === '' ? '' : `job=${job.slice(0, 8)}`, str(e.msg)].filter((x) => x !== '').join('  ');
 }
 
 /** `flare server`, `flare client`, `flare admin ...` and `flare poc`. */
@@ -131,8 +169,17 @@ export function register(program: Command): void {
     .action(() => run(() => withAdmin(async (a) => void (await a.list()).forEach((j) => stdio.out(`${j.id}  ${j.status.padEnd(9)}  ${j.name}  rounds ${j.rounds_done}  by ${j.submitter}`)))));
   admin
     .command('status <job>')
-    .description("a job's record as JSON")
-    .action((job: string) => run(() => withAdmin(async (a) => stdio.out(JSON.stringify(await a.status(job), null, 2)))));
+    .description("a job: its status (and why it failed, with the sites' own codes), each site's state, and its rounds")
+    .option('--json', 'the record and the sites as JSON', false)
+    .action((job: string, o: { json: boolean }) =>
+      run(() =>
+        withAdmin(async (a) => {
+          const view = await a.jobStatus(job);
+          if (o.json) stdio.out(JSON.stringify(view, null, 2));
+          else for (const l of renderJobStatus(view)) stdio.out(l);
+        }),
+      ),
+    );
   admin
     .command('abort <job>')
     .description('abort a job')
@@ -145,7 +192,8 @@ export function register(program: Command): void {
       run(() =>
         withAdmin(async (a) => {
           const file = join(resolve(o.output), `${job}.safetensors`);
-          await writeFile(file, await a.download(job));
+          // Written atomically; a missing or unwritable folder is E_FILE_WRITE naming it.
+          await writeFileAtomic(file, await a.download(job), { mode: 0o644 });
           stdio.out(file);
         }),
       ),
@@ -163,8 +211,9 @@ export function register(program: Command): void {
   admin
     .command('audit')
     .option('-n, --lines <n>', 'how many lines', int('--lines', 1, 10_000), 50)
-    .description("tail the server's audit log")
-    .action((o: { lines: number }) => run(() => withAdmin(async (a) => void (await a.audit(o.lines)).forEach((l) => stdio.out(l)))));
+    .option('--json', 'the raw JSON Lines', false)
+    .description("tail the server's audit log: one readable line per event (--json: raw)")
+    .action((o: { lines: number; json: boolean }) => run(() => withAdmin(async (a) => void (await a.audit(o.lines)).forEach((l) => stdio.out(o.json ? l : auditLine(l))))));
 
   program
     .command('poc')

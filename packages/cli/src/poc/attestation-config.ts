@@ -57,22 +57,22 @@ export const AttestationConfig = z.strictObject({
 /** A parsed attestation configuration. */
 export type AttestationConfig = z.output<typeof AttestationConfig>;
 
-/** Reads and validates an attestation configuration file. @throws FlareRuntimeError E_RUNTIME_WORKSPACE */
+/** Reads and validates an attestation configuration file. @throws FlareRuntimeError E_RUNTIME_CONFIG naming the file */
 export async function readAttestationConfig(file: string): Promise<AttestationConfig> {
   let text: string;
   try {
     text = await readFile(file, 'utf8');
   } catch (cause) {
-    throw new FlareRuntimeError('E_RUNTIME_WORKSPACE', `cannot read the attestation configuration ${file}`, { cause });
+    throw new FlareRuntimeError('E_RUNTIME_CONFIG', `cannot read the attestation configuration ${file}`, { cause });
   }
   let value: unknown;
   try {
     value = parseStrictJson(text, { maxDepth: 8 });
   } catch (cause) {
-    throw new FlareRuntimeError('E_RUNTIME_WORKSPACE', `${file} is not valid JSON`, { cause });
+    throw new FlareRuntimeError('E_RUNTIME_CONFIG', `${file} is not valid JSON${cause instanceof Error ? ` (${cause.message})` : ''}`, { cause });
   }
   const r = AttestationConfig.safeParse(value);
-  if (!r.success) throw new FlareRuntimeError('E_RUNTIME_WORKSPACE', `${file}: ${r.error.issues[0]?.path.join('.') || '(root)'}: ${r.error.issues[0]?.message ?? 'invalid'}`);
+  if (!r.success) throw new FlareRuntimeError('E_RUNTIME_CONFIG', `${file}: ${r.error.issues[0]?.path.join('.') || '(root)'}: ${r.error.issues[0]?.message ?? 'invalid'}`);
   return r.data;
 }
 
@@ -81,7 +81,7 @@ export async function readAttestationConfig(file: string): Promise<AttestationCo
  * its attestation configuration (`file`, else `<workspace>/attestation.json` when present). Undefined when the
  * kit has no policy and no attester is configured: the participant neither asks for nor gives evidence.
  *
- * @throws AttestError E_ATTEST_POLICY (an invalid policy file), FlareRuntimeError E_RUNTIME_WORKSPACE
+ * @throws AttestError E_ATTEST_POLICY (an invalid policy file), FlareRuntimeError E_RUNTIME_CONFIG
  */
 export async function attestationFor(kitDir: string, workspace: string, file: string | undefined, logger?: Logger): Promise<AttestationOptions | undefined> {
   const path = file ?? join(workspace, ATTESTATION_CONFIG_FILE);
@@ -101,7 +101,7 @@ export async function attestationFor(kitDir: string, workspace: string, file: st
   const attesters: Attester[] = config.attesters.map((a) => {
     if (a.kind === 'configfs-tsm') return new ConfigfsTsmAttester({ ...(a.root === undefined ? {} : { root: a.root }), ...(a.privlevel === undefined ? {} : { privlevel: a.privlevel }) });
     if (a.kind === 'command') return new ExternalCommandAttester({ type: a.type, command: a.command, args: a.args, ...(a.timeout_s === undefined ? {} : { timeoutMs: a.timeout_s * 1000 }) });
-    if (authority === undefined || TestAttester === undefined) throw new FlareRuntimeError('E_RUNTIME_WORKSPACE', `${path}: a "test" attester needs "test_authority"`);
+    if (authority === undefined || TestAttester === undefined) throw new FlareRuntimeError('E_RUNTIME_CONFIG', `${path}: a "test" attester needs "test_authority"`);
     return a.type === 'gpu' ? new TestAttester(authority, { type: 'gpu' }) : new TestAttester(authority, { type: 'snp', ...(a.debug ? { snp: { policy: DEBUG_GUEST_POLICY } } : {}) });
   });
   if (policy === undefined && attesters.length === 0) return undefined;

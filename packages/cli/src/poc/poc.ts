@@ -252,7 +252,7 @@ export async function runPoc(o: PocOptions): Promise<PocSummary> {
   }
   const ws = resolve(o.workspace ?? (await mkdtemp(join(tmpdir(), 'flare-poc-'))));
   // A temporary workspace is removed at the end (however the run ends) unless --keep.
-  const removeAfter = o.workspace === undefined && o.keep !== true;
+  let removeAfter = o.workspace === undefined && o.keep !== true;
   try {
     const main = await runFederation(o, ws, { he: o.he === true, label: '', bar: o.tty });
     const kept = removeAfter ? { workspace: `${ws} (removed; --keep keeps it)` } : {};
@@ -261,6 +261,11 @@ export async function runPoc(o: PocOptions): Promise<PocSummary> {
     o.progress(`poc: plaintext twin: the same federation without HE, for the overhead figures (${twinWs})`);
     const twin = await runFederation(o, twinWs, { he: false, label: 'twin ', bar: false });
     return { ...main.summary, ...kept, he: heOverhead(main, twin, twinWs), seconds: Number(((performance.now() - started) / 1000).toFixed(1)) };
+  } catch (e) {
+    // A failed run keeps its workspace: its logs say why.
+    if (removeAfter) o.progress(`poc: the run failed; its workspace ${ws} is kept for its logs`);
+    removeAfter = false;
+    throw e;
   } finally {
     if (removeAfter) await rm(ws, { recursive: true, force: true });
   }
@@ -323,6 +328,8 @@ async function runFederation(o: PocOptions, ws: string, v: Variant): Promise<Fed
     if (o.dpScope !== undefined) scopes.push({ name: 'private', properties: {}, task_result_filters: [...o.dpScope.filters.map((f) => ({ name: f.name, args: f.args })), ...heOut], task_data_filters: he });
     await writeFile(join(kitOf(s), 'local', 'privacy.json'), JSON.stringify({ format_version: '1.0', scopes, default_scope: 'public' }, null, 2));
   }
+  // With --aggregator the job chooses: the server's own policy (read at its start) lets it.
+  if (o.aggregator !== undefined) await writeFile(join(kitOf('localhost'), 'local', 'aggregation.json'), JSON.stringify({ format_version: '1.0', require: 'none' }));
   const procs: Participant[] = [];
   const logs = join(ws, 'logs');
   await mkdir(logs, { recursive: true });
@@ -336,7 +343,6 @@ async function runFederation(o: PocOptions, ws: string, v: Variant): Promise<Fed
     const initial = readWeights(spamNetwork(width, hidden));
     const jobDir = join(ws, 'jobs', 'spam');
     await mkdir(jobDir, { recursive: true });
-    if (o.aggregator !== undefined) await writeFile(join(kitOf('localhost'), 'local', 'aggregation.json'), JSON.stringify({ format_version: '1.0', require: 'none' }));
     const definition0 = spamJob({ sites, rounds: o.rounds, features: width, hidden, dp: o.dp, ...(o.dpScope === undefined ? {} : { learner: o.dpScope.learner }) });
     const definition = o.aggregator === undefined ? definition0 : { ...definition0, aggregator: o.aggregator };
     await writeFile(join(jobDir, 'meta.json'), JSON.stringify(definition, null, 2));

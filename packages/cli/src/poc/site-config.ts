@@ -33,7 +33,14 @@ export async function readSiteConfig(workspace: string): Promise<SiteConfig> {
   } catch {
     return SiteConfig.parse({});
   }
-  const r = SiteConfig.safeParse(parseStrictJson(text));
-  if (!r.success) throw new FlareRuntimeError('E_RUNTIME_WORKSPACE', `site.json: ${r.error.issues[0]?.path.join('.') ?? ''} ${r.error.issues[0]?.message ?? 'invalid'}`);
+  const file = join(workspace, 'site.json');
+  let value: unknown;
+  try {
+    value = parseStrictJson(text);
+  } catch (cause) {
+    throw new FlareRuntimeError('E_RUNTIME_CONFIG', `${file} is not valid JSON (${cause instanceof Error ? cause.message : 'invalid'})`, { cause });
+  }
+  const r = SiteConfig.safeParse(value);
+  if (!r.success) throw new FlareRuntimeError('E_RUNTIME_CONFIG', `${file}: ${r.error.issues[0]?.path.join('.') || '(top)'}: ${r.error.issues[0]?.message ?? 'invalid'}`);
   return r.data;
 }

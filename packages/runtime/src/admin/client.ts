@@ -6,6 +6,7 @@ import { encodeJobBundle, type JobBundle } from '../protocol/bundle.js';
 import type { PeerChannel } from '../protocol/channel.js';
 import { outgoing, parseMessage, type MessageOf } from '../protocol/messages.js';
 import { PendingRequests } from '../protocol/pending.js';
+import type { SiteState } from '../server/admin-api.js';
 import type { SiteSighting } from '../server/registry.js';
 import { JobRecord, type JobRecord as JobRecordType } from '../server/job-store.js';
 
@@ -79,8 +80,14 @@ export class AdminClient {
 
   /** A job's full record (status, rounds, history, refusals). */
   async status(job: string): Promise<JobRecordType> {
+    return (await this.jobStatus(job)).record;
+  }
+
+  /** A job's record and each site's state with it (connected, last seen, running, refused, contributions). */
+  async jobStatus(job: string): Promise<{ readonly record: JobRecordType; readonly sites: SiteState[] }> {
     const [data] = await this.#call({ cmd: 'status', job });
-    return JobRecord.parse(data);
+    const d = data as { record?: unknown; sites?: unknown };
+    return { record: JobRecord.parse(d.record), sites: (Array.isArray(d.sites) ? d.sites : []) as SiteState[] };
   }
 
   /** Aborts a job. */

@@ -1,13 +1,13 @@
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join, relative } from 'node:path';
-import { FlareRuntimeError } from '@flare/core';
+import { FlareRuntimeError, decodeModel } from '@flare/core';
 import { META_FILE, MODEL_FILE, type JobBundle } from '../protocol/bundle.js';
 import { parseMetaJson } from '../protocol/job-definition.js';
 
 /**
  * Reads a job folder (FLARE's job layout, simplified): `meta.json`, `model.safetensors`, optional `custom/**`
- * (the job's own code). meta.json is checked here first, so a syntax error names the file and its line
- * before anything is sent.
+ * (the job's own code). meta.json and the model are checked here first, so a syntax error names meta.json
+ * and its line, and a corrupt model names model.safetensors, before anything is sent.
  *
  * @throws FlareRuntimeError E_RUNTIME_JOB_INVALID naming the file at fault.
  */
@@ -21,6 +21,11 @@ export async function readJobFolder(dir: string): Promise<JobBundle> {
   const meta = await read(META_FILE);
   parseMetaJson(meta, join(dir, META_FILE));
   const model = await read(MODEL_FILE);
+  try {
+    decodeModel(model);
+  } catch (e) {
+    throw new FlareRuntimeError('E_RUNTIME_JOB_INVALID', `${join(dir, MODEL_FILE)} is not a valid safetensors model (${e instanceof Error ? e.message : 'invalid'}); write it again with a safetensors writer`, { cause: e });
+  }
   const files = new Map<string, Uint8Array>();
   const custom = join(dir, 'custom');
   const walk = async (d: string, depth: number): Promise<void> => {

@@ -1,5 +1,4 @@
-import type { FlareError} from '@flare/core';
-import { FlareRuntimeError, PkiError, type Logger } from '@flare/core';
+import { FlareError, FlareRuntimeError, PkiError, TransportError, type Logger } from '@flare/core';
 import { createClientAuth, createServerAuth, type ClientAuthOptions, type ServerAuthOptions } from '@flare/auth';
 import { verifyCertificate, type Kit } from '@flare/pki';
 import { clientOptionsFromKit, createClient, dial, listen, serverOptionsFromKit, type Connection, type ServerEndpoint, type ServerLimits, type TransportLimits } from '@flare/transport';
@@ -144,6 +143,13 @@ export async function listenForParticipants(o: ListenOptions): Promise<ChannelSe
       limits: { maxMessageBytes: RUNTIME_MAX_MESSAGE_BYTES, ...o.limits },
       authenticate: (c) => auth(c, o.kit),
       ...(o.logger === undefined ? {} : { logger: o.logger }),
+    }).catch((e: unknown) => {
+      // Say why in words: another process (an earlier server?) already listens there.
+      const cause = e instanceof Error ? (e.cause as { code?: unknown } | undefined) : undefined;
+      if (e instanceof FlareError && cause?.code === 'EADDRINUSE') {
+        throw new TransportError('E_TRANSPORT_CONFIG', `${e.message}: address already in use (another process listens on port ${port}; stop it, or give this server another port)`, { cause: e });
+      }
+      throw e;
     });
     ep.on('connection', (c: Connection<AuthenticatedPeer>) => handler?.(connectionChannel(c)));
     ep.on('refused', (r) => o.logger?.warn('connection refused', { remote: r.remote.address, code: r.error.code, reason: r.error.message }));

@@ -6,9 +6,45 @@ import { decodeJobBundle } from '../protocol/bundle.js';
 import type { PeerChannel } from '../protocol/channel.js';
 import { parseMetaJson, type JobDefinition } from '../protocol/job-definition.js';
 import { outgoing, type MessageOf } from '../protocol/messages.js';
-import type { Principal } from './active-job.js';
+import type { ActiveJob, Principal } from './active-job.js';
 import { isJobId, type JobRecord, type JobStore } from './job-store.js';
 import type { SiteRegistry } from './registry.js';
+
+/** Where one site is with one job, as `flare admin status JOB` shows it. */
+export interface SiteState {
+  readonly name: string;
+  /** Connected to the server now. */
+  readonly connected: boolean;
+  /** When the server last heard from it (ISO time), if it has since it started. */
+  readonly last_seen?: string;
+  /** Runs the job now. */
+  readonly running: boolean;
+  /** Accepted the job (now or earlier). */
+  readonly deployed: boolean;
+  /** Refused the job or left it, with its own code and reason (`CODE: reason`). */
+  readonly refused?: string;
+  /** Rounds (from 0) whose aggregate includes this site's update. */
+  readonly contributions: number[];
+}
+
+/** Each site's state for a job: the sites it names (for `@ALL`, every site that took part or was seen). */
+export function siteStates(rec: JobRecord, def: JobDefinition, registry: SiteRegistry, active: ActiveJob | undefined): SiteState[] {
+  const seen = new Map(registry.sightings().map((s) => [s.name, s]));
+  const named = def.deploy.includes('@ALL') ? [...new Set([...rec.sites, ...Object.keys(rec.refused), ...seen.keys()])].sort() : def.deploy;
+  return named.map((name) => {
+    const s = seen.get(name);
+    const refused = rec.refused[name];
+    return {
+      name,
+      connected: s?.connected === true,
+      ...(s === undefined ? {} : { last_seen: s.lastSeen }),
+      running: active?.deployed.has(name) === true,
+      deployed: rec.sites.includes(name),
+      ...(refused === undefined ? {} : { refused }),
+      contributions: rec.history.filter((h) => h.contributors.includes(name)).map((h) => h.round),
+    };
+  });
+}
 
 /** Decides whether `user` may exercise `right` (FLARE right names: submit_job, list_jobs, abort_job, ...). */
 export type Authorizer = (request: { readonly user: Principal; readonly right: string; readonly submitter?: Principal }) => boolean | Promise<boolean>;
@@ -17,6 +53,8 @@ export type Authorizer = (request: { readonly user: Principal; readonly right: s
 export interface AdminApiOptions {
   readonly store: JobStore;
   readonly registry: SiteRegistry;
+  /** Jobs running now (which sites run them). */
+  readonly active: ReadonlyMap<string, ActiveJob>;
   readonly authorize: Authorizer;
   readonly limits: ResolvedRuntimeLimits;
   readonly audit: (e: LooseAuditEvent) => string | undefined;
@@ -87,7 +125,8 @@ export class AdminApi {
       case 'status': {
         const rec = await job();
         await this.#require(user, 'get_job_meta', asPrincipal(rec.submitter));
-        return [rec as unknown as JsonValue];
+        const { definition } = await store.definition(rec.id);
+        return [{ record: rec, sites: siteStates(rec, definition, this.#o.registry, this.#o.active.get(rec.id)) } as unknown as JsonValue];
       }
       case 'abort': {
         const rec = await job();

@@ -117,6 +117,7 @@ export class ServerEngine {
     this.#admin = new AdminApi({
       store,
       registry: this.registry,
+      active: this.#active,
       authorize: o.authorize,
       limits: this.#limits,
       audit: this.#audit,

@@ -69,7 +69,8 @@ export class SiteJobs {
     const workflow = o.workflows.get(definition.workflow);
     if (workflow === undefined) throw new FlareRuntimeError('E_RUNTIME_COMPONENT_UNKNOWN', `${site} does not run workflow '${definition.workflow}'`);
     const admission = admit({ job: id, definition, submitter, files: bundle.files }, o.policy, o.site, o.filters, (e) => o.audit({ ...e, ref: e.ref ?? ref }));
-    const jobWorkspace = join(o.workspace, 'jobs', id);
+    // `runs/`, not `jobs/`: a server's job store is `<workspace>/jobs`, and one folder may serve both in a test.
+    const jobWorkspace = join(o.workspace, 'runs', id);
     try {
       await mkdir(jobWorkspace, { recursive: true, mode: 0o700 });
       let customDir: string | undefined;

@@ -106,6 +106,10 @@ export const RUNTIME_CODES = {
     meaning: 'A kit, a policy or the caller asked for homomorphic encryption or attestation, and the package that provides it is not installed.',
     action: 'Install the package the message names next to @flare/runtime (e.g. `npm install @flare/filters-he` or `npm install @flare/cc-attest`).',
   },
+  E_RUNTIME_CONFIG: {
+    meaning: 'A participant\'s own configuration file (site.json, attestation.json) is not valid JSON, misses a field or has one it does not know.',
+    action: 'Fix the field (or the line) the message names in the file it names, then start the participant again.',
+  },
   E_RUNTIME_KIT_TYPE: {
     meaning: 'The startup kit given is of another participant type than the command needs (e.g. a site kit given to `flare server`).',
     action: 'Pass the kit made for this participant with --kit: a server kit to `flare server`, a client kit to `flare client`, an admin kit to `flare admin`.',

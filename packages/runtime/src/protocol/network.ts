@@ -1,7 +1,7 @@
 import { FlareError, FlareRuntimeError, PkiError, TransportError, type Logger } from '@flare/core';
 import { createClientAuth, createServerAuth, type ClientAuthOptions, type ServerAuthOptions } from '@flare/auth';
 import { verifyCertificate, type Kit } from '@flare/pki';
-import { clientOptionsFromKit, createClient, dial, listen, serverOptionsFromKit, type Connection, type ServerEndpoint, type ServerLimits, type TransportLimits } from '@flare/transport';
+import { clientOptionsFromKit, createClient, dial, isFinalRefusal, listen, serverOptionsFromKit, type Connection, type ServerEndpoint, type ServerLimits, type TransportLimits } from '@flare/transport';
 import { RUNTIME_DEFAULTS } from '../defaults.js';
 import type { ChannelServer, PeerChannel, PeerIdentity, ServerLink } from './channel.js';
 
@@ -206,13 +206,13 @@ export interface LinkOptions extends ConnectOptions {
 }
 
 /**
- * Failures that retrying cannot fix because they are this participant's own: its kit or its configuration.
- * Anything the network or the peer produced (refused logins, close codes, certificates presented) is retried:
- * a close code or an unauthenticated refusal can be forged by anyone in the path (issue #14 item 9), so only
- * a refusal that arrives inside the authenticated session is ever final, and that is the engines' business.
+ * Failures that retrying cannot fix: this participant's own (its kit, its configuration), and a refusal the
+ * server made provably (@flare/transport's `isFinalRefusal`: sealed by the session, or from the pinned TLS
+ * server), such as a revoked certificate. A close code or a refusal that anyone on the path could have sent is
+ * retried (issue #14 item 9).
  */
-function isOwnFailure(e: FlareError): boolean {
-  return e.code === 'E_TRANSPORT_CONFIG' || e.code.startsWith('E_KIT_');
+function isFinal(e: FlareError): boolean {
+  return isFinalRefusal(e) || e.code === 'E_TRANSPORT_CONFIG' || e.code.startsWith('E_KIT_');
 }
 
 /**
@@ -236,7 +236,7 @@ export function linkToServer(o: LinkOptions): ServerLink {
     ...(o.logger === undefined ? {} : { logger: o.logger }),
     backoff: { initialMs: o.backoff?.initialMs ?? RUNTIME_DEFAULTS.reconnectInitialMs, maxMs: o.backoff?.maxMs ?? RUNTIME_DEFAULTS.reconnectMaxMs },
     maxAttempts: Infinity,
-    retryable: (e) => !isOwnFailure(e) && Date.now() - since < giveUpAfterMs,
+    retryable: (e) => !isFinal(e) && Date.now() - since < giveUpAfterMs,
   });
   client.on('open', (conn) => {
     const ch = connectionChannel(conn);
@@ -247,7 +247,7 @@ export function linkToServer(o: LinkOptions): ServerLink {
   });
   client.on('retry', (i) => onRetry?.(i));
   client.on('giveup', (e) => {
-    const gaveUp = isOwnFailure(e)
+    const gaveUp = isFinal(e)
       ? e
       : new FlareRuntimeError('E_RUNTIME_SERVER_UNREACHABLE', `no connection to the server for ${Math.round((Date.now() - since) / 1000)} s; the last attempt failed with ${e.code}: ${e.message}`, { cause: e });
     onGiveUp?.(gaveUp);

@@ -127,6 +127,12 @@ export interface LearnerContext {
   readonly site: string;
   readonly job: string;
   readonly round: number;
+  /** The workflow's task name (e.g. `train`, `validate`); external learners pass it to their program. */
+  readonly task?: string;
+  /** The rounds the job runs in all, when the workflow knows it (FLARE's `total_rounds`). */
+  readonly totalRounds?: number;
+  /** The task's meta from the workflow (small JSON), passed on to external learners as is. */
+  readonly meta?: Readonly<Record<string, JsonValue>>;
   readonly signal?: AbortSignal;
   /** Progress reports (0..1) for long local training. */
   readonly progress?: (fraction: number) => void;
@@ -134,11 +140,15 @@ export interface LearnerContext {
 
 /**
  * Local training at a site. `train` receives the global model and returns an update (a `diff` or `full`
- * model) with meta NUM_STEPS_CURRENT_ROUND; `validate` returns metrics of a model on local data.
+ * model) with meta NUM_STEPS_CURRENT_ROUND; `validate` returns metrics of a model on local data. The site
+ * calls `close` once when the job ends or is aborted (an external learner stops its program there); no
+ * other call follows it.
  */
 export interface Learner {
   train(global: FLModel, ctx: LearnerContext): Promise<FLModel>;
   validate(global: FLModel, ctx: LearnerContext): Promise<Record<string, number>>;
+  /** Releases what the learner holds (processes, files, tensors); optional. */
+  close?(): Promise<void>;
 }
 
 /** The small logging interface libraries accept; @flare/runtime adapts winston to it. */

@@ -8,6 +8,7 @@ import type {
   DpErrorCode,
   FileErrorCode,
   HeErrorCode,
+  LearnerErrorCode,
   MlErrorCode,
   ModelErrorCode,
   PkiErrorCode,
@@ -50,5 +51,7 @@ export class AttestError extends FlareError<AttestErrorCode> {}
 export class FlareRuntimeError extends FlareError<RuntimeErrorCode> {}
 /** Machine-learning backends and learners. */
 export class MlError extends FlareError<MlErrorCode> {}
+/** Site learners: external programs and in-process plugins (E_LEARNER_*). */
+export class LearnerError extends FlareError<LearnerErrorCode> {}
 /** The flare command line. */
 export class CliError extends FlareError<CliErrorCode> {}

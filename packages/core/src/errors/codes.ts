@@ -7,6 +7,7 @@ import { CODEC_CODES } from './catalog/codec.js';
 import { DP_CODES } from './catalog/dp.js';
 import { FILE_CODES } from './catalog/file.js';
 import { HE_CODES } from './catalog/he.js';
+import { LEARNER_CODES } from './catalog/learner.js';
 import { ML_CODES } from './catalog/ml.js';
 import { MODEL_CODES } from './catalog/model.js';
 import { PKI_CODES } from './catalog/pki.js';
@@ -33,6 +34,7 @@ export const ERROR_AREAS = [
   ['Attestation (@flare/cc-attest)', ATTEST_CODES],
   ['Runtime (@flare/runtime)', RUNTIME_CODES],
   ['Machine learning (@flare/tfjs)', ML_CODES],
+  ['Learners (@flare/runtime learners)', LEARNER_CODES],
   ['Command line (@flare/cli)', CLI_CODES],
 ] as const;
 
@@ -51,6 +53,7 @@ export type SecAggErrorCode = keyof typeof SECAGG_CODES;
 export type AttestErrorCode = keyof typeof ATTEST_CODES;
 export type RuntimeErrorCode = keyof typeof RUNTIME_CODES;
 export type MlErrorCode = keyof typeof ML_CODES;
+export type LearnerErrorCode = keyof typeof LEARNER_CODES;
 export type CliErrorCode = keyof typeof CLI_CODES;
 
 /** Every stable error code FLARE-TS can throw. */
@@ -70,6 +73,7 @@ export type FlareErrorCode =
   | AttestErrorCode
   | RuntimeErrorCode
   | MlErrorCode
+  | LearnerErrorCode
   | CliErrorCode;
 
 const index = new Map<string, ErrorInfo>();

@@ -9,6 +9,17 @@ import { ExternalLearner, type ExternalLearnerOptions } from '../../src/index.js
 const FIXTURE = fileURLToPath(new URL('./fixtures/node-learner.mjs', import.meta.url));
 const ctx = { site: 'site-1', job: 'job-1', round: 0 };
 
+/** Waits (bounded) for `find` to return something: output lines arrive on their own pipe, after or before the result. */
+async function eventually<T>(find: () => T | undefined, ms = 20_000): Promise<T | undefined> {
+  const until = Date.now() + ms;
+  let v = find();
+  while (v === undefined && Date.now() < until) {
+    await new Promise((r) => setTimeout(r, 20));
+    v = find();
+  }
+  return v;
+}
+
 function globalModel(): FLModel {
   return model({ w: tensor(Float32Array.of(1, 2, 3, 4, 5, 6), [2, 3]), b: tensor(new Float32Array(3), [3]) }, 'full');
 }
@@ -68,7 +79,7 @@ describe('ExternalLearner: the protocol', () => {
       const update = await l.train(globalModel(), { ...ctx, round });
       expect(update.kind).toBe('full');
       expect([...update.params.keys()].sort()).toEqual(['b', 'w']);
-      expect(Array.from(update.params.get('w')!.data)).toEqual([2, 3, 4, 5, 6, 7]);
+      expect(Array.from(update.params.get('w')!.data as Float32Array)).toEqual([2, 3, 4, 5, 6, 7]);
       expect(update.params.get('w')!.shape).toEqual([2, 3]);
       expect(update.meta).toMatchObject({ [META.NUM_STEPS_CURRENT_ROUND]: 12, [META.CURRENT_ROUND]: round, note: 'from node' });
       expect(update.metrics).toEqual({ loss: 0.25 });
@@ -81,7 +92,7 @@ describe('ExternalLearner: the protocol', () => {
     const log = capture();
     const l = await start('print-args', { args: { lr: 0.5 }, logger: log });
     await l.train(globalModel(), ctx);
-    const line = log.lines.find((x) => x.msg.includes('args '));
+    const line = await eventually(() => log.lines.find((x) => x.msg.includes('args ')));
     expect(line?.msg).toContain('args {"lr":0.5}');
     expect(line?.msg).toContain('env print-args home -');
     expect(line?.msg).toContain(`cwd ${dir}`);

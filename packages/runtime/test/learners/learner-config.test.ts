@@ -10,6 +10,17 @@ const FIXTURES = fileURLToPath(new URL('./fixtures/', import.meta.url));
 const global = () => model({ w: tensor(Float32Array.of(1, 2), [2]) }, 'full');
 const ctx = { site: 'site-1', job: 'job-1', round: 0 };
 
+/** Waits (bounded) for `find` to return something: output lines arrive on their own pipe, after or before the result. */
+async function eventually<T>(find: () => T | undefined, ms = 20_000): Promise<T | undefined> {
+  const until = Date.now() + ms;
+  let v = find();
+  while (v === undefined && Date.now() < until) {
+    await new Promise((r) => setTimeout(r, 20));
+    v = find();
+  }
+  return v;
+}
+
 let ws: string;
 const learners: Learner[] = [];
 beforeAll(async () => {
@@ -81,7 +92,7 @@ describe('external learners from components.json', () => {
     };
     const l = await build(section, 'fx', { lr: 2 }, env({ logger }), { PATH: process.env['PATH'] ?? '', HOME: '/root', SECRET_TOKEN: 'x' });
     await l.train(global(), ctx);
-    const line = lines.find((x) => x.includes('args '));
+    const line = await eventually(() => lines.find((x) => x.includes('args ')));
     expect(line).toContain('args {"lr":2}');
     expect(line).toContain('home -');
     expect(line).toContain(`cwd ${join(ws, 'jobs', 'job-1')}`);
@@ -100,7 +111,7 @@ describe('external learners from components.json', () => {
     const section = { p: { type: 'external', command: [process.execPath, script], env: { PYTHONPATH: '/site/lib' } } };
     const f = learnerFactories(section, { localDir: FIXTURES, environment: { PATH: '/usr/bin:/bin', SECRET_TOKEN: 'x' } }).get('p')!;
     await expect(f.create({}, env({ logger }))).rejects.toMatchObject({ code: 'E_LEARNER_START' });
-    const seen = JSON.parse(lines.find((x) => x.includes('ENV '))!.replace(/^.*?ENV /, '')) as Record<string, string>;
+    const seen = JSON.parse((await eventually(() => lines.find((x) => x.includes('ENV '))))!.replace(/^.*?ENV /, '')) as Record<string, string>;
     expect(seen).toMatchObject({ PYTHONPATH: `/site/lib:${PYTHON_CLIENT_DIR}`, FLARE_LEARNER_PROTOCOL: '1', FLARE_SITE: 'site-1', FLARE_JOB: 'job-1', PATH: '/usr/bin:/bin' });
     expect(seen['SECRET_TOKEN']).toBeUndefined();
   });
@@ -123,7 +134,7 @@ describe('in-process plugin learners', () => {
   it('loads a module by path; its default export gets the job args and the site options', async () => {
     const l = await build({ conv: { type: 'module', module: './plugin-learner.mjs' } }, 'conv', { delta: 0.5 });
     const u = await l.train(global(), ctx);
-    expect(Array.from(u.params.get('w')!.data)).toEqual([1.5, 2.5]);
+    expect(Array.from(u.params.get('w')!.data as Float32Array)).toEqual([1.5, 2.5]);
     expect(u.meta).toMatchObject({ site: 'site-1', job_dir: join(ws, 'jobs', 'job-1') });
     expect(await l.validate(global(), ctx)).toEqual({ accuracy: 0.9 });
     expect(typeof l.close).toBe('function');

@@ -61,7 +61,7 @@ describe('the Python client (flare_ts)', () => {
       const u = await l.train(globalModel(), { ...ctx, round, task: 'train', totalRounds: 3 });
       // float64 arithmetic in the script, float32 back on the wire: the client keeps the received dtype.
       expect(u.params.get('w')).toMatchObject({ dtype: 'float32', shape: [2, 2] });
-      expect(Array.from(u.params.get('w')!.data)).toEqual([1.5, 2.5, 3.5, 4.5]);
+      expect(Array.from(u.params.get('w')!.data as Float32Array)).toEqual([1.5, 2.5, 3.5, 4.5]);
       expect(u.meta).toMatchObject({ NUM_STEPS_CURRENT_ROUND: 5 + round, pid });
       expect(u.metrics).toEqual({ loss: 1 / (round + 1) });
       expect(await l.validate(globalModel(), { ...ctx, round })).toEqual({ accuracy: 0.75, n: 10, round });
@@ -89,6 +89,6 @@ describe('the Python client (flare_ts)', () => {
     const u = await l.train(g, ctx);
     expect([...u.params.keys()].sort()).toEqual(['bias', 'weight']);
     expect(u.params.get('weight')!.shape).toEqual([2, 3]);
-    expect(Array.from(u.params.get('weight')!.data).every((v) => v < 0.1)).toBe(true);
+    expect(Array.from(u.params.get('weight')!.data as Float32Array).every((v) => v < 0.1)).toBe(true);
   });
 });

@@ -11,7 +11,7 @@ export type {
 } from './authorization-policy.js';
 export { assertAuthorized, authorize } from './authorize.js';
 export type { AuthorizationDecision, AuthorizationRequest, Person } from './authorize.js';
-export { filterSpecSchema, parsePrivacyPolicy, resolveFilterSpecs, resolvePrivacyScope } from './privacy-policy.js';
+export { checkLocalModelRelease, checkScopeAggregation, filterSpecSchema, parsePrivacyPolicy, resolveFilterSpecs, resolvePrivacyScope } from './privacy-policy.js';
 export type { FilterDirection, FilterRegistry, FilterRegistryOptions, FilterSpec, PrivacyPolicy, PrivacyScope } from './privacy-policy.js';
 export { composeFilterChain, createFilterChain, parseJobFilters } from './filter-chain.js';
 export { DEFAULT_MAX_CONCURRENT_JOBS, parseResourcePolicy, parseResourceRequest } from './resource-policy.js';

@@ -28,6 +28,17 @@ export interface PrivacyScope {
   readonly properties: Readonly<Record<string, JsonValue>>;
   readonly taskDataFilters: readonly FilterSpec[];
   readonly taskResultFilters: readonly FilterSpec[];
+  /**
+   * Whether jobs in this scope must aggregate with masking secure aggregation (`required`: the server never sees
+   * one site's update; any other workflow is refused with E_POLICY_SECAGG_REQUIRED), or may (`allowed`, the
+   * default). See {@link checkScopeAggregation}.
+   */
+  readonly secureAggregation?: 'allowed' | 'required';
+  /**
+   * Whether this site's own local model may leave it (e.g. for the other sites to evaluate in a cross-site
+   * evaluation): true by default; false refuses with E_POLICY_LOCAL_MODEL. See {@link checkLocalModelRelease}.
+   */
+  readonly shareLocalModel?: boolean;
 }
 
 /** A parsed, validated privacy.json. */
@@ -64,6 +75,10 @@ const scopeSchema = z.strictObject({
   properties: z.record(z.string(), z.json()).optional(),
   task_data_filters: filterList.optional(),
   task_result_filters: filterList.optional(),
+  /** `required`: only secure aggregation (masked updates) in this scope; `allowed` (default). */
+  secure_aggregation: z.enum(['allowed', 'required']).optional(),
+  /** false: the site's local model never leaves it (cross-site evaluation gets a refusal); default true. */
+  share_local_model: z.boolean().optional(),
 });
 
 const privacySchema = z.strictObject({
@@ -131,6 +146,8 @@ export function parsePrivacyPolicy(json: unknown, { registry }: FilterRegistryOp
         properties: Object.freeze({ ...(s.properties ?? {}) }) as Readonly<Record<string, JsonValue>>,
         taskDataFilters: Object.freeze(resolveFilterSpecs(s.task_data_filters ?? [], registry, 'site', `${where} task_data_filters`)),
         taskResultFilters: Object.freeze(resolveFilterSpecs(s.task_result_filters ?? [], registry, 'site', `${where} task_result_filters`)),
+        secureAggregation: s.secure_aggregation ?? 'allowed',
+        shareLocalModel: s.share_local_model ?? true,
       }),
     );
   }
@@ -154,4 +171,32 @@ export function resolvePrivacyScope(policy: PrivacyPolicy, scope?: string | null
   const found = policy.scopes.get(wanted);
   if (found === undefined) throw new PolicyError('E_POLICY_SCOPE', `privacy scope ${JSON.stringify(wanted)} is not defined at this site (scopes: ${known})`);
   return found;
+}
+
+/**
+ * Refuses a job whose aggregation the scope does not allow: a scope with `secure_aggregation: "required"` takes
+ * only jobs whose updates the server sees masked (`secure` true). A job without a scope (a site without
+ * privacy.json) is not restricted.
+ *
+ * @throws PolicyError E_POLICY_SECAGG_REQUIRED naming the scope and the job's workflow.
+ * @example
+ * ```ts
+ * checkScopeAggregation(scope, { secure: definition.workflow === 'secure_aggregation', workflow: definition.workflow });
+ * ```
+ */
+export function checkScopeAggregation(scope: PrivacyScope | undefined, job: { readonly secure: boolean; readonly workflow: string }): void {
+  if (scope?.secureAggregation === 'required' && !job.secure) {
+    throw new PolicyError('E_POLICY_SECAGG_REQUIRED', `privacy scope ${JSON.stringify(scope.name)} requires secure aggregation; workflow ${JSON.stringify(job.workflow.slice(0, 64))} would show the server single updates`);
+  }
+}
+
+/**
+ * Refuses to let the site's own local model leave it when the scope says `share_local_model: false`.
+ *
+ * @throws PolicyError E_POLICY_LOCAL_MODEL naming the scope.
+ */
+export function checkLocalModelRelease(scope: PrivacyScope | undefined): void {
+  if (scope?.shareLocalModel === false) {
+    throw new PolicyError('E_POLICY_LOCAL_MODEL', `privacy scope ${JSON.stringify(scope.name)} keeps this site's local model at the site (share_local_model: false)`);
+  }
 }

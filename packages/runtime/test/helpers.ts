@@ -58,7 +58,7 @@ export function initialModelBytes(): Uint8Array {
 export interface PolicyOptions {
   /** Rights of project_admin at this site (FLARE authorization.json), default: everything. */
   permissions?: Record<string, string>;
-  scopes?: Array<{ name: string; task_result_filters?: JsonValue[]; task_data_filters?: JsonValue[] }>;
+  scopes?: Array<{ name: string; task_result_filters?: JsonValue[]; task_data_filters?: JsonValue[]; secure_aggregation?: 'allowed' | 'required'; share_local_model?: boolean }>;
   /** A site without privacy.json. */
   noPrivacy?: boolean;
   allowList?: string[];

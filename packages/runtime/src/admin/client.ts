@@ -101,6 +101,15 @@ export class AdminClient {
     return body;
   }
 
+  /**
+   * A named result a job's workflow stored (JSON), e.g. `cross_site_eval`: the cross-site evaluation matrix.
+   * Needs `download_job`. @throws E_RUNTIME_JOB_NOT_FOUND when the job has no such result (yet).
+   */
+  async result(job: string, name: string): Promise<JsonValue> {
+    const [data] = await this.#call({ cmd: 'result', job, name });
+    return data;
+  }
+
   /** The last lines of the server's audit log. */
   async audit(lines = 50): Promise<string[]> {
     const [data] = await this.#call({ cmd: 'audit', lines });

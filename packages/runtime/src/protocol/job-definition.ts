@@ -40,8 +40,13 @@ export type ByocSpec = z.output<typeof ByocSpec>;
  */
 export const JobDefinition = z.strictObject({
   name: nameSchema,
-  /** The server's workflow (`scatter_and_gather`); each site must know it too. */
+  /**
+   * The server's workflow, which each site must know too: `scatter_and_gather` (default), `cross_site_eval`,
+   * `cyclic`, `secure_aggregation`, or one the server and sites registered (see docs/workflows.md).
+   */
   workflow: nameSchema.default('scatter_and_gather'),
+  /** The workflow's arguments, validated by the workflow's own schema at the server and at every site. */
+  workflow_args: z.record(z.string().max(128), jsonValue).optional(),
   rounds: z.int().min(1).max(100_000),
   /** Results needed to close a round (FLARE's min_clients). */
   min_clients: z.int().min(1).max(10_000),

@@ -48,9 +48,11 @@ export const Message = z.discriminatedUnion('t', [
   z.strictObject({
     t: z.literal('admin'),
     id,
-    cmd: z.enum(['submit', 'list', 'status', 'abort', 'download', 'audit', 'sites']),
+    cmd: z.enum(['submit', 'list', 'status', 'abort', 'download', 'audit', 'sites', 'result']),
     job: id.optional(),
     lines: z.int().min(1).max(10_000).optional(),
+    /** The name of a job result (`result`: e.g. `cross_site_eval`). */
+    name: z.string().regex(/^[a-z0-9_-]{1,64}$/).optional(),
   }),
   // server -> admin
   z.strictObject({ t: z.literal('reply'), id, ok: z.boolean(), error: reason.optional(), data: json.optional() }),

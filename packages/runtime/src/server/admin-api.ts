@@ -148,6 +148,13 @@ export class AdminApi {
         this.#o.audit({ action: 'job_downloaded', user: user.name, job: rec.id, msg: `results of ${rec.name} downloaded by ${user.name}` });
         return [{ id: rec.id, bytes: out.byteLength }, out];
       }
+      case 'result': {
+        const rec = await job();
+        await this.#require(user, 'download_job', asPrincipal(rec.submitter));
+        const value = await store.readResult(rec.id, msg.name ?? '');
+        this.#o.audit({ action: 'job_result_read', user: user.name, job: rec.id, msg: `result '${msg.name ?? ''}' of ${rec.name} read by ${user.name}`, data: { name: msg.name ?? null } });
+        return [value];
+      }
       case 'audit': {
         await this.#require(user, 'tail');
         return [this.#o.auditTail === undefined ? [] : await this.#o.auditTail(msg.lines ?? 50)];

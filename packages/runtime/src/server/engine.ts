@@ -8,7 +8,11 @@ import { reasonOf, type Reason } from '../errors.js';
 import { EventBus } from '../event-bus.js';
 import type { ChannelServer, PeerChannel } from '../protocol/channel.js';
 import { outgoing, parseMessage, type Message } from '../protocol/messages.js';
-import { SCATTER_AND_GATHER, scatterAndGather } from '../workflows/scatter-gather.js';
+import { parseAggregatorSpec, DEFAULT_AGGREGATOR_SPEC } from '@flare/aggregator';
+import { parseWorkflowArgs } from '../workflows/args.js';
+import { crossSiteEval } from '../workflows/cross-site-eval.js';
+import { cyclic } from '../workflows/cyclic.js';
+import { scatterAndGather } from '../workflows/scatter-gather.js';
 import type { Workflow } from '../workflows/workflow.js';
 import type { ActiveJob, Principal } from './active-job.js';
 import { AdminApi, type Authorizer } from './admin-api.js';
@@ -41,7 +45,10 @@ export interface ServerEngineOptions {
   readonly aggregator?: AggregatorFactory;
   /** Aggregation of updates the server cannot read (e.g. `heAggregationScheme(serverContext)` of @flare/filters-he). */
   readonly schemes?: readonly AggregationScheme[];
-  /** Workflows this server runs besides scatter-and-gather (by their `name`). */
+  /**
+   * Workflows this server runs besides the built-in ones (scatter_and_gather, cross_site_eval, cyclic,
+   * secure_aggregation), by their `name`; one with a built-in name replaces it.
+   */
   readonly workflows?: readonly Workflow[];
   /**
    * Attestation of sites (and of this server, for sites that ask): the server's policy for sites (from its
@@ -102,7 +109,8 @@ export class ServerEngine {
     this.#events = o.events ?? new EventBus();
     this.registry = new SiteRegistry({ timeoutMs: this.#limits.heartbeatTimeoutMs });
     this.#tasks = new TaskDispatcher(this.registry);
-    this.#workflows = new Map([[SCATTER_AND_GATHER, scatterAndGather], ...(o.workflows ?? []).map((w) => [w.name, w] as const)]);
+    const builtIn = [scatterAndGather, crossSiteEval, cyclic];
+    this.#workflows = new Map([...builtIn, ...(o.workflows ?? [])].map((w) => [w.name, w] as const));
     this.#checks = new AttestationChecks(new AttestationGate(o.attestation, o.name, this.#audit), this.#audit, this.#log);
     const refuseAttestation = (ch: PeerChannel, v: AttestationOutcome, when: string): Promise<void> => this.#refuseAttestation(ch, v, when);
     this.#deployer = new Deployer({ registry: this.registry, store, attestation: this.#checks, audit: this.#audit, logger: this.#log, events: this.#events, timeoutMs: this.#limits.deployTimeoutMs, refuseAttestation });
@@ -129,8 +137,18 @@ export class ServerEngine {
       },
       abort: (id, by, ref) => this.#abort(id, by, ref),
       admissible: (definition) => {
-        if (!this.#workflows.has(definition.workflow)) throw new FlareRuntimeError('E_RUNTIME_JOB_INVALID', `meta.json: workflow '${definition.workflow}' is not one this server runs (${[...this.#workflows.keys()].join(', ')})`);
-        if (o.aggregator === undefined) aggregatorSpecFor(definition, o.aggregation ?? DEFAULT_AGGREGATION_POLICY);
+        const workflow = this.#workflows.get(definition.workflow);
+        if (workflow === undefined) throw new FlareRuntimeError('E_RUNTIME_JOB_INVALID', `meta.json: workflow '${definition.workflow}' is not one this server runs (${[...this.#workflows.keys()].join(', ')})`);
+        const policy = o.aggregation ?? DEFAULT_AGGREGATION_POLICY;
+        const args = parseWorkflowArgs(workflow.args, definition);
+        // The workflow's own rules first: it knows why a combination cannot work (secure aggregation and a norm bound).
+        workflow.check?.({
+          definition,
+          args,
+          aggregator: o.aggregator !== undefined ? undefined : (definition.aggregator ?? policy.default ?? parseAggregatorSpec(DEFAULT_AGGREGATOR_SPEC)),
+          aggregationRequire: o.aggregator !== undefined ? undefined : policy.require,
+        });
+        if (o.aggregator === undefined) aggregatorSpecFor(definition, policy);
       },
     });
   }

@@ -67,7 +67,8 @@ export async function runJob(o: JobRunnerOptions, job: ActiveJob, present: reado
       throw new FlareRuntimeError('E_RUNTIME_DEPLOY_REFUSED', `only ${job.deployed.size} sites accepted the job, min_clients is ${def.min_clients}${why === '' ? '' : ` (${why})`}`);
     }
     const cp = await o.store.loadCheckpoint(job.id);
-    const start = cp === undefined ? 0 : cp.round + 1;
+    // A partial checkpoint is progress inside a round (a cyclic hop): that round resumes.
+    const start = cp === undefined ? 0 : cp.partial === true ? cp.round : cp.round + 1;
     const global = cp === undefined ? await o.store.initialModel(job.id) : cp.model;
     // What the aggregator clips, caps or refuses is audited under this job.
     const audit: AuditHook = (e) => o.audit({ ...e, job: job.id });
@@ -95,6 +96,14 @@ export async function runJob(o: JobRunnerOptions, job: ActiveJob, present: reado
           r.history.push(record);
         });
         o.onRound?.(job.id, record);
+      },
+      saveProgress: async (round, model, state) => {
+        const aggregatorState = o.aggregatorState?.(agg.plain);
+        await o.store.saveCheckpoint(job.id, round, model, { workflow: state, partial: true, ...(aggregatorState === undefined ? {} : { aggregator: aggregatorState }) });
+      },
+      saveResult: async (name, value) => {
+        await o.store.saveResult(job.id, name, value);
+        o.audit({ action: 'result_saved', job: job.id, msg: `job result '${name}' saved`, data: { name } });
       },
       roundMetrics: async (round, metrics, perSite) => {
         await o.store.update(job.id, (r) => {

@@ -73,12 +73,16 @@ const CheckpointState = z.strictObject({
   aggregator: z.strictObject({ file: z.string().regex(/^aggregator-r\d+\.bin$/), sha256: z.string().regex(/^[0-9a-f]{64}$/) }).optional(),
   /** The workflow's own state. */
   workflow: z.json().optional(),
+  /** True when `round` is not complete yet: the model and state are progress inside it (a workflow's saveProgress). */
+  partial: z.boolean().optional(),
 });
 
 /** What a job resumes from. */
 export interface Checkpoint {
-  /** The last completed round (0-based). */
+  /** The last completed round (0-based), or with `partial` the round in progress. */
   readonly round: number;
+  /** True when the model and workflow state are progress inside `round`, which resumes (not the round after it). */
+  readonly partial?: boolean;
   readonly model: FLModel;
   /** The aggregator's saved state (e.g. FedAdam's moments), when it has one. */
   readonly aggregator?: Uint8Array;
@@ -99,6 +103,12 @@ export interface NewJob {
 export interface StoredDefinition {
   readonly definition: JobDefinition;
   readonly raw: JsonValue;
+}
+
+/** A result name: it becomes a file name, so only `a-z 0-9 _ -`. */
+function resultName(name: string): string {
+  if (!/^[a-z0-9_-]{1,64}$/.test(name)) throw new FlareRuntimeError('E_RUNTIME_JOB_INVALID', `'${name.slice(0, 64)}' is not a result name (1-64 of a-z 0-9 _ -)`);
+  return name;
 }
 
 const sha256 = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
@@ -257,7 +267,7 @@ export class JobStore {
    * data files first, then the state naming them, all atomic; older files are removed once the new state is
    * durable.
    */
-  async saveCheckpoint(id: string, round: number, global: FLModel, extra: { readonly aggregator?: Uint8Array; readonly workflow?: JsonValue } = {}): Promise<void> {
+  async saveCheckpoint(id: string, round: number, global: FLModel, extra: { readonly aggregator?: Uint8Array; readonly workflow?: JsonValue; readonly partial?: boolean } = {}): Promise<void> {
     const dir = join(this.#dir(id), 'checkpoint');
     const bytes = encodeModel(global);
     const file = `global-r${round}.safetensors`;
@@ -267,7 +277,7 @@ export class JobStore {
       aggregator = { file: `aggregator-r${round}.bin`, sha256: sha256(extra.aggregator) };
       await writeFileAtomic(join(dir, aggregator.file), extra.aggregator);
     }
-    const state = { round, sha256: sha256(bytes), file, ...(aggregator === undefined ? {} : { aggregator }), ...(extra.workflow === undefined ? {} : { workflow: extra.workflow }) };
+    const state = { round, sha256: sha256(bytes), file, ...(aggregator === undefined ? {} : { aggregator }), ...(extra.workflow === undefined ? {} : { workflow: extra.workflow }), ...(extra.partial === true ? { partial: true } : {}) };
     await writeFileAtomic(join(dir, 'state.json'), JSON.stringify(state));
     const keep = new Set([file, aggregator?.file]);
     for (const f of await readdir(dir)) if (/^(global-r\d+\.safetensors|aggregator-r\d+\.bin)$/.test(f) && !keep.has(f)) await unlink(join(dir, f)).catch(() => undefined);
@@ -300,7 +310,33 @@ export class JobStore {
     };
     const model = decodeModel(await read(state.data.file, state.data.sha256));
     const aggregator = state.data.aggregator === undefined ? undefined : await read(state.data.aggregator.file, state.data.aggregator.sha256);
-    return { round: state.data.round, model, ...(aggregator === undefined ? {} : { aggregator }), ...(state.data.workflow === undefined ? {} : { workflow: state.data.workflow as JsonValue }) };
+    return {
+      round: state.data.round,
+      model,
+      ...(aggregator === undefined ? {} : { aggregator }),
+      ...(state.data.workflow === undefined ? {} : { workflow: state.data.workflow as JsonValue }),
+      ...(state.data.partial === true ? { partial: true } : {}),
+    };
+  }
+
+  /**
+   * Stores a named JSON result of the job (`results/<name>.json`, atomic), replacing one of the same name.
+   *
+   * @throws FlareRuntimeError E_RUNTIME_JOB_INVALID for a name outside `[a-z0-9_-]{1,64}`.
+   */
+  async saveResult(id: string, name: string, value: JsonValue): Promise<void> {
+    const dir = join(this.#dir(id), 'results');
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    await writeFileAtomic(join(dir, `${resultName(name)}.json`), JSON.stringify(value, null, 1));
+  }
+
+  /** A named result of the job. @throws E_RUNTIME_JOB_NOT_FOUND when the job or the result does not exist */
+  async readResult(id: string, name: string): Promise<JsonValue> {
+    const file = join(this.#dir(id), 'results', `${resultName(name)}.json`);
+    const text = await readFile(file, 'utf8').catch(() => {
+      throw new FlareRuntimeError('E_RUNTIME_JOB_NOT_FOUND', `job ${id} has no result '${name}' (yet)`);
+    });
+    return parseStrictJson(text);
   }
 
   /** The final global model's bytes (safetensors) of a FINISHED job. @throws E_RUNTIME_JOB_STATE */

@@ -1,7 +1,8 @@
 import { PolicyError, type AuditHook, type Filter, type FilterEnv, type FilterFactory } from '@flare/core';
-import { admitJob, composeFilterChain, createFilterChain, parseJobFilters, parseResourceRequest, resolvePrivacyScope, type FilterSpec, type PrivacyScope, type Reservation } from '@flare/policy';
+import { admitJob, checkScopeAggregation, composeFilterChain, createFilterChain, parseJobFilters, parseResourceRequest, resolvePrivacyScope, type FilterSpec, type PrivacyScope, type Reservation } from '@flare/policy';
 import type { Principal } from '../protocol/channel.js';
 import type { JobDefinition } from '../protocol/job-definition.js';
+import { SECURE_AGGREGATION } from '../workflows/secure-aggregation.js';
 import type { FilterRegistry, SitePolicy } from './policy.js';
 
 /** What a site asks @flare/policy before it builds a job. */
@@ -33,10 +34,11 @@ const ENCRYPT_LAST = 'he-encrypt';
  * Decides whether this site runs a job, with @flare/policy's own decisions and codes, in this order: the
  * submitter's `submit_job` right, the component allow-list, BYOC (consent, the `byoc` right, the submitter's
  * signature over exactly these files) by `admitJob`; the privacy scope (`resolvePrivacyScope`); the job's own
- * filters against the site's registry (`parseJobFilters`); and a reservation of what the job asks of
+ * filters against the site's registry (`parseJobFilters`); the scope's rule on secure aggregation
+ * (`checkScopeAggregation`); and a reservation of what the job asks of
  * resources.json (`ResourceManager.reserve`, which also bounds its wall time).
  *
- * @throws PolicyError E_POLICY_DENIED, E_POLICY_COMPONENT, E_POLICY_BYOC_*, E_POLICY_SCOPE,
+ * @throws PolicyError E_POLICY_DENIED, E_POLICY_COMPONENT, E_POLICY_BYOC_*, E_POLICY_SCOPE, E_POLICY_SECAGG_REQUIRED,
  *   E_POLICY_FILTER_UNKNOWN, E_POLICY_FILTER_ARGS, E_POLICY_RESOURCES_EXCEEDED, E_POLICY_RESOURCES_BUSY.
  */
 export function admit(req: AdmissionRequest, policy: SitePolicy, site: { readonly org: string }, registry: FilterRegistry, audit?: AuditHook): Admission {
@@ -51,6 +53,8 @@ export function admit(req: AdmissionRequest, policy: SitePolicy, site: { readonl
   let scope: PrivacyScope | undefined;
   if (privacy !== undefined) scope = resolvePrivacyScope(privacy, def.scope);
   else if (def.scope !== undefined) throw new PolicyError('E_POLICY_SCOPE', `privacy scope ${JSON.stringify(def.scope)} is not defined at this site (it has no privacy.json)`);
+  // A scope may demand that the server only ever sees masked updates.
+  checkScopeAggregation(scope, { secure: def.workflow === SECURE_AGGREGATION, workflow: def.workflow });
   const reg = registry as ReadonlyMap<string, FilterFactory>;
   const jobData = parseJobFilters(def.task_data_filters, { registry: reg }, 'task_data');
   const jobResult = parseJobFilters(def.task_result_filters, { registry: reg }, 'task_result');

@@ -8,6 +8,8 @@ import { reasonOf, type Reason } from '../errors.js';
 import { EventBus } from '../event-bus.js';
 import type { PeerChannel, ServerLink } from '../protocol/channel.js';
 import { outgoing, parseMessage, type Message, type MessageOf } from '../protocol/messages.js';
+import { crossSiteEvalSite } from '../workflows/cross-site-eval-site.js';
+import { cyclicSite } from '../workflows/cyclic-site.js';
 import { scatterAndGatherSite } from '../workflows/scatter-gather.js';
 import type { SiteWorkflow } from '../workflows/workflow.js';
 import { SiteJobs } from './jobs.js';
@@ -26,7 +28,10 @@ export interface ClientEngineOptions {
   readonly learners: ReadonlyMap<string, LearnerFactory<unknown>>;
   /** Filters this site can build, by registered name (DP, exclude-vars, HE, ...). */
   readonly filters: FilterRegistry;
-  /** Workflows this site takes part in besides scatter-and-gather. */
+  /**
+   * Workflows this site takes part in besides the built-in ones (scatter_and_gather, cross_site_eval, cyclic);
+   * secure aggregation needs the site's identity: add `secureAggregationSite({ ... })` here.
+   */
   readonly workflows?: readonly SiteWorkflow[];
   /** Folder private to this site (filter state such as DP budgets, and one folder per job). */
   readonly workspace: string;
@@ -87,7 +92,7 @@ export class ClientEngine {
       policy: o.policy,
       learners: o.learners,
       filters: o.filters,
-      workflows: new Map([[scatterAndGatherSite.name, scatterAndGatherSite], ...(o.workflows ?? []).map((w) => [w.name, w] as const)]),
+      workflows: new Map([scatterAndGatherSite, crossSiteEvalSite, cyclicSite, ...(o.workflows ?? [])].map((w) => [w.name, w] as const)),
       limits: this.#limits,
       keepJobWorkspaces: o.keepJobWorkspaces ?? false,
       audit: this.#audit,

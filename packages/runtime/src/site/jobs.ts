@@ -84,6 +84,9 @@ export class SiteJobs {
         }
         o.audit({ action: 'byoc_verified', job: id, ref, user: submitter.name, msg: `${bundle.files.size} custom files signed by ${submitter.name}` });
       }
+      const filters = { data: admission.dataFilters.map((f) => f.name), result: admission.resultFilters.map((f) => f.name) };
+      // The workflow's own rules (e.g. secure aggregation refuses a scope that encrypts updates), before any learner is built.
+      workflow.admit?.({ site, job: id, definition, filters });
       const env: LearnerEnv = { site, workspace: o.workspace, job: id, jobWorkspace, ...(customDir === undefined ? {} : { customDir }), logger: o.logger, definition };
       const chains = buildChains(admission, { site, workspace: o.workspace, logger: o.logger });
       await o.events.emit('before-build-component', { site, job: id, component: definition.learner.name, role: 'learner' });
@@ -100,11 +103,13 @@ export class SiteJobs {
         dataChain: chains.data,
         resultChain: chains.result,
         scope: admission.scope?.name ?? '(none)',
-        filters: { data: admission.dataFilters.map((f) => f.name), result: admission.resultFilters.map((f) => f.name) },
+        privacy: admission.scope,
+        filters,
         submitter,
         reservation: admission.reservation,
         jobWorkspace,
         abort: new AbortController(),
+        memory: new Map(),
         queue: Promise.resolve(),
       };
       this.#jobs.set(id, job);
@@ -146,6 +151,7 @@ export class SiteJobs {
       this.#o.logger.warn('the learner failed to close', { job: id, error: e instanceof Error ? e.message : String(e) });
     }
     job.reservation.release();
+    job.memory.clear();
     if (!this.#o.keepJobWorkspaces) await rm(job.jobWorkspace, { recursive: true, force: true }).catch(() => undefined);
     this.#o.audit({ action: 'job_released', job: id, ref, msg: `job ${job.definition.name} ended here (${why.code}: ${why.message}); its resources are released`.slice(0, 2000), data: { code: why.code } });
     this.#o.logger.info('job ended here', { job: id, code: why.code });

@@ -1,5 +1,5 @@
 import { FlareRuntimeError, type AuditEventInput, type AuditHook, type Filter, type FilterContext, type Learner, type Logger } from '@flare/core';
-import type { Reservation } from '@flare/policy';
+import type { PrivacyScope, Reservation } from '@flare/policy';
 import type { LooseAuditEvent } from '../audit.js';
 import { reasonOf } from '../errors.js';
 import type { EventBus } from '../event-bus.js';
@@ -18,6 +18,8 @@ export interface SiteJob {
   readonly resultChain: Filter;
   /** The privacy scope's name, for audit lines. */
   readonly scope: string;
+  /** The privacy scope itself (undefined at a site without privacy.json), for the workflow's scope rules. */
+  readonly privacy: PrivacyScope | undefined;
   /** The filters each chain runs, in order (site scope's first), for audit lines. */
   readonly filters: { readonly data: readonly string[]; readonly result: readonly string[] };
   /** Who submitted the job (as the server authenticated them), for site-level rights such as abort_job. */
@@ -26,6 +28,8 @@ export interface SiteJob {
   readonly jobWorkspace: string;
   /** Aborted when the job ends here (end, abort, wall time, lost server): tasks stop. */
   readonly abort: AbortController;
+  /** What the job's site workflow keeps between tasks (see SiteTaskContext.memory); dropped with the job. */
+  readonly memory: Map<string, unknown>;
   /** Tasks run one at a time per job (a learner is not re-entrant). */
   queue: Promise<void>;
 }
@@ -77,6 +81,8 @@ export async function runTask(o: TaskRunnerOptions, ch: PeerChannel, job: SiteJo
       ...(msg.data === undefined ? {} : { data: msg.data }),
       payload,
       learner: job.learner,
+      memory: job.memory,
+      scope: job.privacy,
       filterIn: async (m) => job.dataChain.apply(m, fctx),
       filterOut: async (m) => job.resultChain.apply(m, fctx),
       audit: (e) => o.audit({ ...e, job: e.job ?? job.id, ref: e.ref ?? recv }),

@@ -6,7 +6,8 @@ import type { SiteTaskContext, SiteTaskHandler, SiteWorkflow, TaskResult, Workfl
 /** The name meta.json uses. */
 export const SCATTER_AND_GATHER = 'scatter_and_gather';
 
-const codeOf = (e: unknown): string => (e instanceof FlareError ? e.code : 'E_RUNTIME_TASK_FAILED');
+/** The code of a failure: a FlareError's own, E_RUNTIME_TASK_FAILED for anything else. */
+export const codeOf = (e: unknown): string => (e instanceof FlareError ? e.code : 'E_RUNTIME_TASK_FAILED');
 
 /** Resolves after `ms` or when `signal` aborts, whichever comes first; `cancel` clears the timer. */
 function deadline(ms: number, signal: AbortSignal): { promise: Promise<'timeout'>; cancel: () => void } {
@@ -26,8 +27,12 @@ function deadline(ms: number, signal: AbortSignal): { promise: Promise<'timeout'
   };
 }
 
-/** Sends one task to each site and waits until every answer is in, or the timeout or abort, whichever comes first. */
-async function scatter(
+/**
+ * Sends one task to each site and waits until every answer is in, or the timeout or abort, whichever comes
+ * first. `onResult` runs for each answer before the round closed; `onFailure` for each failure, and with
+ * `late` for an answer after it closed.
+ */
+export async function scatter(
   ctx: WorkflowContext,
   sites: readonly string[],
   timeoutMs: number,
@@ -62,6 +67,123 @@ async function scatter(
 }
 
 /**
+ * Runs scatter-and-gather's rounds from `ctx.start` to the job's last round and the final validation (see
+ * {@link scatterAndGather}); resolves with the final global model. Workflows that train first (cross-site
+ * evaluation) call it, then go on.
+ */
+export async function trainRounds(ctx: WorkflowContext): Promise<FLModel> {
+  const def = ctx.definition;
+  const timeoutMs = def.round_timeout_s * 1000;
+  let global = ctx.start.global;
+  for (let round = ctx.start.round; round < def.rounds; round++) {
+    let attempt = 0;
+    for (;;) {
+      ctx.signal.throwIfAborted();
+      const started = performance.now();
+      const sites = ctx.sites();
+      const roundRef = ctx.audit({ action: 'round_started', job: ctx.job, msg: `round ${round} to ${sites.length} sites`, data: { round, attempt, sites: [...sites] } });
+      ctx.logger.info('round started', { job: ctx.job, round, attempt, sites });
+      ctx.aggregation.begin(round, global);
+      const contributors: string[] = [];
+      const bytes: Record<string, number> = {};
+      const own: Record<string, Record<string, number>> = {};
+      const validation = new Map<string, Readonly<Record<string, number>>>();
+      const failures: Record<string, string> = {};
+      let aggregateMs = 0;
+      const how = await scatter(
+        ctx,
+        sites,
+        timeoutMs,
+        (site) => ctx.send(site, { kind: 'train', round, model: global, ref: ctx.audit({ action: 'task_sent', job: ctx.job, ref: roundRef, msg: `train round ${round} to ${site}`, data: { round, site } }) }),
+        (site, r) => {
+          bytes[site] = r.bytes;
+          try {
+            const update = decodeModel(r.payload);
+            const t0 = performance.now();
+            const facts = ctx.aggregation.accept(update, { from: site });
+            aggregateMs += performance.now() - t0;
+            contributors.push(site);
+            validation.set(site, r.metrics);
+            own[site] = Object.fromEntries(Object.entries(r.metrics).filter(([k]) => !k.startsWith('val_')));
+            ctx.audit({ action: 'result_accepted', job: ctx.job, ref: r.ref, msg: `update of ${site} for round ${round}`, data: { round, site, steps: Number(update.meta[META.NUM_STEPS_CURRENT_ROUND] ?? 1), ...facts } });
+            void ctx.events.emit('after-result', { site, job: ctx.job, round, accepted: true }).catch(() => undefined);
+          } catch (e) {
+            // Only this update is refused (wrong tensors, round, kind, encryption): the round goes on.
+            failures[site] = codeOf(e);
+            ctx.audit({ action: 'result_rejected', job: ctx.job, ref: r.ref, user: site, msg: `update of ${site} for round ${round} was refused: ${codeOf(e)}: ${e instanceof Error ? e.message.slice(0, 300) : 'invalid'}`, data: { round, site, code: codeOf(e) } });
+            ctx.logger.warn('update refused', { job: ctx.job, round, site, code: codeOf(e) });
+            void ctx.events.emit('after-result', { site, job: ctx.job, round, accepted: false, reason: codeOf(e) }).catch(() => undefined);
+          }
+        },
+        (site, e, late) => {
+          if (!late) failures[site] = codeOf(e);
+          ctx.audit({ action: late ? 'late_result_ignored' : 'result_missing', job: ctx.job, msg: `${site} sent no update for round ${round}: ${codeOf(e)}${e instanceof Error ? `: ${e.message.slice(0, 300)}` : ''}`, data: { round, site, code: codeOf(e) } });
+          ctx.logger.warn(late ? 'late result ignored' : 'site sent no update', { job: ctx.job, round, site, code: codeOf(e) });
+          void ctx.events.emit('after-result', { site, job: ctx.job, round, accepted: false, reason: late ? 'late' : codeOf(e) }).catch(() => undefined);
+        },
+      );
+      ctx.signal.throwIfAborted();
+      if (how === 'timeout') {
+        ctx.audit({ action: 'round_timeout', job: ctx.job, ref: roundRef, msg: `round ${round} closed at its timeout with ${contributors.length} of ${sites.length} results`, data: { round, received: contributors.length } });
+      }
+      // Round r's results validate the model after round r - 1: they are round r - 1's metrics.
+      if (round > 0 && validation.size > 0) {
+        const m = siteMetrics(validation);
+        await ctx.roundMetrics(round - 1, m.summary, m.perSite);
+      }
+      if (contributors.length >= def.min_clients) {
+        const t0 = performance.now();
+        const aggregate = ctx.aggregation.result();
+        global = ctx.aggregation.advance(global, aggregate, { [META.CURRENT_ROUND]: round });
+        aggregateMs += performance.now() - t0;
+        const record: RoundRecord = {
+          round,
+          contributors: [...contributors].sort(),
+          seconds: (performance.now() - started) / 1000,
+          bytes,
+          metrics: {},
+          site_metrics: own,
+          aggregate_seconds: aggregateMs / 1000,
+          ...(ctx.aggregation.encrypted ? { encrypted: true } : {}),
+        };
+        await ctx.checkpoint(round, global, record);
+        ctx.audit({ action: 'round_completed', job: ctx.job, ref: roundRef, msg: `round ${round} aggregated ${contributors.length} updates and checkpointed`, data: { round, contributors: record.contributors } });
+        await ctx.events.emit('after-round', { job: ctx.job, round, contributors: record.contributors });
+        break;
+      }
+      attempt += 1;
+      ctx.audit({ action: 'round_below_min_clients', job: ctx.job, ref: roundRef, msg: `round ${round} got ${contributors.length} of min ${def.min_clients} results (attempt ${attempt})`, data: { round, attempt, received: contributors.length, failures } });
+      if (attempt > def.retries) {
+        const why = Object.entries(failures).map(([s, c]) => `${s}: ${c}`).join(', ');
+        const codes = new Set(Object.values(failures));
+        const [only] = codes;
+        // Every site failed the same way (a model the learners cannot load, a budget spent everywhere): that
+        // cause, with the sites' own code, is why the job failed.
+        if (contributors.length === 0 && codes.size === 1 && only !== undefined && isFlareErrorCode(only) && only !== 'E_RUNTIME_DISCONNECTED') {
+          throw flareErrorFromCode(only, `round ${round}: every site failed with ${only} (${why}), after ${attempt} attempts`);
+        }
+        throw new FlareRuntimeError('E_RUNTIME_MIN_CLIENTS', `round ${round} got ${contributors.length} results, min_clients is ${def.min_clients}, after ${attempt} attempts${why === '' ? '' : ` (${why})`}`);
+      }
+    }
+  }
+  // One validation pass of the final model, so the last round has its metrics too.
+  const validation = new Map<string, Readonly<Record<string, number>>>();
+  await scatter(
+    ctx,
+    ctx.sites(),
+    timeoutMs,
+    (site) => ctx.send(site, { kind: 'validate', round: def.rounds, model: global }),
+    (site, r) => validation.set(site, r.metrics),
+    (site, e) => ctx.logger.warn('final validation missing', { job: ctx.job, site, code: codeOf(e) }),
+  );
+  if (validation.size > 0) {
+    const m = siteMetrics(validation);
+    await ctx.roundMetrics(def.rounds - 1, m.summary, m.perSite);
+  }
+  return global;
+}
+
+/**
  * FLARE's scatter-and-gather: each round sends the global model to every available site (`train`), streams
  * the updates that arrive before the round timeout into the job's aggregation (each checked against the
  * global model first), and, when at least `min_clients` arrived, advances the global model and checkpoints. A
@@ -76,119 +198,12 @@ async function scatter(
 export const scatterAndGather: Workflow = {
   name: SCATTER_AND_GATHER,
   async run(ctx: WorkflowContext): Promise<void> {
-    const def = ctx.definition;
-    const timeoutMs = def.round_timeout_s * 1000;
-    let global = ctx.start.global;
-    for (let round = ctx.start.round; round < def.rounds; round++) {
-      let attempt = 0;
-      for (;;) {
-        ctx.signal.throwIfAborted();
-        const started = performance.now();
-        const sites = ctx.sites();
-        const roundRef = ctx.audit({ action: 'round_started', job: ctx.job, msg: `round ${round} to ${sites.length} sites`, data: { round, attempt, sites: [...sites] } });
-        ctx.logger.info('round started', { job: ctx.job, round, attempt, sites });
-        ctx.aggregation.begin(round, global);
-        const contributors: string[] = [];
-        const bytes: Record<string, number> = {};
-        const own: Record<string, Record<string, number>> = {};
-        const validation = new Map<string, Readonly<Record<string, number>>>();
-        const failures: Record<string, string> = {};
-        let aggregateMs = 0;
-        const how = await scatter(
-          ctx,
-          sites,
-          timeoutMs,
-          (site) => ctx.send(site, { kind: 'train', round, model: global, ref: ctx.audit({ action: 'task_sent', job: ctx.job, ref: roundRef, msg: `train round ${round} to ${site}`, data: { round, site } }) }),
-          (site, r) => {
-            bytes[site] = r.bytes;
-            try {
-              const update = decodeModel(r.payload);
-              const t0 = performance.now();
-              const facts = ctx.aggregation.accept(update, { from: site });
-              aggregateMs += performance.now() - t0;
-              contributors.push(site);
-              validation.set(site, r.metrics);
-              own[site] = Object.fromEntries(Object.entries(r.metrics).filter(([k]) => !k.startsWith('val_')));
-              ctx.audit({ action: 'result_accepted', job: ctx.job, ref: r.ref, msg: `update of ${site} for round ${round}`, data: { round, site, steps: Number(update.meta[META.NUM_STEPS_CURRENT_ROUND] ?? 1), ...facts } });
-              void ctx.events.emit('after-result', { site, job: ctx.job, round, accepted: true }).catch(() => undefined);
-            } catch (e) {
-              // Only this update is refused (wrong tensors, round, kind, encryption): the round goes on.
-              failures[site] = codeOf(e);
-              ctx.audit({ action: 'result_rejected', job: ctx.job, ref: r.ref, user: site, msg: `update of ${site} for round ${round} was refused: ${codeOf(e)}: ${e instanceof Error ? e.message.slice(0, 300) : 'invalid'}`, data: { round, site, code: codeOf(e) } });
-              ctx.logger.warn('update refused', { job: ctx.job, round, site, code: codeOf(e) });
-              void ctx.events.emit('after-result', { site, job: ctx.job, round, accepted: false, reason: codeOf(e) }).catch(() => undefined);
-            }
-          },
-          (site, e, late) => {
-            if (!late) failures[site] = codeOf(e);
-            ctx.audit({ action: late ? 'late_result_ignored' : 'result_missing', job: ctx.job, msg: `${site} sent no update for round ${round}: ${codeOf(e)}${e instanceof Error ? `: ${e.message.slice(0, 300)}` : ''}`, data: { round, site, code: codeOf(e) } });
-            ctx.logger.warn(late ? 'late result ignored' : 'site sent no update', { job: ctx.job, round, site, code: codeOf(e) });
-            void ctx.events.emit('after-result', { site, job: ctx.job, round, accepted: false, reason: late ? 'late' : codeOf(e) }).catch(() => undefined);
-          },
-        );
-        ctx.signal.throwIfAborted();
-        if (how === 'timeout') {
-          ctx.audit({ action: 'round_timeout', job: ctx.job, ref: roundRef, msg: `round ${round} closed at its timeout with ${contributors.length} of ${sites.length} results`, data: { round, received: contributors.length } });
-        }
-        // Round r's results validate the model after round r - 1: they are round r - 1's metrics.
-        if (round > 0 && validation.size > 0) {
-          const m = siteMetrics(validation);
-          await ctx.roundMetrics(round - 1, m.summary, m.perSite);
-        }
-        if (contributors.length >= def.min_clients) {
-          const t0 = performance.now();
-          const aggregate = ctx.aggregation.result();
-          global = ctx.aggregation.advance(global, aggregate, { [META.CURRENT_ROUND]: round });
-          aggregateMs += performance.now() - t0;
-          const record: RoundRecord = {
-            round,
-            contributors: [...contributors].sort(),
-            seconds: (performance.now() - started) / 1000,
-            bytes,
-            metrics: {},
-            site_metrics: own,
-            aggregate_seconds: aggregateMs / 1000,
-            ...(ctx.aggregation.encrypted ? { encrypted: true } : {}),
-          };
-          await ctx.checkpoint(round, global, record);
-          ctx.audit({ action: 'round_completed', job: ctx.job, ref: roundRef, msg: `round ${round} aggregated ${contributors.length} updates and checkpointed`, data: { round, contributors: record.contributors } });
-          await ctx.events.emit('after-round', { job: ctx.job, round, contributors: record.contributors });
-          break;
-        }
-        attempt += 1;
-        ctx.audit({ action: 'round_below_min_clients', job: ctx.job, ref: roundRef, msg: `round ${round} got ${contributors.length} of min ${def.min_clients} results (attempt ${attempt})`, data: { round, attempt, received: contributors.length, failures } });
-        if (attempt > def.retries) {
-          const why = Object.entries(failures).map(([s, c]) => `${s}: ${c}`).join(', ');
-          const codes = new Set(Object.values(failures));
-          const [only] = codes;
-          // Every site failed the same way (a model the learners cannot load, a budget spent everywhere): that
-          // cause, with the sites' own code, is why the job failed.
-          if (contributors.length === 0 && codes.size === 1 && only !== undefined && isFlareErrorCode(only) && only !== 'E_RUNTIME_DISCONNECTED') {
-            throw flareErrorFromCode(only, `round ${round}: every site failed with ${only} (${why}), after ${attempt} attempts`);
-          }
-          throw new FlareRuntimeError('E_RUNTIME_MIN_CLIENTS', `round ${round} got ${contributors.length} results, min_clients is ${def.min_clients}, after ${attempt} attempts${why === '' ? '' : ` (${why})`}`);
-        }
-      }
-    }
-    // One validation pass of the final model, so the last round has its metrics too.
-    const validation = new Map<string, Readonly<Record<string, number>>>();
-    await scatter(
-      ctx,
-      ctx.sites(),
-      timeoutMs,
-      (site) => ctx.send(site, { kind: 'validate', round: def.rounds, model: global }),
-      (site, r) => validation.set(site, r.metrics),
-      (site, e) => ctx.logger.warn('final validation missing', { job: ctx.job, site, code: codeOf(e) }),
-    );
-    if (validation.size > 0) {
-      const m = siteMetrics(validation);
-      await ctx.roundMetrics(def.rounds - 1, m.summary, m.perSite);
-    }
+    await trainRounds(ctx);
   },
 };
 
 /** Prefixes validation metrics with `val_` (the server tells them from a site's own numbers by it). */
-const asValidation = (v: Readonly<Record<string, number>>): Record<string, number> => Object.fromEntries(Object.entries(v).map(([k, x]) => [`val_${k}`, x]));
+export const asValidation = (v: Readonly<Record<string, number>>): Record<string, number> => Object.fromEntries(Object.entries(v).map(([k, x]) => [`val_${k}`, x]));
 
 /** Validates the incoming global model, trains on it, and releases the update with the metrics through the result filters. */
 const train: SiteTaskHandler = async (t: SiteTaskContext) => {

@@ -1,4 +1,7 @@
+import type { AggregatorSpec } from '@flare/aggregator';
 import type { FLModel, JsonValue, Learner, Logger } from '@flare/core';
+import type { PrivacyScope } from '@flare/policy';
+import type { z } from 'zod';
 import type { LooseAuditEvent } from '../audit.js';
 import type { EventBus } from '../event-bus.js';
 import type { JobDefinition } from '../protocol/job-definition.js';
@@ -66,6 +69,17 @@ export interface WorkflowContext {
    * own state (resumed as `start.state`). A round counts as done once this resolves.
    */
   checkpoint(round: number, global: FLModel, record: RoundRecord, state?: JsonValue): Promise<void>;
+  /**
+   * Records progress inside round `round`, which is not complete yet, durably: the model so far and the
+   * workflow's own state (a hop of a cyclic round). A job resumed after it starts round `round` again with this
+   * model as `start.global` and this state as `start.state`. A later {@link checkpoint} supersedes it.
+   */
+  saveProgress(round: number, global: FLModel, state: JsonValue): Promise<void>;
+  /**
+   * Stores a named result of the job durably (JSON, e.g. the cross-site evaluation matrix), replacing one of
+   * the same name; the admin reads it with `AdminClient.result(job, name)`. `name`: 1-64 of `a-z 0-9 _ -`.
+   */
+  saveResult(name: string, value: JsonValue): Promise<void>;
   /** Sets the metrics of an already recorded round (validation of round r's model arrives with round r + 1). */
   roundMetrics(round: number, metrics: Readonly<Record<string, number>>, perSite: Readonly<Record<string, Readonly<Record<string, number>>>>): Promise<void>;
   readonly audit: (event: LooseAuditEvent) => string | undefined;
@@ -75,10 +89,31 @@ export interface WorkflowContext {
   readonly signal: AbortSignal;
 }
 
+/** What a workflow's {@link Workflow.check} sees of a job at submit. */
+export interface WorkflowCheck {
+  readonly definition: JobDefinition;
+  /** `workflow_args` as the workflow's `args` schema returned them (defaults applied). */
+  readonly args: unknown;
+  /**
+   * The aggregator the job names, or else the server policy's default (undefined when the server's own
+   * `aggregator` factory makes it: then nothing is known about it here).
+   */
+  readonly aggregator: AggregatorSpec | undefined;
+  /** What the server's aggregation policy requires of every job's aggregator (`require`), when it applies. */
+  readonly aggregationRequire: string | undefined;
+}
+
 /** The server side of a workflow (FLARE's controller): runs one job from its start to its last round. */
 export interface Workflow {
   /** The name meta.json's `workflow` gives. */
   readonly name: string;
+  /** Validates meta.json's `workflow_args` (default: the workflow takes none, and any given are refused). */
+  readonly args?: z.ZodType;
+  /**
+   * Refuses at submit a job this workflow cannot run (throw a FlareError: its code reaches the admin), beyond
+   * its arguments: e.g. secure aggregation with an aggregator that needs single updates.
+   */
+  check?(job: WorkflowCheck): void;
   /** Runs the job; resolves when it finished, rejects (a FlareError) when it failed. */
   run(ctx: WorkflowContext): Promise<void>;
 }
@@ -93,6 +128,13 @@ export interface SiteTaskContext {
   readonly payload: Uint8Array;
   /** The job's learner, built at deploy. */
   readonly learner: Learner;
+  /**
+   * What the site's side of the workflow keeps for this job between its tasks (a local model, a protocol's
+   * state): one map per job, dropped when the job ends here. Never sent anywhere by the runtime.
+   */
+  readonly memory: Map<string, unknown>;
+  /** The privacy scope the job runs in at this site (undefined at a site without privacy.json): its rules bind the workflow. */
+  readonly scope: PrivacyScope | undefined;
   /** The site's scope data filters, then the job's, on a model coming in. */
   filterIn(model: FLModel): Promise<FLModel>;
   /**
@@ -117,8 +159,22 @@ export interface SiteTaskAnswer {
 /** Answers one kind of task at a site. Throw a FlareError to refuse (its code reaches the server and the admin). */
 export type SiteTaskHandler = (task: SiteTaskContext) => Promise<SiteTaskAnswer>;
 
+/** What a site workflow's {@link SiteWorkflow.admit} sees of a job this site's policy already admitted. */
+export interface SiteWorkflowAdmission {
+  readonly site: string;
+  readonly job: string;
+  readonly definition: JobDefinition;
+  /** The filters each chain will run, in order (the scope's first), by registered name. */
+  readonly filters: { readonly data: readonly string[]; readonly result: readonly string[] };
+}
+
 /** The site side of a workflow (FLARE's executor): the task kinds it answers. */
 export interface SiteWorkflow {
   readonly name: string;
   readonly tasks: ReadonlyMap<string, SiteTaskHandler>;
+  /**
+   * The workflow's own checks at deploy, after the site's policy admitted the job: throw a FlareError to refuse
+   * it (its code reaches the admin), e.g. secure aggregation with a scope that encrypts updates.
+   */
+  admit?(job: SiteWorkflowAdmission): void;
 }

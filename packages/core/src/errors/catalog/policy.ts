@@ -22,6 +22,14 @@ export const POLICY_CODES = {
     meaning: 'The job names a privacy scope this site does not define, or names none while the site has no default scope.',
     action: 'Submit the job with a scope the site lists in its privacy.json (see `show_scopes`), or ask the site to add the scope.',
   },
+  E_POLICY_SECAGG_REQUIRED: {
+    meaning: 'The job\'s privacy scope at this site requires secure aggregation (the server must only see masked updates), and the job uses another workflow.',
+    action: 'Submit the job with `"workflow": "secure_aggregation"`, or ask the site for a scope without `secure_aggregation: "required"`.',
+  },
+  E_POLICY_LOCAL_MODEL: {
+    meaning: 'The job\'s privacy scope at this site keeps the site\'s own local model at the site (`share_local_model: false`), so it was not sent for others to evaluate.',
+    action: 'Nothing to fix for the job: the cross-site matrix records the refusal. Ask the site to share its local model in that scope if it should be evaluated.',
+  },
   E_POLICY_FILTER_UNKNOWN: {
     meaning: 'A privacy policy or job refers to a filter name that is not registered at this site.',
     action: 'Check the spelling against the registered filter names the message lists, or install the package that provides the filter.',

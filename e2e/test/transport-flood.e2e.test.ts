@@ -58,7 +58,9 @@ async function idleConnection(port: number, localAddress = '127.0.0.1'): Promise
 function silentSocket(port: number): Promise<Socket> {
   const s = netConnect({ host: '127.0.0.1', port });
   s.on('error', () => undefined);
-  cleanup.push(() => s.destroy());
+  cleanup.push(() => {
+    s.destroy();
+  });
   return once(s, 'connect').then(() => s);
 }
 
@@ -86,8 +88,6 @@ async function sixAdminCommands(port: number, localAddress?: string): Promise<st
   }
   return answered;
 }
-
-const limitRefusals = (refusals: readonly Refusal[]): number => refusals.filter((r) => r.error.code === 'E_TRANSPORT_CONNECTION_LIMIT').length;
 
 /** Resolves once the server has reported at least `n` refusals with `code` (they are events: wait for them). */
 function refusalsReach(server: ServerEndpoint<Session>, refusals: readonly Refusal[], code: string, n: number): Promise<void> {

@@ -241,6 +241,7 @@ export interface Client<A = unknown> {
   /** Stops reconnecting and closes the connection. */
   stop(): Promise<void>;
   on<E extends keyof ClientEvents<A>>(event: E, listener: (...args: ClientEvents<A>[E]) => void): this;
+  once<E extends keyof ClientEvents<A>>(event: E, listener: (...args: ClientEvents<A>[E]) => void): this;
   off<E extends keyof ClientEvents<A>>(event: E, listener: (...args: ClientEvents<A>[E]) => void): this;
 }
 

@@ -9,6 +9,7 @@ import {
   FileError,
   FlareRuntimeError,
   HeError,
+  LearnerError,
   MlError,
   ModelError,
   PkiError,
@@ -25,6 +26,7 @@ import { CODEC_CODES } from './catalog/codec.js';
 import { DP_CODES } from './catalog/dp.js';
 import { FILE_CODES } from './catalog/file.js';
 import { HE_CODES } from './catalog/he.js';
+import { LEARNER_CODES } from './catalog/learner.js';
 import { ML_CODES } from './catalog/ml.js';
 import { MODEL_CODES } from './catalog/model.js';
 import { PKI_CODES } from './catalog/pki.js';
@@ -56,6 +58,7 @@ const CLASS_OF_CATALOG: ReadonlyArray<readonly [Catalog, AreaClass]> = [
   [ATTEST_CODES, AttestError],
   [RUNTIME_CODES, FlareRuntimeError],
   [ML_CODES, MlError],
+  [LEARNER_CODES, LearnerError],
   [CLI_CODES, CliError],
 ];
 

@@ -27,7 +27,7 @@ beforeAll(async () => {
   ws = await mkdtemp(join(tmpdir(), 'flare-learner-config-'));
 });
 afterAll(async () => {
-  await Promise.all(learners.map((l) => l.close?.()));
+  for (const l of learners) await l.close?.();
   await rm(ws, { recursive: true, force: true });
 });
 

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { AuthError, silentLogger, type FlareError, type Logger } from '@flare/core';
+import { AuthError, silentLogger, type FlareError, type Identity, type Logger } from '@flare/core';
 import type { AuthChannel, AuthGuard, AuthHeader } from './channel.js';
 import type { AuthEventSink } from './events.js';
 import { payloadDigest as digestFor, type PayloadDigest } from './payload-digest.js';
@@ -8,13 +8,11 @@ import { macEquals, messageMac } from './mac.js';
 import { b64u, CONTROL, fromB64u, parseMessage, renewalHash, RENEW, RENEWED, TRAILER, type Trailer } from './protocol.js';
 import { ephemeral, sharedSecret, type Ephemeral } from './x25519.js';
 
-/** Who is on the other end, as the login authenticated it (from the certificate, never from a message field). */
-export interface Peer {
-  readonly name: string;
-  readonly org: string;
-  readonly type: 'server' | 'client' | 'admin' | 'relay';
-  readonly role?: string;
-}
+/**
+ * Who is on the other end, as the login authenticated it (from the certificate, never from a message field):
+ * @flare/core's one {@link Identity} shape.
+ */
+export type Peer = Identity;
 
 /**
  * An authenticated session on one connection. It seals every message it sends and opens every message it

@@ -4,9 +4,8 @@
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { FlareError, TransportError } from '@flare/core';
+import { TransportError, type FlareError } from '@flare/core';
 import { loadKit, parseProject, provision, type Kit } from '@flare/pki';
-import { expect } from 'vitest';
 import type { AuthChannel, AuthGuard, AuthHeader } from '../src/index.js';
 
 export interface Frame {
@@ -173,17 +172,4 @@ export async function makeKits(name = 'authtest'): Promise<Kits> {
     projectDir: result.projectDir,
     workspace,
   };
-}
-
-/** Asserts that `p` rejects with a FlareError of `code`. */
-export async function expectCode(p: Promise<unknown> | (() => unknown), code: string): Promise<FlareError> {
-  let error: unknown;
-  try {
-    await (typeof p === 'function' ? p() : p);
-  } catch (e) {
-    error = e;
-  }
-  expect(error, `expected ${code}`).toBeInstanceOf(FlareError);
-  expect((error as FlareError).code).toBe(code);
-  return error as FlareError;
 }

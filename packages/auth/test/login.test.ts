@@ -3,7 +3,8 @@ import { PolicyError, type FlareError } from '@flare/core';
 import { revoke } from '@flare/pki';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { createClientAuth, createServerAuth, type ClientAuthOptions, type ServerAuthOptions, type Session } from '../src/index.js';
-import { channelPair, expectCode, makeKits, type Kits, type MemoryChannel } from './helpers.js';
+import { expectFlareCodeAsync } from '@flare/core/testing';
+import { channelPair, makeKits, type Kits, type MemoryChannel } from './helpers.js';
 
 let kits: Kits;
 let other: Kits;
@@ -167,7 +168,7 @@ describe('login refusals (each with its code)', () => {
   it('a login signed by another key than the certificate (E_AUTH_SIGNATURE)', async () => {
     const forged = { ...kits.client, certPem: kits.client2.certPem, participant: kits.client2.participant };
     // createClientAuth checks the kit's key pair first (E_AUTH_KEY) ...
-    await expectCode(() => createClientAuth({ kit: forged }), 'E_AUTH_KEY');
+    await expectFlareCodeAsync(() => createClientAuth({ kit: forged }), 'E_AUTH_KEY');
     // ... so forge on the wire: site-1 signs, the hello claims site-2's certificate.
     const pair = channelPair();
     pair.client.wire = (f) => (f.header['$auth'] === 'hello' ? { ...f, header: { ...f.header, name: 'site-2', cert: kits.client2.certPem } } : f);
@@ -193,7 +194,7 @@ describe('login refusals (each with its code)', () => {
     const p2 = channelPair();
     const second = sb.accept(p2.server);
     p2.server.inject(captured!);
-    await expectCode(second, 'E_AUTH_REPLAY');
+    await expectFlareCodeAsync(second, 'E_AUTH_REPLAY');
     await p1.server.close();
     await first.catch(() => undefined);
   });
@@ -203,11 +204,11 @@ describe('login refusals (each with its code)', () => {
     const p = channelPair();
     const r = sa.accept(p.server);
     p.server.inject({ header: { type: 'task' }, payload: new Uint8Array(0), trailer: { sid: 'x', seq: 0, ts: 0, e: 0, mac: 'y' } });
-    await expectCode(r, 'E_AUTH_NOT_LOGGED_IN');
+    await expectFlareCodeAsync(r, 'E_AUTH_NOT_LOGGED_IN');
     const q = channelPair();
     const r2 = sa.accept(q.server);
     q.server.inject({ header: { $auth: 'hello', v: 1, name: 'site-1' }, payload: new Uint8Array(0), trailer: undefined });
-    await expectCode(r2, 'E_AUTH_HANDSHAKE');
+    await expectFlareCodeAsync(r2, 'E_AUTH_HANDSHAKE');
   });
 
   it('a participant revoked on the server cannot log in until reinstated (E_AUTH_SESSION_REVOKED)', async () => {
@@ -216,7 +217,7 @@ describe('login refusals (each with its code)', () => {
     const ca = createClientAuth({ kit: kits.client, renewAt: false });
     const p = channelPair();
     const s = sa.accept(p.server).catch(async (e: FlareError) => (await p.server.close(e), Promise.reject(e)));
-    await expectCode(ca.login(p.client), 'E_AUTH_SESSION_REVOKED');
+    await expectFlareCodeAsync(ca.login(p.client), 'E_AUTH_SESSION_REVOKED');
     await s.catch(() => undefined);
     sa.sessions.reinstate('site-1');
     const q = channelPair();

@@ -1,7 +1,8 @@
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { isFlareError, l2norm, model, tensor, type AuditEventInput, type FilterContext, type FLModel } from '@flare/core';
+import { l2norm, model, tensor, type AuditEventInput, type FilterContext, type FLModel } from '@flare/core';
+import { expectFlareCodeAsync } from '@flare/core/testing';
 import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
 import { DP_SPENT_META, GAUSSIAN_DP_META, gaussianDp, openPrivacyLedger, rdpEpsilon, BUDGET_ORDERS } from '../src/index.js';
@@ -34,15 +35,6 @@ const update = (scale = 1): FLModel =>
     'diff',
     { NUM_STEPS_CURRENT_ROUND: 10 },
   );
-
-async function codeOf(p: unknown): Promise<string | undefined> {
-  try {
-    await (typeof p === 'function' ? p() : p);
-  } catch (e) {
-    return isFlareError(e) ? e.code : `not a FlareError: ${String(e)}`;
-  }
-  return undefined;
-}
 
 describe('gaussianDp on a result without tensors', () => {
   it('passes it through unchanged (metrics only, e.g. a validation result): no weights are released', async () => {
@@ -138,23 +130,23 @@ describe('gaussianDp refusals', () => {
   const f = gaussianDp({ clipNorm: 1, noiseMultiplier: 1 });
 
   it('refuses a full model (E_DP_MODEL_KIND)', async () => {
-    expect(await codeOf(async () => f.apply(model({ w: tensor(new Float32Array(3)) }, 'full'), ctxOf()))).toBe('E_DP_MODEL_KIND');
+    await expectFlareCodeAsync(async () => f.apply(model({ w: tensor(new Float32Array(3)) }, 'full'), ctxOf()), 'E_DP_MODEL_KIND');
   });
 
   it('refuses an integer tensor it cannot noise (E_DP_UNSUPPORTED_DTYPE)', async () => {
     const m = model({ w: tensor(new Float32Array(3)), steps: tensor(new Int32Array([5])) }, 'diff');
-    expect(await codeOf(async () => f.apply(m, ctxOf()))).toBe('E_DP_UNSUPPORTED_DTYPE');
+    await expectFlareCodeAsync(async () => f.apply(m, ctxOf()), 'E_DP_UNSUPPORTED_DTYPE');
   });
 
   it('refuses NaN or infinite values (E_DP_NON_FINITE)', async () => {
-    expect(await codeOf(async () => f.apply(model({ w: tensor(new Float32Array([1, Number.NaN])) }, 'diff'), ctxOf()))).toBe('E_DP_NON_FINITE');
-    expect(await codeOf(async () => f.apply(model({ w: tensor(new Float64Array([Infinity])) }, 'diff'), ctxOf()))).toBe('E_DP_NON_FINITE');
+    await expectFlareCodeAsync(async () => f.apply(model({ w: tensor(new Float32Array([1, Number.NaN])) }, 'diff'), ctxOf()), 'E_DP_NON_FINITE');
+    await expectFlareCodeAsync(async () => f.apply(model({ w: tensor(new Float64Array([Infinity])) }, 'diff'), ctxOf()), 'E_DP_NON_FINITE');
   });
 
   it('refuses to run for a cancelled task (E_DP_ABORTED)', async () => {
     const ac = new AbortController();
     ac.abort();
-    expect(await codeOf(async () => f.apply(update(), { ...ctxOf(), signal: ac.signal }))).toBe('E_DP_ABORTED');
+    await expectFlareCodeAsync(async () => f.apply(update(), { ...ctxOf(), signal: ac.signal }), 'E_DP_ABORTED');
   });
 
   it('rejects bad options with RangeError', () => {
@@ -186,15 +178,15 @@ describe('gaussianDp budget', () => {
     // One round of z = 1.1 at delta 1e-5 costs about 4.3; two cost about 6.5.
     const f = gaussianDp({ clipNorm: 1, noiseMultiplier: 1.1, budget: { maxEpsilon: 5, delta: 1e-5, ledger: memoryPrivacyLedger({ site: 'site-a' }) } });
     await f.apply(update(), ctxOf('job-1', 0, events));
-    expect(await codeOf(f.apply(update(), ctxOf('job-1', 1, events)))).toBe('E_DP_BUDGET_EXHAUSTED');
+    await expectFlareCodeAsync(() => f.apply(update(), ctxOf('job-1', 1, events)), 'E_DP_BUDGET_EXHAUSTED');
     const refusal = events.find((e) => e.action === 'dp_budget_exhausted');
     expect(refusal?.data?.['max_epsilon']).toBe(5);
     expect(refusal?.data?.['epsilon'] as number).toBeGreaterThan(4);
     expect(refusal?.data?.['would_be_epsilon'] as number).toBeGreaterThan(5);
     // A later round of the same job is refused too, even though nothing more was spent.
-    expect(await codeOf(f.apply(update(), ctxOf('job-1', 2, events)))).toBe('E_DP_BUDGET_EXHAUSTED');
+    await expectFlareCodeAsync(() => f.apply(update(), ctxOf('job-1', 2, events)), 'E_DP_BUDGET_EXHAUSTED');
     // Another job on the same data shares the budget: refused as well (the data is spent, not the job).
-    expect(await codeOf(f.apply(update(), ctxOf('job-2', 0, events)))).toBe('E_DP_BUDGET_EXHAUSTED');
+    await expectFlareCodeAsync(() => f.apply(update(), ctxOf('job-2', 0, events)), 'E_DP_BUDGET_EXHAUSTED');
   });
 
   it('keeps the spending in the ledger on disk (a new filter over the same workspace folder)', async () => {
@@ -203,7 +195,7 @@ describe('gaussianDp budget', () => {
     const first = await make().apply(update(), ctxOf());
     const firstSpent = (first.meta[DP_SPENT_META] as Record<string, number>)['epsilon']!;
     expect(readdirSync(dir).filter((f) => f.endsWith('.jsonl'))).toHaveLength(1);
-    expect(await codeOf(make().apply(update(), ctxOf()))).toBe('E_DP_BUDGET_EXHAUSTED');
+    await expectFlareCodeAsync(() => make().apply(update(), ctxOf()), 'E_DP_BUDGET_EXHAUSTED');
     const lines = readFileSync(join(dir, readdirSync(dir)[0]!), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { kind: string; totals: { releases: number } });
     expect(lines.map((l) => l.kind)).toEqual(['release', 'exhausted']);
     expect(lines.at(-1)!.totals.releases).toBe(1);
@@ -217,9 +209,9 @@ describe('gaussianDp budget', () => {
     const file = join(dir, readdirSync(dir)[0]!);
     const line = JSON.parse(readFileSync(file, 'utf8')) as { totals: { rdp: number[] } };
     writeFileSync(file, `${JSON.stringify({ ...line, totals: { ...line.totals, rdp: line.totals.rdp.map(() => -1) } })}\n`);
-    expect(await codeOf(f.apply(update(), ctxOf()))).toBe('E_DP_BUDGET_CORRUPT');
+    await expectFlareCodeAsync(() => f.apply(update(), ctxOf()), 'E_DP_BUDGET_CORRUPT');
     writeFileSync(file, '{"v": 1,\n');
-    expect(await codeOf(f.apply(update(), ctxOf()))).toBe('E_DP_BUDGET_CORRUPT');
+    await expectFlareCodeAsync(() => f.apply(update(), ctxOf()), 'E_DP_BUDGET_CORRUPT');
   });
 
   it('accounts sampling rate and adjacency: replace doubles the sensitivity, sampling lowers epsilon', async () => {

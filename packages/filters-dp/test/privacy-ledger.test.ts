@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createHash } from 'node:crypto';
 import { canonicalJson, model, tensor, type AuditEventInput, type FilterContext } from '@flare/core';
+import { expectFlareCodeAsync } from '@flare/core/testing';
 import { afterEach, describe, expect, it } from 'vitest';
 import { BUDGET_ORDERS, dpSgdAccountant, gaussianDp, LEDGER_HEAD_ACTION, ledgerHeadsFromAudit, openPrivacyLedger, privacySpent, type LedgerHead, type PrivacyLedger } from '../src/index.js';
 
@@ -25,15 +26,6 @@ const update = (values = [0.3, -0.4]) => model({ w: tensor(Float32Array.from(val
 const ctx = (job: string, audit?: (e: AuditEventInput) => string): FilterContext => ({ site: 'site-1', job, round: 0, ...(audit ? { audit } : {}) });
 const dpSgdUpdate = () => ({ ...update(), meta: { dp_sgd: { noise_multiplier: 1, sampling_rate: 0.02, steps: 500, clip_norm: 1, examples: 5000 } } });
 const ledgerFile = (dir: string) => join(dir, readdirSync(dir).find((n) => n.startsWith('ledger-'))!);
-async function codeOf(p: unknown): Promise<string | undefined> {
-  try {
-    await p;
-  } catch (e) {
-    return (e as { code?: string }).code ?? `not a FlareError: ${String(e)}`;
-  }
-  return undefined;
-}
-
 describe('one privacy ledger per dataset, across jobs', () => {
   it('two concurrent jobs on the same data share one budget: the second job is refused once the data is spent (E_DP_BUDGET_EXHAUSTED)', async () => {
     const log = auditLog();
@@ -44,8 +36,8 @@ describe('one privacy ledger per dataset, across jobs', () => {
     const jobB = gaussianDp({ clipNorm: 1, noiseMultiplier: 1.1, budget });
     const [a, b] = await Promise.all([jobA.apply(update(), ctx('job-a')), jobB.apply(update(), ctx('job-b'))]);
     expect((a.meta['dp_privacy_spent'] as { releases: number }).releases + (b.meta['dp_privacy_spent'] as { releases: number }).releases).toBe(3);
-    expect(await codeOf(jobA.apply(update(), ctx('job-a')))).toBe('E_DP_BUDGET_EXHAUSTED');
-    expect(await codeOf(jobB.apply(update(), ctx('job-b')))).toBe('E_DP_BUDGET_EXHAUSTED');
+    await expectFlareCodeAsync(() => jobA.apply(update(), ctx('job-a')), 'E_DP_BUDGET_EXHAUSTED');
+    await expectFlareCodeAsync(() => jobB.apply(update(), ctx('job-b')), 'E_DP_BUDGET_EXHAUSTED');
     const { totals } = await ledger.read('default', 'job-a');
     expect(totals?.releases).toBe(2);
     expect(privacySpent(totals, { delta: 1e-5, maxEpsilon: 8 }).epsilon).toBeLessThanOrEqual(8);
@@ -116,19 +108,18 @@ describe('rollback and deletion of the ledger are detected (E_DP_LEDGER_ROLLBACK
   it('a deleted ledger is refused at restart, not started from zero, and the refusal is audited', async () => {
     const { heads } = await history();
     const empty = tmp();
-    const code = await codeOf(openPrivacyLedger(empty, { site: 'site-1', trustedHeads: heads }).read('default', 'j'));
-    expect(code).toBe('E_DP_LEDGER_ROLLBACK');
+    await expectFlareCodeAsync(openPrivacyLedger(empty, { site: 'site-1', trustedHeads: heads }).read('default', 'j'), 'E_DP_LEDGER_ROLLBACK');
     const log = auditLog();
     const watched = openPrivacyLedger(tmp(), { site: 'site-1', trustedHeads: heads, audit: log.append });
-    expect(await codeOf(gaussianDp({ clipNorm: 1, noiseMultiplier: 3, budget: { maxEpsilon: 20, delta: 1e-5, ledger: watched } }).apply(update(), ctx('j')))).toBe('E_DP_LEDGER_ROLLBACK');
+    await expectFlareCodeAsync(() => gaussianDp({ clipNorm: 1, noiseMultiplier: 3, budget: { maxEpsilon: 20, delta: 1e-5, ledger: watched } }).apply(update(), ctx('j')), 'E_DP_LEDGER_ROLLBACK');
     expect(log.events.map((e) => e.action)).toEqual(['dp_ledger_rollback']);
     const f = gaussianDp({ clipNorm: 1, noiseMultiplier: 3, budget: { maxEpsilon: 20, delta: 1e-5, ledger: openPrivacyLedger(empty, { site: 'site-1' }) } });
-    expect(await codeOf(f.apply(update(), ctx('j')))).toBe('E_DP_LEDGER_ROLLBACK');
+    await expectFlareCodeAsync(() => f.apply(update(), ctx('j')), 'E_DP_LEDGER_ROLLBACK');
   });
 
   it('an older copy of the ledger (rolled back) is refused at restart', async () => {
     const { dir, heads, afterOne } = await history();
-    expect(await codeOf(freshProcessView(dir, afterOne, heads))).toBe('E_DP_LEDGER_ROLLBACK');
+    await expectFlareCodeAsync(freshProcessView(dir, afterOne, heads), 'E_DP_LEDGER_ROLLBACK');
   });
 
   it('a rolled-back ledger written again past the head (another history) is refused at restart', async () => {
@@ -140,7 +131,7 @@ describe('rollback and deletion of the ledger are detected (E_DP_LEDGER_ROLLBACK
     const g = gaussianDp({ clipNorm: 1, noiseMultiplier: 3, budget: { maxEpsilon: 20, delta: 1e-5, ledger: fork } });
     await g.apply(update(), ctx('j'));
     await g.apply(update(), ctx('j'));
-    expect(await codeOf(freshProcessView(forkDir, readFileSync(ledgerFile(forkDir), 'utf8'), heads))).toBe('E_DP_LEDGER_ROLLBACK');
+    await expectFlareCodeAsync(freshProcessView(forkDir, readFileSync(ledgerFile(forkDir), 'utf8'), heads), 'E_DP_LEDGER_ROLLBACK');
   });
 
   it('deleting or rolling back the ledger while the site runs is refused at the next release', async () => {
@@ -148,9 +139,9 @@ describe('rollback and deletion of the ledger are detected (E_DP_LEDGER_ROLLBACK
     const file = ledgerFile(dir);
     copyFileSync(file, `${file}.bak`);
     writeFileSync(file, afterOne);
-    expect(await codeOf(f.apply(update(), ctx('j')))).toBe('E_DP_LEDGER_ROLLBACK');
+    await expectFlareCodeAsync(() => f.apply(update(), ctx('j')), 'E_DP_LEDGER_ROLLBACK');
     unlinkSync(file);
-    expect(await codeOf(f.apply(update(), ctx('j')))).toBe('E_DP_LEDGER_ROLLBACK');
+    await expectFlareCodeAsync(() => f.apply(update(), ctx('j')), 'E_DP_LEDGER_ROLLBACK');
     copyFileSync(`${file}.bak`, file); // restored: spending continues
     await f.apply(update(), ctx('j'));
   });
@@ -159,7 +150,7 @@ describe('rollback and deletion of the ledger are detected (E_DP_LEDGER_ROLLBACK
     const { dir, full } = await history();
     const lines = full.trim().split('\n');
     const edited = lines.map((l, i) => (i === 2 ? l.replace(/"releases":3/, '"releases":2') : l)).join('\n') + '\n';
-    expect(await codeOf(freshProcessView(dir, edited))).toBe('E_DP_BUDGET_CORRUPT');
+    await expectFlareCodeAsync(freshProcessView(dir, edited), 'E_DP_BUDGET_CORRUPT');
     // A forger who recomputes hashes still cannot lower the totals along the chain.
     let prev = '0'.repeat(64);
     const forged = lines.map((l, i) => {
@@ -171,7 +162,7 @@ describe('rollback and deletion of the ledger are detected (E_DP_LEDGER_ROLLBACK
       prev = v['hash'] as string;
       return JSON.stringify(v);
     });
-    expect(await codeOf(freshProcessView(dir, `${forged.join('\n')}\n`))).toBe('E_DP_BUDGET_CORRUPT');
+    await expectFlareCodeAsync(freshProcessView(dir, `${forged.join('\n')}\n`), 'E_DP_BUDGET_CORRUPT');
   });
 
   it('a torn last line (a crash mid-write, never released) is ignored', async () => {

@@ -3,7 +3,8 @@ import { readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { acceptNewerCrl, createCrl, createRootCa, CrlStore, issueCertificate, loadCrl, verifyCertificate, type RootCa } from '../src/index.js';
-import { expectCode, tempDir } from './helpers.js';
+import { expectFlareCodeAsync } from '@flare/core/testing';
+import { tempDir } from './helpers.js';
 
 const now = new Date('2026-05-01T00:00:00Z');
 const key = () => generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).publicKey;
@@ -38,19 +39,19 @@ describe('CRL numbers only go up', () => {
   it('refuses an older CRL (E_CRL_ROLLBACK)', async () => {
     const older = loadCrl(crl1, { rootCaPem: root.certPem });
     const newer = loadCrl(crl2, { rootCaPem: root.certPem });
-    await expectCode(() => acceptNewerCrl(newer, older), 'E_CRL_ROLLBACK');
+    await expectFlareCodeAsync(() => acceptNewerCrl(newer, older), 'E_CRL_ROLLBACK');
   });
 
   it('refuses another CRL under the same number (E_CRL_ROLLBACK)', async () => {
     const same = await createCrl({ issuer: root, entries: [], crlNumber: 2, now });
-    await expectCode(() => acceptNewerCrl(loadCrl(crl2, { rootCaPem: root.certPem }), loadCrl(same, { rootCaPem: root.certPem })), 'E_CRL_ROLLBACK');
+    await expectFlareCodeAsync(() => acceptNewerCrl(loadCrl(crl2, { rootCaPem: root.certPem }), loadCrl(same, { rootCaPem: root.certPem })), 'E_CRL_ROLLBACK');
   });
 
   it('refuses an unverified CRL, one without a number, and one of another root (E_CRL_INVALID)', async () => {
-    await expectCode(() => acceptNewerCrl(undefined, loadCrl(crl2)), 'E_CRL_INVALID');
+    await expectFlareCodeAsync(() => acceptNewerCrl(undefined, loadCrl(crl2)), 'E_CRL_INVALID');
     const other = await createRootCa({ commonName: 'proj', keyType: 'ecdsa-p256', now });
     const foreign = loadCrl(await createCrl({ issuer: other, entries: [], crlNumber: 9, now }), { rootCaPem: other.certPem });
-    await expectCode(() => acceptNewerCrl(loadCrl(crl1, { rootCaPem: root.certPem }), foreign), 'E_CRL_INVALID');
+    await expectFlareCodeAsync(() => acceptNewerCrl(loadCrl(crl1, { rootCaPem: root.certPem }), foreign), 'E_CRL_INVALID');
   });
 
   it('CrlStore persists the highest CRL and refuses a rollback after a restart (E_CRL_ROLLBACK)', async () => {
@@ -66,7 +67,7 @@ describe('CRL numbers only go up', () => {
     expect(again.crlNumber).toBe(2n);
     expect(again.isRevoked(site2)).toBe(true);
     expect(verifyCertificate.bind(null, site2, { rootCaPem: root.certPem, crl: again.current!, at: now })).toThrow(/revoked/);
-    await expectCode(() => again.accept(crl1), 'E_CRL_ROLLBACK');
+    await expectFlareCodeAsync(() => again.accept(crl1), 'E_CRL_ROLLBACK');
     expect(again.crlNumber).toBe(2n);
   });
 
@@ -81,14 +82,14 @@ describe('CRL numbers only go up', () => {
     const dir = await tempDir();
     const file = join(dir, 'crl-state.json');
     await writeFile(file, '{"format":"flare-ts-crl-state/1","crlNumber":"1"');
-    await expectCode(() => CrlStore.open({ rootCaPem: root.certPem, file }), 'E_CRL_STATE');
+    await expectFlareCodeAsync(() => CrlStore.open({ rootCaPem: root.certPem, file }), 'E_CRL_STATE');
     const other = await createRootCa({ commonName: 'proj', keyType: 'ecdsa-p256', now });
     const planted = await createCrl({ issuer: other, entries: [], crlNumber: 99, now });
     await writeFile(file, JSON.stringify({ format: 'flare-ts-crl-state/1', crlNumber: '99', crlPem: planted }));
-    await expectCode(() => CrlStore.open({ rootCaPem: root.certPem, file }), 'E_CRL_STATE');
+    await expectFlareCodeAsync(() => CrlStore.open({ rootCaPem: root.certPem, file }), 'E_CRL_STATE');
     // The recorded number must be the CRL's own.
     await writeFile(file, JSON.stringify({ format: 'flare-ts-crl-state/1', crlNumber: '7', crlPem: crl2 }));
-    await expectCode(() => CrlStore.open({ rootCaPem: root.certPem, file }), 'E_CRL_STATE');
+    await expectFlareCodeAsync(() => CrlStore.open({ rootCaPem: root.certPem, file }), 'E_CRL_STATE');
   });
 
   it('refuses a CRL of another root offered to the store (E_CRL_INVALID) and leaves the file as it was', async () => {
@@ -97,8 +98,8 @@ describe('CRL numbers only go up', () => {
     const before = await readFile(file, 'utf8');
     const other = await createRootCa({ commonName: 'proj', keyType: 'ecdsa-p256', now });
     const foreignPem = await createCrl({ issuer: other, entries: [], crlNumber: 50, now });
-    await expectCode(() => store.accept(foreignPem), 'E_CRL_INVALID');
-    await expectCode(() => store.accept(loadCrl(foreignPem, { rootCaPem: other.certPem })), 'E_CRL_INVALID');
+    await expectFlareCodeAsync(() => store.accept(foreignPem), 'E_CRL_INVALID');
+    await expectFlareCodeAsync(() => store.accept(loadCrl(foreignPem, { rootCaPem: other.certPem })), 'E_CRL_INVALID');
     expect(await readFile(file, 'utf8')).toBe(before);
   });
 });

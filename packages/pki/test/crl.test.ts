@@ -3,7 +3,8 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { createCrl, createRootCa, isRevoked, issueCertificate, loadCrl, verifyCertificate, type RootCa } from '../src/index.js';
-import { expectCode, run, tempDir } from './helpers.js';
+import { expectFlareCodeAsync } from '@flare/core/testing';
+import { run, tempDir } from './helpers.js';
 
 const now = new Date('2026-05-01T00:00:00Z');
 const key = () => generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).publicKey;
@@ -57,13 +58,13 @@ describe.each(['ecdsa-p256', 'rsa-2048'] as const)('CRL (%s root)', (keyType) =>
   it('refuses a CRL whose bytes were altered (E_CRL_INVALID)', async () => {
     const der = Buffer.from(crlPem.replace(/-----[^-]+-----|\s/g, ''), 'base64');
     der[20]! ^= 0x01; // inside the signed TBS: the signature no longer matches
-    await expectCode(() => loadCrl(der, { rootCaPem: root.certPem }), 'E_CRL_INVALID');
+    await expectFlareCodeAsync(() => loadCrl(der, { rootCaPem: root.certPem }), 'E_CRL_INVALID');
   });
   it('refuses a CRL of another CA for this root, and for a certificate it did not issue (E_CRL_INVALID)', async () => {
     const other = await createRootCa({ commonName: 'other', keyType, now });
     const foreign = await createCrl({ issuer: other, entries: [], crlNumber: 1, now });
-    await expectCode(() => loadCrl(foreign, { rootCaPem: root.certPem }), 'E_CRL_INVALID');
-    await expectCode(() => isRevoked(good, foreign), 'E_CRL_INVALID');
-    await expectCode(() => loadCrl('not a crl'), 'E_CRL_INVALID');
+    await expectFlareCodeAsync(() => loadCrl(foreign, { rootCaPem: root.certPem }), 'E_CRL_INVALID');
+    await expectFlareCodeAsync(() => isRevoked(good, foreign), 'E_CRL_INVALID');
+    await expectFlareCodeAsync(() => loadCrl('not a crl'), 'E_CRL_INVALID');
   });
 });

@@ -3,7 +3,8 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { approveCsr, createCsr, loadKit, packageKit, parseProject, provision, revoke, verifyCertificate, verifyKit, type ProvisionResult } from '../src/index.js';
-import { expectCode, projectYaml, run, tempDir } from './helpers.js';
+import { expectFlareCodeAsync } from '@flare/core/testing';
+import { projectYaml, run, tempDir } from './helpers.js';
 
 describe('distributed provisioning: createCsr, approveCsr, packageKit', () => {
   let r: ProvisionResult;
@@ -53,21 +54,21 @@ describe('distributed provisioning: createCsr, approveCsr, packageKit', () => {
     const der = Buffer.from(csrPem.replace(/-----[^-]+-----|\s/g, ''), 'base64');
     der[40]! ^= 0x01;
     const pem = `-----BEGIN CERTIFICATE REQUEST-----\n${der.toString('base64')}\n-----END CERTIFICATE REQUEST-----\n`;
-    await expectCode(() => approveCsr({ projectDir: r.projectDir, csrPem: pem }), 'E_CSR_INVALID');
-    await expectCode(() => approveCsr({ projectDir: r.projectDir, csrPem: 'garbage' }), 'E_CSR_INVALID');
+    await expectFlareCodeAsync(() => approveCsr({ projectDir: r.projectDir, csrPem: pem }), 'E_CSR_INVALID');
+    await expectFlareCodeAsync(() => approveCsr({ projectDir: r.projectDir, csrPem: 'garbage' }), 'E_CSR_INVALID');
   });
 
   it('refuses names breaking FLARE rules at request time (E_CSR_INVALID)', async () => {
-    await expectCode(() => createCsr({ name: 'client!', org: 'o', type: 'client' }), 'E_CSR_INVALID');
-    await expectCode(() => createCsr({ name: 'a@b.com', org: 'o', type: 'admin' }), 'E_CSR_INVALID');
-    await expectCode(() => createCsr({ name: 'site', org: 'org-x', type: 'client' }), 'E_CSR_INVALID');
+    await expectFlareCodeAsync(() => createCsr({ name: 'client!', org: 'o', type: 'client' }), 'E_CSR_INVALID');
+    await expectFlareCodeAsync(() => createCsr({ name: 'a@b.com', org: 'o', type: 'admin' }), 'E_CSR_INVALID');
+    await expectFlareCodeAsync(() => createCsr({ name: 'site', org: 'org-x', type: 'client' }), 'E_CSR_INVALID');
   });
 
   it('refuses a name already held by a valid certificate of another type or org (E_CSR_NAME_TAKEN)', async () => {
     const { csrPem } = await createCsr({ name: 'site-1', org: 'attacker', type: 'client' });
-    await expectCode(() => approveCsr({ projectDir: r.projectDir, csrPem }), 'E_CSR_NAME_TAKEN');
+    await expectFlareCodeAsync(() => approveCsr({ projectDir: r.projectDir, csrPem }), 'E_CSR_NAME_TAKEN');
     const asServer = await createCsr({ name: 'site-1', org: 'nvidia', type: 'server' });
-    await expectCode(() => approveCsr({ projectDir: r.projectDir, csrPem: asServer.csrPem }), 'E_CSR_NAME_TAKEN');
+    await expectFlareCodeAsync(() => approveCsr({ projectDir: r.projectDir, csrPem: asServer.csrPem }), 'E_CSR_NAME_TAKEN');
   });
 
   it('refuses a request for a revoked name unless re-admitting it on purpose (E_PROVISION_REVOKED)', async () => {
@@ -75,7 +76,7 @@ describe('distributed provisioning: createCsr, approveCsr, packageKit', () => {
     await approveCsr({ projectDir: r.projectDir, csrPem: first.csrPem });
     await revoke({ projectDir: r.projectDir, name: 'site-5' });
     const again = await createCsr({ name: 'site-5', org: 'o', type: 'client' });
-    await expectCode(() => approveCsr({ projectDir: r.projectDir, csrPem: again.csrPem }), 'E_PROVISION_REVOKED');
+    await expectFlareCodeAsync(() => approveCsr({ projectDir: r.projectDir, csrPem: again.csrPem }), 'E_PROVISION_REVOKED');
     expect((await approveCsr({ projectDir: r.projectDir, csrPem: again.csrPem, reissueRevoked: true })).identity.name).toBe('site-5');
   });
 
@@ -83,10 +84,10 @@ describe('distributed provisioning: createCsr, approveCsr, packageKit', () => {
     const req = await createCsr({ name: 'site-9', org: 'o', type: 'client' });
     const other = await createCsr({ name: 'site-9', org: 'o', type: 'client' });
     const approved = await approveCsr({ projectDir: r.projectDir, csrPem: req.csrPem });
-    await expectCode(() => packageKit({ certPem: approved.certPem, privateKey: other.privateKey, rootCaPem: approved.rootCaPem, outDir: join(r.projectDir, 'x'), server: { host: 'server1' } }), 'E_KIT_INVALID');
+    await expectFlareCodeAsync(() => packageKit({ certPem: approved.certPem, privateKey: other.privateKey, rootCaPem: approved.rootCaPem, outDir: join(r.projectDir, 'x'), server: { host: 'server1' } }), 'E_KIT_INVALID');
     const foreign = await provision(parseProject(projectYaml('', 'elsewhere')), { workspace: await tempDir() });
     const foreignRoot = (await loadKit(join(foreign.prodDir, 'site-1'))).rootCaPem;
-    await expectCode(() => packageKit({ certPem: approved.certPem, privateKey: req.privateKey, rootCaPem: foreignRoot, outDir: join(r.projectDir, 'y'), server: { host: 'server1' } }), 'E_CERT_UNTRUSTED');
-    await expectCode(() => packageKit({ certPem: approved.certPem, privateKey: req.privateKey, rootCaPem: approved.rootCaPem, outDir: r.prodDir, server: { host: 'server1' } }), 'E_KIT_INVALID');
+    await expectFlareCodeAsync(() => packageKit({ certPem: approved.certPem, privateKey: req.privateKey, rootCaPem: foreignRoot, outDir: join(r.projectDir, 'y'), server: { host: 'server1' } }), 'E_CERT_UNTRUSTED');
+    await expectFlareCodeAsync(() => packageKit({ certPem: approved.certPem, privateKey: req.privateKey, rootCaPem: approved.rootCaPem, outDir: r.prodDir, server: { host: 'server1' } }), 'E_KIT_INVALID');
   });
 });

@@ -3,8 +3,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { FlareError } from '@flare/core';
-import { afterAll, expect } from 'vitest';
+import { afterAll } from 'vitest';
 
 export const FIXTURE = new URL('./fixtures/dummy_project.yml', import.meta.url).pathname;
 export const run = promisify(execFile);
@@ -19,19 +18,6 @@ export async function tempDir(prefix = 'flare-pki-'): Promise<string> {
   const d = await mkdtemp(join(tmpdir(), prefix));
   dirs.push(d);
   return d;
-}
-
-/** Asserts that `fn` throws (or rejects with) a FlareError with `code`, and returns it. */
-export async function expectCode(fn: () => unknown, code: string): Promise<FlareError> {
-  let error: unknown;
-  try {
-    await fn();
-  } catch (e) {
-    error = e;
-  }
-  expect(error, `expected ${code}`).toBeInstanceOf(FlareError);
-  expect((error as FlareError).code).toBe(code);
-  return error as FlareError;
 }
 
 /** A minimal valid project.yml with the given extra participant lines (YAML list items). */

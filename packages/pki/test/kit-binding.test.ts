@@ -5,7 +5,8 @@ import { join } from 'node:path';
 import { FlareError, type KitBuilder, type KitLocalOverride } from '@flare/core';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { CrlStore, loadKit, loadProject, parseProject, provision, revoke, verifyCertificate, verifyKit, type ProvisionResult } from '../src/index.js';
-import { expectCode, FIXTURE, projectYaml, tempDir } from './helpers.js';
+import { expectFlareCodeAsync } from '@flare/core/testing';
+import { FIXTURE, projectYaml, tempDir } from './helpers.js';
 
 const enc = new TextEncoder();
 
@@ -76,27 +77,27 @@ describe('kit signatures bind every file to its participant and kit', () => {
   it("refuses site-2's weaker attestation policy placed in site-1's kit with its signature (E_KIT_MIXED)", async () => {
     const kit = await copyOf('site-1');
     await moveSigned(join(r.prodDir, 'site-2'), kit, 'local/attestation_policy.json.default');
-    const e = await expectCode(() => verifyKit(kit), 'E_KIT_MIXED');
+    const e = await expectFlareCodeAsync(() => verifyKit(kit), 'E_KIT_MIXED');
     expect(e.message).toContain('local/attestation_policy.json.default');
-    await expectCode(() => loadKit(kit), 'E_KIT_MIXED');
+    await expectFlareCodeAsync(() => loadKit(kit), 'E_KIT_MIXED');
   });
 
   it("refuses the server kit's whole local/ folder in a site kit (E_KIT_MIXED)", async () => {
     const kit = await copyOf('site-1');
     await rm(join(kit, 'local'), { recursive: true });
     await moveSigned(join(r.prodDir, 'server1'), kit, 'local');
-    const e = await expectCode(() => verifyKit(kit), 'E_KIT_MIXED');
+    const e = await expectFlareCodeAsync(() => verifyKit(kit), 'E_KIT_MIXED');
     expect(e.message).toMatch(/local\//);
-    await expectCode(() => loadKit(kit), 'E_KIT_MIXED');
+    await expectFlareCodeAsync(() => loadKit(kit), 'E_KIT_MIXED');
   });
 
   it("refuses another participant's certificate and key with their signatures, even with its manifest (E_KIT_MIXED)", async () => {
     const kit = await copyOf('site-1');
     for (const f of ['startup/client.crt', 'startup/client.key']) await moveSigned(join(r.prodDir, 'site-2'), kit, f);
-    await expectCode(() => verifyKit(kit), 'E_KIT_MIXED');
+    await expectFlareCodeAsync(() => verifyKit(kit), 'E_KIT_MIXED');
     // ... and with site-2's manifest too: then site-1's own files do not match it.
     await moveSigned(join(r.prodDir, 'site-2'), kit, 'manifest.json');
-    await expectCode(() => loadKit(kit), 'E_KIT_MIXED');
+    await expectFlareCodeAsync(() => loadKit(kit), 'E_KIT_MIXED');
   });
 
   it('refuses a kit whose manifest is in the old format that bound nothing (E_KIT_SIGNATURE_FILE)', async () => {
@@ -104,20 +105,20 @@ describe('kit signatures bind every file to its participant and kit', () => {
     const kit = await copyOf('site-1');
     const manifest = JSON.parse(await readFile(join(kit, 'manifest.json'), 'utf8')) as Record<string, unknown>;
     await writeFile(join(kit, 'manifest.json'), JSON.stringify({ ...manifest, format: 'flare-ts-kit/1' }));
-    await expectCode(() => verifyKit(kit), 'E_KIT_TAMPERED'); // changed bytes: its signature fails first
+    await expectFlareCodeAsync(() => verifyKit(kit), 'E_KIT_TAMPERED'); // changed bytes: its signature fails first
   });
 
   it("accepts a site's own stricter local/attestation_policy.json only with the owner's rule; refuses a weaker one", async () => {
     const kit = await copyOf('site-1');
     await writeFile(join(kit, 'local', 'attestation_policy.json'), JSON.stringify({ level: 5 }));
     // Without a rule the file is not an override anyone vouched for.
-    await expectCode(() => loadKit(kit), 'E_KIT_UNSIGNED');
+    await expectFlareCodeAsync(() => loadKit(kit), 'E_KIT_UNSIGNED');
     const loaded = await loadKit(kit, { strictOverrides: [levelRule] });
     expect(loaded.verification.localOverrides).toEqual(['local/attestation_policy.json']);
     expect(Buffer.from(loaded.files.get('local/attestation_policy.json')!).toString()).toBe('{"level":5}');
     await writeFile(join(kit, 'local', 'attestation_policy.json'), JSON.stringify({ level: 1 }));
-    await expectCode(() => loadKit(kit, { strictOverrides: [levelRule] }), 'E_ATTEST_POLICY_WEAKER');
-    await expectCode(() => verifyKit(kit, { strictOverrides: [levelRule] }), 'E_ATTEST_POLICY_WEAKER');
+    await expectFlareCodeAsync(() => loadKit(kit, { strictOverrides: [levelRule] }), 'E_ATTEST_POLICY_WEAKER');
+    await expectFlareCodeAsync(() => verifyKit(kit, { strictOverrides: [levelRule] }), 'E_ATTEST_POLICY_WEAKER');
   });
 
   it('loadKit hands over the verified bytes of every file', async () => {
@@ -140,17 +141,17 @@ describe('CRL rollback and revoked participants', () => {
     await cp(join(second.prodDir, 'server1'), server, { recursive: true });
     const before = await loadKit(server);
     await moveSigned(join(first.prodDir, 'server1'), server, 'startup/crl.pem');
-    const e = await expectCode(() => verifyKit(server), 'E_KIT_MIXED');
+    const e = await expectFlareCodeAsync(() => verifyKit(server), 'E_KIT_MIXED');
     expect(e.message).toContain('startup/crl.pem');
-    await expectCode(() => loadKit(server), 'E_KIT_MIXED');
+    await expectFlareCodeAsync(() => loadKit(server), 'E_KIT_MIXED');
 
     // A whole older kit is authentic, but a server that once accepted the newer CRL keeps it.
     const file = join(ws, 'crl-state.json');
     await CrlStore.open({ rootCaPem: before.rootCaPem, file, seed: before.crlPem! });
     const old = await loadKit(join(first.prodDir, 'server1'));
     const crls = await CrlStore.open({ rootCaPem: old.rootCaPem, file, seed: old.crlPem! });
-    await expectCode(() => verifyCertificate(site2.certPem, { rootCaPem: old.rootCaPem, crl: crls.current! }), 'E_CERT_REVOKED');
-    await expectCode(() => crls.accept(old.crlPem!), 'E_CRL_ROLLBACK');
+    await expectFlareCodeAsync(() => verifyCertificate(site2.certPem, { rootCaPem: old.rootCaPem, crl: crls.current! }), 'E_CERT_REVOKED');
+    await expectFlareCodeAsync(() => crls.accept(old.crlPem!), 'E_CRL_ROLLBACK');
   });
 
   it('re-provisioning refuses to re-issue a revoked participant still in project.yml (E_PROVISION_REVOKED), unless asked', async () => {
@@ -158,7 +159,7 @@ describe('CRL rollback and revoked participants', () => {
     const project = parseProject(projectYaml('  - name: site-2\n    type: client\n    org: nvidia\n'));
     const first = await provision(project, { workspace: ws });
     await revoke({ projectDir: first.projectDir, name: 'site-2' });
-    const e = await expectCode(() => provision(project, { workspace: ws }), 'E_PROVISION_REVOKED');
+    const e = await expectFlareCodeAsync(() => provision(project, { workspace: ws }), 'E_PROVISION_REVOKED');
     expect(e.message).toContain("'site-2'");
     const again = await provision(project, { workspace: ws, reissueRevoked: true });
     expect(again.kits.find((k) => k.name === 'site-2')?.reused).toBe(false);

@@ -6,7 +6,8 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { loadKit, loadProject, parseProject, provision, type Kit, type ProvisionResult } from '../src/index.js';
 import { signKitFiles } from '../src/kit-signature.js';
 import { loadPrivateKey } from '../src/keys.js';
-import { expectCode, FIXTURE, projectYaml, tempDir } from './helpers.js';
+import { expectFlareCodeAsync } from '@flare/core/testing';
+import { FIXTURE, projectYaml, tempDir } from './helpers.js';
 
 /** Resolves with the first of `events` emitted by `emitter` (an 'error' included), or rejects after `ms`. */
 function first(emitter: NodeJS.EventEmitter, events: readonly string[], ms = 5000): Promise<{ event: string; args: unknown[] }> {
@@ -78,7 +79,7 @@ describe('loadKit', () => {
     await cp(join(r.prodDir, 'site-1'), dir, { recursive: true });
     const cfg = join(dir, 'startup', 'fed_client.json');
     await writeFile(cfg, (await readFile(cfg, 'utf8')).replace('server1:8002', 'evil.example.com:8002'));
-    const e = await expectCode(() => loadKit(dir), 'E_KIT_TAMPERED');
+    const e = await expectFlareCodeAsync(() => loadKit(dir), 'E_KIT_TAMPERED');
     expect(e.message).toContain('startup/fed_client.json');
   });
   it('accepts a site override in local/ (authorization.json) and lists it', async () => {
@@ -90,7 +91,7 @@ describe('loadKit', () => {
     expect((await loadKit(dir)).verification.localOverrides).toEqual(['local/authorization.json', 'local/components.json']);
   });
   it('refuses an expired kit certificate with an injected clock (E_CERT_EXPIRED)', async () => {
-    await expectCode(() => loadKit(join(r.prodDir, 'site-1'), { at: new Date(Date.now() + 400 * 86_400_000) }), 'E_CERT_EXPIRED');
+    await expectFlareCodeAsync(() => loadKit(join(r.prodDir, 'site-1'), { at: new Date(Date.now() + 400 * 86_400_000) }), 'E_CERT_EXPIRED');
   });
   it('refuses a (validly signed) kit whose key is not its certificate\'s (E_KIT_INVALID)', async () => {
     const dir = join(await tempDir(), 'kit');
@@ -103,7 +104,7 @@ describe('loadKit', () => {
       if (e.isFile() && e.name !== 'signature.json') files.set(relative(dir, join(e.parentPath, e.name)), { bytes: await readFile(join(e.parentPath, e.name)), mode: 0o644 });
     }
     for (const [rel, f] of signKitFiles(files, ['startup', 'local', 'transfer'], rootKey, { project: 'example_project', participant: 'site-1', type: 'client' })) await writeFile(join(dir, rel), f.bytes);
-    const e = await expectCode(() => loadKit(dir), 'E_KIT_INVALID');
+    const e = await expectFlareCodeAsync(() => loadKit(dir), 'E_KIT_INVALID');
     expect(e.message).toContain('client.key');
   });
 

@@ -3,18 +3,19 @@ import { join } from 'node:path';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { loadParticipants, loadProject, parseProject } from '../src/index.js';
-import { expectCode, FIXTURE, projectYaml, tempDir } from './helpers.js';
+import { expectFlareCodeAsync } from '@flare/core/testing';
+import { FIXTURE, projectYaml, tempDir } from './helpers.js';
 
 describe('loadProject: unknown participant keys', () => {
   it("refuses a typo'd key with file:line and a did-you-mean (E_PROJECT_INVALID)", async () => {
     const text = projectYaml().replace('    fed_learn_port: 8002', '    fed_learn_prot: 8002');
-    const e = await expectCode(() => parseProject(text, { source: 'project.yml' }), 'E_PROJECT_INVALID');
+    const e = await expectFlareCodeAsync(() => parseProject(text, { source: 'project.yml' }), 'E_PROJECT_INVALID');
     expect(e.message).toContain('project.yml:8:');
     expect(e.message).toContain("field 'fed_learn_prot'");
     expect(e.message).toContain("did you mean 'fed_learn_port'?");
-    const e2 = await expectCode(() => parseProject(projectYaml('    conection_security: tls\n')), 'E_PROJECT_INVALID');
+    const e2 = await expectFlareCodeAsync(() => parseProject(projectYaml('    conection_security: tls\n')), 'E_PROJECT_INVALID');
     expect(e2.message).toContain("did you mean 'connection_security'?");
-    const e3 = await expectCode(() => parseProject(projectYaml('    favourite_colour: blue\n')), 'E_PROJECT_INVALID');
+    const e3 = await expectFlareCodeAsync(() => parseProject(projectYaml('    favourite_colour: blue\n')), 'E_PROJECT_INVALID');
     expect(e3.message).not.toContain('did you mean');
   });
   it("accepts FLARE's own keys it does not use (cc_config) and keys a kit builder declares", () => {
@@ -165,76 +166,76 @@ participants:
     org: nvidia
 `;
   it.each(['server_', 'server@', '-server'])("refuses server name '%s' (E_PROJECT_INVALID)", async (name) => {
-    const e = await expectCode(() => parseProject(server(name), { source: 'project.yml' }), 'E_PROJECT_INVALID');
+    const e = await expectFlareCodeAsync(() => parseProject(server(name), { source: 'project.yml' }), 'E_PROJECT_INVALID');
     expect(e.message).toContain(`project.yml:4: participant '${name}' (server), field 'name'`);
     expect(e.message).toContain('host name');
   });
   it.each(['client!', 'client@'])("refuses client name '%s'", async (name) => {
-    const e = await expectCode(() => parseProject(projectYaml(`  - name: "${name}"\n    type: client\n    org: nvidia\n`), { source: 'p.yml' }), 'E_PROJECT_INVALID');
+    const e = await expectFlareCodeAsync(() => parseProject(projectYaml(`  - name: "${name}"\n    type: client\n    org: nvidia\n`), { source: 'p.yml' }), 'E_PROJECT_INVALID');
     expect(e.message).toMatch(/p\.yml:16: participant 'client.' \(client\), field 'name'/);
     expect(e.message).toContain('letters, digits, "-" and "_" only');
   });
   it.each(['admin', 'admin@example_1.com'])("refuses admin name '%s'", async (name) => {
-    const e = await expectCode(() => parseProject(projectYaml(`  - name: ${name}\n    type: admin\n    org: nvidia\n    role: lead\n`)), 'E_PROJECT_INVALID');
+    const e = await expectFlareCodeAsync(() => parseProject(projectYaml(`  - name: ${name}\n    type: admin\n    org: nvidia\n    role: lead\n`)), 'E_PROJECT_INVALID');
     expect(e.message).toContain('an email address');
   });
   it.each(['org-', 'org@', 'org!', 'org~'])("refuses org '%s' (no hyphen)", async (org) => {
-    const e = await expectCode(() => parseProject(projectYaml(`  - name: site-7\n    type: client\n    org: "${org}"\n`)), 'E_PROJECT_INVALID');
+    const e = await expectFlareCodeAsync(() => parseProject(projectYaml(`  - name: site-7\n    type: client\n    org: "${org}"\n`)), 'E_PROJECT_INVALID');
     expect(e.message).toContain("participant 'site-7' (client), field 'org'");
     expect(e.message).toContain('no hyphen');
   });
   it('refuses an admin without a role', async () => {
-    const e = await expectCode(() => parseProject(projectYaml(`  - name: x@y.com\n    type: admin\n    org: nvidia\n`)), 'E_PROJECT_INVALID');
+    const e = await expectFlareCodeAsync(() => parseProject(projectYaml(`  - name: x@y.com\n    type: admin\n    org: nvidia\n`)), 'E_PROJECT_INVALID');
     expect(e.message).toContain("field 'role'");
     expect(e.message).toContain('project_admin, org_admin, lead, member');
   });
   it('refuses a malformed admin role', async () => {
-    const e = await expectCode(() => parseProject(projectYaml(`  - name: x@y.com\n    type: admin\n    org: nvidia\n    role: "lead-dev"\n`)), 'E_PROJECT_INVALID');
+    const e = await expectFlareCodeAsync(() => parseProject(projectYaml(`  - name: x@y.com\n    type: admin\n    org: nvidia\n    role: "lead-dev"\n`)), 'E_PROJECT_INVALID');
     expect(e.message).toContain("field 'role'");
   });
   it('refuses duplicate names', async () => {
-    const e = await expectCode(() => parseProject(projectYaml(`  - name: site-1\n    type: client\n    org: other\n`)), 'E_PROJECT_INVALID');
+    const e = await expectFlareCodeAsync(() => parseProject(projectYaml(`  - name: site-1\n    type: client\n    org: other\n`)), 'E_PROJECT_INVALID');
     expect(e.message).toContain("the name 'site-1' is used by another participant");
   });
   it('refuses zero or two servers', async () => {
-    await expectCode(() => parseProject(`api_version: 3\nname: x\nparticipants:\n  - name: s\n    type: client\n    org: o\n`), 'E_PROJECT_INVALID');
-    const e = await expectCode(() => parseProject(projectYaml(`  - name: server2\n    type: server\n    org: nvidia\n`)), 'E_PROJECT_INVALID');
+    await expectFlareCodeAsync(() => parseProject(`api_version: 3\nname: x\nparticipants:\n  - name: s\n    type: client\n    org: o\n`), 'E_PROJECT_INVALID');
+    const e = await expectFlareCodeAsync(() => parseProject(projectYaml(`  - name: server2\n    type: server\n    org: nvidia\n`)), 'E_PROJECT_INVALID');
     expect(e.message).toContain('exactly one participant of type server');
   });
   it.each([
     ['api_version: 2', 'api_version', '3 or 4'],
     ['connection_security: secure', 'connection_security', 'clear, tls or mtls'],
   ])('refuses %s', async (line, field, looks) => {
-    const e = await expectCode(() => parseProject(projectYaml().replace('api_version: 3', line.startsWith('api') ? line : `api_version: 3\n${line}`)), 'E_PROJECT_INVALID');
+    const e = await expectFlareCodeAsync(() => parseProject(projectYaml().replace('api_version: 3', line.startsWith('api') ? line : `api_version: 3\n${line}`)), 'E_PROJECT_INVALID');
     expect(e.message).toContain(`field '${field}'`);
     expect(e.message).toContain(looks);
   });
   it('refuses bad ports, hosts, capacity and a relay without listening_host', async () => {
-    await expectCode(() => parseProject(projectYaml().replace('fed_learn_port: 8002', 'fed_learn_port: 70000')), 'E_PROJECT_INVALID');
-    await expectCode(() => parseProject(projectYaml().replace('fed_learn_port: 8002', 'host_names: [bad_host]')), 'E_PROJECT_INVALID');
-    await expectCode(() => parseProject(projectYaml(`  - name: s9\n    type: client\n    org: o\n    capacity: { num_of_gpus: -1 }\n`)), 'E_PROJECT_INVALID');
-    const e = await expectCode(() => parseProject(projectYaml(`  - name: r1\n    type: relay\n    org: o\n`)), 'E_PROJECT_INVALID');
+    await expectFlareCodeAsync(() => parseProject(projectYaml().replace('fed_learn_port: 8002', 'fed_learn_port: 70000')), 'E_PROJECT_INVALID');
+    await expectFlareCodeAsync(() => parseProject(projectYaml().replace('fed_learn_port: 8002', 'host_names: [bad_host]')), 'E_PROJECT_INVALID');
+    await expectFlareCodeAsync(() => parseProject(projectYaml(`  - name: s9\n    type: client\n    org: o\n    capacity: { num_of_gpus: -1 }\n`)), 'E_PROJECT_INVALID');
+    const e = await expectFlareCodeAsync(() => parseProject(projectYaml(`  - name: r1\n    type: relay\n    org: o\n`)), 'E_PROJECT_INVALID');
     expect(e.message).toContain("field 'listening_host'");
-    await expectCode(() => parseProject(projectYaml(`  - name: s9\n    type: client\n    org: o\n    parent: site-1\n`)), 'E_PROJECT_INVALID');
+    await expectFlareCodeAsync(() => parseProject(projectYaml(`  - name: s9\n    type: client\n    org: o\n    parent: site-1\n`)), 'E_PROJECT_INVALID');
   });
   it('refuses a participant name over 64 characters (E_CERT_CN_TOO_LONG)', async () => {
-    const e = await expectCode(() => parseProject(projectYaml(`  - name: ${'s'.repeat(65)}\n    type: client\n    org: o\n`)), 'E_CERT_CN_TOO_LONG');
+    const e = await expectFlareCodeAsync(() => parseProject(projectYaml(`  - name: ${'s'.repeat(65)}\n    type: client\n    org: o\n`)), 'E_CERT_CN_TOO_LONG');
     expect(e.message).toContain('at most 64');
   });
   it('refuses a project name that could leave the workspace', async () => {
-    await expectCode(() => parseProject(projectYaml('', '../evil')), 'E_PROJECT_INVALID');
+    await expectFlareCodeAsync(() => parseProject(projectYaml('', '../evil')), 'E_PROJECT_INVALID');
   });
   it('reports YAML syntax errors with their line (E_PROJECT_YAML)', async () => {
-    const e = await expectCode(() => parseProject('api_version: 3\nname: x\nparticipants:\n  - name: a\n   type: server\n', { source: 'bad.yml' }), 'E_PROJECT_YAML');
+    const e = await expectFlareCodeAsync(() => parseProject('api_version: 3\nname: x\nparticipants:\n  - name: a\n   type: server\n', { source: 'bad.yml' }), 'E_PROJECT_YAML');
     expect(e.message).toMatch(/^bad\.yml:\d+: /);
-    await expectCode(() => parseProject('a: 1\na: 2\n'), 'E_PROJECT_YAML');
+    await expectFlareCodeAsync(() => parseProject('a: 1\na: 2\n'), 'E_PROJECT_YAML');
   });
   it('refuses a missing file and a file over 1 MiB (E_PROJECT_READ)', async () => {
     const dir = await tempDir();
-    await expectCode(() => loadProject(join(dir, 'nope.yml')), 'E_PROJECT_READ');
+    await expectFlareCodeAsync(() => loadProject(join(dir, 'nope.yml')), 'E_PROJECT_READ');
     const big = join(dir, 'big.yml');
     await writeFile(big, `# ${'x'.repeat(1 << 20)}`);
-    await expectCode(() => loadProject(big), 'E_PROJECT_READ');
+    await expectFlareCodeAsync(() => loadProject(big), 'E_PROJECT_READ');
   });
   it('bounds YAML alias expansion (a billion-laughs file is refused, not expanded)', async () => {
     const bomb = ['a: &a ["x","x","x","x","x","x","x","x","x","x"]', ...Array.from({ length: 8 }, (_, i) => `${String.fromCharCode(98 + i)}: &${String.fromCharCode(98 + i)} [*${String.fromCharCode(97 + i)},*${String.fromCharCode(97 + i)},*${String.fromCharCode(97 + i)},*${String.fromCharCode(97 + i)},*${String.fromCharCode(97 + i)},*${String.fromCharCode(97 + i)},*${String.fromCharCode(97 + i)},*${String.fromCharCode(97 + i)},*${String.fromCharCode(97 + i)},*${String.fromCharCode(97 + i)}]`)].join('\n');
@@ -247,8 +248,8 @@ describe('loadParticipants (--add files)', () => {
     const project = parseProject(projectYaml());
     const added = await loadParticipants('participants:\n  - name: site-3\n    type: client\n    org: nvidia\n', project);
     expect(added.map((p) => p.name)).toEqual(['site-3']);
-    await expectCode(() => loadParticipants('participants:\n  - name: site-3!\n    type: client\n    org: nvidia\n', project), 'E_PROJECT_INVALID');
-    await expectCode(() => loadParticipants('nothing: here\n', project), 'E_PROJECT_INVALID');
+    await expectFlareCodeAsync(() => loadParticipants('participants:\n  - name: site-3!\n    type: client\n    org: nvidia\n', project), 'E_PROJECT_INVALID');
+    await expectFlareCodeAsync(() => loadParticipants('nothing: here\n', project), 'E_PROJECT_INVALID');
   });
 });
 

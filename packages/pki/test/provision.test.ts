@@ -3,7 +3,8 @@ import { join } from 'node:path';
 import type { KitBuilder } from '@flare/core';
 import { describe, expect, it } from 'vitest';
 import { loadCrl, loadKit, loadParticipants, loadProject, parseProject, provision, revoke, verifyCertificate, verifyKit } from '../src/index.js';
-import { expectCode, FIXTURE, projectYaml, run, tempDir } from './helpers.js';
+import { expectFlareCodeAsync } from '@flare/core/testing';
+import { FIXTURE, projectYaml, run, tempDir } from './helpers.js';
 
 const mode = async (p: string): Promise<number> => (await stat(p)).mode & 0o777;
 const json = async (p: string): Promise<Record<string, unknown>> => JSON.parse(await readFile(p, 'utf8')) as Record<string, unknown>;
@@ -101,8 +102,8 @@ participants:
     // PBES2 with PBKDF2-HMAC-SHA256 at 600,000 iterations (0x0927C0), not OpenSSL's default 2,048.
     const asn1 = await run('openssl', ['asn1parse', '-in', join(r.stateDir, 'rootCA.key')]);
     expect(asn1.stdout).toMatch(/:PBES2[\s\S]*:PBKDF2[\s\S]*INTEGER\s+:0927C0[\s\S]*:hmacWithSHA256[\s\S]*:aes-256-cbc/);
-    await expectCode(async () => provision(await loadProject(FIXTURE), { workspace: ws }), 'E_CA_PASSPHRASE');
-    await expectCode(async () => provision(await loadProject(FIXTURE), { workspace: ws, passphrase: 'wrong' }), 'E_CA_PASSPHRASE');
+    await expectFlareCodeAsync(async () => provision(await loadProject(FIXTURE), { workspace: ws }), 'E_CA_PASSPHRASE');
+    await expectFlareCodeAsync(async () => provision(await loadProject(FIXTURE), { workspace: ws, passphrase: 'wrong' }), 'E_CA_PASSPHRASE');
     const files = await readdir(r.stateDir);
     expect(files.filter((f) => f.endsWith('.key'))).toEqual(['rootCA.key']);
   });
@@ -148,24 +149,24 @@ describe('provision: re-provisioning, --add, state errors', () => {
     const project = await loadProject(FIXTURE);
     await provision(project, { workspace: ws });
     const dup = await loadParticipants('participants:\n  - name: site-1\n    type: client\n    org: x\n', project);
-    await expectCode(() => provision(project, { workspace: ws, add: dup }), 'E_PROVISION_CONFLICT');
+    await expectFlareCodeAsync(() => provision(project, { workspace: ws, add: dup }), 'E_PROVISION_CONFLICT');
     const srv = await loadParticipants('participants:\n  - name: server2\n    type: server\n    org: x\n', project);
-    await expectCode(() => provision(project, { workspace: ws, add: srv }), 'E_PROVISION_CONFLICT');
+    await expectFlareCodeAsync(() => provision(project, { workspace: ws, add: srv }), 'E_PROVISION_CONFLICT');
   });
 
   it('refuses --add without a CA state, and a lost state when kits exist, unless newRoot (E_CA_STATE_MISSING)', async () => {
     const ws = await tempDir();
     const project = await loadProject(FIXTURE);
     const add = await loadParticipants('participants:\n  - name: site-3\n    type: client\n    org: o\n', project);
-    await expectCode(() => provision(project, { workspace: ws, add }), 'E_CA_STATE_MISSING');
+    await expectFlareCodeAsync(() => provision(project, { workspace: ws, add }), 'E_CA_STATE_MISSING');
     const first = await provision(project, { workspace: ws });
     await rm(first.stateDir, { recursive: true });
-    const e = await expectCode(() => provision(project, { workspace: ws }), 'E_CA_STATE_MISSING');
+    const e = await expectFlareCodeAsync(() => provision(project, { workspace: ws }), 'E_CA_STATE_MISSING');
     expect(e.message).toContain('prod_00');
     const renewed = await provision(project, { workspace: ws, newRoot: true });
     expect(renewed.rootCreated).toBe(true);
     const newRoot = await readFile(join(renewed.prodDir, 'site-1', 'startup', 'rootCA.pem'), 'utf8');
-    await expectCode(() => loadKit(join(first.prodDir, 'site-1'), { rootCaPem: newRoot }), 'E_KIT_TAMPERED');
+    await expectFlareCodeAsync(() => loadKit(join(first.prodDir, 'site-1'), { rootCaPem: newRoot }), 'E_KIT_TAMPERED');
   });
 
   it('refuses an unreadable state (E_CA_STATE_UNREADABLE); newRoot keeps the old state aside', async () => {
@@ -173,7 +174,7 @@ describe('provision: re-provisioning, --add, state errors', () => {
     const project = await loadProject(FIXTURE);
     const first = await provision(project, { workspace: ws });
     await writeFile(join(first.stateDir, 'ca.json'), '{"format": "something else"}');
-    await expectCode(() => provision(project, { workspace: ws }), 'E_CA_STATE_UNREADABLE');
+    await expectFlareCodeAsync(() => provision(project, { workspace: ws }), 'E_CA_STATE_UNREADABLE');
     await provision(project, { workspace: ws, newRoot: true });
     expect((await readdir(join(ws, 'example_project'))).some((f) => f.startsWith('state.replaced-'))).toBe(true);
   });
@@ -198,7 +199,7 @@ describe('provision: re-provisioning, --add, state errors', () => {
     expect(kit.customCaPem).toBe(await readFile(caPath, 'utf8'));
     expect(kit.connectionSecurity).toBe('tls');
     const bad = projectYaml('', 'other').replace('description: test', `description: test\ncustom_ca_cert: ${join(ws, 'missing.pem')}`);
-    await expectCode(() => provision(parseProject(bad), { workspace: ws }), 'E_PROJECT_INVALID');
+    await expectFlareCodeAsync(() => provision(parseProject(bad), { workspace: ws }), 'E_PROJECT_INVALID');
   });
 });
 
@@ -216,9 +217,9 @@ describe('provision: revocation travels in re-provisioned kits', () => {
     expect(second.kits.find((k) => k.name === 'site-1')?.reused).toBe(true);
     const kit = await loadKit(join(second.prodDir, 'site-1'));
     expect(loadCrl(kit.crlPem!, { rootCaPem: kit.rootCaPem }).revoked.has(serials[0]!)).toBe(true);
-    await expectCode(() => verifyCertificate(old.certPem, { rootCaPem: kit.rootCaPem, crl: kit.crlPem! }), 'E_CERT_REVOKED');
-    await expectCode(() => verifyCertificate(old.certPem, { rootCaPem: kit.rootCaPem, crl: crlPem }), 'E_CERT_REVOKED');
-    await expectCode(() => revoke({ projectDir: first.projectDir, name: 'nobody' }), 'E_REVOKE_UNKNOWN');
+    await expectFlareCodeAsync(() => verifyCertificate(old.certPem, { rootCaPem: kit.rootCaPem, crl: kit.crlPem! }), 'E_CERT_REVOKED');
+    await expectFlareCodeAsync(() => verifyCertificate(old.certPem, { rootCaPem: kit.rootCaPem, crl: crlPem }), 'E_CERT_REVOKED');
+    await expectFlareCodeAsync(() => revoke({ projectDir: first.projectDir, name: 'nobody' }), 'E_REVOKE_UNKNOWN');
   });
 });
 
@@ -259,7 +260,7 @@ describe('provision: kit builders (the KitBuilder contract)', () => {
     expect(await mode(join(r.stateDir, 'builders', 'test-he', 'secret.bin'))).toBe(0o600);
     await verifyKit(join(r.prodDir, 'site-1'));
     await writeFile(file, 'changed');
-    await expectCode(() => verifyKit(join(r.prodDir, 'site-1')), 'E_KIT_TAMPERED');
+    await expectFlareCodeAsync(() => verifyKit(join(r.prodDir, 'site-1')), 'E_KIT_TAMPERED');
   });
 
   it('reports HEBuilder as ignored when no builder is registered for it', async () => {
@@ -270,7 +271,7 @@ describe('provision: kit builders (the KitBuilder contract)', () => {
   it('a failing builder stops provisioning with E_PROVISION_BUILDER and leaves no kit', async () => {
     const ws = await tempDir();
     const failing: KitBuilder = { name: 'broken', matches: [], build: () => Promise.reject(new Error('no parameters')) };
-    const e = await expectCode(() => provision(project(), { workspace: ws, builders: [failing] }), 'E_PROVISION_BUILDER');
+    const e = await expectFlareCodeAsync(() => provision(project(), { workspace: ws, builders: [failing] }), 'E_PROVISION_BUILDER');
     expect(e.message).toContain("'broken'");
     expect((await readdir(join(ws, 'demo'))).filter((f) => f.startsWith('prod_') || f.startsWith('.prod_'))).toEqual([]);
   });

@@ -7,7 +7,8 @@ import { createCrl, createRootCa, issueCertificate, loadCrl, verifyCertificate, 
 import { identityOf } from '../src/identity.js';
 import { toSigningCryptoKey, webAlgorithm } from '../src/keys.js';
 import { x509 } from '../src/x509.js';
-import { expectCode, run, tempDir } from './helpers.js';
+import { expectFlareCodeAsync } from '@flare/core/testing';
+import { run, tempDir } from './helpers.js';
 
 const now = new Date('2026-03-01T00:00:00Z');
 const day = 86_400_000;
@@ -34,21 +35,21 @@ describe('verifyCertificate', () => {
     expect(v.notAfter).toBeInstanceOf(Date);
   });
   it('refuses a certificate of another root with the same name (E_CERT_UNTRUSTED)', async () => {
-    await expectCode(() => verifyCertificate(client, { rootCaPem: other.certPem, at: now }), 'E_CERT_UNTRUSTED');
+    await expectFlareCodeAsync(() => verifyCertificate(client, { rootCaPem: other.certPem, at: now }), 'E_CERT_UNTRUSTED');
   });
   it('refuses a certificate whose signature was altered (E_CERT_UNTRUSTED)', async () => {
     const der = Buffer.from(client.replace(/-----[^-]+-----|\s/g, ''), 'base64');
     der[der.length - 5]! ^= 0x01;
-    await expectCode(() => verifyCertificate(der, { rootCaPem: root.certPem, at: now }), 'E_CERT_UNTRUSTED');
+    await expectFlareCodeAsync(() => verifyCertificate(der, { rootCaPem: root.certPem, at: now }), 'E_CERT_UNTRUSTED');
   });
   it('refuses the root presented as a participant (E_CERT_UNTRUSTED)', async () => {
-    await expectCode(() => verifyCertificate(root.certPem, { rootCaPem: root.certPem, at: now }), 'E_CERT_UNTRUSTED');
+    await expectFlareCodeAsync(() => verifyCertificate(root.certPem, { rootCaPem: root.certPem, at: now }), 'E_CERT_UNTRUSTED');
   });
   it('detects an expired certificate with an injected clock (E_CERT_EXPIRED)', async () => {
-    await expectCode(() => verifyCertificate(client, { rootCaPem: root.certPem, at: new Date(now.getTime() + 31 * day) }), 'E_CERT_EXPIRED');
+    await expectFlareCodeAsync(() => verifyCertificate(client, { rootCaPem: root.certPem, at: new Date(now.getTime() + 31 * day) }), 'E_CERT_EXPIRED');
   });
   it('detects a not-yet-valid certificate (E_CERT_NOT_YET_VALID)', async () => {
-    await expectCode(() => verifyCertificate(client, { rootCaPem: root.certPem, at: new Date(now.getTime() - 2 * 3_600_000) }), 'E_CERT_NOT_YET_VALID');
+    await expectFlareCodeAsync(() => verifyCertificate(client, { rootCaPem: root.certPem, at: new Date(now.getTime() - 2 * 3_600_000) }), 'E_CERT_NOT_YET_VALID');
   });
   it('accepts a certificate one hour before issue (notBefore is backdated for clock skew)', () => {
     expect(verifyCertificate(client, { rootCaPem: root.certPem, at: new Date(now.getTime() - 3_000_000) }).name).toBe('site-1');
@@ -56,31 +57,31 @@ describe('verifyCertificate', () => {
   it('detects a revoked certificate (E_CERT_REVOKED)', async () => {
     const serial = verifyCertificate(client, { rootCaPem: root.certPem, at: now }).serial;
     const crl = await createCrl({ issuer: root, entries: [{ serial, date: now }], crlNumber: 1, now });
-    const e = await expectCode(() => verifyCertificate(client, { rootCaPem: root.certPem, crl, at: now }), 'E_CERT_REVOKED');
+    const e = await expectFlareCodeAsync(() => verifyCertificate(client, { rootCaPem: root.certPem, crl, at: now }), 'E_CERT_REVOKED');
     expect(e.message).toContain(serial);
     expect(verifyCertificate(server, { rootCaPem: root.certPem, crl, at: now }).name).toBe('server1');
   });
   it('refuses a CRL signed by another root (E_CRL_INVALID)', async () => {
     const crl = await createCrl({ issuer: other, entries: [], crlNumber: 1, now });
-    await expectCode(() => verifyCertificate(client, { rootCaPem: root.certPem, crl, at: now }), 'E_CRL_INVALID');
+    await expectFlareCodeAsync(() => verifyCertificate(client, { rootCaPem: root.certPem, crl, at: now }), 'E_CRL_INVALID');
   });
   it('refuses a client certificate presented as a server (E_CERT_WRONG_TYPE)', async () => {
-    const e = await expectCode(() => verifyCertificate(client, { rootCaPem: root.certPem, at: now, expectedType: 'server' }), 'E_CERT_WRONG_TYPE');
+    const e = await expectFlareCodeAsync(() => verifyCertificate(client, { rootCaPem: root.certPem, at: now, expectedType: 'server' }), 'E_CERT_WRONG_TYPE');
     expect(e.message).toContain('client certificate where a server certificate is required');
   });
   it('refuses an admin certificate presented as a client (E_CERT_WRONG_TYPE)', async () => {
-    await expectCode(() => verifyCertificate(admin, { rootCaPem: root.certPem, at: now, expectedType: 'client' }), 'E_CERT_WRONG_TYPE');
+    await expectFlareCodeAsync(() => verifyCertificate(admin, { rootCaPem: root.certPem, at: now, expectedType: 'client' }), 'E_CERT_WRONG_TYPE');
   });
   it('refuses a name mismatch (E_CERT_NAME_MISMATCH)', async () => {
-    await expectCode(() => verifyCertificate(client, { rootCaPem: root.certPem, at: now, expectedName: 'site-2' }), 'E_CERT_NAME_MISMATCH');
+    await expectFlareCodeAsync(() => verifyCertificate(client, { rootCaPem: root.certPem, at: now, expectedName: 'site-2' }), 'E_CERT_NAME_MISMATCH');
   });
   it('refuses garbage (E_CERT_MALFORMED)', async () => {
-    await expectCode(() => verifyCertificate('-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n', { rootCaPem: root.certPem }), 'E_CERT_MALFORMED');
+    await expectFlareCodeAsync(() => verifyCertificate('-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n', { rootCaPem: root.certPem }), 'E_CERT_MALFORMED');
   });
   it('detects an expired root (E_CERT_EXPIRED)', async () => {
     const shortRoot = await createRootCa({ commonName: 'short', now, validDays: 2 });
     const leaf = await issueCertificate({ issuer: shortRoot, subject: { name: 's', org: 'o', type: 'client' }, publicKey: key(), now });
-    const e = await expectCode(() => verifyCertificate(leaf, { rootCaPem: shortRoot.certPem, at: new Date(now.getTime() + 3 * day) }), 'E_CERT_EXPIRED');
+    const e = await expectFlareCodeAsync(() => verifyCertificate(leaf, { rootCaPem: shortRoot.certPem, at: new Date(now.getTime() + 3 * day) }), 'E_CERT_EXPIRED');
     expect(e.message).toContain('root CA');
   });
 });
@@ -181,15 +182,15 @@ describe('verifyCertificate reads certificates the way @peculiar/x509 and OpenSS
 
   it('refuses a certificate with the same extension twice (RFC 5280 4.2) (E_CERT_MALFORMED)', async () => {
     const pem = await leafWith([{ CN: ['dup'] }, { O: ['o'] }, { OU: ['client'] }], [clientEku(), clientEku()]);
-    await expectCode(() => verifyCertificate(pem, { rootCaPem: root.certPem, at: now }), 'E_CERT_MALFORMED');
+    await expectFlareCodeAsync(() => verifyCertificate(pem, { rootCaPem: root.certPem, at: now }), 'E_CERT_MALFORMED');
   });
   it('refuses a leaf without an extended key usage (E_CERT_WRONG_TYPE)', async () => {
     const pem = await leafWith([{ CN: ['bare'] }, { O: ['o'] }, { OU: ['client'] }], []);
-    await expectCode(() => verifyCertificate(pem, { rootCaPem: root.certPem, at: now }), 'E_CERT_WRONG_TYPE');
+    await expectFlareCodeAsync(() => verifyCertificate(pem, { rootCaPem: root.certPem, at: now }), 'E_CERT_WRONG_TYPE');
   });
   it('refuses a subject with two common names, every time it is presented (E_CERT_MALFORMED)', async () => {
     const pem = await leafWith([{ CN: ['a', 'b'] }, { O: ['o'] }, { OU: ['client'] }], [clientEku()]);
-    for (let i = 0; i < 2; i++) await expectCode(() => verifyCertificate(pem, { rootCaPem: root.certPem, at: now }), 'E_CERT_MALFORMED');
+    for (let i = 0; i < 2; i++) await expectFlareCodeAsync(() => verifyCertificate(pem, { rootCaPem: root.certPem, at: now }), 'E_CERT_MALFORMED');
   });
 });
 
@@ -205,37 +206,37 @@ describe('verifyCertificate remembers parsing, never a verdict', () => {
 
   it('a certificate accepted once is refused later when it has expired (E_CERT_EXPIRED)', async () => {
     expect(verifyCertificate(client, { rootCaPem: root.certPem, at: now }).name).toBe('site-1');
-    await expectCode(() => verifyCertificate(client, { rootCaPem: root.certPem, at: new Date(now.getTime() + 31 * day) }), 'E_CERT_EXPIRED');
+    await expectFlareCodeAsync(() => verifyCertificate(client, { rootCaPem: root.certPem, at: new Date(now.getTime() + 31 * day) }), 'E_CERT_EXPIRED');
   });
   it('a certificate accepted once is refused once a CRL revokes it (E_CERT_REVOKED)', async () => {
     const v = verifyCertificate(client, { rootCaPem: root.certPem, at: now });
     const crl = await createCrl({ issuer: root, entries: [{ serial: v.serial, date: now }], crlNumber: 2, now });
-    await expectCode(() => verifyCertificate(client, { rootCaPem: root.certPem, crl, at: now }), 'E_CERT_REVOKED');
+    await expectFlareCodeAsync(() => verifyCertificate(client, { rootCaPem: root.certPem, crl, at: now }), 'E_CERT_REVOKED');
   });
   it('a certificate accepted under its root is refused under another root with the same name, and back (E_CERT_UNTRUSTED)', async () => {
     expect(verifyCertificate(client, { rootCaPem: root.certPem, at: now }).name).toBe('site-1');
-    await expectCode(() => verifyCertificate(client, { rootCaPem: other.certPem, at: now }), 'E_CERT_UNTRUSTED');
+    await expectFlareCodeAsync(() => verifyCertificate(client, { rootCaPem: other.certPem, at: now }), 'E_CERT_UNTRUSTED');
     expect(verifyCertificate(client, { rootCaPem: root.certPem, at: now }).name).toBe('site-1');
   });
   it('a certificate accepted once is refused for another expected name or type (E_CERT_NAME_MISMATCH, E_CERT_WRONG_TYPE)', async () => {
     expect(verifyCertificate(client, { rootCaPem: root.certPem, at: now, expectedName: 'site-1', expectedType: 'client' }).name).toBe('site-1');
-    await expectCode(() => verifyCertificate(client, { rootCaPem: root.certPem, at: now, expectedName: 'site-2' }), 'E_CERT_NAME_MISMATCH');
-    await expectCode(() => verifyCertificate(client, { rootCaPem: root.certPem, at: now, expectedType: 'server' }), 'E_CERT_WRONG_TYPE');
+    await expectFlareCodeAsync(() => verifyCertificate(client, { rootCaPem: root.certPem, at: now, expectedName: 'site-2' }), 'E_CERT_NAME_MISMATCH');
+    await expectFlareCodeAsync(() => verifyCertificate(client, { rootCaPem: root.certPem, at: now, expectedType: 'server' }), 'E_CERT_WRONG_TYPE');
   });
   it('the same bytes as PEM or DER give the same answer; a CRL of another root is refused for a cached leaf (E_CRL_INVALID)', async () => {
     const der = new NodeX509(client).raw;
     expect(verifyCertificate(der, { rootCaPem: root.certPem, at: now })).toEqual(verifyCertificate(client, { rootCaPem: root.certPem, at: now }));
     const foreign = await createCrl({ issuer: await createRootCa({ commonName: 'elsewhere', now }), entries: [], crlNumber: 1, now });
-    await expectCode(() => verifyCertificate(client, { rootCaPem: root.certPem, at: now, crl: foreign }), 'E_CRL_INVALID');
+    await expectFlareCodeAsync(() => verifyCertificate(client, { rootCaPem: root.certPem, at: now, crl: foreign }), 'E_CRL_INVALID');
   });
   it('re-checks a CRL object that was verified against another root with the same name (E_CRL_INVALID)', async () => {
     const serial = verifyCertificate(client, { rootCaPem: root.certPem, at: now }).serial;
     // 'other' has the same CN as 'root': its CRL names the same issuer and may list any serial.
     const foreign = loadCrl(await createCrl({ issuer: other, entries: [{ serial, date: now }], crlNumber: 1, now }), { rootCaPem: other.certPem });
     expect(foreign.verified).toBe(true);
-    await expectCode(() => verifyCertificate(client, { rootCaPem: root.certPem, at: now, crl: foreign }), 'E_CRL_INVALID');
+    await expectFlareCodeAsync(() => verifyCertificate(client, { rootCaPem: root.certPem, at: now, crl: foreign }), 'E_CRL_INVALID');
     // A hand-built object claiming to be verified is checked too.
-    await expectCode(() => verifyCertificate(client, { rootCaPem: root.certPem, at: now, crl: { ...foreign } }), 'E_CRL_INVALID');
+    await expectFlareCodeAsync(() => verifyCertificate(client, { rootCaPem: root.certPem, at: now, crl: { ...foreign } }), 'E_CRL_INVALID');
     const own = loadCrl(await createCrl({ issuer: root, entries: [], crlNumber: 3, now }), { rootCaPem: root.certPem });
     expect(verifyCertificate(client, { rootCaPem: root.certPem, at: now, crl: own }).name).toBe('site-1');
   });

@@ -1,17 +1,4 @@
-import {
-  AggregatorError,
-  AttestError,
-  AuditError,
-  AuthError,
-  CodecError,
-  FlareError,
-  FlareRuntimeError,
-  isFlareErrorCode,
-  PkiError,
-  PolicyError,
-  TransportError,
-  type FlareErrorCode,
-} from '@flare/core';
+import { flareErrorFromCode, FlareError, isFlareErrorCode, TransportError } from '@flare/core';
 
 /**
  * How a connection ended. `code` is the WebSocket close code (RFC 6455 section 7.4: 1000 normal, 1001 going
@@ -46,21 +33,6 @@ export const CLOSE_REFUSED = 4000;
 export const CLOSE_NORMAL = 1000;
 export const CLOSE_GOING_AWAY = 1001;
 
-type Ctor = new (code: never, message: string, options?: { cause?: unknown }) => FlareError;
-
-// The area subclass for a code read back from the peer, so that `instanceof AuthError` works on both sides.
-const AREAS: ReadonlyArray<readonly [string, Ctor]> = [
-  ['E_AUTH_', AuthError],
-  ...['E_PKI_', 'E_CERT_', 'E_CRL_', 'E_CSR_', 'E_KIT_', 'E_CA_', 'E_PROJECT_', 'E_PROVISION_', 'E_REVOKE_'].map((p) => [p, PkiError] as const),
-  ['E_TRANSPORT_', TransportError],
-  ['E_CODEC_', CodecError],
-  ['E_POLICY_', PolicyError],
-  ['E_AUDIT_', AuditError],
-  ['E_AGG', AggregatorError],
-  ['E_ATTEST_', AttestError],
-  ['E_RUNTIME_', FlareRuntimeError],
-];
-
 // Errors this transport re-created from what a peer sent (a close frame or a goodbye), with how it arrived.
 const refusals = new WeakMap<FlareError, PeerRefusal>();
 
@@ -89,10 +61,8 @@ export function errorFromClose(code: number, reason: string): FlareError | undef
   if (code === CLOSE_NORMAL) return undefined;
   if (code === CLOSE_GOING_AWAY) return new TransportError('E_TRANSPORT_SHUTDOWN', 'the peer is shutting down');
   if (code === 1009) return new TransportError('E_TRANSPORT_MESSAGE_TOO_LARGE', 'the peer closed the connection: a WebSocket frame exceeded its limit');
-  if (code === CLOSE_REFUSED && isFlareErrorCode(reason)) {
-    const Area = AREAS.find(([prefix]) => reason.startsWith(prefix))?.[1] ?? FlareError;
-    return new (Area as new (code: FlareErrorCode, message: string) => FlareError)(reason, `the peer refused the connection (${reason})`);
-  }
+  // The code's own area class (core's catalog), so that `instanceof AuthError` works on both sides.
+  if (code === CLOSE_REFUSED && isFlareErrorCode(reason)) return flareErrorFromCode(reason, `the peer refused the connection (${reason})`);
   if (code === 1006 || code === 1005) return new TransportError('E_TRANSPORT_CLOSED', 'the connection was lost');
   return new TransportError('E_TRANSPORT_REFUSED', `the peer closed the connection with code ${code}`);
 }

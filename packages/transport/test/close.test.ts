@@ -1,7 +1,7 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import { once } from 'node:events';
 import { createServer as createNetServer, connect as netConnect, type Socket } from 'node:net';
-import { AuthError, canonicalJson, encodeFrame, PkiError, TransportError, type JsonValue } from '@flare/core';
+import { AuthError, canonicalJson, DpError, encodeFrame, PkiError, PolicyError, SecAggError, TransportError, type JsonValue } from '@flare/core';
 import { afterEach, describe, expect, it } from 'vitest';
 import { CLOSE_REFUSED, dial, errorFromClose, listen, refusalOf, type Connection, type Header, type MessageGuard } from '../src/index.js';
 import { within } from './certs.js';
@@ -19,6 +19,13 @@ describe('errorFromClose (RFC 6455 section 7.4 close codes)', () => {
     expect(errorFromClose(CLOSE_REFUSED, 'E_CERT_REVOKED')).toBeInstanceOf(PkiError);
     expect(errorFromClose(CLOSE_REFUSED, 'E_TRANSPORT_IDLE')).toBeInstanceOf(TransportError);
     expect(errorFromClose(CLOSE_REFUSED, 'E_CERT_REVOKED')?.code).toBe('E_CERT_REVOKED');
+  });
+
+  it('every area comes back in its class (core\'s catalog, not a prefix table): dp, secagg and policy scope codes too', () => {
+    expect(errorFromClose(CLOSE_REFUSED, 'E_DP_BUDGET_EXHAUSTED')).toBeInstanceOf(DpError);
+    expect(errorFromClose(CLOSE_REFUSED, 'E_POLICY_SECAGG_REQUIRED')).toBeInstanceOf(PolicyError);
+    expect(errorFromClose(CLOSE_REFUSED, 'E_SECAGG_MALFORMED')?.code).toBe('E_SECAGG_MALFORMED');
+    expect(errorFromClose(CLOSE_REFUSED, 'E_SECAGG_MALFORMED')).toBeInstanceOf(SecAggError);
   });
 
   it('an unknown code or close code becomes E_TRANSPORT_REFUSED (never trusted as a code)', () => {

@@ -1,6 +1,7 @@
 import { once } from 'node:events';
 import { createHash } from 'node:crypto';
-import { decodeModel, encodeFrame, encodeModelParts, FlareError, isFlareError, model, tensor, TransportError } from '@flare/core';
+import { decodeModel, encodeFrame, encodeModelParts, isFlareError, model, tensor, TransportError, type FlareError } from '@flare/core';
+import { expectFlareCodeAsync } from '@flare/core/testing';
 import { afterEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { dial, listen, type ClientOptions, type Connection, type Message, type ServerEndpoint, type ServerOptions } from '../src/index.js';
@@ -34,16 +35,6 @@ async function client(port: number, extra: Partial<ClientOptions<undefined>> = {
   return conn;
 }
 
-async function codeOf(p: Promise<unknown>): Promise<string> {
-  try {
-    await p;
-  } catch (e) {
-    if (e instanceof FlareError) return e.code;
-    throw e;
-  }
-  throw new Error('expected a refusal');
-}
-
 describe('listen / dial', () => {
   it('echoes a message over a clear connection, header and payload intact', async () => {
     const server = await echoServer({ security: 'clear' });
@@ -72,30 +63,28 @@ describe('listen / dial', () => {
   it('refuses an mtls client without a certificate at the TLS handshake (E_TRANSPORT_TLS)', async () => {
     const server = await echoServer({ security: 'mtls', tls: serverTls });
     const refused = once(server as unknown as NodeJS.EventEmitter, 'refused');
-    const code = await codeOf(dial({ security: 'tls', targets: [{ host: '127.0.0.1', port: server.port }], tls: { caPem: pki.caPem } }));
-    expect(code).toBe('E_TRANSPORT_TLS');
+    await expectFlareCodeAsync(dial({ security: 'tls', targets: [{ host: '127.0.0.1', port: server.port }], tls: { caPem: pki.caPem } }), 'E_TRANSPORT_TLS');
     const [refusal] = (await within(refused)) as [{ error: FlareError }];
     expect(refusal.error.code).toBe('E_TRANSPORT_TLS');
   });
 
   it('refuses an mtls client whose certificate comes from another CA (E_TRANSPORT_TLS)', async () => {
     const server = await echoServer({ security: 'mtls', tls: serverTls });
-    const code = await codeOf(
+    await expectFlareCodeAsync(
       dial({ security: 'mtls', targets: [{ host: '127.0.0.1', port: server.port }], tls: { caPem: pki.caPem, certPem: pki.otherClientCertPem, privateKey: pki.otherClientKeyPem } }),
+      'E_TRANSPORT_TLS',
     );
-    expect(code).toBe('E_TRANSPORT_TLS');
   });
 
   it('refuses a server whose certificate the client CA did not issue (E_TRANSPORT_TLS)', async () => {
     const server = await echoServer({ security: 'tls', tls: serverTls });
-    const code = await codeOf(dial({ security: 'tls', targets: [{ host: '127.0.0.1', port: server.port }], tls: { caPem: pki.otherCaPem } }));
-    expect(code).toBe('E_TRANSPORT_TLS');
+    await expectFlareCodeAsync(dial({ security: 'tls', targets: [{ host: '127.0.0.1', port: server.port }], tls: { caPem: pki.otherCaPem } }), 'E_TRANSPORT_TLS');
   });
 
   it('refuses tls without a certificate in its configuration (E_TRANSPORT_CONFIG)', async () => {
-    expect(await codeOf(listen({ security: 'tls', port: 0 }))).toBe('E_TRANSPORT_CONFIG');
-    expect(await codeOf(dial({ security: 'mtls', targets: [{ host: '127.0.0.1', port: 1 }], tls: { caPem: pki.caPem } }))).toBe('E_TRANSPORT_CONFIG');
-    expect(await codeOf(dial({ security: 'clear', targets: [] }))).toBe('E_TRANSPORT_CONFIG');
+    await expectFlareCodeAsync(listen({ security: 'tls', port: 0 }), 'E_TRANSPORT_CONFIG');
+    await expectFlareCodeAsync(dial({ security: 'mtls', targets: [{ host: '127.0.0.1', port: 1 }], tls: { caPem: pki.caPem } }), 'E_TRANSPORT_CONFIG');
+    await expectFlareCodeAsync(dial({ security: 'clear', targets: [] }), 'E_TRANSPORT_CONFIG');
   });
 
   it('connects over IPv6 and by DNS name, and falls through a dead address to the next one', async () => {
@@ -115,7 +104,7 @@ describe('listen / dial', () => {
     const dead = await listen({ security: 'clear', port: 0 });
     const port = dead.port;
     await dead.close();
-    expect(await codeOf(dial({ security: 'clear', targets: [{ host: '127.0.0.1', port }] }))).toBe('E_TRANSPORT_CONNECT');
+    await expectFlareCodeAsync(dial({ security: 'clear', targets: [{ host: '127.0.0.1', port }] }), 'E_TRANSPORT_CONNECT');
   });
 });
 
@@ -155,7 +144,7 @@ describe('streaming', () => {
     const info = await within(conn.closed);
     expect(info.error?.code).toBe('E_TRANSPORT_MESSAGE_TOO_LARGE');
     const small = await client(server.port, { limits: { maxMessageBytes: 100 } });
-    expect(await codeOf(small.send({}, new Uint8Array(101)))).toBe('E_TRANSPORT_MESSAGE_TOO_LARGE');
+    await expectFlareCodeAsync(small.send({}, new Uint8Array(101)), 'E_TRANSPORT_MESSAGE_TOO_LARGE');
   });
 });
 
@@ -192,7 +181,7 @@ describe('before login', () => {
   it('refuses connections over the limit (E_TRANSPORT_CONNECTION_LIMIT)', async () => {
     const server = await echoServer({ security: 'clear', limits: { maxConnections: 1 } });
     await client(server.port);
-    expect(await codeOf(dial({ security: 'clear', targets: [{ host: '127.0.0.1', port: server.port }] }))).toBe('E_TRANSPORT_CONNECTION_LIMIT');
+    await expectFlareCodeAsync(dial({ security: 'clear', targets: [{ host: '127.0.0.1', port: server.port }] }), 'E_TRANSPORT_CONNECTION_LIMIT');
   });
 
   it('closes with the code of a refused login, which the client reads back as the same FlareError', async () => {
@@ -203,7 +192,7 @@ describe('before login', () => {
         throw new TransportError('E_TRANSPORT_PROTOCOL', 'no');
       },
     });
-    const code = await codeOf(
+    await expectFlareCodeAsync(
       dial({
         security: 'clear',
         targets: [{ host: '127.0.0.1', port: server.port }],
@@ -213,8 +202,8 @@ describe('before login', () => {
           return undefined;
         },
       }),
+      'E_TRANSPORT_PROTOCOL',
     );
-    expect(code).toBe('E_TRANSPORT_PROTOCOL');
   });
 });
 
@@ -284,7 +273,7 @@ describe('liveness and closing', () => {
     await server.close();
     servers.splice(servers.indexOf(server as ServerEndpoint<unknown>), 1);
     expect((await within(other.closed)).error?.code).toBe('E_TRANSPORT_SHUTDOWN');
-    expect(await codeOf(other.send({}))).toBe('E_TRANSPORT_SHUTDOWN');
+    await expectFlareCodeAsync(other.send({}), 'E_TRANSPORT_SHUTDOWN');
   });
 
   it('a normal close carries no error', async () => {

@@ -1,0 +1,174 @@
+// The processes of the scale bench (suites/scale.ts): the server, or a worker that runs many lightweight sites at
+// once, each with its own kit (its own certificate and key), its own mTLS connection and @flare/auth session,
+// its own ClientEngine and audit log. Started as
+//   node --expose-gc -e "import('<this file>').then((m) => m.main(<json config>))"
+// and driven by JSON lines: the parent writes commands on stdin, the process answers one JSON line on stdout.
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { AuditLog } from '@flare/audit';
+import { model, tensor } from '@flare/core';
+import { loadKit } from '@flare/pki';
+import { parseAuthorizationPolicy, parseComponentPolicy, parsePrivacyPolicy, parseResourcePolicy, ResourceManager } from '@flare/policy';
+import { ClientEngine, ServerEngine, linkToServer, listenForParticipants, parseAggregationPolicy, type LearnerFactory, type SitePolicy } from '@flare/runtime';
+
+/** What a scale process is told to be. */
+export type ScaleConfig =
+  | { readonly role: 'server'; readonly kit: string; readonly workspace: string; readonly sites: number }
+  | {
+      readonly role: 'worker';
+      readonly workspace: string;
+      readonly port: number;
+      /** The sites this worker runs: name and kit folder. */
+      readonly sites: ReadonlyArray<{ readonly name: string; readonly kit: string }>;
+      /** Logins this worker runs at once. */
+      readonly concurrency: number;
+      readonly params: number;
+      /** Site audit logs (hash-chained, signed): on unless false. */
+      readonly audit: boolean;
+    };
+
+const say = (o: object): void => void process.stdout.write(`${JSON.stringify(o)}\n`);
+const gc = (globalThis as { gc?: () => void }).gc;
+
+/** RSS after a full collection (when the process runs with --expose-gc), so that garbage does not count. */
+function settledRss(): { rssKiB: number; heapKiB: number; externalKiB: number } {
+  gc?.();
+  gc?.();
+  const m = process.memoryUsage();
+  return { rssKiB: Math.round(m.rss / 1024), heapKiB: Math.round(m.heapUsed / 1024), externalKiB: Math.round((m.external + m.arrayBuffers) / 1024) };
+}
+
+/** Answers the parent's commands until it says `stop` (or closes stdin): then `stop()`, peak RSS, exit. */
+function serve(commands: Record<string, () => Promise<object>>, stop: () => Promise<void>): void {
+  const lines = createInterface({ input: process.stdin });
+  let stopping = false;
+  const end = (): void => {
+    if (stopping) return;
+    stopping = true;
+    void stop()
+      .catch((e: unknown) => process.stderr.write(`stop failed: ${String(e)}\n`))
+      .finally(() => {
+        say({ maxRssKiB: process.resourceUsage().maxRSS });
+        process.exit(0);
+      });
+  };
+  lines.on('line', (line) => {
+    const cmd = line.trim();
+    if (cmd === 'stop' || cmd === '') return end();
+    const run = commands[cmd];
+    if (run === undefined) return say({ error: `unknown command ${cmd}` });
+    run().then(say, (e: unknown) => say({ error: e instanceof Error ? e.message : String(e) }));
+  });
+  lines.on('close', end);
+}
+
+/**
+ * Site policies that admit the bench's job: everything, under one public scope. The parsed policies are shared;
+ * each site gets its own resource manager (reservations are per site).
+ */
+function openPolicies(): () => SitePolicy {
+  const authorization = parseAuthorizationPolicy({ format_version: '1.0', permissions: { project_admin: 'any' } });
+  const privacy = parsePrivacyPolicy({ scopes: [{ name: 'public' }], default_scope: 'public' }, { registry: new Map() });
+  const components = parseComponentPolicy({ allow: ['pass'] });
+  const resources = parseResourcePolicy({ limits: { max_concurrent_jobs: 4 } });
+  return () => ({ authorization: () => authorization, privacy: () => privacy, components: () => components, resources: new ResourceManager(resources), rootCa: '' });
+}
+
+const anything = { safeParse: (v: unknown) => ({ success: true as const, data: v }) };
+
+/** A learner with no compute and one shared update: the figures are the federation's cost per site. */
+function passLearner(params: number): LearnerFactory<unknown> {
+  const d = new Float32Array(params);
+  for (let i = 0; i < d.length; i++) d[i] = 1e-3 * ((i % 7) - 3);
+  const update = model({ w: tensor(d, [params]) }, 'diff', { NUM_STEPS_CURRENT_ROUND: 1 });
+  return { name: 'pass', args: anything, create: () => ({ train: () => Promise.resolve(update), validate: () => Promise.resolve({}) }) } as unknown as LearnerFactory<unknown>;
+}
+
+async function server(c: Extract<ScaleConfig, { role: 'server' }>): Promise<void> {
+  await mkdir(c.workspace, { recursive: true });
+  const kit = await loadKit(c.kit);
+  const log = await AuditLog.open(join(c.workspace, 'server.audit.jsonl'), { site: kit.participant.name, signer: kit.privateKey });
+  // Every site of the bench dials from 127.0.0.1: one address, as behind a NAT or a TLS-terminating proxy, so
+  // the per-address pre-login caps are raised to the totals (the totals stay at their defaults).
+  const listener = await listenForParticipants({ kit, port: 0, limits: { maxPendingLoginsPerAddress: 256, maxHandshakesPerAddress: 512, maxConnections: Math.max(4096, c.sites + 64), maxMessageBytes: 64 * 1024 ** 2 } });
+  const engine = await ServerEngine.start({
+    name: kit.participant.name,
+    org: kit.participant.org,
+    workspace: c.workspace,
+    listener,
+    authorize: () => true,
+    audit: log.append,
+    limits: { deployWaitMs: 600_000, deployTimeoutMs: 600_000, heartbeatTimeoutMs: 120_000 },
+    aggregation: parseAggregationPolicy({ require: 'none' }),
+  });
+  say({ port: listener.port, ...settledRss() });
+  serve(
+    {
+      rss: () => Promise.resolve({ ...settledRss(), connected: engine.registry.names().length }),
+    },
+    async () => {
+      await engine.close();
+      await log.close();
+    },
+  );
+}
+
+/** Runs `fn` over `items` with at most `limit` at once. */
+async function mapLimit<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(limit, items.length) }, async () => {
+      while (next < items.length) await fn(items[next++]!);
+    }),
+  );
+}
+
+async function worker(c: Extract<ScaleConfig, { role: 'worker' }>): Promise<void> {
+  await mkdir(c.workspace, { recursive: true });
+  const policy = openPolicies();
+  const learners = new Map([['pass', passLearner(c.params)]]);
+  const targets = [{ host: '127.0.0.1', port: c.port }];
+  const engines: ClientEngine[] = [];
+  const logs: AuditLog[] = [];
+  say({ worker: 'up', ...settledRss() });
+  serve(
+    {
+      // Logs every site in: loads its kit, dials, TLS handshake, @flare/auth login, registration with the server.
+      login: async () => {
+        const t0 = performance.now();
+        await mapLimit(c.sites, c.concurrency, async ({ name, kit: dir }) => {
+          const kit = await loadKit(dir);
+          const workspace = join(c.workspace, name);
+          await mkdir(workspace, { recursive: true });
+          const log = c.audit ? await AuditLog.open(join(workspace, 'audit.jsonl'), { site: name, signer: kit.privateKey }) : undefined;
+          if (log !== undefined) logs.push(log);
+          const engine = await ClientEngine.start({
+            site: { name, org: kit.participant.org },
+            policy: policy(),
+            learners,
+            filters: new Map(),
+            workspace,
+            link: linkToServer({ kit, targets, connectTimeoutMs: 600_000 }),
+            limits: { welcomeTimeoutMs: 600_000, deployTimeoutMs: 600_000 },
+            ...(log === undefined ? {} : { audit: log.append }),
+          });
+          engines.push(engine);
+          await engine.registered(600_000);
+        });
+        return { loggedIn: c.sites.length, ms: performance.now() - t0, ...settledRss() };
+      },
+      rss: () => Promise.resolve(settledRss()),
+    },
+    async () => {
+      await Promise.all(engines.map((e) => e.close()));
+      await Promise.all(logs.map((l) => l.close()));
+    },
+  );
+}
+
+/** Runs one process of the scale bench until the parent says `stop`. */
+export async function main(c: ScaleConfig): Promise<void> {
+  if (c.role === 'server') await server(c);
+  else await worker(c);
+}

@@ -1,0 +1,196 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { encodeModel, model, tensor } from '@flare/core';
+import { loadKit, parseProject, provision } from '@flare/pki';
+import { AdminClient, connectToServer } from '@flare/runtime';
+import type { Row, Suite } from '../harness.js';
+import type { ScaleConfig } from '../participants/scale.js';
+
+// A thousand sites on one server (issue #18 item 3). N sites are provisioned once into a temporary folder (each
+// its own key and certificate), then for each size a fresh server process and a few worker processes that run
+// the sites, many per process: each site loads its own kit, dials the server over mTLS, logs in with
+// @flare/auth, registers and keeps a hash-chained audit log, as a real site does; the learner computes nothing
+// and the model is small, so the figures are the federation's cost per site. Measured: provisioning rate,
+// logins per second (from the first dial to the last site registered), the server's RSS per connected site
+// (after a full GC, before and after the logins), and the latency of a scatter-and-gather round of FedAvg.
+//
+// Sizes: FLARE_BENCH_SCALE_SITES (default "100,1000"; 5000 takes long on a shared machine), workers:
+// FLARE_BENCH_SCALE_WORKERS (default 4), model size FLARE_BENCH_SCALE_PARAMS (default 10,000 float32).
+
+const PARAMS = Number(process.env['FLARE_BENCH_SCALE_PARAMS'] ?? 10_000);
+const ROUNDS = 3;
+const PARTICIPANT = fileURLToPath(new URL('../participants/scale.js', import.meta.url));
+const ANSWER_MS = 1_800_000;
+
+type Answer = Record<string, number | string>;
+
+interface Proc {
+  readonly child: ChildProcess;
+  next(timeoutMs?: number): Promise<Answer>;
+  ask(command: string, timeoutMs?: number): Promise<Answer>;
+  stop(): Promise<Answer>;
+}
+
+/** One process of the bench, with its file-descriptor limit raised (every site holds a socket and a log). */
+function participant(config: ScaleConfig): Proc {
+  const script = `import(${JSON.stringify(pathToFileURL(PARTICIPANT).href)}).then((m) => m.main(${JSON.stringify(config)}))`;
+  // `ulimit -n` in a shell that then execs node: Node cannot raise its own limit.
+  const child = spawn('/bin/sh', ['-c', 'ulimit -n "$(ulimit -Hn)" 2>/dev/null; exec "$0" --expose-gc -e "$1"', process.execPath, script], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const lines = createInterface({ input: child.stdout! });
+  const queue: string[] = [];
+  const waiters: Array<(l: string) => void> = [];
+  lines.on('line', (l) => {
+    const w = waiters.shift();
+    if (w !== undefined) w(l);
+    else queue.push(l);
+  });
+  const next = (timeoutMs = ANSWER_MS): Promise<Answer> =>
+    new Promise((done, fail) => {
+      const queued = queue.shift();
+      if (queued !== undefined) return done(JSON.parse(queued) as Answer);
+      if (child.exitCode !== null) return fail(new Error(`${config.role} exited (${child.exitCode})`));
+      const t = setTimeout(() => fail(new Error(`${config.role} did not answer within ${timeoutMs} ms`)), timeoutMs);
+      const exit = (code: number | null): void => {
+        clearTimeout(t);
+        fail(new Error(`${config.role} exited (${code})`));
+      };
+      child.once('exit', exit);
+      waiters.push((line) => {
+        clearTimeout(t);
+        child.off('exit', exit);
+        const a = JSON.parse(line) as Answer;
+        if (typeof a['error'] === 'string') fail(new Error(`${config.role}: ${a['error']}`));
+        else done(a);
+      });
+    });
+  return {
+    child,
+    next,
+    ask: (command, timeoutMs) => {
+      child.stdin!.write(`${command}\n`);
+      return next(timeoutMs);
+    },
+    stop: async () => {
+      if (child.exitCode !== null) return {};
+      const last = next(120_000).catch(() => ({}) as Answer);
+      child.stdin!.end('stop\n');
+      const answer = await last;
+      const exited = new Promise((d) => (child.exitCode !== null ? d(undefined) : child.once('exit', d)));
+      const t = setTimeout(() => child.kill('SIGKILL'), 60_000);
+      await exited;
+      clearTimeout(t);
+      return answer;
+    },
+  };
+}
+
+const median = (xs: readonly number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+const load = (): string => `load ${loadavg()[0]!.toFixed(1)}`;
+
+interface Run {
+  readonly loginsPerSecond: number;
+  readonly loginLoad: string;
+  readonly serverRssPerSiteKiB: number;
+  readonly serverRssMiB: number;
+  readonly workerRssPerSiteKiB: number;
+  readonly roundMs: number;
+  readonly roundLoad: string;
+}
+
+async function runSize(o: { readonly n: number; readonly workers: number; readonly kits: ReadonlyMap<string, string>; readonly dir: string }): Promise<Run> {
+  const ws = await mkdtemp(join(o.dir, `run-${o.n}-`));
+  const server = participant({ role: 'server', kit: o.kits.get('server')!, workspace: join(ws, 'server'), sites: o.n });
+  const workers: Proc[] = [];
+  try {
+    const up = await server.next();
+    const port = Number(up['port']);
+    const names = Array.from({ length: o.n }, (_, i) => `site-${i + 1}`);
+    const per = Math.ceil(o.n / o.workers);
+    for (let w = 0; w * per < o.n; w++) {
+      const sites = names.slice(w * per, (w + 1) * per).map((name) => ({ name, kit: o.kits.get(name)! }));
+      workers.push(participant({ role: 'worker', workspace: join(ws, `worker-${w}`), port, sites, concurrency: 16, params: PARAMS, audit: true }));
+    }
+    const idle = await Promise.all(workers.map((w) => w.next()));
+    const before = await server.ask('rss');
+    const t0 = performance.now();
+    const logins = await Promise.all(workers.map((w) => w.ask('login')));
+    const loginMs = performance.now() - t0;
+    const loginLoad = load();
+    const after = await server.ask('rss');
+    if (Number(after['connected']) !== o.n) throw new Error(`${String(after['connected'])} of ${o.n} sites registered`);
+    const workerGrowth = logins.reduce((s, a, i) => s + Number(a['rssKiB']) - Number(idle[i]!['rssKiB']), 0);
+
+    const admin = new AdminClient(await connectToServer({ kit: await loadKit(o.kits.get('admin@bench.org')!), targets: [{ host: '127.0.0.1', port }] }), { timeoutMs: 600_000 });
+    try {
+      const definition = { name: 'scale', rounds: ROUNDS, min_clients: o.n, round_timeout_s: 1800, deploy: ['@ALL'], learner: { name: 'pass', args: {} }, aggregator: { name: 'fedavg' } };
+      const initial = encodeModel(model({ w: tensor(new Float32Array(PARAMS), [PARAMS]) }));
+      const id = await admin.submit({ meta: new TextEncoder().encode(JSON.stringify(definition)), model: initial, files: new Map() });
+      const end = Date.now() + ANSWER_MS;
+      let rec = await admin.status(id);
+      let roundLoad = load();
+      while (rec.status === 'SUBMITTED' || rec.status === 'RUNNING') {
+        if (Date.now() > end) throw new Error(`the ${o.n}-site job did not finish in ${ANSWER_MS / 60_000} minutes`);
+        await new Promise((r) => setTimeout(r, 500));
+        if (rec.status === 'RUNNING') roundLoad = load();
+        rec = await admin.status(id);
+      }
+      if (rec.status !== 'FINISHED') throw new Error(`the ${o.n}-site job ended ${rec.status}: ${JSON.stringify(rec)}`);
+      // Round 0 deploys and warms up; the later rounds are measured.
+      const roundMs = median(rec.history.slice(1).map((h) => h.seconds * 1000));
+      return {
+        loginsPerSecond: o.n / (loginMs / 1000),
+        loginLoad,
+        serverRssPerSiteKiB: (Number(after['rssKiB']) - Number(before['rssKiB'])) / o.n,
+        serverRssMiB: Number(after['rssKiB']) / 1024,
+        workerRssPerSiteKiB: workerGrowth / o.n,
+        roundMs,
+        roundLoad,
+      };
+    } finally {
+      admin.close();
+    }
+  } finally {
+    await Promise.all([...workers, server].map((p) => p.stop().catch(() => ({}))));
+    await rm(ws, { recursive: true, force: true });
+  }
+}
+
+export const suite: Suite = {
+  name: 'scale',
+  description: `many authenticated sites on one server (mTLS + @flare/auth + audit logs, each site its own kit, many sites per worker process): provisioning, logins per second, server RSS per site, round latency of FedAvg on a ${PARAMS.toLocaleString('en')}-parameter float32 model (${ROUNDS - 1} measured rounds)`,
+  async run(): Promise<Row[]> {
+    const sizes = (process.env['FLARE_BENCH_SCALE_SITES'] ?? '100,1000').split(',').map(Number);
+    const workers = Number(process.env['FLARE_BENCH_SCALE_WORKERS'] ?? 4);
+    if (sizes.some((n) => !Number.isSafeInteger(n) || n < 1 || n > 10_000) || !Number.isSafeInteger(workers) || workers < 1 || workers > 64) {
+      throw new RangeError('FLARE_BENCH_SCALE_SITES: sizes from 1 to 10,000; FLARE_BENCH_SCALE_WORKERS: 1 to 64');
+    }
+    const dir = await mkdtemp(join(tmpdir(), 'flare-bench-scale-'));
+    try {
+      const most = Math.max(...sizes);
+      const yaml = `api_version: 3\nname: bench\nparticipants:\n  - name: server\n    type: server\n    org: bench\n${Array.from({ length: most }, (_, i) => `  - name: site-${i + 1}\n    type: client\n    org: bench\n`).join('')}  - name: admin@bench.org\n    type: admin\n    org: bench\n    role: project_admin\n`;
+      const t0 = performance.now();
+      const prov = await provision(parseProject(yaml), { workspace: dir });
+      const provisionMs = performance.now() - t0;
+      const kits = new Map(prov.kits.map((k) => [k.name, k.dir] as const));
+      const rows: Row[] = [{ label: `provisioning ${most + 2} kits (one key and certificate each), ${load()}`, value: (most + 2) / (provisionMs / 1000), unit: 'kits/s' }];
+      for (const n of sizes) {
+        const r = await runSize({ n, workers, kits, dir });
+        const w = `${n} sites in ${Math.min(workers, n)} worker processes`;
+        rows.push(
+          { label: `logins (dial, mTLS, @flare/auth login, registration), ${w}, ${r.loginLoad}`, value: r.loginsPerSecond, unit: 'logins/s' },
+          { label: `server RSS per connected site (after GC), ${n} sites`, value: r.serverRssPerSiteKiB, unit: 'KiB' },
+          { label: `server RSS with ${n} sites connected (after GC)`, value: r.serverRssMiB, unit: 'MiB' },
+          { label: `worker RSS per site (ClientEngine, session, audit log), ${n} sites`, value: r.workerRssPerSiteKiB, unit: 'KiB' },
+          { label: `round latency, FedAvg over ${n} sites, ${PARAMS.toLocaleString('en')} parameters, ${r.roundLoad}`, value: r.roundMs, unit: 'ms', ...(n === 1000 ? { aim: '< 10,000 ms' } : {}) },
+        );
+      }
+      return rows;
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  },
+};

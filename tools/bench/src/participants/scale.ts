@@ -31,12 +31,13 @@ export type ScaleConfig =
 const say = (o: object): void => void process.stdout.write(`${JSON.stringify(o)}\n`);
 const gc = (globalThis as { gc?: () => void }).gc;
 
-/** RSS after a full collection (when the process runs with --expose-gc), so that garbage does not count. */
-function settledRss(): { rssKiB: number; heapKiB: number; externalKiB: number } {
+/** RSS after a full collection (when the process runs with --expose-gc), so that garbage does not count; CPU time used. */
+function settledRss(): { rssKiB: number; heapKiB: number; externalKiB: number; cpuMs: number } {
   gc?.();
   gc?.();
   const m = process.memoryUsage();
-  return { rssKiB: Math.round(m.rss / 1024), heapKiB: Math.round(m.heapUsed / 1024), externalKiB: Math.round((m.external + m.arrayBuffers) / 1024) };
+  // CPU time so far (user + system): unlike wall time, it does not grow with the load other processes put on the machine.
+  return { rssKiB: Math.round(m.rss / 1024), heapKiB: Math.round(m.heapUsed / 1024), externalKiB: Math.round((m.external + m.arrayBuffers) / 1024), cpuMs: cpuMs() };
 }
 
 /** Answers the parent's commands until it says `stop` (or closes stdin): then `stop()`, peak RSS, exit. */
@@ -77,18 +78,34 @@ function openPolicies(): () => SitePolicy {
 
 const anything = { safeParse: (v: unknown) => ({ success: true as const, data: v }) };
 
-/** A learner with no compute and one shared update: the figures are the federation's cost per site. */
-function passLearner(params: number): LearnerFactory<unknown> {
+const cpuMs = (): number => {
+  const c = process.cpuUsage();
+  return (c.user + c.system) / 1000;
+};
+
+/**
+ * A learner with no compute and one shared update: the figures are the federation's cost per site. `firstTrain`
+ * records this process's CPU time when the first of its sites trains each round (the rounds' CPU cost).
+ */
+function passLearner(params: number, firstTrain: number[]): LearnerFactory<unknown> {
   const d = new Float32Array(params);
   for (let i = 0; i < d.length; i++) d[i] = 1e-3 * ((i % 7) - 3);
   const update = model({ w: tensor(d, [params]) }, 'diff', { NUM_STEPS_CURRENT_ROUND: 1 });
-  return { name: 'pass', args: anything, create: () => ({ train: () => Promise.resolve(update), validate: () => Promise.resolve({}) }) } as unknown as LearnerFactory<unknown>;
+  const learner = {
+    train: (_global: unknown, ctx: { round: number }) => {
+      firstTrain[ctx.round] ??= cpuMs();
+      return Promise.resolve(update);
+    },
+    validate: () => Promise.resolve({}),
+  };
+  return { name: 'pass', args: anything, create: () => learner } as unknown as LearnerFactory<unknown>;
 }
 
 async function server(c: Extract<ScaleConfig, { role: 'server' }>): Promise<void> {
   await mkdir(c.workspace, { recursive: true });
   const kit = await loadKit(c.kit);
   const log = await AuditLog.open(join(c.workspace, 'server.audit.jsonl'), { site: kit.participant.name, signer: kit.privateKey });
+  const roundEnd: number[] = [];
   // Every site of the bench dials from 127.0.0.1: one address, as behind a NAT or a TLS-terminating proxy, so
   // the per-address pre-login caps are raised to the totals (the totals stay at their defaults).
   const listener = await listenForParticipants({ kit, port: 0, limits: { maxPendingLoginsPerAddress: 256, maxHandshakesPerAddress: 512, maxConnections: Math.max(4096, c.sites + 64), maxMessageBytes: 64 * 1024 ** 2 } });
@@ -101,11 +118,12 @@ async function server(c: Extract<ScaleConfig, { role: 'server' }>): Promise<void
     audit: log.append,
     limits: { deployWaitMs: 600_000, deployTimeoutMs: 600_000, heartbeatTimeoutMs: 120_000 },
     aggregation: parseAggregationPolicy({ require: 'none' }),
+    onRound: (_job, record) => void (roundEnd[record.round] = cpuMs()),
   });
   say({ port: listener.port, ...settledRss() });
   serve(
     {
-      rss: () => Promise.resolve({ ...settledRss(), connected: engine.registry.names().length }),
+      rss: () => Promise.resolve({ ...settledRss(), connected: engine.registry.names().length, roundEnd }),
     },
     async () => {
       await engine.close();
@@ -127,7 +145,8 @@ async function mapLimit<T>(items: readonly T[], limit: number, fn: (item: T) => 
 async function worker(c: Extract<ScaleConfig, { role: 'worker' }>): Promise<void> {
   await mkdir(c.workspace, { recursive: true });
   const policy = openPolicies();
-  const learners = new Map([['pass', passLearner(c.params)]]);
+  const firstTrain: number[] = [];
+  const learners = new Map([['pass', passLearner(c.params, firstTrain)]]);
   const targets = [{ host: '127.0.0.1', port: c.port }];
   const engines: ClientEngine[] = [];
   const logs: AuditLog[] = [];
@@ -158,7 +177,7 @@ async function worker(c: Extract<ScaleConfig, { role: 'worker' }>): Promise<void
         });
         return { loggedIn: c.sites.length, ms: performance.now() - t0, ...settledRss() };
       },
-      rss: () => Promise.resolve(settledRss()),
+      rss: () => Promise.resolve({ ...settledRss(), firstTrain }),
     },
     async () => {
       await Promise.all(engines.map((e) => e.close()));

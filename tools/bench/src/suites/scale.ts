@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { loadavg, tmpdir } from 'node:os';
+import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -26,7 +26,7 @@ const ROUNDS = 3;
 const PARTICIPANT = fileURLToPath(new URL('../participants/scale.js', import.meta.url));
 const ANSWER_MS = 1_800_000;
 
-type Answer = Record<string, number | string>;
+type Answer = Record<string, number | string | number[]>;
 
 interface Proc {
   readonly child: ChildProcess;
@@ -39,7 +39,10 @@ interface Proc {
 function participant(config: ScaleConfig): Proc {
   const script = `import(${JSON.stringify(pathToFileURL(PARTICIPANT).href)}).then((m) => m.main(${JSON.stringify(config)}))`;
   // `ulimit -n` in a shell that then execs node: Node cannot raise its own limit.
-  const child = spawn('/bin/sh', ['-c', 'ulimit -n "$(ulimit -Hn)" 2>/dev/null; exec "$0" --expose-gc -e "$1"', process.execPath, script], { stdio: ['pipe', 'pipe', 'inherit'] });
+  // FLARE_BENCH_SCALE_PROFILE=<dir>: V8 CPU profiles of every process, written there when it exits.
+  const profile = process.env['FLARE_BENCH_SCALE_PROFILE'];
+  const flags = ['--expose-gc', ...(profile === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${profile}`, `--cpu-prof-name=${config.role}-${process.hrtime.bigint()}.cpuprofile`])];
+  const child = spawn('/bin/sh', ['-c', 'ulimit -n "$(ulimit -Hn)" 2>/dev/null; exec "$@"', 'sh', process.execPath, ...flags, '-e', script], { stdio: ['pipe', 'pipe', 'inherit'] });
   const lines = createInterface({ input: child.stdout! });
   const queue: string[] = [];
   const waiters: Array<(l: string) => void> = [];
@@ -99,6 +102,16 @@ interface Run {
   readonly workerRssPerSiteKiB: number;
   readonly roundMs: number;
   readonly roundLoad: string;
+  /** CPU time per login: the server's, and the workers' (site side), ms. */
+  readonly serverCpuPerLoginMs: number;
+  readonly siteCpuPerLoginMs: number;
+  /** The server's CPU time for the whole job (deploy and every round), ms. */
+  readonly serverCpuJobMs: number;
+  /** The workers' CPU time for the whole job (all sites), ms. */
+  readonly siteCpuJobMs: number;
+  /** CPU time of one round in steady state: the server's, and all sites' together, ms. */
+  readonly serverCpuRoundMs: number;
+  readonly siteCpuRoundMs: number;
 }
 
 async function runSize(o: { readonly n: number; readonly workers: number; readonly kits: ReadonlyMap<string, string>; readonly dir: string }): Promise<Run> {
@@ -123,6 +136,7 @@ async function runSize(o: { readonly n: number; readonly workers: number; readon
     const after = await server.ask('rss');
     if (Number(after['connected']) !== o.n) throw new Error(`${String(after['connected'])} of ${o.n} sites registered`);
     const workerGrowth = logins.reduce((s, a, i) => s + Number(a['rssKiB']) - Number(idle[i]!['rssKiB']), 0);
+    const workerCpu = logins.reduce((s, a, i) => s + Number(a['cpuMs']) - Number(idle[i]!['cpuMs']), 0);
 
     const admin = new AdminClient(await connectToServer({ kit: await loadKit(o.kits.get('admin@bench.org')!), targets: [{ host: '127.0.0.1', port }] }), { timeoutMs: 600_000 });
     try {
@@ -138,7 +152,18 @@ async function runSize(o: { readonly n: number; readonly workers: number; readon
         if (rec.status === 'RUNNING') roundLoad = load();
         rec = await admin.status(id);
       }
-      if (rec.status !== 'FINISHED') throw new Error(`the ${o.n}-site job ended ${rec.status}: ${JSON.stringify(rec)}`);
+      if (rec.status !== 'FINISHED') throw new Error(`the ${o.n}-site job ended ${rec.status}: ${JSON.stringify(rec).slice(0, 2000)}`);
+      const done = await server.ask('rss');
+      const workersDone = await Promise.all(workers.map((w) => w.ask('rss')));
+      // Steady-state CPU of one round: the server's between the ends of consecutive rounds after the first, the
+      // sites' between the first training of round 1 and of round 2 in each worker.
+      const ends = done['roundEnd'] as number[];
+      const serverRoundCpu = median(ends.slice(2).map((e, i) => e - ends[i + 1]!));
+      const siteRoundCpu = workersDone.reduce((s, a) => {
+        const t = a['firstTrain'] as number[];
+        return s + t[2]! - t[1]!;
+      }, 0);
+      const workerJobCpu = workersDone.reduce((s, a, i) => s + Number(a['cpuMs']) - Number(logins[i]!['cpuMs']), 0);
       // Round 0 deploys and warms up; the later rounds are measured.
       const roundMs = median(rec.history.slice(1).map((h) => h.seconds * 1000));
       return {
@@ -149,6 +174,12 @@ async function runSize(o: { readonly n: number; readonly workers: number; readon
         workerRssPerSiteKiB: workerGrowth / o.n,
         roundMs,
         roundLoad,
+        serverCpuPerLoginMs: (Number(after['cpuMs']) - Number(before['cpuMs'])) / o.n,
+        siteCpuPerLoginMs: workerCpu / o.n,
+        serverCpuJobMs: Number(done['cpuMs']) - Number(after['cpuMs']),
+        siteCpuJobMs: workerJobCpu,
+        serverCpuRoundMs: serverRoundCpu,
+        siteCpuRoundMs: siteRoundCpu,
       };
     } finally {
       admin.close();
@@ -182,10 +213,17 @@ export const suite: Suite = {
         const w = `${n} sites in ${Math.min(workers, n)} worker processes`;
         rows.push(
           { label: `logins (dial, mTLS, @flare/auth login, registration), ${w}, ${r.loginLoad}`, value: r.loginsPerSecond, unit: 'logins/s' },
+          { label: `  CPU time per login: server`, value: r.serverCpuPerLoginMs, unit: 'ms' },
+          { label: `  CPU time per login: site (kit, dial, TLS, login, registration, audit log)`, value: r.siteCpuPerLoginMs, unit: 'ms' },
           { label: `server RSS per connected site (after GC), ${n} sites`, value: r.serverRssPerSiteKiB, unit: 'KiB' },
           { label: `server RSS with ${n} sites connected (after GC)`, value: r.serverRssMiB, unit: 'MiB' },
           { label: `worker RSS per site (ClientEngine, session, audit log), ${n} sites`, value: r.workerRssPerSiteKiB, unit: 'KiB' },
           { label: `round latency, FedAvg over ${n} sites, ${PARAMS.toLocaleString('en')} parameters, ${r.roundLoad}`, value: r.roundMs, unit: 'ms', ...(n === 1000 ? { aim: '< 10,000 ms' } : {}) },
+          { label: `  CPU time of one round (steady state): server`, value: r.serverCpuRoundMs, unit: 'ms' },
+          { label: `  CPU time of one round (steady state): all ${n} sites together`, value: r.siteCpuRoundMs, unit: 'ms' },
+          { label: `  the round's CPU time, server and sites, over the machine's ${cpus().length} cores (its latency on an idle machine, if the CPU is the limit)`, value: (r.serverCpuRoundMs + r.siteCpuRoundMs) / cpus().length, unit: 'ms', ...(n === 1000 ? { aim: '< 10,000 ms' } : {}) },
+          { label: `  CPU time for the job (deploy to ${n} sites and ${ROUNDS} rounds) per site: server`, value: r.serverCpuJobMs / n, unit: 'ms' },
+          { label: `  CPU time for the job per site: site (task, update, audit log)`, value: r.siteCpuJobMs / n, unit: 'ms' },
         );
       }
       return rows;

@@ -74,12 +74,23 @@ export async function clearConnect(m: { transport: Any; runtime: Any }, port: nu
   return m.runtime.connectionChannel(c);
 }
 
-/** A learner with no compute: the figures are the federation's overhead, not training. */
-function passLearner(m: Modules, params: number): Any {
+const cpuMs = (): number => {
+  const c = process.cpuUsage();
+  return (c.user + c.system) / 1000;
+};
+
+/**
+ * A learner with no compute: the figures are the federation's overhead, not training. `firstTrain` records the
+ * process's CPU time when it first trains each round: the differences are the site's CPU cost of a round.
+ */
+function passLearner(m: Modules, params: number, firstTrain: number[]): Any {
   const d = new Float32Array(params);
   for (let i = 0; i < d.length; i++) d[i] = 1e-3 * ((i % 7) - 3);
   return {
-    train: async () => m.core.model({ w: m.core.tensor(d, [params]) }, 'diff', { NUM_STEPS_CURRENT_ROUND: 1 }),
+    train: async (_global: unknown, ctx?: { round?: number }) => {
+      if (ctx?.round !== undefined) firstTrain[ctx.round] ??= cpuMs();
+      return m.core.model({ w: m.core.tensor(d, [params]) }, 'diff', { NUM_STEPS_CURRENT_ROUND: 1 });
+    },
     validate: async () => ({}),
   };
 }
@@ -100,11 +111,11 @@ function openPolicy(m: Modules, api: 'before' | 'after'): Any {
 
 const say = (o: object): void => void process.stdout.write(`${JSON.stringify(o)}\n`);
 
-/** Reports peak memory and exits when the parent writes a line (or closes stdin). */
-function onStop(stop: () => Promise<void>): void {
+/** Reports peak memory (and `extra`) and exits when the parent writes a line (or closes stdin). */
+function onStop(stop: () => Promise<void>, extra: object = {}): void {
   process.stdin.resume();
   const done = (): void => {
-    say({ maxRssKiB: process.resourceUsage().maxRSS });
+    say({ maxRssKiB: process.resourceUsage().maxRSS, ...extra });
     void stop().finally(() => process.exit(0));
   };
   process.stdin.once('data', done);
@@ -120,22 +131,31 @@ export async function main(c: ParticipantConfig): Promise<void> {
   const audit = auditLog === undefined ? {} : { audit: auditLog.append };
   if (c.role === 'server') {
     const listener = kit === undefined ? await clearListener(m) : await m.runtime.listenForParticipants({ kit, port: 0 });
-    const wait = c.api === 'before' ? { deployWaitMs: 600_000 } : { limits: { deployWaitMs: 600_000 }, aggregation: m.runtime.parseAggregationPolicy({ require: 'none' }) };
+    // The server's CPU time at the end of each round (this runtime's onRound): the differences are its CPU cost of a round.
+    const roundEnd: number[] = [];
+    const wait =
+      c.api === 'before'
+        ? { deployWaitMs: 600_000 }
+        : { limits: { deployWaitMs: 600_000 }, aggregation: m.runtime.parseAggregationPolicy({ require: 'none' }), onRound: (_job: string, r: { round: number }) => void (roundEnd[r.round] = cpuMs()) };
     const server = await m.runtime.ServerEngine.start({ name: 'server', org: 'bench', workspace: c.workspace, listener, authorize: () => true, ...audit, ...wait });
     say({ port: listener.port });
-    onStop(async () => {
-      await server.close();
-      await auditLog?.close();
-    });
+    onStop(
+      async () => {
+        await server.close();
+        await auditLog?.close();
+      },
+      { roundEnd },
+    );
     return;
   }
   const name = c.name!;
   const targets = [{ host: '127.0.0.1', port: c.port! }];
+  const firstTrain: number[] = [];
   const connect = (): Promise<Any> => (kit === undefined ? clearConnect(m, c.port!, { name, org: 'bench', kind: 'client' }) : m.runtime.connectToServer({ kit, targets }));
   const common = {
     site: { name, org: 'bench' },
     policy: openPolicy(m, c.api),
-    learners: new Map([['pass', { name: 'pass', args: anything, create: () => passLearner(m, c.params!) }]]),
+    learners: new Map([['pass', { name: 'pass', args: anything, create: () => passLearner(m, c.params!, firstTrain) }]]),
     filters: new Map(),
     workspace: c.workspace,
     ...audit,
@@ -150,8 +170,11 @@ export async function main(c: ParticipantConfig): Promise<void> {
     await engine.registered(600_000);
   }
   say({ ready: name, rssKiB: Math.round(process.memoryUsage().rss / 1024) });
-  onStop(async () => {
-    await engine.close();
-    await auditLog?.close();
-  });
+  onStop(
+    async () => {
+      await engine.close();
+      await auditLog?.close();
+    },
+    { firstTrain },
+  );
 }

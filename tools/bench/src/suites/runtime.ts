@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createInterface, type Interface } from 'node:readline';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -60,27 +60,36 @@ function participant(config: ParticipantConfig): Proc {
   };
 }
 
-async function stopAll(procs: readonly Proc[]): Promise<number[]> {
-  const rss = await Promise.all(
+/** Stops each process; its last line: peak RSS (maxRssKiB) and its CPU marks (roundEnd or firstTrain). */
+async function stopAll(procs: readonly Proc[]): Promise<Array<Record<string, unknown>>> {
+  return Promise.all(
     procs.map(async (p) => {
-      if (p.child.exitCode !== null) return 0;
+      if (p.child.exitCode !== null) return {};
       const last = p.next(60_000).catch(() => ({ maxRssKiB: 0 }));
       p.child.stdin!.end('\n');
       const r = await last;
       await new Promise((d) => (p.child.exitCode !== null ? d(undefined) : p.child.once('exit', d)));
-      return Number(r['maxRssKiB'] ?? 0);
+      return r as Record<string, unknown>;
     }),
   );
-  return rss;
 }
 
 interface Run {
   readonly roundMs: number[];
   readonly serverRssMiB: number;
   readonly siteRssMiB: number;
+  /** CPU time of one round in steady state (median over the measured rounds): the server's and all sites' together, ms (this runtime only). */
+  readonly serverRoundCpuMs?: number;
+  readonly siteRoundCpuMs?: number;
 }
 
 const median = (xs: readonly number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+/** Median of the differences between consecutive marks from `from` on (round 0 warms up). */
+const perRound = (marks: unknown, from = 1): number | undefined => {
+  if (!Array.isArray(marks) || marks.length < from + 2) return undefined;
+  const m = marks as number[];
+  return median(m.slice(from + 1).map((v, i) => v - m[from + i]!));
+};
 
 async function runOnce(o: { readonly root: string; readonly api: 'before' | 'after'; readonly secure: boolean; readonly sites: number; readonly kits: ReadonlyMap<string, string>; readonly dir: string }): Promise<Run> {
   const ws = await mkdtemp(join(o.dir, `${o.api}-${o.secure ? 'secure' : 'clear'}-${o.sites}-`));
@@ -119,17 +128,53 @@ async function runOnce(o: { readonly root: string; readonly api: 'before' | 'aft
     // Round 0 warms up (connections, JIT): rounds 1.. are measured.
     const roundMs = (rec.history as Array<{ seconds: number }>).slice(1).map((h) => h.seconds * 1000);
     const sites = await stopAll(procs.splice(0));
-    const [serverRss] = await stopAll([server]);
-    return { roundMs, serverRssMiB: (serverRss ?? 0) / 1024, siteRssMiB: median(sites) / 1024 };
+    const [last] = await stopAll([server]);
+    const serverRoundCpuMs = perRound(last?.['roundEnd']);
+    const siteCpu = sites.map((s) => perRound(s['firstTrain']));
+    return {
+      roundMs,
+      serverRssMiB: Number(last?.['maxRssKiB'] ?? 0) / 1024,
+      siteRssMiB: median(sites.map((s) => Number(s['maxRssKiB'] ?? 0))) / 1024,
+      ...(serverRoundCpuMs === undefined ? {} : { serverRoundCpuMs }),
+      ...(siteCpu.some((c) => c === undefined) ? {} : { siteRoundCpuMs: siteCpu.reduce((a, c) => a! + c!, 0)! }),
+    };
   } finally {
     await stopAll([...procs, server]).catch(() => undefined);
     await rm(ws, { recursive: true, force: true });
   }
 }
 
+/**
+ * Secure against clear at `n` sites, in pairs run alternately (clear, then secure; `FLARE_BENCH_RUNTIME_PAIRS`,
+ * default 3, the first secure run being `first`), so that load from other processes on a shared machine falls
+ * on both alike: the median of the per-pair latency ratios, and the CPU time of a round (server and sites),
+ * which does not follow the load at all.
+ */
+async function secureVsClear(n: number, first: Run, kits: ReadonlyMap<string, string>, dir: string): Promise<Row[]> {
+  const pairs = Math.max(1, Math.min(20, Number(process.env['FLARE_BENCH_RUNTIME_PAIRS'] ?? 3)));
+  const secure: Run[] = [first];
+  const clear: Run[] = [];
+  for (let i = 0; i < pairs; i++) {
+    clear.push(await runOnce({ root: AFTER_ROOT, api: 'after', secure: false, sites: n, kits, dir }));
+    if (i > 0) secure.push(await runOnce({ root: AFTER_ROOT, api: 'after', secure: true, sites: n, kits, dir }));
+  }
+  const lat = (rs: readonly Run[]) => median(rs.map((r) => median(r.roundMs)));
+  const cpu = (rs: readonly Run[]) => median(rs.map((r) => (r.serverRoundCpuMs ?? NaN) + (r.siteRoundCpuMs ?? NaN)));
+  const srv = (rs: readonly Run[]) => median(rs.map((r) => r.serverRoundCpuMs ?? NaN));
+  const pairRatio = median(secure.map((s, i) => median(s.roundMs) / median(clear[i]!.roundMs)));
+  const load = loadavg()[0]!.toFixed(1);
+  return [
+    { label: `round latency, ${n} sites, secure (mtls + auth + audit), median of ${pairs} runs each, load ${load}`, value: lat(secure), unit: 'ms', baseline: { label: 'clear, no auth, no audit', value: lat(clear) }, higherIsBetter: false, aim: '<= 1.15x (ratio >= 0.87)' },
+    { label: `  the same, median of the ${pairs} per-pair ratios (secure time / clear time)`, value: pairRatio, unit: 'x', aim: '<= 1.15' },
+    { label: `CPU time of a round, server and ${n} sites together, secure`, value: cpu(secure), unit: 'ms', baseline: { label: 'clear', value: cpu(clear) }, higherIsBetter: false, aim: '<= 1.15x (ratio >= 0.87)' },
+    { label: `CPU time of a round, server only, secure`, value: srv(secure), unit: 'ms', baseline: { label: 'clear', value: srv(clear) }, higherIsBetter: false },
+    { label: `server peak RSS, ${n} sites, secure`, value: median(secure.map((r) => r.serverRssMiB)), unit: 'MiB', baseline: { label: 'clear', value: median(clear.map((r) => r.serverRssMiB)) }, higherIsBetter: false },
+  ];
+}
+
 export const suite: Suite = {
   name: 'runtime',
-  description: `scatter-and-gather with 10 and 100 sites, each site its own process, ${PARAMS / 1000}K-parameter model (float32), ${ROUNDS - 1} measured rounds: round latency and server peak RSS, this runtime ("after") against an older build (FLARE_BENCH_RUNTIME_BEFORE=<root of a built worktree of eff1d78>), secure (mTLS + auth + audit) and clear`,
+  description: `scatter-and-gather with 10 and 100 sites, each site its own process, ${PARAMS / 1000}K-parameter model (float32), ${ROUNDS - 1} measured rounds: round latency and server peak RSS, this runtime ("after") against an older build (FLARE_BENCH_RUNTIME_BEFORE=<root of a built worktree of eff1d78>), secure (mTLS + auth + audit) and clear, alternately in pairs (FLARE_BENCH_RUNTIME_PAIRS, default 3), with the CPU time of a round`,
   async run(): Promise<Row[]> {
     const before = process.env['FLARE_BENCH_RUNTIME_BEFORE'];
     const sizes = (process.env['FLARE_BENCH_RUNTIME_SITES'] ?? '10,100').split(',').map(Number);
@@ -149,11 +194,7 @@ export const suite: Suite = {
           { label: `server peak RSS, ${label}, this runtime`, value: after.serverRssMiB, unit: 'MiB', ...(old === undefined ? {} : { baseline: { label: 'before (eff1d78)', value: old.serverRssMiB } }), higherIsBetter: false },
           { label: `site process peak RSS (median), ${label}, this runtime`, value: after.siteRssMiB, unit: 'MiB', ...(old === undefined ? {} : { baseline: { label: 'before (eff1d78)', value: old.siteRssMiB } }), higherIsBetter: false },
         );
-        if (n === Math.min(...sizes)) {
-          const clear = await runOnce({ root: AFTER_ROOT, api: 'after', secure: false, sites: n, kits, dir });
-          rows.push({ label: `round latency, ${n} sites, secure (mtls + auth + audit)`, value: median(after.roundMs), unit: 'ms', baseline: { label: 'clear, no auth, no audit', value: median(clear.roundMs) }, higherIsBetter: false, aim: '<= 1.15x (ratio >= 0.87)' });
-          rows.push({ label: `server peak RSS, ${n} sites, secure`, value: after.serverRssMiB, unit: 'MiB', baseline: { label: 'clear', value: clear.serverRssMiB }, higherIsBetter: false });
-        }
+        if (n === Math.min(...sizes)) rows.push(...(await secureVsClear(n, after, kits, dir)));
       }
       if (before === undefined) rows.push({ label: 'before figures: not measured (set FLARE_BENCH_RUNTIME_BEFORE to a built worktree of eff1d78)', value: 0, unit: '' });
       return rows;

@@ -109,7 +109,8 @@ async function job(name: string, over: { [k: string]: unknown } = {}): Promise<s
 /** Submits with `flare admin submit` (a process), or with the same admin kit from this process (faster, for many jobs). */
 async function submit(dir: string, via: 'cli' | 'api' = 'cli'): Promise<string> {
   if (via === 'api') {
-    const admin = new AdminClient(await connectToServer({ kit: await loadKit(kits.get('admin@a.org')!), targets: [{ host: '127.0.0.1', port }] }), { timeoutMs: 120_000 });
+    const adminKit = await loadKit(kits.get('admin@a.org')!);
+    const admin = new AdminClient(await connectToServer({ kit: adminKit, targets: [{ host: '127.0.0.1', port }] }), { timeoutMs: 120_000, signer: adminKit });
     try {
       return await admin.submit(await readJobFolder(dir));
     } finally {

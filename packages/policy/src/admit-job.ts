@@ -1,7 +1,6 @@
 import { isFlareError, PolicyError, type AuditHook, type PolicyErrorCode } from '@flare/core';
 import type { AuthorizationPolicy } from './authorization-policy.js';
 import { authorize, type Person } from './authorize.js';
-import { verifyByocSignature, type ByocBundle } from './byoc-signature.js';
 import type { ComponentPolicy } from './component-policy.js';
 import { verifyAbort, verifyJob, type JobSigner, type SignerCertificateCheck } from './job-signature.js';
 
@@ -53,45 +52,6 @@ export interface AbortAdmission {
 const person = (s: JobSigner): Person => ({ name: s.name, org: s.org, role: s.role });
 
 /**
- * A job as the server described it, without the submitter's signature over the whole job.
- * @deprecated The submitter comes from the server here. Use {@link JobAdmissionRequest} (signed jobs); this shape
- * remains until the runtime sends signed jobs.
- */
-export interface UnsignedJobAdmissionRequest {
-  readonly job: string;
-  /** The submitter as the server named them. */
-  readonly submitter: Person;
-  readonly components: readonly string[];
-  /** Present when the job brings its own code. */
-  readonly byoc?: ByocBundle;
-}
-
-/**
- * The site policies for {@link UnsignedJobAdmissionRequest}.
- * @deprecated Use {@link JobAdmissionPolicy}.
- */
-export interface UnsignedJobAdmissionPolicy {
-  readonly authorization: AuthorizationPolicy;
-  readonly components: ComponentPolicy;
-  readonly siteOrg: string;
-  /** The project's root CA (PEM), to check BYOC signing certificates. */
-  readonly rootCa: string;
-  readonly now?: Date;
-  readonly isRevoked?: (serialHex: string) => boolean;
-  readonly audit?: AuditHook;
-}
-
-/**
- * The outcome of an unsigned admission.
- * @deprecated Use {@link JobAdmission}.
- */
-export interface UnsignedJobAdmission {
-  readonly job: string;
-  readonly components: readonly string[];
-  readonly byoc: boolean;
-}
-
-/**
  * The deploy-time gate a site runs before it deploys a job. First the job's signature (see `verifyJob`): signed
  * for this project and this job id by an admin certificate the project trusts, covering exactly the files
  * received; the submitter and their role come from that certificate, never from the server. Then the site's
@@ -101,23 +61,7 @@ export interface UnsignedJobAdmission {
  * @throws PolicyError E_POLICY_JOB_UNSIGNED, E_POLICY_JOB_BINDING, E_POLICY_JOB_TAMPERED, E_POLICY_JOB_SIGNER,
  *   E_POLICY_DENIED, E_POLICY_COMPONENT, E_POLICY_BYOC_DISABLED or E_POLICY_BYOC_RIGHT, in that order of checking.
  */
-export function admitJob(request: JobAdmissionRequest, policy: JobAdmissionPolicy): JobAdmission;
-/**
- * The earlier gate, for jobs the server describes without the submitter's signature over the whole job: the
- * submitter comes from the server, only custom/ code is signed (BYOC). Same policy checks and codes otherwise.
- * @deprecated A hostile server can name any submitter here: use the signed form. Kept until the runtime sends
- * signed jobs; then removed.
- */
-export function admitJob(request: UnsignedJobAdmissionRequest, policy: UnsignedJobAdmissionPolicy): UnsignedJobAdmission;
-export function admitJob(
-  request: JobAdmissionRequest | UnsignedJobAdmissionRequest,
-  policy: JobAdmissionPolicy | UnsignedJobAdmissionPolicy,
-): JobAdmission | UnsignedJobAdmission {
-  if ('jobId' in request) return admitSigned(request, policy as JobAdmissionPolicy);
-  return admitUnsigned(request, policy as UnsignedJobAdmissionPolicy);
-}
-
-function admitSigned(request: JobAdmissionRequest, policy: JobAdmissionPolicy): JobAdmission {
+export function admitJob(request: JobAdmissionRequest, policy: JobAdmissionPolicy): JobAdmission {
   // The id comes from the server: bounded before it reaches an audit event (verifyJob refuses a malformed one).
   const job = String(request.jobId).slice(0, 128);
   const refused = (code: PolicyErrorCode, message: string, user?: string, data: Record<string, string> = {}): never => {
@@ -161,38 +105,6 @@ function admitSigned(request: JobAdmissionRequest, policy: JobAdmissionPolicy): 
     data: { components: [...admitted.components], byoc: admitted.byoc, manifest: admitted.manifestSha256, role: submitter.role, org: submitter.org },
   });
   return admitted;
-}
-
-function admitUnsigned(request: UnsignedJobAdmissionRequest, policy: UnsignedJobAdmissionPolicy): UnsignedJobAdmission {
-  const { job, submitter } = request;
-  const refuse = (code: 'E_POLICY_DENIED' | 'E_POLICY_COMPONENT' | 'E_POLICY_BYOC_DISABLED' | 'E_POLICY_BYOC_RIGHT', message: string): never => {
-    policy.audit?.({ action: 'job_refused', job, user: submitter.name, msg: message, data: { code } });
-    throw new PolicyError(code, message);
-  };
-  const ask = (right: string) => authorize(policy.authorization, { right, user: submitter, submitter, siteOrg: policy.siteOrg });
-  const submit = ask('submit_job');
-  if (!submit.allowed) refuse('E_POLICY_DENIED', `job '${job}': ${submit.reason} at this site (${submit.explanation})`);
-  const unlisted = [...new Set(request.components)].filter((c) => !policy.components.allow.has(c));
-  if (unlisted.length > 0) refuse('E_POLICY_COMPONENT', `job '${job}' uses components this site does not allow: ${unlisted.map((c) => JSON.stringify(c)).join(', ')}`);
-  if (request.byoc !== undefined) {
-    if (!policy.components.byoc) refuse('E_POLICY_BYOC_DISABLED', `job '${job}' brings its own code and this site does not accept job-supplied code`);
-    const byoc = ask('byoc');
-    if (!byoc.allowed) refuse('E_POLICY_BYOC_RIGHT', `job '${job}' brings its own code: ${byoc.reason} at this site (${byoc.explanation})`);
-    try {
-      verifyByocSignature(request.byoc, {
-        submitter,
-        rootCa: policy.rootCa,
-        ...(policy.now === undefined ? {} : { now: policy.now }),
-        ...(policy.isRevoked === undefined ? {} : { isRevoked: policy.isRevoked }),
-      });
-    } catch (e) {
-      if (isFlareError(e)) policy.audit?.({ action: 'job_refused', job, user: submitter.name, msg: `job '${job}': ${e.message}`, data: { code: e.code } });
-      throw e;
-    }
-  }
-  const admitted = { job, components: Object.freeze([...request.components]), byoc: request.byoc !== undefined };
-  policy.audit?.({ action: 'job_admitted', job, user: submitter.name, msg: `admitted job '${job}' submitted (unsigned) by '${submitter.name}'`, data: { components: [...admitted.components], byoc: admitted.byoc, signed: false } });
-  return Object.freeze(admitted);
 }
 
 /**

@@ -40,9 +40,6 @@ export type {
   JobAdmission,
   JobAdmissionPolicy,
   JobAdmissionRequest,
-  UnsignedJobAdmission,
-  UnsignedJobAdmissionPolicy,
-  UnsignedJobAdmissionRequest,
 } from './admit-job.js';
 export { requireSiteAuthentication } from './site-authenticator.js';
 export type { SiteAuthenticator, SiteAuthInput, SiteAuthVerdict } from './site-authenticator.js';

@@ -1,7 +1,7 @@
 import { expectFlareCode } from '@flare/core/testing';
 import type { AuditEventInput } from '@flare/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { admitAbort, admitJob, parseAuthorizationPolicy, parseComponentPolicy, signAbort, signByoc, signJob, type JobAdmissionPolicy } from '../src/index.js';
+import { admitAbort, admitJob, parseAuthorizationPolicy, parseComponentPolicy, signAbort, signJob, type JobAdmissionPolicy } from '../src/index.js';
 import { certificateCheck, issue, makeCa, scratch, type TestCert } from './helpers.js';
 
 const tmp = scratch();
@@ -112,15 +112,3 @@ describe('admitAbort', () => {
   });
 });
 
-describe('admitJob, the deprecated unsigned form (until the runtime sends signed jobs)', () => {
-  const unsignedPolicy = () => ({ authorization, components: parseComponentPolicy({ allow: ['fedavg'], byoc: true }), siteOrg: 'org_a', rootCa: root.cert });
-  const lead = { name: 'alice@a.org', org: 'org_a', role: 'lead' };
-
-  it('still re-checks the named submitter and the allow-list, and checks BYOC code against the submitter', () => {
-    expect(admitJob({ job: 'u1', submitter: lead, components: ['fedavg'] }, unsignedPolicy())).toEqual({ job: 'u1', components: ['fedavg'], byoc: false });
-    expectFlareCode(() => admitJob({ job: 'u2', submitter: { ...lead, org: 'org_b' }, components: ['fedavg'] }, unsignedPolicy()), 'E_POLICY_DENIED');
-    expectFlareCode(() => admitJob({ job: 'u3', submitter: lead, components: ['shell'] }, unsignedPolicy()), 'E_POLICY_COMPONENT');
-    const files = withCode();
-    expectFlareCode(() => admitJob({ job: 'u4', submitter: lead, components: [], byoc: { files, signature: signByoc(files, carol.key), certificate: carol.cert } }, unsignedPolicy()), 'E_POLICY_BYOC_SIGNATURE');
-  });
-});

@@ -5,12 +5,11 @@ import { isFlareError, type AuditEventInput } from '@flare/core';
 import { parseAttestationPolicy, type AttestationEvidence, type Attester } from '@flare/cc-attest';
 import { TestAttester, createTestAuthority, type TestAuthority } from '@flare/cc-attest/testing';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { AdminClient } from '../src/admin/client.js';
 import type { AttestationOptions } from '../src/attestation/gate.js';
 import type { PeerChannel } from '../src/protocol/channel.js';
 import { outgoing, parseMessage } from '../src/protocol/messages.js';
 import { memoryHub, type MemoryHub } from '../src/testing/channels.js';
-import { ADMIN, SERVER, bundle, closeAll, jobDefinition, site, startServer, startSite as helperSite, tempDir, until } from './helpers.js';
+import { ADMIN, signingAdmin, SERVER, bundle, closeAll, jobDefinition, site, startServer, startSite as helperSite, tempDir, until } from './helpers.js';
 
 let authority: TestAuthority;
 beforeAll(() => {
@@ -61,7 +60,7 @@ describe('attestation gating in the engines', () => {
     const srv = await server(gate([goodAttester()]));
     const sites = await Promise.all([1, 2, 3].map((n) => startSite(n, srv.hub, gate([goodAttester()]))));
     await Promise.all(sites.map((x) => x.engine.registered()));
-    const admin = new AdminClient(await srv.hub.connect(ADMIN), { timeoutMs: 5000 });
+    const admin = await signingAdmin(srv.hub, ADMIN, 5000);
     const id = await admin.submit(bundle());
     const rec = await srv.engine.waitForJob(id, 20_000);
     admin.close();
@@ -94,7 +93,7 @@ describe('attestation gating in the engines', () => {
     expect(actions(bad.audit, 'attestation_refused_by_peer')[0]).toMatchObject({ data: { code: 'E_ATTEST_POLICY_DEBUG' } });
     expect(srv.engine.registry.get('site-3')).toBeUndefined();
     // deployWaitMs is a minute: the job starts with the two attested sites because site-3 will not come back.
-    const admin = new AdminClient(await srv.hub.connect(ADMIN), { timeoutMs: 5000 });
+    const admin = await signingAdmin(srv.hub, ADMIN, 5000);
     const id = await admin.submit(bundle(jobDefinition({ rounds: 1 })));
     const rec = await srv.engine.waitForJob(id, 15_000);
     admin.close();
@@ -143,7 +142,7 @@ describe('attestation gating in the engines', () => {
     await (await startSite(2, srv.hub, gate([goodAttester()]))).engine.registered();
     const s3 = await startSite(3, srv.hub, gate([turningAttester(1)]));
     await s3.engine.registered();
-    const admin = new AdminClient(await srv.hub.connect(ADMIN), { timeoutMs: 5000 });
+    const admin = await signingAdmin(srv.hub, ADMIN, 5000);
     const id = await admin.submit(bundle(jobDefinition({ rounds: 1 })));
     const rec = await srv.engine.waitForJob(id, 15_000);
     admin.close();
@@ -160,7 +159,7 @@ describe('attestation gating in the engines', () => {
     const srv = await server(gate([turningAttester(1)], { policy: undefined }));
     const s = await startSite(1, srv.hub, gate([goodAttester()]));
     await s.engine.registered();
-    const admin = new AdminClient(await srv.hub.connect(ADMIN), { timeoutMs: 5000 });
+    const admin = await signingAdmin(srv.hub, ADMIN, 5000);
     const id = await admin.submit(bundle(jobDefinition({ rounds: 1, min_clients: 1, deploy: ['site-1'] })));
     const rec = await srv.engine.waitForJob(id, 15_000);
     admin.close();
@@ -177,7 +176,7 @@ describe('attestation gating in the engines', () => {
     const sites = [];
     for (const n of [1, 2]) sites.push(await startSite(n, srv.hub, gate([slow()], { intervalMs: 50 })));
     await Promise.all(sites.map((x) => x.engine.registered()));
-    const admin = new AdminClient(await srv.hub.connect(ADMIN), { timeoutMs: 5000 });
+    const admin = await signingAdmin(srv.hub, ADMIN, 5000);
     const id = await admin.submit(bundle(jobDefinition({ rounds: 2, deploy: ['site-1', 'site-2'] })));
     const rec = await srv.engine.waitForJob(id, 20_000);
     admin.close();

@@ -1,9 +1,8 @@
 import { decodeModel, type FilterFactory, type FLModel, type JsonValue } from '@flare/core';
 import { afterEach, describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { AdminClient } from '../src/admin/client.js';
 import { cyclicOrder } from '../src/workflows/cyclic.js';
-import { ADMIN, bundle, closeAll, federation, jobDefinition, learnerFactory, sitePolicy, startServer, startSite, tempDir, until } from './helpers.js';
+import { ADMIN, signingAdmin, bundle, closeAll, federation, jobDefinition, learnerFactory, sitePolicy, startServer, startSite, tempDir, until } from './helpers.js';
 
 afterEach(closeAll);
 
@@ -58,7 +57,7 @@ describe('cyclic workflow (FLARE CyclicController)', () => {
     const s1 = await startSite(1, hub);
     const s3 = await startSite(3, hub);
     await Promise.all([s1.engine.registered(), s3.engine.registered()]);
-    const admin = new AdminClient(await hub.connect(ADMIN), { timeoutMs: 10_000 });
+    const admin = await signingAdmin(hub, ADMIN, 10_000);
     const id = await admin.submit(job({ rounds: 1 }));
     const rec = await server.waitForJob(id, 30_000);
     expect(rec.status).toBe('FINISHED');
@@ -84,7 +83,7 @@ describe('cyclic workflow (FLARE CyclicController)', () => {
     const hub = current.hub;
     const sites = await Promise.all([1, 2, 3].map((n) => startSite(n, hub, { learner: learnerFactory(n, { delayMs: n === 2 ? 300 : 20 }) })));
     await Promise.all(sites.map((s) => s.engine.registered()));
-    const admin = new AdminClient(await hub.connect(ADMIN), { timeoutMs: 10_000 });
+    const admin = await signingAdmin(hub, ADMIN, 10_000);
     const id = await admin.submit(job({ rounds: 2 }));
     // Stop the server right after round 1's first hop was saved (site-2 is still training).
     await until(() => (current.audit.events.some((e) => e.action === 'hop_completed' && e.data?.['round'] === 1 && e.data?.['site'] === 'site-1') ? true : undefined), 30_000);
@@ -105,7 +104,7 @@ describe('cyclic workflow (FLARE CyclicController)', () => {
       ['site-1', 'site-2', 'site-3'],
       ['site-1', 'site-2', 'site-3'],
     ]);
-    const fresh = new AdminClient(await hub.connect(ADMIN), { timeoutMs: 10_000 });
+    const fresh = await signingAdmin(hub, ADMIN, 10_000);
     expect(wOf(decodeModel(await fresh.download(id)))).toBeCloseTo(hops(0, [1, 2, 3, 1, 2, 3]), 5);
   });
 

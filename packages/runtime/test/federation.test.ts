@@ -1,10 +1,10 @@
-import { createHash } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { PolicyError, decodeModel, isFlareError } from '@flare/core';
 import { afterEach, describe, expect, it } from 'vitest';
-import { AdminClient } from '../src/admin/client.js';
 import { EventBus } from '../src/event-bus.js';
 import type { PeerIdentity } from '../src/protocol/channel.js';
-import { ADMIN, bundle, closeAll, federation, jobDefinition, learnerFactory, site, sitePolicy, startServer, startSite, tempDir, until } from './helpers.js';
+import { signJobBundle } from '../src/protocol/job-trust.js';
+import { ADMIN, adminKit, signingAdmin, bundle, closeAll, federation, jobDefinition, learnerFactory, site, sitePolicy, startServer, startSite, tempDir, until } from './helpers.js';
 
 afterEach(closeAll);
 
@@ -79,14 +79,18 @@ describe('ServerEngine + ClientEngine + AdminClient (in-memory channels)', () =>
     expect(rec.error?.message).toMatch(/site-2: E_POLICY_FILTER_UNKNOWN/);
   });
 
-  it('a job that brings code is refused without BYOC consent (E_POLICY_BYOC_DISABLED) and with an unverifiable signature (E_POLICY_BYOC_SIGNATURE)', async () => {
+  it('a job that brings code is refused without BYOC consent (E_POLICY_BYOC_DISABLED) and when a custom file changed after signing (E_POLICY_JOB_TAMPERED)', async () => {
     const fed = await federation([{ policy: sitePolicy({ byocConsent: false }) }, { policy: sitePolicy({ byocConsent: true }) }, {}]);
-    const files = new Map([['a.py', new Uint8Array([1, 2, 3])]]);
-    const digest = createHash('sha256').update(files.get('a.py')!).digest('hex');
-    const id = await fed.admin.submit(bundle(jobDefinition({ rounds: 1, byoc: { files: { 'a.py': digest }, signature: 'c2ln', certificate: 'x' } }), files));
+    const id = randomUUID();
+    const signed = signJobBundle(await adminKit(ADMIN), bundle(jobDefinition({ rounds: 1 }), new Map([['a.py', new Uint8Array([1, 2, 3])]])), id);
+    await fed.admin.submit({ ...signed, files: new Map([['a.py', new Uint8Array([1, 2, 4])]]) }, { id });
     const rec = await fed.server.waitForJob(id, 20_000);
-    expect(rec.refused['site-1']).toMatch(/^E_POLICY_BYOC_DISABLED/);
-    expect(rec.refused['site-2']).toMatch(/^E_POLICY_BYOC_SIGNATURE/);
+    expect(rec.refused['site-1']).toMatch(/^E_POLICY_JOB_TAMPERED: job file "custom\/a.py" differs/);
+    expect(rec.refused['site-2']).toMatch(/^E_POLICY_JOB_TAMPERED/);
+    const id2 = await fed.admin.submit(bundle(jobDefinition({ rounds: 1 }), new Map([['a.py', new Uint8Array([1, 2, 3])]])));
+    const rec2 = await fed.server.waitForJob(id2, 20_000);
+    expect(rec2.refused['site-1']).toMatch(/^E_POLICY_BYOC_DISABLED/);
+    expect(rec2.sites).toContain('site-2');
   });
 
   it('an admin without submit_job is refused by the server (E_RUNTIME_NOT_AUTHORIZED) and it is audited', async () => {
@@ -215,7 +219,7 @@ describe('ServerEngine + ClientEngine + AdminClient (in-memory channels)', () =>
     });
     const { engine, audit } = await startSite(1, hub, { events: bus });
     await engine.registered();
-    const admin = new AdminClient(await hub.connect(ADMIN));
+    const admin = await signingAdmin(hub);
     const id = await admin.submit(bundle(jobDefinition({ deploy: ['site-1'], min_clients: 1 })));
     const rec = await server.waitForJob(id, 10_000);
     expect(rec.status).toBe('FAILED');

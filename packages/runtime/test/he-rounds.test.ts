@@ -4,11 +4,10 @@ import { decodeModel, model, tensor, type FilterFactory, type FLModel } from '@f
 import { generateHeKeys, heAggregationScheme, heDecrypt, heDecryptFactory, heEncrypt, heEncryptFactory, isEncryptedModel, type HeContext } from '@flare/filters-he';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { AdminClient } from '../src/admin/client.js';
 import type { SitePolicy } from '../src/site/policy.js';
 import { JobAggregation } from '../src/workflows/aggregation.js';
 import { FedAvgAggregator } from '@flare/aggregator';
-import { ADMIN, bundle, closeAll, jobDefinition, learnerFactory, sitePolicy, startServer, startSite, tempDir } from './helpers.js';
+import { ADMIN, signingAdmin, bundle, closeAll, jobDefinition, learnerFactory, sitePolicy, startServer, startSite, tempDir } from './helpers.js';
 
 let client: HeContext;
 let server: HeContext;
@@ -59,7 +58,7 @@ async function federation(opts: { he?: HeContext; sites?: Array<{ encrypt: boole
     await e.registered();
     siteAudits.push(a);
   }
-  const admin = new AdminClient(await hub.connect(ADMIN), { timeoutMs: 10_000 });
+  const admin = await signingAdmin(hub, ADMIN, 10_000);
   return { engine, audit, siteAudits, admin };
 }
 

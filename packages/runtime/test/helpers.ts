@@ -1,13 +1,16 @@
 // Test helpers: in-memory federations on the runtime's own testing channels, sites with real @flare/policy
 // policies, a tiny linear learner. The e2e tests run the real transport, kits and learners.
+import { generateKeyPairSync } from 'node:crypto';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { META, encodeModel, model, tensor, type AuditEventInput, type FilterFactory, type FLModel, type JsonValue, type Learner } from '@flare/core';
+import { createRootCa, issueCertificate } from '@flare/pki';
 import { ResourceManager, parseAuthorizationPolicy, parseComponentPolicy, parsePrivacyPolicy, parseResourcePolicy } from '@flare/policy';
 import { z } from 'zod';
 import { AdminClient } from '../src/admin/client.js';
 import type { JobBundle } from '../src/protocol/bundle.js';
+import { jobTrustFromKit, type AdminSigningKit, type JobTrust } from '../src/protocol/job-trust.js';
 import type { PeerIdentity } from '../src/protocol/channel.js';
 import { ServerEngine, type ServerEngineOptions } from '../src/server/engine.js';
 import { ClientEngine, type ClientEngineOptions } from '../src/site/engine.js';
@@ -55,6 +58,30 @@ export function initialModelBytes(): Uint8Array {
   return encodeModel(model({ w: tensor(new Float32Array([0, 0]), [2]) }));
 }
 
+/** The test project: a root CA, the trust every test site checks job signatures with, and admin kits. */
+export const PROJECT = 'test_project';
+const root = await createRootCa({ commonName: PROJECT });
+/** How test sites (and servers that check) verify job and abort signatures. */
+export const JOB_TRUST: JobTrust = jobTrustFromKit({ project: PROJECT, rootCaPem: root.certPem });
+const kits = new Map<string, Promise<AdminSigningKit>>();
+
+/** An admin's signing kit issued by the test root (cached per identity); `project` binds what it signs. */
+export function adminKit(who: { readonly name: string; readonly org: string; readonly role?: string }, project = PROJECT): Promise<AdminSigningKit> {
+  const key = `${who.name}|${who.org}|${who.role ?? ''}|${project}`;
+  let kit = kits.get(key);
+  if (kit === undefined) {
+    const pair = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    kit = issueCertificate({ issuer: root, subject: { name: who.name, org: who.org, type: 'admin', role: who.role ?? 'project_admin' }, publicKey: pair.publicKey }).then((certPem) => ({ project, certPem, privateKey: pair.privateKey }));
+    kits.set(key, kit);
+  }
+  return kit;
+}
+
+/** An admin client over the hub that signs every job and abort with `who`'s kit, as `flare admin` does. */
+export async function signingAdmin(hub: MemoryHub, who: PeerIdentity = ADMIN, timeoutMs = 10_000): Promise<AdminClient> {
+  return new AdminClient(await hub.connect(who), { timeoutMs, signer: await adminKit(who) });
+}
+
 export interface PolicyOptions {
   /** Rights of project_admin at this site (FLARE authorization.json), default: everything. */
   permissions?: Record<string, string>;
@@ -74,7 +101,7 @@ export function sitePolicy(o: PolicyOptions = {}): SitePolicy {
   const privacy = o.noPrivacy === true ? undefined : parsePrivacyPolicy({ scopes: o.scopes ?? [{ name: 'public' }], default_scope: (o.scopes ?? [{ name: 'public' }])[0]!.name }, { registry: (o.filters ?? new Map()) as ReadonlyMap<string, FilterFactory> });
   const components = parseComponentPolicy({ allow: o.allowList ?? ['towards', 'scale-by'], byoc: o.byocConsent ?? false });
   const resources = new ResourceManager(parseResourcePolicy({ limits: { max_concurrent_jobs: o.maxJobs ?? 2, ...(o.maxWallTimeS === undefined ? {} : { max_wall_time_s: o.maxWallTimeS }) } }));
-  return { authorization: () => authorization, privacy: () => privacy, components: () => components, resources, rootCa: '' };
+  return { authorization: () => authorization, privacy: () => privacy, components: () => components, resources, jobTrust: JOB_TRUST };
 }
 
 /** An audit hook recording events with ids e1, e2, ... */
@@ -177,6 +204,6 @@ export async function federation(sites: SiteOptions[] = [{}, {}, {}], o: { admin
   const started = new Map<string, { engine: ClientEngine; audit: ReturnType<typeof auditRecorder> }>();
   for (const [i, s] of sites.entries()) started.set(`site-${i + 1}`, await startSite(i + 1, hub, s));
   await Promise.all([...started.values()].map((s) => s.engine.registered(10_000)));
-  const admin = new AdminClient(await hub.connect(o.admin ?? ADMIN), { timeoutMs: 10_000 });
+  const admin = await signingAdmin(hub, o.admin ?? ADMIN);
   return { server, hub, admin, serverAudit: audit, sites: started, workspace };
 }

@@ -2,8 +2,7 @@ import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { isFlareError } from '@flare/core';
 import { afterEach, describe, expect, it } from 'vitest';
-import { AdminClient } from '../src/admin/client.js';
-import { ADMIN, bundle, closeAll, federation, jobDefinition, learnerFactory, sitePolicy, startServer, startSite, tempDir, until } from './helpers.js';
+import { ADMIN, signingAdmin, bundle, closeAll, federation, jobDefinition, learnerFactory, sitePolicy, startServer, startSite, tempDir, until } from './helpers.js';
 
 afterEach(closeAll);
 
@@ -108,7 +107,7 @@ describe('sites that never vanish silently', () => {
     const slow = (n: number) => learnerFactory(n, { delayMs: 100 });
     const sites = await Promise.all([1, 2, 3].map((n) => startSite(n, hub, { learner: slow(n) })));
     await Promise.all(sites.map((s) => s.engine.registered()));
-    const admin = new AdminClient(await hub.connect(ADMIN), { timeoutMs: 10_000 });
+    const admin = await signingAdmin(hub, ADMIN, 10_000);
     const id = await admin.submit(bundle(jobDefinition({ rounds: 5 })));
     await until(async () => ((await current.server.store.get(id)).rounds_done >= 2 ? true : undefined));
     // The outage: the server stops; its sites keep trying (their link never gives up by default).

@@ -1,11 +1,11 @@
 import { join } from 'node:path';
 import { isFlareError } from '@flare/core';
 import { loadKit, parseProject, provision, type Kit } from '@flare/pki';
-import { signByoc } from '@flare/policy';
-import { createHash } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { AdminClient } from '../src/admin/client.js';
 import type { PeerChannel } from '../src/protocol/channel.js';
+import { jobTrustFromKit, signJobBundle } from '../src/protocol/job-trust.js';
 import { outgoing } from '../src/protocol/messages.js';
 import { certificateIdentity, connectToServer, linkToServer, listenForParticipants } from '../src/protocol/network.js';
 import { ServerEngine } from '../src/server/engine.js';
@@ -58,7 +58,7 @@ async function siteOver(n: number, port: number, policy: SitePolicy = sitePolicy
   const engine = await ClientEngine.start({
     site: { name: kit.participant.name, org: kit.participant.org },
     link: linkToServer({ kit, targets: [{ host: '127.0.0.1', port }], backoff: { initialMs: 50, maxMs: 200 } }),
-    policy: { ...policy, rootCa: kit.rootCaPem },
+    policy: { ...policy, jobTrust: jobTrustFromKit({ project: kit.project, rootCaPem: kit.rootCaPem }) },
     learners: new Map([['towards', learnerFactory(n)]]),
     filters: new Map(),
     workspace: await tempDir(),
@@ -73,7 +73,7 @@ describe('runtime over @flare/transport mTLS + @flare/auth sessions', () => {
     const { server, port } = await serve();
     const targets = [{ host: '127.0.0.1', port }];
     for (const n of [1, 2]) await siteOver(n, port);
-    const admin = new AdminClient(await connectToServer({ kit: kits.get('admin@nvidia.com')!, targets }));
+    const admin = new AdminClient(await connectToServer({ kit: kits.get('admin@nvidia.com')!, targets }), { signer: kits.get('admin@nvidia.com')! });
     open.push({ close: async () => admin.close() });
     const id = await admin.submit(bundle(jobDefinition({ deploy: ['site-1', 'site-2'], rounds: 2 })));
     const rec = await server.waitForJob(id, 20_000);
@@ -130,7 +130,7 @@ describe('runtime over @flare/transport mTLS + @flare/auth sessions', () => {
   });
   for (const [what, signer, expected] of [
     ['signed by the submitter: every site verifies it and runs the job', 'admin@nvidia.com', 'FINISHED'],
-    ["signed by another participant's key: every site refuses it (E_POLICY_BYOC_SIGNATURE)", 'site-2', 'FAILED'],
+    ["signed with a site's kit key: every site refuses it (E_POLICY_JOB_SIGNER: not an admin certificate)", 'site-2', 'FAILED'],
   ] as const) {
     it(`BYOC ${what}`, async () => {
       const { server, port } = await serve();
@@ -138,17 +138,14 @@ describe('runtime over @flare/transport mTLS + @flare/auth sessions', () => {
       for (const n of [1, 2]) await siteOver(n, port, sitePolicy({ byocConsent: true }));
       const adminKit = kits.get('admin@nvidia.com')!;
       const files = new Map([['train.py', new TextEncoder().encode('print("hello")\n')]]);
-      const byoc = {
-        files: Object.fromEntries([...files].map(([k, v]) => [k, createHash('sha256').update(v).digest('hex')])),
-        signature: signByoc(files, kits.get(signer)!.privateKey),
-        certificate: adminKit.certPem,
-      };
-      const admin = new AdminClient(await connectToServer({ kit: adminKit, targets }));
+      const id = randomUUID();
+      const signed = signJobBundle(kits.get(signer)!, bundle(jobDefinition({ deploy: ['site-1', 'site-2'], rounds: 1 }), files), id);
+      const admin = new AdminClient(await connectToServer({ kit: adminKit, targets }), { signer: adminKit });
       open.push({ close: async () => admin.close() });
-      const id = await admin.submit(bundle(jobDefinition({ deploy: ['site-1', 'site-2'], rounds: 1, byoc }), files));
+      expect(await admin.submit(signed, { id })).toBe(id);
       const rec = await server.waitForJob(id, 20_000);
       expect(rec.status).toBe(expected);
-      if (expected === 'FAILED') expect(rec.refused['site-1']).toMatch(/^E_POLICY_BYOC_SIGNATURE/);
+      if (expected === 'FAILED') expect(rec.refused['site-1']).toMatch(/^E_POLICY_JOB_SIGNER/);
     });
   }
 });

@@ -1,9 +1,8 @@
 // Aggregation chosen per job and hostile sites (issue #13 item 4, issue #14 items 1-4), in memory.
 import { META, encodeModel, model, tensor, type FLModel } from '@flare/core';
 import { afterEach, describe, expect, it } from 'vitest';
-import { AdminClient } from '../src/admin/client.js';
 import { parseAggregationPolicy } from '../src/server/aggregation-policy.js';
-import { ADMIN, bundle, closeAll, federation, jobDefinition, learnerFactory, startServer, startSite, tempDir, towardsLearner, until } from './helpers.js';
+import { ADMIN, signingAdmin, bundle, closeAll, federation, jobDefinition, learnerFactory, startServer, startSite, tempDir, towardsLearner, until } from './helpers.js';
 
 afterEach(closeAll);
 
@@ -108,7 +107,7 @@ describe('aggregation chosen per job (issue #13 item 4)', () => {
     let current = await startServer(workspace);
     const hub = current.hub;
     for (const n of [1, 2, 3]) await (await startSite(n, hub, { learner: slow(n) })).engine.registered();
-    const admin = new AdminClient(await hub.connect(ADMIN), { timeoutMs: 10_000 });
+    const admin = await signingAdmin(hub, ADMIN, 10_000);
     const b = await admin.submit(bundle(definition));
     await until(async () => ((await current.server.store.get(b)).rounds_done >= 3 ? true : undefined));
     hub.setUp(false);

@@ -3,7 +3,7 @@ import { writeFileAtomic, type JsonValue } from '@flare/core';
 import { readJobFolder, type JobRecord, type SiteState } from '@flare/runtime';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { runCommand, stdio } from '../run.js';
-import { connectAdmin, runClient, runServer, signJobBundle } from '../poc/participants.js';
+import { connectAdmin, runClient, runServer } from '../poc/participants.js';
 import { renderSummary, runPoc, type PocSummary } from '../poc/poc.js';
 import { dpScope } from '../poc/dp-config.js';
 import { defaultStack, verifyAuditLogs } from '../poc/stack.js';
@@ -157,9 +157,8 @@ export function register(program: Command): void {
     .action((dir: string) =>
       run(() =>
         withAdmin(async (a) => {
-          // A job that brings code (custom/) is signed with this admin's kit key; each site verifies it.
-          const bundle = await signJobBundle(admin.opts<{ kit: string }>().kit, await readJobFolder(resolve(dir)));
-          stdio.out(await a.submit(bundle));
+          // The whole job (meta.json, model, custom/) is signed with this admin's kit key; each site verifies it.
+          stdio.out(await a.submit(await readJobFolder(resolve(dir))));
         }),
       ),
     );

@@ -1,11 +1,10 @@
-import { createHash } from 'node:crypto';
 import { access, mkdir, readFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
-import { FlareRuntimeError, parseStrictJson, type AggregationScheme, type FilterFactory, type JsonValue, type AuditHook } from '@flare/core';
+import { FlareRuntimeError, type AggregationScheme, type FilterFactory, type AuditHook } from '@flare/core';
 import type * as FiltersHeModule from '@flare/filters-he';
 import type * as CcAttest from '@flare/cc-attest';
 import { loadKit, type Kit } from '@flare/pki';
-import { PolicyFile, loadSitePolicies, parseAuthorizationPolicy, signByoc, type AuthorizationPolicy } from '@flare/policy';
+import { PolicyFile, loadSitePolicies, parseAuthorizationPolicy, type AuthorizationPolicy } from '@flare/policy';
 import {
   AdminClient,
   ClientEngine,
@@ -13,6 +12,7 @@ import {
   authorizerFromPolicy,
   connectToServer,
   createLogger,
+  jobTrustFromKit,
   linkToServer,
   listenForParticipants,
   loadOptionalPeer,
@@ -20,7 +20,7 @@ import {
   sitePolicyFromFiles,
   type AggregatorFactory,
   type ClosableLogger,
-  type JobBundle,
+  type JobTrust,
   type LearnerFactory,
   type RoundRecord,
 } from '@flare/runtime';
@@ -62,6 +62,9 @@ async function openKit(dir: string, want: 'server' | 'client' | 'admin'): Promis
   if (kit.participant.type !== want) throw new FlareRuntimeError('E_RUNTIME_KIT_TYPE', `${dir} is a ${kit.participant.type} kit, not a ${want} kit`);
   return kit;
 }
+
+/** How this participant checks the admin signature on every job and abort: its project, root and CRL. */
+const jobTrustOf = (kit: Kit): JobTrust => jobTrustFromKit({ project: kit.project, rootCaPem: kit.rootCaPem, crl: () => kit.crlPem });
 
 const exists = (p: string): Promise<boolean> => access(p).then(() => true, () => false);
 
@@ -132,6 +135,7 @@ export async function runServer(o: ServerRun, stack: Stack): Promise<void> {
     logger,
     ...(attestation === undefined ? {} : { attestation }),
     ...(o.onRound === undefined ? {} : { onRound: o.onRound }),
+    jobTrust: jobTrustOf(kit),
   });
   logger.info(`server ${kit.participant.name} listening`, { port: listener.port, security: kit.connectionSecurity });
   o.onListening?.(listener.port);
@@ -204,7 +208,7 @@ export async function runClient(o: ClientRun, stack: Stack): Promise<void> {
       const engine = await ClientEngine.start({
         site: { name: kit.participant.name, org: kit.participant.org },
         link,
-        policy: sitePolicyFromFiles(policies, { rootCa: kit.rootCaPem }),
+        policy: sitePolicyFromFiles(policies, { jobTrust: jobTrustOf(kit) }),
         learners,
         filters,
         workspace: ws,
@@ -226,23 +230,10 @@ export async function runClient(o: ClientRun, stack: Stack): Promise<void> {
   }
 }
 
-/**
- * Signs a job folder's own code (custom/) with the admin's kit key, so every site can check that the submitter
- * it re-authorizes is the one who signed exactly these files: adds `byoc` (digests, signature, certificate) to
- * the definition. A job without custom files is returned unchanged.
- */
-export async function signJobBundle(kitDir: string, bundle: JobBundle): Promise<JobBundle> {
-  if (bundle.files.size === 0) return bundle;
-  const kit = await openKit(kitDir, 'admin');
-  const files = Object.fromEntries([...bundle.files].map(([k, v]) => [k, createHash('sha256').update(v).digest('hex')]));
-  const byoc = { files, signature: signByoc(bundle.files, kit.privateKey), certificate: kit.certPem };
-  const definition = { ...(parseStrictJson(new TextDecoder().decode(bundle.meta)) as { [k: string]: JsonValue }), byoc };
-  return { ...bundle, meta: new TextEncoder().encode(JSON.stringify(definition, null, 2)) };
-}
-
 /** Connects an admin kit to its server. */
 export async function connectAdmin(kitDir: string, server?: string): Promise<AdminClient> {
   const kit = await openKit(kitDir, 'admin');
   const targets = target(server);
-  return new AdminClient(await connectToServer({ kit, ...(targets === undefined ? {} : { targets }) }));
+  // Every job and abort this admin sends is signed with its kit key: sites obey nothing else.
+  return new AdminClient(await connectToServer({ kit, ...(targets === undefined ? {} : { targets }) }), { signer: kit });
 }

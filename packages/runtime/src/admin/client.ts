@@ -3,6 +3,7 @@ import { FlareRuntimeError, type JsonValue } from '@flare/core';
 import { RUNTIME_DEFAULTS } from '../defaults.js';
 import { errorFromReason } from '../errors.js';
 import { encodeJobBundle, type JobBundle } from '../protocol/bundle.js';
+import { signAbortRequest, signJobBundle, type AdminSigningKit } from '../protocol/job-trust.js';
 import type { PeerChannel } from '../protocol/channel.js';
 import { outgoing, parseMessage, type MessageOf } from '../protocol/messages.js';
 import { PendingRequests } from '../protocol/pending.js';
@@ -28,7 +29,7 @@ type Reply = [MessageOf<'reply'>, Uint8Array];
  *
  * @example
  * ```ts
- * const admin = new AdminClient(channel);
+ * const admin = new AdminClient(channel, { signer: adminKit }); // signs every job and abort
  * const id = await admin.submit(await readJobFolder('jobs/spam'));
  * console.log((await admin.status(id)).status);
  * ```
@@ -37,10 +38,16 @@ export class AdminClient {
   readonly #ch: PeerChannel;
   readonly #timeoutMs: number;
   readonly #pending = new PendingRequests<Reply, PeerChannel>();
+  readonly #signer: AdminSigningKit | undefined;
 
-  constructor(channel: PeerChannel, options: { readonly timeoutMs?: number } = {}) {
+  /**
+   * `signer` is the admin's kit (@flare/pki's `Kit` fits): every job and every abort is signed with its key, as
+   * each site requires. Without it jobs and aborts go unsigned, and every site refuses them.
+   */
+  constructor(channel: PeerChannel, options: { readonly timeoutMs?: number; readonly signer?: AdminSigningKit } = {}) {
     this.#ch = channel;
     this.#timeoutMs = options.timeoutMs ?? RUNTIME_DEFAULTS.adminTimeoutMs;
+    this.#signer = options.signer;
     channel.onMessage((h, payload) => {
       let msg;
       try {
@@ -64,11 +71,14 @@ export class AdminClient {
 
   /**
    * Submits a job (meta.json, the initial model, custom/ files, carried as the message payload); returns its
-   * id. `id` (a UUID) names the job in advance, e.g. in a manifest the admin signs. Needs `submit_job` (and
-   * `byoc` for custom code) at the server.
+   * id. `id` (a UUID) names the job in advance. With a `signer`, the job is signed for that id over all its
+   * files (a bundle that already carries a signature is sent as it is). Needs `submit_job` (and `byoc` for
+   * custom code) at the server, and at every site.
    */
   async submit(bundle: JobBundle, options: { readonly id?: string } = {}): Promise<string> {
-    const [data] = await this.#call({ cmd: 'submit', job: options.id ?? randomUUID() }, encodeJobBundle(bundle));
+    const id = options.id ?? randomUUID();
+    const signed = this.#signer === undefined || bundle.signature !== undefined ? bundle : signJobBundle(this.#signer, bundle, id);
+    const [data] = await this.#call({ cmd: 'submit', job: id }, encodeJobBundle(signed));
     return String((data as { id: string }).id);
   }
 
@@ -90,9 +100,9 @@ export class AdminClient {
     return { record: JobRecord.parse(d.record), sites: (Array.isArray(d.sites) ? d.sites : []) as SiteState[] };
   }
 
-  /** Aborts a job. */
+  /** Aborts a job; with a `signer`, the abort is signed for this job (sites obey only a signed abort). */
   async abort(job: string): Promise<void> {
-    await this.#call({ cmd: 'abort', job });
+    await this.#call({ cmd: 'abort', job }, this.#signer === undefined ? undefined : signAbortRequest(this.#signer, job));
   }
 
   /** The final global model of a FINISHED job (safetensors bytes). */

@@ -8,17 +8,35 @@ export const MODEL_FILE = 'model.safetensors';
 
 /**
  * A job as it travels (admin -> server at submit, server -> site at deploy): `meta.json` exactly as the admin
- * wrote it (so a signature over its bytes still verifies at a site), the initial model (submit only), and the
+ * wrote it (so a signature over its bytes still verifies at a site), the initial model, and the
  * job's own files under `custom/`. It travels as a message payload, streamed and bounded like a model, never
  * in the 64 KiB frame header.
  */
 export interface JobBundle {
   /** meta.json's bytes, as written. */
   readonly meta: Uint8Array;
-  /** model.safetensors (the initial global model); absent in a deploy (the first task carries the model). */
+  /** model.safetensors (the initial global model): a site needs it at deploy to verify the job's signature. */
   readonly model?: Uint8Array;
   /** Files of custom/, by relative POSIX path. */
   readonly files: ReadonlyMap<string, Uint8Array>;
+  /**
+   * The submitting admin's signature over the whole job (@flare/policy's `JobSignature`, as JSON bytes): over
+   * meta.json, the initial model and every custom/ file ({@link signedJobFiles}), bound to the project and the
+   * job id. Every site verifies it and takes the submitter from the signing certificate.
+   */
+  readonly signature?: Uint8Array;
+}
+
+/**
+ * The files a job signature covers, by the relative POSIX path the signature names: `meta.json`,
+ * `model.safetensors` (when the bundle carries it) and each custom file as `custom/<path>`. The admin signs
+ * this map and every site verifies the same map, so the two can never disagree about what was signed.
+ */
+export function signedJobFiles(bundle: JobBundle): Map<string, Uint8Array> {
+  const out = new Map<string, Uint8Array>([[META_FILE, bundle.meta]]);
+  if (bundle.model !== undefined) out.set(MODEL_FILE, bundle.model);
+  for (const [name, bytes] of bundle.files) out.set(`custom/${name}`, bytes);
+  return out;
 }
 
 /** Limits applied when a bundle is decoded. */
@@ -30,26 +48,30 @@ export interface BundleLimits {
   readonly maxModelBytes?: number;
 }
 
+/** A job signature holds a certificate (16 KiB at most) and a digest per file: bounded before it is copied. */
+const MAX_SIGNATURE_BYTES = 4 * 1024 * 1024;
 const SAFE_PATH = /^(?!.*(?:^|\/)\.\.?(?:\/|$))[A-Za-z0-9_][A-Za-z0-9_./-]{0,511}$/;
 const length = z.int().min(0).max(2 ** 32);
 const Index = z.strictObject({
   v: z.literal(1),
   meta: length,
   model: length.optional(),
+  signature: z.int().min(1).max(MAX_SIGNATURE_BYTES).optional(),
   files: z.array(z.tuple([z.string().regex(SAFE_PATH), length])).max(100_000),
 });
 
 /** Encodes a bundle (one copy of every part into the result). */
 export function encodeJobBundle(bundle: JobBundle): Uint8Array {
   const files = [...bundle.files].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-  const parts = [bundle.meta, ...(bundle.model === undefined ? [] : [bundle.model]), ...files.map(([, b]) => b)];
+  const parts = [bundle.meta, ...(bundle.model === undefined ? [] : [bundle.model]), ...(bundle.signature === undefined ? [] : [bundle.signature]), ...files.map(([, b]) => b)];
   const body = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0));
   let at = 0;
   for (const p of parts) {
     body.set(p, at);
     at += p.byteLength;
   }
-  return encodeFrame({ v: 1, meta: bundle.meta.byteLength, ...(bundle.model === undefined ? {} : { model: bundle.model.byteLength }), files: files.map(([n, b]) => [n, b.byteLength]) }, body);
+  const sizes = { ...(bundle.model === undefined ? {} : { model: bundle.model.byteLength }), ...(bundle.signature === undefined ? {} : { signature: bundle.signature.byteLength }) };
+  return encodeFrame({ v: 1, meta: bundle.meta.byteLength, ...sizes, files: files.map(([n, b]) => [n, b.byteLength]) }, body);
 }
 
 const tooLarge = (what: string, got: number, max: number): never => {
@@ -80,16 +102,17 @@ export function decodeJobBundle(bytes: Uint8Array, limits: BundleLimits = {}): J
   if (header.files.length > maxCount) throw new FlareRuntimeError('E_RUNTIME_JOB_TOO_LARGE', `custom/ has ${header.files.length} files, more than the ${maxCount} this participant accepts`);
   const filesBytes = header.files.reduce((n, [, l]) => n + l, 0);
   if (filesBytes > maxFiles) tooLarge('custom/', filesBytes, maxFiles);
-  const total = header.meta + (header.model ?? 0) + filesBytes;
+  const total = header.meta + (header.model ?? 0) + (header.signature ?? 0) + filesBytes;
   if (total !== payload.byteLength) throw new FlareRuntimeError('E_RUNTIME_JOB_INVALID', `the job bundle declares ${total} bytes of files but carries ${payload.byteLength}`);
   let at = 0;
   const take = (n: number): Uint8Array => payload.subarray(at, (at += n));
   const meta = take(header.meta);
   const model = header.model === undefined ? undefined : take(header.model);
+  const signature = header.signature === undefined ? undefined : take(header.signature);
   const files = new Map<string, Uint8Array>();
   for (const [name, n] of header.files) {
     if (files.has(name)) throw new FlareRuntimeError('E_RUNTIME_JOB_INVALID', `the job bundle holds custom/${name} twice`);
     files.set(name, take(n));
   }
-  return { meta, ...(model === undefined ? {} : { model }), files };
+  return { meta, ...(model === undefined ? {} : { model }), ...(signature === undefined ? {} : { signature }), files };
 }

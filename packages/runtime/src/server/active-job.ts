@@ -11,7 +11,7 @@ export interface ActiveJob {
   readonly definition: JobDefinition;
   /** meta.json as submitted (JSON). */
   readonly raw: JsonValue;
-  /** What a site receives at deploy: meta.json's bytes and custom/ files (an encoded job bundle), read once. */
+  /** What a site receives at deploy: the job as its admin signed it (an encoded job bundle), read once. */
   readonly bundle: () => Promise<Uint8Array>;
   readonly submitter: Principal;
   /** Sites running the job now (deployed and not gone since). */

@@ -1,8 +1,10 @@
-import { FlareRuntimeError, type JsonValue, type Logger } from '@flare/core';
+import { FlareRuntimeError, PolicyError, type JsonValue, type Logger } from '@flare/core';
+import { verifyAbort, verifyJob } from '@flare/policy';
 import type { LooseAuditEvent } from '../audit.js';
 import { reasonOf } from '../errors.js';
 import type { ResolvedRuntimeLimits } from '../defaults.js';
-import { decodeJobBundle } from '../protocol/bundle.js';
+import { decodeJobBundle, signedJobFiles, type JobBundle } from '../protocol/bundle.js';
+import { receivedSignature, type JobTrust } from '../protocol/job-trust.js';
 import type { PeerChannel } from '../protocol/channel.js';
 import { parseMetaJson, type JobDefinition } from '../protocol/job-definition.js';
 import { outgoing, type MessageOf } from '../protocol/messages.js';
@@ -62,8 +64,13 @@ export interface AdminApiOptions {
   readonly auditTail?: (lines: number) => Promise<string[]>;
   /** A job was stored: queue it. */
   readonly submitted: (record: JobRecord, stored: { definition: JobDefinition; raw: JsonValue }) => void;
-  /** Stops a job: aborts it if it runs, drops it from the queue otherwise. */
-  readonly abort: (id: string, by: Principal, ref: string | undefined) => void;
+  /** Stops a job: aborts it if it runs (sending sites the admin's signed abort), drops it from the queue otherwise. */
+  readonly abort: (id: string, by: Principal, ref: string | undefined, signature: Uint8Array) => void;
+  /**
+   * When set, the server checks every job and abort signature too, and that the admin on the channel signed
+   * it: a refusal at submit rather than at every site. Sites verify in any case.
+   */
+  readonly jobTrust?: JobTrust;
   /** Checks a definition against what this server runs (workflow, aggregator policy). */
   readonly admissible: (definition: JobDefinition) => void;
 }
@@ -132,13 +139,14 @@ export class AdminApi {
         const rec = await job();
         await this.#require(user, 'abort_job', asPrincipal(rec.submitter));
         if (rec.status !== 'SUBMITTED' && rec.status !== 'RUNNING') throw new FlareRuntimeError('E_RUNTIME_JOB_STATE', `job ${rec.id} is ${rec.status}`);
+        this.#checkAbort(user, rec.id, payload);
         const ref = this.#o.audit({ action: 'job_abort', user: user.name, job: rec.id, msg: `job ${rec.name} aborted by ${user.name}` });
         await store.update(rec.id, (r) => {
           r.status = 'ABORTED';
           r.ended_at = new Date().toISOString();
           r.error = { code: 'E_RUNTIME_ABORTED', message: `aborted by ${user.name}` };
         });
-        this.#o.abort(rec.id, user, ref);
+        this.#o.abort(rec.id, user, ref, payload);
         return [{ id: rec.id, status: 'ABORTED' }];
       }
       case 'download': {
@@ -166,10 +174,35 @@ export class AdminApi {
     }
   }
 
+  /** With a {@link AdminApiOptions.jobTrust}: the job is signed, for this id, by the admin submitting it. */
+  #checkJob(user: Principal, bundle: JobBundle, id: string | undefined): void {
+    const trust = this.#o.jobTrust;
+    if (trust === undefined) return;
+    if (id === undefined) throw new PolicyError('E_POLICY_JOB_UNSIGNED', 'the job was submitted without its id: a signed job names the id its admin chose');
+    const job = verifyJob(receivedSignature(bundle.signature), signedJobFiles(bundle), { projectName: trust.project, jobId: id, verifyCertificate: trust.verifyCertificate });
+    this.#signedBy(user, job.submitter, 'job', id);
+  }
+
+  /** With a {@link AdminApiOptions.jobTrust}: the abort is signed, for this job, by the admin asking. */
+  #checkAbort(user: Principal, id: string, signature: Uint8Array): void {
+    const trust = this.#o.jobTrust;
+    if (trust === undefined) return;
+    const abort = verifyAbort(receivedSignature(signature), { projectName: trust.project, jobId: id, verifyCertificate: trust.verifyCertificate });
+    this.#signedBy(user, abort.signer, 'abort', id);
+  }
+
+  #signedBy(user: Principal, signer: { readonly name: string; readonly org: string }, what: string, id: string): void {
+    if (signer.name === user.name && signer.org === user.org) return;
+    const msg = `the ${what} of job ${id} is signed by ${signer.name} (${signer.org}), not by ${user.name} who sent it`;
+    this.#o.audit({ action: `${what}_refused`, user: user.name, job: id, msg, data: { code: 'E_POLICY_JOB_SIGNER', signer: signer.name } });
+    throw new PolicyError('E_POLICY_JOB_SIGNER', msg);
+  }
+
   /** Parses before storing: a definition this server cannot run is refused at submit, not at deploy. */
   async #store(user: Principal, bundle: ReturnType<typeof decodeJobBundle>, id: string | undefined): Promise<Awaited<ReturnType<JobStore['create']>>> {
     const { definition } = parseMetaJson(bundle.meta);
-    if (definition.byoc !== undefined) await this.#require(user, 'byoc');
+    if (definition.byoc !== undefined || bundle.files.size > 0) await this.#require(user, 'byoc');
+    this.#checkJob(user, bundle, id);
     this.#o.admissible(definition);
     return this.#o.store.create({ bundle, submitter: user, ...(id === undefined ? {} : { id }) });
   }

@@ -7,6 +7,7 @@ import { resolveRuntimeLimits, type ResolvedRuntimeLimits, type RuntimeLimits } 
 import { reasonOf, type Reason } from '../errors.js';
 import { EventBus } from '../event-bus.js';
 import type { ChannelServer, PeerChannel } from '../protocol/channel.js';
+import type { JobTrust } from '../protocol/job-trust.js';
 import { outgoing, parseMessage, type Message } from '../protocol/messages.js';
 import { parseAggregatorSpec, DEFAULT_AGGREGATOR_SPEC } from '@flare/aggregator';
 import { parseWorkflowArgs } from '../workflows/args.js';
@@ -65,6 +66,12 @@ export interface ServerEngineOptions {
   readonly limits?: RuntimeLimits;
   /** Called after each completed round (e.g. for a progress display). */
   readonly onRound?: (job: string, record: RoundRecord) => void;
+  /**
+   * Checks every submitted job's and every abort's signature here too (`jobTrustFromKit` of the server's kit),
+   * and that the admin who sends it signed it: the admin learns of a bad signature at submit. Sites verify
+   * every job and abort themselves whether or not this is set.
+   */
+  readonly jobTrust?: JobTrust;
 }
 
 /**
@@ -135,7 +142,8 @@ export class ServerEngine {
         this.#scheduler.add({ id: record.id, ...stored, submitter: { ...record.submitter, role: record.submitter.role ?? '' }, submittedAt: record.submitted_at, resuming: false });
         this.#tick();
       },
-      abort: (id, by, ref) => this.#abort(id, by, ref),
+      abort: (id, by, ref, signature) => this.#abort(id, by, ref, signature),
+      ...(o.jobTrust === undefined ? {} : { jobTrust: o.jobTrust }),
       admissible: (definition) => {
         const workflow = this.#workflows.get(definition.workflow);
         if (workflow === undefined) throw new FlareRuntimeError('E_RUNTIME_JOB_INVALID', `meta.json: workflow '${definition.workflow}' is not one this server runs (${[...this.#workflows.keys()].join(', ')})`);
@@ -247,14 +255,15 @@ export class ServerEngine {
     };
   }
 
-  #abort(id: string, by: Principal, ref: string | undefined): void {
+  #abort(id: string, by: Principal, ref: string | undefined, signature: Uint8Array): void {
     this.#scheduler.remove(id);
     const a = this.#active.get(id);
     if (a === undefined) return;
     a.aborted = true;
     a.abort.abort(new FlareRuntimeError('E_RUNTIME_ABORTED', `job ${id} aborted by ${by.name}`));
     const who = by.role === '' ? { name: by.name, org: by.org } : by;
-    for (const site of a.deployed) void this.registry.get(site)?.channel.send(outgoing({ t: 'abort', job: id, by: who, ...(ref === undefined ? {} : { ref }) })).catch(() => undefined);
+    // The admin's signed abort travels as the payload: each site obeys only that, never the server's `by`.
+    for (const site of a.deployed) void this.registry.get(site)?.channel.send(outgoing({ t: 'abort', job: id, by: who, ...(ref === undefined ? {} : { ref }) }), signature).catch(() => undefined);
   }
 
   #accept(ch: PeerChannel): void {

@@ -115,7 +115,7 @@ const sha256 = (b: Uint8Array): string => createHash('sha256').update(b).digest(
 
 /**
  * The server's jobs on disk, one folder per job under `<root>/jobs/<uuid>/`: `meta.json` (as submitted),
- * `deploy.bundle` (meta.json and custom/ files, as sent to sites), `record.json` (status, history),
+ * `deploy.bundle` (the signed job as sent to sites), `record.json` (status, history),
  * `initial.safetensors`, `checkpoint/` (the global model after the last completed round, the aggregator's
  * state, and a `state.json` naming both with their SHA-256). Every write is atomic (temp + fsync + rename),
  * and the checkpoint's files are written before the state that names them, so a crash at any point leaves
@@ -162,7 +162,8 @@ export class JobStore {
       throw new FlareRuntimeError('E_RUNTIME_JOB_INVALID', `model.safetensors is not a valid safetensors model${e instanceof Error && e.message !== 'missing' ? `: ${e.message}` : ' (the job folder has none)'}`, { cause: e });
     }
     const files = job.bundle.files;
-    if (definition.byoc !== undefined || files.size > 0) {
+    // A job signature covers custom/ files; meta.json's older byoc digests, when present, must still match.
+    if (definition.byoc !== undefined) {
       const declared = definition.byoc?.files ?? {};
       if (Object.keys(declared).length !== files.size) throw new FlareRuntimeError('E_RUNTIME_BYOC_SIGNATURE', 'the custom files do not match byoc.files in meta.json');
       for (const [name, bytes] of files) {
@@ -189,7 +190,9 @@ export class JobStore {
       history: [],
     };
     await writeFileAtomic(join(dir, 'initial.safetensors'), initial!);
-    await writeFileAtomic(join(dir, 'deploy.bundle'), encodeJobBundle({ meta: job.bundle.meta, files }));
+    // What every site receives: the job exactly as its admin signed it (the model too: the signature covers it).
+    const signature = job.bundle.signature;
+    await writeFileAtomic(join(dir, 'deploy.bundle'), encodeJobBundle({ meta: job.bundle.meta, model: initial!, files, ...(signature === undefined ? {} : { signature }) }));
     await writeFileAtomic(join(dir, 'meta.json'), job.bundle.meta);
     // The record last: a folder without one is an incomplete submission and is never listed.
     await writeFileAtomic(join(dir, 'record.json'), JSON.stringify(record, null, 2));
@@ -216,7 +219,7 @@ export class JobStore {
     return parseMetaJson(bytes);
   }
 
-  /** What a site receives at deploy: meta.json as submitted and the custom/ files (an encoded job bundle). */
+  /** What a site receives at deploy: the job as its admin signed it (meta.json, model, custom/ files, signature; an encoded job bundle). */
   async deployBundle(id: string): Promise<Uint8Array> {
     return new Uint8Array(await readFile(join(this.#dir(id), 'deploy.bundle')));
   }

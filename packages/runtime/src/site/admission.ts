@@ -1,7 +1,9 @@
 import { PolicyError, type AuditHook, type Filter, type FilterEnv, type FilterFactory } from '@flare/core';
-import { admitJob, checkScopeAggregation, composeFilterChain, createFilterChain, parseJobFilters, parseResourceRequest, resolvePrivacyScope, type FilterSpec, type PrivacyScope, type Reservation } from '@flare/policy';
+import { admitJob, checkScopeAggregation, composeFilterChain, createFilterChain, parseJobFilters, parseResourceRequest, resolvePrivacyScope, type FilterSpec, type JobSigner, type PrivacyScope, type Reservation } from '@flare/policy';
+import { signedJobFiles, type JobBundle } from '../protocol/bundle.js';
 import type { Principal } from '../protocol/channel.js';
 import type { JobDefinition } from '../protocol/job-definition.js';
+import { receivedSignature } from '../protocol/job-trust.js';
 import { SECURE_AGGREGATION } from '../workflows/secure-aggregation.js';
 import type { FilterRegistry, SitePolicy } from './policy.js';
 
@@ -9,10 +11,13 @@ import type { FilterRegistry, SitePolicy } from './policy.js';
 export interface AdmissionRequest {
   readonly job: string;
   readonly definition: JobDefinition;
-  /** The submitter as the server authenticated them; this site re-checks their rights under its own policy. */
-  readonly submitter: Principal;
-  /** The job's own files (custom/), when it brings code. */
-  readonly files: ReadonlyMap<string, Uint8Array>;
+  /** The job as it arrived: meta.json, the initial model, custom/ files and the submitter's signature over them. */
+  readonly bundle: JobBundle;
+  /**
+   * Who the server says submitted the job: never trusted. The submitter is the signing certificate's holder;
+   * a server naming someone else is refused (it changed the job's story).
+   */
+  readonly claimed?: Pick<Principal, 'name' | 'org'>;
 }
 
 /** A job this site admitted: its scope, its filter specs and the resources reserved for it. */
@@ -24,6 +29,10 @@ export interface Admission {
   readonly reservation: Reservation;
   /** True when the job's own code was admitted (signed by the submitter, consented, authorized). */
   readonly byoc: boolean;
+  /** The submitting admin, from the certificate that signed the job (never from the server). */
+  readonly submitter: JobSigner;
+  /** SHA-256 of the signed manifest: names the exact job in audit events across sites. */
+  readonly manifest: string;
 }
 
 /** Filters that must run where encryption needs them, whatever order the scope and the job list them in. */
@@ -32,23 +41,40 @@ const ENCRYPT_LAST = 'he-encrypt';
 
 /**
  * Decides whether this site runs a job, with @flare/policy's own decisions and codes, in this order: the
- * submitter's `submit_job` right, the component allow-list, BYOC (consent, the `byoc` right, the submitter's
- * signature over exactly these files) by `admitJob`; the privacy scope (`resolvePrivacyScope`); the job's own
- * filters against the site's registry (`parseJobFilters`); the scope's rule on secure aggregation
- * (`checkScopeAggregation`); and a reservation of what the job asks of
- * resources.json (`ResourceManager.reserve`, which also bounds its wall time).
+ * submitter's signature over the whole job (meta.json, the initial model, custom/ files; bound to this project
+ * and the job id; the signer's certificate chains to the project root and is not revoked), then the signer's
+ * `submit_job` right, the component allow-list and BYOC (consent, the `byoc` right), all by `admitJob`; the
+ * server's claim about the submitter must name the signer; the privacy scope (`resolvePrivacyScope`); the
+ * job's own filters against the site's registry (`parseJobFilters`); the scope's rule on secure aggregation
+ * (`checkScopeAggregation`); and a reservation of what the job asks of resources.json
+ * (`ResourceManager.reserve`, which also bounds its wall time).
  *
- * @throws PolicyError E_POLICY_DENIED, E_POLICY_COMPONENT, E_POLICY_BYOC_*, E_POLICY_SCOPE, E_POLICY_SECAGG_REQUIRED,
+ * @throws PolicyError E_POLICY_JOB_UNSIGNED, E_POLICY_JOB_BINDING, E_POLICY_JOB_TAMPERED, E_POLICY_JOB_SIGNER,
+ *   E_POLICY_DENIED, E_POLICY_COMPONENT, E_POLICY_BYOC_*, E_POLICY_SCOPE, E_POLICY_SECAGG_REQUIRED,
  *   E_POLICY_FILTER_UNKNOWN, E_POLICY_FILTER_ARGS, E_POLICY_RESOURCES_EXCEEDED, E_POLICY_RESOURCES_BUSY.
  */
-export function admit(req: AdmissionRequest, policy: SitePolicy, site: { readonly org: string }, registry: FilterRegistry, audit?: AuditHook): Admission {
+export function admit(req: AdmissionRequest, policy: SitePolicy, site: { readonly name?: string; readonly org: string }, registry: FilterRegistry, audit?: AuditHook): Admission {
   const def = req.definition;
   const components = [def.learner.name, ...def.task_data_filters.map((f) => f.name), ...def.task_result_filters.map((f) => f.name)];
-  const byoc = def.byoc === undefined && req.files.size === 0 ? undefined : { files: req.files, signature: def.byoc?.signature ?? '', certificate: def.byoc?.certificate ?? '' };
-  admitJob(
-    { job: req.job, submitter: req.submitter, components, ...(byoc === undefined ? {} : { byoc }) },
-    { authorization: policy.authorization(), components: policy.components(), siteOrg: site.org, rootCa: policy.rootCa, ...(policy.isRevoked === undefined ? {} : { isRevoked: policy.isRevoked }), ...(audit === undefined ? {} : { audit }) },
+  // Every refusal names this site and who the server claimed submitted the job (the site's own audit log).
+  const claimed = req.claimed === undefined ? {} : { claimed_submitter: `${req.claimed.name} (${req.claimed.org})` };
+  const hook: AuditHook | undefined = audit === undefined ? undefined : (e) => audit({ ...e, data: { ...e.data, ...(site.name === undefined ? {} : { site: site.name }), ...claimed } });
+  const trust = policy.jobTrust;
+  if (trust === undefined) {
+    const message = `job '${req.job}': this site has no project trust to verify job signatures with (give its policy the kit's project and root: jobTrustFromKit)`;
+    hook?.({ action: 'job_refused', job: req.job, msg: message, data: { code: 'E_POLICY_JOB_SIGNER' } });
+    throw new PolicyError('E_POLICY_JOB_SIGNER', message);
+  }
+  const admitted = admitJob(
+    { jobId: req.job, files: signedJobFiles(req.bundle), signature: receivedSignature(req.bundle.signature), components },
+    { authorization: policy.authorization(), components: policy.components(), siteOrg: site.org, projectName: trust.project, verifyCertificate: trust.verifyCertificate, ...(hook === undefined ? {} : { audit: hook }) },
   );
+  const signer = admitted.submitter;
+  if (req.claimed !== undefined && (req.claimed.name !== signer.name || req.claimed.org !== signer.org)) {
+    const message = `job '${req.job}': the server names ${JSON.stringify(req.claimed.name)} (${req.claimed.org}) as its submitter, but it is signed by ${JSON.stringify(signer.name)} (${signer.org})`;
+    hook?.({ action: 'job_refused', job: req.job, user: req.claimed.name, msg: message, data: { code: 'E_POLICY_JOB_TAMPERED', signer: signer.name } });
+    throw new PolicyError('E_POLICY_JOB_TAMPERED', message);
+  }
   const privacy = policy.privacy();
   let scope: PrivacyScope | undefined;
   if (privacy !== undefined) scope = resolvePrivacyScope(privacy, def.scope);
@@ -68,7 +94,7 @@ export function admit(req: AdmissionRequest, policy: SitePolicy, site: { readonl
   const r = def.resources;
   const request = parseResourceRequest({ num_of_gpus: r.num_of_gpus, mem_per_gpu_in_GiB: r.mem_per_gpu_in_GiB, memory_gib: r.memory_MiB / 1024, ...(r.wall_time_s === undefined ? {} : { wall_time_s: r.wall_time_s }) });
   const reservation = policy.resources.reserve(req.job, request);
-  return { scope, dataFilters, resultFilters, reservation, byoc: byoc !== undefined };
+  return { scope, dataFilters, resultFilters, reservation, byoc: admitted.byoc, submitter: signer, manifest: admitted.manifestSha256 };
 }
 
 /** The two filter chains of an admitted job, each filter built once for the job (@flare/policy's `createFilterChain`). */

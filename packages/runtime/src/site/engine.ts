@@ -1,5 +1,5 @@
-import { AttestError, FlareError, FlareRuntimeError, isFlareErrorCode, silentLogger, type AuditHook, type Logger } from '@flare/core';
-import { authorize } from '@flare/policy';
+import { AttestError, FlareError, FlareRuntimeError, PolicyError, isFlareErrorCode, silentLogger, type AuditHook, type Logger } from '@flare/core';
+import { admitAbort } from '@flare/policy';
 import { AttestationChecks } from '../attestation/checks.js';
 import { AttestationGate, attestationError, type AttestationOptions, type AttestationOutcome } from '../attestation/gate.js';
 import { auditor } from '../audit.js';
@@ -7,6 +7,7 @@ import { resolveRuntimeLimits, type ResolvedRuntimeLimits, type RuntimeLimits } 
 import { reasonOf, type Reason } from '../errors.js';
 import { EventBus } from '../event-bus.js';
 import type { PeerChannel, ServerLink } from '../protocol/channel.js';
+import { receivedSignature } from '../protocol/job-trust.js';
 import { outgoing, parseMessage, type Message, type MessageOf } from '../protocol/messages.js';
 import { crossSiteEvalSite } from '../workflows/cross-site-eval-site.js';
 import { cyclicSite } from '../workflows/cyclic-site.js';
@@ -254,21 +255,8 @@ export class ClientEngine {
         job.queue = job.queue.then(() => runTask(opts, ch, job, msg, payload));
         return job.queue;
       }
-      case 'abort': {
-        const job = this.#jobs.get(msg.job);
-        if (job === undefined) return;
-        // A site-level action: this site re-checks the admin's abort_job right under its own policy.
-        if (msg.by !== undefined) {
-          const by = { name: msg.by.name, org: msg.by.org, role: msg.by.role ?? '' };
-          const d = authorize(this.#o.policy.authorization(), { right: 'abort_job', user: by, submitter: job.submitter, siteOrg: this.#o.site.org });
-          if (!d.allowed) {
-            this.#audit({ action: 'abort_refused', job: msg.job, ref: msg.ref, user: by.name, msg: `user '${by.name}' is not authorized for 'abort_job' at ${this.#o.site.name}`, data: { code: 'E_POLICY_DENIED' } });
-            return;
-          }
-        }
-        this.#audit({ action: 'job_aborted', job: msg.job, ref: msg.ref, msg: 'the server aborted the job' });
-        return this.#jobs.end(msg.job, { code: 'E_RUNTIME_ABORTED', message: `aborted by ${msg.by?.name ?? 'the server'}` }, msg.ref);
-      }
+      case 'abort':
+        return this.#abort(msg, payload);
       case 'job_end':
         return this.#jobs.end(msg.job, msg.error ?? { code: msg.status, message: `the job ${msg.status.toLowerCase()} at the server` }, msg.ref);
       default:
@@ -276,9 +264,40 @@ export class ClientEngine {
     }
   }
 
+  /**
+   * An abort from the server: obeyed only when it carries an abort signed for this project and job by an admin
+   * certificate the project trusts, whom this site's own policy grants `abort_job` for this job's submitter
+   * (@flare/policy's `admitAbort`). The server's `by` is never trusted; a refusal is audited with its code.
+   */
+  async #abort(msg: MessageOf<'abort'>, payload: Uint8Array): Promise<void> {
+    const job = this.#jobs.get(msg.job);
+    if (job === undefined) return;
+    const trust = this.#o.policy.jobTrust;
+    const claimed = msg.by === undefined ? {} : { claimed_by: `${msg.by.name} (${msg.by.org})` };
+    const audit = (e: Parameters<AuditHook>[0]): string | undefined => this.#audit({ ...e, ref: e.ref ?? msg.ref, data: { ...e.data, site: this.#o.site.name, ...claimed } });
+    let signer: string;
+    try {
+      if (trust === undefined) throw new PolicyError('E_POLICY_JOB_SIGNER', `abort of job '${msg.job}': this site has no project trust to verify signatures with`);
+      const s = job.submitter;
+      const admitted = admitAbort(
+        { jobId: msg.job, signature: receivedSignature(payload), submitter: { name: s.name, org: s.org, type: 'admin', role: s.role } },
+        { authorization: this.#o.policy.authorization(), siteOrg: this.#o.site.org, projectName: trust.project, verifyCertificate: trust.verifyCertificate, audit },
+      );
+      signer = admitted.signer.name;
+    } catch (e) {
+      const { code, message } = reasonOf(e);
+      if (trust === undefined) audit({ action: 'abort_refused', job: msg.job, msg: message, data: { code } });
+      this.#log.warn('abort refused', { job: msg.job, code, reason: message });
+      return;
+    }
+    this.#audit({ action: 'job_aborted', job: msg.job, ref: msg.ref, user: signer, msg: `job aborted by ${signer} (signed)` });
+    return this.#jobs.end(msg.job, { code: 'E_RUNTIME_ABORTED', message: `aborted by ${signer}` }, msg.ref);
+  }
+
   async #deploy(ch: PeerChannel, msg: MessageOf<'deploy'>, payload: Uint8Array): Promise<void> {
+    // The server's claim, for the audit trail only: admission takes the submitter from the job's signature.
     const submitter = { name: msg.submitter.name, org: msg.submitter.org, role: msg.submitter.role ?? '' };
-    const recv = this.#audit({ action: 'deploy_received', job: msg.job, ref: msg.ref, user: submitter.name, msg: `deploy request for job ${msg.job} from ${submitter.name}` });
+    const recv = this.#audit({ action: 'deploy_received', job: msg.job, ref: msg.ref, user: submitter.name, msg: `deploy request for job ${msg.job}, submitted by ${submitter.name} as the server claims` });
     const answer = (fields: { ok: boolean; ref?: string | undefined; error?: Reason }): Promise<void> =>
       ch.send(outgoing({ t: 'deploy_reply', id: msg.id, job: msg.job, ok: fields.ok, ...(fields.ref === undefined ? {} : { ref: fields.ref }), ...(fields.error === undefined ? {} : { error: fields.error }) }));
     try {
@@ -297,7 +316,7 @@ export class ClientEngine {
         action: 'deploy_accepted',
         job: msg.job,
         ref: recv,
-        user: submitter.name,
+        user: job.submitter.name,
         scope: job.scope,
         msg: `job ${job.definition.name} accepted: scope ${job.scope}, learner ${job.definition.learner.name}, ${job.filters.data.length} data and ${job.filters.result.length} result filters`,
         data: { data_filters: [...job.filters.data], result_filters: [...job.filters.result] },

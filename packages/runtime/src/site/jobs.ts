@@ -55,20 +55,27 @@ export class SiteJobs {
   }
 
   /**
-   * Admits and builds job `id` from its bundle; returns its scope and filters for the audit.
+   * Admits and builds job `id` from its bundle; returns its scope and filters for the audit. The submitter is
+   * the holder of the certificate that signed the job; `claimed` (the server's word) must name the same admin.
    * @throws the deciding component's FlareError (E_POLICY_*, E_RUNTIME_JOB_INVALID, E_RUNTIME_COMPONENT_UNKNOWN, ...).
    */
-  async deploy(id: string, submitter: Principal, bundleBytes: Uint8Array, ref: string | undefined): Promise<SiteJob> {
+  async deploy(id: string, claimed: Principal, bundleBytes: Uint8Array, ref: string | undefined): Promise<SiteJob> {
     const o = this.#o;
     const site = o.site.name;
     await this.#ending.get(id);
     if (this.#jobs.has(id)) throw new FlareRuntimeError('E_RUNTIME_JOB_STATE', `job ${id} is already deployed at ${site}`);
     const bundle = decodeJobBundle(bundleBytes, o.limits);
     const { definition } = parseMetaJson(bundle.meta);
-    await o.events.emit('before-deploy', { site, job: id, definition, submitter: { ...submitter, kind: 'admin' } });
     const workflow = o.workflows.get(definition.workflow);
     if (workflow === undefined) throw new FlareRuntimeError('E_RUNTIME_COMPONENT_UNKNOWN', `${site} does not run workflow '${definition.workflow}'`);
-    const admission = admit({ job: id, definition, submitter, files: bundle.files }, o.policy, o.site, o.filters, (e) => o.audit({ ...e, ref: e.ref ?? ref }));
+    const admission = admit({ job: id, definition, bundle, claimed }, o.policy, o.site, o.filters, (e) => o.audit({ ...e, ref: e.ref ?? ref }));
+    const submitter: Principal = { name: admission.submitter.name, org: admission.submitter.org, role: admission.submitter.role };
+    try {
+      await o.events.emit('before-deploy', { site, job: id, definition, submitter: { ...submitter, kind: 'admin' } });
+    } catch (e) {
+      admission.reservation.release();
+      throw e;
+    }
     // `runs/`, not `jobs/`: a server's job store is `<workspace>/jobs`, and one folder may serve both in a test.
     const jobWorkspace = join(o.workspace, 'runs', id);
     try {

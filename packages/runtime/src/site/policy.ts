@@ -2,6 +2,7 @@ import type { FilterEnv, FilterFactory, JsonValue, Learner, Logger } from '@flar
 import type { AuthorizationPolicy, ComponentPolicy, PrivacyPolicy, ResourceManager, SitePolicies } from '@flare/policy';
 import type { z } from 'zod';
 import type { JobDefinition } from '../protocol/job-definition.js';
+import type { JobTrust } from '../protocol/job-trust.js';
 
 /**
  * Everything a site decides with before a job runs there, as @flare/policy reads it from the site's own
@@ -15,21 +16,27 @@ export interface SitePolicy {
   readonly privacy: () => PrivacyPolicy | undefined;
   readonly components: () => ComponentPolicy;
   readonly resources: ResourceManager;
-  /** The project's root CA (PEM), to check the certificate a BYOC signature comes with. */
-  readonly rootCa: string;
-  /** Revocation of a signing certificate by serial (upper-case hex), e.g. from the kit's CRL. */
-  readonly isRevoked?: (serialHex: string) => boolean;
+  /**
+   * How this site checks the signature every job and every abort must carry (its project, the project root and
+   * CRL: `jobTrustFromKit`). Without it the site refuses every job (E_POLICY_JOB_SIGNER): it cannot tell who
+   * submitted them.
+   */
+  readonly jobTrust?: JobTrust;
+  /** @deprecated Unused: job signatures are checked with {@link SitePolicy.jobTrust}. */
+  readonly rootCa?: string;
 }
 
-/** A {@link SitePolicy} on the files @flare/policy's `loadSitePolicies` keeps loaded (and reloads). */
-export function sitePolicyFromFiles(policies: SitePolicies, trust: { readonly rootCa: string; readonly isRevoked?: (serialHex: string) => boolean }): SitePolicy {
+/**
+ * A {@link SitePolicy} on the files @flare/policy's `loadSitePolicies` keeps loaded (and reloads), checking job
+ * signatures with `jobTrust` (`jobTrustFromKit({ project: kit.project, rootCaPem: kit.rootCaPem, crl })`).
+ */
+export function sitePolicyFromFiles(policies: SitePolicies, trust: { readonly jobTrust: JobTrust }): SitePolicy {
   return {
     authorization: () => policies.authorization.current,
     privacy: () => policies.privacy.current,
     components: () => policies.components.current,
     resources: policies.resourceManager,
-    rootCa: trust.rootCa,
-    ...(trust.isRevoked === undefined ? {} : { isRevoked: trust.isRevoked }),
+    jobTrust: trust.jobTrust,
   };
 }
 

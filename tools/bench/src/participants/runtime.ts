@@ -23,6 +23,8 @@ export interface ParticipantConfig {
   readonly port?: number;
   /** Parameters of the model (sites build updates of this size). */
   readonly params?: number;
+  /** A kit whose project and root CA check job signatures ('after' sites, secure or clear: every job is signed). */
+  readonly trustKit?: string;
 }
 
 /* eslint-disable @typescript-eslint/no-explicit-any -- two versions of an API, loaded by path: typed at the edges */
@@ -98,7 +100,7 @@ function passLearner(m: Modules, params: number, firstTrain: number[]): Any {
 const anything = { safeParse: (v: unknown) => ({ success: true, data: v }) };
 
 /** A site policy that admits everything, in the shape each API wants. */
-function openPolicy(m: Modules, api: 'before' | 'after'): Any {
+function openPolicy(m: Modules, api: 'before' | 'after', trust?: Any): Any {
   if (api === 'before') {
     return { authorize: () => true, scope: (n?: string) => (n === undefined || n === 'public' ? { name: 'public', taskDataFilters: [], taskResultFilters: [] } : undefined), admitsComponent: () => true, byocConsent: false, checkResources: () => undefined, report: {} };
   }
@@ -106,7 +108,8 @@ function openPolicy(m: Modules, api: 'before' | 'after'): Any {
   const privacy = m.policy.parsePrivacyPolicy({ scopes: [{ name: 'public' }], default_scope: 'public' }, { registry: new Map() });
   const components = m.policy.parseComponentPolicy({ allow: ['pass'] });
   const resources = new m.policy.ResourceManager(m.policy.parseResourcePolicy({ limits: { max_concurrent_jobs: 4 } }));
-  return { authorization: () => authorization, privacy: () => privacy, components: () => components, resources, rootCa: '' };
+  const jobTrust = trust === undefined ? {} : { jobTrust: m.runtime.jobTrustFromKit({ project: trust.project, rootCaPem: trust.rootCaPem }) };
+  return { authorization: () => authorization, privacy: () => privacy, components: () => components, resources, ...jobTrust };
 }
 
 const say = (o: object): void => void process.stdout.write(`${JSON.stringify(o)}\n`);
@@ -154,7 +157,7 @@ export async function main(c: ParticipantConfig): Promise<void> {
   const connect = (): Promise<Any> => (kit === undefined ? clearConnect(m, c.port!, { name, org: 'bench', kind: 'client' }) : m.runtime.connectToServer({ kit, targets }));
   const common = {
     site: { name, org: 'bench' },
-    policy: openPolicy(m, c.api),
+    policy: openPolicy(m, c.api, c.trustKit === undefined ? undefined : await m.pki.loadKit(c.trustKit)),
     learners: new Map([['pass', { name: 'pass', args: anything, create: () => passLearner(m, c.params!, firstTrain) }]]),
     filters: new Map(),
     workspace: c.workspace,

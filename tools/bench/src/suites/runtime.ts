@@ -100,7 +100,7 @@ async function runOnce(o: { readonly root: string; readonly api: 'before' | 'aft
     const { port } = (await server.next()) as { port: number };
     const names = Array.from({ length: o.sites }, (_, i) => `site-${i + 1}`);
     for (let i = 0; i < names.length; i += SPAWN_BATCH) {
-      const batch = names.slice(i, i + SPAWN_BATCH).map((name) => participant({ ...base, workspace: join(ws, name), role: 'site', name, port, params: PARAMS, ...(o.secure ? { kit: o.kits.get(name)! } : {}) }));
+      const batch = names.slice(i, i + SPAWN_BATCH).map((name) => participant({ ...base, workspace: join(ws, name), role: 'site', name, port, params: PARAMS, ...(o.secure ? { kit: o.kits.get(name)! } : {}), ...(o.api === 'after' ? { trustKit: o.kits.get(name)! } : {}) }));
       procs.push(...batch);
       await Promise.all(batch.map((p) => p.next()));
     }
@@ -109,7 +109,9 @@ async function runOnce(o: { readonly root: string; readonly api: 'before' | 'aft
     const pki: Any = await import(pathToFileURL(join(o.root, 'node_modules/@flare/pki/dist/index.js')).href);
     const adminMe = { name: 'admin@bench.org', org: 'bench', role: 'project_admin', kind: 'admin' };
     const channel = o.secure ? await runtime.connectToServer({ kit: await pki.loadKit(o.kits.get('admin@bench.org')!), targets: [{ host: '127.0.0.1', port }] }) : await clearConnect({ transport, runtime }, port, adminMe);
-    const admin = new runtime.AdminClient(channel, { timeoutMs: 600_000 });
+    // Sites of this runtime obey only signed jobs: the admin signs with its kit, secure run or clear.
+    const signer = o.api === 'after' ? { signer: await pki.loadKit(o.kits.get('admin@bench.org')!) } : {};
+    const admin = new runtime.AdminClient(channel, { timeoutMs: 600_000, ...signer });
     const definition = { name: 'bench', rounds: ROUNDS, min_clients: o.sites, round_timeout_s: 600, deploy: names, learner: { name: 'pass', args: {} }, ...(o.api === 'after' ? { aggregator: { name: 'fedavg' } } : {}) };
     const initial = encodeModel(model({ w: tensor(new Float32Array(PARAMS), [PARAMS]) }));
     const id: string =

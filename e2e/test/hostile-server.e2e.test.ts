@@ -1,0 +1,156 @@
+// A hostile server (issue #14 item 8) against a real `flare client` site: the server is built from the project's
+// own packages with the real server kit (TLS + @flare/auth session), speaks the runtime protocol, and tries to
+// deploy a job under an invented submitter, a job nobody signed, and to abort a job without the admin's
+// signature. The site refuses each with its code, in its own audit log naming the site and the claimed submitter.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { encodeModel } from '@flare/core';
+import { loadKit, parseProject, provision, type Kit } from '@flare/pki';
+import { encodeJobBundle, listenForParticipants, parseMessage, signAbortRequest, signJobBundle, type JobBundle, type MessageOf, type PeerChannel } from '@flare/runtime';
+import { denseNetwork, readWeights, selectBackend } from '@flare/tfjs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { FLARE_BIN, freePort, tempDir } from './support.js';
+
+const FEATURES = 16;
+let root: string;
+let siteWs: string;
+let admin: Kit;
+let lead: Kit;
+let site: ChildProcess | undefined;
+let listener: Awaited<ReturnType<typeof listenForParticipants>> | undefined;
+let channel: PeerChannel | undefined;
+const replies = new Map<string, (m: MessageOf<'deploy_reply'>) => void>();
+
+type AuditLine = { action: string; user?: string; job?: string; msg?: string; data?: { [k: string]: unknown } };
+const audit = async (): Promise<AuditLine[]> =>
+  (await readFile(join(siteWs, 'audit.jsonl'), 'utf8'))
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as AuditLine);
+
+async function until<T>(check: () => Promise<T | undefined>, what: string, ms = 120_000): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await check().catch(() => undefined);
+    if (v !== undefined) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+function job(rounds = 1): JobBundle {
+  const definition = { name: 'hostile', rounds, min_clients: 1, round_timeout_s: 300, deploy: ['site-1'], learner: { name: 'tfjs-spam', args: { features: FEATURES, hidden: 0, epochs: 1, batch_size: 32 } } };
+  return { meta: new TextEncoder().encode(JSON.stringify(definition)), model: encodeModel(readWeights(denseNetwork(FEATURES, [{ name: 'out', units: 1, activation: 'sigmoid' }]))), files: new Map() };
+}
+
+function deploy(id: string, bundle: JobBundle, submitter: { name: string; org: string; role?: string }): Promise<MessageOf<'deploy_reply'>> {
+  const msgId = randomUUID();
+  const answer = new Promise<MessageOf<'deploy_reply'>>((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error('no deploy reply within 120 s')), 120_000);
+    replies.set(msgId, (m) => {
+      clearTimeout(t);
+      resolve(m);
+    });
+  });
+  void channel!.send({ t: 'deploy', id: msgId, job: id, submitter }, encodeJobBundle(bundle));
+  return answer;
+}
+
+beforeAll(async () => {
+  await selectBackend({ prefer: 'cpu' });
+  root = await tempDir('flare-hostile-server-e2e-');
+  const port = await freePort();
+  const yaml = `api_version: 3
+name: hostile_server
+participants:
+  - name: localhost
+    type: server
+    org: org_a
+    fed_learn_port: ${port}
+  - name: site-1
+    type: client
+    org: org_a
+  - name: admin@a.org
+    type: admin
+    org: org_a
+    role: project_admin
+  - name: lead@b.org
+    type: admin
+    org: org_b
+    role: lead
+`;
+  const r = await provision(parseProject(yaml), { workspace: root });
+  const dirs = new Map(r.kits.map((k) => [k.name, k.dir]));
+  admin = await loadKit(dirs.get('admin@a.org')!);
+  lead = await loadKit(dirs.get('lead@b.org')!);
+  siteWs = join(root, 'site-1-ws');
+  await mkdir(siteWs, { recursive: true });
+  await writeFile(join(siteWs, 'site.json'), JSON.stringify({ data: { site: 0, sites: 3, features: FEATURES }, components: { allow: ['tfjs-spam'], byoc: false } }));
+  await writeFile(join(dirs.get('site-1')!, 'local', 'components.json'), JSON.stringify({ format_version: '1.0', allow: ['tfjs-spam'], byoc: false }));
+
+  // The hostile server: the real server kit and transport, and whatever messages it likes.
+  listener = await listenForParticipants({ kit: await loadKit(dirs.get('localhost')!), port });
+  const registered = new Promise<void>((resolve) => {
+    listener!.onChannel((ch) => {
+      channel = ch;
+      ch.onMessage((h) => {
+        const m = parseMessage(h);
+        if (m.t === 'register') void ch.send({ t: 'welcome' }).then(resolve);
+        if (m.t === 'deploy_reply') replies.get(m.id)?.(m);
+      });
+    });
+  });
+  site = spawn(process.execPath, [FLARE_BIN, 'client', '--kit', dirs.get('site-1')!, '--workspace', siteWs], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let err = '';
+  site.stderr!.on('data', (d: Buffer) => {
+    err += d.toString();
+  });
+  await Promise.race([registered, new Promise((_, reject) => setTimeout(() => reject(new Error(`site-1 did not register within 120 s: ${err}`)), 120_000))]);
+}, 180_000);
+
+afterAll(async () => {
+  if (site !== undefined && site.exitCode === null) {
+    const exited = new Promise((r) => site!.once('exit', r));
+    site.kill('SIGTERM');
+    const t = setTimeout(() => site!.kill('SIGKILL'), 10_000);
+    await exited;
+    clearTimeout(t);
+  }
+  await listener?.close();
+});
+
+describe('a hostile server against a real site (issue #14.8)', () => {
+  it('a job signed by admin@a.org but claimed for lead@b.org is refused (E_POLICY_JOB_TAMPERED), audited with the site and the claimed submitter', async () => {
+    const id = randomUUID();
+    const reply = await deploy(id, signJobBundle(admin, job(), id), { name: 'lead@b.org', org: 'org_b', role: 'lead' });
+    expect(reply).toMatchObject({ ok: false, error: { code: 'E_POLICY_JOB_TAMPERED' } });
+    const line = await until(async () => (await audit()).find((l) => l.action === 'job_refused' && l.job === id), 'the refusal in the site audit log');
+    expect(line).toMatchObject({ user: 'lead@b.org', data: { code: 'E_POLICY_JOB_TAMPERED', site: 'site-1', claimed_submitter: 'lead@b.org (org_b)', signer: 'admin@a.org' } });
+  });
+
+  it('a job with an invented submitter and no signature is refused (E_POLICY_JOB_UNSIGNED); a lead\'s job passed off as the project admin\'s is refused (E_POLICY_JOB_TAMPERED)', async () => {
+    const id = randomUUID();
+    const reply = await deploy(id, job(), { name: 'ghost@nowhere.org', org: 'nowhere', role: 'project_admin' });
+    expect(reply).toMatchObject({ ok: false, error: { code: 'E_POLICY_JOB_UNSIGNED' } });
+    const line = await until(async () => (await audit()).find((l) => l.action === 'job_refused' && l.job === id), 'the refusal');
+    expect(line?.data).toMatchObject({ code: 'E_POLICY_JOB_UNSIGNED', site: 'site-1', claimed_submitter: 'ghost@nowhere.org (nowhere)' });
+    const id2 = randomUUID();
+    const byLead = await deploy(id2, signJobBundle(lead, job(), id2), { name: 'admin@a.org', org: 'org_a', role: 'project_admin' });
+    expect(byLead).toMatchObject({ ok: false, error: { code: 'E_POLICY_JOB_TAMPERED' } });
+  });
+
+  it('an abort without the admin\'s signature is never obeyed (E_POLICY_JOB_UNSIGNED); the signed abort is', async () => {
+    const id = randomUUID();
+    expect(await deploy(id, signJobBundle(admin, job(1000), id), { name: 'admin@a.org', org: 'org_a', role: 'project_admin' })).toMatchObject({ ok: true });
+    await channel!.send({ t: 'abort', job: id, by: { name: 'admin@a.org', org: 'org_a' } });
+    const refused = await until(async () => (await audit()).find((l) => l.action === 'abort_refused' && l.job === id), 'the abort refusal');
+    expect(refused.data).toMatchObject({ code: 'E_POLICY_JOB_UNSIGNED', site: 'site-1', claimed_by: 'admin@a.org (org_a)' });
+    expect((await audit()).some((l) => l.action === 'job_released' && l.job === id)).toBe(false);
+    await channel!.send({ t: 'abort', job: id, by: { name: 'admin@a.org', org: 'org_a' } }, signAbortRequest(admin, id));
+    const released = await until(async () => (await audit()).find((l) => l.action === 'job_released' && l.job === id), 'the job released after the signed abort');
+    expect(released.data).toMatchObject({ code: 'E_RUNTIME_ABORTED' });
+    expect((await audit()).find((l) => l.action === 'job_aborted' && l.job === id)?.user).toBe('admin@a.org');
+  });
+});

@@ -10,7 +10,7 @@ import { AuditLog } from '@flare/audit';
 import { model, tensor } from '@flare/core';
 import { loadKit } from '@flare/pki';
 import { parseAuthorizationPolicy, parseComponentPolicy, parsePrivacyPolicy, parseResourcePolicy, ResourceManager } from '@flare/policy';
-import { ClientEngine, ServerEngine, linkToServer, listenForParticipants, parseAggregationPolicy, type LearnerFactory, type SitePolicy } from '@flare/runtime';
+import { ClientEngine, ServerEngine, jobTrustFromKit, linkToServer, listenForParticipants, parseAggregationPolicy, type LearnerFactory, type SitePolicy } from '@flare/runtime';
 
 /** What a scale process is told to be. */
 export type ScaleConfig =
@@ -68,12 +68,13 @@ function serve(commands: Record<string, () => Promise<object>>, stop: () => Prom
  * Site policies that admit the bench's job: everything, under one public scope. The parsed policies are shared;
  * each site gets its own resource manager (reservations are per site).
  */
-function openPolicies(): () => SitePolicy {
+function openPolicies(): (kit: { readonly project: string; readonly rootCaPem: string }) => SitePolicy {
   const authorization = parseAuthorizationPolicy({ format_version: '1.0', permissions: { project_admin: 'any' } });
   const privacy = parsePrivacyPolicy({ scopes: [{ name: 'public' }], default_scope: 'public' }, { registry: new Map() });
   const components = parseComponentPolicy({ allow: ['pass'] });
   const resources = parseResourcePolicy({ limits: { max_concurrent_jobs: 4 } });
-  return () => ({ authorization: () => authorization, privacy: () => privacy, components: () => components, resources: new ResourceManager(resources), rootCa: '' });
+  // Sites obey only jobs signed by an admin of the project: each checks against its own kit's root.
+  return (kit) => ({ authorization: () => authorization, privacy: () => privacy, components: () => components, resources: new ResourceManager(resources), jobTrust: jobTrustFromKit({ project: kit.project, rootCaPem: kit.rootCaPem }) });
 }
 
 const anything = { safeParse: (v: unknown) => ({ success: true as const, data: v }) };
@@ -164,7 +165,7 @@ async function worker(c: Extract<ScaleConfig, { role: 'worker' }>): Promise<void
           if (log !== undefined) logs.push(log);
           const engine = await ClientEngine.start({
             site: { name, org: kit.participant.org },
-            policy: policy(),
+            policy: policy(kit),
             learners,
             filters: new Map(),
             workspace,

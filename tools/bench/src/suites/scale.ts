@@ -138,7 +138,8 @@ async function runSize(o: { readonly n: number; readonly workers: number; readon
     const workerGrowth = logins.reduce((s, a, i) => s + Number(a['rssKiB']) - Number(idle[i]!['rssKiB']), 0);
     const workerCpu = logins.reduce((s, a, i) => s + Number(a['cpuMs']) - Number(idle[i]!['cpuMs']), 0);
 
-    const admin = new AdminClient(await connectToServer({ kit: await loadKit(o.kits.get('admin@bench.org')!), targets: [{ host: '127.0.0.1', port }] }), { timeoutMs: 600_000 });
+    const adminKit = await loadKit(o.kits.get('admin@bench.org')!);
+    const admin = new AdminClient(await connectToServer({ kit: adminKit, targets: [{ host: '127.0.0.1', port }] }), { timeoutMs: 600_000, signer: adminKit });
     try {
       const definition = { name: 'scale', rounds: ROUNDS, min_clients: o.n, round_timeout_s: 1800, deploy: ['@ALL'], learner: { name: 'pass', args: {} }, aggregator: { name: 'fedavg' } };
       const initial = encodeModel(model({ w: tensor(new Float32Array(PARAMS), [PARAMS]) }));

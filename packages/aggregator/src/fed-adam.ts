@@ -29,7 +29,7 @@ export interface FedAdamOptions {
  * @example
  * ```ts
  * const adam = new FedAdam({ eta: 0.01 });
- * global = adam.step(global, avgDiff);
+ * globalModel = adam.step(globalModel, avgDiff);
  * checkpoint.write(adam.saveState());
  * ```
  */

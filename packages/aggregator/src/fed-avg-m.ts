@@ -16,7 +16,7 @@ export interface FedAvgMOptions {
  *
  * @example
  * ```ts
- * const next = new FedAvgM({ eta: 1, momentum: 0.9 }).step(global, avgDiff);
+ * const next = new FedAvgM({ eta: 1, momentum: 0.9 }).step(globalModel, avgDiff);
  * ```
  */
 export class FedAvgM extends MomentOptimizer {

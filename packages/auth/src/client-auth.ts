@@ -51,7 +51,7 @@ export interface ClientAuth extends AuthEventSource {
  * @example
  * ```ts
  * const auth = createClientAuth({ kit });
- * const conn = await dial({ ...clientOptionsFromKit(kit), authenticate: (c) => auth.login(c) });
+ * const conn = await dial<Session>({ ...clientOptionsFromKit(kit), authenticate: (c) => auth.login(c) });
  * console.log(conn.auth.peer.name, conn.auth.id);
  * ```
  */

@@ -79,7 +79,7 @@ export interface ServerAuth extends AuthEventSource {
  * @example
  * ```ts
  * const auth = createServerAuth({ kit });
- * const server = await listen({ ...serverOptionsFromKit(kit), authenticate: (c) => auth.accept(c) });
+ * const server = await listen<Session>({ ...serverOptionsFromKit(kit), authenticate: (c) => auth.accept(c) });
  * server.on('connection', (c) => console.log(c.auth.peer.name));
  * ```
  */

@@ -44,7 +44,7 @@ const shapeText = (s: readonly number[]): string => `[${s.join(', ')}]`;
  * @throws ModelError E_MODEL_MISMATCH naming the tensor, the site and what differs.
  * @example
  * ```ts
- * const manifest = manifestOf(global);
+ * const manifest = manifestOf(globalModel);
  * checkUpdateAgainst(manifest, update, { from: site });
  * aggregator.accept(update, { from: site, round });
  * ```

@@ -23,7 +23,7 @@ export const HE_STATE_FILE = 'client_context.seal';
  *   stored keys were made with other parameters than the project now asks for.
  * @example
  * ```ts
- * await provision(projectYml, { builders: [heKitBuilder()] });
+ * await provision(projectYml, { workspace: 'workspace', builders: [heKitBuilder()] });
  * ```
  */
 export function heKitBuilder(params?: Partial<HeParams>): KitBuilder {

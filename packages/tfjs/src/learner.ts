@@ -94,7 +94,7 @@ function positive(name: string, v: number): number {
  * await selectBackend({ logger });
  * const learner = new TfjsLearner({ build: buildNet, train: local, epochs: 2, batchSize: 32,
  *   optimizer: { name: 'adam', learningRate: 0.01 } });
- * const update = await learner.train(global, { site: 'site-1', job: 'j1', round: 0 });
+ * const update = await learner.train(globalModel, { site: 'site-1', job: 'j1', round: 0 });
  * ```
  */
 export class TfjsLearner implements Learner {

@@ -19,6 +19,9 @@ export type TestAttesterOptions =
  *
  * @example
  * ```ts
+ * import { verifyEvidence } from '@flare/cc-attest';
+ * import { createTestAuthority, TestAttester } from '@flare/cc-attest/testing';
+ *
  * const authority = createTestAuthority();
  * const attester = new TestAttester(authority, { type: 'snp' });
  * const [e] = await attester.collect(nonce);

@@ -261,7 +261,7 @@ class Running {
  * ```ts
  * const learner = await ExternalLearner.start({ name: 'pytorch', site: 'site-1', job, command: ['python3', 'train.py'],
  *   cwd: jobDir, env: { PATH: process.env.PATH ?? '', PYTHONPATH: PYTHON_CLIENT_DIR } });
- * const update = await learner.train(global, { site: 'site-1', job, round: 0 });
+ * const update = await learner.train(globalModel, { site: 'site-1', job, round: 0 });
  * await learner.close();
  * ```
  */

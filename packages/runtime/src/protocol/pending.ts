@@ -26,7 +26,7 @@ export interface WaitOptions {
  *
  * @example
  * ```ts
- * const pending = new PendingRequests<Reply, string>();
+ * const pending = new PendingRequests<{ readonly ok: boolean }, string>();
  * const reply = pending.open(id, 'site-1', { timeoutMs: 60_000, onTimeout: () => new FlareRuntimeError('E_RUNTIME_TIMEOUT', '...') });
  * await channel.send({ t: 'deploy', id, ... });
  * // on message: pending.settle(id, 'site-1', reply)

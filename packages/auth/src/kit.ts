@@ -1,10 +1,11 @@
 import type { KeyObject } from 'node:crypto';
+import type { Identity } from '@flare/core';
 
 /**
  * The parts of a startup kit the login reads: @flare/pki's `Kit` has this shape, so pass a loaded kit as is.
  */
 export interface AuthKit {
-  readonly participant: { readonly name: string; readonly type: 'server' | 'client' | 'admin' | 'relay'; readonly org: string; readonly role?: string };
+  readonly participant: Identity;
   readonly rootCaPem: string;
   readonly certPem: string;
   readonly privateKey: KeyObject;

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { AuthError, canonicalJson, type JsonValue } from '@flare/core';
+import { AuthError, canonicalJson } from '@flare/core';
 import { z } from 'zod';
 import type { AuthHeader } from './channel.js';
 import { PROTOCOL } from './key-schedule.js';
@@ -32,7 +32,6 @@ export const HELLO = z.strictObject({
   cred: z.record(z.string().max(256), z.json()).optional(),
   sig,
 });
-export type Hello = z.infer<typeof HELLO>;
 
 export const WELCOME = z.strictObject({
   [CONTROL]: z.literal('welcome'),
@@ -47,7 +46,6 @@ export const WELCOME = z.strictObject({
   cb: z.boolean(),
   sig,
 });
-export type Welcome = z.infer<typeof WELCOME>;
 
 export const TRAILER = z.strictObject({
   sid: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'expected a base64url session id'),
@@ -97,6 +95,3 @@ export function renewalHash(previous: Uint8Array, renew: AuthHeader, renewed: Au
 
 export const b64u = (bytes: Uint8Array): string => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('base64url');
 export const fromB64u = (s: string): Uint8Array => new Uint8Array(Buffer.from(s, 'base64url'));
-
-/** A JSON-safe copy of a value that is already JSON (for headers built from parsed data). */
-export const json = (v: JsonValue): JsonValue => v;

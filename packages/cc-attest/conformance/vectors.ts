@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url';
 
 // The real evidence lives in ../shared/vectors/attest (or $FLARE_VECTORS/attest); never copied into the repo.
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
-export const VECTORS = resolve(process.env['FLARE_VECTORS'] ?? resolve(repoRoot, '../shared/vectors'), 'attest');
+const VECTORS = resolve(process.env['FLARE_VECTORS'] ?? resolve(repoRoot, '../shared/vectors'), 'attest');
 
 export const bin = (rel: string): Uint8Array => new Uint8Array(readFileSync(resolve(VECTORS, rel)));
 export const text = (rel: string): string => readFileSync(resolve(VECTORS, rel), 'utf8');

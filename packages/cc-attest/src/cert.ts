@@ -127,7 +127,7 @@ export function parseCertificate(der: Uint8Array): ParsedCertificate {
 }
 
 /** Splits PEM text into DER certificates, in order. Text outside the armour is ignored. */
-export function pemToDer(text: string): Uint8Array[] {
+function pemToDer(text: string): Uint8Array[] {
   const out: Uint8Array[] = [];
   const re = /-----BEGIN CERTIFICATE-----([A-Za-z0-9+/=\s]+?)-----END CERTIFICATE-----/g;
   for (let m = re.exec(text); m !== null; m = re.exec(text)) out.push(new Uint8Array(Buffer.from(m[1]!.replace(/\s+/g, ''), 'base64')));

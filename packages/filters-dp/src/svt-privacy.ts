@@ -51,7 +51,7 @@ export interface SvtNoise {
 }
 
 /** The SVT noise from a word stream. Internal. */
-export function streamNoise(rs: WordStream): SvtNoise {
+function streamNoise(rs: WordStream): SvtNoise {
   return {
     laplace: (centre, scale) => discreteLaplace(centre, scale, rs),
     exceeds(response, threshold, scale) {

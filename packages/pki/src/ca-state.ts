@@ -46,7 +46,7 @@ const stateSchema = z.strictObject({
 /** One issued certificate in the CA register. */
 export type IssuedRecord = z.infer<typeof issuedSchema>;
 /** The CA register (state/ca.json), as validated. */
-export type CaStateData = z.infer<typeof stateSchema>;
+type CaStateData = z.infer<typeof stateSchema>;
 
 /** An opened CA: its state, the root authority and where it lives. */
 export interface OpenCa {
@@ -158,11 +158,6 @@ export async function refreshCrl(ca: OpenCa, now: Date): Promise<string> {
   const pem = await createCrl({ issuer: ca.root, entries, crlNumber: ca.data.crlNumber, now });
   await writeFileAtomic(join(ca.dir, CRL_FILE), pem, { mode: 0o644 });
   return pem;
-}
-
-/** The stored CRL, if any. */
-export async function readCrl(ca: OpenCa): Promise<string | undefined> {
-  return readFile(join(ca.dir, CRL_FILE), 'utf8').catch(() => undefined);
 }
 
 /** Stores participant definitions so later provisioning runs keep added participants. */

@@ -7,13 +7,13 @@
 import { derBoolean, derChildren, derExpect, derOid, derRead, derReadAll, derTime, DER_TAG, type DerNode } from '@flare/core';
 
 /** One attribute of a distinguished name: its OID and its value as text. */
-export interface NameAttribute {
+interface NameAttribute {
   readonly oid: string;
   readonly value: string;
 }
 
 /** One extension (RFC 5280 4.1: extnID, critical, extnValue). */
-export interface RawExtension {
+interface RawExtension {
   readonly critical: boolean;
   /** The contents of the extnValue OCTET STRING (the DER of the extension's own value). */
   readonly value: Uint8Array;

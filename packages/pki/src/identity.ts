@@ -1,6 +1,5 @@
 import { createHash, X509Certificate as NodeX509 } from 'node:crypto';
-import { PkiError } from '@flare/core';
-import type { ParticipantType } from './project.js';
+import { PARTICIPANT_TYPES, PkiError, type Identity, type ParticipantType } from '@flare/core';
 import { x509 } from './x509.js';
 
 // Where a FLARE-TS certificate keeps who it belongs to. CN and O and (admins) unstructuredName are FLARE's
@@ -14,15 +13,10 @@ export const OID = {
   unstructuredName: '1.2.840.113549.1.9.2',
 } as const;
 
-const TYPES = new Set<string>(['server', 'client', 'admin', 'relay']);
+const TYPES = new Set<string>(PARTICIPANT_TYPES);
 
-/** Who a leaf certificate or request names: FLARE's CN/O/role and our participant type. */
-export interface SubjectIdentity {
-  readonly name: string;
-  readonly org: string;
-  readonly type: ParticipantType;
-  readonly role?: string;
-}
+/** Who a leaf certificate or request names: FLARE's CN/O/role and our participant type (@flare/core's one {@link Identity} shape). */
+export type SubjectIdentity = Identity;
 
 /** The subject of a FLARE-TS leaf: CN = name, O = org, OU = participant type, unstructuredName = admin role. */
 export function subjectName(id: SubjectIdentity): x509.JsonName {

@@ -67,7 +67,7 @@ export function privateKeyPem(key: KeyObject): string {
  * PBKDF2-HMAC-SHA256 iterations for the encrypted root key: OWASP's 2023 recommendation (600,000). Node's own
  * `export({ cipher, passphrase })` uses OpenSSL's default of 2,048, too few against offline guessing.
  */
-export const ROOT_KEY_PBKDF2_ITERATIONS = 600_000;
+const ROOT_KEY_PBKDF2_ITERATIONS = 600_000;
 
 const OID_PBES2 = '1.2.840.113549.1.5.13';
 const OID_PBKDF2 = '1.2.840.113549.1.5.12';
@@ -90,11 +90,6 @@ export async function encryptedPrivateKeyPem(key: KeyObject, passphrase: string,
   const der = derSequence(derSequence(derOidEncode(OID_PBES2), pbes2Params), derOctetString(encrypted));
   const b64 = Buffer.from(der).toString('base64').replace(/.{64}/g, '$&\n').replace(/\n$/, '');
   return `-----BEGIN ENCRYPTED PRIVATE KEY-----\n${b64}\n-----END ENCRYPTED PRIVATE KEY-----\n`;
-}
-
-/** The public half of a private key (or the key itself when it is public). */
-export function publicKeyOf(key: KeyObject): KeyObject {
-  return key.type === 'private' ? createPublicKey(key) : key;
 }
 
 /** True when `privateKey` is the private half of `publicKey` (compares SPKI encodings). */

@@ -34,7 +34,7 @@ export interface KitMaterial {
 }
 
 /** Where a client, relay or admin connects: host list (first is used), port, identity and security. */
-export function connectionOf(project: Project, p: Participant): { hosts: string[]; port: number; identity: string; security: ConnectionSecurity } {
+function connectionOf(project: Project, p: Participant): { hosts: string[]; port: number; identity: string; security: ConnectionSecurity } {
   const server = project.server;
   const serverHosts = [server.defaultHost ?? server.name, ...(server.hostNames ?? [])];
   const port = p.type === 'admin' ? (server.adminPort ?? 8002) : (p.connectTo?.port ?? server.fedLearnPort ?? 8002);
@@ -57,7 +57,7 @@ function fqsn(project: Project, p: Participant): string {
 }
 
 /** The fed_server.json / fed_client.json / fed_admin.json / fed_relay.json of a participant, with FLARE's keys. */
-export function configOf(project: Project, p: Participant): JsonValue {
+function configOf(project: Project, p: Participant): JsonValue {
   const names = certFileNames(p.type);
   const custom = p.customCaCert === undefined ? {} : { custom_ca_cert: CUSTOM_CA_FILE };
   if (p.type === 'server') {

@@ -29,7 +29,7 @@ export interface KitFile {
  * signed by the same root for another participant, or for an older kit of this one (an older crl.pem), has
  * a valid FLARE signature but not this kit's hash.
  */
-export const MANIFEST_FILE = 'manifest.json';
+const MANIFEST_FILE = 'manifest.json';
 const MANIFEST_FORMAT = 'flare-ts-kit/2';
 const SHA256_HEX = /^[0-9a-f]{64}$/;
 const manifestSchema = z.strictObject({

@@ -1,6 +1,6 @@
 import { createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto';
 import { resolve } from 'node:path';
-import { FlareError, PkiError, parseStrictJson, type KitLocalOverride } from '@flare/core';
+import { FlareError, PkiError, parseStrictJson, type Identity, type KitLocalOverride } from '@flare/core';
 import { z } from 'zod';
 import { CRL_FILE, CUSTOM_CA_FILE, certFileNames } from './kit-content.js';
 import { verifyKitContents, type KitVerification } from './kit-signature.js';
@@ -69,7 +69,7 @@ export interface Kit {
   /** Project name (from the configuration file). */
   readonly project: string;
   /** Who this kit is, as its verified certificate says. */
-  readonly participant: { readonly name: string; readonly type: ParticipantType; readonly org: string; readonly role?: string };
+  readonly participant: Identity;
   readonly rootCaPem: string;
   readonly certPem: string;
   readonly privateKey: KeyObject;

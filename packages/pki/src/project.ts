@@ -1,13 +1,13 @@
 import { readFile, stat } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import { dirname, resolve } from 'node:path';
-import { PkiError, type JsonValue } from '@flare/core';
+import { PkiError, type Identity, type JsonValue, type ParticipantType } from '@flare/core';
 import { LineCounter, parseDocument, type Document, type Node as YamlNode } from 'yaml';
 import { z } from 'zod';
 import { didYouMean, FLARE_PARTICIPANT_KEYS } from './project-keys.js';
 
 /** The four kinds of participant a project has (FLARE's `type`). */
-export type ParticipantType = 'server' | 'client' | 'admin' | 'relay';
+export type { ParticipantType } from '@flare/core';
 
 /** How a participant's connections are secured (FLARE's `connection_security`). */
 export type ConnectionSecurity = 'clear' | 'tls' | 'mtls';
@@ -27,12 +27,9 @@ export interface Capacity {
 }
 
 /** One participant of a project, validated with FLARE's rules; typed views of the properties we use. */
-export interface Participant {
-  readonly name: string;
-  readonly type: ParticipantType;
-  readonly org: string;
+export interface Participant extends Identity {
   /** Admins only: FLARE's role (project_admin, org_admin, lead, member, or another well-formed role). */
-  readonly role?: string;
+  readonly role?: string | undefined;
   /** Effective connection security: the participant's own, else the project's, else `mtls`. */
   readonly connectionSecurity: ConnectionSecurity;
   /** Absolute path of the custom CA certificate (participant's own, else the project's). */
@@ -142,7 +139,7 @@ const BUILTIN_BUILDERS = new Map<string, string>([
   ['nvflare.lighter.impl.signature.SignatureBuilder', 'signature'],
 ]);
 /** FLARE's HEBuilder path: its args are read into {@link Project.he}. */
-export const HE_BUILDER_PATH = 'nvflare.lighter.impl.he.HEBuilder';
+const HE_BUILDER_PATH = 'nvflare.lighter.impl.he.HEBuilder';
 
 const port = z.number().int().min(1).max(65535);
 const jsonObject = z.record(z.string(), z.unknown());
@@ -189,7 +186,7 @@ export async function loadProject(yamlTextOrPath: string, options: ParseProjectO
 }
 
 /** Reads a project-style YAML file with the size limit; shared by {@link loadProject} and additions. */
-export async function readProjectFile(file: string): Promise<{ path: string; text: string }> {
+async function readProjectFile(file: string): Promise<{ path: string; text: string }> {
   const path = resolve(file);
   try {
     const info = await stat(path);

@@ -236,7 +236,7 @@ export async function provision(project: Project, options: ProvisionOptions): Pr
 }
 
 /** The hosts a participant's certificate names (SAN): FLARE's rules, see issueCertificate. */
-export function sanHosts(p: Participant): string[] {
+function sanHosts(p: Participant): string[] {
   if (p.type === 'server') return [...new Set([p.defaultHost ?? p.name, ...(p.hostNames ?? [])])];
   if (p.type === 'admin') return [];
   return [...new Set([p.name, ...(p.listeningHosts ?? [])])];

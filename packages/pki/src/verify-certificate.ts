@@ -1,5 +1,5 @@
 import { createHash, X509Certificate as NodeX509, type KeyObject } from 'node:crypto';
-import { PkiError } from '@flare/core';
+import { PkiError, type Identity } from '@flare/core';
 import { readCertificateFields, readExtendedKeyUsage, type CertificateFields } from './certificate-fields.js';
 import { crlVerifiedRoot, loadCrl, type Crl } from './crl.js';
 import { identityOfAttributes, normalizeSerial, parseCertificate, type SubjectIdentity } from './identity.js';
@@ -23,11 +23,7 @@ export interface VerifyCertificateOptions {
 }
 
 /** What a verified certificate says about its holder. */
-export interface VerifiedCertificate {
-  readonly name: string;
-  readonly org: string;
-  readonly type: ParticipantType;
-  readonly role?: string;
+export interface VerifiedCertificate extends Identity {
   readonly notBefore: Date;
   readonly notAfter: Date;
   /** SHA-256 of the DER certificate, lowercase hex. */

@@ -59,7 +59,7 @@ export interface CertifiedSigner {
   /** Participant type from the certificate (OU): must be `admin`. */
   readonly type: string;
   /** Admin role from the certificate (FLARE's unstructuredName): required. */
-  readonly role?: string;
+  readonly role?: string | undefined;
   /** The certificate's public key: it must have made the signature. */
   readonly publicKey: KeyObject;
 }

@@ -5,7 +5,7 @@ import { model, tensor, type Filter, type FilterFactory, type FLModel } from '@f
  * Test filter factories with real zod schemas, registered under the names a runtime would use. Each filter
  * appends its tag to model.meta.trail so tests can see the order filters ran in.
  */
-export function taggingFactory(name: string, args: z.ZodType<Record<string, unknown>> = z.strictObject({ tag: z.string().default(name) })): FilterFactory {
+function taggingFactory(name: string, args: z.ZodType<Record<string, unknown>> = z.strictObject({ tag: z.string().default(name) })): FilterFactory {
   return {
     name,
     args,
@@ -22,15 +22,15 @@ export function taggingFactory(name: string, args: z.ZodType<Record<string, unkn
   };
 }
 
-export const gaussian = taggingFactory(
+const gaussian = taggingFactory(
   'gaussian-dp',
   z.strictObject({ epsilon: z.number().positive(), delta: z.number().gt(0).lt(1), clip: z.number().positive().default(1), tag: z.string().default('gaussian-dp') }),
 );
-export const percentile = taggingFactory(
+const percentile = taggingFactory(
   'percentile-privacy',
   z.strictObject({ percentile: z.number().int().min(0).max(100).default(10), gamma: z.number().positive().default(0.01), tag: z.string().default('percentile-privacy') }),
 );
-export const exclude = taggingFactory('exclude-vars', z.strictObject({ names: z.array(z.string()).min(1), tag: z.string().default('exclude-vars') }));
+const exclude = taggingFactory('exclude-vars', z.strictObject({ names: z.array(z.string()).min(1), tag: z.string().default('exclude-vars') }));
 
 export const registry: ReadonlyMap<string, FilterFactory> = new Map([gaussian, percentile, exclude].map((f) => [f.name, f]));
 

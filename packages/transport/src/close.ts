@@ -31,7 +31,7 @@ export interface PeerRefusal {
 /** RFC 6455 7.4.2: 4000-4999 are for applications. We use one: the reason then carries a FlareError code. */
 export const CLOSE_REFUSED = 4000;
 export const CLOSE_NORMAL = 1000;
-export const CLOSE_GOING_AWAY = 1001;
+const CLOSE_GOING_AWAY = 1001;
 
 // Errors this transport re-created from what a peer sent (a close frame or a goodbye), with how it arrived.
 const refusals = new WeakMap<FlareError, PeerRefusal>();

@@ -228,7 +228,7 @@ export class FrameParser {
  * Copies `length` bytes of `src` at `from` to `dst` at `to`, removing the mask (RFC 6455 5.3: byte i of the
  * payload is XORed with mask[i % 4]; `maskAt` is the payload offset of `src[from]`).
  */
-export function copyUnmasked(dst: Uint8Array, to: number, src: Uint8Array, from: number, length: number, mask: Uint8Array | undefined, maskAt: number): void {
+function copyUnmasked(dst: Uint8Array, to: number, src: Uint8Array, from: number, length: number, mask: Uint8Array | undefined, maskAt: number): void {
   if (length === 0) return;
   dst.set(src.subarray(from, from + length), to);
   if (mask === undefined || (mask[0]! | mask[1]! | mask[2]! | mask[3]!) === 0) return;

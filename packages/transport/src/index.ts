@@ -4,7 +4,7 @@ export { listen } from './server.js';
 export type { Refusal, ServerEndpoint, ServerEvents, ServerOptions } from './server.js';
 export { createClient, dial, isFinalRefusal } from './client.js';
 export type { Client, ClientEvents, ClientOptions, ReconnectingClientOptions, Target } from './client.js';
-export type { Connection, ConnectionEvents, Header, Message, MessageGuard, Payload, TlsInfo } from './connection.js';
+export type { Connection, ConnectionEvents, Header, Message, MessageGuard, Payload, PayloadDigest, TlsInfo } from './connection.js';
 export { CLOSE_REFUSED, errorFromClose, refusalOf } from './close.js';
 export type { CloseInfo, PeerRefusal } from './close.js';
 export { TRANSPORT_DEFAULTS } from './limits.js';

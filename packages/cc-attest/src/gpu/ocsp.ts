@@ -14,7 +14,7 @@ const ID_KP_OCSP_SIGNING = '1.3.6.1.5.5.7.3.9';
 const SHA384 = '2.16.840.1.101.3.4.2.2';
 
 /** NVIDIA's OCSP responder (nvtrust config.py OCSP_URL). */
-export const NVIDIA_OCSP_URL = 'https://ocsp.ndis.nvidia.com/';
+const NVIDIA_OCSP_URL = 'https://ocsp.ndis.nvidia.com/';
 
 // A small DER writer for the request (kept local: the synthetic encoder is test tooling).
 const tlv = (tag: number, c: Uint8Array): Uint8Array => {
@@ -57,7 +57,7 @@ export function buildOcspRequest(cert: ParsedCertificate, issuer: ParsedCertific
 export type OcspStatus = { readonly status: 'good' } | { readonly status: 'revoked'; readonly reason: number | undefined; readonly at: Date } | { readonly status: 'unknown' };
 
 /** An OCSP problem: the response could not be trusted or does not answer the question. */
-export class OcspFailure extends Error {
+class OcspFailure extends Error {
   constructor(
     readonly code: AttestErrorCode,
     message: string,

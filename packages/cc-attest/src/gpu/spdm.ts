@@ -13,7 +13,7 @@ export const SPDM_REQUEST_SIZE = 37;
 const SIGNATURE_SIZE = 96;
 
 /** Opaque-data types (nvtrust OpaqueDataType). */
-export const OPAQUE_TYPES: Readonly<Record<number, string>> = {
+const OPAQUE_TYPES: Readonly<Record<number, string>> = {
   1: 'CERT_ISSUER_NAME', 2: 'CERT_AUTHORITY_KEY_IDENTIFIER', 3: 'DRIVER_VERSION', 4: 'GPU_INFO', 5: 'SKU', 6: 'VBIOS_VERSION',
   7: 'MANUFACTURER_ID', 8: 'TAMPER_DETECTION', 9: 'SMC', 10: 'VPR', 11: 'NVDEC0_STATUS', 12: 'MSRSCNT', 13: 'CPRINFO', 14: 'BOARD_ID',
   15: 'CHIP_SKU', 16: 'CHIP_SKU_MOD', 17: 'PROJECT', 18: 'PROJECT_SKU', 19: 'PROJECT_SKU_MOD', 20: 'FWID', 21: 'PROTECTED_PCIE_STATUS',

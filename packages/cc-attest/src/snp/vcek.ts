@@ -55,7 +55,7 @@ function hwIdExt(value: Uint8Array | undefined): { id: Uint8Array; encoding: 'ra
 }
 
 /** The product family from a VCEK productName ("Milan-B0" -> Milan). */
-export function productFromName(name: string): SnpProduct | undefined {
+function productFromName(name: string): SnpProduct | undefined {
   const base = name.split('-')[0];
   return base === 'Milan' || base === 'Genoa' || base === 'Turin' ? base : undefined;
 }

@@ -90,7 +90,7 @@ function body(r: Reader, o: number, size: number): TdReportBody {
 }
 
 /** Parses an SGX REPORT body (384 bytes). */
-export function parseSgxReportBody(raw: Uint8Array): SgxReportBody {
+function parseSgxReportBody(raw: Uint8Array): SgxReportBody {
   const r = new Reader(raw, 'QE report');
   r.need(0, QE_REPORT);
   return {

@@ -14,8 +14,8 @@ const HEADER_BYTES = 16;
 const VERSION_MAJOR = 4;
 const VERSION_MINOR = 1;
 /** compr_mode_type (serialization.h). */
-export const COMPR_NONE = 0;
-export const COMPR_ZSTD = 2;
+const COMPR_NONE = 0;
+const COMPR_ZSTD = 2;
 /** Ciphertext members before the data: parms_id (4 x u64), is_ntt_form (u8), size, degree, rns size (u64), scale (f64), correction factor (u64). */
 const CT_MEMBER_BYTES = 32 + 1 + 8 + 8 + 8 + 8 + 8;
 /** A DynArray: its own SEALHeader, then a u64 element count, then the elements. */
@@ -86,12 +86,6 @@ function writeHeader(out: Uint8Array, at: number, size: number): void {
 function ciphertextMemberBytes(degree: number, rns: number, seeded: boolean): number {
   const count = (seeded ? 1 : 2) * degree * rns;
   return CT_MEMBER_BYTES + DYNARRAY_PREFIX + 8 * count + (seeded ? PRNG_INFO_BYTES : 0);
-}
-
-/** The largest serialized ciphertext (uncompressed, unseeded, top level) these parameters can produce. */
-export function maxCiphertextBytes(shape: WireShape): number {
-  const top = shape.levels[0]!;
-  return HEADER_BYTES + ciphertextMemberBytes(shape.degree, top.primes.length, false);
 }
 
 /**

@@ -37,7 +37,14 @@ export type { CrossSiteCell, CrossSiteMatrix } from './workflows/cross-site-eval
 export { crossSiteEvalSite } from './workflows/cross-site-eval-site.js';
 export { CYCLIC, CyclicArgs, cyclic, cyclicOrder } from './workflows/cyclic.js';
 export { cyclicSite } from './workflows/cyclic-site.js';
-export { SECURE_AGGREGATION } from './workflows/secure-aggregation.js';
+export { SECAGG_TASKS, SECURE_AGGREGATION, SECURE_AGGREGATION_RESULT, SecAggArgs, flattenUpdate, layoutOf } from './workflows/secure-aggregation.js';
+export type { SecAggLayout, SecAggSitePhase } from './workflows/secure-aggregation.js';
+export { secAggRoundConfig, secureAggregation } from './workflows/secagg.js';
+export type { SecureAggregationOptions } from './workflows/secagg.js';
+export { secureAggregationSite } from './workflows/secagg-site.js';
+export type { SecureAggregationSiteOptions } from './workflows/secagg-site.js';
+export { certificateVerifier, kitSigner } from './workflows/secagg-identity.js';
+export type { SecAggIdentity } from './workflows/secagg-identity.js';
 export { parseWorkflowArgs } from './workflows/args.js';
 export { JobAggregation } from './workflows/aggregation.js';
 export type { JobAggregationOptions } from './workflows/aggregation.js';

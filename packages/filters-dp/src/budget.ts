@@ -39,7 +39,7 @@ export interface PrivacySpent {
 /** The meta key under which DP filters put the site's {@link PrivacySpent} for the job, in snake case JSON. */
 export const DP_SPENT_META = 'dp_privacy_spent';
 
-/** The cost of one release, as the filters compute it. Internal. */
+/** The cost of one release, as the filters (and @flare/runtime's secure aggregation, for distributed DP) compute it. */
 export interface ReleaseCost {
   /** RDP of this release at the record's orders. */
   readonly rdp: (orders: readonly number[]) => number[];
@@ -106,7 +106,7 @@ export function spentJson(spent: PrivacySpent, dataset?: string): Record<string,
   };
 }
 
-/** What a charge decided. Internal. */
+/** What a charge decided. */
 export interface ChargeResult {
   readonly spent: PrivacySpent;
   /** The dataset charged. */
@@ -120,7 +120,10 @@ export interface ChargeResult {
  * caller releases anything (write-ahead: a crash after the write over-counts, never under-counts). Every job on
  * the dataset shares the budget. Refuses with E_DP_BUDGET_EXHAUSTED, marks the job exhausted and reports through
  * `audit` when the release would pass the budget or the job was already exhausted. `nextClipNorm`, when given,
- * stores the job's adaptive clipping state in the same entry. Internal.
+ * stores the job's adaptive clipping state in the same entry. Used by this package's filters and by the runtime's
+ * secure aggregation (distributed DP), so every DP release of a site composes in one ledger.
+ *
+ * @throws DpError E_DP_BUDGET_EXHAUSTED, and the ledger's E_DP_LEDGER_ROLLBACK, E_DP_BUDGET_CORRUPT, E_DP_BUDGET_WRITE.
  */
 export async function chargeRelease(
   budget: PrivacyBudget,

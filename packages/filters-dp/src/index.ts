@@ -21,8 +21,8 @@ export type { EpsilonAtOrder, NoiseCalibration, RdpConversion, RdpEpsilonOptions
 export { prvEpsilon } from './prv.js';
 export type { PrvEpsilon, PrvOptions } from './prv.js';
 
-export { BUDGET_ORDERS, DP_SPENT_META, privacySpent } from './budget.js';
-export type { PrivacyBudget, PrivacySpent } from './budget.js';
+export { BUDGET_ORDERS, DP_SPENT_META, chargeRelease, privacySpent } from './budget.js';
+export type { ChargeResult, PrivacyBudget, PrivacySpent, ReleaseCost } from './budget.js';
 export { DEFAULT_DATASET, LEDGER_HEAD_ACTION, LEDGER_ROLLBACK_ACTION, ledgerHeadsFromAudit, openPrivacyLedger } from './privacy-ledger.js';
 export type { LedgerEntry, LedgerHead, LedgerJobState, LedgerTotals, LedgerView, PrivacyLedger, PrivacyLedgerOptions } from './privacy-ledger.js';
 export { metricsPrivacy, METRICS_PRIVACY_META } from './metrics-privacy.js';

@@ -44,6 +44,8 @@ export type { SecureAggregationOptions } from './workflows/secagg.js';
 export { secureAggregationSite } from './workflows/secagg-site.js';
 export type { SecureAggregationSiteOptions } from './workflows/secagg-site.js';
 export { certificateVerifier, kitSigner } from './workflows/secagg-identity.js';
+export { chargeSecAggRound, planDpRound, secAggEpsilon } from './workflows/secagg-dp.js';
+export type { SecAggBudget, SecAggDpArgs } from './workflows/secagg-dp.js';
 export type { SecAggIdentity } from './workflows/secagg-identity.js';
 export { parseWorkflowArgs } from './workflows/args.js';
 export { JobAggregation } from './workflows/aggregation.js';

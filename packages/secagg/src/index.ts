@@ -20,6 +20,7 @@ export type { EncodingPlan, EncodingPlanOptions } from './plan-encoding.js';
 export { cryptoRandomWords, decodeSum, encodeUpdate } from './encode.js';
 export type { DiscreteGaussianSampler, EncodeOptions, RandomWords } from './encode.js';
 export { distributedDpPrivacy } from './privacy.js';
+export { exactDiscreteGaussian } from './discrete-gaussian.js';
 export type { DistributedDpPrivacy } from './privacy.js';
 
 export { checkSecAggCompatibility, ROBUST_AGGREGATORS, SECAGG_AGGREGATORS } from './compatibility.js';

@@ -221,6 +221,7 @@ export function register(program: Command): void {
     .option('--rounds <r>', 'FedAvg rounds', int('--rounds', 1, 100), 5)
     .option('--dp', 'sites demand differential privacy on their updates (privacy scope "private")', false)
     .option('--he', 'sites encrypt their updates (CKKS) and the server aggregates ciphertexts without a secret key; then a plaintext twin runs for the overhead figures', false)
+    .option('--secagg', 'secure aggregation (SecAgg+): sites mask their updates, the server unmasks only their sum, surviving sites that drop out', false)
     .addOption(new Option('--attest <mode>', 'attestation at login (both ways), before deploys and every 2 s, with synthetic evidence from a test authority').choices(['test']))
     .option('--attest-debug-site <name>', "with --attest test: this site's evidence shows a debuggable guest, which the default policy refuses (demonstration)")
     .option('--workspace <dir>', 'where to provision and run (default: a new temporary folder, removed at the end)')
@@ -233,7 +234,7 @@ export function register(program: Command): void {
       }
     })
     .option('--json', 'print the summary as one JSON object on stdout', false)
-    .action((o: { clients: number; rounds: number; dp: boolean; he: boolean; attest?: 'test'; attestDebugSite?: string; workspace?: string; keep: boolean; aggregator?: JsonValue; json: boolean }, cmd: Command) => {
+    .action((o: { clients: number; rounds: number; dp: boolean; he: boolean; secagg: boolean; attest?: 'test'; attestDebugSite?: string; workspace?: string; keep: boolean; aggregator?: JsonValue; json: boolean }, cmd: Command) => {
       if (o.attestDebugSite !== undefined && o.attest === undefined) cmd.error('error: --attest-debug-site needs --attest test', { exitCode: 2 });
       if (o.attestDebugSite !== undefined && !/^site-\d+$/.test(o.attestDebugSite)) cmd.error(`error: --attest-debug-site expected a site name site-1..site-${o.clients}, got ${o.attestDebugSite}`, { exitCode: 2 });
       return run(async () => {
@@ -242,6 +243,7 @@ export function register(program: Command): void {
           rounds: o.rounds,
           dp: o.dp,
           he: o.he,
+          ...(o.secagg ? { secagg: true } : {}),
           ...(o.attest === undefined ? {} : { attest: o.attest }),
           ...(o.attestDebugSite === undefined ? {} : { attestDebugSite: o.attestDebugSite }),
           json: o.json,

@@ -3,6 +3,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { FlareRuntimeError, type AggregationScheme, type FilterFactory, type AuditHook } from '@flare/core';
 import type * as FiltersHeModule from '@flare/filters-he';
 import type * as CcAttest from '@flare/cc-attest';
+import { BUDGET_FOLDER, openPrivacyLedger } from '@flare/filters-dp';
 import { loadKit, type Kit } from '@flare/pki';
 import { PolicyFile, loadSitePolicies, parseAuthorizationPolicy, type AuthorizationPolicy } from '@flare/policy';
 import {
@@ -17,17 +18,21 @@ import {
   listenForParticipants,
   loadOptionalPeer,
   parseAggregationPolicy,
+  secureAggregation,
+  secureAggregationSite,
   sitePolicyFromFiles,
   type AggregatorFactory,
   type ClosableLogger,
   type JobTrust,
   type LearnerFactory,
   type RoundRecord,
+  type SiteWorkflow,
 } from '@flare/runtime';
 import { selectBackend } from '@flare/tfjs';
 import { attestationFor } from './attestation-config.js';
 import { loadSiteData } from './dataset.js';
-import { readSiteConfig } from './site-config.js';
+import { secaggExitHook, secaggRecordHook } from './secagg-hook.js';
+import { readSiteConfig, type SiteConfig } from './site-config.js';
 import { spamLearnerFactory } from './spam-model.js';
 
 type FiltersHe = typeof FiltersHeModule;
@@ -130,6 +135,8 @@ export async function runServer(o: ServerRun, stack: Stack): Promise<void> {
     ...(stack.aggregator === undefined ? {} : { aggregator: stack.aggregator }),
     ...(aggregation === undefined ? {} : { aggregation }),
     schemes,
+    // Secure aggregation: with the project root the server checks each site's signed round keys on arrival.
+    workflows: [secureAggregation({ rootCaPem: kit.rootCaPem, ...(kit.crlPem === undefined ? {} : { crlPem: kit.crlPem }) })],
     audit: audit.hook,
     auditTail: (n) => audit.tail(n),
     logger,
@@ -167,6 +174,21 @@ function target(s: string | undefined): Array<{ host: string; port: number }> | 
   const m = /^(.+):(\d{1,5})$/.exec(s);
   if (m === null) throw new RangeError(`"--server" expected host:port, got ${s}`);
   return [{ host: m[1]!, port: Number(m[2]) }];
+}
+
+/** The site side of secure aggregation with this kit's identity, and the test hooks the environment asks for. */
+function secaggSite(kit: Kit, ws: string, logger: ClosableLogger, budget: SiteConfig['secagg_dp_budget'], audit: AuditHook): SiteWorkflow {
+  const name = kit.participant.name;
+  // The same ledger the site's DP filters charge: every DP release of the site composes in one place.
+  const ledger = budget === undefined ? undefined : openPrivacyLedger(join(ws, BUDGET_FOLDER), { site: name, audit });
+  const beforeAnswer = secaggExitHook(name, (m) => logger.warn(m));
+  const onUpdate = secaggRecordHook(ws);
+  return secureAggregationSite({
+    identity: { privateKey: kit.privateKey, certPem: kit.certPem, rootCaPem: kit.rootCaPem, ...(kit.crlPem === undefined ? {} : { crlPem: kit.crlPem }) },
+    ...(beforeAnswer === undefined ? {} : { beforeAnswer }),
+    ...(onUpdate === undefined ? {} : { onUpdate }),
+    ...(ledger === undefined || budget === undefined ? {} : { budget: { ledger, maxEpsilon: budget.max_epsilon, delta: budget.delta } }),
+  });
 }
 
 /** `flare client --kit DIR`: verifies the kit, enforces this site's policy, and runs tasks until `signal` aborts. */
@@ -211,6 +233,8 @@ export async function runClient(o: ClientRun, stack: Stack): Promise<void> {
         policy: sitePolicyFromFiles(policies, { jobTrust: jobTrustOf(kit) }),
         learners,
         filters,
+        // Secure aggregation signs this site's round keys with its kit key; the hooks are for tests only.
+        workflows: [secaggSite(kit, ws, logger, config.secagg_dp_budget, audit.hook)],
         workspace: ws,
         audit: audit.hook,
         logger,

@@ -13,7 +13,7 @@ import { ATTESTATION_CONFIG_FILE } from './attestation-config.js';
 import { spamAssassin } from './dataset.js';
 import { connectAdmin, workspaceOf } from './participants.js';
 import { freePort, startParticipant, type Participant } from './processes.js';
-import type { PocDp } from './dp-config.js';
+import { pocDpSettings, type PocDp } from './dp-config.js';
 import { spamJob, spamNetwork } from './spam-model.js';
 
 /** Options of `flare poc`. */
@@ -25,6 +25,8 @@ export interface PocOptions {
   readonly he?: boolean;
   /** Attestation with synthetic evidence from a test authority written into the workspace. */
   readonly attest?: 'test';
+  /** The job runs the `secure_aggregation` workflow (SecAgg+): the server sums masked updates it cannot read. */
+  readonly secagg?: boolean;
   /** With `attest`: this site's evidence shows a debuggable guest (the default policy refuses it). */
   readonly attestDebugSite?: string;
   readonly workspace?: string;
@@ -114,6 +116,24 @@ export interface PocSummary {
   readonly he?: HeOverhead;
   /** With --attest: every refusal and how many checks passed. */
   readonly attestation?: AttestationReport;
+  /** With --secagg: per round, the sites whose masked updates were summed and those that dropped, by phase. */
+  readonly secagg?: SecAggReport;
+}
+
+/** What `flare poc --secagg` reports, from the job's `secure_aggregation` result. */
+export interface SecAggReport {
+  /** The L2 clip bound of each site's update. */
+  readonly clip: number;
+  readonly rounds: Array<{ round: number; masked: number; summed: string[]; dropped: Record<string, string[]>; threshold: number }>;
+}
+
+/** The clip bound of each site's update in `flare poc --secagg` (above the spam model's usual update norm). */
+const POC_SECAGG_CLIP = 10;
+
+/** The secure-aggregation report from the job result (rounds counted from 1, as the table does). */
+function secaggReport(result: JsonValue | undefined): SecAggReport {
+  const rounds = (result as { rounds?: Array<{ round: number; summed: string[]; dropped: Record<string, string[]>; threshold: number }> } | undefined)?.rounds ?? [];
+  return { clip: POC_SECAGG_CLIP, rounds: rounds.map((r) => ({ round: r.round + 1, masked: r.summed.length, summed: r.summed, dropped: r.dropped, threshold: r.threshold })) };
 }
 
 /**
@@ -247,6 +267,7 @@ export async function runPoc(o: PocOptions): Promise<PocSummary> {
   const started = performance.now();
   if (!Number.isInteger(o.clients) || o.clients < 2 || o.clients > 16) throw new RangeError(`"--clients" expected 2..16, got ${o.clients}`);
   if (!Number.isInteger(o.rounds) || o.rounds < 1 || o.rounds > 100) throw new RangeError(`"--rounds" expected 1..100, got ${o.rounds}`);
+  if (o.secagg === true && o.he === true) throw new RangeError('"--secagg" and "--he" both hide the updates from the server and cannot be combined (E_SECAGG_INCOMPATIBLE): choose one');
   if (o.attestDebugSite !== undefined && (o.attest === undefined || !Array.from({ length: o.clients }, (_, i) => `site-${i + 1}`).includes(o.attestDebugSite))) {
     throw new RangeError(`"--attest-debug-site" expected one of site-1..site-${o.clients} with --attest, got ${o.attestDebugSite}`);
   }
@@ -319,7 +340,9 @@ async function runFederation(o: PocOptions, ws: string, v: Variant): Promise<Fed
     const sws = workspaceOf(kitOf(s));
     await mkdir(sws, { recursive: true, mode: 0o700 });
     const components = ['tfjs-spam', ...(o.dpScope?.components ?? []), ...(v.he ? ['he-encrypt', 'he-decrypt'] : [])];
-    await writeFile(join(sws, 'site.json'), JSON.stringify({ data: { dataset, site: i, sites: o.clients, seed: 42, features: width }, components: { allow: components, byoc: false } }, null, 2));
+    // --secagg --dp: each site's own cap on epsilon for distributed DP (the poc's DP budget).
+    const secaggBudget = o.secagg === true && o.dp ? { secagg_dp_budget: { max_epsilon: pocDpSettings().maxEpsilon, delta: pocDpSettings().delta } } : {};
+    await writeFile(join(sws, 'site.json'), JSON.stringify({ data: { dataset, site: i, sites: o.clients, seed: 42, features: width }, ...secaggBudget, components: { allow: components, byoc: false } }, null, 2));
     // The site's own component allow-list (local/components.json overrides any provisioned default).
     await writeFile(join(kitOf(s), 'local', 'components.json'), JSON.stringify({ format_version: '1.0', allow: components, byoc: false }, null, 2));
     // Each site's own privacy policy: `public` adds nothing (with --he: decrypt what comes in, encrypt what goes
@@ -343,8 +366,12 @@ async function runFederation(o: PocOptions, ws: string, v: Variant): Promise<Fed
     const initial = readWeights(spamNetwork(width, hidden));
     const jobDir = join(ws, 'jobs', 'spam');
     await mkdir(jobDir, { recursive: true });
-    const definition0 = spamJob({ sites, rounds: o.rounds, features: width, hidden, dp: o.dp, ...(o.dpScope === undefined ? {} : { learner: o.dpScope.learner }) });
-    const definition = o.aggregator === undefined ? definition0 : { ...definition0, aggregator: o.aggregator };
+    const definition0 = spamJob({ sites, rounds: o.rounds, features: width, hidden, dp: o.dp && o.secagg !== true, ...(o.dpScope === undefined || o.secagg === true ? {} : { learner: o.dpScope.learner }) });
+    const definition1 = o.aggregator === undefined ? definition0 : { ...definition0, aggregator: o.aggregator };
+    // --secagg: the round survives dropouts down to its threshold, so min_clients does not ask for more.
+    // With --dp the noise is the distributed discrete Gaussian, calibrated to the sites' budget over the job.
+    const dpArgs = o.dp ? { dp: { epsilon: pocDpSettings().maxEpsilon, delta: pocDpSettings().delta } } : {};
+    const definition = o.secagg === true ? { ...definition1, name: 'spam-secagg', workflow: 'secure_aggregation', min_clients: 2, workflow_args: { clip: POC_SECAGG_CLIP, dropout_fraction: 0.4, ...dpArgs } } : definition1;
     await writeFile(join(jobDir, 'meta.json'), JSON.stringify(definition, null, 2));
     await writeFile(join(jobDir, 'model.safetensors'), encodeModel(initial));
     const admin = await connectAdmin(kitOf('admin@flare.poc'));
@@ -352,9 +379,10 @@ async function runFederation(o: PocOptions, ws: string, v: Variant): Promise<Fed
     const missing = await waitForSites(admin, sites, 180_000);
     if (missing.length > 0) o.progress(`${v.label}poc: ${missing.join(', ')} had not registered after 180 s; the job starts without ${missing.length === 1 ? 'it' : 'them'}`);
     let rec: JobRecord;
+    let secagg: SecAggReport | undefined;
     try {
       const id = await admin.submit(await readJobFolder(jobDir));
-      o.progress(`${v.label}poc: job ${id} submitted (${dataset}, ${o.rounds} rounds, ${o.clients} sites${o.dp ? ', DP' : ''}${v.he ? ', HE' : ''}${attest ? ', attestation' : ''})`);
+      o.progress(`${v.label}poc: job ${id} submitted (${dataset}, ${o.rounds} rounds, ${o.clients} sites${o.dp ? ', DP' : ''}${o.secagg === true ? ', secure aggregation' : ''}${v.he ? ', HE' : ''}${attest ? ', attestation' : ''})`);
       const bar = progressBar(v.bar);
       bar?.start(o.rounds, 0, { acc: '-', secs: '-' });
       let shown = 0;
@@ -381,6 +409,7 @@ async function runFederation(o: PocOptions, ws: string, v: Variant): Promise<Fed
       if (last !== undefined) bar?.update(rec.history.length, { acc: last.toFixed(3), secs: (rec.history.at(-1)?.seconds ?? 0).toFixed(1) });
       bar?.stop();
       if (bar === undefined && last !== undefined) o.progress(`${v.label}held-out accuracy after round ${rec.history.length}: ${last.toFixed(3)}`);
+      if (o.secagg === true) secagg = secaggReport(await admin.result(id, 'secure_aggregation').catch(() => undefined));
     } finally {
       admin.close();
     }
@@ -408,6 +437,7 @@ async function runFederation(o: PocOptions, ws: string, v: Variant): Promise<Fed
       ...(missing.length === 0 ? {} : { late_sites: missing }),
       seconds: Number(((performance.now() - started) / 1000).toFixed(1)),
       ...(attest ? { attestation: await attestationReport(dirs) } : {}),
+      ...(secagg === undefined ? {} : { secagg }),
     };
     if (rec.status !== 'FINISHED') throw Object.assign(new FlareRuntimeError('E_RUNTIME_MIN_CLIENTS', `the job ended ${rec.status}: ${rec.error?.code ?? ''} ${rec.error?.message ?? ''}`), { summary });
     return { summary, record: rec, parameters: parameterCount(initial) };
@@ -437,6 +467,13 @@ export function renderSummary(s: PocSummary): string[] {
       `  final accuracy                 ${he.final_accuracy.he?.toFixed(4) ?? '-'} (HE) vs ${he.final_accuracy.plain?.toFixed(4) ?? '-'} (plain)`,
       `  whole run                      ${he.total_seconds.he} s vs ${he.total_seconds.plain} s`,
     );
+  }
+  if (s.secagg !== undefined) {
+    lines.push('', `secure aggregation (SecAgg+; each update clipped to L2 ${s.secagg.clip}; the server saw only masked updates):`);
+    for (const r of s.secagg.rounds) {
+      const dropped = Object.entries(r.dropped).flatMap(([phase, sites]) => sites.map((x) => `${x} (${phase})`));
+      lines.push(`  round ${r.round}: ${r.masked} masked updates summed (threshold ${r.threshold}), ${dropped.length} dropped${dropped.length === 0 ? '' : `: ${dropped.join(', ')}`}`);
+    }
   }
   const at = s.attestation;
   if (at !== undefined) {

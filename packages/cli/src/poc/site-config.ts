@@ -19,6 +19,11 @@ export const SiteConfig = z.strictObject({
       features: z.int().min(1).max(1 << 20).default(1024),
     })
     .optional(),
+  /**
+   * This site's budget for secure aggregation with distributed DP: its cap on ε (all jobs together, in the
+   * privacy ledger its DP filters share) at δ. Without it the site refuses distributed-DP jobs.
+   */
+  secagg_dp_budget: z.strictObject({ max_epsilon: z.number().positive().max(1e6), delta: z.number().positive().lt(1).default(1e-5) }).optional(),
   /** The component allow-list (@flare/policy components format) when the kit has none. */
   components: z.strictObject({ allow: z.array(z.string().max(256)).max(4096), byoc: z.boolean().default(false) }).default({ allow: [], byoc: false }),
 });

@@ -1,8 +1,9 @@
-import { FlareRuntimeError, SecAggError, decodeModel, type FLModel } from '@flare/core';
-import { checkSecAggCompatibility, encodeUpdate, SecAggClient } from '@flare/secagg';
+import { FlareRuntimeError, SecAggError, decodeModel, type AuditHook, type FLModel } from '@flare/core';
+import { checkSecAggCompatibility, encodeUpdate, exactDiscreteGaussian, SecAggClient } from '@flare/secagg';
 import { z } from 'zod';
 import { parseWorkflowArgs } from './args.js';
 import { asValidation, scatterAndGatherSite } from './scatter-gather.js';
+import { chargeSecAggRound, type SecAggBudget } from './secagg-dp.js';
 import { certificateVerifier, kitSigner, type SecAggIdentity } from './secagg-identity.js';
 import { flattenUpdate, layoutOf, SECAGG_TASKS, SecAggArgs, SECURE_AGGREGATION, type SecAggSitePhase } from './secure-aggregation.js';
 import type { SiteTaskContext, SiteTaskHandler, SiteWorkflow } from './workflow.js';
@@ -12,11 +13,21 @@ export interface SecureAggregationSiteOptions {
   /** This site's kit key, certificate and project root (and CRL). */
   readonly identity: SecAggIdentity;
   /**
+   * The site's own budget for distributed DP (its privacy ledger and cap): each round of a DP job is charged
+   * before the masked input leaves. A site without one refuses DP jobs at deploy (E_SECAGG_CONFIG).
+   */
+  readonly budget?: SecAggBudget;
+  /**
    * TEST HOOK, never set in production: called with each phase just before the site answers it. The CLI sets
    * it from `FLARE_TEST_SECAGG_EXIT_AT` to make a site process exit at a named phase, so a test kills a site at
    * an exact point of the protocol instead of racing a timer; a throw here refuses the phase (the site drops).
    */
   readonly beforeAnswer?: (phase: SecAggSitePhase) => void;
+  /**
+   * TEST HOOK, never set in production: called with this site's plaintext update of each round (before
+   * clipping), so a test can check the unmasked sum against the plaintext sum. It defeats secure aggregation.
+   */
+  readonly onUpdate?: (round: number, update: Float64Array) => void;
 }
 
 /** What the site keeps for its current round, in the job's memory. */
@@ -74,15 +85,20 @@ export function secureAggregationSite(options: SecureAggregationSiteOptions): Si
   const { identity } = options;
   const signer = kitSigner(identity.privateKey);
   const hook = (phase: SecAggSitePhase): void => options.beforeAnswer?.(phase);
+  /** Each admitted job's arguments, from the admin-signed definition (never from the server's tasks). */
+  const jobs = new Map<string, SecAggArgs>();
 
   const setup: SiteTaskHandler = async (t) => {
     const { setup: setupB64 } = dataOf(SetupData, t);
+    const args = jobs.get(t.job);
+    if (args === undefined) throw new SecAggError('E_SECAGG_CONFIG', `${t.site} did not admit job ${t.job} as a secure-aggregation job`);
     const global = await t.filterIn(decodeModel(t.payload));
     const lctx = { site: t.site, job: t.job, round: t.round, signal: t.signal };
     const v = await t.learner.validate(global, lctx);
     const trained = await t.learner.train(global, lctx);
     const out: FLModel = await t.filterOut({ ...trained, metrics: { ...trained.metrics, ...asValidation(v) } });
     const update = flattenUpdate(out, global, layoutOf(global));
+    options.onUpdate?.(t.round, update);
     const certificates = new Map<string, string>([]);
     const client = new SecAggClient({
       site: t.site,
@@ -93,6 +109,13 @@ export function secureAggregationSite(options: SecureAggregationSiteOptions): Si
       accept: (config) => {
         if (config.encoding === null || config.encoding.dimension !== update.length) {
           throw new SecAggError('E_SECAGG_CONFIG', `the round sums ${config.encoding?.dimension ?? 'raw ring'} values; ${t.site}'s update has ${update.length}`);
+        }
+        if (config.encoding.clip !== args.clip) throw new SecAggError('E_SECAGG_CONFIG', `the round clips at ${config.encoding.clip}; job ${t.job} says ${args.clip}`);
+        // The job asks for distributed DP: a configuration without noise, or counting on fewer honest sites than
+        // the job states, is the server's doing and is refused.
+        const noise = config.encoding.noise;
+        if (args.dp !== undefined && (noise === null || (args.dp.min_honest !== undefined && noise.honestSites < args.dp.min_honest))) {
+          throw new SecAggError('E_SECAGG_CONFIG', `job ${t.job} asks for distributed DP${args.dp.min_honest === undefined ? '' : ` counting on ${args.dp.min_honest} honest sites`}; the round's configuration ${noise === null ? 'adds no noise' : `counts on ${noise.honestSites}`}`);
         }
       },
     });
@@ -111,11 +134,26 @@ export function secureAggregationSite(options: SecureAggregationSiteOptions): Si
     return Promise.resolve(step(t, (r) => r.client.receiveKeys(t.payload)));
   };
 
-  const shares: SiteTaskHandler = (t) => {
+  const shares: SiteTaskHandler = async (t) => {
     hook('masked-input');
-    const answer = step(t, (s) => s.client.receiveShares(t.payload, encodeUpdate(s.update, s.client.config!)));
-    t.audit({ action: 'secagg_input_masked', job: t.job, msg: `round ${t.round}: the update left masked`, data: { round: t.round } });
-    return Promise.resolve(answer);
+    const s = stateOf(t);
+    const config = s.client.config!;
+    let metrics: Record<string, number> = {};
+    if (config.encoding?.noise != null) {
+      // Distributed DP: charged to this site's own ledger before anything noised leaves (write-ahead).
+      if (options.budget === undefined) throw new SecAggError('E_SECAGG_CONFIG', `${t.site} keeps no privacy ledger: it cannot account for distributed DP`);
+      try {
+        const spent = await chargeSecAggRound(options.budget, { site: t.site, job: t.job, audit: t.audit as AuditHook }, config);
+        metrics = { epsilon: spent.epsilon, delta: spent.delta };
+      } catch (e) {
+        s.client.abort();
+        t.memory.delete(STATE);
+        throw e;
+      }
+    }
+    const answer = step(t, (r) => r.client.receiveShares(t.payload, encodeUpdate(r.update, config, config.encoding?.noise == null ? {} : { sampler: exactDiscreteGaussian() })));
+    t.audit({ action: 'secagg_input_masked', job: t.job, msg: `round ${t.round}: the update left masked${metrics['epsilon'] === undefined ? '' : ` (distributed DP; epsilon spent ${metrics['epsilon'].toPrecision(4)})`}`, data: { round: t.round, ...metrics } });
+    return { ...answer, metrics };
   };
 
   const survivors: SiteTaskHandler = (t) => {
@@ -144,7 +182,11 @@ export function secureAggregationSite(options: SecureAggregationSiteOptions): Si
       ['validate', validate],
     ]),
     admit(job) {
-      parseWorkflowArgs(SecAggArgs, job.definition);
+      const args = parseWorkflowArgs(SecAggArgs, job.definition);
+      if (args.dp !== undefined && options.budget === undefined) {
+        throw new SecAggError('E_SECAGG_CONFIG', `job ${job.job} asks for distributed DP and ${job.site} keeps no privacy ledger to account for it`);
+      }
+      jobs.set(job.job, args);
       checkSecAggCompatibility({ aggregator: 'fedavg', homomorphicEncryption: job.filters.result.some((f) => f.startsWith('he-')) });
     },
   };

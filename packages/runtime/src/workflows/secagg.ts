@@ -5,6 +5,7 @@ import type { RoundRecord } from '../server/job-store.js';
 import { parseWorkflowArgs } from './args.js';
 import { siteMetrics } from './metrics.js';
 import { codeOf, scatter } from './scatter-gather.js';
+import { dpPlanner, planDpRound } from './secagg-dp.js';
 import { certificateVerifier } from './secagg-identity.js';
 import { layoutOf, SECAGG_TASKS, SecAggArgs, SECURE_AGGREGATION, SECURE_AGGREGATION_RESULT, type SecAggLayout } from './secure-aggregation.js';
 import type { TaskResult, Workflow, WorkflowCheck, WorkflowContext } from './workflow.js';
@@ -37,16 +38,12 @@ const SetupAnswer = z.strictObject({ certificate: z.string().min(1).max(16 * 102
 const KeysHeader = z.looseObject({ neighbours: z.array(z.looseObject({ site: z.string().max(256) })).max(10_000) });
 
 /** The round's configuration: planned from the fractions, with the job's threshold when it names one. */
-export function secAggRoundConfig(job: string, round: number, sites: readonly string[], layout: SecAggLayout, args: SecAggArgs): RoundConfig {
-  const { config } = planSecAggRound({
-    job,
-    round,
-    sites,
-    corruptFraction: args.corrupt_fraction,
-    dropoutFraction: args.dropout_fraction,
-    bits: args.bits,
-    encoding: { dimension: layout.dimension, clip: args.clip },
-  });
+export function secAggRoundConfig(job: string, round: number, sites: readonly string[], layout: SecAggLayout, args: SecAggArgs, rounds = 1): RoundConfig {
+  const base = { job, round, sites, corruptFraction: args.corrupt_fraction, dropoutFraction: args.dropout_fraction, bits: args.bits };
+  const config =
+    args.dp === undefined
+      ? planSecAggRound({ ...base, encoding: { dimension: layout.dimension, clip: args.clip } }).config
+      : planDpRound(dpPlanner({ ...base, dimension: layout.dimension, clip: args.clip }, args.dp.min_honest), rounds, args.dp);
   if (args.threshold === undefined) return config;
   return checkRoundConfig({ ...config, threshold: args.threshold, minSurvivors: Math.max(args.threshold, Math.min(config.minSurvivors, sites.length)) });
 }
@@ -111,8 +108,9 @@ export function secureAggregation(options: SecureAggregationOptions = {}): Workf
         if (sites.length < def.min_clients) {
           throw new FlareRuntimeError('E_RUNTIME_MIN_CLIENTS', `secure aggregation round ${round}: ${sites.length} sites present, min_clients is ${def.min_clients}`);
         }
-        const config = secAggRoundConfig(ctx.job, round, sites, layout, args);
-        const roundRef = ctx.audit({ action: 'round_started', job: ctx.job, msg: `secure aggregation round ${round} with ${sites.length} sites (degree ${config.degree}, threshold ${config.threshold}, ${config.bits} bits)`, data: { round, sites, degree: config.degree, threshold: config.threshold, bits: config.bits } });
+        const config = secAggRoundConfig(ctx.job, round, sites, layout, args, def.rounds);
+        const noise = config.encoding?.noise ?? null;
+        const roundRef = ctx.audit({ action: 'round_started', job: ctx.job, msg: `secure aggregation round ${round} with ${sites.length} sites (degree ${config.degree}, threshold ${config.threshold}, ${config.bits} bits${noise === null ? '' : `, distributed DP: noise ${noise.stddev.toPrecision(4)} ring units per site, ${noise.honestSites} honest sites counted`})`, data: { round, sites, degree: config.degree, threshold: config.threshold, bits: config.bits, ...(noise === null ? {} : { noise_stddev: noise.stddev, honest_sites: noise.honestSites }) } });
         ctx.logger.info('secure aggregation round started', { job: ctx.job, round, sites: sites.length, threshold: config.threshold });
         const certificates = new Map<string, string>();
         const verifier: SecAggVerifier | undefined = options.rootCaPem === undefined ? undefined : certificateVerifier(options.rootCaPem, certificates, options.crlPem);
@@ -171,7 +169,11 @@ export function secureAggregation(options: SecureAggregationOptions = {}): Workf
         };
         await exchange(SECAGG_TASKS.keys, keys, (site) => ({ data: { certificates: neighbours(keys.get(site)!) } }), (site, r) => server.acceptShares(site, r.payload));
         // 3. Shares relayed (sealed: the server cannot read them); masked inputs come back and are summed.
-        await exchange(SECAGG_TASKS.shares, server.closeShares(), () => ({}), (site, r) => server.acceptMaskedInput(site, r.payload));
+        await exchange(SECAGG_TASKS.shares, server.closeShares(), () => ({}), (site, r) => {
+          server.acceptMaskedInput(site, r.payload);
+          // With distributed DP: the epsilon the site's own ledger has spent.
+          own[site] = { ...own[site], ...r.metrics };
+        });
         // 4. The survivor set; each survivor's signature over it comes back (the consistency check).
         await exchange(SECAGG_TASKS.survivors, server.closeMaskedInputs(), () => ({}), (site, r) => server.acceptConsistency(site, r.payload));
         // 5. Unmask: the survivors reveal shares; the server rebuilds and removes the masks.

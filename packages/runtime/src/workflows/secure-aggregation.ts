@@ -39,6 +39,19 @@ export const SecAggArgs = z.strictObject({
   dropout_fraction: z.number().min(0).lt(1).default(0.4),
   /** The largest fraction of sites that may collude with the server (default 0). */
   corrupt_fraction: z.number().min(0).lt(1).default(0),
+  /**
+   * Distributed DP (the distributed discrete Gaussian of Kairouz, Liu, Steinke 2021): the noise is calibrated so
+   * that the job's rounds spend at most `epsilon` at `delta` at each site, counting on `min_honest` honest sites
+   * in any sum (default: what the plan guarantees). Each site charges its own privacy ledger per round and
+   * refuses a round its budget cannot pay for.
+   */
+  dp: z
+    .strictObject({
+      epsilon: z.number().positive().max(1e6),
+      delta: z.number().positive().lt(1).default(1e-5),
+      min_honest: z.int().min(1).max(10_000).optional(),
+    })
+    .optional(),
   /** Seconds each of the round's five exchanges may take (default: round_timeout_s). */
   phase_timeout_s: z.number().positive().max(7 * 24 * 3600).optional(),
 });

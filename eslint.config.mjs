@@ -83,15 +83,6 @@ export default tseslint.config(
     },
   },
   {
-    // The runtime and the CLI's runtime/poc commands are being rewritten (issue 13): their lost promises are
-    // warnings until then. The runtime rewrite removes this override.
-    files: ['packages/runtime/**/*.ts', 'packages/cli/src/commands/runtime.ts', 'packages/cli/src/poc/**/*.ts'],
-    rules: {
-      '@typescript-eslint/no-floating-promises': 'warn',
-      '@typescript-eslint/no-misused-promises': 'warn',
-    },
-  },
-  {
     files: ['**/test/**/*.ts', '**/conformance/**/*.ts', 'e2e/**/*.ts', 'tools/**/*.ts'],
     rules: { 'no-restricted-syntax': 'off' },
   },

@@ -106,3 +106,12 @@ export function printRows(suite: string, rows: readonly Row[]): void {
     console.log(`${head}  ${row.label}: ${fmt(row.value)} ${row.unit}${base}${aim}`);
   }
 }
+
+/**
+ * Node flags for a bench's child process: with FLARE_BENCH_PROFILE=<dir>, a V8 CPU profile of the process,
+ * written there (named after `name`) when it exits. Node refuses --cpu-prof in NODE_OPTIONS, hence this.
+ */
+export function profileFlags(name: string): string[] {
+  const dir = process.env['FLARE_BENCH_PROFILE'];
+  return dir === undefined || dir === '' ? [] : ['--cpu-prof', `--cpu-prof-dir=${dir}`, `--cpu-prof-name=${name}-${process.hrtime.bigint()}.cpuprofile`];
+}

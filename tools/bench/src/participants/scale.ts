@@ -10,7 +10,7 @@ import { AuditLog } from '@flare/audit';
 import { model, tensor } from '@flare/core';
 import { loadKit } from '@flare/pki';
 import { parseAuthorizationPolicy, parseComponentPolicy, parsePrivacyPolicy, parseResourcePolicy, ResourceManager } from '@flare/policy';
-import { ClientEngine, ServerEngine, jobTrustFromKit, linkToServer, listenForParticipants, parseAggregationPolicy, type LearnerFactory, type SitePolicy } from '@flare/runtime';
+import { ClientEngine, ServerEngine, createLogger, jobTrustFromKit, linkToServer, listenForParticipants, parseAggregationPolicy, type LearnerFactory, type SitePolicy } from '@flare/runtime';
 
 /** What a scale process is told to be. */
 export type ScaleConfig =
@@ -107,9 +107,12 @@ async function server(c: Extract<ScaleConfig, { role: 'server' }>): Promise<void
   const kit = await loadKit(c.kit);
   const log = await AuditLog.open(join(c.workspace, 'server.audit.jsonl'), { site: kit.participant.name, signer: kit.privateKey });
   const roundEnd: number[] = [];
+  const roundSeconds: number[] = [];
   // Every site of the bench dials from 127.0.0.1: one address, as behind a NAT or a TLS-terminating proxy, so
   // the per-address pre-login caps are raised to the totals (the totals stay at their defaults).
-  const listener = await listenForParticipants({ kit, port: 0, limits: { maxPendingLoginsPerAddress: 256, maxHandshakesPerAddress: 512, maxConnections: Math.max(4096, c.sites + 64), maxMessageBytes: 64 * 1024 ** 2 } });
+  // Warnings on stderr (refused connections, sites lost): what went wrong when a size does not complete.
+  const logger = createLogger({ name: 'server', console: true, level: 'warn' });
+  const listener = await listenForParticipants({ kit, port: 0, logger, limits: { maxPendingLoginsPerAddress: 256, maxHandshakesPerAddress: 512, maxConnections: Math.max(4096, c.sites + 64), maxMessageBytes: 64 * 1024 ** 2 } });
   const engine = await ServerEngine.start({
     name: kit.participant.name,
     org: kit.participant.org,
@@ -117,18 +120,23 @@ async function server(c: Extract<ScaleConfig, { role: 'server' }>): Promise<void
     listener,
     authorize: () => true,
     audit: log.append,
+    logger,
     limits: { deployWaitMs: 600_000, deployTimeoutMs: 600_000, heartbeatTimeoutMs: 120_000 },
     aggregation: parseAggregationPolicy({ require: 'none' }),
-    onRound: (_job, record) => void (roundEnd[record.round] = cpuMs()),
+    onRound: (_job, record) => {
+      roundEnd[record.round] = cpuMs();
+      roundSeconds[record.round] = record.seconds;
+    },
   });
   say({ port: listener.port, ...settledRss() });
   serve(
     {
-      rss: () => Promise.resolve({ ...settledRss(), connected: engine.registry.names().length, roundEnd }),
+      rss: () => Promise.resolve({ ...settledRss(), connected: engine.registry.names().length, roundEnd, roundSeconds }),
     },
     async () => {
       await engine.close();
       await log.close();
+      await logger.close();
     },
   );
 }
@@ -150,6 +158,7 @@ async function worker(c: Extract<ScaleConfig, { role: 'worker' }>): Promise<void
   const learners = new Map([['pass', passLearner(c.params, firstTrain)]]);
   const targets = [{ host: '127.0.0.1', port: c.port }];
   const engines: ClientEngine[] = [];
+  const logger = createLogger({ name: `worker of ${c.sites[0]?.name ?? 'no sites'}`, console: true, level: 'error' });
   const logs: AuditLog[] = [];
   say({ worker: 'up', ...settledRss() });
   serve(
@@ -169,7 +178,8 @@ async function worker(c: Extract<ScaleConfig, { role: 'worker' }>): Promise<void
             learners,
             filters: new Map(),
             workspace,
-            link: linkToServer({ kit, targets, connectTimeoutMs: 600_000 }),
+            link: linkToServer({ kit, targets, connectTimeoutMs: 600_000, logger }),
+            logger,
             limits: { welcomeTimeoutMs: 600_000, deployTimeoutMs: 600_000 },
             ...(log === undefined ? {} : { audit: log.append }),
           });
@@ -183,6 +193,7 @@ async function worker(c: Extract<ScaleConfig, { role: 'worker' }>): Promise<void
     async () => {
       await Promise.all(engines.map((e) => e.close()));
       await Promise.all(logs.map((l) => l.close()));
+      await logger.close();
     },
   );
 }

@@ -6,7 +6,7 @@ import { createInterface, type Interface } from 'node:readline';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { encodeModel, model, tensor } from '@flare/core';
 import { parseProject, provision } from '@flare/pki';
-import type { Row, Suite } from '../harness.js';
+import { profileFlags, type Row, type Suite } from '../harness.js';
 import { clearConnect, type ParticipantConfig } from '../participants/runtime.js';
 
 // Round latency and the server's peak memory of scatter-and-gather with 10 and 100 sites, every site in its own
@@ -32,7 +32,7 @@ interface Proc {
 }
 
 function participant(config: ParticipantConfig): Proc {
-  const child = spawn(process.execPath, ['-e', `import(${JSON.stringify(pathToFileURL(PARTICIPANT).href)}).then((m) => m.main(${JSON.stringify(config)}))`], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, [...profileFlags(`${config.secure ? 'secure' : 'clear'}-${config.role}`), '-e', `import(${JSON.stringify(pathToFileURL(PARTICIPANT).href)}).then((m) => m.main(${JSON.stringify(config)}))`], { stdio: ['pipe', 'pipe', 'inherit'] });
   const lines = createInterface({ input: child.stdout! });
   const queue: string[] = [];
   const waiters: Array<(l: string) => void> = [];

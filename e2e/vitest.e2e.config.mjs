@@ -9,8 +9,8 @@ export default defineConfig({
     watch: false,
     include: ['test/**/*.e2e.test.ts'],
     environment: 'node',
-    testTimeout: 300_000,
-    hookTimeout: 300_000,
+    testTimeout: 900_000,
+    hookTimeout: 600_000,
     fileParallelism: false,
     reporters: [
       'default',

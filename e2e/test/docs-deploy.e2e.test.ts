@@ -104,7 +104,7 @@ describe('docs/deploy.md walkthrough', () => {
             const statusLine = lines.find((l) => / status /.test(l))!.replaceAll('JOB', job);
             let status = '';
             for (let i = 0; i < 240 && !/FINISHED|FAILED|ABORTED/.test(status); i += 1) {
-              status = String((JSON.parse(await sh(statusLine)) as { status: string }).status);
+              status = String((JSON.parse(await sh(statusLine)) as { record: { status: string } }).record.status);
               if (!/FINISHED|FAILED|ABORTED/.test(status)) await new Promise((r) => setTimeout(r, 2000));
             }
             expect(status).toBe('FINISHED');

@@ -17,7 +17,7 @@ const audit = async (file: string): Promise<Line[]> =>
 describe('flare poc --attest test', () => {
   it('refuses a site with failing evidence (a debug guest: E_ATTEST_POLICY_DEBUG), runs the job with the attested sites, and the audit logs say why', async () => {
     const ws = await tempDir('flare-poc-attest-e2e-');
-    const r = await flare(['poc', '--attest', 'test', '--attest-debug-site', 'site-3', '--rounds', '3', '--json', '--workspace', ws], 170_000);
+    const r = await flare(['poc', '--attest', 'test', '--attest-debug-site', 'site-3', '--rounds', '3', '--json', '--workspace', ws], 600_000);
     expect(r.code, r.stderr).toBe(0);
     const s = JSON.parse(r.stdout) as {
       status: string;

@@ -9,7 +9,7 @@ import { flare, tempDir } from './support.js';
 describe('flare poc (the main job)', () => {
   it('trains a real model across 3 non-IID sites over mTLS and prints one JSON summary with a verified audit trail', async () => {
     const ws = await tempDir('flare-poc-e2e-');
-    const r = await flare(['poc', '--rounds', '3', '--json', '--workspace', ws], 170_000);
+    const r = await flare(['poc', '--rounds', '3', '--json', '--workspace', ws], 600_000);
     expect(r.code, r.stderr).toBe(0);
     const lines = r.stdout.trim().split('\n');
     expect(lines).toHaveLength(1); // --json: exactly one JSON object on stdout, progress on stderr
@@ -40,7 +40,7 @@ describe('flare poc (the main job)', () => {
 
   it('with --dp every site trains with DP-SGD and reports the epsilon its accountant charged', async () => {
     const ws = await tempDir('flare-poc-dp-e2e-');
-    const r = await flare(['poc', '--rounds', '2', '--dp', '--json', '--workspace', ws], 170_000);
+    const r = await flare(['poc', '--rounds', '2', '--dp', '--json', '--workspace', ws], 600_000);
     expect(r.code, r.stderr).toBe(0);
     const s = JSON.parse(r.stdout) as { sites: Array<{ name: string; epsilon: number | null }>; audit: { verified: boolean } };
     // 2 rounds x 50 steps of the subsampled Gaussian (z 1.0, q 0.02) at delta 1e-5: the RDP bound, about 1.84

@@ -19,13 +19,14 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { FedAvgAggregator } from '@flare/aggregator';
 import { AuditLog, verifyAuditLog } from '@flare/audit';
-import { TestAttester, attestationPolicyKitBuilder, createTestAuthority, loadAttestationPolicy } from '@flare/cc-attest';
+import { attestationPolicyKitBuilder, loadAttestationPolicy } from '@flare/cc-attest';
+import { TestAttester, createTestAuthority } from '@flare/cc-attest/testing';
 import { encodeModel } from '@flare/core';
 import { dpFilterFactories } from '@flare/filters-dp';
 import { heAggregationScheme, heDecryptFactory, heEncryptFactory, heKitBuilder, loadHeContextFromKit } from '@flare/filters-he';
 import { loadKit, parseProject, provision } from '@flare/pki';
 import { loadSitePolicies, parseAuthorizationPolicy } from '@flare/policy';
-import { AdminClient, ClientEngine, ServerEngine, authorizerFromPolicy, connectToServer, createLogger, linkToServer, listenForParticipants, sitePolicyFromFiles } from '@flare/runtime';
+import { AdminClient, ClientEngine, ServerEngine, authorizerFromPolicy, connectToServer, createLogger, jobTrustFromKit, linkToServer, listenForParticipants, sitePolicyFromFiles } from '@flare/runtime';
 import { TfjsLearner, denseNetwork, readWeights, selectBackend } from '@flare/tfjs';
 import { z } from 'zod';
 
@@ -134,7 +135,8 @@ for (const [i, name] of ['clinic-a', 'clinic-b'].entries()) {
     await ClientEngine.start({
       site: { name, org: kit.participant.org },
       link: linkToServer({ kit, targets }), // reconnects with backoff for as long as the site runs
-      policy: sitePolicyFromFiles(policies, { rootCa: kit.rootCaPem }),
+      // Jobs and aborts are obeyed only when signed by an admin of this project (chain to the kit's root CA).
+      policy: sitePolicyFromFiles(policies, { jobTrust: jobTrustFromKit({ project: kit.project, rootCaPem: kit.rootCaPem }) }),
       learners: new Map([['blob-learner', { name: 'blob-learner', args: z.strictObject({}), create: () => new TfjsLearner({ build: net, train: data, validation: test, optimizer: { name: 'adam', learningRate: 0.05 } }) }]]),
       filters,
       workspace: siteWs,
@@ -146,7 +148,9 @@ for (const [i, name] of ['clinic-a', 'clinic-b'].entries()) {
 }
 
 // 4. An admin submits the job over its own authenticated channel and follows it.
-const admin = new AdminClient(await connectToServer({ kit: await loadKit(kitDir('ops@lab.org')), targets }));
+const adminKit = await loadKit(kitDir('ops@lab.org'));
+// The admin signs every job and abort with its kit key; sites check the signature, not the server's word.
+const admin = new AdminClient(await connectToServer({ kit: adminKit, targets }), { signer: adminKit });
 const meta = { name: 'blobs', rounds, min_clients: 2, round_timeout_s: 60, deploy: ['clinic-a', 'clinic-b'], learner: { name: 'blob-learner', args: {} }, scope: 'private' };
 const id = await admin.submit({ meta: new TextEncoder().encode(JSON.stringify(meta)), model: encodeModel(readWeights(net())), files: new Map() });
 const record = await server.waitForJob(id, 120_000);

@@ -5,11 +5,12 @@
 export interface RuntimeLimits {
   /** How often a site tells the server it is alive (default 5 s). */
   readonly heartbeatMs?: number;
-  /** A site silent this long is dropped by the server (default 30 s; six missed heartbeats). */
+  /** A site silent this long is dropped by the server (default 120 s; FLARE: 600 s). A closed connection drops it at once: this bound is for a
+   * connection that stays open while the site is silent (a process blocked building a large learner on a busy machine). */
   readonly heartbeatTimeoutMs?: number;
   /** How long a job waits for every site it names before it starts with those present (default 20 s). */
   readonly deployWaitMs?: number;
-  /** How long a site may take to answer a deploy request (default 60 s: it builds the learner). */
+  /** How long a site may take to answer a deploy request (default 180 s: it builds the learner and loads its data). */
   readonly deployTimeoutMs?: number;
   /** How long a site waits for the server's welcome after it registered (default 30 s, plus attestation). */
   readonly welcomeTimeoutMs?: number;
@@ -35,9 +36,9 @@ export interface RuntimeLimits {
 /** The values used for limits a caller leaves out. */
 export const RUNTIME_DEFAULTS = {
   heartbeatMs: 5_000,
-  heartbeatTimeoutMs: 30_000,
+  heartbeatTimeoutMs: 120_000,
   deployWaitMs: 20_000,
-  deployTimeoutMs: 60_000,
+  deployTimeoutMs: 180_000,
   welcomeTimeoutMs: 30_000,
   adminTimeoutMs: 60_000,
   schedulerIntervalMs: 1_000,

@@ -23,6 +23,13 @@ export interface ClientAuthOptions {
    * TLS-terminating proxy, TLS is not end-to-end); 'off' never binds.
    */
   readonly channelBinding?: 'auto' | 'off';
+  /**
+   * The relays this client reaches the server through, nearest the server first (the kit's fqsn without its
+   * own name, e.g. `['relay-1']`). Signed into the hello, so no relay can move the client elsewhere; each
+   * relay and the server check their hop against it (E_AUTH_RELAY_PATH). TLS ends at the first relay, so
+   * channel binding is off on a relayed login; the session's MACs are still end to end.
+   */
+  readonly via?: readonly string[];
   /** Renew at this fraction of the session lifetime (default 0.8); false turns automatic renewal off. */
   readonly renewAt?: number | false;
   /** Largest accepted clock difference (default 120 s). */
@@ -66,12 +73,13 @@ export function createClientAuth(options: ClientAuthOptions): ClientAuth {
   const events = new AuthEmitter(logger);
 
   async function login(channel: AuthChannel): Promise<Session> {
-    const bind = (options.channelBinding ?? 'auto') === 'auto' && channel.tls !== undefined && kit.customCaPem === undefined;
+    const via = options.via !== undefined && options.via.length > 0 ? [...options.via] : undefined;
+    const bind = via === undefined && (options.channelBinding ?? 'auto') === 'auto' && channel.tls !== undefined && kit.customCaPem === undefined;
     const eph = ephemeral();
     const cred = await options.credentials?.();
     const unsigned: AuthHeader = {
       [CONTROL]: 'hello', v: 2, name: kit.participant.name, cert: kit.certPem, nonce: b64u(randomBytes(32)), eph: eph.publicB64u,
-      ts: now(), cb: bind, ...(cred !== undefined ? { cred } : {}), sig: '',
+      ts: now(), cb: bind, ...(cred !== undefined ? { cred } : {}), ...(via !== undefined ? { via } : {}), sig: '',
     };
     const hello: AuthHeader = { ...unsigned, sig: b64u(signWithKit(kit.privateKey, helloSigningInput(unsigned))) };
     await channel.send(hello);

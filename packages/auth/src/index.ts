@@ -6,6 +6,8 @@ export { createClientAuth } from './client-auth.js';
 export type { ClientAuth, ClientAuthOptions } from './client-auth.js';
 export type { Peer, Session } from './session.js';
 export { SessionStore } from './session-store.js';
+export { checkRelayedLogin } from './relay-path.js';
+export type { RelayedLogin, RelayHopOptions } from './relay-path.js';
 export type { AuthChannel, AuthGuard, AuthHeader } from './channel.js';
 export type { AuthEvents, AuthEventSource, MessageRefused, SessionReplaced } from './events.js';
 export type { AuthKit } from './kit.js';

@@ -5,7 +5,8 @@ import type { AuthHeader } from './channel.js';
 import { PROTOCOL } from './key-schedule.js';
 
 // The login messages (DESIGN.md "Message authentication"). Every field is bounded; unknown fields are refused.
-//   client -> server  hello     {name, cert, nonce, eph, ts, cb, cred?, sig}   signed with the client kit key
+//   client -> server  hello     {name, cert, nonce, eph, ts, cb, cred?, via?, sig}   signed with the client kit key
+//                     (via: the relays between client and server, nearest the server first, from the kit's fqsn)
 //   server -> client  welcome   {name, cert, nonce, eph, sid, exp, ts, cb, sig} signed over hello + welcome
 //   client -> server  finished  sealed with the new session (key confirmation)
 //   server -> client  ready     sealed with the new session
@@ -30,6 +31,7 @@ export const HELLO = z.strictObject({
   ts,
   cb: z.boolean(),
   cred: z.record(z.string().max(256), z.json()).optional(),
+  via: z.array(name).min(1).max(16).optional(),
   sig,
 });
 

@@ -6,6 +6,7 @@ import type { AuthKit } from './kit.js';
 import { deriveEpochKeys } from './key-schedule.js';
 import { NonceCache } from './nonce-cache.js';
 import { b64u, CONTROL, HELLO, helloSigningInput, parseMessage, transcriptHash, welcomeSigningInput } from './protocol.js';
+import { checkRelayHop } from './relay-path.js';
 import { AuthSession, type Peer, type Session } from './session.js';
 import { SessionStore } from './session-store.js';
 import { checkKeyPair, derFingerprint, signWithKit, verifyWithKey } from './signature.js';
@@ -65,7 +66,7 @@ export interface ServerAuth extends AuthEventSource {
    *
    * @throws PkiError for the client certificate (E_CERT_UNTRUSTED, E_CERT_EXPIRED, E_CERT_NOT_YET_VALID,
    *   E_CERT_REVOKED, E_CERT_NAME_MISMATCH, E_CERT_WRONG_TYPE); AuthError E_AUTH_HANDSHAKE, E_AUTH_NOT_LOGGED_IN,
-   *   E_AUTH_STALE, E_AUTH_SIGNATURE, E_AUTH_REPLAY, E_AUTH_TLS_IDENTITY, E_AUTH_CHANNEL_BINDING,
+   *   E_AUTH_STALE, E_AUTH_SIGNATURE, E_AUTH_REPLAY, E_AUTH_TLS_IDENTITY, E_AUTH_RELAY_PATH, E_AUTH_CHANNEL_BINDING,
    *   E_AUTH_SESSION_REVOKED, E_AUTH_REFUSED, or the code of the authorizeLogin hook.
    */
   accept(channel: AuthChannel): Promise<Session>;
@@ -115,8 +116,12 @@ export function createServerAuth(options: ServerAuthOptions): ServerAuth {
     if (!nonces.add(hello.nonce, t)) throw new AuthError('E_AUTH_REPLAY', `a login of '${cert.name}' was replayed`);
     // Proven by a signature over a fresh nonce: no longer an anonymous connection.
     channel.identified?.(cert.name);
-    // cert.fingerprint is the SHA-256 of exactly the certificate verifyCertificate checked.
-    if (channel.tls?.peerCertificatePem !== undefined && derFingerprint(channel.tls.peerCertificatePem) !== cert.fingerprint) {
+    if (hello.via !== undefined) {
+      // Relayed: this hop's TLS peer must be the relay nearest the server on the path the client signed.
+      checkRelayHop(channel, hello.via[0]!, cert.name, { rootCaPem: kit.rootCaPem, at: new Date(t), ...(crl !== undefined ? { crl } : {}) });
+      if (hello.cb) throw new AuthError('E_AUTH_CHANNEL_BINDING', `'${cert.name}' came through relay '${hello.via[0]}' but binds to TLS, which ends at the relay`);
+    } else if (channel.tls?.peerCertificatePem !== undefined && derFingerprint(channel.tls.peerCertificatePem) !== cert.fingerprint) {
+      // cert.fingerprint is the SHA-256 of exactly the certificate verifyCertificate checked.
       throw new AuthError('E_AUTH_TLS_IDENTITY', `'${cert.name}' logged in with a certificate other than its TLS certificate`);
     }
     sessions.assertAllowed(cert.name);
@@ -124,7 +129,7 @@ export function createServerAuth(options: ServerAuthOptions): ServerAuth {
     if (hello.cb && channel.tls === undefined) throw new AuthError('E_AUTH_CHANNEL_BINDING', 'the client binds to TLS but this server hop is not TLS (a TLS-terminating proxy?)');
     if (hello.cb && cbMode === 'off') throw new AuthError('E_AUTH_CHANNEL_BINDING', 'the client binds to TLS but this server has channel binding off');
     if (!hello.cb && cbMode === 'require' && channel.tls !== undefined) throw new AuthError('E_AUTH_CHANNEL_BINDING', 'this server requires TLS channel binding');
-    const peer: Peer = { name: cert.name, org: cert.org, type: cert.type, ...(cert.role !== undefined ? { role: cert.role } : {}) };
+    const peer: Peer = { name: cert.name, org: cert.org, type: cert.type, ...(cert.role !== undefined ? { role: cert.role } : {}), ...(hello.via !== undefined ? { via: hello.via } : {}) };
     const sid = b64u(randomBytes(16));
     if (options.authorizeLogin !== undefined) {
       try {

@@ -10,9 +10,12 @@ import { ephemeral, sharedSecret, type Ephemeral } from './x25519.js';
 
 /**
  * Who is on the other end, as the login authenticated it (from the certificate, never from a message field):
- * @flare/core's one {@link Identity} shape.
+ * @flare/core's one {@link Identity} shape, plus the relays a relayed login came through.
  */
-export type Peer = Identity;
+export type Peer = Identity & {
+  /** The relays the peer's login came through, nearest the server first (its signed hello; checked against the hop's TLS certificate). */
+  readonly via?: readonly string[];
+};
 
 /**
  * An authenticated session on one connection. It seals every message it sends and opens every message it

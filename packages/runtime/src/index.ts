@@ -30,6 +30,11 @@ export type { ChannelHeader, ChannelServer, PeerChannel, PeerIdentity, Principal
 export { RUNTIME_MAX_MESSAGE_BYTES, certificateIdentity, connectToServer, connectionChannel, linkToServer, listenForParticipants, sessionAuthenticator } from './protocol/network.js';
 export type { AuthenticatedPeer, ConnectOptions, LinkOptions, ListenOptions, ParticipantAuthenticator } from './protocol/network.js';
 export { RUNTIME_DEFAULTS, resolveRuntimeLimits } from './defaults.js';
+export { startRelay } from './relay/relay.js';
+export type { Relay, RelayEvents, RelayOptions, RelayedSite, RelayedSiteClosed } from './relay/relay.js';
+export { RELAY_DEFAULTS } from './relay/limits.js';
+export type { RelayLimits } from './relay/limits.js';
+export { relayPathOf } from './relay/path.js';
 export type { ResolvedRuntimeLimits, RuntimeLimits } from './defaults.js';
 export { SCATTER_AND_GATHER, scatterAndGather, scatterAndGatherSite, trainRounds } from './workflows/scatter-gather.js';
 export { CROSS_SITE_EVAL, CROSS_SITE_EVAL_RESULT, CrossSiteEvalArgs, GLOBAL_MODEL, crossSiteEval } from './workflows/cross-site-eval.js';

@@ -3,6 +3,7 @@ import { createClientAuth, createServerAuth, type ClientAuthOptions, type Server
 import { verifyCertificate, type Kit } from '@flare/pki';
 import { clientOptionsFromKit, createClient, dial, isFinalRefusal, listen, serverOptionsFromKit, type Connection, type ServerEndpoint, type ServerLimits, type TransportLimits } from '@flare/transport';
 import { RUNTIME_DEFAULTS } from '../defaults.js';
+import { relayPathOf } from '../relay/path.js';
 import type { ChannelServer, PeerChannel, PeerIdentity, ServerLink } from './channel.js';
 
 /**
@@ -79,7 +80,9 @@ export function sessionAuthenticator(
       server ??= createServerAuth({ ...options.server, kit });
       session = await server.accept(connection);
     } else {
-      client ??= createClientAuth({ ...options.client, kit });
+      // A site behind relays signs their path into its login (its kit's fqsn): see docs/relays.md.
+      const via = relayPathOf(kit);
+      client ??= createClientAuth({ ...(via.length > 0 ? { via } : {}), ...options.client, kit });
       session = await client.login(connection);
     }
     const peer = session.peer;

@@ -58,6 +58,10 @@ export const AUTH_CODES = {
     meaning: 'With mtls, the certificate used to log in is not the certificate presented in the TLS handshake.',
     action: 'Use the same kit certificate for TLS and for login; a mismatch means the connection is being relayed.',
   },
+  E_AUTH_RELAY_PATH: {
+    meaning: 'A login did not come through the relays its signed hello names: through another relay, directly although it names a relay, or through a certificate that is not a relay\'s.',
+    action: 'Connect the participant to the relay its kit names (fqsn, parent and connect_to in project.yml); re-provision it if the topology changed. Otherwise someone relays it who should not.',
+  },
   E_AUTH_REFUSED: {
     meaning: 'The site\'s login hook refused this participant.',
     action: 'Provide the credentials the site requires (for example a fresh OIDC token) or ask the site admin to allow the participant.',

@@ -106,6 +106,10 @@ export const RUNTIME_CODES = {
     meaning: 'A kit, a policy or the caller asked for homomorphic encryption or attestation, and the package that provides it is not installed.',
     action: 'Install the package the message names next to @flare/runtime (e.g. `npm install @flare/filters-he` or `npm install @flare/cc-attest`).',
   },
+  E_RUNTIME_RELAY_LIMIT: {
+    meaning: 'A participant behind a relay went over one of the relay\'s limits (participants at once, messages or bytes per second), so the relay closed its connection.',
+    action: 'The site reconnects after a backoff; if it is legitimate traffic, raise the relay\'s limits (`flare relay --max-sites`, `--max-msgs-per-s`, `--max-mib-per-s`).',
+  },
   E_RUNTIME_CONFIG: {
     meaning: 'A participant\'s own configuration file (site.json, attestation.json) is not valid JSON, misses a field or has one it does not know.',
     action: 'Fix the field (or the line) the message names in the file it names, then start the participant again.',

@@ -1,0 +1,251 @@
+// Forwarding relays (issue #18 item 1): real mtls sockets, real @flare/auth sessions end to end through one or
+// two relays, and hostile relays whose tampering the far end's session detects with the auth codes.
+import { join } from 'node:path';
+import { isFlareError, type FlareError } from '@flare/core';
+import { createClientAuth, createServerAuth, type Session } from '@flare/auth';
+import { loadKit, parseProject, provision, type Kit } from '@flare/pki';
+import { clientOptionsFromKit, dial, listen, type Connection, type ServerEndpoint } from '@flare/transport';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { AdminClient } from '../src/admin/client.js';
+import { connectToServer, linkToServer, listenForParticipants } from '../src/protocol/network.js';
+import { relayPathOf } from '../src/relay/path.js';
+import { startRelay, type Relay, type RelayedMessage, type RelayHooks, type RelayOptions } from '../src/relay/relay.js';
+import { ServerEngine } from '../src/server/engine.js';
+import { ClientEngine } from '../src/site/engine.js';
+import { bundle, jobDefinition, learnerFactory, sitePolicy, tempDir } from './helpers.js';
+
+const PROJECT = `api_version: 3
+name: rt-relay
+description: relays in forwarding mode
+participants:
+  - name: localhost
+    type: server
+    org: nvidia
+    fed_learn_port: 8002
+  - name: relay-top
+    type: relay
+    org: nvidia
+    listening_host: localhost
+  - name: relay-1
+    type: relay
+    org: nvidia
+    listening_host: localhost
+    parent: relay-top
+    connect_to: { host: localhost, port: 8101 }
+  - name: site-1
+    type: client
+    org: org1
+    parent: relay-1
+    connect_to: { host: localhost, port: 8102 }
+  - name: site-2
+    type: client
+    org: org2
+    parent: relay-top
+    connect_to: { host: localhost, port: 8101 }
+  - name: site-3
+    type: client
+    org: org3
+  - name: admin@nvidia.com
+    type: admin
+    org: nvidia
+    role: project_admin
+`;
+
+let kits: Map<string, Kit>;
+const open: Array<{ close(): Promise<unknown> }> = [];
+afterEach(async () => {
+  for (const x of open.splice(0).reverse()) await x.close();
+});
+
+beforeAll(async () => {
+  const r = await provision(parseProject(PROJECT), { workspace: await tempDir() });
+  kits = new Map();
+  for (const k of r.kits) kits.set(k.name, await loadKit(join(r.prodDir, k.name)));
+});
+
+const kit = (name: string): Kit => kits.get(name)!;
+const local = (port: number): Array<{ host: string; port: number }> => [{ host: '127.0.0.1', port }];
+
+/** A bare server endpoint with @flare/auth's login (no engine): its connections and their close reasons. */
+async function authServer(): Promise<{ server: ServerEndpoint<Session>; next(): Promise<Connection<Session>> }> {
+  const auth = createServerAuth({ kit: kit('localhost') });
+  const server = await listen<Session>({ security: 'mtls', port: 0, tls: { certPem: kit('localhost').certPem, privateKey: kit('localhost').privateKey, caPem: kit('localhost').rootCaPem }, authenticate: (c) => auth.accept(c) });
+  open.push(server);
+  const waiting: Array<(c: Connection<Session>) => void> = [];
+  const queued: Array<Connection<Session>> = [];
+  server.on('connection', (c: Connection<Session>) => {
+    const w = waiting.shift();
+    if (w !== undefined) w(c);
+    else queued.push(c);
+  });
+  return { server, next: () => (queued.length > 0 ? Promise.resolve(queued.shift()!) : new Promise((r) => waiting.push(r))) };
+}
+
+async function relay(name: string, upstreamPort: number, options: Partial<RelayOptions> = {}, hooks?: RelayHooks): Promise<Relay> {
+  const r = await startRelay({ kit: kit(name), port: 0, upstream: local(upstreamPort), ...options }, hooks);
+  open.push(r);
+  return r;
+}
+
+/** A site's login through `port` (a relay, or the server) with the relay path its kit signs. */
+async function siteDial(name: string, port: number, via = relayPathOf(kit(name))): Promise<Connection<Session>> {
+  const k = kit(name);
+  const auth = createClientAuth({ kit: k, ...(via.length > 0 ? { via } : {}) });
+  const conn = await dial<Session>({ ...clientOptionsFromKit(k), targets: local(port), authenticate: (c) => auth.login(c) });
+  open.push({ close: () => conn.close() });
+  return conn;
+}
+
+const codeOf = async (c: Connection<unknown>): Promise<string | undefined> => (await c.closed).error?.code;
+const bytes = (n: number, seed = 1): Uint8Array => Uint8Array.from({ length: n }, (_, i) => (i * 31 + seed) & 0xff);
+
+describe('relay in forwarding mode', () => {
+  it('carries an end-to-end session through two chained relays, both ways, small and streamed (3 MiB) messages', async () => {
+    const s = await authServer();
+    const top2 = await relay('relay-top', s.server.port);
+    const r1 = await relay('relay-1', top2.port);
+    const site = await siteDial('site-1', r1.port);
+    const at = await s.next();
+    expect(at.auth.peer).toMatchObject({ name: 'site-1', type: 'client', via: ['relay-top', 'relay-1'] });
+    expect(site.auth.peer.name).toBe('localhost');
+    expect(site.auth.channelBound).toBe(false);
+    const big = bytes(3 * 1024 * 1024 + 5);
+    await site.send({ type: 'update', round: 1 }, big);
+    const got = await at.receive();
+    expect(got.header).toEqual({ type: 'update', round: 1 });
+    expect(Buffer.compare(got.payload, big)).toBe(0);
+    await at.send({ type: 'model' }, bytes(1000, 7));
+    const back = await site.receive();
+    expect(back.payload).toEqual(bytes(1000, 7));
+    expect(r1.sites().map((x) => x.name)).toEqual(['site-1']);
+    expect(top2.sites()[0]).toMatchObject({ name: 'site-1', via: ['relay-top', 'relay-1'] });
+    expect(top2.sites()[0]!.up.bytes).toBeGreaterThanOrEqual(big.length);
+  });
+
+  // The relay sees what a TLS-terminating proxy sees; the session's MAC, sequence and binding defeat it.
+  const hostile: Array<[string, string, (m: RelayedMessage, i: number, held: RelayedMessage[]) => RelayedMessage[]]> = [
+    ['alters a payload byte', 'E_AUTH_MAC', (m, i) => (i === 1 ? [{ ...m, payload: Uint8Array.from(m.payload, (b, j) => (j === 0 ? b ^ 1 : b)) }] : [m])],
+    ['alters a header field', 'E_AUTH_MAC', (m, i) => (i === 1 ? [{ ...m, header: { ...m.header, round: 99 } }] : [m])],
+    ['drops a message', 'E_AUTH_OUT_OF_ORDER', (m, i) => (i === 1 ? [] : [m])],
+    ['reorders two messages', 'E_AUTH_OUT_OF_ORDER', (m, i, held) => (i === 1 ? (held.push(m), []) : i === 2 ? [m, held.pop()!] : [m])],
+    ['replays a message', 'E_AUTH_REPLAY', (m, i) => (i === 1 ? [m, m] : [m])],
+    ['forges a trailer from another message', 'E_AUTH_MAC', (m, i, held) => (i === 0 ? (held.push(m), [m]) : i === 1 ? [{ ...m, trailer: held[0]!.trailer }] : [m])],
+  ];
+  for (const [what, code, tamper] of hostile) {
+    it(`a relay that ${what} is detected by the server like a man in the middle (${code})`, async () => {
+      const s = await authServer();
+      let i = 0;
+      const held: RelayedMessage[] = [];
+      const r = await relay('relay-top', s.server.port, {}, { forward: (d, m) => (d === 'up' ? tamper(m, i++, held) : [m]) });
+      const site = await siteDial('site-2', r.port);
+      const at = await s.next();
+      for (let n = 0; n < 4; n++) await site.send({ type: 'update', round: n }, bytes(64, n)).catch(() => undefined);
+      expect(await codeOf(at)).toBe(code);
+      // The server's refusal reaches the site sealed by the session, through the relay: authentic.
+      const closed = await site.closed;
+      expect(closed.error?.code).toBe(code);
+      expect(closed.authenticated).toBe(true);
+    });
+  }
+
+  it('a relay that alters a message towards the site is detected by the site (E_AUTH_MAC)', async () => {
+    const s = await authServer();
+    const r = await relay('relay-top', s.server.port, {}, { forward: (d, m) => (d === 'down' ? [{ ...m, payload: new Uint8Array(m.payload.length) }] : [m]) });
+    const site = await siteDial('site-2', r.port);
+    const at = await s.next();
+    await at.send({ type: 'model' }, bytes(100));
+    expect(await codeOf(site)).toBe('E_AUTH_MAC');
+  });
+
+  it('refuses a site that claims another relay than the one it connects to (E_AUTH_RELAY_PATH, at the relay)', async () => {
+    const s = await authServer();
+    const top = await relay('relay-top', s.server.port);
+    const r1 = await relay('relay-1', top.port);
+    // site-2's kit says relay-top; it connects to relay-1.
+    const e = await siteDial('site-2', r1.port).catch((x: unknown) => x as FlareError);
+    expect(isFlareError(e, 'E_AUTH_RELAY_PATH')).toBe(true);
+    // site-3 sits under the server; through a relay it names no relay at all.
+    const e3 = await siteDial('site-3', top.port).catch((x: unknown) => x as FlareError);
+    expect(isFlareError(e3, 'E_AUTH_RELAY_PATH')).toBe(true);
+  });
+
+  it('refuses at the server a login that names a relay but comes directly, or through another relay (E_AUTH_RELAY_PATH)', async () => {
+    const s = await authServer();
+    const direct = await siteDial('site-2', s.server.port).catch((x: unknown) => x as FlareError);
+    expect(isFlareError(direct, 'E_AUTH_RELAY_PATH')).toBe(true);
+    // relay-1 skips relay-top and takes site-1's login (via relay-top, relay-1) straight to the server.
+    const r1 = await relay('relay-1', s.server.port);
+    const skipped = await siteDial('site-1', r1.port).catch((x: unknown) => x as FlareError);
+    expect(isFlareError(skipped, 'E_AUTH_RELAY_PATH')).toBe(true);
+  });
+
+  it('refuses a site whose login signs no relay path, through a relay (E_AUTH_RELAY_PATH)', async () => {
+    const s = await authServer();
+    const top = await relay('relay-top', s.server.port);
+    const e = await siteDial('site-2', top.port, []).catch((x: unknown) => x as FlareError);
+    expect(isFlareError(e, 'E_AUTH_RELAY_PATH')).toBe(true);
+  });
+
+  it('enforces per-site limits: sites at once, and messages per second (E_RUNTIME_RELAY_LIMIT)', async () => {
+    const s = await authServer();
+    const r = await relay('relay-top', s.server.port, { limits: { maxSites: 1, maxMessagesPerSecond: 2, burstSeconds: 1 } });
+    const site = await siteDial('site-2', r.port);
+    const at = await s.next();
+    const second = await siteDial('site-1', (await relay('relay-1', r.port)).port).catch((x: unknown) => x as FlareError);
+    expect(isFlareError(second, 'E_RUNTIME_RELAY_LIMIT')).toBe(true);
+    for (let n = 0; n < 10; n++) await site.send({ type: 'ping', n }).catch(() => undefined);
+    expect(await codeOf(site)).toBe('E_RUNTIME_RELAY_LIMIT');
+    // The server sees the site's connection end (with the relay's reason), never a half-forwarded message.
+    expect(await codeOf(at)).toBe('E_RUNTIME_RELAY_LIMIT');
+  });
+
+  it('refuses to run from a kit that is not a relay kit (E_RUNTIME_CONFIG)', async () => {
+    const e = await startRelay({ kit: kit('site-1'), port: 0 }).catch((x: unknown) => x as FlareError);
+    expect(isFlareError(e, 'E_RUNTIME_CONFIG')).toBe(true);
+  });
+
+  it('runs a whole job with sites behind chained relays and one direct; a lost relay is survived: sites reconnect through it when it is back', async () => {
+    const listener = await listenForParticipants({ kit: kit('localhost'), port: 0 });
+    const server = await ServerEngine.start({ name: 'localhost', org: 'nvidia', workspace: await tempDir(), listener, authorize: () => true, limits: { deployWaitMs: 100, schedulerIntervalMs: 50 } });
+    open.push(server);
+    const top = await relay('relay-top', listener.port);
+    const r1 = await relay('relay-1', top.port);
+    const siteAt = async (name: string, port: number): Promise<ClientEngine> => {
+      const k = kit(name);
+      const engine = await ClientEngine.start({
+        site: { name, org: k.participant.org },
+        link: linkToServer({ kit: k, targets: local(port), backoff: { initialMs: 50, maxMs: 200 } }),
+        policy: { ...sitePolicy(), rootCa: k.rootCaPem },
+        learners: new Map([['towards', learnerFactory(1)]]),
+        filters: new Map(),
+        workspace: await tempDir(),
+      });
+      open.push(engine);
+      await engine.registered(20_000);
+      return engine;
+    };
+    await siteAt('site-1', r1.port);
+    await siteAt('site-2', top.port);
+    await siteAt('site-3', listener.port);
+    const admin = new AdminClient(await connectToServer({ kit: kit('admin@nvidia.com'), targets: local(listener.port) }));
+    open.push({ close: async () => admin.close() });
+    const id = await admin.submit(bundle(jobDefinition({ deploy: ['site-1', 'site-2', 'site-3'], rounds: 2 })));
+    const rec = await server.waitForJob(id, 30_000);
+    expect(rec.status).toBe('FINISHED');
+    expect([...rec.history[1]!.contributors].sort()).toEqual(['site-1', 'site-2', 'site-3']);
+
+    // relay-1 goes away: site-1's session ends; a new relay-1 on the same port carries it again.
+    const port = r1.port;
+    const lost = new Promise<string>((resolve) => top.on('closed', (c) => resolve(c.site.name)));
+    await r1.close();
+    expect(await lost).toBe('site-1');
+    const again = await relay('relay-1', top.port, { port });
+    await new Promise<void>((resolve) => {
+      if (again.sites().length > 0) resolve();
+      again.on('site', () => resolve());
+    });
+    expect(again.sites().map((x) => x.name)).toEqual(['site-1']);
+    const id2 = await admin.submit(bundle(jobDefinition({ deploy: ['site-1', 'site-2', 'site-3'], rounds: 1 })));
+    expect((await server.waitForJob(id2, 30_000)).status).toBe('FINISHED');
+  });
+});

@@ -6,7 +6,8 @@ import { join } from 'node:path';
 import { loadKit, parseProject, provision, type Kit } from '@flare/pki';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { checkRelayedLogin, createClientAuth, createServerAuth, type AuthHeader, type Session } from '../src/index.js';
-import { channelPair, expectCode } from './helpers.js';
+import { expectFlareCodeAsync } from '@flare/core/testing';
+import { channelPair } from './helpers.js';
 
 const PROJECT = `api_version: 3
 name: auth-relay
@@ -71,16 +72,16 @@ describe('relayed logins', () => {
   it('checkRelayedLogin refuses a path not through this relay, a skipped relay, another TLS identity, no login (codes)', async () => {
     const trust = { rootCaPem: k.top.rootCaPem };
     const hello = await helloOf(k.site1, ['relay-top', 'relay-1']);
-    await expectCode(() => checkRelayedLogin(hello, tlsOf(k.site1.certPem), { ...trust, relay: 'relay-1', path: [] }), 'E_AUTH_RELAY_PATH');
+    await expectFlareCodeAsync(() => checkRelayedLogin(hello, tlsOf(k.site1.certPem), { ...trust, relay: 'relay-1', path: [] }), 'E_AUTH_RELAY_PATH');
     const direct = await helloOf(k.site2);
-    await expectCode(() => checkRelayedLogin(direct, tlsOf(k.site2.certPem), { ...trust, relay: 'relay-top', path: [] }), 'E_AUTH_RELAY_PATH');
+    await expectFlareCodeAsync(() => checkRelayedLogin(direct, tlsOf(k.site2.certPem), { ...trust, relay: 'relay-top', path: [] }), 'E_AUTH_RELAY_PATH');
     // relay-top receives site-1's login from site-1 itself: relay-1 was skipped.
-    await expectCode(() => checkRelayedLogin(hello, tlsOf(k.site1.certPem), { ...trust, relay: 'relay-top', path: [] }), 'E_AUTH_RELAY_PATH');
+    await expectFlareCodeAsync(() => checkRelayedLogin(hello, tlsOf(k.site1.certPem), { ...trust, relay: 'relay-top', path: [] }), 'E_AUTH_RELAY_PATH');
     // site-2 forwards site-1's login.
-    await expectCode(() => checkRelayedLogin(hello, tlsOf(k.site2.certPem), { ...trust, relay: 'relay-1', path: ['relay-top'] }), 'E_AUTH_TLS_IDENTITY');
-    await expectCode(() => checkRelayedLogin(hello, tlsOf(undefined), { ...trust, relay: 'relay-1', path: ['relay-top'] }), 'E_AUTH_RELAY_PATH');
-    await expectCode(() => checkRelayedLogin({ type: 'update' }, tlsOf(k.site1.certPem), { ...trust, relay: 'relay-1', path: ['relay-top'] }), 'E_AUTH_NOT_LOGGED_IN');
-    await expectCode(() => checkRelayedLogin({ ...hello, via: 'relay-1' }, tlsOf(k.site1.certPem), { ...trust, relay: 'relay-1', path: ['relay-top'] }), 'E_AUTH_HANDSHAKE');
+    await expectFlareCodeAsync(() => checkRelayedLogin(hello, tlsOf(k.site2.certPem), { ...trust, relay: 'relay-1', path: ['relay-top'] }), 'E_AUTH_TLS_IDENTITY');
+    await expectFlareCodeAsync(() => checkRelayedLogin(hello, tlsOf(undefined), { ...trust, relay: 'relay-1', path: ['relay-top'] }), 'E_AUTH_RELAY_PATH');
+    await expectFlareCodeAsync(() => checkRelayedLogin({ type: 'update' }, tlsOf(k.site1.certPem), { ...trust, relay: 'relay-1', path: ['relay-top'] }), 'E_AUTH_NOT_LOGGED_IN');
+    await expectFlareCodeAsync(() => checkRelayedLogin({ ...hello, via: 'relay-1' }, tlsOf(k.site1.certPem), { ...trust, relay: 'relay-1', path: ['relay-top'] }), 'E_AUTH_HANDSHAKE');
   });
 
   async function loginThrough(clientCert: string | undefined, via: string[] | undefined): Promise<Session> {
@@ -99,9 +100,9 @@ describe('relayed logins', () => {
   });
 
   it('the server refuses a login through another relay, directly with a path, or relayed without a path (codes)', async () => {
-    await expectCode(loginThrough(k.r1.certPem, ['relay-top', 'relay-1']), 'E_AUTH_RELAY_PATH');
-    await expectCode(loginThrough(k.site1.certPem, ['relay-top', 'relay-1']), 'E_AUTH_RELAY_PATH');
-    await expectCode(loginThrough(undefined, ['relay-top', 'relay-1']), 'E_AUTH_RELAY_PATH');
-    await expectCode(loginThrough(k.top.certPem, undefined), 'E_AUTH_TLS_IDENTITY');
+    await expectFlareCodeAsync(loginThrough(k.r1.certPem, ['relay-top', 'relay-1']), 'E_AUTH_RELAY_PATH');
+    await expectFlareCodeAsync(loginThrough(k.site1.certPem, ['relay-top', 'relay-1']), 'E_AUTH_RELAY_PATH');
+    await expectFlareCodeAsync(loginThrough(undefined, ['relay-top', 'relay-1']), 'E_AUTH_RELAY_PATH');
+    await expectFlareCodeAsync(loginThrough(k.top.certPem, undefined), 'E_AUTH_TLS_IDENTITY');
   });
 });

@@ -1,7 +1,7 @@
 // Forwarding relays (issue #18 item 1): real mtls sockets, real @flare/auth sessions end to end through one or
 // two relays, and hostile relays whose tampering the far end's session detects with the auth codes.
 import { join } from 'node:path';
-import { isFlareError, type FlareError } from '@flare/core';
+import { expectFlareCodeAsync } from '@flare/core/testing';
 import { createClientAuth, createServerAuth, type Session } from '@flare/auth';
 import { loadKit, parseProject, provision, type Kit } from '@flare/pki';
 import { clientOptionsFromKit, dial, listen, type Connection, type ServerEndpoint } from '@flare/transport';
@@ -162,28 +162,23 @@ describe('relay in forwarding mode', () => {
     const top = await relay('relay-top', s.server.port);
     const r1 = await relay('relay-1', top.port);
     // site-2's kit says relay-top; it connects to relay-1.
-    const e = await siteDial('site-2', r1.port).catch((x: unknown) => x as FlareError);
-    expect(isFlareError(e, 'E_AUTH_RELAY_PATH')).toBe(true);
+    await expectFlareCodeAsync(siteDial('site-2', r1.port), 'E_AUTH_RELAY_PATH');
     // site-3 sits under the server; through a relay it names no relay at all.
-    const e3 = await siteDial('site-3', top.port).catch((x: unknown) => x as FlareError);
-    expect(isFlareError(e3, 'E_AUTH_RELAY_PATH')).toBe(true);
+    await expectFlareCodeAsync(siteDial('site-3', top.port), 'E_AUTH_RELAY_PATH');
   });
 
   it('refuses at the server a login that names a relay but comes directly, or through another relay (E_AUTH_RELAY_PATH)', async () => {
     const s = await authServer();
-    const direct = await siteDial('site-2', s.server.port).catch((x: unknown) => x as FlareError);
-    expect(isFlareError(direct, 'E_AUTH_RELAY_PATH')).toBe(true);
+    await expectFlareCodeAsync(siteDial('site-2', s.server.port), 'E_AUTH_RELAY_PATH');
     // relay-1 skips relay-top and takes site-1's login (via relay-top, relay-1) straight to the server.
     const r1 = await relay('relay-1', s.server.port);
-    const skipped = await siteDial('site-1', r1.port).catch((x: unknown) => x as FlareError);
-    expect(isFlareError(skipped, 'E_AUTH_RELAY_PATH')).toBe(true);
+    await expectFlareCodeAsync(siteDial('site-1', r1.port), 'E_AUTH_RELAY_PATH');
   });
 
   it('refuses a site whose login signs no relay path, through a relay (E_AUTH_RELAY_PATH)', async () => {
     const s = await authServer();
     const top = await relay('relay-top', s.server.port);
-    const e = await siteDial('site-2', top.port, []).catch((x: unknown) => x as FlareError);
-    expect(isFlareError(e, 'E_AUTH_RELAY_PATH')).toBe(true);
+    await expectFlareCodeAsync(siteDial('site-2', top.port, []), 'E_AUTH_RELAY_PATH');
   });
 
   it('enforces per-site limits: sites at once, and messages per second (E_RUNTIME_RELAY_LIMIT)', async () => {
@@ -191,8 +186,7 @@ describe('relay in forwarding mode', () => {
     const r = await relay('relay-top', s.server.port, { limits: { maxSites: 1, maxMessagesPerSecond: 2, burstSeconds: 1 } });
     const site = await siteDial('site-2', r.port);
     const at = await s.next();
-    const second = await siteDial('site-1', (await relay('relay-1', r.port)).port).catch((x: unknown) => x as FlareError);
-    expect(isFlareError(second, 'E_RUNTIME_RELAY_LIMIT')).toBe(true);
+    await expectFlareCodeAsync(siteDial('site-1', (await relay('relay-1', r.port)).port), 'E_RUNTIME_RELAY_LIMIT');
     for (let n = 0; n < 10; n++) await site.send({ type: 'ping', n }).catch(() => undefined);
     expect(await codeOf(site)).toBe('E_RUNTIME_RELAY_LIMIT');
     // The server sees the site's connection end (with the relay's reason), never a half-forwarded message.
@@ -200,8 +194,7 @@ describe('relay in forwarding mode', () => {
   });
 
   it('refuses to run from a kit that is not a relay kit (E_RUNTIME_CONFIG)', async () => {
-    const e = await startRelay({ kit: kit('site-1'), port: 0 }).catch((x: unknown) => x as FlareError);
-    expect(isFlareError(e, 'E_RUNTIME_CONFIG')).toBe(true);
+    await expectFlareCodeAsync(startRelay({ kit: kit('site-1'), port: 0 }), 'E_RUNTIME_CONFIG');
   });
 
   it('runs a whole job with sites behind chained relays and one direct; a lost relay is survived: sites reconnect through it when it is back', async () => {

@@ -49,7 +49,7 @@ async function helloOf(kit: Kit, via?: string[]): Promise<AuthHeader> {
     .catch(() => undefined);
   await new Promise((r) => setImmediate(r));
   const hello = client.sent[0]!.header;
-  client.close();
+  void client.close();
   return hello;
 }
 

@@ -226,6 +226,14 @@ describe('relay in forwarding mode', () => {
     const rec = await server.waitForJob(id, 30_000);
     expect(rec.status).toBe('FINISHED');
     expect([...rec.history[1]!.contributors].sort()).toEqual(['site-1', 'site-2', 'site-3']);
+    // The server knows each site's relay path (authenticated: signed by the site, checked at every hop) and the
+    // admin's job status shows it.
+    const seen = new Map(server.registry.sightings().map((x) => [x.name, x.via]));
+    expect(seen.get('site-1')).toEqual(['relay-top', 'relay-1']);
+    expect(seen.get('site-2')).toEqual(['relay-top']);
+    expect(seen.get('site-3')).toBeUndefined();
+    const status = await admin.jobStatus(id);
+    expect(status.sites.find((x) => x.name === 'site-1')?.via).toEqual(['relay-top', 'relay-1']);
 
     // relay-1 goes away: site-1's session ends; a new relay-1 on the same port carries it again.
     const port = r1.port;

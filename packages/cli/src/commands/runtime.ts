@@ -56,6 +56,7 @@ export function renderJobStatus(v: { readonly record: JobRecord; readonly sites:
     const job = s.running ? 'running' : s.refused !== undefined ? 'refused/left' : s.deployed ? 'deployed' : 'not deployed';
     const rounds = s.contributions.length === 0 ? '-' : s.contributions.map((x) => x + 1).join(',');
     lines.push(`${s.name.padEnd(20)}  ${(s.connected ? 'connected' : 'gone').padEnd(10)}  ${hhmmss(s.last_seen).padEnd(20)}  ${job.padEnd(12)}  ${rounds}`);
+    if (s.via !== undefined) lines.push(`${''.padEnd(22)}through relay ${s.via.join(' > ')}`);
     if (s.refused !== undefined) lines.push(`${''.padEnd(22)}${s.refused.slice(0, 300)}`);
   }
   if (r.history.length > 0) {

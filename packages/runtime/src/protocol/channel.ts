@@ -7,6 +7,8 @@ export interface PeerIdentity {
   /** The admin role from the certificate (admins only). */
   readonly role?: string;
   readonly kind: 'server' | 'client' | 'admin';
+  /** The relays a site's login came through, nearest the server first (its signed relay path; docs/relays.md). */
+  readonly via?: readonly string[];
 }
 
 /** A person's identity for authorization (role may be empty for non-admins). */

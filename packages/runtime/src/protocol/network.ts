@@ -89,7 +89,10 @@ export function sessionAuthenticator(
     if (peer.type === 'relay') throw new PkiError('E_CERT_UNTRUSTED', `relay '${peer.name}' cannot join as a participant`);
     // Stable across renewals (@flare/auth), so attestation nonces of one connection share one root.
     const exportKeyingMaterial = (label: string, length: number): Uint8Array => session.exportKeyingMaterial(label, length);
-    return { name: peer.name, org: peer.org, kind: KINDS[peer.type], ...(peer.role === undefined ? {} : { role: peer.role }), exportKeyingMaterial };
+    return {
+      name: peer.name, org: peer.org, kind: KINDS[peer.type], ...(peer.role === undefined ? {} : { role: peer.role }),
+      ...(peer.via === undefined ? {} : { via: peer.via }), exportKeyingMaterial,
+    };
   };
 }
 

@@ -27,6 +27,8 @@ export interface SiteState {
   readonly refused?: string;
   /** Rounds (from 0) whose aggregate includes this site's update. */
   readonly contributions: number[];
+  /** The relays its (last) connection came through, nearest the server first (absent when it connects directly). */
+  readonly via?: string[];
 }
 
 /** Each site's state for a job: the sites it names (for `@ALL`, every site that took part or was seen). */
@@ -44,6 +46,7 @@ export function siteStates(rec: JobRecord, def: JobDefinition, registry: SiteReg
       deployed: rec.sites.includes(name),
       ...(refused === undefined ? {} : { refused }),
       contributions: rec.history.filter((h) => h.contributors.includes(name)).map((h) => h.round),
+      ...(s?.via === undefined ? {} : { via: [...s.via] }),
     };
   });
 }

@@ -282,14 +282,16 @@ export class ServerEngine {
     });
     ch.onClose(() => {
       this.#checks.gate.forget(ch);
-      if (peer.kind === 'client' && this.registry.remove(peer.name, ch)) this.#siteGone(peer.name, `site ${peer.name} disconnected`);
+      // A site behind relays is reported with them: a lost relay shows as its sites lost, each naming it.
+      const behind = peer.via === undefined ? '' : ` (behind relay ${peer.via.join(' > ')})`;
+      if (peer.kind === 'client' && this.registry.remove(peer.name, ch)) this.#siteGone(peer.name, `site ${peer.name}${behind} disconnected`, peer.via);
     });
   }
 
   /** A site left: its tasks fail at once, it stops counting in every job; it is offered them again if it returns. */
-  #siteGone(site: string, why: string): void {
+  #siteGone(site: string, why: string, via?: readonly string[]): void {
     this.#checks.cancel(site);
-    this.#audit({ action: 'client_lost', user: site, msg: why });
+    this.#audit({ action: 'client_lost', user: site, msg: why, ...(via === undefined ? {} : { data: { via: [...via] } }) });
     this.#log.warn('site disconnected', { site });
     const e = new FlareRuntimeError('E_RUNTIME_DISCONNECTED', why);
     for (const a of this.#active.values()) a.deployed.delete(site);
@@ -370,7 +372,7 @@ export class ServerEngine {
     const old = this.registry.register(site, ch.peer.org, ch, resources);
     // A reconnecting site's old connection is gone: what it owed fails now, not at a timeout.
     if (old !== undefined && old.channel !== ch) this.#siteGone(site, `site ${site} reconnected`);
-    this.#audit({ action: 'client_registered', user: site, msg: `site ${site} (${ch.peer.org}) registered`, data: { resources } });
+    this.#audit({ action: 'client_registered', user: site, msg: `site ${site} (${ch.peer.org}) registered`, data: { resources, ...(ch.peer.via === undefined ? {} : { via: [...ch.peer.via] }) } });
     this.#log.info('site registered', { site });
     await ch.send(outgoing({ t: 'welcome' }));
     this.#checks.schedule(site, ch, () => !this.#closed && this.registry.get(site)?.channel === ch, (v) => this.#refuseAttestation(ch, v, 'at a periodic check'));

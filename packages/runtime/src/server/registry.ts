@@ -9,6 +9,8 @@ export interface RegisteredSite {
   readonly resources: Readonly<Record<string, number>>;
   /** Milliseconds since the epoch when this connection registered. */
   readonly since: number;
+  /** The relays it came through (its channel's authenticated peer), nearest the server first. */
+  readonly via?: readonly string[];
   /** Milliseconds since the epoch of the last message from the site. */
   lastSeen: number;
 }
@@ -22,6 +24,8 @@ export interface SiteSighting {
   readonly lastSeen: string;
   /** ISO time the current connection registered (connected sites only). */
   readonly since?: string;
+  /** The relays its (last) connection came through, nearest the server first. */
+  readonly via?: readonly string[];
 }
 
 /**
@@ -32,7 +36,7 @@ export interface SiteSighting {
  */
 export class SiteRegistry {
   readonly #sites = new Map<string, RegisteredSite>();
-  readonly #left = new Map<string, { org: string; lastSeen: number }>();
+  readonly #left = new Map<string, { org: string; lastSeen: number; via?: readonly string[] | undefined }>();
   readonly #timeoutMs: number;
   readonly #now: () => number;
 
@@ -46,7 +50,8 @@ export class SiteRegistry {
     const old = this.#sites.get(name);
     if (old !== undefined && old.channel !== channel) old.channel.close();
     const now = this.#now();
-    this.#sites.set(name, { name, org, channel, resources, since: now, lastSeen: now });
+    const via = channel.peer.via;
+    this.#sites.set(name, { name, org, channel, resources, since: now, lastSeen: now, ...(via === undefined ? {} : { via }) });
     this.#left.delete(name);
     return old;
   }
@@ -67,7 +72,7 @@ export class SiteRegistry {
 
   #forget(c: RegisteredSite): void {
     this.#sites.delete(c.name);
-    this.#left.set(c.name, { org: c.org, lastSeen: c.lastSeen });
+    this.#left.set(c.name, { org: c.org, lastSeen: c.lastSeen, via: c.via });
   }
 
   get(name: string): RegisteredSite | undefined {
@@ -82,8 +87,9 @@ export class SiteRegistry {
   /** Every site seen since the server started, connected first, by name. */
   sightings(): SiteSighting[] {
     const iso = (t: number): string => new Date(t).toISOString();
-    const on = [...this.#sites.values()].map((c) => ({ name: c.name, org: c.org, connected: true, lastSeen: iso(c.lastSeen), since: iso(c.since) }));
-    const off = [...this.#left].map(([name, l]) => ({ name, org: l.org, connected: false, lastSeen: iso(l.lastSeen) }));
+    const via = (v: readonly string[] | undefined): { via?: readonly string[] } => (v === undefined ? {} : { via: v });
+    const on = [...this.#sites.values()].map((c) => ({ name: c.name, org: c.org, connected: true, lastSeen: iso(c.lastSeen), since: iso(c.since), ...via(c.via) }));
+    const off = [...this.#left].map(([name, l]) => ({ name, org: l.org, connected: false, lastSeen: iso(l.lastSeen), ...via(l.via) }));
     return [...on.sort((a, b) => a.name.localeCompare(b.name)), ...off.sort((a, b) => a.name.localeCompare(b.name))];
   }
 

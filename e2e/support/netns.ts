@@ -38,7 +38,7 @@ export function requireNetns(ctx: TestContext): void {
 }
 
 /** One participant's namespace. */
-export interface NetnsNode {
+interface NetnsNode {
   readonly name: string;
   readonly ns: string;
   readonly address: string;

@@ -8,7 +8,7 @@ import { workspaceOf } from '../poc/participants.js';
 import { runCommand, stdio } from '../run.js';
 
 /** Options of {@link runRelay}. */
-export interface RelayRun {
+interface RelayRun {
   readonly kit: string;
   readonly port: number;
   readonly host?: string;
@@ -25,7 +25,7 @@ export interface RelayRun {
  * under it, and carries their sessions to its upstream until `signal` aborts. Logs go to the console and to
  * `<workspace>/relay.log.jsonl`.
  */
-export async function runRelay(o: RelayRun): Promise<void> {
+async function runRelay(o: RelayRun): Promise<void> {
   const kit = await loadKit(o.kit);
   if (kit.participant.type !== 'relay') throw new FlareRuntimeError('E_RUNTIME_KIT_TYPE', `${o.kit} is a ${kit.participant.type} kit, not a relay kit`);
   const ws = workspaceOf(o.kit, o.workspace);

@@ -7,6 +7,7 @@ import { loadKit, parseProject, provision, type Kit } from '@flare/pki';
 import { clientOptionsFromKit, dial, listen, type Connection, type ServerEndpoint } from '@flare/transport';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { AdminClient } from '../src/admin/client.js';
+import { jobTrustFromKit } from '../src/protocol/job-trust.js';
 import { connectToServer, linkToServer, listenForParticipants } from '../src/protocol/network.js';
 import { relayPathOf } from '../src/relay/path.js';
 import { startRelay, type Relay, type RelayedMessage, type RelayHooks, type RelayOptions } from '../src/relay/relay.js';
@@ -208,7 +209,7 @@ describe('relay in forwarding mode', () => {
       const engine = await ClientEngine.start({
         site: { name, org: k.participant.org },
         link: linkToServer({ kit: k, targets: local(port), backoff: { initialMs: 50, maxMs: 200 } }),
-        policy: { ...sitePolicy(), rootCa: k.rootCaPem },
+        policy: { ...sitePolicy(), jobTrust: jobTrustFromKit({ project: k.project, rootCaPem: k.rootCaPem }) },
         learners: new Map([['towards', learnerFactory(1)]]),
         filters: new Map(),
         workspace: await tempDir(),
@@ -220,7 +221,7 @@ describe('relay in forwarding mode', () => {
     await siteAt('site-1', r1.port);
     await siteAt('site-2', top.port);
     await siteAt('site-3', listener.port);
-    const admin = new AdminClient(await connectToServer({ kit: kit('admin@nvidia.com'), targets: local(listener.port) }));
+    const admin = new AdminClient(await connectToServer({ kit: kit('admin@nvidia.com'), targets: local(listener.port) }), { signer: kit('admin@nvidia.com') });
     open.push({ close: async () => admin.close() });
     const id = await admin.submit(bundle(jobDefinition({ deploy: ['site-1', 'site-2', 'site-3'], rounds: 2 })));
     const rec = await server.waitForJob(id, 30_000);

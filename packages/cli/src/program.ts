@@ -6,10 +6,11 @@ import { register as audit } from './commands/audit.js';
 import { register as policy } from './commands/policy.js';
 import { register as attest } from './commands/attest.js';
 import { register as relay } from './commands/relay.js';
+import { register as result } from './commands/result.js';
 import { EXIT } from './run.js';
 
 // Each command group lives in src/commands/<group>.ts and exports `register(program)`; add one line below.
-const groups: Array<(program: Command) => void> = [pki, runtime, relay, policy, audit, attest];
+const groups: Array<(program: Command) => void> = [pki, runtime, result, relay, policy, audit, attest];
 
 /** Builds the `flare` program with every command group registered. */
 export function createProgram(): Command {

@@ -13,6 +13,7 @@ export type { SiteSighting } from './server/registry.js';
 export { ClientEngine } from './site/engine.js';
 export type { ClientEngineOptions } from './site/engine.js';
 export { sitePolicyFromFiles } from './site/policy.js';
+export { ANY_SITE, SITE_AUTHENTICATION_FILE, SiteAuthenticationFile, attachAuthTokens, authenticateSubmitter, jobTokenFor, loadSiteAuthenticator } from './site/oidc.js';
 export type { FilterRegistry, LearnerEnv, LearnerFactory, SitePolicy } from './site/policy.js';
 export { AdminClient } from './admin/client.js';
 export type { JobSummary } from './admin/client.js';

@@ -1,12 +1,14 @@
 import { join, resolve } from 'node:path';
 import { writeFileAtomic, type JsonValue } from '@flare/core';
-import { readJobFolder, type JobRecord, type SiteState } from '@flare/runtime';
+import { attachAuthTokens, readJobFolder, type JobRecord, type SiteState } from '@flare/runtime';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { runCommand, stdio } from '../run.js';
 import { connectAdmin, runClient, runServer } from '../poc/participants.js';
 import { renderSummary, runPoc, type PocSummary } from '../poc/poc.js';
 import { dpScope } from '../poc/dp-config.js';
 import { defaultStack, verifyAuditLogs } from '../poc/stack.js';
+import { POC_WORKFLOWS, type PocWorkflow } from '../poc/workflows.js';
+import { OIDC_TOKEN_ENV, collectTokenFile, readTokenFiles, type TokenFileArg } from './tokens.js';
 
 // Commander awaits an action that returns a promise of nothing; runCommand sets process.exitCode itself.
 // Bodies may end on a write's boolean: only a number is an exit code.
@@ -155,11 +157,13 @@ export function register(program: Command): void {
   admin
     .command('submit <jobDir>')
     .description('submit a job folder (meta.json, model.safetensors, optional custom/)')
-    .action((dir: string) =>
+    .option('--token-file <[site=]file>', `a token from a site's identity provider, for sites that require one (local/authentication.json); site= for one site only (repeatable); default: $${OIDC_TOKEN_ENV}`, collectTokenFile, [])
+    .action((dir: string, o: { tokenFile: TokenFileArg[] }) =>
       run(() =>
         withAdmin(async (a) => {
-          // The whole job (meta.json, model, custom/) is signed with this admin's kit key; each site verifies it.
-          stdio.out(await a.submit(await readJobFolder(resolve(dir))));
+          // Tokens go into meta.json before the whole job is signed with this admin's kit key (each site verifies
+          // the signature): they travel inside what the admin signs.
+          stdio.out(await a.submit(attachAuthTokens(await readJobFolder(resolve(dir)), await readTokenFiles(o.tokenFile, process.env[OIDC_TOKEN_ENV]))));
         }),
       ),
     );
@@ -234,9 +238,11 @@ export function register(program: Command): void {
         throw new InvalidArgumentError(`expected a JSON object, got ${v}`);
       }
     })
+    .addOption(new Option('--workflow <name>', 'the job\'s workflow: scatter-and-gather (FedAvg rounds), cross-site evaluation after training (prints the matrix), or cyclic (the model visits the sites in turn)').choices(Object.keys(POC_WORKFLOWS)).default('scatter-gather'))
     .option('--json', 'print the summary as one JSON object on stdout', false)
-    .action((o: { clients: number; rounds: number; dp: boolean; he: boolean; secagg: boolean; attest?: 'test'; attestDebugSite?: string; workspace?: string; keep: boolean; aggregator?: JsonValue; json: boolean }, cmd: Command) => {
+    .action((o: { clients: number; rounds: number; dp: boolean; he: boolean; secagg: boolean; attest?: 'test'; attestDebugSite?: string; workspace?: string; keep: boolean; aggregator?: JsonValue; workflow: PocWorkflow; json: boolean }, cmd: Command) => {
       if (o.attestDebugSite !== undefined && o.attest === undefined) cmd.error('error: --attest-debug-site needs --attest test', { exitCode: 2 });
+      if (o.secagg && o.workflow !== 'scatter-gather') cmd.error('error: --secagg runs the secure_aggregation workflow: leave out --workflow', { exitCode: 2 });
       if (o.attestDebugSite !== undefined && !/^site-\d+$/.test(o.attestDebugSite)) cmd.error(`error: --attest-debug-site expected a site name site-1..site-${o.clients}, got ${o.attestDebugSite}`, { exitCode: 2 });
       return run(async () => {
         const summary: PocSummary = await runPoc({
@@ -251,6 +257,7 @@ export function register(program: Command): void {
           ...(o.workspace === undefined ? {} : { workspace: o.workspace }),
           keep: o.keep,
           ...(o.aggregator === undefined ? {} : { aggregator: o.aggregator }),
+          workflow: o.workflow,
           progress: (l) => stdio.err(l),
           verifyAudit: verifyAuditLogs,
           ...(o.dp ? { dpScope: dpScope() } : {}),

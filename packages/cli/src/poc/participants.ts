@@ -16,6 +16,7 @@ import {
   jobTrustFromKit,
   linkToServer,
   listenForParticipants,
+  loadSiteAuthenticator,
   loadOptionalPeer,
   parseAggregationPolicy,
   secureAggregation,
@@ -225,12 +226,14 @@ export async function runClient(o: ClientRun, stack: Stack): Promise<void> {
         learners.set('tfjs-spam', spamLearnerFactory(() => (cached ??= loadSiteData({ site: d.site, sites: d.sites, seed: d.seed, features: d.features }))));
       }
       const targets = target(o.server);
+      // local/authentication.json (when present): every job must carry a valid token from the site's own identity provider.
+      const authenticator = await loadSiteAuthenticator(join(kit.dir, 'local'));
       const attestation = await attestationFor(kit.dir, ws, o.attestation, logger);
       const link = linkToServer({ kit, ...(targets === undefined ? {} : { targets }), ...messageLimits(o.maxMessageMiB), logger, ...(o.giveUpAfterMs === undefined ? {} : { giveUpAfterMs: o.giveUpAfterMs }) });
       const engine = await ClientEngine.start({
         site: { name: kit.participant.name, org: kit.participant.org },
         link,
-        policy: sitePolicyFromFiles(policies, { jobTrust: jobTrustOf(kit) }),
+        policy: sitePolicyFromFiles(policies, { jobTrust: jobTrustOf(kit), ...(authenticator === undefined ? {} : { authenticator }) }),
         learners,
         filters,
         // Secure aggregation signs this site's round keys with its kit key; the hooks are for tests only.

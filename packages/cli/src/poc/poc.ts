@@ -7,7 +7,7 @@ import type * as CcAttestTesting from '@flare/cc-attest/testing';
 import type * as FiltersHe from '@flare/filters-he';
 import { FlareRuntimeError, encodeModel, parameterCount, type JsonValue, type KitBuilder } from '@flare/core';
 import { parseProject, provision } from '@flare/pki';
-import { loadOptionalPeer, readJobFolder, type JobRecord } from '@flare/runtime';
+import { CROSS_SITE_EVAL_RESULT, loadOptionalPeer, readJobFolder, type CrossSiteMatrix, type JobRecord } from '@flare/runtime';
 import { readWeights, selectBackend } from '@flare/tfjs';
 import { ATTESTATION_CONFIG_FILE } from './attestation-config.js';
 import { spamAssassin } from './dataset.js';
@@ -15,6 +15,7 @@ import { connectAdmin, workspaceOf } from './participants.js';
 import { freePort, startParticipant, type Participant } from './processes.js';
 import { pocDpSettings, type PocDp } from './dp-config.js';
 import { spamJob, spamNetwork } from './spam-model.js';
+import { POC_WORKFLOWS, renderCrossSiteMatrix, type PocWorkflow } from './workflows.js';
 
 /** Options of `flare poc`. */
 export interface PocOptions {
@@ -34,6 +35,8 @@ export interface PocOptions {
   readonly keep?: boolean;
   /** The job's aggregator (meta.json `aggregator`); the server then lets the job choose any (`require: none`). */
   readonly aggregator?: JsonValue;
+  /** The job's workflow (meta.json `workflow`): scatter-gather (default), cross-site-eval or cyclic. */
+  readonly workflow?: PocWorkflow;
   readonly json: boolean;
   /** Hashed bag-of-words width (default 1024) and hidden units (default 0: logistic regression, the model DP is documented for). */
   readonly features?: number;
@@ -118,6 +121,12 @@ export interface PocSummary {
   readonly attestation?: AttestationReport;
   /** With --secagg: per round, the sites whose masked updates were summed and those that dropped, by phase. */
   readonly secagg?: SecAggReport;
+  /** The job's workflow as meta.json names it (`scatter_and_gather`, `cross_site_eval`, `cyclic`, `secure_aggregation`). */
+  readonly workflow?: string;
+  /** The last round's metrics: every site's validation of the final global model (cyclic: of the model after the last hop). */
+  readonly final_metrics?: Readonly<Record<string, number>>;
+  /** With --workflow cross-site-eval: the matrix the admin downloaded (`flare admin result JOB cross_site_eval`). */
+  readonly cross_site_eval?: CrossSiteMatrix;
 }
 
 /** What `flare poc --secagg` reports, from the job's `secure_aggregation` result. */
@@ -366,7 +375,8 @@ async function runFederation(o: PocOptions, ws: string, v: Variant): Promise<Fed
     const initial = readWeights(spamNetwork(width, hidden));
     const jobDir = join(ws, 'jobs', 'spam');
     await mkdir(jobDir, { recursive: true });
-    const definition0 = spamJob({ sites, rounds: o.rounds, features: width, hidden, dp: o.dp && o.secagg !== true, ...(o.dpScope === undefined || o.secagg === true ? {} : { learner: o.dpScope.learner }) });
+    const workflow = o.secagg === true ? 'secure_aggregation' : POC_WORKFLOWS[o.workflow ?? 'scatter-gather'];
+    const definition0 = spamJob({ ...(o.secagg === true ? {} : { workflow }), sites, rounds: o.rounds, features: width, hidden, dp: o.dp && o.secagg !== true, ...(o.dpScope === undefined || o.secagg === true ? {} : { learner: o.dpScope.learner }) });
     const definition1 = o.aggregator === undefined ? definition0 : { ...definition0, aggregator: o.aggregator };
     // --secagg: the round survives dropouts down to its threshold, so min_clients does not ask for more.
     // With --dp the noise is the distributed discrete Gaussian, calibrated to the sites' budget over the job.
@@ -380,9 +390,10 @@ async function runFederation(o: PocOptions, ws: string, v: Variant): Promise<Fed
     if (missing.length > 0) o.progress(`${v.label}poc: ${missing.join(', ')} had not registered after 180 s; the job starts without ${missing.length === 1 ? 'it' : 'them'}`);
     let rec: JobRecord;
     let secagg: SecAggReport | undefined;
+    let matrix: CrossSiteMatrix | undefined;
     try {
       const id = await admin.submit(await readJobFolder(jobDir));
-      o.progress(`${v.label}poc: job ${id} submitted (${dataset}, ${o.rounds} rounds, ${o.clients} sites${o.dp ? ', DP' : ''}${o.secagg === true ? ', secure aggregation' : ''}${v.he ? ', HE' : ''}${attest ? ', attestation' : ''})`);
+      o.progress(`${v.label}poc: job ${id} submitted (${workflow}, ${dataset}, ${o.rounds} rounds, ${o.clients} sites${o.dp ? ', DP' : ''}${o.secagg === true ? ', secure aggregation' : ''}${v.he ? ', HE' : ''}${attest ? ', attestation' : ''})`);
       const bar = progressBar(v.bar);
       bar?.start(o.rounds, 0, { acc: '-', secs: '-' });
       let shown = 0;
@@ -393,7 +404,10 @@ async function runFederation(o: PocOptions, ws: string, v: Variant): Promise<Fed
           const h = rec.history[shown]!;
           const acc = rec.history[shown - 1]?.metrics['accuracy'];
           if (bar !== undefined) bar.update(shown + 1, { acc: acc === undefined ? '-' : acc.toFixed(3), secs: h.seconds.toFixed(1) });
-          else o.progress(`${v.label}round ${h.round + 1}/${o.rounds}: ${h.contributors.length} ${h.encrypted === true ? 'encrypted ' : ''}updates aggregated in ${h.seconds.toFixed(1)} s${acc === undefined ? '' : ` (held-out accuracy after round ${shown}: ${acc.toFixed(3)})`}`);
+          else {
+            const what = workflow === 'cyclic' ? `the model visited ${h.contributors.join(' -> ')}` : `${h.contributors.length} ${h.encrypted === true ? 'encrypted ' : ''}updates aggregated`;
+            o.progress(`${v.label}round ${h.round + 1}/${o.rounds}: ${what} in ${h.seconds.toFixed(1)} s${acc === undefined ? '' : ` (held-out accuracy after round ${shown}: ${acc.toFixed(3)})`}`);
+          }
           shown += 1;
         }
         if (rec.status === 'FINISHED' || rec.status === 'FAILED' || rec.status === 'ABORTED') break;
@@ -410,6 +424,8 @@ async function runFederation(o: PocOptions, ws: string, v: Variant): Promise<Fed
       bar?.stop();
       if (bar === undefined && last !== undefined) o.progress(`${v.label}held-out accuracy after round ${rec.history.length}: ${last.toFixed(3)}`);
       if (o.secagg === true) secagg = secaggReport(await admin.result(id, 'secure_aggregation').catch(() => undefined));
+      // Cross-site evaluation: the admin downloads the matrix the workflow stored as a job result.
+      if (workflow === 'cross_site_eval' && rec.status === 'FINISHED') matrix = (await admin.result(id, CROSS_SITE_EVAL_RESULT)) as unknown as CrossSiteMatrix;
     } finally {
       admin.close();
     }
@@ -438,6 +454,9 @@ async function runFederation(o: PocOptions, ws: string, v: Variant): Promise<Fed
       seconds: Number(((performance.now() - started) / 1000).toFixed(1)),
       ...(attest ? { attestation: await attestationReport(dirs) } : {}),
       ...(secagg === undefined ? {} : { secagg }),
+      workflow,
+      final_metrics: rec.history.at(-1)?.metrics ?? {},
+      ...(matrix === undefined ? {} : { cross_site_eval: matrix }),
     };
     if (rec.status !== 'FINISHED') throw Object.assign(new FlareRuntimeError('E_RUNTIME_MIN_CLIENTS', `the job ended ${rec.status}: ${rec.error?.code ?? ''} ${rec.error?.message ?? ''}`), { summary });
     return { summary, record: rec, parameters: parameterCount(initial) };
@@ -453,6 +472,11 @@ export function renderSummary(s: PocSummary): string[] {
   if (s.late_sites !== undefined) lines.push('', `not registered when the job started: ${s.late_sites.join(', ')}`);
   lines.push('', 'site        epsilon   bytes moved');
   for (const x of s.sites) lines.push(`${x.name.padEnd(10)}  ${x.epsilon === null ? '   -    ' : x.epsilon.toFixed(3).padStart(8)}  ${x.bytes}${x.refused === undefined ? '' : `  refused: ${x.refused.slice(0, 160)}`}`);
+  if (s.workflow !== 'scatter_and_gather') {
+    const fm = Object.entries(s.final_metrics).filter(([k]) => !k.includes('_') || k.endsWith('_min') || k.endsWith('_max'));
+    lines.push('', `workflow ${s.workflow}: final metrics ${fm.length === 0 ? '-' : fm.map(([k, x]) => `${k} ${Number.isInteger(x) ? x : x.toFixed(4)}`).join(', ')}`);
+  }
+  if (s.cross_site_eval !== undefined) lines.push('', ...renderCrossSiteMatrix(s.cross_site_eval));
   const he = s.he;
   if (he !== undefined) {
     const x = (c: Compared, unit = '') => `${c.he}${unit} vs ${c.plain}${unit}${c.ratio === null ? '' : ` (${c.ratio}x)`}`;

@@ -66,6 +66,8 @@ export function spamLearnerFactory(data: () => SiteData): LearnerFactory<unknown
 
 /** The job definition the poc submits. */
 export function spamJob(o: {
+  /** meta.json `workflow` (default scatter_and_gather). */
+  readonly workflow?: string;
   readonly sites: readonly string[];
   readonly rounds: number;
   readonly features: number;
@@ -75,7 +77,8 @@ export function spamJob(o: {
   readonly learner?: { readonly [k: string]: JsonValue };
 }): Record<string, JsonValue> {
   return {
-    name: 'spam-fedavg',
+    // The default workflow is left out, so the poc's job folder stays the plain FedAvg job the docs start from.
+    ...(o.workflow === undefined || o.workflow === 'scatter_and_gather' ? { name: 'spam-fedavg' } : { name: `spam-${o.workflow.replaceAll('_', '-')}`, workflow: o.workflow }),
     rounds: o.rounds,
     min_clients: Math.max(1, o.sites.length - 1),
     round_timeout_s: 120,

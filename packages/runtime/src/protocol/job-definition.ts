@@ -82,6 +82,11 @@ export const JobDefinition = z.strictObject({
     })
     .default({ num_of_gpus: 0, mem_per_gpu_in_GiB: 0, memory_MiB: 0 }),
   byoc: ByocSpec.optional(),
+  /**
+   * The submitter's tokens for sites that require their own login (a site's `local/authentication.json`): site
+   * name, or `*` for every other site, -> a JWT from that site's identity provider (see docs/deploy.md).
+   */
+  auth_tokens: z.record(z.union([nameSchema, z.literal('*')]), z.string().min(1).max(16_384)).optional(),
 });
 /** A parsed, validated job definition. */
 export type JobDefinition = z.output<typeof JobDefinition>;

@@ -9,6 +9,7 @@ import type { Principal } from '../protocol/channel.js';
 import { parseMetaJson } from '../protocol/job-definition.js';
 import type { SiteWorkflow } from '../workflows/workflow.js';
 import { admit, buildChains } from './admission.js';
+import { authenticateSubmitter } from './oidc.js';
 import type { FilterRegistry, LearnerEnv, LearnerFactory, SitePolicy } from './policy.js';
 import type { SiteJob } from './task-runner.js';
 
@@ -71,6 +72,9 @@ export class SiteJobs {
     const admission = admit({ job: id, definition, bundle, claimed }, o.policy, o.site, o.filters, (e) => o.audit({ ...e, ref: e.ref ?? ref }));
     const submitter: Principal = { name: admission.submitter.name, org: admission.submitter.org, role: admission.submitter.role };
     try {
+      // The site's own login (local/authentication.json): the token the job carries for this site must be the signer's.
+      const login = await authenticateSubmitter(o.policy.authenticator, { site, definition, submitter });
+      if (login !== undefined) o.audit({ action: 'submitter_authenticated', job: id, ref, user: submitter.name, msg: `${login.authenticator}: token of ${login.name} (role ${login.role}) verified`, data: { authenticator: login.authenticator, ...(login.expiresAt === undefined ? {} : { expires_at: new Date(login.expiresAt).toISOString() }) } });
       await o.events.emit('before-deploy', { site, job: id, definition, submitter: { ...submitter, kind: 'admin' } });
     } catch (e) {
       admission.reservation.release();

@@ -1,5 +1,5 @@
 import type { FilterEnv, FilterFactory, JsonValue, Learner, Logger } from '@flare/core';
-import type { AuthorizationPolicy, ComponentPolicy, PrivacyPolicy, ResourceManager, SitePolicies } from '@flare/policy';
+import type { AuthorizationPolicy, ComponentPolicy, PrivacyPolicy, ResourceManager, SiteAuthenticator, SitePolicies } from '@flare/policy';
 import type { z } from 'zod';
 import type { JobDefinition } from '../protocol/job-definition.js';
 import type { JobTrust } from '../protocol/job-trust.js';
@@ -24,19 +24,23 @@ export interface SitePolicy {
   readonly jobTrust?: JobTrust;
   /** @deprecated Unused: job signatures are checked with {@link SitePolicy.jobTrust}. */
   readonly rootCa?: string;
+  /** The site's own login for submitters (local/authentication.json, see `loadSiteAuthenticator`): every job must carry a valid token for it. */
+  readonly authenticator?: SiteAuthenticator;
 }
 
 /**
  * A {@link SitePolicy} on the files @flare/policy's `loadSitePolicies` keeps loaded (and reloads), checking job
- * signatures with `jobTrust` (`jobTrustFromKit({ project: kit.project, rootCaPem: kit.rootCaPem, crl })`).
+ * signatures with `jobTrust` (`jobTrustFromKit({ project: kit.project, rootCaPem: kit.rootCaPem, crl })`), and
+ * the site's own login with `authenticator` when it has one.
  */
-export function sitePolicyFromFiles(policies: SitePolicies, trust: { readonly jobTrust: JobTrust }): SitePolicy {
+export function sitePolicyFromFiles(policies: SitePolicies, trust: { readonly jobTrust: JobTrust; readonly authenticator?: SiteAuthenticator }): SitePolicy {
   return {
     authorization: () => policies.authorization.current,
     privacy: () => policies.privacy.current,
     components: () => policies.components.current,
     resources: policies.resourceManager,
     jobTrust: trust.jobTrust,
+    ...(trust.authenticator === undefined ? {} : { authenticator: trust.authenticator }),
   };
 }
 

@@ -472,8 +472,8 @@ export function renderSummary(s: PocSummary): string[] {
   if (s.late_sites !== undefined) lines.push('', `not registered when the job started: ${s.late_sites.join(', ')}`);
   lines.push('', 'site        epsilon   bytes moved');
   for (const x of s.sites) lines.push(`${x.name.padEnd(10)}  ${x.epsilon === null ? '   -    ' : x.epsilon.toFixed(3).padStart(8)}  ${x.bytes}${x.refused === undefined ? '' : `  refused: ${x.refused.slice(0, 160)}`}`);
-  if (s.workflow !== 'scatter_and_gather') {
-    const fm = Object.entries(s.final_metrics).filter(([k]) => !k.includes('_') || k.endsWith('_min') || k.endsWith('_max'));
+  if (s.workflow !== undefined && s.workflow !== 'scatter_and_gather') {
+    const fm = Object.entries(s.final_metrics ?? {}).filter(([k]) => !k.includes('_') || k.endsWith('_min') || k.endsWith('_max'));
     lines.push('', `workflow ${s.workflow}: final metrics ${fm.length === 0 ? '-' : fm.map(([k, x]) => `${k} ${Number.isInteger(x) ? x : x.toFixed(4)}`).join(', ')}`);
   }
   if (s.cross_site_eval !== undefined) lines.push('', ...renderCrossSiteMatrix(s.cross_site_eval));

@@ -135,10 +135,11 @@ export interface VerifyKitOptions {
 
 /**
  * The site-local override files read from local/ instead of their signed `.default` versions: FLARE's four,
- * components.json (the component allow-list of @flare/policy, FLARE-TS's own), and aggregation.json (the
- * server's own aggregation policy, @flare/runtime's: what a job's aggregator must do).
+ * components.json (the component allow-list of @flare/policy, FLARE-TS's own), aggregation.json (the
+ * server's own aggregation policy, @flare/runtime's: what a job's aggregator must do), and authentication.json
+ * (a site's own login for submitters, @flare/runtime's site OIDC; it has no .default).
  */
-export const LOCAL_OVERRIDE_FILES: ReadonlySet<string> = new Set(['authorization.json', 'privacy.json', 'resources.json', 'components.json', 'log_config.json', 'aggregation.json']);
+export const LOCAL_OVERRIDE_FILES: ReadonlySet<string> = new Set(['authorization.json', 'privacy.json', 'resources.json', 'components.json', 'log_config.json', 'aggregation.json', 'authentication.json']);
 
 /** The outcome of a successful {@link verifyKit}. */
 export interface KitVerification {

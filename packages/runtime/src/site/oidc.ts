@@ -26,7 +26,11 @@ const OidcConfig = z.strictObject({
   issuer: z.string().min(1).max(2048),
   /** Expected `aud` (one of them): this site's client id at the provider. */
   audience: z.union([z.string().min(1).max(512), z.array(z.string().min(1).max(512)).min(1).max(16)]),
-  /** Where the provider's signing keys are: an https URL (with `ca_file` to trust a private CA), or a JWKS file. */
+  /**
+   * Where the provider's signing keys are: an https URL (with `ca_file` to trust a private CA), or a JWKS file.
+   * Relative paths are read from the kit's local/ folder; keep such files outside the kit (an absolute path):
+   * kit verification refuses unsigned files in it other than the local policy files.
+   */
   jwks: z.union([
     z.strictObject({ url: z.string().min(1).max(2048), ca_file: z.string().min(1).max(4096).optional(), timeout_s: z.number().positive().max(120).optional(), cache_max_age_s: z.number().positive().max(86_400).optional() }),
     z.strictObject({ file: z.string().min(1).max(4096) }),

@@ -7,10 +7,14 @@ import { register as policy } from './commands/policy.js';
 import { register as attest } from './commands/attest.js';
 import { register as relay } from './commands/relay.js';
 import { register as result } from './commands/result.js';
+import { register as metrics } from './commands/metrics.js';
+import { register as job } from './commands/job.js';
+import { register as simulate } from './commands/simulate.js';
 import { EXIT } from './run.js';
 
 // Each command group lives in src/commands/<group>.ts and exports `register(program)`; add one line below.
-const groups: Array<(program: Command) => void> = [pki, runtime, result, relay, policy, audit, attest];
+// result and metrics add `admin result` / `admin metrics`: they come after runtime, which registers `admin`.
+const groups: Array<(program: Command) => void> = [pki, runtime, result, relay, policy, audit, attest, metrics, job, simulate];
 
 /** Builds the `flare` program with every command group registered. */
 export function createProgram(): Command {

@@ -76,3 +76,7 @@ export type { GuardOptions } from './learners/guarded-learner.js';
 export { checkUpdate } from './learners/result-check.js';
 export { LEARNER_PROTOCOL_VERSION } from './learners/protocol.js';
 export { PYTHON_CLIENT_DIR } from './learners/python-client.js';
+export { simulateJob, simulatedSites } from './simulator/simulate.js';
+export type { SimulatedSite, SimulationOptions, SimulationResult } from './simulator/simulate.js';
+export { SIMULATOR_ROLE, simulatedSitePolicy } from './simulator/site-policy.js';
+export type { SimulatedPolicyFiles } from './simulator/site-policy.js';

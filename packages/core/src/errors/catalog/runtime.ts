@@ -122,4 +122,8 @@ export const RUNTIME_CODES = {
     meaning: 'The server\'s own aggregation policy (local/aggregation.json) refuses the aggregator the job names: it requires a robust aggregator or a norm bound, or does not let jobs opt out of the default.',
     action: 'Name an aggregator the server\'s policy allows in meta.json (or none, for the server\'s default), or ask the server admin to change local/aggregation.json.',
   },
+  E_RUNTIME_SIMULATION: {
+    meaning: 'The simulator cannot run the job as asked: the number of virtual sites disagrees with the job\'s deploy list, or the simulated job did not end in time.',
+    action: 'Deploy the job to ["@ALL"] (or leave --sites out to use its deploy list); for a timeout, lower the rounds or round_timeout_s in meta.json, or look at the round the output stopped at.',
+  },
 } as const satisfies Catalog;

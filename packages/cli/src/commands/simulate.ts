@@ -1,0 +1,241 @@
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { CliError, FlareRuntimeError, flareErrorFromCode, isFlareErrorCode, parseStrictJson, writeFileAtomic, type JsonValue, type Logger } from '@flare/core';
+import { createLogger, learnerFactories, parseMetaJson, readJobFolder, simulateJob, simulatedSitePolicy, type ClosableLogger, type JobDefinition, type LearnerFactory, type SimulatedSite } from '@flare/runtime';
+import { selectBackend } from '@flare/tfjs';
+import { InvalidArgumentError, type Command } from 'commander';
+import { loadSiteData } from '../poc/dataset.js';
+import { spamLearnerFactory } from '../poc/spam-model.js';
+import { defaultStack } from '../poc/stack.js';
+import { runCommand, stdio, type Io } from '../run.js';
+import { showMetrics } from './metrics.js';
+
+/** The learner every `flare client` with site.json data has built in (and so every simulated site). */
+export const BUILT_IN_LEARNERS = ['tfjs-spam'] as const;
+
+/**
+ * A site's own folder as a simulation (and `flare job check`) reads it: what a site keeps in its kit's
+ * `local/`. `components.json` (its `learners` section: external programs and plugins; `allow`, `byoc`) and
+ * `privacy.json` (its scopes) are read when present; everything else is the simulator's default.
+ */
+export interface SiteFolder {
+  readonly dir: string;
+  /** components.json's `learners` section, as written (parsed by the runtime's learnerFactories). */
+  readonly learners: { readonly [name: string]: JsonValue };
+  /** components.json without `learners` (the allow-list and BYOC consent), when the file exists. */
+  readonly components?: { readonly allow: readonly string[]; readonly byoc: boolean };
+  /** privacy.json as written, when it exists. */
+  readonly privacy?: JsonValue;
+}
+
+async function jsonFile(file: string): Promise<JsonValue | undefined> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw new CliError('E_CLI_SIMULATE_CONFIG', `cannot read ${file} (${(e as Error).message})`, { cause: e });
+  }
+  try {
+    return parseStrictJson(text);
+  } catch (e) {
+    throw new CliError('E_CLI_SIMULATE_CONFIG', `${file} is not valid JSON (${e instanceof Error ? e.message : 'invalid'})`, { cause: e });
+  }
+}
+
+const isObject = (v: unknown): v is { [k: string]: JsonValue } => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/**
+ * Reads a site folder (components.json, privacy.json). A missing folder or file is the default (none).
+ *
+ * @throws CliError E_CLI_SIMULATE_CONFIG naming the file and field at fault.
+ */
+export async function readSiteFolder(dir: string): Promise<SiteFolder> {
+  const file = join(dir, 'components.json');
+  const components = await jsonFile(file);
+  const privacy = await jsonFile(join(dir, 'privacy.json'));
+  if (components !== undefined && !isObject(components)) throw new CliError('E_CLI_SIMULATE_CONFIG', `${file}: must be an object with allow, byoc and learners`);
+  const learners = components?.['learners'] ?? {};
+  if (!isObject(learners)) throw new CliError('E_CLI_SIMULATE_CONFIG', `${file}: learners must be an object of learner definitions by name`);
+  const allow = components?.['allow'] ?? [];
+  if (!Array.isArray(allow) || !allow.every((a) => typeof a === 'string')) throw new CliError('E_CLI_SIMULATE_CONFIG', `${file}: allow must be an array of component names`);
+  const byoc = components?.['byoc'] ?? false;
+  if (typeof byoc !== 'boolean') throw new CliError('E_CLI_SIMULATE_CONFIG', `${file}: byoc must be true or false`);
+  return {
+    dir: resolve(dir),
+    learners,
+    ...(components === undefined ? {} : { components: { allow: allow as string[], byoc } }),
+    ...(privacy === undefined ? {} : { privacy }),
+  };
+}
+
+/** `--data-split`: `iid` or `dirichlet:ALPHA` (label skew). */
+export function dataSplit(v: string): string {
+  if (v === 'iid' || (/^dirichlet:\d+(\.\d+)?$/.test(v) && Number(v.slice(10)) > 0)) return v;
+  throw new InvalidArgumentError(`expected iid or dirichlet:ALPHA (ALPHA > 0), got ${v}`);
+}
+
+/** Options of {@link runSimulation}. */
+export interface SimulateRun {
+  readonly jobDir: string;
+  readonly sites?: number;
+  /** The simulated sites' own folder (default `<jobDir>/site` when present). */
+  readonly siteDir?: string;
+  readonly dataSplit?: string;
+  readonly seed?: number;
+  /** Keep everything here (default: a temporary folder, removed at the end). */
+  readonly workspace?: string;
+  /** Write the final global model here. */
+  readonly output?: string;
+  readonly csv?: string;
+  readonly plot?: string;
+  /** Show the sites' and the server's log lines on stderr. */
+  readonly verbose?: boolean;
+  readonly signal?: AbortSignal;
+}
+
+/**
+ * The learners of one simulated site, as a real site has them: the built-in tfjs learner on this site's share
+ * of the poc data, and the site folder's components.json learners, each external program told which share of
+ * the data is its own (FLARE_SITE_INDEX, FLARE_NUM_SITES, FLARE_DATA_SPLIT, FLARE_DATA_SEED in its env).
+ */
+function siteLearners(folder: SiteFolder, definition: JobDefinition, s: SimulatedSite, split: string, seed: number, logger: Logger): Map<string, LearnerFactory<unknown>> {
+  const share = { FLARE_SITE_INDEX: String(s.index), FLARE_NUM_SITES: String(s.sites), FLARE_DATA_SPLIT: split, FLARE_DATA_SEED: String(seed) };
+  const section = Object.fromEntries(
+    Object.entries(folder.learners).map(([name, d]) => [name, isObject(d) && d['type'] === 'external' ? { ...d, env: { ...(isObject(d['env']) ? d['env'] : {}), ...share } } : d]),
+  );
+  const learners = new Map(learnerFactories(section, { localDir: folder.dir, logger }));
+  if (!learners.has('tfjs-spam')) {
+    const features = definition.learner.args['features'];
+    let cached: ReturnType<typeof loadSiteData> | undefined;
+    learners.set('tfjs-spam', spamLearnerFactory(() => (cached ??= loadSiteData({ site: s.index, sites: s.sites, seed, ...(typeof features === 'number' ? { features } : {}) }))));
+  }
+  return learners;
+}
+
+/**
+ * `flare simulate JOB_DIR`: runs the job folder with virtual sites in this process (the runtime's simulator):
+ * prints each round as it completes, then the metrics table; writes the final model, CSV and plot when asked.
+ *
+ * @throws the job's own error (its code) when it does not finish; CliError E_CLI_SIMULATE_CONFIG for a site
+ *   folder or option at fault.
+ */
+export async function runSimulation(o: SimulateRun, io: Io = stdio): Promise<void> {
+  const jobDir = resolve(o.jobDir);
+  const job = await readJobFolder(jobDir);
+  const { definition } = parseMetaJson(job.meta, join(jobDir, 'meta.json'));
+  const siteDir = o.siteDir ?? join(jobDir, 'site');
+  const folder = await readSiteFolder(siteDir);
+  const name = definition.learner.name;
+  if (folder.learners[name] === undefined && !(BUILT_IN_LEARNERS as readonly string[]).includes(name)) {
+    throw new CliError('E_CLI_SIMULATE_CONFIG', `meta.json names the learner ${name}, which no simulated site has: define it in the learners section of ${join(siteDir, 'components.json')} or use a built-in one (${BUILT_IN_LEARNERS.join(', ')})`);
+  }
+  if (name === 'tfjs-spam' && o.dataSplit !== undefined) {
+    throw new CliError('E_CLI_SIMULATE_CONFIG', '--data-split: the built-in tfjs-spam learner splits the poc corpus its own way (label-skewed by site); leave --data-split out');
+  }
+  if (name === 'tfjs-spam') await selectBackend({});
+  const split = o.dataSplit ?? 'iid';
+  const seed = o.seed ?? 42;
+  const ws = o.workspace === undefined ? await mkdtemp(join(tmpdir(), 'flare-simulate-')) : resolve(o.workspace);
+  const filters = defaultStack().filters();
+  const loggers: ClosableLogger[] = [];
+  let open = true;
+  // Engines may log a late line while they shut down: after the end it goes nowhere instead of into a closed file.
+  const logger = (who: string): Logger => {
+    const l = createLogger({ name: who, file: join(ws, `${who}.log.jsonl`), console: o.verbose === true });
+    loggers.push(l);
+    const at =
+      (level: keyof Logger) =>
+      (msg: string, fields?: Record<string, unknown>): void => {
+        if (open) l[level](msg, fields);
+      };
+    return { debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error') };
+  };
+  const started = Date.now();
+  try {
+    io.err(`simulate: job ${definition.name} (${definition.workflow}, ${definition.rounds} rounds, learner ${name}) in ${ws}`);
+    const result = await simulateJob({
+      job,
+      ...(o.sites === undefined ? {} : { sites: o.sites }),
+      workspace: ws,
+      filters,
+      learners: (s) => siteLearners(folder, definition, s, split, seed, logger(`${s.name}-learners`)),
+      policy: (_s, d) => {
+        try {
+          return simulatedSitePolicy(d, filters, {
+            ...(folder.privacy === undefined ? {} : { privacy: folder.privacy }),
+            ...(folder.components === undefined ? {} : { components: { format_version: '1.0', allow: [...new Set([...folder.components.allow, ...Object.keys(folder.learners)])], byoc: folder.components.byoc } }),
+          });
+        } catch (e) {
+          throw new CliError('E_CLI_SIMULATE_CONFIG', `the site folder ${siteDir}: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+        }
+      },
+      logger: logger('server'),
+      siteLogger: (s) => logger(s.name),
+      onRound: (h) => {
+        const train = Object.entries(h.site_metrics)
+          .map(([site, m]) => {
+            const loss = m['train_loss'] ?? m['loss'];
+            return loss === undefined ? site : `${site} ${loss.toFixed(4)}`;
+          })
+          .join(', ');
+        io.err(`round ${h.round + 1}/${definition.rounds}: ${h.contributors.length} sites in ${h.seconds.toFixed(1)} s${train === '' ? '' : ` (training loss: ${train})`}`);
+      },
+      ...(o.signal === undefined ? {} : { signal: o.signal }),
+    });
+    const r = result.record;
+    await showMetrics(r, { csv: o.csv, plot: o.plot }, (l) => io.out(l));
+    io.out(`job ${r.name}: ${r.status} after ${r.rounds_done} rounds with ${result.sites.length} simulated sites in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+    for (const [site, why] of Object.entries(r.refused)) io.out(`  ${site} refused or left: ${why}`);
+    if (result.model !== undefined && o.output !== undefined) {
+      await writeFileAtomic(resolve(o.output), result.model, { mode: 0o644 });
+      io.out(`final model: ${resolve(o.output)}`);
+    }
+    if (r.status !== 'FINISHED') {
+      const code = r.error?.code;
+      const message = `the simulated job ${r.status}: ${r.error?.message ?? 'no reason recorded'}`;
+      throw isFlareErrorCode(code) ? flareErrorFromCode(code, message) : new FlareRuntimeError('E_RUNTIME_SIMULATION', message);
+    }
+  } finally {
+    open = false;
+    for (const l of loggers) await l.close();
+    if (o.workspace === undefined) await rm(ws, { recursive: true, force: true });
+  }
+}
+
+function sitesCount(v: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1 || n > 64) throw new InvalidArgumentError(`expected an integer 1..64, got ${v}`);
+  return n;
+}
+
+/** `flare simulate JOB_DIR --sites N [--data-split ...] [--workspace DIR]`. */
+export function register(program: Command): void {
+  program
+    .command('simulate <jobDir>')
+    .description("run a job folder with N virtual sites in this process: the server's workflow and aggregation, each site's policy, privacy scope, filters and learners, over in-memory channels (no PKI)")
+    .option('--sites <n>', 'how many virtual sites for a job deployed to @ALL (default 2; a deploy list names its own)', sitesCount)
+    .option('--site-dir <dir>', "the simulated sites' own folder, as a site's kit local/: components.json (learners, allow), privacy.json (default <jobDir>/site)")
+    .option('--data-split <split>', "how external learners split the data between sites: iid or dirichlet:ALPHA (given to each as FLARE_DATA_SPLIT; default iid)", dataSplit)
+    .option('--seed <n>', 'seed of the data split (default 42)', (v: string) => {
+      const n = Number(v);
+      if (!Number.isSafeInteger(n) || n < 0) throw new InvalidArgumentError(`expected a non-negative integer, got ${v}`);
+      return n;
+    })
+    .option('--workspace <dir>', "keep the server's job store, each site's folder and the logs here (default: a temporary folder, removed)")
+    .option('-o, --output <file>', 'write the final global model (safetensors) here')
+    .option('--csv <file>', 'write the per-round metrics as CSV')
+    .option('--plot <file>', 'draw the per-round metrics as an SVG')
+    .option('-v, --verbose', "show the server's and the sites' log lines (and the learners' output) on stderr", false)
+    .action((jobDir: string, o: { sites?: number; siteDir?: string; dataSplit?: string; seed?: number; workspace?: string; output?: string; csv?: string; plot?: string; verbose: boolean }) => {
+      const ac = new AbortController();
+      const stop = (): void => ac.abort();
+      process.once('SIGINT', stop);
+      process.once('SIGTERM', stop);
+      return runCommand(() => runSimulation({ jobDir, ...o, signal: ac.signal })).then(() => {
+        process.off('SIGINT', stop);
+        process.off('SIGTERM', stop);
+      });
+    });
+}

@@ -2,7 +2,8 @@ import { spawnSync } from 'node:child_process';
 import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { decodeModel, encodeModel, isFlareError, model } from '@flare/core';
+import { decodeModel, encodeModel, model } from '@flare/core';
+import { expectFlareCodeAsync } from '@flare/core/testing';
 import { describe, expect, it, type TestContext } from 'vitest';
 import { checkJob, createJob } from '../src/commands/job.js';
 import { parseMetricsCsv } from '../src/commands/metrics.js';
@@ -13,16 +14,6 @@ const lines = (): Io & { out: (l: string) => void; text: () => string } => {
   const all: string[] = [];
   return { out: (l) => void all.push(l), err: (l) => void all.push(l), text: () => all.join('\n') };
 };
-
-/** The code of what `f` throws (or 'no error'). */
-async function codeOf(f: () => Promise<unknown>): Promise<string> {
-  try {
-    await f();
-  } catch (e) {
-    return isFlareError(e) ? `${e.code}: ${e.message}` : `not coded: ${String(e)}`;
-  }
-  return 'no error';
-}
 
 /** The python3 the `command` template uses here; the test is skipped with how to install it when there is none. */
 function needNumpy(ctx: TestContext): void {
@@ -66,12 +57,12 @@ describe('flare job create / check and flare simulate', () => {
   it('refuses an existing folder (E_CLI_JOB_EXISTS), a bad name (E_RUNTIME_JOB_INVALID) and a python without what the template needs (E_CLI_PYTHON_MISSING)', { timeout: 300_000 }, async () => {
     const dir = await mkdtemp(join(tmpdir(), 'flare-job-'));
     await writeFile(join(dir, 'taken'), 'x');
-    expect(await codeOf(() => createJob({ name: 'taken', learner: 'tfjs', dir }, lines()))).toMatch(/^E_CLI_JOB_EXISTS: .*taken/);
-    expect(await codeOf(() => createJob({ name: '../up', learner: 'tfjs', dir }, lines()))).toMatch(/^E_RUNTIME_JOB_INVALID/);
-    const missing = await codeOf(() => createJob({ name: 'p', learner: 'pytorch', dir, python: join(dir, 'no-such-python') }, lines()));
-    expect(missing).toMatch(/^E_CLI_PYTHON_MISSING: .*torch.*python3-torch/);
+    expect((await expectFlareCodeAsync(() => createJob({ name: 'taken', learner: 'tfjs', dir }, lines()), 'E_CLI_JOB_EXISTS')).message).toMatch(/taken/);
+    await expectFlareCodeAsync(() => createJob({ name: '../up', learner: 'tfjs', dir }, lines()), 'E_RUNTIME_JOB_INVALID');
+    const missing = await expectFlareCodeAsync(() => createJob({ name: 'p', learner: 'pytorch', dir, python: join(dir, 'no-such-python') }, lines()), 'E_CLI_PYTHON_MISSING');
+    expect(missing.message).toMatch(/torch.*python3-torch/);
     // Nothing half-written is left behind.
-    expect(await codeOf(() => readFile(join(dir, 'p', 'meta.json')))).toMatch(/not coded.*ENOENT/);
+    await expect(readFile(join(dir, 'p', 'meta.json'))).rejects.toThrow(/ENOENT/);
   });
 
   it('check: a model whose tensors differ from the learner\'s (E_CLI_JOB_MODEL_MISMATCH) and learner args out of range (E_RUNTIME_JOB_INVALID, naming the field)', { timeout: 300_000 }, async () => {
@@ -80,14 +71,14 @@ describe('flare job create / check and flare simulate', () => {
     const good = decodeModel(new Uint8Array(await readFile(join(job, 'model.safetensors'))));
     const [first, ...rest] = [...good.params];
     await writeFile(join(job, 'model.safetensors'), encodeModel(model(new Map([[`${first![0]}_renamed`, first![1]], ...rest]))));
-    expect(await codeOf(() => checkJob(job))).toMatch(/^E_CLI_JOB_MODEL_MISMATCH: .*model\.safetensors.*is missing/);
+    expect((await expectFlareCodeAsync(() => checkJob(job), 'E_CLI_JOB_MODEL_MISMATCH')).message).toMatch(/model\.safetensors.*is missing/);
     await writeFile(join(job, 'model.safetensors'), encodeModel(good));
     const meta = JSON.parse(await readFile(join(job, 'meta.json'), 'utf8')) as { learner: { args: { features: number } } };
     meta.learner.args.features = 0;
     await writeFile(join(job, 'meta.json'), JSON.stringify(meta));
-    expect(await codeOf(() => checkJob(job))).toMatch(/^E_RUNTIME_JOB_INVALID: .*meta\.json: learner\.args\.features/);
+    expect((await expectFlareCodeAsync(() => checkJob(job), 'E_RUNTIME_JOB_INVALID')).message).toMatch(/meta\.json: learner\.args\.features/);
     await writeFile(join(job, 'meta.json'), '{"name": "tj", "rounds": 1,}');
-    expect(await codeOf(() => checkJob(job))).toMatch(/^E_RUNTIME_JOB_INVALID: .*meta\.json/);
+    expect((await expectFlareCodeAsync(() => checkJob(job), 'E_RUNTIME_JOB_INVALID')).message).toMatch(/meta\.json/);
   });
 
   it('a learner program that fails: at check (E_CLI_JOB_INIT with its output), in simulate (the job\'s own code, naming the site)', { timeout: 600_000 }, async (ctx) => {
@@ -98,19 +89,20 @@ describe('flare job create / check and flare simulate', () => {
     const c = JSON.parse(await readFile(file, 'utf8')) as { learners: { command: { command: string[] } } };
     c.learners.command.command = [c.learners.command.command[0]!, '-c', 'import sys; print("cannot load the data"); sys.exit(3)'];
     await writeFile(file, JSON.stringify(c));
-    expect(await codeOf(() => checkJob(job))).toMatch(/^E_CLI_JOB_INIT: .*exited with 3.*cannot load the data/s);
-    const failed = await codeOf(() => runSimulation({ jobDir: job, sites: 2 }, lines()));
-    expect(failed).toMatch(/^E_(RUNTIME|LEARNER)_[A-Z_]+: the simulated job FAILED: .*site-[12]/s);
+    expect((await expectFlareCodeAsync(() => checkJob(job), 'E_CLI_JOB_INIT')).message).toMatch(/exited with 3.*cannot load the data/s);
+    // Every site refuses the job with the learner's own code; the simulation fails with the server's, naming them.
+    const failed = await expectFlareCodeAsync(() => runSimulation({ jobDir: job, sites: 2 }, lines()), 'E_RUNTIME_DEPLOY_REFUSED');
+    expect(failed.message).toMatch(/the simulated job FAILED: .*site-1: E_LEARNER_START/);
   });
 
   it('simulate refuses what it cannot run: an unknown learner, --data-split for tfjs-spam (E_CLI_SIMULATE_CONFIG), a site count against the deploy list (E_RUNTIME_SIMULATION)', { timeout: 300_000 }, async () => {
     const dir = await mkdtemp(join(tmpdir(), 'flare-job-'));
     const job = await createJob({ name: 'tj2', learner: 'tfjs', dir, rounds: 1 }, lines());
-    expect(await codeOf(() => runSimulation({ jobDir: job, dataSplit: 'iid' }, lines()))).toMatch(/^E_CLI_SIMULATE_CONFIG: --data-split/);
+    expect((await expectFlareCodeAsync(() => runSimulation({ jobDir: job, dataSplit: 'iid' }, lines()), 'E_CLI_SIMULATE_CONFIG')).message).toMatch(/^--data-split/);
     const meta = JSON.parse(await readFile(join(job, 'meta.json'), 'utf8')) as { learner: { name: string }; deploy: string[] };
     await writeFile(join(job, 'meta.json'), JSON.stringify({ ...meta, deploy: ['a', 'b'] }));
-    expect(await codeOf(() => runSimulation({ jobDir: job, sites: 3 }, lines()))).toMatch(/^E_RUNTIME_SIMULATION: .*2 named sites/);
+    expect((await expectFlareCodeAsync(() => runSimulation({ jobDir: job, sites: 3 }, lines()), 'E_RUNTIME_SIMULATION')).message).toMatch(/2 named sites/);
     await writeFile(join(job, 'meta.json'), JSON.stringify({ ...meta, learner: { name: 'my-trainer', args: {} } }));
-    expect(await codeOf(() => runSimulation({ jobDir: job }, lines()))).toMatch(/^E_CLI_SIMULATE_CONFIG: meta\.json names the learner my-trainer/);
+    expect((await expectFlareCodeAsync(() => runSimulation({ jobDir: job }, lines()), 'E_CLI_SIMULATE_CONFIG')).message).toMatch(/^meta\.json names the learner my-trainer/);
   });
 });

@@ -19,7 +19,8 @@ function record(): Pick<JobRecord, 'history'> {
 
 const parseXml = (text: string): Document => {
   const errors: string[] = [];
-  const doc = new DOMParser({ onError: (level: string, msg: string) => void errors.push(`${level}: ${msg}`) }).parseFromString(text, 'image/svg+xml') as unknown as Document;
+  const report = (level: string) => (msg: string) => void errors.push(`${level}: ${msg}`);
+  const doc = new DOMParser({ errorHandler: { warning: report('warning'), error: report('error'), fatalError: report('fatal') } }).parseFromString(text, 'image/svg+xml') as unknown as Document;
   expect(errors).toEqual([]);
   return doc;
 };

@@ -1,4 +1,5 @@
-import { decodeModel, encodeModel, isFlareError, model, tensor, type FilterFactory, type FLModel } from '@flare/core';
+import { decodeModel, encodeModel, model, tensor, type FilterFactory, type FLModel } from '@flare/core';
+import { expectFlareCode, expectFlareCodeAsync } from '@flare/core/testing';
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { simulateJob, simulatedSites } from '../src/simulator/simulate.js';
@@ -50,7 +51,7 @@ describe('simulateJob: a job folder with virtual sites in one process', () => {
       policy: (_s, d) => simulatedSitePolicy(d, filters, { privacy }),
     });
     expect(r.record.status, JSON.stringify(r.record.error)).toBe('FINISHED');
-    expect(Array.from(decodeModel(r.model!).params.get('w')!.data)).toEqual([0, 0]);
+    expect([...(decodeModel(r.model!).params.get('w')!.data as Float32Array)]).toEqual([0, 0]);
   });
 
   it('a job whose learner no site has fails with the sites\' own code in its record (E_POLICY_COMPONENT), not a hang', async () => {
@@ -70,18 +71,12 @@ describe('simulateJob: a job folder with virtual sites in one process', () => {
     const d = parseJobDefinition(jobDefinition({ deploy: ['a', 'b'] }));
     expect(simulatedSites(d).map((s) => s.name)).toEqual(['a', 'b']);
     expect(simulatedSites(parseJobDefinition(jobDefinition({ deploy: ['@ALL'] }))).length).toBe(2);
-    let code = '';
-    try {
-      simulatedSites(d, 3);
-    } catch (e) {
-      code = isFlareError(e) ? e.code : String(e);
-    }
-    expect(code).toBe('E_RUNTIME_SIMULATION');
-    await expect(simulateJob({ job: bundle(jobDefinition({ deploy: ['a', 'b'] })), sites: 5, workspace: await tempDir(), learners: () => new Map() })).rejects.toMatchObject({ code: 'E_RUNTIME_SIMULATION' });
+    expect(expectFlareCode(() => simulatedSites(d, 3), 'E_RUNTIME_SIMULATION').message).toMatch(/2 named sites \(a, b\), not 3/);
+    await expectFlareCodeAsync(simulateJob({ job: bundle(jobDefinition({ deploy: ['a', 'b'] })), sites: 5, workspace: await tempDir(), learners: () => new Map() }), 'E_RUNTIME_SIMULATION');
   });
 
   it('an invalid meta.json is refused before anything starts (E_RUNTIME_JOB_INVALID)', async () => {
     const bad = { meta: new TextEncoder().encode('{"name":"x","rounds":0}'), model: encodeModel(model({})), files: new Map<string, Uint8Array>() };
-    await expect(simulateJob({ job: bad, workspace: await tempDir(), learners: () => new Map() })).rejects.toMatchObject({ code: 'E_RUNTIME_JOB_INVALID' });
+    await expectFlareCodeAsync(simulateJob({ job: bad, workspace: await tempDir(), learners: () => new Map() }), 'E_RUNTIME_JOB_INVALID');
   });
 });

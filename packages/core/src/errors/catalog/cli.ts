@@ -31,7 +31,7 @@ export const CLI_CODES = {
     action: 'Fix the option or the field the message names; a job\'s learner must be built in (tfjs-spam) or defined in the learners section of the site folder\'s components.json.',
   },
   E_CLI_METRICS_EMPTY: {
-    meaning: 'The job has no round with metrics yet, so there is nothing to export or plot.',
-    action: 'Wait until the job has completed a round (`flare admin status JOB`), then ask again.',
+    meaning: 'There are no metrics to export or plot: the job has no round with metrics yet, none of the metrics named, or a file read as a metrics CSV is not one.',
+    action: 'Wait until the job has completed a round (`flare admin status JOB`), name metrics it has (the table lists them), or give a CSV that `flare admin metrics --csv` wrote.',
   },
 } as const satisfies Catalog;

@@ -67,6 +67,13 @@ describe('simulateJob: a job folder with virtual sites in one process', () => {
     expect(r.model).toBeUndefined();
   });
 
+  it('every site checks the job\'s signature: a job signed elsewhere is refused by each site (E_POLICY_JOB_*), the job FAILED', async () => {
+    const foreign = { ...bundle(jobDefinition({ deploy: ['@ALL'], rounds: 1, min_clients: 2 })), signature: new TextEncoder().encode('{"not":"a signature of this project"}') };
+    const r = await simulateJob({ job: foreign, sites: 2, workspace: await tempDir(), learners: () => new Map([['towards', learnerFactory(1)]]) });
+    expect(r.record.status).toBe('FAILED');
+    expect(r.record.refused['site-1'] ?? r.record.error?.message).toMatch(/E_POLICY_JOB_/);
+  });
+
   it('names the deploy list\'s sites, and refuses a site count that disagrees with it (E_RUNTIME_SIMULATION)', async () => {
     const d = parseJobDefinition(jobDefinition({ deploy: ['a', 'b'] }));
     expect(simulatedSites(d).map((s) => s.name)).toEqual(['a', 'b']);

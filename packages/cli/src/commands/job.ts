@@ -13,9 +13,9 @@ import { runCommand, stdio, type Io } from '../run.js';
 import { BUILT_IN_LEARNERS, readSiteFolder } from './simulate.js';
 
 /** The learners `flare job create` scaffolds a job for. */
-export const JOB_LEARNERS = ['pytorch', 'tfjs', 'command'] as const;
+const JOB_LEARNERS = ['pytorch', 'tfjs', 'command'] as const;
 /** One of {@link JOB_LEARNERS}. */
-export type JobLearner = (typeof JOB_LEARNERS)[number];
+type JobLearner = (typeof JOB_LEARNERS)[number];
 
 const JOB_NAME = /^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}$/;
 
@@ -57,7 +57,7 @@ function runProgram(argv: readonly [string, ...string[]], o: { cwd: string; env:
  *
  * @throws CliError E_CLI_PYTHON_MISSING naming what to install.
  */
-export async function findPython(needs: readonly string[], install: string, given?: string): Promise<string> {
+async function findPython(needs: readonly string[], install: string, given?: string): Promise<string> {
   const candidates = given !== undefined ? [given] : ['python3', '/usr/bin/python3'];
   const tried: string[] = [];
   for (const py of [...new Set(candidates)]) {
@@ -80,7 +80,7 @@ function pythonEnv(): NodeJS.ProcessEnv {
  *
  * @throws CliError E_CLI_JOB_INIT with the command, its exit code and the end of its output.
  */
-export async function initialModelFrom(argv: readonly [string, ...string[]], cwd: string): Promise<FLModel> {
+async function initialModelFrom(argv: readonly [string, ...string[]], cwd: string): Promise<FLModel> {
   const dir = await mkdtemp(join(tmpdir(), 'flare-job-init-'));
   try {
     const file = join(dir, 'model.safetensors');
@@ -225,7 +225,7 @@ export async function createJob(o: CreateJob, io: Io = stdio): Promise<string> {
 }
 
 /** Compares a model's tensors with what a learner expects: every name present, no extra, same shapes. */
-export function compareTensors(model: FLModel, expected: FLModel, file: string, learner: string): void {
+function compareTensors(model: FLModel, expected: FLModel, file: string, learner: string): void {
   const problems: string[] = [];
   for (const [name, t] of expected.params) {
     const got = model.params.get(name);

@@ -6,7 +6,7 @@ import { connectAdmin } from '../poc/participants.js';
 import { runCommand, stdio } from '../run.js';
 
 /** Where a metric comes from: the global model's validation across sites, a site's validation, a site's training. */
-export type MetricKind = 'global' | 'validation' | 'train';
+type MetricKind = 'global' | 'validation' | 'train';
 
 /** One number of a job's record: round (from 1), who reported it, what kind, which metric. */
 export interface MetricRow {

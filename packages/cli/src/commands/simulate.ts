@@ -71,7 +71,7 @@ export async function readSiteFolder(dir: string): Promise<SiteFolder> {
 }
 
 /** `--data-split`: `iid` or `dirichlet:ALPHA` (label skew). */
-export function dataSplit(v: string): string {
+function dataSplit(v: string): string {
   if (v === 'iid' || (/^dirichlet:\d+(\.\d+)?$/.test(v) && Number(v.slice(10)) > 0)) return v;
   throw new InvalidArgumentError(`expected iid or dirichlet:ALPHA (ALPHA > 0), got ${v}`);
 }

@@ -1,10 +1,13 @@
+import { generateKeyPairSync } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { FlareRuntimeError, silentLogger, type AuditHook, type Logger } from '@flare/core';
+import { createRootCa, issueCertificate } from '@flare/pki';
 import { AdminClient } from '../admin/client.js';
 import type { JobBundle } from '../protocol/bundle.js';
 import type { PeerIdentity } from '../protocol/channel.js';
 import { parseMetaJson, type JobDefinition } from '../protocol/job-definition.js';
+import { jobTrustFromKit, type AdminSigningKit, type JobTrust } from '../protocol/job-trust.js';
 import type { AggregationPolicy } from '../server/aggregation-policy.js';
 import { ServerEngine } from '../server/engine.js';
 import type { AggregatorFactory } from '../server/job-runner.js';
@@ -36,7 +39,10 @@ export interface SimulationOptions {
   readonly learners: (site: SimulatedSite) => ReadonlyMap<string, LearnerFactory<unknown>> | Promise<ReadonlyMap<string, LearnerFactory<unknown>>>;
   /** The filters a site can build by name (DP, exclude-vars, ...), as at a real site. */
   readonly filters?: FilterRegistry;
-  /** Each site's policy (default {@link simulatedSitePolicy}: it admits the job under one filterless scope). */
+  /**
+   * Each site's policy (default {@link simulatedSitePolicy}: it admits the job under one filterless scope); its
+   * `jobTrust` is always the simulation's own (the throwaway root that signed the job).
+   */
   readonly policy?: (site: SimulatedSite, definition: JobDefinition) => SitePolicy | Promise<SitePolicy>;
   /** The server's aggregation policy (default the server's: FedAvg with an adaptive norm bound). */
   readonly aggregation?: AggregationPolicy;
@@ -67,6 +73,18 @@ export interface SimulationResult {
 
 const SERVER: PeerIdentity = { name: 'server', org: 'simulation', kind: 'server' };
 const ADMIN: PeerIdentity = { name: 'simulator', org: 'simulation', role: SIMULATOR_ROLE, kind: 'admin' };
+const PROJECT = 'simulation';
+
+/**
+ * A throwaway project for one simulation: a root CA that lives only in memory and the simulator admin's signing
+ * kit under it, so jobs (and aborts) are signed and every site checks them exactly as in a deployment.
+ */
+async function ephemeralProject(): Promise<{ readonly signer: AdminSigningKit; readonly trust: JobTrust }> {
+  const root = await createRootCa({ commonName: PROJECT, validDays: 1 });
+  const pair = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const certPem = await issueCertificate({ issuer: root, subject: { name: ADMIN.name, org: ADMIN.org, type: 'admin', role: SIMULATOR_ROLE }, publicKey: pair.publicKey });
+  return { signer: { project: PROJECT, certPem, privateKey: pair.privateKey }, trust: jobTrustFromKit({ project: PROJECT, rootCaPem: root.certPem }) };
+}
 
 /**
  * The virtual sites of a job: its deploy list, or `site-1`..`site-N` for `@ALL`.
@@ -86,15 +104,17 @@ export function simulatedSites(definition: JobDefinition, sites?: number): Simul
  * Runs a job folder with virtual sites in this process: the real server engine (job store, scheduler,
  * workflow, aggregation under the server's policy, checkpoints) and real site engines (each deciding under its
  * own policy, with its privacy scope's filters, the job's filters and its own learners) over in-memory
- * channels instead of mTLS, so there is no PKI. What differs from a deployment is only the transport and who
- * may submit: the simulator's admin is trusted by every site.
+ * channels instead of mTLS, so there are no kits: the job is signed by a simulator admin of a throwaway project
+ * whose root CA lives in memory for this run, and every site checks that signature as in a deployment. What
+ * differs from a deployment is only the transport and who may submit: the simulator's admin.
  *
  * @throws FlareRuntimeError E_RUNTIME_SIMULATION for a site count the job disagrees with, or when the job
  *   did not end in time; E_RUNTIME_JOB_INVALID for an invalid meta.json. A job that fails is not thrown: its
  *   record says why (`record.error`, with each site's code).
  * @example
  * ```ts
- * const { record } = await simulateJob({ job: await readJobFolder('my-job'), sites: 3, workspace, learners: () => myLearners });
+ * const learners = new Map([['my-learner', myLearnerFactory]]);
+ * const { record } = await simulateJob({ job: await readJobFolder('my-job'), sites: 3, workspace: '/tmp/sim', learners: () => learners });
  * ```
  */
 export async function simulateJob(o: SimulationOptions): Promise<SimulationResult> {
@@ -103,6 +123,7 @@ export async function simulateJob(o: SimulationOptions): Promise<SimulationResul
   const filters: FilterRegistry = o.filters ?? new Map();
   const ws = resolve(o.workspace);
   await mkdir(join(ws, 'server'), { recursive: true, mode: 0o700 });
+  const project = await ephemeralProject();
   const hub = memoryHub(SERVER);
   const server = await ServerEngine.start({
     name: SERVER.name,
@@ -127,7 +148,8 @@ export async function simulateJob(o: SimulationOptions): Promise<SimulationResul
         await ClientEngine.start({
           site: { name: s.name, org: s.name },
           link: memoryLink(() => hub.connect(identity)),
-          policy: await (o.policy ?? ((_s, d) => simulatedSitePolicy(d, filters)))(s, definition),
+          // Whatever the site's policy, it checks job signatures against this simulation's own root.
+          policy: { ...(await (o.policy ?? ((_s, d) => simulatedSitePolicy(d, filters)))(s, definition)), jobTrust: project.trust },
           learners: await o.learners(s),
           filters,
           workspace,
@@ -137,7 +159,7 @@ export async function simulateJob(o: SimulationOptions): Promise<SimulationResul
       );
     }
     await Promise.all(engines.map((e) => e.registered(60_000)));
-    admin = new AdminClient(await hub.connect(ADMIN), { timeoutMs: 120_000 });
+    admin = new AdminClient(await hub.connect(ADMIN), { timeoutMs: 120_000, signer: project.signer });
     const id = await admin.submit(o.job);
     const onAbort = (): void => void admin?.abort(id).catch(() => undefined);
     o.signal?.addEventListener('abort', onAbort, { once: true });

@@ -32,6 +32,7 @@ export function simulatedSitePolicy(definition: JobDefinition, filters: FilterRe
   const own = [definition.learner.name, ...definition.task_data_filters.map((f) => f.name), ...definition.task_result_filters.map((f) => f.name)];
   const components: ComponentPolicy = parseComponentPolicy(files.components ?? { format_version: '1.0', allow: [...new Set(own)], byoc: false });
   const resources = new ResourceManager(parseResourcePolicy(files.resources ?? {}));
-  return { authorization: () => authorization, privacy: () => privacy, components: () => components, resources, rootCa: '' };
+  // No jobTrust here: simulateJob adds its own throwaway project's (without it a site refuses every job).
+  return { authorization: () => authorization, privacy: () => privacy, components: () => components, resources };
 }
 

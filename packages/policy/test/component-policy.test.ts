@@ -10,12 +10,21 @@ describe('parseComponentPolicy', () => {
     expect(p.byoc).toBe(true);
     expect(parseComponentPolicy({ allow: [] }).byoc).toBe(false);
   });
+  it('keeps the learner definitions as read and admits each learner by its name', () => {
+    const learners = { 'pytorch-digits': { type: 'external', command: ['python3', 'train.py'] } };
+    const p = parseComponentPolicy({ allow: ['fedavg'], learners });
+    expect([...p.allow]).toEqual(['fedavg', 'pytorch-digits']);
+    expect(p.learners).toEqual(learners);
+    expect(parseComponentPolicy({ allow: [] }).learners).toBeUndefined();
+  });
   const bad: Array<[string, unknown]> = [
     ['a missing allow list', { byoc: false }],
     ['a pattern instead of a name', { allow: ['fed*'] }],
     ['a name with spaces', { allow: ['fed avg'] }],
     ['byoc as a string', { allow: [], byoc: 'yes' }],
     ['an unknown key', { allow: [], allowed: ['x'] }],
+    ['a learner named with spaces', { allow: [], learners: { 'my learner': { type: 'external' } } }],
+    ['a learner definition that is not an object', { allow: [], learners: { x: ['python3'] } }],
   ];
   for (const [title, value] of bad) {
     it(`refuses ${title} (E_POLICY_COMPONENTS_PARSE)`, () => {

@@ -14,6 +14,7 @@ import {
   connectToServer,
   createLogger,
   jobTrustFromKit,
+  learnerFactories,
   linkToServer,
   listenForParticipants,
   loadSiteAuthenticator,
@@ -218,7 +219,8 @@ export async function runClient(o: ClientRun, stack: Stack): Promise<void> {
       logger,
     });
     try {
-      const learners = new Map<string, LearnerFactory<unknown>>();
+      // The learners the site defines in its own local/components.json (external programs, plugins), read at start.
+      const learners = new Map<string, LearnerFactory<unknown>>(learnerFactories(policies.components.current.learners, { localDir: join(kit.dir, 'local'), logger }));
       if (config.data !== undefined) {
         const d = config.data;
         await selectBackend({ logger });

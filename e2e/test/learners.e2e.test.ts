@@ -5,6 +5,8 @@
 //   and with HE (CKKS) aggregation.
 // - Misbehaving learners (NaN, wrong shapes, a hang, a crash): the job fails with the learner's code, the
 //   admin's `status` shows it for each site, and the sites stay connected for the next job.
+// - BYOC: a job's own signed Python learner (custom/) runs as a subprocess at the sites that consent
+//   (site-1, site-2) and is refused at the one that does not (site-3, E_POLICY_BYOC_DISABLED).
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
@@ -210,9 +212,11 @@ builders:
   await writeFile(join(root, 'misbehaving.py'), MISBEHAVING);
   for (const [i, s] of SITES.entries()) {
     await mkdir(join(root, `${s}-ws`), { recursive: true });
-    // The site's own learners: the example's training script with this site's share, and a misbehaving program.
+    // The site's own learners (site-1 and site-2 consent to BYOC, site-3 does not): the example's training script with this site's share, and a misbehaving program.
     const learners: { [name: string]: object } = {
       misbehaving: { type: 'external', command: [numpyPy.python ?? 'python3', join(root, 'misbehaving.py')], train_timeout_s: 8, max_restarts: 0 },
+      // The job's own code (its custom/ folder), run by the site's Python when the site consents to BYOC.
+      custom: { type: 'byoc', python: [numpyPy.python ?? 'python3'], train_timeout_s: 120 },
     };
     if (torchPy.python !== undefined) {
       learners['pytorch-digits'] = {
@@ -223,7 +227,7 @@ builders:
         train_timeout_s: 600,
       };
     }
-    await writeFile(join(kits.get(s)!, 'local', 'components.json'), JSON.stringify({ format_version: '1.0', allow: ['dp-sgd', 'he-encrypt', 'he-decrypt'], byoc: false, learners }));
+    await writeFile(join(kits.get(s)!, 'local', 'components.json'), JSON.stringify({ format_version: '1.0', allow: ['dp-sgd', 'he-encrypt', 'he-decrypt'], byoc: i < 2, learners }));
     // Scopes: `public` adds nothing; `dp` charges DP-SGD to the site's budget; `he` encrypts what leaves, decrypts what comes in.
     const scopes = [
       { name: 'public', task_result_filters: [], task_data_filters: [] },
@@ -324,4 +328,39 @@ describe("a misbehaving learner is refused with its code, which the admin's stat
       expect(sites.stdout.split('\n').filter((l) => / connected/.test(l))).toHaveLength(SITES.length);
     });
   }
+});
+
+// The job's own learner: numpy and the flare_ts client only; it moves every weight by +1 and reports a metric.
+const BYOC_LEARNER = `import numpy as np
+import flare_ts as flare
+flare.init()
+while flare.is_running():
+    params = flare.receive()
+    if flare.is_evaluate():
+        flare.send(metrics={"accuracy": 0.42})
+        continue
+    flare.send({k: np.ones_like(v) for k, v in params.items()}, steps=3, kind="diff", metrics={"loss": 1.0})
+`;
+
+describe('BYOC: the job brings its own learner', () => {
+  it("runs the signed custom/ Python learner as a subprocess at the consenting sites; the other refuses (E_POLICY_BYOC_DISABLED)", async (t) => {
+    needs(t, numpyPy);
+    const dir = join(root, 'jobs', 'byoc');
+    await mkdir(join(dir, 'custom'), { recursive: true });
+    await writeFile(join(dir, 'custom', 'learner.py'), BYOC_LEARNER);
+    await writeFile(join(dir, 'meta.json'), JSON.stringify({ name: 'byoc', rounds: 2, min_clients: 2, round_timeout_s: 120, deploy: ['@ALL'], learner: { name: 'custom', args: { entry: 'learner.py' } } }));
+    await writeFile(join(dir, 'model.safetensors'), encodeModel(model({ w: tensor(new Float32Array(4), [4]) }, 'full')));
+    const id = await submit(dir);
+    const rec = await ended(id, 200_000);
+    expect(rec.status, JSON.stringify(rec.error ?? rec.refused)).toBe('FINISHED');
+    expect(rec.sites.sort()).toEqual(['site-1', 'site-2']);
+    expect(rec.refused['site-3']).toMatch(/^E_POLICY_BYOC_DISABLED/);
+    expect(rec.history.map((h) => h.contributors.sort())).toEqual([['site-1', 'site-2'], ['site-1', 'site-2']]);
+    for (const s of ['site-1', 'site-2']) expect((await siteAudit(s)).some((e) => e.action === 'byoc_verified' && e.job === id)).toBe(true);
+    expect((await siteAudit('site-3')).find((e) => e.action === 'deploy_refused' && e.job === id)?.data?.['code']).toBe('E_POLICY_BYOC_DISABLED');
+    // The job's code trained: every weight of the global model moved up from 0.
+    const { file } = await finalModel(id);
+    const w = decodeModel(new Uint8Array(await readFile(file))).params.get('w')!;
+    expect(Array.from(w.data as Float32Array).every((v) => v > 0)).toBe(true);
+  });
 });

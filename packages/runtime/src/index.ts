@@ -69,7 +69,7 @@ export { loadOptionalPeer } from './optional.js';
 export type { OptionalPeer } from './optional.js';
 export { ExternalLearner } from './learners/external-learner.js';
 export type { ExternalLearnerOptions, ExternalLearnerTimeouts } from './learners/external-learner.js';
-export { ExternalLearnerDefinition, LearnerDefinition, PluginLearnerDefinition, learnerFactories, parseLearnerDefinitions } from './learners/learner-config.js';
+export { ByocLearnerDefinition, ExternalLearnerDefinition, LearnerDefinition, PluginLearnerDefinition, learnerFactories, parseLearnerDefinitions } from './learners/learner-config.js';
 export type { LearnerFactoriesOptions, PluginLearnerEnv } from './learners/learner-config.js';
 export { guardLearner } from './learners/guarded-learner.js';
 export type { GuardOptions } from './learners/guarded-learner.js';

@@ -1,4 +1,4 @@
-import { mkdir } from 'node:fs/promises';
+import { mkdir, stat } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { delimiter, isAbsolute, join, relative, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -24,15 +24,8 @@ const insideJob = z
   .max(1024)
   .refine((p) => !isAbsolute(p) && !p.split(/[\\/]/).includes('..'), 'must be a relative path inside the job folder (no .., not absolute)');
 
-/**
- * An external learner as a site defines it in local/components.json: the program (argv, no shell), its
- * environment and its limits. `{job_dir}`, `{custom_dir}` and `{local_dir}` in `command`, `env` values are
- * replaced by the job's folder, the job's verified BYOC folder, and the folder of components.json.
- */
-export const ExternalLearnerDefinition = z.strictObject({
-  type: z.literal('external'),
-  /** argv: the program, then its arguments. */
-  command: z.array(z.string().min(1).max(4096)).min(1).max(256),
+/** What a site sets for any program it runs as a learner: its environment and its limits. */
+const programFields = {
   /** Environment variables set for the program (values may use the placeholders). */
   env: z.record(z.string().regex(ENV_NAME), z.string().max(32_768)).default({}),
   /** Variables passed through from the site's own environment (default PATH only). */
@@ -47,6 +40,18 @@ export const ExternalLearnerDefinition = z.strictObject({
   max_restarts: z.int().min(0).max(1000).default(2),
   /** Largest frame accepted from the program whatever the model size, MiB (default 4096). */
   max_frame_mib: z.int().min(1).max(1 << 20).default(4096),
+};
+
+/**
+ * An external learner as a site defines it in local/components.json: the program (argv, no shell), its
+ * environment and its limits. `{job_dir}`, `{custom_dir}` and `{local_dir}` in `command`, `env` values are
+ * replaced by the job's folder, the job's verified BYOC folder, and the folder of components.json.
+ */
+export const ExternalLearnerDefinition = z.strictObject({
+  type: z.literal('external'),
+  /** argv: the program, then its arguments. */
+  command: z.array(z.string().min(1).max(4096)).min(1).max(256),
+  ...programFields,
 });
 /** A parsed external learner definition. */
 export type ExternalLearnerDefinition = z.output<typeof ExternalLearnerDefinition>;
@@ -66,8 +71,27 @@ export const PluginLearnerDefinition = z.strictObject({
 /** A parsed plugin learner definition. */
 export type PluginLearnerDefinition = z.output<typeof PluginLearnerDefinition>;
 
+const interpreter = z.array(z.string().min(1).max(4096)).min(1).max(64);
+
+/**
+ * A learner that runs the job's own code (BYOC): the program is a file of the job's `custom/` folder, which the
+ * site runs only when it consents to BYOC (`byoc: true`) and the submitter's signature over those files checked.
+ * The job names the file in its learner args (`entry`); the site decides the interpreters (argv, no shell), the
+ * environment and the limits. The code always runs as a subprocess, never in the site's own process.
+ */
+export const ByocLearnerDefinition = z.strictObject({
+  type: z.literal('byoc'),
+  /** The interpreter of `.py` entries (default `python3`). */
+  python: interpreter.default(['python3']),
+  /** The interpreter of `.mjs` / `.js` entries (default the Node that runs the site). */
+  node: interpreter.optional(),
+  ...programFields,
+});
+/** A parsed BYOC learner definition. */
+export type ByocLearnerDefinition = z.output<typeof ByocLearnerDefinition>;
+
 /** Any learner definition of components.json's `learners` section. */
-export const LearnerDefinition = z.discriminatedUnion('type', [ExternalLearnerDefinition, PluginLearnerDefinition]);
+export const LearnerDefinition = z.discriminatedUnion('type', [ExternalLearnerDefinition, PluginLearnerDefinition, ByocLearnerDefinition]);
 /** A parsed learner definition. */
 export type LearnerDefinition = z.output<typeof LearnerDefinition>;
 
@@ -135,51 +159,94 @@ function jobFolder(env: LearnerEnv): string {
   return env.jobWorkspace;
 }
 
+/** The program's environment: what the site passes through and sets, then the protocol's own variables. */
+function programEnvironment(d: ExternalLearnerDefinition | ByocLearnerDefinition, env: LearnerEnv, jobDir: string, values: Readonly<Record<string, string | undefined>>, at: string, o: LearnerFactoriesOptions): Record<string, string> {
+  const site = o.environment ?? process.env;
+  const programEnv: Record<string, string> = {};
+  for (const k of d.inherit_env) {
+    const v = site[k];
+    if (v !== undefined) programEnv[k] = v;
+  }
+  for (const [k, v] of Object.entries(d.env)) programEnv[k] = expand(v, values, at);
+  // The protocol's own variables, and the Python client on the path (after the site's own entries).
+  programEnv['FLARE_LEARNER_PROTOCOL'] = String(LEARNER_PROTOCOL_VERSION);
+  programEnv['FLARE_LEARNER_IN_FD'] = '3';
+  programEnv['FLARE_LEARNER_OUT_FD'] = '4';
+  programEnv['FLARE_SITE'] = env.site;
+  programEnv['FLARE_JOB'] = env.job;
+  programEnv['FLARE_JOB_DIR'] = jobDir;
+  programEnv['PYTHONPATH'] = programEnv['PYTHONPATH'] === undefined ? PYTHON_CLIENT_DIR : `${programEnv['PYTHONPATH']}${delimiter}${PYTHON_CLIENT_DIR}`;
+  // Prints reach the site log as they happen; the client's own folder stays free of __pycache__.
+  programEnv['PYTHONUNBUFFERED'] ??= '1';
+  programEnv['PYTHONDONTWRITEBYTECODE'] ??= '1';
+  return programEnv;
+}
+
+/** Starts `command` as the job's learner under definition `d` (its environment, working folder and limits). */
+async function startProgram(name: string, d: ExternalLearnerDefinition | ByocLearnerDefinition, command: readonly string[], args: unknown, env: LearnerEnv, o: LearnerFactoriesOptions): Promise<Learner> {
+  const at = `learner '${name}' at ${env.site}`;
+  const jobDir = resolve(jobFolder(env));
+  const values = { job_dir: jobDir, custom_dir: env.customDir, local_dir: resolve(o.localDir) };
+  const argv = command.map((a) => expand(a, values, at)) as [string, ...string[]];
+  const cwd = resolve(jobDir, d.cwd);
+  if (relative(jobDir, cwd).startsWith('..')) throw new LearnerError('E_LEARNER_CONFIG', `${at}: cwd leaves the job folder`);
+  await mkdir(cwd, { recursive: true, mode: 0o700 });
+  return ExternalLearner.start({
+    name,
+    site: env.site,
+    job: env.job,
+    command: argv,
+    cwd,
+    env: programEnvironment(d, env, jobDir, values, at, o),
+    args: args as { [k: string]: JsonValue },
+    timeouts: { startMs: d.start_timeout_s * 1000, trainMs: d.train_timeout_s * 1000, validateMs: d.validate_timeout_s * 1000, stopMs: d.stop_timeout_s * 1000 },
+    maxRestarts: d.max_restarts,
+    maxFrameBytes: d.max_frame_mib * 1024 * 1024,
+    logger: env.logger ?? o.logger ?? silentLogger,
+  });
+}
+
 function externalFactory(name: string, d: ExternalLearnerDefinition, o: LearnerFactoriesOptions): LearnerFactory<unknown> {
   return {
     name,
     args: JobArgs as z.ZodType<unknown>,
+    create: (args, env) => startProgram(name, d, d.command, args, env, o),
+  };
+}
+
+/** A job's BYOC entry: a relative path of a file in custom/ (no `..`), run by the interpreter of its extension. */
+const ENTRY = /^[A-Za-z0-9_-][A-Za-z0-9_./-]{0,200}\.(py|mjs|js)$/;
+const ByocArgs = JobArgs.refine((a) => typeof a['entry'] === 'string' && ENTRY.test(a['entry']) && !a['entry'].split('/').includes('..'), {
+  message: "entry: the job's program, a relative path of a .py, .mjs or .js file in its custom/ folder",
+  path: ['entry'],
+});
+
+function byocFactory(name: string, d: ByocLearnerDefinition, o: LearnerFactoriesOptions): LearnerFactory<unknown> {
+  return {
+    name,
+    args: ByocArgs as z.ZodType<unknown>,
     async create(args, env) {
       const at = `learner '${name}' at ${env.site}`;
-      const jobDir = resolve(jobFolder(env));
-      const values = { job_dir: jobDir, custom_dir: env.customDir, local_dir: resolve(o.localDir) };
-      const command = d.command.map((a) => expand(a, values, at)) as [string, ...string[]];
-      const cwd = resolve(jobDir, d.cwd);
-      if (relative(jobDir, cwd).startsWith('..')) throw new LearnerError('E_LEARNER_CONFIG', `${at}: cwd leaves the job folder`);
-      await mkdir(cwd, { recursive: true, mode: 0o700 });
-      const site = o.environment ?? process.env;
-      const programEnv: Record<string, string> = {};
-      for (const k of d.inherit_env) {
-        const v = site[k];
-        if (v !== undefined) programEnv[k] = v;
+      // Only a folder the site wrote after @flare/policy verified the submitter's signature and the site's consent.
+      if (env.customDir === undefined) {
+        throw new LearnerError('E_LEARNER_BYOC', `${at}: the learner runs the job's own code, but the job brought no custom/ folder this site verified and consented to`);
       }
-      for (const [k, v] of Object.entries(d.env)) programEnv[k] = expand(v, values, at);
-      // The protocol's own variables, and the Python client on the path (after the site's own entries).
-      programEnv['FLARE_LEARNER_PROTOCOL'] = String(LEARNER_PROTOCOL_VERSION);
-      programEnv['FLARE_LEARNER_IN_FD'] = '3';
-      programEnv['FLARE_LEARNER_OUT_FD'] = '4';
-      programEnv['FLARE_SITE'] = env.site;
-      programEnv['FLARE_JOB'] = env.job;
-      programEnv['FLARE_JOB_DIR'] = jobDir;
-      programEnv['PYTHONPATH'] = programEnv['PYTHONPATH'] === undefined ? PYTHON_CLIENT_DIR : `${programEnv['PYTHONPATH']}${delimiter}${PYTHON_CLIENT_DIR}`;
-      // Prints reach the site log as they happen; the client's own folder stays free of __pycache__.
-      programEnv['PYTHONUNBUFFERED'] ??= '1';
-      programEnv['PYTHONDONTWRITEBYTECODE'] ??= '1';
-      return ExternalLearner.start({
-        name,
-        site: env.site,
-        job: env.job,
-        command,
-        cwd,
-        env: programEnv,
-        args: args as { [k: string]: JsonValue },
-        timeouts: { startMs: d.start_timeout_s * 1000, trainMs: d.train_timeout_s * 1000, validateMs: d.validate_timeout_s * 1000, stopMs: d.stop_timeout_s * 1000 },
-        maxRestarts: d.max_restarts,
-        maxFrameBytes: d.max_frame_mib * 1024 * 1024,
-        logger: env.logger ?? o.logger ?? silentLogger,
-      });
+      const entry = (args as { entry: string }).entry;
+      const file = resolve(env.customDir, entry);
+      if (relative(resolve(env.customDir), file).startsWith('..')) throw new LearnerError('E_LEARNER_BYOC', `${at}: entry ${JSON.stringify(entry)} leaves the job's custom/ folder`);
+      if (!(await isFile(file))) throw new LearnerError('E_LEARNER_BYOC', `${at}: entry ${JSON.stringify(entry)} is not a file of the job's signed custom/ folder`);
+      const interp = entry.endsWith('.py') ? d.python : (d.node ?? [process.execPath]);
+      return startProgram(name, d, [...interp, file], args, env, o);
     },
   };
+}
+
+async function isFile(path: string): Promise<boolean> {
+  try {
+    return (await stat(path)).isFile();
+  } catch {
+    return false;
+  }
 }
 
 async function importPlugin(spec: string, localDir: string, at: string): Promise<PluginExport> {
@@ -243,8 +310,9 @@ function pluginFactory(name: string, d: PluginLearnerDefinition, o: LearnerFacto
 
 /**
  * The learners a site defines in its local/components.json (`learners` section), as factories for the site's
- * learner registry: external programs (`type: 'external'`) and in-process plugins (`type: 'module'`). The site
- * decides what runs; a job only names a learner and gives it JSON args.
+ * learner registry: external programs (`type: 'external'`), the job's own signed code run as an external
+ * program (`type: 'byoc'`) and in-process plugins (`type: 'module'`). The site decides what runs; a job only
+ * names a learner and gives it JSON args.
  *
  * @throws LearnerError E_LEARNER_CONFIG for an invalid definition (at site start, not at the first job).
  * @example
@@ -255,7 +323,7 @@ function pluginFactory(name: string, d: PluginLearnerDefinition, o: LearnerFacto
 export function learnerFactories(section: unknown, options: LearnerFactoriesOptions): Map<string, LearnerFactory<unknown>> {
   const out = new Map<string, LearnerFactory<unknown>>();
   for (const [name, d] of parseLearnerDefinitions(section)) {
-    out.set(name, d.type === 'external' ? externalFactory(name, d, options) : pluginFactory(name, d, options));
+    out.set(name, d.type === 'external' ? externalFactory(name, d, options) : d.type === 'byoc' ? byocFactory(name, d, options) : pluginFactory(name, d, options));
   }
   return out;
 }

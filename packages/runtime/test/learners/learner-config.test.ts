@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { model, silentLogger, tensor, type Learner, type Logger } from '@flare/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { PYTHON_CLIENT_DIR, learnerFactories, parseLearnerDefinitions, type LearnerEnv } from '../../src/index.js';
+import { ExternalLearner, PYTHON_CLIENT_DIR, learnerFactories, parseLearnerDefinitions, type LearnerEnv } from '../../src/index.js';
 
 const FIXTURES = fileURLToPath(new URL('./fixtures/', import.meta.url));
 const global = () => model({ w: tensor(Float32Array.of(1, 2), [2]) }, 'full');
@@ -72,6 +72,8 @@ describe('learner definitions in components.json', () => {
     [{ x: { type: 'external', command: ['a'], env: { 'BAD-NAME': '1' } } }, 'learners.x.env'],
     [{ x: { type: 'external', command: ['a'], train_timeout_s: -1 } }, 'learners.x.train_timeout_s'],
     [{ x: { type: 'docker', image: 'x' } }, 'learners.x'],
+    [{ x: { type: 'byoc', python: [] } }, 'learners.x.python'],
+    [{ x: { type: 'byoc', command: ['sh'] } }, 'learners.x'],
     [[1, 2], 'learners'],
   ])('refuses an invalid definition with E_LEARNER_CONFIG naming the field (%#)', (section, field) => {
     expect(() => parseLearnerDefinitions(section)).toThrow(expect.objectContaining({ code: 'E_LEARNER_CONFIG', message: expect.stringContaining(field) }));
@@ -127,6 +129,46 @@ describe('external learners from components.json', () => {
     await writeFile(join(custom, 'learner.mjs'), `import '${join(FIXTURES, 'node-learner.mjs')}';`);
     const l = await build({ byoc: { type: 'external', command: [process.execPath, '{custom_dir}/learner.mjs'] } }, 'byoc', {}, env({ customDir: custom, jobWorkspace: join(ws, 'job-byoc') }));
     expect((await l.train(global(), ctx)).params.get('w')!.data).toEqual(Float32Array.of(2, 3));
+  });
+});
+
+describe("BYOC learners (type 'byoc'): the job's own signed code as an external program", () => {
+  const section = { custom: { type: 'byoc' } };
+  async function customFolder(name: string): Promise<string> {
+    const custom = join(ws, name);
+    await mkdir(join(custom, 'src'), { recursive: true });
+    await writeFile(join(custom, 'src', 'learner.mjs'), `import '${join(FIXTURES, 'node-learner.mjs')}';`);
+    return custom;
+  }
+
+  it('parses with its defaults: python3 for .py, the site\'s Node for .mjs / .js', () => {
+    expect(parseLearnerDefinitions(section).get('custom')).toMatchObject({ type: 'byoc', python: ['python3'], inherit_env: ['PATH'], max_restarts: 2 });
+  });
+
+  it('runs the entry the job names from its verified custom/ folder, in a subprocess', async () => {
+    const custom = await customFolder('custom-entry');
+    const l = await build(section, 'custom', { entry: 'src/learner.mjs', lr: 1 }, env({ customDir: custom, jobWorkspace: join(ws, 'job-entry') }));
+    expect((await l.train(global(), ctx)).params.get('w')!.data).toEqual(Float32Array.of(2, 3));
+    expect(l).toBeInstanceOf(ExternalLearner);
+    const pid = (l as ExternalLearner).pid;
+    expect(pid).toBeGreaterThan(0);
+    expect(pid).not.toBe(process.pid);
+  });
+
+  it('without a verified custom/ folder (no code, or no consent): E_LEARNER_BYOC', async () => {
+    const f = learnerFactories(section, { localDir: FIXTURES }).get('custom')!;
+    await expect(f.create({ entry: 'src/learner.mjs' }, env())).rejects.toMatchObject({ code: 'E_LEARNER_BYOC', message: expect.stringContaining("learner 'custom' at site-1") });
+  });
+
+  it('an entry that is not a file of the folder: E_LEARNER_BYOC naming it', async () => {
+    const custom = await customFolder('custom-missing');
+    const f = learnerFactories(section, { localDir: FIXTURES }).get('custom')!;
+    await expect(f.create({ entry: 'src/other.py' }, env({ customDir: custom }))).rejects.toMatchObject({ code: 'E_LEARNER_BYOC', message: expect.stringContaining('src/other.py') });
+  });
+
+  it.each([[{}], [{ entry: '../../etc/passwd.py' }], [{ entry: '/abs/learner.py' }], [{ entry: 'learner.sh' }], [{ entry: 7 }]])('refuses job args without a safe entry (%j)', (args) => {
+    const f = learnerFactories(section, { localDir: FIXTURES }).get('custom')!;
+    expect(f.args.safeParse(args).success).toBe(false);
   });
 });
 

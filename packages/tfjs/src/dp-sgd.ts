@@ -89,6 +89,16 @@ function denseLayers(net: LayersModel, loss: Loss): DenseVars[] {
   return out;
 }
 
+/**
+ * Checks that DP-SGD can train `net` with `loss` (a sequence of dense layers with supported activations and an
+ * output that fits the loss), so that a learner asked for DP-SGD on another network is refused when it is made.
+ *
+ * @throws MlError E_ML_DP_UNSUPPORTED naming the layer or the loss.
+ */
+export function checkDpSgdNetwork(net: LayersModel, loss: Loss): void {
+  denseLayers(net, loss);
+}
+
 function activate(z: tf.Tensor, a: Activation): tf.Tensor {
   switch (a) {
     case 'relu':

@@ -10,7 +10,7 @@ import {
 } from '@flare/core';
 import * as tf from '@tensorflow/tfjs-core';
 import type { LayersModel } from '@tensorflow/tfjs-layers';
-import { checkDpSgd, trainDpSgd, type DpSgdOptions } from './dp-sgd.js';
+import { checkDpSgd, checkDpSgdNetwork, trainDpSgd, type DpSgdOptions } from './dp-sgd.js';
 import { readWeights, writeWeights } from './weights.js';
 
 /** Samples as row-major features and labels, owned by the caller (never sent anywhere). */
@@ -113,6 +113,8 @@ export class TfjsLearner implements Learner {
     if (options.dpSgd !== undefined) checkDpSgd(options.dpSgd);
     const lr = options.optimizer?.learningRate ?? 0.1;
     if (!(lr > 0) || !Number.isFinite(lr)) throw new RangeError(`"learningRate" expected a positive number, got ${lr}`);
+    // A network DP-SGD cannot clip per example is refused now (a site refuses the job at deploy), not at round 1.
+    if (options.dpSgd !== undefined) checkDpSgdNetwork(this.network, options.loss ?? 'binaryCrossentropy');
   }
 
   /** The network, built on first use. */

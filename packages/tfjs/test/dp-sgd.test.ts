@@ -175,6 +175,18 @@ describe('trainDpSgd', () => {
     }
   });
 
+  it('a learner asked for DP-SGD on a network it cannot clip is refused when it is made (E_ML_DP_UNSUPPORTED)', () => {
+    const train = { x: new Float32Array(4 * 16), y: new Float32Array(4), features: 16 };
+    const dpSgd = { clipNorm: 1, noiseMultiplier: 1, samplingRate: 0.5, noise: noNoise };
+    // A convolutional network: any LayersModel trains without DP, but DP-SGD clips dense stacks only.
+    const conv = () =>
+      tfl.sequential({ layers: [tfl.layers.reshape({ targetShape: [4, 4, 1], inputShape: [16] }), tfl.layers.conv2d({ name: 'conv', filters: 2, kernelSize: 3 }), tfl.layers.flatten(), tfl.layers.dense({ name: 'out', units: 1, activation: 'sigmoid' })] });
+    expect(() => new TfjsLearner({ build: conv, train, dpSgd })).toThrow(expect.objectContaining({ code: 'E_ML_DP_UNSUPPORTED', message: expect.stringContaining('Reshape') }));
+    const softmaxOut = () => denseNetwork(16, [{ name: 'o', units: 1, activation: 'softmax' }]);
+    expect(() => new TfjsLearner({ build: softmaxOut, train, dpSgd })).toThrow(expect.objectContaining({ code: 'E_ML_DP_UNSUPPORTED' }));
+    expect(() => new TfjsLearner({ build: () => denseNetwork(16, [{ name: 'o', units: 1, activation: 'sigmoid' }]), train, dpSgd })).not.toThrow();
+  });
+
   it('refuses nonsense settings with a RangeError', () => {
     const train = { x: new Float32Array(4), y: new Float32Array(2), features: 2 };
     const build = () => denseNetwork(2, [{ name: 'o', units: 1, activation: 'sigmoid' }]);

@@ -40,7 +40,31 @@ beforeAll(async () => {
   await selectBackend({ prefer: 'cpu' });
 });
 
+/** A small convolutional network on the 8 features seen as a 2x4 image: any LayersModel with named weights trains. */
+function convNet(): tfl.LayersModel {
+  return tfl.sequential({
+    layers: [
+      tfl.layers.reshape({ name: 'image', targetShape: [2, 4, 1], inputShape: [8] }),
+      tfl.layers.conv2d({ name: 'conv', filters: 4, kernelSize: 2, activation: 'relu', kernelInitializer: 'glorotUniform' }),
+      tfl.layers.flatten({ name: 'flat' }),
+      tfl.layers.dense({ name: 'out', units: 1, activation: 'sigmoid' }),
+    ],
+  });
+}
+
 describe('TfjsLearner', () => {
+  it('trains any LayersModel with named weights, a convolutional one too: the update has its tensor names and shapes', async () => {
+    const learner = new TfjsLearner({ build: convNet, train: blobs(200, 3), validation: blobs(100, 4), epochs: 3, batchSize: 16, optimizer: { name: 'adam', learningRate: 0.05 } });
+    const global = readWeights(convNet());
+    expect([...global.params.keys()].sort()).toEqual(['conv/bias', 'conv/kernel', 'out/bias', 'out/kernel']);
+    const update = await learner.train(cloneModel(global), ctx);
+    expect(update.kind).toBe('diff');
+    for (const [name, t] of global.params) expect(update.params.get(name)?.shape).toEqual(t.shape);
+    const metrics = await learner.validate(add(cloneModel(global), update), ctx);
+    expect(metrics['accuracy']).toBeGreaterThan(0.8);
+  });
+
+
   it('train returns a diff weighted by NUM_STEPS_CURRENT_ROUND = epochs x batches, and global + diff = local', async () => {
     const learner = new TfjsLearner({ build: logistic, train: blobs(100, 1), epochs: 2, batchSize: 32 });
     const global = readWeights(logistic());

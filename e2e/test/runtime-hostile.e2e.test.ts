@@ -199,9 +199,12 @@ describe('aggregation chosen per job (real processes)', () => {
     };
     // Sites whose updates are exactly reproducible (tfjs shuffles each epoch at random): real processes with valid
     // kits, each moving the weights halfway to its own target.
-    const runSites = async (): Promise<void> => {
+    // In the run that is killed, round 2's training waits for a release file: the server is stopped with the job
+    // provably mid-way, however fast the machine is.
+    const release = join(root, 'adam-release');
+    const runSites = async (hold: string[] = []): Promise<void> => {
       for (const [i, s] of ['site-1', 'site-2', 'site-3'].entries()) {
-        await start([SCRIPTED, '--kit', kits.get(s)!, '--workspace', siteWs(s), '--server', `127.0.0.1:${port}`, '--mode', 'towards', '--target', String(i + 1)], /registered/);
+        await start([SCRIPTED, '--kit', kits.get(s)!, '--workspace', siteWs(s), '--server', `127.0.0.1:${port}`, '--mode', 'towards', '--target', String(i + 1), ...hold], /registered/);
       }
     };
     // Uninterrupted.
@@ -215,11 +218,12 @@ describe('aggregation chosen per job (real processes)', () => {
     // Killed after round 2 and restarted on the same workspace.
     const wsB = join(root, 'srv-adam-b');
     const server = await start([BIN, 'server', '--kit', kits.get('localhost')!, '--workspace', wsB], /listening on port/);
-    await runSites();
+    await runSites(['--hold-from-round', '2', '--release-file', release]);
     const b = await submit(await job('adam-b', three));
     await until(async () => ((await record(wsB, b)).rounds_done >= 2 ? true : undefined), 600_000, 'two rounds');
     await stop(server, 'SIGKILL');
     expect((await record(wsB, b)).status).toBe('RUNNING');
+    await writeFile(release, '');
     await start([BIN, 'server', '--kit', kits.get('localhost')!, '--workspace', wsB], /listening on port/);
     expect((await ended(wsB, b)).status).toBe('FINISHED');
     expect((await auditLines(wsB)).some((e) => e.action === 'job_resumed')).toBe(true);

@@ -7,7 +7,7 @@ export { authorizerFromPolicy } from './server/authorizer.js';
 export type { AggregatorFactory } from './server/job-runner.js';
 export { AggregationPolicySchema, DEFAULT_AGGREGATION_POLICY, aggregatorSpecFor, parseAggregationPolicy, policyAggregator } from './server/aggregation-policy.js';
 export type { AggregationPolicy } from './server/aggregation-policy.js';
-export { JobRecord, JobStore, RoundRecord } from './server/job-store.js';
+export { JobRecord, JobStore, RoundRecord, checkpointKeyFromKit } from './server/job-store.js';
 export type { Checkpoint, JobStatus, NewJob, StoredDefinition } from './server/job-store.js';
 export type { SiteSighting } from './server/registry.js';
 export { ClientEngine } from './site/engine.js';
@@ -22,6 +22,7 @@ export { ByocSpec, ComponentSpec, JobDefinition, parseJobDefinition, parseMetaJs
 export { decodeJobBundle, encodeJobBundle, signedJobFiles } from './protocol/bundle.js';
 export { jobTrustFromKit, receivedSignature, signAbortRequest, signJobBundle } from './protocol/job-trust.js';
 export type { AdminSigningKit, JobTrust } from './protocol/job-trust.js';
+export type { AnchorLog } from './protocol/anchors.js';
 export type { BundleLimits, JobBundle } from './protocol/bundle.js';
 export { Message, parseMessage } from './protocol/messages.js';
 export type { JobEndStatus, MessageOf } from './protocol/messages.js';

@@ -60,7 +60,9 @@ export function initialModelBytes(): Uint8Array {
 
 /** The test project: a root CA, the trust every test site checks job signatures with, and admin kits. */
 export const PROJECT = 'test_project';
-const root = await createRootCa({ commonName: PROJECT });
+/** The test project's root CA (certificate and key), e.g. to issue CRLs. */
+export const TEST_ROOT = await createRootCa({ commonName: PROJECT });
+const root = TEST_ROOT;
 /** How test sites (and servers that check) verify job and abort signatures. */
 export const JOB_TRUST: JobTrust = jobTrustFromKit({ project: PROJECT, rootCaPem: root.certPem });
 const kits = new Map<string, Promise<AdminSigningKit>>();

@@ -1,4 +1,4 @@
-import { readFile, writeFile } from 'node:fs/promises';
+import { readFile, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { decodeModel, encodeModel, isFlareError, model, tensor } from '@flare/core';
 import { describe, expect, it } from 'vitest';
@@ -19,28 +19,41 @@ describe('JobStore', () => {
     expect((await store.initialModel(rec.id)).params.get('w')?.shape).toEqual([2]);
   });
 
-  it('checkpoints atomically and loads the last one; the previous model file is removed', async () => {
+  it('checkpoints atomically and loads the last one; the one before it is kept as the fallback, older files are removed', async () => {
     const root = await tempDir();
     const store = await JobStore.open(root);
     const { id } = (await store.create({ bundle: bundle(), submitter })).record;
     expect(await store.loadCheckpoint(id)).toBeUndefined();
-    for (const r of [0, 1]) await store.saveCheckpoint(id, r, model({ w: tensor(new Float32Array([r, r]), [2]) }));
+    for (const r of [0, 1, 2]) await store.saveCheckpoint(id, r, model({ w: tensor(new Float32Array([r, r]), [2]) }));
     const cp = await store.loadCheckpoint(id);
-    expect(cp?.round).toBe(1);
-    expect(Array.from(cp!.model.params.get('w')!.data as Float32Array)).toEqual([1, 1]);
-    const state = JSON.parse(await readFile(join(root, 'jobs', id, 'checkpoint', 'state.json'), 'utf8'));
-    expect(state.file).toBe('global-r1.safetensors');
-    await expect(readFile(join(root, 'jobs', id, 'checkpoint', 'global-r0.safetensors'))).rejects.toThrow();
+    expect(cp?.round).toBe(2);
+    expect(Array.from(cp!.model.params.get('w')!.data as Float32Array)).toEqual([2, 2]);
+    const dir = join(root, 'jobs', id, 'checkpoint');
+    const state = JSON.parse(await readFile(join(dir, 'state.json'), 'utf8'));
+    const previous = JSON.parse(await readFile(join(dir, 'state.prev.json'), 'utf8'));
+    expect(state.file).toMatch(/^global-r2-[0-9a-f]{8}\.safetensors$/);
+    expect(previous.file).toMatch(/^global-r1-[0-9a-f]{8}\.safetensors$/);
+    expect((await readdir(dir)).sort()).toEqual([previous.file, state.file, 'state.json', 'state.prev.json'].sort());
   });
 
-  it('refuses a checkpoint whose model file was swapped or corrupted (E_RUNTIME_CHECKPOINT)', async () => {
+  it('refuses a checkpoint whose model file was swapped or corrupted (E_RUNTIME_CHECKPOINT); with a previous one, falls back to it', async () => {
     const root = await tempDir();
     const store = await JobStore.open(root);
     const { id } = (await store.create({ bundle: bundle(), submitter })).record;
+    const dir = join(root, 'jobs', id, 'checkpoint');
+    const fileOf = async (): Promise<string> => (JSON.parse(await readFile(join(dir, 'state.json'), 'utf8')) as { file: string }).file;
     await store.saveCheckpoint(id, 0, model({ w: tensor(new Float32Array([1, 2]), [2]) }));
-    await writeFile(join(root, 'jobs', id, 'checkpoint', 'global-r0.safetensors'), encodeModel(model({ w: tensor(new Float32Array([9, 9]), [2]) })));
+    const swapped = encodeModel(model({ w: tensor(new Float32Array([9, 9]), [2]) }));
+    await writeFile(join(dir, await fileOf()), swapped);
     const err = await store.loadCheckpoint(id).catch((e: unknown) => e);
     expect(isFlareError(err, 'E_RUNTIME_CHECKPOINT')).toBe(true);
+    await store.saveCheckpoint(id, 1, model({ w: tensor(new Float32Array([3, 3]), [2]) }));
+    await store.saveCheckpoint(id, 2, model({ w: tensor(new Float32Array([4, 4]), [2]) }));
+    await writeFile(join(dir, await fileOf()), swapped);
+    const refused: string[] = [];
+    const cp = await store.loadCheckpoint(id, { onRefused: (e) => refused.push(e.code) });
+    expect(refused).toEqual(['E_RUNTIME_CHECKPOINT']);
+    expect(cp?.round).toBe(1);
   });
 
   it('refuses ids that are not server-made UUIDs before touching a path (E_RUNTIME_JOB_NOT_FOUND)', async () => {
@@ -77,8 +90,12 @@ describe('JobStore', () => {
     const cp = await store.loadCheckpoint(id);
     expect(Array.from(cp!.aggregator!)).toEqual([4, 5]);
     expect(cp!.workflow).toEqual({ step: 2 });
-    await expect(readFile(join(root, 'jobs', id, 'checkpoint', 'aggregator-r0.bin'))).rejects.toThrow();
-    await writeFile(join(root, 'jobs', id, 'checkpoint', 'aggregator-r1.bin'), new Uint8Array([9]));
+    const dir = join(root, 'jobs', id, 'checkpoint');
+    // Both states' aggregator files changed: nothing verifies, the load fails with the code.
+    for (const name of ['state.json', 'state.prev.json']) {
+      const state = JSON.parse(await readFile(join(dir, name), 'utf8')) as { aggregator: { file: string } };
+      await writeFile(join(dir, state.aggregator.file), new Uint8Array([9]));
+    }
     expect(isFlareError(await store.loadCheckpoint(id).catch((e: unknown) => e), 'E_RUNTIME_CHECKPOINT')).toBe(true);
   });
 

@@ -11,7 +11,7 @@ import { certificateIdentity, connectToServer, linkToServer, listenForParticipan
 import { ServerEngine } from '../src/server/engine.js';
 import { ClientEngine } from '../src/site/engine.js';
 import type { SitePolicy } from '../src/site/policy.js';
-import { bundle, jobDefinition, learnerFactory, sitePolicy, tempDir } from './helpers.js';
+import { auditRecorder, bundle, jobDefinition, learnerFactory, sitePolicy, tempDir, until } from './helpers.js';
 
 const PROJECT = `api_version: 3
 name: rt-net
@@ -148,6 +148,24 @@ describe('runtime over @flare/transport mTLS + @flare/auth sessions', () => {
       if (expected === 'FAILED') expect(rec.refused['site-1']).toMatch(/^E_POLICY_JOB_SIGNER/);
     });
   }
+});
+
+describe('what @flare/auth refuses after login is audited (issue #14.15, #14.5)', () => {
+  it('a second login of the same site kit replaces the first session: session_replaced (E_AUTH_SESSION_REPLACED) in the server audit', async () => {
+    const audit = auditRecorder('srv');
+    const listener = await listenForParticipants({ kit: kits.get('localhost')!, port: 0, audit: audit.hook });
+    open.push(listener);
+    listener.onChannel(() => undefined);
+    const targets = [{ host: '127.0.0.1', port: listener.port }];
+    const first = await connectToServer({ kit: kits.get('site-1')!, targets });
+    open.push({ close: async () => first.close() });
+    const closed = new Promise<void>((r) => first.onClose(() => r()));
+    const second = await connectToServer({ kit: kits.get('site-1')!, targets });
+    open.push({ close: async () => second.close() });
+    await closed;
+    const replaced = await until(() => audit.events.find((e) => e.action === 'session_replaced'));
+    expect(replaced).toMatchObject({ user: 'site-1', data: { code: 'E_AUTH_SESSION_REPLACED' } });
+  });
 });
 
 describe('runtime channels over the real transport: session binding and message size', () => {

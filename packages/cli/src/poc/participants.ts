@@ -4,13 +4,14 @@ import { FlareRuntimeError, type AggregationScheme, type FilterFactory, type Aud
 import type * as FiltersHeModule from '@flare/filters-he';
 import type * as CcAttest from '@flare/cc-attest';
 import { BUDGET_FOLDER, openPrivacyLedger } from '@flare/filters-dp';
-import { loadKit, type Kit } from '@flare/pki';
+import { CRL_STATE_FILE, CrlStore, loadKit, type Kit } from '@flare/pki';
 import { PolicyFile, loadSitePolicies, parseAuthorizationPolicy, type AuthorizationPolicy } from '@flare/policy';
 import {
   AdminClient,
   ClientEngine,
   ServerEngine,
   authorizerFromPolicy,
+  checkpointKeyFromKit,
   connectToServer,
   createLogger,
   jobTrustFromKit,
@@ -25,6 +26,7 @@ import {
   sitePolicyFromFiles,
   type AggregatorFactory,
   type ClosableLogger,
+  type AnchorLog,
   type JobTrust,
   type LearnerFactory,
   type RoundRecord,
@@ -47,7 +49,7 @@ const HE_CLIENT_CONTEXT = join('startup', 'client_context.seal');
 /** The pieces other packages contribute to a participant: audit log, aggregator, filters. */
 export interface Stack {
   /** Opens this participant's audit log; returns the hook and a way to close it and read its tail. */
-  openAudit(dir: string, kit: Kit): Promise<{ hook: AuditHook; tail(lines: number): Promise<string[]>; close(): Promise<void> }>;
+  openAudit(dir: string, kit: Kit): Promise<{ hook: AuditHook; tail(lines: number): Promise<string[]>; close(): Promise<void>; anchors?: AnchorLog }>;
   /** The aggregator of a job; undefined: the runtime's (meta.json's `aggregator` under the server's policy). */
   aggregator?: AggregatorFactory;
   /** Filters a site can build by name (privacy.json and jobs name them). */
@@ -70,8 +72,27 @@ async function openKit(dir: string, want: 'server' | 'client' | 'admin'): Promis
   return kit;
 }
 
-/** How this participant checks the admin signature on every job and abort: its project, root and CRL. */
-const jobTrustOf = (kit: Kit): JobTrust => jobTrustFromKit({ project: kit.project, rootCaPem: kit.rootCaPem, crl: () => kit.crlPem });
+/** How this participant checks the admin signature on every job and abort: its project, root and newest CRL. */
+const jobTrustOf = (kit: Kit, crls: CrlStore): JobTrust => jobTrustFromKit({ project: kit.project, rootCaPem: kit.rootCaPem, crl: () => crls.current?.pem ?? kit.crlPem });
+
+/**
+ * A participant's memory of the newest CRL (CRL numbers only go up, E_CRL_ROLLBACK): the stored one, the kit's
+ * when newer, and `<workspace>/crl.pem` when present and newer (how a server operator hands the federation a
+ * revocation without re-provisioning: `flare pki revoke` writes it).
+ */
+async function openCrls(kit: Kit, ws: string, logger: ClosableLogger): Promise<CrlStore> {
+  const crls = await CrlStore.open({ rootCaPem: kit.rootCaPem, file: join(ws, CRL_STATE_FILE), ...(kit.crlPem === undefined ? {} : { seed: kit.crlPem }) });
+  const dropped = join(ws, 'crl.pem');
+  if (await exists(dropped)) {
+    try {
+      const { changed, crl } = await crls.accept(await readFile(dropped, 'utf8'));
+      if (changed) logger.info(`accepted ${dropped}`, { crlNumber: crl.crlNumber?.toString() });
+    } catch (e) {
+      logger.warn(`ignored ${dropped}`, { reason: e instanceof Error ? e.message : String(e) });
+    }
+  }
+  return crls;
+}
 
 const exists = (p: string): Promise<boolean> => access(p).then(() => true, () => false);
 
@@ -127,7 +148,10 @@ export async function runServer(o: ServerRun, stack: Stack): Promise<void> {
   const aggregationFile = join(local, 'aggregation.json');
   const aggregation = (await exists(aggregationFile)) ? parseAggregationPolicy(await readFile(aggregationFile), aggregationFile) : undefined;
   const attestation = await attestationFor(kit.dir, ws, o.attestation, logger);
-  const listener = await listenForParticipants({ kit, ...(o.host === undefined ? {} : { host: o.host }), ...(o.port === undefined ? {} : { port: o.port }), ...messageLimits(o.maxMessageMiB), logger });
+  // The newest CRL: checked at every login, and handed to every site in its welcome.
+  const crls = await openCrls(kit, ws, logger);
+  const crl = (): string | undefined => crls.current?.pem ?? kit.crlPem;
+  const listener = await listenForParticipants({ kit, crl, audit: audit.hook, ...(o.host === undefined ? {} : { host: o.host }), ...(o.port === undefined ? {} : { port: o.port }), ...messageLimits(o.maxMessageMiB), logger });
   const server = await ServerEngine.start({
     name: kit.participant.name,
     org: kit.participant.org,
@@ -144,7 +168,12 @@ export async function runServer(o: ServerRun, stack: Stack): Promise<void> {
     logger,
     ...(attestation === undefined ? {} : { attestation }),
     ...(o.onRound === undefined ? {} : { onRound: o.onRound }),
-    jobTrust: jobTrustOf(kit),
+    jobTrust: jobTrustOf(kit, crls),
+    crl,
+    // Each site's audit anchor is recorded in the server's log, and the server's in each site's.
+    ...(audit.anchors === undefined ? {} : { anchors: audit.anchors }),
+    // Checkpoints and job state are MACed with a key derived from the server kit's key: a planted one is refused.
+    checkpointKey: checkpointKeyFromKit(kit.privateKey),
   });
   logger.info(`server ${kit.participant.name} listening`, { port: listener.port, security: kit.connectionSecurity });
   o.onListening?.(listener.port);
@@ -231,11 +260,14 @@ export async function runClient(o: ClientRun, stack: Stack): Promise<void> {
       // local/authentication.json (when present): every job must carry a valid token from the site's own identity provider.
       const authenticator = await loadSiteAuthenticator(join(kit.dir, 'local'));
       const attestation = await attestationFor(kit.dir, ws, o.attestation, logger);
-      const link = linkToServer({ kit, ...(targets === undefined ? {} : { targets }), ...messageLimits(o.maxMessageMiB), logger, ...(o.giveUpAfterMs === undefined ? {} : { giveUpAfterMs: o.giveUpAfterMs }) });
+      const crls = await openCrls(kit, ws, logger);
+      const link = linkToServer({ kit, audit: audit.hook, ...(targets === undefined ? {} : { targets }), ...messageLimits(o.maxMessageMiB), logger, ...(o.giveUpAfterMs === undefined ? {} : { giveUpAfterMs: o.giveUpAfterMs }) });
       const engine = await ClientEngine.start({
         site: { name: kit.participant.name, org: kit.participant.org },
         link,
-        policy: sitePolicyFromFiles(policies, { jobTrust: jobTrustOf(kit), ...(authenticator === undefined ? {} : { authenticator }) }),
+        policy: sitePolicyFromFiles(policies, { jobTrust: jobTrustOf(kit, crls), ...(authenticator === undefined ? {} : { authenticator }) }),
+        crls,
+        ...(audit.anchors === undefined ? {} : { anchors: audit.anchors }),
         learners,
         filters,
         // Secure aggregation signs this site's round keys with its kit key; the hooks are for tests only.

@@ -26,6 +26,8 @@ export function defaultStack(): Stack {
           return text.trimEnd().split('\n').slice(-n);
         },
         close: () => log.close(),
+        // The anchor exchange with peers (`flare audit verify --anchors` checks a log against what they recorded).
+        anchors: log,
       };
     },
     filters: () => new Map<string, FilterFactory<unknown>>(dpFilterFactories.map((f) => [f.name, f as FilterFactory<unknown>])),

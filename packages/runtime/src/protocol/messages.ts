@@ -56,6 +56,8 @@ export const Message = z.discriminatedUnion('t', [
   }),
   // server -> admin
   z.strictObject({ t: z.literal('reply'), id, ok: z.boolean(), error: reason.optional(), data: json.optional() }),
+  /** Either way between server and site: the sender's latest signed audit checkpoint (its anchor) as the payload (JSON). */
+  z.strictObject({ t: z.literal('anchor') }),
   // either way: the sender ends the connection, saying why (e.g. an attestation refusal)
   z.strictObject({ t: z.literal('bye'), reason: reason.optional() }),
   // either way between server and site: attestation inside the authenticated session. The evidence travels

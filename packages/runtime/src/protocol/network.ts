@@ -1,5 +1,5 @@
-import { FlareError, FlareRuntimeError, PkiError, TransportError, type Logger } from '@flare/core';
-import { createClientAuth, createServerAuth, type ClientAuthOptions, type ServerAuthOptions } from '@flare/auth';
+import { FlareError, FlareRuntimeError, PkiError, TransportError, type AuditHook, type Logger } from '@flare/core';
+import { createClientAuth, createServerAuth, type AuthEventSource, type ClientAuthOptions, type ServerAuthOptions } from '@flare/auth';
 import { verifyCertificate, type Kit } from '@flare/pki';
 import { clientOptionsFromKit, createClient, dial, isFinalRefusal, listen, serverOptionsFromKit, type Connection, type ServerEndpoint, type ServerLimits, type TransportLimits } from '@flare/transport';
 import { RUNTIME_DEFAULTS } from '../defaults.js';
@@ -70,19 +70,19 @@ export const certificateIdentity: ParticipantAuthenticator = async (connection, 
  */
 export function sessionAuthenticator(
   kit: Kit,
-  options: { readonly server?: Omit<ServerAuthOptions, 'kit'>; readonly client?: Omit<ClientAuthOptions, 'kit'> } = {},
+  options: { readonly server?: Omit<ServerAuthOptions, 'kit'>; readonly client?: Omit<ClientAuthOptions, 'kit'>; readonly audit?: AuditHook } = {},
 ): ParticipantAuthenticator {
   let server: ReturnType<typeof createServerAuth> | undefined;
   let client: ReturnType<typeof createClientAuth> | undefined;
   return async (connection) => {
     let session;
     if (connection.side === 'server') {
-      server ??= createServerAuth({ ...options.server, kit });
+      server ??= auditedAuth(createServerAuth({ ...options.server, kit }), options.audit);
       session = await server.accept(connection);
     } else {
       // A site behind relays signs their path into its login (its kit's fqsn): see docs/relays.md.
       const via = relayPathOf(kit);
-      client ??= createClientAuth({ ...(via.length > 0 ? { via } : {}), ...options.client, kit });
+      client ??= auditedAuth(createClientAuth({ ...(via.length > 0 ? { via } : {}), ...options.client, kit }), options.audit);
       session = await client.login(connection);
     }
     const peer = session.peer;
@@ -94,6 +94,23 @@ export function sessionAuthenticator(
       ...(peer.via === undefined ? {} : { via: peer.via }), exportKeyingMaterial,
     };
   };
+}
+
+/**
+ * What @flare/auth refuses after login becomes an audit event: a message altered, replayed or reordered inside
+ * a session (`session_message_refused`, with E_AUTH_MAC, E_AUTH_REPLAY, E_AUTH_OUT_OF_ORDER, ...; `by` says
+ * whether this side or the peer detected it), and a login that replaced an older live session of the same
+ * participant (`session_replaced`, E_AUTH_SESSION_REPLACED).
+ */
+function auditedAuth<A extends AuthEventSource>(auth: A, audit: AuditHook | undefined): A {
+  if (audit === undefined) return auth;
+  auth.on('refused', (e) => {
+    audit({ action: 'session_message_refused', user: e.peer.name, msg: `${e.code}: ${e.message}`.slice(0, 2000), data: { code: e.code, by: e.by, session: e.sessionId } });
+  });
+  auth.on('replaced', (e) => {
+    audit({ action: 'session_replaced', user: e.peer.name, msg: `a newer login of '${e.peer.name}' replaced its session ${e.sessionId}`, data: { code: 'E_AUTH_SESSION_REPLACED', session: e.sessionId, by: e.replacedBy } });
+  });
+  return auth;
 }
 
 /** Adapts an authenticated transport connection to the runtime's {@link PeerChannel}. */
@@ -126,6 +143,13 @@ export interface ListenOptions {
   /** Override the kit's fed_learn_port (0: any free port). */
   readonly port?: number;
   readonly authenticate?: ParticipantAuthenticator;
+  /**
+   * The newest CRL the server holds (PEM), asked at every login (default: the kit's crl.pem). Give it a
+   * `CrlStore`'s current CRL so a revocation learned after start refuses logins at once. Ignored with `authenticate`.
+   */
+  readonly crl?: () => string | undefined;
+  /** Where refusals inside sessions and replaced sessions are audited (ignored with `authenticate`). */
+  readonly audit?: AuditHook;
   /** Transport limits; `maxMessageBytes` defaults to {@link RUNTIME_MAX_MESSAGE_BYTES}. */
   readonly limits?: ServerLimits;
   readonly logger?: Logger;
@@ -138,7 +162,7 @@ export interface ListenOptions {
  */
 export async function listenForParticipants(o: ListenOptions): Promise<ChannelServer & { readonly port: number; readonly adminPort: number }> {
   if (o.kit.participant.type !== 'server') throw new FlareRuntimeError('E_RUNTIME_WORKSPACE', `a ${o.kit.participant.type} kit cannot run the server`);
-  const auth = o.authenticate ?? sessionAuthenticator(o.kit);
+  const auth = o.authenticate ?? sessionAuthenticator(o.kit, { ...(o.crl === undefined ? {} : { server: { crl: o.crl } }), ...(o.audit === undefined ? {} : { audit: o.audit }) });
   let handler: ((ch: PeerChannel) => void) | undefined;
   const base = serverOptionsFromKit(o.kit);
   const make = async (port: number): Promise<ServerEndpoint<PeerIdentity>> => {
@@ -181,6 +205,8 @@ export interface ConnectOptions {
   readonly kit: Kit;
   /** Override the kit's server addresses (e.g. a port chosen at run time). */
   readonly targets?: ReadonlyArray<{ readonly host: string; readonly port: number }>;
+  /** Where refusals inside the session are audited (ignored with `authenticate`). */
+  readonly audit?: AuditHook;
   readonly authenticate?: ParticipantAuthenticator;
   readonly connectTimeoutMs?: number;
   /** Transport limits; `maxMessageBytes` defaults to {@link RUNTIME_MAX_MESSAGE_BYTES}. */
@@ -190,7 +216,7 @@ export interface ConnectOptions {
 
 /** Dials the server named by a site's or admin's kit and returns the authenticated channel. */
 export async function connectToServer(o: ConnectOptions): Promise<PeerChannel> {
-  const auth = o.authenticate ?? sessionAuthenticator(o.kit);
+  const auth = o.authenticate ?? sessionAuthenticator(o.kit, o.audit === undefined ? {} : { audit: o.audit });
   const base = clientOptionsFromKit(o.kit);
   const conn = await dial<AuthenticatedPeer>({
     ...base,
@@ -227,7 +253,7 @@ function isFinal(e: FlareError): boolean {
  * with exponential backoff and full jitter, for as long as `giveUpAfterMs` allows (default forever).
  */
 export function linkToServer(o: LinkOptions): ServerLink {
-  const auth = o.authenticate ?? sessionAuthenticator(o.kit);
+  const auth = o.authenticate ?? sessionAuthenticator(o.kit, o.audit === undefined ? {} : { audit: o.audit });
   const giveUpAfterMs = o.giveUpAfterMs ?? RUNTIME_DEFAULTS.giveUpAfterMs;
   let since = Date.now();
   let onChannel: ((ch: PeerChannel) => void) | undefined;

@@ -7,6 +7,7 @@ import { resolveRuntimeLimits, type ResolvedRuntimeLimits, type RuntimeLimits } 
 import { reasonOf, type Reason } from '../errors.js';
 import { EventBus } from '../event-bus.js';
 import type { ChannelServer, PeerChannel } from '../protocol/channel.js';
+import { decodeAnchor, encodeAnchor, type AnchorLog } from '../protocol/anchors.js';
 import type { JobTrust } from '../protocol/job-trust.js';
 import { outgoing, parseMessage, type Message } from '../protocol/messages.js';
 import { parseAggregatorSpec, DEFAULT_AGGREGATOR_SPEC } from '@flare/aggregator';
@@ -72,6 +73,22 @@ export interface ServerEngineOptions {
    * every job and abort themselves whether or not this is set.
    */
   readonly jobTrust?: JobTrust;
+  /**
+   * The key the job store authenticates checkpoints and job state with (`checkpointKeyFromKit(kit.privateKey)`,
+   * as `flare server` does): a checkpoint this key did not write is refused, audited, and the one before it used.
+   */
+  readonly checkpointKey?: Uint8Array;
+  /**
+   * The newest root-signed CRL this server holds (PEM; a `CrlStore`'s current one): handed to every site in
+   * its welcome, so a revocation reaches the federation without re-provisioning. Each site keeps it only when
+   * newer than what it already accepted.
+   */
+  readonly crl?: () => string | undefined;
+  /**
+   * This server's audit log for the anchor exchange (@flare/audit's `AuditLog`): each site's anchor is recorded
+   * here (a rollback of a site's log is audited `audit_anchor_rollback`), and each site gets this log's anchor back.
+   */
+  readonly anchors?: AnchorLog;
 }
 
 /**
@@ -163,7 +180,7 @@ export class ServerEngine {
 
   /** Opens the job store, queues its open jobs, starts accepting channels and the scheduler. */
   static async start(o: ServerEngineOptions): Promise<ServerEngine> {
-    const engine = new ServerEngine(o, await JobStore.open(o.workspace));
+    const engine = new ServerEngine(o, await JobStore.open(o.workspace, o.checkpointKey === undefined ? {} : { key: o.checkpointKey }));
     let resumable = 0;
     for (const r of await engine.store.list()) {
       if (r.status !== 'SUBMITTED' && r.status !== 'RUNNING') continue;
@@ -335,6 +352,8 @@ export class ServerEngine {
     switch (msg.t) {
       case 'heartbeat':
         return;
+      case 'anchor':
+        return this.#anchor(ch, payload);
       case 'deploy_reply':
         if (!this.#deployer.reply(site, msg)) this.#audit({ action: 'late_reply_ignored', user: site, job: msg.job, msg: `deploy reply of ${site} nobody waits for` });
         return;
@@ -361,6 +380,21 @@ export class ServerEngine {
     }
   }
 
+  /** A site's anchor: recorded in this server's log (a rollback is refused and audited there), answered with this server's. */
+  async #anchor(ch: PeerChannel, payload: Uint8Array): Promise<void> {
+    const log = this.#o.anchors;
+    if (log === undefined) return;
+    const site = ch.peer.name;
+    try {
+      log.recordAnchor(decodeAnchor(payload), { site });
+    } catch (e) {
+      const { code, message } = reasonOf(e);
+      this.#log.error("a site's audit anchor was refused", { site, code, reason: message });
+      if (code !== 'E_AUDIT_ROLLBACK') this.#audit({ action: 'anchor_refused', user: site, msg: `${code}: ${message}`.slice(0, 2000), data: { code, site } });
+    }
+    await ch.send(outgoing({ t: 'anchor' }), encodeAnchor(log));
+  }
+
   async #register(ch: PeerChannel, resources: Readonly<Record<string, number>>): Promise<void> {
     const site = ch.peer.name;
     await this.#events.emit('before-register', { peer: ch.peer, resources });
@@ -374,7 +408,9 @@ export class ServerEngine {
     if (old !== undefined && old.channel !== ch) this.#siteGone(site, `site ${site} reconnected`);
     this.#audit({ action: 'client_registered', user: site, msg: `site ${site} (${ch.peer.org}) registered`, data: { resources, ...(ch.peer.via === undefined ? {} : { via: [...ch.peer.via] }) } });
     this.#log.info('site registered', { site });
-    await ch.send(outgoing({ t: 'welcome' }));
+    // The welcome carries the newest CRL (inside the authenticated session): sites learn revocations at login.
+    const crl = this.#o.crl?.();
+    await ch.send(outgoing({ t: 'welcome' }), crl === undefined ? undefined : new TextEncoder().encode(crl));
     this.#checks.schedule(site, ch, () => !this.#closed && this.registry.get(site)?.channel === ch, (v) => this.#refuseAttestation(ch, v, 'at a periodic check'));
     this.#tick();
   }

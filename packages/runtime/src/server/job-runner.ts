@@ -66,7 +66,13 @@ export async function runJob(o: JobRunnerOptions, job: ActiveJob, present: reado
       const why = [...job.refused].map(([s, r]) => `${s}: ${r.code}`).join(', ');
       throw new FlareRuntimeError('E_RUNTIME_DEPLOY_REFUSED', `only ${job.deployed.size} sites accepted the job, min_clients is ${def.min_clients}${why === '' ? '' : ` (${why})`}`);
     }
-    const cp = await o.store.loadCheckpoint(job.id);
+    // A checkpoint that does not verify (planted, changed, torn) is refused and audited; the one before it is used.
+    const cp = await o.store.loadCheckpoint(job.id, {
+      onRefused: (e, file) => {
+        o.audit({ action: 'checkpoint_refused', job: job.id, msg: `${e.code}: ${e.message}`.slice(0, 2000), data: { code: e.code, file } });
+        o.logger.warn('checkpoint refused; falling back to the one before it', { job: job.id, code: e.code, file });
+      },
+    });
     // A partial checkpoint is progress inside a round (a cyclic hop): that round resumes.
     const start = cp === undefined ? 0 : cp.partial === true ? cp.round : cp.round + 1;
     const global = cp === undefined ? await o.store.initialModel(job.id) : cp.model;

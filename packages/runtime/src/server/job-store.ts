@@ -1,7 +1,7 @@
-import { createHash, randomUUID } from 'node:crypto';
+import { createHash, createHmac, hkdfSync, randomBytes, randomUUID, timingSafeEqual, type KeyObject } from 'node:crypto';
 import { mkdir, readdir, readFile, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { FlareRuntimeError, decodeModel, encodeModel, parseStrictJson, writeFileAtomic, type FLModel, type JsonValue } from '@flare/core';
+import { FlareRuntimeError, canonicalJson, decodeModel, encodeModel, parseStrictJson, writeFileAtomic, type FLModel, type JsonValue } from '@flare/core';
 import { z } from 'zod';
 import { decodeJobBundle, encodeJobBundle, type JobBundle } from '../protocol/bundle.js';
 import { parseMetaJson, type JobDefinition } from '../protocol/job-definition.js';
@@ -68,14 +68,46 @@ const CheckpointState = z.strictObject({
   round: z.int().min(0),
   /** SHA-256 of the model file, so a torn or swapped file is detected on resume. */
   sha256: z.string().regex(/^[0-9a-f]{64}$/),
-  file: z.string().regex(/^global-r\d+\.safetensors$/),
+  file: z.string().regex(/^global-r\d+(?:-[0-9a-f]{8})?\.safetensors$/),
   /** The aggregator's own state after the round (a server optimizer's moments), with its SHA-256. */
-  aggregator: z.strictObject({ file: z.string().regex(/^aggregator-r\d+\.bin$/), sha256: z.string().regex(/^[0-9a-f]{64}$/) }).optional(),
+  aggregator: z.strictObject({ file: z.string().regex(/^aggregator-r\d+(?:-[0-9a-f]{8})?\.bin$/), sha256: z.string().regex(/^[0-9a-f]{64}$/) }).optional(),
   /** The workflow's own state. */
   workflow: z.json().optional(),
   /** True when `round` is not complete yet: the model and state are progress inside it (a workflow's saveProgress). */
   partial: z.boolean().optional(),
+  /** HMAC-SHA256 (hex) of the server's store key over the job id and the rest of this state (see {@link checkpointKeyFromKit}). */
+  mac: z.string().regex(/^[0-9a-f]{64}$/).optional(),
 });
+
+const STATE = 'state.json';
+const PREVIOUS_STATE = 'state.prev.json';
+const CHECKPOINT_FILE = /^(global-r\d+(?:-[0-9a-f]{8})?\.safetensors|aggregator-r\d+(?:-[0-9a-f]{8})?\.bin)$/;
+const MAC_DOMAIN = 'flare-ts checkpoint state v1\n';
+
+/** The model and aggregator files a state names (to keep them while it is the fallback). */
+function filesOf(state: Uint8Array | undefined): string[] {
+  if (state === undefined) return [];
+  try {
+    const r = CheckpointState.safeParse(parseStrictJson(new TextDecoder().decode(state)));
+    return r.success ? [r.data.file, ...(r.data.aggregator === undefined ? [] : [r.data.aggregator.file])] : [];
+  } catch {
+    return [];
+  }
+}
+
+function stateMac(key: Uint8Array, id: string, state: Omit<z.output<typeof CheckpointState>, 'mac'>): string {
+  return createHmac('sha256', key).update(`${MAC_DOMAIN}${id}\n${canonicalJson(state as unknown as JsonValue)}`).digest('hex');
+}
+
+/**
+ * The key a server authenticates its checkpoints and job state with, derived from its kit's private key (HKDF-
+ * SHA256 over the key's PKCS#8 bytes, bound to this use): only the holder of the server kit can write a
+ * checkpoint the server will resume from.
+ */
+export function checkpointKeyFromKit(privateKey: KeyObject): Uint8Array {
+  const ikm = privateKey.export({ type: 'pkcs8', format: 'der' });
+  return new Uint8Array(hkdfSync('sha256', ikm, 'flare-ts job store', 'checkpoint and job state MAC v1', 32));
+}
 
 /** What a job resumes from. */
 export interface Checkpoint {
@@ -117,7 +149,8 @@ const sha256 = (b: Uint8Array): string => createHash('sha256').update(b).digest(
  * The server's jobs on disk, one folder per job under `<root>/jobs/<uuid>/`: `meta.json` (as submitted),
  * `deploy.bundle` (the signed job as sent to sites), `record.json` (status, history),
  * `initial.safetensors`, `checkpoint/` (the global model after the last completed round, the aggregator's
- * state, and a `state.json` naming both with their SHA-256). Every write is atomic (temp + fsync + rename),
+ * state, and a `state.json` naming both with their SHA-256 and, with a store key, an HMAC of the server's key;
+ * the state before it is kept as `state.prev.json`, the fallback). Every write is atomic (temp + fsync + rename),
  * and the checkpoint's files are written before the state that names them, so a crash at any point leaves
  * the previous checkpoint intact. Job ids are UUIDs, checked before they touch a path.
  */
@@ -125,19 +158,25 @@ export class JobStore {
   readonly root: string;
   // Serialises read-modify-write of one record (status changes race with round completions).
   readonly #locks = new Map<string, Promise<unknown>>();
+  readonly #key: Uint8Array | undefined;
 
-  private constructor(root: string) {
+  private constructor(root: string, key: Uint8Array | undefined) {
     this.root = root;
+    this.#key = key;
   }
 
-  /** Opens (creating when needed) the store under `root`. */
-  static async open(root: string): Promise<JobStore> {
+  /**
+   * Opens (creating when needed) the store under `root`. With `key` (32 bytes or more, {@link
+   * checkpointKeyFromKit}), checkpoints are authenticated: only states this key wrote are resumed from.
+   */
+  static async open(root: string, options: { readonly key?: Uint8Array } = {}): Promise<JobStore> {
+    if (options.key !== undefined && options.key.byteLength < 32) throw new RangeError(`"key" expected at least 32 bytes, got ${options.key.byteLength}`);
     try {
       await mkdir(join(root, 'jobs'), { recursive: true, mode: 0o700 });
     } catch (e) {
       throw new FlareRuntimeError('E_RUNTIME_WORKSPACE', `cannot create the job store under ${root}`, { cause: e });
     }
-    return new JobStore(root);
+    return new JobStore(root, options.key === undefined ? undefined : Uint8Array.from(options.key));
   }
 
   #dir(id: string): string {
@@ -267,58 +306,88 @@ export class JobStore {
 
   /**
    * Checkpoints the global model after `round` (0-based) with the aggregator's and the workflow's state:
-   * data files first, then the state naming them, all atomic; older files are removed once the new state is
-   * durable.
+   * data files first, then the state naming them with their digests, all atomic. With a store key the state
+   * carries an HMAC of this server's key over the job id and the state, so a checkpoint written by anyone else
+   * is refused on load. The previous state is kept as `state.prev.json` (with its files): the fallback when
+   * the newest does not verify. Older files are removed once the new state is durable.
    */
   async saveCheckpoint(id: string, round: number, global: FLModel, extra: { readonly aggregator?: Uint8Array; readonly workflow?: JsonValue; readonly partial?: boolean } = {}): Promise<void> {
     const dir = join(this.#dir(id), 'checkpoint');
     const bytes = encodeModel(global);
-    const file = `global-r${round}.safetensors`;
+    // A fresh name per checkpoint: a partial checkpoint of a round never overwrites the fallback's files.
+    const tag = randomBytes(4).toString('hex');
+    const file = `global-r${round}-${tag}.safetensors`;
     await writeFileAtomic(join(dir, file), bytes);
     let aggregator: { file: string; sha256: string } | undefined;
     if (extra.aggregator !== undefined) {
-      aggregator = { file: `aggregator-r${round}.bin`, sha256: sha256(extra.aggregator) };
+      aggregator = { file: `aggregator-r${round}-${tag}.bin`, sha256: sha256(extra.aggregator) };
       await writeFileAtomic(join(dir, aggregator.file), extra.aggregator);
     }
     const state = { round, sha256: sha256(bytes), file, ...(aggregator === undefined ? {} : { aggregator }), ...(extra.workflow === undefined ? {} : { workflow: extra.workflow }), ...(extra.partial === true ? { partial: true } : {}) };
-    await writeFileAtomic(join(dir, 'state.json'), JSON.stringify(state));
-    const keep = new Set([file, aggregator?.file]);
-    for (const f of await readdir(dir)) if (/^(global-r\d+\.safetensors|aggregator-r\d+\.bin)$/.test(f) && !keep.has(f)) await unlink(join(dir, f)).catch(() => undefined);
+    const previous = await readFile(join(dir, STATE)).catch(() => undefined);
+    if (previous !== undefined) await writeFileAtomic(join(dir, PREVIOUS_STATE), previous);
+    await writeFileAtomic(join(dir, STATE), JSON.stringify(this.#key === undefined ? state : { ...state, mac: stateMac(this.#key, id, state) }));
+    const keep = new Set([file, aggregator?.file, ...filesOf(previous)]);
+    for (const f of await readdir(dir)) if (CHECKPOINT_FILE.test(f) && !keep.has(f)) await unlink(join(dir, f)).catch(() => undefined);
   }
 
-  /** The last checkpoint, or undefined when no round has completed. @throws E_RUNTIME_CHECKPOINT */
-  async loadCheckpoint(id: string): Promise<Checkpoint | undefined> {
+  /**
+   * The last checkpoint that verifies, or undefined when no round has completed. The newest state is tried
+   * first, then the one before it: a checkpoint whose MAC (with a store key), digests or files do not verify is
+   * refused, `onRefused` hears why (the server audits it), and the previous one is used.
+   *
+   * @throws FlareRuntimeError E_RUNTIME_CHECKPOINT_FORGED or E_RUNTIME_CHECKPOINT when no checkpoint verifies.
+   */
+  async loadCheckpoint(id: string, options: { readonly onRefused?: (error: FlareRuntimeError, file: string) => void } = {}): Promise<Checkpoint | undefined> {
     const dir = join(this.#dir(id), 'checkpoint');
-    let text: string;
-    try {
-      text = await readFile(join(dir, 'state.json'), 'utf8');
-    } catch {
-      return undefined;
+    let first: FlareRuntimeError | undefined;
+    for (const name of [STATE, PREVIOUS_STATE]) {
+      const text = await readFile(join(dir, name), 'utf8').catch(() => undefined);
+      if (text === undefined) continue;
+      try {
+        return await this.#verifiedCheckpoint(id, dir, name, text);
+      } catch (e) {
+        const err = e instanceof FlareRuntimeError ? e : new FlareRuntimeError('E_RUNTIME_CHECKPOINT', `job ${id}: checkpoint/${name} cannot be read`, { cause: e });
+        first ??= err;
+        options.onRefused?.(err, `checkpoint/${name}`);
+      }
     }
-    const bad = (what: string): never => {
-      throw new FlareRuntimeError('E_RUNTIME_CHECKPOINT', `job ${id}: ${what}`);
+    if (first !== undefined) throw first;
+    return undefined;
+  }
+
+  async #verifiedCheckpoint(id: string, dir: string, name: string, text: string): Promise<Checkpoint> {
+    const bad = (what: string, code: 'E_RUNTIME_CHECKPOINT' | 'E_RUNTIME_CHECKPOINT_FORGED' = 'E_RUNTIME_CHECKPOINT'): never => {
+      throw new FlareRuntimeError(code, `job ${id}: ${what}`);
     };
     let parsed: unknown;
     try {
       parsed = parseStrictJson(text);
     } catch {
-      bad('checkpoint/state.json is not valid JSON');
+      bad(`checkpoint/${name} is not valid JSON`);
     }
-    const state = CheckpointState.safeParse(parsed);
-    if (!state.success) return bad('checkpoint/state.json is malformed');
+    const r = CheckpointState.safeParse(parsed);
+    if (!r.success) return bad(`checkpoint/${name} is malformed`);
+    const { mac, ...state } = r.data;
+    if (this.#key !== undefined) {
+      // The MAC covers the digests of the model and aggregator files: a planted file with its digest recomputed fails here.
+      if (mac === undefined) bad(`checkpoint/${name} carries no MAC of this server's key: it was not written by this server`, 'E_RUNTIME_CHECKPOINT_FORGED');
+      const want = Buffer.from(stateMac(this.#key, id, state), 'hex');
+      if (!timingSafeEqual(want, Buffer.from(mac!, 'hex'))) bad(`checkpoint/${name}'s MAC does not verify with this server's key: it was written by someone else, or changed`, 'E_RUNTIME_CHECKPOINT_FORGED');
+    }
     const read = async (file: string, digest: string): Promise<Uint8Array> => {
       const b = await readFile(join(dir, file)).catch(() => bad(`checkpoint/${file} is missing`));
       if (sha256(b) !== digest) bad(`checkpoint/${file} does not match its digest`);
       return new Uint8Array(b);
     };
-    const model = decodeModel(await read(state.data.file, state.data.sha256));
-    const aggregator = state.data.aggregator === undefined ? undefined : await read(state.data.aggregator.file, state.data.aggregator.sha256);
+    const model = decodeModel(await read(state.file, state.sha256));
+    const aggregator = state.aggregator === undefined ? undefined : await read(state.aggregator.file, state.aggregator.sha256);
     return {
-      round: state.data.round,
+      round: state.round,
       model,
       ...(aggregator === undefined ? {} : { aggregator }),
-      ...(state.data.workflow === undefined ? {} : { workflow: state.data.workflow as JsonValue }),
-      ...(state.data.partial === true ? { partial: true } : {}),
+      ...(state.workflow === undefined ? {} : { workflow: state.workflow as JsonValue }),
+      ...(state.partial === true ? { partial: true } : {}),
     };
   }
 

@@ -1,4 +1,5 @@
 import { AttestError, FlareError, FlareRuntimeError, PolicyError, isFlareErrorCode, silentLogger, type AuditHook, type Logger } from '@flare/core';
+import type { CrlStore } from '@flare/pki';
 import { admitAbort } from '@flare/policy';
 import { AttestationChecks } from '../attestation/checks.js';
 import { AttestationGate, attestationError, type AttestationOptions, type AttestationOutcome } from '../attestation/gate.js';
@@ -7,6 +8,7 @@ import { resolveRuntimeLimits, type ResolvedRuntimeLimits, type RuntimeLimits } 
 import { reasonOf, type Reason } from '../errors.js';
 import { EventBus } from '../event-bus.js';
 import type { PeerChannel, ServerLink } from '../protocol/channel.js';
+import { decodeAnchor, encodeAnchor, type AnchorLog } from '../protocol/anchors.js';
 import { receivedSignature } from '../protocol/job-trust.js';
 import { outgoing, parseMessage, type Message, type MessageOf } from '../protocol/messages.js';
 import { crossSiteEvalSite } from '../workflows/cross-site-eval-site.js';
@@ -50,6 +52,20 @@ export interface ClientEngineOptions {
    * `attestation_refused` audit event, and `stopReason` says why.
    */
   readonly attestation?: AttestationOptions;
+  /**
+   * This site's memory of the newest CRL (@flare/pki's `CrlStore`, persisted in its workspace): a CRL the server
+   * hands over at login is kept only when newer (`crl_updated`); an older one is refused (`crl_refused`,
+   * E_CRL_ROLLBACK). Job signatures are checked against it when `jobTrust` reads it.
+   */
+  readonly crls?: Pick<CrlStore, 'accept'>;
+  /**
+   * This site's audit log for the anchor exchange (@flare/audit's `AuditLog`): its anchor goes to the server at
+   * every login and every `anchorIntervalMs`; the server's anchor is recorded here (a rollback of the server's
+   * log is audited `audit_anchor_rollback`).
+   */
+  readonly anchors?: AnchorLog;
+  /** How often the site sends its anchor while connected (default 10 minutes). */
+  readonly anchorIntervalMs?: number;
 }
 
 /** Codes of a `bye` that end the site for good: the server refused it inside the authenticated session. */
@@ -73,6 +89,7 @@ export class ClientEngine {
   readonly #checks: AttestationChecks;
   #channel: PeerChannel | undefined;
   #heartbeat: NodeJS.Timeout | undefined;
+  #anchorTimer: NodeJS.Timeout | undefined;
   #stopReason: FlareError | undefined;
   #closed = false;
   #registered: Array<() => void> = [];
@@ -143,6 +160,7 @@ export class ClientEngine {
     if (this.#closed) return;
     this.#closed = true;
     clearInterval(this.#heartbeat);
+    clearInterval(this.#anchorTimer);
     this.#checks.cancelAll();
     await this.#o.link.stop();
     await this.#jobs.endAll({ code: 'E_RUNTIME_DISCONNECTED', message: 'the site is stopping' });
@@ -181,8 +199,8 @@ export class ClientEngine {
   async #attach(ch: PeerChannel): Promise<void> {
     if (this.#closed) return ch.close();
     this.#channel = ch;
-    let welcome: () => void = () => undefined;
-    const welcomed = new Promise<void>((resolve) => {
+    let welcome: (payload: Uint8Array) => void = () => undefined;
+    const welcomed = new Promise<Uint8Array>((resolve) => {
       welcome = resolve;
     });
     ch.onMessage((h, payload) => {
@@ -193,7 +211,7 @@ export class ClientEngine {
         this.#audit({ action: 'protocol_error', msg: reasonOf(e).message });
         return ch.close();
       }
-      if (msg.t === 'welcome') return welcome();
+      if (msg.t === 'welcome') return welcome(payload);
       if (msg.t === 'bye') return this.#bye(msg.reason);
       void this.#onMessage(ch, msg, payload).catch((e: unknown) => this.#log.error('message handling failed', { ...reasonOf(e) }));
     });
@@ -203,6 +221,8 @@ export class ClientEngine {
       this.#channel = undefined;
       clearInterval(this.#heartbeat);
       this.#heartbeat = undefined;
+      clearInterval(this.#anchorTimer);
+      this.#anchorTimer = undefined;
       this.#checks.cancel('server');
       if (this.#closed) return;
       this.#audit({ action: 'server_lost', msg: 'connection to the server lost; reconnecting' });
@@ -221,9 +241,10 @@ export class ClientEngine {
       const late = new Promise<'late'>((resolve) => {
         timer = setTimeout(() => resolve('late'), timeoutMs);
       });
-      const how = await Promise.race([welcomed.then(() => 'welcome' as const), late]);
+      const how = await Promise.race([welcomed, late]);
       clearTimeout(timer);
       if (how === 'late') throw new FlareRuntimeError('E_RUNTIME_TIMEOUT', `the server did not welcome ${this.#o.site.name} within ${timeoutMs} ms`);
+      await this.#takeCrl(how);
     } catch (e) {
       this.#log.warn('registration failed; reconnecting', { ...reasonOf(e) });
       // Closing makes the link dial again with backoff.
@@ -235,6 +256,13 @@ export class ClientEngine {
     clearInterval(this.#heartbeat);
     this.#heartbeat = setInterval(() => void ch.send(outgoing({ t: 'heartbeat' })).catch(() => undefined), this.#limits.heartbeatMs);
     this.#heartbeat.unref();
+    if (this.#o.anchors !== undefined) {
+      // This site's anchor now and periodically: the server records it, so a later rollback of this log shows.
+      this.#sendAnchor(ch);
+      clearInterval(this.#anchorTimer);
+      this.#anchorTimer = setInterval(() => this.#sendAnchor(ch), this.#o.anchorIntervalMs ?? 600_000);
+      this.#anchorTimer.unref();
+    }
     this.#checks.schedule('server', ch, () => !this.#closed && this.#channel === ch, (v) => this.#refuseServer(ch, v, 'at a periodic check'));
     for (const r of this.#registered.splice(0)) r();
   }
@@ -257,6 +285,8 @@ export class ClientEngine {
       }
       case 'abort':
         return this.#abort(msg, payload);
+      case 'anchor':
+        return this.#recordAnchor(ch, payload);
       case 'job_end':
         return this.#jobs.end(msg.job, msg.error ?? { code: msg.status, message: `the job ${msg.status.toLowerCase()} at the server` }, msg.ref);
       default:
@@ -332,6 +362,47 @@ export class ClientEngine {
   #refused(job: string, ref: string | undefined, error: Reason, submitter: string): string | undefined {
     this.#log.warn('job refused', { job, code: error.code, reason: error.message });
     return this.#audit({ action: 'deploy_refused', job, ref, user: submitter, msg: `${error.code}: ${error.message}`, data: { code: error.code } });
+  }
+
+  #sendAnchor(ch: PeerChannel): void {
+    let bytes: Uint8Array;
+    try {
+      bytes = encodeAnchor(this.#o.anchors!);
+    } catch (e) {
+      this.#log.warn('no audit anchor to send', { ...reasonOf(e) });
+      return;
+    }
+    void ch.send(outgoing({ t: 'anchor' }), bytes).catch(() => undefined);
+  }
+
+  /** The server's anchor: recorded in this site's log (a rollback of the server's log is refused and audited there). */
+  #recordAnchor(ch: PeerChannel, payload: Uint8Array): void {
+    const log = this.#o.anchors;
+    if (log === undefined) return;
+    try {
+      log.recordAnchor(decodeAnchor(payload), { site: ch.peer.name });
+    } catch (e) {
+      const { code, message } = reasonOf(e);
+      this.#log.error("the server's audit anchor was refused", { code, reason: message });
+      if (code !== 'E_AUDIT_ROLLBACK') this.#audit({ action: 'anchor_refused', msg: `${code}: ${message}`.slice(0, 2000), data: { code } });
+    }
+  }
+
+  /** The CRL the server handed over in its welcome: kept when newer than this site's, refused when older. */
+  async #takeCrl(payload: Uint8Array): Promise<void> {
+    if (payload.byteLength === 0 || this.#o.crls === undefined) return;
+    try {
+      // The server sends the PEM text (loadCrl reads bytes as DER).
+      const { crl, changed } = await this.#o.crls.accept(new TextDecoder('utf-8', { fatal: true }).decode(payload));
+      if (!changed) return;
+      const n = crl.crlNumber?.toString() ?? '?';
+      this.#audit({ action: 'crl_updated', msg: `accepted the server's CRL number ${n} (${crl.revoked.size} revoked)`, data: { crl_number: n, revoked: crl.revoked.size } });
+      this.#log.info('newer CRL from the server', { crlNumber: n });
+    } catch (e) {
+      const { code, message } = reasonOf(e);
+      this.#audit({ action: 'crl_refused', msg: `${code}: ${message}`.slice(0, 2000), data: { code } });
+      this.#log.warn('refused the CRL the server sent', { code, reason: message });
+    }
   }
 
   /** This site leaves a job on its own (its wall time ran out): tells the server, then ends it here. */

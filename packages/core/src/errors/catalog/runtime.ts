@@ -66,6 +66,10 @@ export const RUNTIME_CODES = {
     meaning: 'The connection to the peer closed before the request was answered.',
     action: 'Check the peer process and the network, then retry; the audit logs show whether the request was processed.',
   },
+  E_RUNTIME_CHECKPOINT_FORGED: {
+    meaning: "A job's checkpoint or state on the server's disk carries no valid MAC of this server's key: someone else wrote it, or changed it.",
+    action: 'The server resumes from the previous checkpoint that verifies (audited as checkpoint_refused); find out who wrote to the job store, and restore it from a backup.',
+  },
   E_RUNTIME_CHECKPOINT: {
     meaning: 'A job\'s checkpoint on disk is unreadable or inconsistent, so the job cannot resume from it.',
     action: 'Restore the job folder from a backup; never edit checkpoint files by hand. The job can be re-submitted from the start.',

@@ -6,6 +6,8 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { model, tensor } from '@flare/core';
 import { AuditLog, readEvents } from '@flare/audit';
 import { BUDGET_FOLDER, createDpFilterFactories, ledgerHeadsFromAudit, openPrivacyLedger } from '@flare/filters-dp';
+import type { Kit } from '@flare/pki';
+import { defaultStack } from '../src/poc/stack.js';
 
 // The wiring a site runtime does between @flare/audit and @flare/filters-dp, both real: the ledger reports each
 // head to the site's audit log; at start the site reads the heads back and opens the ledger with them, so a
@@ -63,5 +65,37 @@ describe('privacy ledger heads anchored in a real audit log', () => {
     for await (const r of recordsOf(auditPath)) actions.push(r.action);
     expect(actions.filter((a) => a === 'dp_ledger_rollback')).toHaveLength(2);
     await expect(runSite(workspaceWith('ws-4', current, file), 1)).resolves.toBeUndefined();
+  });
+});
+
+describe("the flare site stack wires the site's ledger to its audit log (flare client)", () => {
+  it('openAudit hands back the heads its log recorded in earlier runs; filters(ledger) charge that ledger; an older ledger is refused (E_DP_LEDGER_ROLLBACK)', async () => {
+    const stack = defaultStack();
+    const auditDir = join(root, 'stack-audit');
+    mkdirSync(auditDir, { recursive: true });
+    const kit = { participant: { name: 'site-1' }, privateKey: generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey } as unknown as Kit;
+    /** One `flare client` run: the audit log, the site ledger opened with its heads, `rounds` releases of two jobs. */
+    const run = async (workspace: string, rounds: number): Promise<number> => {
+      const audit = await stack.openAudit(auditDir, kit);
+      try {
+        const ledger = openPrivacyLedger(join(workspace, BUDGET_FOLDER), { site: 'site-1', audit: audit.hook, trustedHeads: audit.ledgerHeads ?? [] });
+        const factory = stack.filters(ledger).get('gaussian-dp')!;
+        for (const job of ['job-a', 'job-b']) {
+          const filter = factory.create(factory.args.parse(args), { site: 'site-1', workspace });
+          for (let round = 0; round < rounds; round++) await filter.apply(update(), { site: 'site-1', job, round });
+        }
+        return (audit.ledgerHeads ?? []).length;
+      } finally {
+        await audit.close();
+      }
+    };
+    const first = join(root, 'stack-ws-0');
+    expect(await run(first, 1)).toBe(0);
+    const file = readdirSync(join(first, BUDGET_FOLDER))[0]!;
+    const older = join(root, 'stack-older.jsonl');
+    copyFileSync(join(first, BUDGET_FOLDER, file), older);
+    // Both jobs charged the one ledger of the site's dataset: the next run starts from its head.
+    expect(await run(workspaceWith('stack-ws-1', join(first, BUDGET_FOLDER, file), file), 1)).toBe(1);
+    await expect(run(workspaceWith('stack-ws-2', older, file), 1)).rejects.toMatchObject({ code: 'E_DP_LEDGER_ROLLBACK' });
   });
 });

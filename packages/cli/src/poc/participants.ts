@@ -1,6 +1,7 @@
 import { access, mkdir, readFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { FlareRuntimeError, type AggregationScheme, type FilterFactory, type AuditHook } from '@flare/core';
+import { BUDGET_FOLDER, openPrivacyLedger, type LedgerHead, type PrivacyLedger } from '@flare/filters-dp';
 import type * as FiltersHeModule from '@flare/filters-he';
 import type * as CcAttest from '@flare/cc-attest';
 import { BUDGET_FOLDER, openPrivacyLedger } from '@flare/filters-dp';
@@ -49,11 +50,11 @@ const HE_CLIENT_CONTEXT = join('startup', 'client_context.seal');
 /** The pieces other packages contribute to a participant: audit log, aggregator, filters. */
 export interface Stack {
   /** Opens this participant's audit log; returns the hook and a way to close it and read its tail. */
-  openAudit(dir: string, kit: Kit): Promise<{ hook: AuditHook; tail(lines: number): Promise<string[]>; close(): Promise<void>; anchors?: AnchorLog }>;
+  openAudit(dir: string, kit: Kit): Promise<{ hook: AuditHook; tail(lines: number): Promise<string[]>; close(): Promise<void>; anchors?: AnchorLog; ledgerHeads?: readonly LedgerHead[] }>;
   /** The aggregator of a job; undefined: the runtime's (meta.json's `aggregator` under the server's policy). */
   aggregator?: AggregatorFactory;
-  /** Filters a site can build by name (privacy.json and jobs name them). */
-  filters(): ReadonlyMap<string, FilterFactory<unknown>>;
+  /** Filters a site can build by name (privacy.json and jobs name them); DP filters charge `ledger` when given. */
+  filters(ledger?: PrivacyLedger): ReadonlyMap<string, FilterFactory<unknown>>;
 }
 
 /** Where a participant keeps its state: `--workspace`, else `<kit>/../<name>-workspace`. */
@@ -231,7 +232,10 @@ export async function runClient(o: ClientRun, stack: Stack): Promise<void> {
   const config = await readSiteConfig(ws);
   const audit = await stack.openAudit(ws, kit);
   try {
-    const filters = new Map(stack.filters());
+    // One privacy ledger per dataset for the whole site, shared by every job (two DP jobs on the same data spend
+    // one budget); each new head goes into the site's audit log, and the heads it recorded before are checked.
+    const ledger = openPrivacyLedger(join(ws, BUDGET_FOLDER), { site: kit.participant.name, audit: audit.hook, ...(audit.ledgerHeads === undefined ? {} : { trustedHeads: audit.ledgerHeads }) });
+    const filters = new Map(stack.filters(ledger));
     // HE: a kit provisioned with the HE step holds the project's client context (secret key, 0600): the site
     // can then name he-encrypt / he-decrypt in its privacy.json. One source object: both share one context.
     if (await exists(join(kit.dir, HE_CLIENT_CONTEXT))) {

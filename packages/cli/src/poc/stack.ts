@@ -1,9 +1,14 @@
+import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { AuditLog, verifyAuditLog } from '@flare/audit';
+import { AuditLog, readEvents, verifyAuditLog } from '@flare/audit';
 import type { FilterFactory } from '@flare/core';
-import { dpFilterFactories } from '@flare/filters-dp';
+import { createDpFilterFactories, ledgerHeadsFromAudit } from '@flare/filters-dp';
 import type { Stack } from './participants.js';
+
+async function* recordsOf(path: string): AsyncGenerator<{ readonly action: string; readonly data?: unknown }> {
+  for await (const { record } of readEvents(path)) yield record;
+}
 
 /** The audit log file of a participant's workspace. */
 export const AUDIT_FILE = 'audit.jsonl';
@@ -17,6 +22,9 @@ export function defaultStack(): Stack {
   return {
     async openAudit(dir, kit) {
       const file = join(dir, AUDIT_FILE);
+      // The privacy ledgers' heads this log recorded in earlier runs: a ledger deleted or restored from an older
+      // copy while the participant was down is then refused (E_DP_LEDGER_ROLLBACK), not silently re-opened.
+      const ledgerHeads = existsSync(file) ? await ledgerHeadsFromAudit(recordsOf(file)) : [];
       const log = await AuditLog.open(file, { site: kit.participant.name, signer: kit.privateKey });
       return {
         hook: log.append,
@@ -28,9 +36,10 @@ export function defaultStack(): Stack {
         close: () => log.close(),
         // The anchor exchange with peers (`flare audit verify --anchors` checks a log against what they recorded).
         anchors: log,
+        ledgerHeads,
       };
     },
-    filters: () => new Map<string, FilterFactory<unknown>>(dpFilterFactories.map((f) => [f.name, f as FilterFactory<unknown>])),
+    filters: (ledger) => new Map<string, FilterFactory<unknown>>(createDpFilterFactories(ledger === undefined ? {} : { ledger }).map((f) => [f.name, f as FilterFactory<unknown>])),
   };
 }
 

@@ -4,7 +4,6 @@ import { FlareRuntimeError, type AggregationScheme, type FilterFactory, type Aud
 import { BUDGET_FOLDER, openPrivacyLedger, type LedgerHead, type PrivacyLedger } from '@flare/filters-dp';
 import type * as FiltersHeModule from '@flare/filters-he';
 import type * as CcAttest from '@flare/cc-attest';
-import { BUDGET_FOLDER, openPrivacyLedger } from '@flare/filters-dp';
 import { CRL_STATE_FILE, CrlStore, loadKit, type Kit } from '@flare/pki';
 import { PolicyFile, loadSitePolicies, parseAuthorizationPolicy, type AuthorizationPolicy } from '@flare/policy';
 import {

@@ -182,7 +182,9 @@ describe('a job has a whole lifecycle (real processes)', () => {
     const ws = join(root, 'srv-kill');
     await startServer(ws);
     const [, , s3] = await Promise.all(['site-1', 'site-2', 'site-3'].map((s) => startSite(s)));
-    const id = await submit(await job('kill', { rounds: 8, min_clients: 2, learner: { name: 'tfjs-spam', args: { features: FEATURES, hidden: 0, epochs: 8, batch_size: 32 } } }));
+    // Rounds long enough (40 local epochs) that a restarted site's deploy (loading its data, building the learner) fits
+    // in one of them on a fast machine as on a busy one.
+    const id = await submit(await job('kill', { rounds: 8, min_clients: 2, learner: { name: 'tfjs-spam', args: { features: FEATURES, hidden: 0, epochs: 40, batch_size: 32 } } }));
     await until(async () => ((await record(ws, id)).rounds_done >= 2 ? true : undefined), 300_000, 'two rounds');
     await stop(s3!.child, 'SIGKILL');
     await startSite('site-3');

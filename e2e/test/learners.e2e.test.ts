@@ -8,7 +8,7 @@
 // - BYOC: a job's own signed Python learner (custom/) runs as a subprocess at the sites that consent
 //   (site-1, site-2) and is refused at the one that does not (site-3, E_POLICY_BYOC_DISABLED).
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { decodeModel, encodeModel, model, tensor } from '@flare/core';
@@ -153,11 +153,14 @@ function pyJson(py: string, args: string[]): Promise<{ accuracy: number }> {
   });
 }
 
-/** The job's final global model from the server's checkpoint, decrypted with a site's key when it is encrypted. */
+/** The job's final global model, downloaded as a user does (`flare admin download`), decrypted with a site's key when it is encrypted. */
 async function finalModel(id: string): Promise<{ file: string; encrypted: boolean }> {
-  const dir = join(serverWs, 'jobs', id, 'checkpoint');
-  const last = (await readdir(dir)).filter((f) => /^global-r\d+\.safetensors$/.test(f)).sort((a, b) => Number(/\d+/.exec(a)![0]) - Number(/\d+/.exec(b)![0])).pop()!;
-  let m = decodeModel(new Uint8Array(await readFile(join(dir, last))));
+  const dir = join(root, 'downloads');
+  await mkdir(dir, { recursive: true });
+  const r = await flare(['admin', '--kit', kits.get(ADMIN)!, 'download', id, '-o', dir], 120_000);
+  expect(r.code, r.stderr).toBe(0);
+  const downloaded = r.stdout.trim();
+  let m = decodeModel(new Uint8Array(await readFile(downloaded)));
   const encrypted = isEncryptedModel(m);
   if (encrypted) {
     const ctx = await loadHeContextFromKit(kits.get('site-1')!, 'client');

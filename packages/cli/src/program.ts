@@ -10,7 +10,7 @@ import { register as result } from './commands/result.js';
 import { register as metrics } from './commands/metrics.js';
 import { register as job } from './commands/job.js';
 import { register as simulate } from './commands/simulate.js';
-import { EXIT } from './run.js';
+import { EXIT, usageError } from './run.js';
 
 // Each command group lives in src/commands/<group>.ts and exports `register(program)`; add one line below.
 // result and metrics add `admin result` / `admin metrics`: they come after runtime, which registers `admin`.
@@ -22,13 +22,31 @@ export function createProgram(): Command {
   const program = new Command('flare')
     .description('FLARE-TS: secure federated learning. Provision, run, verify.')
     .version(version)
-    .showHelpAfterError()
     .exitOverride();
   for (const register of groups) register(program);
+  codeUsageErrors(program);
   return program;
 }
 
-/** Parses argv and runs the command; usage errors exit 2, help and version 0. */
+/**
+ * Makes every usage error commander reports (unknown option or command, missing argument, a value its parser
+ * refused with InvalidArgumentError, `cmd.error(...)`) one E_CLI_USAGE line naming the command, printed the way
+ * every refusal is; `main` turns it into exit 2. Set on each command: commander copies output settings to a
+ * subcommand only when it is created, and the line names the command it concerns.
+ */
+function codeUsageErrors(command: Command): void {
+  const path = commandPath(command);
+  command.configureOutput({ outputError: (message, write) => write(`${usageError(message, path).describe()}\n`) });
+  for (const sub of command.commands) codeUsageErrors(sub);
+}
+
+function commandPath(command: Command): string {
+  const names: string[] = [];
+  for (let c: Command | null = command; c !== null; c = c.parent) names.unshift(c.name());
+  return names.join(' ');
+}
+
+/** Parses argv and runs the command; usage errors exit 2 (printed as E_CLI_USAGE), help and version 0. */
 export async function main(argv: readonly string[] = process.argv): Promise<void> {
   const program = createProgram();
   try {

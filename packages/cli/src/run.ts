@@ -1,7 +1,17 @@
-import { FlareError } from '@flare/core';
+import { CliError, FlareError } from '@flare/core';
 
 /** Exit codes every `flare` command uses. */
 export const EXIT = { ok: 0, refused: 1, usage: 2 } as const;
+
+/**
+ * The E_CLI_USAGE error for a command line the CLI does not accept: `problem` is what is wrong (commander's
+ * message, with or without its `error: ` prefix), `command` the command it concerns (`flare attest verify`),
+ * which the message names together with its --help.
+ */
+export function usageError(problem: string, command = 'flare'): CliError {
+  const what = problem.replace(/^error:\s*/i, '').replace(/\s*\n\s*/g, ' ').trim().replace(/[.\s]*$/, '');
+  return new CliError('E_CLI_USAGE', `${command}: ${what}; \`${command} --help\` shows its usage.`);
+}
 
 /** Where a command writes; tests pass their own. */
 export interface Io {

@@ -13,7 +13,7 @@ import {
   type TdxCollateral,
   type VerificationResult,
 } from '@flare/cc-attest';
-import { EXIT, runCommand, stdio, type Io } from '../run.js';
+import { EXIT, runCommand, stdio, usageError, type Io } from '../run.js';
 
 interface VerifyOptions {
   type: EvidenceType;
@@ -131,7 +131,7 @@ export function register(program: Command, io: Io = stdio): void {
         inputs = { evidence, policy, collateral: col?.tdx, crl: col?.crl, rims };
       } catch (e) {
         if (e instanceof UsageProblem) {
-          io.err(`error: ${e.message}`);
+          io.err(usageError(e.message, 'flare attest verify').describe());
           process.exitCode = EXIT.usage;
           return;
         }

@@ -3,7 +3,7 @@ import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { FlareError, PolicyError } from '@flare/core';
 import { authorize, parseAuthorizationPolicy, type AuthorizationPolicy, type Person } from '@flare/policy';
-import { EXIT, runCommand, stdio, type Io } from '../run.js';
+import { EXIT, runCommand, stdio, usageError, type Io } from '../run.js';
 
 interface CheckOptions {
   policy: string;
@@ -45,7 +45,7 @@ export function register(program: Command, io: Io = stdio): void {
     .option('--submitter-role <role>', "the submitter's role (not used by conditions; shown for completeness)")
     .action(async (opts: CheckOptions) => {
       if ((opts.submitterName === undefined) !== (opts.submitterOrg === undefined)) {
-        io.err('error: --submitter-name and --submitter-org go together');
+        io.err(usageError('--submitter-name and --submitter-org go together', 'flare policy check').describe());
         process.exitCode = EXIT.usage;
         return;
       }

@@ -2,6 +2,10 @@ import type { Catalog } from '../info.js';
 
 /** Error codes of the flare command (@flare/cli). Add a code here with its meaning and action, then run `npm run errors:doc`. */
 export const CLI_CODES = {
+  E_CLI_USAGE: {
+    meaning: 'The command line is not one the flare command accepts: an unknown command or option, a missing argument or required option, or a value of the wrong form (the message names it); the command did nothing and exits with 2.',
+    action: 'Correct the argument the message names; `flare <command> --help` lists the arguments and options of each command and the form of their values.',
+  },
   E_CLI_NOT_BUILT: {
     meaning: 'The flare command was run from a clone of the repository before its first build: packages/cli/dist is missing.',
     action: 'Run `npm run build` at the root of the clone, then the command again (an installed @flare/cli always has it).',

@@ -27,6 +27,8 @@ describe('flare poc --attest test', () => {
       attestation: { mode: string; verified: number; periodic: number; refused: Array<{ by: string; peer: string; purpose: string; code: string; reason: string }> };
     };
     expect(s.status).toBe('FINISHED');
+    // The refused site stops at once, and the poc does not wait for a site whose process has ended.
+    expect(r.stderr).toContain('site-3 exited before registering');
     for (const x of s.rounds) expect(x.contributors).toEqual(['site-1', 'site-2']);
     expect(s.sites.find((x) => x.name === 'site-3')).toMatchObject({ bytes: 0, refused: expect.stringMatching(/^E_ATTEST_POLICY_DEBUG: /) });
     expect(s.attestation.mode).toBe('test');

@@ -301,13 +301,16 @@ export async function runPoc(o: PocOptions): Promise<PocSummary> {
   }
 }
 
-/** Waits until every site in `sites` is connected to the server (bounded); returns those that are not. */
-async function waitForSites(admin: Awaited<ReturnType<typeof connectAdmin>>, sites: readonly string[], timeoutMs: number): Promise<string[]> {
+/**
+ * Waits until every site in `sites` is connected to the server (bounded); returns those that are not. A site whose
+ * process has exited (refused at login, a bad kit) is not waited for: it will not connect.
+ */
+async function waitForSites(admin: Awaited<ReturnType<typeof connectAdmin>>, sites: readonly string[], exited: (site: string) => boolean, timeoutMs: number): Promise<string[]> {
   const end = Date.now() + timeoutMs;
   for (;;) {
     const connected = new Set((await admin.sites()).filter((x) => x.connected).map((x) => x.name));
     const missing = sites.filter((s) => !connected.has(s));
-    if (missing.length === 0 || Date.now() > end) return missing;
+    if (missing.every(exited) || Date.now() > end) return missing;
     await new Promise((r) => setTimeout(r, 200));
   }
 }
@@ -386,8 +389,9 @@ async function runFederation(o: PocOptions, ws: string, v: Variant): Promise<Fed
     await writeFile(join(jobDir, 'model.safetensors'), encodeModel(initial));
     const admin = await connectAdmin(kitOf('admin@flare.poc'));
     // Round 1 starts with every site: the job is submitted once all have registered (or the summary says who had not).
-    const missing = await waitForSites(admin, sites, 180_000);
-    if (missing.length > 0) o.progress(`${v.label}poc: ${missing.join(', ')} had not registered after 180 s; the job starts without ${missing.length === 1 ? 'it' : 'them'}`);
+    const exited = (site: string) => procs.find((p) => p.name === site)?.child.exitCode !== null;
+    const missing = await waitForSites(admin, sites, exited, 180_000);
+    if (missing.length > 0) o.progress(`${v.label}poc: ${missing.join(', ')} ${missing.every(exited) ? 'exited before registering (see logs/)' : 'had not registered after 180 s'}; the job starts without ${missing.length === 1 ? 'it' : 'them'}`);
     let rec: JobRecord;
     let secagg: SecAggReport | undefined;
     let matrix: CrossSiteMatrix | undefined;

@@ -241,11 +241,14 @@ export class ClientEngine {
       const late = new Promise<'late'>((resolve) => {
         timer = setTimeout(() => resolve('late'), timeoutMs);
       });
-      const how = await Promise.race([welcomed, late]);
+      // A final refusal (a `bye`) closes the site while it waits: stop waiting then, so no timer keeps the process alive.
+      const how = await Promise.race([welcomed, late, this.done.then(() => 'closed' as const)]);
       clearTimeout(timer);
+      if (how === 'closed') return;
       if (how === 'late') throw new FlareRuntimeError('E_RUNTIME_TIMEOUT', `the server did not welcome ${this.#o.site.name} within ${timeoutMs} ms`);
       await this.#takeCrl(how);
     } catch (e) {
+      if (this.#closed) return;
       this.#log.warn('registration failed; reconnecting', { ...reasonOf(e) });
       // Closing makes the link dial again with backoff.
       return ch.close();

@@ -29,9 +29,39 @@ export interface Participant {
   stop(graceMs?: number): Promise<number | null>;
 }
 
-/** Starts `flare <args>` as a child process with its stdout and stderr appended to `log`. */
+/** Set by the poc in the participants it starts: exit when the poc's pipe to them closes ({@link exitWithParent}). */
+export const EXIT_WITH_PARENT = 'FLARE_EXIT_WITH_PARENT';
+
+/**
+ * In a participant the poc started (EXIT_WITH_PARENT set; otherwise nothing happens): when its stdin, a pipe the
+ * poc holds open and never writes, ends, the poc is gone, however it died (SIGKILL and a test's timeout included:
+ * the kernel closes the pipe). Then the participant stops as on SIGTERM (its graceful stop) and exits for sure
+ * after `graceMs`. The variable is removed first, so this process's own children (learner programs) do not
+ * inherit it; stdin does not keep the process alive.
+ */
+export function exitWithParent(graceMs = 10_000): void {
+  if (process.env[EXIT_WITH_PARENT] !== '1') return;
+  delete process.env[EXIT_WITH_PARENT];
+  let gone = false;
+  const parentGone = (): void => {
+    if (gone) return;
+    gone = true;
+    setTimeout(() => process.exit(1), graceMs).unref();
+    process.kill(process.pid, 'SIGTERM');
+  };
+  process.stdin.once('end', parentGone).once('close', parentGone).once('error', parentGone);
+  process.stdin.resume();
+  process.stdin.unref();
+}
+
+/**
+ * Starts `flare <args>` as a child process with its stdout and stderr appended to `log`. Its stdin is a pipe from
+ * this process that it watches ({@link exitWithParent}): it does not outlive this process.
+ */
 export function startParticipant(name: string, args: readonly string[], log: string, env: NodeJS.ProcessEnv = process.env): Participant {
-  const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env });
+  const child = spawn(process.execPath, [BIN, ...args], { stdio: ['pipe', 'pipe', 'pipe'], env: { ...env, [EXIT_WITH_PARENT]: '1' } });
+  // Nothing is ever written: the pipe only tells the child this process is alive.
+  child.stdin!.on('error', () => {});
   const out = createWriteStream(log, { flags: 'a' });
   let buffered = '';
   const watchers: Array<{ re: RegExp; resolve(m: RegExpMatchArray): void }> = [];

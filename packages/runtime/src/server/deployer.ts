@@ -9,6 +9,7 @@ import type { PeerChannel } from '../protocol/channel.js';
 import { outgoing, type MessageOf } from '../protocol/messages.js';
 import { PendingRequests } from '../protocol/pending.js';
 import type { ActiveJob } from './active-job.js';
+import { RecordBatcher } from './deployer-records.js';
 import type { JobStore } from './job-store.js';
 import type { SiteRegistry } from './registry.js';
 
@@ -39,9 +40,12 @@ const RETRY_BUSY_MS = 5_000;
 export class Deployer {
   readonly #o: DeployerOptions;
   readonly #replies = new PendingRequests<MessageOf<'deploy_reply'>, string>();
+  // Every site's answer changes the job's record: gathered into one write at a time (N writes were N² at scale).
+  readonly #records: RecordBatcher;
 
   constructor(o: DeployerOptions) {
     this.#o = o;
+    this.#records = new RecordBatcher(o.store);
   }
 
   /** Takes a site's deploy reply; false when no deploy to that site waits for it. */
@@ -87,7 +91,7 @@ export class Deployer {
       if (reply.ok) {
         job.deployed.add(site);
         this.#o.audit({ action: 'deploy_accepted', job: job.id, ref: reply.ref, msg: `${site} accepted the job`, data: { site } });
-        await this.#o.store.update(job.id, (r) => {
+        await this.#records.apply(job.id, (r) => {
           if (!r.sites.includes(site)) r.sites.push(site);
           delete r.refused[site];
         });
@@ -110,7 +114,7 @@ export class Deployer {
     else job.refused.set(site, reason);
     this.#o.audit({ action: 'deploy_refused', job: job.id, ref, msg: `${site} refused the job: ${why}`, data: { site, code: reason.code } });
     this.#o.logger.warn('site refused the job', { job: job.id, site, code: reason.code, reason: reason.message });
-    await this.#o.store.update(job.id, (r) => {
+    await this.#records.apply(job.id, (r) => {
       r.refused[site] = why;
     });
   }

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { FlareRuntimeError, type JsonValue } from '@flare/core';
+import { FlareRuntimeError, parseStrictJson, type JsonValue } from '@flare/core';
 import { RUNTIME_DEFAULTS } from '../defaults.js';
 import { errorFromReason } from '../errors.js';
 import { encodeJobBundle, type JobBundle } from '../protocol/bundle.js';
@@ -21,6 +21,15 @@ export interface JobSummary {
 }
 
 type Reply = [MessageOf<'reply'>, Uint8Array];
+
+/** A large answer the server sent as the payload (`body: 'json'`). @throws E_RUNTIME_PROTOCOL when it is not JSON. */
+function replyBody(cmd: string, payload: Uint8Array): JsonValue {
+  try {
+    return parseStrictJson(new TextDecoder('utf-8', { fatal: true }).decode(payload));
+  } catch (e) {
+    throw new FlareRuntimeError('E_RUNTIME_PROTOCOL', `the server's answer to '${cmd}' is not valid JSON`, { cause: e });
+  }
+}
 
 /**
  * The admin API over the admin's authenticated channel: every call is authorized by the server (and, for
@@ -66,6 +75,7 @@ export class AdminClient {
     this.#ch.send(outgoing({ t: 'admin', id, ...req }), payload).catch((e: unknown) => this.#pending.reject(id, e));
     const [msg, body] = await reply;
     if (!msg.ok) throw errorFromReason(msg.error);
+    if (msg.body === 'json') return [replyBody(req.cmd, body), new Uint8Array(0)];
     return [msg.data ?? null, body];
   }
 

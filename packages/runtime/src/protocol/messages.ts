@@ -55,7 +55,11 @@ export const Message = z.discriminatedUnion('t', [
     name: z.string().regex(/^[a-z0-9_-]{1,64}$/).optional(),
   }),
   // server -> admin
-  z.strictObject({ t: z.literal('reply'), id, ok: z.boolean(), error: reason.optional(), data: json.optional() }),
+  /**
+   * `body: 'json'`: the answer is the payload (UTF-8 JSON), not `data`: a large answer (a job's status with a
+   * thousand sites) would exceed the header's 64 KiB limit.
+   */
+  z.strictObject({ t: z.literal('reply'), id, ok: z.boolean(), error: reason.optional(), data: json.optional(), body: z.literal('json').optional() }),
   /** Either way between server and site: the sender's latest signed audit checkpoint (its anchor) as the payload (JSON). */
   z.strictObject({ t: z.literal('anchor') }),
   // either way: the sender ends the connection, saying why (e.g. an attestation refusal)

@@ -35,6 +35,10 @@ export interface SiteState {
 export function siteStates(rec: JobRecord, def: JobDefinition, registry: SiteRegistry, active: ActiveJob | undefined): SiteState[] {
   const seen = new Map(registry.sightings().map((s) => [s.name, s]));
   const named = def.deploy.includes('@ALL') ? [...new Set([...rec.sites, ...Object.keys(rec.refused), ...seen.keys()])].sort() : def.deploy;
+  // Indexed once: a thousand sites over many rounds would otherwise cost a scan of every list per site.
+  const deployed = new Set(rec.sites);
+  const rounds = new Map<string, number[]>();
+  for (const h of rec.history) for (const c of h.contributors) (rounds.get(c) ?? rounds.set(c, []).get(c)!).push(h.round);
   return named.map((name) => {
     const s = seen.get(name);
     const refused = rec.refused[name];
@@ -43,9 +47,9 @@ export function siteStates(rec: JobRecord, def: JobDefinition, registry: SiteReg
       connected: s?.connected === true,
       ...(s === undefined ? {} : { last_seen: s.lastSeen }),
       running: active?.deployed.has(name) === true,
-      deployed: rec.sites.includes(name),
+      deployed: deployed.has(name),
       ...(refused === undefined ? {} : { refused }),
-      contributions: rec.history.filter((h) => h.contributors.includes(name)).map((h) => h.round),
+      contributions: rounds.get(name) ?? [],
       ...(s?.via === undefined ? {} : { via: [...s.via] }),
     };
   });
@@ -78,6 +82,9 @@ export interface AdminApiOptions {
   readonly admissible: (definition: JobDefinition) => void;
 }
 
+/** Answers longer than this (JSON characters) travel as the reply's payload rather than in its header. */
+const INLINE_REPLY_CHARS = 16 * 1024;
+
 const principal = (ch: PeerChannel): Principal => ({ name: ch.peer.name, org: ch.peer.org, role: ch.peer.role ?? '' });
 const asPrincipal = (s: JobRecord['submitter']): Principal => ({ ...s, role: s.role ?? '' });
 
@@ -108,6 +115,11 @@ export class AdminApi {
     let out: Uint8Array | undefined;
     try {
       [data, out] = await this.#run(user, msg, payload);
+      if (out === undefined) {
+        // A large answer goes as the payload: headers are bounded (64 KiB), payloads by the message limit.
+        const json = JSON.stringify(data);
+        if (json.length > INLINE_REPLY_CHARS) return await ch.send(outgoing({ t: 'reply', id: msg.id, ok: true, body: 'json' }), new TextEncoder().encode(json));
+      }
       await ch.send(outgoing({ t: 'reply', id: msg.id, ok: true, data }), out);
     } catch (e) {
       await ch.send(outgoing({ t: 'reply', id: msg.id, ok: false, error: reasonOf(e, 'E_RUNTIME_PROTOCOL') }));

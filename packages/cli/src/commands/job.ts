@@ -6,8 +6,9 @@ import { basename, delimiter, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CliError, FlareRuntimeError, decodeModel, encodeModel, parameterCount, type FLModel, type JsonValue } from '@flare/core';
 import { PYTHON_CLIENT_DIR, parseMetaJson, readJobFolder, type JobDefinition } from '@flare/runtime';
-import { readWeights, selectBackend } from '@flare/tfjs';
+import { loadCsv, readWeights, selectBackend, toDataset } from '@flare/tfjs';
 import { InvalidArgumentError, Option, type Command } from 'commander';
+import { CsvSource, TFJS_LEARNER, TfjsLearnerArgs, readDataSource, sourcePath, tabularNetwork } from '../data-sources.js';
 import { SpamLearnerArgs, spamNetwork } from '../poc/spam-model.js';
 import { runCommand, stdio, type Io } from '../run.js';
 import { BUILT_IN_LEARNERS, readSiteFolder } from './simulate.js';
@@ -97,7 +98,7 @@ async function initialModelFrom(argv: readonly [string, ...string[]], cwd: strin
   }
 }
 
-function readme(name: string, learner: JobLearner, python: string | undefined): string {
+function readme(name: string, learner: JobLearner, python: string | undefined, csv = false): string {
   const steps = [
     `flare job check ${name}`,
     `flare simulate ${name} --sites 2`,
@@ -133,7 +134,16 @@ function readme(name: string, learner: JobLearner, python: string | undefined): 
           'example data it trains on; a site with its own data keeps 0 and 1 and edits data.py). The program runs',
           `with \`${python ?? 'python3'}\`; change \`command\` in components.json if the site's interpreter is elsewhere.`,
         ]
-      : [
+      : csv
+        ? [
+            '',
+            '## At a real site',
+            '',
+            'The `tfjs` learner is built into `flare client`: each site names its own CSV file (same columns) as its',
+            'dataset `default` in its workspace\'s site.json, as `site/site.json` does here for the simulation, and',
+            'admits `tfjs` in its components allow-list. The path stays at the site; see docs/learners.md.',
+          ]
+        : [
           '',
           '## At a real site',
           '',
@@ -145,6 +155,42 @@ function readme(name: string, learner: JobLearner, python: string | undefined): 
   ].join('\n');
 }
 
+/**
+ * The job of the built-in `tfjs` learner for a CSV file: a dense network with as many inputs as the file has
+ * feature columns and as many outputs as it has classes, and `site/site.json` naming the file as the sites'
+ * dataset `default` (its classes in index order, so every site maps names to the same indices).
+ */
+async function tabularJob(
+  name: string,
+  rounds: number,
+  csv: string,
+  label: string,
+  task: 'classification' | 'regression',
+  work: string,
+  io: Io,
+): Promise<{ definition: { [k: string]: JsonValue }; initial: FLModel }> {
+  const file = resolve(csv);
+  const data = await loadCsv(file, { label, task });
+  let classes: number | undefined;
+  if (task === 'classification') {
+    let max = 0;
+    for (const v of data.labels) max = Math.max(max, v);
+    classes = data.classes?.length ?? max + 1;
+    if (classes < 2) throw new CliError('E_CLI_JOB_OPTIONS', `${file}: the label column '${label}' has one class only; classification needs two or more (or --task regression)`);
+  }
+  const raw: { [k: string]: JsonValue } = { dataset: 'default', features: data.features, task, ...(classes === undefined ? {} : { classes }), hidden: [16], epochs: 10, batch_size: 16, optimizer: 'adam', learning_rate: 0.05 };
+  const args = TfjsLearnerArgs.parse(raw);
+  await selectBackend({});
+  const initial = readWeights(tabularNetwork(args));
+  const site = join(work, 'site');
+  await mkdir(site);
+  const source = CsvSource.parse({ type: 'csv', path: file, label, validation_split: 0.2, ...(data.classes === undefined ? {} : { classes: data.classes }) });
+  await writeFile(join(site, 'site.json'), `${JSON.stringify({ datasets: { default: source } }, null, 2)}\n`);
+  io.err(`job create: ${file} has ${data.n} rows, ${data.features} features (${data.featureNames.slice(0, 8).join(', ')}${data.features > 8 ? ', ...' : ''})${classes === undefined ? '' : ` and ${classes} classes`}`);
+  const definition = { name, rounds, min_clients: 2, round_timeout_s: 300, deploy: ['@ALL'], learner: { name: TFJS_LEARNER, args: raw } };
+  return { definition, initial };
+}
+
 /** Options of {@link createJob}. */
 export interface CreateJob {
   readonly name: string;
@@ -154,6 +200,12 @@ export interface CreateJob {
   /** The Python interpreter for pytorch and command (default: the first python3 that has what they need). */
   readonly python?: string;
   readonly rounds?: number;
+  /** tfjs: the site's CSV file the job is made for (its feature count and classes); written into `site/site.json`. */
+  readonly csv?: string;
+  /** tfjs with `csv`: the label column. */
+  readonly label?: string;
+  /** tfjs with `csv`: classification (default) or regression. */
+  readonly task?: 'classification' | 'regression';
 }
 
 /**
@@ -177,7 +229,11 @@ export async function createJob(o: CreateJob, io: Io = stdio): Promise<string> {
     let definition: { [k: string]: JsonValue };
     let initial: FLModel;
     let python: string | undefined;
-    if (o.learner === 'tfjs') {
+    if (o.learner !== 'tfjs' && (o.csv !== undefined || o.label !== undefined)) throw new CliError('E_CLI_JOB_OPTIONS', '--csv and --label make a job for the built-in tfjs learner: use them with --learner tfjs');
+    if (o.learner === 'tfjs' && (o.csv === undefined) !== (o.label === undefined)) throw new CliError('E_CLI_JOB_OPTIONS', '--csv FILE and --label COLUMN go together: the label column of that CSV file');
+    if (o.learner === 'tfjs' && o.csv !== undefined && o.label !== undefined) {
+      ({ definition, initial } = await tabularJob(o.name, rounds, o.csv, o.label, o.task ?? 'classification', work, io));
+    } else if (o.learner === 'tfjs') {
       const args = { features: 1024, hidden: 16, epochs: 1, batch_size: 32, optimizer: 'adam', learning_rate: 0.01 };
       await selectBackend({});
       initial = readWeights(spamNetwork(args.features, args.hidden));
@@ -213,7 +269,7 @@ export async function createJob(o: CreateJob, io: Io = stdio): Promise<string> {
     parseMetaJson(new TextEncoder().encode(JSON.stringify(definition)), join(target, 'meta.json'));
     await writeFile(join(work, 'meta.json'), `${JSON.stringify(definition, null, 2)}\n`);
     await writeFile(join(work, 'model.safetensors'), encodeModel(initial));
-    await writeFile(join(work, 'README.md'), readme(o.name, o.learner, python));
+    await writeFile(join(work, 'README.md'), readme(o.name, o.learner, python, o.csv !== undefined));
     if (existing !== undefined) await rm(target, { recursive: true });
     await rename(work, target);
     io.out(`created ${target} (${o.learner}: ${initial.params.size} tensors, ${parameterCount(initial)} parameters)`);
@@ -275,6 +331,23 @@ export async function checkJob(dir: string, o: { readonly siteDir?: string } = {
   }
   const siteDir = o.siteDir ?? join(jobDir, 'site');
   const folder = await readSiteFolder(siteDir);
+  if (name === TFJS_LEARNER && folder.learners[name] === undefined) {
+    const r = TfjsLearnerArgs.safeParse(definition.learner.args);
+    if (!r.success) {
+      const issue = r.error.issues[0];
+      throw new FlareRuntimeError('E_RUNTIME_JOB_INVALID', `${metaFile}: learner.args${issue === undefined || issue.path.length === 0 ? '' : `.${issue.path.join('.')}`}: ${issue?.message ?? 'invalid'} (learner tfjs)`);
+    }
+    await selectBackend({});
+    compareTensors(model, readWeights(tabularNetwork(r.data)), modelFile, name);
+    // The simulated sites' dataset, when the site folder names one file for all: it must fit the network.
+    const source = folder.datasets?.[r.data.dataset];
+    if (source === undefined || source.path.includes('{site}')) return { ...base, learner: `tensor names and shapes match the built-in learner ${name}` };
+    const path = sourcePath(source, folder.dir, 'site-1');
+    const data = await readDataSource(source, { path, task: r.data.task, name: path });
+    if (data.features !== r.data.features) throw new CliError('E_CLI_JOB_MODEL_MISMATCH', `${path} has ${data.features} features, meta.json's learner.args.features is ${r.data.features}`);
+    toDataset(data, { task: r.data.task, ...(r.data.classes === undefined ? {} : { classes: r.data.classes }) }, path);
+    return { ...base, learner: `tensor names and shapes match the built-in learner ${name}, and so does ${path} (${data.n} rows, ${data.features} features)` };
+  }
   const d = folder.learners[name];
   const command = typeof d === 'object' && d !== null && !Array.isArray(d) && d['type'] === 'external' && Array.isArray(d['command']) ? d['command'] : undefined;
   if (command === undefined || command.length === 0 || !command.every((c) => typeof c === 'string')) {
@@ -301,7 +374,10 @@ export function register(program: Command): void {
       if (!Number.isInteger(n) || n < 1 || n > 100_000) throw new InvalidArgumentError(`expected an integer 1..100000, got ${v}`);
       return n;
     })
-    .action((name: string, o: { learner: JobLearner; dir?: string; python?: string; rounds?: number }) => runCommand(() => createJob({ name, ...o }).then(() => undefined)).then(() => undefined));
+    .option('--csv <file>', "tfjs: make the job for this CSV file's columns (its feature count and classes); written as the sites' dataset in site/site.json")
+    .option('--label <column>', 'tfjs with --csv: the label column')
+    .addOption(new Option('--task <task>', 'tfjs with --csv: what the label is (default classification)').choices(['classification', 'regression']))
+    .action((name: string, o: { learner: JobLearner; dir?: string; python?: string; rounds?: number; csv?: string; label?: string; task?: 'classification' | 'regression' }) => runCommand(() => createJob({ name, ...o }).then(() => undefined)).then(() => undefined));
   job
     .command('check <dir>')
     .description("validate a job folder offline: meta.json (the runtime's job schema), model.safetensors, and its tensor names against the learner when it can be asked")

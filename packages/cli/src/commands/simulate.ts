@@ -5,6 +5,7 @@ import { CliError, FlareRuntimeError, flareErrorFromCode, isFlareErrorCode, pars
 import { createLogger, learnerFactories, parseMetaJson, readJobFolder, simulateJob, simulatedSitePolicy, type ClosableLogger, type JobDefinition, type LearnerFactory, type SimulatedSite } from '@flare/runtime';
 import { selectBackend } from '@flare/tfjs';
 import { InvalidArgumentError, type Command } from 'commander';
+import { DataSources, TFJS_LEARNER, tfjsLearnerFactory } from '../data-sources.js';
 import { loadSiteData } from '../poc/dataset.js';
 import { spamLearnerFactory } from '../poc/spam-model.js';
 import { defaultStack } from '../poc/stack.js';
@@ -12,7 +13,7 @@ import { runCommand, stdio, type Io } from '../run.js';
 import { showMetrics } from './metrics.js';
 
 /** The learner every `flare client` with site.json data has built in (and so every simulated site). */
-export const BUILT_IN_LEARNERS = ['tfjs-spam'] as const;
+export const BUILT_IN_LEARNERS = ['tfjs-spam', 'tfjs'] as const;
 
 /**
  * A site's own folder as a simulation (and `flare job check`) reads it: what a site keeps in its kit's
@@ -27,6 +28,8 @@ export interface SiteFolder {
   readonly components?: { readonly allow: readonly string[]; readonly byoc: boolean };
   /** privacy.json as written, when it exists. */
   readonly privacy?: JsonValue;
+  /** site.json's `datasets` (the built-in tfjs learner's data sources), when present; paths relative to `dir`. */
+  readonly datasets?: DataSources;
 }
 
 async function jsonFile(file: string): Promise<JsonValue | undefined> {
@@ -47,7 +50,8 @@ async function jsonFile(file: string): Promise<JsonValue | undefined> {
 const isObject = (v: unknown): v is { [k: string]: JsonValue } => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 /**
- * Reads a site folder (components.json, privacy.json). A missing folder or file is the default (none).
+ * Reads a site folder (components.json, privacy.json, site.json's `datasets`). A missing folder or file is the
+ * default (none).
  *
  * @throws CliError E_CLI_SIMULATE_CONFIG naming the file and field at fault.
  */
@@ -62,9 +66,17 @@ export async function readSiteFolder(dir: string): Promise<SiteFolder> {
   if (!Array.isArray(allow) || !allow.every((a) => typeof a === 'string')) throw new CliError('E_CLI_SIMULATE_CONFIG', `${file}: allow must be an array of component names`);
   const byoc = components?.['byoc'] ?? false;
   if (typeof byoc !== 'boolean') throw new CliError('E_CLI_SIMULATE_CONFIG', `${file}: byoc must be true or false`);
+  const siteFile = join(dir, 'site.json');
+  const site = await jsonFile(siteFile);
+  const datasets = isObject(site) && site['datasets'] !== undefined ? DataSources.safeParse(site['datasets']) : undefined;
+  if (datasets?.success === false) {
+    const issue = datasets.error.issues[0];
+    throw new CliError('E_CLI_SIMULATE_CONFIG', `${siteFile}: datasets${issue === undefined || issue.path.length === 0 ? '' : `.${issue.path.join('.')}`}: ${issue?.message ?? 'invalid'}`);
+  }
   return {
     dir: resolve(dir),
     learners,
+    ...(datasets?.success === true ? { datasets: datasets.data } : {}),
     ...(components === undefined ? {} : { components: { allow: allow as string[], byoc } }),
     ...(privacy === undefined ? {} : { privacy }),
   };
@@ -96,8 +108,9 @@ export interface SimulateRun {
 }
 
 /**
- * The learners of one simulated site, as a real site has them: the built-in tfjs learner on this site's share
- * of the poc data, and the site folder's components.json learners, each external program told which share of
+ * The learners of one simulated site, as a real site has them: the built-in tfjs-spam learner on this site's
+ * share of the poc data, the built-in tfjs learner on this site's share of the site folder's datasets (or its own
+ * file, for a path with `{site}`), and the site folder's components.json learners, each external program told which share of
  * the data is its own (FLARE_SITE_INDEX, FLARE_NUM_SITES, FLARE_DATA_SPLIT, FLARE_DATA_SEED in its env).
  */
 function siteLearners(folder: SiteFolder, definition: JobDefinition, s: SimulatedSite, split: string, seed: number, logger: Logger): Map<string, LearnerFactory<unknown>> {
@@ -110,6 +123,9 @@ function siteLearners(folder: SiteFolder, definition: JobDefinition, s: Simulate
     const features = definition.learner.args['features'];
     let cached: ReturnType<typeof loadSiteData> | undefined;
     learners.set('tfjs-spam', spamLearnerFactory(() => (cached ??= loadSiteData({ site: s.index, sites: s.sites, seed, ...(typeof features === 'number' ? { features } : {}) }))));
+  }
+  if (!learners.has(TFJS_LEARNER) && folder.datasets !== undefined) {
+    learners.set(TFJS_LEARNER, tfjsLearnerFactory({ datasets: folder.datasets, baseDir: folder.dir, share: { index: s.index, sites: s.sites, split, seed }, logger }));
   }
   return learners;
 }
@@ -131,10 +147,13 @@ export async function runSimulation(o: SimulateRun, io: Io = stdio): Promise<voi
   if (folder.learners[name] === undefined && !(BUILT_IN_LEARNERS as readonly string[]).includes(name)) {
     throw new CliError('E_CLI_SIMULATE_CONFIG', `meta.json names the learner ${name}, which no simulated site has: define it in the learners section of ${join(siteDir, 'components.json')} or use a built-in one (${BUILT_IN_LEARNERS.join(', ')})`);
   }
+  if (name === TFJS_LEARNER && folder.learners[name] === undefined && folder.datasets === undefined) {
+    throw new CliError('E_CLI_SIMULATE_CONFIG', `meta.json names the built-in learner tfjs, which trains on the sites' own data: name a dataset in the datasets section of ${join(siteDir, 'site.json')} (see docs/learners.md)`);
+  }
   if (name === 'tfjs-spam' && o.dataSplit !== undefined) {
     throw new CliError('E_CLI_SIMULATE_CONFIG', '--data-split: the built-in tfjs-spam learner splits the poc corpus its own way (label-skewed by site); leave --data-split out');
   }
-  if (name === 'tfjs-spam') await selectBackend({});
+  if (name === 'tfjs-spam' || name === TFJS_LEARNER) await selectBackend({});
   const split = o.dataSplit ?? 'iid';
   const seed = o.seed ?? 42;
   const ws = o.workspace === undefined ? await mkdtemp(join(tmpdir(), 'flare-simulate-')) : resolve(o.workspace);
@@ -217,7 +236,7 @@ export function register(program: Command): void {
     .description("run a job folder with N virtual sites in this process: the server's workflow and aggregation, each site's policy, privacy scope, filters and learners, over in-memory channels (no PKI)")
     .option('--sites <n>', 'how many virtual sites for a job deployed to @ALL (default 2; a deploy list names its own)', sitesCount)
     .option('--site-dir <dir>', "the simulated sites' own folder, as a site's kit local/: components.json (learners, allow), privacy.json (default <jobDir>/site)")
-    .option('--data-split <split>', "how external learners split the data between sites: iid or dirichlet:ALPHA (given to each as FLARE_DATA_SPLIT; default iid)", dataSplit)
+    .option('--data-split <split>', "how the sites share the data: iid or dirichlet:ALPHA (label skew); external learners get it as FLARE_DATA_SPLIT, the built-in tfjs learner deals a dataset whose path has no {site} this way (default iid)", dataSplit)
     .option('--seed <n>', 'seed of the data split (default 42)', (v: string) => {
       const n = Number(v);
       if (!Number.isSafeInteger(n) || n < 0) throw new InvalidArgumentError(`expected a non-negative integer, got ${v}`);

@@ -33,6 +33,7 @@ import {
   type SiteWorkflow,
 } from '@flare/runtime';
 import { selectBackend } from '@flare/tfjs';
+import { TFJS_LEARNER, tfjsLearnerFactory } from '../data-sources.js';
 import { attestationFor } from './attestation-config.js';
 import { loadSiteData } from './dataset.js';
 import { secaggExitHook, secaggRecordHook } from './secagg-hook.js';
@@ -258,6 +259,11 @@ export async function runClient(o: ClientRun, stack: Stack): Promise<void> {
         await selectBackend({ logger });
         let cached: ReturnType<typeof loadSiteData> | undefined;
         learners.set('tfjs-spam', spamLearnerFactory(() => (cached ??= loadSiteData({ site: d.site, sites: d.sites, seed: d.seed, features: d.features }))));
+      }
+      // The built-in tfjs learner on the site's own datasets (site.json `datasets`), unless components.json defines a 'tfjs'.
+      if (config.datasets !== undefined && !learners.has(TFJS_LEARNER)) {
+        await selectBackend({ logger });
+        learners.set(TFJS_LEARNER, tfjsLearnerFactory({ datasets: config.datasets, baseDir: ws, logger }));
       }
       const targets = target(o.server);
       // local/authentication.json (when present): every job must carry a valid token from the site's own identity provider.

@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { FlareRuntimeError, parseStrictJson } from '@flare/core';
 import { z } from 'zod';
+import { DataSources } from '../data-sources.js';
 
 /**
  * A site's own run-time configuration (`<workspace>/site.json`), next to its kit: which data it trains on
@@ -19,6 +20,11 @@ export const SiteConfig = z.strictObject({
       features: z.int().min(1).max(1 << 20).default(1024),
     })
     .optional(),
+  /**
+   * The site's own data for the built-in `tfjs` learner, by name (a job names one in its learner args): CSV files
+   * or folders of .npy / .safetensors arrays. Paths are the site's: relative to this file's folder, never sent.
+   */
+  datasets: DataSources.optional(),
   /**
    * This site's budget for secure aggregation with distributed DP: its cap on ε (all jobs together, in the
    * privacy ledger its DP filters share) at δ. Without it the site refuses distributed-DP jobs.

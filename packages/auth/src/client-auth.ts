@@ -30,6 +30,11 @@ export interface ClientAuthOptions {
    * channel binding is off on a relayed login; the session's MACs are still end to end.
    */
   readonly via?: readonly string[];
+  /**
+   * The certificate type of whom this login authenticates (default `server`): `relay` for a site (or relay)
+   * below a relay in aggregate mode, whose kit names that relay as its server identity.
+   */
+  readonly serverType?: 'server' | 'relay';
   /** Renew at this fraction of the session lifetime (default 0.8); false turns automatic renewal off. */
   readonly renewAt?: number | false;
   /** Largest accepted clock difference (default 120 s). */
@@ -90,7 +95,7 @@ export function createClientAuth(options: ClientAuthOptions): ClientAuth {
     const t = now();
     // The server is who the kit says: a server certificate from this root, named as the kit's server.
     const cert = verifyCertificate(welcome.cert, {
-      rootCaPem: kit.rootCaPem, at: new Date(t), expectedType: 'server', expectedName: kit.server.name,
+      rootCaPem: kit.rootCaPem, at: new Date(t), expectedType: options.serverType ?? 'server', expectedName: kit.server.name,
       ...(kit.crlPem !== undefined ? { crl: kit.crlPem } : {}),
     });
     if (!verifyWithKey(cert.publicKey, welcomeSigningInput(hello, answer.header), Buffer.from(welcome.sig, 'base64url'))) {

@@ -1,7 +1,7 @@
 // @flare/pki: provision a FLARE project.yml into signed startup kits: root CA, certificates, kit signatures,
 // CRL, distributed provisioning. Flat named exports only (house style).
 
-export { loadParticipants, loadProject, MAX_COMMON_NAME, MAX_PROJECT_BYTES, parseProject } from './project.js';
+export { loadParticipants, loadProject, MAX_COMMON_NAME, MAX_PROJECT_BYTES, parseProject, relayMode } from './project.js';
 export type { BuilderEntry, Capacity, ConnectionSecurity, ConnectTo, HeParameters, ParseProjectOptions, Participant, ParticipantType, Project } from './project.js';
 export { DEFAULT_KEY_TYPE, KEY_TYPES } from './keys.js';
 export type { KeyType } from './keys.js';

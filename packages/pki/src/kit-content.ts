@@ -2,7 +2,7 @@
 import type { JsonValue } from '@flare/core';
 import type { KitFile } from './kit-signature.js';
 import { clientResources, componentAllowList, DEFAULT_AUTHORIZATION, readme, SAMPLE_PRIVACY, serverResources, startScript, type ComponentAllowList } from './kit-templates.js';
-import type { ConnectionSecurity, Participant, Project } from './project.js';
+import { relayMode, type ConnectionSecurity, type Participant, type Project } from './project.js';
 
 const enc = new TextEncoder();
 const json = (v: JsonValue): Uint8Array => enc.encode(JSON.stringify(v, null, 2) + '\n');
@@ -38,10 +38,41 @@ function connectionOf(project: Project, p: Participant): { hosts: string[]; port
   const server = project.server;
   const serverHosts = [server.defaultHost ?? server.name, ...(server.hostNames ?? [])];
   const port = p.type === 'admin' ? (server.adminPort ?? 8002) : (p.connectTo?.port ?? server.fedLearnPort ?? 8002);
+  // Below an aggregating relay, the session ends at that relay: it is whom the login authenticates.
+  const identity = p.connectTo?.name ?? aggregatingParent(project, p) ?? server.name;
   if (p.connectTo?.host !== undefined) {
-    return { hosts: [p.connectTo.host], port, identity: p.connectTo.name ?? server.name, security: p.connectTo.connectionSecurity ?? p.connectionSecurity };
+    return { hosts: [p.connectTo.host], port, identity, security: p.connectTo.connectionSecurity ?? p.connectionSecurity };
   }
-  return { hosts: [...new Set(serverHosts)], port, identity: p.connectTo?.name ?? server.name, security: p.connectTo?.connectionSecurity ?? p.connectionSecurity };
+  return { hosts: [...new Set(serverHosts)], port, identity, security: p.connectTo?.connectionSecurity ?? p.connectionSecurity };
+}
+
+/** The parent of `p` when it is a relay in aggregate mode (`mode: aggregate` in project.yml). */
+function aggregatingParent(project: Project, p: Participant): string | undefined {
+  if (p.parent === undefined) return undefined;
+  const parent = project.participants.find((x) => x.name === p.parent);
+  return parent !== undefined && relayMode(parent) === 'aggregate' ? parent.name : undefined;
+}
+
+/**
+ * The sites (clients) below each aggregating relay at or under `top` (`undefined`: every one in the project),
+ * however deep, by relay name: whoever receives an aggregating relay's update caps its weight by them.
+ */
+function relayTree(project: Project, top?: string): Record<string, string[]> {
+  const byName = new Map(project.participants.map((x) => [x.name, x] as const));
+  const under = (p: Participant, relay: string): boolean => {
+    let parent = p.parent;
+    for (let i = 0; parent !== undefined && i < 16; i++) {
+      if (parent === relay) return true;
+      parent = byName.get(parent)?.parent;
+    }
+    return false;
+  };
+  const tree: Record<string, string[]> = {};
+  for (const r of project.participants) {
+    if (r.type !== 'relay' || relayMode(r) !== 'aggregate' || (top !== undefined && r.name !== top && !under(r, top))) continue;
+    tree[r.name] = project.participants.filter((c) => c.type === 'client' && under(c, r.name)).map((c) => c.name).sort();
+  }
+  return tree;
 }
 
 /** FLARE's fully qualified site name: the relay chain from the top, then the site (e.g. relay1.site-1). */
@@ -79,6 +110,7 @@ function configOf(project: Project, p: Participant): JsonValue {
           crl: CRL_FILE,
           connection_security: p.connectionSecurity,
           ...custom,
+          ...(Object.keys(relayTree(project)).length === 0 ? {} : { relay_tree: relayTree(project) }),
         },
       ],
     };
@@ -119,6 +151,7 @@ function configOf(project: Project, p: Participant): JsonValue {
     connection_security: c.security,
     ...(p.listeningHosts === undefined ? {} : { listening_host: p.listeningHosts[0] ?? null, listening_host_names: [...p.listeningHosts] }),
     ...custom,
+    ...(p.type === 'relay' ? { mode: relayMode(p), ...(relayMode(p) === 'aggregate' ? { relay_tree: relayTree(project, p.name) } : {}) } : {}),
   };
   return {
     format_version: 2,
@@ -151,7 +184,8 @@ export function kitFiles(project: Project, p: Participant, m: KitMaterial): { fi
   if (m.customCaPem !== undefined) add(`startup/${CUSTOM_CA_FILE}`, m.customCaPem);
   add(p.type === 'admin' ? 'startup/fl_admin.sh' : 'startup/start.sh', startScript(p, m.cliPath), 0o755);
   const folders = ['startup', 'transfer'];
-  if (p.type === 'server' || p.type === 'client') {
+  // An aggregating relay decides jobs under its own policy, as a site does.
+  if (p.type === 'server' || p.type === 'client' || (p.type === 'relay' && relayMode(p) === 'aggregate')) {
     folders.push('local');
     add('local/authorization.json.default', json(DEFAULT_AUTHORIZATION));
     add('local/privacy.json.sample', json(SAMPLE_PRIVACY));

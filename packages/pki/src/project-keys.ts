@@ -19,6 +19,8 @@ export const FLARE_PARTICIPANT_KEYS: ReadonlySet<string> = new Set([
   'capacity',
   'connection_security',
   'custom_ca_cert',
+  // FLARE-TS: a relay's mode, `forward` (default) or `aggregate` (hierarchical aggregation, docs/relays.md).
+  'mode',
   // FLARE keys FLARE-TS does not use (kept so a FLARE project provisions as is).
   'cc_config',
   'use_aio',

@@ -468,7 +468,23 @@ function checkParents(ctx: Ctx, participants: readonly Participant[], unique = t
     if (p.parent !== undefined && names.get(p.parent)?.type !== 'relay') {
       fail(ctx, ['participants'], `participant '${p.name}' (${p.type})`, 'parent', `'${p.parent}' is not a relay of this project`, 'the name of a relay participant');
     }
+    if (p.type !== 'relay') continue;
+    const mode = p.props['mode'];
+    if (mode !== undefined && mode !== null && mode !== 'forward' && mode !== 'aggregate') {
+      fail(ctx, ['participants'], `participant '${p.name}' (relay)`, 'mode', `got ${JSON.stringify(mode)}`, "'forward' (the default) or 'aggregate'");
+    }
+    // One chain, one mode: a forwarding relay carries end-to-end sessions with the server, which an aggregating
+    // relay above it would end; an aggregating relay under a forwarding one would log in through it as a site.
+    const parent = p.parent === undefined ? undefined : names.get(p.parent);
+    if (parent !== undefined && relayMode(parent) !== relayMode(p)) {
+      fail(ctx, ['participants'], `participant '${p.name}' (relay)`, 'mode', `it is '${relayMode(p)}' under '${parent.name}', which is '${relayMode(parent)}'`, 'relays of one chain in one mode');
+    }
   }
+}
+
+/** A relay's mode from project.yml: `forward` (default: sessions pass through) or `aggregate` (it aggregates its sites). */
+export function relayMode(p: Participant): 'forward' | 'aggregate' {
+  return p.props['mode'] === 'aggregate' ? 'aggregate' : 'forward';
 }
 
 function parseBuilders(ctx: Ctx, value: unknown): { builders: BuilderEntry[]; scheme: string; rootValidDays: number; he?: HeParameters } {

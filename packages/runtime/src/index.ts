@@ -81,3 +81,8 @@ export { simulateJob, simulatedSites } from './simulator/simulate.js';
 export type { SimulatedSite, SimulationOptions, SimulationResult } from './simulator/simulate.js';
 export { SIMULATOR_ROLE, simulatedSitePolicy } from './simulator/site-policy.js';
 export type { SimulatedPolicyFiles } from './simulator/site-policy.js';
+export { startAggregatingRelay } from './relay/aggregate.js';
+export type { AggregatingRelay, AggregatingRelayOptions } from './relay/aggregate.js';
+export { aggregatingRelayOf, relayModeOf, relayTreeOf } from './relay/path.js';
+export { RELAY_SITES_META, checkRelayContribution, contributorMaxSteps } from './server/relay-contributions.js';
+export type { RelayTree } from './server/relay-contributions.js';

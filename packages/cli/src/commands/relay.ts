@@ -1,10 +1,22 @@
-import { mkdir } from 'node:fs/promises';
+import { access, mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { FlareRuntimeError } from '@flare/core';
-import { loadKit } from '@flare/pki';
-import { createLogger, startRelay, type RelayLimits } from '@flare/runtime';
+import { FlareRuntimeError, type FilterFactory } from '@flare/core';
+import { loadKit, type Kit } from '@flare/pki';
+import { loadSitePolicies } from '@flare/policy';
+import {
+  createLogger,
+  jobTrustFromKit,
+  parseAggregationPolicy,
+  relayModeOf,
+  sitePolicyFromFiles,
+  startAggregatingRelay,
+  startRelay,
+  type ClosableLogger,
+  type RelayLimits,
+} from '@flare/runtime';
 import { InvalidArgumentError, type Command } from 'commander';
 import { workspaceOf } from '../poc/participants.js';
+import { defaultStack } from '../poc/stack.js';
 import { runCommand, stdio } from '../run.js';
 
 /** Options of {@link runRelay}. */
@@ -32,6 +44,7 @@ async function runRelay(o: RelayRun): Promise<void> {
   await mkdir(ws, { recursive: true, mode: 0o700 });
   const logger = createLogger({ name: kit.participant.name, file: join(ws, 'relay.log.jsonl'), console: true });
   try {
+    if (relayModeOf(kit) === 'aggregate') return await runAggregatingRelay(o, kit, ws, logger);
     const upstream = hostPort(o.upstream);
     const relay = await startRelay({
       kit,
@@ -48,6 +61,44 @@ async function runRelay(o: RelayRun): Promise<void> {
     await relay.close();
   } finally {
     await logger.close();
+  }
+}
+
+/**
+ * The relay of a kit provisioned with `mode: aggregate`: it decides jobs under its own local/ policy (as a
+ * site does: authorization.json, privacy.json, components.json, resources.json; local/aggregation.json for its
+ * aggregator), runs its sites' rounds and sends one update up. Its audit log is `<workspace>/audit.jsonl`.
+ */
+async function runAggregatingRelay(o: RelayRun, kit: Kit, ws: string, logger: ClosableLogger): Promise<void> {
+  const stack = defaultStack();
+  const audit = await stack.openAudit(ws, kit);
+  const local = join(kit.dir, 'local');
+  const filters = stack.filters();
+  const policies = await loadSitePolicies({ localDir: local, registry: filters as ReadonlyMap<string, FilterFactory>, audit: audit.hook, logger });
+  try {
+    const aggregationFile = join(local, 'aggregation.json');
+    const hasAggregation = await access(aggregationFile).then(() => true, () => false);
+    const aggregation = hasAggregation ? parseAggregationPolicy(await readFile(aggregationFile), aggregationFile) : undefined;
+    const upstream = hostPort(o.upstream);
+    const relay = await startAggregatingRelay({
+      kit,
+      port: o.port,
+      ...(o.host === undefined ? {} : { host: o.host }),
+      ...(upstream === undefined ? {} : { upstream: [upstream] }),
+      workspace: ws,
+      policy: sitePolicyFromFiles(policies, { jobTrust: jobTrustFromKit({ project: kit.project, rootCaPem: kit.rootCaPem, crl: () => kit.crlPem }) }),
+      filters,
+      ...(aggregation === undefined ? {} : { aggregation }),
+      audit: audit.hook,
+      logger,
+    });
+    o.onListening?.(relay.port);
+    await Promise.race([new Promise<void>((r) => (o.signal.aborted ? r() : o.signal.addEventListener('abort', () => r(), { once: true }))), relay.upstream.done]);
+    await relay.close();
+    if (relay.upstream.stopReason !== undefined) throw relay.upstream.stopReason;
+  } finally {
+    policies.close();
+    await audit.close();
   }
 }
 
@@ -70,7 +121,7 @@ function positive(name: string): (v: string) => number {
 export function register(program: Command): void {
   program
     .command('relay')
-    .description("run a relay from its startup kit (forwarding mode): sites provisioned under it (project.yml parent/connect_to) reach the server through it with their own end-to-end sessions")
+    .description("run a relay from its startup kit: in forwarding mode (the default) sites provisioned under it (project.yml parent/connect_to) reach the server through it with their own end-to-end sessions; in aggregation mode (project.yml mode: aggregate) it runs their rounds and sends one weighted update up")
     .requiredOption('--kit <dir>', 'the relay startup kit')
     .requiredOption('--port <n>', 'port the sites connect to (their connect_to port)', (v) => {
       const n = Number(v);
@@ -79,10 +130,10 @@ export function register(program: Command): void {
     })
     .option('--host <address>', 'address to listen on (default 127.0.0.1; 0.0.0.0 or the relay\'s listening_host to serve other machines)')
     .option('--upstream <host:port>', "override the kit's upstream address (the server, or the relay above)")
-    .option('--workspace <dir>', 'where the relay log goes (default <kit>-workspace)')
-    .option('--max-sites <n>', 'sites carried at once (default 1024)', positive('--max-sites'))
-    .option('--max-msgs-per-s <n>', 'messages per second one site may send upstream (default 200)', positive('--max-msgs-per-s'))
-    .option('--max-mib-per-s <n>', 'MiB per second one site may send upstream (default unlimited)', positive('--max-mib-per-s'))
+    .option('--workspace <dir>', 'where the relay log (and, aggregating, its audit log and job records) goes (default <kit>-workspace)')
+    .option('--max-sites <n>', 'forwarding: sites carried at once (default 1024)', positive('--max-sites'))
+    .option('--max-msgs-per-s <n>', 'forwarding: messages per second one site may send upstream (default 200)', positive('--max-msgs-per-s'))
+    .option('--max-mib-per-s <n>', 'forwarding: MiB per second one site may send upstream (default unlimited)', positive('--max-mib-per-s'))
     .action(async (o: { kit: string; port: number; host?: string; upstream?: string; workspace?: string; maxSites?: number; maxMsgsPerS?: number; maxMibPerS?: number }) => {
       await runCommand(async () => {
         const ac = new AbortController();

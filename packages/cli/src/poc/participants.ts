@@ -23,6 +23,7 @@ import {
   parseAggregationPolicy,
   secureAggregation,
   secureAggregationSite,
+  relayTreeOf,
   sitePolicyFromFiles,
   type AggregatorFactory,
   type ClosableLogger,
@@ -161,6 +162,8 @@ export async function runServer(o: ServerRun, stack: Stack): Promise<void> {
     authorize: authorizerFromPolicy(() => authz.current, kit.participant.org),
     ...(stack.aggregator === undefined ? {} : { aggregator: stack.aggregator }),
     ...(aggregation === undefined ? {} : { aggregation }),
+    // Aggregating relays below this server (project.yml mode: aggregate): their updates are checked and capped.
+    relays: relayTreeOf(kit),
     schemes,
     // Secure aggregation: with the project root the server checks each site's signed round keys on arrival.
     workflows: [secureAggregation({ rootCaPem: kit.rootCaPem, ...(kit.crlPem === undefined ? {} : { crlPem: kit.crlPem }) })],

@@ -3,7 +3,7 @@ import { createClientAuth, createServerAuth, type AuthEventSource, type ClientAu
 import { verifyCertificate, type Kit } from '@flare/pki';
 import { clientOptionsFromKit, createClient, dial, isFinalRefusal, listen, serverOptionsFromKit, type Connection, type ServerEndpoint, type ServerLimits, type TransportLimits } from '@flare/transport';
 import { RUNTIME_DEFAULTS } from '../defaults.js';
-import { relayPathOf } from '../relay/path.js';
+import { aggregatingRelayOf, relayPathOf, relayTreeOf } from '../relay/path.js';
 import type { ChannelServer, PeerChannel, PeerIdentity, ServerLink } from './channel.js';
 
 /**
@@ -74,26 +74,49 @@ export function sessionAuthenticator(
 ): ParticipantAuthenticator {
   let server: ReturnType<typeof createServerAuth> | undefined;
   let client: ReturnType<typeof createClientAuth> | undefined;
+  const relays = relayTreeOf(kit);
   return async (connection) => {
     let session;
     if (connection.side === 'server') {
-      server ??= auditedAuth(createServerAuth({ ...options.server, kit }), options.audit);
+      // Aggregating relays (provisioned below this server or relay) log in as contributors; nobody else of type relay.
+      const allowTypes = relays.size === 0 ? undefined : kit.participant.type === 'relay' ? (['client', 'relay'] as const) : (['client', 'admin', 'relay'] as const);
+      const authorize = options.server?.authorizeLogin;
+      server ??= auditedAuth(
+        createServerAuth({
+          ...(allowTypes === undefined ? {} : { allowTypes: [...allowTypes] }),
+          ...options.server,
+          kit,
+          // Before the welcome: a relay that is not an aggregating one below here never gets a session.
+          authorizeLogin: async (peer, cred, info) => {
+            if (peer.type === 'relay' && !relays.has(peer.name)) throw notContributor(peer.name, kit);
+            await authorize?.(peer, cred, info);
+          },
+        }),
+        options.audit,
+      );
       session = await server.accept(connection);
     } else {
       // A site behind relays signs their path into its login (its kit's fqsn): see docs/relays.md.
-      const via = relayPathOf(kit);
-      client ??= auditedAuth(createClientAuth({ ...(via.length > 0 ? { via } : {}), ...options.client, kit }), options.audit);
+      // Below an aggregating relay the session ends at that relay (its kit names it as the server identity).
+      const aggregated = aggregatingRelayOf(kit) !== undefined;
+      const via = aggregated ? [] : relayPathOf(kit);
+      client ??= auditedAuth(createClientAuth({ ...(via.length > 0 ? { via } : {}), ...(aggregated ? { serverType: 'relay' as const } : {}), ...options.client, kit }), options.audit);
       session = await client.login(connection);
     }
     const peer = session.peer;
-    if (peer.type === 'relay') throw new PkiError('E_CERT_UNTRUSTED', `relay '${peer.name}' cannot join as a participant`);
+    // (On the client side a relay peer is the aggregating relay the kit names: @flare/auth checked name and type.)
+    if (peer.type === 'relay' && connection.side === 'server' && !relays.has(peer.name)) throw notContributor(peer.name, kit);
     // Stable across renewals (@flare/auth), so attestation nonces of one connection share one root.
     const exportKeyingMaterial = (label: string, length: number): Uint8Array => session.exportKeyingMaterial(label, length);
     return {
-      name: peer.name, org: peer.org, kind: KINDS[peer.type], ...(peer.role === undefined ? {} : { role: peer.role }),
+      name: peer.name, org: peer.org, kind: peer.type === 'relay' ? 'client' : KINDS[peer.type], ...(peer.role === undefined ? {} : { role: peer.role }),
       ...(peer.via === undefined ? {} : { via: peer.via }), exportKeyingMaterial,
     };
   };
+}
+
+function notContributor(relay: string, kit: Kit): PkiError {
+  return new PkiError('E_CERT_UNTRUSTED', `relay '${relay}' cannot join as a participant (only a relay provisioned with mode: aggregate below '${kit.participant.name}' contributes)`);
 }
 
 /**

@@ -3,6 +3,7 @@ import { CodecError, FlareRuntimeError, manifestOf, parseStrictJson, type Aggreg
 import { z } from 'zod';
 import type { JobDefinition } from '../protocol/job-definition.js';
 import type { AggregatorFactory } from './job-runner.js';
+import { checkRelayContribution, contributorMaxSteps, type RelayTree } from './relay-contributions.js';
 
 /** Aggregators that bound what one site can do to the result by construction (Byzantine-robust). */
 const ROBUST = new Set(['median', 'trimmed-mean', 'krum', 'multi-krum', 'bulyan', 'geometric-median']);
@@ -102,19 +103,27 @@ export function aggregatorSpecFor(definition: JobDefinition, policy: Aggregation
  * The job's aggregator under `policy`: @flare/aggregator's `createAggregator` on the spec {@link aggregatorSpecFor}
  * chooses, starting at the job's first round, refusing updates that do not fit the global model's manifest,
  * with each site's steps capped at `max_steps`, and with the state the last checkpoint saved (a server
- * optimizer's moments, the adaptive bound's medians) so a resumed job goes on exactly where it stopped.
+ * optimizer's moments, the adaptive bound's medians) so a resumed job goes on exactly where it stopped. With
+ * `relays` (the aggregating relays below, `relayTreeOf(kit)`), a relay's update counts with at most the caps of
+ * the sites it names, each provisioned below it (`checkRelayContribution`).
  */
-export function policyAggregator(policy: AggregationPolicy = DEFAULT_AGGREGATION_POLICY): AggregatorFactory {
+export function policyAggregator(policy: AggregationPolicy = DEFAULT_AGGREGATION_POLICY, relays: RelayTree = new Map()): AggregatorFactory {
   return (definition, env): Aggregator => {
     const maxSteps = policy.max_steps;
-    return createAggregator(aggregatorSpecFor(definition, policy), {
+    const aggregator = createAggregator(aggregatorSpecFor(definition, policy), {
       global: env.global,
       round: env.round,
       manifest: manifestOf(env.global),
-      ...(maxSteps === undefined ? {} : { siteMaxSteps: () => maxSteps }),
+      ...(maxSteps === undefined ? {} : { siteMaxSteps: contributorMaxSteps(relays, maxSteps) }),
       ...(env.state === undefined ? {} : { state: env.state }),
       ...(env.audit === undefined ? {} : { audit: env.audit }),
     });
+    if (relays.size === 0) return aggregator;
+    // Aggregating relays' claims are checked (and their steps capped) before the aggregator counts them; the
+    // same instance stays, so the checkpointed state (saveAggregatorState) still reads from it.
+    const accept = aggregator.accept.bind(aggregator);
+    aggregator.accept = (update, ctx) => accept(checkRelayContribution(update, ctx.from, relays, maxSteps, env.audit), ctx);
+    return aggregator;
   };
 }
 

@@ -20,6 +20,7 @@ import type { ActiveJob, Principal } from './active-job.js';
 import { AdminApi, type Authorizer } from './admin-api.js';
 import { DEFAULT_AGGREGATION_POLICY, aggregatorSpecFor, aggregatorState, policyAggregator, type AggregationPolicy } from './aggregation-policy.js';
 import { Deployer } from './deployer.js';
+import type { RelayTree } from './relay-contributions.js';
 import { runJob, type AggregatorFactory } from './job-runner.js';
 import { JobStore, type JobRecord, type RoundRecord } from './job-store.js';
 import { SiteRegistry } from './registry.js';
@@ -89,6 +90,11 @@ export interface ServerEngineOptions {
    * here (a rollback of a site's log is audited `audit_anchor_rollback`), and each site gets this log's anchor back.
    */
   readonly anchors?: AnchorLog;
+  /**
+   * The aggregating relays below this server with the sites provisioned below each (`relayTreeOf(kit)`): a
+   * relay's update counts with at most its named sites' step caps, and status shows its sites behind it.
+   */
+  readonly relays?: RelayTree;
 }
 
 /**
@@ -262,7 +268,7 @@ export class ServerEngine {
       deployer: this.#deployer,
       tasks: this.#tasks,
       workflows: this.#workflows,
-      aggregator: this.#o.aggregator ?? policyAggregator(this.#o.aggregation),
+      aggregator: this.#o.aggregator ?? policyAggregator(this.#o.aggregation, this.#o.relays),
       aggregatorState,
       schemes: this.#o.schemes ?? [],
       audit: this.#audit,

@@ -110,6 +110,14 @@ export const RUNTIME_CODES = {
     meaning: 'A kit, a policy or the caller asked for homomorphic encryption or attestation, and the package that provides it is not installed.',
     action: 'Install the package the message names next to @flare/runtime (e.g. `npm install @flare/filters-he` or `npm install @flare/cc-attest`).',
   },
+  E_RUNTIME_RELAY_WEIGHT: {
+    meaning: 'An update claimed to aggregate sites it may not (a relay naming sites not provisioned below it, a site claiming to aggregate others), or an aggregating relay claimed more local steps than its sites may count with, so it was refused or capped.',
+    action: 'Check the relay_tree of the receiver\'s kit (project.yml `parent` and `mode: aggregate`) and the relay\'s sites; a capped relay is accepted with the cap (`max_steps` per site in local/aggregation.json).',
+  },
+  E_RUNTIME_RELAY_MODE: {
+    meaning: 'An aggregating relay was asked to run what it cannot aggregate for its sites: a workflow other than scatter_and_gather, or encrypted updates it holds no key or scheme for.',
+    action: 'Run the job directly with those sites (or through forwarding relays: `mode: forward`), or use scatter_and_gather through aggregating relays.',
+  },
   E_RUNTIME_RELAY_LIMIT: {
     meaning: 'A participant behind a relay went over one of the relay\'s limits (participants at once, messages or bytes per second), so the relay closed its connection.',
     action: 'The site reconnects after a backoff; if it is legitimate traffic, raise the relay\'s limits (`flare relay --max-sites`, `--max-msgs-per-s`, `--max-mib-per-s`).',

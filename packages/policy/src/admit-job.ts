@@ -2,7 +2,7 @@ import { isFlareError, PolicyError, type AuditHook, type PolicyErrorCode } from 
 import type { AuthorizationPolicy } from './authorization-policy.js';
 import { authorize, type Person } from './authorize.js';
 import type { ComponentPolicy } from './component-policy.js';
-import { verifyAbort, verifyJob, type JobSigner, type SignerCertificateCheck } from './job-signature.js';
+import { verifyAbort, verifyJob, type JobSigner, type SignerCertificateCheck, type VerifiedJob } from './job-signature.js';
 
 /** What a site is asked to run, as it arrived: the job id, its files, the signature, the components it names. */
 export interface JobAdmissionRequest {
@@ -28,6 +28,12 @@ export interface JobAdmissionPolicy {
   readonly verifyCertificate: SignerCertificateCheck;
   /** Where admissions and refusals are reported (`job_admitted`, `job_refused`, `abort_admitted`, `abort_refused`). */
   readonly audit?: AuditHook;
+  /**
+   * Called with the verified job as soon as its signature verified, before this site's own rights are asked: a
+   * site that remembers the jobs it refused (to refuse their replay) learns here that a refusal concerns a job
+   * an admin really signed.
+   */
+  readonly onVerified?: (job: VerifiedJob) => void;
 }
 
 /** A successful admission. */
@@ -40,6 +46,8 @@ export interface JobAdmission {
   readonly byoc: boolean;
   /** SHA-256 of the signed manifest, naming the exact job in audit events across sites. */
   readonly manifestSha256: string;
+  /** When the submitter signed the job (ISO-8601 UTC, from the verified signature): for `checkJobFreshness`. */
+  readonly signedAt: string;
 }
 
 /** An abort this site will obey. */
@@ -75,6 +83,7 @@ export function admitJob(request: JobAdmissionRequest, policy: JobAdmissionPolic
     if (isFlareError(e)) policy.audit?.({ action: 'job_refused', job, msg: `job '${job}': ${e.message}`, data: { code: e.code } });
     throw e;
   }
+  policy.onVerified?.(verified);
   const { submitter } = verified;
   const where = { manifest: verified.manifestSha256 };
   const ask = (right: string) => authorize(policy.authorization, { right, user: person(submitter), submitter: person(submitter), siteOrg: policy.siteOrg });
@@ -96,6 +105,7 @@ export function admitJob(request: JobAdmissionRequest, policy: JobAdmissionPolic
     components: Object.freeze([...request.components]),
     byoc: verified.byoc,
     manifestSha256: verified.manifestSha256,
+    signedAt: verified.signedAt,
   });
   policy.audit?.({
     action: 'job_admitted',

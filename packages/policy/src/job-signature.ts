@@ -287,3 +287,38 @@ export function verifyAbort(signature: unknown, options: JobVerifyOptions): Veri
   const signer = signerOf(s, manifest(s), options.verifyCertificate, 'abort');
   return Object.freeze({ project: s.project, job: s.job, signer, signedAt: s.signedAt });
 }
+
+/** How long after signing a job may first reach a site, and how far ahead of the site's clock its signing time may be. */
+export interface JobFreshnessOptions {
+  /** The longest time between signing and a site first seeing the job, in ms (a site's setting). */
+  readonly maxAgeMs: number;
+  /** Clock skew tolerated for a signing time in the future, in ms (default 5 minutes). */
+  readonly maxSkewMs?: number;
+  /** The site's clock (default now). */
+  readonly now?: Date;
+}
+
+/**
+ * Bounds how long a signed job stays usable: a job first seen more than `maxAgeMs` after its admin signed it
+ * (the signed `signedAt`, from a verified signature) is refused, as is one signed further in the future than
+ * the clock skew allows. A site calls it when it meets a job id for the first time, so that it only needs to
+ * remember the ids of jobs signed within the window to refuse every replay.
+ *
+ * @throws PolicyError E_POLICY_JOB_EXPIRED naming the job, its signing time and the window; TypeError for a
+ *   window that is not a positive number.
+ * @example
+ * ```ts
+ * checkJobFreshness(verified.signedAt, { maxAgeMs: 7 * 24 * 3600_000 });
+ * ```
+ */
+export function checkJobFreshness(signedAt: string, options: JobFreshnessOptions & { readonly job?: string }): void {
+  const { maxAgeMs } = options;
+  const maxSkewMs = options.maxSkewMs ?? 5 * 60_000;
+  if (!(maxAgeMs > 0) || !(maxSkewMs >= 0)) throw new TypeError('"maxAgeMs" expected a positive number of ms and "maxSkewMs" a number >= 0');
+  const now = (options.now ?? new Date()).getTime();
+  const at = Date.parse(signedAt);
+  const what = options.job === undefined ? 'the job' : `job ${JSON.stringify(options.job.slice(0, 128))}`;
+  if (!Number.isFinite(at)) refuse('E_POLICY_JOB_EXPIRED', `${what} carries no readable signing time (${JSON.stringify(String(signedAt).slice(0, 40))})`);
+  if (at - now > maxSkewMs) refuse('E_POLICY_JOB_EXPIRED', `${what} was signed at ${signedAt}, ${Math.round((at - now) / 1000)} s ahead of this site's clock (at most ${Math.round(maxSkewMs / 1000)} s allowed)`);
+  if (now - at > maxAgeMs) refuse('E_POLICY_JOB_EXPIRED', `${what} was signed at ${signedAt}, ${Math.round((now - at) / 1000)} s ago: this site first runs a job at most ${Math.round(maxAgeMs / 1000)} s after its signing`);
+}

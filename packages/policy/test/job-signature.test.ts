@@ -1,7 +1,7 @@
 import { expectFlareCode } from '@flare/core/testing';
 import { X509Certificate } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { signAbort, signJob, verifyAbort, verifyJob, type JobSignature, type JobVerifyOptions } from '../src/index.js';
+import { checkJobFreshness, signAbort, signJob, verifyAbort, verifyJob, type JobSignature, type JobVerifyOptions } from '../src/index.js';
 import { certificateCheck, issue, makeCa, scratch, type TestCert } from './helpers.js';
 
 // Certificates made by the real openssl CLI in @flare/pki's subject layout: a project root, admins of each
@@ -183,5 +183,37 @@ describe('signAbort / verifyAbort', () => {
     const j = sign(lead);
     const asAbort = { v: 1, kind: 'abort', project: j.project, job: j.job, signedAt: j.signedAt, certificate: j.certificate, signature: j.signature };
     expectFlareCode(() => verifyAbort(asAbort, options()), 'E_POLICY_JOB_TAMPERED');
+  });
+});
+
+describe('checkJobFreshness', () => {
+  const now = new Date('2026-12-05T06:00:00.000Z');
+  const day = 24 * 3600_000;
+
+  it('accepts a job signed within the window, and a signing time slightly ahead of the clock', () => {
+    expect(() => checkJobFreshness('2026-12-04T06:00:00.000Z', { maxAgeMs: 7 * day, now })).not.toThrow();
+    expect(() => checkJobFreshness('2026-12-05T06:04:00.000Z', { maxAgeMs: 7 * day, now })).not.toThrow();
+  });
+
+  it('refuses a job first seen longer after its signing than the window (E_POLICY_JOB_EXPIRED), naming the job', () => {
+    const e = expectFlareCode(() => checkJobFreshness('2026-11-27T06:00:00.000Z', { maxAgeMs: 7 * day, now, job: JOB }), 'E_POLICY_JOB_EXPIRED');
+    expect(e.message).toContain(JOB);
+    expect(e.message).toContain('2026-11-27T06:00:00.000Z');
+  });
+
+  it('refuses a signing time further in the future than the clock skew allowed, and an unreadable one (E_POLICY_JOB_EXPIRED)', () => {
+    expectFlareCode(() => checkJobFreshness('2026-12-05T07:00:00.000Z', { maxAgeMs: 7 * day, now }), 'E_POLICY_JOB_EXPIRED');
+    expectFlareCode(() => checkJobFreshness('2026-12-05T06:01:00.000Z', { maxAgeMs: 7 * day, maxSkewMs: 0, now }), 'E_POLICY_JOB_EXPIRED');
+    expectFlareCode(() => checkJobFreshness('yesterday', { maxAgeMs: 7 * day, now }), 'E_POLICY_JOB_EXPIRED');
+  });
+
+  it('refuses a window that is not a positive number (TypeError)', () => {
+    expect(() => checkJobFreshness('2026-12-04T06:00:00.000Z', { maxAgeMs: 0, now })).toThrow(TypeError);
+    expect(() => checkJobFreshness('2026-12-04T06:00:00.000Z', { maxAgeMs: Number.NaN, now })).toThrow(TypeError);
+  });
+
+  it('the signing time is the one the signature covers: verifyJob returns it', () => {
+    const s = signJob(key(lead), { projectName: 'hospitals', jobId: JOB, files: files(), now });
+    expect(verifyJob(s, files(), options()).signedAt).toBe(now.toISOString());
   });
 });

@@ -123,7 +123,8 @@ export function register(program: Command): void {
     .option('--attestation <file>', 'how this site attests and re-checks the server (default <workspace>/attestation.json when present); what it requires is its kit\'s attestation policy')
     .option('--max-message-mib <n>', 'largest message accepted or sent, in MiB (default 2048)', int('--max-message-mib', 1, 4095))
     .option('--give-up-after <duration>', 'stop (exit 1, E_RUNTIME_SERVER_UNREACHABLE) after this long without the server, e.g. 10m, 2h (default: never; the site waits and reconnects with backoff)', duration)
-    .action((o: { kit: string; workspace?: string; server?: string; attestation?: string; maxMessageMib?: number; giveUpAfter?: number }) =>
+    .option('--max-job-age <duration>', 'refuse a job first offered longer than this after its admin signed it (E_POLICY_JOB_EXPIRED), e.g. 12h, 30d (default 7d)', duration)
+    .action((o: { kit: string; workspace?: string; server?: string; attestation?: string; maxMessageMib?: number; giveUpAfter?: number; maxJobAge?: number }) =>
       run(() =>
         runClient(
           {
@@ -133,6 +134,7 @@ export function register(program: Command): void {
             ...(o.attestation === undefined ? {} : { attestation: o.attestation }),
             ...(o.maxMessageMib === undefined ? {} : { maxMessageMiB: o.maxMessageMib }),
             ...(o.giveUpAfter === undefined || o.giveUpAfter === Infinity ? {} : { giveUpAfterMs: o.giveUpAfter }),
+            ...(o.maxJobAge === undefined || o.maxJobAge === Infinity ? {} : { maxJobAgeMs: o.maxJobAge }),
             signal: untilSignal(),
           },
           defaultStack(),

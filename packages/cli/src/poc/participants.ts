@@ -202,6 +202,8 @@ export interface ClientRun {
   readonly maxMessageMiB?: number;
   /** Stop after this long without the server (default: never). */
   readonly giveUpAfterMs?: number;
+  /** Refuse a job first offered longer than this after its signing (default: the runtime's 7 days). */
+  readonly maxJobAgeMs?: number;
 }
 
 function target(s: string | undefined): Array<{ host: string; port: number }> | undefined {
@@ -288,6 +290,7 @@ export async function runClient(o: ClientRun, stack: Stack): Promise<void> {
         audit: audit.hook,
         logger,
         ...(attestation === undefined ? {} : { attestation }),
+        ...(o.maxJobAgeMs === undefined ? {} : { maxJobAgeMs: o.maxJobAgeMs }),
       });
       await Promise.race([until(o.signal), engine.done]);
       await engine.close();

@@ -24,6 +24,8 @@ export interface ActiveJob {
   readonly abort: AbortController;
   /** Set when an admin aborted the job (it ends ABORTED, not FAILED). */
   aborted: boolean;
+  /** The admin's signed abort (JSON bytes): it travels with the job_end ABORTED too, which sites obey only signed. */
+  abortSignature?: Uint8Array;
 }
 
 /** The sites a definition names (all connected ones for `@ALL`). */

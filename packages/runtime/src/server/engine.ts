@@ -285,6 +285,7 @@ export class ServerEngine {
     const a = this.#active.get(id);
     if (a === undefined) return;
     a.aborted = true;
+    a.abortSignature = signature;
     a.abort.abort(new FlareRuntimeError('E_RUNTIME_ABORTED', `job ${id} aborted by ${by.name}`));
     const who = by.role === '' ? { name: by.name, org: by.org } : by;
     // The admin's signed abort travels as the payload: each site obeys only that, never the server's `by`.

@@ -161,7 +161,9 @@ async function endJob(o: JobRunnerOptions, job: ActiveJob, status: JobEndStatus,
   for (const site of told) {
     const ch = o.registry.get(site)?.channel;
     if (ch === undefined) continue;
-    ch.send(outgoing({ t: 'job_end', job: job.id, status, ...(ref === undefined ? {} : { ref }), ...(error === undefined ? {} : { error: { code: error.code, message: error.message.slice(0, 2000) } }) })).catch(() => undefined);
+    // ABORTED carries the admin's signed abort: a site records an abort only when an admin signed it.
+    const body = status === 'ABORTED' ? job.abortSignature : undefined;
+    ch.send(outgoing({ t: 'job_end', job: job.id, status, ...(ref === undefined ? {} : { ref }), ...(error === undefined ? {} : { error: { code: error.code, message: error.message.slice(0, 2000) } }) }), body).catch(() => undefined);
   }
   await o.events.emit('after-job', { job: job.id, status }).catch((e: unknown) => o.logger.warn('after-job handler failed', { job: job.id, code: reasonOf(e).code }));
 }

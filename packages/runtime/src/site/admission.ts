@@ -1,5 +1,5 @@
 import { PolicyError, type AuditHook, type Filter, type FilterEnv, type FilterFactory } from '@flare/core';
-import { admitJob, checkScopeAggregation, composeFilterChain, createFilterChain, parseJobFilters, parseResourceRequest, resolvePrivacyScope, type FilterSpec, type JobSigner, type PrivacyScope, type Reservation } from '@flare/policy';
+import { admitJob, checkJobFreshness, checkScopeAggregation, composeFilterChain, createFilterChain, parseJobFilters, parseResourceRequest, resolvePrivacyScope, type FilterSpec, type JobSigner, type PrivacyScope, type Reservation, type VerifiedJob } from '@flare/policy';
 import { signedJobFiles, type JobBundle } from '../protocol/bundle.js';
 import type { Principal } from '../protocol/channel.js';
 import type { JobDefinition } from '../protocol/job-definition.js';
@@ -18,6 +18,13 @@ export interface AdmissionRequest {
    * a server naming someone else is refused (it changed the job's story).
    */
   readonly claimed?: Pick<Principal, 'name' | 'org'>;
+  /**
+   * When set, the signing time must fall within this window of now (`checkJobFreshness`, E_POLICY_JOB_EXPIRED):
+   * a site sets it for a job id it meets for the first time.
+   */
+  readonly freshness?: { readonly maxAgeMs: number; readonly now?: Date };
+  /** Called as soon as the signature verified, with the signing time and manifest digest (before this site's rights are asked). */
+  readonly onVerified?: (job: { readonly signedAt: string; readonly manifest: string }) => void;
 }
 
 /** A job this site admitted: its scope, its filter specs and the resources reserved for it. */
@@ -33,6 +40,8 @@ export interface Admission {
   readonly submitter: JobSigner;
   /** SHA-256 of the signed manifest: names the exact job in audit events across sites. */
   readonly manifest: string;
+  /** When the submitter signed the job (from the verified signature). */
+  readonly signedAt: string;
 }
 
 /** Filters that must run where encryption needs them, whatever order the scope and the job list them in. */
@@ -44,12 +53,14 @@ const ENCRYPT_LAST = 'he-encrypt';
  * submitter's signature over the whole job (meta.json, the initial model, custom/ files; bound to this project
  * and the job id; the signer's certificate chains to the project root and is not revoked), then the signer's
  * `submit_job` right, the component allow-list and BYOC (consent, the `byoc` right), all by `admitJob`; the
- * server's claim about the submitter must name the signer; the privacy scope (`resolvePrivacyScope`); the
+ * server's claim about the submitter must name the signer; the signing time within the site's window for a job
+ * met for the first time (`checkJobFreshness`); the privacy scope (`resolvePrivacyScope`); the
  * job's own filters against the site's registry (`parseJobFilters`); the scope's rule on secure aggregation
  * (`checkScopeAggregation`); and a reservation of what the job asks of resources.json
  * (`ResourceManager.reserve`, which also bounds its wall time).
  *
  * @throws PolicyError E_POLICY_JOB_UNSIGNED, E_POLICY_JOB_BINDING, E_POLICY_JOB_TAMPERED, E_POLICY_JOB_SIGNER,
+ *   E_POLICY_JOB_EXPIRED,
  *   E_POLICY_DENIED, E_POLICY_COMPONENT, E_POLICY_BYOC_*, E_POLICY_SCOPE, E_POLICY_SECAGG_REQUIRED,
  *   E_POLICY_FILTER_UNKNOWN, E_POLICY_FILTER_ARGS, E_POLICY_RESOURCES_EXCEEDED, E_POLICY_RESOURCES_BUSY.
  */
@@ -67,13 +78,29 @@ export function admit(req: AdmissionRequest, policy: SitePolicy, site: { readonl
   }
   const admitted = admitJob(
     { jobId: req.job, files: signedJobFiles(req.bundle), signature: receivedSignature(req.bundle.signature), components },
-    { authorization: policy.authorization(), components: policy.components(), siteOrg: site.org, projectName: trust.project, verifyCertificate: trust.verifyCertificate, ...(hook === undefined ? {} : { audit: hook }) },
+    {
+      authorization: policy.authorization(),
+      components: policy.components(),
+      siteOrg: site.org,
+      projectName: trust.project,
+      verifyCertificate: trust.verifyCertificate,
+      ...(hook === undefined ? {} : { audit: hook }),
+      ...(req.onVerified === undefined ? {} : { onVerified: (v: VerifiedJob) => req.onVerified!({ signedAt: v.signedAt, manifest: v.manifestSha256 }) }),
+    },
   );
   const signer = admitted.submitter;
   if (req.claimed !== undefined && (req.claimed.name !== signer.name || req.claimed.org !== signer.org)) {
     const message = `job '${req.job}': the server names ${JSON.stringify(req.claimed.name)} (${req.claimed.org}) as its submitter, but it is signed by ${JSON.stringify(signer.name)} (${signer.org})`;
     hook?.({ action: 'job_refused', job: req.job, user: req.claimed.name, msg: message, data: { code: 'E_POLICY_JOB_TAMPERED', signer: signer.name } });
     throw new PolicyError('E_POLICY_JOB_TAMPERED', message);
+  }
+  if (req.freshness !== undefined) {
+    try {
+      checkJobFreshness(admitted.signedAt, { ...req.freshness, job: req.job });
+    } catch (e) {
+      hook?.({ action: 'job_refused', job: req.job, user: signer.name, msg: e instanceof Error ? e.message : String(e), data: { code: 'E_POLICY_JOB_EXPIRED', signed_at: admitted.signedAt } });
+      throw e;
+    }
   }
   const privacy = policy.privacy();
   let scope: PrivacyScope | undefined;
@@ -94,7 +121,7 @@ export function admit(req: AdmissionRequest, policy: SitePolicy, site: { readonl
   const r = def.resources;
   const request = parseResourceRequest({ num_of_gpus: r.num_of_gpus, mem_per_gpu_in_GiB: r.mem_per_gpu_in_GiB, memory_gib: r.memory_MiB / 1024, ...(r.wall_time_s === undefined ? {} : { wall_time_s: r.wall_time_s }) });
   const reservation = policy.resources.reserve(req.job, request);
-  return { scope, dataFilters, resultFilters, reservation, byoc: admitted.byoc, submitter: signer, manifest: admitted.manifestSha256 };
+  return { scope, dataFilters, resultFilters, reservation, byoc: admitted.byoc, submitter: signer, manifest: admitted.manifestSha256, signedAt: admitted.signedAt };
 }
 
 /** The two filter chains of an admitted job, each filter built once for the job (@flare/policy's `createFilterChain`). */

@@ -15,6 +15,7 @@ import { crossSiteEvalSite } from '../workflows/cross-site-eval-site.js';
 import { cyclicSite } from '../workflows/cyclic-site.js';
 import { scatterAndGatherSite } from '../workflows/scatter-gather.js';
 import type { SiteWorkflow } from '../workflows/workflow.js';
+import { SiteJobLedger } from './job-ledger.js';
 import { SiteJobs } from './jobs.js';
 import { resourceReport, type FilterRegistry, type LearnerFactory, type SitePolicy } from './policy.js';
 import { runTask } from './task-runner.js';
@@ -66,7 +67,17 @@ export interface ClientEngineOptions {
   readonly anchors?: AnchorLog;
   /** How often the site sends its anchor while connected (default 10 minutes). */
   readonly anchorIntervalMs?: number;
+  /**
+   * The longest time between an admin signing a job and this site first meeting it (default 7 days): an older
+   * job is refused (E_POLICY_JOB_EXPIRED). The site remembers the jobs it met in `<workspace>/job-ledger.json`,
+   * so a job it ran to its end or refused is never run again (E_POLICY_JOB_REPLAYED); this window bounds that
+   * memory.
+   */
+  readonly maxJobAgeMs?: number;
 }
+
+/** Default of {@link ClientEngineOptions.maxJobAgeMs}: 7 days. */
+export const DEFAULT_MAX_JOB_AGE_MS = 7 * 24 * 3600_000;
 
 /** Codes of a `bye` that end the site for good: the server refused it inside the authenticated session. */
 const isFinalBye = (code: string): boolean => code.startsWith('E_ATTEST_') || code === 'E_RUNTIME_ATTESTATION_UNBOUND';
@@ -97,7 +108,7 @@ export class ClientEngine {
   readonly done: Promise<void>;
   #finish: () => void = () => undefined;
 
-  private constructor(o: ClientEngineOptions) {
+  private constructor(o: ClientEngineOptions, ledger: SiteJobLedger, maxJobAgeMs: number) {
     this.#o = o;
     this.#limits = resolveRuntimeLimits(o.limits);
     this.#log = o.logger ?? silentLogger;
@@ -117,19 +128,27 @@ export class ClientEngine {
       logger: this.#log,
       events: this.#events,
       onWallTime: (job, reason) => void this.#leave(job.id, reason),
+      ledger,
+      maxJobAgeMs,
     });
     this.done = new Promise((resolve) => {
       this.#finish = resolve;
     });
   }
 
-  /** Starts the site: it connects (and reconnects) through its link. Resolves at once; see {@link registered}. */
-  static start(o: ClientEngineOptions): Promise<ClientEngine> {
-    const engine = new ClientEngine(o);
+  /**
+   * Starts the site: opens its job ledger, then connects (and reconnects) through its link; see {@link registered}.
+   * @throws FlareRuntimeError E_RUNTIME_WORKSPACE when the workspace's job-ledger.json is not one this site wrote.
+   */
+  static async start(o: ClientEngineOptions): Promise<ClientEngine> {
+    const maxJobAgeMs = o.maxJobAgeMs ?? DEFAULT_MAX_JOB_AGE_MS;
+    if (!(maxJobAgeMs > 0)) throw new RangeError(`"maxJobAgeMs" expected a positive number of ms, got ${String(o.maxJobAgeMs)}`);
+    const ledger = await SiteJobLedger.open(o.workspace, { maxAgeMs: maxJobAgeMs });
+    const engine = new ClientEngine(o, ledger, maxJobAgeMs);
     o.link.onGiveUp((e) => engine.#stopWith(e));
     o.link.onRetry?.(({ delayMs, error }) => engine.#log.warn('cannot reach the server; retrying', { code: error.code, reason: error.message, retryInMs: delayMs }));
     o.link.onChannel((ch) => void engine.#attach(ch));
-    return Promise.resolve(engine);
+    return engine;
   }
 
   /** Resolves when the site is registered with the server (now, or at its next registration), or rejects after `timeoutMs` or when it stops. */
@@ -287,10 +306,12 @@ export class ClientEngine {
         return job.queue;
       }
       case 'abort':
-        return this.#abort(msg, payload);
+        return this.#abort(msg, payload, 'abort');
       case 'anchor':
         return this.#recordAnchor(ch, payload);
       case 'job_end':
+        // "Aborted" is an admin's word: the job_end must carry the admin's signed abort, checked like an abort.
+        if (msg.status === 'ABORTED') return this.#abort({ job: msg.job, ...(msg.ref === undefined ? {} : { ref: msg.ref }) }, payload, 'job_end');
         return this.#jobs.end(msg.job, msg.error ?? { code: msg.status, message: `the job ${msg.status.toLowerCase()} at the server` }, msg.ref);
       default:
         throw new FlareRuntimeError('E_RUNTIME_PROTOCOL', `the server may not send '${msg.t}'`);
@@ -298,16 +319,20 @@ export class ClientEngine {
   }
 
   /**
-   * An abort from the server: obeyed only when it carries an abort signed for this project and job by an admin
-   * certificate the project trusts, whom this site's own policy grants `abort_job` for this job's submitter
-   * (@flare/policy's `admitAbort`). The server's `by` is never trusted; a refusal is audited with its code.
+   * An abort from the server, or a `job_end` ABORTED: obeyed as an abort only when it carries an abort signed for
+   * this project and job by an admin certificate the project trusts, whom this site's own policy grants
+   * `abort_job` for this job's submitter (@flare/policy's `admitAbort`). The server's `by` is never trusted; a
+   * refusal is audited with its code and the server's name. A refused `abort` leaves the job running; a refused
+   * `job_end` still ends the job here (the server has stopped it: nothing more will come), but under the
+   * refusal's code, never as an admin's abort.
    */
-  async #abort(msg: MessageOf<'abort'>, payload: Uint8Array): Promise<void> {
+  async #abort(msg: Pick<MessageOf<'abort'>, 'job' | 'ref' | 'by'>, payload: Uint8Array, via: 'abort' | 'job_end'): Promise<void> {
     const job = this.#jobs.get(msg.job);
     if (job === undefined) return;
     const trust = this.#o.policy.jobTrust;
     const claimed = msg.by === undefined ? {} : { claimed_by: `${msg.by.name} (${msg.by.org})` };
-    const audit = (e: Parameters<AuditHook>[0]): string | undefined => this.#audit({ ...e, ref: e.ref ?? msg.ref, data: { ...e.data, site: this.#o.site.name, ...claimed } });
+    const server = this.#channel?.peer.name;
+    const audit = (e: Parameters<AuditHook>[0]): string | undefined => this.#audit({ ...e, ref: e.ref ?? msg.ref, data: { ...e.data, site: this.#o.site.name, via, ...(server === undefined ? {} : { server }), ...claimed } });
     let signer: string;
     try {
       if (trust === undefined) throw new PolicyError('E_POLICY_JOB_SIGNER', `abort of job '${msg.job}': this site has no project trust to verify signatures with`);
@@ -320,10 +345,11 @@ export class ClientEngine {
     } catch (e) {
       const { code, message } = reasonOf(e);
       if (trust === undefined) audit({ action: 'abort_refused', job: msg.job, msg: message, data: { code } });
-      this.#log.warn('abort refused', { job: msg.job, code, reason: message });
+      this.#log.warn(via === 'abort' ? 'abort refused' : 'the server ended the job as aborted without a valid signed abort', { job: msg.job, code, reason: message });
+      if (via === 'job_end') return this.#jobs.end(msg.job, { code, message: `the server ended the job as ABORTED, an abort this site refused: ${message}` }, msg.ref);
       return;
     }
-    this.#audit({ action: 'job_aborted', job: msg.job, ref: msg.ref, user: signer, msg: `job aborted by ${signer} (signed)` });
+    this.#audit({ action: 'job_aborted', job: msg.job, ref: msg.ref, user: signer, msg: `job aborted by ${signer} (signed)`, data: { via } });
     return this.#jobs.end(msg.job, { code: 'E_RUNTIME_ABORTED', message: `aborted by ${signer}` }, msg.ref);
   }
 

@@ -1,6 +1,6 @@
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { FlareRuntimeError, type Logger } from '@flare/core';
+import { FlareRuntimeError, PolicyError, isFlareError, type Logger } from '@flare/core';
 import type { LooseAuditEvent } from '../audit.js';
 import type { Reason } from '../errors.js';
 import type { EventBus } from '../event-bus.js';
@@ -9,6 +9,8 @@ import type { Principal } from '../protocol/channel.js';
 import { parseMetaJson } from '../protocol/job-definition.js';
 import type { SiteWorkflow } from '../workflows/workflow.js';
 import { admit, buildChains } from './admission.js';
+import { initialModelDigest } from './initial-model.js';
+import type { SiteJobLedger } from './job-ledger.js';
 import { authenticateSubmitter } from './oidc.js';
 import type { FilterRegistry, LearnerEnv, LearnerFactory, SitePolicy } from './policy.js';
 import type { SiteJob } from './task-runner.js';
@@ -29,7 +31,13 @@ export interface SiteJobsOptions {
   readonly events: EventBus;
   /** The job's wall time ran out (its reservation was aborted): the site leaves it. */
   readonly onWallTime: (job: SiteJob, reason: Reason) => void;
+  /** The signed jobs this site met (replays refused), and the age window for a job met for the first time. */
+  readonly ledger: SiteJobLedger;
+  readonly maxJobAgeMs: number;
 }
+
+/** Refusals that waiting cures (the server offers the job again): not remembered as final. */
+const TEMPORARY = (code: string): boolean => code === 'E_POLICY_RESOURCES_BUSY' || code === 'E_RUNTIME_TIMEOUT' || code === 'E_RUNTIME_DISCONNECTED' || code === 'E_RUNTIME_JOB_STATE' || code.startsWith('E_ATTEST_');
 
 /**
  * The jobs deployed at a site: admission (@flare/policy decides), building (the job's folder, its verified
@@ -65,11 +73,40 @@ export class SiteJobs {
     const site = o.site.name;
     await this.#ending.get(id);
     if (this.#jobs.has(id)) throw new FlareRuntimeError('E_RUNTIME_JOB_STATE', `job ${id} is already deployed at ${site}`);
+    // A signed job runs once: one this site ended or refused is a replay. One it still runs (the connection
+    // dropped, the site restarted) may be deployed again: that is how a job resumes.
+    const prior = o.ledger.get(id);
+    if (prior !== undefined && prior.state !== 'running') {
+      const message = `job ${id} (signed ${prior.signed_at}) ${prior.state === 'ended' ? 'already ran' : 'was refused'} at ${site} (${prior.code ?? '?'}, ${prior.at}): a signed job runs once, and the server offers it again`;
+      o.audit({ action: 'job_replay_refused', job: id, ref, user: claimed.name, msg: message, data: { code: 'E_POLICY_JOB_REPLAYED', site, claimed_submitter: `${claimed.name} (${claimed.org})`, manifest: prior.manifest, prior: prior.state } });
+      throw new PolicyError('E_POLICY_JOB_REPLAYED', message);
+    }
+    let verified: { readonly signedAt: string; readonly manifest: string } | undefined;
+    try {
+      return await this.#build(id, claimed, bundleBytes, ref, {
+        ...(prior === undefined ? { freshness: { maxAgeMs: o.maxJobAgeMs } } : {}),
+        onVerified: (v) => {
+          verified = v;
+        },
+      });
+    } catch (e) {
+      const code = isFlareError(e) ? e.code : 'E_RUNTIME_DEPLOY_REFUSED';
+      // Only a job whose signature verified is remembered (a forged one must not block the real job's id).
+      if (verified !== undefined && !TEMPORARY(code)) {
+        await o.ledger.record(id, { state: 'refused', signed_at: verified.signedAt, manifest: verified.manifest, code }).catch((w: unknown) => o.logger.warn('the job ledger could not be written', { job: id, error: w instanceof Error ? w.message : String(w) }));
+      }
+      throw e;
+    }
+  }
+
+  async #build(id: string, claimed: Principal, bundleBytes: Uint8Array, ref: string | undefined, check: { readonly freshness?: { readonly maxAgeMs: number }; readonly onVerified: (v: { readonly signedAt: string; readonly manifest: string }) => void }): Promise<SiteJob> {
+    const o = this.#o;
+    const site = o.site.name;
     const bundle = decodeJobBundle(bundleBytes, o.limits);
     const { definition } = parseMetaJson(bundle.meta);
     const workflow = o.workflows.get(definition.workflow);
     if (workflow === undefined) throw new FlareRuntimeError('E_RUNTIME_COMPONENT_UNKNOWN', `${site} does not run workflow '${definition.workflow}'`);
-    const admission = admit({ job: id, definition, bundle, claimed }, o.policy, o.site, o.filters, (e) => o.audit({ ...e, ref: e.ref ?? ref }));
+    const admission = admit({ job: id, definition, bundle, claimed, ...check }, o.policy, o.site, o.filters, (e) => o.audit({ ...e, ref: e.ref ?? ref }));
     const submitter: Principal = { name: admission.submitter.name, org: admission.submitter.org, role: admission.submitter.role };
     try {
       // The site's own login (local/authentication.json): the token the job carries for this site must be the signer's.
@@ -98,6 +135,8 @@ export class SiteJobs {
       const filters = { data: admission.dataFilters.map((f) => f.name), result: admission.resultFilters.map((f) => f.name) };
       // The workflow's own rules (e.g. secure aggregation refuses a scope that encrypts updates), before any learner is built.
       workflow.admit?.({ site, job: id, definition, filters });
+      // What round 0 must bring: the tensors of the initial model the admin signed.
+      const initialModel = initialModelDigest(bundle.model);
       const env: LearnerEnv = { site, workspace: o.workspace, job: id, jobWorkspace, ...(customDir === undefined ? {} : { customDir }), logger: o.logger, definition };
       const chains = buildChains(admission, { site, workspace: o.workspace, logger: o.logger });
       await o.events.emit('before-build-component', { site, job: id, component: definition.learner.name, role: 'learner' });
@@ -119,10 +158,13 @@ export class SiteJobs {
         submitter,
         reservation: admission.reservation,
         jobWorkspace,
+        ...(initialModel === undefined ? {} : { initialModel }),
         abort: new AbortController(),
         memory: new Map(),
         queue: Promise.resolve(),
       };
+      // Durable before the site says yes: a replay of this job after it ends is refused, even after a restart.
+      await o.ledger.record(id, { state: 'running', signed_at: admission.signedAt, manifest: admission.manifest });
       this.#jobs.set(id, job);
       admission.reservation.signal.addEventListener('abort', () => {
         const reason = admission.reservation.signal.reason as unknown;
@@ -163,6 +205,10 @@ export class SiteJobs {
     }
     job.reservation.release();
     job.memory.clear();
+    // Ended for good unless the server went away (then the job may resume when it offers it again).
+    if (why.code !== 'E_RUNTIME_DISCONNECTED') {
+      await this.#o.ledger.end(id, why.code).catch((e: unknown) => this.#o.logger.warn('the job ledger could not be written', { job: id, error: e instanceof Error ? e.message : String(e) }));
+    }
     if (!this.#o.keepJobWorkspaces) await rm(job.jobWorkspace, { recursive: true, force: true }).catch(() => undefined);
     this.#o.audit({ action: 'job_released', job: id, ref, msg: `job ${job.definition.name} ended here (${why.code}: ${why.message}); its resources are released`.slice(0, 2000), data: { code: why.code } });
     this.#o.logger.info('job ended here', { job: id, code: why.code });

@@ -7,6 +7,7 @@ import type { PeerChannel, Principal } from '../protocol/channel.js';
 import type { JobDefinition } from '../protocol/job-definition.js';
 import { outgoing, type MessageOf } from '../protocol/messages.js';
 import type { SiteWorkflow } from '../workflows/workflow.js';
+import { checkInitialModel } from './initial-model.js';
 
 /** A job deployed at this site: what its tasks run with, and what its end releases. */
 export interface SiteJob {
@@ -26,6 +27,8 @@ export interface SiteJob {
   readonly submitter: Principal;
   readonly reservation: Reservation;
   readonly jobWorkspace: string;
+  /** Digest of the signed initial model's tensors (`tensorDigest`): the global model of round 0 must match it. */
+  readonly initialModel?: string;
   /** Aborted when the job ends here (end, abort, wall time, lost server): tasks stop. */
   readonly abort: AbortController;
   /** What the job's site workflow keeps between tasks (see SiteTaskContext.memory); dropped with the job. */
@@ -69,6 +72,8 @@ export async function runTask(o: TaskRunnerOptions, ch: PeerChannel, job: SiteJo
   const fctx: FilterContext = { site: o.site, job: job.id, task: msg.kind, round: msg.round, peer: ch.peer.name, audit: filterAudit, signal };
   const reply = (fields: Partial<MessageOf<'result'>>, body?: Uint8Array): Promise<void> =>
     ch.send(outgoing({ t: 'result', job: job.id, round: msg.round, task: msg.task, kind: msg.kind, ok: true, metrics: {}, ...fields }), body);
+  // The first model of a round-0 task the workflow marks carries the initial model: it must be the signed one.
+  let initial = msg.round === 0 && job.workflow.initialModelTasks?.includes(msg.kind) === true ? job.initialModel : undefined;
   try {
     const handler = job.workflow.tasks.get(msg.kind);
     if (handler === undefined) throw new FlareRuntimeError('E_RUNTIME_PROTOCOL', `workflow ${job.workflow.name} has no task '${msg.kind}' at this site`);
@@ -83,7 +88,19 @@ export async function runTask(o: TaskRunnerOptions, ch: PeerChannel, job: SiteJo
       learner: job.learner,
       memory: job.memory,
       scope: job.privacy,
-      filterIn: async (m) => job.dataChain.apply(m, fctx),
+      filterIn: async (m) => {
+        if (initial !== undefined) {
+          const expected = initial;
+          initial = undefined;
+          try {
+            checkInitialModel(m, expected, job.id);
+          } catch (e) {
+            o.audit({ action: 'initial_model_refused', job: job.id, ref: recv, user: ch.peer.name, msg: reasonOf(e).message, data: { code: 'E_RUNTIME_INITIAL_MODEL', site: o.site, server: ch.peer.name, round: msg.round, kind: msg.kind } });
+            throw e;
+          }
+        }
+        return job.dataChain.apply(m, fctx);
+      },
       filterOut: async (m) => job.resultChain.apply(m, fctx),
       audit: (e) => o.audit({ ...e, job: e.job ?? job.id, ref: e.ref ?? recv }),
       signal,

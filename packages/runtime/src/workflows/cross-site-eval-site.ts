@@ -55,6 +55,7 @@ const submitModel: SiteTaskHandler = async (t: SiteTaskContext) => {
  */
 export const crossSiteEvalSite: SiteWorkflow = {
   name: CROSS_SITE_EVAL,
+  initialModelTasks: ['train'],
   tasks: new Map([
     ['train', train],
     ['submit_model', submitModel],

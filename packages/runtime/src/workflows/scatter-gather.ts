@@ -228,6 +228,7 @@ const validate: SiteTaskHandler = async (t: SiteTaskContext) => {
 /** The site side of scatter-and-gather: `train` and `validate`. */
 export const scatterAndGatherSite: SiteWorkflow = {
   name: SCATTER_AND_GATHER,
+  initialModelTasks: ['train'],
   tasks: new Map([
     ['train', train],
     ['validate', validate],

@@ -173,6 +173,7 @@ export function secureAggregationSite(options: SecureAggregationSiteOptions): Si
   if (validate === undefined) throw new FlareRuntimeError('E_RUNTIME_JOB_INVALID', 'scatter-and-gather has no validate task');
   return {
     name: SECURE_AGGREGATION,
+    initialModelTasks: [SECAGG_TASKS.setup],
     tasks: new Map<string, SiteTaskHandler>([
       [SECAGG_TASKS.setup, setup],
       [SECAGG_TASKS.keys, keys],

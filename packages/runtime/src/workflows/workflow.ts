@@ -173,6 +173,12 @@ export interface SiteWorkflow {
   readonly name: string;
   readonly tasks: ReadonlyMap<string, SiteTaskHandler>;
   /**
+   * Task kinds whose round-0 task brings the job's initial global model (the first model its handler passes to
+   * `filterIn`): the site checks it is exactly the initial model the admin signed (E_RUNTIME_INITIAL_MODEL).
+   * Leave out kinds where a round-0 model may legitimately differ (a cyclic hop trains on the previous site's).
+   */
+  readonly initialModelTasks?: readonly string[];
+  /**
    * The workflow's own checks at deploy, after the site's policy admitted the job: throw a FlareError to refuse
    * it (its code reaches the admin), e.g. secure aggregation with a scope that encrypts updates.
    */

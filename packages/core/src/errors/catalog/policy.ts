@@ -94,6 +94,14 @@ export const POLICY_CODES = {
     meaning: 'A job or abort is signed with a certificate this project does not trust (not from its root, expired, revoked), that is not an admin certificate, or that names no role.',
     action: 'Only admins provisioned in this project can submit or abort jobs: sign with the admin\'s own startup kit; check the CRL if the admin was revoked.',
   },
+  E_POLICY_JOB_REPLAYED: {
+    meaning: 'A signed job arrived again after this site had run it to its end (or refused it): a server replays a job its admin signed once.',
+    action: 'Do not run it again; an admin who wants the job run again submits it anew (a new job id, signed again). Find out why the server replayed it.',
+  },
+  E_POLICY_JOB_EXPIRED: {
+    meaning: 'A signed job reached this site for the first time longer after its admin signed it than the site accepts (or signed in the future beyond the clock skew allowed).',
+    action: 'Submit the job again (it is signed anew), or raise the site\'s maximum job age; check the clocks of the admin\'s machine and the site.',
+  },
   E_POLICY_AUTHN_CONFIG: {
     meaning: 'A site authenticator is misconfigured (issuer, audience, JWKS location or claim mapping).',
     action: 'Fix the authenticator settings the message names; JWKS URLs must use https.',

@@ -70,6 +70,10 @@ export const RUNTIME_CODES = {
     meaning: "A job's checkpoint or state on the server's disk carries no valid MAC of this server's key: someone else wrote it, or changed it.",
     action: 'The server resumes from the previous checkpoint that verifies (audited as checkpoint_refused); find out who wrote to the job store, and restore it from a backup.',
   },
+  E_RUNTIME_INITIAL_MODEL: {
+    meaning: 'The global model a site received for round 0 is not the initial model the job\'s admin signed: the server swapped it.',
+    action: 'The site refuses the task (audited as initial_model_refused); do not trust that server with the job. Resubmit the job and find out who changed the model.',
+  },
   E_RUNTIME_CHECKPOINT: {
     meaning: 'A job\'s checkpoint on disk is unreadable or inconsistent, so the job cannot resume from it.',
     action: 'Restore the job folder from a backup; never edit checkpoint files by hand. The job can be re-submitted from the start.',

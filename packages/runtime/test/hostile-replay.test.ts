@@ -1,0 +1,205 @@
+// A hostile server (a raw channel speaking the runtime protocol) against a real site, for what signatures alone
+// do not stop (issue #14): replaying a signed job the site already ran or refused, deploying a job signed long
+// ago, swapping the signed initial model in round 0, and ending a job as ABORTED without an admin's signed abort.
+import { randomUUID } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { META, encodeModel, model, tensor } from '@flare/core';
+import { afterEach, describe, expect, it } from 'vitest';
+import { encodeJobBundle, type JobBundle } from '../src/protocol/bundle.js';
+import type { PeerChannel } from '../src/protocol/channel.js';
+import { signAbortRequest, signJobBundle } from '../src/protocol/job-trust.js';
+import { outgoing, parseMessage, type MessageOf } from '../src/protocol/messages.js';
+import { JOB_LEDGER_FILE } from '../src/site/job-ledger.js';
+import { memoryHub } from '../src/testing/channels.js';
+import { ADMIN, adminKit, bundle, closeAll, initialModelBytes, jobDefinition, learnerFactory, startSite, tempDir, until, type SiteOptions } from './helpers.js';
+
+afterEach(closeAll);
+
+const DAY = 24 * 3600_000;
+
+/** A server that says whatever it likes: it welcomes the site, then sends deploys, tasks, aborts and job ends of its choosing. */
+async function hostileServer(opts: SiteOptions = {}) {
+  const hub = memoryHub({ name: 'server', org: 'nvidia', kind: 'server' });
+  const replies = new Map<string, (m: MessageOf<'deploy_reply'>) => void>();
+  const results = new Map<string, (m: MessageOf<'result'>) => void>();
+  let channel: PeerChannel | undefined;
+  let channels = 0;
+  hub.onChannel((ch) => {
+    channel = ch;
+    channels += 1;
+    ch.onMessage((h) => {
+      const m = parseMessage(h);
+      if (m.t === 'register') void ch.send(outgoing({ t: 'welcome' }));
+      if (m.t === 'deploy_reply') replies.get(m.id)?.(m);
+      if (m.t === 'result') results.get(m.task)?.(m);
+    });
+  });
+  const workspace = opts.workspace ?? (await tempDir());
+  const start = async () => {
+    const s = await startSite(1, hub, { learner: learnerFactory(1), workspace, ...opts });
+    await s.engine.registered(10_000);
+    return s;
+  };
+  const site = await start();
+  const deploy = (job: string, b: JobBundle, submitter = { name: ADMIN.name, org: ADMIN.org, role: 'project_admin' }): Promise<MessageOf<'deploy_reply'>> => {
+    const id = randomUUID();
+    const answer = new Promise<MessageOf<'deploy_reply'>>((resolve) => replies.set(id, resolve));
+    void channel!.send(outgoing({ t: 'deploy', id, job, submitter }), encodeJobBundle(b));
+    return answer;
+  };
+  const task = (job: string, round: number, payload: Uint8Array): Promise<MessageOf<'result'>> => {
+    const id = randomUUID();
+    const answer = new Promise<MessageOf<'result'>>((resolve) => results.set(id, resolve));
+    void channel!.send(outgoing({ t: 'task', job, round, task: id, kind: 'train' }), payload);
+    return answer;
+  };
+  const jobEnd = (job: string, status: MessageOf<'job_end'>['status'], payload?: Uint8Array): Promise<void> => channel!.send(outgoing({ t: 'job_end', job, status }), payload);
+  /** Cuts the connection; resolves when the site is back. */
+  const reconnect = async (): Promise<void> => {
+    const before = channels;
+    channel!.close();
+    await until(() => (channels > before ? true : undefined), 10_000, 'the site reconnecting');
+    await site.engine.registered(10_000);
+  };
+  return { hub, site, workspace, start, deploy, task, jobEnd, reconnect };
+}
+
+const job1 = () => bundle(jobDefinition({ rounds: 1, deploy: ['site-1'], min_clients: 1 }));
+const released = (s: { audit: { events: Array<{ action: string; job?: string }> } }, id: string) => until(() => s.audit.events.find((e) => e.action === 'job_released' && e.job === id), 10_000, 'the job released');
+
+describe('a signed job runs once at a site: replays are refused (issue #14)', () => {
+  it('refuses a signed job replayed after it ended (E_POLICY_JOB_REPLAYED), audited with the site and the claimed submitter, also after a restart', async () => {
+    const h = await hostileServer();
+    const id = randomUUID();
+    const signed = signJobBundle(await adminKit(ADMIN), job1(), id);
+    expect(await h.deploy(id, signed)).toMatchObject({ ok: true });
+    await h.jobEnd(id, 'FINISHED');
+    await released(h.site, id);
+
+    const replay = await h.deploy(id, signed);
+    expect(replay).toMatchObject({ ok: false, error: { code: 'E_POLICY_JOB_REPLAYED' } });
+    expect(h.site.engine.jobs()).toEqual([]);
+    expect(h.site.audit.events.find((e) => e.action === 'job_replay_refused')).toMatchObject({ job: id, user: ADMIN.name, data: { code: 'E_POLICY_JOB_REPLAYED', site: 'site-1', prior: 'ended', claimed_submitter: `${ADMIN.name} (${ADMIN.org})` } });
+    expect(h.site.audit.events.find((e) => e.action === 'deploy_refused' && e.data?.['code'] === 'E_POLICY_JOB_REPLAYED')).toBeDefined();
+
+    // The memory is durable: the same site restarted on its workspace still refuses it.
+    await h.site.engine.close();
+    const again = await h.start();
+    expect(await h.deploy(id, signed)).toMatchObject({ ok: false, error: { code: 'E_POLICY_JOB_REPLAYED' } });
+    expect(again.audit.events.some((e) => e.action === 'job_replay_refused' && e.job === id)).toBe(true);
+    const ledger = JSON.parse(await readFile(join(h.workspace, JOB_LEDGER_FILE), 'utf8')) as { jobs: Record<string, { state: string }> };
+    expect(ledger.jobs[id]).toMatchObject({ state: 'ended', code: 'FINISHED' });
+  });
+
+  it('a job interrupted by a lost connection may be deployed again (that is how a job resumes); once aborted it may not', async () => {
+    const h = await hostileServer();
+    const kit = await adminKit(ADMIN);
+    const id = randomUUID();
+    const signed = signJobBundle(kit, job1(), id);
+    expect(await h.deploy(id, signed)).toMatchObject({ ok: true });
+    await h.reconnect();
+    await released(h.site, id);
+    expect(await h.deploy(id, signed)).toMatchObject({ ok: true });
+    expect(h.site.engine.jobs()).toEqual([id]);
+    await h.jobEnd(id, 'ABORTED', signAbortRequest(kit, id));
+    await until(() => h.site.audit.events.find((e) => e.action === 'job_aborted' && e.job === id), 10_000, 'the job aborted');
+    expect(await h.deploy(id, signed)).toMatchObject({ ok: false, error: { code: 'E_POLICY_JOB_REPLAYED' } });
+  });
+
+  it('a signed job the site refused stays refused (E_POLICY_JOB_REPLAYED); a forged job does not block the real one with its id', async () => {
+    const h = await hostileServer();
+    const kit = await adminKit(ADMIN);
+    const id = randomUUID();
+    // Refused by this site's own policy: a learner it does not allow.
+    const refused = signJobBundle(kit, bundle(jobDefinition({ rounds: 1, deploy: ['site-1'], min_clients: 1, learner: { name: 'not-allowed', args: {} } })), id);
+    expect(await h.deploy(id, refused)).toMatchObject({ ok: false, error: { code: 'E_POLICY_COMPONENT' } });
+    expect(await h.deploy(id, refused)).toMatchObject({ ok: false, error: { code: 'E_POLICY_JOB_REPLAYED' } });
+
+    // An unsigned job under an id the admin will sign later: refused, and not remembered.
+    const later = randomUUID();
+    expect(await h.deploy(later, job1())).toMatchObject({ ok: false, error: { code: 'E_POLICY_JOB_UNSIGNED' } });
+    expect(await h.deploy(later, signJobBundle(kit, job1(), later))).toMatchObject({ ok: true });
+  });
+
+  it('refuses a job signed longer ago than the site accepts, or in the future (E_POLICY_JOB_EXPIRED), audited', async () => {
+    const h = await hostileServer({ maxJobAgeMs: 2 * DAY });
+    const kit = await adminKit(ADMIN);
+    const old = randomUUID();
+    const reply = await h.deploy(old, signJobBundle(kit, job1(), old, new Date(Date.now() - 3 * DAY)));
+    expect(reply).toMatchObject({ ok: false, error: { code: 'E_POLICY_JOB_EXPIRED' } });
+    expect(h.site.audit.events.find((e) => e.action === 'job_refused' && e.data?.['code'] === 'E_POLICY_JOB_EXPIRED')).toMatchObject({ job: old, user: ADMIN.name, data: { site: 'site-1' } });
+    const future = randomUUID();
+    expect(await h.deploy(future, signJobBundle(kit, job1(), future, new Date(Date.now() + DAY)))).toMatchObject({ ok: false, error: { code: 'E_POLICY_JOB_EXPIRED' } });
+    const fresh = randomUUID();
+    expect(await h.deploy(fresh, signJobBundle(kit, job1(), fresh, new Date(Date.now() - DAY)))).toMatchObject({ ok: true });
+  });
+
+  it('the age window applies to a job met for the first time only: a running job older than it resumes after a reconnect', async () => {
+    const workspace = await tempDir();
+    const h = await hostileServer({ workspace, maxJobAgeMs: 2 * DAY });
+    const id = randomUUID();
+    const signed = signJobBundle(await adminKit(ADMIN), job1(), id, new Date(Date.now() - DAY));
+    expect(await h.deploy(id, signed)).toMatchObject({ ok: true });
+    await h.site.engine.close();
+    // The same site, restarted with a shorter window: the job it was running is older than that now.
+    const restarted = await hostileServer({ workspace, maxJobAgeMs: DAY / 2 });
+    expect(await restarted.deploy(id, signed)).toMatchObject({ ok: true });
+    // A job of the same age it never met is refused.
+    const other = randomUUID();
+    expect(await restarted.deploy(other, signJobBundle(await adminKit(ADMIN), job1(), other, new Date(Date.now() - DAY)))).toMatchObject({ ok: false, error: { code: 'E_POLICY_JOB_EXPIRED' } });
+  });
+});
+
+describe('round 0 brings the initial model the admin signed (issue #14)', () => {
+  it('refuses a round-0 global model that is not the signed initial model (E_RUNTIME_INITIAL_MODEL), audited naming the server; the signed one passes', async () => {
+    const h = await hostileServer();
+    const id = randomUUID();
+    expect(await h.deploy(id, signJobBundle(await adminKit(ADMIN), job1(), id))).toMatchObject({ ok: true });
+
+    const swapped = encodeModel(model({ w: tensor(new Float32Array([5, -5]), [2]) }));
+    const refused = await h.task(id, 0, swapped);
+    expect(refused).toMatchObject({ ok: false, error: { code: 'E_RUNTIME_INITIAL_MODEL' } });
+    expect(h.site.audit.events.find((e) => e.action === 'initial_model_refused')).toMatchObject({ job: id, user: 'server', data: { code: 'E_RUNTIME_INITIAL_MODEL', site: 'site-1', server: 'server', round: 0 } });
+    expect(h.site.audit.events.some((e) => e.action === 'local_training_done')).toBe(false);
+
+    // An extra tensor, or another dtype, is a different model too.
+    const extra = encodeModel(model({ w: tensor(new Float32Array([0, 0]), [2]), b: tensor(new Float32Array([0]), [1]) }));
+    expect(await h.task(id, 0, extra)).toMatchObject({ ok: false, error: { code: 'E_RUNTIME_INITIAL_MODEL' } });
+
+    // The same tensors with the round noted in the metadata (another encoding) are the signed model.
+    const same = encodeModel(model({ w: tensor(new Float32Array([0, 0]), [2]) }, 'full', { [META.CURRENT_ROUND]: 0 }));
+    expect(same).not.toEqual(initialModelBytes());
+    expect(await h.task(id, 0, same)).toMatchObject({ ok: true });
+    // Later rounds carry the aggregate, which no admin signed.
+    expect(await h.task(id, 1, swapped)).toMatchObject({ ok: true });
+  });
+});
+
+describe('job_end ABORTED is an admin abort only when signed (issue #14)', () => {
+  it('an unsigned ABORTED job_end is refused as an abort (E_POLICY_JOB_UNSIGNED), audited naming the server; the job ends under that code', async () => {
+    const h = await hostileServer();
+    const id = randomUUID();
+    expect(await h.deploy(id, signJobBundle(await adminKit(ADMIN), job1(), id))).toMatchObject({ ok: true });
+    await h.jobEnd(id, 'ABORTED');
+    const refused = await until(() => h.site.audit.events.find((e) => e.action === 'abort_refused'), 10_000, 'abort refused');
+    expect(refused).toMatchObject({ job: id, data: { code: 'E_POLICY_JOB_UNSIGNED', site: 'site-1', via: 'job_end', server: 'server' } });
+    const end = await released(h.site, id);
+    expect(end).toMatchObject({ data: { code: 'E_POLICY_JOB_UNSIGNED' } });
+    expect(h.site.audit.events.some((e) => e.action === 'job_aborted')).toBe(false);
+  });
+
+  it('an ABORTED job_end signed for another job is refused (E_POLICY_JOB_BINDING); one carrying the admin\'s signed abort is recorded as the admin\'s abort', async () => {
+    const h = await hostileServer();
+    const kit = await adminKit(ADMIN);
+    const a = randomUUID();
+    const b = randomUUID();
+    expect(await h.deploy(a, signJobBundle(kit, job1(), a))).toMatchObject({ ok: true });
+    expect(await h.deploy(b, signJobBundle(kit, job1(), b))).toMatchObject({ ok: true });
+    await h.jobEnd(a, 'ABORTED', signAbortRequest(kit, b));
+    expect(await until(() => h.site.audit.events.find((e) => e.action === 'abort_refused' && e.job === a), 10_000, 'abort refused')).toMatchObject({ data: { code: 'E_POLICY_JOB_BINDING', via: 'job_end' } });
+    await h.jobEnd(b, 'ABORTED', signAbortRequest(kit, b));
+    expect(await until(() => h.site.audit.events.find((e) => e.action === 'job_aborted' && e.job === b), 10_000, 'job aborted')).toMatchObject({ user: ADMIN.name, data: { via: 'job_end' } });
+    expect(await released(h.site, b)).toMatchObject({ data: { code: 'E_RUNTIME_ABORTED' } });
+  });
+});

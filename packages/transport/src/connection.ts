@@ -7,6 +7,7 @@ import type { ReceiveBudget } from './budget.js';
 import { CLOSE_NORMAL, CLOSE_REFUSED, errorFromClose, markRefusal, type CloseInfo } from './close.js';
 import type { FrameError } from './frames.js';
 import type { ResolvedLimits } from './limits.js';
+import { heartbeat } from './liveness.js';
 import { HEADROOM, WebSocketWire, type Masking, type WireOwner } from './websocket.js';
 import { CHUNK_HEADER, CHUNK_PREFIX, chunkFrame, FRAME_HEADER, FRAME_OVERHEAD, GOODBYE_KEY, isChunkFrame, messageHeader, returnChunkBuffer, takeChunkBuffer, type FrameHeader } from './wire.js';
 
@@ -245,15 +246,19 @@ export class WsConnection<A = unknown> extends EventEmitter implements Connectio
     this.on('newListener', (event) => {
       if (event === 'message') queueMicrotask(() => this.#flush());
     });
-    const heartbeat = setInterval(() => {
+    let lastBeat = Date.now();
+    const beats = setInterval(() => {
+      const now = Date.now();
       // Reading paused by this side (waiting for memory) is no silence of the peer.
-      if (this.#waitingForBudget !== undefined) this.#lastSeen = Date.now();
-      if (Date.now() - this.#lastSeen > this.#limits.idleTimeoutMs) {
+      if (this.#waitingForBudget !== undefined) this.#lastSeen = now;
+      const beat = heartbeat({ now, lastSeen: this.#lastSeen, lastBeat }, this.#limits.idleTimeoutMs);
+      lastBeat = now;
+      if (beat === 'drop') {
         this.abort(new TransportError('E_TRANSPORT_IDLE', `nothing received from the peer for ${this.#limits.idleTimeoutMs} ms`));
-      } else if (this.#wire.isOpen) this.#wire.ping();
+      } else if (beat === 'ping' && this.#wire.isOpen) this.#wire.ping();
     }, this.#limits.heartbeatMs);
-    heartbeat.unref();
-    this.#timers.push(heartbeat);
+    beats.unref();
+    this.#timers.push(beats);
   }
 
   get authenticated(): boolean {

@@ -36,10 +36,11 @@ import {
 import { selectBackend } from '@flare/tfjs';
 import { TFJS_LEARNER, tfjsLearnerFactory } from '../data-sources.js';
 import { attestationFor } from './attestation-config.js';
-import { loadSiteData } from './dataset.js';
+import type { SiteData } from './dataset.js';
 import { secaggExitHook, secaggRecordHook } from './secagg-hook.js';
 import { readSiteConfig, type SiteConfig } from './site-config.js';
 import { spamLearnerFactory } from './spam-model.js';
+import { loadSiteDataOffThread } from './site-data-thread.js';
 
 type FiltersHe = typeof FiltersHeModule;
 /** @flare/filters-he, imported only when a kit holds HE keys (an optional peer). */
@@ -262,8 +263,23 @@ export async function runClient(o: ClientRun, stack: Stack): Promise<void> {
       if (config.data !== undefined) {
         const d = config.data;
         await selectBackend({ logger });
-        let cached: ReturnType<typeof loadSiteData> | undefined;
-        learners.set('tfjs-spam', spamLearnerFactory(() => (cached ??= loadSiteData({ site: d.site, sites: d.sites, seed: d.seed, features: d.features }))));
+        // The data loads in a worker thread at the first deploy: on the event loop it blocked the site for seconds
+        // (tens on a busy machine), heartbeats and messages included.
+        let pending: Promise<SiteData> | undefined;
+        let loaded: SiteData | undefined;
+        const spam = spamLearnerFactory(() => loaded!);
+        learners.set('tfjs-spam', {
+          ...spam,
+          create: async (args, env) => {
+            // A failed load is tried again at the next deploy, as the in-thread loader was.
+            pending ??= loadSiteDataOffThread({ site: d.site, sites: d.sites, seed: d.seed, features: d.features }).catch((e: unknown) => {
+              pending = undefined;
+              throw e;
+            });
+            loaded ??= await pending;
+            return spam.create(args, env);
+          },
+        });
       }
       // The built-in tfjs learner on the site's own datasets (site.json `datasets`), unless components.json defines a 'tfjs'.
       if (config.datasets !== undefined && !learners.has(TFJS_LEARNER)) {

@@ -1,5 +1,5 @@
 import { createHash, randomUUID } from 'node:crypto';
-import { PolicyError, decodeModel, isFlareError } from '@flare/core';
+import { MlError, PolicyError, decodeModel, isFlareError } from '@flare/core';
 import { afterEach, describe, expect, it } from 'vitest';
 import { EventBus } from '../src/event-bus.js';
 import type { PeerIdentity } from '../src/protocol/channel.js';
@@ -162,9 +162,23 @@ describe('ServerEngine + ClientEngine + AdminClient (in-memory channels)', () =>
     const rec = await fed.server.waitForJob(id, 20_000);
     expect(rec.status).toBe('FAILED');
     expect(rec.error?.code).toBe('E_RUNTIME_MIN_CLIENTS');
-    expect(rec.error?.message).toMatch(/site-2: E_RUNTIME_TASK_FAILED/);
+    expect(rec.error?.message).toMatch(/site-2: E_RUNTIME_TASK_FAILED \(.*learner broke\)/);
     expect(fed.serverAudit.events.filter((e) => e.action === 'round_below_min_clients')).toHaveLength(2);
     expect(fed.sites.get('site-2')!.audit.events.find((e) => e.action === 'task_failed')?.data?.['code']).toBe('E_RUNTIME_TASK_FAILED');
+  });
+
+  it("the job's reason gives each failed site's own message beside its code, what `flare admin status` prints as why (#15)", async () => {
+    const nan = learnerFactory(0, {
+      update: () => {
+        throw new MlError('E_ML_NOT_FINITE', 'local training gave loss NaN at epoch 3');
+      },
+    });
+    const fed = await federation([{ learner: nan }, { learner: nan }, { learner: nan }]);
+    const id = await fed.admin.submit(bundle(jobDefinition({ rounds: 1, retries: 0 })));
+    const rec = await fed.server.waitForJob(id, 20_000);
+    expect(rec.status).toBe('FAILED');
+    expect(rec.error?.code).toBe('E_ML_NOT_FINITE');
+    for (const s of ['site-1', 'site-2', 'site-3']) expect(rec.error?.message).toContain(`${s}: E_ML_NOT_FINITE (local training gave loss NaN at epoch 3)`);
   });
 
   it('a round retry works: a site failing once is retried on the same round and the job FINISHES with every round once (issue #14 item 2)', async () => {

@@ -9,6 +9,16 @@ export const SCATTER_AND_GATHER = 'scatter_and_gather';
 /** The code of a failure: a FlareError's own, E_RUNTIME_TASK_FAILED for anything else. */
 export const codeOf = (e: unknown): string => (e instanceof FlareError ? e.code : 'E_RUNTIME_TASK_FAILED');
 
+/**
+ * A failure's message, bounded so that a job's reason can name several sites: what the site said, beside its code
+ * (without the site's name in front, which the reason gives already).
+ */
+function briefOf(e: unknown, site: string): string {
+  const said = e instanceof Error ? e.message : String(e);
+  const m = said.startsWith(`${site}: `) ? said.slice(site.length + 2) : said;
+  return m.length > 240 ? `${m.slice(0, 239)}…` : m;
+}
+
 /** Resolves after `ms` or when `signal` aborts, whichever comes first; `cancel` clears the timer. */
 function deadline(ms: number, signal: AbortSignal): { promise: Promise<'timeout'>; cancel: () => void } {
   let timer: NodeJS.Timeout | undefined;
@@ -89,6 +99,8 @@ export async function trainRounds(ctx: WorkflowContext): Promise<FLModel> {
       const own: Record<string, Record<string, number>> = {};
       const validation = new Map<string, Readonly<Record<string, number>>>();
       const failures: Record<string, string> = {};
+      // Each failed site's own message (bounded), so the admin reads why beside the code (`flare admin status`).
+      const messages: Record<string, string> = {};
       let aggregateMs = 0;
       const how = await scatter(
         ctx,
@@ -110,13 +122,17 @@ export async function trainRounds(ctx: WorkflowContext): Promise<FLModel> {
           } catch (e) {
             // Only this update is refused (wrong tensors, round, kind, encryption): the round goes on.
             failures[site] = codeOf(e);
+            messages[site] = briefOf(e, site);
             ctx.audit({ action: 'result_rejected', job: ctx.job, ref: r.ref, user: site, msg: `update of ${site} for round ${round} was refused: ${codeOf(e)}: ${e instanceof Error ? e.message.slice(0, 300) : 'invalid'}`, data: { round, site, code: codeOf(e) } });
             ctx.logger.warn('update refused', { job: ctx.job, round, site, code: codeOf(e) });
             void ctx.events.emit('after-result', { site, job: ctx.job, round, accepted: false, reason: codeOf(e) }).catch(() => undefined);
           }
         },
         (site, e, late) => {
-          if (!late) failures[site] = codeOf(e);
+          if (!late) {
+            failures[site] = codeOf(e);
+            messages[site] = briefOf(e, site);
+          }
           ctx.audit({ action: late ? 'late_result_ignored' : 'result_missing', job: ctx.job, msg: `${site} sent no update for round ${round}: ${codeOf(e)}${e instanceof Error ? `: ${e.message.slice(0, 300)}` : ''}`, data: { round, site, code: codeOf(e) } });
           ctx.logger.warn(late ? 'late result ignored' : 'site sent no update', { job: ctx.job, round, site, code: codeOf(e) });
           void ctx.events.emit('after-result', { site, job: ctx.job, round, accepted: false, reason: late ? 'late' : codeOf(e) }).catch(() => undefined);
@@ -154,7 +170,7 @@ export async function trainRounds(ctx: WorkflowContext): Promise<FLModel> {
       attempt += 1;
       ctx.audit({ action: 'round_below_min_clients', job: ctx.job, ref: roundRef, msg: `round ${round} got ${contributors.length} of min ${def.min_clients} results (attempt ${attempt})`, data: { round, attempt, received: contributors.length, failures } });
       if (attempt > def.retries) {
-        const why = Object.entries(failures).map(([s, c]) => `${s}: ${c}`).join(', ');
+        const why = Object.entries(failures).map(([s, c]) => `${s}: ${c}${messages[s] === undefined || messages[s] === '' ? '' : ` (${messages[s]})`}`).join(', ');
         const codes = new Set(Object.values(failures));
         const [only] = codes;
         // Every site failed the same way (a model the learners cannot load, a budget spent everywhere): that

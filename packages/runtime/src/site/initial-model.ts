@@ -6,7 +6,7 @@ import { FlareRuntimeError, decodeModel, type FLModel } from '@flare/core';
  * and metrics are left out (a server may note the round in them); two encodings of the same tensors (another
  * header order, other padding) give the same digest.
  */
-export function tensorDigest(m: FLModel): string {
+function tensorDigest(m: FLModel): string {
   const h = createHash('sha256').update('flare-ts tensors v1\n');
   for (const name of [...m.params.keys()].sort()) {
     const t = m.params.get(name)!;

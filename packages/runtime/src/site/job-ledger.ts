@@ -13,7 +13,7 @@ import { z } from 'zod';
 export const JOB_LEDGER_FILE = 'job-ledger.json';
 
 /** What a site knows of a job id: it runs it (or ran it until the server went away), it ended here, or it refused it. */
-export type JobLedgerState = 'running' | 'ended' | 'refused';
+type JobLedgerState = 'running' | 'ended' | 'refused';
 
 /** One remembered job. */
 export interface JobLedgerEntry {

@@ -28,6 +28,7 @@ import {
   type AggregatorFactory,
   type ClosableLogger,
   type AnchorLog,
+  type CheckpointHead,
   type JobTrust,
   type LearnerFactory,
   type RoundRecord,
@@ -52,7 +53,7 @@ const HE_CLIENT_CONTEXT = join('startup', 'client_context.seal');
 /** The pieces other packages contribute to a participant: audit log, aggregator, filters. */
 export interface Stack {
   /** Opens this participant's audit log; returns the hook and a way to close it and read its tail. */
-  openAudit(dir: string, kit: Kit): Promise<{ hook: AuditHook; tail(lines: number): Promise<string[]>; close(): Promise<void>; anchors?: AnchorLog; ledgerHeads?: readonly LedgerHead[] }>;
+  openAudit(dir: string, kit: Kit): Promise<{ hook: AuditHook; tail(lines: number): Promise<string[]>; close(): Promise<void>; anchors?: AnchorLog; ledgerHeads?: readonly LedgerHead[]; checkpointHeads?: ReadonlyMap<string, CheckpointHead> }>;
   /** The aggregator of a job; undefined: the runtime's (meta.json's `aggregator` under the server's policy). */
   aggregator?: AggregatorFactory;
   /** Filters a site can build by name (privacy.json and jobs name them); DP filters charge `ledger` when given. */
@@ -177,6 +178,8 @@ export async function runServer(o: ServerRun, stack: Stack): Promise<void> {
     crl,
     // Each site's audit anchor is recorded in the server's log, and the server's in each site's.
     ...(audit.anchors === undefined ? {} : { anchors: audit.anchors }),
+    // The newest checkpoint of each job its log recorded: an older one put back on disk is refused (E_RUNTIME_CHECKPOINT_ROLLBACK).
+    ...(audit.checkpointHeads === undefined ? {} : { checkpointHeads: audit.checkpointHeads }),
     // Checkpoints and job state are MACed with a key derived from the server kit's key: a planted one is refused.
     checkpointKey: checkpointKeyFromKit(kit.privateKey),
   });

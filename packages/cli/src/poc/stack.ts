@@ -4,9 +4,10 @@ import { join } from 'node:path';
 import { AuditLog, readEvents, verifyAuditLog } from '@flare/audit';
 import type { FilterFactory } from '@flare/core';
 import { createDpFilterFactories, ledgerHeadsFromAudit } from '@flare/filters-dp';
+import { checkpointHeadsFromAudit } from '@flare/runtime';
 import type { Stack } from './participants.js';
 
-async function* recordsOf(path: string): AsyncGenerator<{ readonly action: string; readonly data?: unknown }> {
+async function* recordsOf(path: string): AsyncGenerator<{ readonly action: string; readonly job?: string | undefined; readonly data?: unknown }> {
   for await (const { record } of readEvents(path)) yield record;
 }
 
@@ -25,6 +26,8 @@ export function defaultStack(): Stack {
       // The privacy ledgers' heads this log recorded in earlier runs: a ledger deleted or restored from an older
       // copy while the participant was down is then refused (E_DP_LEDGER_ROLLBACK), not silently re-opened.
       const ledgerHeads = existsSync(file) ? await ledgerHeadsFromAudit(recordsOf(file)) : [];
+      // The newest checkpoint of each job a server's log recorded: an older copy put back on disk is refused on resume.
+      const checkpointHeads = existsSync(file) ? await checkpointHeadsFromAudit(recordsOf(file)) : new Map();
       const log = await AuditLog.open(file, { site: kit.participant.name, signer: kit.privateKey });
       return {
         hook: log.append,
@@ -37,6 +40,7 @@ export function defaultStack(): Stack {
         // The anchor exchange with peers (`flare audit verify --anchors` checks a log against what they recorded).
         anchors: log,
         ledgerHeads,
+        checkpointHeads,
       };
     },
     filters: (ledger) => new Map<string, FilterFactory<unknown>>(createDpFilterFactories(ledger === undefined ? {} : { ledger }).map((f) => [f.name, f as FilterFactory<unknown>])),

@@ -22,7 +22,7 @@ import { DEFAULT_AGGREGATION_POLICY, aggregatorSpecFor, aggregatorState, policyA
 import { Deployer } from './deployer.js';
 import type { RelayTree } from './relay-contributions.js';
 import { runJob, type AggregatorFactory } from './job-runner.js';
-import { JobStore, type JobRecord, type RoundRecord } from './job-store.js';
+import { JobStore, type CheckpointHead, type JobRecord, type RoundRecord } from './job-store.js';
 import { SiteRegistry } from './registry.js';
 import { Scheduler, type QueuedJob } from './scheduler.js';
 import { TaskDispatcher } from './tasks.js';
@@ -95,6 +95,13 @@ export interface ServerEngineOptions {
    * relay's update counts with at most its named sites' step caps, and status shows its sites behind it.
    */
   readonly relays?: RelayTree;
+  /**
+   * The newest checkpoint of each job this server's audit log recorded (`checkpointHeadsFromAudit` over its
+   * events, as `flare server` reads them at start): a job whose checkpoint on disk is older (an authentic copy
+   * put back) is not resumed from it but FAILS with E_RUNTIME_CHECKPOINT_ROLLBACK (`checkpoint_refused`). The
+   * log is protected against rollback by the anchors the sites keep of it.
+   */
+  readonly checkpointHeads?: ReadonlyMap<string, CheckpointHead>;
 }
 
 /**
@@ -119,6 +126,8 @@ export class ServerEngine {
   readonly #events: EventBus;
   readonly #active = new Map<string, ActiveJob>();
   readonly #running = new Set<Promise<void>>();
+  /** The newest checkpoint of each job: from the audit log at start, then each one saved. */
+  readonly #heads = new Map<string, CheckpointHead>();
   readonly #tasks: TaskDispatcher;
   readonly #checks: AttestationChecks;
   readonly #deployer: Deployer;
@@ -187,6 +196,7 @@ export class ServerEngine {
   /** Opens the job store, queues its open jobs, starts accepting channels and the scheduler. */
   static async start(o: ServerEngineOptions): Promise<ServerEngine> {
     const engine = new ServerEngine(o, await JobStore.open(o.workspace, o.checkpointKey === undefined ? {} : { key: o.checkpointKey }));
+    for (const [job, head] of o.checkpointHeads ?? []) engine.#heads.set(job, head);
     let resumable = 0;
     for (const r of await engine.store.list()) {
       if (r.status !== 'SUBMITTED' && r.status !== 'RUNNING') continue;
@@ -277,6 +287,7 @@ export class ServerEngine {
       refusedForGood: (s) => (this.registry.get(s) === undefined ? this.#attestRefused.get(s) : undefined),
       closing: () => this.#closed,
       ...(this.#o.onRound === undefined ? {} : { onRound: this.#o.onRound }),
+      checkpoints: { newest: (job) => this.#heads.get(job), saved: (job, head) => void this.#heads.set(job, head) },
     };
   }
 

@@ -8,7 +8,7 @@ import { JobAggregation } from '../workflows/aggregation.js';
 import type { Workflow, WorkflowContext } from '../workflows/workflow.js';
 import { namedSites, type ActiveJob } from './active-job.js';
 import type { Deployer } from './deployer.js';
-import type { JobStore, RoundRecord } from './job-store.js';
+import { CHECKPOINT_SAVED_ACTION, type CheckpointHead, type JobStore, type RoundRecord } from './job-store.js';
 import type { SiteRegistry } from './registry.js';
 import type { TaskDispatcher } from './tasks.js';
 
@@ -34,6 +34,11 @@ export interface JobRunnerOptions {
   /** True once the server is shutting down: a job interrupted then stays RUNNING, to resume. */
   readonly closing: () => boolean;
   readonly onRound?: (job: string, record: RoundRecord) => void;
+  /**
+   * The newest checkpoint of a job the server's audit log recorded (see `checkpointHeadsFromAudit`): resuming
+   * from an older one is refused (E_RUNTIME_CHECKPOINT_ROLLBACK). `onCheckpoint` hears each new one.
+   */
+  readonly checkpoints?: { readonly newest: (job: string) => CheckpointHead | undefined; readonly saved: (job: string, head: CheckpointHead) => void };
 }
 
 /**
@@ -67,7 +72,9 @@ export async function runJob(o: JobRunnerOptions, job: ActiveJob, present: reado
       throw new FlareRuntimeError('E_RUNTIME_DEPLOY_REFUSED', `only ${job.deployed.size} sites accepted the job, min_clients is ${def.min_clients}${why === '' ? '' : ` (${why})`}`);
     }
     // A checkpoint that does not verify (planted, changed, torn) is refused and audited; the one before it is used.
+    const newest = o.checkpoints?.newest(job.id);
     const cp = await o.store.loadCheckpoint(job.id, {
+      ...(newest === undefined ? {} : { newest }),
       onRefused: (e, file) => {
         o.audit({ action: 'checkpoint_refused', job: job.id, msg: `${e.code}: ${e.message}`.slice(0, 2000), data: { code: e.code, file } });
         o.logger.warn('checkpoint refused; falling back to the one before it', { job: job.id, code: e.code, file });
@@ -86,6 +93,11 @@ export async function runJob(o: JobRunnerOptions, job: ActiveJob, present: reado
     o.audit({ action: cp === undefined ? 'job_started' : 'job_resumed', job: job.id, user: job.submitter.name, msg: cp === undefined ? `job ${def.name} started` : `job ${def.name} resumed from the checkpoint of round ${cp.round}`, data: { start_round: start, sites: [...job.deployed] } });
     o.logger.info(cp === undefined ? 'job started' : 'job resumed', { job: job.id, startRound: start, sites: [...job.deployed] });
     const agg = aggregation;
+    // Each checkpoint goes into the hash-chained audit log: on resume, an older one on disk is a rollback.
+    const recordCheckpoint = (round: number, partial: boolean, head: CheckpointHead): void => {
+      o.audit({ action: CHECKPOINT_SAVED_ACTION, job: job.id, msg: `checkpoint ${head.seq} (round ${round}${partial ? ', in progress' : ''})`, data: { round, seq: head.seq, sha256: head.sha256, partial } });
+      o.checkpoints?.saved(job.id, head);
+    };
     const ctx: WorkflowContext = {
       job: job.id,
       definition: def,
@@ -95,7 +107,7 @@ export async function runJob(o: JobRunnerOptions, job: ActiveJob, present: reado
       aggregation: agg,
       checkpoint: async (round, model, record, state) => {
         const aggregatorState = o.aggregatorState?.(agg.plain);
-        await o.store.saveCheckpoint(job.id, round, model, { ...(aggregatorState === undefined ? {} : { aggregator: aggregatorState }), ...(state === undefined ? {} : { workflow: state }) });
+        recordCheckpoint(round, false, await o.store.saveCheckpoint(job.id, round, model, { ...(aggregatorState === undefined ? {} : { aggregator: aggregatorState }), ...(state === undefined ? {} : { workflow: state }) }));
         await o.store.update(job.id, (r) => {
           r.rounds_done = round + 1;
           r.history = r.history.filter((h) => h.round !== round);
@@ -105,7 +117,7 @@ export async function runJob(o: JobRunnerOptions, job: ActiveJob, present: reado
       },
       saveProgress: async (round, model, state) => {
         const aggregatorState = o.aggregatorState?.(agg.plain);
-        await o.store.saveCheckpoint(job.id, round, model, { workflow: state, partial: true, ...(aggregatorState === undefined ? {} : { aggregator: aggregatorState }) });
+        recordCheckpoint(round, true, await o.store.saveCheckpoint(job.id, round, model, { workflow: state, partial: true, ...(aggregatorState === undefined ? {} : { aggregator: aggregatorState }) }));
       },
       saveResult: async (name, value) => {
         await o.store.saveResult(job.id, name, value);

@@ -75,6 +75,8 @@ const CheckpointState = z.strictObject({
   workflow: z.json().optional(),
   /** True when `round` is not complete yet: the model and state are progress inside it (a workflow's saveProgress). */
   partial: z.boolean().optional(),
+  /** The checkpoint's number in the job: 1, 2, ... (each save adds one); the audit log records the newest. */
+  seq: z.int().min(1).optional(),
   /** HMAC-SHA256 (hex) of the server's store key over the job id and the rest of this state (see {@link checkpointKeyFromKit}). */
   mac: z.string().regex(/^[0-9a-f]{64}$/).optional(),
 });
@@ -83,6 +85,17 @@ const STATE = 'state.json';
 const PREVIOUS_STATE = 'state.prev.json';
 const CHECKPOINT_FILE = /^(global-r\d+(?:-[0-9a-f]{8})?\.safetensors|aggregator-r\d+(?:-[0-9a-f]{8})?\.bin)$/;
 const MAC_DOMAIN = 'flare-ts checkpoint state v1\n';
+
+/** The number of the checkpoint a state file holds (0 when none, or one written before numbers were kept). */
+function seqOf(state: Uint8Array | undefined): number {
+  if (state === undefined) return 0;
+  try {
+    const r = CheckpointState.safeParse(parseStrictJson(new TextDecoder().decode(state)));
+    return r.success ? (r.data.seq ?? 0) : 0;
+  } catch {
+    return 0;
+  }
+}
 
 /** The model and aggregator files a state names (to keep them while it is the fallback). */
 function filesOf(state: Uint8Array | undefined): string[] {
@@ -109,6 +122,36 @@ export function checkpointKeyFromKit(privateKey: KeyObject): Uint8Array {
   return new Uint8Array(hkdfSync('sha256', ikm, 'flare-ts job store', 'checkpoint and job state MAC v1', 32));
 }
 
+/**
+ * The newest checkpoint of a job as the server's audit log recorded it (`checkpoint_saved`): its number and the
+ * SHA-256 of its state file. A checkpoint older than this on disk is a rollback.
+ */
+export interface CheckpointHead {
+  readonly seq: number;
+  readonly sha256: string;
+}
+
+/** The audit action the server records after each checkpoint (job, round, seq, sha256 of the state). */
+export const CHECKPOINT_SAVED_ACTION = 'checkpoint_saved';
+
+/**
+ * The newest checkpoint of every job an audit log recorded, read from its events (`checkpoint_saved`): what
+ * `ServerEngineOptions.checkpointHeads` takes, so a server refuses to resume from a checkpoint older than its
+ * log says it wrote. The log itself is protected against rollback by the sites' anchors.
+ */
+export async function checkpointHeadsFromAudit(events: AsyncIterable<{ readonly action: string; readonly job?: string | undefined; readonly data?: unknown }> | Iterable<{ readonly action: string; readonly job?: string | undefined; readonly data?: unknown }>): Promise<Map<string, CheckpointHead>> {
+  const heads = new Map<string, CheckpointHead>();
+  const shape = z.object({ seq: z.int().min(1), sha256: z.string().regex(/^[0-9a-f]{64}$/) });
+  for await (const e of events) {
+    if (e.action !== CHECKPOINT_SAVED_ACTION || e.job === undefined || !ID.test(e.job)) continue;
+    const d = shape.safeParse(e.data);
+    if (!d.success) continue;
+    const known = heads.get(e.job);
+    if (known === undefined || d.data.seq >= known.seq) heads.set(e.job, { seq: d.data.seq, sha256: d.data.sha256 });
+  }
+  return heads;
+}
+
 /** What a job resumes from. */
 export interface Checkpoint {
   /** The last completed round (0-based), or with `partial` the round in progress. */
@@ -120,6 +163,8 @@ export interface Checkpoint {
   readonly aggregator?: Uint8Array;
   /** The workflow's saved state. */
   readonly workflow?: JsonValue;
+  /** Its number in the job (0 for a checkpoint written before numbers were kept) and the SHA-256 of its state file. */
+  readonly head: CheckpointHead;
 }
 
 /** What {@link JobStore.create} needs. */
@@ -311,7 +356,7 @@ export class JobStore {
    * is refused on load. The previous state is kept as `state.prev.json` (with its files): the fallback when
    * the newest does not verify. Older files are removed once the new state is durable.
    */
-  async saveCheckpoint(id: string, round: number, global: FLModel, extra: { readonly aggregator?: Uint8Array; readonly workflow?: JsonValue; readonly partial?: boolean } = {}): Promise<void> {
+  async saveCheckpoint(id: string, round: number, global: FLModel, extra: { readonly aggregator?: Uint8Array; readonly workflow?: JsonValue; readonly partial?: boolean } = {}): Promise<CheckpointHead> {
     const dir = join(this.#dir(id), 'checkpoint');
     const bytes = encodeModel(global);
     // A fresh name per checkpoint: a partial checkpoint of a round never overwrites the fallback's files.
@@ -323,12 +368,15 @@ export class JobStore {
       aggregator = { file: `aggregator-r${round}-${tag}.bin`, sha256: sha256(extra.aggregator) };
       await writeFileAtomic(join(dir, aggregator.file), extra.aggregator);
     }
-    const state = { round, sha256: sha256(bytes), file, ...(aggregator === undefined ? {} : { aggregator }), ...(extra.workflow === undefined ? {} : { workflow: extra.workflow }), ...(extra.partial === true ? { partial: true } : {}) };
     const previous = await readFile(join(dir, STATE)).catch(() => undefined);
+    const seq = seqOf(previous) + 1;
+    const state = { round, sha256: sha256(bytes), file, ...(aggregator === undefined ? {} : { aggregator }), ...(extra.workflow === undefined ? {} : { workflow: extra.workflow }), ...(extra.partial === true ? { partial: true } : {}), seq };
     if (previous !== undefined) await writeFileAtomic(join(dir, PREVIOUS_STATE), previous);
-    await writeFileAtomic(join(dir, STATE), JSON.stringify(this.#key === undefined ? state : { ...state, mac: stateMac(this.#key, id, state) }));
+    const text = JSON.stringify(this.#key === undefined ? state : { ...state, mac: stateMac(this.#key, id, state) });
+    await writeFileAtomic(join(dir, STATE), text);
     const keep = new Set([file, aggregator?.file, ...filesOf(previous)]);
     for (const f of await readdir(dir)) if (CHECKPOINT_FILE.test(f) && !keep.has(f)) await unlink(join(dir, f)).catch(() => undefined);
+    return { seq, sha256: sha256(new TextEncoder().encode(text)) };
   }
 
   /**
@@ -336,23 +384,44 @@ export class JobStore {
    * first, then the one before it: a checkpoint whose MAC (with a store key), digests or files do not verify is
    * refused, `onRefused` hears why (the server audits it), and the previous one is used.
    *
-   * @throws FlareRuntimeError E_RUNTIME_CHECKPOINT_FORGED or E_RUNTIME_CHECKPOINT when no checkpoint verifies.
+   * With `newest` (the newest checkpoint the server's audit log recorded, {@link checkpointHeadsFromAudit}), a
+   * checkpoint older than it is a rollback and is refused (E_RUNTIME_CHECKPOINT_ROLLBACK): an authentic copy
+   * restored from before, or none where the log says one was written. The one exception is the fallback: when
+   * the newest state is refused (torn, planted), the one right before the newest recorded is still used.
+   *
+   * @throws FlareRuntimeError E_RUNTIME_CHECKPOINT_FORGED or E_RUNTIME_CHECKPOINT when no checkpoint verifies,
+   *   E_RUNTIME_CHECKPOINT_ROLLBACK when the one that verifies is older than `newest`.
    */
-  async loadCheckpoint(id: string, options: { readonly onRefused?: (error: FlareRuntimeError, file: string) => void } = {}): Promise<Checkpoint | undefined> {
+  async loadCheckpoint(id: string, options: { readonly onRefused?: (error: FlareRuntimeError, file: string) => void; readonly newest?: CheckpointHead } = {}): Promise<Checkpoint | undefined> {
     const dir = join(this.#dir(id), 'checkpoint');
+    const newest = options.newest;
     let first: FlareRuntimeError | undefined;
     for (const name of [STATE, PREVIOUS_STATE]) {
       const text = await readFile(join(dir, name), 'utf8').catch(() => undefined);
       if (text === undefined) continue;
+      let cp: Checkpoint;
       try {
-        return await this.#verifiedCheckpoint(id, dir, name, text);
+        cp = await this.#verifiedCheckpoint(id, dir, name, text);
       } catch (e) {
         const err = e instanceof FlareRuntimeError ? e : new FlareRuntimeError('E_RUNTIME_CHECKPOINT', `job ${id}: checkpoint/${name} cannot be read`, { cause: e });
         first ??= err;
         options.onRefused?.(err, `checkpoint/${name}`);
+        continue;
       }
+      const h = cp.head;
+      const current = newest === undefined || h.seq > newest.seq || (h.seq === newest.seq && h.sha256 === newest.sha256);
+      const fallback = newest !== undefined && first !== undefined && h.seq === newest.seq - 1;
+      if (current || fallback) return cp;
+      const err = new FlareRuntimeError('E_RUNTIME_CHECKPOINT_ROLLBACK', `job ${id}: checkpoint/${name} is checkpoint ${h.seq} (round ${cp.round}), but the server's audit log records checkpoint ${newest.seq} as the newest: an older copy was put back`);
+      options.onRefused?.(err, `checkpoint/${name}`);
+      throw err;
     }
     if (first !== undefined) throw first;
+    if (newest !== undefined) {
+      const err = new FlareRuntimeError('E_RUNTIME_CHECKPOINT_ROLLBACK', `job ${id}: no checkpoint on disk, but the server's audit log records checkpoint ${newest.seq}: the job's checkpoints were removed`);
+      options.onRefused?.(err, 'checkpoint/');
+      throw err;
+    }
     return undefined;
   }
 
@@ -384,6 +453,7 @@ export class JobStore {
     const aggregator = state.aggregator === undefined ? undefined : await read(state.aggregator.file, state.aggregator.sha256);
     return {
       round: state.round,
+      head: { seq: state.seq ?? 0, sha256: sha256(new TextEncoder().encode(text)) },
       model,
       ...(aggregator === undefined ? {} : { aggregator }),
       ...(state.workflow === undefined ? {} : { workflow: state.workflow as JsonValue }),

@@ -74,6 +74,10 @@ export const RUNTIME_CODES = {
     meaning: 'The global model a site received for round 0 is not the initial model the job\'s admin signed: the server swapped it.',
     action: 'The site refuses the task (audited as initial_model_refused); do not trust that server with the job. Resubmit the job and find out who changed the model.',
   },
+  E_RUNTIME_CHECKPOINT_ROLLBACK: {
+    meaning: 'A job\'s checkpoint on the server\'s disk is authentic but older than the newest one the server\'s audit log records: someone restored an earlier copy, or removed the newest.',
+    action: 'The server refuses to resume from it (audited as checkpoint_refused) and fails the job; restore the newest checkpoint from a backup, or resubmit the job.',
+  },
   E_RUNTIME_CHECKPOINT: {
     meaning: 'A job\'s checkpoint on disk is unreadable or inconsistent, so the job cannot resume from it.',
     action: 'Restore the job folder from a backup; never edit checkpoint files by hand. The job can be re-submitted from the start.',

@@ -87,3 +87,5 @@ export type { AggregatingRelay, AggregatingRelayOptions } from './relay/aggregat
 export { aggregatingRelayOf, relayModeOf, relayTreeOf } from './relay/path.js';
 export { RELAY_SITES_META, checkRelayContribution, contributorMaxSteps } from './server/relay-contributions.js';
 export type { RelayTree } from './server/relay-contributions.js';
+export { RelayView } from './server/relay-status.js';
+export type { RelayedSiteSighting } from './server/relay-status.js';

@@ -15,6 +15,8 @@ import { aggregatingRelayOf, relayModeOf, relayTreeOf } from '../src/relay/path.
 import { parseAggregationPolicy, policyAggregator } from '../src/server/aggregation-policy.js';
 import { ServerEngine } from '../src/server/engine.js';
 import { RELAY_SITES_META, checkRelayContribution } from '../src/server/relay-contributions.js';
+import { RelayView } from '../src/server/relay-status.js';
+import { SiteRegistry } from '../src/server/registry.js';
 import { ClientEngine } from '../src/site/engine.js';
 import { auditRecorder, bundle, jobDefinition, learnerFactory, sitePolicy, tempDir, until } from './helpers.js';
 
@@ -161,6 +163,14 @@ describe("the server's checks of a relay's contribution", () => {
     expectFlareCode(() => checkRelayContribution(update(1, 1, ['site-1']), 'site-5', tree, 10), 'E_RUNTIME_RELAY_WEIGHT');
   });
 
+  it('refuses a status report of sites from a site, or naming a site not provisioned below the relay (E_RUNTIME_RELAY_WEIGHT)', () => {
+    const view = new RelayView(tree);
+    expectFlareCode(() => view.report('site-5', ['site-1']), 'E_RUNTIME_RELAY_WEIGHT');
+    expectFlareCode(() => view.report('agg-a', ['site-1', 'site-3']), 'E_RUNTIME_RELAY_WEIGHT');
+    view.report('agg-a', ['site-2', 'site-1']);
+    expect(view.sightings(new SiteRegistry({ timeoutMs: 1000 })).map((x) => [x.name, x.behind, x.relayLost])).toEqual([['site-1', 'agg-a', true], ['site-2', 'agg-a', true]]);
+  });
+
   it('caps a hostile relay that claims a huge weight at its named sites\' caps: it cannot replace the model (E_RUNTIME_RELAY_WEIGHT audited)', () => {
     const audit = auditRecorder('srv');
     const global = model({ w: tensor(new Float32Array([0]), [1]) }, 'full');
@@ -220,6 +230,14 @@ describe('a federation with aggregating relays', () => {
     // Every site trained towards 1 with half steps: after two rounds the model is 0.75.
     const final = decodeModel(await admin.download(id));
     expect((final.params.get('w')!.data as Float32Array)[0]).toBeCloseTo(0.75, 3);
+
+    // `flare admin sites` shows the tree: each site behind its aggregating relay (a chained relay's sites behind
+    // the relay the server sees); when a relay goes away its sites are listed behind a lost relay.
+    const behind = async (): Promise<Record<string, string>> =>
+      Object.fromEntries((await admin.sites()).filter((x) => x.behind !== undefined).map((x) => [x.name, `${x.behind!}${x.relayLost === true ? ' lost' : ''}`]));
+    expect(await until(async () => ((await behind())['site-4'] === 'agg-b' ? behind() : undefined), 20_000, 'the relays to report their sites')).toEqual({ 'site-1': 'agg-a', 'site-2': 'agg-a', 'site-3': 'agg-b', 'site-4': 'agg-b' });
+    await a.close();
+    expect(await until(async () => ((await behind())['site-1'] === 'agg-a lost' ? behind() : undefined), 20_000, 'agg-a to be lost')).toMatchObject({ 'site-1': 'agg-a lost', 'site-2': 'agg-a lost', 'site-3': 'agg-b' });
   });
 
   it('refuses a site behind an aggregating relay that logs in to the server itself, and a forwarding relay logging in as a contributor', async () => {

@@ -206,11 +206,15 @@ export function register(program: Command): void {
     );
   admin
     .command('sites')
-    .description('the sites the server has seen since it started: connected first, with when each was last seen')
+    .description('the sites the server has seen since it started: connected first, with when each was last seen, and the relays each is behind')
     .action(() =>
       run(() =>
         withAdmin(async (a) => {
-          for (const x of await a.sites()) stdio.out(`${x.name.padEnd(20)}  ${x.org.padEnd(16)}  ${x.connected ? 'connected' : 'gone     '}  last seen ${x.lastSeen}${x.since === undefined ? '' : `  since ${x.since}`}`);
+          for (const x of await a.sites()) {
+            // The tree: a site behind relays names them; one behind an aggregating relay says whether that relay is there.
+            const tree = x.behind !== undefined ? `  behind aggregating relay ${x.behind}${x.relayLost === true ? ' (relay lost)' : ''}` : x.via === undefined ? '' : `  via ${x.via.join(' > ')}`;
+            stdio.out(`${x.name.padEnd(20)}  ${x.org.padEnd(16)}  ${x.connected ? 'connected' : 'gone     '}  last seen ${x.lastSeen}${x.since === undefined ? '' : `  since ${x.since}`}${tree}`);
+          }
         }),
       ),
     );

@@ -136,10 +136,13 @@ export class AdminClient {
     return (data as JsonValue[]).map(String);
   }
 
-  /** The sites the server has seen since it started: connected ones first, with when each was last seen. */
-  async sites(): Promise<SiteSighting[]> {
+  /**
+   * The sites the server has seen since it started: connected ones first, with when each was last seen; then the
+   * sites behind its aggregating relays (`behind`: the relay; `relayLost`: that relay is not connected now).
+   */
+  async sites(): Promise<Array<SiteSighting & { readonly behind?: string; readonly relayLost?: boolean }>> {
     const [data] = await this.#call({ cmd: 'sites' });
-    return data as unknown as SiteSighting[];
+    return data as unknown as Array<SiteSighting & { readonly behind?: string; readonly relayLost?: boolean }>;
   }
 
   /** Closes the channel. */

@@ -34,6 +34,8 @@ export const Message = z.discriminatedUnion('t', [
     /** A workflow's own small JSON answer (the payload carries bytes). */
     data: json.optional(),
   }),
+  /** An aggregating relay -> its server (or the relay above): the sites registered with it now (docs/relays.md). */
+  z.strictObject({ t: z.literal('relay_sites'), sites: z.array(id).max(100_000) }),
   /** A site stops running a job on its own (its wall time ran out, its budget is spent): the server stops sending it tasks. */
   z.strictObject({ t: z.literal('leave'), job: id, reason, ref: id.optional() }),
   // server -> site

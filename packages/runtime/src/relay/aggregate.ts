@@ -7,7 +7,7 @@ import { auditor, type LooseAuditEvent } from '../audit.js';
 import { resolveRuntimeLimits, type RuntimeLimits } from '../defaults.js';
 import type { PeerChannel, Principal, ServerLink } from '../protocol/channel.js';
 import type { JobDefinition } from '../protocol/job-definition.js';
-import { Message } from '../protocol/messages.js';
+import { Message, outgoing } from '../protocol/messages.js';
 import { linkToServer } from '../protocol/network.js';
 import { DEFAULT_AGGREGATION_POLICY, policyAggregator, type AggregationPolicy } from '../server/aggregation-policy.js';
 import { RELAY_SITES_META, contributorMaxSteps, type RelayTree } from '../server/relay-contributions.js';
@@ -93,10 +93,19 @@ export async function startAggregatingRelay(o: AggregatingRelayOptions): Promise
   const relays = relayTreeOf(kit);
   const hub = await SiteHub.start({ kit, port: o.port, ...(o.host === undefined ? {} : { host: o.host }), workspace: join(o.workspace, 'jobs'), limits, ...(o.transport === undefined ? {} : { transport: o.transport }), audit, logger });
   const offered = new Map<string, { readonly bundle: Uint8Array; readonly submitter: Principal }>();
+  // The server's status shows the tree: the relay reports its sites once registered upstream, and on every change.
+  let registeredUpstream: PeerChannel | undefined;
+  const reportSites = (): void => {
+    void registeredUpstream?.send(outgoing({ t: 'relay_sites', sites: hub.reachable() })).catch(() => undefined);
+  };
+  hub.onChange = reportSites;
   const link = tapLink(
     linkToServer({ kit, ...(o.upstream === undefined ? {} : { targets: o.upstream }), ...(o.audit === undefined ? {} : { audit: o.audit }), ...(o.transport === undefined ? {} : { limits: o.transport }), ...(o.backoff === undefined ? {} : { backoff: o.backoff }), logger }),
-    (msg, payload) => {
-      if (msg.t === 'deploy') offered.set(msg.job, { bundle: payload, submitter: { name: msg.submitter.name, org: msg.submitter.org, role: msg.submitter.role ?? '' } });
+    (msg, payload, ch) => {
+      if (msg.t === 'welcome') {
+        registeredUpstream = ch;
+        reportSites();
+      } else if (msg.t === 'deploy') offered.set(msg.job, { bundle: payload, submitter: { name: msg.submitter.name, org: msg.submitter.org, role: msg.submitter.role ?? '' } });
       else if (msg.t === 'abort') hub.abort(msg, payload);
       else if (msg.t === 'job_end') {
         offered.delete(msg.job);
@@ -164,14 +173,15 @@ class EveryName extends Map<string, LearnerFactory<unknown>> {
 }
 
 /** Lets the relay see the messages its upstream side receives (job bundles, signed aborts, job ends) before the engine does. */
-function tapLink(link: ServerLink, see: (msg: Message, payload: Uint8Array) => void): ServerLink {
+function tapLink(link: ServerLink, see: (msg: Message, payload: Uint8Array, ch: PeerChannel) => void): ServerLink {
   const tap = (ch: PeerChannel): PeerChannel => ({
     ...ch,
     onMessage: (handler) =>
       ch.onMessage((header, payload) => {
-        const m = Message.safeParse(header);
-        if (m.success) see(m.data, payload);
+        // The engine handles the message first (a welcome registers it, so a report sent after it is in order).
         handler(header, payload);
+        const m = Message.safeParse(header);
+        if (m.success) see(m.data, payload, ch);
       }),
   });
   return { ...link, onChannel: (h) => link.onChannel((ch) => h(tap(ch))) };

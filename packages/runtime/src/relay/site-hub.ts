@@ -16,7 +16,9 @@ import { namedSites, type ActiveJob } from '../server/active-job.js';
 import { Deployer } from '../server/deployer.js';
 import { JobStore } from '../server/job-store.js';
 import { SiteRegistry } from '../server/registry.js';
+import { RelayView } from '../server/relay-status.js';
 import { TaskDispatcher } from '../server/tasks.js';
+import { relayTreeOf } from './path.js';
 import { scatter } from '../workflows/scatter-gather.js';
 import type { TaskResult, WorkflowContext } from '../workflows/workflow.js';
 import type { ResolvedRuntimeLimits } from '../defaults.js';
@@ -57,6 +59,7 @@ export class SiteHub {
   readonly #jobs = new Map<string, ActiveJob>();
   readonly #endpoint: ServerEndpoint<AuthenticatedPeer>;
   readonly #timer: NodeJS.Timeout;
+  readonly #view: RelayView;
   /** Called when a site registers or is lost (for status and logs). */
   onChange: (site: string, present: boolean) => void = () => undefined;
 
@@ -65,6 +68,7 @@ export class SiteHub {
     this.#store = store;
     this.#endpoint = endpoint;
     this.registry = new SiteRegistry({ timeoutMs: o.limits.heartbeatTimeoutMs });
+    this.#view = new RelayView(relayTreeOf(o.kit));
     this.#tasks = new TaskDispatcher(this.registry);
     const checks = new AttestationChecks(new AttestationGate(undefined, o.kit.participant.name, o.audit), o.audit, o.logger);
     this.#deployer = new Deployer({
@@ -144,6 +148,14 @@ export class SiteHub {
     // A job that names the relay itself (or none of its sites) runs at all of them.
     const mine = named.filter((s) => this.registry.get(s) !== undefined);
     return job.definition.deploy.includes(this.#o.kit.participant.name) || mine.length === 0 ? this.registry.names() : mine;
+  }
+
+  /** The sites registered here now, and those behind the connected aggregating relays chained below: what this relay reports up. */
+  reachable(): string[] {
+    const relays = relayTreeOf(this.#o.kit);
+    const own = this.registry.names().filter((s) => !relays.has(s));
+    const chained = this.#view.sightings(this.registry).filter((s) => !s.relayLost).map((s) => s.name);
+    return [...new Set([...own, ...chained])].sort();
   }
 
   /** The sites running job `id` now. */
@@ -239,6 +251,11 @@ export class SiteHub {
     switch (msg.t) {
       case 'heartbeat':
       case 'anchor':
+        return;
+      case 'relay_sites':
+        // A chained aggregating relay's sites: reported up with this relay's own (checked as the server does).
+        this.#view.report(site, msg.sites);
+        this.onChange(site, true);
         return;
       case 'deploy_reply':
         this.#deployer.reply(site, msg);

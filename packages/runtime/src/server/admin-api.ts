@@ -11,6 +11,7 @@ import { outgoing, type MessageOf } from '../protocol/messages.js';
 import type { ActiveJob, Principal } from './active-job.js';
 import { isJobId, type JobRecord, type JobStore } from './job-store.js';
 import type { SiteRegistry } from './registry.js';
+import type { RelayedSiteSighting } from './relay-status.js';
 
 /** Where one site is with one job, as `flare admin status JOB` shows it. */
 export interface SiteState {
@@ -69,6 +70,8 @@ export interface AdminApiOptions {
   readonly audit: (e: LooseAuditEvent) => string | undefined;
   readonly logger: Logger;
   readonly auditTail?: (lines: number) => Promise<string[]>;
+  /** The sites behind aggregating relays (`RelayView`), listed by `sites` and `status` after the server's own. */
+  readonly relaySightings?: () => readonly RelayedSiteSighting[];
   /** A job was stored: queue it. */
   readonly submitted: (record: JobRecord, stored: { definition: JobDefinition; raw: JsonValue }) => void;
   /** Stops a job: aborts it if it runs (sending sites the admin's signed abort), drops it from the queue otherwise. */
@@ -148,7 +151,8 @@ export class AdminApi {
         const rec = await job();
         await this.#require(user, 'get_job_meta', asPrincipal(rec.submitter));
         const { definition } = await store.definition(rec.id);
-        return [{ record: rec, sites: siteStates(rec, definition, this.#o.registry, this.#o.active.get(rec.id)) } as unknown as JsonValue];
+        const behind = this.#o.relaySightings?.() ?? [];
+        return [{ record: rec, sites: siteStates(rec, definition, this.#o.registry, this.#o.active.get(rec.id)), ...(behind.length === 0 ? {} : { relay_sites: behind }) } as unknown as JsonValue];
       }
       case 'abort': {
         const rec = await job();
@@ -184,7 +188,7 @@ export class AdminApi {
       }
       case 'sites': {
         await this.#require(user, 'check_status');
-        return [this.#o.registry.sightings() as unknown as JsonValue];
+        return [[...this.#o.registry.sightings(), ...(this.#o.relaySightings?.() ?? [])] as unknown as JsonValue];
       }
     }
   }

@@ -21,6 +21,7 @@ import { AdminApi, type Authorizer } from './admin-api.js';
 import { DEFAULT_AGGREGATION_POLICY, aggregatorSpecFor, aggregatorState, policyAggregator, type AggregationPolicy } from './aggregation-policy.js';
 import { Deployer } from './deployer.js';
 import type { RelayTree } from './relay-contributions.js';
+import { RelayView } from './relay-status.js';
 import { runJob, type AggregatorFactory } from './job-runner.js';
 import { JobStore, type CheckpointHead, type JobRecord, type RoundRecord } from './job-store.js';
 import { SiteRegistry } from './registry.js';
@@ -138,6 +139,7 @@ export class ServerEngine {
   readonly #attestRefused = new Map<string, Reason>();
   #timer: NodeJS.Timeout | undefined;
   #closed = false;
+  readonly #relayView: RelayView;
 
   private constructor(o: ServerEngineOptions, store: JobStore) {
     this.#o = o;
@@ -147,6 +149,7 @@ export class ServerEngine {
     this.#audit = auditor(o.audit);
     this.#events = o.events ?? new EventBus();
     this.registry = new SiteRegistry({ timeoutMs: this.#limits.heartbeatTimeoutMs });
+    this.#relayView = new RelayView(o.relays ?? new Map());
     this.#tasks = new TaskDispatcher(this.registry);
     const builtIn = [scatterAndGather, crossSiteEval, cyclic];
     this.#workflows = new Map([...builtIn, ...(o.workflows ?? [])].map((w) => [w.name, w] as const));
@@ -170,6 +173,7 @@ export class ServerEngine {
       audit: this.#audit,
       logger: this.#log,
       ...(o.auditTail === undefined ? {} : { auditTail: o.auditTail }),
+      relaySightings: () => this.#relayView.sightings(this.registry),
       submitted: (record, stored) => {
         this.#scheduler.add({ id: record.id, ...stored, submitter: { ...record.submitter, role: record.submitter.role ?? '' }, submittedAt: record.submitted_at, resuming: false });
         this.#tick();
@@ -374,6 +378,8 @@ export class ServerEngine {
         return;
       case 'anchor':
         return this.#anchor(ch, payload);
+      case 'relay_sites':
+        return this.#relayView.report(site, msg.sites);
       case 'deploy_reply':
         if (!this.#deployer.reply(site, msg)) this.#audit({ action: 'late_reply_ignored', user: site, job: msg.job, msg: `deploy reply of ${site} nobody waits for` });
         return;

@@ -2,7 +2,7 @@ import { isAbsolute, resolve } from 'node:path';
 import { FlareError, MlError, flareErrorFromCode, silentLogger, type Logger } from '@flare/core';
 import { gaussianMechanism } from '@flare/filters-dp';
 import type { LearnerFactory } from '@flare/runtime';
-import { TfjsLearner, denseNetwork, loadArrays, loadCsv, seededRandom, selectRows, splitValidation, toDataset, type LabelTask, type TabularData } from '@flare/tfjs';
+import { TfjsLearner, denseNetwork, loadArrays, loadCsv, seededPermutation, seededRandom, selectRows, splitValidation, toDataset, type LabelTask, type TabularData } from '@flare/tfjs';
 import { z } from 'zod';
 
 /** The name of the built-in learner that trains on a site's own data sources. */
@@ -145,12 +145,9 @@ function gamma(alpha: number, rand: () => number): number {
  * site; smaller ALPHA, more skew). Regression data is always dealt iid.
  */
 export function shareOf(data: TabularData, s: DataShare, task: LabelTask): TabularData {
-  const rand = seededRandom(s.seed);
-  const order = Array.from({ length: data.n }, (_, i) => i);
-  for (let i = order.length - 1; i > 0; i--) {
-    const j = Math.floor(rand() * (i + 1));
-    [order[i], order[j]] = [order[j]!, order[i]!];
-  }
+  const order = seededPermutation(data.n, s.seed);
+  // The Dirichlet draws come from their own stream (seed + 1), so they do not depend on the number of rows.
+  const rand = seededRandom(s.seed + 1);
   if (!s.split.startsWith('dirichlet:') || task === 'regression') {
     return selectRows(data, order.filter((_, k) => Math.floor((k * s.sites) / data.n) === s.index));
   }

@@ -8,7 +8,7 @@ import { readWeights, selectBackend, type TabularData } from '@flare/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { DataSources, TfjsLearnerArgs, shareOf, tabularNetwork, tfjsLearnerFactory } from '../src/data-sources.js';
 import { checkJob, createJob } from '../src/commands/job.js';
-import { runSimulation } from '../src/commands/simulate.js';
+import { runSimulation, withHe } from '../src/commands/simulate.js';
 import { SiteConfig } from '../src/poc/site-config.js';
 import type { Io } from '../src/run.js';
 
@@ -144,5 +144,28 @@ describe('flare job create --learner tfjs --csv', () => {
     await writeFile(join(job, 'meta.json'), JSON.stringify(meta));
     await writeFile(join(job, 'model.safetensors'), encodeModel(readWeights(tabularNetwork(TfjsLearnerArgs.parse(meta.learner.args)))));
     await expectFlareCodeAsync(() => checkJob(job), 'E_CLI_JOB_MODEL_MISMATCH');
+  });
+});
+
+describe('flare simulate --he', () => {
+  it('withHe decrypts first and encrypts last in every scope, and makes one scope when the site folder has none', () => {
+    const dp = { name: 'gaussian-dp', args: { clipNorm: 1, noiseMultiplier: 1 } };
+    const p = withHe({ format_version: '1.0', scopes: [{ name: 'private', task_data_filters: [{ name: 'x', args: {} }], task_result_filters: [dp] }], default_scope: 'private' }, 'private') as { scopes: Array<{ task_data_filters: Array<{ name: string }>; task_result_filters: Array<{ name: string }> }> };
+    expect(p.scopes[0]!.task_data_filters.map((f) => f.name)).toEqual(['he-decrypt', 'x']);
+    expect(p.scopes[0]!.task_result_filters.map((f) => f.name)).toEqual(['gaussian-dp', 'he-encrypt']);
+    expect(withHe(undefined, 'public')).toEqual({ format_version: '1.0', scopes: [{ name: 'public', task_data_filters: [{ name: 'he-decrypt', args: {} }], task_result_filters: [{ name: 'he-encrypt', args: {} }] }], default_scope: 'public' });
+  });
+
+  it('runs a tfjs CSV job with every update encrypted: the server aggregates ciphertexts and the model still learns', { timeout: 900_000 }, async () => {
+    const jobs = join(dir, 'he-jobs');
+    await mkdir(jobs);
+    const csv = join(dir, 'he.csv');
+    await writeFile(csv, ['f1,f2,y', ...Array.from({ length: 80 }, (_, i) => `${i % 2},${((i * 7) % 10) / 10},${i % 2 === 0 ? 'even' : 'odd'}`)].join('\n'));
+    const job = await createJob({ name: 'he', learner: 'tfjs', dir: jobs, rounds: 2, csv, label: 'y' }, quiet());
+    const sim = quiet();
+    await runSimulation({ jobDir: job, sites: 2, he: true }, sim);
+    expect(sim.text()).toMatch(/learner tfjs, HE\)/);
+    expect(sim.text()).toMatch(/^round 2\/2: 2 sites in [\d.]+ s, encrypted/m);
+    expect(sim.text()).toMatch(/job he: FINISHED after 2 rounds with 2 simulated sites/);
   });
 });

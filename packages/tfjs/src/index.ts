@@ -13,5 +13,5 @@ export { parseNpy } from './data/npy.js';
 export type { NpyArray } from './data/npy.js';
 export { loadArrays } from './data/arrays.js';
 export type { ArrayFolderOptions } from './data/arrays.js';
-export { MAX_DATA_VALUES, seededRandom, selectRows, splitValidation, toDataset } from './data/tabular.js';
+export { MAX_DATA_VALUES, seededPermutation, seededRandom, selectRows, splitValidation, toDataset } from './data/tabular.js';
 export type { LabelTask, TabularData } from './data/tabular.js';

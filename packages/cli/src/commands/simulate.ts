@@ -1,8 +1,9 @@
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { CliError, FlareRuntimeError, flareErrorFromCode, isFlareErrorCode, parseStrictJson, writeFileAtomic, type JsonValue, type Logger } from '@flare/core';
-import { createLogger, learnerFactories, parseMetaJson, readJobFolder, simulateJob, simulatedSitePolicy, type ClosableLogger, type JobDefinition, type LearnerFactory, type SimulatedSite } from '@flare/runtime';
+import { CliError, FlareRuntimeError, flareErrorFromCode, isFlareErrorCode, parseStrictJson, writeFileAtomic, type AggregationScheme, type FilterFactory, type JsonValue, type Logger } from '@flare/core';
+import type * as FiltersHe from '@flare/filters-he';
+import { createLogger, learnerFactories, loadOptionalPeer, parseMetaJson, readJobFolder, simulateJob, simulatedSitePolicy, type ClosableLogger, type JobDefinition, type LearnerFactory, type SimulatedSite } from '@flare/runtime';
 import { selectBackend } from '@flare/tfjs';
 import { InvalidArgumentError, type Command } from 'commander';
 import { DataSources, TFJS_LEARNER, tfjsLearnerFactory } from '../data-sources.js';
@@ -88,6 +89,24 @@ function dataSplit(v: string): string {
   throw new InvalidArgumentError(`expected iid or dirichlet:ALPHA (ALPHA > 0), got ${v}`);
 }
 
+const HE_IN = { name: 'he-decrypt', args: {} };
+const HE_OUT = { name: 'he-encrypt', args: {} };
+
+/**
+ * The sites' privacy.json with HE (`--he`): in every scope, the global model is decrypted before the scope's other
+ * data filters and the update encrypted after its other result filters (so DP noise is added before encryption),
+ * as a site with an HE kit writes it. Without a privacy.json: one scope, named as the job asks, with HE only.
+ */
+export function withHe(privacy: JsonValue | undefined, scope: string): JsonValue {
+  const p: JsonValue = privacy ?? { format_version: '1.0', scopes: [{ name: scope }], default_scope: scope };
+  if (!isObject(p) || !Array.isArray(p['scopes'])) return p;
+  const list = (v: JsonValue | undefined): JsonValue[] => (Array.isArray(v) ? v : []);
+  return {
+    ...p,
+    scopes: p['scopes'].map((sc) => (isObject(sc) ? { ...sc, task_data_filters: [HE_IN, ...list(sc['task_data_filters'])], task_result_filters: [...list(sc['task_result_filters']), HE_OUT] } : sc)),
+  };
+}
+
 /** Options of {@link runSimulation}. */
 export interface SimulateRun {
   readonly jobDir: string;
@@ -104,6 +123,12 @@ export interface SimulateRun {
   readonly plot?: string;
   /** Show the sites' and the server's log lines on stderr. */
   readonly verbose?: boolean;
+  /**
+   * Homomorphic encryption, as at a site whose kit has the HE context: a CKKS key set made for this run, every
+   * virtual site's scope decrypting the global model first (he-decrypt) and encrypting its update last
+   * (he-encrypt), and the server aggregating ciphertexts it cannot read (@flare/filters-he, an optional peer).
+   */
+  readonly he?: boolean;
   readonly signal?: AbortSignal;
 }
 
@@ -157,7 +182,22 @@ export async function runSimulation(o: SimulateRun, io: Io = stdio): Promise<voi
   const split = o.dataSplit ?? 'iid';
   const seed = o.seed ?? 42;
   const ws = o.workspace === undefined ? await mkdtemp(join(tmpdir(), 'flare-simulate-')) : resolve(o.workspace);
-  const filters = defaultStack().filters();
+  const filters = new Map(defaultStack().filters());
+  let schemes: AggregationScheme[] | undefined;
+  let heKeys: Awaited<ReturnType<typeof FiltersHe.generateHeKeys>> | undefined;
+  if (o.he === true) {
+    const heLib = await loadOptionalPeer<typeof FiltersHe>('@flare/filters-he', 'flare simulate --he');
+    io.err('simulate: making a CKKS key set for this run (--he)');
+    heKeys = await heLib.generateHeKeys();
+    const source = { context: heKeys.client };
+    filters.set('he-encrypt', heLib.heEncryptFactory(source) as FilterFactory<unknown>);
+    filters.set('he-decrypt', heLib.heDecryptFactory(source) as FilterFactory<unknown>);
+    schemes = [heLib.heAggregationScheme(heKeys.server)];
+  }
+  const privacy = o.he === true ? withHe(folder.privacy, definition.scope ?? 'public') : folder.privacy;
+  // A site admits what its own scope runs: with --he and no components.json, the job's components and HE's.
+  const heComponents = o.he === true ? [HE_IN.name, HE_OUT.name] : [];
+  const own = [name, ...definition.task_data_filters.map((f) => f.name), ...definition.task_result_filters.map((f) => f.name)];
   const loggers: ClosableLogger[] = [];
   let open = true;
   // Engines may log a late line while they shut down: after the end it goes nowhere instead of into a closed file.
@@ -173,7 +213,7 @@ export async function runSimulation(o: SimulateRun, io: Io = stdio): Promise<voi
   };
   const started = Date.now();
   try {
-    io.err(`simulate: job ${definition.name} (${definition.workflow}, ${definition.rounds} rounds, learner ${name}) in ${ws}`);
+    io.err(`simulate: job ${definition.name} (${definition.workflow}, ${definition.rounds} rounds, learner ${name}${o.he === true ? ', HE' : ''}) in ${ws}`);
     const result = await simulateJob({
       job,
       ...(o.sites === undefined ? {} : { sites: o.sites }),
@@ -183,13 +223,18 @@ export async function runSimulation(o: SimulateRun, io: Io = stdio): Promise<voi
       policy: (_s, d) => {
         try {
           return simulatedSitePolicy(d, filters, {
-            ...(folder.privacy === undefined ? {} : { privacy: folder.privacy }),
-            ...(folder.components === undefined ? {} : { components: { format_version: '1.0', allow: [...new Set([...folder.components.allow, ...Object.keys(folder.learners)])], byoc: folder.components.byoc } }),
+            ...(privacy === undefined ? {} : { privacy }),
+            ...(folder.components === undefined
+              ? o.he === true
+                ? { components: { format_version: '1.0', allow: [...new Set([...own, ...heComponents])], byoc: false } }
+                : {}
+              : { components: { format_version: '1.0', allow: [...new Set([...folder.components.allow, ...Object.keys(folder.learners), ...heComponents])], byoc: folder.components.byoc } }),
           });
         } catch (e) {
           throw new CliError('E_CLI_SIMULATE_CONFIG', `the site folder ${siteDir}: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
         }
       },
+      ...(schemes === undefined ? {} : { schemes }),
       logger: logger('server'),
       siteLogger: (s) => logger(s.name),
       onRound: (h) => {
@@ -199,7 +244,7 @@ export async function runSimulation(o: SimulateRun, io: Io = stdio): Promise<voi
             return loss === undefined ? site : `${site} ${loss.toFixed(4)}`;
           })
           .join(', ');
-        io.err(`round ${h.round + 1}/${definition.rounds}: ${h.contributors.length} sites in ${h.seconds.toFixed(1)} s${train === '' ? '' : ` (training loss: ${train})`}`);
+        io.err(`round ${h.round + 1}/${definition.rounds}: ${h.contributors.length} sites in ${h.seconds.toFixed(1)} s${h.encrypted === true ? ', encrypted' : ''}${train === '' ? '' : ` (training loss: ${train})`}`);
       },
       ...(o.signal === undefined ? {} : { signal: o.signal }),
     });
@@ -217,6 +262,8 @@ export async function runSimulation(o: SimulateRun, io: Io = stdio): Promise<voi
       throw isFlareErrorCode(code) ? flareErrorFromCode(code, message) : new FlareRuntimeError('E_RUNTIME_SIMULATION', message);
     }
   } finally {
+    heKeys?.client.dispose();
+    heKeys?.server.dispose();
     open = false;
     for (const l of loggers) await l.close();
     if (o.workspace === undefined) await rm(ws, { recursive: true, force: true });
@@ -246,8 +293,9 @@ export function register(program: Command): void {
     .option('-o, --output <file>', 'write the final global model (safetensors) here')
     .option('--csv <file>', 'write the per-round metrics as CSV')
     .option('--plot <file>', 'draw the per-round metrics as an SVG')
+    .option('--he', "encrypt every site's update (CKKS, a key set made for this run): the sites' scopes decrypt and encrypt, the server aggregates ciphertexts (needs @flare/filters-he)", false)
     .option('-v, --verbose', "show the server's and the sites' log lines (and the learners' output) on stderr", false)
-    .action((jobDir: string, o: { sites?: number; siteDir?: string; dataSplit?: string; seed?: number; workspace?: string; output?: string; csv?: string; plot?: string; verbose: boolean }) => {
+    .action((jobDir: string, o: { sites?: number; siteDir?: string; dataSplit?: string; seed?: number; workspace?: string; output?: string; csv?: string; plot?: string; verbose: boolean; he: boolean }) => {
       const ac = new AbortController();
       const stop = (): void => ac.abort();
       process.once('SIGINT', stop);

@@ -1,7 +1,7 @@
 import { generateKeyPairSync } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { FlareRuntimeError, silentLogger, type AuditHook, type Logger } from '@flare/core';
+import { FlareRuntimeError, silentLogger, type AggregationScheme, type AuditHook, type Logger } from '@flare/core';
 import { createRootCa, issueCertificate } from '@flare/pki';
 import { AdminClient } from '../admin/client.js';
 import type { JobBundle } from '../protocol/bundle.js';
@@ -48,6 +48,8 @@ export interface SimulationOptions {
   readonly aggregation?: AggregationPolicy;
   /** Makes the job's aggregator instead of @flare/aggregator's (as ServerEngineOptions.aggregator). */
   readonly aggregator?: AggregatorFactory;
+  /** Aggregation of encrypted updates the server offers (as ServerEngineOptions.schemes: HE's, for `--he`). */
+  readonly schemes?: readonly AggregationScheme[];
   /** Called after each completed round with the server's record of it. */
   readonly onRound?: (record: RoundRecord) => void;
   /** The server's logger; `siteLogger` gives each site its own (default silent). */
@@ -133,6 +135,7 @@ export async function simulateJob(o: SimulationOptions): Promise<SimulationResul
     authorize: () => true,
     ...(o.aggregation === undefined ? {} : { aggregation: o.aggregation }),
     ...(o.aggregator === undefined ? {} : { aggregator: o.aggregator }),
+    ...(o.schemes === undefined ? {} : { schemes: [...o.schemes] }),
     ...(o.audit === undefined ? {} : { audit: o.audit('server') }),
     logger: o.logger ?? silentLogger,
     ...(o.onRound === undefined ? {} : { onRound: (_job: string, r: RoundRecord) => o.onRound?.(r) }),

@@ -37,6 +37,17 @@ export function seededRandom(seed: number): () => number {
   };
 }
 
+/** The indices 0..n-1 in a seeded random order (Fisher-Yates over {@link seededRandom}). */
+export function seededPermutation(n: number, seed: number): number[] {
+  const order = Array.from({ length: n }, (_, i) => i);
+  const rand = seededRandom(seed);
+  for (let i = order.length - 1; i > 0; i--) {
+    const j = Math.floor(rand() * (i + 1));
+    [order[i], order[j]] = [order[j]!, order[i]!];
+  }
+  return order;
+}
+
 /** The rows of `data` at `rows`, in that order (a copy). */
 export function selectRows(data: TabularData, rows: readonly number[]): TabularData {
   const f = data.features;
@@ -59,12 +70,7 @@ export function splitValidation(data: TabularData, fraction: number, seed: numbe
   if (!(fraction > 0 && fraction < 1)) throw new RangeError(`"fraction" expected a number in (0, 1), got ${fraction}`);
   const nVal = Math.max(1, Math.round(fraction * data.n));
   if (nVal >= data.n) throw new MlError('E_ML_DATA_SHAPE', `${source}: ${data.n} rows are too few for a validation split of ${fraction}`);
-  const order = Array.from({ length: data.n }, (_, i) => i);
-  const rand = seededRandom(seed);
-  for (let i = order.length - 1; i > 0; i--) {
-    const j = Math.floor(rand() * (i + 1));
-    [order[i], order[j]] = [order[j]!, order[i]!];
-  }
+  const order = seededPermutation(data.n, seed);
   return { validation: selectRows(data, order.slice(0, nVal)), train: selectRows(data, order.slice(nVal)) };
 }
 

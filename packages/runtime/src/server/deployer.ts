@@ -9,6 +9,7 @@ import type { PeerChannel } from '../protocol/channel.js';
 import { outgoing, type MessageOf } from '../protocol/messages.js';
 import { PendingRequests } from '../protocol/pending.js';
 import type { ActiveJob } from './active-job.js';
+import { Pacer } from './broadcast.js';
 import { RecordBatcher } from './deployer-records.js';
 import type { JobStore } from './job-store.js';
 import type { SiteRegistry } from './registry.js';
@@ -42,6 +43,7 @@ export class Deployer {
   readonly #replies = new PendingRequests<MessageOf<'deploy_reply'>, string>();
   // Every site's answer changes the job's record: gathered into one write at a time (N writes were N² at scale).
   readonly #records: RecordBatcher;
+  readonly #pacer = new Pacer();
 
   constructor(o: DeployerOptions) {
     this.#o = o;
@@ -78,6 +80,9 @@ export class Deployer {
         }
       }
       const payload = await job.bundle();
+      // A deploy to thousands of sites goes out a batch per turn of the event loop (see Pacer).
+      await this.#pacer.turn();
+      job.abort.signal.throwIfAborted();
       const id = randomUUID();
       const ref = this.#o.audit({ action: 'deploy_sent', job: job.id, user: job.submitter.name, msg: `job deployed to ${site}`, data: { site } });
       const answer = this.#replies.open(id, site, {

@@ -4,6 +4,7 @@ import { errorFromReason } from '../errors.js';
 import { outgoing, type MessageOf } from '../protocol/messages.js';
 import { PendingRequests } from '../protocol/pending.js';
 import type { TaskResult, WorkflowTask } from '../workflows/workflow.js';
+import { Pacer } from './broadcast.js';
 import type { SiteRegistry } from './registry.js';
 
 interface Waiting {
@@ -23,6 +24,7 @@ export class TaskDispatcher {
   readonly #registry: SiteRegistry;
   // The last model encoded, by identity: a round broadcasts one model object to every site (issue #18 item 4).
   readonly #encoded = new WeakMap<FLModel, Uint8Array>();
+  readonly #pacer = new Pacer();
 
   constructor(registry: SiteRegistry) {
     this.#registry = registry;
@@ -37,6 +39,9 @@ export class TaskDispatcher {
 
   /** Sends `task` of `job` to `site`; resolves with its answer or rejects with its code, a disconnect or `signal`'s reason. */
   async send(job: string, site: string, task: WorkflowTask, signal: AbortSignal): Promise<TaskResult> {
+    // A round's tasks go out a batch per turn of the event loop: its sockets are read in between.
+    await this.#pacer.turn();
+    signal.throwIfAborted();
     const entry = this.#registry.get(site);
     if (entry === undefined) throw new FlareRuntimeError('E_RUNTIME_DISCONNECTED', `site ${site} is not connected`);
     const id = randomUUID();

@@ -238,7 +238,12 @@ export const suite: Suite = {
       const kits = new Map(prov.kits.map((k) => [k.name, k.dir] as const));
       const rows: Row[] = [{ label: `provisioning ${most + 2} kits (one key and certificate each), ${load()}`, value: (most + 2) / (provisionMs / 1000), unit: 'kits/s' }];
       for (const n of sizes) {
-        const r = await runSize({ n, workers, kits, dir });
+        // A size that does not complete is a figure too (with its reason); the sizes before it keep theirs.
+        const r = await runSize({ n, workers, kits, dir }).catch((e: unknown) => e as Error);
+        if (r instanceof Error) {
+          rows.push({ label: `${n} sites: did not complete (${r.message.slice(0, 300)}), ${load()}`, value: NaN, unit: '' });
+          continue;
+        }
         const w = `${n} sites in ${Math.min(workers, n)} worker processes`;
         rows.push(
           { label: `logins (dial, mTLS, @flare/auth login, registration), ${w}, ${r.loginLoad}`, value: r.loginsPerSecond, unit: 'logins/s' },

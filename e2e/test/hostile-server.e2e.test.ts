@@ -1,7 +1,8 @@
 // A hostile server (issue #14 item 8) against a real `flare client` site: the server is built from the project's
 // own packages with the real server kit (TLS + @flare/auth session), speaks the runtime protocol, and tries to
 // deploy a job under an invented submitter, a job nobody signed, and to abort a job without the admin's
-// signature. The site refuses each with its code, in its own audit log naming the site and the claimed submitter.
+// signature, to end a job as ABORTED without it, and to replay a signed job that ended. The site refuses each
+// with its code, in its own audit log naming the site and the claimed submitter.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
@@ -152,5 +153,23 @@ describe('a hostile server against a real site (issue #14.8)', () => {
     const released = await until(async () => (await audit()).find((l) => l.action === 'job_released' && l.job === id), 'the job released after the signed abort');
     expect(released.data).toMatchObject({ code: 'E_RUNTIME_ABORTED' });
     expect((await audit()).find((l) => l.action === 'job_aborted' && l.job === id)?.user).toBe('admin@a.org');
+  });
+
+  it('the same signed job replayed after it ended is refused (E_POLICY_JOB_REPLAYED), audited in the site log; an unsigned ABORTED job_end is no admin abort', async () => {
+    const claimed = { name: 'admin@a.org', org: 'org_a', role: 'project_admin' };
+    const id = randomUUID();
+    const signed = signJobBundle(admin, job(1000), id);
+    expect(await deploy(id, signed, claimed)).toMatchObject({ ok: true });
+    // The server ends the job as ABORTED with no admin's signed abort: refused as an abort, the job ends under that code.
+    await channel!.send({ t: 'job_end', job: id, status: 'ABORTED' });
+    const refused = await until(async () => (await audit()).find((l) => l.action === 'abort_refused' && l.job === id), 'the job_end refusal');
+    expect(refused.data).toMatchObject({ code: 'E_POLICY_JOB_UNSIGNED', site: 'site-1', via: 'job_end' });
+    const released = await until(async () => (await audit()).find((l) => l.action === 'job_released' && l.job === id), 'the job released');
+    expect(released.data).toMatchObject({ code: 'E_POLICY_JOB_UNSIGNED' });
+    expect((await audit()).some((l) => l.action === 'job_aborted' && l.job === id)).toBe(false);
+    // The same signed bundle again: a replay.
+    expect(await deploy(id, signed, claimed)).toMatchObject({ ok: false, error: { code: 'E_POLICY_JOB_REPLAYED' } });
+    const line = await until(async () => (await audit()).find((l) => l.action === 'job_replay_refused' && l.job === id), 'the replay refusal');
+    expect(line).toMatchObject({ user: 'admin@a.org', data: { code: 'E_POLICY_JOB_REPLAYED', site: 'site-1', prior: 'ended' } });
   });
 });

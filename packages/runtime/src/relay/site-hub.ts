@@ -177,17 +177,23 @@ export class SiteHub {
     onFailure: (site: string, code: string, message: string) => void,
   ): Promise<void> {
     const sites = this.sites(id);
-    const ctx = { signal } as Pick<WorkflowContext, 'signal'> as WorkflowContext;
+    // One listener on the job's signal; the round's own signal carries one per task in flight (many sites).
+    const round = new AbortController();
+    setMaxListeners(0, round.signal);
+    const stop = (): void => round.abort(signal.reason);
+    if (signal.aborted) stop();
+    else signal.addEventListener('abort', stop, { once: true });
+    const ctx = { signal: round.signal } as Pick<WorkflowContext, 'signal'> as WorkflowContext;
     await scatter(
       ctx,
       sites,
       timeoutMs,
-      (site) => this.#tasks.send(id, site, { kind: task.kind, round: task.round, model: task.model, ...(task.data === undefined ? {} : { data: task.data }) }, signal),
+      (site) => this.#tasks.send(id, site, { kind: task.kind, round: task.round, model: task.model, ...(task.data === undefined ? {} : { data: task.data }) }, round.signal),
       (site, result) => onResult({ site, result }),
       (site, e, late) => {
         if (!late) onFailure(site, reasonOf(e).code, reasonOf(e).message);
       },
-    );
+    ).finally(() => signal.removeEventListener('abort', stop));
   }
 
   /** Forwards the admin's signed abort of a job to its sites (each checks the signature itself). */

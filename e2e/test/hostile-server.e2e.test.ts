@@ -3,43 +3,26 @@
 // deploy a job under an invented submitter, a job nobody signed, and to abort a job without the admin's
 // signature, to end a job as ABORTED without it, and to replay a signed job that ended. The site refuses each
 // with its code, in its own audit log naming the site and the claimed submitter.
-import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { encodeModel } from '@flare/core';
 import { loadKit, parseProject, provision, type Kit } from '@flare/pki';
 import { encodeJobBundle, listenForParticipants, parseMessage, signAbortRequest, signJobBundle, type JobBundle, type MessageOf, type PeerChannel } from '@flare/runtime';
 import { denseNetwork, readWeights, selectBackend } from '@flare/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FLARE_BIN, freePort, tempDir } from './support.js';
+import { auditOf, freePort, startFlare, stopAll, tempDir, until, type AuditLine } from './support.js';
 
 const FEATURES = 16;
 let root: string;
 let siteWs: string;
 let admin: Kit;
 let lead: Kit;
-let site: ChildProcess | undefined;
 let listener: Awaited<ReturnType<typeof listenForParticipants>> | undefined;
 let channel: PeerChannel | undefined;
 const replies = new Map<string, (m: MessageOf<'deploy_reply'>) => void>();
 
-type AuditLine = { action: string; user?: string; job?: string; msg?: string; data?: { [k: string]: unknown } };
-const audit = async (): Promise<AuditLine[]> =>
-  (await readFile(join(siteWs, 'audit.jsonl'), 'utf8'))
-    .trim()
-    .split('\n')
-    .map((l) => JSON.parse(l) as AuditLine);
-
-async function until<T>(check: () => Promise<T | undefined>, what: string, ms = 120_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await check().catch(() => undefined);
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
+const audit = (): Promise<AuditLine[]> => auditOf(siteWs);
 
 function job(rounds = 1): JobBundle {
   const definition = { name: 'hostile', rounds, min_clients: 1, round_timeout_s: 300, deploy: ['site-1'], learner: { name: 'tfjs-spam', args: { features: FEATURES, hidden: 0, epochs: 1, batch_size: 32 } } };
@@ -103,22 +86,12 @@ participants:
       });
     });
   });
-  site = spawn(process.execPath, [FLARE_BIN, 'client', '--kit', dirs.get('site-1')!, '--workspace', siteWs], { stdio: ['ignore', 'ignore', 'pipe'] });
-  let err = '';
-  site.stderr!.on('data', (d: Buffer) => {
-    err += d.toString();
-  });
-  await Promise.race([registered, new Promise((_, reject) => setTimeout(() => reject(new Error(`site-1 did not register within 120 s: ${err}`)), 120_000))]);
+  const site = await startFlare(['client', '--kit', dirs.get('site-1')!, '--workspace', siteWs]);
+  await Promise.race([registered, new Promise((_, reject) => setTimeout(() => reject(new Error(`site-1 did not register within 120 s: ${site.stderr()}`)), 120_000))]);
 }, 180_000);
 
 afterAll(async () => {
-  if (site !== undefined && site.exitCode === null) {
-    const exited = new Promise((r) => site!.once('exit', r));
-    site.kill('SIGTERM');
-    const t = setTimeout(() => site!.kill('SIGKILL'), 10_000);
-    await exited;
-    clearTimeout(t);
-  }
+  await stopAll();
   await listener?.close();
 });
 
@@ -127,7 +100,7 @@ describe('a hostile server against a real site (issue #14.8)', () => {
     const id = randomUUID();
     const reply = await deploy(id, signJobBundle(admin, job(), id), { name: 'lead@b.org', org: 'org_b', role: 'lead' });
     expect(reply).toMatchObject({ ok: false, error: { code: 'E_POLICY_JOB_TAMPERED' } });
-    const line = await until(async () => (await audit()).find((l) => l.action === 'job_refused' && l.job === id), 'the refusal in the site audit log');
+    const line = await until(async () => (await audit()).find((l) => l.action === 'job_refused' && l.job === id), 120_000, 'the refusal in the site audit log');
     expect(line).toMatchObject({ user: 'lead@b.org', data: { code: 'E_POLICY_JOB_TAMPERED', site: 'site-1', claimed_submitter: 'lead@b.org (org_b)', signer: 'admin@a.org' } });
   });
 
@@ -135,7 +108,7 @@ describe('a hostile server against a real site (issue #14.8)', () => {
     const id = randomUUID();
     const reply = await deploy(id, job(), { name: 'ghost@nowhere.org', org: 'nowhere', role: 'project_admin' });
     expect(reply).toMatchObject({ ok: false, error: { code: 'E_POLICY_JOB_UNSIGNED' } });
-    const line = await until(async () => (await audit()).find((l) => l.action === 'job_refused' && l.job === id), 'the refusal');
+    const line = await until(async () => (await audit()).find((l) => l.action === 'job_refused' && l.job === id), 120_000, 'the refusal');
     expect(line?.data).toMatchObject({ code: 'E_POLICY_JOB_UNSIGNED', site: 'site-1', claimed_submitter: 'ghost@nowhere.org (nowhere)' });
     const id2 = randomUUID();
     const byLead = await deploy(id2, signJobBundle(lead, job(), id2), { name: 'admin@a.org', org: 'org_a', role: 'project_admin' });
@@ -146,11 +119,11 @@ describe('a hostile server against a real site (issue #14.8)', () => {
     const id = randomUUID();
     expect(await deploy(id, signJobBundle(admin, job(1000), id), { name: 'admin@a.org', org: 'org_a', role: 'project_admin' })).toMatchObject({ ok: true });
     await channel!.send({ t: 'abort', job: id, by: { name: 'admin@a.org', org: 'org_a' } });
-    const refused = await until(async () => (await audit()).find((l) => l.action === 'abort_refused' && l.job === id), 'the abort refusal');
+    const refused = await until(async () => (await audit()).find((l) => l.action === 'abort_refused' && l.job === id), 120_000, 'the abort refusal');
     expect(refused.data).toMatchObject({ code: 'E_POLICY_JOB_UNSIGNED', site: 'site-1', claimed_by: 'admin@a.org (org_a)' });
     expect((await audit()).some((l) => l.action === 'job_released' && l.job === id)).toBe(false);
     await channel!.send({ t: 'abort', job: id, by: { name: 'admin@a.org', org: 'org_a' } }, signAbortRequest(admin, id));
-    const released = await until(async () => (await audit()).find((l) => l.action === 'job_released' && l.job === id), 'the job released after the signed abort');
+    const released = await until(async () => (await audit()).find((l) => l.action === 'job_released' && l.job === id), 120_000, 'the job released after the signed abort');
     expect(released.data).toMatchObject({ code: 'E_RUNTIME_ABORTED' });
     expect((await audit()).find((l) => l.action === 'job_aborted' && l.job === id)?.user).toBe('admin@a.org');
   });
@@ -162,14 +135,14 @@ describe('a hostile server against a real site (issue #14.8)', () => {
     expect(await deploy(id, signed, claimed)).toMatchObject({ ok: true });
     // The server ends the job as ABORTED with no admin's signed abort: refused as an abort, the job ends under that code.
     await channel!.send({ t: 'job_end', job: id, status: 'ABORTED' });
-    const refused = await until(async () => (await audit()).find((l) => l.action === 'abort_refused' && l.job === id), 'the job_end refusal');
+    const refused = await until(async () => (await audit()).find((l) => l.action === 'abort_refused' && l.job === id), 120_000, 'the job_end refusal');
     expect(refused.data).toMatchObject({ code: 'E_POLICY_JOB_UNSIGNED', site: 'site-1', via: 'job_end' });
-    const released = await until(async () => (await audit()).find((l) => l.action === 'job_released' && l.job === id), 'the job released');
+    const released = await until(async () => (await audit()).find((l) => l.action === 'job_released' && l.job === id), 120_000, 'the job released');
     expect(released.data).toMatchObject({ code: 'E_POLICY_JOB_UNSIGNED' });
     expect((await audit()).some((l) => l.action === 'job_aborted' && l.job === id)).toBe(false);
     // The same signed bundle again: a replay.
     expect(await deploy(id, signed, claimed)).toMatchObject({ ok: false, error: { code: 'E_POLICY_JOB_REPLAYED' } });
-    const line = await until(async () => (await audit()).find((l) => l.action === 'job_replay_refused' && l.job === id), 'the replay refusal');
+    const line = await until(async () => (await audit()).find((l) => l.action === 'job_replay_refused' && l.job === id), 120_000, 'the replay refusal');
     expect(line).toMatchObject({ user: 'admin@a.org', data: { code: 'E_POLICY_JOB_REPLAYED', site: 'site-1', prior: 'ended' } });
   });
 });

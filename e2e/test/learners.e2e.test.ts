@@ -7,15 +7,14 @@
 //   admin's `status` shows it for each site, and the sites stay connected for the next job.
 // - BYOC: a job's own signed Python learner (custom/) runs as a subprocess at the sites that consent
 //   (site-1, site-2) and is refused at the one that does not (site-3, E_POLICY_BYOC_DISABLED).
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { createInterface } from 'node:readline';
 import { decodeModel, encodeModel, model, tensor } from '@flare/core';
 import { heDecrypt, heKitBuilder, isEncryptedModel, loadHeContextFromKit } from '@flare/filters-he';
 import { parseProject, provision } from '@flare/pki';
 import { afterAll, beforeAll, describe, expect, it, type TestContext } from 'vitest';
-import { FLARE_BIN as BIN, flare, freePort, tempDir } from './support.js';
+import { auditOf, flare, freePort, jobEnded, startFlare, stopAll, submitJob, tempDir, until, type AuditLine, type JobRecord } from './support.js';
 
 const EXAMPLE = resolve(import.meta.dirname, '../../docs/examples/pytorch-digits');
 const PYTHON_CLIENT = resolve(import.meta.dirname, '../../packages/runtime/python');
@@ -63,78 +62,9 @@ while flare.is_running():
 let root: string;
 let serverWs: string;
 const kits = new Map<string, string>();
-const procs: ChildProcess[] = [];
-
-/** Starts `flare <args>`; resolves once a stdout line matches `ready` (bounded). */
-function start(args: string[], ready?: RegExp): Promise<ChildProcess> {
-  const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  procs.push(child);
-  let err = '';
-  child.stderr!.on('data', (d: Buffer) => {
-    err = (err + d.toString()).slice(-20_000);
-    if (process.env['FLARE_E2E_VERBOSE'] !== undefined) process.stderr.write(`[${args[0]} ${args[2] ?? ''}] ${d.toString()}`);
-  });
-  if (ready === undefined) {
-    child.stdout!.resume();
-    return Promise.resolve(child);
-  }
-  return new Promise((done, fail) => {
-    const timer = setTimeout(() => fail(new Error(`no ${ready.source} within 120 s: ${err}`)), 120_000);
-    child.once('exit', (code) => fail(new Error(`exited ${code}: ${err}`)));
-    createInterface({ input: child.stdout! }).on('line', (l) => {
-      if (ready.test(l)) {
-        clearTimeout(timer);
-        done(child);
-      }
-    });
-  });
-}
-
-async function stop(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise((r) => child.once('exit', r));
-  child.kill('SIGTERM');
-  const t = setTimeout(() => child.kill('SIGKILL'), 10_000);
-  await exited;
-  clearTimeout(t);
-}
-
-/** Polls `check` every 250 ms until it returns a value, at most `ms`. */
-async function until<T>(check: () => Promise<T | undefined>, ms: number, what: string): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await check().catch(() => undefined);
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
-}
-
-interface JobRecordFile {
-  status: string;
-  rounds_done: number;
-  sites: string[];
-  refused: { [site: string]: string };
-  history: Array<{ round: number; contributors: string[] }>;
-  error?: { code: string; message: string };
-}
-const record = async (id: string): Promise<JobRecordFile> => JSON.parse(await readFile(join(serverWs, 'jobs', id, 'record.json'), 'utf8')) as JobRecordFile;
-const ended = (id: string, ms: number): Promise<JobRecordFile> =>
-  until(async () => {
-    const r = await record(id);
-    return r.status === 'RUNNING' || r.status === 'SUBMITTED' ? undefined : r;
-  }, ms, `job ${id} to end`);
-const siteAudit = async (site: string): Promise<Array<{ action: string; job?: string; data?: { [k: string]: unknown } }>> =>
-  (await readFile(join(root, `${site}-ws`, 'audit.jsonl'), 'utf8'))
-    .trim()
-    .split('\n')
-    .map((l) => JSON.parse(l) as { action: string });
-
-async function submit(dir: string): Promise<string> {
-  const r = await flare(['admin', '--kit', kits.get(ADMIN)!, 'submit', dir], 120_000);
-  expect(r.code, r.stderr).toBe(0);
-  return r.stdout.trim();
-}
+const ended = (id: string, ms: number): Promise<JobRecord> => jobEnded(serverWs, id, ms, 250);
+const siteAudit = (site: string): Promise<AuditLine[]> => auditOf(join(root, `${site}-ws`));
+const submit = (dir: string): Promise<string> => submitJob(kits.get(ADMIN)!, dir);
 
 /** Runs a Python script of the example and parses its one JSON line. */
 function pyJson(py: string, args: string[]): Promise<{ accuracy: number }> {
@@ -239,8 +169,8 @@ builders:
     ];
     await writeFile(join(kits.get(s)!, 'local', 'privacy.json'), JSON.stringify({ format_version: '1.0', scopes, default_scope: 'public' }));
   }
-  await start(['server', '--kit', kits.get('localhost')!, '--workspace', serverWs], /listening on port/);
-  await Promise.all(SITES.map((s) => start(['client', '--kit', kits.get(s)!, '--workspace', join(root, `${s}-ws`)])));
+  await startFlare(['server', '--kit', kits.get('localhost')!, '--workspace', serverWs], { ready: /listening on port/ });
+  await Promise.all(SITES.map((s) => startFlare(['client', '--kit', kits.get(s)!, '--workspace', join(root, `${s}-ws`)])));
   // Every job starts with every site: wait until the three have registered.
   await until(async () => {
     const r = await flare(['admin', '--kit', kits.get(ADMIN)!, 'sites'], 60_000);
@@ -248,9 +178,7 @@ builders:
   }, 180_000, 'three connected sites');
 });
 
-afterAll(async () => {
-  await Promise.all(procs.splice(0).map((p) => stop(p)));
-});
+afterAll(stopAll);
 
 describe('three PyTorch sites over mTLS (docs/examples/pytorch-digits)', () => {
   let centralized: Promise<{ accuracy: number }> | undefined;

@@ -2,17 +2,15 @@
 // their own Linux network namespace with its own address on a bridge, kit host names resolved through each
 // namespace's hosts file. A whole job runs through the relays; a link taken down mid-round partitions a relay and
 // the site behind it, and heals: the job completes, no acknowledged round is lost, and every audit log verifies.
-import { spawn, type ChildProcess } from 'node:child_process';
-import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { spawn } from 'node:child_process';
+import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
-import { encodeModel } from '@flare/core';
 import { parseProject, provision } from '@flare/pki';
-import { denseNetwork, readWeights, selectBackend } from '@flare/tfjs';
+import { selectBackend } from '@flare/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createNetnsLab, netnsUnavailable, requireNetns, type NetnsLab } from '../support/netns.js';
-import { FLARE_BIN as BIN } from './support.js';
+import { auditOf, FLARE_BIN as BIN, jobEnded, startCommand, stopAll, until, writeSpamJob, type Started } from './support.js';
 
 const FEATURES = 64;
 const NODES = [
@@ -65,28 +63,10 @@ const skipReason = netnsUnavailable();
 let lab: NetnsLab | undefined;
 let root: string;
 const kits = new Map<string, string>();
-const procs: ChildProcess[] = [];
 
 /** Runs `flare <args>` inside a node's namespace; resolves once a stdout line matches `ready` (bounded). */
-function start(node: string, args: string[], ready?: RegExp): Promise<ChildProcess> {
-  const child = spawn(lab!.node(node).exec[0]!, [...lab!.node(node).exec.slice(1), process.execPath, BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  procs.push(child);
-  let err = '';
-  child.stderr!.on('data', (d: Buffer) => {
-    err = (err + d.toString()).slice(-8000);
-    if (process.env['FLARE_E2E_VERBOSE'] !== undefined) process.stderr.write(`[${node}] ${d.toString()}`);
-  });
-  if (ready === undefined) return Promise.resolve(child);
-  return new Promise((done, fail) => {
-    const timer = setTimeout(() => fail(new Error(`${node}: no ${ready.source} within 120 s: ${err}`)), 120_000);
-    child.once('exit', (code) => fail(new Error(`${node} exited ${code}: ${err}`)));
-    createInterface({ input: child.stdout! }).on('line', (l) => {
-      if (ready.test(l)) {
-        clearTimeout(timer);
-        done(child);
-      }
-    });
-  });
+function start(node: string, args: string[], ready?: RegExp): Promise<Started> {
+  return startCommand([...lab!.node(node).exec, process.execPath, BIN, ...args], { label: node, ...(ready === undefined ? {} : { ready }) });
 }
 
 /** `flare <args>` to completion inside a node's namespace. */
@@ -105,32 +85,6 @@ function run(node: string, args: string[]): Promise<{ code: number | null; stdou
   });
 }
 
-async function stop(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise((r) => child.once('exit', r));
-  child.kill('SIGTERM');
-  const t = setTimeout(() => child.kill('SIGKILL'), 10_000);
-  await exited;
-  clearTimeout(t);
-}
-
-/** Polls `check` every 100 ms until it returns a value, at most `ms`. */
-async function until<T>(check: () => Promise<T | undefined>, ms: number, what: string): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await check().catch(() => undefined);
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
-type AuditLine = { action: string; user?: string; data?: { [k: string]: unknown } };
-const auditOf = async (ws: string): Promise<AuditLine[]> =>
-  (await readFile(join(ws, 'audit.jsonl'), 'utf8'))
-    .trim()
-    .split('\n')
-    .map((l) => JSON.parse(l) as AuditLine);
 const ws = (who: string): string => join(root, `${who}-ws`);
 
 beforeAll(async () => {
@@ -150,7 +104,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await Promise.all(procs.splice(0).map((p) => stop(p)));
+  await stopAll();
   lab?.destroy();
   if (root !== undefined) await rm(root, { recursive: true, force: true });
 });
@@ -167,20 +121,14 @@ describe('participants on separate hosts (network namespaces)', () => {
       return ['site-1', 'site-2', 'site-3'].every((s) => names.includes(s)) ? true : undefined;
     }, 120_000, 'the three sites to register');
 
-    const dir = join(root, 'job');
-    await mkdir(dir, { recursive: true });
-    await writeFile(
-      join(dir, 'meta.json'),
-      JSON.stringify({
-        name: 'netns',
-        rounds: 3,
-        min_clients: 3,
-        round_timeout_s: 240,
-        deploy: ['site-1', 'site-2', 'site-3'],
-        learner: { name: 'tfjs-spam', args: { features: FEATURES, hidden: 0, epochs: 1, batch_size: 32, optimizer: 'adam', learning_rate: 0.01 } },
-      }),
-    );
-    await writeFile(join(dir, 'model.safetensors'), encodeModel(readWeights(denseNetwork(FEATURES, [{ name: 'out', units: 1, activation: 'sigmoid' }]))));
+    const dir = await writeSpamJob(join(root, 'job'), {
+      name: 'netns',
+      rounds: 3,
+      min_clients: 3,
+      round_timeout_s: 240,
+      deploy: ['site-1', 'site-2', 'site-3'],
+      learner: { name: 'tfjs-spam', args: { features: FEATURES, hidden: 0, epochs: 1, batch_size: 32, optimizer: 'adam', learning_rate: 0.01 } },
+    }, FEATURES);
     const submitted = await run('server', ['admin', '--kit', kits.get('admin@a.org')!, 'submit', dir]);
     expect(submitted.code, submitted.stderr).toBe(0);
     const id = submitted.stdout.trim();
@@ -200,17 +148,14 @@ describe('participants on separate hosts (network namespaces)', () => {
       lab!.link('relay-b', 'up');
     }
 
-    const rec = await until(async () => {
-      const r = JSON.parse(await readFile(join(ws('server'), 'jobs', id, 'record.json'), 'utf8')) as { status: string; rounds_done: number; history: Array<{ round: number; contributors: string[] }> };
-      return r.status === 'RUNNING' || r.status === 'SUBMITTED' ? undefined : r;
-    }, 300_000, 'the job to end');
+    const rec = await jobEnded(ws('server'), id, 300_000);
     expect(rec.status).toBe('FINISHED');
     expect(rec.rounds_done).toBe(3);
     expect(rec.history.map((h) => h.round)).toEqual([0, 1, 2]);
     for (const h of rec.history) expect([...h.contributors].sort()).toEqual(['site-1', 'site-2', 'site-3']);
 
     // Every participant's audit log is whole, and the server's and sites' checkpoints are signed by their keys.
-    for (const p of procs.splice(0)) await stop(p);
+    await stopAll();
     const certs: Record<string, string> = { server: join(kits.get('flserver')!, 'startup', 'server.crt') };
     for (const s of ['site-1', 'site-2', 'site-3']) certs[s] = join(kits.get(s)!, 'startup', 'client.crt');
     for (const [who, cert] of Object.entries(certs)) {

@@ -2,19 +2,17 @@
 // requires a token from its identity provider (a local issuer on loopback: tokens signed with jose, its JWKS
 // served over HTTPS with a certificate from a private CA that site-1 trusts explicitly); site-2 requires none.
 // The admin gives the token to `flare admin submit` (--token-file, or $FLARE_OIDC_TOKEN); it travels in meta.json.
-import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
-import { encodeModel } from '@flare/core';
 import { parseProject, provision } from '@flare/pki';
-import { denseNetwork, readWeights, selectBackend } from '@flare/tfjs';
+import { selectBackend } from '@flare/tfjs';
 import { exportJWK, SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FLARE_BIN, freePort, systemTool, tempDir, type Finished } from './support.js';
+import { flare, freePort, jobEnded, startFlare, stopAll, systemTool, tempDir, writeSpamJob, type JobRecord } from './support.js';
 
 const SITES = ['site-1', 'site-2'];
 const FEATURES = 64;
@@ -27,60 +25,11 @@ let root: string;
 let serverWs: string;
 let idp: Server;
 const kits = new Map<string, string>();
-const procs: ChildProcess[] = [];
+const ended = (id: string): Promise<JobRecord> => jobEnded(serverWs, id, 300_000, 300);
 
-/** Runs `flare <args>` with extra environment variables, bounded. */
-function flareEnv(args: readonly string[], env: Record<string, string> = {}, timeoutMs = 120_000): Promise<Finished> {
-  return new Promise((done) => {
-    execFile(process.execPath, [FLARE_BIN, ...args], { timeout: timeoutMs, env: { ...process.env, ...env } }, (error, stdout, stderr) => {
-      done({ code: error === null ? 0 : typeof error.code === 'number' ? error.code : 1, stdout, stderr });
-    });
-  });
-}
-
-function start(args: string[], ready?: RegExp): Promise<void> {
-  const child = spawn(process.execPath, [FLARE_BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  procs.push(child);
-  let err = '';
-  child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
-  if (ready === undefined) return Promise.resolve();
-  return new Promise((done, fail) => {
-    const timer = setTimeout(() => fail(new Error(`no ${ready.source} within 120 s: ${err}`)), 120_000);
-    child.once('exit', (code) => fail(new Error(`exited ${code}: ${err}`)));
-    createInterface({ input: child.stdout! }).on('line', (l) => {
-      if (ready.test(l)) {
-        clearTimeout(timer);
-        done();
-      }
-    });
-  });
-}
-
-interface JobRecord {
-  status: string;
-  refused: Record<string, string>;
-  history: Array<{ contributors: string[] }>;
-  error?: { code: string; message: string };
-}
-
-/** Waits (bounded) until the server's record of the job says it ended. */
-async function ended(id: string): Promise<JobRecord> {
-  const end = Date.now() + 300_000;
-  for (;;) {
-    const rec = await readFile(join(serverWs, 'jobs', id, 'record.json'), 'utf8').then((t) => JSON.parse(t) as JobRecord, () => undefined);
-    if (rec !== undefined && rec.status !== 'RUNNING' && rec.status !== 'SUBMITTED') return rec;
-    if (Date.now() > end) throw new Error(`job ${id} did not end in 300 s`);
-    await new Promise((r) => setTimeout(r, 300));
-  }
-}
-
-async function job(name: string, deploy: readonly string[]): Promise<string> {
-  const dir = join(root, 'jobs', name);
-  await mkdir(dir, { recursive: true });
+function job(name: string, deploy: readonly string[]): Promise<string> {
   const definition = { name, rounds: 1, min_clients: deploy.length, round_timeout_s: 300, deploy, learner: { name: 'tfjs-spam', args: { features: FEATURES, hidden: 0, epochs: 1, batch_size: 64 } } };
-  await writeFile(join(dir, 'meta.json'), JSON.stringify(definition, null, 2));
-  await writeFile(join(dir, 'model.safetensors'), encodeModel(readWeights(denseNetwork(FEATURES, [{ name: 'out', units: 1, activation: 'sigmoid' }]))));
-  return dir;
+  return writeSpamJob(join(root, 'jobs', name), definition, FEATURES);
 }
 
 /** A token from the local issuer; each option makes it wrong in one way. */
@@ -102,7 +51,7 @@ async function tokenFile(name: string, t: string): Promise<string> {
 }
 
 const submit = async (dir: string, extra: string[] = [], env: Record<string, string> = {}): Promise<string> => {
-  const r = await flareEnv(['admin', '--kit', kits.get(ADMIN)!, 'submit', ...extra, dir], env);
+  const r = await flare(['admin', '--kit', kits.get(ADMIN)!, 'submit', ...extra, dir], 120_000, env);
   expect(r.code, r.stderr).toBe(0);
   return r.stdout.trim();
 };
@@ -156,12 +105,12 @@ ${SITES.map((s, i) => `  - name: ${s}\n    type: client\n    org: org_${i + 1}\n
     JSON.stringify({ format_version: '1.0', oidc: { issuer: ISSUER, audience: AUDIENCE, jwks: { url: jwksUrl, ca_file: join(pki, 'ca.crt') }, claims: { role: 'realm_access.roles' }, role_map: { 'fl-lead': 'lead' } } }, null, 2),
   );
   await selectBackend({ prefer: 'cpu' });
-  await start(['server', '--kit', kits.get('localhost')!, '--workspace', serverWs], /listening on port/);
-  for (const s of SITES) await start(['client', '--kit', kits.get(s)!, '--workspace', join(root, `${s}-ws`)]);
+  await startFlare(['server', '--kit', kits.get('localhost')!, '--workspace', serverWs], { ready: /listening on port/ });
+  for (const s of SITES) await startFlare(['client', '--kit', kits.get(s)!, '--workspace', join(root, `${s}-ws`)]);
   // Both sites registered (a site that refused to start, e.g. over its authentication.json, fails here).
   const end = Date.now() + 180_000;
   for (;;) {
-    const r = await flareEnv(['admin', '--kit', kits.get(ADMIN)!, 'sites']);
+    const r = await flare(['admin', '--kit', kits.get(ADMIN)!, 'sites'], 120_000);
     if (SITES.every((s) => new RegExp(`^${s}\\s.*\\sconnected`, 'm').test(r.stdout))) break;
     if (Date.now() > end) throw new Error(`the sites did not all register in 180 s: ${r.stdout}${r.stderr}`);
     await new Promise((r2) => setTimeout(r2, 500));
@@ -169,16 +118,7 @@ ${SITES.map((s, i) => `  - name: ${s}\n    type: client\n    org: org_${i + 1}\n
 }, 360_000);
 
 afterAll(async () => {
-  await Promise.all(
-    procs.splice(0).map(async (p) => {
-      if (p.exitCode !== null || p.signalCode !== null) return;
-      const exited = new Promise((r) => p.once('exit', r));
-      p.kill('SIGTERM');
-      const t = setTimeout(() => p.kill('SIGKILL'), 10_000);
-      await exited;
-      clearTimeout(t);
-    }),
-  );
+  await stopAll();
   if (idp !== undefined) await new Promise<void>((r) => idp.close(() => r()));
 });
 
@@ -202,7 +142,7 @@ describe('a site that requires its own OIDC login (real processes, JWKS over HTT
       expect(rec.error?.code, name).toBe('E_RUNTIME_DEPLOY_REFUSED');
     }
     // The admin sees why with the site's code.
-    const st = await flareEnv(['admin', '--kit', kits.get(ADMIN)!, 'status', ids[1]!]);
+    const st = await flare(['admin', '--kit', kits.get(ADMIN)!, 'status', ids[1]!], 120_000);
     expect(st.stdout).toContain('E_POLICY_AUTHN_TOKEN');
     const audit = await readFile(join(root, 'site-1-ws', 'audit.jsonl'), 'utf8');
     expect(audit.match(/"action":"deploy_refused"/g)?.length).toBe(cases.length);

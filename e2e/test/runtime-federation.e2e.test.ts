@@ -1,84 +1,23 @@
 // The runtime's failure and refusal paths with real processes: `flare server`, `flare client` and
 // `flare admin` from the built CLI, kits from @flare/pki, mTLS + @flare/auth sessions on loopback.
-import { spawn, type ChildProcess } from 'node:child_process';
 import { cp, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { encodeModel } from '@flare/core';
 import { parseProject, provision } from '@flare/pki';
 import { denseNetwork, readWeights, selectBackend } from '@flare/tfjs';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { FLARE_BIN as BIN, flare, freePort } from './support.js';
+import { auditOf as auditLines, flare, freePort, jobEnded, readJobRecord as record, startFlare, stopAll, stopProcess as stop, submitJob, until, writeSpamJob, type Started } from './support.js';
 
 const FEATURES = 256;
 let root: string;
 let port: number;
 const kits = new Map<string, string>();
-const procs: ChildProcess[] = [];
 
-/** Starts `flare <args>` and resolves once a stdout line matches `ready` (bounded). */
-function start(args: string[], ready?: RegExp): Promise<ChildProcess> {
-  const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  procs.push(child);
-  let err = '';
-  child.stderr!.on('data', (d: Buffer) => {
-    err += d.toString();
-    if (process.env['FLARE_E2E_VERBOSE'] !== undefined) process.stderr.write(`[${args[0]} ${args[2] ?? ''}] ${d.toString()}`);
-  });
-  if (ready === undefined) return Promise.resolve(child);
-  return new Promise((done, fail) => {
-    const timer = setTimeout(() => fail(new Error(`no ${ready.source} within 60 s: ${err}`)), 60_000);
-    child.once('exit', (code) => fail(new Error(`exited ${code}: ${err}`)));
-    createInterface({ input: child.stdout! }).on('line', (l) => {
-      if (ready.test(l)) {
-        clearTimeout(timer);
-        done(child);
-      }
-    });
-  });
-}
-
-async function stop(child: ChildProcess, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise((r) => child.once('exit', r));
-  child.kill(signal);
-  const t = setTimeout(() => child.kill('SIGKILL'), 5000);
-  await exited;
-  clearTimeout(t);
-}
-
-/** Polls `check` every 100 ms until it returns a value, at most `ms`. */
-async function until<T>(check: () => Promise<T | undefined>, ms: number, what: string): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await check().catch(() => undefined);
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
-interface Record {
-  status: string;
-  rounds_done: number;
-  sites: string[];
-  refused: { [site: string]: string };
-  history: Array<{ round: number; contributors: string[] }>;
-  error?: { code: string };
-}
-const record = async (ws: string, id: string): Promise<Record> => JSON.parse(await readFile(join(ws, 'jobs', id, 'record.json'), 'utf8')) as Record;
-const auditLines = async (ws: string): Promise<Array<{ action: string; user?: string; data?: { [k: string]: unknown }; msg?: string }>> =>
-  (await readFile(join(ws, 'audit.jsonl'), 'utf8'))
-    .trim()
-    .split('\n')
-    .map((l) => JSON.parse(l) as { action: string });
 const siteWs = (site: string): string => join(root, `${site}-ws`);
 
-async function job(name: string, over: { [k: string]: unknown }): Promise<string> {
-  const dir = join(root, 'jobs', name);
-  await mkdir(dir, { recursive: true });
-  const definition = {
+function job(name: string, over: { [k: string]: unknown }): Promise<string> {
+  return writeSpamJob(join(root, 'jobs', name), {
     name,
     rounds: 3,
     min_clients: 2,
@@ -86,24 +25,17 @@ async function job(name: string, over: { [k: string]: unknown }): Promise<string
     deploy: ['site-1', 'site-2', 'site-3'],
     learner: { name: 'tfjs-spam', args: { features: FEATURES, hidden: 0, epochs: 1, batch_size: 32, optimizer: 'adam', learning_rate: 0.01 } },
     ...over,
-  };
-  await writeFile(join(dir, 'meta.json'), JSON.stringify(definition));
-  await writeFile(join(dir, 'model.safetensors'), encodeModel(readWeights(denseNetwork(FEATURES, [{ name: 'out', units: 1, activation: 'sigmoid' }]))));
-  return dir;
+  }, FEATURES);
 }
 
-async function submit(dir: string, admin = 'admin@a.org'): Promise<string> {
-  const r = await flare(['admin', '--kit', kits.get(admin)!, 'submit', dir]);
-  expect(r.code, r.stderr).toBe(0);
-  return r.stdout.trim();
+const submit = (dir: string, admin = 'admin@a.org'): Promise<string> => submitJob(kits.get(admin)!, dir);
+
+function startServer(ws: string): Promise<Started> {
+  return startFlare(['server', '--kit', kits.get('localhost')!, '--workspace', ws], { ready: /listening on port/ });
 }
 
-async function startServer(ws: string): Promise<ChildProcess> {
-  return start(['server', '--kit', kits.get('localhost')!, '--workspace', ws], /listening on port/);
-}
-
-async function startSites(sites: string[]): Promise<ChildProcess[]> {
-  return Promise.all(sites.map((s) => start(['client', '--kit', kits.get(s)!, '--workspace', siteWs(s)])));
+function startSites(sites: string[]): Promise<Started[]> {
+  return Promise.all(sites.map((s) => startFlare(['client', '--kit', kits.get(s)!, '--workspace', siteWs(s)])));
 }
 
 beforeAll(async () => {
@@ -142,9 +74,7 @@ ${[1, 2, 3, 4].map((i) => `  - name: site-${i}\n    type: client\n    org: org_$
   await selectBackend({ prefer: 'cpu' });
 });
 
-afterEach(async () => {
-  await Promise.all(procs.splice(0).map((p) => stop(p)));
-});
+afterEach(stopAll);
 
 afterAll(async () => {
   await rm(root, { recursive: true, force: true });
@@ -158,11 +88,8 @@ describe('runtime with real processes', () => {
     const id = await submit(await job('kill-client', { learner: { name: 'tfjs-spam', args: { features: FEATURES, hidden: 0, epochs: 25, batch_size: 32 } } }));
     // Kill site-3 as soon as round 1 has been scattered (local training takes seconds).
     await until(async () => ((await auditLines(ws)).some((e) => e.action === 'task_sent' && e.data?.['round'] === 1 && e.data?.['site'] === 'site-3') ? true : undefined), 300_000, 'round 1');
-    s3!.kill('SIGKILL');
-    const rec = await until(async () => {
-      const r = await record(ws, id);
-      return r.status === 'RUNNING' || r.status === 'SUBMITTED' ? undefined : r;
-    }, 120_000, 'the job to end');
+    s3!.child.kill('SIGKILL');
+    const rec = await jobEnded(ws, id, 120_000);
     expect(rec.status).toBe('FINISHED');
     expect(rec.history.map((h) => h.round)).toEqual([0, 1, 2]);
     expect(rec.history[0]!.contributors).toEqual(['site-1', 'site-2', 'site-3']);
@@ -203,10 +130,7 @@ describe('runtime with real processes', () => {
     await startServer(ws);
     await startSites(['site-1', 'site-2', 'site-3', 'site-4']);
     const id = await submit(await job('policy', { rounds: 1, scope: 'private', deploy: ['site-1', 'site-2', 'site-3', 'site-4'] }));
-    const rec = await until(async () => {
-      const r = await record(ws, id);
-      return r.status === 'RUNNING' || r.status === 'SUBMITTED' ? undefined : r;
-    }, 90_000, 'the job to end');
+    const rec = await jobEnded(ws, id, 90_000);
     expect(rec.status).toBe('FINISHED');
     expect(rec.sites.sort()).toEqual(['site-1', 'site-2']);
     // Each refusal carries the code of @flare/policy, which decided at the site.
@@ -235,10 +159,7 @@ describe('runtime with real processes', () => {
     await mkdir(join(dir, 'custom'), { recursive: true });
     await writeFile(join(dir, 'custom', 'prepare.py'), 'print("site-side preprocessing")\n');
     const id = await submit(dir);
-    const rec = await until(async () => {
-      const r = await record(ws, id);
-      return r.status === 'RUNNING' || r.status === 'SUBMITTED' ? undefined : r;
-    }, 90_000, 'the job to end');
+    const rec = await jobEnded(ws, id, 90_000);
     expect(rec.status).toBe('FINISHED');
     expect(rec.sites.sort()).toEqual(['site-1', 'site-2']);
     expect(rec.refused['site-3']).toMatch(/^E_POLICY_BYOC_DISABLED/);
@@ -253,10 +174,7 @@ describe('runtime with real processes', () => {
     // A model of another width than the learner builds: every site's learner refuses it.
     await writeFile(join(dir, 'model.safetensors'), encodeModel(readWeights(denseNetwork(FEATURES + 1, [{ name: 'out', units: 1, activation: 'sigmoid' }]))));
     const id = await submit(dir);
-    const rec = await until(async () => {
-      const r = await record(ws, id);
-      return r.status === 'RUNNING' || r.status === 'SUBMITTED' ? undefined : r;
-    }, 300_000, 'the job to end');
+    const rec = await jobEnded(ws, id, 300_000);
     expect(rec.status).toBe('FAILED');
     expect(rec.error?.code).toBe('E_ML_WEIGHTS_MISMATCH');
     const admin = ['admin', '--kit', kits.get('admin@a.org')!];

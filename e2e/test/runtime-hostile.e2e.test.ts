@@ -1,103 +1,50 @@
 // Hostile sites and aggregation chosen per job (issue #14 items 1-4, issue #13 item 4) with real processes: three
 // honest `flare client` sites, and a fourth built from the project's own packages with a valid kit
 // (e2e/fixtures/scripted-site.mjs) that answers first with a malformed or boosted update.
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { createInterface } from 'node:readline';
-import { decodeModel, encodeModel } from '@flare/core';
+import { decodeModel } from '@flare/core';
 import { parseProject, provision } from '@flare/pki';
-import { denseNetwork, readWeights, selectBackend } from '@flare/tfjs';
+import { selectBackend } from '@flare/tfjs';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { FLARE_BIN as BIN, flare, freePort, tempDir } from './support.js';
+import {
+  auditOf as auditLines,
+  FLARE_BIN as BIN,
+  flare,
+  freePort,
+  jobEnded,
+  readJobRecord as record,
+  startNode,
+  stopAll,
+  stopProcess,
+  submitJob,
+  tempDir,
+  until,
+  writeSpamJob,
+  type JobRecord,
+} from './support.js';
 
 const FEATURES = 64;
 const SCRIPTED = resolve(import.meta.dirname, '../fixtures/scripted-site.mjs');
 let root: string;
 let port: number;
 const kits = new Map<string, string>();
-const procs: ChildProcess[] = [];
-
-function start(cmd: string[], ready?: RegExp): Promise<ChildProcess> {
-  const child = spawn(process.execPath, cmd, { stdio: ['ignore', 'pipe', 'pipe'] });
-  procs.push(child);
-  let err = '';
-  child.stderr!.on('data', (d: Buffer) => {
-    err += d.toString();
-  });
-  if (ready === undefined) return Promise.resolve(child);
-  return new Promise((done, fail) => {
-    const timer = setTimeout(() => fail(new Error(`no ${ready.source} within 120 s: ${err}`)), 120_000);
-    child.once('exit', (code) => fail(new Error(`exited ${code}: ${err}`)));
-    createInterface({ input: child.stdout! }).on('line', (l) => {
-      if (ready.test(l)) {
-        clearTimeout(timer);
-        done(child);
-      }
-    });
-  });
-}
-
-async function stop(child: ChildProcess, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise((r) => child.once('exit', r));
-  child.kill(signal);
-  const t = setTimeout(() => child.kill('SIGKILL'), 10_000);
-  await exited;
-  clearTimeout(t);
-}
-
-async function until<T>(check: () => Promise<T | undefined>, ms: number, what: string): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await check().catch(() => undefined);
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
-
-interface JobRecord {
-  status: string;
-  rounds_done: number;
-  history: Array<{ round: number; contributors: string[]; metrics: { [k: string]: number }; site_validation?: { [s: string]: { [k: string]: number } } }>;
-  error?: { code: string; message: string };
-}
-type AuditLine = { action: string; user?: string; job?: string; data?: { [k: string]: unknown } };
-const record = async (ws: string, id: string): Promise<JobRecord> => JSON.parse(await readFile(join(ws, 'jobs', id, 'record.json'), 'utf8')) as JobRecord;
-const ended = (ws: string, id: string): Promise<JobRecord> =>
-  until(async () => {
-    const r = await record(ws, id);
-    return r.status === 'RUNNING' || r.status === 'SUBMITTED' ? undefined : r;
-  }, 600_000, `job ${id} to end`);
-const auditLines = async (ws: string): Promise<AuditLine[]> =>
-  (await readFile(join(ws, 'audit.jsonl'), 'utf8'))
-    .trim()
-    .split('\n')
-    .map((l) => JSON.parse(l) as AuditLine);
+const ended = (ws: string, id: string): Promise<JobRecord> => jobEnded(ws, id, 600_000);
 const siteWs = (site: string): string => join(root, `${site}-ws`);
 const ALL = ['site-1', 'site-2', 'site-3', 'site-4'];
 
-async function job(name: string, over: { [k: string]: unknown } = {}): Promise<string> {
-  const dir = join(root, 'jobs', name);
-  await mkdir(dir, { recursive: true });
+function job(name: string, over: { [k: string]: unknown } = {}): Promise<string> {
   const definition = { name, rounds: 2, min_clients: 3, round_timeout_s: 300, deploy: ALL, learner: { name: 'tfjs-spam', args: { features: FEATURES, hidden: 0, epochs: 2, batch_size: 32 } }, ...over };
-  await writeFile(join(dir, 'meta.json'), JSON.stringify(definition));
-  await writeFile(join(dir, 'model.safetensors'), encodeModel(readWeights(denseNetwork(FEATURES, [{ name: 'out', units: 1, activation: 'sigmoid' }]))));
-  return dir;
+  return writeSpamJob(join(root, 'jobs', name), definition, FEATURES);
 }
 
-async function submit(dir: string): Promise<string> {
-  const r = await flare(['admin', '--kit', kits.get('admin@a.org')!, 'submit', dir], 120_000);
-  expect(r.code, r.stderr).toBe(0);
-  return r.stdout.trim();
-}
+const submit = (dir: string): Promise<string> => submitJob(kits.get('admin@a.org')!, dir);
 
 /** A server, three honest sites and the hostile site-4 in `mode`. */
 async function federation(ws: string, mode: string, honest = ['site-1', 'site-2', 'site-3']): Promise<void> {
-  await start([BIN, 'server', '--kit', kits.get('localhost')!, '--workspace', ws], /listening on port/);
-  for (const s of honest) await start([BIN, 'client', '--kit', kits.get(s)!, '--workspace', siteWs(s)]);
-  await start([SCRIPTED, '--kit', kits.get('site-4')!, '--workspace', siteWs('site-4'), '--server', `127.0.0.1:${port}`, '--mode', mode], /registered/);
+  await startNode([BIN, 'server', '--kit', kits.get('localhost')!, '--workspace', ws], { ready: /listening on port/ });
+  for (const s of honest) await startNode([BIN, 'client', '--kit', kits.get(s)!, '--workspace', siteWs(s)]);
+  await startNode([SCRIPTED, '--kit', kits.get('site-4')!, '--workspace', siteWs('site-4'), '--server', `127.0.0.1:${port}`, '--mode', mode], { ready: /registered/ });
 }
 
 const maxAbs = (bytes: Uint8Array): number => {
@@ -131,9 +78,7 @@ ${[1, 2, 3, 4].map((i) => `  - name: site-${i}\n    type: client\n    org: org_$
   await selectBackend({ prefer: 'cpu' });
 });
 
-afterEach(async () => {
-  await Promise.all(procs.splice(0).map((p) => stop(p)));
-});
+afterEach(stopAll);
 
 describe('a hostile site with a valid kit (real processes)', () => {
   it('answering first with a wrong shape: only its update is refused (E_MODEL_MISMATCH, audited with the site) and the job FINISHES', async () => {
@@ -180,8 +125,8 @@ describe('a hostile site with a valid kit (real processes)', () => {
 describe('aggregation chosen per job (real processes)', () => {
   it('a krum job and a norm-bound job run from meta.json', async () => {
     const ws = join(root, 'srv-krum');
-    await start([BIN, 'server', '--kit', kits.get('localhost')!, '--workspace', ws], /listening on port/);
-    for (const s of ['site-1', 'site-2', 'site-3']) await start([BIN, 'client', '--kit', kits.get(s)!, '--workspace', siteWs(s)]);
+    await startNode([BIN, 'server', '--kit', kits.get('localhost')!, '--workspace', ws], { ready: /listening on port/ });
+    for (const s of ['site-1', 'site-2', 'site-3']) await startNode([BIN, 'client', '--kit', kits.get(s)!, '--workspace', siteWs(s)]);
     const three = { deploy: ['site-1', 'site-2', 'site-3'], min_clients: 3 };
     const krum = await submit(await job('krum', { ...three, aggregator: { name: 'krum', args: { f: 0 } } }));
     const bound = await submit(await job('bound', { ...three, aggregator: { name: 'norm-bound', args: { maxNorm: 0.5 } } }));
@@ -204,27 +149,27 @@ describe('aggregation chosen per job (real processes)', () => {
     const release = join(root, 'adam-release');
     const runSites = async (hold: string[] = []): Promise<void> => {
       for (const [i, s] of ['site-1', 'site-2', 'site-3'].entries()) {
-        await start([SCRIPTED, '--kit', kits.get(s)!, '--workspace', siteWs(s), '--server', `127.0.0.1:${port}`, '--mode', 'towards', '--target', String(i + 1), ...hold], /registered/);
+        await startNode([SCRIPTED, '--kit', kits.get(s)!, '--workspace', siteWs(s), '--server', `127.0.0.1:${port}`, '--mode', 'towards', '--target', String(i + 1), ...hold], { ready: /registered/ });
       }
     };
     // Uninterrupted.
     const wsA = join(root, 'srv-adam-a');
-    await start([BIN, 'server', '--kit', kits.get('localhost')!, '--workspace', wsA], /listening on port/);
+    await startNode([BIN, 'server', '--kit', kits.get('localhost')!, '--workspace', wsA], { ready: /listening on port/ });
     await runSites();
     const a = await submit(await job('adam-a', three));
     expect((await ended(wsA, a)).status).toBe('FINISHED');
     const expected = await download(a, 'adam-a');
-    await Promise.all(procs.splice(0).map((p) => stop(p)));
+    await stopAll();
     // Killed after round 2 and restarted on the same workspace.
     const wsB = join(root, 'srv-adam-b');
-    const server = await start([BIN, 'server', '--kit', kits.get('localhost')!, '--workspace', wsB], /listening on port/);
+    const server = await startNode([BIN, 'server', '--kit', kits.get('localhost')!, '--workspace', wsB], { ready: /listening on port/ });
     await runSites(['--hold-from-round', '2', '--release-file', release]);
     const b = await submit(await job('adam-b', three));
     await until(async () => ((await record(wsB, b)).rounds_done >= 2 ? true : undefined), 600_000, 'two rounds');
-    await stop(server, 'SIGKILL');
+    await stopProcess(server, 'SIGKILL');
     expect((await record(wsB, b)).status).toBe('RUNNING');
     await writeFile(release, '');
-    await start([BIN, 'server', '--kit', kits.get('localhost')!, '--workspace', wsB], /listening on port/);
+    await startNode([BIN, 'server', '--kit', kits.get('localhost')!, '--workspace', wsB], { ready: /listening on port/ });
     expect((await ended(wsB, b)).status).toBe('FINISHED');
     expect((await auditLines(wsB)).some((e) => e.action === 'job_resumed')).toBe(true);
     expect((await download(b, 'adam-b')).equals(expected)).toBe(true);

@@ -1,15 +1,26 @@
 // A job's whole lifecycle and sites that never vanish (issue #13 items 2 and 3), with real processes: `flare
 // server`, `flare client` and `flare admin` from the built CLI, one provisioned project for every test.
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
-import { encodeModel } from '@flare/core';
 import { loadKit, parseProject, provision } from '@flare/pki';
 import { AdminClient, connectToServer, readJobFolder } from '@flare/runtime';
-import { denseNetwork, readWeights, selectBackend } from '@flare/tfjs';
+import { selectBackend } from '@flare/tfjs';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { FLARE_BIN as BIN, flare, freePort, tempDir } from './support.js';
+import {
+  auditOf as auditLines,
+  flare,
+  freePort,
+  jobEnded as ended,
+  readJobRecord as record,
+  startFlare,
+  stopAll,
+  stopProcess,
+  submitJob,
+  tempDir,
+  until,
+  writeSpamJob,
+  type Started,
+} from './support.js';
 
 const FEATURES = 64;
 /** How long the server stays down: the 3 minutes of issue #13, three times the old runtime's 60 s give-up (FLARE_E2E_OUTAGE_S to change it). */
@@ -17,82 +28,10 @@ const OUTAGE_S = Number(process.env['FLARE_E2E_OUTAGE_S'] ?? 180);
 let root: string;
 let port: number;
 const kits = new Map<string, string>();
-const procs: ChildProcess[] = [];
-
-interface Proc {
-  readonly child: ChildProcess;
-  readonly exited: Promise<number | null>;
-  stderr(): string;
-}
-
-function start(args: string[], ready?: RegExp): Promise<Proc> {
-  const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  procs.push(child);
-  let err = '';
-  child.stderr!.on('data', (d: Buffer) => {
-    err += d.toString();
-    if (process.env['FLARE_E2E_VERBOSE'] !== undefined) process.stderr.write(`[${args[0]} ${args[2] ?? ''}] ${d.toString()}`);
-  });
-  const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
-  const proc = { child, exited, stderr: () => err };
-  if (ready === undefined) return Promise.resolve(proc);
-  return new Promise((done, fail) => {
-    const timer = setTimeout(() => fail(new Error(`no ${ready.source} within 120 s: ${err}`)), 120_000);
-    void exited.then((code) => fail(new Error(`exited ${code}: ${err}`)));
-    createInterface({ input: child.stdout! }).on('line', (l) => {
-      if (ready.test(l)) {
-        clearTimeout(timer);
-        done(proc);
-      }
-    });
-  });
-}
-
-async function stop(child: ChildProcess, signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> {
-  if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
-  const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
-  child.kill(signal);
-  const t = setTimeout(() => child.kill('SIGKILL'), 10_000);
-  const code = await exited;
-  clearTimeout(t);
-  return code;
-}
-
-async function until<T>(check: () => Promise<T | undefined>, ms: number, what: string): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await check().catch(() => undefined);
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
-
-interface JobRecord {
-  status: string;
-  rounds_done: number;
-  refused: { [site: string]: string };
-  history: Array<{ round: number; contributors: string[] }>;
-  error?: { code: string; message: string };
-}
-type AuditLine = { action: string; user?: string; job?: string; data?: { [k: string]: unknown } };
-const record = async (ws: string, id: string): Promise<JobRecord> => JSON.parse(await readFile(join(ws, 'jobs', id, 'record.json'), 'utf8')) as JobRecord;
-const ended = (ws: string, id: string, ms: number): Promise<JobRecord> =>
-  until(async () => {
-    const r = await record(ws, id);
-    return r.status === 'RUNNING' || r.status === 'SUBMITTED' ? undefined : r;
-  }, ms, `job ${id} to end`);
-const auditLines = async (ws: string): Promise<AuditLine[]> =>
-  (await readFile(join(ws, 'audit.jsonl'), 'utf8'))
-    .trim()
-    .split('\n')
-    .map((l) => JSON.parse(l) as AuditLine);
 const siteWs = (site: string): string => join(root, `${site}-ws`);
 
-async function job(name: string, over: { [k: string]: unknown } = {}): Promise<string> {
-  const dir = join(root, 'jobs', name);
-  await mkdir(dir, { recursive: true });
-  const definition = {
+function job(name: string, over: { [k: string]: unknown } = {}): Promise<string> {
+  return writeSpamJob(join(root, 'jobs', name), {
     name,
     rounds: 1,
     min_clients: 3,
@@ -100,10 +39,7 @@ async function job(name: string, over: { [k: string]: unknown } = {}): Promise<s
     deploy: ['site-1', 'site-2', 'site-3'],
     learner: { name: 'tfjs-spam', args: { features: FEATURES, hidden: 0, epochs: 1, batch_size: 64 } },
     ...over,
-  };
-  await writeFile(join(dir, 'meta.json'), JSON.stringify(definition));
-  await writeFile(join(dir, 'model.safetensors'), encodeModel(readWeights(denseNetwork(FEATURES, [{ name: 'out', units: 1, activation: 'sigmoid' }]))));
-  return dir;
+  }, FEATURES);
 }
 
 /** Submits with `flare admin submit` (a process), or with the same admin kit from this process (faster, for many jobs). */
@@ -117,13 +53,11 @@ async function submit(dir: string, via: 'cli' | 'api' = 'cli'): Promise<string> 
       admin.close();
     }
   }
-  const r = await flare(['admin', '--kit', kits.get('admin@a.org')!, 'submit', dir], 120_000);
-  expect(r.code, r.stderr).toBe(0);
-  return r.stdout.trim();
+  return submitJob(kits.get('admin@a.org')!, dir);
 }
 
-const startServer = (ws: string): Promise<Proc> => start(['server', '--kit', kits.get('localhost')!, '--workspace', ws], /listening on port/);
-const startSite = (site: string, extra: string[] = []): Promise<Proc> => start(['client', '--kit', kits.get(site)!, '--workspace', siteWs(site), ...extra]);
+const startServer = (ws: string): Promise<Started> => startFlare(['server', '--kit', kits.get('localhost')!, '--workspace', ws], { ready: /listening on port/ });
+const startSite = (site: string, extra: string[] = []): Promise<Started> => startFlare(['client', '--kit', kits.get(site)!, '--workspace', siteWs(site), ...extra]);
 
 beforeAll(async () => {
   root = await tempDir('flare-rt-life-e2e-');
@@ -152,9 +86,7 @@ ${[1, 2, 3].map((i) => `  - name: site-${i}\n    type: client\n    org: org_${i}
   await selectBackend({ prefer: 'cpu' });
 });
 
-afterEach(async () => {
-  await Promise.all(procs.splice(0).map((p) => stop(p)));
-});
+afterEach(stopAll);
 
 describe('a job has a whole lifecycle (real processes)', () => {
   it('20 sequential jobs on 3 sites that run at most 2 jobs at once all FINISH, then 2 concurrent jobs both FINISH', async () => {
@@ -186,7 +118,7 @@ describe('a job has a whole lifecycle (real processes)', () => {
     // in one of them on a fast machine as on a busy one.
     const id = await submit(await job('kill', { rounds: 8, min_clients: 2, learner: { name: 'tfjs-spam', args: { features: FEATURES, hidden: 0, epochs: 40, batch_size: 32 } } }));
     await until(async () => ((await record(ws, id)).rounds_done >= 2 ? true : undefined), 300_000, 'two rounds');
-    await stop(s3!.child, 'SIGKILL');
+    await stopProcess(s3!, 'SIGKILL');
     await startSite('site-3');
     const rec = await ended(ws, id, 600_000);
     expect(rec.status, JSON.stringify(rec.error)).toBe('FINISHED');
@@ -207,7 +139,7 @@ describe('a job has a whole lifecycle (real processes)', () => {
     const sites = await Promise.all(['site-1', 'site-2', 'site-3'].map((s) => startSite(s)));
     const id = await submit(await job('outage', { rounds: 5, learner: { name: 'tfjs-spam', args: { features: FEATURES, hidden: 0, epochs: 4, batch_size: 32 } } }));
     await until(async () => ((await record(ws, id)).rounds_done >= 2 ? true : undefined), 300_000, 'two rounds');
-    await stop(server.child, 'SIGKILL');
+    await stopProcess(server, 'SIGKILL');
     const atKill = (await record(ws, id)).rounds_done;
     // No timer to wait for: the outage is the length of this sleep, and nothing else happens meanwhile.
     await new Promise((r) => setTimeout(r, OUTAGE_S * 1000));
@@ -231,6 +163,6 @@ describe('sites that never vanish silently (real processes)', () => {
     // It keeps trying (no server): only SIGTERM ends it, with 0.
     await until(async () => (site.stderr().includes('cannot reach the server') ? true : undefined), 60_000, 'a retry line');
     expect(site.child.exitCode).toBeNull();
-    expect(await stop(site.child, 'SIGTERM')).toBe(0);
+    expect(await stopProcess(site, 'SIGTERM')).toBe(0);
   });
 });

@@ -2,43 +2,11 @@
 // validates it, `flare simulate` runs it with virtual sites, then `flare server`, two `flare client` processes (mTLS,
 // kits from @flare/pki) and `flare admin submit` run it unchanged, and `flare admin metrics` exports and plots what
 // the server recorded. The two runs' metrics have the same shape: the same sources and the same metric names.
-import { spawn, type ChildProcess } from 'node:child_process';
-import { once } from 'node:events';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseProject, provision } from '@flare/pki';
-import { afterAll, describe, expect, it } from 'vitest';
-import { FLARE_BIN, flare, freePort, tempDir } from './support.js';
-
-const procs: ChildProcess[] = [];
-afterAll(async () => {
-  for (const p of procs.filter((c) => c.exitCode === null && c.signalCode === null)) {
-    const exited = once(p, 'exit');
-    p.kill('SIGKILL');
-    await exited;
-  }
-});
-
-/** Starts `flare <args>` in the background (its output kept for a failure message). */
-function start(args: string[]): { child: ChildProcess; output: () => string } {
-  const child = spawn(process.execPath, [FLARE_BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  procs.push(child);
-  let out = '';
-  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-  child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
-  return { child, output: () => out.slice(-4000) };
-}
-
-/** Polls `check` every 500 ms until it returns a value, at most `ms` (generous: a busy 2-core machine). */
-async function until<T>(check: () => Promise<T | undefined>, ms: number, what: string): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await check().catch(() => undefined);
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 500));
-  }
-}
+import { describe, expect, it } from 'vitest';
+import { flare, freePort, startFlare, tempDir, until } from './support.js';
 
 interface CsvRow {
   round: number;
@@ -99,9 +67,8 @@ participants:
       await writeFile(join(dir, `${s}-ws`, 'site.json'), JSON.stringify({ data: { site: i, sites: 2 }, components: { allow: ['tfjs-spam'] } }));
       await writeFile(join(kits.get(s)!, 'local', 'components.json'), JSON.stringify({ format_version: '1.0', allow: ['tfjs-spam'], byoc: false }));
     }
-    const server = start(['server', '--kit', kits.get('localhost')!, '--workspace', join(dir, 'server-ws')]);
-    await until(async () => (/listening on port/.test(server.output()) ? true : undefined), 120_000, 'the server to listen');
-    for (const s of ['site-1', 'site-2']) start(['client', '--kit', kits.get(s)!, '--workspace', join(dir, `${s}-ws`)]);
+    const server = await startFlare(['server', '--kit', kits.get('localhost')!, '--workspace', join(dir, 'server-ws')], { ready: /listening on port/ });
+    for (const s of ['site-1', 'site-2']) await startFlare(['client', '--kit', kits.get(s)!, '--workspace', join(dir, `${s}-ws`)]);
     const admin = ['admin', '--kit', kits.get('admin@a.org')!];
     await until(
       async () => {
@@ -110,6 +77,7 @@ participants:
       },
       180_000,
       'both sites to register',
+      500,
     );
     const submitted = await flare([...admin, 'submit', job], 120_000);
     expect(submitted.code, submitted.stderr).toBe(0);
@@ -122,8 +90,9 @@ participants:
       },
       600_000,
       'the job to end',
+      500,
     );
-    expect(status.status, JSON.stringify(status.error) + server.output()).toBe('FINISHED');
+    expect(status.status, JSON.stringify(status.error) + (server.stdout() + server.stderr()).slice(-4000)).toBe('FINISHED');
 
     const metrics = await flare([...admin, 'metrics', id, '--csv', join(dir, 'real.csv'), '--plot', join(dir, 'real.svg')], 120_000);
     expect(metrics.code, metrics.stderr).toBe(0);

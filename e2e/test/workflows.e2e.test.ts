@@ -1,15 +1,12 @@
 // Workflows beyond scatter-and-gather (issue #13 item 5), reachable from the CLI with real processes: cross-site
 // evaluation and cyclic jobs from `flare poc --workflow ...`, and from `flare admin submit` of a job folder to a
 // running `flare server` and three `flare client` sites, with the matrix downloaded by `flare admin result`.
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
-import { encodeModel } from '@flare/core';
 import { parseProject, provision } from '@flare/pki';
-import { denseNetwork, readWeights, selectBackend } from '@flare/tfjs';
+import { selectBackend } from '@flare/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FLARE_BIN, flare, freePort, tempDir } from './support.js';
+import { flare, freePort, startFlare, stopAll, tempDir, writeSpamJob } from './support.js';
 
 const SITES = ['site-1', 'site-2', 'site-3'];
 const FEATURES = 64;
@@ -78,34 +75,11 @@ describe('flare poc --workflow', () => {
 describe('flare admin submit of workflow jobs (server and sites as processes)', () => {
   let root: string;
   const kits = new Map<string, string>();
-  const procs: ChildProcess[] = [];
   const adminArgs = (): string[] => ['admin', '--kit', kits.get('admin@a.org')!];
 
-  function start(args: string[], ready?: RegExp): Promise<void> {
-    const child = spawn(process.execPath, [FLARE_BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    procs.push(child);
-    let err = '';
-    child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
-    if (ready === undefined) return Promise.resolve();
-    return new Promise((done, fail) => {
-      const timer = setTimeout(() => fail(new Error(`no ${ready.source} within 120 s: ${err}`)), 120_000);
-      child.once('exit', (code) => fail(new Error(`exited ${code}: ${err}`)));
-      createInterface({ input: child.stdout! }).on('line', (l) => {
-        if (ready.test(l)) {
-          clearTimeout(timer);
-          done();
-        }
-      });
-    });
-  }
-
-  async function job(name: string, over: Record<string, unknown>): Promise<string> {
-    const dir = join(root, 'jobs', name);
-    await mkdir(dir, { recursive: true });
+  function job(name: string, over: Record<string, unknown>): Promise<string> {
     const definition = { name, rounds: 2, min_clients: 3, round_timeout_s: 300, deploy: SITES, learner: { name: 'tfjs-spam', args: { features: FEATURES, hidden: 0, epochs: 1, batch_size: 64 } }, ...over };
-    await writeFile(join(dir, 'meta.json'), JSON.stringify(definition, null, 2));
-    await writeFile(join(dir, 'model.safetensors'), encodeModel(readWeights(denseNetwork(FEATURES, [{ name: 'out', units: 1, activation: 'sigmoid' }]))));
-    return dir;
+    return writeSpamJob(join(root, 'jobs', name), definition, FEATURES);
   }
 
   /** Polls `flare admin status --json` (a process each time) until the job ends; bounded. */
@@ -145,22 +119,11 @@ ${SITES.map((s, i) => `  - name: ${s}\n    type: client\n    org: org_${i + 1}\n
       await writeFile(join(kits.get(s)!, 'local', 'components.json'), JSON.stringify({ format_version: '1.0', allow: ['tfjs-spam'], byoc: false }));
     }
     await selectBackend({ prefer: 'cpu' });
-    await start(['server', '--kit', kits.get('localhost')!, '--workspace', join(root, 'server-ws')], /listening on port/);
-    for (const s of SITES) await start(['client', '--kit', kits.get(s)!, '--workspace', join(root, `${s}-ws`)]);
+    await startFlare(['server', '--kit', kits.get('localhost')!, '--workspace', join(root, 'server-ws')], { ready: /listening on port/ });
+    for (const s of SITES) await startFlare(['client', '--kit', kits.get(s)!, '--workspace', join(root, `${s}-ws`)]);
   }, 180_000);
 
-  afterAll(async () => {
-    await Promise.all(
-      procs.splice(0).map(async (p) => {
-        if (p.exitCode !== null || p.signalCode !== null) return;
-        const exited = new Promise((r) => p.once('exit', r));
-        p.kill('SIGTERM');
-        const t = setTimeout(() => p.kill('SIGKILL'), 10_000);
-        await exited;
-        clearTimeout(t);
-      }),
-    );
-  });
+  afterAll(stopAll);
 
   it('a cross_site_eval job folder runs, and `flare admin result` prints the matrix and writes it with -o', async () => {
     const sub = await flare([...adminArgs(), 'submit', await job('cse', { workflow: 'cross_site_eval', workflow_args: { eval_timeout_s: 120 } })], 120_000);

@@ -1,7 +1,8 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { closestMean } from '../src/index.js';
-import { codeOf, f32, values, vec } from './fixtures.js';
+import { expectFlareCode } from '@flare/core/testing';
+import { f32, values, vec } from './fixtures.js';
 
 describe('closestMean (Bulyan\'s second phase)', () => {
   it('averages, per coordinate, the beta values nearest the reference (hand-computed)', () => {
@@ -28,7 +29,7 @@ describe('closestMean (Bulyan\'s second phase)', () => {
     [1.0, 2.0].forEach((e, i) => expect(values(out, 'l0')[i]).toBeCloseTo(e, 6));
     [0.05, 1.0].forEach((e, i) => expect(values(out, 'l1')[i]).toBeCloseTo(e, 6));
     expect(values(closestMean([1.0, -0.5, 10.0].map((v) => ({ model: vec([v]) })), vec([0]), { beta: 1 }))).toEqual([-0.5]);
-    expect(codeOf(() => closestMean([{ model: vec([1]) }, { model: vec([2]) }], vec([1]), { beta: 3 }))).toBe('E_AGG_ASSUMPTION');
+    expectFlareCode(() => closestMean([{ model: vec([1]) }, { model: vec([2]) }], vec([1]), { beta: 3 }), 'E_AGG_ASSUMPTION');
   });
 
   it('property: equals the mean of the beta values first by distance, then by value', () => {
@@ -50,8 +51,8 @@ describe('closestMean (Bulyan\'s second phase)', () => {
 
   it('refuses a reference without the tensor or of another shape (E_MODEL_MISMATCH), beta < 1 (RangeError)', () => {
     const cands = [{ model: vec([1]) }, { model: vec([2]) }];
-    expect(codeOf(() => closestMean(cands, f32({ other: [0] }), { beta: 1 }))).toBe('E_MODEL_MISMATCH');
-    expect(codeOf(() => closestMean(cands, vec([0, 0]), { beta: 1 }))).toBe('E_MODEL_MISMATCH');
-    expect(codeOf(() => closestMean(cands, vec([0]), { beta: 0 }))).toBe('RangeError');
+    expectFlareCode(() => closestMean(cands, f32({ other: [0] }), { beta: 1 }), 'E_MODEL_MISMATCH');
+    expectFlareCode(() => closestMean(cands, vec([0, 0]), { beta: 1 }), 'E_MODEL_MISMATCH');
+    expect(() => closestMean(cands, vec([0]), { beta: 0 })).toThrow(RangeError);
   });
 });

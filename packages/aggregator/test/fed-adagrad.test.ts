@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { FedAdagrad, ServerOptAggregator } from '../src/index.js';
-import { codeOf, values, vec } from './fixtures.js';
+import { values, vec } from './fixtures.js';
 
 describe('FedAdagrad', () => {
   it('v <- v + delta^2; x <- x + eta m / (sqrt(v) + tau) (hand-computed: eta 1, tau 0, beta1 0)', () => {
@@ -27,8 +27,8 @@ describe('FedAdagrad', () => {
   });
 
   it('refuses out-of-range hyperparameters (RangeError)', () => {
-    expect(codeOf(() => new FedAdagrad({ beta1: 1 }))).toBe('RangeError');
-    expect(codeOf(() => new FedAdagrad({ tau: -1 }))).toBe('RangeError');
-    expect(codeOf(() => new FedAdagrad({ eta: Number.NaN }))).toBe('RangeError');
+    expect(() => new FedAdagrad({ beta1: 1 })).toThrow(RangeError);
+    expect(() => new FedAdagrad({ tau: -1 })).toThrow(RangeError);
+    expect(() => new FedAdagrad({ eta: Number.NaN })).toThrow(RangeError);
   });
 });

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { FedAdam } from '../src/index.js';
-import { codeOf, values, vec } from './fixtures.js';
+import { values, vec } from './fixtures.js';
 
 const one = (bias: 'none' | 'adam' | 'flower') => values(new FedAdam({ eta: 1, beta1: 0.5, beta2: 0.5, tau: 0, biasCorrection: bias }).step(vec([0], 'full'), vec([2])))[0]!;
 
@@ -31,7 +31,7 @@ describe('FedAdam', () => {
 
   it('defaults to Flower\'s hyperparameters (eta 0.1, b1 0.9, b2 0.99, tau 1e-3) without bias correction', () => {
     expect(new FedAdam().hyperparameters).toEqual({ eta: 0.1, beta1: 0.9, beta2: 0.99, tau: 0.001, initialAccumulator: 0, biasCorrection: 'none' });
-    expect(codeOf(() => new FedAdam({ biasCorrection: 'other' as never }))).toBe('RangeError');
-    expect(codeOf(() => new FedAdam({ beta2: 1 }))).toBe('RangeError');
+    expect(() => new FedAdam({ biasCorrection: 'other' as never })).toThrow(RangeError);
+    expect(() => new FedAdam({ beta2: 1 })).toThrow(RangeError);
   });
 });

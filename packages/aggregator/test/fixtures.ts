@@ -1,5 +1,5 @@
 // Test helpers: a seeded random source (tests never use Math.random), model builders, error-code capture.
-import { isFlareError, model, type FLModel, type Tensor } from '@flare/core';
+import { model, type FLModel, type Tensor } from '@flare/core';
 
 /** A seeded PRNG (mulberry32, Tommy Ettinger's public-domain generator): uniform in [0, 1). */
 export function rng(seed: number): () => number {
@@ -38,16 +38,6 @@ export function values(m: FLModel, name = 'w'): number[] {
   const t = m.params.get(name);
   if (t === undefined) throw new Error(`no tensor ${name}`);
   return Array.from(t.data as ArrayLike<number>);
-}
-
-/** The code of the FlareError `fn` throws (or the thrown value's constructor name, or 'no error'). */
-export function codeOf(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (e) {
-    return isFlareError(e) ? e.code : (e as Error).constructor.name;
-  }
-  return 'no error';
 }
 
 /** Byte-for-byte equality of two models' tensors (names in order, dtypes, shapes, data bits). */

@@ -2,7 +2,8 @@ import { l2norm, model, type FLModel } from '@flare/core';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { FedAvgAggregator, NormBoundAggregator, normBound } from '../src/index.js';
-import { codeOf, f32, values, vec } from './fixtures.js';
+import { expectFlareCode } from '@flare/core/testing';
+import { f32, values, vec } from './fixtures.js';
 
 describe('normBound', () => {
   it('scales a diff to the bound (hand-computed: [3, 4] with bound 1 -> [0.6, 0.8])', () => {
@@ -51,12 +52,12 @@ describe('normBound', () => {
   });
 
   it('refuses non-finite norms (E_AGG_NONFINITE), a full model without reference (TypeError), a mismatched reference (E_MODEL_MISMATCH)', () => {
-    expect(codeOf(() => normBound(vec([1, Number.NaN]), { maxNorm: 1 }))).toBe('E_AGG_NONFINITE');
-    expect(codeOf(() => normBound(vec([1e200, 1e200]), { maxNorm: 1 }))).toBe('E_AGG_NONFINITE');
-    expect(codeOf(() => normBound(vec([1], 'full'), { maxNorm: 1 }))).toBe('TypeError');
-    expect(codeOf(() => normBound(vec([1], 'full'), { maxNorm: 1, reference: vec([1, 2], 'full') }))).toBe('E_MODEL_MISMATCH');
-    expect(codeOf(() => normBound(f32({ a: [1] }, 'full'), { maxNorm: 1, reference: f32({ b: [1] }, 'full') }))).toBe('E_MODEL_MISMATCH');
-    expect(codeOf(() => normBound(vec([1]), { maxNorm: 0 }))).toBe('RangeError');
+    expectFlareCode(() => normBound(vec([1, Number.NaN]), { maxNorm: 1 }), 'E_AGG_NONFINITE');
+    expectFlareCode(() => normBound(vec([1e200, 1e200]), { maxNorm: 1 }), 'E_AGG_NONFINITE');
+    expect(() => normBound(vec([1], 'full'), { maxNorm: 1 })).toThrow(TypeError);
+    expectFlareCode(() => normBound(vec([1], 'full'), { maxNorm: 1, reference: vec([1, 2], 'full') }), 'E_MODEL_MISMATCH');
+    expectFlareCode(() => normBound(f32({ a: [1] }, 'full'), { maxNorm: 1, reference: f32({ b: [1] }, 'full') }), 'E_MODEL_MISMATCH');
+    expect(() => normBound(vec([1]), { maxNorm: 0 })).toThrow(RangeError);
   });
 });
 
@@ -83,7 +84,7 @@ describe('NormBoundAggregator', () => {
 
   it('lets the inner aggregator refuse a contribution of the wrong kind (E_AGG_KIND); needs a reference for full (TypeError)', () => {
     const agg = new NormBoundAggregator(new FedAvgAggregator({ kind: 'diff' }), { maxNorm: 1 });
-    expect(codeOf(() => agg.accept(vec([5], 'full'), { from: 'a' }))).toBe('E_AGG_KIND');
-    expect(codeOf(() => new NormBoundAggregator(new FedAvgAggregator({ kind: 'full' }), { maxNorm: 1 }))).toBe('TypeError');
+    expectFlareCode(() => agg.accept(vec([5], 'full'), { from: 'a' }), 'E_AGG_KIND');
+    expect(() => new NormBoundAggregator(new FedAvgAggregator({ kind: 'full' }), { maxNorm: 1 })).toThrow(TypeError);
   });
 });

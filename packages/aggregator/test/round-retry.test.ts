@@ -3,7 +3,8 @@
 import { manifestOf } from '@flare/core';
 import { describe, expect, it } from 'vitest';
 import { AGGREGATOR_NAMES, FedAvgAggregator, createAggregator, type RoundAggregator } from '../src/index.js';
-import { codeOf, f32, values } from './fixtures.js';
+import { expectFlareCode } from '@flare/core/testing';
+import { f32, values } from './fixtures.js';
 
 const global = () => f32({ w: [0, 0] }, 'full');
 const update = (v: number) => f32({ w: [v, -v] });
@@ -49,14 +50,14 @@ describe('a round retry', () => {
   it('beginRound(r) starts round r exactly, and again on a retry', () => {
     const agg = new FedAvgAggregator();
     agg.beginRound(4);
-    expect(codeOf(() => agg.accept(update(1), { from: 'a', round: 3 }))).toBe('E_AGG_ROUND');
+    expectFlareCode(() => agg.accept(update(1), { from: 'a', round: 3 }), 'E_AGG_ROUND');
     agg.accept(update(1), { from: 'a', round: 4 });
     agg.beginRound(4);
     expect(agg.contributors()).toEqual([]);
     agg.accept(update(2), { from: 'a', round: 4 });
     expect(values(agg.result())).toEqual([2, -2]);
-    expect(codeOf(() => agg.beginRound(-1))).toBe('RangeError');
-    expect(codeOf(() => agg.beginRound(undefined as never))).toBe('TypeError');
+    expect(() => agg.beginRound(-1)).toThrow(RangeError);
+    expect(() => agg.beginRound(undefined as never)).toThrow(TypeError);
   });
 
   for (const name of AGGREGATOR_NAMES) {
@@ -75,7 +76,7 @@ describe('a round retry', () => {
       agg.beginRound(1);
       expect(agg.round).toBe(1);
       agg.accept(update(1), { from: 'site-1', round: 1 });
-      expect(codeOf(() => agg.accept(update(1), { from: 'site-2', round: 0 }))).toBe('E_AGG_ROUND');
+      expectFlareCode(() => agg.accept(update(1), { from: 'site-2', round: 0 }), 'E_AGG_ROUND');
     });
   }
 });

@@ -1,7 +1,8 @@
 import { decodeModel, encodeModel, model, type FLModel, type JsonValue } from '@flare/core';
 import { describe, expect, it } from 'vitest';
 import { FedAdagrad, FedAdam, FedAvgM, FedYogi, type ServerOptimizer } from '../src/index.js';
-import { codeOf, f32, gaussian, rng, sameBits, values, vec } from './fixtures.js';
+import { expectFlareCode } from '@flare/core/testing';
+import { f32, gaussian, rng, sameBits, values, vec } from './fixtures.js';
 
 const makers: Record<string, () => ServerOptimizer> = {
   fedavgm: () => new FedAvgM({ eta: 0.7, momentum: 0.9 }),
@@ -53,17 +54,17 @@ describe('server optimizer state (checkpoints)', () => {
     adam.step(global, f32({ w: [1, 1] }));
     const bytes = adam.saveState();
     const json = adam.stateToJSON() as Record<string, JsonValue>;
-    expect(codeOf(() => new FedYogi().loadState(bytes, global))).toBe('E_AGG_STATE');
-    expect(codeOf(() => new FedAvgM().loadState(json, global))).toBe('E_AGG_STATE');
-    expect(codeOf(() => new FedAdam().loadState(bytes, f32({ w: [1, 2, 3] }, 'full')))).toBe('E_AGG_STATE');
-    expect(codeOf(() => new FedAdam().loadState(bytes, f32({ other: [1, 2] }, 'full')))).toBe('E_AGG_STATE');
-    expect(codeOf(() => new FedAdam().loadState(bytes.subarray(0, bytes.length - 3), global))).toBe('E_AGG_STATE');
-    expect(codeOf(() => new FedAdam().loadState({ ...json, extra: 1 }, global))).toBe('E_AGG_STATE');
-    expect(codeOf(() => new FedAdam().loadState({ ...json, steps: -1 }, global))).toBe('E_AGG_STATE');
-    expect(codeOf(() => new FedAdam().loadState({ ...json, tensors: [{ name: 'w', m: [0, 0] }] }, global))).toBe('E_AGG_STATE'); // no v
-    expect(codeOf(() => new FedAdam().loadState({ ...json, tensors: [{ name: 'w', m: ['0', 0], v: [0, 0] }] }, global))).toBe('E_AGG_STATE');
-    expect(codeOf(() => new FedAdam().loadState({ ...json, tensors: [{ name: 'w', m: [0], v: [0] }] }, global))).toBe('E_AGG_STATE');
-    expect(codeOf(() => new FedAdam().loadState('not a state', global))).toBe('E_AGG_STATE');
+    expectFlareCode(() => new FedYogi().loadState(bytes, global), 'E_AGG_STATE');
+    expectFlareCode(() => new FedAvgM().loadState(json, global), 'E_AGG_STATE');
+    expectFlareCode(() => new FedAdam().loadState(bytes, f32({ w: [1, 2, 3] }, 'full')), 'E_AGG_STATE');
+    expectFlareCode(() => new FedAdam().loadState(bytes, f32({ other: [1, 2] }, 'full')), 'E_AGG_STATE');
+    expectFlareCode(() => new FedAdam().loadState(bytes.subarray(0, bytes.length - 3), global), 'E_AGG_STATE');
+    expectFlareCode(() => new FedAdam().loadState({ ...json, extra: 1 }, global), 'E_AGG_STATE');
+    expectFlareCode(() => new FedAdam().loadState({ ...json, steps: -1 }, global), 'E_AGG_STATE');
+    expectFlareCode(() => new FedAdam().loadState({ ...json, tensors: [{ name: 'w', m: [0, 0] }] }, global), 'E_AGG_STATE'); // no v
+    expectFlareCode(() => new FedAdam().loadState({ ...json, tensors: [{ name: 'w', m: ['0', 0], v: [0, 0] }] }, global), 'E_AGG_STATE');
+    expectFlareCode(() => new FedAdam().loadState({ ...json, tensors: [{ name: 'w', m: [0], v: [0] }] }, global), 'E_AGG_STATE');
+    expectFlareCode(() => new FedAdam().loadState('not a state', global), 'E_AGG_STATE');
   });
 
   it('refuses forged safetensors state: wrong dtype, unknown tensor, m missing (E_AGG_STATE)', () => {
@@ -72,11 +73,11 @@ describe('server optimizer state (checkpoints)', () => {
     const forged = (params: Record<string, { dtype: 'float32' | 'float64'; data: Float32Array | Float64Array }>) =>
       encodeModel(model(Object.fromEntries(Object.entries(params).map(([k, t]) => [k, { ...t, shape: [2] }])), 'full', meta));
     const ok = { dtype: 'float64' as const, data: new Float64Array(2) };
-    expect(codeOf(() => new FedAdam().loadState(forged({ 'm/w': { dtype: 'float32', data: new Float32Array(2) }, 'v/w': ok }), global))).toBe('E_AGG_STATE');
-    expect(codeOf(() => new FedAdam().loadState(forged({ 'm/w': ok, 'v/w': ok, 'x/w': ok }), global))).toBe('E_AGG_STATE');
-    expect(codeOf(() => new FedAdam().loadState(forged({ 'v/w': ok }), global))).toBe('E_AGG_STATE');
-    expect(codeOf(() => new FedAvgM().loadState(encodeModel(model({ 'm/w': { ...ok, shape: [2] }, 'v/w': { ...ok, shape: [2] } }, 'full', { optimizer: 'fedavgm', steps: 0 })), global))).toBe('E_AGG_STATE');
-    expect(codeOf(() => new FedAdam().loadState(encodeModel(model({ 'm/w': { ...ok, shape: [2] } }, 'full', {})), global))).toBe('E_AGG_STATE');
+    expectFlareCode(() => new FedAdam().loadState(forged({ 'm/w': { dtype: 'float32', data: new Float32Array(2) }, 'v/w': ok }), global), 'E_AGG_STATE');
+    expectFlareCode(() => new FedAdam().loadState(forged({ 'm/w': ok, 'v/w': ok, 'x/w': ok }), global), 'E_AGG_STATE');
+    expectFlareCode(() => new FedAdam().loadState(forged({ 'v/w': ok }), global), 'E_AGG_STATE');
+    expectFlareCode(() => new FedAvgM().loadState(encodeModel(model({ 'm/w': { ...ok, shape: [2] }, 'v/w': { ...ok, shape: [2] } }, 'full', { optimizer: 'fedavgm', steps: 0 })), global), 'E_AGG_STATE');
+    expectFlareCode(() => new FedAdam().loadState(encodeModel(model({ 'm/w': { ...ok, shape: [2] } }, 'full', {})), global), 'E_AGG_STATE');
   });
 
   it('keeps its state when a checkpoint is refused', () => {
@@ -112,9 +113,9 @@ describe('server optimizer step', () => {
   it('refuses an update with unknown or misshapen tensors (E_MODEL_MISMATCH) or non-finite values (E_AGG_NONFINITE), state untouched', () => {
     const opt = new FedAdam();
     const global = f32({ w: [1, 2] }, 'full');
-    expect(codeOf(() => opt.step(global, f32({ x: [1, 2] })))).toBe('E_MODEL_MISMATCH');
-    expect(codeOf(() => opt.step(global, f32({ w: [1] })))).toBe('E_MODEL_MISMATCH');
-    expect(codeOf(() => opt.step(global, f32({ w: [1, Number.NaN] })))).toBe('E_AGG_NONFINITE');
+    expectFlareCode(() => opt.step(global, f32({ x: [1, 2] })), 'E_MODEL_MISMATCH');
+    expectFlareCode(() => opt.step(global, f32({ w: [1] })), 'E_MODEL_MISMATCH');
+    expectFlareCode(() => opt.step(global, f32({ w: [1, Number.NaN] })), 'E_AGG_NONFINITE');
     expect(opt.steps).toBe(0);
   });
 });

@@ -1,7 +1,8 @@
 import { encodeFrame } from '@flare/core';
 import { describe, expect, it } from 'vitest';
 import { createAggregator, saveAggregatorState, type ServerOptAggregator } from '../src/index.js';
-import { codeOf, f32 } from './fixtures.js';
+import { expectFlareCode } from '@flare/core/testing';
+import { f32 } from './fixtures.js';
 
 const global = () => f32({ w: [0, 0] }, 'full');
 
@@ -27,13 +28,13 @@ describe('saveAggregatorState', () => {
     agg.accept(f32({ w: [1, -1] }), { from: 'a' });
     const next = agg.result();
     const state = saveAggregatorState(agg)!;
-    expect(codeOf(() => createAggregator({ name: 'fedyogi', args: { normBound: 'adaptive' } }, { global: next, state }))).toBe('E_AGG_STATE');
-    expect(codeOf(() => createAggregator({ name: 'fedadam' }, { global: next, state }))).toBe('E_AGG_STATE');
-    expect(codeOf(() => createAggregator({ name: 'fedavg' }, { global: next, state }))).toBe('E_AGG_STATE');
+    expectFlareCode(() => createAggregator({ name: 'fedyogi', args: { normBound: 'adaptive' } }, { global: next, state }), 'E_AGG_STATE');
+    expectFlareCode(() => createAggregator({ name: 'fedadam' }, { global: next, state }), 'E_AGG_STATE');
+    expectFlareCode(() => createAggregator({ name: 'fedavg' }, { global: next, state }), 'E_AGG_STATE');
     const forged = encodeFrame({ format: 'flare-ts/aggregator-state', version: 1, adaptive: { medianNorm: -5 }, optimizer: null });
-    expect(codeOf(() => createAggregator({ name: 'fedavg', args: { normBound: 'adaptive' } }, { state: forged }))).toBe('E_AGG_STATE');
+    expectFlareCode(() => createAggregator({ name: 'fedavg', args: { normBound: 'adaptive' } }, { state: forged }), 'E_AGG_STATE');
     const extra = encodeFrame({ format: 'flare-ts/aggregator-state', version: 1, adaptive: null, optimizer: null, evil: true });
-    expect(codeOf(() => createAggregator({ name: 'fedavg', args: { normBound: 'adaptive' } }, { state: extra }))).toBe('E_AGG_STATE');
-    expect(codeOf(() => createAggregator({ name: 'fedavg', args: { normBound: 'adaptive' } }, { state: state.subarray(0, 20) }))).toBe('E_AGG_STATE');
+    expectFlareCode(() => createAggregator({ name: 'fedavg', args: { normBound: 'adaptive' } }, { state: extra }), 'E_AGG_STATE');
+    expectFlareCode(() => createAggregator({ name: 'fedavg', args: { normBound: 'adaptive' } }, { state: state.subarray(0, 20) }), 'E_AGG_STATE');
   });
 });

@@ -1,19 +1,10 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { CodecError, decodeFrame, encodeFrame, FlareError, type CodecErrorCode } from '../src/index.js';
+import { decodeFrame, encodeFrame, FlareError, type CodecErrorCode } from '../src/index.js';
+import { expectFlareCode } from '../src/testing/index.js';
 
 const Header = z.strictObject({ type: z.literal('task'), round: z.int().nonnegative(), job: z.string().max(64) });
-
-function codeOf(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (e) {
-    if (e instanceof CodecError) return e.code;
-    throw e;
-  }
-  return 'no error';
-}
 
 function withHeaderText(text: string, payload = new Uint8Array(0)): Uint8Array {
   const json = new TextEncoder().encode(text);
@@ -53,7 +44,7 @@ describe('encodeFrame / decodeFrame', () => {
     ['wrong type', () => encodeFrame({ type: 'task', round: -1, job: 'j' }), 'E_CODEC_HEADER_SCHEMA'],
   ];
   it.each(cases)('refuses %s', (_t, bytes, code, limits) => {
-    expect(codeOf(() => decodeFrame(bytes(), Header, limits))).toBe(code);
+    expectFlareCode(() => decodeFrame(bytes(), Header, limits), code);
   });
 
   it('fuzz: 10,000 mutated frames only ever throw FlareError', () => {

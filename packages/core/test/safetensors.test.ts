@@ -2,18 +2,9 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { cloneModel, CodecError, decodeModel, encodeModel, encodeModelParts, model, tensor, type CodecErrorCode } from '../src/index.js';
 import { modelArb, safetensorsFile, sameModel } from './helpers.js';
+import { expectFlareCode } from '../src/testing/index.js';
 
 const f32 = (...v: number[]) => new Uint8Array(Float32Array.from(v).buffer);
-
-function codeOf(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (e) {
-    if (e instanceof CodecError) return e.code;
-    throw e;
-  }
-  return 'no error';
-}
 
 describe('encodeModel / decodeModel', () => {
   it('roundtrips random models of every dtype exactly (property)', () => {
@@ -146,12 +137,12 @@ describe('refuses malformed input before allocating (E_CODEC_*)', () => {
     ['a header above the 2 MiB default (a flood of metadata keys)', () => safetensorsFile({ __metadata__: Object.fromEntries(Array.from({ length: 200_000 }, (_, i) => [`k${i}`, `${i}`])), ...ok }, eight), 'E_CODEC_TOO_LARGE'],
   ];
   it.each(cases)('%s', (_title, bytes, code, limits) => {
-    expect(codeOf(() => decodeModel(bytes(), limits))).toBe(code);
+    expectFlareCode(() => decodeModel(bytes(), limits), code);
   });
 
   it('refuses to encode a tensor named __metadata__ or __proto__ (E_CODEC_FORBIDDEN_KEY)', () => {
     for (const n of ['__metadata__', '__proto__']) {
-      expect(codeOf(() => encodeModel(model(new Map([[n, tensor(new Float32Array(1))]]))))).toBe('E_CODEC_FORBIDDEN_KEY');
+      expectFlareCode(() => encodeModel(model(new Map([[n, tensor(new Float32Array(1))]]))), 'E_CODEC_FORBIDDEN_KEY');
     }
   });
 
@@ -182,8 +173,8 @@ describe('hostile sizes: only CodecError, never RangeError (issue 14 item 7)', (
     }, 'E_CODEC_DUPLICATE'],
     ['a 10 M-character metadata string holding 5 M nested arrays', () => safetensorsFile({ __metadata__: { 'flare.meta': '['.repeat(5_000_000) + ']'.repeat(5_000_000) }, w: ok }, four), 'E_CODEC_METADATA'],
     ['10 M-character string left open', () => raw(`{"w":"${'x'.repeat(10_000_000)}`), 'E_CODEC_HEADER_JSON'],
-  ] as Array<[string, () => Uint8Array, string]>)('%s', (_title, bytes, code) => {
-    expect(codeOf(() => decodeModel(bytes(), big))).toBe(code);
+  ] as Array<[string, () => Uint8Array, CodecErrorCode]>)('%s', (_title, bytes, code) => {
+    expectFlareCode(() => decodeModel(bytes(), big), code);
   });
 
   it('fuzz: headers of long strings and deep nesting in every field only ever throw CodecError', () => {

@@ -47,7 +47,7 @@ function positiveInt(what: string): (value: string) => number {
  *
  * @throws FlareRuntimeError E_RUNTIME_OPTIONAL_PEER when HE is asked for and @flare/filters-he is not installed.
  */
-export async function provisionBuilders(project: Pick<Project, 'he'>, options: { readonly he?: boolean } = {}): Promise<KitBuilder[]> {
+async function provisionBuilders(project: Pick<Project, 'he'>, options: { readonly he?: boolean } = {}): Promise<KitBuilder[]> {
   if (options.he !== true && project.he === undefined) return [attestationPolicyKitBuilder()];
   const why = options.he === true ? 'flare provision --he' : "project.yml's HEBuilder";
   const { heKitBuilder } = await loadOptionalPeer<typeof FiltersHe>('@flare/filters-he', why);
@@ -58,7 +58,7 @@ export async function provisionBuilders(project: Pick<Project, 'he'>, options: {
  * The participant keys the registered builders read (cc-attest's `attestation_policy`): @flare/pki refuses
  * any other key it does not know, so a typo in project.yml is an error with its line.
  */
-export const BUILDER_PARTICIPANT_KEYS: readonly string[] = attestationPolicyKitBuilder().participantKeys ?? [];
+const BUILDER_PARTICIPANT_KEYS: readonly string[] = attestationPolicyKitBuilder().participantKeys ?? [];
 
 /** This CLI's entry script, which provisioned kits' start.sh runs when `flare` is not on PATH. */
 const CLI_PATH = fileURLToPath(new URL('../bin.js', import.meta.url));

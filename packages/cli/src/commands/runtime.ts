@@ -28,7 +28,7 @@ function untilSignal(): AbortSignal {
 }
 
 /** A duration: `90s`, `5m`, `2h`, `1d`, or milliseconds; `never` (or `forever`) is Infinity. */
-export function duration(v: string): number {
+function duration(v: string): number {
   if (v === 'never' || v === 'forever') return Infinity;
   const m = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$/.exec(v.trim());
   const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const;

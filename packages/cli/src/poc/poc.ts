@@ -52,14 +52,14 @@ export interface PocOptions {
 }
 
 /** A value with and without HE, and their ratio (HE / plain). */
-export interface Compared {
+interface Compared {
   readonly he: number;
   readonly plain: number;
   readonly ratio: number | null;
 }
 
 /** The HE overhead `flare poc --he` reports: the HE run against its plaintext twin (see `compared_with`). */
-export interface HeOverhead {
+interface HeOverhead {
   /** What the figures compare: the HE federation and a plaintext twin run right after it in the same command. */
   readonly compared_with: string;
   /** Mean seconds per round (scatter to checkpoint, at the server). */
@@ -83,7 +83,7 @@ export interface HeOverhead {
 }
 
 /** One attestation decision, as the deciding participant's audit log recorded it. */
-export interface AttestationDecision {
+interface AttestationDecision {
   /** Who decided (whose policy). */
   readonly by: string;
   /** Whose evidence. */
@@ -94,7 +94,7 @@ export interface AttestationDecision {
 }
 
 /** What `flare poc --attest test` reports, read from every participant's audit log. */
-export interface AttestationReport {
+interface AttestationReport {
   readonly mode: 'test';
   /** The policy every server and site kit was provisioned with. */
   readonly policy: JsonValue;
@@ -130,7 +130,7 @@ export interface PocSummary {
 }
 
 /** What `flare poc --secagg` reports, from the job's `secure_aggregation` result. */
-export interface SecAggReport {
+interface SecAggReport {
   /** The L2 clip bound of each site's update. */
   readonly clip: number;
   readonly rounds: Array<{ round: number; masked: number; summed: string[]; dropped: Record<string, string[]>; threshold: number }>;

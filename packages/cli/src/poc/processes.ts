@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { FlareRuntimeError } from '@flare/core';
 
 /** The `flare` entry point of this build (dist/bin.js), for spawning participants as separate processes. */
-export const BIN = fileURLToPath(new URL('../bin.js', import.meta.url));
+const BIN = fileURLToPath(new URL('../bin.js', import.meta.url));
 
 /** A free TCP port on loopback (the OS picks it; it is released before the server binds it). */
 export function freePort(): Promise<number> {
@@ -30,7 +30,7 @@ export interface Participant {
 }
 
 /** Set by the poc in the participants it starts: exit when the poc's pipe to them closes ({@link exitWithParent}). */
-export const EXIT_WITH_PARENT = 'FLARE_EXIT_WITH_PARENT';
+const EXIT_WITH_PARENT = 'FLARE_EXIT_WITH_PARENT';
 
 /**
  * In a participant the poc started (EXIT_WITH_PARENT set; otherwise nothing happens): when its stdin, a pipe the

@@ -14,7 +14,7 @@ export const SECAGG_EXIT_ENV = 'FLARE_TEST_SECAGG_EXIT_AT';
 const PHASES: readonly SecAggSitePhase[] = ['setup', 'keys', 'masked-input', 'consistency', 'unmask'];
 
 /** The exit code of a site process the hook stopped (so its log and the test can tell it from a crash). */
-export const SECAGG_EXIT_CODE = 86;
+const SECAGG_EXIT_CODE = 86;
 
 /**
  * The phase at which `site` must exit, from {@link SECAGG_EXIT_ENV}, or undefined when the variable does not
@@ -50,7 +50,7 @@ export function secaggExitHook(site: string, log: (message: string) => void, env
  * can check the unmasked sum against the plaintext sum of the summed sites. It defeats secure aggregation by
  * design: the variable exists for tests only.
  */
-export const SECAGG_RECORD_ENV = 'FLARE_TEST_SECAGG_RECORD';
+const SECAGG_RECORD_ENV = 'FLARE_TEST_SECAGG_RECORD';
 
 /** The `onUpdate` hook of a site's secure-aggregation workflow from {@link SECAGG_RECORD_ENV}, or undefined. */
 export function secaggRecordHook(workspace: string, env: Readonly<Record<string, string | undefined>> = process.env): ((round: number, update: Float64Array) => void) | undefined {

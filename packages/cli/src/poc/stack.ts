@@ -12,7 +12,7 @@ async function* recordsOf(path: string): AsyncGenerator<{ readonly action: strin
 }
 
 /** The audit log file of a participant's workspace. */
-export const AUDIT_FILE = 'audit.jsonl';
+const AUDIT_FILE = 'audit.jsonl';
 
 /**
  * The stack the `flare` commands run with: @flare/audit's hash-chained log signed with the kit key,

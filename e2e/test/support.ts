@@ -8,6 +8,8 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
+import { encodeModel } from '@flare/core';
+import { denseNetwork, readWeights } from '@flare/tfjs';
 import { afterAll, expect, type TestContext } from 'vitest';
 
 /** The built CLI (nx builds every package before the e2e target runs). */
@@ -248,8 +250,6 @@ export const auditOf = (ws: string): Promise<AuditLine[]> => readAudit(join(ws, 
  * tfjs-spam learner's logistic regression over `features` inputs. Returns `dir`.
  */
 export async function writeSpamJob(dir: string, definition: object, features: number): Promise<string> {
-  // Loaded here, not at the top: most e2e files never build a model and need not load TensorFlow.js.
-  const [{ encodeModel }, { denseNetwork, readWeights }] = await Promise.all([import('@flare/core'), import('@flare/tfjs')]);
   await mkdir(dir, { recursive: true });
   await writeFile(join(dir, 'meta.json'), JSON.stringify(definition));
   await writeFile(join(dir, 'model.safetensors'), encodeModel(readWeights(denseNetwork(features, [{ name: 'out', units: 1, activation: 'sigmoid' }]))));

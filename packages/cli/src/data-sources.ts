@@ -4,6 +4,7 @@ import { gaussianMechanism } from '@flare/filters-dp';
 import type { LearnerFactory } from '@flare/runtime';
 import { TfjsLearner, denseNetwork, loadArrays, loadCsv, seededPermutation, seededRandom, selectRows, splitValidation, toDataset, type LabelTask, type TabularData } from '@flare/tfjs';
 import { z } from 'zod';
+import { TRAINING_ARGS } from './learner-args.js';
 
 /** The name of the built-in learner that trains on a site's own data sources. */
 export const TFJS_LEARNER = 'tfjs';
@@ -62,17 +63,7 @@ export const TfjsLearnerArgs = z.strictObject({
   /** Units of each hidden ReLU layer (none: logistic or linear regression). */
   hidden: z.array(z.int().min(1).max(4096)).max(8).default([16]),
   epochs: z.int().min(1).max(1000).default(1),
-  batch_size: z.int().min(1).max(65_536).default(32),
-  optimizer: z.enum(['sgd', 'adam', 'rmsprop', 'adagrad']).default('adam'),
-  learning_rate: z.number().positive().max(10).default(0.01),
-  /** Record-level DP: train with DP-SGD (the site's dp-sgd accountant checks and charges what was run). */
-  dp_sgd: z
-    .strictObject({
-      noise_multiplier: z.number().positive().finite(),
-      clip_norm: z.number().positive().finite(),
-      sampling_rate: z.number().gt(0).lte(1),
-    })
-    .optional(),
+  ...TRAINING_ARGS,
 }).refine((a) => (a.task === 'classification') === (a.classes !== undefined), { message: 'classes is required for classification and not allowed for regression', path: ['classes'] });
 /** Parsed {@link TfjsLearnerArgs}. */
 export type TfjsLearnerArgs = z.output<typeof TfjsLearnerArgs>;

@@ -3,6 +3,7 @@ import { gaussianMechanism } from '@flare/filters-dp';
 import type { LearnerFactory } from '@flare/runtime';
 import { TfjsLearner, denseNetwork } from '@flare/tfjs';
 import { z } from 'zod';
+import { TRAINING_ARGS } from '../learner-args.js';
 import type { SiteData } from './dataset.js';
 
 /** The poc's network: hashed bag-of-words -> `hidden` ReLU units -> one sigmoid (hidden 0: logistic regression). */
@@ -23,17 +24,7 @@ export const SpamLearnerArgs = z.strictObject({
   features: z.int().min(1).max(1 << 20),
   hidden: z.int().min(0).max(4096).default(16),
   epochs: z.int().min(1).max(100).default(1),
-  batch_size: z.int().min(1).max(65_536).default(32),
-  optimizer: z.enum(['sgd', 'adam', 'rmsprop', 'adagrad']).default('adam'),
-  learning_rate: z.number().positive().max(10).default(0.01),
-  /** Record-level DP: train with DP-SGD (the site's dp-sgd accountant checks and charges what was run). */
-  dp_sgd: z
-    .strictObject({
-      noise_multiplier: z.number().positive().finite(),
-      clip_norm: z.number().positive().finite(),
-      sampling_rate: z.number().gt(0).lte(1),
-    })
-    .optional(),
+  ...TRAINING_ARGS,
 });
 
 /**

@@ -5,8 +5,9 @@ import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { META, encodeModel, model, tensor, type AuditEventInput, type FilterFactory, type FLModel, type JsonValue, type Learner } from '@flare/core';
-import { createRootCa, issueCertificate } from '@flare/pki';
+import { createRootCa, issueCertificate, loadKit, parseProject, provision, type Kit } from '@flare/pki';
 import { ResourceManager, parseAuthorizationPolicy, parseComponentPolicy, parsePrivacyPolicy, parseResourcePolicy } from '@flare/policy';
+import { afterEach } from 'vitest';
 import { z } from 'zod';
 import { AdminClient } from '../src/admin/client.js';
 import type { JobBundle } from '../src/protocol/bundle.js';
@@ -208,4 +209,21 @@ export async function federation(sites: SiteOptions[] = [{}, {}, {}], o: { admin
   await Promise.all([...started.values()].map((s) => s.engine.registered(10_000)));
   const admin = await signingAdmin(hub, o.admin ?? ADMIN);
   return { server, hub, admin, serverAudit: audit, sites: started, workspace };
+}
+
+/** Provisions `projectYaml` into a temporary workspace and loads every kit it wrote, by participant name. */
+export async function provisionKits(projectYaml: string): Promise<Map<string, Kit>> {
+  const r = await provision(parseProject(projectYaml), { workspace: await tempDir() });
+  const kits = new Map<string, Kit>();
+  for (const k of r.kits) kits.set(k.name, await loadKit(join(r.prodDir, k.name)));
+  return kits;
+}
+
+/** A list the test pushes what it opens onto; after each test they are closed, newest first. Call at module level. */
+export function closedAfterEach(): Array<{ close(): Promise<unknown> }> {
+  const open: Array<{ close(): Promise<unknown> }> = [];
+  afterEach(async () => {
+    for (const x of open.splice(0).reverse()) await x.close();
+  });
+  return open;
 }

@@ -1,8 +1,7 @@
-import { join } from 'node:path';
 import { isFlareError } from '@flare/core';
-import { loadKit, parseProject, provision, type Kit } from '@flare/pki';
+import type { Kit } from '@flare/pki';
 import { createHash, randomUUID } from 'node:crypto';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { AdminClient } from '../src/admin/client.js';
 import type { PeerChannel } from '../src/protocol/channel.js';
 import { jobTrustFromKit, signJobBundle } from '../src/protocol/job-trust.js';
@@ -11,7 +10,7 @@ import { certificateIdentity, connectToServer, linkToServer, listenForParticipan
 import { ServerEngine } from '../src/server/engine.js';
 import { ClientEngine } from '../src/site/engine.js';
 import type { SitePolicy } from '../src/site/policy.js';
-import { auditRecorder, bundle, jobDefinition, learnerFactory, sitePolicy, tempDir, until } from './helpers.js';
+import { auditRecorder, bundle, jobDefinition, learnerFactory, sitePolicy, tempDir, until , closedAfterEach, provisionKits } from './helpers.js';
 
 const PROJECT = `api_version: 3
 name: rt-net
@@ -34,15 +33,10 @@ participants:
 `;
 
 let kits: Map<string, Kit>;
-const open: Array<{ close(): Promise<void> }> = [];
-afterEach(async () => {
-  for (const x of open.splice(0).reverse()) await x.close();
-});
+const open = closedAfterEach();
 
 beforeAll(async () => {
-  const r = await provision(parseProject(PROJECT), { workspace: await tempDir() });
-  kits = new Map();
-  for (const k of r.kits) kits.set(k.name, await loadKit(join(r.prodDir, k.name)));
+  kits = await provisionKits(PROJECT);
 });
 
 async function serve(authenticate?: typeof certificateIdentity): Promise<{ server: ServerEngine; port: number }> {

@@ -1,11 +1,10 @@
 // Hierarchical aggregation relays (issue #18 item 1, second mode): real mtls sockets and @flare/auth sessions,
 // a server, aggregating relays (one chained under another) with their own sites, and the server's checks of a
 // relay's claims (the sites it names, the steps it counts with).
-import { join } from 'node:path';
 import { META, decodeModel, model, tensor, type AuditEventInput, type FLModel } from '@flare/core';
 import { expectFlareCode, expectFlareCodeAsync } from '@flare/core/testing';
-import { loadKit, parseProject, provision, type Kit } from '@flare/pki';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { parseProject, type Kit } from '@flare/pki';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { AdminClient } from '../src/admin/client.js';
 import { parseJobDefinition } from '../src/protocol/job-definition.js';
 import { jobTrustFromKit } from '../src/protocol/job-trust.js';
@@ -18,7 +17,7 @@ import { RELAY_SITES_META, checkRelayContribution } from '../src/server/relay-co
 import { RelayView } from '../src/server/relay-status.js';
 import { SiteRegistry } from '../src/server/registry.js';
 import { ClientEngine } from '../src/site/engine.js';
-import { auditRecorder, bundle, jobDefinition, learnerFactory, sitePolicy, tempDir, until } from './helpers.js';
+import { auditRecorder, bundle, jobDefinition, learnerFactory, sitePolicy, tempDir, until , closedAfterEach, provisionKits } from './helpers.js';
 
 const PROJECT = `api_version: 3
 name: rt-relay-agg
@@ -74,15 +73,10 @@ participants:
 `;
 
 let kits: Map<string, Kit>;
-const open: Array<{ close(): Promise<unknown> }> = [];
-afterEach(async () => {
-  for (const x of open.splice(0).reverse()) await x.close();
-});
+const open = closedAfterEach();
 
 beforeAll(async () => {
-  const r = await provision(parseProject(PROJECT), { workspace: await tempDir() });
-  kits = new Map();
-  for (const k of r.kits) kits.set(k.name, await loadKit(join(r.prodDir, k.name)));
+  kits = await provisionKits(PROJECT);
 });
 
 const kit = (name: string): Kit => kits.get(name)!;

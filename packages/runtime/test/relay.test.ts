@@ -1,11 +1,10 @@
 // Forwarding relays (issue #18 item 1): real mtls sockets, real @flare/auth sessions end to end through one or
 // two relays, and hostile relays whose tampering the far end's session detects with the auth codes.
-import { join } from 'node:path';
 import { expectFlareCodeAsync } from '@flare/core/testing';
 import { createClientAuth, createServerAuth, type Session } from '@flare/auth';
-import { loadKit, parseProject, provision, type Kit } from '@flare/pki';
+import type { Kit } from '@flare/pki';
 import { clientOptionsFromKit, dial, listen, type Connection, type ServerEndpoint } from '@flare/transport';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { AdminClient } from '../src/admin/client.js';
 import { jobTrustFromKit } from '../src/protocol/job-trust.js';
 import { connectToServer, linkToServer, listenForParticipants } from '../src/protocol/network.js';
@@ -13,7 +12,7 @@ import { relayPathOf } from '../src/relay/path.js';
 import { startRelay, type Relay, type RelayedMessage, type RelayHooks, type RelayOptions } from '../src/relay/relay.js';
 import { ServerEngine } from '../src/server/engine.js';
 import { ClientEngine } from '../src/site/engine.js';
-import { bundle, jobDefinition, learnerFactory, sitePolicy, tempDir } from './helpers.js';
+import { bundle, jobDefinition, learnerFactory, sitePolicy, tempDir , closedAfterEach, provisionKits } from './helpers.js';
 
 const PROJECT = `api_version: 3
 name: rt-relay
@@ -53,15 +52,10 @@ participants:
 `;
 
 let kits: Map<string, Kit>;
-const open: Array<{ close(): Promise<unknown> }> = [];
-afterEach(async () => {
-  for (const x of open.splice(0).reverse()) await x.close();
-});
+const open = closedAfterEach();
 
 beforeAll(async () => {
-  const r = await provision(parseProject(PROJECT), { workspace: await tempDir() });
-  kits = new Map();
-  for (const k of r.kits) kits.set(k.name, await loadKit(join(r.prodDir, k.name)));
+  kits = await provisionKits(PROJECT);
 });
 
 const kit = (name: string): Kit => kits.get(name)!;

@@ -3,7 +3,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { FedAvgAggregator, fedAvg } from '../src/index.js';
 import { expectFlareCode } from '@flare/core/testing';
-import { f32, gaussian, rng, sameBits, values, vec } from './fixtures.js';
+import { boundedDouble, f32, gaussian, rng, sameBits, values, vec } from './fixtures.js';
 
 const steps = (n: number) => ({ [META.NUM_STEPS_CURRENT_ROUND]: n });
 
@@ -315,10 +315,10 @@ describe('FedAvgAggregator: exact, order-independent, memory-lean', () => {
     expect(a.some((v, i) => v !== b[i])).toBe(true);
   });
 
-  it('property: any permutation of any finite float64 contributions gives the same bits', () => {
+  it('property: any permutation of float64 contributions within the exact range gives the same bits', () => {
     const arb = fc.array(
       fc.record({
-        x: fc.array(fc.double({ noNaN: true, noDefaultInfinity: true, min: -1e30, max: 1e30 }), { minLength: 3, maxLength: 3 }),
+        x: fc.array(boundedDouble(1e18), { minLength: 3, maxLength: 3 }),
         w: fc.double({ min: 1e-3, max: 1e3, noNaN: true }),
       }),
       { minLength: 1, maxLength: 12 },
@@ -329,7 +329,7 @@ describe('FedAvgAggregator: exact, order-independent, memory-lean', () => {
         const shuffled = updates.map((u) => ({ u, k: stream.next().value as number })).sort((a, b) => a.k - b.k).map((e) => e.u);
         return sameBits(fedAvg(updates), fedAvg(shuffled));
       }),
-      { numRuns: 300, seed: 5 },
+      { numRuns: 300 },
     );
   });
 

@@ -1,5 +1,6 @@
 // Test helpers: a seeded random source (tests never use Math.random), model builders, error-code capture.
 import { model, type FLModel, type Tensor } from '@flare/core';
+import fc from 'fast-check';
 
 /** A seeded PRNG (mulberry32, Tommy Ettinger's public-domain generator): uniform in [0, 1). */
 export function rng(seed: number): () => number {
@@ -52,4 +53,13 @@ export function sameBits(a: FLModel, b: FLModel): boolean {
     const y = new Uint8Array(u.data.buffer, u.data.byteOffset, u.data.byteLength);
     return x.length === y.length && x.every((v, k) => v === y[k]);
   });
+}
+
+/**
+ * Doubles in the range exact-sum.ts sums exactly in any order: 0, or a magnitude in [1e-6, max]. Addends of one
+ * coordinate that span more than about 2^100 (1e-40 next to 1e3) are summed to within 2^-104 of the sum but not
+ * bit for bit in every order, as exact-sum.ts documents; order-independence properties draw from this range.
+ */
+export function boundedDouble(max: number): fc.Arbitrary<number> {
+  return fc.oneof(fc.constant(0), fc.tuple(fc.boolean(), fc.double({ min: 1e-6, max, noNaN: true })).map(([neg, x]) => (neg ? -x : x)));
 }

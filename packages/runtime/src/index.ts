@@ -60,7 +60,7 @@ export { JobAggregation } from './workflows/aggregation.js';
 export type { JobAggregationOptions } from './workflows/aggregation.js';
 export { siteMetrics } from './workflows/metrics.js';
 export type { SiteMetrics } from './workflows/metrics.js';
-export type { SiteTaskAnswer, SiteTaskContext, SiteTaskHandler, SiteWorkflow, SiteWorkflowAdmission, TaskResult, Workflow, WorkflowCheck, WorkflowContext, WorkflowStart, WorkflowTask } from './workflows/workflow.js';
+export type { RoundZeroTask, SiteTaskAnswer, SiteTaskContext, SiteTaskHandler, SiteWorkflow, SiteWorkflowAdmission, TaskResult, Workflow, WorkflowCheck, WorkflowContext, WorkflowStart, WorkflowTask } from './workflows/workflow.js';
 export { EventBus } from './event-bus.js';
 export type { RuntimeEventHandler, RuntimeEvents } from './event-bus.js';
 export type { LooseAuditEvent } from './audit.js';

@@ -4,7 +4,7 @@
 import { randomUUID } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { META, encodeModel, model, tensor } from '@flare/core';
+import { META, encodeModel, model, tensor, type JsonValue } from '@flare/core';
 import { afterEach, describe, expect, it } from 'vitest';
 import { encodeJobBundle, type JobBundle } from '../src/protocol/bundle.js';
 import type { PeerChannel } from '../src/protocol/channel.js';
@@ -48,10 +48,10 @@ async function hostileServer(opts: SiteOptions = {}) {
     void channel!.send(outgoing({ t: 'deploy', id, job, submitter }), encodeJobBundle(b));
     return answer;
   };
-  const task = (job: string, round: number, payload: Uint8Array): Promise<MessageOf<'result'>> => {
+  const task = (job: string, round: number, payload: Uint8Array, data?: JsonValue): Promise<MessageOf<'result'>> => {
     const id = randomUUID();
     const answer = new Promise<MessageOf<'result'>>((resolve) => results.set(id, resolve));
-    void channel!.send(outgoing({ t: 'task', job, round, task: id, kind: 'train' }), payload);
+    void channel!.send(outgoing({ t: 'task', job, round, task: id, kind: 'train', ...(data === undefined ? {} : { data }) }), payload);
     return answer;
   };
   const jobEnd = (job: string, status: MessageOf<'job_end'>['status'], payload?: Uint8Array): Promise<void> => channel!.send(outgoing({ t: 'job_end', job, status }), payload);
@@ -173,6 +173,44 @@ describe('round 0 brings the initial model the admin signed (issue #14)', () => 
     expect(await h.task(id, 0, same)).toMatchObject({ ok: true });
     // Later rounds carry the aggregate, which no admin signed.
     expect(await h.task(id, 1, swapped)).toMatchObject({ ok: true });
+  });
+});
+
+describe('round 0 of a cyclic job starts from the initial model the admin signed (issue #14)', () => {
+  const cyclicJob = () => bundle(jobDefinition({ workflow: 'cyclic', rounds: 2, deploy: ['site-1', 'site-2'], min_clients: 1 }));
+  const swapped = () => encodeModel(model({ w: tensor(new Float32Array([5, -5]), [2]) }));
+
+  it('refuses a planted model at the first hop (E_RUNTIME_INITIAL_MODEL), audited naming the server, whatever hop the server claims without naming a trainer', async () => {
+    const h = await hostileServer();
+    const id = randomUUID();
+    expect(await h.deploy(id, signJobBundle(await adminKit(ADMIN), cyclicJob(), id))).toMatchObject({ ok: true });
+    // No hop data (a server that says nothing), the first hop, a later hop or a retry with no trainer named.
+    for (const data of [undefined, { hop: 0, attempt: 0 }, { hop: 3, attempt: 0 }, { hop: 0, attempt: 2 }]) {
+      expect(await h.task(id, 0, swapped(), data)).toMatchObject({ ok: false, error: { code: 'E_RUNTIME_INITIAL_MODEL' } });
+    }
+    expect(h.site.audit.events.filter((e) => e.action === 'initial_model_refused')).toHaveLength(4);
+    expect(h.site.audit.events.find((e) => e.action === 'initial_model_refused')).toMatchObject({ job: id, user: 'server', data: { code: 'E_RUNTIME_INITIAL_MODEL', site: 'site-1', server: 'server', round: 0, kind: 'train' } });
+    expect(h.site.audit.events.some((e) => e.action === 'local_training_done')).toBe(false);
+    // The signed model passes.
+    expect(await h.task(id, 0, initialModelBytes(), { hop: 0, attempt: 0 })).toMatchObject({ ok: true });
+  });
+
+  it('a claim naming a site outside the job, or malformed, is no claim: the planted model is refused (E_RUNTIME_INITIAL_MODEL)', async () => {
+    const h = await hostileServer();
+    const id = randomUUID();
+    expect(await h.deploy(id, signJobBundle(await adminKit(ADMIN), cyclicJob(), id))).toMatchObject({ ok: true });
+    for (const data of [{ hop: 1, attempt: 0, from: 'site-9' }, { hop: 1, attempt: 0, from: 'site-2', extra: true }, { hop: -1, from: 'site-2' }, 'site-2']) {
+      expect(await h.task(id, 0, swapped(), data)).toMatchObject({ ok: false, error: { code: 'E_RUNTIME_INITIAL_MODEL' } });
+    }
+  });
+
+  it('a hop after a site of the job trained takes that site\'s model, and the server\'s claim is audited naming the site; later rounds are not checked', async () => {
+    const h = await hostileServer();
+    const id = randomUUID();
+    expect(await h.deploy(id, signJobBundle(await adminKit(ADMIN), cyclicJob(), id))).toMatchObject({ ok: true });
+    expect(await h.task(id, 0, swapped(), { hop: 1, attempt: 0, from: 'site-2' })).toMatchObject({ ok: true });
+    expect(h.site.audit.events.find((e) => e.action === 'hop_received')).toMatchObject({ job: id, user: 'site-2', data: { round: 0, hop: 1, attempt: 0, from: 'site-2' } });
+    expect(await h.task(id, 1, swapped(), { hop: 0, attempt: 0 })).toMatchObject({ ok: true });
   });
 });
 

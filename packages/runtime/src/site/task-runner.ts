@@ -73,7 +73,7 @@ export async function runTask(o: TaskRunnerOptions, ch: PeerChannel, job: SiteJo
   const reply = (fields: Partial<MessageOf<'result'>>, body?: Uint8Array): Promise<void> =>
     ch.send(outgoing({ t: 'result', job: job.id, round: msg.round, task: msg.task, kind: msg.kind, ok: true, metrics: {}, ...fields }), body);
   // The first model of a round-0 task the workflow marks carries the initial model: it must be the signed one.
-  let initial = msg.round === 0 && job.workflow.initialModelTasks?.includes(msg.kind) === true ? job.initialModel : undefined;
+  let initial = msg.round === 0 && bringsInitialModel(job, msg) ? job.initialModel : undefined;
   try {
     const handler = job.workflow.tasks.get(msg.kind);
     if (handler === undefined) throw new FlareRuntimeError('E_RUNTIME_PROTOCOL', `workflow ${job.workflow.name} has no task '${msg.kind}' at this site`);
@@ -118,4 +118,11 @@ export async function runTask(o: TaskRunnerOptions, ch: PeerChannel, job: SiteJo
     await reply({ ok: false, error, metrics: privacy, ...(ref === undefined ? {} : { ref }) }).catch(() => undefined);
     await o.events.emit('after-task', { site: o.site, job: job.id, round: msg.round, ok: false, code: error.code }).catch(() => undefined);
   }
+}
+
+/** Whether the job's workflow says this round-0 task brings the initial model (see SiteWorkflow.initialModelTasks). */
+function bringsInitialModel(job: SiteJob, msg: MessageOf<'task'>): boolean {
+  const which = job.workflow.initialModelTasks;
+  if (which === undefined) return false;
+  return typeof which === 'function' ? which({ kind: msg.kind, data: msg.data, definition: job.definition }) : which.includes(msg.kind);
 }

@@ -22,6 +22,18 @@ export const CyclicArgs = z.strictObject({
   hop_timeout_s: z.number().positive().max(7 * 24 * 3600).optional(),
 });
 
+/**
+ * What the server says with each `train` hop (the task's `data`): the hop's place in the round, and `from`, the
+ * site whose training produced the model sent (absent when no site has trained it yet this round). In round 0 a
+ * model no site has trained is the initial model: the site checks it against the one the admin signed (see
+ * cyclicSite). Bounded: one name, however many sites the round visits.
+ */
+export const CyclicHop = z.strictObject({
+  hop: z.int().min(0),
+  attempt: z.int().min(0),
+  from: z.string().min(1).max(64).optional(),
+});
+
 /** Where a round is, saved after every hop so a killed server resumes at the next hop. */
 const HopState = z.strictObject({
   order: z.array(z.string().max(64)).max(10_000),
@@ -104,7 +116,12 @@ export const cyclic: Workflow = {
               ctx,
               [site],
               hopMs,
-              (s) => ctx.send(s, { kind: 'train', round, model: current, ref: ctx.audit({ action: 'task_sent', job: ctx.job, ref: roundRef, msg: `train round ${round} hop ${state.next} to ${s}`, data: { round, site: s, hop: state.next } }) }),
+              (s) => {
+                const from = state.done.at(-1);
+                const hop: Record<string, JsonValue> = { hop: state.next, attempt: state.attempt, ...(from === undefined ? {} : { from }) };
+                const ref = ctx.audit({ action: 'task_sent', job: ctx.job, ref: roundRef, msg: `train round ${round} hop ${state.next} to ${s}`, data: { round, site: s, ...hop } });
+                return ctx.send(s, { kind: 'train', round, model: current, data: hop, ref });
+              },
               (s, r) => {
                 try {
                   const update = decodeModel(r.payload);

@@ -148,6 +148,13 @@ export interface SiteTaskContext {
   readonly logger: Logger;
 }
 
+/** What {@link SiteWorkflow.initialModelTasks} sees of a round-0 task: its kind, the server's JSON, the signed job. */
+export interface RoundZeroTask {
+  readonly kind: string;
+  readonly data?: JsonValue | undefined;
+  readonly definition: JobDefinition;
+}
+
 /** A site's answer to a task. */
 export interface SiteTaskAnswer {
   readonly payload?: Uint8Array;
@@ -173,11 +180,12 @@ export interface SiteWorkflow {
   readonly name: string;
   readonly tasks: ReadonlyMap<string, SiteTaskHandler>;
   /**
-   * Task kinds whose round-0 task brings the job's initial global model (the first model its handler passes to
+   * Which round-0 tasks bring the job's initial global model (the first model their handler passes to
    * `filterIn`): the site checks it is exactly the initial model the admin signed (E_RUNTIME_INITIAL_MODEL).
-   * Leave out kinds where a round-0 model may legitimately differ (a cyclic hop trains on the previous site's).
+   * Task kinds, or a test of the task for workflows where only some round-0 tasks do (a cyclic hop after a site
+   * that trained carries that site's model).
    */
-  readonly initialModelTasks?: readonly string[];
+  readonly initialModelTasks?: readonly string[] | ((task: RoundZeroTask) => boolean);
   /**
    * The workflow's own checks at deploy, after the site's policy admitted the job: throw a FlareError to refuse
    * it (its code reaches the admin), e.g. secure aggregation with a scope that encrypts updates.

@@ -9,7 +9,7 @@ function isRound(v: unknown): v is number {
 }
 
 /** Checks a round number given by a programmer (constructor, reset). */
-export function checkRoundArg(round: number | undefined, what: string): void {
+function checkRoundArg(round: number | undefined, what: string): void {
   if (round !== undefined && !isRound(round)) throw new RangeError(`"${what}" expected a non-negative integer, got ${String(round)}`);
 }
 

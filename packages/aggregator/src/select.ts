@@ -38,13 +38,6 @@ export function select(a: Float64Array, k: number, lo = 0, hi = a.length - 1): n
   return a[k]!;
 }
 
-/** The smallest of a[lo..hi]. */
-export function minOf(a: Float64Array, lo: number, hi: number): number {
-  let m = a[lo]!;
-  for (let i = lo + 1; i <= hi; i++) if (a[i]! < m) m = a[i]!;
-  return m;
-}
-
 /** numpy.median of a[0..n): the middle value, or the mean of the two middle values for even n. Reorders `a`. */
 export function medianOf(a: Float64Array, n: number = a.length): number {
   const k = n >>> 1;

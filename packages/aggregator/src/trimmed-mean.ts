@@ -17,7 +17,7 @@ export interface TrimmedMeanOptions {
 }
 
 /** Checks beta and returns the count cut from each end, int(beta x n) as in scipy.stats.trim_mean. */
-export function trimCount(beta: unknown, n: number, f: number | undefined): number {
+function trimCount(beta: unknown, n: number, f: number | undefined): number {
   if (typeof beta !== 'number' || !(beta >= 0 && beta < 0.5)) throw new RangeError(`trimmedMean: "beta" expected 0 <= beta < 0.5, got ${String(beta)}`);
   // beta < 0.5 keeps at least one value: 2 int(beta n) < n.
   const cut = Math.floor(beta * n);

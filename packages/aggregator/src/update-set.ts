@@ -8,7 +8,7 @@ import type { WeightedUpdate } from './types.js';
 import { checkWeight, contextOf } from './weights.js';
 
 /** One tensor across all contributions. */
-export interface TensorColumn {
+interface TensorColumn {
   readonly name: string;
   readonly dtype: DType;
   readonly shape: readonly number[];
@@ -32,7 +32,7 @@ export interface UpdateSet {
 export type Layout = ReadonlyMap<string, { readonly dtype: DType; readonly shape: readonly number[] }>;
 
 /** The layout of a manifest's non-excluded tensors. */
-export function layoutOfManifest(manifest: ModelManifest, excluded: (name: string) => boolean): Layout {
+function layoutOfManifest(manifest: ModelManifest, excluded: (name: string) => boolean): Layout {
   if (!(manifest instanceof Map)) throw new TypeError('"manifest" expected a Map of tensor names to { dtype, shape } (core\'s manifestOf)');
   const out = new Map<string, { dtype: DType; shape: readonly number[] }>();
   for (const [name, e] of manifest) if (!excluded(name)) out.set(name, { dtype: e.dtype, shape: e.shape });

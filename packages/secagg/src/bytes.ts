@@ -36,11 +36,6 @@ export function fromB64(text: string, length?: number): Uint8Array | undefined {
   return bytes;
 }
 
-/** Lower-case hex. */
-export function toHex(bytes: Uint8Array): string {
-  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).toString('hex');
-}
-
 /** Constant-time equality of two byte strings of public length. */
 export function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
   if (a.length !== b.length) return false;

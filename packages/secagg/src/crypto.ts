@@ -24,7 +24,7 @@ import { encodeFields } from './bytes.js';
 export const PROTOCOL = 'flare-secagg/1';
 
 /** Raw X25519 public keys and shared secrets are 32 bytes. */
-export const KEY_BYTES = 32;
+const KEY_BYTES = 32;
 /** AES-GCM nonce and tag. */
 const NONCE_BYTES = 12;
 const TAG_BYTES = 16;

@@ -1,6 +1,6 @@
 import { CodecError, decodeFrame, encodeFrame, SecAggError, type JsonValue } from '@flare/core';
 import { z } from 'zod';
-import { fromB64, toB64, equalBytes } from './bytes.js';
+import { fromB64, equalBytes } from './bytes.js';
 import { sealedBytes } from './crypto.js';
 import { FIELD_BYTES } from './shamir.js';
 
@@ -26,7 +26,7 @@ const context = b64(32);
 const keysEntry = { channelKey: b64(32), maskKey: b64(32), commitment: b64(32), signature };
 
 /** Header schemas by message type. */
-export const SCHEMAS = {
+const SCHEMAS = {
   setup: z.strictObject({ type: z.literal('secagg/setup'), config: z.unknown() }),
   advertise: z.strictObject({ type: z.literal('secagg/advertise'), context, ...keysEntry }),
   keys: z.strictObject({ type: z.literal('secagg/keys'), context, neighbours: z.array(z.strictObject({ site, ...keysEntry })) }),
@@ -101,6 +101,3 @@ export function binary(text: string, length: number | undefined, field: string, 
   }
   return bytes;
 }
-
-/** base64url of bytes (re-exported for the participants). */
-export const b64url = toB64;

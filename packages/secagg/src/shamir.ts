@@ -17,7 +17,7 @@ export interface Share {
 }
 
 /** ((a mod p) + p) mod p. */
-export function mod(a: bigint, p: bigint): bigint {
+function mod(a: bigint, p: bigint): bigint {
   const r = a % p;
   return r < 0n ? r + p : r;
 }

@@ -82,7 +82,7 @@ export async function paired(baseline: () => unknown, subject: () => unknown, { 
 }
 
 /** Ratio of subject to baseline, oriented so that > 1 means the subject is better. */
-export function ratio(row: Row): number | undefined {
+function ratio(row: Row): number | undefined {
   if (!row.baseline) return undefined;
   return row.higherIsBetter === false ? row.baseline.value / row.value : row.value / row.baseline.value;
 }

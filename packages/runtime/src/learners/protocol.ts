@@ -13,7 +13,7 @@ import { z } from 'zod';
 export const LEARNER_PROTOCOL_VERSION = 1;
 
 /** Bytes of the record length prefix (u64 little-endian). */
-export const RECORD_PREFIX_BYTES = 8;
+const RECORD_PREFIX_BYTES = 8;
 
 const NOT_A_LENGTH = 1n << 48n;
 
@@ -58,12 +58,12 @@ const Failure = z.strictObject({
 });
 
 /** Every frame a learner program may send, by its `t`. */
-export const FromLearner = z.discriminatedUnion('t', [Hello, Result, Failure]);
+const FromLearner = z.discriminatedUnion('t', [Hello, Result, Failure]);
 /** A parsed frame from a learner program. */
-export type FromLearner = z.output<typeof FromLearner>;
+type FromLearner = z.output<typeof FromLearner>;
 
 /** The site's answer to hello: who runs the program and the job's learner arguments. */
-export interface Welcome {
+interface Welcome {
   readonly t: 'welcome';
   readonly protocol: number;
   readonly site: string;

@@ -53,7 +53,7 @@ interface Rational {
 }
 
 /** The float64 x >= 0 as an exact rational. */
-export function rationalOf(x: number): Rational {
+function rationalOf(x: number): Rational {
   if (!(x >= 0 && Number.isFinite(x))) throw new RangeError(`expected a finite x >= 0, got ${x}`);
   let q = 1n;
   let v = x;

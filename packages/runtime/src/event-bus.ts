@@ -1,3 +1,4 @@
+import type { Identity } from '@flare/core';
 import type { PeerIdentity } from './protocol/channel.js';
 import type { JobDefinition } from './protocol/job-definition.js';
 
@@ -9,7 +10,7 @@ export interface RuntimeEvents {
   /** A participant authenticated and is about to be registered (server). */
   'before-register': { readonly peer: PeerIdentity; readonly resources: Readonly<Record<string, number>> };
   /** A job is about to be deployed (server: to `site`; client: at this site). */
-  'before-deploy': { readonly site: string; readonly job: string; readonly definition: JobDefinition; readonly submitter: PeerIdentity };
+  'before-deploy': { readonly site: string; readonly job: string; readonly definition: JobDefinition; readonly submitter: Identity };
   /** A component is about to be built from the job's definition at a site. */
   'before-build-component': { readonly site: string; readonly job: string; readonly component: string; readonly role: 'learner' | 'data-filter' | 'result-filter' };
   /** A site is about to run a task. */

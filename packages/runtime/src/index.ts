@@ -29,7 +29,7 @@ export { Message, parseMessage } from './protocol/messages.js';
 export type { JobEndStatus, MessageOf } from './protocol/messages.js';
 export { PendingRequests } from './protocol/pending.js';
 export type { WaitOptions } from './protocol/pending.js';
-export type { ChannelHeader, ChannelServer, PeerChannel, PeerIdentity, Principal, ServerLink } from './protocol/channel.js';
+export type { ChannelHeader, ChannelServer, PeerChannel, PeerIdentity, ServerLink } from './protocol/channel.js';
 export { RUNTIME_MAX_MESSAGE_BYTES, certificateIdentity, connectToServer, connectionChannel, linkToServer, listenForParticipants, sessionAuthenticator } from './protocol/network.js';
 export type { AuthenticatedPeer, ConnectOptions, LinkOptions, ListenOptions, ParticipantAuthenticator } from './protocol/network.js';
 export { RUNTIME_DEFAULTS, resolveRuntimeLimits } from './defaults.js';

@@ -52,7 +52,7 @@ describe('admin API: large answers', () => {
   it('refuses an answer whose payload is not JSON (E_RUNTIME_PROTOCOL)', async () => {
     let deliver: ((header: unknown, payload: Uint8Array) => void) | undefined;
     const channel: PeerChannel = {
-      peer: { name: 'server', org: 'nvidia', kind: 'server' },
+      peer: { name: 'server', org: 'nvidia', type: 'server' },
       send: (h) => {
         const id = (h as { id: string }).id;
         queueMicrotask(() => deliver?.({ t: 'reply', id, ok: true, body: 'json' }, new TextEncoder().encode('{"record": [1, 2')));

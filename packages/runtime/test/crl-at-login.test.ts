@@ -25,7 +25,7 @@ describe('the CRL at login (issue #14.10)', () => {
     const updated = await until(() => site.audit.events.find((e) => e.action === 'crl_updated'));
     expect(updated.data).toMatchObject({ crl_number: '2', revoked: 1 });
     expect(crls.crlNumber).toBe(2n);
-    const admin = new AdminClient(await hub.connect({ name: 'lead@b.org', org: 'org_b', role: 'lead', kind: 'admin' }), { timeoutMs: 10_000, signer: lead });
+    const admin = new AdminClient(await hub.connect({ name: 'lead@b.org', org: 'org_b', role: 'lead', type: 'admin' }), { timeoutMs: 10_000, signer: lead });
     const id = randomUUID();
     await admin.submit(signJobBundle(lead, bundle(jobDefinition({ rounds: 1, deploy: ['site-1'], min_clients: 1 })), id), { id });
     const rec = await server.waitForJob(id, 20_000);

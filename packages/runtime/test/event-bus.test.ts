@@ -23,7 +23,7 @@ describe('EventBus', () => {
     bus.on('before-register', () => {
       later = true;
     });
-    await expect(bus.emit('before-register', { peer: { name: 'x', org: 'o', kind: 'client' }, resources: {} })).rejects.toThrow('not today');
+    await expect(bus.emit('before-register', { peer: { name: 'x', org: 'o', type: 'client' }, resources: {} })).rejects.toThrow('not today');
     expect(later).toBe(false);
   });
 

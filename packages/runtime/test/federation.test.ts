@@ -94,7 +94,7 @@ describe('ServerEngine + ClientEngine + AdminClient (in-memory channels)', () =>
   });
 
   it('an admin without submit_job is refused by the server (E_RUNTIME_NOT_AUTHORIZED) and it is audited', async () => {
-    const member: PeerIdentity = { name: 'member@org1.com', org: 'org1', role: 'member', kind: 'admin' };
+    const member: PeerIdentity = { name: 'member@org1.com', org: 'org1', role: 'member', type: 'admin' };
     const fed = await federation([{}], { admin: member, server: { deny: ['member@org1.com:submit_job'] } });
     const err = await fed.admin.submit(bundle()).catch((e: unknown) => e);
     expect(isFlareError(err, 'E_RUNTIME_NOT_AUTHORIZED')).toBe(true);

@@ -69,7 +69,7 @@ export const JOB_TRUST: JobTrust = jobTrustFromKit({ project: PROJECT, rootCaPem
 const kits = new Map<string, Promise<AdminSigningKit>>();
 
 /** An admin's signing kit issued by the test root (cached per identity); `project` binds what it signs. */
-export function adminKit(who: { readonly name: string; readonly org: string; readonly role?: string }, project = PROJECT): Promise<AdminSigningKit> {
+export function adminKit(who: { readonly name: string; readonly org: string; readonly role?: string | undefined }, project = PROJECT): Promise<AdminSigningKit> {
   const key = `${who.name}|${who.org}|${who.role ?? ''}|${project}`;
   let kit = kits.get(key);
   if (kit === undefined) {
@@ -120,9 +120,9 @@ export function auditRecorder(prefix: string): { hook: (e: AuditEventInput) => s
   };
 }
 
-export const SERVER: PeerIdentity = { name: 'server', org: 'nvidia', kind: 'server' };
-export const ADMIN: PeerIdentity = { name: 'admin@nvidia.com', org: 'nvidia', role: 'project_admin', kind: 'admin' };
-export const site = (n: number): PeerIdentity => ({ name: `site-${n}`, org: `org${n}`, kind: 'client' });
+export const SERVER: PeerIdentity = { name: 'server', org: 'nvidia', type: 'server' };
+export const ADMIN: PeerIdentity = { name: 'admin@nvidia.com', org: 'nvidia', role: 'project_admin', type: 'admin' };
+export const site = (n: number): PeerIdentity => ({ name: `site-${n}`, org: `org${n}`, type: 'client' });
 
 export function jobDefinition(over: Record<string, JsonValue> = {}): { [k: string]: JsonValue } {
   return { name: 'towards', rounds: 3, min_clients: 2, round_timeout_s: 10, deploy: ['site-1', 'site-2', 'site-3'], learner: { name: 'towards', args: {} }, ...over };

@@ -20,7 +20,7 @@ const DAY = 24 * 3600_000;
 
 /** A server that says whatever it likes: it welcomes the site, then sends deploys, tasks, aborts and job ends of its choosing. */
 async function hostileServer(opts: SiteOptions = {}) {
-  const hub = memoryHub({ name: 'server', org: 'nvidia', kind: 'server' });
+  const hub = memoryHub({ name: 'server', org: 'nvidia', type: 'server' });
   const replies = new Map<string, (m: MessageOf<'deploy_reply'>) => void>();
   const results = new Map<string, (m: MessageOf<'result'>) => void>();
   let channel: PeerChannel | undefined;

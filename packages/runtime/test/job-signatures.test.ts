@@ -16,7 +16,7 @@ afterEach(closeAll);
 
 /** A server that says whatever it likes: it welcomes the site, then sends deploys and aborts of its choosing. */
 async function hostileServer(opts: Parameters<typeof startSite>[2] = {}) {
-  const hub = memoryHub({ name: 'server', org: 'nvidia', kind: 'server' });
+  const hub = memoryHub({ name: 'server', org: 'nvidia', type: 'server' });
   const replies = new Map<string, (m: MessageOf<'deploy_reply'>) => void>();
   let channel: PeerChannel | undefined;
   hub.onChannel((ch) => {

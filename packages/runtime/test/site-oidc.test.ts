@@ -9,14 +9,15 @@ import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { Identity } from '@flare/core';
 import { expectFlareCodeAsync, expectFlareCode } from '@flare/core/testing';
 import { exportJWK, SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ANY_SITE, attachAuthTokens, authenticateSubmitter, jobTokenFor, loadSiteAuthenticator, parseMetaJson, type JobDefinition, type Principal } from '../src/index.js';
+import { ANY_SITE, attachAuthTokens, authenticateSubmitter, jobTokenFor, loadSiteAuthenticator, parseMetaJson, type JobDefinition } from '../src/index.js';
 
 const ISSUER = 'https://idp.hospital-a.example/realms/fl';
 const AUDIENCE = 'flare-site-1';
-const alice: Principal = { name: 'alice@a.org', org: 'org_a', role: 'lead' };
+const alice: Identity = { name: 'alice@a.org', org: 'org_a', type: 'admin', role: 'lead' };
 const signing = generateKeyPairSync('ec', { namedCurve: 'P-256' });
 const stranger = generateKeyPairSync('ec', { namedCurve: 'P-256' });
 

@@ -1,21 +1,18 @@
-import type { FlareError, JsonValue } from '@flare/core';
+import type { FlareError, Identity, JsonValue } from '@flare/core';
 
-/** The identity a participant proved (certificate, then session): never a field of a message. */
-export interface PeerIdentity {
-  readonly name: string;
-  readonly org: string;
-  /** The admin role from the certificate (admins only). */
-  readonly role?: string;
-  readonly kind: 'server' | 'client' | 'admin';
+/**
+ * The identity a participant proved (certificate, then session): core's {@link Identity} (`name`, `org`,
+ * `type`, `role` for admins) plus what only the runtime needs. Never a field of a message. An aggregating relay
+ * that logs in as a contributor has type `relay` and is served as a site.
+ */
+export interface PeerIdentity extends Identity {
   /** The relays a site's login came through, nearest the server first (its signed relay path; docs/relays.md). */
   readonly via?: readonly string[];
 }
 
-/** A person's identity for authorization (role may be empty for non-admins). */
-export interface Principal {
-  readonly name: string;
-  readonly org: string;
-  readonly role: string;
+/** True for a participant the server serves as a site: a client, or an aggregating relay contributing for its sites. */
+export function isSite(peer: Identity): boolean {
+  return peer.type === 'client' || peer.type === 'relay';
 }
 
 /** A message header as it travels (JSON object); the receiver validates it before use. */

@@ -1,9 +1,11 @@
-import { FlareRuntimeError, type JsonValue } from '@flare/core';
+import { FlareRuntimeError, type Identity, type JsonValue } from '@flare/core';
 import { z } from 'zod';
 
 const id = z.string().min(1).max(80);
 const reason = z.strictObject({ code: z.string().max(64), message: z.string().max(2048) });
 const identity = z.strictObject({ name: z.string().max(256), org: z.string().max(256), role: z.string().max(64).optional() });
+/** An admin as a deploy or abort message names it (the type is implied: always an admin). */
+type WireIdentity = z.output<typeof identity>;
 const numbers = z.record(z.string().max(64), z.number());
 const json: z.ZodType<JsonValue> = z.lazy(() => z.union([z.string(), z.number(), z.boolean(), z.null(), z.array(json), z.record(z.string(), json)]));
 /** A workflow's task kind: `train`, `validate`, or a workflow's own (`secagg.share`, ...). */
@@ -91,4 +93,14 @@ export function parseMessage(header: unknown): Message {
 /** A header ready to send (checked against the schema first: we never send what we would refuse). */
 export function outgoing(header: z.input<typeof Message>): { readonly [key: string]: JsonValue } {
   return Message.parse(header) as unknown as { readonly [key: string]: JsonValue };
+}
+
+/** The admin a message or job record names (`name`, `org`, `role`), as core's {@link Identity}; an empty role is none. */
+export function adminIdentity(w: { readonly name: string; readonly org: string; readonly role?: string | undefined }): Identity {
+  return { name: w.name, org: w.org, type: 'admin', ...(w.role === undefined || w.role === '' ? {} : { role: w.role }) };
+}
+
+/** An admin's identity as deploy and abort messages carry it (no type: it is always an admin). */
+export function wireIdentity(id: Identity): WireIdentity {
+  return { name: id.name, org: id.org, ...(id.role === undefined || id.role === '' ? {} : { role: id.role }) };
 }

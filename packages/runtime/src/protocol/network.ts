@@ -33,8 +33,6 @@ export type ParticipantAuthenticator = (connection: Connection<AuthenticatedPeer
  */
 export const RUNTIME_MAX_MESSAGE_BYTES = 2 * 1024 ** 3;
 
-const KINDS = { server: 'server', client: 'client', admin: 'admin' } as const;
-
 /**
  * Identity from the mTLS certificate the peer presented: chain to this project's root CA, validity,
  * revocation (the kit's CRL), and the participant type (a site may not connect as the server and vice
@@ -53,7 +51,7 @@ export const certificateIdentity: ParticipantAuthenticator = async (connection, 
   });
   if (v.type === 'relay') throw new PkiError('E_CERT_UNTRUSTED', `relay '${v.name}' cannot join as a participant`);
   if (onServer && v.type === 'server') throw new PkiError('E_CERT_UNTRUSTED', `'${v.name}' presented a server certificate to the server`);
-  return { name: v.name, org: v.org, kind: KINDS[v.type], ...(v.role === undefined ? {} : { role: v.role }) };
+  return { name: v.name, org: v.org, type: v.type, ...(v.role === undefined ? {} : { role: v.role }) };
 };
 
 /**
@@ -109,7 +107,7 @@ export function sessionAuthenticator(
     // Stable across renewals (@flare/auth), so attestation nonces of one connection share one root.
     const exportKeyingMaterial = (label: string, length: number): Uint8Array => session.exportKeyingMaterial(label, length);
     return {
-      name: peer.name, org: peer.org, kind: peer.type === 'relay' ? 'client' : KINDS[peer.type], ...(peer.role === undefined ? {} : { role: peer.role }),
+      name: peer.name, org: peer.org, type: peer.type, ...(peer.role === undefined ? {} : { role: peer.role }),
       ...(peer.via === undefined ? {} : { via: peer.via }), exportKeyingMaterial,
     };
   };

@@ -1,13 +1,13 @@
 import { join } from 'node:path';
-import { FlareRuntimeError, META, decodeModel, encodeModel, silentLogger, type AuditHook, type FLModel, type Learner, type LearnerContext, type Logger } from '@flare/core';
+import { FlareRuntimeError, META, decodeModel, encodeModel, silentLogger, type AuditHook, type FLModel, type Identity, type Learner, type LearnerContext, type Logger } from '@flare/core';
 import type { Kit } from '@flare/pki';
 import type { ServerLimits, Target } from '@flare/transport';
 import { z } from 'zod';
 import { auditor, type LooseAuditEvent } from '../audit.js';
 import { resolveRuntimeLimits, type RuntimeLimits } from '../defaults.js';
-import type { PeerChannel, Principal, ServerLink } from '../protocol/channel.js';
+import type { PeerChannel, ServerLink } from '../protocol/channel.js';
 import type { JobDefinition } from '../protocol/job-definition.js';
-import { Message, outgoing } from '../protocol/messages.js';
+import { Message, adminIdentity, outgoing } from '../protocol/messages.js';
 import { linkToServer } from '../protocol/network.js';
 import { DEFAULT_AGGREGATION_POLICY, policyAggregator, type AggregationPolicy } from '../server/aggregation-policy.js';
 import { RELAY_SITES_META, contributorMaxSteps, type RelayTree } from '../server/relay-contributions.js';
@@ -92,7 +92,7 @@ export async function startAggregatingRelay(o: AggregatingRelayOptions): Promise
   const limits = resolveRuntimeLimits(o.limits);
   const relays = relayTreeOf(kit);
   const hub = await SiteHub.start({ kit, port: o.port, ...(o.host === undefined ? {} : { host: o.host }), workspace: join(o.workspace, 'jobs'), limits, ...(o.transport === undefined ? {} : { transport: o.transport }), audit, logger });
-  const offered = new Map<string, { readonly bundle: Uint8Array; readonly submitter: Principal }>();
+  const offered = new Map<string, { readonly bundle: Uint8Array; readonly submitter: Identity }>();
   // The server's status shows the tree: the relay reports its sites once registered upstream, and on every change.
   let registeredUpstream: PeerChannel | undefined;
   const reportSites = (): void => {
@@ -105,7 +105,7 @@ export async function startAggregatingRelay(o: AggregatingRelayOptions): Promise
       if (msg.t === 'welcome') {
         registeredUpstream = ch;
         reportSites();
-      } else if (msg.t === 'deploy') offered.set(msg.job, { bundle: payload, submitter: { name: msg.submitter.name, org: msg.submitter.org, role: msg.submitter.role ?? '' } });
+      } else if (msg.t === 'deploy') offered.set(msg.job, { bundle: payload, submitter: adminIdentity(msg.submitter) });
       else if (msg.t === 'abort') hub.abort(msg, payload);
       else if (msg.t === 'job_end') {
         offered.delete(msg.job);

@@ -1,5 +1,5 @@
 import { setMaxListeners } from 'node:events';
-import { FlareRuntimeError, META, type FLModel, type JsonValue, type Logger } from '@flare/core';
+import { FlareRuntimeError, META, type FLModel, type Identity, type JsonValue, type Logger } from '@flare/core';
 import type { Kit } from '@flare/pki';
 import { listen, type Connection, type ServerEndpoint, type ServerLimits } from '@flare/transport';
 import { AttestationChecks } from '../attestation/checks.js';
@@ -8,7 +8,7 @@ import type { LooseAuditEvent } from '../audit.js';
 import { reasonOf } from '../errors.js';
 import { EventBus } from '../event-bus.js';
 import { decodeJobBundle } from '../protocol/bundle.js';
-import type { PeerChannel, Principal } from '../protocol/channel.js';
+import type { PeerChannel } from '../protocol/channel.js';
 import type { JobDefinition } from '../protocol/job-definition.js';
 import { connectionChannel, RUNTIME_MAX_MESSAGE_BYTES, sessionAuthenticator, type AuthenticatedPeer } from '../protocol/network.js';
 import { outgoing, parseMessage, type JobEndStatus, type Message } from '../protocol/messages.js';
@@ -115,7 +115,7 @@ export class SiteHub {
    *
    * @throws FlareRuntimeError E_RUNTIME_DEPLOY_REFUSED when no site below the relay accepted it.
    */
-  async deploy(id: string, definition: JobDefinition, bundle: Uint8Array, submitter: Principal): Promise<readonly string[]> {
+  async deploy(id: string, definition: JobDefinition, bundle: Uint8Array, submitter: Identity): Promise<readonly string[]> {
     let job = this.#jobs.get(id);
     if (job === undefined) {
       await this.#record(id, bundle, submitter);
@@ -135,12 +135,12 @@ export class SiteHub {
   }
 
   /** Stores the job as this relay received it (its own record of what it aggregated), once. */
-  async #record(id: string, bundle: Uint8Array, submitter: Principal): Promise<void> {
+  async #record(id: string, bundle: Uint8Array, submitter: Identity): Promise<void> {
     const known = await this.#store.get(id).then(
       () => true,
       () => false,
     );
-    if (!known) await this.#store.create({ id, bundle: decodeJobBundle(bundle), submitter: submitter.role === '' ? { name: submitter.name, org: submitter.org } : submitter });
+    if (!known) await this.#store.create({ id, bundle: decodeJobBundle(bundle), submitter });
   }
 
   #candidates(job: ActiveJob): string[] {

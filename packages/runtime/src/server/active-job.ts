@@ -1,9 +1,6 @@
-import type { JsonValue } from '@flare/core';
+import type { Identity, JsonValue } from '@flare/core';
 import type { Reason } from '../errors.js';
-import type { Principal } from '../protocol/channel.js';
 import type { JobDefinition } from '../protocol/job-definition.js';
-
-export type { Principal } from '../protocol/channel.js';
 
 /** A job the server is running now: what its parts share. */
 export interface ActiveJob {
@@ -13,7 +10,8 @@ export interface ActiveJob {
   readonly raw: JsonValue;
   /** What a site receives at deploy: the job as its admin signed it (an encoded job bundle), read once. */
   readonly bundle: () => Promise<Uint8Array>;
-  readonly submitter: Principal;
+  /** The admin who submitted the job (type `admin`). */
+  readonly submitter: Identity;
   /** Sites running the job now (deployed and not gone since). */
   readonly deployed: Set<string>;
   readonly deploying: Set<string>;

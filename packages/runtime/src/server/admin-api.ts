@@ -1,4 +1,4 @@
-import { FlareRuntimeError, PolicyError, type JsonValue, type Logger } from '@flare/core';
+import { FlareRuntimeError, PolicyError, identityText, type Identity, type JsonValue, type Logger } from '@flare/core';
 import { verifyAbort, verifyJob } from '@flare/policy';
 import type { LooseAuditEvent } from '../audit.js';
 import { reasonOf } from '../errors.js';
@@ -7,8 +7,8 @@ import { decodeJobBundle, signedJobFiles, type JobBundle } from '../protocol/bun
 import { receivedSignature, type JobTrust } from '../protocol/job-trust.js';
 import type { PeerChannel } from '../protocol/channel.js';
 import { parseMetaJson, type JobDefinition } from '../protocol/job-definition.js';
-import { outgoing, type MessageOf } from '../protocol/messages.js';
-import type { ActiveJob, Principal } from './active-job.js';
+import { adminIdentity, outgoing, type MessageOf } from '../protocol/messages.js';
+import type { ActiveJob } from './active-job.js';
 import { isJobId, type JobRecord, type JobStore } from './job-store.js';
 import type { SiteRegistry } from './registry.js';
 import type { RelayedSiteSighting } from './relay-status.js';
@@ -56,8 +56,11 @@ export function siteStates(rec: JobRecord, def: JobDefinition, registry: SiteReg
   });
 }
 
-/** Decides whether `user` may exercise `right` (FLARE right names: submit_job, list_jobs, abort_job, ...). */
-export type Authorizer = (request: { readonly user: Principal; readonly right: string; readonly submitter?: Principal }) => boolean | Promise<boolean>;
+/**
+ * Decides whether `user` (the admin on the channel) may exercise `right` (FLARE right names: submit_job,
+ * list_jobs, abort_job, ...), for job commands on a job `submitter` submitted.
+ */
+export type Authorizer = (request: { readonly user: Identity; readonly right: string; readonly submitter?: Identity }) => boolean | Promise<boolean>;
 
 /** What the admin API needs from the server. */
 export interface AdminApiOptions {
@@ -75,7 +78,7 @@ export interface AdminApiOptions {
   /** A job was stored: queue it. */
   readonly submitted: (record: JobRecord, stored: { definition: JobDefinition; raw: JsonValue }) => void;
   /** Stops a job: aborts it if it runs (sending sites the admin's signed abort), drops it from the queue otherwise. */
-  readonly abort: (id: string, by: Principal, ref: string | undefined, signature: Uint8Array) => void;
+  readonly abort: (id: string, by: Identity, ref: string | undefined, signature: Uint8Array) => void;
   /**
    * When set, the server checks every job and abort signature too, and that the admin on the channel signed
    * it: a refusal at submit rather than at every site. Sites verify in any case.
@@ -88,8 +91,7 @@ export interface AdminApiOptions {
 /** Answers longer than this (JSON characters) travel as the reply's payload rather than in its header. */
 const INLINE_REPLY_CHARS = 16 * 1024;
 
-const principal = (ch: PeerChannel): Principal => ({ name: ch.peer.name, org: ch.peer.org, role: ch.peer.role ?? '' });
-const asPrincipal = (s: JobRecord['submitter']): Principal => ({ ...s, role: s.role ?? '' });
+const identityOf = (ch: PeerChannel): Identity => ({ name: ch.peer.name, org: ch.peer.org, type: ch.peer.type, ...(ch.peer.role === undefined ? {} : { role: ch.peer.role }) });
 
 /**
  * The admin commands over an admin's authenticated channel: each is authorized by the server's own policy
@@ -103,7 +105,7 @@ export class AdminApi {
     this.#o = o;
   }
 
-  async #require(user: Principal, right: string, submitter?: Principal): Promise<void> {
+  async #require(user: Identity, right: string, submitter?: Identity): Promise<void> {
     const ok = await this.#o.authorize(submitter === undefined ? { user, right } : { user, right, submitter });
     if (!ok) {
       this.#o.audit({ action: 'admin_refused', user: user.name, msg: `user '${user.name}' is not authorized for '${right}'` });
@@ -113,7 +115,7 @@ export class AdminApi {
 
   /** Answers one admin message (never throws: a refusal is the reply). */
   async handle(ch: PeerChannel, msg: MessageOf<'admin'>, payload: Uint8Array): Promise<void> {
-    const user = principal(ch);
+    const user = identityOf(ch);
     let data: JsonValue = null;
     let out: Uint8Array | undefined;
     try {
@@ -129,7 +131,7 @@ export class AdminApi {
     }
   }
 
-  async #run(user: Principal, msg: MessageOf<'admin'>, payload: Uint8Array): Promise<[JsonValue, Uint8Array?]> {
+  async #run(user: Identity, msg: MessageOf<'admin'>, payload: Uint8Array): Promise<[JsonValue, Uint8Array?]> {
     const { store } = this.#o;
     const job = async (): Promise<JobRecord> => store.get(msg.job ?? '');
     switch (msg.cmd) {
@@ -149,14 +151,14 @@ export class AdminApi {
       }
       case 'status': {
         const rec = await job();
-        await this.#require(user, 'get_job_meta', asPrincipal(rec.submitter));
+        await this.#require(user, 'get_job_meta', adminIdentity(rec.submitter));
         const { definition } = await store.definition(rec.id);
         const behind = this.#o.relaySightings?.() ?? [];
         return [{ record: rec, sites: siteStates(rec, definition, this.#o.registry, this.#o.active.get(rec.id)), ...(behind.length === 0 ? {} : { relay_sites: behind }) } as unknown as JsonValue];
       }
       case 'abort': {
         const rec = await job();
-        await this.#require(user, 'abort_job', asPrincipal(rec.submitter));
+        await this.#require(user, 'abort_job', adminIdentity(rec.submitter));
         if (rec.status !== 'SUBMITTED' && rec.status !== 'RUNNING') throw new FlareRuntimeError('E_RUNTIME_JOB_STATE', `job ${rec.id} is ${rec.status}`);
         this.#checkAbort(user, rec.id, payload);
         const ref = this.#o.audit({ action: 'job_abort', user: user.name, job: rec.id, msg: `job ${rec.name} aborted by ${user.name}` });
@@ -170,14 +172,14 @@ export class AdminApi {
       }
       case 'download': {
         const rec = await job();
-        await this.#require(user, 'download_job', asPrincipal(rec.submitter));
+        await this.#require(user, 'download_job', adminIdentity(rec.submitter));
         const out = await store.result(rec.id);
         this.#o.audit({ action: 'job_downloaded', user: user.name, job: rec.id, msg: `results of ${rec.name} downloaded by ${user.name}` });
         return [{ id: rec.id, bytes: out.byteLength }, out];
       }
       case 'result': {
         const rec = await job();
-        await this.#require(user, 'download_job', asPrincipal(rec.submitter));
+        await this.#require(user, 'download_job', adminIdentity(rec.submitter));
         const value = await store.readResult(rec.id, msg.name ?? '');
         this.#o.audit({ action: 'job_result_read', user: user.name, job: rec.id, msg: `result '${msg.name ?? ''}' of ${rec.name} read by ${user.name}`, data: { name: msg.name ?? null } });
         return [value];
@@ -194,7 +196,7 @@ export class AdminApi {
   }
 
   /** With a {@link AdminApiOptions.jobTrust}: the job is signed, for this id, by the admin submitting it. */
-  #checkJob(user: Principal, bundle: JobBundle, id: string | undefined): void {
+  #checkJob(user: Identity, bundle: JobBundle, id: string | undefined): void {
     const trust = this.#o.jobTrust;
     if (trust === undefined) return;
     if (id === undefined) throw new PolicyError('E_POLICY_JOB_UNSIGNED', 'the job was submitted without its id: a signed job names the id its admin chose');
@@ -203,22 +205,23 @@ export class AdminApi {
   }
 
   /** With a {@link AdminApiOptions.jobTrust}: the abort is signed, for this job, by the admin asking. */
-  #checkAbort(user: Principal, id: string, signature: Uint8Array): void {
+  #checkAbort(user: Identity, id: string, signature: Uint8Array): void {
     const trust = this.#o.jobTrust;
     if (trust === undefined) return;
     const abort = verifyAbort(receivedSignature(signature), { projectName: trust.project, jobId: id, verifyCertificate: trust.verifyCertificate });
     this.#signedBy(user, abort.signer, 'abort', id);
   }
 
-  #signedBy(user: Principal, signer: { readonly name: string; readonly org: string }, what: string, id: string): void {
+  #signedBy(user: Identity, signer: Identity, what: string, id: string): void {
+    // Name and org decide (the role is the certificate's either way); the message names both in full.
     if (signer.name === user.name && signer.org === user.org) return;
-    const msg = `the ${what} of job ${id} is signed by ${signer.name} (${signer.org}), not by ${user.name} who sent it`;
+    const msg = `the ${what} of job ${id} is signed by ${identityText(signer)}, not by ${identityText(user)} who sent it`;
     this.#o.audit({ action: `${what}_refused`, user: user.name, job: id, msg, data: { code: 'E_POLICY_JOB_SIGNER', signer: signer.name } });
     throw new PolicyError('E_POLICY_JOB_SIGNER', msg);
   }
 
   /** Parses before storing: a definition this server cannot run is refused at submit, not at deploy. */
-  async #store(user: Principal, bundle: ReturnType<typeof decodeJobBundle>, id: string | undefined): Promise<Awaited<ReturnType<JobStore['create']>>> {
+  async #store(user: Identity, bundle: ReturnType<typeof decodeJobBundle>, id: string | undefined): Promise<Awaited<ReturnType<JobStore['create']>>> {
     const { definition } = parseMetaJson(bundle.meta);
     if (definition.byoc !== undefined || bundle.files.size > 0) await this.#require(user, 'byoc');
     this.#checkJob(user, bundle, id);

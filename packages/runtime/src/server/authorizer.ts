@@ -1,4 +1,5 @@
-import { authorize, type AuthorizationPolicy } from '@flare/policy';
+import type { Identity } from '@flare/core';
+import { authorize, type AuthorizationPolicy, type Person } from '@flare/policy';
 import type { Authorizer } from './admin-api.js';
 
 /**
@@ -7,5 +8,8 @@ import type { Authorizer } from './admin-api.js';
  * file applies at once.
  */
 export function authorizerFromPolicy(policy: () => AuthorizationPolicy, serverOrg: string): Authorizer {
-  return ({ user, right, submitter }) => authorize(policy(), { right, user, siteOrg: serverOrg, ...(submitter === undefined ? {} : { submitter }) }).allowed;
+  return ({ user, right, submitter }) => authorize(policy(), { right, user: person(user), siteOrg: serverOrg, ...(submitter === undefined ? {} : { submitter: person(submitter) }) }).allowed;
 }
+
+/** Authorization decides on name, org and role; a participant without a role has the empty one. */
+const person = (id: Identity): Person => ({ name: id.name, org: id.org, role: id.role ?? '' });

@@ -6,7 +6,7 @@ import type { LooseAuditEvent } from '../audit.js';
 import { reasonOf, type Reason } from '../errors.js';
 import type { EventBus } from '../event-bus.js';
 import type { PeerChannel } from '../protocol/channel.js';
-import { outgoing, type MessageOf } from '../protocol/messages.js';
+import { outgoing, wireIdentity, type MessageOf } from '../protocol/messages.js';
 import { PendingRequests } from '../protocol/pending.js';
 import type { ActiveJob } from './active-job.js';
 import { Pacer } from './broadcast.js';
@@ -68,7 +68,7 @@ export class Deployer {
     if (entry === undefined) return false;
     job.deploying.add(site);
     try {
-      await this.#o.events.emit('before-deploy', { site, job: job.id, definition: job.definition, submitter: { ...job.submitter, kind: 'admin' } });
+      await this.#o.events.emit('before-deploy', { site, job: job.id, definition: job.definition, submitter: job.submitter });
       if (this.#o.attestation.active) {
         // Fresh evidence before every deploy: the platform may have changed since login.
         const when = `before deploying job ${job.id}`;
@@ -90,8 +90,7 @@ export class Deployer {
         onTimeout: () => new FlareRuntimeError('E_RUNTIME_TIMEOUT', `${site} did not answer the deploy request within ${this.#o.timeoutMs} ms`),
         signal: job.abort.signal,
       });
-      const submitter = job.submitter.role === '' ? { name: job.submitter.name, org: job.submitter.org } : job.submitter;
-      entry.channel.send(outgoing({ t: 'deploy', id, job: job.id, submitter, ...(ref === undefined ? {} : { ref }) }), payload).catch((e: unknown) => this.#replies.reject(id, e));
+      entry.channel.send(outgoing({ t: 'deploy', id, job: job.id, submitter: wireIdentity(job.submitter), ...(ref === undefined ? {} : { ref }) }), payload).catch((e: unknown) => this.#replies.reject(id, e));
       const reply = await answer;
       if (reply.ok) {
         job.deployed.add(site);

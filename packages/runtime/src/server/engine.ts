@@ -1,22 +1,22 @@
 import { setMaxListeners } from 'node:events';
-import { FlareRuntimeError, silentLogger, type AggregationScheme, type AuditHook, type Logger } from '@flare/core';
+import { FlareRuntimeError, silentLogger, type AggregationScheme, type AuditHook, type Identity, type Logger } from '@flare/core';
 import { AttestationChecks } from '../attestation/checks.js';
 import { AttestationGate, type AttestationOptions, type AttestationOutcome } from '../attestation/gate.js';
 import { auditor } from '../audit.js';
 import { resolveRuntimeLimits, type ResolvedRuntimeLimits, type RuntimeLimits } from '../defaults.js';
 import { reasonOf, type Reason } from '../errors.js';
 import { EventBus } from '../event-bus.js';
-import type { ChannelServer, PeerChannel } from '../protocol/channel.js';
+import { isSite, type ChannelServer, type PeerChannel } from '../protocol/channel.js';
 import { decodeAnchor, encodeAnchor, type AnchorLog } from '../protocol/anchors.js';
 import type { JobTrust } from '../protocol/job-trust.js';
-import { outgoing, parseMessage, type Message } from '../protocol/messages.js';
+import { adminIdentity, outgoing, parseMessage, wireIdentity, type Message } from '../protocol/messages.js';
 import { parseAggregatorSpec, DEFAULT_AGGREGATOR_SPEC } from '@flare/aggregator';
 import { parseWorkflowArgs } from '../workflows/args.js';
 import { crossSiteEval } from '../workflows/cross-site-eval.js';
 import { cyclic } from '../workflows/cyclic.js';
 import { scatterAndGather } from '../workflows/scatter-gather.js';
 import type { Workflow } from '../workflows/workflow.js';
-import type { ActiveJob, Principal } from './active-job.js';
+import type { ActiveJob } from './active-job.js';
 import { AdminApi, type Authorizer } from './admin-api.js';
 import { DEFAULT_AGGREGATION_POLICY, aggregatorSpecFor, aggregatorState, policyAggregator, type AggregationPolicy } from './aggregation-policy.js';
 import { Deployer } from './deployer.js';
@@ -175,7 +175,7 @@ export class ServerEngine {
       ...(o.auditTail === undefined ? {} : { auditTail: o.auditTail }),
       relaySightings: () => this.#relayView.sightings(this.registry),
       submitted: (record, stored) => {
-        this.#scheduler.add({ id: record.id, ...stored, submitter: { ...record.submitter, role: record.submitter.role ?? '' }, submittedAt: record.submitted_at, resuming: false });
+        this.#scheduler.add({ id: record.id, ...stored, submitter: adminIdentity(record.submitter), submittedAt: record.submitted_at, resuming: false });
         this.#tick();
       },
       abort: (id, by, ref, signature) => this.#abort(id, by, ref, signature),
@@ -206,7 +206,7 @@ export class ServerEngine {
       if (r.status !== 'SUBMITTED' && r.status !== 'RUNNING') continue;
       const stored = await engine.store.definition(r.id).catch(() => undefined);
       if (stored === undefined) continue;
-      engine.#scheduler.add({ id: r.id, ...stored, submitter: { ...r.submitter, role: r.submitter.role ?? '' }, submittedAt: r.submitted_at, resuming: r.status === 'RUNNING' });
+      engine.#scheduler.add({ id: r.id, ...stored, submitter: adminIdentity(r.submitter), submittedAt: r.submitted_at, resuming: r.status === 'RUNNING' });
       if (r.status === 'RUNNING') {
         resumable += 1;
         engine.#audit({ action: 'job_resume_pending', job: r.id, msg: `job ${r.name} resumes after round ${r.rounds_done - 1} when its sites reconnect` });
@@ -295,16 +295,15 @@ export class ServerEngine {
     };
   }
 
-  #abort(id: string, by: Principal, ref: string | undefined, signature: Uint8Array): void {
+  #abort(id: string, by: Identity, ref: string | undefined, signature: Uint8Array): void {
     this.#scheduler.remove(id);
     const a = this.#active.get(id);
     if (a === undefined) return;
     a.aborted = true;
     a.abortSignature = signature;
     a.abort.abort(new FlareRuntimeError('E_RUNTIME_ABORTED', `job ${id} aborted by ${by.name}`));
-    const who = by.role === '' ? { name: by.name, org: by.org } : by;
     // The admin's signed abort travels as the payload: each site obeys only that, never the server's `by`.
-    for (const site of a.deployed) void this.registry.get(site)?.channel.send(outgoing({ t: 'abort', job: id, by: who, ...(ref === undefined ? {} : { ref }) }), signature).catch(() => undefined);
+    for (const site of a.deployed) void this.registry.get(site)?.channel.send(outgoing({ t: 'abort', job: id, by: wireIdentity(by), ...(ref === undefined ? {} : { ref }) }), signature).catch(() => undefined);
   }
 
   #accept(ch: PeerChannel): void {
@@ -318,14 +317,14 @@ export class ServerEngine {
         this.#protocolError(ch, e);
         return;
       }
-      const work = peer.kind === 'admin' ? this.#onAdmin(ch, msg, payload) : peer.kind === 'client' ? this.#onSite(ch, msg, payload) : Promise.reject(new FlareRuntimeError('E_RUNTIME_PROTOCOL', `a ${peer.kind} may not connect here`));
+      const work = peer.type === 'admin' ? this.#onAdmin(ch, msg, payload) : isSite(peer) ? this.#onSite(ch, msg, payload) : Promise.reject(new FlareRuntimeError('E_RUNTIME_PROTOCOL', `a ${peer.type} may not connect here`));
       work.catch((e: unknown) => this.#protocolError(ch, e));
     });
     ch.onClose(() => {
       this.#checks.gate.forget(ch);
       // A site behind relays is reported with them: a lost relay shows as its sites lost, each naming it.
       const behind = peer.via === undefined ? '' : ` (behind relay ${peer.via.join(' > ')})`;
-      if (peer.kind === 'client' && this.registry.remove(peer.name, ch)) this.#siteGone(peer.name, `site ${peer.name}${behind} disconnected`, peer.via);
+      if (isSite(peer) && this.registry.remove(peer.name, ch)) this.#siteGone(peer.name, `site ${peer.name}${behind} disconnected`, peer.via);
     });
   }
 

@@ -171,7 +171,7 @@ export interface Checkpoint {
 export interface NewJob {
   /** The job as the admin sent it: meta.json's bytes, the initial model, custom/ files. */
   readonly bundle: JobBundle;
-  readonly submitter: { readonly name: string; readonly org: string; readonly role?: string };
+  readonly submitter: { readonly name: string; readonly org: string; readonly role?: string | undefined };
   /** The id the admin chose (a UUID; a job manifest it signed names it); default: a new one. */
   readonly id?: string;
 }

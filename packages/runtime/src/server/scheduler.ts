@@ -1,6 +1,6 @@
-import type { JsonValue } from '@flare/core';
+import type { Identity, JsonValue } from '@flare/core';
 import type { JobDefinition } from '../protocol/job-definition.js';
-import { namedSites, type ActiveJob, type Principal } from './active-job.js';
+import { namedSites, type ActiveJob } from './active-job.js';
 import type { SiteRegistry } from './registry.js';
 
 /** A job waiting to start (SUBMITTED, or RUNNING at a restart), as the scheduler keeps it in memory. */
@@ -8,7 +8,7 @@ export interface QueuedJob {
   readonly id: string;
   readonly definition: JobDefinition;
   readonly raw: JsonValue;
-  readonly submitter: Principal;
+  readonly submitter: Identity;
   readonly submittedAt: string;
   /** True when the job was RUNNING when the server stopped (it resumes from its checkpoint). */
   readonly resuming: boolean;

@@ -73,8 +73,8 @@ export interface SimulationResult {
   readonly sites: readonly SimulatedSite[];
 }
 
-const SERVER: PeerIdentity = { name: 'server', org: 'simulation', kind: 'server' };
-const ADMIN: PeerIdentity = { name: 'simulator', org: 'simulation', role: SIMULATOR_ROLE, kind: 'admin' };
+const SERVER: PeerIdentity = { name: 'server', org: 'simulation', type: 'server' };
+const ADMIN: PeerIdentity = { name: 'simulator', org: 'simulation', role: SIMULATOR_ROLE, type: 'admin' };
 const PROJECT = 'simulation';
 
 /**
@@ -146,7 +146,7 @@ export async function simulateJob(o: SimulationOptions): Promise<SimulationResul
     for (const s of sites) {
       const workspace = join(ws, s.name);
       await mkdir(workspace, { recursive: true, mode: 0o700 });
-      const identity: PeerIdentity = { name: s.name, org: s.name, kind: 'client' };
+      const identity: PeerIdentity = { name: s.name, org: s.name, type: 'client' };
       engines.push(
         await ClientEngine.start({
           site: { name: s.name, org: s.name },

@@ -1,7 +1,6 @@
-import { PolicyError, type AuditHook, type Filter, type FilterEnv, type FilterFactory } from '@flare/core';
+import { PolicyError, type AuditHook, type Filter, type FilterEnv, type FilterFactory, type Identity } from '@flare/core';
 import { admitJob, checkJobFreshness, checkScopeAggregation, composeFilterChain, createFilterChain, parseJobFilters, parseResourceRequest, resolvePrivacyScope, type FilterSpec, type JobSigner, type PrivacyScope, type Reservation, type VerifiedJob } from '@flare/policy';
 import { signedJobFiles, type JobBundle } from '../protocol/bundle.js';
-import type { Principal } from '../protocol/channel.js';
 import type { JobDefinition } from '../protocol/job-definition.js';
 import { receivedSignature } from '../protocol/job-trust.js';
 import { SECURE_AGGREGATION } from '../workflows/secure-aggregation.js';
@@ -17,7 +16,7 @@ export interface AdmissionRequest {
    * Who the server says submitted the job: never trusted. The submitter is the signing certificate's holder;
    * a server naming someone else is refused (it changed the job's story).
    */
-  readonly claimed?: Pick<Principal, 'name' | 'org'>;
+  readonly claimed?: Pick<Identity, 'name' | 'org'>;
   /**
    * When set, the signing time must fall within this window of now (`checkJobFreshness`, E_POLICY_JOB_EXPIRED):
    * a site sets it for a job id it meets for the first time.

@@ -336,9 +336,8 @@ export class ClientEngine {
     let signer: string;
     try {
       if (trust === undefined) throw new PolicyError('E_POLICY_JOB_SIGNER', `abort of job '${msg.job}': this site has no project trust to verify signatures with`);
-      const s = job.submitter;
       const admitted = admitAbort(
-        { jobId: msg.job, signature: receivedSignature(payload), submitter: { name: s.name, org: s.org, type: 'admin', role: s.role } },
+        { jobId: msg.job, signature: receivedSignature(payload), submitter: job.submitter },
         { authorization: this.#o.policy.authorization(), siteOrg: this.#o.site.org, projectName: trust.project, verifyCertificate: trust.verifyCertificate, audit },
       );
       signer = admitted.signer.name;
@@ -355,7 +354,7 @@ export class ClientEngine {
 
   async #deploy(ch: PeerChannel, msg: MessageOf<'deploy'>, payload: Uint8Array): Promise<void> {
     // The server's claim, for the audit trail only: admission takes the submitter from the job's signature.
-    const submitter = { name: msg.submitter.name, org: msg.submitter.org, role: msg.submitter.role ?? '' };
+    const submitter = { name: msg.submitter.name, org: msg.submitter.org };
     const recv = this.#audit({ action: 'deploy_received', job: msg.job, ref: msg.ref, user: submitter.name, msg: `deploy request for job ${msg.job}, submitted by ${submitter.name} as the server claims` });
     const answer = (fields: { ok: boolean; ref?: string | undefined; error?: Reason }): Promise<void> =>
       ch.send(outgoing({ t: 'deploy_reply', id: msg.id, job: msg.job, ok: fields.ok, ...(fields.ref === undefined ? {} : { ref: fields.ref }), ...(fields.error === undefined ? {} : { error: fields.error }) }));

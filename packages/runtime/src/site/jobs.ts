@@ -1,11 +1,11 @@
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { FlareRuntimeError, PolicyError, isFlareError, type Logger } from '@flare/core';
+import { FlareRuntimeError, PolicyError, isFlareError, type Identity, type Logger } from '@flare/core';
+import type { JobSigner } from '@flare/policy';
 import type { LooseAuditEvent } from '../audit.js';
 import type { Reason } from '../errors.js';
 import type { EventBus } from '../event-bus.js';
 import { decodeJobBundle, type BundleLimits } from '../protocol/bundle.js';
-import type { Principal } from '../protocol/channel.js';
 import { parseMetaJson } from '../protocol/job-definition.js';
 import type { SiteWorkflow } from '../workflows/workflow.js';
 import { admit, buildChains } from './admission.js';
@@ -68,7 +68,7 @@ export class SiteJobs {
    * the holder of the certificate that signed the job; `claimed` (the server's word) must name the same admin.
    * @throws the deciding component's FlareError (E_POLICY_*, E_RUNTIME_JOB_INVALID, E_RUNTIME_COMPONENT_UNKNOWN, ...).
    */
-  async deploy(id: string, claimed: Principal, bundleBytes: Uint8Array, ref: string | undefined): Promise<SiteJob> {
+  async deploy(id: string, claimed: Pick<Identity, 'name' | 'org'>, bundleBytes: Uint8Array, ref: string | undefined): Promise<SiteJob> {
     const o = this.#o;
     const site = o.site.name;
     await this.#ending.get(id);
@@ -99,7 +99,7 @@ export class SiteJobs {
     }
   }
 
-  async #build(id: string, claimed: Principal, bundleBytes: Uint8Array, ref: string | undefined, check: { readonly freshness?: { readonly maxAgeMs: number }; readonly onVerified: (v: { readonly signedAt: string; readonly manifest: string }) => void }): Promise<SiteJob> {
+  async #build(id: string, claimed: Pick<Identity, 'name' | 'org'>, bundleBytes: Uint8Array, ref: string | undefined, check: { readonly freshness?: { readonly maxAgeMs: number }; readonly onVerified: (v: { readonly signedAt: string; readonly manifest: string }) => void }): Promise<SiteJob> {
     const o = this.#o;
     const site = o.site.name;
     const bundle = decodeJobBundle(bundleBytes, o.limits);
@@ -107,12 +107,12 @@ export class SiteJobs {
     const workflow = o.workflows.get(definition.workflow);
     if (workflow === undefined) throw new FlareRuntimeError('E_RUNTIME_COMPONENT_UNKNOWN', `${site} does not run workflow '${definition.workflow}'`);
     const admission = admit({ job: id, definition, bundle, claimed, ...check }, o.policy, o.site, o.filters, (e) => o.audit({ ...e, ref: e.ref ?? ref }));
-    const submitter: Principal = { name: admission.submitter.name, org: admission.submitter.org, role: admission.submitter.role };
+    const submitter: JobSigner = { name: admission.submitter.name, org: admission.submitter.org, type: 'admin', role: admission.submitter.role };
     try {
       // The site's own login (local/authentication.json): the token the job carries for this site must be the signer's.
       const login = await authenticateSubmitter(o.policy.authenticator, { site, definition, submitter });
       if (login !== undefined) o.audit({ action: 'submitter_authenticated', job: id, ref, user: submitter.name, msg: `${login.authenticator}: token of ${login.name} (role ${login.role}) verified`, data: { authenticator: login.authenticator, ...(login.expiresAt === undefined ? {} : { expires_at: new Date(login.expiresAt).toISOString() }) } });
-      await o.events.emit('before-deploy', { site, job: id, definition, submitter: { ...submitter, kind: 'admin' } });
+      await o.events.emit('before-deploy', { site, job: id, definition, submitter });
     } catch (e) {
       admission.reservation.release();
       throw e;

@@ -1,9 +1,8 @@
 import { isAbsolute, join } from 'node:path';
-import { PolicyError, parseStrictJson, readFileIfExists, type JsonValue } from '@flare/core';
+import { PolicyError, parseStrictJson, readFileIfExists, type Identity, type JsonValue } from '@flare/core';
 import { createOidcAuthenticator, requireSiteAuthentication, type SiteAuthenticator, type SiteAuthVerdict } from '@flare/policy';
 import { z } from 'zod';
 import type { JobBundle } from '../protocol/bundle.js';
-import type { Principal } from '../protocol/channel.js';
 import type { JobDefinition } from '../protocol/job-definition.js';
 
 // Site-specific authentication (FLARE's KeyCloak site authentication): a site may require, besides the project
@@ -134,11 +133,11 @@ export function jobTokenFor(definition: JobDefinition, site: string): string | u
  */
 export async function authenticateSubmitter(
   authenticator: SiteAuthenticator | undefined,
-  job: { readonly site: string; readonly definition: JobDefinition; readonly submitter: Principal },
+  job: { readonly site: string; readonly definition: JobDefinition; readonly submitter: Pick<Identity, 'name' | 'org' | 'role'> },
 ): Promise<Extract<SiteAuthVerdict, { ok: true }> | undefined> {
   if (authenticator === undefined) return undefined;
   const credential = jobTokenFor(job.definition, job.site) ?? '';
-  return requireSiteAuthentication(authenticator, { credential, user: { name: job.submitter.name, org: job.submitter.org, role: job.submitter.role } });
+  return requireSiteAuthentication(authenticator, { credential, user: { name: job.submitter.name, org: job.submitter.org, ...(job.submitter.role === undefined ? {} : { role: job.submitter.role }) } });
 }
 
 /**

@@ -1,9 +1,9 @@
 import { FlareRuntimeError, type AuditEventInput, type AuditHook, type Filter, type FilterContext, type Learner, type Logger } from '@flare/core';
-import type { PrivacyScope, Reservation } from '@flare/policy';
+import type { JobSigner, PrivacyScope, Reservation } from '@flare/policy';
 import type { LooseAuditEvent } from '../audit.js';
 import { reasonOf } from '../errors.js';
 import type { EventBus } from '../event-bus.js';
-import type { PeerChannel, Principal } from '../protocol/channel.js';
+import type { PeerChannel } from '../protocol/channel.js';
 import type { JobDefinition } from '../protocol/job-definition.js';
 import { outgoing, type MessageOf } from '../protocol/messages.js';
 import type { SiteWorkflow } from '../workflows/workflow.js';
@@ -23,8 +23,8 @@ export interface SiteJob {
   readonly privacy: PrivacyScope | undefined;
   /** The filters each chain runs, in order (site scope's first), for audit lines. */
   readonly filters: { readonly data: readonly string[]; readonly result: readonly string[] };
-  /** Who submitted the job (as the server authenticated them), for site-level rights such as abort_job. */
-  readonly submitter: Principal;
+  /** Who submitted the job (the holder of the certificate that signed it), for site-level rights such as abort_job. */
+  readonly submitter: JobSigner;
   readonly reservation: Reservation;
   readonly jobWorkspace: string;
   /** Digest of the signed initial model's tensors (`tensorDigest`): the global model of round 0 must match it. */

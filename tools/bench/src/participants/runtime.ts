@@ -55,7 +55,7 @@ async function clearListener(m: Modules): Promise<Any> {
     limits: { maxMessageBytes: 2 ** 31 },
     authenticate: async (c: Any) => {
       const hello = (await c.receive()).header;
-      return { name: hello.name, org: hello.org, kind: hello.kind, ...(hello.role === undefined ? {} : { role: hello.role }) };
+      return { name: hello.name, org: hello.org, type: hello.type, ...(hello.role === undefined ? {} : { role: hello.role }) };
     },
   });
   ep.on('connection', (c: Any) => handler?.(m.runtime.connectionChannel(c)));
@@ -63,14 +63,14 @@ async function clearListener(m: Modules): Promise<Any> {
 }
 
 /** Opens a clear channel to the server as `me`. */
-export async function clearConnect(m: { transport: Any; runtime: Any }, port: number, me: { name: string; org: string; kind: string; role?: string }): Promise<Any> {
+export async function clearConnect(m: { transport: Any; runtime: Any }, port: number, me: { name: string; org: string; type: string; role?: string }): Promise<Any> {
   const c = await m.transport.dial({
     security: 'clear',
     targets: [{ host: '127.0.0.1', port }],
     limits: { maxMessageBytes: 2 ** 31 },
     authenticate: async (conn: Any) => {
       await conn.send({ ...me });
-      return { name: 'server', org: 'bench', kind: 'server' };
+      return { name: 'server', org: 'bench', type: 'server' };
     },
   });
   return m.runtime.connectionChannel(c);
@@ -154,7 +154,7 @@ export async function main(c: ParticipantConfig): Promise<void> {
   const name = c.name!;
   const targets = [{ host: '127.0.0.1', port: c.port! }];
   const firstTrain: number[] = [];
-  const connect = (): Promise<Any> => (kit === undefined ? clearConnect(m, c.port!, { name, org: 'bench', kind: 'client' }) : m.runtime.connectToServer({ kit, targets }));
+  const connect = (): Promise<Any> => (kit === undefined ? clearConnect(m, c.port!, { name, org: 'bench', type: 'client' }) : m.runtime.connectToServer({ kit, targets }));
   const common = {
     site: { name, org: 'bench' },
     policy: openPolicy(m, c.api, c.trustKit === undefined ? undefined : await m.pki.loadKit(c.trustKit)),

@@ -107,7 +107,7 @@ async function runOnce(o: { readonly root: string; readonly api: 'before' | 'aft
     const runtime: Any = await import(pathToFileURL(join(o.root, 'node_modules/@flare/runtime/dist/index.js')).href);
     const transport: Any = await import(pathToFileURL(join(o.root, 'node_modules/@flare/transport/dist/index.js')).href);
     const pki: Any = await import(pathToFileURL(join(o.root, 'node_modules/@flare/pki/dist/index.js')).href);
-    const adminMe = { name: 'admin@bench.org', org: 'bench', role: 'project_admin', kind: 'admin' };
+    const adminMe = { name: 'admin@bench.org', org: 'bench', role: 'project_admin', type: 'admin' };
     const channel = o.secure ? await runtime.connectToServer({ kit: await pki.loadKit(o.kits.get('admin@bench.org')!), targets: [{ host: '127.0.0.1', port }] }) : await clearConnect({ transport, runtime }, port, adminMe);
     // Sites of this runtime obey only signed jobs: the admin signs with its kit, secure run or clear.
     const signer = o.api === 'after' ? { signer: await pki.loadKit(o.kits.get('admin@bench.org')!) } : {};

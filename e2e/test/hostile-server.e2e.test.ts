@@ -4,14 +4,14 @@
 // signature, to end a job as ABORTED without it, and to replay a signed job that ended. The site refuses each
 // with its code, in its own audit log naming the site and the claimed submitter.
 import { randomUUID } from 'node:crypto';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { encodeModel } from '@flare/core';
 import { loadKit, parseProject, provision, type Kit } from '@flare/pki';
-import { encodeJobBundle, listenForParticipants, parseMessage, signAbortRequest, signJobBundle, type JobBundle, type MessageOf, type PeerChannel } from '@flare/runtime';
+import { JOB_LEDGER_FILE, encodeJobBundle, listenForParticipants, parseMessage, signAbortRequest, signJobBundle, type JobBundle, type MessageOf, type PeerChannel } from '@flare/runtime';
 import { denseNetwork, readWeights, selectBackend } from '@flare/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { auditOf, freePort, startFlare, stopAll, tempDir, until, type AuditLine } from './support.js';
+import { auditOf, freePort, startFlare, stopAll, stopProcess, tempDir, until, type AuditLine, type Started } from './support.js';
 
 const FEATURES = 16;
 let root: string;
@@ -20,6 +20,9 @@ let admin: Kit;
 let lead: Kit;
 let listener: Awaited<ReturnType<typeof listenForParticipants>> | undefined;
 let channel: PeerChannel | undefined;
+let siteKit: string;
+let site: Started | undefined;
+let registrations = 0;
 const replies = new Map<string, (m: MessageOf<'deploy_reply'>) => void>();
 
 const audit = (): Promise<AuditLine[]> => auditOf(siteWs);
@@ -81,13 +84,20 @@ participants:
       channel = ch;
       ch.onMessage((h) => {
         const m = parseMessage(h);
-        if (m.t === 'register') void ch.send({ t: 'welcome' }).then(resolve);
+        if (m.t === 'register') {
+          void ch.send({ t: 'welcome' }).then(() => {
+            registrations += 1;
+            resolve();
+          });
+        }
         if (m.t === 'deploy_reply') replies.get(m.id)?.(m);
       });
     });
   });
-  const site = await startFlare(['client', '--kit', dirs.get('site-1')!, '--workspace', siteWs]);
-  await Promise.race([registered, new Promise((_, reject) => setTimeout(() => reject(new Error(`site-1 did not register within 120 s: ${site.stderr()}`)), 120_000))]);
+  siteKit = dirs.get('site-1')!;
+  const started = await startFlare(['client', '--kit', siteKit, '--workspace', siteWs]);
+  site = started;
+  await Promise.race([registered, new Promise((_, reject) => setTimeout(() => reject(new Error(`site-1 did not register within 120 s: ${started.stderr()}`)), 120_000))]);
 }, 180_000);
 
 afterAll(async () => {
@@ -144,5 +154,25 @@ describe('a hostile server against a real site (issue #14.8)', () => {
     expect(await deploy(id, signed, claimed)).toMatchObject({ ok: false, error: { code: 'E_POLICY_JOB_REPLAYED' } });
     const line = await until(async () => (await audit()).find((l) => l.action === 'job_replay_refused' && l.job === id), 120_000, 'the replay refusal');
     expect(line).toMatchObject({ user: 'admin@a.org', data: { code: 'E_POLICY_JOB_REPLAYED', site: 'site-1', prior: 'ended' } });
+  });
+
+  it("a job-ledger.json deleted while the site is down is restored from the site's audit log (E_RUNTIME_JOB_LEDGER_ROLLBACK): the replay is still refused", async () => {
+    const claimed = { name: 'admin@a.org', org: 'org_a', role: 'project_admin' };
+    const id = randomUUID();
+    const signed = signJobBundle(admin, job(1000), id);
+    expect(await deploy(id, signed, claimed)).toMatchObject({ ok: true });
+    await channel!.send({ t: 'job_end', job: id, status: 'FINISHED' });
+    await until(async () => (await audit()).find((l) => l.action === 'job_released' && l.job === id), 120_000, 'the job released');
+    expect((await audit()).filter((l) => l.action === 'job_seen' && l.job === id).map((l) => l.data?.['state'])).toEqual(['running', 'ended']);
+
+    // The local attacker: the site is stopped, its ledger deleted, the site started again.
+    await stopProcess(site!);
+    await rm(join(siteWs, JOB_LEDGER_FILE));
+    const before = registrations;
+    site = await startFlare(['client', '--kit', siteKit, '--workspace', siteWs]);
+    await until(() => (registrations > before ? true : undefined), 120_000, 'site-1 registered again');
+    const repaired = await until(async () => (await audit()).find((l) => l.action === 'job_ledger_repaired'), 120_000, 'the repair in the site audit log');
+    expect(repaired.data).toMatchObject({ code: 'E_RUNTIME_JOB_LEDGER_ROLLBACK', file: JOB_LEDGER_FILE, jobs: expect.arrayContaining([id]) as unknown });
+    expect(await deploy(id, signed, claimed)).toMatchObject({ ok: false, error: { code: 'E_POLICY_JOB_REPLAYED' } });
   });
 });

@@ -11,7 +11,8 @@ export { CHECKPOINT_SAVED_ACTION, JobRecord, JobStore, RoundRecord, checkpointHe
 export type { Checkpoint, CheckpointHead, JobStatus, NewJob, StoredDefinition } from './server/job-store.js';
 export type { SiteSighting } from './server/registry.js';
 export { ClientEngine, DEFAULT_MAX_JOB_AGE_MS } from './site/engine.js';
-export { JOB_LEDGER_FILE } from './site/job-ledger.js';
+export { JOB_LEDGER_FILE, JOB_LEDGER_REPAIRED_ACTION, JOB_SEEN_ACTION, jobLedgerFromAudit } from './site/job-ledger.js';
+export type { JobLedgerEntry } from './site/job-ledger.js';
 export type { ClientEngineOptions } from './site/engine.js';
 export { sitePolicyFromFiles } from './site/policy.js';
 export { ANY_SITE, SITE_AUTHENTICATION_FILE, SiteAuthenticationFile, attachAuthTokens, authenticateSubmitter, jobTokenFor, loadSiteAuthenticator } from './site/oidc.js';

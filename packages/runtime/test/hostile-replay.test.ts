@@ -2,7 +2,7 @@
 // do not stop (issue #14): replaying a signed job the site already ran or refused, deploying a job signed long
 // ago, swapping the signed initial model in round 0, and ending a job as ABORTED without an admin's signed abort.
 import { randomUUID } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
+import { copyFile, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { META, encodeModel, model, tensor, type JsonValue } from '@flare/core';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -10,7 +10,7 @@ import { encodeJobBundle, type JobBundle } from '../src/protocol/bundle.js';
 import type { PeerChannel } from '../src/protocol/channel.js';
 import { signAbortRequest, signJobBundle } from '../src/protocol/job-trust.js';
 import { outgoing, parseMessage, type MessageOf } from '../src/protocol/messages.js';
-import { JOB_LEDGER_FILE } from '../src/site/job-ledger.js';
+import { JOB_LEDGER_FILE, jobLedgerFromAudit } from '../src/site/job-ledger.js';
 import { memoryHub } from '../src/testing/channels.js';
 import { ADMIN, adminKit, bundle, closeAll, initialModelBytes, jobDefinition, learnerFactory, startSite, tempDir, until, type SiteOptions } from './helpers.js';
 
@@ -36,8 +36,8 @@ async function hostileServer(opts: SiteOptions = {}) {
     });
   });
   const workspace = opts.workspace ?? (await tempDir());
-  const start = async () => {
-    const s = await startSite(1, hub, { learner: learnerFactory(1), workspace, ...opts });
+  const start = async (more: SiteOptions = {}) => {
+    const s = await startSite(1, hub, { learner: learnerFactory(1), workspace, ...opts, ...more });
     await s.engine.registered(10_000);
     return s;
   };
@@ -148,6 +148,54 @@ describe('a signed job runs once at a site: replays are refused (issue #14)', ()
     // A job of the same age it never met is refused.
     const other = randomUUID();
     expect(await restarted.deploy(other, signJobBundle(await adminKit(ADMIN), job1(), other, new Date(Date.now() - DAY)))).toMatchObject({ ok: false, error: { code: 'E_POLICY_JOB_EXPIRED' } });
+  });
+});
+
+describe("the job ledger is anchored in the site's audit log (issue #14)", () => {
+  const ledgerOf = async (workspace: string) => (JSON.parse(await readFile(join(workspace, JOB_LEDGER_FILE), 'utf8')) as { jobs: Record<string, { state: string }> }).jobs;
+
+  it('a deleted job-ledger.json is restored from the audit log: the replay is still refused (E_POLICY_JOB_REPLAYED), the repair audited with E_RUNTIME_JOB_LEDGER_ROLLBACK naming the job', async () => {
+    const h = await hostileServer();
+    const id = randomUUID();
+    const signed = signJobBundle(await adminKit(ADMIN), job1(), id);
+    expect(await h.deploy(id, signed)).toMatchObject({ ok: true });
+    await h.jobEnd(id, 'FINISHED');
+    await released(h.site, id);
+    // Every ledger change went to the audit log first.
+    expect(h.site.audit.events.filter((e) => e.action === 'job_seen' && e.job === id).map((e) => e.data?.['state'])).toEqual(['running', 'ended']);
+
+    await h.site.engine.close();
+    await rm(join(h.workspace, JOB_LEDGER_FILE));
+    const again = await h.start({ auditedJobs: await jobLedgerFromAudit(h.site.audit.events) });
+    expect(again.audit.events.find((e) => e.action === 'job_ledger_repaired')).toMatchObject({ data: { code: 'E_RUNTIME_JOB_LEDGER_ROLLBACK', file: JOB_LEDGER_FILE, repaired: 1, jobs: [id] } });
+    expect((await ledgerOf(h.workspace))[id]).toMatchObject({ state: 'ended', code: 'FINISHED' });
+    expect(await h.deploy(id, signed)).toMatchObject({ ok: false, error: { code: 'E_POLICY_JOB_REPLAYED' } });
+    expect(again.audit.events.some((e) => e.action === 'job_replay_refused' && e.job === id)).toBe(true);
+  });
+
+  it('an older copy put back (the job still running in it) is rolled forward to what the log says; an untouched ledger is not repaired', async () => {
+    const h = await hostileServer();
+    const kit = await adminKit(ADMIN);
+    const id = randomUUID();
+    const signed = signJobBundle(kit, job1(), id);
+    expect(await h.deploy(id, signed)).toMatchObject({ ok: true });
+    const old = join(await tempDir(), 'old-ledger.json');
+    await copyFile(join(h.workspace, JOB_LEDGER_FILE), old);
+    await h.jobEnd(id, 'ABORTED', signAbortRequest(kit, id));
+    await released(h.site, id);
+    await h.site.engine.close();
+
+    // Untouched: the same entries, nothing to repair.
+    const same = await h.start({ auditedJobs: await jobLedgerFromAudit(h.site.audit.events) });
+    expect(same.audit.events.some((e) => e.action === 'job_ledger_repaired')).toBe(false);
+    await same.engine.close();
+
+    await copyFile(old, join(h.workspace, JOB_LEDGER_FILE));
+    expect((await ledgerOf(h.workspace))[id]).toMatchObject({ state: 'running' });
+    const again = await h.start({ auditedJobs: await jobLedgerFromAudit([...h.site.audit.events, ...same.audit.events]) });
+    expect(again.audit.events.find((e) => e.action === 'job_ledger_repaired')).toMatchObject({ data: { code: 'E_RUNTIME_JOB_LEDGER_ROLLBACK', repaired: 1, jobs: [id] } });
+    expect((await ledgerOf(h.workspace))[id]).toMatchObject({ state: 'ended', code: 'E_RUNTIME_ABORTED' });
+    expect(await h.deploy(id, signed)).toMatchObject({ ok: false, error: { code: 'E_POLICY_JOB_REPLAYED' } });
   });
 });
 

@@ -29,6 +29,7 @@ import {
   type ClosableLogger,
   type AnchorLog,
   type CheckpointHead,
+  type JobLedgerEntry,
   type JobTrust,
   type LearnerFactory,
   type RoundRecord,
@@ -53,7 +54,7 @@ const HE_CLIENT_CONTEXT = join('startup', 'client_context.seal');
 /** The pieces other packages contribute to a participant: audit log, aggregator, filters. */
 export interface Stack {
   /** Opens this participant's audit log; returns the hook and a way to close it and read its tail. */
-  openAudit(dir: string, kit: Kit): Promise<{ hook: AuditHook; tail(lines: number): Promise<string[]>; close(): Promise<void>; anchors?: AnchorLog; ledgerHeads?: readonly LedgerHead[]; checkpointHeads?: ReadonlyMap<string, CheckpointHead> }>;
+  openAudit(dir: string, kit: Kit): Promise<{ hook: AuditHook; tail(lines: number): Promise<string[]>; close(): Promise<void>; anchors?: AnchorLog; ledgerHeads?: readonly LedgerHead[]; checkpointHeads?: ReadonlyMap<string, CheckpointHead>; auditedJobs?: ReadonlyMap<string, JobLedgerEntry> }>;
   /** The aggregator of a job; undefined: the runtime's (meta.json's `aggregator` under the server's policy). */
   aggregator?: AggregatorFactory;
   /** Filters a site can build by name (privacy.json and jobs name them); DP filters charge `ledger` when given. */
@@ -310,6 +311,7 @@ export async function runClient(o: ClientRun, stack: Stack): Promise<void> {
         logger,
         ...(attestation === undefined ? {} : { attestation }),
         ...(o.maxJobAgeMs === undefined ? {} : { maxJobAgeMs: o.maxJobAgeMs }),
+        ...(audit.auditedJobs === undefined ? {} : { auditedJobs: audit.auditedJobs }),
       });
       await Promise.race([until(o.signal), engine.done]);
       await engine.close();

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { AuditLog, readEvents, verifyAuditLog } from '@flare/audit';
 import type { FilterFactory } from '@flare/core';
 import { createDpFilterFactories, ledgerHeadsFromAudit } from '@flare/filters-dp';
-import { checkpointHeadsFromAudit } from '@flare/runtime';
+import { checkpointHeadsFromAudit, jobLedgerFromAudit } from '@flare/runtime';
 import type { Stack } from './participants.js';
 
 async function* recordsOf(path: string): AsyncGenerator<{ readonly action: string; readonly job?: string | undefined; readonly data?: unknown }> {
@@ -28,6 +28,8 @@ export function defaultStack(): Stack {
       const ledgerHeads = existsSync(file) ? await ledgerHeadsFromAudit(recordsOf(file)) : [];
       // The newest checkpoint of each job a server's log recorded: an older copy put back on disk is refused on resume.
       const checkpointHeads = existsSync(file) ? await checkpointHeadsFromAudit(recordsOf(file)) : new Map();
+      // The signed jobs a site met: a job-ledger.json deleted or rolled back while it was down is restored from these.
+      const auditedJobs = existsSync(file) ? await jobLedgerFromAudit(recordsOf(file)) : new Map();
       const log = await AuditLog.open(file, { site: kit.participant.name, signer: kit.privateKey });
       return {
         hook: log.append,
@@ -41,6 +43,7 @@ export function defaultStack(): Stack {
         anchors: log,
         ledgerHeads,
         checkpointHeads,
+        auditedJobs,
       };
     },
     filters: (ledger) => new Map<string, FilterFactory<unknown>>(createDpFilterFactories(ledger === undefined ? {} : { ledger }).map((f) => [f.name, f as FilterFactory<unknown>])),

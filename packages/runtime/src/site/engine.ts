@@ -15,7 +15,7 @@ import { crossSiteEvalSite } from '../workflows/cross-site-eval-site.js';
 import { cyclicSite } from '../workflows/cyclic-site.js';
 import { scatterAndGatherSite } from '../workflows/scatter-gather.js';
 import type { SiteWorkflow } from '../workflows/workflow.js';
-import { SiteJobLedger } from './job-ledger.js';
+import { SiteJobLedger, type JobLedgerEntry } from './job-ledger.js';
 import { SiteJobs } from './jobs.js';
 import { resourceReport, type FilterRegistry, type LearnerFactory, type SitePolicy } from './policy.js';
 import { runTask } from './task-runner.js';
@@ -74,6 +74,13 @@ export interface ClientEngineOptions {
    * memory.
    */
   readonly maxJobAgeMs?: number;
+  /**
+   * The jobs this site's audit log recorded (`jobLedgerFromAudit` over its events, read before the log is
+   * reopened): a job-ledger.json that lacks any of them, or holds an older state, was deleted or rolled back;
+   * the site restores them (`job_ledger_repaired`, E_RUNTIME_JOB_LEDGER_ROLLBACK) and so still refuses their
+   * replay. Every ledger change is recorded in the log (`job_seen`) through `audit`.
+   */
+  readonly auditedJobs?: ReadonlyMap<string, JobLedgerEntry>;
 }
 
 /** Default of {@link ClientEngineOptions.maxJobAgeMs}: 7 days. */
@@ -143,8 +150,11 @@ export class ClientEngine {
   static async start(o: ClientEngineOptions): Promise<ClientEngine> {
     const maxJobAgeMs = o.maxJobAgeMs ?? DEFAULT_MAX_JOB_AGE_MS;
     if (!(maxJobAgeMs > 0)) throw new RangeError(`"maxJobAgeMs" expected a positive number of ms, got ${String(o.maxJobAgeMs)}`);
-    const ledger = await SiteJobLedger.open(o.workspace, { maxAgeMs: maxJobAgeMs });
+    const ledger = await SiteJobLedger.open(o.workspace, { maxAgeMs: maxJobAgeMs, audit: auditor(o.audit), ...(o.auditedJobs === undefined ? {} : { audited: o.auditedJobs }) });
     const engine = new ClientEngine(o, ledger, maxJobAgeMs);
+    if (ledger.repaired.length > 0) {
+      engine.#log.error('job-ledger.json lacked jobs the audit log recorded (deleted or rolled back): restored from the audit log', { code: 'E_RUNTIME_JOB_LEDGER_ROLLBACK', jobs: ledger.repaired.slice(0, 32) });
+    }
     o.link.onGiveUp((e) => engine.#stopWith(e));
     o.link.onRetry?.(({ delayMs, error }) => engine.#log.warn('cannot reach the server; retrying', { code: error.code, reason: error.message, retryInMs: delayMs }));
     o.link.onChannel((ch) => void engine.#attach(ch));

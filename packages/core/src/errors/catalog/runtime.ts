@@ -78,6 +78,10 @@ export const RUNTIME_CODES = {
     meaning: 'A job\'s checkpoint on the server\'s disk is authentic but older than the newest one the server\'s audit log records: someone restored an earlier copy, or removed the newest.',
     action: 'The server refuses to resume from it (audited as checkpoint_refused) and fails the job; restore the newest checkpoint from a backup, or resubmit the job.',
   },
+  E_RUNTIME_JOB_LEDGER_ROLLBACK: {
+    meaning: 'A site\'s job ledger (job-ledger.json) lacked jobs, or held older states of jobs, that the site\'s own audit log recorded: the file was deleted or an older copy restored.',
+    action: 'The site restored the missing entries from its audit log (audited as job_ledger_repaired, naming the jobs) and refuses those jobs again; find out who changed the file.',
+  },
   E_RUNTIME_CHECKPOINT: {
     meaning: 'A job\'s checkpoint on disk is unreadable or inconsistent, so the job cannot resume from it.',
     action: 'Restore the job folder from a backup; never edit checkpoint files by hand. The job can be re-submitted from the start.',

@@ -11,7 +11,11 @@ export default defineConfig({
     environment: 'node',
     testTimeout: 900_000,
     hookTimeout: 600_000,
-    fileParallelism: false,
+    // Two files at a time: much of an e2e test is waiting (a server kept down for 3 minutes, sites rejoining,
+    // rounds of real processes), so two overlap well on 2 cores. Every file uses its own temp dirs and ports
+    // (port 0 or freePort), and the one netns file its own namespace names.
+    fileParallelism: true,
+    maxWorkers: 2,
     reporters: [
       'default',
       ['json', { outputFile: resolve(import.meta.dirname, '../reports/vitest/e2e.json') }],

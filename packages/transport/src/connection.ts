@@ -251,7 +251,7 @@ export class WsConnection<A = unknown> extends EventEmitter implements Connectio
       const now = Date.now();
       // Reading paused by this side (waiting for memory) is no silence of the peer.
       if (this.#waitingForBudget !== undefined) this.#lastSeen = now;
-      const beat = heartbeat({ now, lastSeen: this.#lastSeen, lastBeat }, this.#limits.idleTimeoutMs);
+      const beat = heartbeat({ now, lastSeen: this.#lastSeen, lastBeat }, this.#limits);
       lastBeat = now;
       if (beat === 'drop') {
         this.abort(new TransportError('E_TRANSPORT_IDLE', `nothing received from the peer for ${this.#limits.idleTimeoutMs} ms`));

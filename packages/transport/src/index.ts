@@ -10,6 +10,7 @@ export type { CloseInfo, PeerRefusal } from './close.js';
 export { TRANSPORT_DEFAULTS } from './limits.js';
 export type { ServerLimits, TransportLimits } from './limits.js';
 export { backoffDelay } from './backoff.js';
+export { checkRanLate } from './liveness.js';
 export type { BackoffOptions, RandomSource } from './backoff.js';
 export { authority, connectTunnel } from './proxy.js';
 export type { HttpProxy } from './proxy.js';

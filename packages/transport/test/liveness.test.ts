@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { heartbeat } from '../src/liveness.js';
+import { checkRanLate, heartbeat } from '../src/liveness.js';
 
 describe('heartbeat: ping only a peer not heard from since the last beat', () => {
-  const idle = 60_000;
+  const idle = { idleTimeoutMs: 60_000, heartbeatMs: 10_000 };
 
   it('pings a peer not heard from since the previous heartbeat', () => {
     expect(heartbeat({ now: 20_000, lastSeen: 5_000, lastBeat: 10_000 }, idle)).toBe('ping');
@@ -43,5 +43,21 @@ describe('heartbeat: ping only a peer not heard from since the last beat', () =>
     // Sixty intervals: at most one ping and one pong each (before: two of each).
     expect(frames).toBeLessThanOrEqual(2 * 60);
     expect(ends[0]!.pings + ends[1]!.pings).toBeGreaterThan(0);
+  });
+
+  it('does not drop a peer at a heartbeat that ran late (this side was blocked; what the peer sent is still unread): it pings, and the next heartbeat decides', () => {
+    // The previous beat at 10 s, then this process blocked until 130 s: the peer's last frame read at 5 s.
+    expect(heartbeat({ now: 130_000, lastSeen: 5_000, lastBeat: 10_000 }, idle)).toBe('ping');
+    // The sockets are read right after: the peer's heartbeats sent during the block arrive, it stays.
+    expect(heartbeat({ now: 140_000, lastSeen: 130_001, lastBeat: 130_000 }, idle)).toBe('quiet');
+    // A peer that really is gone sends nothing: the next, on-time heartbeat drops it.
+    expect(heartbeat({ now: 140_000, lastSeen: 5_000, lastBeat: 130_000 }, idle)).toBe('drop');
+    // A beat up to two intervals late is still on time (timers are not exact): it judges as usual.
+    expect(heartbeat({ now: 90_000, lastSeen: 5_000, lastBeat: 70_000 }, idle)).toBe('drop');
+  });
+
+  it('checkRanLate: a check more than two intervals after the previous one ran late', () => {
+    expect(checkRanLate(30_000, 10_000, 10_000)).toBe(false);
+    expect(checkRanLate(30_001, 10_000, 10_000)).toBe(true);
   });
 });

@@ -67,7 +67,7 @@ export class SiteHub {
     this.#o = o;
     this.#store = store;
     this.#endpoint = endpoint;
-    this.registry = new SiteRegistry({ timeoutMs: o.limits.heartbeatTimeoutMs });
+    this.registry = new SiteRegistry({ timeoutMs: o.limits.heartbeatTimeoutMs, sweepIntervalMs: o.limits.schedulerIntervalMs });
     this.#view = new RelayView(relayTreeOf(o.kit));
     this.#tasks = new TaskDispatcher(this.registry);
     const checks = new AttestationChecks(new AttestationGate(undefined, o.kit.participant.name, o.audit), o.audit, o.logger);

@@ -148,7 +148,7 @@ export class ServerEngine {
     this.#log = o.logger ?? silentLogger;
     this.#audit = auditor(o.audit);
     this.#events = o.events ?? new EventBus();
-    this.registry = new SiteRegistry({ timeoutMs: this.#limits.heartbeatTimeoutMs });
+    this.registry = new SiteRegistry({ timeoutMs: this.#limits.heartbeatTimeoutMs, sweepIntervalMs: this.#limits.schedulerIntervalMs });
     this.#relayView = new RelayView(o.relays ?? new Map());
     this.#tasks = new TaskDispatcher(this.registry);
     const builtIn = [scatterAndGather, crossSiteEval, cyclic];
@@ -320,11 +320,13 @@ export class ServerEngine {
       const work = peer.type === 'admin' ? this.#onAdmin(ch, msg, payload) : isSite(peer) ? this.#onSite(ch, msg, payload) : Promise.reject(new FlareRuntimeError('E_RUNTIME_PROTOCOL', `a ${peer.type} may not connect here`));
       work.catch((e: unknown) => this.#protocolError(ch, e));
     });
-    ch.onClose(() => {
+    ch.onClose((reason) => {
       this.#checks.gate.forget(ch);
       // A site behind relays is reported with them: a lost relay shows as its sites lost, each naming it.
       const behind = peer.via === undefined ? '' : ` (behind relay ${peer.via.join(' > ')})`;
-      if (isSite(peer) && this.registry.remove(peer.name, ch)) this.#siteGone(peer.name, `site ${peer.name}${behind} disconnected`, peer.via);
+      // Why the connection ended (its code: idle, closed by the peer, ...), so a mass disconnect can be diagnosed.
+      const why = reason === undefined ? '' : `: ${reasonOf(reason).code}: ${reasonOf(reason).message}`.slice(0, 500);
+      if (isSite(peer) && this.registry.remove(peer.name, ch)) this.#siteGone(peer.name, `site ${peer.name}${behind} disconnected${why}`, peer.via);
     });
   }
 
@@ -332,7 +334,7 @@ export class ServerEngine {
   #siteGone(site: string, why: string, via?: readonly string[]): void {
     this.#checks.cancel(site);
     this.#audit({ action: 'client_lost', user: site, msg: why, ...(via === undefined ? {} : { data: { via: [...via] } }) });
-    this.#log.warn('site disconnected', { site });
+    this.#log.warn('site disconnected', { site, reason: why });
     const e = new FlareRuntimeError('E_RUNTIME_DISCONNECTED', why);
     for (const a of this.#active.values()) a.deployed.delete(site);
     this.#tasks.failSite(site, e);

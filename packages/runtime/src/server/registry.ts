@@ -1,3 +1,4 @@
+import { checkRanLate } from '@flare/transport';
 import type { PeerChannel } from '../protocol/channel.js';
 
 /** A connected site as the server knows it. */
@@ -38,11 +39,20 @@ export class SiteRegistry {
   readonly #sites = new Map<string, RegisteredSite>();
   readonly #left = new Map<string, { org: string; lastSeen: number; via?: readonly string[] | undefined }>();
   readonly #timeoutMs: number;
+  readonly #sweepIntervalMs: number;
   readonly #now: () => number;
+  #lastSweep: number;
 
-  constructor(options: { readonly timeoutMs: number; readonly now?: () => number }) {
+  /**
+   * @param options.timeoutMs how long a site may stay silent
+   * @param options.sweepIntervalMs how often the owner calls {@link SiteRegistry.sweep} (default 1 s, the
+   *   scheduler's tick): a sweep later than twice that judges no one (see `sweep`)
+   */
+  constructor(options: { readonly timeoutMs: number; readonly sweepIntervalMs?: number; readonly now?: () => number }) {
     this.#timeoutMs = options.timeoutMs;
+    this.#sweepIntervalMs = options.sweepIntervalMs ?? 1_000;
     this.#now = options.now ?? Date.now;
+    this.#lastSweep = this.#now();
   }
 
   /** Registers (or replaces) a site; returns the entry it replaced, already closed. */
@@ -93,10 +103,17 @@ export class SiteRegistry {
     return [...on.sort((a, b) => a.name.localeCompare(b.name)), ...off.sort((a, b) => a.name.localeCompare(b.name))];
   }
 
-  /** Drops and closes sites silent longer than the timeout; returns their names. */
+  /**
+   * Drops and closes sites silent longer than the timeout; returns their names. A sweep that runs late (the
+   * process's event loop was blocked: `checkRanLate` of @flare/transport) drops no one, since the heartbeats
+   * the sites sent meanwhile are still unread; the next sweep, after they were read, judges.
+   */
   sweep(): string[] {
     const dead: string[] = [];
     const now = this.#now();
+    const late = checkRanLate(now, this.#lastSweep, this.#sweepIntervalMs);
+    this.#lastSweep = now;
+    if (late) return dead;
     for (const c of [...this.#sites.values()]) {
       if (now - c.lastSeen > this.#timeoutMs) {
         dead.push(c.name);

@@ -1,26 +1,28 @@
 // The processes of the scale bench (suites/scale.ts): the server, or a worker that runs many lightweight sites at
 // once, each with its own kit (its own certificate and key), its own mTLS connection and @flare/auth session,
 // its own ClientEngine and audit log. Started as
-//   node --expose-gc -e "import('<this file>').then((m) => m.main(<json config>))"
+//   node --expose-gc -e "import('<this file>').then((m) => m.main('<config.json>'))"
+// (the config is a file: a worker's list of thousands of sites does not fit in one argument, 128 KiB on Linux)
 // and driven by JSON lines: the parent writes commands on stdin, the process answers one JSON line on stdout.
-import { mkdir } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { AuditLog } from '@flare/audit';
 import { model, tensor } from '@flare/core';
 import { loadKit } from '@flare/pki';
 import { parseAuthorizationPolicy, parseComponentPolicy, parsePrivacyPolicy, parseResourcePolicy, ResourceManager } from '@flare/policy';
-import { ClientEngine, ServerEngine, createLogger, jobTrustFromKit, linkToServer, listenForParticipants, parseAggregationPolicy, type LearnerFactory, type SitePolicy } from '@flare/runtime';
+import { ClientEngine, ServerEngine, createLogger, jobTrustFromKit, linkToServer, listenForParticipants, parseAggregationPolicy, relayTreeOf, startAggregatingRelay, type LearnerFactory, type SitePolicy } from '@flare/runtime';
 
 /** What a scale process is told to be. */
 export type ScaleConfig =
   | { readonly role: 'server'; readonly kit: string; readonly workspace: string; readonly sites: number }
+  /** An aggregating relay (its kit provisioned with `mode: aggregate`): its sites log in to it, it sends the server one update. */
+  | { readonly role: 'relay'; readonly kit: string; readonly workspace: string; readonly serverPort: number; readonly sites: number }
   | {
       readonly role: 'worker';
       readonly workspace: string;
-      readonly port: number;
-      /** The sites this worker runs: name and kit folder. */
-      readonly sites: ReadonlyArray<{ readonly name: string; readonly kit: string }>;
+      /** The sites this worker runs: name, kit folder, and the port each dials (the server's, or its relay's). */
+      readonly sites: ReadonlyArray<{ readonly name: string; readonly kit: string; readonly port: number }>;
       /** Logins this worker runs at once. */
       readonly concurrency: number;
       readonly params: number;
@@ -102,17 +104,25 @@ function passLearner(params: number, firstTrain: number[]): LearnerFactory<unkno
   return { name: 'pass', args: anything, create: () => learner } as unknown as LearnerFactory<unknown>;
 }
 
+/**
+ * The listening side's transport limits, for the server and the relays alike. Every site of the bench dials from
+ * 127.0.0.1: one address, as behind a NAT or a TLS-terminating proxy, so the per-address pre-login caps are
+ * raised to the totals (the totals stay at their defaults).
+ */
+const listenLimits = (sites: number) => ({ maxPendingLoginsPerAddress: 256, maxHandshakesPerAddress: 512, maxConnections: Math.max(4096, sites + 64), maxMessageBytes: 64 * 1024 ** 2 });
+
+/** Runtime limits of the server and the relays: thousands of sites deploy and answer slowly on a shared 2-core machine. */
+const ENGINE_LIMITS = { deployWaitMs: 600_000, deployTimeoutMs: 600_000, heartbeatTimeoutMs: 120_000 } as const;
+
 async function server(c: Extract<ScaleConfig, { role: 'server' }>): Promise<void> {
   await mkdir(c.workspace, { recursive: true });
   const kit = await loadKit(c.kit);
   const log = await AuditLog.open(join(c.workspace, 'server.audit.jsonl'), { site: kit.participant.name, signer: kit.privateKey });
   const roundEnd: number[] = [];
   const roundSeconds: number[] = [];
-  // Every site of the bench dials from 127.0.0.1: one address, as behind a NAT or a TLS-terminating proxy, so
-  // the per-address pre-login caps are raised to the totals (the totals stay at their defaults).
   // Warnings on stderr (refused connections, sites lost): what went wrong when a size does not complete.
   const logger = createLogger({ name: 'server', console: true, level: 'warn' });
-  const listener = await listenForParticipants({ kit, port: 0, logger, limits: { maxPendingLoginsPerAddress: 256, maxHandshakesPerAddress: 512, maxConnections: Math.max(4096, c.sites + 64), maxMessageBytes: 64 * 1024 ** 2 } });
+  const listener = await listenForParticipants({ kit, port: 0, logger, limits: listenLimits(c.sites) });
   const engine = await ServerEngine.start({
     name: kit.participant.name,
     org: kit.participant.org,
@@ -121,8 +131,10 @@ async function server(c: Extract<ScaleConfig, { role: 'server' }>): Promise<void
     authorize: () => true,
     audit: log.append,
     logger,
-    limits: { deployWaitMs: 600_000, deployTimeoutMs: 600_000, heartbeatTimeoutMs: 120_000 },
+    limits: ENGINE_LIMITS,
     aggregation: parseAggregationPolicy({ require: 'none' }),
+    // The aggregating relays provisioned below it (relay mode): whose sites' reports and updates it accepts.
+    relays: relayTreeOf(kit),
     onRound: (_job, record) => {
       roundEnd[record.round] = cpuMs();
       roundSeconds[record.round] = record.seconds;
@@ -135,6 +147,40 @@ async function server(c: Extract<ScaleConfig, { role: 'server' }>): Promise<void
     },
     async () => {
       await engine.close();
+      await log.close();
+      await logger.close();
+    },
+  );
+}
+
+/**
+ * An aggregating relay: the server of its sites' rounds, one contributor towards the server, under the same open
+ * policy as the sites (it admits the bench's job; its components allow the learner's name).
+ */
+async function relay(c: Extract<ScaleConfig, { role: 'relay' }>): Promise<void> {
+  await mkdir(c.workspace, { recursive: true });
+  const kit = await loadKit(c.kit);
+  const log = await AuditLog.open(join(c.workspace, 'relay.audit.jsonl'), { site: kit.participant.name, signer: kit.privateKey });
+  const logger = createLogger({ name: kit.participant.name, console: true, level: 'warn' });
+  const r = await startAggregatingRelay({
+    kit,
+    port: 0,
+    upstream: [{ host: '127.0.0.1', port: c.serverPort }],
+    workspace: c.workspace,
+    policy: openPolicies()(kit),
+    filters: new Map(),
+    aggregation: parseAggregationPolicy({ require: 'none' }),
+    limits: ENGINE_LIMITS,
+    transport: listenLimits(c.sites),
+    audit: log.append,
+    logger,
+  });
+  await r.upstream.registered(600_000);
+  say({ port: r.port, ...settledRss() });
+  serve(
+    { rss: () => Promise.resolve({ ...settledRss(), connected: r.sites().length }) },
+    async () => {
+      await r.close();
       await log.close();
       await logger.close();
     },
@@ -156,7 +202,6 @@ async function worker(c: Extract<ScaleConfig, { role: 'worker' }>): Promise<void
   const policy = openPolicies();
   const firstTrain: number[] = [];
   const learners = new Map([['pass', passLearner(c.params, firstTrain)]]);
-  const targets = [{ host: '127.0.0.1', port: c.port }];
   const engines: ClientEngine[] = [];
   const logger = createLogger({ name: `worker of ${c.sites[0]?.name ?? 'no sites'}`, console: true, level: 'error' });
   const logs: AuditLog[] = [];
@@ -166,7 +211,7 @@ async function worker(c: Extract<ScaleConfig, { role: 'worker' }>): Promise<void
       // Logs every site in: loads its kit, dials, TLS handshake, @flare/auth login, registration with the server.
       login: async () => {
         const t0 = performance.now();
-        await mapLimit(c.sites, c.concurrency, async ({ name, kit: dir }) => {
+        await mapLimit(c.sites, c.concurrency, async ({ name, kit: dir, port }) => {
           const kit = await loadKit(dir);
           const workspace = join(c.workspace, name);
           await mkdir(workspace, { recursive: true });
@@ -178,7 +223,7 @@ async function worker(c: Extract<ScaleConfig, { role: 'worker' }>): Promise<void
             learners,
             filters: new Map(),
             workspace,
-            link: linkToServer({ kit, targets, connectTimeoutMs: 600_000, logger }),
+            link: linkToServer({ kit, targets: [{ host: '127.0.0.1', port }], connectTimeoutMs: 600_000, logger }),
             logger,
             limits: { welcomeTimeoutMs: 600_000, deployTimeoutMs: 600_000 },
             ...(log === undefined ? {} : { audit: log.append }),
@@ -198,8 +243,10 @@ async function worker(c: Extract<ScaleConfig, { role: 'worker' }>): Promise<void
   );
 }
 
-/** Runs one process of the scale bench until the parent says `stop`. */
-export async function main(c: ScaleConfig): Promise<void> {
+/** Runs one process of the scale bench (its config in the JSON file `configFile`) until the parent says `stop`. */
+export async function main(configFile: string): Promise<void> {
+  const c = JSON.parse(await readFile(configFile, 'utf8')) as ScaleConfig;
   if (c.role === 'server') await server(c);
+  else if (c.role === 'relay') await relay(c);
   else await worker(c);
 }

@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -20,11 +21,21 @@ import type { ScaleConfig } from '../participants/scale.js';
 //
 // Sizes: FLARE_BENCH_SCALE_SITES (default "100,1000"; 5000 takes long on a shared machine), workers:
 // FLARE_BENCH_SCALE_WORKERS (default 4), model size FLARE_BENCH_SCALE_PARAMS (default 10,000 float32).
+//
+// Relay mode (FLARE_BENCH_SCALE_RELAYS=R, default 0: every site direct): R aggregating relays (project.yml
+// `mode: aggregate`), each its own process, the sites spread over them in turn (site i below relay i mod R); the
+// sites log in to their relay, each relay runs its sites' round and sends the server one update, so the server
+// sees R contributors. Measured besides: each relay's RSS with its sites connected.
+//
+// Progress (each phase, with the load) goes to stderr as it happens: a size that takes many minutes shows where it is.
 
 const PARAMS = Number(process.env['FLARE_BENCH_SCALE_PARAMS'] ?? 10_000);
 const ROUNDS = 3;
 const PARTICIPANT = fileURLToPath(new URL('../participants/scale.js', import.meta.url));
 const ANSWER_MS = 1_800_000;
+const RELAYS = Number(process.env['FLARE_BENCH_SCALE_RELAYS'] ?? 0);
+
+const progress = (msg: string): void => void process.stderr.write(`scale bench ${new Date().toISOString().slice(11, 19)} (${load()}): ${msg}\n`);
 
 type Answer = Record<string, number | string | number[]>;
 
@@ -35,9 +46,14 @@ interface Proc {
   stop(): Promise<Answer>;
 }
 
-/** One process of the bench, with its file-descriptor limit raised (every site holds a socket and a log). */
+/**
+ * One process of the bench, with its file-descriptor limit raised (every site holds a socket and a log). Its
+ * config goes in a file beside its workspace: thousands of sites do not fit in one argument.
+ */
 function participant(config: ScaleConfig): Proc {
-  const script = `import(${JSON.stringify(pathToFileURL(PARTICIPANT).href)}).then((m) => m.main(${JSON.stringify(config)}))`;
+  const file = `${config.workspace}.config.json`;
+  writeFileSync(file, JSON.stringify(config));
+  const script = `import(${JSON.stringify(pathToFileURL(PARTICIPANT).href)}).then((m) => m.main(${JSON.stringify(file)}))`;
   // `ulimit -n` in a shell that then execs node: Node cannot raise its own limit.
   const flags = ['--expose-gc', ...profileFlags(config.role)];
   const child = spawn('/bin/sh', ['-c', 'ulimit -n "$(ulimit -Hn)" 2>/dev/null; exec "$@"', 'sh', process.execPath, ...flags, '-e', script], { stdio: ['pipe', 'pipe', 'inherit'] });
@@ -90,7 +106,9 @@ function participant(config: ScaleConfig): Proc {
 }
 
 const median = (xs: readonly number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-const load = (): string => `load ${loadavg()[0]!.toFixed(1)}`;
+function load(): string {
+  return `load ${loadavg()[0]!.toFixed(1)}`;
+}
 
 interface Run {
   readonly loginsPerSecond: number;
@@ -113,29 +131,53 @@ interface Run {
   /** `flare admin status JOB` at the end: its latency and the size of its answer (every site's state). */
   readonly statusMs: number;
   readonly statusKiB: number;
+  /** Relay mode: the relays' RSS with their sites connected (after GC), MiB: the largest, and all together. */
+  readonly relayRssMaxMiB?: number;
+  readonly relayRssTotalMiB?: number;
+  /** Relay mode: the relays' CPU time per login of a site below them, ms. */
+  readonly relayCpuPerLoginMs?: number;
 }
 
-async function runSize(o: { readonly n: number; readonly workers: number; readonly kits: ReadonlyMap<string, string>; readonly dir: string }): Promise<Run> {
+/** The relay a site is provisioned below in relay mode (site i below relay i mod R, 1-based). */
+const relayOf = (site: number, relays: number): string => `relay-${((site - 1) % relays) + 1}`;
+
+async function runSize(o: { readonly n: number; readonly workers: number; readonly relays: number; readonly kits: ReadonlyMap<string, string>; readonly dir: string }): Promise<Run> {
   const ws = await mkdtemp(join(o.dir, `run-${o.n}-`));
-  const server = participant({ role: 'server', kit: o.kits.get('server')!, workspace: join(ws, 'server'), sites: o.n });
+  // The server's direct contributors: every site, or the relays.
+  const contributors = o.relays > 0 ? o.relays : o.n;
+  const server = participant({ role: 'server', kit: o.kits.get('server')!, workspace: join(ws, 'server'), sites: contributors });
+  const relays: Proc[] = [];
   const workers: Proc[] = [];
   try {
     const up = await server.next();
     const port = Number(up['port']);
+    for (let r = 1; r <= o.relays; r++) {
+      const name = `relay-${r}`;
+      relays.push(participant({ role: 'relay', kit: o.kits.get(name)!, workspace: join(ws, name), serverPort: port, sites: Math.ceil(o.n / o.relays) }));
+    }
+    // Each relay answers once it is registered with the server.
+    const relayPorts = (await Promise.all(relays.map((r) => r.next()))).map((a) => Number(a['port']));
+    if (o.relays > 0) progress(`${o.relays} aggregating relays registered with the server`);
     const names = Array.from({ length: o.n }, (_, i) => `site-${i + 1}`);
     const per = Math.ceil(o.n / o.workers);
     for (let w = 0; w * per < o.n; w++) {
-      const sites = names.slice(w * per, (w + 1) * per).map((name) => ({ name, kit: o.kits.get(name)! }));
-      workers.push(participant({ role: 'worker', workspace: join(ws, `worker-${w}`), port, sites, concurrency: 16, params: PARAMS, audit: true }));
+      const sites = names.slice(w * per, (w + 1) * per).map((name, i) => ({ name, kit: o.kits.get(name)!, port: o.relays > 0 ? relayPorts[(w * per + i) % o.relays]! : port }));
+      workers.push(participant({ role: 'worker', workspace: join(ws, `worker-${w}`), sites, concurrency: 16, params: PARAMS, audit: true }));
     }
     const idle = await Promise.all(workers.map((w) => w.next()));
     const before = await server.ask('rss');
+    const relaysBefore = await Promise.all(relays.map((r) => r.ask('rss')));
+    progress(`${o.n} sites in ${workers.length} workers: logging in${o.relays > 0 ? ` through ${o.relays} relays` : ''}`);
     const t0 = performance.now();
     const logins = await Promise.all(workers.map((w) => w.ask('login')));
     const loginMs = performance.now() - t0;
     const loginLoad = load();
+    progress(`${o.n} sites registered in ${(loginMs / 1000).toFixed(1)} s`);
     const after = await server.ask('rss');
-    if (Number(after['connected']) !== o.n) throw new Error(`${String(after['connected'])} of ${o.n} sites registered`);
+    if (Number(after['connected']) !== contributors) throw new Error(`${String(after['connected'])} of ${contributors} ${o.relays > 0 ? 'relays' : 'sites'} registered with the server`);
+    const relayRss = await Promise.all(relays.map((r) => r.ask('rss')));
+    const behind = relayRss.reduce((s, a) => s + Number(a['connected']), 0);
+    if (o.relays > 0 && behind !== o.n) throw new Error(`${behind} of ${o.n} sites registered with their relays`);
     const workerGrowth = logins.reduce((s, a, i) => s + Number(a['rssKiB']) - Number(idle[i]!['rssKiB']), 0);
     const workerCpu = logins.reduce((s, a, i) => s + Number(a['cpuMs']) - Number(idle[i]!['cpuMs']), 0);
 
@@ -158,9 +200,10 @@ async function runSize(o: { readonly n: number; readonly workers: number; readon
       }
     };
     try {
-      const definition = { name: 'scale', rounds: ROUNDS, min_clients: o.n, round_timeout_s: 1800, deploy: ['@ALL'], learner: { name: 'pass', args: {} }, aggregator: { name: 'fedavg' } };
+      const definition = { name: 'scale', rounds: ROUNDS, min_clients: contributors, round_timeout_s: 1800, deploy: ['@ALL'], learner: { name: 'pass', args: {} }, aggregator: { name: 'fedavg' } };
       const initial = encodeModel(model({ w: tensor(new Float32Array(PARAMS), [PARAMS]) }));
       const id = await admin.submit({ meta: new TextEncoder().encode(JSON.stringify(definition)), model: initial, files: new Map() });
+      progress(`job ${id} submitted: ${ROUNDS} rounds, min_clients ${contributors}`);
       const end = Date.now() + ANSWER_MS;
       // The job's state from `list` while it runs (cheap); `status` (the whole record and every site's state, sent
       // as the reply's payload when large) once at the end. The rounds' latencies come from the server (onRound).
@@ -171,13 +214,15 @@ async function runSize(o: { readonly n: number; readonly workers: number; readon
         if (Date.now() > end) throw new Error(`the ${o.n}-site job did not finish in ${ANSWER_MS / 60_000} minutes`);
         await new Promise((r) => setTimeout(r, 1000));
         if (status === 'RUNNING') roundLoad = load();
+        const was = status;
         status = await state();
+        if (status !== was) progress(`job ${status}`);
       }
       if (status !== 'FINISHED') throw new Error(`the ${o.n}-site job ended ${status}`);
       const s0 = performance.now();
       const full = await asAdmin((a) => a.jobStatus(id));
       const statusMs = performance.now() - s0;
-      if (full.sites.length !== o.n || full.sites.some((s) => s.contributions.length !== ROUNDS)) throw new Error(`\`status\` shows ${full.sites.length} of ${o.n} sites, not all with ${ROUNDS} contributions`);
+      if (full.sites.length !== contributors || full.sites.some((s) => s.contributions.length !== ROUNDS)) throw new Error(`\`status\` shows ${full.sites.length} of ${contributors} contributors, not all with ${ROUNDS} contributions`);
       const statusKiB = new TextEncoder().encode(JSON.stringify(full)).byteLength / 1024;
       const done = await server.ask('rss');
       const workersDone = await Promise.all(workers.map((w) => w.ask('rss')));
@@ -208,12 +253,16 @@ async function runSize(o: { readonly n: number; readonly workers: number; readon
         siteCpuRoundMs: siteRoundCpu,
         statusMs,
         statusKiB,
+        ...(o.relays > 0
+          ? { relayRssMaxMiB: Math.max(...relayRss.map((a) => Number(a['rssKiB']))) / 1024, relayRssTotalMiB: relayRss.reduce((s, a) => s + Number(a['rssKiB']), 0) / 1024, relayCpuPerLoginMs: relayRss.reduce((s, a, i) => s + Number(a['cpuMs']) - Number(relaysBefore[i]!['cpuMs']), 0) / o.n }
+          : {}),
       };
     } finally {
       admin.close();
     }
   } finally {
     await Promise.all(workers.map((p) => p.stop().catch(() => ({}))));
+    await Promise.all(relays.map((p) => p.stop().catch(() => ({}))));
     await server.stop().catch(() => ({}));
     await rm(ws, { recursive: true, force: true });
   }
@@ -228,29 +277,44 @@ export const suite: Suite = {
     if (sizes.some((n) => !Number.isSafeInteger(n) || n < 1 || n > 10_000) || !Number.isSafeInteger(workers) || workers < 1 || workers > 64) {
       throw new RangeError('FLARE_BENCH_SCALE_SITES: sizes from 1 to 10,000; FLARE_BENCH_SCALE_WORKERS: 1 to 64');
     }
+    if (!Number.isSafeInteger(RELAYS) || RELAYS < 0 || RELAYS > 64 || (RELAYS > 0 && sizes.some((n) => n < RELAYS))) {
+      throw new RangeError('FLARE_BENCH_SCALE_RELAYS: 0 (direct) to 64 relays, at most one per site');
+    }
     const dir = await mkdtemp(join(tmpdir(), 'flare-bench-scale-'));
     try {
       const most = Math.max(...sizes);
-      const yaml = `api_version: 3\nname: bench\nparticipants:\n  - name: server\n    type: server\n    org: bench\n${Array.from({ length: most }, (_, i) => `  - name: site-${i + 1}\n    type: client\n    org: bench\n`).join('')}  - name: admin@bench.org\n    type: admin\n    org: bench\n    role: project_admin\n`;
+      const relays = Array.from({ length: RELAYS }, (_, r) => `  - name: relay-${r + 1}\n    type: relay\n    org: bench\n    mode: aggregate\n    listening_host: localhost\n`).join('');
+      const sites = Array.from({ length: most }, (_, i) => `  - name: site-${i + 1}\n    type: client\n    org: bench\n${RELAYS > 0 ? `    parent: ${relayOf(i + 1, RELAYS)}\n` : ''}`).join('');
+      const yaml = `api_version: 3\nname: bench\nparticipants:\n  - name: server\n    type: server\n    org: bench\n${relays}${sites}  - name: admin@bench.org\n    type: admin\n    org: bench\n    role: project_admin\n`;
+      const kitCount = most + RELAYS + 2;
+      progress(`provisioning ${kitCount} kits`);
       const t0 = performance.now();
       const prov = await provision(parseProject(yaml), { workspace: dir });
       const provisionMs = performance.now() - t0;
       const kits = new Map(prov.kits.map((k) => [k.name, k.dir] as const));
-      const rows: Row[] = [{ label: `provisioning ${most + 2} kits (one key and certificate each), ${load()}`, value: (most + 2) / (provisionMs / 1000), unit: 'kits/s' }];
+      const rows: Row[] = [{ label: `provisioning ${kitCount} kits (one key and certificate each), ${load()}`, value: kitCount / (provisionMs / 1000), unit: 'kits/s' }];
       for (const n of sizes) {
         // A size that does not complete is a figure too (with its reason); the sizes before it keep theirs.
-        const r = await runSize({ n, workers, kits, dir }).catch((e: unknown) => e as Error);
+        const r = await runSize({ n, workers, relays: RELAYS, kits, dir }).catch((e: unknown) => e as Error);
         if (r instanceof Error) {
           rows.push({ label: `${n} sites: did not complete (${r.message.slice(0, 300)}), ${load()}`, value: NaN, unit: '' });
           continue;
         }
-        const w = `${n} sites in ${Math.min(workers, n)} worker processes`;
+        const w = `${n} sites in ${Math.min(workers, n)} worker processes${RELAYS > 0 ? `, through ${RELAYS} aggregating relays` : ''}`;
+        const via = RELAYS > 0 ? ` (its ${RELAYS} relays connected)` : '';
         rows.push(
           { label: `logins (dial, mTLS, @flare/auth login, registration), ${w}, ${r.loginLoad}`, value: r.loginsPerSecond, unit: 'logins/s' },
           { label: `  CPU time per login: server`, value: r.serverCpuPerLoginMs, unit: 'ms' },
           { label: `  CPU time per login: site (kit, dial, TLS, login, registration, audit log)`, value: r.siteCpuPerLoginMs, unit: 'ms' },
-          { label: `server RSS per connected site (after GC), ${n} sites`, value: r.serverRssPerSiteKiB, unit: 'KiB' },
-          { label: `server RSS with ${n} sites connected (after GC)`, value: r.serverRssMiB, unit: 'MiB' },
+          ...(r.relayCpuPerLoginMs === undefined ? [] : [{ label: `  CPU time per login: relay (TLS, login, registration of the sites below it)`, value: r.relayCpuPerLoginMs, unit: 'ms' }]),
+          { label: `server RSS per connected site (after GC), ${n} sites${via}`, value: r.serverRssPerSiteKiB, unit: 'KiB' },
+          { label: `server RSS with ${n} sites connected (after GC)${via}`, value: r.serverRssMiB, unit: 'MiB' },
+          ...(r.relayRssMaxMiB === undefined
+            ? []
+            : [
+                { label: `relay RSS with its ${Math.ceil(n / RELAYS)} sites connected (after GC), the largest of ${RELAYS}`, value: r.relayRssMaxMiB, unit: 'MiB' },
+                { label: `  all ${RELAYS} relays together`, value: r.relayRssTotalMiB!, unit: 'MiB' },
+              ]),
           { label: `worker RSS per site (ClientEngine, session, audit log), ${n} sites`, value: r.workerRssPerSiteKiB, unit: 'KiB' },
           { label: `round latency, FedAvg over ${n} sites, ${PARAMS.toLocaleString('en')} parameters, ${r.roundLoad}`, value: r.roundMs, unit: 'ms', ...(n === 1000 ? { aim: '< 10,000 ms' } : {}) },
           { label: `  CPU time of one round (steady state): server`, value: r.serverCpuRoundMs, unit: 'ms' },
@@ -258,7 +322,7 @@ export const suite: Suite = {
           { label: `  the round's CPU time, server and sites, over the machine's ${cpus().length} cores (its latency on an idle machine, if the CPU is the limit)`, value: (r.serverCpuRoundMs + r.siteCpuRoundMs) / cpus().length, unit: 'ms', ...(n === 1000 ? { aim: '< 10,000 ms' } : {}) },
           { label: `  CPU time for the job (deploy to ${n} sites and ${ROUNDS} rounds) per site: server`, value: r.serverCpuJobMs / n, unit: 'ms' },
           { label: `  CPU time for the job per site: site (task, update, audit log)`, value: r.siteCpuJobMs / n, unit: 'ms' },
-          { label: `admin \`status\` of the finished job, ${n} sites' states (${r.statusKiB.toFixed(0)} KiB of JSON, sent as the payload above 16 KiB)`, value: r.statusMs, unit: 'ms' },
+          { label: `admin \`status\` of the finished job, ${RELAYS > 0 ? `${RELAYS} relays'` : `${n} sites'`} states (${r.statusKiB.toFixed(0)} KiB of JSON, sent as the payload above 16 KiB)`, value: r.statusMs, unit: 'ms' },
         );
       }
       return rows;

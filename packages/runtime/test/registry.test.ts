@@ -5,14 +5,14 @@ import { describe, expect, it } from 'vitest';
 import { SiteRegistry } from '../src/server/registry.js';
 import { channelPair } from '../src/testing/channels.js';
 
-const SERVER = { name: 'server', org: 'o', kind: 'server' } as const;
+const SERVER = { name: 'server', org: 'o', type: 'server' } as const;
 
 function registryAt(clock: { t: number }): SiteRegistry {
   return new SiteRegistry({ timeoutMs: 120_000, sweepIntervalMs: 1_000, now: () => clock.t });
 }
 
 function site(registry: SiteRegistry, name: string): ReturnType<typeof channelPair>[1] {
-  const [, atServer] = channelPair({ name, org: 'o', kind: 'client' }, SERVER);
+  const [, atServer] = channelPair({ name, org: 'o', type: 'client' }, SERVER);
   registry.register(name, 'o', atServer, {});
   return atServer;
 }

@@ -37,6 +37,11 @@ export function createProgram(): Command {
 function codeUsageErrors(command: Command): void {
   const path = commandPath(command);
   command.configureOutput({ outputError: (message, write) => write(`${usageError(message, path).describe()}\n`) });
+  // A group run without one of its commands (`flare`, `flare admin`): commander prints the help to stderr and
+  // exits; the coded line after it says why, and `main` makes the exit 2 like every other usage error.
+  if (command.commands.length > 0) {
+    command.addHelpText('after', ({ error }) => (error ? `\n${usageError('missing command: name one of the commands listed above', path).describe()}` : ''));
+  }
   for (const sub of command.commands) codeUsageErrors(sub);
 }
 
@@ -46,7 +51,11 @@ function commandPath(command: Command): string {
   return names.join(' ');
 }
 
-/** Parses argv and runs the command; usage errors exit 2 (printed as E_CLI_USAGE), help and version 0. */
+/**
+ * Parses argv and runs the command; usage errors exit 2 (printed as E_CLI_USAGE), help and version 0. A command
+ * group given without a command (bare `flare`, `flare admin`) is a usage error: its help and the coded line go
+ * to stderr, exit 2.
+ */
 export async function main(argv: readonly string[] = process.argv): Promise<void> {
   const program = createProgram();
   try {

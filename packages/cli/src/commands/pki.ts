@@ -23,6 +23,7 @@ import {
 } from '@flare/pki';
 import { loadOptionalPeer } from '@flare/runtime';
 import { runCommand, stdio, type Io } from '../run.js';
+import { partialHostPortOption, type HostPort } from '../options.js';
 
 /** The root key passphrase comes only from the environment, never from argv (it would show in `ps`). */
 const passphrase = (): string | undefined => {
@@ -207,22 +208,15 @@ export function register(program: Command, io: Io = stdio): void {
     .requiredOption('--key <file>', "the site's private key")
     .requiredOption('--ca-cert <file>', "the project's rootCA.pem")
     .requiredOption('-o, --out <dir>', 'the kit folder to create')
-    .option('--server <host:port>', 'the server to connect to (clients, relays, admins); for a server kit, :port to listen on')
+    .option('--server <host:port>', 'the server to connect to (clients, relays, admins); for a server kit, :port to listen on', partialHostPortOption('--server'))
     .option('--server-name <name>', "the server's participant name (default: its host)")
     .option('--admin-port <port>', 'the admin port (default: the server port)', positiveInt('--admin-port'))
     .option('--project <name>', "project name (default: the root CA's name)")
     .addOption(new Option('--connection-security <mode>', 'clear, tls or mtls').choices(['clear', 'tls', 'mtls']).default('mtls'))
     .option('--crl <file>', 'the project CRL to include')
-    .action((opts: { cert: string; key: string; caCert: string; out: string; server?: string; serverName?: string; adminPort?: number; project?: string; connectionSecurity: 'clear' | 'tls' | 'mtls'; crl?: string }) =>
+    .action((opts: { cert: string; key: string; caCert: string; out: string; server?: HostPort; serverName?: string; adminPort?: number; project?: string; connectionSecurity: 'clear' | 'tls' | 'mtls'; crl?: string }) =>
       run(async () => {
-        let host: string | undefined;
-        let port: number | undefined;
-        if (opts.server !== undefined) {
-          const i = opts.server.lastIndexOf(':');
-          host = i < 0 ? opts.server : opts.server.slice(0, i) || undefined;
-          port = i < 0 ? undefined : Number(opts.server.slice(i + 1));
-          if (port !== undefined && (!Number.isInteger(port) || port < 1 || port > 65535)) throw new Error(`--server port must be 1-65535, got '${opts.server}'`);
-        }
+        const { host, port } = opts.server ?? {};
         const r = await packageKit({
           certPem: await readFile(opts.cert, 'utf8'),
           privateKey: await readFile(opts.key, 'utf8'),

@@ -18,6 +18,7 @@ import { InvalidArgumentError, type Command } from 'commander';
 import { workspaceOf } from '../poc/participants.js';
 import { defaultStack } from '../poc/stack.js';
 import { runCommand, stdio } from '../run.js';
+import { hostPortOption } from '../options.js';
 
 /** Options of {@link runRelay}. */
 interface RelayRun {
@@ -129,7 +130,7 @@ export function register(program: Command): void {
       return n;
     })
     .option('--host <address>', 'address to listen on (default 127.0.0.1; 0.0.0.0 or the relay\'s listening_host to serve other machines)')
-    .option('--upstream <host:port>', "override the kit's upstream address (the server, or the relay above)")
+    .option('--upstream <host:port>', "override the kit's upstream address (the server, or the relay above)", hostPortOption('--upstream'))
     .option('--workspace <dir>', 'where the relay log (and, aggregating, its audit log and job records) goes (default <kit>-workspace)')
     .option('--max-sites <n>', 'forwarding: sites carried at once (default 1024)', positive('--max-sites'))
     .option('--max-msgs-per-s <n>', 'forwarding: messages per second one site may send upstream (default 200)', positive('--max-msgs-per-s'))

@@ -3,6 +3,7 @@ import { writeFileAtomic, type JsonValue } from '@flare/core';
 import { attachAuthTokens, readJobFolder, type JobRecord, type SiteState } from '@flare/runtime';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { runCommand, stdio } from '../run.js';
+import { hostPortOption } from '../options.js';
 import { connectAdmin, runClient, runServer } from '../poc/participants.js';
 import { renderSummary, runPoc, type PocSummary } from '../poc/poc.js';
 import { dpScope } from '../poc/dp-config.js';
@@ -119,7 +120,7 @@ export function register(program: Command): void {
     .description("run a site from its startup kit: enforces the site's policy and runs the tasks it accepts")
     .requiredOption('--kit <dir>', 'the site startup kit')
     .option('--workspace <dir>', 'site state: site.json, logs, audit log, DP budgets (default <kit>-workspace)')
-    .option('--server <host:port>', "override the kit's server address")
+    .option('--server <host:port>', "override the kit's server address", hostPortOption('--server'))
     .option('--attestation <file>', 'how this site attests and re-checks the server (default <workspace>/attestation.json when present); what it requires is its kit\'s attestation policy')
     .option('--max-message-mib <n>', 'largest message accepted or sent, in MiB (default 2048)', int('--max-message-mib', 1, 4095))
     .option('--give-up-after <duration>', 'stop (exit 1, E_RUNTIME_SERVER_UNREACHABLE) after this long without the server, e.g. 10m, 2h (default: never; the site waits and reconnects with backoff)', duration)
@@ -146,7 +147,7 @@ export function register(program: Command): void {
     .command('admin')
     .description('the admin API over the authenticated channel: every command is authorized by the server (and jobs by each site)')
     .requiredOption('--kit <dir>', 'the admin startup kit')
-    .option('--server <host:port>', "override the kit's server address");
+    .option('--server <host:port>', "override the kit's server address", hostPortOption('--server'));
   const withAdmin = async <T>(f: (a: Awaited<ReturnType<typeof connectAdmin>>) => Promise<T>): Promise<T> => {
     const o = admin.opts<{ kit: string; server?: string }>();
     const client = await connectAdmin(o.kit, o.server);

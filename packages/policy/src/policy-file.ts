@@ -14,8 +14,8 @@ export interface PolicyFileOptions<T> {
    * `local/authorization.json.default`.
    */
   readonly paths: readonly string[];
-  /** Validates the file's bytes into a policy; throws a FlareError for a bad file. */
-  readonly parse: (bytes: Uint8Array) => T;
+  /** Validates the file's bytes into a policy (may be async: it may read files the policy names); throws a FlareError for a bad file. */
+  readonly parse: (bytes: Uint8Array) => T | Promise<T>;
   /** The policy when no candidate exists (e.g. no privacy.json: no privacy policy); without it a missing file is an error. */
   readonly fallback?: () => T;
   /** Where every load, change and failed reload is reported (`policy_loaded`, `policy_changed`, `policy_reload_failed`). */
@@ -117,7 +117,7 @@ export class PolicyFile<T> {
       const bytes = await readCandidate(path);
       if (bytes === undefined) continue;
       const sha256 = createHash('sha256').update(bytes).digest('hex');
-      return { value: options.parse(bytes), path, sha256 };
+      return { value: await options.parse(bytes), path, sha256 };
     }
     if (options.fallback === undefined) throw new PolicyError('E_POLICY_FILE', `no ${options.name} policy: none of ${options.paths.join(', ')} exists`);
     return { value: options.fallback(), path: undefined, sha256: undefined };
@@ -181,7 +181,7 @@ export class PolicyFile<T> {
       if (bytes === undefined) continue;
       const sha256 = createHash('sha256').update(bytes).digest('hex');
       if (path === before.path && sha256 === before.sha256) return undefined;
-      return { value: options.parse(bytes), path, sha256 };
+      return { value: await options.parse(bytes), path, sha256 };
     }
     if (before.path === undefined && options.fallback !== undefined) return undefined;
     return PolicyFile.#read(options);

@@ -15,7 +15,8 @@ export { JOB_LEDGER_FILE, JOB_LEDGER_REPAIRED_ACTION, JOB_SEEN_ACTION, jobLedger
 export type { JobLedgerEntry } from './site/job-ledger.js';
 export type { ClientEngineOptions } from './site/engine.js';
 export { sitePolicyFromFiles } from './site/policy.js';
-export { ANY_SITE, SITE_AUTHENTICATION_FILE, SiteAuthenticationFile, attachAuthTokens, authenticateSubmitter, jobTokenFor, loadSiteAuthenticator } from './site/oidc.js';
+export { ANY_SITE, SITE_AUTHENTICATION_FILE, SiteAuthenticationFile, attachAuthTokens, authenticateSubmitter, jobTokenFor, loadSiteAuthenticator, openSiteAuthentication } from './site/oidc.js';
+export type { SiteAuthenticationOptions } from './site/oidc.js';
 export type { FilterRegistry, LearnerEnv, LearnerFactory, SitePolicy } from './site/policy.js';
 export { AdminClient } from './admin/client.js';
 export type { JobSummary } from './admin/client.js';

@@ -9,11 +9,12 @@ import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Identity } from '@flare/core';
+import { silentLogger, type Identity } from '@flare/core';
 import { expectFlareCodeAsync, expectFlareCode } from '@flare/core/testing';
 import { exportJWK, SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ANY_SITE, attachAuthTokens, authenticateSubmitter, jobTokenFor, loadSiteAuthenticator, parseMetaJson, type JobDefinition } from '../src/index.js';
+import type { PolicyReloadResult, SiteAuthenticator } from '@flare/policy';
+import { ANY_SITE, attachAuthTokens, authenticateSubmitter, jobTokenFor, loadSiteAuthenticator, openSiteAuthentication, parseMetaJson, type JobDefinition } from '../src/index.js';
 
 const ISSUER = 'https://idp.hospital-a.example/realms/fl';
 const AUDIENCE = 'flare-site-1';
@@ -124,6 +125,100 @@ describe('a site that requires its own OIDC login', () => {
     await authFile({ ...siteConfig(), jwks: { url: jwksUrl, timeout_s: 30 } });
     const authenticator = await loadSiteAuthenticator(local);
     await expectFlareCodeAsync(authenticateSubmitter(authenticator, { site: 'site-1', definition: definition({ [ANY_SITE]: await token() }), submitter: alice }), 'E_POLICY_AUTHN_JWKS');
+  });
+});
+
+describe('local/authentication.json is re-read when it changes (issue #13)', () => {
+  type Reload = PolicyReloadResult;
+  /** A watched folder of its own, and a way to wait (bounded) for the reload a change causes. */
+  async function watched(name: string, initial?: Record<string, unknown>) {
+    const folder = join(dir, name);
+    await mkdir(folder);
+    await writeFile(join(folder, 'idp-ca.pem'), await readFile(join(local, 'idp-ca.pem')));
+    const write = (oidc: Record<string, unknown>) => writeFile(join(folder, 'authentication.json'), JSON.stringify({ format_version: '1.0', oidc }));
+    if (initial !== undefined) await write(initial);
+    const warnings: string[] = [];
+    const audited: string[] = [];
+    const waiters: Array<{ until: (r: Reload) => boolean; resolve: (r: Reload) => void }> = [];
+    const logger = { ...silentLogger, warn: (msg: string) => void warnings.push(msg) };
+    const file = await openSiteAuthentication(folder, {
+      logger,
+      audit: (e) => void audited.push(e.action),
+      onReload: (r) => {
+        for (const w of waiters.splice(0)) if (w.until(r)) w.resolve(r);
+        else waiters.push(w);
+      },
+    });
+    const next = (until: (r: Reload) => boolean, what: string) =>
+      new Promise<Reload>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`no reload (${what}) within 60 s`)), 60_000);
+        waiters.push({ until, resolve: (r) => (clearTimeout(timer), resolve(r)) });
+      });
+    return { folder, file, write, warnings, audited, next };
+  }
+  const login = (a: SiteAuthenticator | undefined, t: string) => authenticateSubmitter(a, { site: 'site-1', definition: definition({ [ANY_SITE]: t }), submitter: alice });
+
+  it('a watching site takes a changed file without a restart: a token refused under the old issuer is accepted under the new', async () => {
+    const w = await watched('reload-watch', { ...siteConfig(), issuer: 'https://old-idp.example/realms/fl' });
+    try {
+      w.file.watch();
+      await expectFlareCodeAsync(login(w.file.current, await token()), 'E_POLICY_AUTHN_TOKEN');
+      const changed = w.next((r) => r.changed, 'the new issuer');
+      await w.write(siteConfig());
+      expect(await changed).toMatchObject({ ok: true, changed: true, path: join(w.folder, 'authentication.json') });
+      expect(await login(w.file.current, await token())).toMatchObject({ ok: true, name: alice.name });
+      expect(w.audited).toEqual(['policy_loaded', 'policy_changed']);
+    } finally {
+      w.file.close();
+    }
+  }, 120_000);
+
+  it('an invalid new file keeps the config in force and logs its code naming the file (E_POLICY_AUTHN_CONFIG)', async () => {
+    const w = await watched('reload-invalid', siteConfig());
+    try {
+      const before = w.file.current;
+      await writeFile(join(w.folder, 'authentication.json'), JSON.stringify({ format_version: '1.0', oidc: { ...siteConfig(), audiance: 'typo' } }));
+      const r = await w.file.reload();
+      expect(r.ok).toBe(false);
+      expect(r.error?.code).toBe('E_POLICY_AUTHN_CONFIG');
+      expect(r.error?.message).toContain(join(w.folder, 'authentication.json'));
+      expect(w.file.current).toBe(before);
+      expect(await login(w.file.current, await token())).toMatchObject({ ok: true });
+      expect(w.warnings).toHaveLength(1);
+      expect(w.warnings[0]).toMatch(/E_POLICY_AUTHN_CONFIG: .*authentication\.json: .*audiance/);
+      expect(w.audited).toContain('policy_reload_failed');
+      // Not JSON at all, and a CA file that does not exist: refused the same way.
+      await writeFile(join(w.folder, 'authentication.json'), '{ "format_version": ');
+      expect((await w.file.reload()).error?.code).toBe('E_POLICY_AUTHN_CONFIG');
+      await w.write({ ...siteConfig(), jwks: { url: jwksUrl, ca_file: 'gone.pem' } });
+      expect((await w.file.reload()).error?.message).toContain(join(w.folder, 'gone.pem'));
+      expect(w.file.current).toBe(before);
+    } finally {
+      w.file.close();
+    }
+  });
+
+  it('a file added later requires tokens from then on; removing it lifts the requirement, as a restart would', async () => {
+    const w = await watched('reload-add-remove');
+    try {
+      expect(w.file.current).toBeUndefined();
+      expect(await login(w.file.current, 'not.a.token')).toBeUndefined();
+      await w.write(siteConfig());
+      expect(await w.file.reload()).toMatchObject({ ok: true, changed: true });
+      await expectFlareCodeAsync(login(w.file.current, 'not.a.token'), 'E_POLICY_AUTHN_TOKEN');
+      await rm(join(w.folder, 'authentication.json'));
+      expect(await w.file.reload()).toMatchObject({ ok: true, changed: true, path: undefined });
+      expect(w.file.current).toBeUndefined();
+    } finally {
+      w.file.close();
+    }
+  });
+
+  it('a site does not start with an invalid file (E_POLICY_AUTHN_CONFIG naming it)', async () => {
+    const folder = join(dir, 'reload-bad-start');
+    await mkdir(folder);
+    await writeFile(join(folder, 'authentication.json'), JSON.stringify({ format_version: '1.0', oidc: { ...siteConfig(), jwks: { url: 'http://idp.example/certs' } } }));
+    expect((await expectFlareCodeAsync(openSiteAuthentication(folder), 'E_POLICY_AUTHN_CONFIG')).message).toContain(join(folder, 'authentication.json'));
   });
 });
 

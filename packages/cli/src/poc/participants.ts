@@ -18,7 +18,7 @@ import {
   learnerFactories,
   linkToServer,
   listenForParticipants,
-  loadSiteAuthenticator,
+  openSiteAuthentication,
   loadOptionalPeer,
   parseAggregationPolicy,
   secureAggregation,
@@ -261,6 +261,7 @@ export async function runClient(o: ClientRun, stack: Stack): Promise<void> {
       audit: audit.hook,
       logger,
     });
+    let login: { close(): void } | undefined;
     try {
       // The learners the site defines in its own local/components.json (external programs, plugins), read at start.
       const learners = new Map<string, LearnerFactory<unknown>>(learnerFactories(policies.components.current.learners, { localDir: join(kit.dir, 'local'), logger }));
@@ -291,15 +292,18 @@ export async function runClient(o: ClientRun, stack: Stack): Promise<void> {
         learners.set(TFJS_LEARNER, tfjsLearnerFactory({ datasets: config.datasets, baseDir: ws, logger }));
       }
       const targets = target(o.server);
-      // local/authentication.json (when present): every job must carry a valid token from the site's own identity provider.
-      const authenticator = await loadSiteAuthenticator(join(kit.dir, 'local'));
+      // local/authentication.json (when present): every job must carry a valid token from the site's own identity
+      // provider. Re-read when it changes; an invalid new file keeps the login in force (audited, logged).
+      const authentication = await openSiteAuthentication(join(kit.dir, 'local'), { audit: audit.hook, logger });
+      login = authentication;
+      authentication.watch();
       const attestation = await attestationFor(kit.dir, ws, o.attestation, logger);
       const crls = await openCrls(kit, ws, logger);
       const link = linkToServer({ kit, audit: audit.hook, ...(targets === undefined ? {} : { targets }), ...messageLimits(o.maxMessageMiB), logger, ...(o.giveUpAfterMs === undefined ? {} : { giveUpAfterMs: o.giveUpAfterMs }) });
       const engine = await ClientEngine.start({
         site: { name: kit.participant.name, org: kit.participant.org },
         link,
-        policy: sitePolicyFromFiles(policies, { jobTrust: jobTrustOf(kit, crls), ...(authenticator === undefined ? {} : { authenticator }) }),
+        policy: sitePolicyFromFiles(policies, { jobTrust: jobTrustOf(kit, crls), authenticator: () => authentication.current }),
         crls,
         ...(audit.anchors === undefined ? {} : { anchors: audit.anchors }),
         learners,
@@ -318,6 +322,7 @@ export async function runClient(o: ClientRun, stack: Stack): Promise<void> {
       // A site that stopped by itself (it gave up on the server, or was refused for good) exits 1 with the reason.
       if (engine.stopReason !== undefined) throw engine.stopReason;
     } finally {
+      login?.close();
       policies.close();
     }
   } finally {

@@ -110,7 +110,8 @@ export class SiteJobs {
     const submitter: JobSigner = { name: admission.submitter.name, org: admission.submitter.org, type: 'admin', role: admission.submitter.role };
     try {
       // The site's own login (local/authentication.json): the token the job carries for this site must be the signer's.
-      const login = await authenticateSubmitter(o.policy.authenticator, { site, definition, submitter });
+      const authenticator = typeof o.policy.authenticator === 'function' ? o.policy.authenticator() : o.policy.authenticator;
+      const login = await authenticateSubmitter(authenticator, { site, definition, submitter });
       if (login !== undefined) o.audit({ action: 'submitter_authenticated', job: id, ref, user: submitter.name, msg: `${login.authenticator}: token of ${login.name} (role ${login.role}) verified`, data: { authenticator: login.authenticator, ...(login.expiresAt === undefined ? {} : { expires_at: new Date(login.expiresAt).toISOString() }) } });
       await o.events.emit('before-deploy', { site, job: id, definition, submitter });
     } catch (e) {

@@ -1,6 +1,6 @@
 import { isAbsolute, join } from 'node:path';
-import { PolicyError, parseStrictJson, readFileIfExists, type Identity, type JsonValue } from '@flare/core';
-import { createOidcAuthenticator, requireSiteAuthentication, type SiteAuthenticator, type SiteAuthVerdict } from '@flare/policy';
+import { PolicyError, parseStrictJson, readFileIfExists, type AuditHook, type Identity, type JsonValue, type Logger } from '@flare/core';
+import { PolicyFile, createOidcAuthenticator, requireSiteAuthentication, type PolicyReloadResult, type SiteAuthenticator, type SiteAuthVerdict } from '@flare/policy';
 import { z } from 'zod';
 import type { JobBundle } from '../protocol/bundle.js';
 import type { JobDefinition } from '../protocol/job-definition.js';
@@ -75,7 +75,52 @@ const configError = (file: string, what: string, cause?: unknown): never => {
 export async function loadSiteAuthenticator(localDir: string): Promise<SiteAuthenticator | undefined> {
   const file = join(localDir, SITE_AUTHENTICATION_FILE);
   const bytes = await readFileIfExists(file, { maxBytes: MAX_FILE_BYTES });
-  if (bytes === undefined) return undefined;
+  return bytes === undefined ? undefined : authenticatorOf(bytes, file, localDir);
+}
+
+/** Options of {@link openSiteAuthentication}. */
+export interface SiteAuthenticationOptions {
+  /** Where the load, each change and each refused change go (`policy_loaded`, `policy_changed`, `policy_reload_failed`). */
+  readonly audit?: AuditHook;
+  /** Where a refused change is logged (a warning with its code, naming the file). */
+  readonly logger?: Logger;
+  /** Called after every reload attempt (tests wait on it). */
+  readonly onReload?: (result: PolicyReloadResult) => void;
+}
+
+/**
+ * The site's `local/authentication.json` as a policy file that follows its changes (@flare/policy's `PolicyFile`,
+ * like the site's other `local/` files): read and validated now, and again on `reload()` or, once `watch()` is
+ * called, whenever the file changes. A new file that validates applies to the next job offered; one that does not
+ * keeps the login in force, with `policy_reload_failed` in the audit log and a warning naming the file and its
+ * code. `current` is undefined while the site has no file (no token required): adding one requires tokens from
+ * then on, removing it lifts the requirement, as a restart would.
+ *
+ * @throws PolicyError E_POLICY_AUTHN_CONFIG (and E_POLICY_AUTHN_JWKS) for a file that is there but invalid: a
+ *   site does not start with a login it cannot read.
+ * @example
+ * ```ts
+ * const login = await openSiteAuthentication(join(kitDir, 'local'), { audit, logger });
+ * login.watch(); // sitePolicyFromFiles(policies, { jobTrust, authenticator: () => login.current }); ... login.close();
+ * ```
+ */
+export function openSiteAuthentication(localDir: string, options: SiteAuthenticationOptions = {}): Promise<PolicyFile<SiteAuthenticator | undefined>> {
+  const file = join(localDir, SITE_AUTHENTICATION_FILE);
+  return PolicyFile.load<SiteAuthenticator | undefined>({
+    name: 'authentication',
+    paths: [file],
+    parse: (bytes) => {
+      if (bytes.byteLength > MAX_FILE_BYTES) configError(file, `larger than ${MAX_FILE_BYTES} bytes`);
+      return authenticatorOf(bytes, file, localDir);
+    },
+    fallback: () => undefined,
+    ...(options.audit === undefined ? {} : { audit: options.audit }),
+    ...(options.logger === undefined ? {} : { logger: options.logger }),
+    ...(options.onReload === undefined ? {} : { onReload: options.onReload }),
+  });
+}
+
+async function authenticatorOf(bytes: Uint8Array, file: string, localDir: string): Promise<SiteAuthenticator> {
   let raw: unknown;
   try {
     raw = parseStrictJson(new TextDecoder().decode(bytes));
@@ -101,6 +146,7 @@ export async function loadSiteAuthenticator(localDir: string): Promise<SiteAuthe
       ...(o.jwks.cache_max_age_s === undefined ? {} : { cacheMaxAgeMs: o.jwks.cache_max_age_s * 1000 }),
     };
   } else jwks = { file: local(o.jwks.file) };
+  // The authenticator checks what the schema cannot (an https JWKS URL, a JWKS file's keys); its refusal names the field, this the file.
   return createOidcAuthenticator({
     issuer: o.issuer,
     audience: o.audience,
@@ -112,6 +158,9 @@ export async function loadSiteAuthenticator(localDir: string): Promise<SiteAuthe
     ...(o.required_claims === undefined ? {} : { requiredClaims: o.required_claims }),
     ...(o.claims === undefined ? {} : { claims: Object.fromEntries(Object.entries(o.claims).filter(([, v]) => v !== undefined)) as { name?: string; role?: string; org?: string } }),
     ...(o.role_map === undefined ? {} : { roleMap: o.role_map }),
+  }).catch((e: unknown) => {
+    if (e instanceof PolicyError && !e.message.includes(file)) throw new PolicyError(e.code, `${file}: ${e.message}`, { cause: e });
+    throw e;
   });
 }
 

@@ -24,8 +24,11 @@ export interface SitePolicy {
   readonly jobTrust?: JobTrust;
   /** @deprecated Unused: job signatures are checked with {@link SitePolicy.jobTrust}. */
   readonly rootCa?: string;
-  /** The site's own login for submitters (local/authentication.json, see `loadSiteAuthenticator`): every job must carry a valid token for it. */
-  readonly authenticator?: SiteAuthenticator;
+  /**
+   * The site's own login for submitters (local/authentication.json): every job must carry a valid token for it.
+   * A getter follows a file that changes (`openSiteAuthentication(...).current`); undefined means no login.
+   */
+  readonly authenticator?: SiteAuthenticator | (() => SiteAuthenticator | undefined);
 }
 
 /**
@@ -33,7 +36,7 @@ export interface SitePolicy {
  * signatures with `jobTrust` (`jobTrustFromKit({ project: kit.project, rootCaPem: kit.rootCaPem, crl })`), and
  * the site's own login with `authenticator` when it has one.
  */
-export function sitePolicyFromFiles(policies: SitePolicies, trust: { readonly jobTrust: JobTrust; readonly authenticator?: SiteAuthenticator }): SitePolicy {
+export function sitePolicyFromFiles(policies: SitePolicies, trust: { readonly jobTrust: JobTrust; readonly authenticator?: SitePolicy['authenticator'] }): SitePolicy {
   return {
     authorization: () => policies.authorization.current,
     privacy: () => policies.privacy.current,

@@ -46,6 +46,7 @@ describe('admin API: large answers', () => {
     expect(Math.max(...headerBytes)).toBeLessThan(FRAME_LIMITS.maxHeaderBytes);
     // Small answers stay in the header, as before.
     expect((await admin.list()).map((j) => j.id)).toEqual([id]);
+    expect((await admin.list({ last: 1 })).map((j) => j.id)).toEqual([id]);
     admin.close();
   });
 

@@ -19,6 +19,36 @@ describe('JobStore', () => {
     expect((await store.initialModel(rec.id)).params.get('w')?.shape).toEqual([2]);
   });
 
+  it('serves job summaries from memory once listed: a newest-first page, status changes included, no record read again', async () => {
+    const root = await tempDir();
+    const store = await JobStore.open(root);
+    const ids: string[] = [];
+    for (let i = 0; i < 5; i++) ids.push((await store.create({ bundle: bundle(), submitter })).record.id);
+    expect((await store.summaries()).map((j) => j.id)).toEqual(ids);
+    expect((await store.summaries(2)).map((j) => j.id)).toEqual(ids.slice(3));
+    await store.update(ids[4]!, (r) => {
+      r.status = 'RUNNING';
+      r.rounds_done = 3;
+    });
+    expect((await store.summaries(1))[0]).toEqual({ id: ids[4], name: 'towards', status: 'RUNNING', submitter: 'admin@a.org', rounds_done: 3 });
+    // Records removed from disk behind the store's back: the listing does not read them (it would drop them).
+    for (const id of ids) await writeFile(join(root, 'jobs', id, 'record.json'), 'not json');
+    expect((await store.summaries()).map((j) => j.status)).toEqual(['SUBMITTED', 'SUBMITTED', 'SUBMITTED', 'SUBMITTED', 'RUNNING']);
+    await expect(store.summaries(0)).rejects.toThrow(RangeError);
+    await expect(store.summaries(10_001)).rejects.toThrow(RangeError);
+  });
+
+  it('a reopened store lists the jobs on disk once, then from memory', async () => {
+    const root = await tempDir();
+    const first = await JobStore.open(root);
+    const ids = [(await first.create({ bundle: bundle(), submitter })).record.id, (await first.create({ bundle: bundle(), submitter })).record.id];
+    const again = await JobStore.open(root);
+    expect((await again.summaries()).map((j) => j.id).sort()).toEqual([...ids].sort());
+    const third = (await again.create({ bundle: bundle(), submitter })).record.id;
+    expect((await again.summaries()).map((j) => j.id).at(-1)).toBe(third);
+    expect(await again.summaries()).toHaveLength(3);
+  });
+
   it('checkpoints atomically and loads the last one; the one before it is kept as the fallback, older files are removed', async () => {
     const root = await tempDir();
     const store = await JobStore.open(root);

@@ -172,8 +172,16 @@ export function register(program: Command): void {
     );
   admin
     .command('list')
-    .description('list jobs')
-    .action(() => run(() => withAdmin(async (a) => void (await a.list()).forEach((j) => stdio.out(`${j.id}  ${j.status.padEnd(9)}  ${j.name}  rounds ${j.rounds_done}  by ${j.submitter}`)))));
+    .description('list jobs, oldest first: the newest 1,000 (--last N for another number)')
+    .option('--last <n>', 'list the newest N jobs (1-10000)', int('--last', 1, 10_000))
+    .action((o: { last?: number }) =>
+      run(() =>
+        withAdmin(async (a) => {
+          const jobs = await a.list(o.last === undefined ? {} : { last: o.last });
+          for (const j of jobs) stdio.out(`${j.id}  ${j.status.padEnd(9)}  ${j.name}  rounds ${j.rounds_done}  by ${j.submitter}`);
+        }),
+      ),
+    );
   admin
     .command('status <job>')
     .description("a job: its status (and why it failed, with the sites' own codes), each site's state, and its rounds")

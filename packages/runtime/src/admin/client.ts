@@ -92,9 +92,9 @@ export class AdminClient {
     return String((data as { id: string }).id);
   }
 
-  /** Every job the server knows. */
-  async list(): Promise<JobSummary[]> {
-    const [data] = await this.#call({ cmd: 'list' });
+  /** The newest jobs the server knows, oldest first: `last` of them (1-10,000; default the server's page of 1,000). */
+  async list(options: { readonly last?: number } = {}): Promise<JobSummary[]> {
+    const [data] = await this.#call({ cmd: 'list', ...(options.last === undefined ? {} : { lines: options.last }) });
     return data as unknown as JobSummary[];
   }
 

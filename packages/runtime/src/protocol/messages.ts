@@ -54,6 +54,7 @@ export const Message = z.discriminatedUnion('t', [
     id,
     cmd: z.enum(['submit', 'list', 'status', 'abort', 'download', 'audit', 'sites', 'result']),
     job: id.optional(),
+    /** `audit`: the last lines of the log; `list`: the newest jobs. */
     lines: z.int().min(1).max(10_000).optional(),
     /** The name of a job result (`result`: e.g. `cross_site_eval`). */
     name: z.string().regex(/^[a-z0-9_-]{1,64}$/).optional(),

@@ -32,6 +32,9 @@ export interface SiteState {
   readonly via?: string[];
 }
 
+/** Jobs `list` answers with when the admin names no number: the newest ones (`flare admin list --last N`, up to 10,000). */
+const LIST_PAGE = 1_000;
+
 /** Each site's state for a job: the sites it names (for `@ALL`, every site that took part or was seen). */
 export function siteStates(rec: JobRecord, def: JobDefinition, registry: SiteRegistry, active: ActiveJob | undefined): SiteState[] {
   const seen = new Map(registry.sightings().map((s) => [s.name, s]));
@@ -147,7 +150,8 @@ export class AdminApi {
       }
       case 'list': {
         await this.#require(user, 'list_jobs');
-        return [(await store.list()).map((j) => ({ id: j.id, name: j.name, status: j.status, submitter: j.submitter.name, rounds_done: j.rounds_done }))];
+        // From the store's summaries in memory, newest page only: no record is read from disk per call.
+        return [(await store.summaries(msg.lines ?? LIST_PAGE)) as unknown as JsonValue];
       }
       case 'status': {
         const rec = await job();

@@ -5,6 +5,7 @@ import { FlareRuntimeError, canonicalJson, decodeModel, encodeModel, parseStrict
 import { z } from 'zod';
 import { decodeJobBundle, encodeJobBundle, type JobBundle } from '../protocol/bundle.js';
 import { parseMetaJson, type JobDefinition } from '../protocol/job-definition.js';
+import type { JobSummary } from '../admin/client.js';
 
 /** Where a job is in its life. */
 export type JobStatus = 'SUBMITTED' | 'RUNNING' | 'FINISHED' | 'FAILED' | 'ABORTED';
@@ -190,6 +191,11 @@ function resultName(name: string): string {
 
 const sha256 = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
 
+const summaryOf = (r: JobRecord): JobSummary => ({ id: r.id, name: r.name, status: r.status, submitter: r.submitter.name, rounds_done: r.rounds_done });
+
+/** Most job summaries {@link JobStore.summaries} returns at once (an admin message's `lines` bound). */
+const MAX_SUMMARY_PAGE = 10_000;
+
 /**
  * The server's jobs on disk, one folder per job under `<root>/jobs/<uuid>/`: `meta.json` (as submitted),
  * `deploy.bundle` (the signed job as sent to sites), `record.json` (status, history),
@@ -204,6 +210,11 @@ export class JobStore {
   // Serialises read-modify-write of one record (status changes race with round completions).
   readonly #locks = new Map<string, Promise<unknown>>();
   readonly #key: Uint8Array | undefined;
+  // Every job's summary in submission order, kept current by create() and update(): `flare admin list` is served
+  // from here, never from a read of every record (a record holds a job's whole round history). Filled from disk
+  // once, by list() (the server's start) or the first summaries().
+  readonly #summaries = new Map<string, { readonly summary: JobSummary; readonly submittedAt: string }>();
+  #indexed: Promise<void> | undefined;
 
   private constructor(root: string, key: Uint8Array | undefined) {
     this.root = root;
@@ -280,6 +291,7 @@ export class JobStore {
     await writeFileAtomic(join(dir, 'meta.json'), job.bundle.meta);
     // The record last: a folder without one is an incomplete submission and is never listed.
     await writeFileAtomic(join(dir, 'record.json'), JSON.stringify(record, null, 2));
+    this.#remember(record);
     return { record, definition, raw };
   }
 
@@ -313,7 +325,10 @@ export class JobStore {
     return decodeJobBundle(await this.deployBundle(id)).files;
   }
 
-  /** Every job, oldest first (read once, when the server starts: the scheduler keeps its own index). */
+  /**
+   * Every job's full record, oldest first, read from disk (once, when the server starts: the scheduler keeps its
+   * own index, and {@link JobStore.summaries} serves listings from memory afterwards).
+   */
   async list(): Promise<JobRecord[]> {
     const names = await readdir(join(this.root, 'jobs'));
     const out: JobRecord[] = [];
@@ -322,7 +337,43 @@ export class JobStore {
       const r = await this.get(n).catch(() => undefined);
       if (r !== undefined) out.push(r);
     }
-    return out.sort((a, b) => a.submitted_at.localeCompare(b.submitted_at));
+    out.sort((a, b) => a.submitted_at.localeCompare(b.submitted_at));
+    this.#index(out);
+    return out;
+  }
+
+  /**
+   * The newest `limit` jobs' summaries (id, name, status, submitter, rounds done), oldest first, from memory:
+   * after the first call (or {@link JobStore.list}) no record is read from disk again, whatever the number of jobs.
+   *
+   * @throws RangeError for a `limit` outside 1-{@link MAX_SUMMARY_PAGE}.
+   */
+  async summaries(limit: number = MAX_SUMMARY_PAGE): Promise<JobSummary[]> {
+    if (!Number.isInteger(limit) || limit < 1 || limit > MAX_SUMMARY_PAGE) throw new RangeError(`"limit" expected a whole number from 1 to ${MAX_SUMMARY_PAGE}, got ${limit}`);
+    this.#indexed ??= this.list().then(
+      () => undefined,
+      (e: unknown) => {
+        this.#indexed = undefined;
+        throw e;
+      },
+    );
+    await this.#indexed;
+    const all = [...this.#summaries.values()];
+    return all.slice(Math.max(0, all.length - limit)).map((e) => e.summary);
+  }
+
+  /** Merges records read from disk into the summaries; an entry create() or update() wrote meanwhile is newer and stays. */
+  #index(records: readonly JobRecord[]): void {
+    const merged = [...this.#summaries.values()];
+    for (const r of records) if (!this.#summaries.has(r.id)) merged.push({ summary: summaryOf(r), submittedAt: r.submitted_at });
+    merged.sort((a, b) => a.submittedAt.localeCompare(b.submittedAt));
+    this.#summaries.clear();
+    for (const m of merged) this.#summaries.set(m.summary.id, m);
+    this.#indexed ??= Promise.resolve();
+  }
+
+  #remember(r: JobRecord): void {
+    this.#summaries.set(r.id, { summary: summaryOf(r), submittedAt: r.submitted_at });
   }
 
   /** Applies `change` to the record under a per-job lock and writes it atomically. */
@@ -333,6 +384,7 @@ export class JobStore {
       change(r);
       const checked = JobRecord.parse(r);
       await writeFileAtomic(join(this.#dir(id), 'record.json'), JSON.stringify(checked, null, 2));
+      this.#remember(checked);
       return checked;
     });
     const settled = next.catch(() => undefined);

@@ -329,7 +329,7 @@ describe('FedAvgAggregator: exact, order-independent, memory-lean', () => {
         const shuffled = updates.map((u) => ({ u, k: stream.next().value as number })).sort((a, b) => a.k - b.k).map((e) => e.u);
         return sameBits(fedAvg(updates), fedAvg(shuffled));
       }),
-      { numRuns: 300 },
+      { numRuns: 300, seed: 2026120504 },
     );
   });
 

@@ -72,7 +72,7 @@ describe('compileNamePattern: what it matches', () => {
       fc.property(pattern, fc.array(fc.constantFrom(...alphabet), { maxLength: 10 }).map((a) => a.join('')), (source, name) => {
         expect(compileNamePattern(source).test(name)).toBe(new RegExp(source, 'u').test(name));
       }),
-      { numRuns: 1000 },
+      { numRuns: 1000, seed: 2026120514 },
     );
   });
 });

@@ -108,7 +108,7 @@ export function createClientAuth(options: ClientAuthOptions): ClientAuth {
     const binding = bind ? channel.tls!.exportKeyingMaterial(32, EXPORTER_LABEL) : undefined;
     const keys = deriveEpochKeys(sharedSecret(eph.privateKey, welcome.eph), th, binding);
     const session = new AuthSession({
-      id: welcome.sid, side: 'client', peer, transcriptHash: th, keys, expiresAt: welcome.exp, channelBinding: binding, channel, maxSkewMs, now, renewAt, events, logger,
+      id: welcome.sid, side: 'client', peer, peerSerial: cert.serial, transcriptHash: th, keys, expiresAt: welcome.exp, channelBinding: binding, channel, maxSkewMs, now, renewAt, events, logger,
     });
     channel.setGuard(session);
     await channel.send({ [CONTROL]: 'finished' });

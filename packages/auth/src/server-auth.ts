@@ -150,7 +150,7 @@ export function createServerAuth(options: ServerAuthOptions): ServerAuth {
     const th = transcriptHash(first.header, welcome);
     const binding = bind ? channel.tls!.exportKeyingMaterial(32, EXPORTER_LABEL) : undefined;
     const keys = deriveEpochKeys(sharedSecret(eph.privateKey, hello.eph), th, binding);
-    const session = new AuthSession({ id: sid, side: 'server', peer, transcriptHash: th, keys, expiresAt, channelBinding: binding, channel, maxSkewMs, now, ttlMs, events, logger });
+    const session = new AuthSession({ id: sid, side: 'server', peer, peerSerial: cert.serial, transcriptHash: th, keys, expiresAt, channelBinding: binding, channel, maxSkewMs, now, ttlMs, events, logger });
     await channel.send(welcome);
 
     // Key confirmation: the client's first sealed message must open under the keys both sides derived.

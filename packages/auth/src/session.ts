@@ -28,6 +28,11 @@ export interface Session extends AuthGuard {
   readonly id: string;
   readonly side: 'client' | 'server';
   readonly peer: Peer;
+  /**
+   * The serial of the certificate the peer logged in with (lowercase hex, as @flare/pki's CRL lists it), from
+   * the verified certificate: a newer CRL that lists it should end this session (the runtime does).
+   */
+  readonly peerSerial?: string;
   /** SHA-256 of the signed login messages (both certificates, nonces, ephemeral keys). */
   readonly transcriptHash: Uint8Array;
   /** When the current keys stop being accepted (renewal moves it). */
@@ -58,6 +63,8 @@ export interface SessionInit {
   readonly id: string;
   readonly side: 'client' | 'server';
   readonly peer: Peer;
+  /** The verified certificate's serial (see {@link Session.peerSerial}). */
+  readonly peerSerial?: string;
   readonly transcriptHash: Uint8Array;
   readonly keys: EpochKeys;
   readonly expiresAt: number;
@@ -90,6 +97,7 @@ export class AuthSession implements Session, AuthGuard {
   readonly id: string;
   readonly side: 'client' | 'server';
   readonly peer: Peer;
+  readonly peerSerial?: string;
   readonly transcriptHash: Uint8Array;
   readonly #exporter: Uint8Array;
   readonly #payloadKeys: { readonly c2s: Uint8Array; readonly s2c: Uint8Array };
@@ -112,6 +120,7 @@ export class AuthSession implements Session, AuthGuard {
     this.id = init.id;
     this.side = init.side;
     this.peer = init.peer;
+    if (init.peerSerial !== undefined) this.peerSerial = init.peerSerial;
     this.transcriptHash = init.transcriptHash;
     this.#exporter = init.keys.exporter;
     this.#payloadKeys = { c2s: init.keys.payloadC2s, s2c: init.keys.payloadS2c };

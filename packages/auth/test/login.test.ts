@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { PolicyError, type FlareError } from '@flare/core';
-import { revoke } from '@flare/pki';
+import { revoke, verifyCertificate } from '@flare/pki';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { createClientAuth, createServerAuth, type ClientAuthOptions, type ServerAuthOptions, type Session } from '../src/index.js';
 import { expectFlareCodeAsync } from '@flare/core/testing';
@@ -52,6 +52,14 @@ describe('login handshake', () => {
     expect(Buffer.from(a).equals(Buffer.from(c.exportKeyingMaterial('flare-ts/cc-attest nonce', 64)))).toBe(true);
     expect(Buffer.from(a).equals(Buffer.from(c.exportKeyingMaterial('another label', 64)))).toBe(false);
     expect(s.channelBound).toBe(false);
+  });
+
+  it("each side's session carries the serial of the certificate its peer logged in with (what a CRL lists)", async () => {
+    const { server, client } = await run();
+    const serialOf = (pem: string): string => verifyCertificate(pem, { rootCaPem: kits.client.rootCaPem }).serial;
+    expect((server as PromiseFulfilledResult<Session>).value.peerSerial).toBe(serialOf(kits.client.certPem));
+    expect((client as PromiseFulfilledResult<Session>).value.peerSerial).toBe(serialOf(kits.server.certPem));
+    expect(serialOf(kits.client.certPem)).not.toBe(serialOf(kits.server.certPem));
   });
 
   it('logs in an admin with the same handshake; the role comes from its certificate', async () => {

@@ -1,6 +1,9 @@
 // @flare/runtime: server, site and admin engines wiring the FLARE-TS packages into a federation.
 export { ServerEngine } from './server/engine.js';
 export type { ServerEngineOptions } from './server/engine.js';
+export { MAX_CRL_FILE_BYTES, watchCrlFile } from './server/crl-watch.js';
+export type { CrlWatch, CrlWatchOptions } from './server/crl-watch.js';
+export type { CrlApplied } from './server/sessions.js';
 export { siteStates } from './server/admin-api.js';
 export type { Authorizer, SiteState } from './server/admin-api.js';
 export { authorizerFromPolicy } from './server/authorizer.js';

@@ -4,7 +4,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { attestationPolicyKitBuilder, attestationPolicyOverride } from '@flare/cc-attest';
-import type { KitBuilder } from '@flare/core';
+import { writeFileAtomic, type KitBuilder } from '@flare/core';
 import type * as FiltersHe from '@flare/filters-he';
 import {
   approveCsr,
@@ -137,13 +137,22 @@ export function register(program: Command, io: Io = stdio): void {
     .requiredOption('-w, --workspace <dir>', 'the workspace (or the project folder inside it)')
     .option('--project <name>', 'the project, when the workspace holds several')
     .option('--reason <code>', 'RFC 5280 reason code (1 = keyCompromise)', (v) => Number(v))
-    .action((name: string, opts: { workspace: string; project?: string; reason?: number }) =>
+    .option('--server-workspace <dir>', "also write the CRL to <dir>/crl.pem, which a running 'flare server --workspace <dir>' watches: it cuts the revoked participant's live session and sends the CRL to every connected site, without a restart")
+    .action((name: string, opts: { workspace: string; project?: string; reason?: number; serverWorkspace?: string }) =>
       run(async () => {
         const projectDir = await resolveProjectDir(opts.workspace, opts.project);
         const pass = passphrase();
         const r = await revoke({ projectDir, name, ...(pass === undefined ? {} : { passphrase: pass }), ...(opts.reason === undefined ? {} : { reason: opts.reason }) });
         io.out(r.serials.length === 0 ? `'${name}' had no unrevoked certificate; CRL reissued` : `revoked ${r.serials.length} certificate(s) of '${name}' (serial ${r.serials.join(', ')})`);
-        io.out(`CRL written to ${r.crlPath}; it reaches participants with the next 'flare provision'`);
+        io.out(`CRL written to ${r.crlPath}`);
+        if (opts.serverWorkspace === undefined) {
+          io.out(`to apply it now, copy it to the server's workspace as crl.pem (or pass --server-workspace); else it reaches participants with the next 'flare provision'`);
+          return;
+        }
+        // Atomic (write, fsync, rename): the server polls the file and must never read half a CRL.
+        const target = join(resolve(opts.serverWorkspace), 'crl.pem');
+        await writeFileAtomic(target, r.crlPem, { mode: 0o644 });
+        io.out(`CRL written to ${target}: the server watching it cuts the revoked sessions within seconds`);
       }),
     );
   cert

@@ -1,7 +1,7 @@
 import { access, mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { FlareRuntimeError, type FilterFactory } from '@flare/core';
-import { loadKit, type Kit } from '@flare/pki';
+import { CRL_STATE_FILE, CrlStore, loadKit, type Kit } from '@flare/pki';
 import { loadSitePolicies } from '@flare/policy';
 import {
   createLogger,
@@ -81,15 +81,18 @@ async function runAggregatingRelay(o: RelayRun, kit: Kit, ws: string, logger: Cl
     const hasAggregation = await access(aggregationFile).then(() => true, () => false);
     const aggregation = hasAggregation ? parseAggregationPolicy(await readFile(aggregationFile), aggregationFile) : undefined;
     const upstream = hostPort(o.upstream);
+    // The newest CRL this relay saw (only ever newer): upstream's reach it, and it passes them to its sites.
+    const crls = await CrlStore.open({ rootCaPem: kit.rootCaPem, file: join(ws, CRL_STATE_FILE), ...(kit.crlPem === undefined ? {} : { seed: kit.crlPem }) });
     const relay = await startAggregatingRelay({
       kit,
       port: o.port,
       ...(o.host === undefined ? {} : { host: o.host }),
       ...(upstream === undefined ? {} : { upstream: [upstream] }),
       workspace: ws,
-      policy: sitePolicyFromFiles(policies, { jobTrust: jobTrustFromKit({ project: kit.project, rootCaPem: kit.rootCaPem, crl: () => kit.crlPem }) }),
+      policy: sitePolicyFromFiles(policies, { jobTrust: jobTrustFromKit({ project: kit.project, rootCaPem: kit.rootCaPem, crl: () => crls.current?.pem ?? kit.crlPem }) }),
       filters,
       ...(aggregation === undefined ? {} : { aggregation }),
+      crls,
       audit: audit.hook,
       logger,
     });

@@ -23,6 +23,7 @@ import {
   parseAggregationPolicy,
   secureAggregation,
   secureAggregationSite,
+  watchCrlFile,
   relayTreeOf,
   sitePolicyFromFiles,
   type AggregatorFactory,
@@ -184,9 +185,13 @@ export async function runServer(o: ServerRun, stack: Stack): Promise<void> {
     // Checkpoints and job state are MACed with a key derived from the server kit's key: a planted one is refused.
     checkpointKey: checkpointKeyFromKit(kit.privateKey),
   });
+  // A revocation without a restart: `flare pki cert revoke --server-workspace` (or an operator) writes
+  // <workspace>/crl.pem; a newer root-signed CRL there cuts the revoked sessions and reaches every site.
+  const crlWatch = watchCrlFile({ file: join(ws, 'crl.pem'), store: crls, onNewer: (c) => server.applyCrl(c), audit: audit.hook, logger });
   logger.info(`server ${kit.participant.name} listening`, { port: listener.port, security: kit.connectionSecurity });
   o.onListening?.(listener.port);
   await until(o.signal);
+  crlWatch.close();
   await server.close();
   he?.dispose();
   authz.close();

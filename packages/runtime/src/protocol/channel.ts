@@ -8,6 +8,11 @@ import type { FlareError, Identity, JsonValue } from '@flare/core';
 export interface PeerIdentity extends Identity {
   /** The relays a site's login came through, nearest the server first (its signed relay path; docs/relays.md). */
   readonly via?: readonly string[];
+  /**
+   * The serial of the certificate the peer proved itself with (lowercase hex, as a CRL lists it): a newer CRL
+   * that revokes it ends the session at once (see `LiveSessions`). Absent for in-memory test channels.
+   */
+  readonly serial?: string;
 }
 
 /** True for a participant the server serves as a site: a client, or an aggregating relay contributing for its sites. */
@@ -32,8 +37,11 @@ export interface PeerChannel {
   onMessage(handler: (header: unknown, payload: Uint8Array) => void): void;
   /** Called once when the connection ends, for any reason. */
   onClose(handler: (reason?: Error) => void): void;
-  /** Closes the connection. */
-  close(): void;
+  /**
+   * Closes the connection; with `reason`, the peer is told its code (an authenticated refusal, e.g.
+   * E_CERT_REVOKED when a newer CRL revokes the peer's certificate).
+   */
+  close(reason?: FlareError): void;
   /**
    * Keying material exported from the authenticated session on this connection (@flare/auth's
    * `session.exportKeyingMaterial`): equal on both ends, never sent, distinct per label. Attestation derives

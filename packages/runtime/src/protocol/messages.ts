@@ -42,6 +42,11 @@ export const Message = z.discriminatedUnion('t', [
   z.strictObject({ t: z.literal('leave'), job: id, reason, ref: id.optional() }),
   // server -> site
   z.strictObject({ t: z.literal('welcome') }),
+  /**
+   * A newer CRL the server (or an aggregating relay) accepted while the site is connected: the payload is its
+   * PEM; the site keeps it only when it is signed by the project root and newer than its own (@flare/pki CrlStore).
+   */
+  z.strictObject({ t: z.literal('crl') }),
   /** A job for the site to admit; the payload is the job bundle (meta.json exactly as submitted, custom/ files). */
   z.strictObject({ t: z.literal('deploy'), id, job: id, submitter: identity, ref: id.optional() }),
   z.strictObject({ t: z.literal('task'), job: id, round: z.int().min(0), task: id, kind: taskKind, ref: id.optional(), data: json.optional() }),

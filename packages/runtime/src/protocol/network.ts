@@ -51,7 +51,7 @@ export const certificateIdentity: ParticipantAuthenticator = async (connection, 
   });
   if (v.type === 'relay') throw new PkiError('E_CERT_UNTRUSTED', `relay '${v.name}' cannot join as a participant`);
   if (onServer && v.type === 'server') throw new PkiError('E_CERT_UNTRUSTED', `'${v.name}' presented a server certificate to the server`);
-  return { name: v.name, org: v.org, type: v.type, ...(v.role === undefined ? {} : { role: v.role }) };
+  return { name: v.name, org: v.org, type: v.type, ...(v.role === undefined ? {} : { role: v.role }), serial: v.serial };
 };
 
 /**
@@ -108,7 +108,7 @@ export function sessionAuthenticator(
     const exportKeyingMaterial = (label: string, length: number): Uint8Array => session.exportKeyingMaterial(label, length);
     return {
       name: peer.name, org: peer.org, type: peer.type, ...(peer.role === undefined ? {} : { role: peer.role }),
-      ...(peer.via === undefined ? {} : { via: peer.via }), exportKeyingMaterial,
+      ...(peer.via === undefined ? {} : { via: peer.via }), ...(session.peerSerial === undefined ? {} : { serial: session.peerSerial }), exportKeyingMaterial,
     };
   };
 }
@@ -152,7 +152,7 @@ export function connectionChannel(connection: Connection<AuthenticatedPeer>): Pe
     onClose: (handler) => {
       void connection.closed.then((info) => handler(info.error));
     },
-    close: () => void connection.close(),
+    close: (reason) => void connection.close(reason),
   };
 }
 

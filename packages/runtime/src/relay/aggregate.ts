@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import { FlareRuntimeError, META, decodeModel, encodeModel, silentLogger, type AuditHook, type FLModel, type Identity, type Learner, type LearnerContext, type Logger } from '@flare/core';
-import type { Kit } from '@flare/pki';
+import type { Crl, CrlStore, Kit } from '@flare/pki';
 import type { ServerLimits, Target } from '@flare/transport';
 import { z } from 'zod';
 import { auditor, type LooseAuditEvent } from '../audit.js';
@@ -47,6 +47,12 @@ export interface AggregatingRelayOptions {
   readonly transport?: ServerLimits;
   /** Reconnect backoff towards upstream (as a site's). */
   readonly backoff?: { readonly initialMs?: number; readonly maxMs?: number };
+  /**
+   * The relay's memory of the newest CRL (@flare/pki's `CrlStore`): a newer one from upstream (welcome or `crl`
+   * message) is kept, cuts the revoked sites' sessions here and is re-pushed to the relay's sites; its sites'
+   * logins are checked against it. Without it the relay uses its kit's CRL and ignores what upstream sends.
+   */
+  readonly crls?: CrlStore;
   readonly audit?: AuditHook;
   readonly logger?: Logger;
 }
@@ -91,7 +97,9 @@ export async function startAggregatingRelay(o: AggregatingRelayOptions): Promise
   const audit = auditor(o.audit);
   const limits = resolveRuntimeLimits(o.limits);
   const relays = relayTreeOf(kit);
-  const hub = await SiteHub.start({ kit, port: o.port, ...(o.host === undefined ? {} : { host: o.host }), workspace: join(o.workspace, 'jobs'), limits, ...(o.transport === undefined ? {} : { transport: o.transport }), audit, logger });
+  const crls = o.crls;
+  const crl = crls === undefined ? undefined : (): string | undefined => crls.current?.pem ?? kit.crlPem;
+  const hub = await SiteHub.start({ kit, port: o.port, ...(o.host === undefined ? {} : { host: o.host }), workspace: join(o.workspace, 'jobs'), limits, ...(o.transport === undefined ? {} : { transport: o.transport }), audit, logger, ...(crl === undefined ? {} : { crl }) });
   const offered = new Map<string, { readonly bundle: Uint8Array; readonly submitter: Identity }>();
   // The server's status shows the tree: the relay reports its sites once registered upstream, and on every change.
   let registeredUpstream: PeerChannel | undefined;
@@ -137,6 +145,8 @@ export async function startAggregatingRelay(o: AggregatingRelayOptions): Promise
     filters: o.filters,
     workflows: [relaySiteWorkflow],
     workspace: join(o.workspace, 'upstream'),
+    // A newer CRL from upstream: kept, enforced on this relay's sites, and passed down to them.
+    ...(crls === undefined ? {} : { crls, onCrl: (c: Crl) => void hub.applyCrl(c) }),
     ...(o.audit === undefined ? {} : { audit: o.audit }),
     ...(o.limits === undefined ? {} : { limits: o.limits }),
     logger,

@@ -1,6 +1,6 @@
 import { setMaxListeners } from 'node:events';
 import { FlareRuntimeError, META, type FLModel, type Identity, type JsonValue, type Logger } from '@flare/core';
-import type { Kit } from '@flare/pki';
+import type { Crl, Kit } from '@flare/pki';
 import { listen, type Connection, type ServerEndpoint, type ServerLimits } from '@flare/transport';
 import { AttestationChecks } from '../attestation/checks.js';
 import { AttestationGate } from '../attestation/gate.js';
@@ -17,6 +17,7 @@ import { Deployer } from '../server/deployer.js';
 import { JobStore } from '../server/job-store.js';
 import { SiteRegistry } from '../server/registry.js';
 import { RelayView } from '../server/relay-status.js';
+import { LiveSessions, type CrlApplied } from '../server/sessions.js';
 import { TaskDispatcher } from '../server/tasks.js';
 import { relayTreeOf } from './path.js';
 import { scatter } from '../workflows/scatter-gather.js';
@@ -35,6 +36,8 @@ export interface SiteHubOptions {
   readonly transport?: ServerLimits;
   readonly audit: (e: LooseAuditEvent) => string | undefined;
   readonly logger: Logger;
+  /** The newest CRL the relay holds (PEM), asked at every site login and sent in each welcome (default: its kit's). */
+  readonly crl?: () => string | undefined;
 }
 
 /** A site's answer in a relay round, as it arrived (the relay decodes and aggregates it). */
@@ -60,6 +63,7 @@ export class SiteHub {
   readonly #endpoint: ServerEndpoint<AuthenticatedPeer>;
   readonly #timer: NodeJS.Timeout;
   readonly #view: RelayView;
+  readonly #sessions: LiveSessions;
   /** Called when a site registers or is lost (for status and logs). */
   onChange: (site: string, present: boolean) => void = () => undefined;
 
@@ -69,6 +73,7 @@ export class SiteHub {
     this.#endpoint = endpoint;
     this.registry = new SiteRegistry({ timeoutMs: o.limits.heartbeatTimeoutMs, sweepIntervalMs: o.limits.schedulerIntervalMs });
     this.#view = new RelayView(relayTreeOf(o.kit));
+    this.#sessions = new LiveSessions({ audit: o.audit, logger: o.logger });
     this.#tasks = new TaskDispatcher(this.registry);
     const checks = new AttestationChecks(new AttestationGate(undefined, o.kit.participant.name, o.audit), o.audit, o.logger);
     this.#deployer = new Deployer({
@@ -92,7 +97,7 @@ export class SiteHub {
   /** Listens for the relay's sites. @throws TransportError for the port. */
   static async start(o: SiteHubOptions): Promise<SiteHub> {
     const store = await JobStore.open(o.workspace);
-    const auth = sessionAuthenticator(o.kit, { audit: (e) => o.audit(e) ?? '' });
+    const auth = sessionAuthenticator(o.kit, { ...(o.crl === undefined ? {} : { server: { crl: o.crl } }), audit: (e) => o.audit(e) ?? '' });
     const endpoint = await listen<AuthenticatedPeer>({
       security: 'mtls',
       tls: { certPem: o.kit.certPem, privateKey: o.kit.privateKey, caPem: o.kit.rootCaPem },
@@ -107,6 +112,14 @@ export class SiteHub {
 
   get port(): number {
     return this.#endpoint.port;
+  }
+
+  /**
+   * A newer CRL the relay accepted from upstream: its sites' sessions it revokes are cut at once (audited
+   * `session_revoked`), and every other connected site is sent it (the relay re-pushes downward).
+   */
+  applyCrl(crl: Crl): CrlApplied {
+    return this.#sessions.applyCrl(crl);
   }
 
   /**
@@ -225,6 +238,7 @@ export class SiteHub {
   }
 
   #accept(ch: PeerChannel): void {
+    if (!this.#sessions.add(ch)) return;
     const site = ch.peer.name;
     ch.onMessage((h, payload) => {
       void this.#onSite(ch, h, payload).catch((e: unknown) => {
@@ -245,7 +259,9 @@ export class SiteHub {
       const old = this.registry.register(site, ch.peer.org, ch, msg.resources);
       if (old !== undefined && old.channel !== ch) this.#gone(site, `site ${site} reconnected`);
       this.#o.audit({ action: 'client_registered', user: site, msg: `site ${site} (${ch.peer.org}) registered with relay ${this.#o.kit.participant.name}`, data: { resources: msg.resources } });
-      await ch.send(outgoing({ t: 'welcome' }));
+      // The welcome carries the relay's newest CRL, as the server's does.
+      const crl = this.#o.crl?.();
+      await ch.send(outgoing({ t: 'welcome' }), crl === undefined ? undefined : new TextEncoder().encode(crl));
       this.onChange(site, true);
       // A site that comes (back) is offered the jobs running below this relay.
       for (const job of this.#jobs.values()) if (this.#candidates(job).includes(site)) void this.#deployer.deploy(job, site);

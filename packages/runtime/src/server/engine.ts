@@ -11,6 +11,7 @@ import { decodeAnchor, encodeAnchor, type AnchorLog } from '../protocol/anchors.
 import type { JobTrust } from '../protocol/job-trust.js';
 import { adminIdentity, outgoing, parseMessage, wireIdentity, type Message } from '../protocol/messages.js';
 import { parseAggregatorSpec, DEFAULT_AGGREGATOR_SPEC } from '@flare/aggregator';
+import type { Crl } from '@flare/pki';
 import { parseWorkflowArgs } from '../workflows/args.js';
 import { crossSiteEval } from '../workflows/cross-site-eval.js';
 import { cyclic } from '../workflows/cyclic.js';
@@ -20,6 +21,7 @@ import type { ActiveJob } from './active-job.js';
 import { AdminApi, type Authorizer } from './admin-api.js';
 import { DEFAULT_AGGREGATION_POLICY, aggregatorSpecFor, aggregatorState, policyAggregator, type AggregationPolicy } from './aggregation-policy.js';
 import { Deployer } from './deployer.js';
+import { LiveSessions, type CrlApplied } from './sessions.js';
 import type { RelayTree } from './relay-contributions.js';
 import { RelayView } from './relay-status.js';
 import { runJob, type AggregatorFactory } from './job-runner.js';
@@ -140,6 +142,7 @@ export class ServerEngine {
   #timer: NodeJS.Timeout | undefined;
   #closed = false;
   readonly #relayView: RelayView;
+  readonly #sessions: LiveSessions;
 
   private constructor(o: ServerEngineOptions, store: JobStore) {
     this.#o = o;
@@ -148,6 +151,7 @@ export class ServerEngine {
     this.#log = o.logger ?? silentLogger;
     this.#audit = auditor(o.audit);
     this.#events = o.events ?? new EventBus();
+    this.#sessions = new LiveSessions({ audit: this.#audit, logger: this.#log });
     this.registry = new SiteRegistry({ timeoutMs: this.#limits.heartbeatTimeoutMs, sweepIntervalMs: this.#limits.schedulerIntervalMs });
     this.#relayView = new RelayView(o.relays ?? new Map());
     this.#tasks = new TaskDispatcher(this.registry);
@@ -233,6 +237,16 @@ export class ServerEngine {
     await this.#o.listener.close();
   }
 
+  /**
+   * Takes effect of a newer CRL the caller accepted (root-signed and newer: a `CrlStore`, see `watchCrlFile`):
+   * every live session whose certificate it revokes (sites, relays, admins) is cut at once with E_CERT_REVOKED
+   * and audited (`session_revoked`, naming the participant and serial), and every connected site and relay is
+   * sent the CRL. Logins are checked against the caller's newest CRL (`crl`), so the cut participant stays out.
+   */
+  applyCrl(crl: Crl): CrlApplied {
+    return this.#sessions.applyCrl(crl);
+  }
+
   /** Resolves when the job reaches FINISHED, FAILED or ABORTED (polls the store; bounded by `timeoutMs`). */
   async waitForJob(id: string, timeoutMs: number): Promise<JobRecord> {
     const end = Date.now() + timeoutMs;
@@ -308,6 +322,7 @@ export class ServerEngine {
 
   #accept(ch: PeerChannel): void {
     if (this.#closed) return ch.close();
+    if (!this.#sessions.add(ch)) return;
     const peer = ch.peer;
     ch.onMessage((h, payload) => {
       let msg: Message;

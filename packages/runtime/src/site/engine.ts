@@ -1,5 +1,5 @@
 import { AttestError, FlareError, FlareRuntimeError, PolicyError, isFlareErrorCode, silentLogger, type AuditHook, type Logger } from '@flare/core';
-import type { CrlStore } from '@flare/pki';
+import type { Crl, CrlStore } from '@flare/pki';
 import { admitAbort } from '@flare/policy';
 import { AttestationChecks } from '../attestation/checks.js';
 import { AttestationGate, attestationError, type AttestationOptions, type AttestationOutcome } from '../attestation/gate.js';
@@ -56,9 +56,12 @@ export interface ClientEngineOptions {
   /**
    * This site's memory of the newest CRL (@flare/pki's `CrlStore`, persisted in its workspace): a CRL the server
    * hands over at login is kept only when newer (`crl_updated`); an older one is refused (`crl_refused`,
-   * E_CRL_ROLLBACK). Job signatures are checked against it when `jobTrust` reads it.
+   * E_CRL_ROLLBACK). So is one sent while connected (a `crl` message, when the server accepted a newer one).
+   * Job signatures are checked against it when `jobTrust` reads it.
    */
   readonly crls?: Pick<CrlStore, 'accept'>;
+  /** Called with each newer CRL `crls` accepted from the server (an aggregating relay passes it on to its sites). */
+  readonly onCrl?: (crl: Crl) => void;
   /**
    * This site's audit log for the anchor exchange (@flare/audit's `AuditLog`): its anchor goes to the server at
    * every login and every `anchorIntervalMs`; the server's anchor is recorded here (a rollback of the server's
@@ -319,6 +322,9 @@ export class ClientEngine {
         return this.#abort(msg, payload, 'abort');
       case 'anchor':
         return this.#recordAnchor(ch, payload);
+      case 'crl':
+        // A revocation while connected: kept only when root-signed and newer than this site's (CrlStore).
+        return this.#takeCrl(payload);
       case 'job_end':
         // "Aborted" is an admin's word: the job_end must carry the admin's signed abort, checked like an abort.
         if (msg.status === 'ABORTED') return this.#abort({ job: msg.job, ...(msg.ref === undefined ? {} : { ref: msg.ref }) }, payload, 'job_end');
@@ -426,7 +432,10 @@ export class ClientEngine {
     }
   }
 
-  /** The CRL the server handed over in its welcome: kept when newer than this site's, refused when older. */
+  /**
+   * The CRL the server handed over in its welcome or a `crl` message: kept when root-signed and newer than this
+   * site's, refused (audited `crl_refused` with E_CRL_ROLLBACK or E_CRL_INVALID) otherwise.
+   */
   async #takeCrl(payload: Uint8Array): Promise<void> {
     if (payload.byteLength === 0 || this.#o.crls === undefined) return;
     try {
@@ -436,6 +445,7 @@ export class ClientEngine {
       const n = crl.crlNumber?.toString() ?? '?';
       this.#audit({ action: 'crl_updated', msg: `accepted the server's CRL number ${n} (${crl.revoked.size} revoked)`, data: { crl_number: n, revoked: crl.revoked.size } });
       this.#log.info('newer CRL from the server', { crlNumber: n });
+      this.#o.onCrl?.(crl);
     } catch (e) {
       const { code, message } = reasonOf(e);
       this.#audit({ action: 'crl_refused', msg: `${code}: ${message}`.slice(0, 2000), data: { code } });

@@ -52,7 +52,7 @@ export function channelPair(aPeer: PeerIdentity, bPeer: PeerIdentity, options: {
         if (mine.closed) queueMicrotask(() => h());
         else mine.closeHandlers.push(h);
       },
-      close: () => closeBoth(),
+      close: (reason) => closeBoth(reason),
       ...(exporter === undefined ? {} : { exportKeyingMaterial: exporter }),
     };
   };

@@ -1,0 +1,173 @@
+// A revocation takes effect on live sessions (issue #14.10): a newer root-signed CRL in the server's watched
+// crl.pem cuts at once the session of every participant it revokes (audited, naming it and its serial), keeps
+// the revoked one out at its next login, and reaches every connected site in a `crl` message; a site never
+// takes an older CRL from the server, and the server never takes an older or foreign one from its file.
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { CrlStore, createCrl, createRootCa, loadCrl, loadKit, parseProject, provision, resolveProjectDir, revoke, verifyCertificate, type Kit } from '@flare/pki';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { AdminClient } from '../src/admin/client.js';
+import { linkToServer, connectToServer, listenForParticipants } from '../src/protocol/network.js';
+import { watchCrlFile } from '../src/server/crl-watch.js';
+import { ServerEngine } from '../src/server/engine.js';
+import { ClientEngine } from '../src/site/engine.js';
+import { TEST_ROOT, auditRecorder, closeAll, closedAfterEach, sitePolicy, startServer, startSite, tempDir, until } from './helpers.js';
+
+const PROJECT = `api_version: 3
+name: rt_crl
+description: runtime CRL on live sessions
+participants:
+  - name: localhost
+    type: server
+    org: nvidia
+    fed_learn_port: 8002
+  - name: site-1
+    type: client
+    org: org1
+  - name: site-2
+    type: client
+    org: org2
+  - name: admin@nvidia.com
+    type: admin
+    org: nvidia
+    role: project_admin
+`;
+
+afterEach(closeAll);
+const open = closedAfterEach();
+let workspace: string;
+let kits: Map<string, Kit>;
+
+beforeAll(async () => {
+  workspace = await tempDir();
+  const r = await provision(parseProject(PROJECT), { workspace });
+  kits = new Map();
+  for (const k of r.kits) kits.set(k.name, await loadKit(join(r.prodDir, k.name)));
+});
+
+const serialOf = (kit: Kit): string => verifyCertificate(kit.certPem, { rootCaPem: kit.rootCaPem }).serial;
+
+/** A real server (mtls + @flare/auth) whose logins and welcome use its CrlStore, watching `<dir>/crl.pem`. */
+async function realServer(): Promise<{ server: ServerEngine; port: number; crls: CrlStore; file: string; audit: ReturnType<typeof auditRecorder> }> {
+  const kit = kits.get('localhost')!;
+  const dir = await tempDir();
+  const crls = await CrlStore.open({ rootCaPem: kit.rootCaPem, file: join(dir, 'crl-state.json') });
+  const audit = auditRecorder('srv');
+  const crl = (): string | undefined => crls.current?.pem;
+  const listener = await listenForParticipants({ kit, port: 0, crl });
+  const server = await ServerEngine.start({ name: 'localhost', org: 'nvidia', workspace: dir, listener, authorize: () => true, audit: audit.hook, crl });
+  open.push(server);
+  const file = join(dir, 'crl.pem');
+  const watch = watchCrlFile({ file, store: crls, onNewer: (c) => server.applyCrl(c), audit: audit.hook, intervalMs: 50 });
+  open.push({ close: async () => watch.close() });
+  return { server, port: listener.port, crls, file, audit };
+}
+
+async function realSite(name: string, port: number): Promise<{ engine: ClientEngine; crls: CrlStore; audit: ReturnType<typeof auditRecorder> }> {
+  const kit = kits.get(name)!;
+  const crls = await CrlStore.open({ rootCaPem: kit.rootCaPem });
+  const audit = auditRecorder(name);
+  const engine = await ClientEngine.start({
+    site: { name: kit.participant.name, org: kit.participant.org },
+    link: linkToServer({ kit, targets: [{ host: '127.0.0.1', port }], backoff: { initialMs: 50, maxMs: 200 } }),
+    policy: sitePolicy(),
+    learners: new Map(),
+    filters: new Map(),
+    workspace: await tempDir(),
+    crls,
+    audit: audit.hook,
+  });
+  open.push(engine);
+  await engine.registered(30_000);
+  return { engine, crls, audit };
+}
+
+describe('a CRL pushed and enforced on live sessions (issue #14.10)', () => {
+  it('revoking a connected site cuts its session at once (session_revoked naming it and its serial), its next login is refused with E_CERT_REVOKED, and the other site gets the CRL', async () => {
+    const { server, port, file, audit } = await realServer();
+    const site1 = await realSite('site-1', port);
+    const site2 = await realSite('site-2', port);
+    expect(server.registry.names()).toEqual(['site-1', 'site-2']);
+
+    const { crlPem, serials } = await revoke({ projectDir: await resolveProjectDir(workspace), name: 'site-2' });
+    expect(serials).toEqual([serialOf(kits.get('site-2')!)]);
+    await writeFile(file, crlPem);
+
+    const cut = await until(() => audit.events.find((e) => e.action === 'session_revoked'), 30_000, 'session_revoked');
+    expect(cut).toMatchObject({ user: 'site-2', data: { code: 'E_CERT_REVOKED', serial: serials[0], type: 'client' } });
+    // The cut site reconnects, is refused at login with the revoked code and stops for good.
+    await until(() => site2.engine.stopReason, 30_000, 'site-2 stopped');
+    expect(site2.engine.stopReason?.code).toBe('E_CERT_REVOKED');
+    expect(server.registry.names()).toEqual(['site-1']);
+    // site-1 stays and keeps the newer CRL (durably, in its CrlStore).
+    const updated = await until(() => site1.audit.events.find((e) => e.action === 'crl_updated'), 30_000, 'crl_updated at site-1');
+    expect(updated.data).toMatchObject({ revoked: 1 });
+    expect(site1.crls.current?.revoked.has(serials[0]!)).toBe(true);
+    expect(audit.events.find((e) => e.action === 'crl_updated')?.data).toMatchObject({ revoked: 1 });
+  });
+
+  it("an admin's live session is cut too when its certificate is revoked", async () => {
+    const { port, file, audit } = await realServer();
+    const kit = kits.get('admin@nvidia.com')!;
+    const admin = new AdminClient(await connectToServer({ kit, targets: [{ host: '127.0.0.1', port }] }), { signer: kit });
+    open.push({ close: async () => admin.close() });
+    await admin.list();
+    const { crlPem, serials } = await revoke({ projectDir: await resolveProjectDir(workspace), name: 'admin@nvidia.com' });
+    await writeFile(file, crlPem);
+    const cut = await until(() => audit.events.find((e) => e.action === 'session_revoked' && e.user === 'admin@nvidia.com'), 30_000, 'admin session_revoked');
+    expect(cut.data).toMatchObject({ code: 'E_CERT_REVOKED', serial: serials[0], type: 'admin' });
+    await expect(admin.list()).rejects.toThrow();
+  });
+
+  it('the server refuses an older CRL in its file (crl_refused, E_CRL_ROLLBACK) and one not signed by the project root (E_CRL_INVALID), keeping its newest', async () => {
+    const { server, port, crls, file, audit } = await realServer();
+    await realSite('site-1', port);
+    const projectDir = await resolveProjectDir(workspace);
+    // Revoking a participant again reissues the CRL under the next number.
+    const older = (await revoke({ projectDir, name: 'site-2' })).crlPem;
+    const newer = (await revoke({ projectDir, name: 'site-2' })).crlPem;
+    const newest = loadCrl(newer, { rootCaPem: kits.get('localhost')!.rootCaPem }).crlNumber;
+    await writeFile(file, newer);
+    await until(() => (crls.crlNumber === newest ? true : undefined), 30_000, 'the newer CRL taken');
+    await writeFile(file, older);
+    const rollback = await until(() => audit.events.find((e) => e.action === 'crl_refused'), 30_000, 'crl_refused');
+    expect(rollback.data).toMatchObject({ code: 'E_CRL_ROLLBACK', file });
+    const other = await createRootCa({ commonName: 'rt_crl' });
+    await writeFile(file, await createCrl({ issuer: other, entries: [], crlNumber: 1000 }));
+    const foreign = await until(() => audit.events.find((e) => e.action === 'crl_refused' && e.data?.['code'] === 'E_CRL_INVALID'), 30_000, 'crl_refused E_CRL_INVALID');
+    expect(foreign.msg).toContain(file);
+    expect(crls.crlNumber).toBe(newest);
+    expect(server.registry.names()).toEqual(['site-1']);
+    expect(audit.events.filter((e) => e.action === 'session_revoked')).toEqual([]);
+  });
+});
+
+describe('a CRL pushed to a connected site (in memory)', () => {
+  it('an older CRL the server pushes is refused (crl_refused, E_CRL_ROLLBACK) and the site keeps its newer one', async () => {
+    const crl3 = await createCrl({ issuer: TEST_ROOT, entries: [], crlNumber: 3 });
+    const crl1 = await createCrl({ issuer: TEST_ROOT, entries: [], crlNumber: 1 });
+    const crls = await CrlStore.open({ rootCaPem: TEST_ROOT.certPem, seed: crl3 });
+    const { server, hub } = await startServer(await tempDir());
+    const site = await startSite(1, hub, { crls });
+    await site.engine.registered(10_000);
+    expect(server.applyCrl(loadCrl(crl1, { rootCaPem: TEST_ROOT.certPem }))).toEqual({ cut: [], pushed: 1 });
+    const refused = await until(() => site.audit.events.find((e) => e.action === 'crl_refused'));
+    expect(refused.data).toMatchObject({ code: 'E_CRL_ROLLBACK' });
+    expect(crls.crlNumber).toBe(3n);
+  });
+
+  it('a pushed CRL signed by another root is refused (E_CRL_INVALID); a newer root-signed one is kept', async () => {
+    const other = await createRootCa({ commonName: 'another' });
+    const forged = await createCrl({ issuer: other, entries: [], crlNumber: 9 });
+    const newer = await createCrl({ issuer: TEST_ROOT, entries: [], crlNumber: 5 });
+    const crls = await CrlStore.open({ rootCaPem: TEST_ROOT.certPem });
+    const { server, hub } = await startServer(await tempDir());
+    const site = await startSite(1, hub, { crls });
+    await site.engine.registered(10_000);
+    server.applyCrl(loadCrl(forged, { rootCaPem: other.certPem }));
+    expect((await until(() => site.audit.events.find((e) => e.action === 'crl_refused'))).data).toMatchObject({ code: 'E_CRL_INVALID' });
+    server.applyCrl(loadCrl(newer, { rootCaPem: TEST_ROOT.certPem }));
+    await until(() => site.audit.events.find((e) => e.action === 'crl_updated'));
+    expect(crls.crlNumber).toBe(5n);
+  });
+});

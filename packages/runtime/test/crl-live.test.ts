@@ -8,6 +8,7 @@ import { CrlStore, createCrl, createRootCa, loadCrl, loadKit, parseProject, prov
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { AdminClient } from '../src/admin/client.js';
 import { linkToServer, connectToServer, listenForParticipants } from '../src/protocol/network.js';
+import { startAggregatingRelay } from '../src/relay/aggregate.js';
 import { watchCrlFile } from '../src/server/crl-watch.js';
 import { ServerEngine } from '../src/server/engine.js';
 import { ClientEngine } from '../src/site/engine.js';
@@ -31,6 +32,19 @@ participants:
     type: admin
     org: nvidia
     role: project_admin
+  - name: agg-a
+    type: relay
+    org: nvidia
+    mode: aggregate
+    listening_host: localhost
+  - name: site-3
+    type: client
+    org: org3
+    parent: agg-a
+  - name: site-4
+    type: client
+    org: org4
+    parent: agg-a
 `;
 
 afterEach(closeAll);
@@ -104,6 +118,36 @@ describe('a CRL pushed and enforced on live sessions (issue #14.10)', () => {
     expect(updated.data).toMatchObject({ revoked: 1 });
     expect(site1.crls.current?.revoked.has(serials[0]!)).toBe(true);
     expect(audit.events.find((e) => e.action === 'crl_updated')?.data).toMatchObject({ revoked: 1 });
+  });
+
+  it('an aggregating relay keeps the newer CRL the server pushes, cuts its own revoked site and passes the CRL down to its other sites', async () => {
+    const { port, file } = await realServer();
+    const relayAudit = auditRecorder('agg-a');
+    const k = kits.get('agg-a')!;
+    const relay = await startAggregatingRelay({
+      kit: k,
+      port: 0,
+      upstream: [{ host: '127.0.0.1', port }],
+      workspace: await tempDir(),
+      policy: sitePolicy(),
+      filters: new Map(),
+      backoff: { initialMs: 50, maxMs: 200 },
+      crls: await CrlStore.open({ rootCaPem: k.rootCaPem }),
+      audit: relayAudit.hook,
+    });
+    open.push(relay);
+    await relay.upstream.registered(30_000);
+    const site3 = await realSite('site-3', relay.port);
+    const site4 = await realSite('site-4', relay.port);
+    const { crlPem, serials } = await revoke({ projectDir: await resolveProjectDir(workspace), name: 'site-3' });
+    await writeFile(file, crlPem);
+    const cut = await until(() => relayAudit.events.find((e) => e.action === 'session_revoked'), 30_000, 'session_revoked at the relay');
+    expect(cut).toMatchObject({ user: 'site-3', data: { code: 'E_CERT_REVOKED', serial: serials[0] } });
+    await until(() => site3.engine.stopReason, 30_000, 'site-3 stopped');
+    expect(site3.engine.stopReason?.code).toBe('E_CERT_REVOKED');
+    await until(() => site4.audit.events.find((e) => e.action === 'crl_updated'), 30_000, 'crl_updated at site-4');
+    expect(site4.crls.current?.revoked.has(serials[0]!)).toBe(true);
+    expect(relay.sites()).toEqual(['site-4']);
   });
 
   it("an admin's live session is cut too when its certificate is revoked", async () => {

@@ -134,7 +134,7 @@ export function bundle(definition: JsonValue = jobDefinition(), files: ReadonlyM
 }
 
 /** Polls `check` until it returns a value, at most `ms` milliseconds. */
-export async function until<T>(check: () => T | undefined | Promise<T | undefined>, ms = 20_000, what = 'condition'): Promise<T> {
+export async function until<T>(check: () => T | undefined | Promise<T | undefined>, ms = 60_000, what = 'condition'): Promise<T> {
   const end = Date.now() + ms;
   for (;;) {
     const v = await check();
@@ -206,7 +206,7 @@ export async function federation(sites: SiteOptions[] = [{}, {}, {}], o: { admin
   const { server, hub, audit } = await startServer(workspace, o.server);
   const started = new Map<string, { engine: ClientEngine; audit: ReturnType<typeof auditRecorder> }>();
   for (const [i, s] of sites.entries()) started.set(`site-${i + 1}`, await startSite(i + 1, hub, s));
-  await Promise.all([...started.values()].map((s) => s.engine.registered(10_000)));
+  await Promise.all([...started.values()].map((s) => s.engine.registered(60_000)));
   const admin = await signingAdmin(hub, o.admin ?? ADMIN);
   return { server, hub, admin, serverAudit: audit, sites: started, workspace };
 }

@@ -70,7 +70,7 @@ export function testPki(): TestPki {
 }
 
 /** Resolves when `promise` settles, or fails the test after `ms` (no sleeps: wait for the event, bounded). */
-export function within<T>(promise: Promise<T>, ms = 5000, what = 'event'): Promise<T> {
+export function within<T>(promise: Promise<T>, ms = 60_000, what = 'event'): Promise<T> {
   return new Promise<T>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
     promise.then(

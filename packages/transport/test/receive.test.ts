@@ -66,7 +66,7 @@ describe('a message in progress (#14.5)', () => {
     cleanup.push(() => honest.close());
     const payload = new Uint8Array(5000).map((_, i) => i & 0xff);
     await honest.send({ honest: true }, payload);
-    const m = await within(delivered, 10_000);
+    const m = await within(delivered, 60_000);
     expect(m.header['honest']).toBe(true);
     expect(Buffer.from(m.payload).equals(Buffer.from(payload))).toBe(true);
     expect(await within(staller.closed)).toEqual([4000, 'E_TRANSPORT_STALLED']);

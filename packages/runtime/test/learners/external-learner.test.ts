@@ -112,7 +112,8 @@ describe('ExternalLearner: the protocol', () => {
 describe('ExternalLearner: a bad program is refused with a code naming the site, and killed', () => {
   it('hangs: E_LEARNER_TIMEOUT after the configured task time; the next task starts it again', async () => {
     const mark = join(dir, 'hang-once');
-    const l = await start('hang-once', { env: { MARK_FILE: mark }, timeouts: { trainMs: 1500 } });
+    // The second task must answer within trainMs too: 4 s leaves a busy machine room for a small answer.
+    const l = await start('hang-once', { env: { MARK_FILE: mark }, timeouts: { trainMs: 4000 } });
     const pid = l.pid!;
     await expect(l.train(globalModel(), ctx)).rejects.toMatchObject({ code: 'E_LEARNER_TIMEOUT', message: expect.stringContaining("learner 'fixture' at site-1") });
     expect(await gone(pid)).toBe(true);

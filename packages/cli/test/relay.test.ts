@@ -9,7 +9,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 const BIN = resolve(import.meta.dirname, '../dist/bin.js');
 const flare = (args: string[]): Promise<{ code: number; stdout: string; stderr: string }> =>
   new Promise((done) => {
-    execFile(process.execPath, [BIN, ...args], { timeout: 60_000 }, (error, stdout, stderr) => done({ code: error === null ? 0 : typeof error.code === 'number' ? error.code : 1, stdout, stderr }));
+    execFile(process.execPath, [BIN, ...args], { timeout: 120_000 }, (error, stdout, stderr) => done({ code: error === null ? 0 : typeof error.code === 'number' ? error.code : 1, stdout, stderr }));
   });
 
 const PROJECT = `api_version: 3

@@ -11,7 +11,7 @@ import { auditLine, renderJobStatus } from '../src/commands/runtime.js';
 const BIN = resolve(import.meta.dirname, '../dist/bin.js');
 const flare = (args: string[]): Promise<{ code: number; stdout: string; stderr: string }> =>
   new Promise((done) => {
-    execFile(process.execPath, [BIN, ...args], { timeout: 30_000 }, (error, stdout, stderr) => done({ code: error === null ? 0 : typeof error.code === 'number' ? error.code : 1, stdout, stderr }));
+    execFile(process.execPath, [BIN, ...args], { timeout: 120_000 }, (error, stdout, stderr) => done({ code: error === null ? 0 : typeof error.code === 'number' ? error.code : 1, stdout, stderr }));
   });
 
 describe('flare server|client|admin|poc', () => {

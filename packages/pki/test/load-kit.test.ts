@@ -10,7 +10,7 @@ import { expectFlareCodeAsync } from '@flare/core/testing';
 import { FIXTURE, projectYaml, tempDir } from './helpers.js';
 
 /** Resolves with the first of `events` emitted by `emitter` (an 'error' included), or rejects after `ms`. */
-function first(emitter: NodeJS.EventEmitter, events: readonly string[], ms = 5000): Promise<{ event: string; args: unknown[] }> {
+function first(emitter: NodeJS.EventEmitter, events: readonly string[], ms = 60_000): Promise<{ event: string; args: unknown[] }> {
   return new Promise((resolve, reject) => {
     const handlers = new Map<string, (...args: unknown[]) => void>();
     const done = (): void => {

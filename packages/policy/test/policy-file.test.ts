@@ -35,10 +35,10 @@ const open = () =>
       for (const w of waiters.splice(0)) w(r);
     },
   });
-/** Waits for the next reload attempt (from the watcher), at most 5 s. */
+/** Waits for the next reload attempt (from the watcher), at most 60 s. */
 const nextReload = (predicate: (r: PolicyReloadResult) => boolean = () => true) =>
   new Promise<PolicyReloadResult>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error('no reload within 5 s')), 5000);
+    const timer = setTimeout(() => reject(new Error('no reload within 60 s')), 60_000);
     const wait = (r: PolicyReloadResult) => (predicate(r) ? (clearTimeout(timer), resolve(r)) : waiters.push(wait));
     waiters.push(wait);
   });

@@ -70,7 +70,7 @@ describe('ResourceManager', () => {
     expect(r.wallTimeS).toBe(0.05);
     expect(r.deadline).toBeGreaterThan(Date.now() - 1000);
     const reason = await new Promise<unknown>((resolve, reject) => {
-      const t = setTimeout(() => reject(new Error('wall time did not fire within 5 s')), 5000);
+      const t = setTimeout(() => reject(new Error('wall time did not fire within 60 s')), 60_000);
       r.signal.addEventListener('abort', () => (clearTimeout(t), resolve(r.signal.reason)), { once: true });
     });
     expect(reason).toBeInstanceOf(FlareError);

@@ -53,8 +53,9 @@ createInterface({ input: process.stdin }).on('line', (l) => l === 'mem' ? consol
 
 // The attacker: the tree's own auth over a bare WebSocket (the ws package), so it can write any frame after
 // login. Logs in `sessions` times with the site kit, then on every session still open announces a 2 GiB
-// message and streams 256 MiB of 1 MiB chunks, prints 'streamed', and stalls.
-const ATTACKER = `
+// message and streams 256 MiB (or argv 6's MiB) of 1 MiB chunks, prints 'streamed', and stalls (with argv 5
+// `trickle`: goes on sending 1 KiB a second, a slowloris; used by the stall suite).
+export const ATTACKER = `
 import { createHash } from 'node:crypto';
 import { createClientAuth } from '@flare/auth';
 import { encodeFrame, decodeFrame } from '@flare/core';
@@ -111,12 +112,16 @@ const live = sessions.filter((s) => s.closeInfo === undefined);
 const chunk = encodeFrame({ t: 'c' }, new Uint8Array(1 << 20).fill(7));
 await Promise.all(live.map(async (s) => {
   s.ws.send(encodeFrame({ t: 'm', h: { type: 'update' }, n: 2 ** 31 }));
-  for (let i = 0; i < 256 && s.closeInfo === undefined; i++) {
+  for (let i = 0; i < Number(process.argv[6] ?? 256) && s.closeInfo === undefined; i++) {
     await new Promise((r) => s.ws.send(chunk, r));
     while (s.ws.bufferedAmount > 8 << 20) await new Promise((r) => setTimeout(r, 5));
   }
 }));
 console.log(JSON.stringify({ loggedIn: sessions.length, streaming: live.length }));
+if (process.argv[5] === 'trickle') {
+  const bit = encodeFrame({ t: 'c' }, new Uint8Array(1024).fill(7));
+  setInterval(() => { for (const s of live) if (s.closeInfo === undefined) s.ws.send(bit); }, 1000);
+}
 // Stall: keep the sockets open (ws answers the server's pings); report when the server cuts each.
 for (const s of sessions) void s.closed.then(() => console.log(JSON.stringify({ closed: s.closeInfo })));
 `;
@@ -127,7 +132,8 @@ interface Proc {
   stop(): Promise<void>;
 }
 
-function run(tree: string, script: string, args: readonly string[], stdin = false): Proc {
+/** Runs a script of this suite (or the stall suite) with `node -e` in `tree`'s tools/bench, reading JSON lines from it. */
+export function run(tree: string, script: string, args: readonly string[], stdin = false): Proc {
   const child = spawn(process.execPath, ['--input-type=module', '-e', script, ...args], { cwd: join(tree, 'tools', 'bench'), stdio: [stdin ? 'pipe' : 'ignore', 'pipe', 'inherit'] });
   const lines = createInterface({ input: child.stdout! });
   const queue: string[] = [];

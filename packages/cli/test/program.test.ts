@@ -44,6 +44,7 @@ describe('flare program', () => {
       ['a port that is not a number in --server (admin)', ['admin', '--kit', 'k', '--server', 'localhost:80a', 'list'], /^E_CLI_USAGE: flare admin: option '--server <host:port>' argument 'localhost:80a' is invalid\. --server port must be /],
       ['--server without a port (client)', ['client', '--kit', 'k', '--server', 'localhost'], /^E_CLI_USAGE: flare client: option '--server <host:port>' argument 'localhost' is invalid\. --server expected host:port/],
       ['port 0 in --server (package, where the host may be left out)', ['package', '--cert', 'c', '--key', 'k', '--ca-cert', 'r', '-o', 'o', '--server', ':0'], /^E_CLI_USAGE: flare package: option '--server <host:port>' argument ':0' is invalid\. --server port must be /],
+      ['a page size out of range (admin list --last)', ['admin', '--kit', 'k', 'list', '--last', '0'], /^E_CLI_USAGE: flare admin list: option '--last <n>' argument '0' is invalid\. expected an integer 1\.\.10000/],
       ['a port out of range in --upstream (relay)', ['relay', '--kit', 'k', '--upstream', 'relay-1:65536'], /^E_CLI_USAGE: flare relay: option '--upstream <host:port>' argument 'relay-1:65536' is invalid\. --upstream port must be /],
     ])('%s', (_what, args, line) => {
       const r = flare(...args);

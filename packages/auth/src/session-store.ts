@@ -7,13 +7,18 @@ import type { Session } from './session.js';
  */
 export class SessionStore {
   readonly #sessions = new Map<string, Session>();
+  /** The same sessions by participant, in the order they were added: a login looks up its name without a pass over all. */
+  readonly #byName = new Map<string, Set<Session>>();
   readonly #revokedNames = new Set<string>();
 
   /** @internal Registers a session until its connection closes. */
   add(session: Session, closed: Promise<unknown>): void {
     this.#sessions.set(session.id, session);
+    let named = this.#byName.get(session.peer.name);
+    if (named === undefined) this.#byName.set(session.peer.name, (named = new Set()));
+    named.add(session);
     void closed.then(() => {
-      if (this.#sessions.get(session.id) === session) this.#sessions.delete(session.id);
+      if (this.#sessions.get(session.id) === session) this.delete(session.id);
     });
   }
 
@@ -23,7 +28,7 @@ export class SessionStore {
 
   /** Live sessions of a participant, oldest first (an admin's tools may hold several at once). */
   sessionsOf(name: string): Session[] {
-    return [...this.#sessions.values()].filter((s) => s.peer.name === name);
+    return [...(this.#byName.get(name) ?? [])];
   }
 
   get size(): number {
@@ -32,7 +37,12 @@ export class SessionStore {
 
   /** @internal Forgets a session (it was replaced). */
   delete(id: string): void {
+    const s = this.#sessions.get(id);
+    if (s === undefined) return;
     this.#sessions.delete(id);
+    const named = this.#byName.get(s.peer.name);
+    named?.delete(s);
+    if (named?.size === 0) this.#byName.delete(s.peer.name);
   }
 
   /** Revokes one session (its connection closes with E_AUTH_SESSION_REVOKED); false when it is unknown. */
@@ -40,7 +50,7 @@ export class SessionStore {
     const s = this.#sessions.get(id);
     if (s === undefined) return false;
     s.revoke();
-    this.#sessions.delete(id);
+    this.delete(id);
     return true;
   }
 

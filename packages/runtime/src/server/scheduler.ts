@@ -77,6 +77,9 @@ export class Scheduler {
   /** Starts every queued job that can start now. */
   tick(): void {
     const { registry, active } = this.#o;
+    // Nothing waits, or no slot is free: the load per site (a pass over every site of every running job) is not
+    // needed. The server ticks at every registration and every second; at 5,000 sites that pass was 1% of its CPU.
+    if (this.#queue.size === 0 || active.size >= this.#o.maxRunning) return;
     const load = this.#load();
     const hasRoom = (site: string): boolean => {
       const entry = registry.get(site);

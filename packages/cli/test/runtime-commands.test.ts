@@ -107,6 +107,26 @@ describe('admin status and audit, readable', () => {
     expect(lines.find((l) => l.trimStart().startsWith('1  0.9000'))).toContain('(0.8000..0.9500)');
   });
 
+  it('lists the sites behind an aggregating relay under its row (the first 20, and how many more), and marks a lost relay', () => {
+    const record = {
+      id: 'j2', name: 'hier', submitter: { name: 'admin@a.org', org: 'a' }, status: 'RUNNING' as const, submitted_at: '2026-01-01T10:00:00.000Z', rounds_done: 0,
+      sites: ['agg-a', 'agg-b'], refused: {}, history: [],
+    };
+    const behind = (relay: string, n: number, lost = false) =>
+      Array.from({ length: n }, (_, i) => ({ name: `${relay}-site-${i + 1}`, org: '', connected: !lost, lastSeen: '2026-01-01T10:00:00.000Z', via: [relay], behind: relay, relayLost: lost }));
+    const lines = renderJobStatus({
+      record,
+      sites: [
+        { name: 'agg-a', connected: true, running: true, deployed: true, contributions: [] },
+        { name: 'agg-b', connected: false, running: false, deployed: true, contributions: [] },
+      ],
+      relaySites: [...behind('agg-a', 2), ...behind('agg-b', 25, true)],
+    });
+    const under = (relay: string): string | undefined => lines[lines.findIndex((l) => l.startsWith(relay)) + 1];
+    expect(under('agg-a')?.trim()).toBe('2 sites behind it: agg-a-site-1, agg-a-site-2');
+    expect(under('agg-b')?.trim()).toMatch(/^25 sites behind it \(relay lost: last known\): agg-b-site-1, .*agg-b-site-20, and 5 more \(--json lists them all\)$/);
+  });
+
   it('prints an audit event as one readable line (time, who, action, user, job, message)', () => {
     const l = auditLine(JSON.stringify({ ts: '2026-01-01T10:00:00.123Z', site: 'server', action: 'deploy_refused', user: 'admin@a.org', job: '0f0e0d0c-0b0a', msg: 'site-2 refused the job' }));
     expect(l).toBe('2026-01-01 10:00:00Z  server  deploy_refused  user=admin@a.org  job=0f0e0d0c  site-2 refused the job');

@@ -9,7 +9,7 @@ import { AdminClient } from '../src/admin/client.js';
 import { parseJobDefinition } from '../src/protocol/job-definition.js';
 import { jobTrustFromKit } from '../src/protocol/job-trust.js';
 import { connectToServer, linkToServer, listenForParticipants } from '../src/protocol/network.js';
-import { startAggregatingRelay, type AggregatingRelay } from '../src/relay/aggregate.js';
+import { startAggregatingRelay, whyRelayCannotRun, type AggregatingRelay } from '../src/relay/aggregate.js';
 import { aggregatingRelayOf, relayModeOf, relayTreeOf } from '../src/relay/path.js';
 import { parseAggregationPolicy, policyAggregator } from '../src/server/aggregation-policy.js';
 import { ServerEngine } from '../src/server/engine.js';
@@ -232,6 +232,37 @@ describe('a federation with aggregating relays', () => {
     expect(await until(async () => ((await behind())['site-4'] === 'agg-b' ? behind() : undefined), 20_000, 'the relays to report their sites')).toEqual({ 'site-1': 'agg-a', 'site-2': 'agg-a', 'site-3': 'agg-b', 'site-4': 'agg-b' });
     await a.close();
     expect(await until(async () => ((await behind())['site-1'] === 'agg-a lost' ? behind() : undefined), 20_000, 'agg-a to be lost')).toMatchObject({ 'site-1': 'agg-a lost', 'site-2': 'agg-a lost', 'site-3': 'agg-b' });
+  });
+
+  it('refuses at the relay\'s deploy, with E_RUNTIME_RELAY_MODE, a job it cannot aggregate (a server optimizer, encrypted updates): the server records the refusal and the job runs with its direct site', async () => {
+    const listener = await listenForParticipants({ kit: kit('localhost'), port: 0 });
+    const server = await ServerEngine.start({
+      name: 'localhost', org: 'nvidia', workspace: await tempDir(), listener, authorize: () => true, limits: FAST,
+      relays: relayTreeOf(kit('localhost')), aggregation: parseAggregationPolicy({ require: 'none' }),
+    });
+    open.push(server);
+    const a = await aggRelay('agg-a', listener.port);
+    await siteAt('site-1', a.port);
+    await siteAt('site-5', listener.port);
+    await until(() => (a.sites().length === 1 ? true : undefined), 20_000, 'site-1 registered with agg-a');
+    const admin = new AdminClient(await connectToServer({ kit: kit('admin@nvidia.com'), targets: local(listener.port) }), { signer: kit('admin@nvidia.com') });
+    open.push({ close: async () => admin.close() });
+    const id = await admin.submit(bundle(jobDefinition({ deploy: ['agg-a', 'site-5'], rounds: 1, min_clients: 1, aggregator: { name: 'fedadam' } })));
+    const rec = await server.waitForJob(id, 60_000);
+    expect(rec.status).toBe('FINISHED');
+    expect(rec.refused['agg-a']).toMatch(/^E_RUNTIME_RELAY_MODE: .*server optimizer \(fedadam\)/);
+    expect(rec.history[0]!.contributors).toEqual(['site-5']);
+  });
+
+  it('whyRelayCannotRun names what an aggregating relay cannot do: another workflow, a server optimizer (also after a robust aggregator or inside norm-bound), HE', () => {
+    const def = (over: Record<string, unknown>) => parseJobDefinition({ ...jobDefinition(), ...over });
+    expect(whyRelayCannotRun(def({}))).toBeUndefined();
+    expect(whyRelayCannotRun(def({ aggregator: { name: 'trimmed-mean', args: { beta: 0.1 } } }))).toBeUndefined();
+    expect(whyRelayCannotRun(def({ workflow: 'cyclic' }))).toMatch(/scatter_and_gather only/);
+    expect(whyRelayCannotRun(def({ aggregator: { name: 'fedyogi' } }))).toMatch(/server optimizer \(fedyogi\)/);
+    expect(whyRelayCannotRun(def({ aggregator: { name: 'median', serverOptimizer: { name: 'fedavgm' } } }))).toMatch(/server optimizer \(fedavgm\)/);
+    expect(whyRelayCannotRun(def({ aggregator: { name: 'norm-bound', args: 'adaptive', aggregator: { name: 'fedadagrad' } } }))).toMatch(/server optimizer \(fedadagrad\)/);
+    expect(whyRelayCannotRun(def({ task_result_filters: [{ name: 'he-encrypt', args: {} }] }))).toMatch(/encrypts updates/);
   });
 
   it('refuses a site behind an aggregating relay that logs in to the server itself, and a forwarding relay logging in as a contributor', async () => {

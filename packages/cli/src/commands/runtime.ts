@@ -1,6 +1,6 @@
 import { join, resolve } from 'node:path';
 import { writeFileAtomic, type JsonValue } from '@flare/core';
-import { attachAuthTokens, readJobFolder, type JobRecord, type SiteState } from '@flare/runtime';
+import { attachAuthTokens, readJobFolder, type JobRecord, type RelayedSiteSighting, type SiteState } from '@flare/runtime';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { runCommand, stdio } from '../run.js';
 import { hostPortOption } from '../options.js';
@@ -49,8 +49,24 @@ function int(_name: string, min: number, max: number): (v: string) => number {
 const hhmmss = (iso: string | undefined): string => (iso === undefined ? '-' : iso.replace('T', ' ').replace(/\.\d+Z$/, 'Z'));
 const num = (x: number | undefined, digits = 4): string => (x === undefined ? '-' : x.toFixed(digits));
 
-/** `flare admin status JOB` as lines: the job, why it failed, each site, each round (rounds from 1). */
-export function renderJobStatus(v: { readonly record: JobRecord; readonly sites: readonly SiteState[] }): string[] {
+/** How many names of the sites behind one relay `status` prints (`--json` has them all). */
+const BEHIND_SHOWN = 20;
+
+/** The sites behind aggregating relay `relay`, as the lines under its row: names (the first {@link BEHIND_SHOWN}), and whether the relay is lost. */
+function behindLines(relay: string, sightings: readonly RelayedSiteSighting[]): string[] {
+  const mine = sightings.filter((s) => s.behind === relay).map((s) => s.name);
+  if (mine.length === 0) return [];
+  const lost = sightings.some((s) => s.behind === relay && s.relayLost);
+  const shown = mine.slice(0, BEHIND_SHOWN).join(', ');
+  const more = mine.length > BEHIND_SHOWN ? `, and ${mine.length - BEHIND_SHOWN} more (--json lists them all)` : '';
+  return [`${''.padEnd(22)}${mine.length} site${mine.length === 1 ? '' : 's'} behind it${lost ? ' (relay lost: last known)' : ''}: ${shown}${more}`];
+}
+
+/**
+ * `flare admin status JOB` as lines: the job, why it failed, each site, each round (rounds from 1). An
+ * aggregating relay is one contributor of the job; the sites behind it are listed under its row.
+ */
+export function renderJobStatus(v: { readonly record: JobRecord; readonly sites: readonly SiteState[]; readonly relaySites?: readonly RelayedSiteSighting[] }): string[] {
   const r = v.record;
   const lines = [`job ${r.id}  ${r.name}  ${r.status}  rounds done ${r.rounds_done}  submitted by ${r.submitter.name} at ${hhmmss(r.submitted_at)}${r.ended_at === undefined ? '' : `  ended ${hhmmss(r.ended_at)}`}`];
   if (r.error !== undefined) lines.push(`why: ${r.error.code}: ${r.error.message}`);
@@ -60,6 +76,7 @@ export function renderJobStatus(v: { readonly record: JobRecord; readonly sites:
     const rounds = s.contributions.length === 0 ? '-' : s.contributions.map((x) => x + 1).join(',');
     lines.push(`${s.name.padEnd(20)}  ${(s.connected ? 'connected' : 'gone').padEnd(10)}  ${hhmmss(s.last_seen).padEnd(20)}  ${job.padEnd(12)}  ${rounds}`);
     if (s.via !== undefined) lines.push(`${''.padEnd(22)}through relay ${s.via.join(' > ')}`);
+    lines.push(...behindLines(s.name, v.relaySites ?? []));
     if (s.refused !== undefined) lines.push(`${''.padEnd(22)}${s.refused.slice(0, 300)}`);
   }
   if (r.history.length > 0) {
@@ -190,7 +207,9 @@ export function register(program: Command): void {
       run(() =>
         withAdmin(async (a) => {
           const view = await a.jobStatus(job);
-          if (o.json) stdio.out(JSON.stringify(view, null, 2));
+          // JSON keeps the server's field name for the sites behind relays.
+          const { relaySites, ...rest } = view;
+          if (o.json) stdio.out(JSON.stringify(relaySites === undefined ? rest : { ...rest, relay_sites: relaySites }, null, 2));
           else for (const l of renderJobStatus(view)) stdio.out(l);
         }),
       ),

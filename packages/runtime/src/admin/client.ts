@@ -8,6 +8,7 @@ import type { PeerChannel } from '../protocol/channel.js';
 import { outgoing, parseMessage, type MessageOf } from '../protocol/messages.js';
 import { PendingRequests } from '../protocol/pending.js';
 import type { SiteState } from '../server/admin-api.js';
+import type { RelayedSiteSighting } from '../server/relay-status.js';
 import type { SiteSighting } from '../server/registry.js';
 import { JobRecord, type JobRecord as JobRecordType } from '../server/job-store.js';
 
@@ -103,11 +104,16 @@ export class AdminClient {
     return (await this.jobStatus(job)).record;
   }
 
-  /** A job's record and each site's state with it (connected, last seen, running, refused, contributions). */
-  async jobStatus(job: string): Promise<{ readonly record: JobRecordType; readonly sites: SiteState[] }> {
+  /**
+   * A job's record and each site's state with it (connected, last seen, running, refused, contributions), and
+   * the sites behind the server's aggregating relays (`relaySites`, when it has any: their updates reach the
+   * server inside their relay's).
+   */
+  async jobStatus(job: string): Promise<{ readonly record: JobRecordType; readonly sites: SiteState[]; readonly relaySites?: RelayedSiteSighting[] }> {
     const [data] = await this.#call({ cmd: 'status', job });
-    const d = data as { record?: unknown; sites?: unknown };
-    return { record: JobRecord.parse(d.record), sites: (Array.isArray(d.sites) ? d.sites : []) as SiteState[] };
+    const d = data as { record?: unknown; sites?: unknown; relay_sites?: unknown };
+    const relaySites = Array.isArray(d.relay_sites) ? (d.relay_sites as RelayedSiteSighting[]) : undefined;
+    return { record: JobRecord.parse(d.record), sites: (Array.isArray(d.sites) ? d.sites : []) as SiteState[], ...(relaySites === undefined ? {} : { relaySites }) };
   }
 
   /** Aborts a job; with a `signer`, the abort is signed for this job (sites obey only a signed abort). */

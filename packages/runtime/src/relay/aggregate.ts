@@ -17,6 +17,7 @@ import { JobAggregation } from '../workflows/aggregation.js';
 import { siteMetrics } from '../workflows/metrics.js';
 import { SCATTER_AND_GATHER, asValidation, codeOf, scatterAndGatherSite } from '../workflows/scatter-gather.js';
 import type { SiteTaskHandler, SiteWorkflow } from '../workflows/workflow.js';
+import { ENCRYPT_LAST } from '../site/admission.js';
 import { relayModeOf, relayTreeOf } from './path.js';
 import { SiteHub, stepsOf } from './site-hub.js';
 
@@ -127,9 +128,9 @@ export async function startAggregatingRelay(o: AggregatingRelayOptions): Promise
     async create(_args, env) {
       const definition = env.definition;
       if (definition === undefined) throw new FlareRuntimeError('E_RUNTIME_PROTOCOL', `relay '${name}' got no job definition for job ${env.job}`);
-      if (definition.workflow !== SCATTER_AND_GATHER) {
-        throw new FlareRuntimeError('E_RUNTIME_RELAY_MODE', `aggregating relay '${name}' runs scatter_and_gather only; job ${env.job} uses ${definition.workflow} (run it directly or through forwarding relays)`);
-      }
+      // Refused at the deploy, before any site below is asked: the server records the relay's refusal with its code.
+      const refusal = whyRelayCannotRun(definition);
+      if (refusal !== undefined) throw new FlareRuntimeError('E_RUNTIME_RELAY_MODE', `aggregating relay '${name}' cannot run job ${env.job}: ${refusal} (run it directly or through forwarding relays)`);
       const job = offered.get(env.job);
       if (job === undefined) throw new FlareRuntimeError('E_RUNTIME_PROTOCOL', `relay '${name}' has no bundle for job ${env.job}`);
       const sites = await hub.deploy(env.job, definition, job.bundle, job.submitter);
@@ -162,6 +163,26 @@ export async function startAggregatingRelay(o: AggregatingRelayOptions): Promise
       await hub.close();
     },
   };
+}
+
+/** The FedOpt names of @flare/aggregator: a server optimizer step, which must run once, at the server. */
+const SERVER_OPTIMIZERS: ReadonlySet<string> = new Set(['fedavgm', 'fedadagrad', 'fedadam', 'fedyogi']);
+
+/**
+ * Why an aggregating relay cannot run a job for its sites, or undefined when it can: a workflow other than
+ * scatter-and-gather; a server optimizer (FedOpt), which at the relay would take an optimizer step on a partial
+ * aggregate and again at the server; a job whose result filters encrypt updates (HE), which the relay holds no
+ * scheme to sum. Checked at the relay's deploy, so such a job is refused there with E_RUNTIME_RELAY_MODE instead
+ * of failing at its first round.
+ */
+export function whyRelayCannotRun(definition: JobDefinition): string | undefined {
+  if (definition.workflow !== SCATTER_AND_GATHER) return `it runs scatter_and_gather only; the job uses ${definition.workflow}`;
+  const spec = definition.aggregator;
+  const inner = spec?.name === 'norm-bound' ? spec.aggregator : spec;
+  const optimizer = inner === undefined ? undefined : SERVER_OPTIMIZERS.has(inner.name) ? inner.name : 'serverOptimizer' in inner ? inner.serverOptimizer?.name : undefined;
+  if (optimizer !== undefined) return `the job's aggregator has a server optimizer (${optimizer}), which must run once, at the server`;
+  if (definition.task_result_filters.some((f) => f.name === ENCRYPT_LAST)) return `the job encrypts updates (${ENCRYPT_LAST}), which the relay cannot aggregate`;
+  return undefined;
 }
 
 /**

@@ -45,7 +45,8 @@ export interface Admission {
 
 /** Filters that must run where encryption needs them, whatever order the scope and the job list them in. */
 const DECRYPT_FIRST = 'he-decrypt';
-const ENCRYPT_LAST = 'he-encrypt';
+/** The filter that encrypts an update (@flare/filters-he): last in a result chain; an aggregating relay cannot sum what it produces. */
+export const ENCRYPT_LAST = 'he-encrypt';
 
 /**
  * Decides whether this site runs a job, with @flare/policy's own decisions and codes, in this order: the

@@ -127,7 +127,7 @@ export const RUNTIME_CODES = {
     action: 'Check the relay_tree of the receiver\'s kit (project.yml `parent` and `mode: aggregate`) and the relay\'s sites; a capped relay is accepted with the cap (`max_steps` per site in local/aggregation.json).',
   },
   E_RUNTIME_RELAY_MODE: {
-    meaning: 'An aggregating relay was asked to run what it cannot aggregate for its sites: a workflow other than scatter_and_gather, or encrypted updates it holds no key or scheme for.',
+    meaning: 'An aggregating relay was asked to run what it cannot aggregate for its sites: a workflow other than scatter_and_gather, a server optimizer (FedOpt: it must step once, at the server), or encrypted updates it holds no key or scheme for.',
     action: 'Run the job directly with those sites (or through forwarding relays: `mode: forward`), or use scatter_and_gather through aggregating relays.',
   },
   E_RUNTIME_RELAY_LIMIT: {

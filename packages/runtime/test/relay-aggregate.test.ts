@@ -254,6 +254,52 @@ describe('a federation with aggregating relays', () => {
     expect(rec.history[0]!.contributors).toEqual(['site-5']);
   });
 
+  it('a relay whose connection to the server is cut mid-round reconnects and goes on with the job: its sites keep it (deployed once, no restart), it contributes again', async () => {
+    const serverAudit = auditRecorder('srv');
+    const relayAudit = auditRecorder('agg-a');
+    const listener = await listenForParticipants({ kit: kit('localhost'), port: 0 });
+    const server = await ServerEngine.start({
+      name: 'localhost', org: 'nvidia', workspace: await tempDir(), listener, authorize: () => true, limits: FAST,
+      relays: relayTreeOf(kit('localhost')), aggregation: parseAggregationPolicy({ require: 'none' }), audit: serverAudit.hook,
+    });
+    open.push(server);
+    const a = await aggRelay('agg-a', listener.port, relayAudit.hook);
+    // The relay's sites take a while to train, so the cut falls inside their round.
+    for (const name of ['site-1', 'site-2']) {
+      const k = kit(name);
+      const engine = await ClientEngine.start({
+        site: { name, org: k.participant.org },
+        link: linkToServer({ kit: k, targets: local(a.port), backoff: { initialMs: 50, maxMs: 200 } }),
+        policy: { ...sitePolicy(), jobTrust: trust(k) },
+        learners: new Map([['towards', learnerFactory(1, { delayMs: 300 })]]),
+        filters: new Map(),
+        workspace: await tempDir(),
+        limits: FAST,
+      });
+      open.push(engine);
+      await engine.registered(20_000);
+    }
+    await siteAt('site-5', listener.port);
+    const admin = new AdminClient(await connectToServer({ kit: kit('admin@nvidia.com'), targets: local(listener.port) }), { signer: kit('admin@nvidia.com') });
+    open.push({ close: async () => admin.close() });
+    const id = await admin.submit(bundle(jobDefinition({ deploy: ['agg-a', 'site-5'], rounds: 4, min_clients: 1, round_timeout_s: 30 })));
+    // Round 1 is sent to the relay: cut its connection (from the server's side) while its sites train.
+    await until(() => serverAudit.events.find((e) => e.action === 'task_sent' && e.job === id && e.data?.['site'] === 'agg-a' && e.data?.['round'] === 1), 30_000, 'round 1 sent to agg-a');
+    server.registry.get('agg-a')!.channel.close();
+    const rec = await server.waitForJob(id, 90_000);
+    expect(rec.error).toBeUndefined();
+    expect(rec.status).toBe('FINISHED');
+    // The relay parked the job at its sites and resumed it when the server offered it again.
+    expect(relayAudit.events.filter((e) => e.job === id).map((e) => e.action)).toEqual(expect.arrayContaining(['relay_job_parked', 'relay_job_resumed']));
+    expect(relayAudit.events.some((e) => e.action === 'relay_job_released')).toBe(false);
+    // Each site below was deployed once: the job was not restarted there.
+    for (const s of ['site-1', 'site-2']) expect(relayAudit.events.filter((e) => e.action === 'deploy_sent' && e.job === id && e.data?.['site'] === s)).toHaveLength(1);
+    // After the reconnect the relay contributed again, for its two sites.
+    expect(rec.history.at(-1)!.contributors).toContain('agg-a');
+    const last = serverAudit.events.filter((e) => e.action === 'relay_contribution' && e.job === id).at(-1);
+    expect(last?.data?.['sites']).toEqual(['site-1', 'site-2']);
+  });
+
   it('whyRelayCannotRun names what an aggregating relay cannot do: another workflow, a server optimizer (also after a robust aggregator or inside norm-bound), HE', () => {
     const def = (over: Record<string, unknown>) => parseJobDefinition({ ...jobDefinition(), ...over });
     expect(whyRelayCannotRun(def({}))).toBeUndefined();

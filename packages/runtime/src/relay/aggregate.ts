@@ -108,6 +108,27 @@ export async function startAggregatingRelay(o: AggregatingRelayOptions): Promise
     void registeredUpstream?.send(outgoing({ t: 'relay_sites', sites: hub.reachable() })).catch(() => undefined);
   };
   hub.onChange = reportSites;
+  // Jobs whose upstream side ended because the connection to the server was lost: their sites keep them (no
+  // restart there) until the server offers the job again after the relay reconnects, or until the window ends.
+  const parked = new Map<string, NodeJS.Timeout>();
+  const unpark = (job: string): boolean => {
+    clearTimeout(parked.get(job));
+    return parked.delete(job);
+  };
+  /** The relay's side of a job ended: its sites end it too, unless the connection to the server was lost. */
+  const release = (job: string): void => {
+    unpark(job);
+    if (registeredUpstream !== undefined) return hub.end(job, 'ABORTED');
+    const windowMs = limits.heartbeatTimeoutMs;
+    audit({ action: 'relay_job_parked', job, msg: `the connection to the server was lost: job ${job} stays deployed at the relay's sites for ${windowMs} ms, until the server offers it again`, data: { sites: hub.sites(job), window_ms: windowMs } });
+    const timer = setTimeout(() => {
+      parked.delete(job);
+      audit({ action: 'relay_job_released', job, msg: `the server did not offer job ${job} again within ${windowMs} ms: its sites end it` });
+      hub.end(job, 'ABORTED');
+    }, windowMs);
+    timer.unref();
+    parked.set(job, timer);
+  };
   const link = tapLink(
     linkToServer({ kit, ...(o.upstream === undefined ? {} : { targets: o.upstream }), ...(o.audit === undefined ? {} : { audit: o.audit }), ...(o.transport === undefined ? {} : { limits: o.transport }), ...(o.backoff === undefined ? {} : { backoff: o.backoff }), logger }),
     (msg, payload, ch) => {
@@ -118,8 +139,13 @@ export async function startAggregatingRelay(o: AggregatingRelayOptions): Promise
       else if (msg.t === 'abort') hub.abort(msg, payload);
       else if (msg.t === 'job_end') {
         offered.delete(msg.job);
+        unpark(msg.job);
         hub.end(msg.job, msg.status);
       }
+    },
+    // Before the upstream engine ends its jobs for the lost connection (RelayRounds.close sees it is lost).
+    (ch) => {
+      if (registeredUpstream === ch) registeredUpstream = undefined;
     },
   );
   const rounds: LearnerFactory<unknown> = {
@@ -133,9 +159,11 @@ export async function startAggregatingRelay(o: AggregatingRelayOptions): Promise
       if (refusal !== undefined) throw new FlareRuntimeError('E_RUNTIME_RELAY_MODE', `aggregating relay '${name}' cannot run job ${env.job}: ${refusal} (run it directly or through forwarding relays)`);
       const job = offered.get(env.job);
       if (job === undefined) throw new FlareRuntimeError('E_RUNTIME_PROTOCOL', `relay '${name}' has no bundle for job ${env.job}`);
+      // Offered again after a lost connection: the sites below still run it (deployed once; the hub reuses the job).
+      if (unpark(env.job)) audit({ action: 'relay_job_resumed', job: env.job, msg: `the server offered job ${env.job} again: its sites go on with it`, data: { sites: hub.sites(env.job) } });
       const sites = await hub.deploy(env.job, definition, job.bundle, job.submitter);
       audit({ action: 'relay_job_deployed', job: env.job, msg: `relay ${name} runs job ${env.job} with ${sites.length} sites (${sites.join(', ')})`, data: { sites: [...sites] } });
-      return new RelayRounds({ hub, job: env.job, definition, aggregation: o.aggregation ?? DEFAULT_AGGREGATION_POLICY, relays, audit, logger });
+      return new RelayRounds({ hub, job: env.job, definition, aggregation: o.aggregation ?? DEFAULT_AGGREGATION_POLICY, relays, audit, logger, release });
     },
   };
   const upstream = await ClientEngine.start({
@@ -159,6 +187,8 @@ export async function startAggregatingRelay(o: AggregatingRelayOptions): Promise
     sites: () => hub.registry.names().sort(),
     upstream,
     async close() {
+      for (const t of parked.values()) clearTimeout(t);
+      parked.clear();
       await upstream.close();
       await hub.close();
     },
@@ -203,10 +233,18 @@ class EveryName extends Map<string, LearnerFactory<unknown>> {
   }
 }
 
-/** Lets the relay see the messages its upstream side receives (job bundles, signed aborts, job ends) before the engine does. */
-function tapLink(link: ServerLink, see: (msg: Message, payload: Uint8Array, ch: PeerChannel) => void): ServerLink {
+/**
+ * Lets the relay see the messages its upstream side receives (job bundles, signed aborts, job ends) after the
+ * engine handled each, and a lost connection before the engine does.
+ */
+function tapLink(link: ServerLink, see: (msg: Message, payload: Uint8Array, ch: PeerChannel) => void, lost: (ch: PeerChannel) => void): ServerLink {
   const tap = (ch: PeerChannel): PeerChannel => ({
     ...ch,
+    onClose: (handler) =>
+      ch.onClose((reason) => {
+        lost(ch);
+        handler(reason);
+      }),
     onMessage: (handler) =>
       ch.onMessage((header, payload) => {
         // The engine handles the message first (a welcome registers it, so a report sent after it is in order).
@@ -243,6 +281,8 @@ interface RoundsOptions {
   readonly relays: RelayTree;
   readonly audit: (e: LooseAuditEvent) => string | undefined;
   readonly logger: Logger;
+  /** The job ended at the relay's upstream side: its sites end it, or keep it while the server is unreachable. */
+  readonly release: (job: string) => void;
 }
 
 /** One job's rounds at an aggregating relay, as the learner its upstream side runs. */
@@ -334,8 +374,9 @@ class RelayRounds implements Learner {
 
   close(): Promise<void> {
     this.#aggregation?.dispose();
-    // Ended here without the server's job_end (wall time, lost upstream): the sites release it too.
-    this.#o.hub.end(this.#o.job, 'ABORTED');
+    // Ended here without the server's job_end (wall time, lost upstream): the sites release it, or keep it
+    // while the relay reconnects (the server offers the job again; see `release`).
+    this.#o.release(this.#o.job);
     return Promise.resolve();
   }
 }

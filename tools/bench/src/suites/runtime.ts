@@ -174,6 +174,22 @@ async function secureVsClear(n: number, first: Run, kits: ReadonlyMap<string, st
   ];
 }
 
+/**
+ * Kits for the older build, provisioned by its own @flare/pki: the kit manifest (its signature and fields) has
+ * changed since, and a build reads only kits of its own format.
+ */
+const beforeKitsOf = new Map<string, Map<string, string>>();
+async function beforeKits(root: string, yaml: string, dir: string): Promise<ReadonlyMap<string, string>> {
+  let kits = beforeKitsOf.get(root);
+  if (kits === undefined) {
+    const pki = (await import(pathToFileURL(join(root, 'node_modules', '@flare', 'pki', 'dist', 'index.js')).href)) as Any;
+    const prov = (await pki.provision(pki.parseProject(yaml), { workspace: join(dir, 'before-kits') })) as { kits: Array<{ name: string; dir: string }> };
+    kits = new Map(prov.kits.map((k) => [k.name, k.dir] as const));
+    beforeKitsOf.set(root, kits);
+  }
+  return kits;
+}
+
 export const suite: Suite = {
   name: 'runtime',
   description: `scatter-and-gather with 10 and 100 sites, each site its own process, ${PARAMS / 1000}K-parameter model (float32), ${ROUNDS - 1} measured rounds: round latency and server peak RSS, this runtime ("after") against an older build (FLARE_BENCH_RUNTIME_BEFORE=<root of a built worktree of eff1d78>), secure (mTLS + auth + audit) and clear, alternately in pairs (FLARE_BENCH_RUNTIME_PAIRS, default 3), with the CPU time of a round`,
@@ -189,7 +205,7 @@ export const suite: Suite = {
       const rows: Row[] = [];
       for (const n of sizes) {
         const after = await runOnce({ root: AFTER_ROOT, api: 'after', secure: true, sites: n, kits, dir });
-        const old = before === undefined ? undefined : await runOnce({ root: before, api: 'before', secure: true, sites: n, kits, dir });
+        const old = before === undefined ? undefined : await runOnce({ root: before, api: 'before', secure: true, sites: n, kits: await beforeKits(before, yaml, dir), dir });
         const label = `${n} sites, secure`;
         rows.push(
           { label: `round latency, ${label}, this runtime`, value: median(after.roundMs), unit: 'ms', ...(old === undefined ? {} : { baseline: { label: 'before (eff1d78)', value: median(old.roundMs) } }), higherIsBetter: false },

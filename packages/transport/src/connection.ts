@@ -2,7 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type { Socket } from 'node:net';
 import { TLSSocket } from 'node:tls';
-import { CodecError, decodeFrame, encodeFrame, FlareError, TransportError, type JsonValue } from '@flare/core';
+import { CodecError, decodeFrame, encodeFrame, FlareError, FRAME_PREFIX_BYTES, TransportError, type JsonValue } from '@flare/core';
 import type { ReceiveBudget } from './budget.js';
 import { CLOSE_NORMAL, CLOSE_REFUSED, errorFromClose, markRefusal, type CloseInfo } from './close.js';
 import type { FrameError } from './frames.js';
@@ -147,6 +147,10 @@ export interface Connection<A = unknown> {
 }
 
 const EMPTY = new Uint8Array(0);
+/** Alignment of a frame's payload (the widest tensor element, float64 / int64). */
+const PAYLOAD_ALIGN = 8;
+/** Offset of the little-endian uint32 header length in a core frame (after magic and version). */
+const HEADER_LENGTH_AT = 5;
 const sha256Digest = (): PayloadDigest => {
   const h = createHash('sha256');
   return { update: (b) => void h.update(b), digest: () => h.digest() };
@@ -686,12 +690,24 @@ function withHeadroom(bytes: Uint8Array): Uint8Array {
   return out;
 }
 
-/** A core frame (header, payload) encoded after {@link HEADROOM} spare bytes: the payload is copied once. */
+/**
+ * A core frame (header, payload) encoded after {@link HEADROOM} spare bytes: the payload is copied once. A
+ * payload starts at a multiple of {@link PAYLOAD_ALIGN} bytes into the frame (the JSON header is padded with
+ * trailing spaces, which JSON allows): the receiver collects a frame into a buffer of its own, so the payload
+ * is then aligned there too and a model's float32/float64 tensors decode as views instead of copies. Without
+ * it the alignment depended on the header's length (the auth trailer's digits), and a misaligned 1 MB model
+ * cost a fresh allocation and a copy on every receipt.
+ */
 function frameWithHeadroom(header: { readonly [key: string]: JsonValue }, payload: Uint8Array = EMPTY): Uint8Array {
   const prefix = encodeFrame(header);
-  const out = new Uint8Array(HEADROOM + prefix.length + payload.length);
+  const pad = payload.length === 0 ? 0 : (PAYLOAD_ALIGN - (prefix.length % PAYLOAD_ALIGN)) % PAYLOAD_ALIGN;
+  const out = new Uint8Array(HEADROOM + prefix.length + pad + payload.length);
   out.set(prefix, HEADROOM);
-  out.set(payload, HEADROOM + prefix.length);
+  if (pad > 0) {
+    out.fill(0x20, HEADROOM + prefix.length, HEADROOM + prefix.length + pad);
+    new DataView(out.buffer).setUint32(HEADROOM + HEADER_LENGTH_AT, prefix.length - FRAME_PREFIX_BYTES + pad, true);
+  }
+  out.set(payload, HEADROOM + prefix.length + pad);
   return out;
 }
 

@@ -108,3 +108,41 @@ describe('received payloads decode as models that stay what was sent', () => {
     expect(held.map((h) => (h.model === undefined ? 'undecodable' : tensorDigest(h.model)))).toEqual(sent);
   });
 });
+
+// A message that fits one frame is collected into a buffer of its own; its payload starts 8-byte aligned there
+// whatever the header's length (the sender pads the JSON header), so a model's tensors decode as views of it
+// instead of fresh copies (a misaligned 1 MB model cost an allocation and a copy on every receipt).
+describe('whole-frame payloads arrive 8-byte aligned', () => {
+  it.each(['clear', 'mtls'] as const)('over %s: every header length gives an aligned payload and tensors that are views of it', async (security) => {
+    const tls = { certPem: pki.serverCertPem, privateKey: pki.serverKeyPem, caPem: pki.caPem };
+    const server = await listen<undefined>({ port: 0, host: '127.0.0.1', security, ...(security === 'clear' ? {} : { tls }) });
+    servers.push(server as ServerEndpoint<unknown>);
+    const got: Array<{ offset: number; views: boolean; w: number[] }> = [];
+    const count = 16;
+    const all = new Promise<void>((resolve) => {
+      server.on('connection', (conn) => {
+        conns.push(conn as Connection<unknown>);
+        conn.on('message', (m) => {
+          const decoded = decodeModel(m.payload);
+          const w = decoded.params.get('w')!.data as Float32Array;
+          got.push({ offset: m.payload.byteOffset % 8, views: w.buffer === m.payload.buffer, w: [...w] });
+          if (got.length === count) resolve();
+        });
+      });
+    });
+    const conn = await dial<undefined>({
+      security,
+      targets: [{ host: '127.0.0.1', port: server.port }],
+      ...(security === 'clear' ? {} : { tls: { caPem: pki.caPem, certPem: pki.clientCertPem, privateKey: pki.clientKeyPem } }),
+    });
+    conns.push(conn as Connection<unknown>);
+    for (let i = 0; i < count; i++) {
+      const m = model([['w', tensor(Float32Array.from({ length: 64 }, (_, k) => i + k / 4), [64])]]);
+      await conn.send({ i, pad: 'x'.repeat(i) }, encodeModelParts(m));
+    }
+    await within(all, 60_000, 'every model');
+    expect(got.map((g) => g.offset)).toEqual(Array(count).fill(0));
+    expect(got.every((g) => g.views)).toBe(true);
+    expect(got.map((g) => g.w[1])).toEqual(Array.from({ length: count }, (_, i) => i + 0.25));
+  });
+});

@@ -30,21 +30,28 @@ export interface RelayedLogin {
   readonly name: string;
   /** The signed relay path, nearest the server first. */
   readonly via: readonly string[];
+  /**
+   * The serial of the verified TLS certificate the login arrived with: the participant's own, or the next
+   * relay's down the path. A newer CRL that lists it should cut the session this relay carries.
+   */
+  readonly hopSerial: string;
 }
 
 /**
  * The server's check of its hop: the connection's TLS client certificate is a valid relay certificate of this
  * project named `relay` (the first relay of the path the client signed).
  *
+ * @returns The serial of the relay's verified certificate.
  * @throws AuthError E_AUTH_RELAY_PATH; PkiError E_CERT_* for the relay's certificate (revoked, expired...).
  */
-export function checkRelayHop(channel: Pick<AuthChannel, 'tls'>, relay: string, client: string, trust: HopTrust): void {
+export function checkRelayHop(channel: Pick<AuthChannel, 'tls'>, relay: string, client: string, trust: HopTrust): string {
   const pem = channel.tls?.peerCertificatePem;
   if (pem === undefined) throw new AuthError('E_AUTH_RELAY_PATH', `'${client}' names relay '${relay}' but this hop has no TLS client certificate`);
   const hop = verifyCertificate(pem, { rootCaPem: trust.rootCaPem, ...(trust.crl !== undefined ? { crl: trust.crl } : {}), ...(trust.at !== undefined ? { at: trust.at } : {}) });
   if (hop.type !== 'relay' || hop.name !== relay) {
     throw new AuthError('E_AUTH_RELAY_PATH', `'${client}' names relay '${relay}' but came through ${hop.type} '${hop.name}'`);
   }
+  return hop.serial;
 }
 
 /**
@@ -75,5 +82,5 @@ export function checkRelayedLogin(header: AuthHeader, channel: Pick<AuthChannel,
     if (hop.type === 'relay' || hop.type === 'server') throw new PkiError('E_CERT_WRONG_TYPE', `a ${hop.type} certificate cannot log in through a relay as '${hello.name}'`);
     if (hop.name !== hello.name) throw new AuthError('E_AUTH_TLS_IDENTITY', `'${hop.name}' sent the login of '${hello.name}' to relay '${o.relay}'`);
   }
-  return { name: hello.name, via };
+  return { name: hello.name, via, hopSerial: hop.serial };
 }

@@ -116,9 +116,10 @@ export function createServerAuth(options: ServerAuthOptions): ServerAuth {
     if (!nonces.add(hello.nonce, t)) throw new AuthError('E_AUTH_REPLAY', `a login of '${cert.name}' was replayed`);
     // Proven by a signature over a fresh nonce: no longer an anonymous connection.
     channel.identified?.(cert.name);
+    let relaySerial: string | undefined;
     if (hello.via !== undefined) {
       // Relayed: this hop's TLS peer must be the relay nearest the server on the path the client signed.
-      checkRelayHop(channel, hello.via[0]!, cert.name, { rootCaPem: kit.rootCaPem, at: new Date(t), ...(crl !== undefined ? { crl } : {}) });
+      relaySerial = checkRelayHop(channel, hello.via[0]!, cert.name, { rootCaPem: kit.rootCaPem, at: new Date(t), ...(crl !== undefined ? { crl } : {}) });
       if (hello.cb) throw new AuthError('E_AUTH_CHANNEL_BINDING', `'${cert.name}' came through relay '${hello.via[0]}' but binds to TLS, which ends at the relay`);
     } else if (channel.tls?.peerCertificatePem !== undefined && derFingerprint(channel.tls.peerCertificatePem) !== cert.fingerprint) {
       // cert.fingerprint is the SHA-256 of exactly the certificate verifyCertificate checked.
@@ -150,7 +151,7 @@ export function createServerAuth(options: ServerAuthOptions): ServerAuth {
     const th = transcriptHash(first.header, welcome);
     const binding = bind ? channel.tls!.exportKeyingMaterial(32, EXPORTER_LABEL) : undefined;
     const keys = deriveEpochKeys(sharedSecret(eph.privateKey, hello.eph), th, binding);
-    const session = new AuthSession({ id: sid, side: 'server', peer, peerSerial: cert.serial, transcriptHash: th, keys, expiresAt, channelBinding: binding, channel, maxSkewMs, now, ttlMs, events, logger });
+    const session = new AuthSession({ id: sid, side: 'server', peer, peerSerial: cert.serial, ...(relaySerial === undefined ? {} : { relaySerial }), transcriptHash: th, keys, expiresAt, channelBinding: binding, channel, maxSkewMs, now, ttlMs, events, logger });
     await channel.send(welcome);
 
     // Key confirmation: the client's first sealed message must open under the keys both sides derived.

@@ -33,6 +33,12 @@ export interface Session extends AuthGuard {
    * the verified certificate: a newer CRL that lists it should end this session (the runtime does).
    */
   readonly peerSerial?: string;
+  /**
+   * For a login that came through relays: the serial of the verified TLS certificate of the relay that handed
+   * it to this side (the first relay of the peer's signed path). A newer CRL that lists it should end this
+   * session too: everything a revoked relay carries is cut (the runtime does).
+   */
+  readonly relaySerial?: string;
   /** SHA-256 of the signed login messages (both certificates, nonces, ephemeral keys). */
   readonly transcriptHash: Uint8Array;
   /** When the current keys stop being accepted (renewal moves it). */
@@ -65,6 +71,8 @@ export interface SessionInit {
   readonly peer: Peer;
   /** The verified certificate's serial (see {@link Session.peerSerial}). */
   readonly peerSerial?: string;
+  /** The serial of the relay hop's verified TLS certificate (see {@link Session.relaySerial}). */
+  readonly relaySerial?: string;
   readonly transcriptHash: Uint8Array;
   readonly keys: EpochKeys;
   readonly expiresAt: number;
@@ -98,6 +106,7 @@ export class AuthSession implements Session, AuthGuard {
   readonly side: 'client' | 'server';
   readonly peer: Peer;
   readonly peerSerial?: string;
+  readonly relaySerial?: string;
   readonly transcriptHash: Uint8Array;
   readonly #exporter: Uint8Array;
   readonly #payloadKeys: { readonly c2s: Uint8Array; readonly s2c: Uint8Array };
@@ -121,6 +130,7 @@ export class AuthSession implements Session, AuthGuard {
     this.side = init.side;
     this.peer = init.peer;
     if (init.peerSerial !== undefined) this.peerSerial = init.peerSerial;
+    if (init.relaySerial !== undefined) this.relaySerial = init.relaySerial;
     this.transcriptHash = init.transcriptHash;
     this.#exporter = init.keys.exporter;
     this.#payloadKeys = { c2s: init.keys.payloadC2s, s2c: init.keys.payloadS2c };

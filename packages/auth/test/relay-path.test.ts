@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadKit, parseProject, provision, type Kit } from '@flare/pki';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { verifyCertificate } from '@flare/pki';
 import { checkRelayedLogin, createClientAuth, createServerAuth, type AuthHeader, type Session } from '../src/index.js';
 import { expectFlareCodeAsync } from '@flare/core/testing';
 import { channelPair } from './helpers.js';
@@ -62,11 +63,16 @@ describe('relayed logins', () => {
     expect(hello['cb']).toBe(false);
   });
 
-  it('checkRelayedLogin accepts the next hop down the signed path, site or relay', async () => {
+  const serialOf = (kit: Kit): string => verifyCertificate(kit.certPem, { rootCaPem: kit.rootCaPem }).serial;
+
+  it('checkRelayedLogin accepts the next hop down the signed path, site or relay, and names the hop certificate', async () => {
     const hello = await helloOf(k.site1, ['relay-top', 'relay-1']);
     const trust = { rootCaPem: k.top.rootCaPem };
-    expect(checkRelayedLogin(hello, tlsOf(k.site1.certPem), { ...trust, relay: 'relay-1', path: ['relay-top'] })).toEqual({ name: 'site-1', via: ['relay-top', 'relay-1'] });
-    expect(checkRelayedLogin(hello, tlsOf(k.r1.certPem), { ...trust, relay: 'relay-top', path: [] }).via).toEqual(['relay-top', 'relay-1']);
+    expect(checkRelayedLogin(hello, tlsOf(k.site1.certPem), { ...trust, relay: 'relay-1', path: ['relay-top'] })).toEqual({ name: 'site-1', via: ['relay-top', 'relay-1'], hopSerial: serialOf(k.site1) });
+    const fromRelay = checkRelayedLogin(hello, tlsOf(k.r1.certPem), { ...trust, relay: 'relay-top', path: [] });
+    expect(fromRelay.via).toEqual(['relay-top', 'relay-1']);
+    // The relay below's serial: a newer CRL listing it cuts what relay-top carries for it.
+    expect(fromRelay.hopSerial).toBe(serialOf(k.r1));
   });
 
   it('checkRelayedLogin refuses a path not through this relay, a skipped relay, another TLS identity, no login (codes)', async () => {
@@ -97,6 +103,9 @@ describe('relayed logins', () => {
     const session = await loginThrough(k.top.certPem, ['relay-top', 'relay-1']);
     expect(session.peer).toMatchObject({ name: 'site-1', via: ['relay-top', 'relay-1'] });
     expect(session.channelBound).toBe(false);
+    // The hop relay's certificate serial rides with the session: revoking relay-top cuts it.
+    expect(session.relaySerial).toBe(serialOf(k.top));
+    expect(session.peerSerial).toBe(serialOf(k.site1));
   });
 
   it('the server refuses a login through another relay, directly with a path, or relayed without a path (codes)', async () => {

@@ -46,13 +46,30 @@ async function runRelay(o: RelayRun): Promise<void> {
   const logger = createLogger({ name: kit.participant.name, file: join(ws, 'relay.log.jsonl'), console: true });
   try {
     if (relayModeOf(kit) === 'aggregate') return await runAggregatingRelay(o, kit, ws, logger);
+    return await runForwardingRelay(o, kit, ws, logger);
+  } finally {
+    await logger.close();
+  }
+}
+
+/**
+ * The relay of a kit in forwarding mode: it carries its sites' end-to-end sessions. It keeps the newest CRL
+ * it sees the server hand its sites (persisted in `<workspace>/crl-state.json`, only ever newer), checks the
+ * logins it carries against it and cuts what a newer one revokes; its audit log is `<workspace>/audit.jsonl`.
+ */
+async function runForwardingRelay(o: RelayRun, kit: Kit, ws: string, logger: ClosableLogger): Promise<void> {
+  const audit = await defaultStack().openAudit(ws, kit);
+  try {
     const upstream = hostPort(o.upstream);
+    const crls = await CrlStore.open({ rootCaPem: kit.rootCaPem, file: join(ws, CRL_STATE_FILE), ...(kit.crlPem === undefined ? {} : { seed: kit.crlPem }) });
     const relay = await startRelay({
       kit,
       port: o.port,
       ...(o.host === undefined ? {} : { host: o.host }),
       ...(upstream === undefined ? {} : { upstream: [upstream] }),
       ...(o.limits === undefined ? {} : { limits: o.limits }),
+      crls,
+      audit: audit.hook,
       logger,
     });
     // Sites behind a relay that lost them are reported here and by the server (their sessions end).
@@ -61,7 +78,7 @@ async function runRelay(o: RelayRun): Promise<void> {
     await new Promise<void>((r) => (o.signal.aborted ? r() : o.signal.addEventListener('abort', () => r(), { once: true })));
     await relay.close();
   } finally {
-    await logger.close();
+    await audit.close();
   }
 }
 
@@ -134,7 +151,7 @@ export function register(program: Command): void {
     })
     .option('--host <address>', 'address to listen on (default 127.0.0.1; 0.0.0.0 or the relay\'s listening_host to serve other machines)')
     .option('--upstream <host:port>', "override the kit's upstream address (the server, or the relay above)", hostPortOption('--upstream'))
-    .option('--workspace <dir>', 'where the relay log (and, aggregating, its audit log and job records) goes (default <kit>-workspace)')
+    .option('--workspace <dir>', 'where the relay log, its audit log and its newest CRL (and, aggregating, its job records) go (default <kit>-workspace)')
     .option('--max-sites <n>', 'forwarding: sites carried at once (default 1024)', positive('--max-sites'))
     .option('--max-msgs-per-s <n>', 'forwarding: messages per second one site may send upstream (default 200)', positive('--max-msgs-per-s'))
     .option('--max-mib-per-s <n>', 'forwarding: MiB per second one site may send upstream (default unlimited)', positive('--max-mib-per-s'))

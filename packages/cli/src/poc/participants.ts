@@ -170,7 +170,7 @@ export async function runServer(o: ServerRun, stack: Stack): Promise<void> {
     relays: relayTreeOf(kit),
     schemes,
     // Secure aggregation: with the project root the server checks each site's signed round keys on arrival.
-    workflows: [secureAggregation({ rootCaPem: kit.rootCaPem, ...(kit.crlPem === undefined ? {} : { crlPem: kit.crlPem }) })],
+    workflows: [secureAggregation({ rootCaPem: kit.rootCaPem, crlPem: crl })],
     audit: audit.hook,
     auditTail: (n) => audit.tail(n),
     logger,
@@ -224,14 +224,15 @@ function target(s: string | undefined): Array<{ host: string; port: number }> | 
 }
 
 /** The site side of secure aggregation with this kit's identity, and the test hooks the environment asks for. */
-function secaggSite(kit: Kit, ws: string, logger: ClosableLogger, budget: SiteConfig['secagg_dp_budget'], audit: AuditHook): SiteWorkflow {
+function secaggSite(kit: Kit, ws: string, logger: ClosableLogger, budget: SiteConfig['secagg_dp_budget'], audit: AuditHook, crls: CrlStore): SiteWorkflow {
   const name = kit.participant.name;
   // The same ledger the site's DP filters charge: every DP release of the site composes in one place.
   const ledger = budget === undefined ? undefined : openPrivacyLedger(join(ws, BUDGET_FOLDER), { site: name, audit });
   const beforeAnswer = secaggExitHook(name, (m) => logger.warn(m));
   const onUpdate = secaggRecordHook(ws);
   return secureAggregationSite({
-    identity: { privateKey: kit.privateKey, certPem: kit.certPem, rootCaPem: kit.rootCaPem, ...(kit.crlPem === undefined ? {} : { crlPem: kit.crlPem }) },
+    // Neighbours' certificates are checked against the newest CRL this site holds (pushed by the server).
+    identity: { privateKey: kit.privateKey, certPem: kit.certPem, rootCaPem: kit.rootCaPem, ...(kit.crlPem === undefined ? {} : { crlPem: kit.crlPem }), crl: () => crls.current?.pem },
     ...(beforeAnswer === undefined ? {} : { beforeAnswer }),
     ...(onUpdate === undefined ? {} : { onUpdate }),
     ...(ledger === undefined || budget === undefined ? {} : { budget: { ledger, maxEpsilon: budget.max_epsilon, delta: budget.delta } }),
@@ -314,7 +315,7 @@ export async function runClient(o: ClientRun, stack: Stack): Promise<void> {
         learners,
         filters,
         // Secure aggregation signs this site's round keys with its kit key; the hooks are for tests only.
-        workflows: [secaggSite(kit, ws, logger, config.secagg_dp_budget, audit.hook)],
+        workflows: [secaggSite(kit, ws, logger, config.secagg_dp_budget, audit.hook, crls)],
         workspace: ws,
         audit: audit.hook,
         logger,

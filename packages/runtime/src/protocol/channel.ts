@@ -13,6 +13,12 @@ export interface PeerIdentity extends Identity {
    * that revokes it ends the session at once (see `LiveSessions`). Absent for in-memory test channels.
    */
   readonly serial?: string;
+  /**
+   * For a login that came through forwarding relays: the serial of the verified TLS certificate of the relay
+   * that handed it to this side (`via[0]` at the server). A newer CRL that revokes it ends the session at once:
+   * a revoked relay carries nothing further.
+   */
+  readonly relaySerial?: string;
 }
 
 /** True for a participant the server serves as a site: a client, or an aggregating relay contributing for its sites. */

@@ -108,7 +108,8 @@ export function sessionAuthenticator(
     const exportKeyingMaterial = (label: string, length: number): Uint8Array => session.exportKeyingMaterial(label, length);
     return {
       name: peer.name, org: peer.org, type: peer.type, ...(peer.role === undefined ? {} : { role: peer.role }),
-      ...(peer.via === undefined ? {} : { via: peer.via }), ...(session.peerSerial === undefined ? {} : { serial: session.peerSerial }), exportKeyingMaterial,
+      ...(peer.via === undefined ? {} : { via: peer.via }), ...(session.peerSerial === undefined ? {} : { serial: session.peerSerial }),
+      ...(session.relaySerial === undefined ? {} : { relaySerial: session.relaySerial }), exportKeyingMaterial,
     };
   };
 }

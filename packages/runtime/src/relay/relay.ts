@@ -1,7 +1,9 @@
 import { EventEmitter } from 'node:events';
-import { AuthError, FlareError, FlareRuntimeError, silentLogger, type Logger } from '@flare/core';
+import { AuthError, FlareError, FlareRuntimeError, PkiError, silentLogger, type AuditHook, type Logger } from '@flare/core';
 import { checkRelayedLogin, type RelayedLogin } from '@flare/auth';
-import type { Kit } from '@flare/pki';
+import type { Crl, CrlStore, Kit } from '@flare/pki';
+import { auditor } from '../audit.js';
+import { reasonOf } from '../errors.js';
 import { clientOptionsFromKit, dial, listen, type Connection, type Header, type ServerEndpoint, type ServerLimits, type Target } from '@flare/transport';
 import { RUNTIME_MAX_MESSAGE_BYTES } from '../protocol/network.js';
 import { resolveRelayLimits, TokenBucket, type RelayLimits, type ResolvedRelayLimits } from './limits.js';
@@ -24,6 +26,16 @@ export interface RelayOptions {
   readonly transport?: ServerLimits;
   /** Upstream connect deadline per site login (default 10 s). */
   readonly connectTimeoutMs?: number;
+  /**
+   * This relay's memory of the newest CRL (@flare/pki's `CrlStore`, persisted in its workspace; default: the
+   * kit's CRL only). Logins are checked against its current CRL; a CRL the server hands a carried site (its
+   * `welcome`, or a `crl` message) is offered to it, kept only when root-signed and newer (`crl_updated`;
+   * an older one `crl_refused` E_CRL_ROLLBACK), and every carried session it newly revokes (the site's own
+   * certificate, or the relay's below it) is cut at once (`session_revoked`).
+   */
+  readonly crls?: Pick<CrlStore, 'accept' | 'current'>;
+  /** Where the relay audits the CRLs it takes or refuses and the sessions it cuts. */
+  readonly audit?: AuditHook;
   readonly logger?: Logger;
 }
 
@@ -68,6 +80,12 @@ export interface Relay {
   readonly port: number;
   /** The sites whose sessions it carries now. */
   sites(): RelayedSite[];
+  /**
+   * Takes a CRL (PEM) as if the server had pushed it: kept only when root-signed and newer than this relay's,
+   * then every carried session it revokes is cut. What the relay does with each CRL it sees pass down; resolves
+   * when it was taken or refused (refusals are audited, never thrown).
+   */
+  takeCrl(pem: string): Promise<void>;
   on<E extends keyof RelayEvents>(event: E, listener: (...args: RelayEvents[E]) => void): this;
   off<E extends keyof RelayEvents>(event: E, listener: (...args: RelayEvents[E]) => void): this;
   /** Stops listening and closes every relayed session (sites reconnect, through another relay or later). */
@@ -96,6 +114,10 @@ interface Pair {
 interface SiteState {
   readonly name: string;
   readonly via: readonly string[];
+  /** The serial of the TLS certificate its login arrived with (the site's, or the relay's below). */
+  readonly hopSerial: string;
+  /** The connection to the site (or relay below): cut here when a newer CRL revokes `hopSerial`. */
+  readonly conn: Connection<Pair>;
   readonly since: number;
   readonly up: { messages: number; bytes: number };
   readonly down: { messages: number; bytes: number };
@@ -127,12 +149,62 @@ export async function startRelay(options: RelayOptions, hooks: RelayHooks = {}):
   const events = new EventEmitter();
   const live = new Map<Connection<Pair>, SiteState>();
   let logins = 0;
+  const audit = auditor(options.audit);
+  const crls = options.crls;
+  /** The CRL logins are checked against: the newest this relay took, else its kit's. */
+  const crlPem = (): string | undefined => crls?.current?.pem ?? kit.crlPem;
+
+  /** Cuts a carried session whose hop certificate `crl` revokes (the site's own, or the relay's below). */
+  const cutIfRevoked = (state: SiteState, crl: Crl): boolean => {
+    if (!crl.revoked.has(state.hopSerial)) return false;
+    const below = state.via[path.length + 1];
+    const number = crl.crlNumber?.toString() ?? '?';
+    const whose = below === undefined ? `the certificate of '${state.name}'` : `relay '${below}', which '${state.name}' came through,`;
+    const msg = `${whose} (serial ${state.hopSerial}) is revoked by CRL number ${number}: relay '${name}' closed the session it carried`;
+    // The site below a revoked relay is not revoked itself: it gets a code it retries after.
+    const error = below === undefined ? new PkiError('E_CERT_REVOKED', msg) : new FlareRuntimeError('E_RUNTIME_RELAY_REVOKED', msg);
+    audit({ action: 'session_revoked', user: state.name, msg, data: { code: error.code, serial: state.hopSerial, crl_number: number, via: [...state.via], ...(below === undefined ? {} : { relay: below }) } });
+    logger.warn('cut a carried session: its certificate is revoked', { relay: name, site: state.name, serial: state.hopSerial, crlNumber: number, ...(below === undefined ? {} : { below }) });
+    void state.conn.close(error);
+    return true;
+  };
+
+  let crlQueue: Promise<void> = Promise.resolve();
+  const takeCrl = (pem: string): Promise<void> =>
+    (crlQueue = crlQueue.then(async () => {
+      if (crls === undefined) return;
+      try {
+        const { crl, changed } = await crls.accept(pem);
+        if (!changed) return;
+        const n = crl.crlNumber?.toString() ?? '?';
+        audit({ action: 'crl_updated', msg: `relay '${name}' took CRL number ${n} from upstream (${crl.revoked.size} revoked)`, data: { crl_number: n, revoked: crl.revoked.size } });
+        logger.info('newer CRL from upstream', { relay: name, crlNumber: n });
+        for (const state of [...live.values()]) cutIfRevoked(state, crl);
+      } catch (e) {
+        const { code, message } = reasonOf(e);
+        audit({ action: 'crl_refused', msg: `${code}: ${message}`.slice(0, 2000), data: { code } });
+        logger.warn('refused a CRL from upstream; the current one stays', { relay: name, code, reason: message });
+      }
+    }));
+  /** A CRL the server hands a carried site (welcome or `crl`: PEM text) is this relay's too. */
+  const watchDown = (m: RelayedMessage): void => {
+    const t = m.header['t'];
+    if ((t !== 'welcome' && t !== 'crl') || m.payload.byteLength === 0 || crls === undefined) return;
+    let pem: string;
+    try {
+      pem = new TextDecoder('utf-8', { fatal: true }).decode(m.payload);
+    } catch {
+      pem = '';
+    }
+    void takeCrl(pem);
+  };
 
   async function relayLogin(down: Connection<Pair>): Promise<Pair> {
     const hello = await down.receive();
     if (hello.trailer !== undefined) throw new AuthError('E_AUTH_NOT_LOGGED_IN', 'an authenticated message arrived on a connection that has not logged in');
     if (hello.payload.length !== 0) throw new AuthError('E_AUTH_HANDSHAKE', 'the login carries an unexpected payload');
-    const login = checkRelayedLogin(hello.header, down, { relay: name, path, rootCaPem: kit.rootCaPem, ...(kit.crlPem === undefined ? {} : { crl: kit.crlPem }) });
+    const crl = crlPem();
+    const login = checkRelayedLogin(hello.header, down, { relay: name, path, rootCaPem: kit.rootCaPem, ...(crl === undefined ? {} : { crl }) });
     down.identified(login.name);
     if (live.size + logins >= limits.maxSites) throw new FlareRuntimeError('E_RUNTIME_RELAY_LIMIT', `relay '${name}' carries ${limits.maxSites} sites already; '${login.name}' may retry later`);
     const upGuard = new PassThroughGuard();
@@ -183,8 +255,11 @@ export async function startRelay(options: RelayOptions, hooks: RelayHooks = {}):
   });
   server.on('connection', (down: Connection<Pair>) => {
     const { login, up, upGuard, downGuard } = down.auth;
-    const state: SiteState = { name: login.name, via: login.via, since: Date.now(), up: { messages: 0, bytes: 0 }, down: { messages: 0, bytes: 0 } };
+    const state: SiteState = { name: login.name, via: login.via, hopSerial: login.hopSerial, conn: down, since: Date.now(), up: { messages: 0, bytes: 0 }, down: { messages: 0, bytes: 0 } };
     live.set(down, state);
+    // A CRL taken while this login was on its way up was not checked against it (the upstream side follows the cut).
+    const newest = crls?.current;
+    if (newest !== undefined) cutIfRevoked(state, newest);
     logger.info('site connected through relay', { relay: name, site: login.name, via: login.via.join('.') });
     events.emit('site', snapshot(state));
     const messages = new TokenBucket(limits.maxMessagesPerSecond, limits.burstSeconds);
@@ -193,7 +268,7 @@ export async function startRelay(options: RelayOptions, hooks: RelayHooks = {}):
       messages.take(1) && bytes.take(n) ? undefined : new FlareRuntimeError('E_RUNTIME_RELAY_LIMIT', `'${login.name}' sent more than relay '${name}' allows per second (${limits.maxMessagesPerSecond} messages, ${limits.maxBytesPerSecond} bytes)`);
     const forward = hooks.forward === undefined ? undefined : (m: RelayedMessage, d: 'up' | 'down'): readonly RelayedMessage[] => hooks.forward!(d, m, login.name);
     void pump(down, downGuard, up, upGuard, state.up, overLimit, forward && ((m) => forward(m, 'up')));
-    void pump(up, upGuard, down, downGuard, state.down, () => undefined, forward && ((m) => forward(m, 'down')));
+    void pump(up, upGuard, down, downGuard, state.down, () => undefined, forward && ((m) => forward(m, 'down')), watchDown);
     let first: RelayedSiteClosed['by'] | undefined;
     // Whichever side closes first closes the other with its reason; a refusal the far end sealed is passed on
     // sealed (the relay forwards the goodbye's trailer), so the near end knows it is authentic.
@@ -219,6 +294,7 @@ export async function startRelay(options: RelayOptions, hooks: RelayHooks = {}):
     path,
     port: server.port,
     sites: () => [...live.values()].map(snapshot),
+    takeCrl,
     on(event, listener) {
       events.on(event, listener as (...args: unknown[]) => void);
       return relay;
@@ -247,6 +323,7 @@ async function pump(
   count: { messages: number; bytes: number },
   overLimit: (bytes: number) => FlareError | undefined,
   forward: ((m: RelayedMessage) => readonly RelayedMessage[]) | undefined,
+  watch?: (m: RelayedMessage) => void,
 ): Promise<void> {
   for (;;) {
     let m;
@@ -261,6 +338,7 @@ async function pump(
       return;
     }
     const message: RelayedMessage = { header: m.header, payload: m.payload, trailer: fromGuard.takeReceived() };
+    watch?.(message);
     try {
       for (const out of forward === undefined ? [message] : forward(message)) {
         toGuard.willSend(out.trailer);

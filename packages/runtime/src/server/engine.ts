@@ -240,7 +240,8 @@ export class ServerEngine {
   /**
    * Takes effect of a newer CRL the caller accepted (root-signed and newer: a `CrlStore`, see `watchCrlFile`):
    * every live session whose certificate it revokes (sites, relays, admins) is cut at once with E_CERT_REVOKED
-   * and audited (`session_revoked`, naming the participant and serial), and every connected site and relay is
+   * and audited (`session_revoked`, naming the participant and serial), so is every session that came through a
+   * forwarding relay it revokes (E_RUNTIME_RELAY_REVOKED, naming the relay), and every connected site and relay is
    * sent the CRL. Logins are checked against the caller's newest CRL (`crl`), so the cut participant stays out.
    */
   applyCrl(crl: Crl): CrlApplied {

@@ -15,6 +15,12 @@ export interface SecAggIdentity {
   readonly rootCaPem: string;
   /** The project CRL the kit carries (`Kit.crlPem`): a revoked site's keys are refused. */
   readonly crlPem?: string | undefined;
+  /**
+   * The newest CRL the site holds (PEM; its `CrlStore`'s current one, which the server's pushes update), read
+   * at every check and used instead of `crlPem` when it returns one: a site revoked after provisioning is
+   * refused as a peer without re-provisioning.
+   */
+  readonly crl?: () => string | undefined;
 }
 
 /** The hash a key's signature scheme takes: none for EdDSA, SHA-256 for ECDSA and RSA (PKCS#1 v1.5). */
@@ -29,20 +35,23 @@ export function kitSigner(privateKey: KeyObject): SecAggSigner {
  * Verifies a site's secure-aggregation signatures with the public key of that site's certificate, after
  * checking the certificate: issued by the project root, valid now, not revoked, a client's, with exactly the
  * site's name as CN. `certificates` is read at each call (the workflow adds certificates as they arrive); a
- * site with no certificate, or a bad one, has no valid signature.
+ * site with no certificate, or a bad one, has no valid signature. `crlPem` may be a function (the site's newest
+ * CRL, read at each call): a certificate is checked again whenever the CRL changed.
  */
-export function certificateVerifier(rootCaPem: string, certificates: ReadonlyMap<string, string>, crlPem?: string): SecAggVerifier {
-  const keys = new Map<string, { pem: string; key: KeyObject }>();
+export function certificateVerifier(rootCaPem: string, certificates: ReadonlyMap<string, string>, crlPem?: string | (() => string | undefined)): SecAggVerifier {
+  const keys = new Map<string, { pem: string; crl: string | undefined; key: KeyObject }>();
   const keyOf = (site: string): KeyObject | undefined => {
     const pem = certificates.get(site);
     if (pem === undefined) return undefined;
+    const crl = typeof crlPem === 'function' ? crlPem() : crlPem;
     const known = keys.get(site);
-    if (known?.pem === pem) return known.key;
+    if (known?.pem === pem && known.crl === crl) return known.key;
     try {
-      const v = verifyCertificate(pem, { rootCaPem, ...(crlPem === undefined ? {} : { crl: crlPem }), expectedName: site, expectedType: 'client' });
-      keys.set(site, { pem, key: v.publicKey });
+      const v = verifyCertificate(pem, { rootCaPem, ...(crl === undefined ? {} : { crl }), expectedName: site, expectedType: 'client' });
+      keys.set(site, { pem, crl, key: v.publicKey });
       return v.publicKey;
     } catch {
+      keys.delete(site);
       return undefined;
     }
   };

@@ -105,7 +105,8 @@ export function secureAggregationSite(options: SecureAggregationSiteOptions): Si
       job: t.job,
       round: t.round,
       signer,
-      verifier: certificateVerifier(identity.rootCaPem, certificates, identity.crlPem),
+      // The newest CRL the site holds when it has one (a revocation pushed after provisioning), else its kit's.
+      verifier: certificateVerifier(identity.rootCaPem, certificates, () => identity.crl?.() ?? identity.crlPem),
       accept: (config) => {
         if (config.encoding === null || config.encoding.dimension !== update.length) {
           throw new SecAggError('E_SECAGG_CONFIG', `the round sums ${config.encoding?.dimension ?? 'raw ring'} values; ${t.site}'s update has ${update.length}`);

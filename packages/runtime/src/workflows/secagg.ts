@@ -18,7 +18,8 @@ export interface SecureAggregationOptions {
    * later. The sites check them regardless.
    */
   readonly rootCaPem?: string;
-  readonly crlPem?: string;
+  /** The CRL, or a function giving the newest one the server holds (read at each check). */
+  readonly crlPem?: string | (() => string | undefined);
 }
 
 /** One round's outcome as the job result records it. */

@@ -134,6 +134,10 @@ export const RUNTIME_CODES = {
     meaning: 'A participant behind a relay went over one of the relay\'s limits (participants at once, messages or bytes per second), so the relay closed its connection.',
     action: 'The site reconnects after a backoff; if it is legitimate traffic, raise the relay\'s limits (`flare relay --max-sites`, `--max-msgs-per-s`, `--max-mib-per-s`).',
   },
+  E_RUNTIME_RELAY_REVOKED: {
+    meaning: 'A forwarding relay this session came through has a revoked certificate (a newer CRL lists it), so the server or the relay above closed the session it carried; the site itself is not revoked.',
+    action: 'The site keeps retrying; logins through the revoked relay are refused (E_CERT_REVOKED) until the relay runs with a new certificate (re-provision it) or the site is provisioned under another relay.',
+  },
   E_RUNTIME_CONFIG: {
     meaning: 'A participant\'s own configuration file (site.json, attestation.json) is not valid JSON, misses a field or has one it does not know.',
     action: 'Fix the field (or the line) the message names in the file it names, then start the participant again.',

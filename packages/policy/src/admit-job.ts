@@ -2,7 +2,7 @@ import { isFlareError, PolicyError, type AuditHook, type PolicyErrorCode } from 
 import type { AuthorizationPolicy } from './authorization-policy.js';
 import { authorize, type Person } from './authorize.js';
 import type { ComponentPolicy } from './component-policy.js';
-import { verifyAbort, verifyJob, type JobSigner, type SignerCertificateCheck, type VerifiedJob } from './job-signature.js';
+import { verifyAbort, verifyJob, type JobSigner, type SignerCertificateCheck, type VerifiedJob, type VerifiedSignatures } from './job-signature.js';
 
 /** What a site is asked to run, as it arrived: the job id, its files, the signature, the components it names. */
 export interface JobAdmissionRequest {
@@ -34,6 +34,8 @@ export interface JobAdmissionPolicy {
    * an admin really signed.
    */
   readonly onVerified?: (job: VerifiedJob) => void;
+  /** Signatures this process already verified, shared by the sites of one process (see `VerifiedSignatures`). */
+  readonly verified?: VerifiedSignatures;
 }
 
 /** A successful admission. */
@@ -78,7 +80,7 @@ export function admitJob(request: JobAdmissionRequest, policy: JobAdmissionPolic
   };
   let verified;
   try {
-    verified = verifyJob(request.signature, request.files, { projectName: policy.projectName, jobId: request.jobId, verifyCertificate: policy.verifyCertificate });
+    verified = verifyJob(request.signature, request.files, { projectName: policy.projectName, jobId: request.jobId, verifyCertificate: policy.verifyCertificate, ...(policy.verified === undefined ? {} : { verified: policy.verified }) });
   } catch (e) {
     if (isFlareError(e)) policy.audit?.({ action: 'job_refused', job, msg: `job '${job}': ${e.message}`, data: { code: e.code } });
     throw e;

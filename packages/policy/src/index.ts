@@ -22,7 +22,7 @@ export { parseComponentPolicy } from './component-policy.js';
 export type { ComponentPolicy } from './component-policy.js';
 export { byocManifest, signByoc, verifyByocSignature } from './byoc-signature.js';
 export type { ByocBundle, ByocVerifyOptions } from './byoc-signature.js';
-export { checkJobFreshness, signAbort, signJob, verifyAbort, verifyJob } from './job-signature.js';
+export { VerifiedSignatures, checkJobFreshness, signAbort, signJob, verifyAbort, verifyJob } from './job-signature.js';
 export type {
   AbortSignature,
   AdminSigningKey,

@@ -82,6 +82,55 @@ export interface JobVerifyOptions {
   readonly jobId: string;
   /** The project's certificate check (see {@link SignerCertificateCheck}). */
   readonly verifyCertificate: SignerCertificateCheck;
+  /**
+   * Signatures this process already verified (see {@link VerifiedSignatures}): one shared by the many sites of a
+   * process checks a job's signature once instead of once per site. Every other check still runs for each site.
+   */
+  readonly verified?: VerifiedSignatures;
+}
+
+/**
+ * The job signatures a process has verified, so that a job offered to many sites in one process (a simulator, a
+ * load harness, a relay's sites run together) costs one signature check, not one per site. An entry is the
+ * SHA-256 of exactly what the check took: the signed manifest's bytes (project, job id, signing time, and the
+ * digest of every file), the signer's certificate and the signature; a hit therefore means this very signature
+ * over this very manifest was verified with this certificate's key in this process, which does not depend on
+ * who asks or when. What does depend on the site is never cached: the binding to its project and job id, the
+ * digests of the files it received against the manifest, and the certificate against its own trust (chain,
+ * validity now, revocation by the newest CRL it holds, type and role). Only successes are kept, the newest
+ * `capacity` of them.
+ */
+export class VerifiedSignatures {
+  readonly #capacity: number;
+  readonly #entries = new Set<string>();
+  #checks = 0;
+
+  constructor(capacity = 64) {
+    if (!Number.isSafeInteger(capacity) || capacity < 1) throw new RangeError(`"capacity" expected a positive integer, got ${capacity}`);
+    this.#capacity = capacity;
+  }
+
+  /** How many signatures this cache had to verify (its misses): a job met by N sites counts once. */
+  get checks(): number {
+    return this.#checks;
+  }
+
+  /** @internal Whether `verify()` already succeeded for this manifest, certificate and signature; otherwise runs it, and keeps a success. */
+  check(bytes: Uint8Array, certificate: string, signature: string, verify: () => boolean): boolean {
+    // JSON of the three: no two different triples give the same text.
+    const key = sha256Hex(new TextEncoder().encode(JSON.stringify([sha256Hex(bytes), certificate, signature])));
+    if (this.#entries.has(key)) {
+      // The newest use last: the oldest entry is the one dropped.
+      this.#entries.delete(key);
+      this.#entries.add(key);
+      return true;
+    }
+    this.#checks++;
+    if (!verify()) return false;
+    this.#entries.add(key);
+    if (this.#entries.size > this.#capacity) this.#entries.delete(this.#entries.values().next().value!);
+    return true;
+  }
 }
 
 /** A job whose signature verified. */
@@ -205,7 +254,7 @@ function parse<T>(schema: z.ZodType<T>, value: unknown, what: string): T {
   return r.data;
 }
 
-function signerOf(s: { readonly certificate: string; readonly signature: string }, bytes: Uint8Array, check: SignerCertificateCheck, what: string): JobSigner {
+function signerOf(s: { readonly certificate: string; readonly signature: string }, bytes: Uint8Array, check: SignerCertificateCheck, what: string, verified?: VerifiedSignatures): JobSigner {
   let cert: CertifiedSigner;
   try {
     cert = check(s.certificate);
@@ -215,7 +264,8 @@ function signerOf(s: { readonly certificate: string; readonly signature: string 
   }
   if (cert.type !== 'admin') refuse('E_POLICY_JOB_SIGNER', `the ${what} is signed by ${JSON.stringify(cert.name)}, a ${JSON.stringify(cert.type)} certificate: only admins sign jobs and aborts`);
   if (typeof cert.role !== 'string' || cert.role.length === 0) refuse('E_POLICY_JOB_SIGNER', `the ${what} is signed by admin ${JSON.stringify(cert.name)}, whose certificate names no role`);
-  if (!verifyBytes(bytes, cert.publicKey, s.signature)) {
+  const valid = (): boolean => verifyBytes(bytes, cert.publicKey, s.signature);
+  if (!(verified === undefined ? valid() : verified.check(bytes, s.certificate, s.signature, valid))) {
     refuse('E_POLICY_JOB_TAMPERED', `the ${what}'s signature does not verify with ${JSON.stringify(cert.name)}'s certificate: it was changed after signing, or signed with another key`);
   }
   return Object.freeze({ name: cert.name, org: cert.org, type: 'admin' as const, role: cert.role! });
@@ -261,7 +311,7 @@ export function verifyJob(signature: unknown, received: ReadonlyMap<string, Uint
     if (bad !== undefined) refuse('E_POLICY_JOB_TAMPERED', bad);
   }
   const bytes = manifest(s);
-  const submitter = signerOf(s, bytes, options.verifyCertificate, 'job');
+  const submitter = signerOf(s, bytes, options.verifyCertificate, 'job', options.verified);
   const files = Object.keys(s.files).sort();
   return Object.freeze({
     project: s.project,

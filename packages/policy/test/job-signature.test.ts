@@ -1,7 +1,7 @@
 import { expectFlareCode } from '@flare/core/testing';
 import { X509Certificate } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { checkJobFreshness, signAbort, signJob, verifyAbort, verifyJob, type JobSignature, type JobVerifyOptions } from '../src/index.js';
+import { VerifiedSignatures, checkJobFreshness, signAbort, signJob, verifyAbort, verifyJob, type JobSignature, type JobVerifyOptions } from '../src/index.js';
 import { certificateCheck, issue, makeCa, scratch, type TestCert } from './helpers.js';
 
 // Certificates made by the real openssl CLI in @flare/pki's subject layout: a project root, admins of each
@@ -158,6 +158,64 @@ describe('signJob / verifyJob', () => {
     expect(() => signJob(key(lead), { projectName: 'hospitals', jobId: JOB, files: new Map([['/etc/passwd', new Uint8Array()]]) })).toThrow(RangeError);
     expect(() => signJob(key(lead), { projectName: 'hospitals', jobId: JOB, files: new Map() })).toThrow(RangeError);
     expect(() => signJob(key(lead), { projectName: 'hospitals', jobId: '../x', files: files() })).toThrow(TypeError);
+  });
+});
+
+describe('VerifiedSignatures: one signature check per job per process', () => {
+  it('a job met by many sites of one process is checked once; each site still gets the verified job', () => {
+    const verified = new VerifiedSignatures();
+    const s = sign(lead);
+    const first = verifyJob(s, files(), options({ verified }));
+    for (let i = 0; i < 5; i++) expect(verifyJob(JSON.parse(JSON.stringify(s)), files(), options({ verified }))).toEqual(first);
+    expect(verified.checks).toBe(1);
+  });
+
+  it('a different job under the same id (other files, other signing time) is verified again', () => {
+    const verified = new VerifiedSignatures();
+    verifyJob(sign(lead), files(), options({ verified }));
+    const other = files();
+    other.set('meta.json', enc('{"name":"other"}'));
+    verifyJob(sign(lead, other), other, options({ verified }));
+    expect(verified.checks).toBe(2);
+  });
+
+  it('never accepts a signature this process did not verify: a changed signature of a cached job (E_POLICY_JOB_TAMPERED)', () => {
+    const verified = new VerifiedSignatures();
+    const s = sign(lead);
+    verifyJob(s, files(), options({ verified }));
+    // Another admin's signature over the same manifest, under the cached admin's certificate.
+    const forged = { ...s, signature: sign(member).signature };
+    expectFlareCode(() => verifyJob(forged, files(), options({ verified })), 'E_POLICY_JOB_TAMPERED');
+    expect(verified.checks).toBe(2);
+    // A failure is not kept: the forgery fails again.
+    expectFlareCode(() => verifyJob(forged, files(), options({ verified })), 'E_POLICY_JOB_TAMPERED');
+  });
+
+  it('what depends on the site is checked at every site: the files it received, its trust and CRL, the binding (E_POLICY_JOB_TAMPERED, E_POLICY_JOB_SIGNER, E_POLICY_JOB_BINDING)', () => {
+    const verified = new VerifiedSignatures();
+    const s = sign(lead);
+    verifyJob(s, files(), options({ verified }));
+    const changed = files();
+    changed.set('app/model.safetensors', new Uint8Array(256));
+    expectFlareCode(() => verifyJob(s, changed, options({ verified })), 'E_POLICY_JOB_TAMPERED');
+    const serial = new X509Certificate(lead.cert).serialNumber.toUpperCase();
+    expect(expectFlareCode(() => verifyJob(s, files(), options({ verified, verifyCertificate: certificateCheck(root, new Set([serial])) })), 'E_POLICY_JOB_SIGNER').message).toMatch(/E_CERT_REVOKED/);
+    expectFlareCode(() => verifyJob(s, files(), options({ verified, verifyCertificate: certificateCheck(rogueCa) })), 'E_POLICY_JOB_SIGNER');
+    expectFlareCode(() => verifyJob(s, files(), options({ verified, projectName: 'banks' })), 'E_POLICY_JOB_BINDING');
+    expect(verified.checks).toBe(1);
+  });
+
+  it('keeps the newest entries only', () => {
+    const verified = new VerifiedSignatures(1);
+    const a = sign(lead);
+    const otherFiles = files();
+    otherFiles.set('meta.json', enc('{"name":"b"}'));
+    const b = sign(lead, otherFiles);
+    verifyJob(a, files(), options({ verified }));
+    verifyJob(b, otherFiles, options({ verified }));
+    verifyJob(a, files(), options({ verified }));
+    expect(verified.checks).toBe(3);
+    expect(() => new VerifiedSignatures(0)).toThrow(RangeError);
   });
 });
 

@@ -162,7 +162,7 @@ export async function startAggregatingRelay(o: AggregatingRelayOptions): Promise
       // Offered again after a lost connection: the sites below still run it (deployed once; the hub reuses the job).
       if (unpark(env.job)) audit({ action: 'relay_job_resumed', job: env.job, msg: `the server offered job ${env.job} again: its sites go on with it`, data: { sites: hub.sites(env.job) } });
       const sites = await hub.deploy(env.job, definition, job.bundle, job.submitter);
-      audit({ action: 'relay_job_deployed', job: env.job, msg: `relay ${name} runs job ${env.job} with ${sites.length} sites (${sites.join(', ')})`, data: { sites: [...sites] } });
+      audit({ action: 'relay_job_deployed', job: env.job, msg: `relay ${name} runs job ${env.job} with ${sites.length} sites (${someOf(sites)})`, data: { sites: [...sites] } });
       return new RelayRounds({ hub, job: env.job, definition, aggregation: o.aggregation ?? DEFAULT_AGGREGATION_POLICY, relays, audit, logger, release });
     },
   };
@@ -193,6 +193,18 @@ export async function startAggregatingRelay(o: AggregatingRelayOptions): Promise
       await hub.close();
     },
   };
+}
+
+/** How many sites an audit message names (the event's `data.sites` lists them all). */
+const NAMED_IN_MSG = 20;
+
+/**
+ * The first sites of a list for an audit message, and how many more: an audit message holds at most 8,192
+ * characters, and a relay's thousand sites once made its `relay_job_deployed` event fail, and the job with it.
+ */
+export function someOf(sites: readonly string[]): string {
+  const more = sites.length - NAMED_IN_MSG;
+  return `${sites.slice(0, NAMED_IN_MSG).join(', ')}${more > 0 ? ` and ${more} more` : ''}`;
 }
 
 /** The FedOpt names of @flare/aggregator: a server optimizer step, which must run once, at the server. */
@@ -348,7 +360,7 @@ class RelayRounds implements Learner {
     }
     const aggregate = aggregation.result();
     sites.sort();
-    audit({ action: 'relay_round_aggregated', job, msg: `round ${ctx.round}: ${sites.length} sites aggregated at the relay (${sites.join(', ')}), ${steps} steps`, data: { round: ctx.round, sites: [...sites], steps } });
+    audit({ action: 'relay_round_aggregated', job, msg: `round ${ctx.round}: ${sites.length} sites aggregated at the relay (${someOf(sites)}), ${steps} steps`, data: { round: ctx.round, sites: [...sites], steps } });
     const val = siteMetrics(validation).summary;
     return {
       params: aggregate.params,

@@ -1,5 +1,5 @@
 import { PolicyError, type AuditHook, type Filter, type FilterEnv, type FilterFactory, type Identity } from '@flare/core';
-import { admitJob, checkJobFreshness, checkScopeAggregation, composeFilterChain, createFilterChain, parseJobFilters, parseResourceRequest, resolvePrivacyScope, type FilterSpec, type JobSigner, type PrivacyScope, type Reservation, type VerifiedJob } from '@flare/policy';
+import { VerifiedSignatures, admitJob, checkJobFreshness, checkScopeAggregation, composeFilterChain, createFilterChain, parseJobFilters, parseResourceRequest, resolvePrivacyScope, type FilterSpec, type JobSigner, type PrivacyScope, type Reservation, type VerifiedJob } from '@flare/policy';
 import { signedJobFiles, type JobBundle } from '../protocol/bundle.js';
 import type { JobDefinition } from '../protocol/job-definition.js';
 import { receivedSignature } from '../protocol/job-trust.js';
@@ -43,6 +43,15 @@ export interface Admission {
   readonly signedAt: string;
 }
 
+/**
+ * The job signatures this process verified, shared by every site it runs: a worker of the scale bench or a
+ * simulator offered one job for thousands of sites checks its signature once. Sound for any number of sites and
+ * trusts: a hit is this exact signature over this exact manifest with this certificate's key; each site still
+ * checks the files it received, the binding, and the certificate against its own root and CRL (@flare/policy's
+ * `VerifiedSignatures`).
+ */
+export const VERIFIED_JOB_SIGNATURES = new VerifiedSignatures();
+
 /** Filters that must run where encryption needs them, whatever order the scope and the job list them in. */
 const DECRYPT_FIRST = 'he-decrypt';
 /** The filter that encrypts an update (@flare/filters-he): last in a result chain; an aggregating relay cannot sum what it produces. */
@@ -84,6 +93,7 @@ export function admit(req: AdmissionRequest, policy: SitePolicy, site: { readonl
       siteOrg: site.org,
       projectName: trust.project,
       verifyCertificate: trust.verifyCertificate,
+      verified: VERIFIED_JOB_SIGNATURES,
       ...(hook === undefined ? {} : { audit: hook }),
       ...(req.onVerified === undefined ? {} : { onVerified: (v: VerifiedJob) => req.onVerified!({ signedAt: v.signedAt, manifest: v.manifestSha256 }) }),
     },

@@ -7,6 +7,7 @@ import type { Reason } from '../errors.js';
 import type { EventBus } from '../event-bus.js';
 import { decodeJobBundle, type BundleLimits } from '../protocol/bundle.js';
 import { parseMetaJson } from '../protocol/job-definition.js';
+import { Pacer } from '../server/broadcast.js';
 import type { SiteWorkflow } from '../workflows/workflow.js';
 import { admit, buildChains } from './admission.js';
 import { initialModelDigest } from './initial-model.js';
@@ -35,6 +36,14 @@ export interface SiteJobsOptions {
   readonly ledger: SiteJobLedger;
   readonly maxJobAgeMs: number;
 }
+
+/**
+ * Admissions of every site in this process, a batch per turn of the event loop (the server's deployer paces its
+ * fan-out with the same {@link Pacer}): a process that runs thousands of sites (a simulator, the scale bench's
+ * workers) is offered a job for all of them at once, and admitting them in one go (signature, policy, ledger,
+ * audit) kept its loop from reading the sockets long enough for its peers to judge it dead.
+ */
+const ADMISSIONS = new Pacer();
 
 /** Refusals that waiting cures (the server offers the job again): not remembered as final. */
 const TEMPORARY = (code: string): boolean => code === 'E_POLICY_RESOURCES_BUSY' || code === 'E_RUNTIME_TIMEOUT' || code === 'E_RUNTIME_DISCONNECTED' || code === 'E_RUNTIME_JOB_STATE' || code.startsWith('E_ATTEST_');
@@ -71,6 +80,7 @@ export class SiteJobs {
   async deploy(id: string, claimed: Pick<Identity, 'name' | 'org'>, bundleBytes: Uint8Array, ref: string | undefined): Promise<SiteJob> {
     const o = this.#o;
     const site = o.site.name;
+    await ADMISSIONS.turn();
     await this.#ending.get(id);
     if (this.#jobs.has(id)) throw new FlareRuntimeError('E_RUNTIME_JOB_STATE', `job ${id} is already deployed at ${site}`);
     // A signed job runs once: one this site ended or refused is a replay. One it still runs (the connection

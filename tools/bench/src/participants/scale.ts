@@ -6,6 +6,7 @@
 // and driven by JSON lines: the parent writes commands on stdin, the process answers one JSON line on stdout.
 import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
 import { AuditLog } from '@flare/audit';
 import { model, tensor } from '@flare/core';
@@ -33,13 +34,24 @@ export type ScaleConfig =
 const say = (o: object): void => void process.stdout.write(`${JSON.stringify(o)}\n`);
 const gc = (globalThis as { gc?: () => void }).gc;
 
-/** RSS after a full collection (when the process runs with --expose-gc), so that garbage does not count; CPU time used. */
-function settledRss(): { rssKiB: number; heapKiB: number; externalKiB: number; cpuMs: number } {
+// The longest block of this process's event loop: while it is blocked, its connections' pings go unanswered and
+// its peers may judge it dead (60 s idle timeout). Sampled every 20 ms; reported and reset with each answer.
+const loop = monitorEventLoopDelay({ resolution: 20 });
+loop.enable();
+
+/**
+ * RSS after a full collection (when the process runs with --expose-gc), so that garbage does not count; CPU time
+ * used; the longest event-loop delay since the previous answer (ms), then the monitor starts over.
+ */
+function settledRss(): { rssKiB: number; heapKiB: number; externalKiB: number; cpuMs: number; loopMaxMs: number } {
+  // Read before the collection below, which blocks the loop too.
+  const loopMaxMs = Math.round(loop.max / 1e6);
   gc?.();
   gc?.();
   const m = process.memoryUsage();
+  loop.reset();
   // CPU time so far (user + system): unlike wall time, it does not grow with the load other processes put on the machine.
-  return { rssKiB: Math.round(m.rss / 1024), heapKiB: Math.round(m.heapUsed / 1024), externalKiB: Math.round((m.external + m.arrayBuffers) / 1024), cpuMs: cpuMs() };
+  return { rssKiB: Math.round(m.rss / 1024), heapKiB: Math.round(m.heapUsed / 1024), externalKiB: Math.round((m.external + m.arrayBuffers) / 1024), cpuMs: cpuMs(), loopMaxMs };
 }
 
 /** Answers the parent's commands until it says `stop` (or closes stdin): then `stop()`, peak RSS, exit. */

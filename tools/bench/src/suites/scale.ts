@@ -136,7 +136,21 @@ interface Run {
   readonly relayRssTotalMiB?: number;
   /** Relay mode: the relays' CPU time per login of a site below them, ms. */
   readonly relayCpuPerLoginMs?: number;
+  /** The longest event-loop block (ms) during the logins and during the job: the server's, the largest relay's, the largest worker's. */
+  readonly loopLogin: LoopMax;
+  readonly loopJob: LoopMax;
 }
+
+/** The longest event-loop delay of each kind of process in one phase, ms (relays: undefined in direct mode). */
+interface LoopMax {
+  readonly server: number;
+  readonly relays?: number;
+  readonly workers: number;
+}
+
+const loopMax = (answers: readonly Answer[]): number => Math.max(0, ...answers.map((a) => Number(a['loopMaxMs'] ?? 0)));
+const loopOf = (server: Answer, relays: readonly Answer[], workers: readonly Answer[]): LoopMax => ({ server: loopMax([server]), ...(relays.length > 0 ? { relays: loopMax(relays) } : {}), workers: loopMax(workers) });
+const describeLoop = (l: LoopMax): string => `server ${l.server} ms${l.relays === undefined ? '' : `, relays ${l.relays} ms`}, workers ${l.workers} ms`;
 
 /** The relay a site is provisioned below in relay mode (site i below relay i mod R, 1-based). */
 const relayOf = (site: number, relays: number): string => `relay-${((site - 1) % relays) + 1}`;
@@ -148,6 +162,7 @@ async function runSize(o: { readonly n: number; readonly workers: number; readon
   const server = participant({ role: 'server', kit: o.kits.get('server')!, workspace: join(ws, 'server'), sites: contributors });
   const relays: Proc[] = [];
   const workers: Proc[] = [];
+  let phase = 'start';
   try {
     const up = await server.next();
     const port = Number(up['port']);
@@ -169,6 +184,7 @@ async function runSize(o: { readonly n: number; readonly workers: number; readon
     const relaysBefore = await Promise.all(relays.map((r) => r.ask('rss')));
     progress(`${o.n} sites in ${workers.length} workers: logging in${o.relays > 0 ? ` through ${o.relays} relays` : ''}`);
     const t0 = performance.now();
+    phase = 'logins';
     const logins = await Promise.all(workers.map((w) => w.ask('login')));
     const loginMs = performance.now() - t0;
     const loginLoad = load();
@@ -202,6 +218,7 @@ async function runSize(o: { readonly n: number; readonly workers: number; readon
     try {
       const definition = { name: 'scale', rounds: ROUNDS, min_clients: contributors, round_timeout_s: 1800, deploy: ['@ALL'], learner: { name: 'pass', args: {} }, aggregator: { name: 'fedavg' } };
       const initial = encodeModel(model({ w: tensor(new Float32Array(PARAMS), [PARAMS]) }));
+      phase = 'job';
       const id = await admin.submit({ meta: new TextEncoder().encode(JSON.stringify(definition)), model: initial, files: new Map() });
       progress(`job ${id} submitted: ${ROUNDS} rounds, min_clients ${contributors}`);
       const end = Date.now() + ANSWER_MS;
@@ -226,6 +243,7 @@ async function runSize(o: { readonly n: number; readonly workers: number; readon
       const statusKiB = new TextEncoder().encode(JSON.stringify(full)).byteLength / 1024;
       const done = await server.ask('rss');
       const workersDone = await Promise.all(workers.map((w) => w.ask('rss')));
+      const relaysDone = await Promise.all(relays.map((r) => r.ask('rss')));
       // Steady-state CPU of one round: the server's between the ends of consecutive rounds after the first, the
       // sites' between the first training of round 1 and of round 2 in each worker.
       const ends = done['roundEnd'] as number[];
@@ -253,6 +271,8 @@ async function runSize(o: { readonly n: number; readonly workers: number; readon
         siteCpuRoundMs: siteRoundCpu,
         statusMs,
         statusKiB,
+        loopLogin: loopOf(after, relayRss, logins),
+        loopJob: loopOf(done, relaysDone, workersDone),
         ...(o.relays > 0
           ? { relayRssMaxMiB: Math.max(...relayRss.map((a) => Number(a['rssKiB']))) / 1024, relayRssTotalMiB: relayRss.reduce((s, a) => s + Number(a['rssKiB']), 0) / 1024, relayCpuPerLoginMs: relayRss.reduce((s, a, i) => s + Number(a['cpuMs']) - Number(relaysBefore[i]!['cpuMs']), 0) / o.n }
           : {}),
@@ -260,6 +280,11 @@ async function runSize(o: { readonly n: number; readonly workers: number; readon
     } finally {
       admin.close();
     }
+  } catch (e) {
+    // What the processes' loops went through until the failure: a blocked loop leaves its peers' pings unanswered.
+    const ask = (p: Proc): Promise<Answer> => p.ask('rss', 60_000).catch(() => ({}));
+    const [s, r, w] = await Promise.all([ask(server), Promise.all(relays.map(ask)), Promise.all(workers.map(ask))]);
+    throw new Error(`${(e as Error).message} (in the ${phase}; longest event-loop block since the last measure: ${describeLoop(loopOf(s, r, w))})`, { cause: e });
   } finally {
     await Promise.all(workers.map((p) => p.stop().catch(() => ({}))));
     await Promise.all(relays.map((p) => p.stop().catch(() => ({}))));
@@ -297,7 +322,7 @@ export const suite: Suite = {
         // A size that does not complete is a figure too (with its reason); the sizes before it keep theirs.
         const r = await runSize({ n, workers, relays: RELAYS, kits, dir }).catch((e: unknown) => e as Error);
         if (r instanceof Error) {
-          rows.push({ label: `${n} sites: did not complete (${r.message.slice(0, 300)}), ${load()}`, value: NaN, unit: '' });
+          rows.push({ label: `${n} sites: did not complete (${r.message.slice(0, 600)}), ${load()}`, value: NaN, unit: '' });
           continue;
         }
         const w = `${n} sites in ${Math.min(workers, n)} worker processes${RELAYS > 0 ? `, through ${RELAYS} aggregating relays` : ''}`;
@@ -322,6 +347,8 @@ export const suite: Suite = {
           { label: `  the round's CPU time, server and sites, over the machine's ${cpus().length} cores (its latency on an idle machine, if the CPU is the limit)`, value: (r.serverCpuRoundMs + r.siteCpuRoundMs) / cpus().length, unit: 'ms', ...(n === 1000 ? { aim: '< 10,000 ms' } : {}) },
           { label: `  CPU time for the job (deploy to ${n} sites and ${ROUNDS} rounds) per site: server`, value: r.serverCpuJobMs / n, unit: 'ms' },
           { label: `  CPU time for the job per site: site (task, update, audit log)`, value: r.siteCpuJobMs / n, unit: 'ms' },
+          { label: `longest event-loop block during the logins: ${describeLoop(r.loopLogin)} (the largest of each kind)`, value: Math.max(r.loopLogin.server, r.loopLogin.relays ?? 0, r.loopLogin.workers), unit: 'ms' },
+          { label: `longest event-loop block during the job (deploy and ${ROUNDS} rounds): ${describeLoop(r.loopJob)}`, value: Math.max(r.loopJob.server, r.loopJob.relays ?? 0, r.loopJob.workers), unit: 'ms' },
           { label: `admin \`status\` of the finished job, ${RELAYS > 0 ? `${RELAYS} relays'` : `${n} sites'`} states (${r.statusKiB.toFixed(0)} KiB of JSON, sent as the payload above 16 KiB)`, value: r.statusMs, unit: 'ms' },
         );
       }

@@ -5,7 +5,7 @@
 // (the config is a file: a worker's list of thousands of sites does not fit in one argument, 128 KiB on Linux)
 // and driven by JSON lines: the parent writes commands on stdin, the process answers one JSON line on stdout.
 import { mkdir, readFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
 import { AuditLog } from '@flare/audit';
@@ -13,6 +13,7 @@ import { model, tensor } from '@flare/core';
 import { loadKit } from '@flare/pki';
 import { parseAuthorizationPolicy, parseComponentPolicy, parsePrivacyPolicy, parseResourcePolicy, ResourceManager } from '@flare/policy';
 import { ClientEngine, ServerEngine, createLogger, jobTrustFromKit, linkToServer, listenForParticipants, parseAggregationPolicy, relayTreeOf, startAggregatingRelay, type LearnerFactory, type SitePolicy } from '@flare/runtime';
+import { watchEventLoop } from './loop-watchdog.js';
 
 /** What a scale process is told to be. */
 export type ScaleConfig =
@@ -258,6 +259,8 @@ async function worker(c: Extract<ScaleConfig, { role: 'worker' }>): Promise<void
 /** Runs one process of the scale bench (its config in the JSON file `configFile`) until the parent says `stop`. */
 export async function main(configFile: string): Promise<void> {
   const c = JSON.parse(await readFile(configFile, 'utf8')) as ScaleConfig;
+  // A stall of 5 s or more is reported on stderr with what the main thread was doing (running, or in the kernel).
+  watchEventLoop(basename(c.workspace));
   if (c.role === 'server') await server(c);
   else if (c.role === 'relay') await relay(c);
   else await worker(c);

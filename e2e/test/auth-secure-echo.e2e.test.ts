@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loopbackProject, requireTool } from './support.js';
 
 const EXAMPLE = resolve(import.meta.dirname, '../../docs/examples/secure-echo');
-const project = (name: string): string => loopbackProject(name, { admin: true, extra: 'description: secure-echo e2e\nconnection_security: mtls\n' });
+const project = (name: string): string => loopbackProject(name, { admin: true, fields: { description: 'secure-echo e2e', connection_security: 'mtls' } });
 
 let workspace: string;
 let kits: Map<string, string>;

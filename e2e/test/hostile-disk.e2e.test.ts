@@ -5,6 +5,7 @@
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseProject, provision } from '@flare/pki';
+import { testProjectYaml } from '@flare/pki/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { flare, freePort, readAudit, startFlare, stopAll, stopProcess, tempDir, until } from './support.js';
 
@@ -14,17 +15,7 @@ const kits = new Map<string, string>();
 beforeAll(async () => {
   root = await tempDir('flare-hostile-disk-e2e-');
   const port = await freePort();
-  const yaml = `api_version: 3
-name: hostile_disk
-participants:
-  - name: localhost
-    type: server
-    org: org_a
-    fed_learn_port: ${port}
-  - name: site-1
-    type: client
-    org: org_a
-`;
+  const yaml = testProjectYaml({ name: 'hostile_disk', org: 'org_a', port });
   const r = await provision(parseProject(yaml), { workspace: root });
   for (const k of r.kits) kits.set(k.name, k.dir);
 });

@@ -10,6 +10,7 @@ import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { join, resolve } from 'node:path';
 import { parseProject, provision } from '@flare/pki';
+import { testProjectYaml } from '@flare/pki/testing';
 import { afterAll, describe, expect, it } from 'vitest';
 import { FLARE_BIN, flare, freePort, tempDir } from './support.js';
 
@@ -95,18 +96,7 @@ describe("the built-in tfjs learner on the sites' own CSV files", () => {
     // A real federation: each site has its own shard (a stratified third of the rows) in its workspace.
     const sites = ['site-1', 'site-2', 'site-3', 'site-4'];
     const port = await freePort();
-    const yaml = `api_version: 3
-name: learners_data
-participants:
-  - name: localhost
-    type: server
-    org: org_a
-    fed_learn_port: ${port}
-${sites.map((s, i) => `  - name: ${s}\n    type: client\n    org: org_${i + 1}\n`).join('')}  - name: admin@a.org
-    type: admin
-    org: org_a
-    role: project_admin
-`;
+    const yaml = testProjectYaml({ name: 'learners_data', org: 'org_a', port, sites: sites.map((s, i) => [s, `org_${i + 1}`] as const), admins: [['admin@a.org', 'org_a', 'project_admin']] });
     const kits = new Map((await provision(parseProject(yaml), { workspace: join(dir, 'prov') })).kits.map((k) => [k.name, k.dir]));
     for (const [i, s] of sites.entries()) {
       const ws = join(dir, `${s}-ws`);

@@ -13,6 +13,7 @@ import { join, resolve } from 'node:path';
 import { decodeModel, encodeModel, model, tensor } from '@flare/core';
 import { heDecrypt, heKitBuilder, isEncryptedModel, loadHeContextFromKit } from '@flare/filters-he';
 import { parseProject, provision } from '@flare/pki';
+import { testProjectYaml } from '@flare/pki/testing';
 import { afterAll, beforeAll, describe, expect, it, type TestContext } from 'vitest';
 import { auditOf, flare, freePort, jobEnded, startFlare, stopAll, submitJob, tempDir, until, type AuditLine, type JobRecord } from './support.js';
 
@@ -125,21 +126,14 @@ beforeAll(async () => {
   root = await tempDir('flare-learners-e2e-');
   serverWs = join(root, 'server-ws');
   const port = await freePort();
-  const yaml = `api_version: 3
-name: learners_e2e
-participants:
-  - name: localhost
-    type: server
-    org: org_a
-    fed_learn_port: ${port}
-${SITES.map((s, i) => `  - name: ${s}\n    type: client\n    org: hospital_${i + 1}\n`).join('')}  - name: ${ADMIN}
-    type: admin
-    org: org_a
-    role: project_admin
-builders:
-  - path: nvflare.lighter.impl.he.HEBuilder
-    args: { poly_modulus_degree: 8192, coeff_mod_bit_sizes: [60, 40, 40, 60], scale_bits: 40 }
-`;
+  const yaml = testProjectYaml({
+    name: 'learners_e2e',
+    org: 'org_a',
+    port,
+    sites: SITES.map((s, i) => [s, `hospital_${i + 1}`] as const),
+    admins: [[ADMIN, 'org_a', 'project_admin']],
+    fields: { builders: [{ path: 'nvflare.lighter.impl.he.HEBuilder', args: { poly_modulus_degree: 8192, coeff_mod_bit_sizes: [60, 40, 40, 60], scale_bits: 40 } }] },
+  });
   const r = await provision(parseProject(yaml), { workspace: root, builders: [heKitBuilder()] });
   for (const k of r.kits) kits.set(k.name, k.dir);
   await writeFile(join(root, 'misbehaving.py'), MISBEHAVING);

@@ -10,6 +10,7 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { parseProject, provision } from '@flare/pki';
 import { selectBackend } from '@flare/tfjs';
+import { testProjectYaml } from '@flare/pki/testing';
 import { exportJWK, SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { flare, freePort, jobEnded, startFlare, stopAll, systemTool, tempDir, writeSpamJob, type JobRecord } from './support.js';
@@ -62,18 +63,7 @@ beforeAll(async () => {
   root = await tempDir('flare-oidc-e2e-');
   serverWs = join(root, 'server-ws');
   const port = await freePort();
-  const yaml = `api_version: 3
-name: oidc_e2e
-participants:
-  - name: localhost
-    type: server
-    org: org_a
-    fed_learn_port: ${port}
-${SITES.map((s, i) => `  - name: ${s}\n    type: client\n    org: org_${i + 1}\n`).join('')}  - name: ${ADMIN}
-    type: admin
-    org: org_a
-    role: lead
-`;
+  const yaml = testProjectYaml({ name: 'oidc_e2e', org: 'org_a', port, sites: SITES.map((s, i) => [s, `org_${i + 1}`] as const), admins: [[ADMIN, 'org_a', 'lead']] });
   const r = await provision(parseProject(yaml), { workspace: root });
   for (const k of r.kits) kits.set(k.name, k.dir);
   // The identity provider: a private CA, its TLS certificate for 127.0.0.1, and its JWKS over HTTPS.

@@ -5,6 +5,7 @@ import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { testProjectYaml } from '@flare/pki/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 const e2eDir = resolve(dirname(fileURLToPath(import.meta.url)), '..');
@@ -100,24 +101,8 @@ s.on('close', () => process.exit());
 setTimeout(() => { console.log('TIMEOUT'); process.exit(3); }, 15000).unref();
 `;
 
-const project = (name: string): string => `api_version: 3
-name: ${name}
-participants:
-  - name: localhost
-    type: server
-    org: hospital_a
-    fed_learn_port: 8002
-  - name: site-1
-    type: client
-    org: hospital_a
-  - name: site-2
-    type: client
-    org: hospital_b
-  - name: lead@hospital-a.org
-    type: admin
-    org: hospital_a
-    role: lead
-`;
+const project = (name: string): string =>
+  testProjectYaml({ name, org: 'hospital_a', sites: ['site-1', ['site-2', 'hospital_b']], admins: [['lead@hospital-a.org', 'hospital_a', 'lead']] });
 
 describe('pki e2e: kits from `flare provision` secure real processes', () => {
   let dir: string;

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { encodeModel } from '@flare/core';
 import { parseProject, provision } from '@flare/pki';
 import { denseNetwork, readWeights, selectBackend } from '@flare/tfjs';
+import { testProjectYaml } from '@flare/pki/testing';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { auditOf as auditLines, flare, freePort, jobEnded, readJobRecord as record, startFlare, stopAll, stopProcess as stop, submitJob, until, writeSpamJob, type Started } from './support.js';
 
@@ -41,22 +42,13 @@ function startSites(sites: string[]): Promise<Started[]> {
 beforeAll(async () => {
   root = await mkdtemp(join(tmpdir(), 'flare-rt-e2e-'));
   port = await freePort();
-  const yaml = `api_version: 3
-name: rt_e2e
-participants:
-  - name: localhost
-    type: server
-    org: org_a
-    fed_learn_port: ${port}
-${[1, 2, 3, 4].map((i) => `  - name: site-${i}\n    type: client\n    org: org_${i}\n`).join('')}  - name: admin@a.org
-    type: admin
-    org: org_a
-    role: project_admin
-  - name: member@b.org
-    type: admin
-    org: org_b
-    role: member
-`;
+  const yaml = testProjectYaml({
+    name: 'rt_e2e',
+    org: 'org_a',
+    port,
+    sites: [1, 2, 3, 4].map((i) => [`site-${i}`, `org_${i}`] as const),
+    admins: [['admin@a.org', 'org_a', 'project_admin'], ['member@b.org', 'org_b', 'member']],
+  });
   const r = await provision(parseProject(yaml), { workspace: root });
   for (const k of r.kits) kits.set(k.name, k.dir);
   for (const [i, s] of ['site-1', 'site-2', 'site-3', 'site-4'].entries()) {

@@ -6,6 +6,7 @@ import { join, resolve } from 'node:path';
 import { decodeModel } from '@flare/core';
 import { parseProject, provision } from '@flare/pki';
 import { selectBackend } from '@flare/tfjs';
+import { testProjectYaml } from '@flare/pki/testing';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
   auditOf as auditLines,
@@ -56,18 +57,7 @@ const maxAbs = (bytes: Uint8Array): number => {
 beforeAll(async () => {
   root = await tempDir('flare-rt-hostile-e2e-');
   port = await freePort();
-  const yaml = `api_version: 3
-name: rt_hostile
-participants:
-  - name: localhost
-    type: server
-    org: org_a
-    fed_learn_port: ${port}
-${[1, 2, 3, 4].map((i) => `  - name: site-${i}\n    type: client\n    org: org_${i}\n`).join('')}  - name: admin@a.org
-    type: admin
-    org: org_a
-    role: project_admin
-`;
+  const yaml = testProjectYaml({ name: 'rt_hostile', org: 'org_a', port, sites: [1, 2, 3, 4].map((i) => [`site-${i}`, `org_${i}`] as const), admins: [['admin@a.org', 'org_a', 'project_admin']] });
   const r = await provision(parseProject(yaml), { workspace: root });
   for (const k of r.kits) kits.set(k.name, k.dir);
   for (const [i, s] of ALL.entries()) {

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { loadKit, parseProject, provision } from '@flare/pki';
 import { AdminClient, connectToServer, readJobFolder } from '@flare/runtime';
 import { selectBackend } from '@flare/tfjs';
+import { testProjectYaml } from '@flare/pki/testing';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
   auditOf as auditLines,
@@ -62,18 +63,7 @@ const startSite = (site: string, extra: string[] = []): Promise<Started> => star
 beforeAll(async () => {
   root = await tempDir('flare-rt-life-e2e-');
   port = await freePort();
-  const yaml = `api_version: 3
-name: rt_life
-participants:
-  - name: localhost
-    type: server
-    org: org_a
-    fed_learn_port: ${port}
-${[1, 2, 3].map((i) => `  - name: site-${i}\n    type: client\n    org: org_${i}\n`).join('')}  - name: admin@a.org
-    type: admin
-    org: org_a
-    role: project_admin
-`;
+  const yaml = testProjectYaml({ name: 'rt_life', org: 'org_a', port, sites: [1, 2, 3].map((i) => [`site-${i}`, `org_${i}`] as const), admins: [['admin@a.org', 'org_a', 'project_admin']] });
   const r = await provision(parseProject(yaml), { workspace: root });
   for (const k of r.kits) kits.set(k.name, k.dir);
   for (const [i, s] of ['site-1', 'site-2', 'site-3'].entries()) {

@@ -5,6 +5,7 @@
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseProject, provision } from '@flare/pki';
+import { testProjectYaml } from '@flare/pki/testing';
 import { describe, expect, it } from 'vitest';
 import { flare, freePort, startFlare, tempDir, until } from './support.js';
 
@@ -42,24 +43,7 @@ describe('a job folder from flare job create runs in flare simulate and on a rea
 
     // A real federation on loopback: the same folder, not a byte changed.
     const port = await freePort();
-    const yaml = `api_version: 3
-name: sim_e2e
-participants:
-  - name: localhost
-    type: server
-    org: org_a
-    fed_learn_port: ${port}
-  - name: site-1
-    type: client
-    org: org_1
-  - name: site-2
-    type: client
-    org: org_2
-  - name: admin@a.org
-    type: admin
-    org: org_a
-    role: project_admin
-`;
+    const yaml = testProjectYaml({ name: 'sim_e2e', org: 'org_a', port, sites: [['site-1', 'org_1'], ['site-2', 'org_2']], admins: [['admin@a.org', 'org_a', 'project_admin']] });
     const kits = new Map((await provision(parseProject(yaml), { workspace: join(dir, 'prov') })).kits.map((k) => [k.name, k.dir]));
     for (const [i, s] of ['site-1', 'site-2'].entries()) {
       await mkdir(join(dir, `${s}-ws`), { recursive: true });

@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { encodeModel } from '@flare/core';
+import { testProjectYaml, type TestProjectOptions } from '@flare/pki/testing';
 import { denseNetwork, readWeights } from '@flare/tfjs';
 import { afterAll, expect, type TestContext } from 'vitest';
 
@@ -56,20 +57,12 @@ export function freePort(): Promise<number> {
 
 /**
  * A small FLARE project.yml for loopback tests: `server1` (SAN localhost, 127.0.0.1), the named client sites, and
- * optionally the project admin `admin@nvidia.com`, all in org `nvidia`.
+ * optionally the project admin `admin@nvidia.com`, all in org `nvidia` (@flare/pki/testing's builder with these
+ * defaults; call `testProjectYaml` directly for other shapes).
  */
-export function loopbackProject(name: string, o: { readonly sites?: readonly string[]; readonly admin?: boolean; readonly extra?: string } = {}): string {
-  const sites = (o.sites ?? ['site-1']).map((s) => `  - name: ${s}\n    type: client\n    org: nvidia\n`).join('');
-  const admin = o.admin === true ? '  - name: admin@nvidia.com\n    type: admin\n    org: nvidia\n    role: project_admin\n' : '';
-  return `api_version: 3
-name: ${name}
-${o.extra ?? ''}participants:
-  - name: server1
-    type: server
-    org: nvidia
-    fed_learn_port: 8002
-    host_names: [localhost, 127.0.0.1]
-${sites}${admin}`;
+export function loopbackProject(name: string, o: Omit<TestProjectOptions, 'name'> & { readonly admin?: boolean } = {}): string {
+  const { admin, ...rest } = o;
+  return testProjectYaml({ server: 'server1', hostNames: ['localhost', '127.0.0.1'], ...(admin === true ? { admins: [['admin@nvidia.com', 'nvidia', 'project_admin']] } : {}), ...rest, name });
 }
 
 /** System tools e2e tests use, each with its Debian package (tools/scripts/system-tools.mjs installs them). */

@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { TransportError, type FlareError } from '@flare/core';
 import { loadKit, parseProject, provision, type Kit } from '@flare/pki';
+import { testProjectYaml } from '@flare/pki/testing';
 import type { AuthChannel, AuthGuard, AuthHeader } from '../src/index.js';
 
 export interface Frame {
@@ -138,26 +139,15 @@ export interface Kits {
   workspace: string;
 }
 
-const PROJECT = (name: string): string => `api_version: 3
-name: ${name}
-description: auth tests
-participants:
-  - name: server1
-    type: server
-    org: nvidia
-    fed_learn_port: 8002
-    host_names: [localhost, 127.0.0.1]
-  - name: site-1
-    type: client
-    org: nvidia
-  - name: site-2
-    type: client
-    org: acme
-  - name: admin@nvidia.com
-    type: admin
-    org: nvidia
-    role: project_admin
-`;
+const PROJECT = (name: string): string =>
+  testProjectYaml({
+    name,
+    server: 'server1',
+    hostNames: ['localhost', '127.0.0.1'],
+    sites: ['site-1', ['site-2', 'acme']],
+    admins: [['admin@nvidia.com', 'nvidia', 'project_admin']],
+    fields: { description: 'auth tests' },
+  });
 
 /** Provisions a project with @flare/pki and loads its kits. */
 export async function makeKits(name = 'authtest'): Promise<Kits> {

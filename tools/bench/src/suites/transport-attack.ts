@@ -7,6 +7,7 @@ import { dirname, join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { parseProject, provision } from '@flare/pki';
+import { testProjectYaml } from '@flare/pki/testing';
 import type { Row, Suite } from '../harness.js';
 
 // Issue #14.5: what one site kit can do to a server, before and after. The same attack runs against the server
@@ -17,18 +18,7 @@ import type { Row, Suite } from '../harness.js';
 //   (2) stalled uploads: 4 sessions of one kit each announce a 2 GiB update, stream 256 MiB, then stall
 //       (answering pings); the server's RSS over 90 s, and whether the sessions are cut.
 
-const PROJECT = `api_version: 3
-name: bench-attack
-participants:
-  - name: server1
-    type: server
-    org: nvidia
-    fed_learn_port: 8002
-    host_names: [localhost, 127.0.0.1]
-  - name: site-1
-    type: client
-    org: nvidia
-`;
+const PROJECT = testProjectYaml({ name: 'bench-attack', server: 'server1', hostNames: ['localhost', '127.0.0.1'] });
 
 // The server: default limits, except (1) lets one kit hold many sessions and logins in progress (a new tree
 // would replace them: this measures the login's cost, not the limit). Prints JSON lines on `mem`.

@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { createClientAuth, type Session } from '@flare/auth';
 import { encodeModelParts, model, tensor } from '@flare/core';
 import { loadKit, parseProject, provision } from '@flare/pki';
+import { testProjectYaml } from '@flare/pki/testing';
 import { clientOptionsFromKit, dial } from '@flare/transport';
 import type { Row, Suite } from '../harness.js';
 
@@ -19,18 +20,7 @@ import type { Row, Suite } from '../harness.js';
 // Float32 models of these sizes less one page (the header fits beside it); FLARE_BENCH_LARGE_MIB=512,1024
 // chooses others.
 const SIZES = (process.env['FLARE_BENCH_LARGE_MIB'] ?? '256,1024,2048').split(',').map((m) => Number(m) * 2 ** 20 - 4096);
-const PROJECT = `api_version: 3
-name: bench-large
-participants:
-  - name: server1
-    type: server
-    org: nvidia
-    fed_learn_port: 8002
-    host_names: [localhost, 127.0.0.1]
-  - name: site-1
-    type: client
-    org: nvidia
-`;
+const PROJECT = testProjectYaml({ name: 'bench-large', server: 'server1', hostNames: ['localhost', '127.0.0.1'] });
 
 // The receiver reports the ArrayBuffer memory and the RSS it held at their peaks beyond what it held before
 // the transfer began (both include the message itself).

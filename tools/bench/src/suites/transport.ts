@@ -12,6 +12,7 @@ import { runInNewContext } from 'node:vm';
 import { createClientAuth, createServerAuth, type Session } from '@flare/auth';
 import { encodeModelParts, model, tensor } from '@flare/core';
 import { loadKit, parseProject, provision, type Kit } from '@flare/pki';
+import { testProjectYaml } from '@flare/pki/testing';
 import { clientOptionsFromKit, dial, listen, serverOptionsFromKit, type Connection } from '@flare/transport';
 import type { Row, Suite } from '../harness.js';
 
@@ -21,18 +22,7 @@ import type { Row, Suite } from '../harness.js';
 // (c) 1,000 concurrent authenticated mtls connections to one server (in its own process): memory per
 //     connection and logins per second.
 
-const PROJECT = `api_version: 3
-name: bench
-participants:
-  - name: server1
-    type: server
-    org: nvidia
-    fed_learn_port: 8002
-    host_names: [localhost, 127.0.0.1]
-  - name: site-1
-    type: client
-    org: nvidia
-`;
+const PROJECT = testProjectYaml({ name: 'bench', server: 'server1', hostNames: ['localhost', '127.0.0.1'] });
 
 // What the transport uses per message: a one-shot SHA-256 (crypto.hash, Node >= 20.12).
 const sha256 = (b: Uint8Array): Uint8Array => hash('sha256', b, 'buffer');

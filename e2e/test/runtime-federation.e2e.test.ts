@@ -117,7 +117,7 @@ describe('runtime with real processes', () => {
     expect(resumed?.data?.['start_round']).toBe(atKill);
   });
 
-  it("sites decide for themselves: one refuses the submitter, one lacks the job's privacy scope; both audit why and the job runs on the others", async () => {
+  it("sites decide for themselves: one refuses the submitter, one lacks the job's privacy scope; both audit why and the job runs on the others; an edited authorization.json applies to the next job, no restart", async () => {
     const ws = join(root, 'srv-policy');
     await startServer(ws);
     await startSites(['site-1', 'site-2', 'site-3', 'site-4']);
@@ -141,6 +141,20 @@ describe('runtime with real processes', () => {
     // site-1 ran the job's scope filters after its own and audited each with the server's event id as ref.
     const applied = (await auditLines(siteWs('site-1'))).filter((e) => e.action === 'filter_applied');
     expect(applied.length).toBeGreaterThan(0);
+
+    // site-4 changes its mind while running: its edited authorization.json applies to the next job, no restart.
+    const authz = join(kits.get('site-4')!, 'local', 'authorization.json');
+    const before = await readFile(authz, 'utf8');
+    try {
+      await writeFile(authz, JSON.stringify({ format_version: '1.0', permissions: { project_admin: { submit_job: 'any', view: 'any' }, member: 'none' } }));
+      await until(async () => ((await auditLines(siteWs('site-4'))).some((e) => e.action === 'policy_changed' && (e.msg ?? '').startsWith('authorization')) ? true : undefined), 60_000, "site-4's policy_changed audit line");
+      const again = await submit(await job('policy-reloaded', { rounds: 1, scope: 'private', deploy: ['site-1', 'site-2', 'site-4'] }));
+      const rec2 = await jobEnded(ws, again, 90_000);
+      expect(rec2.status).toBe('FINISHED');
+      expect(rec2.sites.sort()).toEqual(['site-1', 'site-2', 'site-4']);
+    } finally {
+      await writeFile(authz, before);
+    }
   });
 
   it("a job that brings code is signed by `flare admin submit`; consenting sites verify the submitter's signature, the others refuse", async () => {

@@ -267,6 +267,10 @@ export async function runClient(o: ClientRun, stack: Stack): Promise<void> {
       audit: audit.hook,
       logger,
     });
+    // Edits to local/authorization.json, privacy.json, resources.json and components.json (allow-list, byoc) apply
+    // to the next job offered, validated first (an invalid file keeps the policy in force, audited). The learners
+    // components.json defines are built below, once: changing them needs a restart.
+    policies.watch();
     let login: { close(): void } | undefined;
     try {
       // The learners the site defines in its own local/components.json (external programs, plugins), read at start.

@@ -7,9 +7,13 @@
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { FlareError } from '@flare/core';
+import { createClientAuth, createServerAuth, type Session } from '@flare/auth';
+import { clientOptionsFromKit, dial, listen, type Connection } from '@flare/transport';
 import { CrlStore, loadKit, parseProject, provision, resolveProjectDir, revoke, verifyCertificate, type Kit } from '@flare/pki';
 import { afterEach, describe, expect, it } from 'vitest';
 import { linkToServer, listenForParticipants } from '../src/protocol/network.js';
+import { relayPathOf } from '../src/relay/path.js';
+import { MAX_CRL_FILE_BYTES } from '../src/server/crl-watch.js';
 import { startRelay, type Relay } from '../src/relay/relay.js';
 import { watchCrlFile } from '../src/server/crl-watch.js';
 import { ServerEngine } from '../src/server/engine.js';
@@ -207,5 +211,30 @@ describe('a forwarding relay keeps the newest CRL (issue #14.10)', () => {
     const cut = await until(() => top.audit.events.find((e) => e.action === 'session_revoked'), 30_000, 'session_revoked at relay-top');
     expect(cut).toMatchObject({ user: 'site-2', data: { code: 'E_CERT_REVOKED', serial: serials[0], via: ['relay-top'] } });
     expect(cut.data).not.toHaveProperty('relay');
+  });
+
+  it('a CRL-carrying message larger than a CRL may be is refused unread (crl_refused, E_CRL_INVALID) and still forwarded to the site', async () => {
+    const p = await project();
+    const kit = p.kits.get('localhost')!;
+    // A bare server endpoint stands in for a hostile server: it sends what it likes inside the session.
+    const auth = createServerAuth({ kit });
+    const accepted: Array<Connection<Session>> = [];
+    const server = await listen<Session>({ security: 'mtls', port: 0, tls: { certPem: kit.certPem, privateKey: kit.privateKey, caPem: kit.rootCaPem }, authenticate: (c) => auth.accept(c) });
+    open.push(server);
+    server.on('connection', (c: Connection<Session>) => accepted.push(c));
+    const top = await forwardingRelay(p, 'relay-top', server.port, { crls: true });
+    const site = p.kits.get('site-2')!;
+    const client = createClientAuth({ kit: site, via: relayPathOf(site) });
+    const conn = await dial<Session>({ ...clientOptionsFromKit(site), targets: local(top.relay.port), authenticate: (c) => client.login(c) });
+    open.push({ close: () => conn.close() });
+    const at = await until(() => accepted[0], 30_000, 'the relayed session at the server');
+    await at.send({ t: 'crl' }, new Uint8Array(MAX_CRL_FILE_BYTES + 1));
+    const got = await conn.receive();
+    expect(got.payload.byteLength).toBe(MAX_CRL_FILE_BYTES + 1);
+    const refused = await until(() => top.audit.events.find((e) => e.action === 'crl_refused'), 30_000, 'crl_refused at relay-top');
+    expect(refused.data).toMatchObject({ code: 'E_CRL_INVALID' });
+    // Refused for its size, before any decoding or parsing.
+    expect(refused.msg).toContain(`more than the ${MAX_CRL_FILE_BYTES}`);
+    expect(top.crls!.current).toBeUndefined();
   });
 });

@@ -6,6 +6,7 @@ import { auditor } from '../audit.js';
 import { reasonOf } from '../errors.js';
 import { clientOptionsFromKit, dial, listen, type Connection, type Header, type ServerEndpoint, type ServerLimits, type Target } from '@flare/transport';
 import { RUNTIME_MAX_MESSAGE_BYTES } from '../protocol/network.js';
+import { MAX_CRL_FILE_BYTES } from '../server/crl-watch.js';
 import { resolveRelayLimits, TokenBucket, type RelayLimits, type ResolvedRelayLimits } from './limits.js';
 import { PassThroughGuard } from './pass-through.js';
 import { relayPathOf } from './path.js';
@@ -190,11 +191,18 @@ export async function startRelay(options: RelayOptions, hooks: RelayHooks = {}):
   const watchDown = (m: RelayedMessage): void => {
     const t = m.header['t'];
     if ((t !== 'welcome' && t !== 'crl') || m.payload.byteLength === 0 || crls === undefined) return;
+    // Bounded before it is decoded: the payload is the server's word until the root's signature is checked.
+    if (m.payload.byteLength > MAX_CRL_FILE_BYTES) {
+      const message = `a ${t} message carried ${m.payload.byteLength} bytes as a CRL, more than the ${MAX_CRL_FILE_BYTES} a CRL may have`;
+      audit({ action: 'crl_refused', msg: `E_CRL_INVALID: ${message}`, data: { code: 'E_CRL_INVALID' } });
+      logger.warn('refused a CRL from upstream; the current one stays', { relay: name, code: 'E_CRL_INVALID', reason: message });
+      return;
+    }
     let pem: string;
     try {
       pem = new TextDecoder('utf-8', { fatal: true }).decode(m.payload);
     } catch {
-      pem = '';
+      pem = ''; // not text: refused as unreadable (E_CRL_INVALID) by the store
     }
     void takeCrl(pem);
   };

@@ -3,12 +3,26 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { AuditLog, readEvents, verifyAuditLog } from '@flare/audit';
 import type { FilterFactory } from '@flare/core';
-import { createDpFilterFactories, ledgerHeadsFromAudit } from '@flare/filters-dp';
-import { checkpointHeadsFromAudit, jobLedgerFromAudit } from '@flare/runtime';
+import { createDpFilterFactories, LEDGER_HEAD_ACTION, ledgerHeadsFromAudit } from '@flare/filters-dp';
+import { CHECKPOINT_SAVED_ACTION, checkpointHeadsFromAudit, JOB_SEEN_ACTION, jobLedgerFromAudit } from '@flare/runtime';
 import type { Stack } from './participants.js';
 
-async function* recordsOf(path: string): AsyncGenerator<{ readonly action: string; readonly job?: string | undefined; readonly data?: unknown }> {
-  for await (const { record } of readEvents(path)) yield record;
+interface ReadBackEvent {
+  readonly action: string;
+  readonly ts?: string | undefined;
+  readonly job?: string | undefined;
+  readonly data?: unknown;
+}
+
+/** The actions the participant reads back from its own log at start (privacy ledgers, checkpoints, jobs seen). */
+const READ_BACK = new Set([LEDGER_HEAD_ACTION, CHECKPOINT_SAVED_ACTION, JOB_SEEN_ACTION]);
+
+/** One pass over the log (only events whose hash checks), keeping the records a participant reads back at start. */
+async function readBack(path: string): Promise<ReadBackEvent[]> {
+  const kept: ReadBackEvent[] = [];
+  if (!existsSync(path)) return kept;
+  for await (const { record } of readEvents(path)) if (READ_BACK.has(record.action)) kept.push(record);
+  return kept;
 }
 
 /** The audit log file of a participant's workspace. */
@@ -23,13 +37,14 @@ export function defaultStack(): Stack {
   return {
     async openAudit(dir, kit) {
       const file = join(dir, AUDIT_FILE);
+      const records = await readBack(file);
       // The privacy ledgers' heads this log recorded in earlier runs: a ledger deleted or restored from an older
       // copy while the participant was down is then refused (E_DP_LEDGER_ROLLBACK), not silently re-opened.
-      const ledgerHeads = existsSync(file) ? await ledgerHeadsFromAudit(recordsOf(file)) : [];
+      const ledgerHeads = await ledgerHeadsFromAudit(records);
       // The newest checkpoint of each job a server's log recorded: an older copy put back on disk is refused on resume.
-      const checkpointHeads = existsSync(file) ? await checkpointHeadsFromAudit(recordsOf(file)) : new Map();
+      const checkpointHeads = await checkpointHeadsFromAudit(records);
       // The signed jobs a site met: a job-ledger.json deleted or rolled back while it was down is restored from these.
-      const auditedJobs = existsSync(file) ? await jobLedgerFromAudit(recordsOf(file)) : new Map();
+      const auditedJobs = await jobLedgerFromAudit(records);
       const log = await AuditLog.open(file, { site: kit.participant.name, signer: kit.privateKey });
       return {
         hook: log.append,

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import type { FlareError } from '@flare/core';
 import { createClientAuth, createServerAuth, type Session } from '@flare/auth';
 import { clientOptionsFromKit, dial, listen, type Connection } from '@flare/transport';
-import { CrlStore, loadKit, parseProject, provision, resolveProjectDir, revoke, verifyCertificate, type Kit } from '@flare/pki';
+import { createCrl, CrlStore, loadCrl, loadKit, parseProject, provision, resolveProjectDir, revoke, verifyCertificate, type Kit } from '@flare/pki';
 import { afterEach, describe, expect, it } from 'vitest';
 import { linkToServer, listenForParticipants } from '../src/protocol/network.js';
 import { relayPathOf } from '../src/relay/path.js';
@@ -18,7 +18,8 @@ import { startRelay, type Relay } from '../src/relay/relay.js';
 import { watchCrlFile } from '../src/server/crl-watch.js';
 import { ServerEngine } from '../src/server/engine.js';
 import { ClientEngine } from '../src/site/engine.js';
-import { auditRecorder, closeAll, closedAfterEach, sitePolicy, tempDir, until } from './helpers.js';
+import { memoryLink } from '../src/testing/channels.js';
+import { TEST_ROOT, auditRecorder, closeAll, closedAfterEach, sitePolicy, startServer, tempDir, until } from './helpers.js';
 
 const PROJECT = `api_version: 3
 name: rt_crl_relay
@@ -236,5 +237,30 @@ describe('a forwarding relay keeps the newest CRL (issue #14.10)', () => {
     // Refused for its size, before any decoding or parsing.
     expect(refused.msg).toContain(`more than the ${MAX_CRL_FILE_BYTES}`);
     expect(top.crls!.current).toBeUndefined();
+  });
+
+  it('a session through a relay the newest CRL already revokes is cut as it is added (a login checked just before the CRL changed)', async () => {
+    const relaySerial = 'abcdef0123';
+    const { server, hub, audit } = await startServer(await tempDir());
+    const identity = { name: 'site-1', org: 'org1', type: 'client' as const, via: ['relay-x'], relaySerial };
+    const engine = await ClientEngine.start({
+      site: { name: 'site-1', org: 'org1' },
+      link: memoryLink(() => hub.connect(identity), { retryMs: 20 }),
+      policy: sitePolicy(),
+      learners: new Map(),
+      filters: new Map(),
+      workspace: await tempDir(),
+    });
+    open.push(engine);
+    await engine.registered(30_000);
+    const crl = loadCrl(await createCrl({ issuer: TEST_ROOT, entries: [{ serial: relaySerial, date: new Date() }], crlNumber: 2 }), { rootCaPem: TEST_ROOT.certPem });
+    expect(server.applyCrl(crl).cut).toEqual([{ name: 'site-1', serial: relaySerial, relay: 'relay-x' }]);
+    // The site retries (its relay is revoked, not itself); each new channel through that relay is cut on arrival.
+    await until(() => (audit.events.filter((e) => e.action === 'session_revoked').length >= 2 ? true : undefined), 30_000, 'a second session_revoked');
+    for (const e of audit.events.filter((x) => x.action === 'session_revoked')) {
+      expect(e).toMatchObject({ user: 'site-1', data: { code: 'E_RUNTIME_RELAY_REVOKED', relay: 'relay-x', serial: relaySerial, via: ['relay-x'] } });
+    }
+    expect(engine.stopReason).toBeUndefined();
+    expect(server.registry.names()).toEqual([]);
   });
 });

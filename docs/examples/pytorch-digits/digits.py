@@ -132,7 +132,7 @@ def train_dp_sgd(model, x, y, epochs=1, lr=0.05, noise_multiplier=1.0, clip_norm
                 noise = torch.normal(0.0, noise_multiplier * clip_norm, size=t.shape, generator=noise_gen)
                 p.sub_((t + noise) / expected, alpha=lr)
         steps += 1
-    report = {"noise_multiplier": noise_multiplier, "sampling_rate": sampling_rate, "clip_norm": clip_norm, "steps": steps, "examples": len(yt)}
+    report = {"noise_multiplier": noise_multiplier, "sampling_rate": sampling_rate, "clip_norm": clip_norm, "steps": steps}
     return steps, loss_sum / max(1, batches), report
 
 

@@ -14,7 +14,8 @@ const DpSgdReport = z.strictObject({
   sampling_rate: z.number().gt(0).lte(1),
   clip_norm: z.number().positive().finite(),
   steps: z.int().min(0).max(10_000_000),
-  examples: z.int().min(1),
+  // Accepted from learners that still report it, never needed: epsilon depends on (z, q, C, steps) only.
+  examples: z.int().min(1).optional(),
 });
 
 /** Options of {@link dpSgdAccountant}. */
@@ -38,7 +39,7 @@ export interface DpSgdAccountantOptions {
  *
  * It trusts the report of the site's own learner; it refuses an update that carries no report (E_DP_SGD_MISSING)
  * or one trained with weaker settings than the site's minimum (E_DP_SGD_WEAK). The model itself passes through
- * unchanged, with `meta.dp_privacy_spent` added.
+ * unchanged; `meta.dp_sgd` is replaced by `meta.dp_privacy_spent` (the report stays in the site's audit log).
  */
 export function dpSgdAccountant(options: DpSgdAccountantOptions): Filter {
   const { budget, minNoiseMultiplier = 0, maxSamplingRate = 1 } = options;
@@ -58,6 +59,7 @@ export function dpSgdAccountant(options: DpSgdAccountantOptions): Filter {
     const parsed = DpSgdReport.safeParse(raw);
     if (!parsed.success) throw new DpError('E_DP_BAD_META', `dp-sgd: the update's ${DP_SGD_META} meta is malformed (${parsed.error.issues[0]?.message ?? 'invalid'})`);
     const report = parsed.data;
+    const { examples, ...mechanism } = report;
     if (report.noise_multiplier < minNoiseMultiplier || report.sampling_rate > maxSamplingRate) {
       throw new DpError(
         'E_DP_SGD_WEAK',
@@ -80,9 +82,12 @@ export function dpSgdAccountant(options: DpSgdAccountantOptions): Filter {
       action: 'dp_sgd_accounted',
       job: ctx.job,
       msg: `dp-sgd: ${report.steps} steps at noise multiplier ${report.noise_multiplier}, sampling rate ${report.sampling_rate}; epsilon spent ${spent.epsilon.toPrecision(4)} of ${spent.maxEpsilon}`,
-      data: { filter: 'dp-sgd', round: ctx.round, ...report, ...spentJson(spent, dataset) },
+      data: { filter: 'dp-sgd', round: ctx.round, ...mechanism, ...(examples === undefined ? {} : { examples }), ...spentJson(spent, dataset) },
     });
-    const meta: Record<string, JsonValue> = { ...structuredClone(m.meta), [DP_SPENT_META]: spentJson(spent, dataset) };
+    // The learner's report stays at the site (its audit line above): the update leaves with what was spent, not with
+    // the run's parameters (a report with `examples` would tell the server the site's row count).
+    const { [DP_SGD_META]: _report, ...kept } = structuredClone(m.meta);
+    const meta: Record<string, JsonValue> = { ...kept, [DP_SPENT_META]: spentJson(spent, dataset) };
     const out: FLModel = { params: m.params, kind: m.kind, meta };
     if (m.metrics !== undefined) out.metrics = { ...m.metrics };
     return out;

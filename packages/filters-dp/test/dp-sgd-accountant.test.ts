@@ -30,6 +30,20 @@ describe('dpSgdAccountant', () => {
     expect(spent['epsilon']).toBeGreaterThanOrEqual(expected);
   });
 
+  it("keeps the learner's report at the site: the update leaves with what was spent, not the run's parameters or row count", async () => {
+    const events: AuditEventInput[] = [];
+    const f = dpSgdAccountant({ budget: { maxEpsilon: 10, delta: 1e-5, ledger: memoryPrivacyLedger({ site: 'site-1' }) } });
+    const out = await f.apply(update({ dp_sgd: report, NUM_STEPS_CURRENT_ROUND: 50 }), ctx(events));
+    expect(Object.keys(out.meta).sort()).toEqual(['NUM_STEPS_CURRENT_ROUND', DP_SPENT_META]);
+    expect(JSON.stringify(out.meta)).not.toContain('1600');
+    // The site's own audit line keeps what the learner reported.
+    expect(events.find((e) => e.action === 'dp_sgd_accounted')?.data).toMatchObject({ steps: 50, examples: 1600 });
+    // A report without `examples` (what the learners send now) is accounted the same.
+    const { examples: _n, ...withoutExamples } = report;
+    const again = await f.apply(update({ dp_sgd: withoutExamples }), ctx());
+    expect(again.meta[DP_SPENT_META]).toBeDefined();
+  });
+
   it('composes rounds: three rounds of 50 steps cost what 150 steps cost', async () => {
     const f = dpSgdAccountant({ budget: { maxEpsilon: 10, delta: 1e-5, ledger: memoryPrivacyLedger({ site: 'site-1' }) } });
     let out!: FLModel;

@@ -40,8 +40,6 @@ export interface DpSgdReport {
   readonly clip_norm: number;
   /** Noisy steps taken this round: each is one release of the subsampled Gaussian mechanism. */
   readonly steps: number;
-  /** Examples the sampling rate applies to. */
-  readonly examples: number;
 }
 
 type Activation = 'relu' | 'sigmoid' | 'softmax' | 'tanh' | 'linear';
@@ -251,7 +249,7 @@ export async function trainDpSgd(
     yAll.dispose();
   }
   return {
-    report: { noise_multiplier: o.noiseMultiplier, sampling_rate: o.samplingRate, clip_norm: o.clipNorm, steps: total, examples: data.n },
+    report: { noise_multiplier: o.noiseMultiplier, sampling_rate: o.samplingRate, clip_norm: o.clipNorm, steps: total },
     loss: lossCount > 0 ? lossSum / lossCount : Number.NaN,
   };
 }

@@ -3,10 +3,10 @@
 // a batch per turn; the admin's signature is checked once per distinct job in the process, never skipped for a
 // job whose signature this process did not verify.
 import { randomUUID } from 'node:crypto';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { encodeJobBundle, type JobBundle } from '../src/protocol/bundle.js';
 import type { PeerChannel } from '../src/protocol/channel.js';
-import { someOf } from '../src/relay/aggregate.js';
+import { coalesce, someOf } from '../src/relay/aggregate.js';
 import { signJobBundle } from '../src/protocol/job-trust.js';
 import { outgoing, parseMessage, type MessageOf } from '../src/protocol/messages.js';
 import { VERIFIED_JOB_SIGNATURES } from '../src/site/admission.js';
@@ -136,5 +136,33 @@ describe("an aggregating relay's audit events at a thousand sites", () => {
     // An audit message holds at most 8,192 characters (@flare/audit, E_AUDIT_EVENT): all 1,000 names did not fit.
     expect(msg.length).toBeLessThan(8192);
     expect(`(${sites.join(', ')})`.length).toBeGreaterThan(8192);
+  });
+});
+
+describe("an aggregating relay's reports of its sites during a login storm", () => {
+  it('changes within the window go up in one report; a change after it in the next; cancel drops a pending one', () => {
+    vi.useFakeTimers();
+    try {
+      let reports = 0;
+      const soon = coalesce(() => void reports++, 2_000);
+      for (let i = 0; i < 1000; i++) soon();
+      expect(reports).toBe(0);
+      vi.advanceTimersByTime(2_000);
+      expect(reports).toBe(1);
+      soon();
+      vi.advanceTimersByTime(1_999);
+      expect(reports).toBe(1);
+      vi.advanceTimersByTime(1);
+      expect(reports).toBe(2);
+      soon();
+      soon.cancel();
+      vi.advanceTimersByTime(10_000);
+      expect(reports).toBe(2);
+      soon();
+      vi.advanceTimersByTime(2_000);
+      expect(reports).toBe(3);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 });

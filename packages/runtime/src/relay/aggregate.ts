@@ -107,7 +107,10 @@ export async function startAggregatingRelay(o: AggregatingRelayOptions): Promise
   const reportSites = (): void => {
     void registeredUpstream?.send(outgoing({ t: 'relay_sites', sites: hub.reachable() })).catch(() => undefined);
   };
-  hub.onChange = reportSites;
+  // Every report carries the whole list: one per site that registers was N² names to send and check at N
+  // sites logging in. Changes within REPORT_EVERY_MS go up in one report.
+  const reportSoon = coalesce(reportSites, REPORT_EVERY_MS);
+  hub.onChange = reportSoon;
   // Jobs whose upstream side ended because the connection to the server was lost: their sites keep them (no
   // restart there) until the server offers the job again after the relay reconnects, or until the window ends.
   const parked = new Map<string, NodeJS.Timeout>();
@@ -187,12 +190,37 @@ export async function startAggregatingRelay(o: AggregatingRelayOptions): Promise
     sites: () => hub.registry.names().sort(),
     upstream,
     async close() {
+      reportSoon.cancel();
       for (const t of parked.values()) clearTimeout(t);
       parked.clear();
       await upstream.close();
       await hub.close();
     },
   };
+}
+
+/** How long changes to a relay's sites gather before it reports them to the server, ms. */
+const REPORT_EVERY_MS = 2_000;
+
+/**
+ * `fn` at most once per `ms`: the first call schedules it, calls until it runs join that run. The timer does not
+ * keep the process alive; `cancel()` drops a pending run.
+ */
+export function coalesce(fn: () => void, ms: number): (() => void) & { cancel(): void } {
+  let timer: NodeJS.Timeout | undefined;
+  const soon = (): void => {
+    if (timer !== undefined) return;
+    timer = setTimeout(() => {
+      timer = undefined;
+      fn();
+    }, ms);
+    timer.unref();
+  };
+  const cancel = (): void => {
+    clearTimeout(timer);
+    timer = undefined;
+  };
+  return Object.assign(soon, { cancel });
 }
 
 /** How many sites an audit message names (the event's `data.sites` lists them all). */

@@ -16,11 +16,12 @@ export interface RelayedSiteSighting extends SiteSighting {
  * provisioned below it, is never listed. When a relay is gone its sites are listed as behind a lost relay.
  */
 export class RelayView {
-  readonly #relays: RelayTree;
+  readonly #relays: ReadonlyMap<string, ReadonlySet<string>>;
   readonly #reported = new Map<string, { readonly sites: readonly string[]; readonly at: string }>();
 
   constructor(relays: RelayTree) {
-    this.#relays = relays;
+    // Sets: a relay's report is checked name by name against the thousand sites provisioned below it.
+    this.#relays = new Map([...relays].map(([relay, sites]) => [relay, new Set(sites)]));
   }
 
   /**
@@ -32,7 +33,7 @@ export class RelayView {
   report(relay: string, sites: readonly string[]): void {
     const below = this.#relays.get(relay);
     if (below === undefined) throw new FlareRuntimeError('E_RUNTIME_RELAY_WEIGHT', `'${relay}' reported sites behind it but is not an aggregating relay of this project`);
-    const stranger = sites.find((s) => !below.includes(s));
+    const stranger = sites.find((s) => !below.has(s));
     if (stranger !== undefined) throw new FlareRuntimeError('E_RUNTIME_RELAY_WEIGHT', `aggregating relay '${relay}' reported site '${stranger.slice(0, 80)}', which is not provisioned below it`);
     this.#reported.set(relay, { sites: [...new Set(sites)].sort(), at: new Date().toISOString() });
   }

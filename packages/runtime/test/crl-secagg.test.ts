@@ -63,4 +63,18 @@ describe('secure aggregation uses the newest CRL a site holds', () => {
     // site-3's own check of the others is unaffected (they are not revoked).
     expect(fed.sites.get('site-3')!.audit.events.some((e) => e.action === 'task_failed' && e.data?.['code'] === 'E_SECAGG_SIGNATURE')).toBe(false);
   });
+
+  it("the server checks round keys against its newest CRL too: a site revoked after start is refused on arrival (E_SECAGG_SIGNATURE) and the round goes on without it", async () => {
+    const ids = await Promise.all([1, 2, 3, 4].map((n) => identity(`site-${n}`)));
+    const server: { crl?: string } = {};
+    const sites: SiteOptions[] = ids.map((id) => ({ workflows: [secureAggregationSite({ identity: { privateKey: id.privateKey, certPem: id.certPem, rootCaPem: id.rootCaPem } })] }));
+    const fed = await federation(sites, { server: { workflows: [secureAggregation({ rootCaPem: ca.certPem, crlPem: () => server.crl })] } });
+    // Revoked after the server started: the function is read at each check.
+    server.crl = await revoking([ids[2]!.serial], 3);
+    const id = await fed.admin.submit(bundle(jobDefinition({ workflow: 'secure_aggregation', rounds: 1, min_clients: 2, deploy: ['site-1', 'site-2', 'site-3', 'site-4'], workflow_args: { clip: 10, dropout_fraction: 0.25 } })));
+    const rec = await fed.server.waitForJob(id, 60_000);
+    expect(rec.status, JSON.stringify(rec.error)).toBe('FINISHED');
+    expect(rec.history[0]!.contributors).toEqual(['site-1', 'site-2', 'site-4']);
+    expect(fed.serverAudit.events.find((e) => e.action === 'secagg_message_refused')?.data).toMatchObject({ site: 'site-3', code: 'E_SECAGG_SIGNATURE' });
+  });
 });

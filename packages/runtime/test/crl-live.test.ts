@@ -4,12 +4,12 @@
 // takes an older CRL from the server, and the server never takes an older or foreign one from its file.
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { CrlStore, createCrl, createRootCa, loadCrl, loadKit, parseProject, provision, resolveProjectDir, revoke, verifyCertificate, type Kit } from '@flare/pki';
+import { CrlStore, createCrl, createRootCa, loadCrl, loadKit, parseProject, provision, resolveProjectDir, revoke, verifyCertificate, type Crl, type Kit } from '@flare/pki';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { AdminClient } from '../src/admin/client.js';
 import { linkToServer, connectToServer, listenForParticipants } from '../src/protocol/network.js';
 import { startAggregatingRelay } from '../src/relay/aggregate.js';
-import { watchCrlFile } from '../src/server/crl-watch.js';
+import { MAX_CRL_FILE_BYTES, watchCrlFile } from '../src/server/crl-watch.js';
 import { ServerEngine } from '../src/server/engine.js';
 import { ClientEngine } from '../src/site/engine.js';
 import { TEST_ROOT, auditRecorder, closeAll, closedAfterEach, sitePolicy, startServer, startSite, tempDir, until } from './helpers.js';
@@ -213,5 +213,23 @@ describe('a CRL pushed to a connected site (in memory)', () => {
     server.applyCrl(loadCrl(newer, { rootCaPem: TEST_ROOT.certPem }));
     await until(() => site.audit.events.find((e) => e.action === 'crl_updated'));
     expect(crls.crlNumber).toBe(5n);
+  });
+
+  it('a pushed CRL over 16 MiB is refused before it is decoded or parsed (E_CRL_INVALID naming the size); the site keeps its CRL', async () => {
+    const crl3 = await createCrl({ issuer: TEST_ROOT, entries: [], crlNumber: 3 });
+    const store = await CrlStore.open({ rootCaPem: TEST_ROOT.certPem, seed: crl3 });
+    let offered = 0;
+    const crls = { accept: (pem: string) => ((offered += 1), store.accept(pem)) };
+    const { server, hub } = await startServer(await tempDir());
+    const site = await startSite(1, hub, { crls });
+    await site.engine.registered(10_000);
+    // What a hostile server can send: any bytes in a `crl` message (applyCrl sends the CRL's PEM as the payload).
+    const huge = { pem: 'A'.repeat(MAX_CRL_FILE_BYTES + 1), revoked: new Set<string>(), crlNumber: 99n } as unknown as Crl;
+    server.applyCrl(huge);
+    const refused = await until(() => site.audit.events.find((e) => e.action === 'crl_refused'));
+    expect(refused.data).toMatchObject({ code: 'E_CRL_INVALID' });
+    expect(refused.msg).toContain(`more than the ${MAX_CRL_FILE_BYTES}`);
+    expect(offered).toBe(0);
+    expect(store.crlNumber).toBe(3n);
   });
 });

@@ -1,4 +1,4 @@
-import { AttestError, FlareError, FlareRuntimeError, PolicyError, isFlareErrorCode, silentLogger, type AuditHook, type Logger } from '@flare/core';
+import { AttestError, FlareError, FlareRuntimeError, PkiError, PolicyError, isFlareErrorCode, silentLogger, type AuditHook, type Logger } from '@flare/core';
 import type { Crl, CrlStore } from '@flare/pki';
 import { admitAbort } from '@flare/policy';
 import { AttestationChecks } from '../attestation/checks.js';
@@ -11,6 +11,7 @@ import type { PeerChannel, ServerLink } from '../protocol/channel.js';
 import { decodeAnchor, encodeAnchor, type AnchorLog } from '../protocol/anchors.js';
 import { receivedSignature } from '../protocol/job-trust.js';
 import { outgoing, parseMessage, type Message, type MessageOf } from '../protocol/messages.js';
+import { MAX_CRL_FILE_BYTES } from '../server/crl-watch.js';
 import { crossSiteEvalSite } from '../workflows/cross-site-eval-site.js';
 import { cyclicSite } from '../workflows/cyclic-site.js';
 import { scatterAndGatherSite } from '../workflows/scatter-gather.js';
@@ -439,6 +440,8 @@ export class ClientEngine {
   async #takeCrl(payload: Uint8Array): Promise<void> {
     if (payload.byteLength === 0 || this.#o.crls === undefined) return;
     try {
+      // Bounded before it is decoded: the payload is the server's word until the root's signature is checked.
+      if (payload.byteLength > MAX_CRL_FILE_BYTES) throw new PkiError('E_CRL_INVALID', `the server sent ${payload.byteLength} bytes as a CRL, more than the ${MAX_CRL_FILE_BYTES} a CRL may have`);
       // The server sends the PEM text (loadCrl reads bytes as DER).
       const { crl, changed } = await this.#o.crls.accept(new TextDecoder('utf-8', { fatal: true }).decode(payload));
       if (!changed) return;

@@ -24,11 +24,12 @@ let siteKit: string;
 let site: Started | undefined;
 let registrations = 0;
 const replies = new Map<string, (m: MessageOf<'deploy_reply'>) => void>();
+const results = new Map<string, (m: MessageOf<'result'>) => void>();
 
 const audit = (): Promise<AuditLine[]> => auditOf(siteWs);
 
-function job(rounds = 1): JobBundle {
-  const definition = { name: 'hostile', rounds, min_clients: 1, round_timeout_s: 300, deploy: ['site-1'], learner: { name: 'tfjs-spam', args: { features: FEATURES, hidden: 0, epochs: 1, batch_size: 32 } } };
+function job(rounds = 1, more: Record<string, unknown> = {}): JobBundle {
+  const definition = { name: 'hostile', rounds, min_clients: 1, round_timeout_s: 300, deploy: ['site-1'], ...more, learner: { name: 'tfjs-spam', args: { features: FEATURES, hidden: 0, epochs: 1, batch_size: 32 } } };
   return { meta: new TextEncoder().encode(JSON.stringify(definition)), model: encodeModel(readWeights(denseNetwork(FEATURES, [{ name: 'out', units: 1, activation: 'sigmoid' }]))), files: new Map() };
 }
 
@@ -42,6 +43,20 @@ function deploy(id: string, bundle: JobBundle, submitter: { name: string; org: s
     });
   });
   void channel!.send({ t: 'deploy', id: msgId, job: id, submitter }, encodeJobBundle(bundle));
+  return answer;
+}
+
+/** Sends a task as the server; resolves with the site's result. */
+function task(job: string, round: number, kind: string, payload: Uint8Array, data: unknown): Promise<MessageOf<'result'>> {
+  const id = randomUUID();
+  const answer = new Promise<MessageOf<'result'>>((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error('no result within 120 s')), 120_000);
+    results.set(id, (m) => {
+      clearTimeout(t);
+      resolve(m);
+    });
+  });
+  void channel!.send({ t: 'task', job, round, task: id, kind, data }, payload);
   return answer;
 }
 
@@ -91,6 +106,7 @@ participants:
           });
         }
         if (m.t === 'deploy_reply') replies.get(m.id)?.(m);
+        if (m.t === 'result') results.get(m.task)?.(m);
       });
     });
   });
@@ -154,6 +170,25 @@ describe('a hostile server against a real site (issue #14.8)', () => {
     expect(await deploy(id, signed, claimed)).toMatchObject({ ok: false, error: { code: 'E_POLICY_JOB_REPLAYED' } });
     const line = await until(async () => (await audit()).find((l) => l.action === 'job_replay_refused' && l.job === id), 120_000, 'the replay refusal');
     expect(line).toMatchObject({ user: 'admin@a.org', data: { code: 'E_POLICY_JOB_REPLAYED', site: 'site-1', prior: 'ended' } });
+  });
+
+  it("a cyclic hop the server says site-2 trained is refused without site-2's signature (E_RUNTIME_HOP_UNSIGNED) before the learner sees it, audited naming site-2; the signed initial model is trained and its result signed", async () => {
+    const claimed = { name: 'admin@a.org', org: 'org_a', role: 'project_admin' };
+    const id = randomUUID();
+    const signed = signJobBundle(admin, job(2, { workflow: 'cyclic', deploy: ['site-1', 'site-2'] }), id);
+    expect(await deploy(id, signed, claimed)).toMatchObject({ ok: true });
+    const planted = encodeModel(readWeights(denseNetwork(FEATURES, [{ name: 'out', units: 1, activation: 'sigmoid' }])));
+    expect(await task(id, 0, 'train', planted, { hop: 1, attempt: 0, from: 'site-2' })).toMatchObject({ ok: false, error: { code: 'E_RUNTIME_HOP_UNSIGNED' } });
+    expect(await task(id, 1, 'train', planted, { hop: 0, attempt: 0 })).toMatchObject({ ok: false, error: { code: 'E_RUNTIME_HOP_UNSIGNED' } });
+    const lines = await audit();
+    expect(lines.find((l) => l.action === 'hop_refused' && l.job === id)).toMatchObject({ user: 'site-2', data: { code: 'E_RUNTIME_HOP_UNSIGNED', site: 'site-1', from: 'site-2', round: 0, hop: 1 } });
+    expect(lines.some((l) => l.action === 'local_training_done' && l.job === id)).toBe(false);
+    // Round 0's first hop with the model the admin signed: trained, and the result carries site-1's signature.
+    const ok = await task(id, 0, 'train', signed.model!, { hop: 0, attempt: 0 });
+    expect(ok).toMatchObject({ ok: true, data: { proof: { site: 'site-1', job: id, round: 0, attempt: 0, hop: 0 } } });
+    expect((await audit()).find((l) => l.action === 'hop_signed' && l.job === id)).toBeDefined();
+    await channel!.send({ t: 'job_end', job: id, status: 'FINISHED' });
+    await until(async () => (await audit()).find((l) => l.action === 'job_released' && l.job === id), 120_000, 'the job released');
   });
 
   it("a job-ledger.json deleted while the site is down is restored from the site's audit log (E_RUNTIME_JOB_LEDGER_ROLLBACK): the replay is still refused", async () => {

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { parseProject, provision } from '@flare/pki';
 import { selectBackend } from '@flare/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { flare, freePort, startFlare, stopAll, tempDir, writeSpamJob } from './support.js';
+import { auditOf, flare, freePort, startFlare, stopAll, tempDir, writeSpamJob } from './support.js';
 
 const SITES = ['site-1', 'site-2', 'site-3'];
 const FEATURES = 64;
@@ -151,6 +151,13 @@ ${SITES.map((s, i) => `  - name: ${s}\n    type: client\n    org: org_${i + 1}\n
     expect(rec.history).toHaveLength(2);
     for (const h of rec.history) expect([...h.contributors].sort()).toEqual(SITES);
     expect(rec.history[1]!.metrics['sites']).toBe(3);
+    // Every hop after the first was signed by the site that trained it and verified by the next (issue #14).
+    for (const s of SITES) {
+      const lines = (await auditOf(join(root, `${s}-ws`))).filter((l) => l.job === sub.stdout.trim());
+      expect(lines.filter((l) => l.action === 'hop_signed'), s).toHaveLength(2);
+      expect(lines.some((l) => l.action === 'hop_verified'), s).toBe(true);
+      expect(lines.some((l) => l.action === 'hop_refused'), s).toBe(false);
+    }
     // A cyclic job stores no matrix: asking for one is refused with its code.
     const none = await flare([...adminArgs(), 'result', sub.stdout.trim()], 60_000);
     expect(none.code).toBe(1);

@@ -49,7 +49,8 @@ export { CROSS_SITE_EVAL, CROSS_SITE_EVAL_RESULT, CrossSiteEvalArgs, GLOBAL_MODE
 export type { CrossSiteCell, CrossSiteMatrix } from './workflows/cross-site-eval.js';
 export { crossSiteEvalSite } from './workflows/cross-site-eval-site.js';
 export { CYCLIC, CyclicArgs, cyclic, cyclicOrder } from './workflows/cyclic.js';
-export { cyclicSite } from './workflows/cyclic-site.js';
+export { cyclicSite, signedCyclicSite } from './workflows/cyclic-site.js';
+export type { CyclicSiteIdentity } from './workflows/cyclic-hop.js';
 export { SECAGG_TASKS, SECURE_AGGREGATION, SECURE_AGGREGATION_RESULT, SecAggArgs, flattenUpdate, layoutOf } from './workflows/secure-aggregation.js';
 export type { SecAggLayout, SecAggSitePhase } from './workflows/secure-aggregation.js';
 export { secAggRoundConfig, secureAggregation } from './workflows/secagg.js';

@@ -1,6 +1,6 @@
 // Test helpers: in-memory federations on the runtime's own testing channels, sites with real @flare/policy
 // policies, a tiny linear learner. The e2e tests run the real transport, kits and learners.
-import { generateKeyPairSync } from 'node:crypto';
+import { X509Certificate, generateKeyPairSync } from 'node:crypto';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -16,6 +16,7 @@ import type { PeerIdentity } from '../src/protocol/channel.js';
 import { ServerEngine, type ServerEngineOptions } from '../src/server/engine.js';
 import { ClientEngine, type ClientEngineOptions } from '../src/site/engine.js';
 import type { LearnerFactory, SitePolicy } from '../src/site/policy.js';
+import type { CyclicSiteIdentity } from '../src/workflows/cyclic-hop.js';
 import { memoryHub, memoryLink, type MemoryHub } from '../src/testing/channels.js';
 
 export async function tempDir(prefix = 'flare-rt-'): Promise<string> {
@@ -78,6 +79,16 @@ export function adminKit(who: { readonly name: string; readonly org: string; rea
     kits.set(key, kit);
   }
   return kit;
+}
+
+/**
+ * A site's kit identity for signing cyclic hops: a client certificate for `name` issued by `issuer` (default the
+ * test root), a fresh P-256 key, and the newest CRL `crl()` returns (none by default). Returns the serial too.
+ */
+export async function siteIdentity(name: string, o: { issuer?: typeof TEST_ROOT; crl?: () => string | undefined } = {}): Promise<CyclicSiteIdentity & { serial: string }> {
+  const pair = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const certPem = await issueCertificate({ issuer: o.issuer ?? root, subject: { name, org: `org-${name}`, type: 'client' }, publicKey: pair.publicKey });
+  return { project: PROJECT, privateKey: pair.privateKey, certPem, rootCaPem: root.certPem, ...(o.crl === undefined ? {} : { crl: o.crl }), serial: new X509Certificate(certPem).serialNumber.toLowerCase().replace(/^0+/, '') };
 }
 
 /** An admin client over the hub that signs every job and abort with `who`'s kit, as `flare admin` does. */

@@ -4,15 +4,19 @@
 import { randomUUID } from 'node:crypto';
 import { copyFile, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { META, encodeModel, model, tensor, type JsonValue } from '@flare/core';
+import { META, encodeModel, model, tensor, decodeModel, type JsonValue } from '@flare/core';
+import { createCrl, createRootCa } from '@flare/pki';
+import { verifyJob } from '@flare/policy';
 import { afterEach, describe, expect, it } from 'vitest';
-import { encodeJobBundle, type JobBundle } from '../src/protocol/bundle.js';
+import { encodeJobBundle, signedJobFiles, type JobBundle } from '../src/protocol/bundle.js';
 import type { PeerChannel } from '../src/protocol/channel.js';
-import { signAbortRequest, signJobBundle } from '../src/protocol/job-trust.js';
+import { receivedSignature, signAbortRequest, signJobBundle } from '../src/protocol/job-trust.js';
 import { outgoing, parseMessage, type MessageOf } from '../src/protocol/messages.js';
 import { JOB_LEDGER_FILE, jobLedgerFromAudit } from '../src/site/job-ledger.js';
 import { memoryHub } from '../src/testing/channels.js';
-import { ADMIN, adminKit, bundle, closeAll, initialModelBytes, jobDefinition, learnerFactory, startSite, tempDir, until, type SiteOptions } from './helpers.js';
+import { nextHopModel, signHop, verifyHop, type CyclicSiteIdentity, type HopPosition } from '../src/workflows/cyclic-hop.js';
+import { signedCyclicSite } from '../src/workflows/cyclic-site.js';
+import { ADMIN, JOB_TRUST, PROJECT, TEST_ROOT, adminKit, bundle, closeAll, initialModelBytes, jobDefinition, learnerFactory, siteIdentity, startSite, tempDir, until, type SiteOptions } from './helpers.js';
 
 afterEach(closeAll);
 
@@ -23,13 +27,16 @@ async function hostileServer(opts: SiteOptions = {}) {
   const hub = memoryHub({ name: 'server', org: 'nvidia', type: 'server' });
   const replies = new Map<string, (m: MessageOf<'deploy_reply'>) => void>();
   const results = new Map<string, (m: MessageOf<'result'>) => void>();
+  /** The bytes each result carried, by task id. */
+  const bodies = new Map<string, Uint8Array>();
   let channel: PeerChannel | undefined;
   let channels = 0;
   hub.onChannel((ch) => {
     channel = ch;
     channels += 1;
-    ch.onMessage((h) => {
+    ch.onMessage((h, payload) => {
       const m = parseMessage(h);
+      if (m.t === 'result') bodies.set(m.task, payload);
       if (m.t === 'register') void ch.send(outgoing({ t: 'welcome' }));
       if (m.t === 'deploy_reply') replies.get(m.id)?.(m);
       if (m.t === 'result') results.get(m.task)?.(m);
@@ -48,10 +55,10 @@ async function hostileServer(opts: SiteOptions = {}) {
     void channel!.send(outgoing({ t: 'deploy', id, job, submitter }), encodeJobBundle(b));
     return answer;
   };
-  const task = (job: string, round: number, payload: Uint8Array, data?: JsonValue): Promise<MessageOf<'result'>> => {
+  const task = (job: string, round: number, payload: Uint8Array, data?: JsonValue, kind = 'train'): Promise<MessageOf<'result'>> => {
     const id = randomUUID();
     const answer = new Promise<MessageOf<'result'>>((resolve) => results.set(id, resolve));
-    void channel!.send(outgoing({ t: 'task', job, round, task: id, kind: 'train', ...(data === undefined ? {} : { data }) }), payload);
+    void channel!.send(outgoing({ t: 'task', job, round, task: id, kind, ...(data === undefined ? {} : { data }) }), payload);
     return answer;
   };
   const jobEnd = (job: string, status: MessageOf<'job_end'>['status'], payload?: Uint8Array): Promise<void> => channel!.send(outgoing({ t: 'job_end', job, status }), payload);
@@ -62,7 +69,9 @@ async function hostileServer(opts: SiteOptions = {}) {
     await until(() => (channels > before ? true : undefined), 10_000, 'the site reconnecting');
     await site.engine.registered(10_000);
   };
-  return { hub, site, workspace, start, deploy, task, jobEnd, reconnect };
+  /** The bytes a result carried (the site's update). */
+  const body = (r: MessageOf<'result'>): Uint8Array => bodies.get(r.task)!;
+  return { hub, site, workspace, start, deploy, task, body, jobEnd, reconnect };
 }
 
 const job1 = () => bundle(jobDefinition({ rounds: 1, deploy: ['site-1'], min_clients: 1 }));
@@ -252,13 +261,130 @@ describe('round 0 of a cyclic job starts from the initial model the admin signed
     }
   });
 
-  it('a hop after a site of the job trained takes that site\'s model, and the server\'s claim is audited naming the site; later rounds are not checked', async () => {
+  it('at a site without its kit identity (cyclicSite), a hop after a site of the job trained takes that site\'s model on the server\'s word, audited naming the site', async () => {
     const h = await hostileServer();
     const id = randomUUID();
     expect(await h.deploy(id, signJobBundle(await adminKit(ADMIN), cyclicJob(), id))).toMatchObject({ ok: true });
     expect(await h.task(id, 0, swapped(), { hop: 1, attempt: 0, from: 'site-2' })).toMatchObject({ ok: true });
     expect(h.site.audit.events.find((e) => e.action === 'hop_received')).toMatchObject({ job: id, user: 'site-2', data: { round: 0, hop: 1, attempt: 0, from: 'site-2' } });
     expect(await h.task(id, 1, swapped(), { hop: 0, attempt: 0 })).toMatchObject({ ok: true });
+  });
+});
+
+describe('a cyclic hop is signed by the site that trained it (issue #14)', () => {
+  const cyclicJob = () => bundle(jobDefinition({ workflow: 'cyclic', rounds: 3, deploy: ['site-1', 'site-2'], min_clients: 1 }));
+  const w = (a: number, b: number): Uint8Array => encodeModel(model({ w: tensor(new Float32Array([a, b]), [2]) }));
+  const planted = (): Uint8Array => w(5, -5);
+
+  /** site-1 with its kit identity (signedCyclicSite) behind a hostile server, and the jobs it deployed. */
+  async function signedSite(o: { crl?: () => string | undefined } = {}) {
+    const me = await siteIdentity('site-1', o);
+    const h = await hostileServer({ workflows: [signedCyclicSite(me)] });
+    const deployJob = async () => {
+      const id = randomUUID();
+      const signed = signJobBundle(await adminKit(ADMIN), cyclicJob(), id);
+      expect(await h.deploy(id, signed)).toMatchObject({ ok: true });
+      const manifest = verifyJob(receivedSignature(signed.signature), signedJobFiles(signed), { projectName: PROJECT, jobId: id, verifyCertificate: JOB_TRUST.verifyCertificate }).manifestSha256;
+      /** A proof by `who` (named `name`) over `bytes` at `at` of this job, as that site's signedCyclicSite makes it. */
+      const proof = (who: CyclicSiteIdentity, name: string, bytes: Uint8Array, at: Partial<HopPosition> & { round: number; hop: number }) =>
+        signHop(who, manifest, { site: name, job: id, attempt: 0, ...at }, decodeModel(bytes));
+      return { id, manifest, proof };
+    };
+    const refusals = () => h.site.audit.events.filter((e) => e.action === 'hop_refused');
+    const trained = () => h.site.audit.events.filter((e) => e.action === 'local_training_done').length;
+    return { me, h, deployJob, refusals, trained, site2: await siteIdentity('site-2') };
+  }
+
+  it('refuses a model the server says site-2 trained without site-2\'s signature, or with a malformed one (E_RUNTIME_HOP_UNSIGNED), audited naming site-2; after round 0 a model naming no trainer too', async () => {
+    const s = await signedSite();
+    const { id } = await s.deployJob();
+    expect(await s.h.task(id, 0, planted(), { hop: 1, attempt: 0, from: 'site-2' })).toMatchObject({ ok: false, error: { code: 'E_RUNTIME_HOP_UNSIGNED' } });
+    expect(s.refusals()[0]).toMatchObject({ job: id, user: 'site-2', data: { code: 'E_RUNTIME_HOP_UNSIGNED', site: 'site-1', from: 'site-2', round: 0, hop: 1, attempt: 0, kind: 'train' } });
+    expect(await s.h.task(id, 0, planted(), { hop: 1, attempt: 0, from: 'site-2', proof: { site: 'site-2', signature: 'AAAA' } })).toMatchObject({ ok: false, error: { code: 'E_RUNTIME_HOP_UNSIGNED' } });
+    // Round 1 brings what a site trained in round 0: a model naming no trainer is not the initial model then.
+    expect(await s.h.task(id, 1, initialModelBytes(), { hop: 0, attempt: 0 })).toMatchObject({ ok: false, error: { code: 'E_RUNTIME_HOP_UNSIGNED' } });
+    expect(s.refusals()).toHaveLength(3);
+    expect(s.trained()).toBe(0);
+    // Round 0's first hop is the signed initial model: taken, trained and signed.
+    expect(await s.h.task(id, 0, initialModelBytes(), { hop: 0, attempt: 0 })).toMatchObject({ ok: true, data: { proof: { site: 'site-1', job: id, round: 0, attempt: 0, hop: 0 } } });
+  });
+
+  it('refuses site-2\'s signed hop with one weight altered, or with a planted model (E_RUNTIME_HOP_MODEL); takes the signed one, and signs what the next site receives', async () => {
+    const s = await signedSite();
+    const job = await s.deployJob();
+    const model2 = w(0.5, 0.5);
+    const proof = job.proof(s.site2, 'site-2', model2, { round: 0, hop: 1 });
+    const hop = { hop: 0, attempt: 0, from: 'site-2', proof };
+    expect(await s.h.task(job.id, 1, w(0.5, 0.25), hop)).toMatchObject({ ok: false, error: { code: 'E_RUNTIME_HOP_MODEL' } });
+    expect(await s.h.task(job.id, 1, planted(), hop)).toMatchObject({ ok: false, error: { code: 'E_RUNTIME_HOP_MODEL' } });
+    expect(s.refusals().map((e) => e.data?.['code'])).toEqual(['E_RUNTIME_HOP_MODEL', 'E_RUNTIME_HOP_MODEL']);
+    expect(s.refusals()[0]).toMatchObject({ user: 'site-2', data: { from: 'site-2', round: 1 } });
+    expect(s.trained()).toBe(0);
+
+    // The same tensors with the round in the metadata (the server notes it) are what site-2 signed.
+    const same = encodeModel(model({ w: tensor(new Float32Array([0.5, 0.5]), [2]) }, 'full', { [META.CURRENT_ROUND]: 1 }));
+    const ok = await s.h.task(job.id, 1, same, hop);
+    expect(ok).toMatchObject({ ok: true });
+    expect(s.h.site.audit.events.find((e) => e.action === 'hop_verified')).toMatchObject({ job: job.id, user: 'site-2', data: { from: 'site-2', signed: { round: 0, attempt: 0, hop: 1 } } });
+    // site-1's own proof binds the model as the server forms it (the model it got plus its diff): site-2 takes it.
+    const next = nextHopModel(same, s.h.body(ok));
+    const p = verifyHop(s.site2, (ok.data as { proof: unknown }).proof, { job: job.id, manifest: job.manifest, deploy: ['site-1', 'site-2'], claimed: 'site-1', current: { round: 1, attempt: 0, hop: 1 } }, next);
+    expect(p).toMatchObject({ site: 'site-1', round: 1, attempt: 0, hop: 0 });
+    // ... and nothing else: one weight off is refused there too.
+    next.params.get('w')!.data[0] = 0.123;
+    expect(() => verifyHop(s.site2, p, { job: job.id, manifest: job.manifest, deploy: ['site-1', 'site-2'], claimed: 'site-1', current: { round: 1, attempt: 0, hop: 1 } }, next)).toThrow(expect.objectContaining({ code: 'E_RUNTIME_HOP_MODEL' }));
+  });
+
+  it('refuses site-2\'s signed hop replayed from another job (E_RUNTIME_HOP_BINDING, or E_RUNTIME_HOP_SIGNATURE when its job is rewritten), from an earlier hop than it holds, or from a place not before the task (E_RUNTIME_HOP_BINDING)', async () => {
+    const s = await signedSite();
+    const a = await s.deployJob();
+    const b = await s.deployJob();
+    const model2 = w(0.5, 0.5);
+    const fromB = b.proof(s.site2, 'site-2', model2, { round: 0, hop: 1 });
+    expect(await s.h.task(a.id, 1, model2, { hop: 0, attempt: 0, from: 'site-2', proof: fromB })).toMatchObject({ ok: false, error: { code: 'E_RUNTIME_HOP_BINDING' } });
+    expect(await s.h.task(a.id, 1, model2, { hop: 0, attempt: 0, from: 'site-2', proof: { ...fromB, job: a.id } })).toMatchObject({ ok: false, error: { code: 'E_RUNTIME_HOP_SIGNATURE' } });
+    // A proof of a later place than the task it comes with.
+    const later = a.proof(s.site2, 'site-2', model2, { round: 1, hop: 1 });
+    expect(await s.h.task(a.id, 1, model2, { hop: 0, attempt: 0, from: 'site-2', proof: later })).toMatchObject({ ok: false, error: { code: 'E_RUNTIME_HOP_BINDING' } });
+
+    // Round 1: site-1 takes site-2's round-0 model and trains on it (it now holds round 1 hop 0).
+    const round0 = a.proof(s.site2, 'site-2', model2, { round: 0, hop: 1 });
+    expect(await s.h.task(a.id, 1, model2, { hop: 0, attempt: 0, from: 'site-2', proof: round0 })).toMatchObject({ ok: true });
+    // Round 2: the server replays that older hop instead of site-2's round-1 model.
+    expect(await s.h.task(a.id, 2, model2, { hop: 0, attempt: 0, from: 'site-2', proof: round0 })).toMatchObject({ ok: false, error: { code: 'E_RUNTIME_HOP_BINDING' } });
+    // ... or round 0's initial model again (naming no trainer).
+    expect(await s.h.task(a.id, 0, initialModelBytes(), { hop: 0, attempt: 1 })).toMatchObject({ ok: false, error: { code: 'E_RUNTIME_HOP_UNSIGNED' } });
+    expect(s.refusals().map((e) => e.data?.['code'])).toEqual(['E_RUNTIME_HOP_BINDING', 'E_RUNTIME_HOP_SIGNATURE', 'E_RUNTIME_HOP_BINDING', 'E_RUNTIME_HOP_BINDING', 'E_RUNTIME_HOP_UNSIGNED']);
+    // site-2's round-1 model is taken.
+    const model3 = w(0.75, 0.75);
+    expect(await s.h.task(a.id, 2, model3, { hop: 0, attempt: 0, from: 'site-2', proof: a.proof(s.site2, 'site-2', model3, { round: 1, hop: 1 }) })).toMatchObject({ ok: true });
+    expect(s.trained()).toBe(2);
+  });
+
+  it('refuses a hop signed by a site outside the job or under another name (E_RUNTIME_HOP_BINDING), by a certificate of another root or a revoked one (E_RUNTIME_HOP_SIGNATURE)', async () => {
+    let crl: string | undefined;
+    const s = await signedSite({ crl: () => crl });
+    const job = await s.deployJob();
+    const model2 = w(0.5, 0.5);
+    const at = { round: 0, hop: 1 };
+    const site9 = await siteIdentity('site-9');
+    const hop = (from: string, proof: unknown) => ({ hop: 0, attempt: 0, from, proof }) as JsonValue;
+    expect(await s.h.task(job.id, 1, model2, hop('site-9', job.proof(site9, 'site-9', model2, at)))).toMatchObject({ ok: false, error: { code: 'E_RUNTIME_HOP_BINDING' } });
+    expect(await s.h.task(job.id, 1, model2, hop('site-2', job.proof(site9, 'site-9', model2, at)))).toMatchObject({ ok: false, error: { code: 'E_RUNTIME_HOP_BINDING' } });
+    // site-9's key and certificate, claiming to be site-2's proof: the certificate does not name site-2.
+    expect(await s.h.task(job.id, 1, model2, hop('site-2', job.proof(site9, 'site-2', model2, at)))).toMatchObject({ ok: false, error: { code: 'E_RUNTIME_HOP_SIGNATURE' } });
+    // A site-2 certificate from a root this project does not trust.
+    const foreign = await siteIdentity('site-2', { issuer: await createRootCa({ commonName: PROJECT }) });
+    expect(await s.h.task(job.id, 1, model2, hop('site-2', job.proof(foreign, 'site-2', model2, at)))).toMatchObject({ ok: false, error: { code: 'E_RUNTIME_HOP_SIGNATURE' } });
+    expect(s.refusals().every((e) => e.user === e.data?.['from'])).toBe(true);
+    expect(s.trained()).toBe(0);
+
+    // site-2 revoked by the newest CRL site-1 holds: its hop, valid a moment ago, is refused.
+    const valid = hop('site-2', job.proof(s.site2, 'site-2', model2, at));
+    crl = await createCrl({ issuer: TEST_ROOT, entries: [{ serial: s.site2.serial, date: new Date() }], crlNumber: 7 });
+    expect(await s.h.task(job.id, 1, model2, valid)).toMatchObject({ ok: false, error: { code: 'E_RUNTIME_HOP_SIGNATURE' } });
+    crl = undefined;
+    expect(await s.h.task(job.id, 1, model2, valid)).toMatchObject({ ok: true });
   });
 });
 

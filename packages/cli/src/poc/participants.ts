@@ -23,6 +23,7 @@ import {
   parseAggregationPolicy,
   secureAggregation,
   secureAggregationSite,
+  signedCyclicSite,
   watchCrlFile,
   relayTreeOf,
   sitePolicyFromFiles,
@@ -318,8 +319,12 @@ export async function runClient(o: ClientRun, stack: Stack): Promise<void> {
         ...(audit.anchors === undefined ? {} : { anchors: audit.anchors }),
         learners,
         filters,
-        // Secure aggregation signs this site's round keys with its kit key; the hooks are for tests only.
-        workflows: [secaggSite(kit, ws, logger, config.secagg_dp_budget, audit.hook, crls)],
+        // Secure aggregation signs this site's round keys with its kit key; the hooks are for tests only. Cyclic
+        // hops are signed with it too, and the hops this site receives are checked against the newest CRL it holds.
+        workflows: [
+          secaggSite(kit, ws, logger, config.secagg_dp_budget, audit.hook, crls),
+          signedCyclicSite({ project: kit.project, privateKey: kit.privateKey, certPem: kit.certPem, rootCaPem: kit.rootCaPem, crl: () => crls.current?.pem ?? kit.crlPem }),
+        ],
         workspace: ws,
         audit: audit.hook,
         logger,

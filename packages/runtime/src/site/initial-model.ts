@@ -4,9 +4,9 @@ import { FlareRuntimeError, decodeModel, type FLModel } from '@flare/core';
 /**
  * SHA-256 (hex) of a model's tensors: each name (sorted), dtype, shape and data bytes, as decoded. Metadata
  * and metrics are left out (a server may note the round in them); two encodings of the same tensors (another
- * header order, other padding) give the same digest.
+ * header order, other padding) give the same digest. The round-0 check and cyclic hop signatures both use it.
  */
-function tensorDigest(m: FLModel): string {
+export function tensorDigest(m: FLModel): string {
   const h = createHash('sha256').update('flare-ts tensors v1\n');
   for (const name of [...m.params.keys()].sort()) {
     const t = m.params.get(name)!;

@@ -167,6 +167,7 @@ export class SiteJobs {
         privacy: admission.scope,
         filters,
         submitter,
+        manifest: admission.manifest,
         reservation: admission.reservation,
         jobWorkspace,
         ...(initialModel === undefined ? {} : { initialModel }),

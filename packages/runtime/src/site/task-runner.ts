@@ -27,6 +27,8 @@ export interface SiteJob {
   readonly submitter: JobSigner;
   readonly reservation: Reservation;
   readonly jobWorkspace: string;
+  /** SHA-256 of the admin-signed job manifest (what @flare/policy verified at deploy). */
+  readonly manifest?: string;
   /** Digest of the signed initial model's tensors (`tensorDigest`): the global model of round 0 must match it. */
   readonly initialModel?: string;
   /** Aborted when the job ends here (end, abort, wall time, lost server): tasks stop. */
@@ -85,6 +87,8 @@ export async function runTask(o: TaskRunnerOptions, ch: PeerChannel, job: SiteJo
       kind: msg.kind,
       ...(msg.data === undefined ? {} : { data: msg.data }),
       payload,
+      definition: job.definition,
+      ...(job.manifest === undefined ? {} : { manifest: job.manifest }),
       learner: job.learner,
       memory: job.memory,
       scope: job.privacy,

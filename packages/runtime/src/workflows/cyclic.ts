@@ -2,7 +2,9 @@ import { createHash } from 'node:crypto';
 import { FlareRuntimeError, META, checkUpdateAgainst, decodeModel, flareErrorFromCode, isFlareErrorCode, manifestOf, type FLModel, type JsonValue } from '@flare/core';
 import { z } from 'zod';
 import type { RoundRecord } from '../server/job-store.js';
+import { tensorDigest } from '../site/initial-model.js';
 import { parseWorkflowArgs } from './args.js';
+import { HopProof } from './cyclic-hop.js';
 import { siteMetrics } from './metrics.js';
 import { codeOf, scatter } from './scatter-gather.js';
 import type { Workflow, WorkflowContext } from './workflow.js';
@@ -23,16 +25,27 @@ export const CyclicArgs = z.strictObject({
 });
 
 /**
- * What the server says with each `train` hop (the task's `data`): the hop's place in the round, and `from`, the
- * site whose training produced the model sent (absent when no site has trained it yet this round). In round 0 a
- * model no site has trained is the initial model: the site checks it against the one the admin signed (see
- * cyclicSite). Bounded: one name, however many sites the round visits.
+ * What the server says with each `train` hop and with the final `validate` (the task's `data`): the hop's place
+ * in the round, `from`, the site whose training produced the model sent (absent while no site has trained it),
+ * and `proof`, that site's signature over the model (see signedCyclicSite). In round 0 a model no site has
+ * trained is the initial model: the site checks it against the one the admin signed. Bounded: one name and one
+ * proof, however many sites the round visits.
  */
 export const CyclicHop = z.strictObject({
   hop: z.int().min(0),
   attempt: z.int().min(0),
   from: z.string().min(1).max(64).optional(),
+  /** Checked by the receiving site (verifyHop), which refuses a malformed one with its own code. */
+  proof: z.unknown().optional(),
 });
+/** A {@link CyclicHop} as parsed. */
+export type CyclicHop = z.output<typeof CyclicHop>;
+
+/** What a site that signs its hops returns with its train result (see signedCyclicSite). */
+const HopResult = z.strictObject({ proof: HopProof });
+
+/** The last signed hop, as saved with a round's checkpoint so the next round (resumed or not) passes it on. */
+const Carried = z.looseObject({ last: HopProof.optional() });
 
 /** Where a round is, saved after every hop so a killed server resumes at the next hop. */
 const HopState = z.strictObject({
@@ -49,8 +62,34 @@ const HopState = z.strictObject({
   validation: z.record(z.string().max(64), z.record(z.string().max(80), z.number())),
   /** Seconds spent in the round before this state was saved. */
   seconds: z.number().min(0),
+  /** The proof of the hop that produced the model, when its site signed it (passed on with the next hop). */
+  last: HopProof.optional(),
 });
 type HopState = z.output<typeof HopState>;
+
+/** A hop's task data: its place, and who trained the model sent (with that site's proof when it signed it). */
+function hopData(hop: number, attempt: number, from: HopProof | string | undefined): Record<string, JsonValue> {
+  if (from === undefined) return { hop, attempt };
+  if (typeof from === 'string') return { hop, attempt, from };
+  return { hop, attempt, from: from.site, proof: from };
+}
+
+/**
+ * The proof a site returned with its hop, when it signs its hops: it must be its own, for this job and hop, over
+ * the model the server formed (so an honest server never passes on a proof the next site would refuse). A site
+ * that signs nothing (no kit: the simulator) returns none; the next site then decides whether it takes that.
+ * @throws FlareRuntimeError E_RUNTIME_HOP_BINDING or E_RUNTIME_HOP_MODEL.
+ */
+function signedBy(data: JsonValue | undefined, site: string, job: string, at: { round: number; attempt: number; hop: number }, next: FLModel): HopProof | undefined {
+  const r = HopResult.safeParse(data);
+  if (!r.success) return undefined;
+  const p = r.data.proof;
+  if (p.site !== site || p.job !== job || p.round !== at.round || p.attempt !== at.attempt || p.hop !== at.hop) {
+    throw new FlareRuntimeError('E_RUNTIME_HOP_BINDING', `${site}'s hop signature is for ${p.site} job ${p.job.slice(0, 64)} round ${p.round} attempt ${p.attempt} hop ${p.hop}, not for this hop (round ${at.round} attempt ${at.attempt} hop ${at.hop})`);
+  }
+  if (tensorDigest(next) !== p.model) throw new FlareRuntimeError('E_RUNTIME_HOP_MODEL', `${site} signed another model than the one its result gives (round ${at.round} hop ${at.hop})`);
+  return p;
+}
 
 /** The visiting order of one attempt of one round. */
 export function cyclicOrder(sites: readonly string[], how: 'fixed' | 'random', job: string, round: number, attempt: number): string[] {
@@ -88,12 +127,15 @@ export const cyclic: Workflow = {
     const named = (): string[] => (def.deploy.includes('@ALL') ? [...ctx.sites()] : [...new Set(def.deploy)]);
     let current = ctx.start.global;
     let resumed: HopState | undefined;
+    // The proof of the hop that produced `current`: it goes with the model to the next site, across rounds too.
+    let last: HopProof | undefined;
     if (ctx.start.state !== undefined) {
       const s = HopState.safeParse(ctx.start.state);
       if (s.success) resumed = s.data;
+      last = Carried.safeParse(ctx.start.state).data?.last;
     }
     for (let round = ctx.start.round; round < def.rounds; round++) {
-      let state: HopState = resumed ?? { order: cyclicOrder(named(), args.order, ctx.job, round, 0), next: 0, attempt: 0, done: [], skipped: {}, bytes: {}, validation: {}, seconds: 0 };
+      let state: HopState = resumed ?? { order: cyclicOrder(named(), args.order, ctx.job, round, 0), next: 0, attempt: 0, done: [], skipped: {}, bytes: {}, validation: {}, seconds: 0, ...(last === undefined ? {} : { last }) };
       resumed = undefined;
       const roundRef = ctx.audit({ action: 'round_started', job: ctx.job, msg: `cyclic round ${round}: ${state.order.join(' -> ')}`, data: { round, order: state.order, next: state.next, attempt: state.attempt } });
       ctx.logger.info('cyclic round started', { job: ctx.job, round, order: state.order, next: state.next });
@@ -110,16 +152,16 @@ export const cyclic: Workflow = {
           if (!ctx.sites().includes(site)) {
             skip('E_RUNTIME_DISCONNECTED', `${site} is not connected or has not deployed the job`);
           } else {
-            let result: { update: FLModel; bytes: number; metrics: Readonly<Record<string, number>> } | undefined;
+            let result: { next: FLModel; proof: HopProof | undefined; bytes: number; metrics: Readonly<Record<string, number>> } | undefined;
+            const sent = state.next;
             let failure: { code: string; message: string } | undefined;
             await scatter(
               ctx,
               [site],
               hopMs,
               (s) => {
-                const from = state.done.at(-1);
-                const hop: Record<string, JsonValue> = { hop: state.next, attempt: state.attempt, ...(from === undefined ? {} : { from }) };
-                const ref = ctx.audit({ action: 'task_sent', job: ctx.job, ref: roundRef, msg: `train round ${round} hop ${state.next} to ${s}`, data: { round, site: s, ...hop } });
+                const hop = hopData(state.next, state.attempt, state.last ?? state.done.at(-1));
+                const ref = ctx.audit({ action: 'task_sent', job: ctx.job, ref: roundRef, msg: `train round ${round} hop ${state.next} to ${s}`, data: { round, site: s, hop: state.next, attempt: state.attempt, ...(hop['from'] === undefined ? {} : { from: hop['from'] }) } });
                 return ctx.send(s, { kind: 'train', round, model: current, data: hop, ref });
               },
               (s, r) => {
@@ -127,7 +169,8 @@ export const cyclic: Workflow = {
                   const update = decodeModel(r.payload);
                   // The next site trains on this: it must be the whole model's tensors, as the global model has them.
                   checkUpdateAgainst(manifestOf(current), update, { from: s });
-                  result = { update, bytes: r.bytes, metrics: r.metrics };
+                  const next = ctx.aggregation.advance(structuredClone(current), update, { [META.CURRENT_ROUND]: round });
+                  result = { next, proof: signedBy(r.data, s, ctx.job, { round, attempt: state.attempt, hop: sent }, next), bytes: r.bytes, metrics: r.metrics };
                 } catch (e) {
                   failure = { code: codeOf(e), message: e instanceof Error ? e.message : 'invalid update' };
                 }
@@ -140,10 +183,11 @@ export const cyclic: Workflow = {
             ctx.signal.throwIfAborted();
             if (result === undefined) skip(failure?.code ?? 'E_RUNTIME_TIMEOUT', failure?.message ?? `no answer within ${hopMs} ms`);
             if (result !== undefined) {
-              const { update, bytes, metrics } = result;
-              current = ctx.aggregation.advance(current, update, { [META.CURRENT_ROUND]: round });
+              const { next, proof, bytes, metrics } = result;
+              current = next;
               const validation = Object.fromEntries(Object.entries(metrics).filter(([k]) => k.startsWith('val_')));
-              state = { ...state, done: [...state.done, site], bytes: { ...state.bytes, [site]: (state.bytes[site] ?? 0) + bytes }, validation: { ...state.validation, [site]: validation } };
+              const { last: _previous, ...rest } = state;
+              state = { ...rest, ...(proof === undefined ? {} : { last: proof }), done: [...state.done, site], bytes: { ...state.bytes, [site]: (state.bytes[site] ?? 0) + bytes }, validation: { ...state.validation, [site]: validation } };
               ctx.audit({ action: 'hop_completed', job: ctx.job, ref: roundRef, user: site, msg: `round ${round}: ${site} trained the model (hop ${state.next})`, data: { round, site, hop: state.next } });
             }
           }
@@ -182,7 +226,8 @@ export const cyclic: Workflow = {
         site_metrics: {},
         ...(Object.keys(m.perSite).length === 0 ? {} : { site_validation: m.perSite }),
       };
-      await ctx.checkpoint(round, current, record, { order: state.order });
+      last = state.last;
+      await ctx.checkpoint(round, current, record, { order: state.order, ...(last === undefined ? {} : { last }) });
       ctx.audit({ action: 'round_completed', job: ctx.job, ref: roundRef, msg: `cyclic round ${round}: ${state.done.join(' -> ')} trained; checkpointed`, data: { round, contributors: [...state.done], skipped: state.skipped } });
       await ctx.events.emit('after-round', { job: ctx.job, round, contributors: [...state.done] });
     }
@@ -192,7 +237,7 @@ export const cyclic: Workflow = {
       ctx,
       ctx.sites(),
       def.round_timeout_s * 1000,
-      (site) => ctx.send(site, { kind: 'validate', round: def.rounds, model: current }),
+      (site) => ctx.send(site, { kind: 'validate', round: def.rounds, model: current, data: hopData(0, 0, last) }),
       (site, r) => validation.set(site, r.metrics),
       (site, e) => ctx.logger.warn('final validation missing', { job: ctx.job, site, code: codeOf(e) }),
     );

@@ -126,6 +126,10 @@ export interface SiteTaskContext {
   readonly kind: string;
   readonly data?: JsonValue;
   readonly payload: Uint8Array;
+  /** The signed job's definition (meta.json as the admin signed it), e.g. its deploy list. */
+  readonly definition?: JobDefinition;
+  /** SHA-256 of the admin-signed job manifest: names this exact job in what a site signs about it (a cyclic hop). */
+  readonly manifest?: string;
   /** The job's learner, built at deploy. */
   readonly learner: Learner;
   /**

@@ -74,6 +74,22 @@ export const RUNTIME_CODES = {
     meaning: 'The global model a site received for round 0 is not the initial model the job\'s admin signed: the server swapped it.',
     action: 'The site refuses the task (audited as initial_model_refused); do not trust that server with the job. Resubmit the job and find out who changed the model.',
   },
+  E_RUNTIME_HOP_UNSIGNED: {
+    meaning: 'A cyclic hop arrived without the signature of the site the server says trained its model (or with a malformed one), after round 0 or after this site already held a signed hop of the job.',
+    action: 'The site refuses the task (audited as hop_refused naming the claimed trainer); the server or the previous site dropped the signature. Give every site its kit identity (`flare client` does) and find out who changed the hop.',
+  },
+  E_RUNTIME_HOP_BINDING: {
+    meaning: 'A cyclic hop\'s signature is for another job, another site than the one the server names, a site outside the signed job, or a place in the job that is not before this task or is older than what this site already holds (a replay or rollback).',
+    action: 'The site refuses the task (audited as hop_refused naming the claimed trainer); do not trust that server with the job, and compare the sites\' audit logs (hop_signed, hop_verified).',
+  },
+  E_RUNTIME_HOP_MODEL: {
+    meaning: 'The model of a cyclic hop is not the one the site that trained it signed: its tensors were changed on the way (one weight is enough).',
+    action: 'The site refuses the task (audited as hop_refused naming the claimed trainer); the server or something on its path altered the model. Do not trust that server with the job.',
+  },
+  E_RUNTIME_HOP_SIGNATURE: {
+    meaning: 'A cyclic hop\'s signature does not verify: the certificate sent with it is not a client certificate of the named site issued by the project root, valid now and not revoked by the newest CRL the receiving site holds, or the signature is not that key\'s over the hop.',
+    action: 'The site refuses the task (audited as hop_refused naming the claimed trainer); a revoked or foreign signer, or a forged signature. Check `flare cert` for the site, and that the receiving site has the newest CRL.',
+  },
   E_RUNTIME_CHECKPOINT_ROLLBACK: {
     meaning: 'A job\'s checkpoint on the server\'s disk is authentic but older than the newest one the server\'s audit log records: someone restored an earlier copy, or removed the newest.',
     action: 'The server refuses to resume from it (audited as checkpoint_refused) and fails the job; restore the newest checkpoint from a backup, or resubmit the job.',

@@ -57,7 +57,7 @@ export const HopProof = z.strictObject({
 export type HopProof = z.output<typeof HopProof>;
 
 /** What a hop signature binds besides the proof's own fields: the project and the admin-signed job's digest. */
-export interface HopBinding {
+interface HopBinding {
   readonly project: string;
   /** SHA-256 of the admin-signed job manifest (`SiteTaskContext.manifest`). */
   readonly manifest: string;

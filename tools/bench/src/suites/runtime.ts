@@ -348,10 +348,10 @@ function expectedExtra(c: SecureCosts, n: number, mib: number): { server: number
 
 /**
  * Kits for the older build, provisioned by its own @flare/pki: the kit manifest (its signature and fields) has
- * changed since, and a build reads only kits of its own format.
+ * changed since, and a build reads only kits of its own format. Also used by the stall suite.
  */
 const beforeKitsOf = new Map<string, Map<string, string>>();
-async function beforeKits(root: string, yaml: string, dir: string): Promise<ReadonlyMap<string, string>> {
+export async function beforeKits(root: string, yaml: string, dir: string): Promise<ReadonlyMap<string, string>> {
   let kits = beforeKitsOf.get(root);
   if (kits === undefined) {
     const pki = (await import(pathToFileURL(join(root, 'node_modules', '@flare', 'pki', 'dist', 'index.js')).href)) as Any;

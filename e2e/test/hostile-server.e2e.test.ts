@@ -6,7 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { encodeModel } from '@flare/core';
+import { encodeModel, type JsonValue } from '@flare/core';
 import { loadKit, parseProject, provision, type Kit } from '@flare/pki';
 import { JOB_LEDGER_FILE, encodeJobBundle, listenForParticipants, parseMessage, signAbortRequest, signJobBundle, type JobBundle, type MessageOf, type PeerChannel } from '@flare/runtime';
 import { denseNetwork, readWeights, selectBackend } from '@flare/tfjs';
@@ -47,7 +47,7 @@ function deploy(id: string, bundle: JobBundle, submitter: { name: string; org: s
 }
 
 /** Sends a task as the server; resolves with the site's result. */
-function task(job: string, round: number, kind: string, payload: Uint8Array, data: unknown): Promise<MessageOf<'result'>> {
+function task(job: string, round: number, kind: string, payload: Uint8Array, data: JsonValue): Promise<MessageOf<'result'>> {
   const id = randomUUID();
   const answer = new Promise<MessageOf<'result'>>((resolve, reject) => {
     const t = setTimeout(() => reject(new Error('no result within 120 s')), 120_000);

@@ -5,6 +5,7 @@
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CrlStore, createCrl, createRootCa, loadCrl, loadKit, parseProject, provision, resolveProjectDir, revoke, verifyCertificate, type Crl, type Kit } from '@flare/pki';
+import { testProjectYaml } from '@flare/pki/testing';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { AdminClient } from '../src/admin/client.js';
 import { linkToServer, connectToServer, listenForParticipants } from '../src/protocol/network.js';
@@ -14,38 +15,17 @@ import { ServerEngine } from '../src/server/engine.js';
 import { ClientEngine } from '../src/site/engine.js';
 import { TEST_ROOT, auditRecorder, closeAll, closedAfterEach, sitePolicy, startServer, startSite, tempDir, until } from './helpers.js';
 
-const PROJECT = `api_version: 3
-name: rt_crl
-description: runtime CRL on live sessions
-participants:
-  - name: localhost
-    type: server
-    org: nvidia
-    fed_learn_port: 8002
-  - name: site-1
-    type: client
-    org: org1
-  - name: site-2
-    type: client
-    org: org2
-  - name: admin@nvidia.com
-    type: admin
-    org: nvidia
-    role: project_admin
-  - name: agg-a
-    type: relay
-    org: nvidia
-    mode: aggregate
-    listening_host: localhost
-  - name: site-3
-    type: client
-    org: org3
-    parent: agg-a
-  - name: site-4
-    type: client
-    org: org4
-    parent: agg-a
-`;
+const PROJECT = testProjectYaml({
+  name: 'rt_crl',
+  sites: [['site-1', 'org1'], ['site-2', 'org2']],
+  admins: [['admin@nvidia.com', 'nvidia', 'project_admin']],
+  participants: [
+    { name: 'agg-a', type: 'relay', org: 'nvidia', mode: 'aggregate', listening_host: 'localhost' },
+    { name: 'site-3', type: 'client', org: 'org3', parent: 'agg-a' },
+    { name: 'site-4', type: 'client', org: 'org4', parent: 'agg-a' },
+  ],
+  fields: { description: 'runtime CRL on live sessions' },
+});
 
 afterEach(closeAll);
 const open = closedAfterEach();

@@ -10,6 +10,7 @@ import type { FlareError } from '@flare/core';
 import { createClientAuth, createServerAuth, type Session } from '@flare/auth';
 import { clientOptionsFromKit, dial, listen, type Connection } from '@flare/transport';
 import { createCrl, CrlStore, loadCrl, loadKit, parseProject, provision, resolveProjectDir, revoke, verifyCertificate, type Kit } from '@flare/pki';
+import { testProjectYaml } from '@flare/pki/testing';
 import { afterEach, describe, expect, it } from 'vitest';
 import { linkToServer, listenForParticipants } from '../src/protocol/network.js';
 import { relayPathOf } from '../src/relay/path.js';
@@ -19,40 +20,9 @@ import { watchCrlFile } from '../src/server/crl-watch.js';
 import { ServerEngine } from '../src/server/engine.js';
 import { ClientEngine } from '../src/site/engine.js';
 import { memoryLink } from '../src/testing/channels.js';
-import { TEST_ROOT, auditRecorder, closeAll, closedAfterEach, sitePolicy, startServer, tempDir, until } from './helpers.js';
+import { TEST_ROOT, auditRecorder, closeAll, closedAfterEach, sitePolicy, startServer, tempDir, until , FORWARDING_CHAIN } from './helpers.js';
 
-const PROJECT = `api_version: 3
-name: rt_crl_relay
-description: revoking forwarding relays
-participants:
-  - name: localhost
-    type: server
-    org: nvidia
-    fed_learn_port: 8002
-  - name: relay-top
-    type: relay
-    org: nvidia
-    listening_host: localhost
-  - name: relay-1
-    type: relay
-    org: nvidia
-    listening_host: localhost
-    parent: relay-top
-    connect_to: { host: localhost, port: 8101 }
-  - name: site-1
-    type: client
-    org: org1
-    parent: relay-1
-    connect_to: { host: localhost, port: 8102 }
-  - name: site-2
-    type: client
-    org: org2
-    parent: relay-top
-    connect_to: { host: localhost, port: 8101 }
-  - name: site-3
-    type: client
-    org: org3
-`;
+const PROJECT = testProjectYaml({ name: 'rt_crl_relay', sites: [], participants: FORWARDING_CHAIN, fields: { description: 'revoking forwarding relays' } });
 
 afterEach(closeAll);
 const open = closedAfterEach();

@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { META, encodeModel, model, tensor, type AuditEventInput, type FilterFactory, type FLModel, type JsonValue, type Learner } from '@flare/core';
 import { createRootCa, issueCertificate, loadKit, parseProject, provision, type Kit } from '@flare/pki';
+import type { TestParticipant } from '@flare/pki/testing';
 import { ResourceManager, parseAuthorizationPolicy, parseComponentPolicy, parsePrivacyPolicy, parseResourcePolicy } from '@flare/policy';
 import { afterEach } from 'vitest';
 import { z } from 'zod';
@@ -238,3 +239,16 @@ export function closedAfterEach(): Array<{ close(): Promise<unknown> }> {
   });
   return open;
 }
+
+/**
+ * Forwarding relays in a chain as project.yml participants: relay-top below the server, relay-1 below relay-top,
+ * site-1 behind relay-1, site-2 behind relay-top, site-3 direct (ports 8101/8102 are what kits name; tests dial
+ * the ports they listen on).
+ */
+export const FORWARDING_CHAIN: readonly TestParticipant[] = [
+  { name: 'relay-top', type: 'relay', org: 'nvidia', listening_host: 'localhost' },
+  { name: 'relay-1', type: 'relay', org: 'nvidia', listening_host: 'localhost', parent: 'relay-top', connect_to: { host: 'localhost', port: 8101 } },
+  { name: 'site-1', type: 'client', org: 'org1', parent: 'relay-1', connect_to: { host: 'localhost', port: 8102 } },
+  { name: 'site-2', type: 'client', org: 'org2', parent: 'relay-top', connect_to: { host: 'localhost', port: 8101 } },
+  { name: 'site-3', type: 'client', org: 'org3' },
+];

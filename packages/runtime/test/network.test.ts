@@ -1,5 +1,6 @@
 import { isFlareError } from '@flare/core';
 import type { Kit } from '@flare/pki';
+import { testProjectYaml } from '@flare/pki/testing';
 import { createHash, randomUUID } from 'node:crypto';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { AdminClient } from '../src/admin/client.js';
@@ -12,25 +13,7 @@ import { ClientEngine } from '../src/site/engine.js';
 import type { SitePolicy } from '../src/site/policy.js';
 import { auditRecorder, bundle, jobDefinition, learnerFactory, sitePolicy, tempDir, until , closedAfterEach, provisionKits } from './helpers.js';
 
-const PROJECT = `api_version: 3
-name: rt-net
-description: runtime network test
-participants:
-  - name: localhost
-    type: server
-    org: nvidia
-    fed_learn_port: 8002
-  - name: site-1
-    type: client
-    org: org1
-  - name: site-2
-    type: client
-    org: org2
-  - name: admin@nvidia.com
-    type: admin
-    org: nvidia
-    role: project_admin
-`;
+const PROJECT = testProjectYaml({ name: 'rt-net', sites: [['site-1', 'org1'], ['site-2', 'org2']], admins: [['admin@nvidia.com', 'nvidia', 'project_admin']], fields: { description: 'runtime network test' } });
 
 let kits: Map<string, Kit>;
 const open = closedAfterEach();

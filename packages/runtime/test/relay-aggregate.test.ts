@@ -17,6 +17,7 @@ import { RELAY_SITES_META, checkRelayContribution } from '../src/server/relay-co
 import { RelayView } from '../src/server/relay-status.js';
 import { SiteRegistry } from '../src/server/registry.js';
 import { ClientEngine } from '../src/site/engine.js';
+import type { LearnerFactory } from '../src/site/policy.js';
 import { auditRecorder, bundle, jobDefinition, learnerFactory, sitePolicy, tempDir, until , closedAfterEach, provisionKits } from './helpers.js';
 
 const PROJECT = `api_version: 3
@@ -102,13 +103,13 @@ async function aggRelay(name: string, upstreamPort: number, audit?: (e: AuditEve
   return r;
 }
 
-async function siteAt(name: string, port: number): Promise<ClientEngine> {
+async function siteAt(name: string, port: number, learner: LearnerFactory<unknown> = learnerFactory(1)): Promise<ClientEngine> {
   const k = kit(name);
   const engine = await ClientEngine.start({
     site: { name, org: k.participant.org },
     link: linkToServer({ kit: k, targets: local(port), backoff: { initialMs: 50, maxMs: 200 } }),
     policy: { ...sitePolicy(), jobTrust: trust(k) },
-    learners: new Map([['towards', learnerFactory(1)]]),
+    learners: new Map([['towards', learner]]),
     filters: new Map(),
     workspace: await tempDir(),
     limits: FAST,
@@ -279,14 +280,33 @@ describe('a federation with aggregating relays', () => {
       open.push(engine);
       await engine.registered(20_000);
     }
-    await siteAt('site-5', listener.port);
+    // site-5 alone meets min_clients: it holds its round-1 update until the relay has resumed the job, or the
+    // job could finish without the relay on a busy machine (what the test is about would then never happen).
+    let relayBack!: () => void;
+    const resumed = new Promise<void>((r) => (relayBack = r));
+    const held = learnerFactory(1);
+    const holding: LearnerFactory<unknown> = {
+      ...held,
+      create: async (args, env) => {
+        const inner = await held.create(args, env);
+        return {
+          ...inner,
+          train: async (global, ctx) => {
+            if (ctx.round >= 1) await resumed;
+            return inner.train(global, ctx);
+          },
+        };
+      },
+    };
+    await siteAt('site-5', listener.port, holding);
     const admin = new AdminClient(await connectToServer({ kit: kit('admin@nvidia.com'), targets: local(listener.port) }), { signer: kit('admin@nvidia.com') });
     open.push({ close: async () => admin.close() });
-    const id = await admin.submit(bundle(jobDefinition({ deploy: ['agg-a', 'site-5'], rounds: 4, min_clients: 1, round_timeout_s: 30 })));
+    const id = await admin.submit(bundle(jobDefinition({ deploy: ['agg-a', 'site-5'], rounds: 4, min_clients: 1, round_timeout_s: 120 })));
+    void until(() => relayAudit.events.find((e) => e.action === 'relay_job_resumed' && e.job === id), 120_000, 'relay_job_resumed').then(relayBack, relayBack);
     // Round 1 is sent to the relay: cut its connection (from the server's side) while its sites train.
     await until(() => serverAudit.events.find((e) => e.action === 'task_sent' && e.job === id && e.data?.['site'] === 'agg-a' && e.data?.['round'] === 1), 30_000, 'round 1 sent to agg-a');
     server.registry.get('agg-a')!.channel.close();
-    const rec = await server.waitForJob(id, 90_000);
+    const rec = await server.waitForJob(id, 180_000);
     expect(rec.error).toBeUndefined();
     expect(rec.status).toBe('FINISHED');
     // The relay parked the job at its sites and resumed it when the server offered it again.

@@ -3,6 +3,7 @@
 import { expectFlareCodeAsync } from '@flare/core/testing';
 import { createClientAuth, createServerAuth, type Session } from '@flare/auth';
 import type { Kit } from '@flare/pki';
+import { testProjectYaml } from '@flare/pki/testing';
 import { clientOptionsFromKit, dial, listen, type Connection, type ServerEndpoint } from '@flare/transport';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { AdminClient } from '../src/admin/client.js';
@@ -12,44 +13,9 @@ import { relayPathOf } from '../src/relay/path.js';
 import { startRelay, type Relay, type RelayedMessage, type RelayHooks, type RelayOptions } from '../src/relay/relay.js';
 import { ServerEngine } from '../src/server/engine.js';
 import { ClientEngine } from '../src/site/engine.js';
-import { bundle, jobDefinition, learnerFactory, sitePolicy, tempDir , closedAfterEach, provisionKits } from './helpers.js';
+import { bundle, jobDefinition, learnerFactory, sitePolicy, tempDir , closedAfterEach, provisionKits , FORWARDING_CHAIN } from './helpers.js';
 
-const PROJECT = `api_version: 3
-name: rt-relay
-description: relays in forwarding mode
-participants:
-  - name: localhost
-    type: server
-    org: nvidia
-    fed_learn_port: 8002
-  - name: relay-top
-    type: relay
-    org: nvidia
-    listening_host: localhost
-  - name: relay-1
-    type: relay
-    org: nvidia
-    listening_host: localhost
-    parent: relay-top
-    connect_to: { host: localhost, port: 8101 }
-  - name: site-1
-    type: client
-    org: org1
-    parent: relay-1
-    connect_to: { host: localhost, port: 8102 }
-  - name: site-2
-    type: client
-    org: org2
-    parent: relay-top
-    connect_to: { host: localhost, port: 8101 }
-  - name: site-3
-    type: client
-    org: org3
-  - name: admin@nvidia.com
-    type: admin
-    org: nvidia
-    role: project_admin
-`;
+const PROJECT = testProjectYaml({ name: 'rt-relay', sites: [], admins: [['admin@nvidia.com', 'nvidia', 'project_admin']], participants: FORWARDING_CHAIN, fields: { description: 'relays in forwarding mode' } });
 
 let kits: Map<string, Kit>;
 const open = closedAfterEach();

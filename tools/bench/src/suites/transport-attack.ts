@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { parseProject, provision } from '@flare/pki';
 import { testProjectYaml } from '@flare/pki/testing';
 import type { Row, Suite } from '../harness.js';
+import { beforeKits } from './runtime.js';
 
 // Issue #14.5: what one site kit can do to a server, before and after. The same attack runs against the server
 // of two source trees: this one, and the one named by FLARE_BENCH_BEFORE (a worktree of main at eff1d78,
@@ -210,7 +211,9 @@ export const suite: Suite = {
       const dir = (n: string): string => r.kits.find((k) => k.name === n)!.dir;
       const kits = { server: dir('server1'), site: dir('site-1') };
       const now = await measure(here, kits);
-      const old = before === undefined ? undefined : await measure(before, kits);
+      // The older tree reads only kits of its own manifest format: provisioned by its own @flare/pki.
+      const oldKits = before === undefined ? undefined : await beforeKits(before, PROJECT, workspace);
+      const old = before === undefined || oldKits === undefined ? undefined : await measure(before, { server: oldKits.get('server1')!, site: oldKits.get('site-1')! });
       const vs = (label: string, pick: (f: Figures) => number): { baseline?: { label: string; value: number } } =>
         old === undefined ? {} : { baseline: { label: `${label} before (eff1d78)`, value: pick(old) } };
       return [

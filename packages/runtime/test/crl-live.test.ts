@@ -8,12 +8,11 @@ import { CrlStore, createCrl, createRootCa, loadCrl, loadKit, parseProject, prov
 import { testProjectYaml } from '@flare/pki/testing';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { AdminClient } from '../src/admin/client.js';
-import { linkToServer, connectToServer, listenForParticipants } from '../src/protocol/network.js';
+import { linkToServer, connectToServer } from '../src/protocol/network.js';
 import { startAggregatingRelay } from '../src/relay/aggregate.js';
-import { MAX_CRL_FILE_BYTES, watchCrlFile } from '../src/server/crl-watch.js';
-import { ServerEngine } from '../src/server/engine.js';
+import { MAX_CRL_FILE_BYTES } from '../src/server/crl-watch.js';
 import { ClientEngine } from '../src/site/engine.js';
-import { TEST_ROOT, auditRecorder, closeAll, closedAfterEach, sitePolicy, startServer, startSite, tempDir, until } from './helpers.js';
+import { TEST_ROOT, auditRecorder, closeAll, closedAfterEach, sitePolicy, startServer, startSite, tempDir, until, crlWatchingServer } from './helpers.js';
 
 const PROJECT = testProjectYaml({
   name: 'rt_crl',
@@ -41,21 +40,7 @@ beforeAll(async () => {
 
 const serialOf = (kit: Kit): string => verifyCertificate(kit.certPem, { rootCaPem: kit.rootCaPem }).serial;
 
-/** A real server (mtls + @flare/auth) whose logins and welcome use its CrlStore, watching `<dir>/crl.pem`. */
-async function realServer(): Promise<{ server: ServerEngine; port: number; crls: CrlStore; file: string; audit: ReturnType<typeof auditRecorder> }> {
-  const kit = kits.get('localhost')!;
-  const dir = await tempDir();
-  const crls = await CrlStore.open({ rootCaPem: kit.rootCaPem, file: join(dir, 'crl-state.json') });
-  const audit = auditRecorder('srv');
-  const crl = (): string | undefined => crls.current?.pem;
-  const listener = await listenForParticipants({ kit, port: 0, crl });
-  const server = await ServerEngine.start({ name: 'localhost', org: 'nvidia', workspace: dir, listener, authorize: () => true, audit: audit.hook, crl });
-  open.push(server);
-  const file = join(dir, 'crl.pem');
-  const watch = watchCrlFile({ file, store: crls, onNewer: (c) => server.applyCrl(c), audit: audit.hook, intervalMs: 50 });
-  open.push({ close: async () => watch.close() });
-  return { server, port: listener.port, crls, file, audit };
-}
+const realServer = (): ReturnType<typeof crlWatchingServer> => crlWatchingServer(kits.get('localhost')!, open);
 
 async function realSite(name: string, port: number): Promise<{ engine: ClientEngine; crls: CrlStore; audit: ReturnType<typeof auditRecorder> }> {
   const kit = kits.get(name)!;

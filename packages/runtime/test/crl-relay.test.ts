@@ -12,15 +12,13 @@ import { clientOptionsFromKit, dial, listen, type Connection } from '@flare/tran
 import { createCrl, CrlStore, loadCrl, loadKit, parseProject, provision, resolveProjectDir, revoke, verifyCertificate, type Kit } from '@flare/pki';
 import { testProjectYaml } from '@flare/pki/testing';
 import { afterEach, describe, expect, it } from 'vitest';
-import { linkToServer, listenForParticipants } from '../src/protocol/network.js';
+import { linkToServer } from '../src/protocol/network.js';
 import { relayPathOf } from '../src/relay/path.js';
 import { MAX_CRL_FILE_BYTES } from '../src/server/crl-watch.js';
 import { startRelay, type Relay } from '../src/relay/relay.js';
-import { watchCrlFile } from '../src/server/crl-watch.js';
-import { ServerEngine } from '../src/server/engine.js';
 import { ClientEngine } from '../src/site/engine.js';
 import { memoryLink } from '../src/testing/channels.js';
-import { TEST_ROOT, auditRecorder, closeAll, closedAfterEach, sitePolicy, startServer, tempDir, until , FORWARDING_CHAIN } from './helpers.js';
+import { TEST_ROOT, auditRecorder, closeAll, closedAfterEach, sitePolicy, startServer, tempDir, until , FORWARDING_CHAIN , crlWatchingServer } from './helpers.js';
 
 const PROJECT = testProjectYaml({ name: 'rt_crl_relay', sites: [], participants: FORWARDING_CHAIN, fields: { description: 'revoking forwarding relays' } });
 
@@ -44,21 +42,7 @@ async function project(): Promise<Project> {
 const serialOf = (kit: Kit): string => verifyCertificate(kit.certPem, { rootCaPem: kit.rootCaPem }).serial;
 const local = (port: number): Array<{ host: string; port: number }> => [{ host: '127.0.0.1', port }];
 
-/** A real server (mtls + @flare/auth) whose logins and welcome use its CrlStore, watching `<dir>/crl.pem`. */
-async function realServer(p: Project, seed?: string): Promise<{ server: ServerEngine; port: number; crls: CrlStore; file: string; audit: ReturnType<typeof auditRecorder> }> {
-  const kit = p.kits.get('localhost')!;
-  const dir = await tempDir();
-  const crls = await CrlStore.open({ rootCaPem: kit.rootCaPem, file: join(dir, 'crl-state.json'), ...(seed === undefined ? {} : { seed }) });
-  const audit = auditRecorder('srv');
-  const crl = (): string | undefined => crls.current?.pem;
-  const listener = await listenForParticipants({ kit, port: 0, crl });
-  const server = await ServerEngine.start({ name: 'localhost', org: 'nvidia', workspace: dir, listener, authorize: () => true, audit: audit.hook, crl });
-  open.push(server);
-  const file = join(dir, 'crl.pem');
-  const watch = watchCrlFile({ file, store: crls, onNewer: (c) => server.applyCrl(c), audit: audit.hook, intervalMs: 50 });
-  open.push({ close: async () => watch.close() });
-  return { server, port: listener.port, crls, file, audit };
-}
+const realServer = (p: Project, seed?: string): ReturnType<typeof crlWatchingServer> => crlWatchingServer(p.kits.get('localhost')!, open, seed);
 
 /** A forwarding relay; with `crls` it keeps the newest CRL it sees (its own CrlStore, optionally seeded). */
 async function forwardingRelay(p: Project, name: string, upstreamPort: number, o: { crls?: boolean; seed?: string } = {}): Promise<{ relay: Relay; crls: CrlStore | undefined; audit: ReturnType<typeof auditRecorder>; refused: FlareError[] }> {

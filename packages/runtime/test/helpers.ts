@@ -5,7 +5,7 @@ import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { META, encodeModel, model, tensor, type AuditEventInput, type FilterFactory, type FLModel, type JsonValue, type Learner } from '@flare/core';
-import { createRootCa, issueCertificate, loadKit, parseProject, provision, type Kit } from '@flare/pki';
+import { CrlStore, createRootCa, issueCertificate, loadKit, parseProject, provision, type Kit } from '@flare/pki';
 import type { TestParticipant } from '@flare/pki/testing';
 import { ResourceManager, parseAuthorizationPolicy, parseComponentPolicy, parsePrivacyPolicy, parseResourcePolicy } from '@flare/policy';
 import { afterEach } from 'vitest';
@@ -14,6 +14,8 @@ import { AdminClient } from '../src/admin/client.js';
 import type { JobBundle } from '../src/protocol/bundle.js';
 import { jobTrustFromKit, type AdminSigningKit, type JobTrust } from '../src/protocol/job-trust.js';
 import type { PeerIdentity } from '../src/protocol/channel.js';
+import { listenForParticipants } from '../src/protocol/network.js';
+import { watchCrlFile } from '../src/server/crl-watch.js';
 import { ServerEngine, type ServerEngineOptions } from '../src/server/engine.js';
 import { ClientEngine, type ClientEngineOptions } from '../src/site/engine.js';
 import type { LearnerFactory, SitePolicy } from '../src/site/policy.js';
@@ -252,3 +254,21 @@ export const FORWARDING_CHAIN: readonly TestParticipant[] = [
   { name: 'site-2', type: 'client', org: 'org2', parent: 'relay-top', connect_to: { host: 'localhost', port: 8101 } },
   { name: 'site-3', type: 'client', org: 'org3' },
 ];
+
+/**
+ * A real server (mtls + @flare/auth) of `kit` whose logins and welcome use its CrlStore (seeded with `seed`),
+ * watching `<its workspace>/crl.pem`; what it opens is pushed onto `open` (a {@link closedAfterEach} list).
+ */
+export async function crlWatchingServer(kit: Kit, open: Array<{ close(): Promise<unknown> }>, seed?: string): Promise<{ server: ServerEngine; port: number; crls: CrlStore; file: string; audit: ReturnType<typeof auditRecorder> }> {
+  const dir = await tempDir();
+  const crls = await CrlStore.open({ rootCaPem: kit.rootCaPem, file: join(dir, 'crl-state.json'), ...(seed === undefined ? {} : { seed }) });
+  const audit = auditRecorder('srv');
+  const crl = (): string | undefined => crls.current?.pem;
+  const listener = await listenForParticipants({ kit, port: 0, crl });
+  const server = await ServerEngine.start({ name: 'localhost', org: 'nvidia', workspace: dir, listener, authorize: () => true, audit: audit.hook, crl });
+  open.push(server);
+  const file = join(dir, 'crl.pem');
+  const watch = watchCrlFile({ file, store: crls, onNewer: (c) => server.applyCrl(c), audit: audit.hook, intervalMs: 50 });
+  open.push({ close: async () => watch.close() });
+  return { server, port: listener.port, crls, file, audit };
+}

@@ -6,6 +6,7 @@
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseProject, provision } from '@flare/pki';
+import { testProjectYaml } from '@flare/pki/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { auditOf, flare, freePort, startFlare, stopAll, tempDir, until } from './support.js';
 
@@ -17,19 +18,14 @@ beforeAll(async () => {
   root = await tempDir('flare-crl-relay-e2e-');
   const port = await freePort();
   relayPort = await freePort();
-  const site = (name: string, org: string): string => `  - name: ${name}\n    type: client\n    org: ${org}\n    parent: relay-1\n    connect_to: { host: localhost, port: ${relayPort} }\n`;
-  const yaml = `api_version: 3
-name: crl_relay
-participants:
-  - name: localhost
-    type: server
-    org: org_a
-    fed_learn_port: ${port}
-  - name: relay-1
-    type: relay
-    org: org_a
-    listening_host: localhost
-${site('site-1', 'org_a')}${site('site-2', 'org_b')}`;
+  const site = (name: string, org: string) => ({ name, type: 'client' as const, org, parent: 'relay-1', connect_to: { host: 'localhost', port: relayPort } });
+  const yaml = testProjectYaml({
+    name: 'crl_relay',
+    org: 'org_a',
+    port,
+    sites: [],
+    participants: [{ name: 'relay-1', type: 'relay', org: 'org_a', listening_host: 'localhost' }, site('site-1', 'org_a'), site('site-2', 'org_b')],
+  });
   const r = await provision(parseProject(yaml), { workspace: root });
   for (const k of r.kits) kits.set(k.name, k.dir);
 });

@@ -5,6 +5,7 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseProject, provision } from '@flare/pki';
+import { testProjectYaml } from '@flare/pki/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { auditOf, flare, freePort, startFlare, stopAll, tempDir, until } from './support.js';
 
@@ -14,20 +15,7 @@ const kits = new Map<string, string>();
 beforeAll(async () => {
   root = await tempDir('flare-crl-revoke-e2e-');
   const port = await freePort();
-  const yaml = `api_version: 3
-name: crl_revoke
-participants:
-  - name: localhost
-    type: server
-    org: org_a
-    fed_learn_port: ${port}
-  - name: site-1
-    type: client
-    org: org_a
-  - name: site-2
-    type: client
-    org: org_b
-`;
+  const yaml = testProjectYaml({ name: 'crl_revoke', org: 'org_a', port, sites: ['site-1', ['site-2', 'org_b']] });
   const r = await provision(parseProject(yaml), { workspace: root });
   for (const k of r.kits) kits.set(k.name, k.dir);
 });
